@@ -1,0 +1,280 @@
+//! The extension point: enrichers add labels to a whole scrape at once.
+//!
+//! An [`Enricher`] sees the entire [`Scrape`] and a [`Cluster`] to read metadata from, so one
+//! upstream read serves every pod, and it answers with an [`Enrichment`]: labels per pod
+//! (they go on the pod's series and on each of its containers' series) and per node.
+//!
+//! When the output is written, labels are merged in a fixed way, so a series never has two
+//! labels with one name:
+//! 1. the base labels `namespace`, `pod`, `container` (pod series) and `node` (node series)
+//!    always win, and no enricher may add `namespace`, `pod` or `container`;
+//! 2. then enrichers in their configured order: the first to add a name keeps it, later
+//!    ones are dropped for that series.
+//!
+//! Enrichers that derive several label names from free text (like `labels`) resolve their
+//! own collisions first, the way kube-state-metrics does: see [`resolve_conflicts`].
+//!
+//! A complete custom enricher, run against a fixed cluster:
+//!
+//! ```
+//! use std::sync::Arc;
+//! use msp_core::{async_trait, AddedLabel, Cluster, Enricher, EnrichError, Enrichment, LabelName, Scrape, Series};
+//!
+//! /// Adds `team` from a pod's namespace, by a fixed table.
+//! struct Team;
+//!
+//! const TEAM: LabelName = LabelName::from_static("team");
+//!
+//! #[async_trait]
+//! impl Enricher for Team {
+//!     fn name(&self) -> &str { "team" }
+//!     fn labels(&self) -> Vec<AddedLabel> {
+//!         vec![AddedLabel::new("team", Series::Pods, "The team that owns the namespace.")]
+//!     }
+//!     async fn enrich(&self, scrape: &Scrape<'_>, _cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+//!         let mut out = Enrichment::new(scrape);
+//!         for (i, pod) in scrape.pods.iter().enumerate() {
+//!             let team = if pod.namespace.starts_with("kube-") { "platform" } else { "apps" };
+//!             out.add_pod_label(i, TEAM, team.into());
+//!         }
+//!         Ok(out)
+//!     }
+//! }
+//!
+//! # async_std::task::block_on(async {
+//! let pods = r#"{"items":[{"metadata":{"name":"dns","namespace":"kube-system"},
+//!     "containers":[{"name":"c","usage":{"cpu":"7m","memory":"1Ki"}}]}]}"#;
+//! let pods = serde_json::from_str(pods).unwrap();
+//! let nodes = Default::default();
+//! let scrape = Scrape::new(&pods, &nodes);
+//! let cluster = msp_core::StaticCluster::default();
+//! let enrichment = Team.enrich(&scrape, &cluster).await.unwrap();
+//!
+//! let mut out = String::new();
+//! msp_core::render(&mut out, &scrape, &[&enrichment], &msp_core::RenderOptions::default()).unwrap();
+//! assert!(out.contains(
+//!     r#"kube_metrics_server_container_cpu_usage_cores{namespace="kube-system",pod="dns",container="c",team="platform"} 0.007"#
+//! ));
+//! # });
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::cluster::{Cluster, Text};
+use crate::exposition::LabelName;
+use crate::scrape::Scrape;
+
+/// An enricher's failure: its labels are left out of this scrape, nothing else is lost.
+pub type EnrichError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Labels for one pod or node.
+pub type Labels = Vec<(LabelName, Text)>;
+
+/// Which series an added label goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Series {
+    /// Pod and container series.
+    Pods,
+    /// Node series.
+    Nodes,
+    /// Both.
+    All,
+}
+
+impl fmt::Display for Series {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Series::Pods => "pod, container",
+            Series::Nodes => "node",
+            Series::All => "pod, container, node",
+        })
+    }
+}
+
+/// Documentation of a label an enricher adds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedLabel {
+    /// The label name, or a pattern such as `label_<key>`.
+    pub name: String,
+    /// The series it goes on.
+    pub series: Series,
+    /// What it means.
+    pub help: String,
+}
+
+impl AddedLabel {
+    /// Describes one label.
+    pub fn new(name: impl Into<String>, series: Series, help: impl Into<String>) -> Self {
+        AddedLabel { name: name.into(), series, help: help.into() }
+    }
+}
+
+/// Adds labels to the series of a scrape.
+///
+/// Implementations must be cheap per series: do one read of whatever source they need per
+/// call (through the [`Cluster`], which shares its snapshots between enrichers), then
+/// look pods up by `(namespace, name)`.
+#[async_trait]
+pub trait Enricher: Send + Sync {
+    /// The name configuration selects it by (`enrichers = ["node"]`).
+    fn name(&self) -> &str;
+
+    /// The labels this enricher may add, for the README and the landing page.
+    fn labels(&self) -> Vec<AddedLabel>;
+
+    /// Labels for the pods and nodes of `scrape`.
+    async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError>;
+}
+
+/// An enricher's labels for one scrape, indexed like [`Scrape::pods`] and [`Scrape::nodes`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Enrichment {
+    pods: Vec<Labels>,
+    nodes: Vec<Labels>,
+}
+
+/// The names only the scrape itself sets on pod and container series.
+const POD_RESERVED: [&str; 3] = ["namespace", "pod", "container"];
+
+impl Enrichment {
+    /// An empty enrichment sized for `scrape`.
+    pub fn new(scrape: &Scrape<'_>) -> Self {
+        Enrichment {
+            pods: std::iter::repeat_with(Vec::new).take(scrape.pods.len()).collect(),
+            nodes: std::iter::repeat_with(Vec::new).take(scrape.nodes.len()).collect(),
+        }
+    }
+
+    /// Adds a label to pod `index` (and its containers). Ignores an index outside the
+    /// scrape, a reserved name, and a name this enrichment already gave the pod.
+    pub fn add_pod_label(&mut self, index: usize, name: LabelName, value: Text) {
+        if POD_RESERVED.contains(&name.as_str()) {
+            return;
+        }
+        if let Some(labels) = self.pods.get_mut(index) {
+            if !labels.iter().any(|(n, _)| *n == name) {
+                labels.push((name, value));
+            }
+        }
+    }
+
+    /// Adds a label to node `index`. Ignores an index outside the scrape, the name `node`,
+    /// and a name this enrichment already gave the node.
+    pub fn add_node_label(&mut self, index: usize, name: LabelName, value: Text) {
+        if name.as_str() == "node" {
+            return;
+        }
+        if let Some(labels) = self.nodes.get_mut(index) {
+            if !labels.iter().any(|(n, _)| *n == name) {
+                labels.push((name, value));
+            }
+        }
+    }
+
+    /// The labels for pod `index`.
+    pub fn pod(&self, index: usize) -> &[(LabelName, Text)] {
+        self.pods.get(index).map_or(&[], Vec::as_slice)
+    }
+
+    /// The labels for node `index`.
+    pub fn node(&self, index: usize) -> &[(LabelName, Text)] {
+        self.nodes.get(index).map_or(&[], Vec::as_slice)
+    }
+}
+
+/// Turns `(key, value)` pairs into labels named `prefix` + sanitized key, resolving
+/// collisions exactly as kube-state-metrics does: keys are taken in sorted order, and when
+/// several sanitize to one name, all of them get `_conflict1`, `_conflict2`... in that order.
+pub fn resolve_conflicts<'k>(prefix: &str, pairs: impl IntoIterator<Item = (&'k str, &'k Text)>) -> Labels {
+    let mut sorted: Vec<(&str, &Text)> = pairs.into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut names: Vec<String> = Vec::with_capacity(sorted.len());
+    // name -> (how many so far, index of the first)
+    let mut seen: HashMap<String, (usize, usize)> = HashMap::new();
+    for (key, _) in &sorted {
+        let base = sanitize(prefix, key);
+        match seen.get_mut(&base) {
+            Some((count, first)) => {
+                if *count == 1 {
+                    names[*first] = format!("{base}_conflict1");
+                }
+                *count += 1;
+                names.push(format!("{base}_conflict{count}"));
+            }
+            None => {
+                seen.insert(base.clone(), (1, names.len()));
+                names.push(base);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .zip(sorted)
+        .filter_map(|(name, (_, value))| Some((LabelName::new(name).ok()?, value.clone())))
+        .collect()
+}
+
+fn sanitize(prefix: &str, key: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + key.len());
+    s.push_str(prefix);
+    s.extend(key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(labels: &Labels) -> Vec<(&str, &str)> {
+        labels.iter().map(|(n, v)| (n.as_str(), &**v)).collect()
+    }
+
+    #[test]
+    fn conflicts_resolve_like_kube_state_metrics() {
+        let pairs: Vec<(String, Text)> = [
+            ("app.kubernetes.io/name", "a"),
+            ("app_kubernetes_io_name", "b"),
+            ("app-kubernetes-io/name", "c"),
+            ("tier", "web"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), Text::from(*v)))
+        .collect();
+        let labels = resolve_conflicts("label_", pairs.iter().map(|(k, v)| (k.as_str(), v)));
+        // Sorted keys: "app-kubernetes-io/name" < "app.kubernetes.io/name" < "app_kubernetes_io_name" < "tier".
+        assert_eq!(
+            names(&labels),
+            [
+                ("label_app_kubernetes_io_name_conflict1", "c"),
+                ("label_app_kubernetes_io_name_conflict2", "a"),
+                ("label_app_kubernetes_io_name_conflict3", "b"),
+                ("label_tier", "web"),
+            ]
+        );
+        // Order of the input does not matter.
+        let reversed = resolve_conflicts("label_", pairs.iter().rev().map(|(k, v)| (k.as_str(), v)));
+        assert_eq!(labels, reversed);
+    }
+
+    #[test]
+    fn reserved_and_repeated_names_are_ignored() {
+        let pods = serde_json::from_str(r#"{"items":[{"metadata":{"name":"p","namespace":"n"},"containers":[]}]}"#)
+            .expect("pods");
+        let nodes = serde_json::from_str(r#"{"items":[{"metadata":{"name":"n1"},"usage":{"cpu":"1","memory":"1"}}]}"#)
+            .expect("nodes");
+        let scrape = Scrape::new(&pods, &nodes);
+        let mut e = Enrichment::new(&scrape);
+        e.add_pod_label(0, LabelName::from_static("pod"), "x".into());
+        e.add_pod_label(0, LabelName::from_static("node"), "n1".into());
+        e.add_pod_label(0, LabelName::from_static("node"), "n2".into());
+        e.add_pod_label(7, LabelName::from_static("node"), "n3".into());
+        e.add_node_label(0, LabelName::from_static("node"), "x".into());
+        e.add_node_label(0, LabelName::from_static("zone"), "z".into());
+        assert_eq!(names(&e.pod(0).to_vec()), [("node", "n1")]);
+        assert_eq!(names(&e.node(0).to_vec()), [("zone", "z")]);
+        assert!(e.pod(7).is_empty());
+    }
+}

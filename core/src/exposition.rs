@@ -1,0 +1,456 @@
+//! The Prometheus text exposition writer (format 0.0.4, and OpenMetrics 1.0 text).
+//!
+//! Families are written one at a time, each with its `# HELP` and `# TYPE` once and all of
+//! its samples together; writing a family name twice is an error. Metric and label names are
+//! types validated when they are made, so the writer never emits an invalid name. Label
+//! values and HELP text are escaped. Values are written as Prometheus' parser reads them.
+//!
+//! ```
+//! use msp_core::exposition::{Format, LabelName, MetricName, MetricType, Writer};
+//!
+//! let name = MetricName::new("demo_bytes").unwrap();
+//! let pod = LabelName::from_static("pod");
+//! let mut out = String::new();
+//! let mut w = Writer::new(&mut out, Format::Text);
+//! let mut family = w.family(&name, "Bytes, with a \\ backslash.", MetricType::Gauge).unwrap();
+//! family.sample([(&pod, "web-\"1\"")], 1024.0);
+//! family.sample([(&pod, "db\n2")], 0.5);
+//! w.finish();
+//! assert_eq!(out, "\
+//! ## HELP demo_bytes Bytes, with a \\\\ backslash.
+//! ## TYPE demo_bytes gauge
+//! demo_bytes{pod=\"web-\\\"1\\\"\"} 1024
+//! demo_bytes{pod=\"db\\n2\"} 0.5
+//! ");
+//! ```
+
+use std::borrow::Borrow;
+use std::collections::HashSet;
+use std::fmt::{self, Write as _};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// The exposition formats we write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Format {
+    /// Prometheus text format 0.0.4.
+    Text,
+    /// OpenMetrics 1.0 text format.
+    OpenMetrics,
+}
+
+impl Format {
+    /// The `Content-Type` of a response in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// The metric types we emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetricType {
+    /// A value that goes up and down.
+    Gauge,
+    /// A monotonic count; its name ends in `_total`.
+    Counter,
+}
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// Not a valid metric name (`[a-zA-Z_:][a-zA-Z0-9_:]*`).
+    #[error("invalid metric name {0:?}")]
+    Metric(String),
+    /// Not a valid label name (`[a-zA-Z_][a-zA-Z0-9_]*`, not starting with `__`).
+    #[error("invalid label name {0:?}")]
+    Label(String),
+}
+
+/// An error while writing an exposition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExpositionError {
+    /// The same family name was written twice; its samples would not be grouped.
+    #[error("metric family {0:?} written twice")]
+    DuplicateFamily(String),
+    /// A counter's name must end in `_total`.
+    #[error("counter {0:?} does not end in _total")]
+    CounterName(String),
+}
+
+const fn valid_name(s: &[u8], colons: bool) -> bool {
+    if s.is_empty() {
+        return false;
+    }
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        let ok = c.is_ascii_alphabetic() || c == b'_' || (colons && c == b':') || (i > 0 && c.is_ascii_digit());
+        if !ok {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// A string that is either static or shared; cheap to clone.
+#[derive(Clone, Eq)]
+enum Shared {
+    Static(&'static str),
+    Arc(Arc<str>),
+}
+
+impl Shared {
+    fn as_str(&self) -> &str {
+        match self {
+            Shared::Static(s) => s,
+            Shared::Arc(s) => s,
+        }
+    }
+}
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Hash for Shared {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+/// A valid metric name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct MetricName(Shared);
+
+impl MetricName {
+    /// Validates `name`.
+    pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
+        let name = name.as_ref();
+        if valid_name(name.as_bytes(), true) {
+            Ok(MetricName(Shared::Arc(name.into())))
+        } else {
+            Err(NameError::Metric(name.to_owned()))
+        }
+    }
+
+    /// A metric name known at compile time; panics (at compile time in a `const`) if invalid.
+    pub const fn from_static(name: &'static str) -> Self {
+        assert!(valid_name(name.as_bytes(), true), "invalid metric name");
+        MetricName(Shared::Static(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+/// A valid label name.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct LabelName(Shared);
+
+impl LabelName {
+    /// Validates `name`: `[a-zA-Z_][a-zA-Z0-9_]*`, and not reserved (`__` prefix).
+    pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
+        let name = name.as_ref();
+        if valid_name(name.as_bytes(), false) && !name.starts_with("__") {
+            Ok(LabelName(Shared::Arc(name.into())))
+        } else {
+            Err(NameError::Label(name.to_owned()))
+        }
+    }
+
+    /// A label name known at compile time; panics (at compile time in a `const`) if invalid.
+    pub const fn from_static(name: &'static str) -> Self {
+        let b = name.as_bytes();
+        assert!(valid_name(b, false), "invalid label name");
+        assert!(!(b.len() >= 2 && b[0] == b'_' && b[1] == b'_'), "reserved label name");
+        LabelName(Shared::Static(name))
+    }
+
+    /// Makes a valid label name from any text the way kube-state-metrics does: every
+    /// character outside `[a-zA-Z0-9_]` becomes `_`, and `prefix` is put in front
+    /// (`("label_", "app.kubernetes.io/name")` gives `label_app_kubernetes_io_name`).
+    ///
+    /// `prefix` must itself be a valid, non-empty label name start (`label_`, `annotation_`).
+    pub fn sanitized(prefix: &str, text: &str) -> Result<Self, NameError> {
+        let mut name = String::with_capacity(prefix.len() + text.len());
+        name.push_str(prefix);
+        name.extend(text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
+        LabelName::new(name)
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl Borrow<str> for LabelName {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl fmt::Debug for MetricName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Debug for LabelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for MetricName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Display for LabelName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Writes families into a `String` (the response buffer, sized by the caller).
+#[derive(Debug)]
+pub struct Writer<'o> {
+    out: &'o mut String,
+    format: Format,
+    written: HashSet<String>,
+}
+
+impl<'o> Writer<'o> {
+    /// A writer appending to `out`.
+    pub fn new(out: &'o mut String, format: Format) -> Self {
+        Writer { out, format, written: HashSet::new() }
+    }
+
+    /// The format being written.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// Starts a family: writes its HELP and TYPE lines. Its samples follow through the
+    /// returned [`Family`], which must be dropped before the next family starts.
+    pub fn family(&mut self, name: &MetricName, help: &str, kind: MetricType) -> Result<Family<'_>, ExpositionError> {
+        let full = name.as_str();
+        if kind == MetricType::Counter && !full.ends_with("_total") {
+            return Err(ExpositionError::CounterName(full.to_owned()));
+        }
+        if !self.written.insert(full.to_owned()) {
+            return Err(ExpositionError::DuplicateFamily(full.to_owned()));
+        }
+        // OpenMetrics names a counter family without its `_total` sample suffix.
+        let family = match (self.format, kind) {
+            (Format::OpenMetrics, MetricType::Counter) => &full[..full.len() - "_total".len()],
+            _ => full,
+        };
+        let out = &mut *self.out;
+        out.push_str("# HELP ");
+        out.push_str(family);
+        out.push(' ');
+        escape_into(out, help, self.format == Format::OpenMetrics);
+        out.push_str("\n# TYPE ");
+        out.push_str(family);
+        out.push_str(match kind {
+            MetricType::Gauge => " gauge\n",
+            MetricType::Counter => " counter\n",
+        });
+        Ok(Family { out: &mut *self.out, name: full.to_owned() })
+    }
+
+    /// Ends the exposition (`# EOF` in OpenMetrics).
+    pub fn finish(self) {
+        if self.format == Format::OpenMetrics {
+            self.out.push_str("# EOF\n");
+        }
+    }
+}
+
+/// The samples of one family.
+#[derive(Debug)]
+pub struct Family<'w> {
+    out: &'w mut String,
+    name: String,
+}
+
+impl Family<'_> {
+    /// Writes one sample. The caller keeps label names unique within the sample and label
+    /// sets unique within the family.
+    pub fn sample<'l>(&mut self, labels: impl IntoIterator<Item = (&'l LabelName, &'l str)>, value: f64) {
+        self.sample_at(labels, value, None)
+    }
+
+    /// Writes one sample with an optional timestamp in milliseconds since the epoch.
+    pub fn sample_at<'l>(&mut self, labels: impl IntoIterator<Item = (&'l LabelName, &'l str)>, value: f64, timestamp_ms: Option<i64>) {
+        let out = &mut *self.out;
+        out.push_str(&self.name);
+        let mut first = true;
+        for (name, value) in labels {
+            out.push(if first { '{' } else { ',' });
+            first = false;
+            out.push_str(name.as_str());
+            out.push_str("=\"");
+            escape_into(out, value, true);
+            out.push('"');
+        }
+        if !first {
+            out.push('}');
+        }
+        out.push(' ');
+        write_value(out, value);
+        if let Some(ts) = timestamp_ms {
+            // Text 0.0.4 takes milliseconds; OpenMetrics would take seconds, so callers
+            // pass None there (see the server's negotiation).
+            let _ = write!(out, " {ts}");
+        }
+        out.push('\n');
+    }
+}
+
+/// Escapes `\` and newline, and `"` when `quotes` (label values, OpenMetrics HELP).
+fn escape_into(out: &mut String, s: &str, quotes: bool) {
+    let special = |b: u8| b == b'\\' || b == b'\n' || (quotes && b == b'"');
+    if !s.bytes().any(special) {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' if quotes => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A float as Prometheus reads it: shortest round-trip decimal, `NaN`, `+Inf`, `-Inf`.
+fn write_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else if v == v.trunc() && v.abs() < 1e15 {
+        // Whole numbers without a fractional part or exponent: `128458752`, not `1.28e8`.
+        let _ = write!(out, "{}", v as i64);
+    } else {
+        // `{:?}` is the shortest representation that round-trips, with an exponent for
+        // very large or small magnitudes (`1e-9`), which Prometheus parses.
+        let _ = write!(out, "{v:?}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POD: LabelName = LabelName::from_static("pod");
+    const NS: LabelName = LabelName::from_static("namespace");
+
+    fn render(f: impl FnOnce(&mut Writer<'_>)) -> String {
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, Format::Text);
+        f(&mut w);
+        w.finish();
+        out
+    }
+
+    #[test]
+    fn golden_escaping() {
+        let name = MetricName::new("x_bytes").expect("valid");
+        let out = render(|w| {
+            let mut f = w.family(&name, "line one\nback\\slash \"quoted\"", MetricType::Gauge).expect("family");
+            f.sample([(&NS, "a\\b"), (&POD, "say \"hi\"\nbye")], 1.0);
+            f.sample([(&NS, "plain"), (&POD, "ünïcødé")], 2.5);
+        });
+        let golden = concat!(
+            "# HELP x_bytes line one\\nback\\\\slash \"quoted\"\n",
+            "# TYPE x_bytes gauge\n",
+            "x_bytes{namespace=\"a\\\\b\",pod=\"say \\\"hi\\\"\\nbye\"} 1\n",
+            "x_bytes{namespace=\"plain\",pod=\"ünïcødé\"} 2.5\n",
+        );
+        assert_eq!(out, golden);
+    }
+
+    #[test]
+    fn values_prometheus_parses() {
+        let name = MetricName::new("v").expect("valid");
+        let cases: &[(f64, &str)] = &[
+            (0.0, "0"),
+            (-0.0, "0"),
+            (0.007, "0.007"),
+            (0.0015, "0.0015"),
+            (128458752.0, "128458752"),
+            (2147483648.0, "2147483648"),
+            (1e-9, "1e-9"),
+            (0.000000123, "1.23e-7"),
+            (1e300, "1e300"),
+            (9223372036854775807.0, "9.223372036854776e18"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "+Inf"),
+            (f64::NEG_INFINITY, "-Inf"),
+        ];
+        for &(v, want) in cases {
+            let out = render(|w| {
+                w.family(&name, "h", MetricType::Gauge).expect("family").sample([], v);
+            });
+            let line = out.lines().last().expect("sample line");
+            assert_eq!(line, format!("v {want}"), "{v}");
+            if v.is_finite() {
+                let parsed: f64 = want.parse().expect("reparse");
+                assert_eq!(parsed, v);
+            }
+        }
+    }
+
+    #[test]
+    fn a_family_is_written_once() {
+        let name = MetricName::new("dup").expect("valid");
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, Format::Text);
+        drop(w.family(&name, "h", MetricType::Gauge).expect("first"));
+        assert_eq!(w.family(&name, "h", MetricType::Gauge).err(), Some(ExpositionError::DuplicateFamily("dup".into())));
+    }
+
+    #[test]
+    fn counters_in_both_formats() {
+        let name = MetricName::new("errors_total").expect("valid");
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, Format::OpenMetrics);
+        w.family(&name, "Errors.", MetricType::Counter).expect("family").sample([], 3.0);
+        w.finish();
+        assert_eq!(out, "# HELP errors Errors.\n# TYPE errors counter\nerrors_total 3\n# EOF\n");
+        let bad = MetricName::new("errors").expect("valid");
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, Format::Text);
+        assert!(matches!(w.family(&bad, "h", MetricType::Counter), Err(ExpositionError::CounterName(_))));
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(MetricName::new("kube_metrics_server:cpu").is_ok());
+        for bad in ["", "1abc", "a-b", "a b", "é"] {
+            assert!(MetricName::new(bad).is_err(), "{bad}");
+            assert!(LabelName::new(bad).is_err(), "{bad}");
+        }
+        assert!(LabelName::new("a:b").is_err());
+        assert!(LabelName::new("__name__").is_err());
+        assert_eq!(
+            LabelName::sanitized("label_", "app.kubernetes.io/name").expect("valid").as_str(),
+            "label_app_kubernetes_io_name"
+        );
+        assert_eq!(LabelName::sanitized("label_", "ünï-x").expect("valid").as_str(), "label__n__x");
+    }
+}

@@ -1,0 +1,262 @@
+//! A scrape and its enrichments, written as metric families.
+//!
+//! Two namings: [`Naming::Prometheus`] (ours: base units in names, pod sums) and
+//! [`Naming::Seed`] (the original project's families and label sets, for migration, but with
+//! values in cores and bytes).
+
+use crate::cluster::Text;
+use crate::enricher::Enrichment;
+use crate::exposition::{ExpositionError, Format, LabelName, MetricName, MetricType, Writer};
+use crate::scrape::{PodSample, Scrape};
+
+/// The `namespace` label.
+pub static NAMESPACE: LabelName = LabelName::from_static("namespace");
+/// The `pod` label.
+pub static POD: LabelName = LabelName::from_static("pod");
+/// The `container` label.
+pub static CONTAINER: LabelName = LabelName::from_static("container");
+/// The `node` label.
+pub static NODE: LabelName = LabelName::from_static("node");
+static IP: LabelName = LabelName::from_static("ip");
+
+/// Which metric names and label sets to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Naming {
+    /// `kube_metrics_server_{container,pod,node}_{cpu_usage_cores,memory_working_set_bytes}`.
+    #[default]
+    Prometheus,
+    /// The original's `kube_metrics_server_{pod,node}_{cpu,mem}` with `{node,pod,ip,container,namespace}`.
+    Seed,
+}
+
+/// How to write a scrape.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// Metric names and label sets.
+    pub naming: Naming,
+    /// Write metrics-server's sample time as the sample timestamp (text format only).
+    pub timestamps: bool,
+    /// Text 0.0.4 (the default) or OpenMetrics.
+    pub format: Option<Format>,
+}
+
+const fn metric(name: &'static str) -> MetricName {
+    MetricName::from_static(name)
+}
+
+const CONTAINER_CPU: MetricName = metric("kube_metrics_server_container_cpu_usage_cores");
+const CONTAINER_MEM: MetricName = metric("kube_metrics_server_container_memory_working_set_bytes");
+const POD_CPU: MetricName = metric("kube_metrics_server_pod_cpu_usage_cores");
+const POD_MEM: MetricName = metric("kube_metrics_server_pod_memory_working_set_bytes");
+const NODE_CPU: MetricName = metric("kube_metrics_server_node_cpu_usage_cores");
+const NODE_MEM: MetricName = metric("kube_metrics_server_node_memory_working_set_bytes");
+const SEED_POD_CPU: MetricName = metric("kube_metrics_server_pod_cpu");
+const SEED_POD_MEM: MetricName = metric("kube_metrics_server_pod_mem");
+const SEED_NODE_CPU: MetricName = metric("kube_metrics_server_node_cpu");
+const SEED_NODE_MEM: MetricName = metric("kube_metrics_server_node_mem");
+
+/// The labels enrichers add to one pod or node, merged: first enricher wins a name.
+fn merge<'e>(base: &[&LabelName], enrichments: &'e [&Enrichment], pick: impl Fn(&'e Enrichment) -> &'e [(LabelName, Text)]) -> Vec<(&'e LabelName, &'e str)> {
+    let mut merged: Vec<(&LabelName, &str)> = Vec::new();
+    for e in enrichments {
+        for (name, value) in pick(e) {
+            if !base.contains(&name) && !merged.iter().any(|(n, _)| *n == name) {
+                merged.push((name, value));
+            }
+        }
+    }
+    merged
+}
+
+/// Milliseconds since the epoch of an RFC 3339 timestamp, if it is one.
+fn timestamp_ms(ts: Option<&str>, enabled: bool) -> Option<i64> {
+    if enabled {
+        crate::timestamp::parse_rfc3339_ms(ts?)
+    } else {
+        None
+    }
+}
+
+/// Writes the families of `scrape` into `out`, in a stable order. `enrichments` are in the
+/// configured enricher order (earlier wins a label name).
+pub fn render(out: &mut String, scrape: &Scrape<'_>, enrichments: &[&Enrichment], options: &RenderOptions) -> Result<(), ExpositionError> {
+    let format = options.format.unwrap_or(Format::Text);
+    let mut w = Writer::new(out, format);
+    write_families(&mut w, scrape, enrichments, options)?;
+    w.finish();
+    Ok(())
+}
+
+/// Writes the families of `scrape` with an existing writer (to add more families after).
+pub fn write_families(w: &mut Writer<'_>, scrape: &Scrape<'_>, enrichments: &[&Enrichment], options: &RenderOptions) -> Result<(), ExpositionError> {
+    // OpenMetrics timestamps are in seconds; we only write them in text 0.0.4.
+    let stamps = options.timestamps && w.format() == Format::Text;
+    let pod_labels: Vec<_> = (0..scrape.pods.len())
+        .map(|i| merge(&[&NAMESPACE, &POD, &CONTAINER], enrichments, |e| e.pod(i)))
+        .collect();
+    let node_labels: Vec<_> = (0..scrape.nodes.len()).map(|i| merge(&[&NODE], enrichments, |e| e.node(i))).collect();
+    match options.naming {
+        Naming::Prometheus => {
+            type Pick = fn(&PodSample<'_>) -> crate::Quantity;
+            let container_families: [(&MetricName, &str, bool); 2] = [
+                (&CONTAINER_CPU, "CPU usage of a container in cores, averaged over metrics-server's window.", true),
+                (&CONTAINER_MEM, "Memory working set of a container in bytes.", false),
+            ];
+            for (name, help, cpu) in container_families {
+                let mut f = w.family(name, help, MetricType::Gauge)?;
+                for (pod, extra) in scrape.pods.iter().zip(&pod_labels) {
+                    let ts = timestamp_ms(pod.timestamp, stamps);
+                    for c in &pod.containers {
+                        let base = [(&NAMESPACE, pod.namespace), (&POD, pod.name), (&CONTAINER, c.name)];
+                        let value = if cpu { c.cpu } else { c.memory };
+                        f.sample_at(base.into_iter().chain(extra.iter().copied()), value.as_f64(), ts);
+                    }
+                }
+            }
+            let pod_families: [(&MetricName, &str, Pick); 2] = [
+                (&POD_CPU, "CPU usage of a pod in cores: the sum over its containers.", |p| p.cpu()),
+                (&POD_MEM, "Memory working set of a pod in bytes: the sum over its containers.", |p| p.memory()),
+            ];
+            for (name, help, pick) in pod_families {
+                let mut f = w.family(name, help, MetricType::Gauge)?;
+                for (pod, extra) in scrape.pods.iter().zip(&pod_labels) {
+                    if pod.containers.is_empty() {
+                        continue;
+                    }
+                    let base = [(&NAMESPACE, pod.namespace), (&POD, pod.name)];
+                    f.sample_at(base.into_iter().chain(extra.iter().copied()), pick(pod).as_f64(), timestamp_ms(pod.timestamp, stamps));
+                }
+            }
+            write_nodes(w, scrape, &node_labels, stamps, [
+                (&NODE_CPU, "CPU usage of a node in cores, averaged over metrics-server's window.", true),
+                (&NODE_MEM, "Memory working set of a node in bytes.", false),
+            ])?;
+        }
+        Naming::Seed => {
+            let seed_families: [(&MetricName, &str, bool); 2] = [
+                (&SEED_POD_CPU, "CPU usage of a container in cores (the original reported minutes).", true),
+                (&SEED_POD_MEM, "Memory working set of a container in bytes (the original reported kibibytes times 1024).", false),
+            ];
+            for (name, help, cpu) in seed_families {
+                let mut f = w.family(name, help, MetricType::Gauge)?;
+                for (pod, extra) in scrape.pods.iter().zip(&pod_labels) {
+                    let find = |label: &str| extra.iter().find(|(n, _)| n.as_str() == label).map_or("", |(_, v)| *v);
+                    let (node, ip) = (find("node"), find("pod_ip"));
+                    let ts = timestamp_ms(pod.timestamp, stamps);
+                    for c in &pod.containers {
+                        let labels = [(&NODE, node), (&POD, pod.name), (&IP, ip), (&CONTAINER, c.name), (&NAMESPACE, pod.namespace)];
+                        f.sample_at(labels, if cpu { c.cpu } else { c.memory }.as_f64(), ts);
+                    }
+                }
+            }
+            let none = vec![Vec::new(); scrape.nodes.len()];
+            write_nodes(w, scrape, &none, stamps, [
+                (&SEED_NODE_CPU, "CPU usage of a node in cores (the original reported minutes).", true),
+                (&SEED_NODE_MEM, "Memory working set of a node in bytes.", false),
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+fn write_nodes(
+    w: &mut Writer<'_>,
+    scrape: &Scrape<'_>,
+    node_labels: &[Vec<(&LabelName, &str)>],
+    stamps: bool,
+    families: [(&MetricName, &str, bool); 2],
+) -> Result<(), ExpositionError> {
+    for (name, help, cpu) in families {
+        let mut f = w.family(name, help, MetricType::Gauge)?;
+        for (node, extra) in scrape.nodes.iter().zip(node_labels) {
+            let value = if cpu { node.cpu } else { node.memory };
+            let labels = std::iter::once((&NODE, node.name)).chain(extra.iter().copied());
+            f.sample_at(labels, value.as_f64(), timestamp_ms(node.timestamp, stamps));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{NodeMetricsList, PodMetricsList};
+
+    const PODS: &str = r#"{"items":[
+      {"metadata":{"name":"etcd-server-events-abc","namespace":"kube-system"},"timestamp":"2018-08-20T03:19:00Z","window":"1m0s",
+       "containers":[{"name":"etcd-container","usage":{"cpu":"7m","memory":"125448Ki"}},
+                     {"name":"sidecar","usage":{"cpu":"1500000n","memory":"52Mi"}}]}]}"#;
+    const NODES: &str = r#"{"items":[{"metadata":{"name":"ip-10-30-78-99"},"timestamp":"2018-08-20T03:19:00Z","usage":{"cpu":"250000000n","memory":"1Gi"}}]}"#;
+
+    fn enrichment(scrape: &Scrape<'_>) -> Enrichment {
+        let mut e = Enrichment::new(scrape);
+        e.add_pod_label(0, NODE.clone(), "ip-10-30-78-99".into());
+        e.add_pod_label(0, LabelName::from_static("pod_ip"), "10.1.2.3".into());
+        e.add_node_label(0, LabelName::from_static("internal_ip"), "10.30.78.99".into());
+        e
+    }
+
+    fn rendered(options: RenderOptions) -> String {
+        let pods: PodMetricsList<'_> = serde_json::from_str(PODS).expect("pods");
+        let nodes: NodeMetricsList<'_> = serde_json::from_str(NODES).expect("nodes");
+        let scrape = Scrape::new(&pods, &nodes);
+        let e = enrichment(&scrape);
+        let mut out = String::new();
+        render(&mut out, &scrape, &[&e], &options).expect("render");
+        out
+    }
+
+    #[test]
+    fn golden_prometheus_naming() {
+        let golden = r#"# HELP kube_metrics_server_container_cpu_usage_cores CPU usage of a container in cores, averaged over metrics-server's window.
+# TYPE kube_metrics_server_container_cpu_usage_cores gauge
+kube_metrics_server_container_cpu_usage_cores{namespace="kube-system",pod="etcd-server-events-abc",container="etcd-container",node="ip-10-30-78-99",pod_ip="10.1.2.3"} 0.007
+kube_metrics_server_container_cpu_usage_cores{namespace="kube-system",pod="etcd-server-events-abc",container="sidecar",node="ip-10-30-78-99",pod_ip="10.1.2.3"} 0.0015
+# HELP kube_metrics_server_container_memory_working_set_bytes Memory working set of a container in bytes.
+# TYPE kube_metrics_server_container_memory_working_set_bytes gauge
+kube_metrics_server_container_memory_working_set_bytes{namespace="kube-system",pod="etcd-server-events-abc",container="etcd-container",node="ip-10-30-78-99",pod_ip="10.1.2.3"} 128458752
+kube_metrics_server_container_memory_working_set_bytes{namespace="kube-system",pod="etcd-server-events-abc",container="sidecar",node="ip-10-30-78-99",pod_ip="10.1.2.3"} 54525952
+# HELP kube_metrics_server_pod_cpu_usage_cores CPU usage of a pod in cores: the sum over its containers.
+# TYPE kube_metrics_server_pod_cpu_usage_cores gauge
+kube_metrics_server_pod_cpu_usage_cores{namespace="kube-system",pod="etcd-server-events-abc",node="ip-10-30-78-99",pod_ip="10.1.2.3"} 0.0085
+# HELP kube_metrics_server_pod_memory_working_set_bytes Memory working set of a pod in bytes: the sum over its containers.
+# TYPE kube_metrics_server_pod_memory_working_set_bytes gauge
+kube_metrics_server_pod_memory_working_set_bytes{namespace="kube-system",pod="etcd-server-events-abc",node="ip-10-30-78-99",pod_ip="10.1.2.3"} 182984704
+# HELP kube_metrics_server_node_cpu_usage_cores CPU usage of a node in cores, averaged over metrics-server's window.
+# TYPE kube_metrics_server_node_cpu_usage_cores gauge
+kube_metrics_server_node_cpu_usage_cores{node="ip-10-30-78-99",internal_ip="10.30.78.99"} 0.25
+# HELP kube_metrics_server_node_memory_working_set_bytes Memory working set of a node in bytes.
+# TYPE kube_metrics_server_node_memory_working_set_bytes gauge
+kube_metrics_server_node_memory_working_set_bytes{node="ip-10-30-78-99",internal_ip="10.30.78.99"} 1073741824
+"#;
+        assert_eq!(rendered(RenderOptions::default()), golden);
+    }
+
+    #[test]
+    fn golden_seed_naming() {
+        let golden = r#"# HELP kube_metrics_server_pod_cpu CPU usage of a container in cores (the original reported minutes).
+# TYPE kube_metrics_server_pod_cpu gauge
+kube_metrics_server_pod_cpu{node="ip-10-30-78-99",pod="etcd-server-events-abc",ip="10.1.2.3",container="etcd-container",namespace="kube-system"} 0.007
+kube_metrics_server_pod_cpu{node="ip-10-30-78-99",pod="etcd-server-events-abc",ip="10.1.2.3",container="sidecar",namespace="kube-system"} 0.0015
+# HELP kube_metrics_server_pod_mem Memory working set of a container in bytes (the original reported kibibytes times 1024).
+# TYPE kube_metrics_server_pod_mem gauge
+kube_metrics_server_pod_mem{node="ip-10-30-78-99",pod="etcd-server-events-abc",ip="10.1.2.3",container="etcd-container",namespace="kube-system"} 128458752
+kube_metrics_server_pod_mem{node="ip-10-30-78-99",pod="etcd-server-events-abc",ip="10.1.2.3",container="sidecar",namespace="kube-system"} 54525952
+# HELP kube_metrics_server_node_cpu CPU usage of a node in cores (the original reported minutes).
+# TYPE kube_metrics_server_node_cpu gauge
+kube_metrics_server_node_cpu{node="ip-10-30-78-99"} 0.25
+# HELP kube_metrics_server_node_mem Memory working set of a node in bytes.
+# TYPE kube_metrics_server_node_mem gauge
+kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
+"#;
+        assert_eq!(rendered(RenderOptions { naming: Naming::Seed, ..Default::default() }), golden);
+    }
+
+    #[test]
+    fn timestamps_when_asked() {
+        let out = rendered(RenderOptions { timestamps: true, ..Default::default() });
+        assert!(out.contains(r#"container="sidecar",node="ip-10-30-78-99",pod_ip="10.1.2.3"} 0.0015 1534735140000"#), "{out}");
+        let om = rendered(RenderOptions { timestamps: true, format: Some(Format::OpenMetrics), ..Default::default() });
+        assert!(!om.contains("1534735140000") && om.ends_with("# EOF\n"));
+    }
+}

@@ -1,0 +1,252 @@
+//! One scrape's worth of metrics: the lists from the metrics API, checked item by item.
+//!
+//! Building a [`Scrape`] parses every quantity and window. An item that fails (a bad
+//! quantity, a missing name or usage) is dropped alone and reported in
+//! [`Scrape::errors`]; every other item is kept. Pods are sorted by `(namespace, name)`,
+//! containers by name and nodes by name, so series come out in a stable order, and
+//! duplicates are dropped (and reported) so no series is written twice.
+
+use std::fmt;
+
+use crate::duration::GoDuration;
+use crate::model::{NodeMetricsList, PodMetrics, PodMetricsList, Str, Usage};
+use crate::quantity::Quantity;
+
+/// One container's usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSample<'a> {
+    /// Container name.
+    pub name: &'a str,
+    /// CPU usage.
+    pub cpu: Quantity,
+    /// Memory working set.
+    pub memory: Quantity,
+}
+
+/// One pod's usage, joined on `(namespace, name)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodSample<'a> {
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Pod name.
+    pub name: &'a str,
+    /// The pod's labels when metrics-server (0.5 and later) sent them.
+    pub labels: Option<&'a [(Str<'a>, Str<'a>)]>,
+    /// When metrics-server took the sample (RFC 3339).
+    pub timestamp: Option<&'a str>,
+    /// The sampling window.
+    pub window: Option<GoDuration>,
+    /// Per-container usage, sorted by name.
+    pub containers: Vec<ContainerSample<'a>>,
+}
+
+impl PodSample<'_> {
+    /// The pod's CPU: the exact sum over its containers.
+    pub fn cpu(&self) -> Quantity {
+        self.containers.iter().fold(Quantity::ZERO, |sum, c| sum.saturating_add(c.cpu))
+    }
+
+    /// The pod's memory working set: the exact sum over its containers.
+    pub fn memory(&self) -> Quantity {
+        self.containers.iter().fold(Quantity::ZERO, |sum, c| sum.saturating_add(c.memory))
+    }
+}
+
+/// One node's usage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSample<'a> {
+    /// Node name.
+    pub name: &'a str,
+    /// When metrics-server took the sample (RFC 3339).
+    pub timestamp: Option<&'a str>,
+    /// The sampling window.
+    pub window: Option<GoDuration>,
+    /// CPU usage.
+    pub cpu: Quantity,
+    /// Memory working set.
+    pub memory: Quantity,
+}
+
+/// An item that was dropped, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ItemError {
+    /// `"pod"` or `"node"`.
+    pub resource: &'static str,
+    /// `namespace/name` of a pod, the name of a node, or `#index` when the name is missing.
+    pub object: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for ItemError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dropped {} {}: {}", self.resource, self.object, self.reason)
+    }
+}
+
+/// The checked contents of one scrape.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Scrape<'a> {
+    /// Pods, sorted by `(namespace, name)`, unique.
+    pub pods: Vec<PodSample<'a>>,
+    /// Nodes, sorted by name, unique.
+    pub nodes: Vec<NodeSample<'a>>,
+    /// Items that were dropped.
+    pub errors: Vec<ItemError>,
+}
+
+fn usage(u: &Usage<'_>) -> Result<(Quantity, Quantity), String> {
+    let field = |v: &Option<Str<'_>>, what: &str| -> Result<Quantity, String> {
+        let text = v.as_deref().ok_or_else(|| format!("no {what} usage"))?;
+        text.parse::<Quantity>().map_err(|e| format!("{what}: {e}"))
+    };
+    Ok((field(&u.cpu, "cpu")?, field(&u.memory, "memory")?))
+}
+
+fn window(w: &Option<Str<'_>>) -> Result<Option<GoDuration>, String> {
+    w.as_deref().map(str::parse::<GoDuration>).transpose().map_err(|e| format!("window: {e}"))
+}
+
+fn pod_sample<'a>(item: &'a PodMetrics<'a>) -> Result<PodSample<'a>, String> {
+    let meta = &item.metadata;
+    let namespace = meta.namespace.as_deref().filter(|s| !s.is_empty()).ok_or("no namespace")?;
+    let name = meta.name.as_deref().filter(|s| !s.is_empty()).ok_or("no name")?;
+    let mut containers = Vec::with_capacity(item.containers.len());
+    for c in &item.containers {
+        let cname = c.name.as_deref().filter(|s| !s.is_empty()).ok_or("a container has no name")?;
+        let (cpu, memory) = usage(&c.usage).map_err(|e| format!("container {cname}: {e}"))?;
+        containers.push(ContainerSample { name: cname, cpu, memory });
+    }
+    containers.sort_unstable_by(|a, b| a.name.cmp(b.name));
+    if let Some(w) = containers.windows(2).find(|w| w[0].name == w[1].name) {
+        return Err(format!("container {} listed twice", w[0].name));
+    }
+    Ok(PodSample {
+        namespace,
+        name,
+        labels: meta.labels.as_deref(),
+        timestamp: item.timestamp.as_deref(),
+        window: window(&item.window)?,
+        containers,
+    })
+}
+
+impl<'a> Scrape<'a> {
+    /// Checks both lists. Either may be empty (when its fetch failed, say).
+    pub fn new(pods: &'a PodMetricsList<'a>, nodes: &'a NodeMetricsList<'a>) -> Self {
+        let mut errors = Vec::new();
+        let mut pod_samples = Vec::with_capacity(pods.items.len());
+        for (i, item) in pods.items.iter().enumerate() {
+            match pod_sample(item) {
+                Ok(p) => pod_samples.push(p),
+                Err(reason) => errors.push(ItemError { resource: "pod", object: pod_object(item, i), reason }),
+            }
+        }
+        pod_samples.sort_by(|a, b| (a.namespace, a.name).cmp(&(b.namespace, b.name)));
+        dedup(&mut pod_samples, |p| (p.namespace, p.name), &mut errors, "pod", |p| format!("{}/{}", p.namespace, p.name));
+
+        let mut node_samples = Vec::with_capacity(nodes.items.len());
+        for (i, item) in nodes.items.iter().enumerate() {
+            let name = item.metadata.name.as_deref().filter(|s| !s.is_empty());
+            let sample = name.ok_or_else(|| "no name".to_owned()).and_then(|name| {
+                let (cpu, memory) = usage(&item.usage)?;
+                let window = window(&item.window)?;
+                Ok(NodeSample { name, timestamp: item.timestamp.as_deref(), window, cpu, memory })
+            });
+            match sample {
+                Ok(n) => node_samples.push(n),
+                Err(reason) => {
+                    let object = name.map_or_else(|| format!("#{i}"), str::to_owned);
+                    errors.push(ItemError { resource: "node", object, reason });
+                }
+            }
+        }
+        node_samples.sort_by(|a, b| a.name.cmp(b.name));
+        dedup(&mut node_samples, |n| n.name, &mut errors, "node", |n| n.name.to_owned());
+
+        Scrape { pods: pod_samples, nodes: node_samples, errors }
+    }
+
+    /// The index of a pod in [`Scrape::pods`], by `(namespace, name)`.
+    pub fn pod_index(&self, namespace: &str, name: &str) -> Option<usize> {
+        self.pods.binary_search_by(|p| (p.namespace, p.name).cmp(&(namespace, name))).ok()
+    }
+}
+
+fn pod_object(item: &PodMetrics<'_>, index: usize) -> String {
+    match (item.metadata.namespace.as_deref(), item.metadata.name.as_deref()) {
+        (Some(ns), Some(name)) => format!("{ns}/{name}"),
+        (None, Some(name)) => name.to_owned(),
+        _ => format!("#{index}"),
+    }
+}
+
+/// Drops every item after the first with the same key (the input is sorted by key).
+fn dedup<T, K: PartialEq>(
+    items: &mut Vec<T>,
+    key: impl Fn(&T) -> K,
+    errors: &mut Vec<ItemError>,
+    resource: &'static str,
+    object: impl Fn(&T) -> String,
+) {
+    let mut kept: Vec<T> = Vec::with_capacity(items.len());
+    for item in items.drain(..) {
+        match kept.last() {
+            Some(last) if key(last) == key(&item) => {
+                errors.push(ItemError { resource, object: object(&item), reason: "listed twice".into() })
+            }
+            _ => kept.push(item),
+        }
+    }
+    *items = kept;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lists(pods: &str, nodes: &str) -> (PodMetricsList<'static>, NodeMetricsList<'static>) {
+        let pods: &'static str = Box::leak(pods.to_owned().into_boxed_str());
+        let nodes: &'static str = Box::leak(nodes.to_owned().into_boxed_str());
+        (serde_json::from_str(pods).expect("pods"), serde_json::from_str(nodes).expect("nodes"))
+    }
+
+    #[test]
+    fn one_bad_item_costs_only_itself() {
+        let (pods, nodes) = lists(
+            r#"{"items":[
+              {"metadata":{"name":"b","namespace":"x"},"window":"30s","containers":[{"name":"c","usage":{"cpu":"7m","memory":"1Ki"}}]},
+              {"metadata":{"name":"bad","namespace":"x"},"containers":[{"name":"c","usage":{"cpu":"7 m","memory":"1Ki"}}]},
+              {"metadata":{"name":"nomem","namespace":"x"},"containers":[{"name":"c","usage":{"cpu":"1"}}]},
+              {"metadata":{"name":"a","namespace":"x"},"containers":[{"name":"z","usage":{"cpu":"1","memory":"1"}},{"name":"y","usage":{"cpu":"2","memory":"2"}}]},
+              {"metadata":{"name":"a","namespace":"x"},"containers":[]},
+              {"metadata":{"name":"nons"},"containers":[]},
+              {"metadata":{"name":"badwin","namespace":"x"},"window":"30 s","containers":[]}
+            ]}"#,
+            r#"{"items":[{"metadata":{"name":"n2"},"usage":{"cpu":"1","memory":"1"}},
+                          {"metadata":{},"usage":{"cpu":"1","memory":"1"}},
+                          {"metadata":{"name":"n1"},"usage":{"cpu":"250000000n","memory":"1Gi"}}]}"#,
+        );
+        let s = Scrape::new(&pods, &nodes);
+        let names: Vec<_> = s.pods.iter().map(|p| (p.namespace, p.name)).collect();
+        assert_eq!(names, [("x", "a"), ("x", "b")]);
+        assert_eq!(s.pods[0].containers.iter().map(|c| c.name).collect::<Vec<_>>(), ["y", "z"]);
+        assert_eq!(s.pods[0].cpu().as_f64(), 3.0);
+        assert_eq!(s.pods[1].window, Some("30s".parse().expect("dur")));
+        assert_eq!(s.nodes.iter().map(|n| n.name).collect::<Vec<_>>(), ["n1", "n2"]);
+        let errors: Vec<String> = s.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            errors,
+            [
+                "dropped pod x/bad: container c: cpu: invalid quantity \"7 m\": unknown suffix \" m\"",
+                "dropped pod x/nomem: container c: no memory usage",
+                "dropped pod nons: no namespace",
+                "dropped pod x/badwin: window: invalid duration \"30 s\": unknown unit",
+                "dropped pod x/a: listed twice",
+                "dropped node #1: no name",
+            ]
+        );
+        assert_eq!(s.pod_index("x", "b"), Some(1));
+        assert_eq!(s.pod_index("y", "b"), None);
+    }
+}
