@@ -202,12 +202,8 @@ impl ObjectMeta<'_> {
     }
 
     fn sorted_labels(&self) -> Vec<(Text, Text)> {
-        let mut labels: Vec<(Text, Text)> = self
-            .labels
-            .iter()
-            .flatten()
-            .map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str())))
-            .collect();
+        let mut labels: Vec<(Text, Text)> =
+            self.labels.iter().flatten().map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str()))).collect();
         labels.sort();
         labels
     }

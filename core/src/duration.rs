@@ -41,8 +41,8 @@ impl FromStr for GoDuration {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         let fail = |reason| DurationError { input: input.to_owned(), reason };
         let rest = input.strip_prefix('+').unwrap_or(input);
-        if rest.starts_with('-') {
-            return if rest[1..].chars().all(|c| c == '0') && rest.len() > 1 {
+        if let Some(negative) = rest.strip_prefix('-') {
+            return if !negative.is_empty() && negative.chars().all(|c| c == '0') {
                 Ok(GoDuration(Duration::ZERO))
             } else {
                 Err(fail("negative duration"))

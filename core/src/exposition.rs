@@ -293,7 +293,12 @@ impl Family<'_> {
     }
 
     /// Writes one sample with an optional timestamp in milliseconds since the epoch.
-    pub fn sample_at<'l>(&mut self, labels: impl IntoIterator<Item = (&'l LabelName, &'l str)>, value: f64, timestamp_ms: Option<i64>) {
+    pub fn sample_at<'l>(
+        &mut self,
+        labels: impl IntoIterator<Item = (&'l LabelName, &'l str)>,
+        value: f64,
+        timestamp_ms: Option<i64>,
+    ) {
         let out = &mut *self.out;
         out.push_str(&self.name);
         let mut first = true;

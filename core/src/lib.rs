@@ -32,7 +32,7 @@ pub mod scrape;
 pub mod timestamp;
 
 pub use async_trait::async_trait;
-pub use cluster::{Cluster, ControllerKind, Owner, PodInfo, NodeInfo, SourceError, StaticCluster};
+pub use cluster::{Cluster, ControllerKind, NodeInfo, Owner, PodInfo, SourceError, StaticCluster};
 pub use enricher::{AddedLabel, EnrichError, Enricher, Enrichment, Labels, Series};
 pub use exposition::{Format, LabelName, MetricName, MetricType, Writer};
 pub use quantity::{Quantity, QuantityError};

@@ -56,7 +56,11 @@ const SEED_NODE_CPU: MetricName = metric("kube_metrics_server_node_cpu");
 const SEED_NODE_MEM: MetricName = metric("kube_metrics_server_node_mem");
 
 /// The labels enrichers add to one pod or node, merged: first enricher wins a name.
-fn merge<'e>(base: &[&LabelName], enrichments: &'e [&Enrichment], pick: impl Fn(&'e Enrichment) -> &'e [(LabelName, Text)]) -> Vec<(&'e LabelName, &'e str)> {
+fn merge<'e>(
+    base: &[&LabelName],
+    enrichments: &'e [&Enrichment],
+    pick: impl Fn(&'e Enrichment) -> &'e [(LabelName, Text)],
+) -> Vec<(&'e LabelName, &'e str)> {
     let mut merged: Vec<(&LabelName, &str)> = Vec::new();
     for e in enrichments {
         for (name, value) in pick(e) {
@@ -79,7 +83,12 @@ fn timestamp_ms(ts: Option<&str>, enabled: bool) -> Option<i64> {
 
 /// Writes the families of `scrape` into `out`, in a stable order. `enrichments` are in the
 /// configured enricher order (earlier wins a label name).
-pub fn render(out: &mut String, scrape: &Scrape<'_>, enrichments: &[&Enrichment], options: &RenderOptions) -> Result<(), ExpositionError> {
+pub fn render(
+    out: &mut String,
+    scrape: &Scrape<'_>,
+    enrichments: &[&Enrichment],
+    options: &RenderOptions,
+) -> Result<(), ExpositionError> {
     let format = options.format.unwrap_or(Format::Text);
     let mut w = Writer::new(out, format);
     write_families(&mut w, scrape, enrichments, options)?;
@@ -88,12 +97,16 @@ pub fn render(out: &mut String, scrape: &Scrape<'_>, enrichments: &[&Enrichment]
 }
 
 /// Writes the families of `scrape` with an existing writer (to add more families after).
-pub fn write_families(w: &mut Writer<'_>, scrape: &Scrape<'_>, enrichments: &[&Enrichment], options: &RenderOptions) -> Result<(), ExpositionError> {
+pub fn write_families(
+    w: &mut Writer<'_>,
+    scrape: &Scrape<'_>,
+    enrichments: &[&Enrichment],
+    options: &RenderOptions,
+) -> Result<(), ExpositionError> {
     // OpenMetrics timestamps are in seconds; we only write them in text 0.0.4.
     let stamps = options.timestamps && w.format() == Format::Text;
-    let pod_labels: Vec<_> = (0..scrape.pods.len())
-        .map(|i| merge(&[&NAMESPACE, &POD, &CONTAINER], enrichments, |e| e.pod(i)))
-        .collect();
+    let pod_labels: Vec<_> =
+        (0..scrape.pods.len()).map(|i| merge(&[&NAMESPACE, &POD, &CONTAINER], enrichments, |e| e.pod(i))).collect();
     let node_labels: Vec<_> = (0..scrape.nodes.len()).map(|i| merge(&[&NODE], enrichments, |e| e.node(i))).collect();
     match options.naming {
         Naming::Prometheus => {
@@ -124,18 +137,32 @@ pub fn write_families(w: &mut Writer<'_>, scrape: &Scrape<'_>, enrichments: &[&E
                         continue;
                     }
                     let base = [(&NAMESPACE, pod.namespace), (&POD, pod.name)];
-                    f.sample_at(base.into_iter().chain(extra.iter().copied()), pick(pod).as_f64(), timestamp_ms(pod.timestamp, stamps));
+                    f.sample_at(
+                        base.into_iter().chain(extra.iter().copied()),
+                        pick(pod).as_f64(),
+                        timestamp_ms(pod.timestamp, stamps),
+                    );
                 }
             }
-            write_nodes(w, scrape, &node_labels, stamps, [
-                (&NODE_CPU, "CPU usage of a node in cores, averaged over metrics-server's window.", true),
-                (&NODE_MEM, "Memory working set of a node in bytes.", false),
-            ])?;
+            write_nodes(
+                w,
+                scrape,
+                &node_labels,
+                stamps,
+                [
+                    (&NODE_CPU, "CPU usage of a node in cores, averaged over metrics-server's window.", true),
+                    (&NODE_MEM, "Memory working set of a node in bytes.", false),
+                ],
+            )?;
         }
         Naming::Seed => {
             let seed_families: [(&MetricName, &str, bool); 2] = [
                 (&SEED_POD_CPU, "CPU usage of a container in cores (the original reported minutes).", true),
-                (&SEED_POD_MEM, "Memory working set of a container in bytes (the original reported kibibytes times 1024).", false),
+                (
+                    &SEED_POD_MEM,
+                    "Memory working set of a container in bytes (the original reported kibibytes times 1024).",
+                    false,
+                ),
             ];
             for (name, help, cpu) in seed_families {
                 let mut f = w.family(name, help, MetricType::Gauge)?;
@@ -144,16 +171,28 @@ pub fn write_families(w: &mut Writer<'_>, scrape: &Scrape<'_>, enrichments: &[&E
                     let (node, ip) = (find("node"), find("pod_ip"));
                     let ts = timestamp_ms(pod.timestamp, stamps);
                     for c in &pod.containers {
-                        let labels = [(&NODE, node), (&POD, pod.name), (&IP, ip), (&CONTAINER, c.name), (&NAMESPACE, pod.namespace)];
+                        let labels = [
+                            (&NODE, node),
+                            (&POD, pod.name),
+                            (&IP, ip),
+                            (&CONTAINER, c.name),
+                            (&NAMESPACE, pod.namespace),
+                        ];
                         f.sample_at(labels, if cpu { c.cpu } else { c.memory }.as_f64(), ts);
                     }
                 }
             }
             let none = vec![Vec::new(); scrape.nodes.len()];
-            write_nodes(w, scrape, &none, stamps, [
-                (&SEED_NODE_CPU, "CPU usage of a node in cores (the original reported minutes).", true),
-                (&SEED_NODE_MEM, "Memory working set of a node in bytes.", false),
-            ])?;
+            write_nodes(
+                w,
+                scrape,
+                &none,
+                stamps,
+                [
+                    (&SEED_NODE_CPU, "CPU usage of a node in cores (the original reported minutes).", true),
+                    (&SEED_NODE_MEM, "Memory working set of a node in bytes.", false),
+                ],
+            )?;
         }
     }
     Ok(())
@@ -255,7 +294,10 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
     #[test]
     fn timestamps_when_asked() {
         let out = rendered(RenderOptions { timestamps: true, ..Default::default() });
-        assert!(out.contains(r#"container="sidecar",node="ip-10-30-78-99",pod_ip="10.1.2.3"} 0.0015 1534735140000"#), "{out}");
+        assert!(
+            out.contains(r#"container="sidecar",node="ip-10-30-78-99",pod_ip="10.1.2.3"} 0.0015 1534735140000"#),
+            "{out}"
+        );
         let om = rendered(RenderOptions { timestamps: true, format: Some(Format::OpenMetrics), ..Default::default() });
         assert!(!om.contains("1534735140000") && om.ends_with("# EOF\n"));
     }

@@ -143,7 +143,13 @@ impl<'a> Scrape<'a> {
             }
         }
         pod_samples.sort_by(|a, b| (a.namespace, a.name).cmp(&(b.namespace, b.name)));
-        dedup(&mut pod_samples, |p| (p.namespace, p.name), &mut errors, "pod", |p| format!("{}/{}", p.namespace, p.name));
+        dedup(
+            &mut pod_samples,
+            |p| (p.namespace, p.name),
+            &mut errors,
+            "pod",
+            |p| format!("{}/{}", p.namespace, p.name),
+        );
 
         let mut node_samples = Vec::with_capacity(nodes.items.len());
         for (i, item) in nodes.items.iter().enumerate() {

@@ -1,0 +1,117 @@
+//! `owner`: the pod's controller and the workload at the top of its controller chain.
+//!
+//! `owner_kind`/`owner_name` come from the pod's controller ownerReference. The workload
+//! (`workload_kind`/`workload_name`) follows one more step where Kubernetes has one:
+//! ReplicaSet to its Deployment, Job to its CronJob; otherwise it is the owner itself (a
+//! DaemonSet, a StatefulSet, a bare ReplicaSet or Job). A mirror (static) pod is owned by its
+//! Node. A pod with no controller gets none of these labels. ReplicaSets and Jobs are read
+//! as metadata only, and only when some pod is owned by one.
+
+use msp_core::cluster::{ControllerKind, Owner};
+use msp_core::{async_trait, AddedLabel, Cluster, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series};
+
+static OWNER_KIND: LabelName = LabelName::from_static("owner_kind");
+static OWNER_NAME: LabelName = LabelName::from_static("owner_name");
+static WORKLOAD_KIND: LabelName = LabelName::from_static("workload_kind");
+static WORKLOAD_NAME: LabelName = LabelName::from_static("workload_name");
+
+/// The `owner` enricher.
+#[derive(Debug, Clone, Default)]
+pub struct OwnerEnricher;
+
+#[async_trait]
+impl Enricher for OwnerEnricher {
+    fn name(&self) -> &str {
+        "owner"
+    }
+
+    fn labels(&self) -> Vec<AddedLabel> {
+        vec![
+            AddedLabel::new(
+                "owner_kind",
+                Series::Pods,
+                "Kind of the pod's controller (ReplicaSet, Job, DaemonSet, StatefulSet, Node...).",
+            ),
+            AddedLabel::new("owner_name", Series::Pods, "Name of the pod's controller."),
+            AddedLabel::new(
+                "workload_kind",
+                Series::Pods,
+                "Kind at the top of the controller chain (Deployment, CronJob, or the owner's kind).",
+            ),
+            AddedLabel::new("workload_name", Series::Pods, "Name at the top of the controller chain."),
+        ]
+    }
+
+    async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+        let mut out = Enrichment::new(scrape);
+        if scrape.pods.is_empty() {
+            return Ok(out);
+        }
+        let pods = cluster.pods().await?;
+        let owners: Vec<Option<Owner>> = scrape
+            .pods
+            .iter()
+            .map(|p| {
+                let info = pods.get(p.namespace, p.name)?;
+                match (&info.controller, &info.node_name) {
+                    (Some(c), _) => Some(c.clone()),
+                    (None, Some(node)) if info.mirror => Some(Owner { kind: "Node".into(), name: node.clone() }),
+                    _ => None,
+                }
+            })
+            .collect();
+        let mut tables = Vec::new();
+        for kind in [ControllerKind::ReplicaSet, ControllerKind::Job] {
+            if owners.iter().flatten().any(|o| &*o.kind == kind.kind()) {
+                tables.push((kind, cluster.controllers(kind).await?));
+            }
+        }
+        for (i, (pod, owner)) in scrape.pods.iter().zip(&owners).enumerate() {
+            let Some(owner) = owner else { continue };
+            let parent = ControllerKind::from_kind(&owner.kind)
+                .and_then(|k| tables.iter().find(|(t, _)| *t == k))
+                .and_then(|(_, table)| table.get(pod.namespace, &owner.name).cloned().flatten());
+            let workload = parent.as_ref().unwrap_or(owner);
+            out.add_pod_label(i, OWNER_KIND.clone(), owner.kind.clone());
+            out.add_pod_label(i, OWNER_NAME.clone(), owner.name.clone());
+            out.add_pod_label(i, WORKLOAD_KIND.clone(), workload.kind.clone());
+            out.add_pod_label(i, WORKLOAD_NAME.clone(), workload.name.clone());
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{cluster, pod_labels, scrape_lists};
+
+    #[async_std::test]
+    async fn every_owner_kind() {
+        let pods = r#"{"items":[
+          {"metadata":{"name":"web","namespace":"a","ownerReferences":[{"kind":"ReplicaSet","name":"web-7d","controller":true}]}},
+          {"metadata":{"name":"web","namespace":"b","ownerReferences":[{"kind":"ReplicaSet","name":"web-7d","controller":true}]}},
+          {"metadata":{"name":"rep","namespace":"a","ownerReferences":[{"kind":"Job","name":"rep-123","controller":true}]}},
+          {"metadata":{"name":"ds","namespace":"a","ownerReferences":[{"kind":"DaemonSet","name":"agent","controller":true}]}},
+          {"metadata":{"name":"etcd-n1","namespace":"kube-system","annotations":{"kubernetes.io/config.mirror":"x"}},"spec":{"nodeName":"n1"}},
+          {"metadata":{"name":"lone","namespace":"a"}}]}"#;
+        let controllers = r#"{"items":[
+          {"metadata":{"name":"web-7d","namespace":"a","ownerReferences":[{"kind":"Deployment","name":"web","controller":true}]}},
+          {"metadata":{"name":"web-7d","namespace":"b","ownerReferences":[{"kind":"Deployment","name":"web-canary","controller":true}]}},
+          {"metadata":{"name":"rep-123","namespace":"a","ownerReferences":[{"kind":"CronJob","name":"rep","controller":true}]}}]}"#;
+        let c = cluster(pods, r#"{"items":[]}"#, controllers);
+        let (pm, nm) = scrape_lists(&["a/web", "b/web", "a/rep", "a/ds", "kube-system/etcd-n1", "a/lone"], &[]);
+        let scrape = Scrape::new(&pm, &nm);
+        let e = OwnerEnricher.enrich(&scrape, &c).await.expect("enrich");
+        let at = |ns: &str, name: &str| pod_labels(&e, scrape.pod_index(ns, name).expect("pod"));
+        let four = |ok: &'static str, on: &'static str, wk: &'static str, wn: &'static str| {
+            vec![("owner_kind", ok), ("owner_name", on), ("workload_kind", wk), ("workload_name", wn)]
+        };
+        assert_eq!(at("a", "web"), four("ReplicaSet", "web-7d", "Deployment", "web"));
+        assert_eq!(at("b", "web"), four("ReplicaSet", "web-7d", "Deployment", "web-canary"));
+        assert_eq!(at("a", "rep"), four("Job", "rep-123", "CronJob", "rep"));
+        assert_eq!(at("a", "ds"), four("DaemonSet", "agent", "DaemonSet", "agent"));
+        assert_eq!(at("kube-system", "etcd-n1"), four("Node", "n1", "Node", "n1"));
+        assert!(at("a", "lone").is_empty());
+    }
+}

@@ -1,0 +1,77 @@
+//! The HTTP routes, as a tide app over an [`Exporter`]; tests drive it without a port.
+
+use std::sync::Arc;
+
+use msp_core::Format;
+use tide::{Request, Response, StatusCode};
+
+use crate::exporter::Exporter;
+
+/// The app's state.
+pub type State = Arc<Exporter>;
+
+/// `GET /metrics`, `/healthz`, `/readyz` and `/`.
+pub fn app(exporter: Arc<Exporter>) -> tide::Server<State> {
+    let mut app = tide::with_state(exporter);
+    app.at("/metrics").get(metrics);
+    app.at("/healthz").get(|_| async { Ok(text(StatusCode::Ok, "ok\n")) });
+    app.at("/readyz").get(readyz);
+    app.at("/").get(landing);
+    app
+}
+
+fn text(status: StatusCode, body: impl Into<String>) -> Response {
+    let mut res = Response::new(status);
+    res.set_content_type("text/plain; charset=utf-8");
+    res.set_body(body.into());
+    res
+}
+
+async fn metrics(req: Request<State>) -> tide::Result {
+    let format = Format::Text;
+    let body = req.state().scrape(format).await;
+    let mut res = Response::new(StatusCode::Ok);
+    res.set_body(body);
+    res.insert_header("Content-Type", format.content_type());
+    Ok(res)
+}
+
+async fn readyz(req: Request<State>) -> tide::Result {
+    Ok(match req.state().ready().await {
+        Ok(()) => text(StatusCode::Ok, "ok\n"),
+        Err(e) => text(StatusCode::ServiceUnavailable, format!("metrics API not ready: {e}\n")),
+    })
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+async fn landing(req: Request<State>) -> tide::Result {
+    let exporter = req.state();
+    let mut rows = String::new();
+    for e in exporter.enrichers() {
+        for l in e.labels() {
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>\n",
+                html_escape(e.name()),
+                html_escape(&l.name),
+                l.series,
+                html_escape(&l.help)
+            ));
+        }
+    }
+    let body = format!(
+        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>metrics-server-prom</title></head><body>\n\
+         <h1>metrics-server-prom {version}</h1>\n\
+         <p>Kubernetes resource metrics (metrics.k8s.io) as Prometheus metrics, from {api}.</p>\n\
+         <ul><li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/healthz\">/healthz</a></li><li><a href=\"/readyz\">/readyz</a></li></ul>\n\
+         <h2>Enrichers</h2>\n<table><tr><th>enricher</th><th>label</th><th>on series</th><th>meaning</th></tr>\n{rows}</table>\n</body></html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+        api = html_escape(exporter.client().base().as_str()),
+    );
+    let mut res = Response::new(StatusCode::Ok);
+    res.set_content_type("text/html; charset=utf-8");
+    res.set_body(body);
+    Ok(res)
+}

@@ -1,0 +1,200 @@
+//! One scrape, end to end: fetch both metrics lists, check them, enrich, write the
+//! families and our own health metrics.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use msp_core::exposition::{Format, LabelName, MetricName, MetricType, Writer};
+use msp_core::model::{NodeMetricsList, PodMetricsList};
+use msp_core::render::write_families;
+use msp_core::{Enricher, Enrichment, RenderOptions, Scrape};
+
+use crate::kube::{KubeClient, KubeError};
+use crate::source::{ListCluster, MetricsApi};
+
+/// What turns the metrics API into an exposition.
+pub struct Exporter {
+    client: Arc<KubeClient>,
+    metrics: MetricsApi,
+    enrichers: Vec<Arc<dyn Enricher>>,
+    options: RenderOptions,
+    parse_errors: AtomicU64,
+    enricher_errors: Mutex<BTreeMap<String, u64>>,
+}
+
+impl std::fmt::Debug for Exporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.enrichers.iter().map(|e| e.name()).collect();
+        f.debug_struct("Exporter").field("api", &self.client.base().as_str()).field("enrichers", &names).finish()
+    }
+}
+
+const RESOURCE: LabelName = LabelName::from_static("resource");
+const CODE: LabelName = LabelName::from_static("code");
+const ENRICHER: LabelName = LabelName::from_static("enricher");
+const VERSION: LabelName = LabelName::from_static("version");
+
+/// Parses one metrics list; on failure logs it and yields an empty list.
+fn parse_list<'a, T: serde::Deserialize<'a> + Default>(
+    resource: &str,
+    fetched: &'a Result<Vec<u8>, KubeError>,
+) -> (T, bool) {
+    match fetched {
+        Ok(body) => match serde_json::from_slice(body) {
+            Ok(list) => (list, true),
+            Err(e) => {
+                log::error!("{resource} metrics: invalid JSON from the metrics API: {e}");
+                (T::default(), false)
+            }
+        },
+        Err(e) => {
+            log::error!("{resource} metrics: {e}");
+            (T::default(), false)
+        }
+    }
+}
+
+impl Exporter {
+    /// An exporter over `client`, with `enrichers` in order.
+    pub fn new(client: Arc<KubeClient>, enrichers: Vec<Arc<dyn Enricher>>, options: RenderOptions) -> Self {
+        let enricher_errors = Mutex::new(enrichers.iter().map(|e| (e.name().to_owned(), 0)).collect());
+        Exporter {
+            metrics: MetricsApi::new(client.clone()),
+            client,
+            enrichers,
+            options,
+            parse_errors: AtomicU64::new(0),
+            enricher_errors,
+        }
+    }
+
+    /// The enrichers, in order.
+    pub fn enrichers(&self) -> &[Arc<dyn Enricher>] {
+        &self.enrichers
+    }
+
+    /// The Kubernetes client.
+    pub fn client(&self) -> &KubeClient {
+        &self.client
+    }
+
+    /// Whether the metrics API answers now.
+    pub async fn ready(&self) -> Result<(), KubeError> {
+        self.metrics.list("nodes").await.map(drop)
+    }
+
+    /// One scrape, written in `format`. Never fails: what could not be read is reported in
+    /// `kube_metrics_server_up` and the error counters, and everything else is served.
+    pub async fn scrape(&self, format: Format) -> String {
+        let started = Instant::now();
+        let (pods_raw, nodes_raw) =
+            futures_lite::future::zip(self.metrics.list("pods"), self.metrics.list("nodes")).await;
+        let (pods, pods_up): (PodMetricsList<'_>, bool) = parse_list("pod", &pods_raw);
+        let (nodes, nodes_up): (NodeMetricsList<'_>, bool) = parse_list("node", &nodes_raw);
+        let scrape = Scrape::new(&pods, &nodes);
+        for e in &scrape.errors {
+            log::warn!("{e}");
+        }
+        self.parse_errors.fetch_add(scrape.errors.len() as u64, Ordering::Relaxed);
+
+        let cluster = ListCluster::new(self.client.clone());
+        let mut enrichments: Vec<Enrichment> = Vec::with_capacity(self.enrichers.len());
+        for enricher in &self.enrichers {
+            match enricher.enrich(&scrape, &cluster).await {
+                Ok(e) => enrichments.push(e),
+                Err(err) => {
+                    log::warn!("enricher {}: {err}; its labels are left out of this scrape", enricher.name());
+                    if let Ok(mut counts) = self.enricher_errors.lock() {
+                        *counts.entry(enricher.name().to_owned()).or_default() += 1;
+                    }
+                }
+            }
+        }
+        let refs: Vec<&Enrichment> = enrichments.iter().collect();
+
+        // About 250 bytes a series, six series a single-container pod.
+        let mut out = String::with_capacity(4096 + scrape.pods.len() * 1500 + scrape.nodes.len() * 600);
+        let mut w = Writer::new(&mut out, format);
+        if let Err(e) = write_families(&mut w, &scrape, &refs, &self.options) {
+            log::error!("writing the exposition: {e}");
+        }
+        self.write_self_metrics(&mut w, [("pods", pods_up), ("nodes", nodes_up)], started);
+        w.finish();
+        out
+    }
+
+    fn write_self_metrics(&self, w: &mut Writer<'_>, up: [(&str, bool); 2], started: Instant) {
+        macro_rules! fam {
+            ($w:expr, $name:literal, $help:literal, $kind:expr, |$f:ident| $body:block) => {{
+                const NAME: MetricName = MetricName::from_static($name);
+                match $w.family(&NAME, $help, $kind) {
+                    Ok(mut $f) => $body,
+                    Err(e) => log::error!("{e}"),
+                }
+            }};
+        }
+        fam!(
+            w,
+            "kube_metrics_server_up",
+            "Whether the last read of the metrics API for this resource succeeded (1) or not (0).",
+            MetricType::Gauge,
+            |f| {
+                for (resource, ok) in up {
+                    f.sample([(&RESOURCE, resource)], if ok { 1.0 } else { 0.0 });
+                }
+            }
+        );
+        fam!(
+            w,
+            "kube_metrics_server_scrape_duration_seconds",
+            "Time this scrape took to read and transform, before writing these self-metrics.",
+            MetricType::Gauge,
+            |f| {
+                f.sample([], started.elapsed().as_secs_f64());
+            }
+        );
+        fam!(
+            w,
+            "kube_metrics_server_parse_errors_total",
+            "Metrics API items dropped because a value was invalid or missing.",
+            MetricType::Counter,
+            |f| {
+                f.sample([], self.parse_errors.load(Ordering::Relaxed) as f64);
+            }
+        );
+        fam!(
+            w,
+            "kube_metrics_server_enricher_errors_total",
+            "Scrapes in which an enricher failed and its labels were left out.",
+            MetricType::Counter,
+            |f| {
+                let counts = self.enricher_errors.lock().map(|c| c.clone()).unwrap_or_default();
+                for (name, n) in &counts {
+                    f.sample([(&ENRICHER, name.as_str())], *n as f64);
+                }
+            }
+        );
+        fam!(
+            w,
+            "kube_metrics_server_api_requests_total",
+            "Requests to the Kubernetes API, by resource and HTTP status (or error, timeout).",
+            MetricType::Counter,
+            |f| {
+                for ((resource, code), n) in self.client.request_counts() {
+                    f.sample([(&RESOURCE, resource.as_str()), (&CODE, code.as_str())], n as f64);
+                }
+            }
+        );
+        fam!(
+            w,
+            "kube_metrics_server_build_info",
+            "Always 1; the version of metrics-server-prom.",
+            MetricType::Gauge,
+            |f| {
+                f.sample([(&VERSION, env!("CARGO_PKG_VERSION"))], 1.0);
+            }
+        );
+    }
+}

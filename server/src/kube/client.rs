@@ -1,0 +1,233 @@
+//! GET requests to the API server over surf: bearer token, timeout, a size bound, one
+//! retry after a 401 with a re-read token, and errors that carry the status and the
+//! Kubernetes `Status` message.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures_lite::AsyncReadExt;
+use http_types::Url;
+
+use super::endpoint::Endpoint;
+use super::token::Auth;
+use super::transport::Transport;
+
+/// A failed request.
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    /// No connection, a TLS failure, a malformed response.
+    #[error("GET {path}: {message}")]
+    Transport {
+        /// The request path.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// No complete answer within the timeout.
+    #[error("GET {path}: no answer within {after:?}")]
+    Timeout {
+        /// The request path.
+        path: String,
+        /// The timeout.
+        after: Duration,
+    },
+    /// A non-2xx answer.
+    #[error("GET {path}: HTTP {status}: {message}")]
+    Status {
+        /// The request path.
+        path: String,
+        /// The HTTP status.
+        status: u16,
+        /// The `Status` object's message, or the start of the body.
+        message: String,
+    },
+    /// The body is larger than `kubernetes.max_response_bytes`.
+    #[error("GET {path}: response larger than {limit} bytes (kubernetes.max_response_bytes)")]
+    TooLarge {
+        /// The request path.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl KubeError {
+    /// The HTTP status, if the server answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            KubeError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A short code for counting: the status, or `error`/`timeout`.
+    pub fn code(&self) -> String {
+        match self {
+            KubeError::Status { status, .. } => status.to_string(),
+            KubeError::Timeout { .. } => "timeout".into(),
+            KubeError::TooLarge { .. } => "too_large".into(),
+            KubeError::Transport { .. } => "error".into(),
+        }
+    }
+}
+
+/// Limits on each request.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The whole request, body included.
+    pub timeout: Duration,
+    /// The largest body accepted.
+    pub max_response_bytes: usize,
+}
+
+/// A client for one API server.
+#[derive(Debug)]
+pub struct KubeClient {
+    http: surf::Client,
+    base: Url,
+    auth: Auth,
+    limits: Limits,
+    counts: Mutex<BTreeMap<(String, String), u64>>,
+    requests: AtomicU64,
+}
+
+/// The `message` of a Kubernetes `Status` body.
+fn status_message(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        message: Option<String>,
+    }
+    if let Ok(Status { message: Some(m) }) = serde_json::from_slice::<Status>(body) {
+        return m;
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty body)".to_owned()
+    } else {
+        text.to_owned()
+    }
+}
+
+impl KubeClient {
+    /// A client for `endpoint`.
+    pub fn new(endpoint: Endpoint, limits: Limits) -> Self {
+        let http = surf::Client::with_http_client(Transport::new(endpoint.tls));
+        KubeClient {
+            http,
+            base: endpoint.base,
+            auth: endpoint.auth,
+            limits,
+            counts: Mutex::default(),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    /// The API server's base URL.
+    pub fn base(&self) -> &Url {
+        &self.base
+    }
+
+    /// The request limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// `GET path` (with query); the body on 2xx. `resource` labels the request in
+    /// [`KubeClient::request_counts`].
+    pub async fn get(&self, resource: &str, path_and_query: &str) -> Result<Vec<u8>, KubeError> {
+        self.get_as(resource, path_and_query, "application/json").await
+    }
+
+    /// `GET` asking for metadata only (`PartialObjectMetadataList`), or full JSON from a
+    /// server that can't.
+    pub async fn get_metadata(&self, resource: &str, path_and_query: &str) -> Result<Vec<u8>, KubeError> {
+        const ACCEPT: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        self.get_as(resource, path_and_query, ACCEPT).await
+    }
+
+    async fn get_as(&self, resource: &str, path_and_query: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
+        let mut result = self.get_once(path_and_query, accept).await;
+        if matches!(&result, Err(e) if e.status() == Some(401)) && self.auth.refresh() {
+            log::info!("GET {path_and_query}: 401 Unauthorized; re-read the token, retrying once");
+            self.count(resource, &result);
+            result = self.get_once(path_and_query, accept).await;
+        }
+        self.count(resource, &result);
+        result
+    }
+
+    fn count(&self, resource: &str, result: &Result<Vec<u8>, KubeError>) {
+        let code = match result {
+            Ok(_) => "200".to_owned(),
+            Err(e) => e.code(),
+        };
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry((resource.to_owned(), code)).or_default() += 1;
+        }
+    }
+
+    /// Requests made so far, by `(resource, code)`.
+    pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
+        self.counts.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// All requests made so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    async fn get_once(&self, path_and_query: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
+        let path = path_and_query.split('?').next().unwrap_or(path_and_query).to_owned();
+        let timeout = self.limits.timeout;
+        async_std::future::timeout(timeout, self.fetch(path_and_query, &path, accept))
+            .await
+            .unwrap_or(Err(KubeError::Timeout { path, after: timeout }))
+    }
+
+    async fn fetch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
+        let transport = |message: String| KubeError::Transport { path: path.to_owned(), message };
+        let url = self.base.join(path_and_query).map_err(|e| transport(e.to_string()))?;
+        let mut req = self.http.get(url).header("Accept", accept);
+        if let Some(token) = self.auth.bearer() {
+            req = req.header("Authorization", format!("Bearer {}", token.expose()));
+        }
+        let mut res = req.await.map_err(|e| transport(e.to_string()))?;
+        let limit = self.limits.max_response_bytes;
+        if res.len().is_some_and(|len| len > limit) {
+            return Err(KubeError::TooLarge { path: path.to_owned(), limit });
+        }
+        let mut body = Vec::with_capacity(res.len().unwrap_or(64 * 1024).min(limit));
+        let reader = res.take_body().into_reader();
+        reader
+            .take(limit as u64 + 1)
+            .read_to_end(&mut body)
+            .await
+            .map_err(|e| transport(format!("reading body: {e}")))?;
+        if body.len() > limit {
+            return Err(KubeError::TooLarge { path: path.to_owned(), limit });
+        }
+        let status = u16::from(res.status());
+        if !(200..300).contains(&status) {
+            return Err(KubeError::Status { path: path.to_owned(), status, message: status_message(&body) });
+        }
+        Ok(body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_messages() {
+        let body =
+            br#"{"kind":"Status","status":"Failure","message":"pods is forbidden: User \"x\" cannot list","code":403}"#;
+        assert_eq!(status_message(body), "pods is forbidden: User \"x\" cannot list");
+        assert_eq!(status_message(b"  plain text \n"), "plain text");
+        assert_eq!(status_message(b""), "(empty body)");
+    }
+}

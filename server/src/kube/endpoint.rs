@@ -1,0 +1,378 @@
+//! Where the API server is and how to reach it: a configured URL, in-cluster service
+//! account, or a kubeconfig.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine as _;
+use http_types::Url;
+use serde::Deserialize;
+
+use super::tls::{self, TlsError, Verify};
+use super::token::{Auth, Secret, TokenError, TokenFile};
+
+/// The service-account token path inside a pod.
+pub const SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+/// The service-account CA path inside a pod.
+pub const SA_CA: &str = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt";
+
+/// How to reach the API server, resolved.
+#[derive(Debug)]
+pub struct Endpoint {
+    /// Base URL (`https://10.96.0.1:443`).
+    pub base: Url,
+    /// TLS settings for `https`.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Bearer token source.
+    pub auth: Auth,
+    /// Whether certificate verification is off (logged loudly).
+    pub insecure: bool,
+}
+
+/// Why no endpoint could be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum EndpointError {
+    /// A file (CA, key, kubeconfig) could not be read.
+    #[error("reading {what} {path}: {source}")]
+    Read {
+        /// What the file is.
+        what: &'static str,
+        /// Its path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The token file could not be read.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// A certificate or key was unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The kubeconfig is not valid YAML of the expected shape.
+    #[error("kubeconfig {path}: {source}")]
+    Kubeconfig {
+        /// Its path.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_yaml::Error,
+    },
+    /// The kubeconfig lacks something.
+    #[error("kubeconfig {path}: {message}")]
+    Incomplete {
+        /// Its path.
+        path: PathBuf,
+        /// What is missing.
+        message: String,
+    },
+    /// A URL is malformed.
+    #[error("invalid API server URL {url:?}: {message}")]
+    Url {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// `https` with nothing to verify the server against.
+    #[error("{url} uses https but no CA is configured: set kubernetes.ca_file (or, knowingly, kubernetes.insecure_skip_tls_verify)")]
+    NoCa {
+        /// The URL.
+        url: Url,
+    },
+}
+
+/// The inputs to resolution, from the validated configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// `kubernetes.api_url`.
+    pub api_url: Option<Url>,
+    /// `kubernetes.token_file`.
+    pub token_file: Option<PathBuf>,
+    /// `kubernetes.ca_file`.
+    pub ca_file: Option<PathBuf>,
+    /// `kubernetes.kubeconfig`.
+    pub kubeconfig: Option<PathBuf>,
+    /// `kubernetes.context`.
+    pub context: Option<String>,
+    /// `kubernetes.insecure_skip_tls_verify`.
+    pub insecure_skip_tls_verify: bool,
+}
+
+fn read(what: &'static str, path: &Path) -> Result<Vec<u8>, EndpointError> {
+    std::fs::read(path).map_err(|source| EndpointError::Read { what, path: path.to_owned(), source })
+}
+
+fn existing(path: &str) -> Option<PathBuf> {
+    Path::new(path).exists().then(|| PathBuf::from(path))
+}
+
+/// Resolves, in order: `api_url` if set; in cluster if `KUBERNETES_SERVICE_HOST` is set;
+/// else a kubeconfig (`kubeconfig`, `$KUBECONFIG`, `~/.kube/config`).
+pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<Endpoint, EndpointError> {
+    if let Some(url) = &s.api_url {
+        let token = s.token_file.clone().or_else(|| existing(SA_TOKEN));
+        let ca = s.ca_file.clone().or_else(|| existing(SA_CA));
+        return direct(url.clone(), token, ca, s.insecure_skip_tls_verify);
+    }
+    if let Some(host) = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty()) {
+        let port = env("KUBERNETES_SERVICE_PORT").filter(|p| !p.is_empty()).unwrap_or_else(|| "443".into());
+        let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
+        let raw = format!("https://{host}:{port}");
+        let url = Url::parse(&raw).map_err(|e| EndpointError::Url { url: raw, message: e.to_string() })?;
+        let token = s.token_file.clone().unwrap_or_else(|| SA_TOKEN.into());
+        let ca = s.ca_file.clone().unwrap_or_else(|| SA_CA.into());
+        return direct(url, Some(token), Some(ca), s.insecure_skip_tls_verify);
+    }
+    let path = s
+        .kubeconfig
+        .clone()
+        .or_else(|| env("KUBECONFIG").and_then(|k| k.split(':').find(|p| !p.is_empty()).map(PathBuf::from)))
+        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".kube/config")))
+        .ok_or_else(|| EndpointError::Incomplete {
+            path: "~/.kube/config".into(),
+            message: "no API server: set kubernetes.api_url, run in a cluster, or provide a kubeconfig".into(),
+        })?;
+    kubeconfig(&path, s)
+}
+
+fn direct(url: Url, token: Option<PathBuf>, ca: Option<PathBuf>, insecure: bool) -> Result<Endpoint, EndpointError> {
+    let auth = match token {
+        Some(path) => Auth::File(TokenFile::open(path)?),
+        None => Auth::None,
+    };
+    let tls = match url.scheme() {
+        "http" => None,
+        "https" => {
+            let verify_pem;
+            let what;
+            let verify = if insecure {
+                Verify::Insecure
+            } else {
+                let ca = ca.ok_or_else(|| EndpointError::NoCa { url: url.clone() })?;
+                verify_pem = read("CA file", &ca)?;
+                what = ca.display().to_string();
+                Verify::Ca { pem: &verify_pem, what: &what }
+            };
+            Some(tls::client_config(verify, None)?)
+        }
+        other => {
+            return Err(EndpointError::Url {
+                url: url.to_string(),
+                message: format!("scheme {other} is not http or https"),
+            })
+        }
+    };
+    Ok(Endpoint { base: url, tls, auth, insecure })
+}
+
+// ---- kubeconfig ----
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct Kubeconfig {
+    #[serde(default)]
+    current_context: Option<String>,
+    #[serde(default)]
+    clusters: Vec<Named<ClusterEntry>>,
+    #[serde(default)]
+    contexts: Vec<Named<ContextEntry>>,
+    #[serde(default)]
+    users: Vec<Named<UserEntry>>,
+}
+
+#[derive(Deserialize)]
+struct Named<T> {
+    name: String,
+    #[serde(alias = "cluster", alias = "context", alias = "user")]
+    value: Option<T>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct ClusterEntry {
+    server: Option<String>,
+    certificate_authority: Option<PathBuf>,
+    certificate_authority_data: Option<String>,
+    #[serde(default)]
+    insecure_skip_tls_verify: bool,
+}
+
+#[derive(Deserialize, Default)]
+struct ContextEntry {
+    cluster: Option<String>,
+    user: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct UserEntry {
+    token: Option<String>,
+    #[serde(rename = "tokenFile")]
+    token_file: Option<PathBuf>,
+    client_certificate: Option<PathBuf>,
+    client_certificate_data: Option<String>,
+    client_key: Option<PathBuf>,
+    client_key_data: Option<String>,
+    #[serde(flatten)]
+    _rest: BTreeMap<String, serde_yaml::Value>,
+}
+
+fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
+    let text = read("kubeconfig", path)?;
+    let config: Kubeconfig =
+        serde_yaml::from_slice(&text).map_err(|source| EndpointError::Kubeconfig { path: path.to_owned(), source })?;
+    let incomplete = |message: String| EndpointError::Incomplete { path: path.to_owned(), message };
+    let ctx_name = s
+        .context
+        .clone()
+        .or(config.current_context.clone())
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| incomplete("no current-context and no kubernetes.context".into()))?;
+    let find = |list_name: &str, name: &str| incomplete(format!("{list_name} {name:?} not found"));
+    let ctx = config
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx_name)
+        .and_then(|c| c.value.as_ref())
+        .ok_or_else(|| find("context", &ctx_name))?;
+    let cluster_name = ctx.cluster.clone().unwrap_or_default();
+    let cluster = config
+        .clusters
+        .iter()
+        .find(|c| c.name == cluster_name)
+        .and_then(|c| c.value.as_ref())
+        .ok_or_else(|| find("cluster", &cluster_name))?;
+    let default_user = UserEntry::default();
+    let user = match &ctx.user {
+        Some(u) => {
+            config.users.iter().find(|x| &x.name == u).and_then(|x| x.value.as_ref()).ok_or_else(|| find("user", u))?
+        }
+        None => &default_user,
+    };
+    let base_dir = path.parent().unwrap_or(Path::new("."));
+    let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base_dir.join(p) };
+    let b64 = |what: &str, data: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| incomplete(format!("{what}: invalid base64: {e}")))
+    };
+
+    let server = cluster.server.clone().ok_or_else(|| incomplete(format!("cluster {cluster_name:?} has no server")))?;
+    let base = Url::parse(&server).map_err(|e| EndpointError::Url { url: server.clone(), message: e.to_string() })?;
+    let insecure = cluster.insecure_skip_tls_verify || s.insecure_skip_tls_verify;
+
+    let auth = if let Some(file) = &s.token_file {
+        Auth::File(TokenFile::open(file)?)
+    } else if let Some(token) = &user.token {
+        Auth::Token(Secret::new(token.clone()))
+    } else if let Some(file) = &user.token_file {
+        Auth::File(TokenFile::open(rel(file))?)
+    } else {
+        Auth::None
+    };
+
+    let tls = if base.scheme() == "https" {
+        let ca_pem = match (&s.ca_file, &cluster.certificate_authority_data, &cluster.certificate_authority) {
+            (Some(f), _, _) => Some(read("CA file", f)?),
+            (None, Some(data), _) => Some(b64("certificate-authority-data", data)?),
+            (None, None, Some(f)) => Some(read("certificate-authority", &rel(f))?),
+            _ => None,
+        };
+        let verify = match (&ca_pem, insecure) {
+            (_, true) => Verify::Insecure,
+            (Some(pem), false) => Verify::Ca { pem, what: "the kubeconfig's certificate authority" },
+            (None, false) => return Err(EndpointError::NoCa { url: base }),
+        };
+        let cert = match (&user.client_certificate_data, &user.client_certificate) {
+            (Some(d), _) => Some(b64("client-certificate-data", d)?),
+            (None, Some(f)) => Some(read("client-certificate", &rel(f))?),
+            _ => None,
+        };
+        let key = match (&user.client_key_data, &user.client_key) {
+            (Some(d), _) => Some(b64("client-key-data", d)?),
+            (None, Some(f)) => Some(read("client-key", &rel(f))?),
+            _ => None,
+        };
+        let identity = match (cert, key) {
+            (Some(c), Some(k)) => {
+                Some((tls::certificates(&c, "client certificate")?, tls::private_key(&k, "client key")?))
+            }
+            (None, None) => None,
+            _ => return Err(incomplete("client certificate and key must be given together".into())),
+        };
+        Some(tls::client_config(verify, identity)?)
+    } else {
+        None
+    };
+    Ok(Endpoint { base, tls, auth, insecure })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn in_cluster_brackets_ipv6_hosts() {
+        let dir = std::env::temp_dir().join(format!("msp-incluster-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (ca, _) = test_ca();
+        std::fs::write(dir.join("ca.crt"), ca).expect("ca");
+        std::fs::write(dir.join("token"), "t").expect("token");
+        let s =
+            Settings { token_file: Some(dir.join("token")), ca_file: Some(dir.join("ca.crt")), ..Default::default() };
+        let env = |k: &str| match k {
+            "KUBERNETES_SERVICE_HOST" => Some("fd00::1".to_owned()),
+            "KUBERNETES_SERVICE_PORT" => Some("6443".to_owned()),
+            _ => None,
+        };
+        let ep = resolve(&s, &env).expect("in cluster");
+        assert_eq!(ep.base.as_str(), "https://[fd00::1]:6443/");
+        assert!(ep.tls.is_some() && !ep.insecure);
+        assert_eq!(ep.auth.bearer().expect("token").expose(), "t");
+    }
+
+    #[test]
+    fn kubeconfig_with_data_fields_and_context() {
+        let dir = std::env::temp_dir().join(format!("msp-kubeconfig-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let (ca, _) = test_ca();
+        let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
+        std::fs::write(dir.join("tok"), "from-file").expect("tok");
+        let yaml = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: c1\n  cluster:\n    server: https://127.0.0.1:6443\n    certificate-authority-data: {}\n- name: c2\n  cluster:\n    server: http://127.0.0.1:8001\ncontexts:\n- name: a\n  context: {{cluster: c1, user: u1}}\n- name: b\n  context: {{cluster: c2, user: u2}}\nusers:\n- name: u1\n  user:\n    token: inline\n- name: u2\n  user:\n    tokenFile: tok\n",
+            b64(ca.as_bytes())
+        );
+        let path = dir.join("config");
+        std::fs::write(&path, yaml).expect("write");
+        let s = Settings { kubeconfig: Some(path.clone()), ..Default::default() };
+        let ep = resolve(&s, &no_env).expect("current context");
+        assert_eq!(ep.base.as_str(), "https://127.0.0.1:6443/");
+        assert_eq!(ep.auth.bearer().expect("token").expose(), "inline");
+        let s = Settings { kubeconfig: Some(path.clone()), context: Some("b".into()), ..Default::default() };
+        let ep = resolve(&s, &no_env).expect("context b");
+        assert!(ep.tls.is_none());
+        assert_eq!(ep.auth.bearer().expect("token").expose(), "from-file", "tokenFile relative to the kubeconfig");
+        let s = Settings { kubeconfig: Some(path), context: Some("zzz".into()), ..Default::default() };
+        let err = resolve(&s, &no_env).expect_err("unknown context").to_string();
+        assert!(err.contains("context \"zzz\" not found"), "{err}");
+    }
+
+    #[test]
+    fn https_without_ca_is_refused() {
+        let s = Settings { api_url: Some(Url::parse("https://127.0.0.1:1").expect("url")), ..Default::default() };
+        if Path::new(SA_CA).exists() {
+            return;
+        }
+        let err = resolve(&s, &no_env).expect_err("no CA");
+        assert!(matches!(err, EndpointError::NoCa { .. }));
+    }
+
+    fn test_ca() -> (String, String) {
+        let ca = msp_sim::tls::TestPki::generate().expect("pki");
+        (ca.ca_pem.clone(), ca.server_key_pem.clone())
+    }
+}

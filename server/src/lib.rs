@@ -1,0 +1,68 @@
+//! # msp-server
+//!
+//! The metrics-server-prom service: configuration, the Kubernetes client (surf over our
+//! rustls 0.23 transport), the scrape pipeline and the tide app. `main` only parses
+//! arguments and calls [`run`]; embedders build a [`Registry`] with their own enrichers and
+//! call [`build`] or [`run`] the same way.
+
+pub mod app;
+pub mod config;
+pub mod demo;
+pub mod exporter;
+pub mod kube;
+pub mod logging;
+pub mod registry;
+pub mod serve;
+pub mod source;
+
+use std::sync::Arc;
+
+pub use app::app;
+pub use config::{Config, ConfigError};
+pub use exporter::Exporter;
+pub use registry::Registry;
+
+use msp_core::RenderOptions;
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The API server could not be configured.
+    #[error(transparent)]
+    Endpoint(#[from] kube::EndpointError),
+    /// The port could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The exporter for `config`, with enrichers from `registry`.
+pub fn build(config: &Config, registry: &Registry) -> Result<Exporter, StartError> {
+    let endpoint = kube::resolve(&config.kubernetes, &|k| std::env::var(k).ok())?;
+    if endpoint.insecure {
+        log::warn!(
+            "TLS certificate verification towards the API server ({}) is OFF (insecure_skip_tls_verify): \
+             anyone on the path can read the token and forge metrics",
+            endpoint.base
+        );
+    }
+    log::info!("API server {}", endpoint.base);
+    let client = Arc::new(kube::KubeClient::new(endpoint, config.limits));
+    let enrichers = registry.build(&config.enrichers, &config.enricher_options);
+    let options = RenderOptions { naming: config.naming, timestamps: config.timestamps, format: None };
+    Ok(Exporter::new(client, enrichers, options))
+}
+
+/// Builds the exporter and serves it on `config.listen` until the process ends.
+pub async fn run(config: &Config, registry: &Registry) -> Result<(), StartError> {
+    let exporter = Arc::new(build(config, registry)?);
+    let addr = config.listen;
+    let listener =
+        async_std::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    log::info!("serving on http://{addr}/metrics");
+    serve::serve(listener, app(exporter)).await.map_err(|source| StartError::Listen { addr, source })
+}
