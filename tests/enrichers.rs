@@ -1,0 +1,124 @@
+//! Issue 3, [enrichers].
+
+use std::process::Command;
+
+use msp_sim::{Fault, Route, SimCluster};
+use msp_tests::*;
+
+fn pod_series<'a>(samples: &'a [Sample], ns: &str, pod: &str) -> &'a Sample {
+    find(samples, "kube_metrics_server_pod_cpu_usage_cores", &[("namespace", ns), ("pod", pod)])
+}
+
+#[async_std::test]
+async fn enrichers_defaults_resolve_every_workload() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    let text = scrape(&h).await;
+    promtool_check(&text);
+    let s = parse(&text);
+    let web = pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d");
+    assert_eq!(web.label("label_app"), Some("frontend"));
+    assert_eq!(web.label("label_app_kubernetes_io_name"), Some("frontend"));
+    assert_eq!(web.label("label_pod_template_hash"), None);
+    assert_eq!((web.label("owner_kind"), web.label("owner_name")), (Some("ReplicaSet"), Some("frontend-7c9d8f6b5")));
+    assert_eq!((web.label("workload_kind"), web.label("workload_name")), (Some("Deployment"), Some("frontend")));
+    let staging = pod_series(&s, "shop-staging", "frontend-7c9d8f6b5-8xk2d");
+    assert_eq!(
+        staging.label("workload_name"),
+        Some("frontend-canary"),
+        "same-named ReplicaSet resolves in its own namespace"
+    );
+    let job = pod_series(&s, "batch", "report-28394810-abcde");
+    assert_eq!(
+        (job.label("owner_kind"), job.label("workload_kind"), job.label("workload_name")),
+        (Some("Job"), Some("CronJob"), Some("report"))
+    );
+    let ds = pod_series(&s, "kube-system", "kube-proxy-x7k2p");
+    assert_eq!((ds.label("workload_kind"), ds.label("workload_name")), (Some("DaemonSet"), Some("kube-proxy")));
+    let sts = pod_series(&s, "shop", "redis-0");
+    assert_eq!((sts.label("workload_kind"), sts.label("workload_name")), (Some("StatefulSet"), Some("redis")));
+    let mirror = pod_series(&s, "kube-system", "etcd-node-a");
+    assert_eq!((mirror.label("owner_kind"), mirror.label("owner_name")), (Some("Node"), Some("node-a")));
+    let lone = pod_series(&s, "default", "debug-shell");
+    assert!(["owner_kind", "owner_name", "workload_kind", "workload_name"].iter().all(|l| lone.label(l).is_none()));
+    let node = find(&s, "kube_metrics_server_node_cpu_usage_cores", &[("node", "node-b")]);
+    assert_eq!(node.label("label_topology_kubernetes_io_zone"), Some("zone-b"));
+    // Container series carry the pod's labels too.
+    let c = find(
+        &s,
+        "kube_metrics_server_container_memory_working_set_bytes",
+        &[("namespace", "shop"), ("pod", "redis-0")],
+    );
+    assert_eq!(c.label("workload_name"), Some("redis"));
+}
+
+#[async_std::test]
+async fn enrichers_selection_and_allow() {
+    let h = start(SimCluster::demo(), |c| c.enrichers = vec!["owner".into()]).await;
+    let s = parse(&scrape(&h).await);
+    let web = pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d");
+    let names: Vec<&str> = web.labels.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["namespace", "pod", "owner_kind", "owner_name", "workload_kind", "workload_name"]);
+    assert_eq!(h.sim.count("/api/v1/nodes"), 0, "owner alone reads no nodes");
+
+    let h = start(SimCluster::demo(), |c| {
+        c.enrichers = vec!["labels".into()];
+        c.labels.allow = vec!["app.kubernetes.io/*".into()];
+    })
+    .await;
+    let s = parse(&scrape(&h).await);
+    let web = pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d");
+    let names: Vec<&str> = web.labels.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["namespace", "pod", "label_app_kubernetes_io_name"]);
+}
+
+#[test]
+fn enrichers_unknown_name_stops_startup() {
+    let exe = std::env::current_exe().expect("exe");
+    let bin = exe.parent().and_then(|d| d.parent()).expect("dir").join("metrics-server-prom");
+    let out = Command::new(bin).env_clear().env("MSP_ENRICHERS", r#"["node","gpu"]"#).output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown enricher \"gpu\"") && err.contains("labels, node, owner"), "{err}");
+}
+
+#[async_std::test]
+async fn enrichers_fresh_data_without_restart() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    scrape(&h).await;
+    {
+        let mut st = h.sim.state();
+        let mut p = pod("shop", "newcomer", "node-b", "10.9.9.9", &[("app", "3m", "3Mi")]);
+        p.labels = vec![("app".into(), "newcomer".into())];
+        st.cluster.pods.push(p);
+        let web = st.cluster.pods.iter_mut().find(|p| p.name == "frontend-7c9d8f6b5-8xk2d").expect("web");
+        web.labels.push(("release".into(), "canary".into()));
+    }
+    let s = parse(&scrape(&h).await);
+    let new = pod_series(&s, "shop", "newcomer");
+    assert_eq!((new.label("node"), new.label("label_app")), (Some("node-b"), Some("newcomer")));
+    assert_eq!(pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d").label("label_release"), Some("canary"));
+}
+
+#[async_std::test]
+async fn enrichers_source_failure_keeps_the_series() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    h.sim.state().faults.insert(Route::Pods, Fault::Status(403));
+    let text = scrape(&h).await;
+    promtool_check(&text);
+    let s = parse(&text);
+    let web = pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d");
+    assert_eq!(web.label("node"), None, "node enricher failed: no node label");
+    assert_eq!(web.label("owner_kind"), None);
+    assert!(web.value > 0.0);
+    let node = find(&s, "kube_metrics_server_node_cpu_usage_cores", &[("node", "node-a")]);
+    assert_eq!(node.label("label_topology_kubernetes_io_zone"), None, "an enricher that fails adds nothing at all");
+    assert!(node.value > 0.0);
+    for e in ["node", "owner", "labels"] {
+        let v = find(&s, "kube_metrics_server_enricher_errors_total", &[("enricher", e)]).value;
+        assert_eq!(v, 1.0, "{e}");
+    }
+    // With the pod list back, the labels are back on the next scrape.
+    h.sim.state().faults.clear();
+    let s = parse(&scrape(&h).await);
+    assert_eq!(pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d").label("node"), Some("node-a"));
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the real server against the simulated API server over real TLS, with
+//! a generated CA and a bearer token. Named after the issue they guard.
+
+mod enrichers;
+mod faults;
+mod spine;

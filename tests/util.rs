@@ -1,0 +1,254 @@
+//! Helpers for the integration tests: a simulator plus our server on free ports, an HTTP
+//! client, promtool, and a small exposition parser to check grouping and uniqueness.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use msp_server::config::RawConfig;
+use msp_server::kube::transport::Transport;
+use msp_server::{Exporter, Registry};
+use msp_sim::{Sim, SimCluster};
+
+/// The token the simulator starts with.
+pub const TOKEN: &str = "test-token-1";
+
+/// A running simulator and server.
+pub struct Harness {
+    /// The simulated API server.
+    pub sim: Sim,
+    /// `http://127.0.0.1:PORT` of our server.
+    pub url: String,
+    /// Where the CA and token files are.
+    pub dir: PathBuf,
+    /// The exporter behind the server.
+    pub exporter: Arc<Exporter>,
+}
+
+/// A fresh directory under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("msp-it-{}-{name}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Starts a simulator of `cluster`, writes its CA and token to files, and returns a
+/// configuration pointing at it (as the environment variables would).
+pub async fn sim_and_config(cluster: SimCluster) -> (Sim, RawConfig, PathBuf) {
+    let sim = Sim::start(cluster, TOKEN).await.expect("simulator");
+    let dir = temp_dir("h");
+    std::fs::write(dir.join("ca.crt"), &sim.pki.ca_pem).expect("ca");
+    std::fs::write(dir.join("token"), TOKEN).expect("token");
+    let mut raw = RawConfig::default();
+    raw.listen = "127.0.0.1:0".into();
+    raw.kubernetes.api_url = Some(sim.url.clone());
+    raw.kubernetes.ca_file = Some(dir.join("ca.crt"));
+    raw.kubernetes.token_file = Some(dir.join("token"));
+    (sim, raw, dir)
+}
+
+/// Simulator plus our server (in process), configured by `tweak`.
+pub async fn start(cluster: SimCluster, tweak: impl FnOnce(&mut RawConfig)) -> Harness {
+    let (sim, mut raw, dir) = sim_and_config(cluster).await;
+    tweak(&mut raw);
+    let registry = Registry::builtin();
+    let config = raw.check(&registry).expect("config");
+    let exporter = Arc::new(msp_server::build(&config, &registry).expect("build"));
+    let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let app = msp_server::app(exporter.clone());
+    async_std::task::spawn(msp_server::serve::serve(listener, app));
+    Harness { sim, url, dir, exporter }
+}
+
+/// A response: status, content type, body.
+pub struct Got {
+    /// HTTP status.
+    pub status: u16,
+    /// `Content-Type`.
+    pub content_type: String,
+    /// Body text.
+    pub body: String,
+}
+
+/// `GET url` with extra headers.
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Got {
+    let client = surf::Client::with_http_client(Transport::new(None));
+    let mut req = client.get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut res = req.await.expect("request");
+    let content_type = res.header("Content-Type").map(|h| h.as_str().to_owned()).unwrap_or_default();
+    let body = res.body_string().await.expect("body");
+    Got { status: res.status().into(), content_type, body }
+}
+
+/// `GET /metrics`, asserting 200.
+pub async fn scrape(h: &Harness) -> String {
+    let got = get(&format!("{}/metrics", h.url), &[]).await;
+    assert_eq!(got.status, 200, "{}", got.body);
+    got.body
+}
+
+/// Runs `promtool check metrics` on `text`; panics with its output if it objects.
+pub fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is not installed: run .ci/run, or apt-get install prometheus");
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "promtool check metrics failed:\n{report}");
+}
+
+/// One sample: metric name, labels, value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Metric name.
+    pub name: String,
+    /// Labels in order.
+    pub labels: Vec<(String, String)>,
+    /// Value.
+    pub value: f64,
+}
+
+impl Sample {
+    /// A label's value.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses text-format samples, and checks as it goes: every family's samples are together
+/// after its TYPE line, no series repeats, label names are unique in a series.
+pub fn parse(text: &str) -> Vec<Sample> {
+    let mut samples = Vec::new();
+    let mut finished: HashSet<String> = HashSet::new();
+    let mut current = String::new();
+    let mut series = HashSet::new();
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let family = rest.split(' ').next().expect("family").to_owned();
+            assert!(finished.insert(family.clone()), "family {family} appears twice");
+            current = family;
+            continue;
+        }
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (name, rest) = line.split_at(line.find(['{', ' ']).expect("sample"));
+        assert!(
+            name == current || name.strip_suffix("_total") == Some(&current) || name.starts_with(&current),
+            "{name} outside its family {current}"
+        );
+        let (labels, rest) = match rest.strip_prefix('{') {
+            Some(r) => parse_labels_from(r),
+            None => (Vec::new(), rest),
+        };
+        let value: f64 = match rest.trim().split(' ').next().expect("value") {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            v => v.parse().unwrap_or_else(|_| panic!("value {v:?} in {line}")),
+        };
+        let mut names: Vec<&String> = labels.iter().map(|(n, _)| n).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), labels.len(), "repeated label in {line}");
+        let key = format!("{name}{labels:?}");
+        assert!(series.insert(key), "duplicate series {line}");
+        samples.push(Sample { name: name.to_owned(), labels, value });
+    }
+    samples
+}
+
+/// Parses `name="value",...}` up to the closing brace; returns the labels and what follows.
+fn parse_labels_from(s: &str) -> (Vec<(String, String)>, &str) {
+    let mut labels = Vec::new();
+    let mut pos = 0;
+    loop {
+        let eq = s[pos..].find("=\"").expect("=") + pos;
+        let name = s[pos..eq].to_owned();
+        let mut value = String::new();
+        let mut i = eq + 2;
+        let bytes = s.as_bytes();
+        loop {
+            match bytes[i] {
+                b'\\' => {
+                    value.push(match bytes[i + 1] {
+                        b'n' => '\n',
+                        c => c as char,
+                    });
+                    i += 2;
+                }
+                b'"' => break,
+                _ => {
+                    let c = s[i..].chars().next().expect("char");
+                    value.push(c);
+                    i += c.len_utf8();
+                }
+            }
+        }
+        labels.push((name, value));
+        match bytes[i + 1] {
+            b',' => pos = i + 2,
+            b'}' => return (labels, &s[i + 2..]),
+            c => panic!("unexpected {:?}", c as char),
+        }
+    }
+}
+
+/// Samples of one metric, keyed by their labels rendered `k=v,...`.
+pub fn by_labels<'a>(samples: &'a [Sample], name: &str) -> BTreeMap<String, &'a Sample> {
+    samples
+        .iter()
+        .filter(|s| s.name == name)
+        .map(|s| (s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","), s))
+        .collect()
+}
+
+/// The one sample of `name` whose labels include all of `want`.
+pub fn find<'a>(samples: &'a [Sample], name: &str, want: &[(&str, &str)]) -> &'a Sample {
+    let found: Vec<&Sample> =
+        samples.iter().filter(|s| s.name == name && want.iter().all(|(k, v)| s.label(k) == Some(v))).collect();
+    assert_eq!(found.len(), 1, "{name} {want:?}: {found:?}");
+    found[0]
+}
+
+/// A pod for test clusters.
+pub fn pod(ns: &str, name: &str, node: &str, ip: &str, containers: &[(&str, &str, &str)]) -> msp_sim::SimPod {
+    msp_sim::SimPod {
+        namespace: ns.into(),
+        name: name.into(),
+        node: node.into(),
+        ip: ip.into(),
+        host_ip: "192.0.2.1".into(),
+        labels: vec![("app".into(), name.into())],
+        owner: None,
+        mirror: false,
+        containers: containers
+            .iter()
+            .map(|(n, c, m)| msp_sim::SimContainer { name: n.to_string(), cpu: c.to_string(), memory: m.to_string() })
+            .collect(),
+        listed: true,
+    }
+}
+
+/// A node for test clusters.
+pub fn node(name: &str, ip: &str) -> msp_sim::SimNode {
+    msp_sim::SimNode {
+        name: name.into(),
+        ip: ip.into(),
+        labels: vec![],
+        cpu: "250000000n".into(),
+        memory: "1Gi".into(),
+    }
+}
