@@ -85,15 +85,21 @@ fn enrichers_unknown_name_stops_startup() {
 async fn enrichers_fresh_data_without_restart() {
     let h = start(SimCluster::demo(), |_| {}).await;
     scrape(&h).await;
-    {
-        let mut st = h.sim.state();
+    let changed = std::time::Instant::now();
+    h.sim.update(|c| {
         let mut p = pod("shop", "newcomer", "node-b", "10.9.9.9", &[("app", "3m", "3Mi")]);
         p.labels = vec![("app".into(), "newcomer".into())];
-        st.cluster.pods.push(p);
-        let web = st.cluster.pods.iter_mut().find(|p| p.name == "frontend-7c9d8f6b5-8xk2d").expect("web");
+        c.pods.push(p);
+        let web =
+            c.pods.iter_mut().find(|p| p.name == "frontend-7c9d8f6b5-8xk2d" && p.namespace == "shop").expect("web");
         web.labels.push(("release".into(), "canary".into()));
-    }
-    let s = parse(&scrape(&h).await);
+    });
+    let s = scrape_until(&h, std::time::Duration::from_secs(8), |s| {
+        s.iter().any(|x| x.label("pod") == Some("newcomer") && x.label("label_app") == Some("newcomer"))
+            && s.iter().any(|x| x.label("label_release") == Some("canary"))
+    })
+    .await;
+    eprintln!("new pod and label change visible after {:?}", changed.elapsed());
     let new = pod_series(&s, "shop", "newcomer");
     assert_eq!((new.label("node"), new.label("label_app")), (Some("node-b"), Some("newcomer")));
     assert_eq!(pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d").label("label_release"), Some("canary"));
@@ -101,7 +107,7 @@ async fn enrichers_fresh_data_without_restart() {
 
 #[async_std::test]
 async fn enrichers_source_failure_keeps_the_series() {
-    let h = start(SimCluster::demo(), |_| {}).await;
+    let h = start(SimCluster::demo(), |c| c.kubernetes.timeout = "2s".into()).await;
     h.sim.state().faults.insert(Route::Pods, Fault::Status(403));
     let text = scrape(&h).await;
     promtool_check(&text);
@@ -117,8 +123,10 @@ async fn enrichers_source_failure_keeps_the_series() {
         let v = find(&s, "kube_metrics_server_enricher_errors_total", &[("enricher", e)]).value;
         assert_eq!(v, 1.0, "{e}");
     }
-    // With the pod list back, the labels are back on the next scrape.
+    // With the pod list back, the cache's retry (with backoff) brings the labels back.
     h.sim.state().faults.clear();
-    let s = parse(&scrape(&h).await);
-    assert_eq!(pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d").label("node"), Some("node-a"));
+    scrape_until(&h, std::time::Duration::from_secs(8), |s| {
+        s.iter().any(|x| x.label("pod") == Some("frontend-7c9d8f6b5-8xk2d") && x.label("node") == Some("node-a"))
+    })
+    .await;
 }

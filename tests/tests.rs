@@ -3,4 +3,5 @@
 
 mod enrichers;
 mod faults;
+mod scale;
 mod spine;

@@ -43,8 +43,7 @@ pub async fn sim_and_config(cluster: SimCluster) -> (Sim, RawConfig, PathBuf) {
     let dir = temp_dir("h");
     std::fs::write(dir.join("ca.crt"), &sim.pki.ca_pem).expect("ca");
     std::fs::write(dir.join("token"), TOKEN).expect("token");
-    let mut raw = RawConfig::default();
-    raw.listen = "127.0.0.1:0".into();
+    let mut raw = RawConfig { listen: "127.0.0.1:0".into(), ..RawConfig::default() };
     raw.kubernetes.api_url = Some(sim.url.clone());
     raw.kubernetes.ca_file = Some(dir.join("ca.crt"));
     raw.kubernetes.token_file = Some(dir.join("token"));
@@ -93,6 +92,19 @@ pub async fn scrape(h: &Harness) -> String {
     let got = get(&format!("{}/metrics", h.url), &[]).await;
     assert_eq!(got.status, 200, "{}", got.body);
     got.body
+}
+
+/// Scrapes until `ready` holds for the parsed samples, up to `within`; returns them.
+pub async fn scrape_until(h: &Harness, within: std::time::Duration, ready: impl Fn(&[Sample]) -> bool) -> Vec<Sample> {
+    let started = std::time::Instant::now();
+    loop {
+        let samples = parse(&scrape(h).await);
+        if ready(&samples) {
+            return samples;
+        }
+        assert!(started.elapsed() < within, "not ready within {within:?}");
+        async_std::task::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }
 
 /// Runs `promtool check metrics` on `text`; panics with its output if it objects.

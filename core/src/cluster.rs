@@ -57,6 +57,11 @@ impl<T> Namespaced<T> {
         old
     }
 
+    /// The objects of one namespace (`""` for cluster-scoped ones).
+    pub fn iter_namespace<'s>(&'s self, namespace: &str) -> impl Iterator<Item = (&'s Text, &'s T)> + 's {
+        self.by_namespace.get(namespace).into_iter().flat_map(|m| m.iter())
+    }
+
     /// How many objects.
     pub fn len(&self) -> usize {
         self.len

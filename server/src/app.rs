@@ -29,9 +29,9 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 
 async fn metrics(req: Request<State>) -> tide::Result {
     let format = Format::Text;
-    let body = req.state().scrape(format).await;
+    let body = req.state().scrape_shared(format).await;
     let mut res = Response::new(StatusCode::Ok);
-    res.set_body(body);
+    res.set_body(body.as_str());
     res.insert_header("Content-Type", format.content_type());
     Ok(res)
 }

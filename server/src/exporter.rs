@@ -1,7 +1,7 @@
 //! One scrape, end to end: fetch both metrics lists, check them, enrich, write the
 //! families and our own health metrics.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -11,17 +11,40 @@ use msp_core::model::{NodeMetricsList, PodMetricsList};
 use msp_core::render::write_families;
 use msp_core::{Enricher, Enrichment, RenderOptions, Scrape};
 
+use crate::cache::CachedCluster;
 use crate::kube::{KubeClient, KubeError};
-use crate::source::{ListCluster, MetricsApi};
+use crate::source::MetricsApi;
 
 /// What turns the metrics API into an exposition.
 pub struct Exporter {
     client: Arc<KubeClient>,
     metrics: MetricsApi,
+    cluster: CachedCluster,
     enrichers: Vec<Arc<dyn Enricher>>,
     options: RenderOptions,
     parse_errors: AtomicU64,
     enricher_errors: Mutex<BTreeMap<String, u64>>,
+    flights: Mutex<HashMap<Format, Arc<Flight>>>,
+}
+
+/// A scrape in progress that later arrivals wait for instead of starting their own.
+#[derive(Default)]
+struct Flight {
+    result: async_std::sync::Mutex<Option<Arc<String>>>,
+}
+
+/// Takes a finished (or abandoned) flight off the board.
+struct Landing<'a> {
+    flights: &'a Mutex<HashMap<Format, Arc<Flight>>>,
+    format: Format,
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.flights.lock() {
+            f.remove(&self.format);
+        }
+    }
 }
 
 impl std::fmt::Debug for Exporter {
@@ -62,11 +85,46 @@ impl Exporter {
         let enricher_errors = Mutex::new(enrichers.iter().map(|e| (e.name().to_owned(), 0)).collect());
         Exporter {
             metrics: MetricsApi::new(client.clone()),
+            cluster: CachedCluster::new(client.clone()),
             client,
             enrichers,
             options,
             parse_errors: AtomicU64::new(0),
             enricher_errors,
+            flights: Mutex::default(),
+        }
+    }
+
+    /// A scrape shared with every other request for the same format that arrives while it
+    /// runs: Prometheus HA pairs and a human with curl cost the API server one read.
+    pub async fn scrape_shared(&self, format: Format) -> Arc<String> {
+        let (flight, leader) = {
+            let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+            match flights.get(&format) {
+                Some(f) => (f.clone(), None),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    flights.insert(format, f.clone());
+                    (f.clone(), Some(f))
+                }
+            }
+        };
+        if let Some(flight) = leader {
+            // Nobody else can hold it yet: we created it under the board's lock.
+            let mut slot = match flight.result.try_lock() {
+                Some(slot) => slot,
+                None => return Arc::new(self.scrape(format).await),
+            };
+            let _landing = Landing { flights: &self.flights, format };
+            let body = Arc::new(self.scrape(format).await);
+            *slot = Some(body.clone());
+            return body;
+        }
+        let shared = flight.result.lock().await.clone();
+        match shared {
+            Some(body) => body,
+            // The leader was cancelled before it finished: scrape alone.
+            None => Arc::new(self.scrape(format).await),
         }
     }
 
@@ -99,10 +157,10 @@ impl Exporter {
         }
         self.parse_errors.fetch_add(scrape.errors.len() as u64, Ordering::Relaxed);
 
-        let cluster = ListCluster::new(self.client.clone());
+        let cluster = &self.cluster;
         let mut enrichments: Vec<Enrichment> = Vec::with_capacity(self.enrichers.len());
         for enricher in &self.enrichers {
-            match enricher.enrich(&scrape, &cluster).await {
+            match enricher.enrich(&scrape, cluster).await {
                 Ok(e) => enrichments.push(e),
                 Err(err) => {
                     log::warn!("enricher {}: {err}; its labels are left out of this scrape", enricher.name());
@@ -184,6 +242,17 @@ impl Exporter {
             |f| {
                 for ((resource, code), n) in self.client.request_counts() {
                     f.sample([(&RESOURCE, resource.as_str()), (&CODE, code.as_str())], n as f64);
+                }
+            }
+        );
+        fam!(
+            w,
+            "kube_metrics_server_cache_objects",
+            "Objects held in the watch-backed metadata caches, by resource.",
+            MetricType::Gauge,
+            |f| {
+                for (resource, n) in self.cluster.sizes() {
+                    f.sample([(&RESOURCE, resource)], n as f64);
                 }
             }
         );

@@ -6,6 +6,7 @@
 //! call [`build`] or [`run`] the same way.
 
 pub mod app;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod exporter;

@@ -55,6 +55,74 @@ pub struct SimState {
     pub faults: HashMap<Route, Fault>,
     /// Every request served: `(path and query, status)`.
     pub requests: Vec<(String, u16)>,
+    /// The current resourceVersion.
+    pub resource_version: u64,
+    /// Watch events since the start: `(route, resourceVersion, type, object)`.
+    pub events: Vec<(Route, u64, &'static str, serde_json::Value)>,
+    /// Watches from a resourceVersion below this get 410 Gone.
+    pub compacted_before: u64,
+    /// Bumped to close every open watch (as an API server restart would).
+    pub watch_generation: u64,
+}
+
+/// The objects of a list route, keyed by `namespace/name`.
+fn objects(cluster: &SimCluster, route: Route) -> Vec<(String, serde_json::Value)> {
+    let list = match route {
+        Route::Pods => cluster.pod_list(),
+        Route::Nodes => cluster.node_list(),
+        Route::ReplicaSets => SimCluster::controller_list(&cluster.replicasets),
+        Route::Jobs => SimCluster::controller_list(&cluster.jobs),
+        Route::PodMetrics | Route::NodeMetrics => return Vec::new(),
+    };
+    let items = list.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
+    items
+        .into_iter()
+        .map(|o| {
+            let m = &o["metadata"];
+            (format!("{}/{}", m["namespace"].as_str().unwrap_or(""), m["name"].as_str().unwrap_or("")), o)
+        })
+        .collect()
+}
+
+const WATCHED: [Route; 4] = [Route::Pods, Route::Nodes, Route::ReplicaSets, Route::Jobs];
+
+impl SimState {
+    /// Changes the cluster and records what changed as watch events.
+    pub fn update(&mut self, change: impl FnOnce(&mut SimCluster)) {
+        let before: Vec<Vec<(String, serde_json::Value)>> =
+            WATCHED.iter().map(|r| objects(&self.cluster, *r)).collect();
+        change(&mut self.cluster);
+        for (route, old) in WATCHED.iter().zip(before) {
+            let new = objects(&self.cluster, *route);
+            let old_map: HashMap<&String, &serde_json::Value> = old.iter().map(|(k, v)| (k, v)).collect();
+            let new_keys: std::collections::HashSet<&String> = new.iter().map(|(k, _)| k).collect();
+            for (key, obj) in &new {
+                match old_map.get(key) {
+                    None => self.push_event(*route, "ADDED", obj.clone()),
+                    Some(o) if *o != obj => self.push_event(*route, "MODIFIED", obj.clone()),
+                    Some(_) => {}
+                }
+            }
+            for (key, obj) in &old {
+                if !new_keys.contains(key) {
+                    self.push_event(*route, "DELETED", obj.clone());
+                }
+            }
+        }
+    }
+
+    fn push_event(&mut self, route: Route, kind: &'static str, mut object: serde_json::Value) {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.events.push((route, self.resource_version, kind, object));
+    }
+
+    /// Forgets all history: every watch from a resourceVersion up to now gets 410 Gone and
+    /// must re-list.
+    pub fn compact(&mut self) {
+        self.compacted_before = self.resource_version + 1;
+        self.events.clear();
+    }
 }
 
 /// A handle to a running simulator.
@@ -91,6 +159,10 @@ impl Sim {
             serve_v1: true,
             faults: HashMap::new(),
             requests: Vec::new(),
+            resource_version: 1000,
+            events: Vec::new(),
+            compacted_before: 0,
+            watch_generation: 0,
         }));
         let app = app(state.clone());
         let config = pki.server_config()?;
@@ -111,6 +183,21 @@ impl Sim {
     pub fn count(&self, prefix: &str) -> usize {
         self.state().requests.iter().filter(|(p, _)| p.starts_with(prefix)).count()
     }
+
+    /// How many list (not watch) requests have paths starting with `prefix`.
+    pub fn lists(&self, prefix: &str) -> usize {
+        self.state().requests.iter().filter(|(p, _)| p.starts_with(prefix) && !p.contains("watch=")).count()
+    }
+
+    /// Closes every open watch connection.
+    pub fn drop_watches(&self) {
+        self.state().watch_generation += 1;
+    }
+
+    /// Changes the cluster, recording watch events (see [`SimState::update`]).
+    pub fn update(&self, change: impl FnOnce(&mut SimCluster)) {
+        self.state().update(change)
+    }
 }
 
 type State = Arc<Mutex<SimState>>;
@@ -129,6 +216,61 @@ fn status(code: u16, reason: &str, message: &str) -> Response {
 
 fn lock(state: &State) -> MutexGuard<'_, SimState> {
     state.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Streams watch events for `route` after `from`, with bookmarks, until `timeout` passes or
+/// the client goes away.
+fn watch_body(state: State, route: Route, from: u64, timeout: Duration) -> std::io::Result<tide::Body> {
+    use async_std::io::WriteExt;
+    let (reader, mut writer) = async_std::os::unix::net::UnixStream::pair()?;
+    async_std::task::spawn(async move {
+        let started = std::time::Instant::now();
+        let generation = lock(&state).watch_generation;
+        let mut sent = from;
+        let mut last_bookmark = std::time::Instant::now();
+        loop {
+            let (lines, gone, rv) = {
+                let s = lock(&state);
+                if s.watch_generation != generation {
+                    return;
+                }
+                if from < s.compacted_before {
+                    let status = json!({"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                        "message": format!("too old resource version: {from} ({})", s.compacted_before), "reason": "Expired", "code": 410}});
+                    (vec![status.to_string()], true, s.resource_version)
+                } else {
+                    let lines: Vec<String> = s
+                        .events
+                        .iter()
+                        .filter(|(r, v, _, _)| *r == route && *v > sent)
+                        .map(|(_, _, kind, obj)| json!({"type": kind, "object": obj}).to_string())
+                        .collect();
+                    (lines, false, s.resource_version)
+                }
+            };
+            for line in &lines {
+                if writer.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            if gone {
+                return;
+            }
+            sent = sent.max(rv);
+            if last_bookmark.elapsed() > Duration::from_millis(500) {
+                let bookmark = json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1", "metadata": {"resourceVersion": rv.to_string()}}});
+                if writer.write_all(format!("{bookmark}\n").as_bytes()).await.is_err() {
+                    return;
+                }
+                last_bookmark = std::time::Instant::now();
+            }
+            if started.elapsed() > timeout {
+                return;
+            }
+            async_std::task::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    Ok(tide::Body::from_reader(async_std::io::BufReader::new(reader), None))
 }
 
 async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> tide::Result {
@@ -152,6 +294,15 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 status(504, "Timeout", "hung")
             }
             Some(Fault::Status(code)) => status(code, "Injected", &format!("injected fault for {route:?}")),
+            _ if req.url().query_pairs().any(|(k, v)| k == "watch" && (v == "1" || v == "true")) => {
+                let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+                let from = q("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
+                let timeout = Duration::from_secs(q("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(300));
+                let mut res = Response::new(StatusCode::Ok);
+                res.set_content_type("application/json");
+                res.set_body(watch_body(state.clone(), route, from, timeout)?);
+                res
+            }
             other => {
                 let body = {
                     let s = lock(&state);
@@ -159,17 +310,18 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                         None
                     } else {
                         let c = &s.cluster;
-                        Some(
-                            match route {
-                                Route::PodMetrics => c.pod_metrics(version.unwrap_or("v1beta1")),
-                                Route::NodeMetrics => c.node_metrics(version.unwrap_or("v1beta1")),
-                                Route::Pods => c.pod_list(),
-                                Route::Nodes => c.node_list(),
-                                Route::ReplicaSets => SimCluster::controller_list(&c.replicasets),
-                                Route::Jobs => SimCluster::controller_list(&c.jobs),
-                            }
-                            .to_string(),
-                        )
+                        let mut value = match route {
+                            Route::PodMetrics => c.pod_metrics(version.unwrap_or("v1beta1")),
+                            Route::NodeMetrics => c.node_metrics(version.unwrap_or("v1beta1")),
+                            Route::Pods => c.pod_list(),
+                            Route::Nodes => c.node_list(),
+                            Route::ReplicaSets => SimCluster::controller_list(&c.replicasets),
+                            Route::Jobs => SimCluster::controller_list(&c.jobs),
+                        };
+                        if WATCHED.contains(&route) {
+                            value["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
+                        }
+                        Some(value.to_string())
                     }
                 };
                 match (body, other) {

@@ -164,10 +164,7 @@ impl KubeClient {
             Ok(_) => "200".to_owned(),
             Err(e) => e.code(),
         };
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut counts) = self.counts.lock() {
-            *counts.entry((resource.to_owned(), code)).or_default() += 1;
-        }
+        self.count_code(resource, &code);
     }
 
     /// Requests made so far, by `(resource, code)`.
@@ -178,6 +175,64 @@ impl KubeClient {
     /// All requests made so far.
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Opens a watch stream (`?watch=1...` in `path_and_query`): the response once its
+    /// headers arrive within the timeout; its body is read line by line by the caller.
+    pub async fn watch(
+        &self,
+        resource: &str,
+        path_and_query: &str,
+        metadata_only: bool,
+    ) -> Result<surf::Response, KubeError> {
+        let path = path_and_query.split('?').next().unwrap_or(path_and_query).to_owned();
+        let accept = if metadata_only {
+            "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"
+        } else {
+            "application/json"
+        };
+        let mut retried = false;
+        loop {
+            let transport = |message: String| KubeError::Transport { path: path.clone(), message };
+            let url = self.base.join(path_and_query).map_err(|e| transport(e.to_string()))?;
+            let mut req = self.http.get(url).header("Accept", accept);
+            if let Some(token) = self.auth.bearer() {
+                req = req.header("Authorization", format!("Bearer {}", token.expose()));
+            }
+            let timeout = self.limits.timeout;
+            let res = async_std::future::timeout(timeout, req)
+                .await
+                .map_err(|_| KubeError::Timeout { path: path.clone(), after: timeout })?
+                .map_err(|e| transport(e.to_string()));
+            let result = match res {
+                Ok(mut res) if !res.status().is_success() => {
+                    let status = u16::from(res.status());
+                    let body = async_std::future::timeout(timeout, res.body_bytes())
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .unwrap_or_default();
+                    Err(KubeError::Status { path: path.clone(), status, message: status_message(&body) })
+                }
+                other => other,
+            };
+            let code = match &result {
+                Ok(_) => "200".to_owned(),
+                Err(e) => e.code(),
+            };
+            self.count_code(resource, &code);
+            match result {
+                Err(e) if e.status() == Some(401) && !retried && self.auth.refresh() => retried = true,
+                other => return other,
+            }
+        }
+    }
+
+    fn count_code(&self, resource: &str, code: &str) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut counts) = self.counts.lock() {
+            *counts.entry((resource.to_owned(), code.to_owned())).or_default() += 1;
+        }
     }
 
     async fn get_once(&self, path_and_query: &str, accept: &str) -> Result<Vec<u8>, KubeError> {

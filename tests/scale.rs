@@ -1,0 +1,80 @@
+//! Issue 4, [scale]: watch-backed metadata and shared fetches.
+
+use std::time::Duration;
+
+use msp_sim::SimCluster;
+use msp_tests::*;
+
+const LISTS: [&str; 4] = ["/api/v1/pods", "/api/v1/nodes", "/apis/apps/v1/replicasets", "/apis/batch/v1/jobs"];
+
+fn lists(h: &Harness) -> Vec<usize> {
+    LISTS.iter().map(|p| h.sim.lists(p)).collect()
+}
+
+#[async_std::test]
+async fn scale_steady_state_scrapes_make_no_list_requests() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    scrape(&h).await;
+    assert_eq!(lists(&h), [1, 1, 1, 1], "one list each to start the caches");
+    let metrics_before = h.sim.count("/apis/metrics.k8s.io/");
+    for _ in 0..10 {
+        let s = parse(&scrape(&h).await);
+        assert!(
+            find(&s, "kube_metrics_server_pod_cpu_usage_cores", &[("pod", "redis-0")]).label("workload_name")
+                == Some("redis")
+        );
+    }
+    assert_eq!(lists(&h), [1, 1, 1, 1], "no list request in steady state");
+    assert_eq!(h.sim.count("/apis/metrics.k8s.io/") - metrics_before, 20, "two metrics requests a scrape");
+    let text = scrape(&h).await;
+    assert!(text.contains(r#"kube_metrics_server_cache_objects{resource="pods"} 25"#), "{text}");
+}
+
+#[async_std::test]
+async fn scale_watch_resumes_and_relists_only_on_410() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    scrape(&h).await;
+    // A dropped connection: resume from the last resourceVersion, no re-list.
+    h.sim.update(|c| c.pods.retain(|p| p.name != "debug-shell"));
+    async_std::task::sleep(Duration::from_millis(200)).await;
+    h.sim.drop_watches();
+    h.sim.update(|c| c.pods.push(pod("default", "after-drop", "node-a", "10.1.1.1", &[("c", "1m", "1Ki")])));
+    scrape_until(&h, Duration::from_secs(8), |s| {
+        s.iter().any(|x| x.label("pod") == Some("after-drop") && x.label("node") == Some("node-a"))
+    })
+    .await;
+    assert_eq!(lists(&h), [1, 1, 1, 1], "resumed without re-listing");
+    let resumed =
+        h.sim.state().requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("watch=1")).count();
+    assert!(resumed >= 2, "watched again after the drop");
+    // History compacted: the resume gets 410 and the cache re-lists once.
+    h.sim.state().compact();
+    h.sim.drop_watches();
+    h.sim.update(|c| c.pods.push(pod("default", "after-410", "node-b", "10.1.1.2", &[("c", "1m", "1Ki")])));
+    scrape_until(&h, Duration::from_secs(8), |s| {
+        s.iter().any(|x| x.label("pod") == Some("after-410") && x.label("node") == Some("node-b"))
+    })
+    .await;
+    assert_eq!(h.sim.lists("/api/v1/pods"), 2, "re-listed after 410 Gone");
+}
+
+#[async_std::test]
+async fn scale_concurrent_scrapes_share_upstream_fetches() {
+    let h = start(SimCluster::synthetic(2000), |c| c.enrichers = vec!["node".into()]).await;
+    scrape(&h).await;
+    let before = h.sim.count("/apis/metrics.k8s.io/v1/pods");
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let url = format!("{}/metrics", h.url);
+            async_std::task::spawn(async move { get(&url, &[]).await })
+        })
+        .collect();
+    for t in tasks {
+        let got = t.await;
+        assert_eq!(got.status, 200);
+        assert!(got.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
+    }
+    let upstream = h.sim.count("/apis/metrics.k8s.io/v1/pods") - before;
+    eprintln!("40 concurrent scrapes made {upstream} pod-metrics requests");
+    assert!(upstream <= 20, "{upstream} upstream requests for 40 scrapes");
+}
