@@ -22,13 +22,18 @@ use serde::Deserialize;
 
 use crate::kube::{KubeClient, KubeError};
 
+/// One object (JSON) to its `(namespace, name)` and snapshot entry.
+type EntryFn<T> = fn(&[u8]) -> Option<(Text, Text, T)>;
+
+/// The node snapshot as a by-name map, and the store snapshot it was made from.
+type NodeView = Option<(Arc<Namespaced<NodeInfo>>, Arc<Nodes>)>;
+
 /// How one resource is read and turned into snapshot entries.
 struct Kind<T> {
     resource: &'static str,
     path: &'static str,
     metadata_only: bool,
-    /// One object (JSON) to its key and entry.
-    entry: fn(&[u8]) -> Option<(Text, Text, T)>,
+    entry: EntryFn<T>,
 }
 
 fn pod_entry(json: &[u8]) -> Option<(Text, Text, msp_core::PodInfo)> {
@@ -288,7 +293,7 @@ pub struct CachedCluster {
     nodes: Arc<Informer<NodeInfo>>,
     replicasets: Arc<Informer<Option<msp_core::Owner>>>,
     jobs: Arc<Informer<Option<msp_core::Owner>>>,
-    node_snapshot: Mutex<Option<(Arc<Namespaced<NodeInfo>>, Arc<Nodes>)>>,
+    node_snapshot: Mutex<NodeView>,
 }
 
 impl CachedCluster {
