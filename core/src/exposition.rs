@@ -236,6 +236,12 @@ impl<'o> Writer<'o> {
         Writer { out, format, written: HashSet::new() }
     }
 
+    /// Reserves room for `additional` more bytes, so a large exposition is not copied as
+    /// it grows.
+    pub fn reserve(&mut self, additional: usize) {
+        self.out.reserve(additional);
+    }
+
     /// The format being written.
     pub fn format(&self) -> Format {
         self.format
@@ -349,11 +355,11 @@ fn write_value(out: &mut String, v: f64) {
         out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else if v == v.trunc() && v.abs() < 1e15 {
         // Whole numbers without a fractional part or exponent: `128458752`, not `1.28e8`.
-        let _ = write!(out, "{}", v as i64);
+        out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
-        // `{:?}` is the shortest representation that round-trips, with an exponent for
-        // very large or small magnitudes (`1e-9`), which Prometheus parses.
-        let _ = write!(out, "{v:?}");
+        // The shortest representation that round-trips, with an exponent for very large or
+        // small magnitudes (`1e-9`), which Prometheus parses.
+        out.push_str(zmij::Buffer::new().format_finite(v));
     }
 }
 
@@ -401,8 +407,8 @@ mod tests {
             (2147483648.0, "2147483648"),
             (1e-9, "1e-9"),
             (0.000000123, "1.23e-7"),
-            (1e300, "1e300"),
-            (9223372036854775807.0, "9.223372036854776e18"),
+            (1e300, "1e+300"),
+            (9223372036854775807.0, "9.223372036854776e+18"),
             (f64::NAN, "NaN"),
             (f64::INFINITY, "+Inf"),
             (f64::NEG_INFINITY, "-Inf"),

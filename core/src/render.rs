@@ -108,6 +108,7 @@ pub fn write_families(
     let pod_labels: Vec<_> =
         (0..scrape.pods.len()).map(|i| merge(&[&NAMESPACE, &POD, &CONTAINER], enrichments, |e| e.pod(i))).collect();
     let node_labels: Vec<_> = (0..scrape.nodes.len()).map(|i| merge(&[&NODE], enrichments, |e| e.node(i))).collect();
+    w.reserve(estimate(scrape, &pod_labels, &node_labels));
     match options.naming {
         Naming::Prometheus => {
             type Pick = fn(&PodSample<'_>) -> crate::Quantity;
@@ -196,6 +197,30 @@ pub fn write_families(
         }
     }
     Ok(())
+}
+
+/// About how many bytes the families take: label text per series, plus names and values.
+fn estimate(
+    scrape: &Scrape<'_>,
+    pod_labels: &[Vec<(&LabelName, &str)>],
+    node_labels: &[Vec<(&LabelName, &str)>],
+) -> usize {
+    const PER_SERIES: usize = 64 + 30; // metric name, punctuation, value
+    let text =
+        |labels: &[(&LabelName, &str)]| labels.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
+    let pods: usize = scrape
+        .pods
+        .iter()
+        .zip(pod_labels)
+        .map(|(p, extra)| {
+            let base = p.namespace.len() + p.name.len() + 20 + text(extra) + PER_SERIES;
+            let containers: usize = p.containers.iter().map(|c| base + c.name.len() + 13).sum();
+            2 * containers + 2 * base
+        })
+        .sum();
+    let nodes: usize =
+        scrape.nodes.iter().zip(node_labels).map(|(n, extra)| 2 * (n.name.len() + 8 + text(extra) + PER_SERIES)).sum();
+    pods + nodes + 4096
 }
 
 fn write_nodes(

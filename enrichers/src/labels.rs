@@ -7,11 +7,12 @@
 //! 0.5 and later) they are used and the pod list is not read. Colliding names get
 //! `_conflictN` as in kube-state-metrics.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use msp_core::cluster::Text;
 use msp_core::enricher::resolve_conflicts;
-use msp_core::{async_trait, AddedLabel, Cluster, EnrichError, Enricher, Enrichment, Scrape, Series};
+use msp_core::{async_trait, AddedLabel, Cluster, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series};
 use serde::{Deserialize, Serialize};
 
 use crate::glob;
@@ -43,21 +44,72 @@ impl Default for LabelsOptions {
     }
 }
 
+/// Label keys seen before: their sanitized name, or `None` when filtered out. Label keys
+/// repeat across pods, so each is matched and sanitized once, not once per pod.
+type NameCache = HashMap<Box<str>, Option<LabelName>>;
+
+/// More distinct keys than this and the cache starts over (bounded memory).
+const NAME_CACHE_MAX: usize = 10_000;
+
 /// The `labels` enricher.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct Labels {
     options: Arc<LabelsOptions>,
+    names: Mutex<NameCache>,
 }
 
 impl Labels {
     /// With these options.
     pub fn new(options: LabelsOptions) -> Self {
-        Labels { options: Arc::new(options) }
+        Labels { options: Arc::new(options), names: Mutex::default() }
     }
 
     fn wanted(&self, key: &str) -> bool {
         self.options.allow.iter().any(|p| glob::matches(p, key))
             && !self.options.deny.iter().any(|p| glob::matches(p, key))
+    }
+
+    /// Labels for one object's `(key, value)` pairs.
+    fn add<'k>(
+        &self,
+        names: &mut NameCache,
+        pairs: impl Iterator<Item = (&'k str, Text)>,
+        mut add: impl FnMut(LabelName, Text),
+    ) {
+        let mut kept: Vec<(&str, LabelName, Text)> = Vec::new();
+        for (key, value) in pairs {
+            if names.len() > NAME_CACHE_MAX {
+                names.clear();
+            }
+            let name = names.entry(key.into()).or_insert_with(|| {
+                if self.wanted(key) {
+                    LabelName::sanitized("label_", key).ok()
+                } else {
+                    None
+                }
+            });
+            if let Some(name) = name {
+                kept.push((key, name.clone(), value));
+            }
+        }
+        let collides = kept.iter().enumerate().any(|(i, (_, a, _))| kept[..i].iter().any(|(_, b, _)| a == b));
+        if collides {
+            // Rare: resolve all of this object's names as kube-state-metrics does.
+            let pairs: Vec<(&str, Text)> = kept.into_iter().map(|(k, _, v)| (k, v)).collect();
+            for (name, value) in resolve_conflicts("label_", pairs.iter().map(|(k, v)| (*k, v))) {
+                add(name, value);
+            }
+        } else {
+            for (_, name, value) in kept {
+                add(name, value);
+            }
+        }
+    }
+}
+
+impl Clone for Labels {
+    fn clone(&self) -> Self {
+        Labels::new((*self.options).clone())
     }
 }
 
@@ -82,28 +134,29 @@ impl Enricher for Labels {
         let mut out = Enrichment::new(scrape);
         let need_pod_list = scrape.pods.iter().any(|p| p.labels.is_none());
         let pods = if need_pod_list { Some(cluster.pods().await?) } else { None };
+        let nodes = if scrape.nodes.is_empty() { None } else { Some(cluster.nodes().await?) };
+        // No await below: the cache lock is never held across one.
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
         for (i, pod) in scrape.pods.iter().enumerate() {
-            let labels: Vec<(&str, Text)> = match (pod.labels, &pods) {
-                (Some(inline), _) => inline.iter().map(|(k, v)| (k.as_ref(), Text::from(v.as_ref()))).collect(),
-                (None, Some(pods)) => match pods.get(pod.namespace, pod.name) {
-                    Some(info) => info.labels.iter().map(|(k, v)| (k.as_ref(), v.clone())).collect(),
-                    None => continue,
-                },
-                (None, None) => continue,
-            };
-            let kept = labels.iter().filter(|(k, _)| self.wanted(k)).map(|(k, v)| (*k, v));
-            for (name, value) in resolve_conflicts("label_", kept) {
-                out.add_pod_label(i, name, value);
+            match (pod.labels, &pods) {
+                (Some(inline), _) => {
+                    let pairs = inline.iter().map(|(k, v)| (k.as_ref(), Text::from(v.as_ref())));
+                    self.add(&mut names, pairs, |n, v| out.add_pod_label(i, n, v));
+                }
+                (None, Some(pods)) => {
+                    if let Some(info) = pods.get(pod.namespace, pod.name) {
+                        let pairs = info.labels.iter().map(|(k, v)| (k.as_ref(), v.clone()));
+                        self.add(&mut names, pairs, |n, v| out.add_pod_label(i, n, v));
+                    }
+                }
+                (None, None) => {}
             }
         }
-        if !scrape.nodes.is_empty() {
-            let nodes = cluster.nodes().await?;
+        if let Some(nodes) = &nodes {
             for (i, node) in scrape.nodes.iter().enumerate() {
                 let Some(info) = nodes.get(node.name) else { continue };
-                let kept = info.labels.iter().filter(|(k, _)| self.wanted(k)).map(|(k, v)| (&**k, v));
-                for (name, value) in resolve_conflicts("label_", kept) {
-                    out.add_node_label(i, name, value);
-                }
+                let pairs = info.labels.iter().map(|(k, v)| (k.as_ref(), v.clone()));
+                self.add(&mut names, pairs, |n, v| out.add_node_label(i, n, v));
             }
         }
         Ok(out)

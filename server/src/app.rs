@@ -20,6 +20,15 @@ pub fn app(exporter: Arc<Exporter>) -> tide::Server<State> {
     app
 }
 
+/// A shared exposition as response bytes.
+struct SharedBody(Arc<String>);
+
+impl AsRef<[u8]> for SharedBody {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut res = Response::new(status);
     res.set_content_type("text/plain; charset=utf-8");
@@ -31,7 +40,9 @@ async fn metrics(req: Request<State>) -> tide::Result {
     let format = Format::Text;
     let body = req.state().scrape_shared(format).await;
     let mut res = Response::new(StatusCode::Ok);
-    res.set_body(body.as_str());
+    let len = body.len();
+    // Served straight from the shared buffer, without a copy.
+    res.set_body(tide::Body::from_reader(futures_lite::io::Cursor::new(SharedBody(body)), Some(len)));
     res.insert_header("Content-Type", format.content_type());
     Ok(res)
 }

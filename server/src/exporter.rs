@@ -172,8 +172,8 @@ impl Exporter {
         }
         let refs: Vec<&Enrichment> = enrichments.iter().collect();
 
-        // About 250 bytes a series, six series a single-container pod.
-        let mut out = String::with_capacity(4096 + scrape.pods.len() * 1500 + scrape.nodes.len() * 600);
+        // The renderer reserves what the families need.
+        let mut out = String::new();
         let mut w = Writer::new(&mut out, format);
         if let Err(e) = write_families(&mut w, &scrape, &refs, &self.options) {
             log::error!("writing the exposition: {e}");

@@ -63,6 +63,8 @@ pub struct SimState {
     pub compacted_before: u64,
     /// Bumped to close every open watch (as an API server restart would).
     pub watch_generation: u64,
+    /// Rendered bodies by route and version, valid until the next [`SimState::update`].
+    bodies: HashMap<(Route, &'static str), Arc<String>>,
 }
 
 /// The objects of a list route, keyed by `namespace/name`.
@@ -163,6 +165,7 @@ impl Sim {
             events: Vec::new(),
             compacted_before: 0,
             watch_generation: 0,
+            bodies: HashMap::new(),
         }));
         let app = app(state.clone());
         let config = pki.server_config()?;
@@ -305,14 +308,20 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
             }
             other => {
                 let body = {
-                    let s = lock(&state);
-                    if version == Some("v1") && !s.serve_v1 {
+                    let mut s = lock(&state);
+                    let version = match version {
+                        Some("v1") => "v1",
+                        _ => "v1beta1",
+                    };
+                    if route_version_missing(&s, route, version) {
                         None
+                    } else if let Some(b) = s.bodies.get(&(route, version)) {
+                        Some(b.clone())
                     } else {
                         let c = &s.cluster;
                         let mut value = match route {
-                            Route::PodMetrics => c.pod_metrics(version.unwrap_or("v1beta1")),
-                            Route::NodeMetrics => c.node_metrics(version.unwrap_or("v1beta1")),
+                            Route::PodMetrics => c.pod_metrics(version),
+                            Route::NodeMetrics => c.node_metrics(version),
                             Route::Pods => c.pod_list(),
                             Route::Nodes => c.node_list(),
                             Route::ReplicaSets => SimCluster::controller_list(&c.replicasets),
@@ -321,13 +330,15 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                         if WATCHED.contains(&route) {
                             value["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
                         }
-                        Some(value.to_string())
+                        let body = Arc::new(value.to_string());
+                        s.bodies.insert((route, version), body.clone());
+                        Some(body)
                     }
                 };
                 match (body, other) {
                     (None, _) => status(404, "NotFound", "the server could not find the requested resource"),
-                    (Some(body), Some(Fault::Truncate)) => json_response(body[..body.len() / 2].to_owned()),
-                    (Some(_), Some(Fault::NotJson)) => json_response("<html>502 Bad Gateway</html>".into()),
+                    (Some(body), Some(Fault::Truncate)) => json_response(Arc::new(body[..body.len() / 2].to_owned())),
+                    (Some(_), Some(Fault::NotJson)) => json_response(Arc::new("<html>502 Bad Gateway</html>".into())),
                     (Some(body), _) => json_response(body),
                 }
             }
@@ -337,11 +348,26 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
     Ok(answer)
 }
 
-fn json_response(body: String) -> Response {
+/// Shared body bytes, served without copying.
+struct Shared(Arc<String>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+fn json_response(body: Arc<String>) -> Response {
     let mut res = Response::new(StatusCode::Ok);
     res.set_content_type("application/json");
-    res.set_body(body);
+    let len = body.len();
+    res.set_body(tide::Body::from_reader(futures_lite::io::Cursor::new(Shared(body)), Some(len)));
     res
+}
+
+/// `metrics.k8s.io/v1` while the simulator plays a server without it.
+fn route_version_missing(s: &SimState, route: Route, version: &str) -> bool {
+    matches!(route, Route::PodMetrics | Route::NodeMetrics) && version == "v1" && !s.serve_v1
 }
 
 /// The simulator's routes over `state`.
