@@ -70,8 +70,12 @@ pub struct Got {
     pub status: u16,
     /// `Content-Type`.
     pub content_type: String,
-    /// Body text.
+    /// `Content-Encoding`.
+    pub content_encoding: String,
+    /// Body text (decompressed when gzipped).
     pub body: String,
+    /// The raw body bytes.
+    pub raw: Vec<u8>,
 }
 
 /// `GET url` with extra headers.
@@ -83,8 +87,17 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Got {
     }
     let mut res = req.await.expect("request");
     let content_type = res.header("Content-Type").map(|h| h.as_str().to_owned()).unwrap_or_default();
-    let body = res.body_string().await.expect("body");
-    Got { status: res.status().into(), content_type, body }
+    let content_encoding = res.header("Content-Encoding").map(|h| h.as_str().to_owned()).unwrap_or_default();
+    let raw = res.body_bytes().await.expect("body");
+    let body = if content_encoding == "gzip" {
+        use std::io::Read;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut text).expect("gunzip");
+        text
+    } else {
+        String::from_utf8(raw.clone()).expect("utf-8")
+    };
+    Got { status: res.status().into(), content_type, content_encoding, body, raw }
 }
 
 /// `GET /metrics`, asserting 200.
@@ -102,7 +115,21 @@ pub async fn scrape_until(h: &Harness, within: std::time::Duration, ready: impl 
         if ready(&samples) {
             return samples;
         }
-        assert!(started.elapsed() < within, "not ready within {within:?}");
+        if started.elapsed() >= within {
+            let pods: Vec<String> = samples
+                .iter()
+                .filter(|s| s.name == "kube_metrics_server_pod_cpu_usage_cores")
+                .map(|s| {
+                    format!(
+                        "{}/{} node={:?}",
+                        s.label("namespace").unwrap_or(""),
+                        s.label("pod").unwrap_or(""),
+                        s.label("node")
+                    )
+                })
+                .collect();
+            panic!("not ready within {within:?}; pods: {pods:?}");
+        }
         async_std::task::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use msp_core::Format;
 use tide::{Request, Response, StatusCode};
 
 use crate::exporter::Exporter;
+use crate::negotiate;
 
 /// The app's state.
 pub type State = Arc<Exporter>;
@@ -21,11 +21,11 @@ pub fn app(exporter: Arc<Exporter>) -> tide::Server<State> {
 }
 
 /// A shared exposition as response bytes.
-struct SharedBody(Arc<String>);
+struct SharedBody(Arc<Vec<u8>>);
 
 impl AsRef<[u8]> for SharedBody {
     fn as_ref(&self) -> &[u8] {
-        self.0.as_bytes()
+        &self.0
     }
 }
 
@@ -37,13 +37,18 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 }
 
 async fn metrics(req: Request<State>) -> tide::Result {
-    let format = Format::Text;
-    let body = req.state().scrape_shared(format).await;
+    let format = negotiate::format(req.header("Accept").map(|h| h.as_str()));
+    let gzip = negotiate::gzip(req.header("Accept-Encoding").map(|h| h.as_str()));
+    let body = req.state().scrape_shared(format, gzip).await;
     let mut res = Response::new(StatusCode::Ok);
     let len = body.len();
     // Served straight from the shared buffer, without a copy.
     res.set_body(tide::Body::from_reader(futures_lite::io::Cursor::new(SharedBody(body)), Some(len)));
     res.insert_header("Content-Type", format.content_type());
+    if gzip {
+        res.insert_header("Content-Encoding", "gzip");
+    }
+    res.insert_header("Vary", "Accept, Accept-Encoding");
     Ok(res)
 }
 

@@ -24,25 +24,28 @@ pub struct Exporter {
     options: RenderOptions,
     parse_errors: AtomicU64,
     enricher_errors: Mutex<BTreeMap<String, u64>>,
-    flights: Mutex<HashMap<Format, Arc<Flight>>>,
+    flights: Mutex<HashMap<Flavour, Arc<Flight>>>,
 }
+
+/// What a response body is: its format, and whether it is gzipped.
+pub type Flavour = (Format, bool);
 
 /// A scrape in progress that later arrivals wait for instead of starting their own.
 #[derive(Default)]
 struct Flight {
-    result: async_std::sync::Mutex<Option<Arc<String>>>,
+    result: async_std::sync::Mutex<Option<Arc<Vec<u8>>>>,
 }
 
 /// Takes a finished (or abandoned) flight off the board.
 struct Landing<'a> {
-    flights: &'a Mutex<HashMap<Format, Arc<Flight>>>,
-    format: Format,
+    flights: &'a Mutex<HashMap<Flavour, Arc<Flight>>>,
+    flavour: Flavour,
 }
 
 impl Drop for Landing<'_> {
     fn drop(&mut self) {
         if let Ok(mut f) = self.flights.lock() {
-            f.remove(&self.format);
+            f.remove(&self.flavour);
         }
     }
 }
@@ -95,28 +98,29 @@ impl Exporter {
         }
     }
 
-    /// A scrape shared with every other request for the same format that arrives while it
-    /// runs: Prometheus HA pairs and a human with curl cost the API server one read.
-    pub async fn scrape_shared(&self, format: Format) -> Arc<String> {
+    /// A scrape shared with every other request for the same format and encoding that
+    /// arrives while it runs: Prometheus HA pairs and a human with curl cost the API server
+    /// one read, and the body is compressed once.
+    pub async fn scrape_shared(&self, format: Format, gzip: bool) -> Arc<Vec<u8>> {
+        let flavour = (format, gzip);
         let (flight, leader) = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
-            match flights.get(&format) {
+            match flights.get(&flavour) {
                 Some(f) => (f.clone(), None),
                 None => {
                     let f = Arc::new(Flight::default());
-                    flights.insert(format, f.clone());
+                    flights.insert(flavour, f.clone());
                     (f.clone(), Some(f))
                 }
             }
         };
         if let Some(flight) = leader {
             // Nobody else can hold it yet: we created it under the board's lock.
-            let mut slot = match flight.result.try_lock() {
-                Some(slot) => slot,
-                None => return Arc::new(self.scrape(format).await),
+            let Some(mut slot) = flight.result.try_lock() else {
+                return Arc::new(self.body(format, gzip).await);
             };
-            let _landing = Landing { flights: &self.flights, format };
-            let body = Arc::new(self.scrape(format).await);
+            let _landing = Landing { flights: &self.flights, flavour };
+            let body = Arc::new(self.body(format, gzip).await);
             *slot = Some(body.clone());
             return body;
         }
@@ -124,7 +128,21 @@ impl Exporter {
         match shared {
             Some(body) => body,
             // The leader was cancelled before it finished: scrape alone.
-            None => Arc::new(self.scrape(format).await),
+            None => Arc::new(self.body(format, gzip).await),
+        }
+    }
+
+    async fn body(&self, format: Format, gzip: bool) -> Vec<u8> {
+        let text = self.scrape(format).await.into_bytes();
+        if !gzip {
+            return text;
+        }
+        match crate::negotiate::compress(&text) {
+            Ok(packed) => packed,
+            Err(e) => {
+                log::error!("gzip: {e}");
+                text
+            }
         }
     }
 

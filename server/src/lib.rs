@@ -12,6 +12,7 @@ pub mod demo;
 pub mod exporter;
 pub mod kube;
 pub mod logging;
+pub mod negotiate;
 pub mod registry;
 pub mod serve;
 pub mod source;

@@ -94,6 +94,7 @@ impl SimState {
         let before: Vec<Vec<(String, serde_json::Value)>> =
             WATCHED.iter().map(|r| objects(&self.cluster, *r)).collect();
         change(&mut self.cluster);
+        self.bodies.clear();
         for (route, old) in WATCHED.iter().zip(before) {
             let new = objects(&self.cluster, *route);
             let old_map: HashMap<&String, &serde_json::Value> = old.iter().map(|(k, v)| (k, v)).collect();

@@ -1,0 +1,240 @@
+//! Issue 6, [ecosystem]: the parts covered so far.
+
+use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use msp_sim::SimCluster;
+use msp_tests::*;
+
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+
+#[async_std::test]
+async fn ecosystem_openmetrics_and_gzip() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    let url = format!("{}/metrics", h.url);
+    let om = get(&url, &[("Accept", PROMETHEUS_ACCEPT), ("Accept-Encoding", "gzip")]).await;
+    assert_eq!(om.content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8");
+    assert_eq!(om.content_encoding, "gzip");
+    assert_eq!(&om.raw[..2], &[0x1f, 0x8b], "a gzip stream");
+    assert!(om.body.ends_with("# EOF\n"));
+    assert!(om
+        .body
+        .contains("# TYPE kube_metrics_server_parse_errors counter\nkube_metrics_server_parse_errors_total 0\n"));
+    let text = get(&url, &[("Accept", "text/plain")]).await;
+    assert_eq!(text.content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert_eq!(text.content_encoding, "");
+    assert!(!text.body.contains("# EOF"));
+    promtool_check(&text.body);
+    let unknown = get(&url, &[("Accept", "application/json")]).await;
+    assert_eq!(unknown.content_type, "text/plain; version=0.0.4; charset=utf-8", "never a type we don't write");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// Debian's prometheus scrapes the server and stores the exact value of a known container.
+#[async_std::test]
+async fn ecosystem_real_prometheus_stores_exact_values() {
+    let mut cluster = SimCluster::demo();
+    let debug = cluster.pods.iter_mut().find(|p| p.name == "debug-shell").expect("debug-shell");
+    debug.containers[0].cpu = "1500000n".into();
+    debug.containers[0].memory = "125448Ki".into();
+    let h = start(cluster, |_| {}).await;
+    let dir = temp_dir("prometheus");
+    let target = h.url.trim_start_matches("http://").to_owned();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: msp\n    static_configs:\n      - targets: ['{target}']\n"),
+    )
+    .expect("config");
+    let port = free_port();
+    let child = Command::new("prometheus")
+        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus is not installed: run ./scripts/test, or apt-get install prometheus");
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _prometheus = Killed(child);
+    let api = format!("http://127.0.0.1:{port}/api/v1");
+    let query = |q: &str| {
+        format!(
+            "{api}/query?query={}",
+            q.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace('=', "%3D").replace(',', "%2C")
+        )
+    };
+    let started = Instant::now();
+    let (cpu, mem, health) = loop {
+        assert!(started.elapsed() < Duration::from_secs(60), "prometheus never stored the series");
+        async_std::task::sleep(Duration::from_millis(500)).await;
+        let Ok(Ok(targets)) = async_std::future::timeout(Duration::from_secs(5), async {
+            let client = surf::Client::with_http_client(msp_server::kube::transport::Transport::new(None));
+            client.get(format!("{api}/targets")).await?.body_string().await
+        })
+        .await
+        else {
+            continue;
+        };
+        let targets: serde_json::Value = serde_json::from_str(&targets).unwrap_or_default();
+        let health = targets["data"]["activeTargets"][0]["health"].as_str().unwrap_or("").to_owned();
+        let value = |body: String| -> Option<String> {
+            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+            Some(v["data"]["result"][0]["value"][1].as_str()?.to_owned())
+        };
+        let cpu = value(
+            get(&query(r#"kube_metrics_server_container_cpu_usage_cores{pod="debug-shell",container="debug"}"#), &[])
+                .await
+                .body,
+        );
+        let mem = value(
+            get(
+                &query(
+                    r#"kube_metrics_server_container_memory_working_set_bytes{pod="debug-shell",container="debug"}"#,
+                ),
+                &[],
+            )
+            .await
+            .body,
+        );
+        if let (Some(cpu), Some(mem)) = (cpu, mem) {
+            break (cpu, mem, health);
+        }
+    };
+    assert_eq!(health, "up");
+    assert_eq!(cpu, "0.0015");
+    assert_eq!(mem, "128458752");
+}
+
+/// Every metric and label name the dashboard's queries use is one we emit.
+#[test]
+fn ecosystem_dashboard_uses_only_our_names() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dashboard.json");
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("json");
+    let metrics: BTreeSet<&str> = [
+        "kube_metrics_server_container_cpu_usage_cores",
+        "kube_metrics_server_container_memory_working_set_bytes",
+        "kube_metrics_server_pod_cpu_usage_cores",
+        "kube_metrics_server_pod_memory_working_set_bytes",
+        "kube_metrics_server_node_cpu_usage_cores",
+        "kube_metrics_server_node_memory_working_set_bytes",
+        "kube_metrics_server_up",
+        "kube_metrics_server_enricher_errors_total",
+    ]
+    .into();
+    let labels: BTreeSet<&str> = [
+        "namespace",
+        "pod",
+        "container",
+        "node",
+        "workload_kind",
+        "workload_name",
+        "owner_kind",
+        "owner_name",
+        "resource",
+        "enricher",
+    ]
+    .into();
+    let mut exprs: Vec<String> = dash["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(String::from))
+        .collect();
+    exprs.extend(
+        dash["templating"]["list"]
+            .as_array()
+            .expect("vars")
+            .iter()
+            .filter_map(|v| v["query"].as_str().map(String::from))
+            .filter(|q| q.contains('(')),
+    );
+    assert!(exprs.len() >= 8);
+    for expr in &exprs {
+        let words: Vec<&str> =
+            expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| !w.is_empty()).collect();
+        for w in &words {
+            if w.starts_with("kube_") {
+                assert!(metrics.contains(w), "{expr}: unknown metric {w}");
+            }
+        }
+        // Label names: inside by (...) and before =~ / = in matchers.
+        for group in expr.split("by (").skip(1) {
+            for l in group.split(')').next().unwrap_or("").split(',') {
+                assert!(labels.contains(l.trim()), "{expr}: unknown label {l}");
+            }
+        }
+        for matcher in expr.split('{').skip(1) {
+            let inner = matcher.split('}').next().unwrap_or("");
+            for m in inner.split(',').filter(|m| !m.is_empty()) {
+                let name = m.split(['=', '!', '~']).next().unwrap_or("").trim();
+                assert!(labels.contains(name), "{expr}: unknown label {name}");
+            }
+        }
+    }
+}
+
+/// The ClusterRole grants only get/list/watch on what we read; the Deployment is hardened.
+#[test]
+fn ecosystem_deploy_is_least_privilege_and_hardened() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/");
+    let read = |f: &str| -> serde_yaml::Value {
+        serde_yaml::from_str(&std::fs::read_to_string(format!("{dir}{f}")).expect(f)).expect(f)
+    };
+    let kustomization = read("kustomization.yaml");
+    let mut kinds = BTreeSet::new();
+    for r in kustomization["resources"].as_sequence().expect("resources") {
+        let doc = read(r.as_str().expect("name"));
+        kinds.insert(doc["kind"].as_str().expect("kind").to_owned());
+    }
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"]
+    );
+    let role = read("clusterrole.yaml");
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_sequence().expect("rules") {
+        let verbs: Vec<&str> = rule["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
+        assert_eq!(verbs, ["get", "list", "watch"], "{rule:?}");
+        for g in rule["apiGroups"].as_sequence().expect("groups") {
+            for r in rule["resources"].as_sequence().expect("resources") {
+                granted.insert(format!("{}/{}", g.as_str().expect("g"), r.as_str().expect("r")));
+            }
+        }
+    }
+    assert_eq!(
+        granted.into_iter().collect::<Vec<_>>(),
+        ["/nodes", "/pods", "apps/replicasets", "batch/jobs", "metrics.k8s.io/nodes", "metrics.k8s.io/pods"]
+    );
+    let deploy = read("deployment.yaml");
+    let pod = &deploy["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+    assert_eq!(sc["readOnlyRootFilesystem"].as_bool(), Some(true));
+    assert_eq!(sc["allowPrivilegeEscalation"].as_bool(), Some(false));
+    assert_eq!(sc["capabilities"]["drop"][0].as_str(), Some("ALL"));
+    for k in ["requests", "limits"] {
+        assert!(c["resources"][k]["cpu"].is_string() && c["resources"][k]["memory"].is_string(), "{k}");
+    }
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"].as_str(), Some("/healthz"));
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"].as_str(), Some("/readyz"));
+    assert!(c["env"]
+        .as_sequence()
+        .expect("env")
+        .iter()
+        .all(|e| e["name"].as_str().is_some_and(|n| n.starts_with("MSP_"))));
+    let svc = read("service.yaml");
+    assert_eq!(svc["spec"]["ports"][0]["name"].as_str(), Some("metrics"));
+}
