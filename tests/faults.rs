@@ -47,3 +47,97 @@ async fn faults_one_bad_quantity_drops_one_item() {
     assert_eq!(find(&s, "kube_metrics_server_parse_errors_total", &[]).value, 1.0);
     assert_eq!(up(&s, "pods"), 1.0);
 }
+
+#[async_std::test]
+async fn faults_prometheus_scrape_timeout_header_is_honoured() {
+    let h = start(SimCluster::demo(), |c| c.kubernetes.timeout = "30s".into()).await;
+    scrape(&h).await;
+    h.sim.state().faults.insert(Route::PodMetrics, Fault::Hang);
+    let started = Instant::now();
+    let got = get(&format!("{}/metrics", h.url), &[("X-Prometheus-Scrape-Timeout-Seconds", "2")]).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "answered after {took:?}");
+    let s = parse(&got.body);
+    assert_eq!((up(&s, "pods"), up(&s, "nodes")), (0.0, 1.0));
+}
+
+#[async_std::test]
+async fn faults_response_larger_than_the_bound_is_refused() {
+    let h = start(SimCluster::synthetic(200), |c| c.kubernetes.max_response_bytes = 16 * 1024).await;
+    let s = parse(&scrape(&h).await);
+    assert_eq!(up(&s, "pods"), 0.0, "the pod metrics list is larger than 16 KiB");
+    assert_eq!(up(&s, "nodes"), 1.0);
+    assert_eq!(
+        find(&s, "kube_metrics_server_api_requests_total", &[("resource", "pod_metrics"), ("code", "too_large")]).value,
+        1.0
+    );
+}
+
+fn binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("exe");
+    exe.parent().and_then(|d| d.parent()).expect("dir").join("metrics-server-prom")
+}
+
+async fn wait_listening(port: u16) {
+    for _ in 0..200 {
+        if async_std::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        async_std::task::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("server never listened");
+}
+
+/// SIGTERM: the scrape in flight finishes, then the process exits 0 within 5 s. And at
+/// trace level, through a token rotation, the token never reaches the log.
+#[async_std::test]
+async fn faults_sigterm_drains_and_no_token_in_logs() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let log = dir.join("stderr.log");
+    let mut child = std::process::Command::new(binary())
+        .env_clear()
+        .env("MSP_KUBERNETES__API_URL", &sim.url)
+        .env("MSP_KUBERNETES__TOKEN_FILE", dir.join("token"))
+        .env("MSP_KUBERNETES__CA_FILE", dir.join("ca.crt"))
+        .env("MSP_KUBERNETES__TIMEOUT", "2s")
+        .env("MSP_LOG_LEVEL", "trace")
+        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("binary");
+    wait_listening(port).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
+    // Rotate the token (a 401, a re-read, a retry), all logged at trace level.
+    sim.state().token = "rotated-secret-token".into();
+    std::fs::write(dir.join("token"), "rotated-secret-token").expect("rotate");
+    assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
+    // A slow scrape in flight when SIGTERM arrives.
+    sim.state().faults.insert(Route::PodMetrics, Fault::Hang);
+    let in_flight = async_std::task::spawn({
+        let url = url.clone();
+        async move { get(&url, &[]).await }
+    });
+    async_std::task::sleep(Duration::from_millis(300)).await;
+    let signalled = Instant::now();
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let got = in_flight.await;
+    assert_eq!(got.status, 200, "the scrape in flight finished");
+    assert!(got.body.contains("kube_metrics_server_up{resource=\"pods\"} 0"));
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(signalled.elapsed() < Duration::from_secs(5), "still running 5 s after SIGTERM");
+        async_std::task::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "exit status {status:?}");
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("401"), "the rotation was logged: {logged}");
+    for secret in [TOKEN, "rotated-secret-token"] {
+        assert!(!logged.contains(secret), "the token {secret:?} appears in the log");
+    }
+}

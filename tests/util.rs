@@ -60,7 +60,7 @@ pub async fn start(cluster: SimCluster, tweak: impl FnOnce(&mut RawConfig)) -> H
     let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let app = msp_server::app(exporter.clone());
-    async_std::task::spawn(msp_server::serve::serve(listener, app));
+    async_std::task::spawn(msp_server::serve::serve(listener, app, Default::default()));
     Harness { sim, url, dir, exporter }
 }
 

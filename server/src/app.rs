@@ -20,6 +20,14 @@ pub fn app(exporter: Arc<Exporter>) -> tide::Server<State> {
     app
 }
 
+/// When to stop waiting for upstream, from Prometheus' scrape timeout: 80% of it (at most
+/// 0.5 s short of it), leaving time to write and send the answer.
+fn scrape_deadline(header: Option<&str>) -> Option<std::time::Instant> {
+    let secs: f64 = header?.trim().parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0)?;
+    let budget = (secs * 0.8).max(secs - 0.5).min(secs - 0.1).max(0.05);
+    Some(std::time::Instant::now() + std::time::Duration::from_secs_f64(budget))
+}
+
 /// A shared exposition as response bytes.
 struct SharedBody(Arc<Vec<u8>>);
 
@@ -39,7 +47,8 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 async fn metrics(req: Request<State>) -> tide::Result {
     let format = negotiate::format(req.header("Accept").map(|h| h.as_str()));
     let gzip = negotiate::gzip(req.header("Accept-Encoding").map(|h| h.as_str()));
-    let body = req.state().scrape_shared(format, gzip).await;
+    let deadline = scrape_deadline(req.header("X-Prometheus-Scrape-Timeout-Seconds").map(|h| h.as_str()));
+    let body = req.state().scrape_shared(format, gzip, deadline).await;
     let mut res = Response::new(StatusCode::Ok);
     let len = body.len();
     // Served straight from the shared buffer, without a copy.

@@ -62,6 +62,19 @@ const CODE: LabelName = LabelName::from_static("code");
 const ENRICHER: LabelName = LabelName::from_static("enricher");
 const VERSION: LabelName = LabelName::from_static("version");
 
+/// `fetch`, abandoned at `deadline` as a timeout.
+async fn within(
+    deadline: Option<Instant>,
+    resource: &str,
+    fetch: impl std::future::Future<Output = Result<Vec<u8>, KubeError>>,
+) -> Result<Vec<u8>, KubeError> {
+    let Some(deadline) = deadline else { return fetch.await };
+    let left = deadline.saturating_duration_since(Instant::now());
+    async_std::future::timeout(left, fetch).await.unwrap_or_else(|_| {
+        Err(KubeError::Timeout { path: format!("{resource} metrics (scrape deadline)"), after: left })
+    })
+}
+
 /// Parses one metrics list; on failure logs it and yields an empty list.
 fn parse_list<'a, T: serde::Deserialize<'a> + Default>(
     resource: &str,
@@ -101,7 +114,7 @@ impl Exporter {
     /// A scrape shared with every other request for the same format and encoding that
     /// arrives while it runs: Prometheus HA pairs and a human with curl cost the API server
     /// one read, and the body is compressed once.
-    pub async fn scrape_shared(&self, format: Format, gzip: bool) -> Arc<Vec<u8>> {
+    pub async fn scrape_shared(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Arc<Vec<u8>> {
         let flavour = (format, gzip);
         let (flight, leader) = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -117,10 +130,10 @@ impl Exporter {
         if let Some(flight) = leader {
             // Nobody else can hold it yet: we created it under the board's lock.
             let Some(mut slot) = flight.result.try_lock() else {
-                return Arc::new(self.body(format, gzip).await);
+                return Arc::new(self.body(format, gzip, deadline).await);
             };
             let _landing = Landing { flights: &self.flights, flavour };
-            let body = Arc::new(self.body(format, gzip).await);
+            let body = Arc::new(self.body(format, gzip, deadline).await);
             *slot = Some(body.clone());
             return body;
         }
@@ -128,12 +141,12 @@ impl Exporter {
         match shared {
             Some(body) => body,
             // The leader was cancelled before it finished: scrape alone.
-            None => Arc::new(self.body(format, gzip).await),
+            None => Arc::new(self.body(format, gzip, deadline).await),
         }
     }
 
-    async fn body(&self, format: Format, gzip: bool) -> Vec<u8> {
-        let text = self.scrape(format).await.into_bytes();
+    async fn body(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Vec<u8> {
+        let text = self.scrape(format, deadline).await.into_bytes();
         if !gzip {
             return text;
         }
@@ -163,10 +176,16 @@ impl Exporter {
 
     /// One scrape, written in `format`. Never fails: what could not be read is reported in
     /// `kube_metrics_server_up` and the error counters, and everything else is served.
-    pub async fn scrape(&self, format: Format) -> String {
+    ///
+    /// With a `deadline` (from Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`), reads that
+    /// would end after it are abandoned and reported as failed, so the answer arrives in time.
+    pub async fn scrape(&self, format: Format, deadline: Option<Instant>) -> String {
         let started = Instant::now();
-        let (pods_raw, nodes_raw) =
-            futures_lite::future::zip(self.metrics.list("pods"), self.metrics.list("nodes")).await;
+        let (pods_raw, nodes_raw) = futures_lite::future::zip(
+            within(deadline, "pods", self.metrics.list("pods")),
+            within(deadline, "nodes", self.metrics.list("nodes")),
+        )
+        .await;
         let (pods, pods_up): (PodMetricsList<'_>, bool) = parse_list("pod", &pods_raw);
         let (nodes, nodes_up): (NodeMetricsList<'_>, bool) = parse_list("node", &nodes_raw);
         let scrape = Scrape::new(&pods, &nodes);
@@ -178,7 +197,16 @@ impl Exporter {
         let cluster = &self.cluster;
         let mut enrichments: Vec<Enrichment> = Vec::with_capacity(self.enrichers.len());
         for enricher in &self.enrichers {
-            match enricher.enrich(&scrape, cluster).await {
+            let enriched = match deadline {
+                Some(d) => async_std::future::timeout(
+                    d.saturating_duration_since(Instant::now()),
+                    enricher.enrich(&scrape, cluster),
+                )
+                .await
+                .unwrap_or_else(|_| Err("out of time for this scrape (X-Prometheus-Scrape-Timeout-Seconds)".into())),
+                None => enricher.enrich(&scrape, cluster).await,
+            };
+            match enriched {
                 Ok(e) => enrichments.push(e),
                 Err(err) => {
                     log::warn!("enricher {}: {err}; its labels are left out of this scrape", enricher.name());

@@ -59,12 +59,14 @@ pub fn build(config: &Config, registry: &Registry) -> Result<Exporter, StartErro
     Ok(Exporter::new(client, enrichers, options))
 }
 
-/// Builds the exporter and serves it on `config.listen` until the process ends.
+/// Builds the exporter and serves it on `config.listen` until SIGTERM or SIGINT, then lets
+/// scrapes in flight finish and returns.
 pub async fn run(config: &Config, registry: &Registry) -> Result<(), StartError> {
     let exporter = Arc::new(build(config, registry)?);
     let addr = config.listen;
-    let listener =
-        async_std::net::TcpListener::bind(addr).await.map_err(|source| StartError::Listen { addr, source })?;
+    let listen = |source| StartError::Listen { addr, source };
+    let shutdown = serve::signals().map_err(listen)?;
+    let listener = async_std::net::TcpListener::bind(addr).await.map_err(listen)?;
     log::info!("serving on http://{addr}/metrics");
-    serve::serve(listener, app(exporter)).await.map_err(|source| StartError::Listen { addr, source })
+    serve::serve(listener, app(exporter), shutdown).await.map_err(listen)
 }
