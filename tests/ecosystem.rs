@@ -238,3 +238,29 @@ fn ecosystem_deploy_is_least_privilege_and_hardened() {
     let svc = read("service.yaml");
     assert_eq!(svc["spec"]["ports"][0]["name"].as_str(), Some("metrics"));
 }
+
+#[async_std::test]
+async fn ecosystem_namespace_filters_and_label_selector() {
+    let h = start(SimCluster::demo(), |c| {
+        c.namespaces.allow = vec!["shop*".into(), "batch".into()];
+        c.namespaces.deny = vec!["shop-staging".into()];
+        c.label_selector = Some("tier!=control-plane,app in (frontend,cart)".into());
+    })
+    .await;
+    let s = parse(&scrape(&h).await);
+    let namespaces: BTreeSet<&str> = s
+        .iter()
+        .filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores")
+        .filter_map(|x| x.label("namespace"))
+        .collect();
+    assert_eq!(namespaces.into_iter().collect::<Vec<_>>(), ["batch", "shop"]);
+    assert_eq!(
+        s.iter().filter(|x| x.name == "kube_metrics_server_node_cpu_usage_cores").count(),
+        3,
+        "nodes are not filtered"
+    );
+    let requests = h.sim.state().requests.clone();
+    let want = "/apis/metrics.k8s.io/v1/pods?labelSelector=tier%21%3Dcontrol-plane%2Capp+in+%28frontend%2Ccart%29";
+    assert!(requests.iter().any(|(p, _)| p == want), "{requests:?}");
+    assert!(requests.iter().any(|(p, _)| p == "/apis/metrics.k8s.io/v1/nodes"), "no selector on nodes");
+}

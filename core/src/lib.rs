@@ -25,6 +25,7 @@ pub mod cluster;
 pub mod duration;
 pub mod enricher;
 pub mod exposition;
+pub mod glob;
 pub mod model;
 pub mod quantity;
 pub mod render;

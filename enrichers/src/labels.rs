@@ -15,7 +15,7 @@ use msp_core::enricher::resolve_conflicts;
 use msp_core::{async_trait, AddedLabel, Cluster, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series};
 use serde::{Deserialize, Serialize};
 
-use crate::glob;
+use msp_core::glob;
 
 /// Labels that change with every rollout or carry a UID: denied by default.
 pub const VOLATILE: &[&str] = &[

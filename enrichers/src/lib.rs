@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use msp_core::Enricher;
 
-mod glob;
 mod labels;
 mod node;
 mod owner;

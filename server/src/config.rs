@@ -34,6 +34,20 @@ pub struct RawConfig {
     pub kubernetes: RawKubernetes,
     /// Options of the `labels` enricher.
     pub labels: msp_enrichers::LabelsOptions,
+    /// Which namespaces' pods to export.
+    pub namespaces: RawNamespaces,
+    /// A label selector passed to the metrics API's pod list.
+    pub label_selector: Option<String>,
+}
+
+/// `[namespaces]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNamespaces {
+    /// Globs of namespaces to keep.
+    pub allow: Vec<String>,
+    /// Globs of namespaces to drop, after `allow`.
+    pub deny: Vec<String>,
 }
 
 /// `[kubernetes]` as written.
@@ -77,6 +91,8 @@ impl Default for RawConfig {
                 max_response_bytes: 256 * 1024 * 1024,
             },
             labels: Default::default(),
+            namespaces: RawNamespaces { allow: vec!["*".into()], deny: vec![] },
+            label_selector: None,
         }
     }
 }
@@ -100,6 +116,8 @@ pub struct Config {
     pub limits: Limits,
     /// Options for the built-in enrichers.
     pub enricher_options: msp_enrichers::Options,
+    /// Which pods to export.
+    pub scope: crate::exporter::Scope,
 }
 
 /// A configuration error; always names the key.
@@ -182,6 +200,17 @@ impl RawConfig {
         if k.max_response_bytes < 1024 {
             return Err(invalid("kubernetes.max_response_bytes", "must be at least 1024"));
         }
+        let ns = self.namespaces;
+        if let Some(p) = ns.allow.iter().chain(&ns.deny).find(|p| p.is_empty()) {
+            return Err(invalid("namespaces", format!("empty pattern {p:?}")));
+        }
+        let label_selector = self.label_selector.filter(|s| !s.trim().is_empty());
+        if let Some(sel) = &label_selector {
+            if sel.chars().any(|c| c.is_control()) {
+                return Err(invalid("label_selector", format!("{sel:?} has control characters")));
+            }
+        }
+        let scope = crate::exporter::Scope { allow: ns.allow, deny: ns.deny, label_selector };
         let enricher_options =
             msp_enrichers::Options::new(self.labels).map_err(|e| invalid("labels", e.to_string()))?;
         Ok(Config {
@@ -200,6 +229,7 @@ impl RawConfig {
             },
             limits: Limits { timeout, max_response_bytes: usize::try_from(k.max_response_bytes).unwrap_or(usize::MAX) },
             enricher_options,
+            scope,
         })
     }
 }

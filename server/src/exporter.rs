@@ -22,9 +22,51 @@ pub struct Exporter {
     cluster: CachedCluster,
     enrichers: Vec<Arc<dyn Enricher>>,
     options: RenderOptions,
+    scope: Scope,
     parse_errors: AtomicU64,
     enricher_errors: Mutex<BTreeMap<String, u64>>,
     flights: Mutex<HashMap<Flavour, Arc<Flight>>>,
+}
+
+/// Which pods a scrape exports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// Globs of namespaces to keep.
+    pub allow: Vec<String>,
+    /// Globs of namespaces to drop, after `allow`.
+    pub deny: Vec<String>,
+    /// Passed to the metrics API as `labelSelector` on the pod list.
+    pub label_selector: Option<String>,
+}
+
+impl Default for Scope {
+    fn default() -> Self {
+        Scope { allow: vec!["*".into()], deny: Vec::new(), label_selector: None }
+    }
+}
+
+impl Scope {
+    /// Whether pods of `namespace` are exported.
+    pub fn keeps(&self, namespace: &str) -> bool {
+        self.allow.iter().any(|p| msp_core::glob::matches(p, namespace))
+            && !self.deny.iter().any(|p| msp_core::glob::matches(p, namespace))
+    }
+
+    fn pod_query(&self) -> String {
+        match &self.label_selector {
+            Some(sel) => {
+                let mut url =
+                    http_types::Url::parse("http://encode.invalid/").unwrap_or_else(|_| unreachable!("a valid URL"));
+                url.query_pairs_mut().append_pair("labelSelector", sel);
+                format!("?{}", url.query().unwrap_or_default())
+            }
+            None => String::new(),
+        }
+    }
+
+    fn filters(&self) -> bool {
+        self.allow.iter().any(|p| p != "*") || !self.deny.is_empty()
+    }
 }
 
 /// What a response body is: its format, and whether it is gzipped.
@@ -97,7 +139,12 @@ fn parse_list<'a, T: serde::Deserialize<'a> + Default>(
 
 impl Exporter {
     /// An exporter over `client`, with `enrichers` in order.
-    pub fn new(client: Arc<KubeClient>, enrichers: Vec<Arc<dyn Enricher>>, options: RenderOptions) -> Self {
+    pub fn new(
+        client: Arc<KubeClient>,
+        enrichers: Vec<Arc<dyn Enricher>>,
+        options: RenderOptions,
+        scope: Scope,
+    ) -> Self {
         let enricher_errors = Mutex::new(enrichers.iter().map(|e| (e.name().to_owned(), 0)).collect());
         Exporter {
             metrics: MetricsApi::new(client.clone()),
@@ -105,6 +152,7 @@ impl Exporter {
             client,
             enrichers,
             options,
+            scope,
             parse_errors: AtomicU64::new(0),
             enricher_errors,
             flights: Mutex::default(),
@@ -171,7 +219,7 @@ impl Exporter {
 
     /// Whether the metrics API answers now.
     pub async fn ready(&self) -> Result<(), KubeError> {
-        self.metrics.list("nodes").await.map(drop)
+        self.metrics.list("nodes", "").await.map(drop)
     }
 
     /// One scrape, written in `format`. Never fails: what could not be read is reported in
@@ -182,13 +230,16 @@ impl Exporter {
     pub async fn scrape(&self, format: Format, deadline: Option<Instant>) -> String {
         let started = Instant::now();
         let (pods_raw, nodes_raw) = futures_lite::future::zip(
-            within(deadline, "pods", self.metrics.list("pods")),
-            within(deadline, "nodes", self.metrics.list("nodes")),
+            within(deadline, "pods", self.metrics.list("pods", &self.scope.pod_query())),
+            within(deadline, "nodes", self.metrics.list("nodes", "")),
         )
         .await;
         let (pods, pods_up): (PodMetricsList<'_>, bool) = parse_list("pod", &pods_raw);
         let (nodes, nodes_up): (NodeMetricsList<'_>, bool) = parse_list("node", &nodes_raw);
-        let scrape = Scrape::new(&pods, &nodes);
+        let mut scrape = Scrape::new(&pods, &nodes);
+        if self.scope.filters() {
+            scrape.pods.retain(|p| self.scope.keeps(p.namespace));
+        }
         for e in &scrape.errors {
             log::warn!("{e}");
         }

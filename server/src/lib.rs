@@ -56,7 +56,7 @@ pub fn build(config: &Config, registry: &Registry) -> Result<Exporter, StartErro
     let client = Arc::new(kube::KubeClient::new(endpoint, config.limits));
     let enrichers = registry.build(&config.enrichers, &config.enricher_options);
     let options = RenderOptions { naming: config.naming, timestamps: config.timestamps, format: None };
-    Ok(Exporter::new(client, enrichers, options))
+    Ok(Exporter::new(client, enrichers, options, config.scope.clone()))
 }
 
 /// Builds the exporter and serves it on `config.listen` until SIGTERM or SIGINT, then lets

@@ -34,10 +34,10 @@ impl MetricsApi {
 
     /// Lists `pods` or `nodes`. Tries v1 first; on 404 uses v1beta1 from then on. A 404 on
     /// the version in use sends the next call back to trying v1.
-    pub async fn list(&self, resource: &'static str) -> Result<Vec<u8>, KubeError> {
+    pub async fn list(&self, resource: &'static str, query: &str) -> Result<Vec<u8>, KubeError> {
         let known = self.version.load(Ordering::Relaxed);
         let first = if known == V1BETA1 { V1BETA1 } else { V1 };
-        let path = |v: u8| format!("/apis/metrics.k8s.io/{}/{resource}", if v == V1 { "v1" } else { "v1beta1" });
+        let path = |v: u8| format!("/apis/metrics.k8s.io/{}/{resource}{query}", if v == V1 { "v1" } else { "v1beta1" });
         let metric = if resource == "pods" { "pod_metrics" } else { "node_metrics" };
         match self.client.get(metric, &path(first)).await {
             Ok(body) => {

@@ -1,4 +1,5 @@
-//! Glob patterns for label keys: `*` matches any run of characters, `?` any one.
+//! Glob patterns (for label keys and namespaces): `*` matches any run of characters, `?`
+//! any one.
 
 /// Whether `text` matches `pattern`.
 pub fn matches(pattern: &str, text: &str) -> bool {
