@@ -141,3 +141,84 @@ async fn faults_sigterm_drains_and_no_token_in_logs() {
         assert!(!logged.contains(secret), "the token {secret:?} appears in the log");
     }
 }
+
+/// A web-config with TLS and basic auth rejects wrong credentials and serves right ones;
+/// a change to the file (requiring client certificates) applies without a restart.
+#[async_std::test]
+async fn faults_web_config_tls_basic_auth_and_reload() {
+    use base64::Engine as _;
+    use msp_server::kube::tls::{certificates, client_config, private_key, Verify};
+    let (sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let pki = msp_sim::TestPki::generate().expect("pki");
+    std::fs::write(dir.join("web.crt"), &pki.server_cert_pem).expect("crt");
+    std::fs::write(dir.join("web.key"), &pki.server_key_pem).expect("key");
+    std::fs::write(dir.join("web-ca.crt"), &pki.ca_pem).expect("ca");
+    let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
+    let web_yml = dir.join("web.yml");
+    std::fs::write(
+        &web_yml,
+        format!(
+            "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\nbasic_auth_users:\n  prometheus: {hash}\n"
+        ),
+    )
+    .expect("web.yml");
+    let registry = msp_server::Registry::builtin();
+    let config = raw.check(&registry).expect("config");
+    let exporter = std::sync::Arc::new(msp_server::build(&config, &registry).expect("build"));
+    let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let web = std::sync::Arc::new(msp_server::web::WebConfigFile::open(web_yml.clone()).expect("web config"));
+    async_std::task::spawn(msp_server::serve::serve_with(
+        listener,
+        msp_server::app(exporter),
+        Default::default(),
+        Some(web),
+    ));
+
+    let client = |identity: Option<(String, String)>| {
+        let identity = identity.map(|(c, k)| {
+            (certificates(c.as_bytes(), "client").expect("c"), private_key(k.as_bytes(), "key").expect("k"))
+        });
+        let tls = client_config(Verify::Ca { pem: pki.ca_pem.as_bytes(), what: "test CA" }, identity).expect("tls");
+        surf::Client::with_http_client(msp_server::kube::transport::Transport::new(Some(tls)))
+    };
+    let basic = |user: &str, pass: &str| {
+        format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+    };
+    let url = format!("https://localhost:{port}/metrics");
+    let status = |res: surf::Result<surf::Response>| res.map(|r| u16::from(r.status())).unwrap_or(0);
+
+    let c = client(None);
+    assert_eq!(status(c.get(&url).await), 401, "no credentials");
+    assert_eq!(status(c.get(&url).header("Authorization", basic("prometheus", "wrong")).await), 401);
+    assert_eq!(status(c.get(&url).header("Authorization", basic("mallory", "s3cret")).await), 401);
+    let mut ok = c.get(&url).header("Authorization", basic("prometheus", "s3cret")).await.expect("scrape");
+    assert_eq!(u16::from(ok.status()), 200);
+    assert!(ok.body_string().await.expect("body").contains("kube_metrics_server_up{resource=\"pods\"} 1"));
+    assert_eq!(status(c.get(format!("https://localhost:{port}/healthz")).await), 200, "probes stay open");
+    // Plain HTTP to the TLS port gets no metrics.
+    {
+        use async_std::io::{ReadExt, WriteExt};
+        let mut tcp = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        tcp.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
+        let mut answer = Vec::new();
+        let _ = async_std::future::timeout(Duration::from_secs(3), tcp.read_to_end(&mut answer)).await;
+        assert!(!String::from_utf8_lossy(&answer).contains("kube_metrics_server"), "served metrics over plain HTTP");
+    }
+
+    // Require client certificates from now on: no restart.
+    async_std::task::sleep(Duration::from_millis(20)).await;
+    std::fs::write(
+        &web_yml,
+        format!("tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: web-ca.crt\nbasic_auth_users:\n  prometheus: {hash}\n"),
+    )
+    .expect("rewrite");
+    let without = client(None).get(&url).header("Authorization", basic("prometheus", "s3cret")).await;
+    assert!(
+        without.is_err() || u16::from(without.expect("res").status()) != 200,
+        "a client without a certificate is refused"
+    );
+    let with = client(Some(pki.client_cert("prometheus").expect("client cert")));
+    assert_eq!(status(with.get(&url).header("Authorization", basic("prometheus", "s3cret")).await), 200);
+    drop(sim);
+}

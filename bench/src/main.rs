@@ -3,6 +3,7 @@
 //!
 //! - (a) transform time (JSON bytes to exposition text, with the node, labels and owner
 //!   enrichers over fixed metadata) and its throughput in MB/s of input;
+//! - the cost of gzip on that output (Prometheus asks for gzip by default), and its size;
 //! - (b) the floor: serde_json parsing the same JSON into `IgnoredAny`, and the ratio a/b;
 //! - (c) end-to-end scrape latency over HTTP, p50 and p99, of the release server binary
 //!   against the simulator (a separate process) over TLS;
@@ -41,6 +42,8 @@ struct Transform {
     transform_ms: f64,
     floor_ms: f64,
     output_mb: f64,
+    gzip_ms: f64,
+    gzip_mb: f64,
 }
 
 /// (a) and (b), in this process.
@@ -62,6 +65,7 @@ fn transform(pods: usize) -> Transform {
     let mut times = Vec::new();
     let mut floors = Vec::new();
     let mut out_len = 0;
+    let mut last = String::new();
     for _ in 0..runs {
         let t = Instant::now();
         let p: PodMetricsList<'_> = serde_json::from_str(&pod_json).expect("pods");
@@ -89,7 +93,7 @@ fn transform(pods: usize) -> Transform {
             );
         }
         out_len = out.len();
-        black_box(&out);
+        last = black_box(out);
         times.push(t.elapsed().as_secs_f64() * 1e3);
 
         let t = Instant::now();
@@ -97,7 +101,16 @@ fn transform(pods: usize) -> Transform {
         black_box(serde_json::from_str::<serde::de::IgnoredAny>(&node_json).expect("floor"));
         floors.push(t.elapsed().as_secs_f64() * 1e3);
     }
+    let mut gzips = Vec::new();
+    let mut gzip_len = 0;
+    for _ in 0..runs.min(5) {
+        let t = Instant::now();
+        gzip_len = black_box(msp_server::negotiate::compress(last.as_bytes()).expect("gzip")).len();
+        gzips.push(t.elapsed().as_secs_f64() * 1e3);
+    }
     Transform {
+        gzip_ms: median(gzips),
+        gzip_mb: gzip_len as f64 / 1e6,
         input_mb: (pod_json.len() + node_json.len()) as f64 / 1e6,
         transform_ms: median(times),
         floor_ms: median(floors),
@@ -262,22 +275,24 @@ async fn main() {
     println!("metrics-server-prom benchmark: synthetic clusters, 2 containers a pod, enrichers node+labels+owner");
     println!();
     println!(
-        "| pods | input MB | output MB | (a) transform ms | (a) MB/s | (b) parse floor ms | a/b | (c) scrape p50 ms | (c) p99 ms | (d) server CPU ms/scrape | (d) peak RSS MiB | (e) API req/scrape | (e) lists/scrape |"
+        "| pods | input MB | output MB | (a) transform ms | (a) MB/s | (b) parse floor ms | a/b | gzip ms (MB) | (c) scrape p50 ms | (c) p99 ms | (d) server CPU ms/scrape | (d) peak RSS MiB | (e) API req/scrape | (e) lists/scrape |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for pods in sizes {
         let t = transform(pods);
         let scrapes = if pods >= 100_000 { 10 } else { 30 };
         let e = end_to_end(pods, scrapes).await;
         assert_eq!(e.series, pods * 2, "every container series present and enriched");
         println!(
-            "| {pods} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} |",
+            "| {pods} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.2} | {:.1} ({:.1}) | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} |",
             t.input_mb,
             t.output_mb,
             t.transform_ms,
             t.input_mb / (t.transform_ms / 1e3),
             t.floor_ms,
             t.transform_ms / t.floor_ms,
+            t.gzip_ms,
+            t.gzip_mb,
             e.p50_ms,
             e.p99_ms,
             e.cpu_ms,

@@ -38,6 +38,16 @@ pub struct RawConfig {
     pub namespaces: RawNamespaces,
     /// A label selector passed to the metrics API's pod list.
     pub label_selector: Option<String>,
+    /// How `/metrics` itself is served.
+    pub web: RawWeb,
+}
+
+/// `[web]` as written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawWeb {
+    /// An exporter-toolkit web-config file (TLS, client certificates, basic auth).
+    pub config_file: Option<PathBuf>,
 }
 
 /// `[namespaces]` as written.
@@ -93,6 +103,7 @@ impl Default for RawConfig {
             labels: Default::default(),
             namespaces: RawNamespaces { allow: vec!["*".into()], deny: vec![] },
             label_selector: None,
+            web: RawWeb::default(),
         }
     }
 }
@@ -118,6 +129,8 @@ pub struct Config {
     pub enricher_options: msp_enrichers::Options,
     /// Which pods to export.
     pub scope: crate::exporter::Scope,
+    /// The web-config file, checked at load.
+    pub web_config: Option<PathBuf>,
 }
 
 /// A configuration error; always names the key.
@@ -210,6 +223,10 @@ impl RawConfig {
                 return Err(invalid("label_selector", format!("{sel:?} has control characters")));
             }
         }
+        let web_config = self.web.config_file.filter(|p| !p.as_os_str().is_empty());
+        if let Some(path) = &web_config {
+            crate::web::WebConfig::load(path).map_err(|e| invalid("web.config_file", e.to_string()))?;
+        }
         let scope = crate::exporter::Scope { allow: ns.allow, deny: ns.deny, label_selector };
         let enricher_options =
             msp_enrichers::Options::new(self.labels).map_err(|e| invalid("labels", e.to_string()))?;
@@ -230,6 +247,7 @@ impl RawConfig {
             limits: Limits { timeout, max_response_bytes: usize::try_from(k.max_response_bytes).unwrap_or(usize::MAX) },
             enricher_options,
             scope,
+            web_config,
         })
     }
 }

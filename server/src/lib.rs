@@ -16,6 +16,7 @@ pub mod negotiate;
 pub mod registry;
 pub mod serve;
 pub mod source;
+pub mod web;
 
 use std::sync::Arc;
 
@@ -32,6 +33,9 @@ pub enum StartError {
     /// The API server could not be configured.
     #[error(transparent)]
     Endpoint(#[from] kube::EndpointError),
+    /// The web-config file could not be used.
+    #[error(transparent)]
+    Web(#[from] web::WebConfigError),
     /// The port could not be bound.
     #[error("listening on {addr}: {source}")]
     Listen {
@@ -66,7 +70,12 @@ pub async fn run(config: &Config, registry: &Registry) -> Result<(), StartError>
     let addr = config.listen;
     let listen = |source| StartError::Listen { addr, source };
     let shutdown = serve::signals().map_err(listen)?;
+    let web = match &config.web_config {
+        Some(path) => Some(Arc::new(web::WebConfigFile::open(path.clone())?)),
+        None => None,
+    };
     let listener = async_std::net::TcpListener::bind(addr).await.map_err(listen)?;
-    log::info!("serving on http://{addr}/metrics");
-    serve::serve(listener, app(exporter), shutdown).await.map_err(listen)
+    let scheme = if web.as_ref().is_some_and(|w| w.current().tls.is_some()) { "https" } else { "http" };
+    log::info!("serving on {scheme}://{addr}/metrics");
+    serve::serve_with(listener, app(exporter), shutdown, web).await.map_err(listen)
 }

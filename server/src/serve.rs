@@ -1,13 +1,17 @@
-//! The accept loop: HTTP/1.1 (async-h1) for a tide app, with graceful shutdown: on the
-//! shutdown signal it stops accepting, lets requests in flight finish (up to a grace
-//! period), and returns.
+//! The accept loop: HTTP/1.1 (async-h1) for a tide app, over TLS and behind basic auth when
+//! a web-config file says so, with graceful shutdown: on the shutdown signal it stops
+//! accepting, lets requests in flight finish (up to a grace period), and returns.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_std::net::TcpListener;
+use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::StreamExt;
+use http_types::{Response, StatusCode};
+
+use crate::web::WebConfigFile;
 
 /// How long in-flight requests get after shutdown starts.
 pub const GRACE: Duration = Duration::from_secs(4);
@@ -49,6 +53,46 @@ pub async fn serve<S: Clone + Send + Sync + 'static>(
     app: tide::Server<S>,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    serve_with(listener, app, shutdown, None).await
+}
+
+/// Serves one connection's requests.
+async fn connection<S, IO>(io: IO, app: tide::Server<S>, in_flight: Arc<AtomicUsize>, web: Option<Arc<WebConfigFile>>)
+where
+    S: Clone + Send + Sync + 'static,
+    IO: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
+{
+    let served = async_h1::accept(io, |req| {
+        let (app, in_flight, web) = (app.clone(), in_flight.clone(), web.clone());
+        async move {
+            in_flight.fetch_add(1, Ordering::SeqCst);
+            let open = matches!(req.url().path(), "/healthz" | "/readyz");
+            let denied =
+                !open && web.is_some_and(|w| !w.current().authorized(req.header("Authorization").map(|h| h.as_str())));
+            let res = if denied {
+                let mut res = Response::new(StatusCode::Unauthorized);
+                res.insert_header("WWW-Authenticate", "Basic realm=\"metrics-server-prom\"");
+                res.set_body("Unauthorized\n");
+                Ok(res)
+            } else {
+                app.respond(req).await
+            };
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            res
+        }
+    });
+    if let Err(e) = served.await {
+        log::debug!("connection: {e}");
+    }
+}
+
+/// [`serve`], with TLS and basic auth from a web-config file (re-read when it changes).
+pub async fn serve_with<S: Clone + Send + Sync + 'static>(
+    listener: TcpListener,
+    app: tide::Server<S>,
+    shutdown: Shutdown,
+    web: Option<Arc<WebConfigFile>>,
+) -> std::io::Result<()> {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut incoming = listener.incoming();
     loop {
@@ -64,20 +108,15 @@ pub async fn serve<S: Clone + Send + Sync + 'static>(
                 continue;
             }
         };
-        let (app, in_flight) = (app.clone(), in_flight.clone());
+        let (app, in_flight, web) = (app.clone(), in_flight.clone(), web.clone());
         async_std::task::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let served = async_h1::accept(stream, |req| {
-                let (app, in_flight) = (app.clone(), in_flight.clone());
-                async move {
-                    in_flight.fetch_add(1, Ordering::SeqCst);
-                    let res = app.respond(req).await;
-                    in_flight.fetch_sub(1, Ordering::SeqCst);
-                    res
-                }
-            });
-            if let Err(e) = served.await {
-                log::debug!("connection: {e}");
+            match web.as_ref().and_then(|w| w.current().tls.clone()) {
+                Some(tls) => match futures_rustls::TlsAcceptor::from(tls).accept(stream).await {
+                    Ok(tls) => connection(msp_sim::tls::SharedStream::new(tls), app, in_flight, web).await,
+                    Err(e) => log::debug!("TLS handshake: {e}"),
+                },
+                None => connection(stream, app, in_flight, web).await,
             }
         });
     }
