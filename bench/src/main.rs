@@ -11,6 +11,8 @@
 //! - (e) API requests per steady-state scrape, from the server's own counters, and how many of
 //!   them were metadata lists.
 //!
+//! `--transform N` runs only (a) and (b), for profilers; `MSP_BENCH_RUNS` sets the repeats.
+//!
 //! `--sim N DIR` (used by the benchmark itself) runs a simulator of N pods and writes its URL,
 //! CA and token into DIR.
 
@@ -61,7 +63,11 @@ fn transform(pods: usize) -> Transform {
     };
     let enrichers: Vec<_> =
         msp_enrichers::DEFAULT.iter().filter_map(|n| msp_enrichers::builtin(n, &Default::default())).collect();
-    let runs = if pods >= 100_000 { 5 } else { 15 };
+    let runs = match std::env::var("MSP_BENCH_RUNS").ok().and_then(|r| r.parse().ok()) {
+        Some(r) => r,
+        None if pods >= 100_000 => 5,
+        None => 15,
+    };
     let mut times = Vec::new();
     let mut floors = Vec::new();
     let mut out_len = 0;
@@ -266,6 +272,13 @@ async fn main() {
     if args.first().map(String::as_str) == Some("--sim") {
         let pods = args.get(1).and_then(|n| n.parse().ok()).expect("--sim N DIR");
         return run_sim(pods, args.get(2).expect("--sim N DIR")).await;
+    }
+    if args.first().map(String::as_str) == Some("--transform") {
+        // For profilers (valgrind --tool=callgrind): the in-process transform alone.
+        let pods = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+        let t = transform(pods);
+        println!("{pods} pods: transform {:.1} ms, parse floor {:.1} ms", t.transform_ms, t.floor_ms);
+        return;
     }
     let sizes: Vec<usize> = if args.is_empty() {
         vec![1_000, 10_000, 100_000]

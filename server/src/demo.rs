@@ -6,20 +6,42 @@ use std::path::PathBuf;
 use http_types::Url;
 use msp_sim::{Sim, SimCluster, SimError};
 
+/// Why the demo could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The simulator could not start.
+    #[error(transparent)]
+    Sim(#[from] SimError),
+    /// The simulator reported a URL that does not parse.
+    #[error("simulator URL {0}")]
+    Url(String),
+    /// The CA or token file could not be written (the demo needs a writable temp dir).
+    #[error("writing {path}: {source}")]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
 use crate::config::Config;
 
 /// The token the demo's API server accepts.
 const TOKEN: &str = "demo-token-not-secret";
 
 /// Starts the simulator and points `config` at it; returns the simulator (keep it alive).
-pub async fn start(config: &mut Config) -> Result<Sim, SimError> {
+pub async fn start(config: &mut Config) -> Result<Sim, DemoError> {
     let sim = Sim::start(SimCluster::demo(), TOKEN).await?;
     let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let write = |path: &PathBuf, result: std::io::Result<()>| {
+        result.map_err(|source| DemoError::Write { path: path.clone(), source })
+    };
+    write(&dir, std::fs::create_dir_all(&dir))?;
     let (ca, token): (PathBuf, PathBuf) = (dir.join("ca.crt"), dir.join("token"));
-    std::fs::write(&ca, &sim.pki.ca_pem)?;
-    std::fs::write(&token, TOKEN)?;
-    let url = Url::parse(&sim.url).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    write(&ca, std::fs::write(&ca, &sim.pki.ca_pem))?;
+    write(&token, std::fs::write(&token, TOKEN))?;
+    let url = Url::parse(&sim.url).map_err(|e| DemoError::Url(format!("{}: {e}", sim.url)))?;
     log::info!("demo: simulated API server at {url} (CA {})", ca.display());
     config.kubernetes.api_url = Some(url);
     config.kubernetes.ca_file = Some(ca);
