@@ -222,3 +222,30 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
     assert_eq!(status(with.get(&url).header("Authorization", basic("prometheus", "s3cret")).await), 200);
     drop(sim);
 }
+
+/// Turning TLS verification off works, and says so loudly at startup.
+#[async_std::test]
+async fn faults_insecure_skip_tls_verify_warns_loudly() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let log = dir.join("insecure.log");
+    let mut child = std::process::Command::new(binary())
+        .env_clear()
+        .env("MSP_KUBERNETES__API_URL", &sim.url)
+        .env("MSP_KUBERNETES__TOKEN_FILE", dir.join("token"))
+        .env("MSP_KUBERNETES__INSECURE_SKIP_TLS_VERIFY", "true")
+        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("binary");
+    wait_listening(port).await;
+    let body = get(&format!("http://127.0.0.1:{port}/metrics"), &[]).await.body;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(body.contains("kube_metrics_server_up{resource=\"pods\"} 1"), "no CA given, verification off: it connects");
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        logged.contains("WARN") && logged.contains("verification towards the API server") && logged.contains("is OFF"),
+        "{logged}"
+    );
+}
