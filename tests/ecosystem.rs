@@ -30,10 +30,6 @@ async fn ecosystem_openmetrics_and_gzip() {
     assert_eq!(unknown.content_type, "text/plain; version=0.0.4; charset=utf-8", "never a type we don't write");
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
 /// Debian's prometheus scrapes the server and stores the exact value of a known container.
 #[async_std::test]
 async fn ecosystem_real_prometheus_stores_exact_values() {
@@ -58,13 +54,6 @@ async fn ecosystem_real_prometheus_stores_exact_values() {
         .stderr(Stdio::null())
         .spawn()
         .expect("prometheus is not installed: run ./scripts/test, or apt-get install prometheus");
-    struct Killed(std::process::Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let _prometheus = Killed(child);
     let api = format!("http://127.0.0.1:{port}/api/v1");
     let query = |q: &str| {

@@ -73,9 +73,7 @@ async fn enrichers_selection_and_allow() {
 
 #[test]
 fn enrichers_unknown_name_stops_startup() {
-    let exe = std::env::current_exe().expect("exe");
-    let bin = exe.parent().and_then(|d| d.parent()).expect("dir").join("metrics-server-prom");
-    let out = Command::new(bin).env_clear().env("MSP_ENRICHERS", r#"["node","gpu"]"#).output().expect("run");
+    let out = Command::new(binary()).env_clear().env("MSP_ENRICHERS", r#"["node","gpu"]"#).output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown enricher \"gpu\"") && err.contains("labels, node, owner"), "{err}");

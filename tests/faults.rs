@@ -73,11 +73,6 @@ async fn faults_response_larger_than_the_bound_is_refused() {
     );
 }
 
-fn binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("exe");
-    exe.parent().and_then(|d| d.parent()).expect("dir").join("metrics-server-prom")
-}
-
 async fn wait_listening(port: u16) {
     for _ in 0..200 {
         if async_std::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
@@ -93,7 +88,7 @@ async fn wait_listening(port: u16) {
 #[async_std::test]
 async fn faults_sigterm_drains_and_no_token_in_logs() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = free_port();
     let log = dir.join("stderr.log");
     let mut child = std::process::Command::new(binary())
         .env_clear()
@@ -227,7 +222,7 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
 #[async_std::test]
 async fn faults_insecure_skip_tls_verify_warns_loudly() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = free_port();
     let log = dir.join("insecure.log");
     let mut child = std::process::Command::new(binary())
         .env_clear()

@@ -1,6 +1,6 @@
 //! Issue 2, [spine].
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use msp_sim::{SimCluster, SimNode};
@@ -37,24 +37,6 @@ const EXPECTED: [(&str, f64, f64); 7] = [
     ("c5", 2.0, 2_147_483_648.0),
     ("c6", 0.25, 0.0),
 ];
-
-struct Killed(Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn binary() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    dir.join("metrics-server-prom")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
 
 async fn wait_for(url: &str) -> String {
     for _ in 0..100 {

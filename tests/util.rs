@@ -291,3 +291,24 @@ pub fn node(name: &str, ip: &str) -> msp_sim::SimNode {
         memory: "1Gi".into(),
     }
 }
+
+/// The `metrics-server-prom` binary cargo built beside this test.
+pub fn binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test exe");
+    exe.parent().and_then(|d| d.parent()).expect("target dir").join("metrics-server-prom")
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
