@@ -292,10 +292,12 @@ pub fn node(name: &str, ip: &str) -> msp_sim::SimNode {
     }
 }
 
-/// The `metrics-server-prom` binary cargo built beside this test.
+/// The `metrics-server-prom` binary beside this test (`./scripts/test` builds it first).
 pub fn binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test exe");
-    exe.parent().and_then(|d| d.parent()).expect("target dir").join("metrics-server-prom")
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("metrics-server-prom");
+    assert!(bin.exists(), "{} is missing: run ./scripts/test (or cargo build -p msp-server first)", bin.display());
+    bin
 }
 
 /// A free TCP port on 127.0.0.1.
