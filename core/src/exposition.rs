@@ -305,16 +305,30 @@ impl Family<'_> {
         value: f64,
         timestamp_ms: Option<i64>,
     ) {
+        self.sample_with(labels, &LabelBlock::default(), value, timestamp_ms)
+    }
+
+    /// Writes one sample: `labels`, then the labels of `block` (already escaped), which
+    /// lets many series that share labels escape them once.
+    pub fn sample_with<'l>(
+        &mut self,
+        labels: impl IntoIterator<Item = (&'l LabelName, &'l str)>,
+        block: &LabelBlock,
+        value: f64,
+        timestamp_ms: Option<i64>,
+    ) {
         let out = &mut *self.out;
         out.push_str(&self.name);
         let mut first = true;
         for (name, value) in labels {
             out.push(if first { '{' } else { ',' });
             first = false;
-            out.push_str(name.as_str());
-            out.push_str("=\"");
-            escape_into(out, value, true);
-            out.push('"');
+            push_label(out, name, value);
+        }
+        if !block.0.is_empty() {
+            out.push(if first { '{' } else { ',' });
+            first = false;
+            out.push_str(&block.0);
         }
         if !first {
             out.push('}');
@@ -327,6 +341,41 @@ impl Family<'_> {
             let _ = write!(out, " {ts}");
         }
         out.push('\n');
+    }
+}
+
+fn push_label(out: &mut String, name: &LabelName, value: &str) {
+    out.push_str(name.as_str());
+    out.push_str("=\"");
+    escape_into(out, value, true);
+    out.push('"');
+}
+
+/// Labels rendered and escaped once (`a="1",b="2"`), to be written on many series.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelBlock(String);
+
+impl LabelBlock {
+    /// Renders `labels`; names must be unique (and not repeat those written beside it).
+    pub fn new<'l>(labels: impl IntoIterator<Item = (&'l LabelName, &'l str)>) -> Self {
+        let mut block = String::new();
+        for (name, value) in labels {
+            if !block.is_empty() {
+                block.push(',');
+            }
+            push_label(&mut block, name, value);
+        }
+        LabelBlock(block)
+    }
+
+    /// The rendered length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no labels.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 

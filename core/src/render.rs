@@ -6,7 +6,7 @@
 
 use crate::cluster::Text;
 use crate::enricher::Enrichment;
-use crate::exposition::{ExpositionError, Format, LabelName, MetricName, MetricType, Writer};
+use crate::exposition::{ExpositionError, Format, LabelBlock, LabelName, MetricName, MetricType, Writer};
 use crate::scrape::{PodSample, Scrape};
 
 /// The `namespace` label.
@@ -111,6 +111,8 @@ pub fn write_families(
     w.reserve(estimate(scrape, &pod_labels, &node_labels));
     match options.naming {
         Naming::Prometheus => {
+            // Each pod's enrichment is escaped once and shared by all of its series.
+            let pod_blocks: Vec<LabelBlock> = pod_labels.iter().map(|l| LabelBlock::new(l.iter().copied())).collect();
             type Pick = fn(&PodSample<'_>) -> crate::Quantity;
             let container_families: [(&MetricName, &str, bool); 2] = [
                 (&CONTAINER_CPU, "CPU usage of a container in cores, averaged over metrics-server's window.", true),
@@ -118,12 +120,12 @@ pub fn write_families(
             ];
             for (name, help, cpu) in container_families {
                 let mut f = w.family(name, help, MetricType::Gauge)?;
-                for (pod, extra) in scrape.pods.iter().zip(&pod_labels) {
+                for (pod, block) in scrape.pods.iter().zip(&pod_blocks) {
                     let ts = timestamp_ms(pod.timestamp, stamps);
                     for c in &pod.containers {
                         let base = [(&NAMESPACE, pod.namespace), (&POD, pod.name), (&CONTAINER, c.name)];
                         let value = if cpu { c.cpu } else { c.memory };
-                        f.sample_at(base.into_iter().chain(extra.iter().copied()), value.as_f64(), ts);
+                        f.sample_with(base, block, value.as_f64(), ts);
                     }
                 }
             }
@@ -133,16 +135,12 @@ pub fn write_families(
             ];
             for (name, help, pick) in pod_families {
                 let mut f = w.family(name, help, MetricType::Gauge)?;
-                for (pod, extra) in scrape.pods.iter().zip(&pod_labels) {
+                for (pod, block) in scrape.pods.iter().zip(&pod_blocks) {
                     if pod.containers.is_empty() {
                         continue;
                     }
                     let base = [(&NAMESPACE, pod.namespace), (&POD, pod.name)];
-                    f.sample_at(
-                        base.into_iter().chain(extra.iter().copied()),
-                        pick(pod).as_f64(),
-                        timestamp_ms(pod.timestamp, stamps),
-                    );
+                    f.sample_with(base, block, pick(pod).as_f64(), timestamp_ms(pod.timestamp, stamps));
                 }
             }
             write_nodes(
