@@ -90,14 +90,9 @@ async fn faults_sigterm_drains_and_no_token_in_logs() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
     let port = free_port();
     let log = dir.join("stderr.log");
-    let mut child = std::process::Command::new(binary())
-        .env_clear()
-        .env("MSP_KUBERNETES__API_URL", &sim.url)
-        .env("MSP_KUBERNETES__TOKEN_FILE", dir.join("token"))
-        .env("MSP_KUBERNETES__CA_FILE", dir.join("ca.crt"))
+    let mut child = server_command(&sim, &dir, port)
         .env("MSP_KUBERNETES__TIMEOUT", "2s")
         .env("MSP_LOG_LEVEL", "trace")
-        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
@@ -224,12 +219,9 @@ async fn faults_insecure_skip_tls_verify_warns_loudly() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
     let port = free_port();
     let log = dir.join("insecure.log");
-    let mut child = std::process::Command::new(binary())
-        .env_clear()
-        .env("MSP_KUBERNETES__API_URL", &sim.url)
-        .env("MSP_KUBERNETES__TOKEN_FILE", dir.join("token"))
+    let mut child = server_command(&sim, &dir, port)
+        .env_remove("MSP_KUBERNETES__CA_FILE")
         .env("MSP_KUBERNETES__INSECURE_SKIP_TLS_VERIFY", "true")
-        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
         .stderr(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("binary");

@@ -59,14 +59,9 @@ async fn wait_for(url: &str) -> String {
 async fn spine_exact_values_via_the_binary_and_env() {
     let (sim, _raw, dir) = sim_and_config(forms_cluster()).await;
     let port = free_port();
-    let child = Command::new(binary())
-        .env_clear()
-        .env("MSP_KUBERNETES__API_URL", &sim.url)
-        .env("MSP_KUBERNETES__TOKEN_FILE", dir.join("token"))
-        .env("MSP_KUBERNETES__CA_FILE", dir.join("ca.crt"))
+    let child = server_command(&sim, &dir, port)
         .env("MSP_ENRICHERS", r#"["node"]"#)
         .env("MSP_NAMING", "prometheus")
-        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -314,3 +314,15 @@ impl Drop for Killed {
         let _ = self.0.wait();
     }
 }
+
+/// The server binary pointed at `sim` (its CA and token files in `dir`), listening on
+/// 127.0.0.1:`port`, with nothing else in its environment: callers add what they test.
+pub fn server_command(sim: &Sim, dir: &std::path::Path, port: u16) -> Command {
+    let mut cmd = Command::new(binary());
+    cmd.env_clear()
+        .env("MSP_KUBERNETES__API_URL", &sim.url)
+        .env("MSP_KUBERNETES__TOKEN_FILE", dir.join("token"))
+        .env("MSP_KUBERNETES__CA_FILE", dir.join("ca.crt"))
+        .env("MSP_LISTEN", format!("127.0.0.1:{port}"));
+    cmd
+}
