@@ -149,17 +149,41 @@ impl KubeClient {
     }
 
     async fn get_as(&self, resource: &str, path_and_query: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
-        let mut result = self.get_once(path_and_query, accept).await;
+        self.authenticated(resource, path_and_query, || self.get_once(path_and_query, accept)).await
+    }
+
+    /// Runs `attempt`; after a 401, re-reads the token and runs it once more. Counts every
+    /// attempt under `resource`.
+    async fn authenticated<T, F: std::future::Future<Output = Result<T, KubeError>>>(
+        &self,
+        resource: &str,
+        path_and_query: &str,
+        attempt: impl Fn() -> F,
+    ) -> Result<T, KubeError> {
+        let mut result = attempt().await;
         if matches!(&result, Err(e) if e.status() == Some(401)) && self.auth.refresh() {
             log::info!("GET {path_and_query}: 401 Unauthorized; re-read the token, retrying once");
             self.count(resource, &result);
-            result = self.get_once(path_and_query, accept).await;
+            result = attempt().await;
         }
         self.count(resource, &result);
         result
     }
 
-    fn count(&self, resource: &str, result: &Result<Vec<u8>, KubeError>) {
+    /// A GET of `path_and_query` with `Accept` and the bearer token.
+    fn request(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::RequestBuilder, KubeError> {
+        let url = self
+            .base
+            .join(path_and_query)
+            .map_err(|e| KubeError::Transport { path: path.to_owned(), message: e.to_string() })?;
+        let mut req = self.http.get(url).header("Accept", accept);
+        if let Some(token) = self.auth.bearer() {
+            req = req.header("Authorization", format!("Bearer {}", token.expose()));
+        }
+        Ok(req)
+    }
+
+    fn count<T>(&self, resource: &str, result: &Result<T, KubeError>) {
         let code = match result {
             Ok(_) => "200".to_owned(),
             Err(e) => e.code(),
@@ -191,41 +215,23 @@ impl KubeClient {
         } else {
             "application/json"
         };
-        let mut retried = false;
-        loop {
-            let transport = |message: String| KubeError::Transport { path: path.clone(), message };
-            let url = self.base.join(path_and_query).map_err(|e| transport(e.to_string()))?;
-            let mut req = self.http.get(url).header("Accept", accept);
-            if let Some(token) = self.auth.bearer() {
-                req = req.header("Authorization", format!("Bearer {}", token.expose()));
-            }
-            let timeout = self.limits.timeout;
-            let res = async_std::future::timeout(timeout, req)
-                .await
-                .map_err(|_| KubeError::Timeout { path: path.clone(), after: timeout })?
-                .map_err(|e| transport(e.to_string()));
-            let result = match res {
-                Ok(mut res) if !res.status().is_success() => {
-                    let status = u16::from(res.status());
-                    let body = async_std::future::timeout(timeout, res.body_bytes())
-                        .await
-                        .ok()
-                        .and_then(Result::ok)
-                        .unwrap_or_default();
-                    Err(KubeError::Status { path: path.clone(), status, message: status_message(&body) })
-                }
-                other => other,
-            };
-            let code = match &result {
-                Ok(_) => "200".to_owned(),
-                Err(e) => e.code(),
-            };
-            self.count_code(resource, &code);
-            match result {
-                Err(e) if e.status() == Some(401) && !retried && self.auth.refresh() => retried = true,
-                other => return other,
-            }
+        self.authenticated(resource, path_and_query, || self.open_watch(path_and_query, &path, accept)).await
+    }
+
+    /// One attempt at opening a watch: the response once its headers arrive in time.
+    async fn open_watch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::Response, KubeError> {
+        let timeout = self.limits.timeout;
+        let mut res = async_std::future::timeout(timeout, self.request(path_and_query, path, accept)?)
+            .await
+            .map_err(|_| KubeError::Timeout { path: path.to_owned(), after: timeout })?
+            .map_err(|e| KubeError::Transport { path: path.to_owned(), message: e.to_string() })?;
+        if res.status().is_success() {
+            return Ok(res);
         }
+        let status = u16::from(res.status());
+        let body =
+            async_std::future::timeout(timeout, res.body_bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
+        Err(KubeError::Status { path: path.to_owned(), status, message: status_message(&body) })
     }
 
     fn count_code(&self, resource: &str, code: &str) {
@@ -245,12 +251,7 @@ impl KubeClient {
 
     async fn fetch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
         let transport = |message: String| KubeError::Transport { path: path.to_owned(), message };
-        let url = self.base.join(path_and_query).map_err(|e| transport(e.to_string()))?;
-        let mut req = self.http.get(url).header("Accept", accept);
-        if let Some(token) = self.auth.bearer() {
-            req = req.header("Authorization", format!("Bearer {}", token.expose()));
-        }
-        let mut res = req.await.map_err(|e| transport(e.to_string()))?;
+        let mut res = self.request(path_and_query, path, accept)?.await.map_err(|e| transport(e.to_string()))?;
         let limit = self.limits.max_response_bytes;
         if res.len().is_some_and(|len| len > limit) {
             return Err(KubeError::TooLarge { path: path.to_owned(), limit });
