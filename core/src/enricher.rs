@@ -64,7 +64,7 @@ use std::fmt;
 use async_trait::async_trait;
 
 use crate::cluster::{Cluster, Text};
-use crate::exposition::LabelName;
+use crate::exposition::{sanitize, LabelName};
 use crate::scrape::Scrape;
 
 /// An enricher's failure: its labels are left out of this scrape, nothing else is lost.
@@ -215,13 +215,6 @@ pub fn resolve_conflicts<'k>(prefix: &str, pairs: impl IntoIterator<Item = (&'k 
         .zip(sorted)
         .filter_map(|(name, (_, value))| Some((LabelName::new(name).ok()?, value.clone())))
         .collect()
-}
-
-fn sanitize(prefix: &str, key: &str) -> String {
-    let mut s = String::with_capacity(prefix.len() + key.len());
-    s.push_str(prefix);
-    s.extend(key.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
-    s
 }
 
 #[cfg(test)]

@@ -180,10 +180,7 @@ impl LabelName {
     ///
     /// `prefix` must itself be a valid, non-empty label name start (`label_`, `annotation_`).
     pub fn sanitized(prefix: &str, text: &str) -> Result<Self, NameError> {
-        let mut name = String::with_capacity(prefix.len() + text.len());
-        name.push_str(prefix);
-        name.extend(text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
-        LabelName::new(name)
+        LabelName::new(sanitize(prefix, text))
     }
 
     /// The name.
@@ -342,6 +339,15 @@ impl Family<'_> {
         }
         out.push('\n');
     }
+}
+
+/// `prefix` + `text` with every character outside `[a-zA-Z0-9_]` turned into `_`, as
+/// kube-state-metrics names labels.
+pub(crate) fn sanitize(prefix: &str, text: &str) -> String {
+    let mut name = String::with_capacity(prefix.len() + text.len());
+    name.push_str(prefix);
+    name.extend(text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }));
+    name
 }
 
 fn push_label(out: &mut String, name: &LabelName, value: &str) {
