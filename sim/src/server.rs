@@ -69,13 +69,10 @@ pub struct SimState {
 
 /// The objects of a list route, keyed by `namespace/name`.
 fn objects(cluster: &SimCluster, route: Route) -> Vec<(String, serde_json::Value)> {
-    let list = match route {
-        Route::Pods => cluster.pod_list(),
-        Route::Nodes => cluster.node_list(),
-        Route::ReplicaSets => SimCluster::controller_list(&cluster.replicasets),
-        Route::Jobs => SimCluster::controller_list(&cluster.jobs),
-        Route::PodMetrics | Route::NodeMetrics => return Vec::new(),
-    };
+    if !WATCHED.contains(&route) {
+        return Vec::new();
+    }
+    let list = list(cluster, route, "v1beta1");
     let items = list.get("items").and_then(|i| i.as_array()).cloned().unwrap_or_default();
     items
         .into_iter()
@@ -84,6 +81,18 @@ fn objects(cluster: &SimCluster, route: Route) -> Vec<(String, serde_json::Value
             (format!("{}/{}", m["namespace"].as_str().unwrap_or(""), m["name"].as_str().unwrap_or("")), o)
         })
         .collect()
+}
+
+/// What `route` lists, as the API server would send it (`version` for the metrics API).
+fn list(cluster: &SimCluster, route: Route, version: &str) -> serde_json::Value {
+    match route {
+        Route::PodMetrics => cluster.pod_metrics(version),
+        Route::NodeMetrics => cluster.node_metrics(version),
+        Route::Pods => cluster.pod_list(),
+        Route::Nodes => cluster.node_list(),
+        Route::ReplicaSets => SimCluster::controller_list(&cluster.replicasets),
+        Route::Jobs => SimCluster::controller_list(&cluster.jobs),
+    }
 }
 
 const WATCHED: [Route; 4] = [Route::Pods, Route::Nodes, Route::ReplicaSets, Route::Jobs];
@@ -320,14 +329,7 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                         Some(b.clone())
                     } else {
                         let c = &s.cluster;
-                        let mut value = match route {
-                            Route::PodMetrics => c.pod_metrics(version),
-                            Route::NodeMetrics => c.node_metrics(version),
-                            Route::Pods => c.pod_list(),
-                            Route::Nodes => c.node_list(),
-                            Route::ReplicaSets => SimCluster::controller_list(&c.replicasets),
-                            Route::Jobs => SimCluster::controller_list(&c.jobs),
-                        };
+                        let mut value = list(c, route, version);
                         if WATCHED.contains(&route) {
                             value["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
                         }
