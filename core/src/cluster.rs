@@ -57,6 +57,22 @@ impl<T> Namespaced<T> {
         old
     }
 
+    /// Keeps only the objects for which `keep(namespace, name, object)` is true.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &str, &mut T) -> bool) {
+        let mut len = 0;
+        self.by_namespace.retain(|ns, names| {
+            names.retain(|name, v| keep(ns, name, v));
+            len += names.len();
+            !names.is_empty()
+        });
+        self.len = len;
+    }
+
+    /// The object at `namespace/name`, to change it.
+    pub fn get_mut(&mut self, namespace: &str, name: &str) -> Option<&mut T> {
+        self.by_namespace.get_mut(namespace)?.get_mut(name)
+    }
+
     /// The objects of one namespace (`""` for cluster-scoped ones).
     pub fn iter_namespace<'s>(&'s self, namespace: &str) -> impl Iterator<Item = (&'s Text, &'s T)> + 's {
         self.by_namespace.get(namespace).into_iter().flat_map(|m| m.iter())

@@ -127,6 +127,30 @@ pub trait Enricher: Send + Sync {
 
     /// Labels for the pods and nodes of `scrape`.
     async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError>;
+
+    /// What this enricher's labels for one pod depend on. The default,
+    /// [`Depends::Scrape`], is always right; [`Depends::Pod`] lets a [`Memo`](crate::Memo)
+    /// reuse a pod's labels across scrapes until that pod's own metadata changes.
+    fn depends(&self) -> Depends {
+        Depends::Scrape
+    }
+}
+
+/// What an enricher's labels for one pod are a function of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Depends {
+    /// Anything: the whole scrape, usage values, other pods, sources outside the
+    /// [`Cluster`]. The pod is enriched afresh on every scrape.
+    Scrape,
+    /// Only the pod's own inputs, read through the [`Cluster`]:
+    /// - its namespace, name and the labels its PodMetrics carries;
+    /// - its entry in [`Cluster::pods`];
+    /// - the entry, in [`Cluster::nodes`], of the node that entry names;
+    /// - the entry, in [`Cluster::controllers`] of the controller's kind, of the controller
+    ///   that entry names.
+    ///
+    /// Labels for nodes are not memoized, so they may depend on anything.
+    Pod,
 }
 
 /// An enricher's labels for one scrape, indexed like [`Scrape::pods`] and [`Scrape::nodes`].

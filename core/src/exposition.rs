@@ -371,6 +371,8 @@ impl LabelBlock {
             }
             push_label(&mut block, name, value);
         }
+        // Blocks are kept across scrapes (see `Memo`): no spare capacity.
+        block.shrink_to_fit();
         LabelBlock(block)
     }
 

@@ -4,6 +4,8 @@
 //! [`Naming::Seed`] (the original project's families and label sets, for migration, but with
 //! values in cores and bytes).
 
+use std::sync::Arc;
+
 use crate::cluster::Text;
 use crate::enricher::Enrichment;
 use crate::exposition::{ExpositionError, Format, LabelBlock, LabelName, MetricName, MetricType, Writer};
@@ -60,8 +62,8 @@ fn merge<'e>(
     base: &[&LabelName],
     enrichments: &'e [&Enrichment],
     pick: impl Fn(&'e Enrichment) -> &'e [(LabelName, Text)],
-) -> Vec<(&'e LabelName, &'e str)> {
-    let mut merged: Vec<(&LabelName, &str)> = Vec::new();
+) -> Vec<(&'e LabelName, &'e Text)> {
+    let mut merged: Vec<(&LabelName, &Text)> = Vec::new();
     for e in enrichments {
         for (name, value) in pick(e) {
             if !base.contains(&name) && !merged.iter().any(|(n, _)| *n == name) {
@@ -70,6 +72,63 @@ fn merge<'e>(
         }
     }
     merged
+}
+
+/// One pod's enrichment, merged and escaped once: what each of its series carries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodLabels {
+    block: LabelBlock,
+    /// `node` and `pod_ip`, which the seed naming writes in its own label set.
+    node: Option<Text>,
+    ip: Option<Text>,
+}
+
+impl PodLabels {
+    /// From merged labels (unique names, none of the base ones).
+    fn new(merged: &[(&LabelName, &Text)]) -> Self {
+        let find = |label: &str| merged.iter().find(|(n, _)| n.as_str() == label).map(|(_, v)| Text::clone(v));
+        PodLabels {
+            block: LabelBlock::new(merged.iter().map(|(n, v)| (*n, &***v))),
+            node: find("node"),
+            ip: find("pod_ip"),
+        }
+    }
+
+    /// The rendered labels (`a="1",b="2"`), as the series carry them.
+    pub fn block(&self) -> &LabelBlock {
+        &self.block
+    }
+}
+
+/// A scrape's enrichments merged (the first enricher wins a label name), indexed like
+/// [`Scrape::pods`] and [`Scrape::nodes`]: what [`render_prepared`] writes.
+#[derive(Debug, Clone, Default)]
+pub struct Prepared {
+    /// Per pod; shared, so a [`Memo`](crate::Memo) can hand out what it keeps.
+    pub pods: Vec<Arc<PodLabels>>,
+    /// Per node.
+    pub nodes: Vec<Vec<(LabelName, Text)>>,
+}
+
+/// Merges `enrichments` (in the configured enricher order) for every pod and node of
+/// `scrape`.
+pub fn prepare(scrape: &Scrape<'_>, enrichments: &[&Enrichment]) -> Prepared {
+    prepare_pods(scrape, enrichments, 0..scrape.pods.len())
+}
+
+/// [`prepare`], for only the pods at `indexes`; `pods` is in the order of `indexes`.
+pub(crate) fn prepare_pods(
+    scrape: &Scrape<'_>,
+    enrichments: &[&Enrichment],
+    indexes: impl Iterator<Item = usize>,
+) -> Prepared {
+    let pods = indexes
+        .map(|i| Arc::new(PodLabels::new(&merge(&[&NAMESPACE, &POD, &CONTAINER], enrichments, |e| e.pod(i)))))
+        .collect();
+    let nodes = (0..scrape.nodes.len())
+        .map(|i| merge(&[&NODE], enrichments, |e| e.node(i)).into_iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+        .collect();
+    Prepared { pods, nodes }
 }
 
 /// Milliseconds since the epoch of an RFC 3339 timestamp, if it is one.
@@ -89,9 +148,19 @@ pub fn render(
     enrichments: &[&Enrichment],
     options: &RenderOptions,
 ) -> Result<(), ExpositionError> {
+    render_prepared(out, scrape, &prepare(scrape, enrichments), options)
+}
+
+/// [`render`], with the enrichments already merged.
+pub fn render_prepared(
+    out: &mut String,
+    scrape: &Scrape<'_>,
+    prepared: &Prepared,
+    options: &RenderOptions,
+) -> Result<(), ExpositionError> {
     let format = options.format.unwrap_or(Format::Text);
     let mut w = Writer::new(out, format);
-    write_families(&mut w, scrape, enrichments, options)?;
+    write_families(&mut w, scrape, prepared, options)?;
     w.finish();
     Ok(())
 }
@@ -100,19 +169,18 @@ pub fn render(
 pub fn write_families(
     w: &mut Writer<'_>,
     scrape: &Scrape<'_>,
-    enrichments: &[&Enrichment],
+    prepared: &Prepared,
     options: &RenderOptions,
 ) -> Result<(), ExpositionError> {
     // OpenMetrics timestamps are in seconds; we only write them in text 0.0.4.
     let stamps = options.timestamps && w.format() == Format::Text;
-    let pod_labels: Vec<_> =
-        (0..scrape.pods.len()).map(|i| merge(&[&NAMESPACE, &POD, &CONTAINER], enrichments, |e| e.pod(i))).collect();
-    let node_labels: Vec<_> = (0..scrape.nodes.len()).map(|i| merge(&[&NODE], enrichments, |e| e.node(i))).collect();
-    w.reserve(estimate(scrape, &pod_labels, &node_labels));
+    let none = Arc::new(PodLabels::default());
+    let pod_labels = |i: usize| prepared.pods.get(i).unwrap_or(&none);
+    let node_labels: Vec<&[(LabelName, Text)]> =
+        (0..scrape.nodes.len()).map(|i| prepared.nodes.get(i).map_or(&[][..], Vec::as_slice)).collect();
+    w.reserve(estimate(scrape, pod_labels, &node_labels));
     match options.naming {
         Naming::Prometheus => {
-            // Each pod's enrichment is escaped once and shared by all of its series.
-            let pod_blocks: Vec<LabelBlock> = pod_labels.iter().map(|l| LabelBlock::new(l.iter().copied())).collect();
             type Pick = fn(&PodSample<'_>) -> crate::Quantity;
             let container_families: [(&MetricName, &str, bool); 2] = [
                 (&CONTAINER_CPU, "CPU usage of a container in cores, averaged over metrics-server's window.", true),
@@ -120,7 +188,8 @@ pub fn write_families(
             ];
             for (name, help, cpu) in container_families {
                 let mut f = w.family(name, help, MetricType::Gauge)?;
-                for (pod, block) in scrape.pods.iter().zip(&pod_blocks) {
+                for (i, pod) in scrape.pods.iter().enumerate() {
+                    let block = pod_labels(i).block();
                     let ts = timestamp_ms(pod.timestamp, stamps);
                     for c in &pod.containers {
                         let base = [(&NAMESPACE, pod.namespace), (&POD, pod.name), (&CONTAINER, c.name)];
@@ -135,12 +204,12 @@ pub fn write_families(
             ];
             for (name, help, pick) in pod_families {
                 let mut f = w.family(name, help, MetricType::Gauge)?;
-                for (pod, block) in scrape.pods.iter().zip(&pod_blocks) {
+                for (i, pod) in scrape.pods.iter().enumerate() {
                     if pod.containers.is_empty() {
                         continue;
                     }
                     let base = [(&NAMESPACE, pod.namespace), (&POD, pod.name)];
-                    f.sample_with(base, block, pick(pod).as_f64(), timestamp_ms(pod.timestamp, stamps));
+                    f.sample_with(base, pod_labels(i).block(), pick(pod).as_f64(), timestamp_ms(pod.timestamp, stamps));
                 }
             }
             write_nodes(
@@ -165,9 +234,9 @@ pub fn write_families(
             ];
             for (name, help, cpu) in seed_families {
                 let mut f = w.family(name, help, MetricType::Gauge)?;
-                for (pod, extra) in scrape.pods.iter().zip(&pod_labels) {
-                    let find = |label: &str| extra.iter().find(|(n, _)| n.as_str() == label).map_or("", |(_, v)| *v);
-                    let (node, ip) = (find("node"), find("pod_ip"));
+                for (i, pod) in scrape.pods.iter().enumerate() {
+                    let extra = pod_labels(i);
+                    let (node, ip) = (extra.node.as_deref().unwrap_or(""), extra.ip.as_deref().unwrap_or(""));
                     let ts = timestamp_ms(pod.timestamp, stamps);
                     for c in &pod.containers {
                         let labels = [
@@ -181,7 +250,7 @@ pub fn write_families(
                     }
                 }
             }
-            let none = vec![Vec::new(); scrape.nodes.len()];
+            let none: Vec<&[(LabelName, Text)]> = vec![&[]; scrape.nodes.len()];
             write_nodes(
                 w,
                 scrape,
@@ -198,24 +267,23 @@ pub fn write_families(
 }
 
 /// About how many bytes the families take: label text per series, plus names and values.
-fn estimate(
+fn estimate<'p>(
     scrape: &Scrape<'_>,
-    pod_labels: &[Vec<(&LabelName, &str)>],
-    node_labels: &[Vec<(&LabelName, &str)>],
+    pod_labels: impl Fn(usize) -> &'p Arc<PodLabels>,
+    node_labels: &[&[(LabelName, Text)]],
 ) -> usize {
     const PER_SERIES: usize = 64 + 30; // metric name, punctuation, value
-    let text =
-        |labels: &[(&LabelName, &str)]| labels.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
     let pods: usize = scrape
         .pods
         .iter()
-        .zip(pod_labels)
-        .map(|(p, extra)| {
-            let base = p.namespace.len() + p.name.len() + 20 + text(extra) + PER_SERIES;
+        .enumerate()
+        .map(|(i, p)| {
+            let base = p.namespace.len() + p.name.len() + 20 + pod_labels(i).block.len() + PER_SERIES;
             let containers: usize = p.containers.iter().map(|c| base + c.name.len() + 13).sum();
             2 * containers + 2 * base
         })
         .sum();
+    let text = |labels: &[(LabelName, Text)]| labels.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
     let nodes: usize =
         scrape.nodes.iter().zip(node_labels).map(|(n, extra)| 2 * (n.name.len() + 8 + text(extra) + PER_SERIES)).sum();
     pods + nodes + 4096
@@ -224,7 +292,7 @@ fn estimate(
 fn write_nodes(
     w: &mut Writer<'_>,
     scrape: &Scrape<'_>,
-    node_labels: &[Vec<(&LabelName, &str)>],
+    node_labels: &[&[(LabelName, Text)]],
     stamps: bool,
     families: [(&MetricName, &str, bool); 2],
 ) -> Result<(), ExpositionError> {
@@ -232,7 +300,7 @@ fn write_nodes(
         let mut f = w.family(name, help, MetricType::Gauge)?;
         for (node, extra) in scrape.nodes.iter().zip(node_labels) {
             let value = if cpu { node.cpu } else { node.memory };
-            let labels = std::iter::once((&NODE, node.name)).chain(extra.iter().copied());
+            let labels = std::iter::once((&NODE, node.name)).chain(extra.iter().map(|(n, v)| (n, &**v)));
             f.sample_at(labels, value.as_f64(), timestamp_ms(node.timestamp, stamps));
         }
     }

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use msp_core::cluster::Text;
 use msp_core::enricher::resolve_conflicts;
-use msp_core::{async_trait, AddedLabel, Cluster, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series};
+use msp_core::{
+    async_trait, AddedLabel, Cluster, Depends, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series,
+};
 use serde::{Deserialize, Serialize};
 
 use msp_core::glob;
@@ -117,6 +119,11 @@ impl Clone for Labels {
 impl Enricher for Labels {
     fn name(&self) -> &str {
         "labels"
+    }
+
+    fn depends(&self) -> Depends {
+        // Reads only the pod's own entries (see `Depends::Pod`).
+        Depends::Pod
     }
 
     fn labels(&self) -> Vec<AddedLabel> {

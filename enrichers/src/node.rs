@@ -5,7 +5,9 @@
 //! the node list. A pod that metrics-server reports but the pod list no longer has gets none
 //! of these labels; its series are still written.
 
-use msp_core::{async_trait, AddedLabel, Cluster, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series};
+use msp_core::{
+    async_trait, AddedLabel, Cluster, Depends, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series,
+};
 
 static NODE: LabelName = LabelName::from_static("node");
 static POD_IP: LabelName = LabelName::from_static("pod_ip");
@@ -20,6 +22,11 @@ pub struct Node;
 impl Enricher for Node {
     fn name(&self) -> &str {
         "node"
+    }
+
+    fn depends(&self) -> Depends {
+        // Reads only the pod's own entries (see `Depends::Pod`).
+        Depends::Pod
     }
 
     fn labels(&self) -> Vec<AddedLabel> {

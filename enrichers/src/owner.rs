@@ -8,7 +8,9 @@
 //! as metadata only, and only when some pod is owned by one.
 
 use msp_core::cluster::{ControllerKind, Owner};
-use msp_core::{async_trait, AddedLabel, Cluster, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series};
+use msp_core::{
+    async_trait, AddedLabel, Cluster, Depends, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series,
+};
 
 static OWNER_KIND: LabelName = LabelName::from_static("owner_kind");
 static OWNER_NAME: LabelName = LabelName::from_static("owner_name");
@@ -23,6 +25,11 @@ pub struct OwnerEnricher;
 impl Enricher for OwnerEnricher {
     fn name(&self) -> &str {
         "owner"
+    }
+
+    fn depends(&self) -> Depends {
+        // Reads only the pod's own entries (see `Depends::Pod`).
+        Depends::Pod
     }
 
     fn labels(&self) -> Vec<AddedLabel> {

@@ -9,7 +9,7 @@ use std::time::Instant;
 use msp_core::exposition::{Format, LabelName, MetricName, MetricType, Writer};
 use msp_core::model::{NodeMetricsList, PodMetricsList};
 use msp_core::render::write_families;
-use msp_core::{Enricher, Enrichment, RenderOptions, Scrape};
+use msp_core::{prepare, Cluster, Depends, Enricher, Enrichment, Memo, RenderOptions, Scrape};
 
 use crate::cache::CachedCluster;
 use crate::kube::{KubeClient, KubeError};
@@ -26,6 +26,8 @@ pub struct Exporter {
     parse_errors: AtomicU64,
     enricher_errors: Mutex<BTreeMap<String, u64>>,
     flights: Mutex<HashMap<Flavour, Arc<Flight>>>,
+    /// Each pod's labels across scrapes, when every enricher allows it.
+    memo: Option<Memo>,
 }
 
 /// Which pods a scrape exports.
@@ -150,12 +152,13 @@ impl Exporter {
             metrics: MetricsApi::new(client.clone()),
             cluster: CachedCluster::new(client.clone()),
             client,
-            enrichers,
             options,
             scope,
             parse_errors: AtomicU64::new(0),
             enricher_errors,
             flights: Mutex::default(),
+            memo: enrichers.iter().all(|e| e.depends() == Depends::Pod).then(Memo::default),
+            enrichers,
         }
     }
 
@@ -245,17 +248,50 @@ impl Exporter {
         }
         self.parse_errors.fetch_add(scrape.errors.len() as u64, Ordering::Relaxed);
 
-        let cluster = &self.cluster;
+        let prepared = match &self.memo {
+            Some(memo) => {
+                let round = memo.begin(&scrape, &self.cluster).await;
+                let sub = round.scrape_of_misses(&scrape);
+                let (enrichments, complete) = self.enrich(&sub, &round.cluster(&self.cluster), deadline).await;
+                let refs: Vec<&Enrichment> = enrichments.iter().collect();
+                memo.finish(round, &scrape, &sub, &refs, complete)
+            }
+            None => {
+                let (enrichments, _) = self.enrich(&scrape, &self.cluster, deadline).await;
+                let refs: Vec<&Enrichment> = enrichments.iter().collect();
+                prepare(&scrape, &refs)
+            }
+        };
+
+        // The renderer reserves what the families need.
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, format);
+        if let Err(e) = write_families(&mut w, &scrape, &prepared, &self.options) {
+            log::error!("writing the exposition: {e}");
+        }
+        self.write_self_metrics(&mut w, [("pods", pods_up), ("nodes", nodes_up)], started);
+        w.finish();
+        out
+    }
+
+    /// Runs every enricher on `scrape`, in order; a failed one is logged, counted and left
+    /// out. Also says whether all of them succeeded.
+    async fn enrich(
+        &self,
+        scrape: &Scrape<'_>,
+        cluster: &dyn Cluster,
+        deadline: Option<Instant>,
+    ) -> (Vec<Enrichment>, bool) {
         let mut enrichments: Vec<Enrichment> = Vec::with_capacity(self.enrichers.len());
         for enricher in &self.enrichers {
             let enriched = match deadline {
                 Some(d) => async_std::future::timeout(
                     d.saturating_duration_since(Instant::now()),
-                    enricher.enrich(&scrape, cluster),
+                    enricher.enrich(scrape, cluster),
                 )
                 .await
                 .unwrap_or_else(|_| Err("out of time for this scrape (X-Prometheus-Scrape-Timeout-Seconds)".into())),
-                None => enricher.enrich(&scrape, cluster).await,
+                None => enricher.enrich(scrape, cluster).await,
             };
             match enriched {
                 Ok(e) => enrichments.push(e),
@@ -267,17 +303,8 @@ impl Exporter {
                 }
             }
         }
-        let refs: Vec<&Enrichment> = enrichments.iter().collect();
-
-        // The renderer reserves what the families need.
-        let mut out = String::new();
-        let mut w = Writer::new(&mut out, format);
-        if let Err(e) = write_families(&mut w, &scrape, &refs, &self.options) {
-            log::error!("writing the exposition: {e}");
-        }
-        self.write_self_metrics(&mut w, [("pods", pods_up), ("nodes", nodes_up)], started);
-        w.finish();
-        out
+        let complete = enrichments.len() == self.enrichers.len();
+        (enrichments, complete)
     }
 
     fn write_self_metrics(&self, w: &mut Writer<'_>, up: [(&str, bool); 2], started: Instant) {

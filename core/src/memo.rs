@@ -1,0 +1,546 @@
+//! Enrichment kept across scrapes: a pod's merged, escaped labels are reused until one of
+//! its own inputs changes.
+//!
+//! Usage values change every scrape; a pod's labels rarely do. When every configured
+//! enricher declares [`Depends::Pod`](crate::Depends::Pod), a [`Memo`] keeps each pod's
+//! [`PodLabels`] with what they were computed from, and a scrape enriches only the pods
+//! whose inputs changed (new pods, relabelled pods, pods whose controller was adopted...).
+//!
+//! What a pod's labels were computed from is known exactly: the memo hands enrichers a
+//! [`Cluster`] that records which snapshots they read. On the next scrape it takes fresh
+//! snapshots of those same resources; where a snapshot is the very same `Arc`, nothing in
+//! it changed; where it is not, each pod's own entries (its pod, its node, its controller)
+//! are compared by value. Node labels are always recomputed (nodes are few).
+//!
+//! A round whose enrichers did not all succeed is served but not remembered, and two
+//! rounds that overlap never mix: only a round that started on the memo's current state
+//! may replace it.
+//!
+//! ```
+//! # async_std::task::block_on(async {
+//! use msp_core::{Memo, Scrape, StaticCluster};
+//!
+//! let pods = r#"{"items":[{"metadata":{"name":"p","namespace":"n"},
+//!     "containers":[{"name":"c","usage":{"cpu":"7m","memory":"1Ki"}}]}]}"#;
+//! let pods = serde_json::from_str(pods).unwrap();
+//! let nodes = Default::default();
+//! let scrape = Scrape::new(&pods, &nodes);
+//! let cluster = StaticCluster::default();
+//! let memo = Memo::default();
+//!
+//! for expected_misses in [1, 0] {
+//!     let round = memo.begin(&scrape, &cluster).await;
+//!     assert_eq!(round.misses(), expected_misses);
+//!     let sub = round.scrape_of_misses(&scrape);
+//!     let recording = round.cluster(&cluster);
+//!     // Run every enricher on (&sub, &recording) here; none in this example.
+//!     let prepared = memo.finish(round, &scrape, &sub, &[], true);
+//!     assert_eq!(prepared.pods.len(), 1);
+//! }
+//! # });
+//! ```
+
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+
+use crate::cluster::{Cluster, ControllerKind, Controllers, Namespaced, Nodes, Pods, SourceError};
+use crate::enricher::Enrichment;
+use crate::model::Str;
+use crate::render::{prepare_pods, PodLabels, Prepared};
+use crate::scrape::{PodSample, Scrape};
+
+/// The snapshots enrichers read, by resource.
+#[derive(Debug, Clone, Default)]
+struct Snapshots {
+    pods: Option<Arc<Pods>>,
+    nodes: Option<Arc<Nodes>>,
+    /// Indexed by [`kind_index`].
+    controllers: [Option<Arc<Controllers>>; 2],
+}
+
+const KINDS: [ControllerKind; 2] = [ControllerKind::ReplicaSet, ControllerKind::Job];
+
+fn kind_index(kind: ControllerKind) -> usize {
+    match kind {
+        ControllerKind::ReplicaSet => 0,
+        ControllerKind::Job => 1,
+    }
+}
+
+fn same<T>(a: &Option<Arc<T>>, b: &Option<Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+impl Snapshots {
+    /// Whether the inputs of pod `namespace/name` are equal in `self` and `fresh`. Only
+    /// resources `self` holds are inputs; `fresh` holds at least those.
+    fn unchanged(&self, fresh: &Snapshots, namespace: &str, name: &str) -> bool {
+        let (Some(old_pods), Some(new_pods)) = (&self.pods, &fresh.pods) else {
+            // Pods never read: a pod's node and controller are unknown to its enrichers.
+            return self.pods.is_none();
+        };
+        let new = new_pods.get(namespace, name);
+        if !Arc::ptr_eq(old_pods, new_pods) && old_pods.get(namespace, name) != new {
+            return false;
+        }
+        let Some(pod) = new else { return true };
+        if let (Some(node), Some(old), Some(new)) = (&pod.node_name, &self.nodes, &fresh.nodes) {
+            if !Arc::ptr_eq(old, new) && old.get(node) != new.get(node) {
+                return false;
+            }
+        }
+        if let Some(controller) = &pod.controller {
+            if let Some(kind) = ControllerKind::from_kind(&controller.kind) {
+                let i = kind_index(kind);
+                if let (Some(old), Some(new)) = (&self.controllers[i], &fresh.controllers[i]) {
+                    if !Arc::ptr_eq(old, new)
+                        && old.get(namespace, &controller.name) != new.get(namespace, &controller.name)
+                    {
+                        return false;
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// `self`, plus what `other` has that `self` lacks.
+    fn union(mut self, other: Snapshots) -> Snapshots {
+        self.pods = self.pods.or(other.pods);
+        self.nodes = self.nodes.or(other.nodes);
+        for (mine, theirs) in self.controllers.iter_mut().zip(other.controllers) {
+            if mine.is_none() {
+                *mine = theirs;
+            }
+        }
+        self
+    }
+}
+
+/// PodMetrics' own labels, as remembered.
+type MetricLabels = Option<Box<[(Box<str>, Box<str>)]>>;
+
+fn same_labels(kept: &MetricLabels, now: Option<&[(Str<'_>, Str<'_>)]>) -> bool {
+    match (kept, now) {
+        (None, None) => true,
+        (Some(kept), Some(now)) => {
+            kept.len() == now.len() && kept.iter().zip(now).all(|((k1, v1), (k2, v2))| **k1 == **k2 && **v1 == **v2)
+        }
+        _ => false,
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    metric_labels: MetricLabels,
+    labels: Arc<PodLabels>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: Namespaced<Entry>,
+    /// What every entry was computed from.
+    base: Snapshots,
+    /// Bumped whenever the state is replaced.
+    epoch: u64,
+}
+
+/// Each pod's enrichment, kept across scrapes while its inputs do not change. See the
+/// [module documentation](self).
+#[derive(Debug, Default)]
+pub struct Memo {
+    state: Mutex<State>,
+}
+
+/// One scrape's use of a [`Memo`]: which pods it already knows, and the snapshots it
+/// checked them against.
+#[derive(Debug)]
+pub struct Round {
+    epoch: u64,
+    fresh: Snapshots,
+    /// Per pod of the scrape: its kept labels, or `None` to enrich.
+    hits: Vec<Option<Arc<PodLabels>>>,
+    misses: Vec<usize>,
+    read: Arc<Mutex<Snapshots>>,
+}
+
+impl Round {
+    /// How many pods must be enriched this round.
+    pub fn misses(&self) -> usize {
+        self.misses.len()
+    }
+
+    /// The scrape to give enrichers: the pods to enrich and every node.
+    pub fn scrape_of_misses<'s, 'a>(&self, scrape: &'s Scrape<'a>) -> Cow<'s, Scrape<'a>> {
+        if self.misses.len() == scrape.pods.len() {
+            return Cow::Borrowed(scrape);
+        }
+        Cow::Owned(Scrape {
+            pods: self.misses.iter().map(|&i| scrape.pods[i].clone()).collect::<Vec<PodSample<'a>>>(),
+            nodes: scrape.nodes.clone(),
+            errors: Vec::new(),
+        })
+    }
+
+    /// The cluster to give enrichers: `cluster`, serving the snapshots this round checked
+    /// against, and recording what else is read.
+    pub fn cluster<'c>(&self, cluster: &'c dyn Cluster) -> Recording<'c> {
+        Recording { inner: cluster, fresh: self.fresh.clone(), read: self.read.clone() }
+    }
+}
+
+/// A [`Cluster`] that records the snapshots it hands out (see [`Round::cluster`]).
+pub struct Recording<'c> {
+    inner: &'c dyn Cluster,
+    fresh: Snapshots,
+    read: Arc<Mutex<Snapshots>>,
+}
+
+impl Recording<'_> {
+    fn record(&self, f: impl FnOnce(&mut Snapshots)) {
+        f(&mut self.read.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+#[async_trait]
+impl Cluster for Recording<'_> {
+    async fn pods(&self) -> Result<Arc<Pods>, SourceError> {
+        let pods = match &self.fresh.pods {
+            Some(p) => p.clone(),
+            None => self.inner.pods().await?,
+        };
+        self.record(|r| r.pods = Some(pods.clone()));
+        Ok(pods)
+    }
+
+    async fn nodes(&self) -> Result<Arc<Nodes>, SourceError> {
+        let nodes = match &self.fresh.nodes {
+            Some(n) => n.clone(),
+            None => self.inner.nodes().await?,
+        };
+        self.record(|r| r.nodes = Some(nodes.clone()));
+        Ok(nodes)
+    }
+
+    async fn controllers(&self, kind: ControllerKind) -> Result<Arc<Controllers>, SourceError> {
+        let i = kind_index(kind);
+        let table = match &self.fresh.controllers[i] {
+            Some(c) => c.clone(),
+            None => self.inner.controllers(kind).await?,
+        };
+        self.record(|r| r.controllers[i] = Some(table.clone()));
+        Ok(table)
+    }
+}
+
+impl Memo {
+    /// Starts a round for `scrape`: takes fresh snapshots of what the kept labels were
+    /// computed from and finds the pods whose inputs did not change. A snapshot that
+    /// cannot be read makes every pod a miss (its enrichers then report the error).
+    pub async fn begin(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Round {
+        let (epoch, base) = {
+            let state = self.lock();
+            (state.epoch, state.base.clone())
+        };
+        let mut fresh = Snapshots::default();
+        let mut readable = true;
+        if base.pods.is_some() {
+            fresh.pods = cluster.pods().await.ok();
+            readable &= fresh.pods.is_some();
+        }
+        if base.nodes.is_some() {
+            fresh.nodes = cluster.nodes().await.ok();
+            readable &= fresh.nodes.is_some();
+        }
+        for kind in KINDS {
+            let i = kind_index(kind);
+            if base.controllers[i].is_some() {
+                fresh.controllers[i] = cluster.controllers(kind).await.ok();
+                readable &= fresh.controllers[i].is_some();
+            }
+        }
+        let state = self.lock();
+        let usable = readable && state.epoch == epoch;
+        let unchanged_all = same(&base.pods, &fresh.pods)
+            && same(&base.nodes, &fresh.nodes)
+            && base.controllers.iter().zip(&fresh.controllers).all(|(a, b)| same(a, b));
+        let mut hits = Vec::with_capacity(scrape.pods.len());
+        let mut misses = Vec::new();
+        for (i, pod) in scrape.pods.iter().enumerate() {
+            let kept = state.entries.get(pod.namespace, pod.name).filter(|e| {
+                usable
+                    && same_labels(&e.metric_labels, pod.labels)
+                    && (unchanged_all || base.unchanged(&fresh, pod.namespace, pod.name))
+            });
+            match kept {
+                Some(e) => hits.push(Some(e.labels.clone())),
+                None => {
+                    hits.push(None);
+                    misses.push(i);
+                }
+            }
+        }
+        Round { epoch, fresh, hits, misses, read: Arc::default() }
+    }
+
+    /// Ends `round`: merges the enrichments of its misses (`enrichments`, in enricher
+    /// order, made from `sub`, the round's [`Round::scrape_of_misses`]) with the kept
+    /// labels, and remembers them when `complete` (every enricher succeeded).
+    pub fn finish(
+        &self,
+        round: Round,
+        scrape: &Scrape<'_>,
+        sub: &Scrape<'_>,
+        enrichments: &[&Enrichment],
+        complete: bool,
+    ) -> Prepared {
+        let fresh = prepare_pods(sub, enrichments, 0..sub.pods.len());
+        let mut missed = fresh.pods.into_iter();
+        let pods: Vec<Arc<PodLabels>> =
+            round.hits.into_iter().map(|hit| hit.unwrap_or_else(|| missed.next().unwrap_or_default())).collect();
+        let prepared = Prepared { pods, nodes: fresh.nodes };
+        if !complete {
+            return prepared;
+        }
+        let mut state = self.lock();
+        if state.epoch != round.epoch {
+            // Another round replaced the state meanwhile: what we computed may be from
+            // other snapshots than its entries. Serve it, keep theirs.
+            return prepared;
+        }
+        let read = std::mem::take(&mut *round.read.lock().unwrap_or_else(|p| p.into_inner()));
+        state.base = round.fresh.union(read);
+        state.epoch += 1;
+        for &i in &round.misses {
+            let pod = &scrape.pods[i];
+            let entry = Entry {
+                metric_labels: pod
+                    .labels
+                    .map(|l| l.iter().map(|(k, v)| (k.as_ref().into(), v.as_ref().into())).collect()),
+                labels: prepared.pods[i].clone(),
+            };
+            state.entries.insert(pod.namespace.into(), pod.name.into(), entry);
+        }
+        if state.entries.len() > scrape.pods.len() {
+            // Forget pods that are gone. Scrape pods are sorted by (namespace, name).
+            state
+                .entries
+                .retain(|ns, name, _| scrape.pods.binary_search_by(|p| (p.namespace, p.name).cmp(&(ns, name))).is_ok());
+        }
+        prepared
+    }
+
+    /// How many pods it keeps labels for.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether it keeps none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{controllers_from_list, nodes_from_list, pods_from_list};
+    use crate::enricher::{Depends, EnrichError, Enricher};
+    use crate::model::PodMetricsList;
+    use crate::{prepare, AddedLabel, LabelName, StaticCluster};
+
+    /// Reads all three resources the way `Depends::Pod` allows.
+    struct Probe;
+
+    #[async_trait]
+    impl Enricher for Probe {
+        fn name(&self) -> &str {
+            "probe"
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            Vec::new()
+        }
+        fn depends(&self) -> Depends {
+            Depends::Pod
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            let mut out = Enrichment::new(scrape);
+            if scrape.pods.is_empty() {
+                return Ok(out);
+            }
+            let (pods, nodes) = (cluster.pods().await?, cluster.nodes().await?);
+            let rs = cluster.controllers(ControllerKind::ReplicaSet).await?;
+            for (i, p) in scrape.pods.iter().enumerate() {
+                let Some(info) = pods.get(p.namespace, p.name) else { continue };
+                if let Some(node) = &info.node_name {
+                    out.add_pod_label(i, LabelName::from_static("node"), node.clone());
+                    if let Some(ip) = nodes.get(node).and_then(|n| n.internal_ip.clone()) {
+                        out.add_pod_label(i, LabelName::from_static("node_ip"), ip);
+                    }
+                }
+                if let Some(Some(top)) = info.controller.as_ref().and_then(|c| rs.get(p.namespace, &c.name)) {
+                    out.add_pod_label(i, LabelName::from_static("workload"), top.name.clone());
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    fn pod(name: &str, node: &str, rs: &str) -> String {
+        format!(
+            r#"{{"metadata":{{"name":"{name}","namespace":"a","ownerReferences":[{{"kind":"ReplicaSet","name":"{rs}","controller":true}}]}},"spec":{{"nodeName":"{node}"}}}}"#
+        )
+    }
+
+    fn cluster(pods: &[String], node_ip: &str, deployment: &str) -> StaticCluster {
+        let pods = format!(r#"{{"items":[{}]}}"#, pods.join(","));
+        let nodes = format!(
+            r#"{{"items":[{{"metadata":{{"name":"n1"}},"status":{{"addresses":[{{"type":"InternalIP","address":"{node_ip}"}}]}}}},{{"metadata":{{"name":"n2"}}}}]}}"#
+        );
+        let rs = format!(
+            r#"{{"items":[{{"metadata":{{"name":"rs1","namespace":"a","ownerReferences":[{{"kind":"Deployment","name":"{deployment}","controller":true}}]}}}},{{"metadata":{{"name":"rs2","namespace":"a"}}}}]}}"#
+        );
+        StaticCluster {
+            pods: Arc::new(pods_from_list(pods.as_bytes()).expect("pods")),
+            nodes: Arc::new(nodes_from_list(nodes.as_bytes()).expect("nodes")),
+            controllers: Arc::new(controllers_from_list(rs.as_bytes()).expect("rs")),
+        }
+    }
+
+    fn metrics(names: &[&str], labelled: Option<&str>) -> PodMetricsList<'static> {
+        let items: Vec<String> = names
+            .iter()
+            .map(|n| {
+                let labels = match labelled {
+                    Some(v) if *n == "p1" => format!(r#","labels":{{"app":"{v}"}}"#),
+                    _ => String::new(),
+                };
+                format!(
+                    r#"{{"metadata":{{"name":"{n}","namespace":"a"{labels}}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1Ki"}}}}]}}"#
+                )
+            })
+            .collect();
+        let json: &'static str = Box::leak(format!(r#"{{"items":[{}]}}"#, items.join(",")).into_boxed_str());
+        serde_json::from_str(json).expect("metrics")
+    }
+
+    /// One memoized round, checked against enriching every pod afresh. Returns the misses.
+    fn round(memo: &Memo, pods: &PodMetricsList<'_>, cluster: &StaticCluster, complete: bool) -> usize {
+        async_std::task::block_on(async {
+            let nodes = Default::default();
+            let scrape = Scrape::new(pods, &nodes);
+            let round = memo.begin(&scrape, cluster).await;
+            let misses = round.misses();
+            let sub = round.scrape_of_misses(&scrape);
+            let enrichment = Probe.enrich(&sub, &round.cluster(cluster)).await.expect("enrich");
+            let got = memo.finish(round, &scrape, &sub, &[&enrichment], complete);
+            let all = Probe.enrich(&scrape, cluster).await.expect("enrich");
+            assert_eq!(got.pods, prepare(&scrape, &[&all]).pods, "memoized labels equal fresh ones");
+            misses
+        })
+    }
+
+    #[test]
+    fn only_pods_whose_own_inputs_changed_are_enriched_again() {
+        let memo = Memo::default();
+        let three = metrics(&["p1", "p2", "p3"], None);
+        let mut c =
+            cluster(&[pod("p1", "n1", "rs1"), pod("p2", "n2", "rs2"), pod("p3", "n2", "rs1")], "10.0.0.1", "web");
+        assert_eq!(round(&memo, &three, &c, true), 3, "first round enriches every pod");
+        assert_eq!(round(&memo, &three, &c, true), 0, "nothing changed");
+
+        // A new pods snapshot with equal entries: nothing to redo.
+        c.pods = Arc::new((*c.pods).clone());
+        assert_eq!(round(&memo, &three, &c, true), 0);
+
+        // p2 moves to n1: only p2.
+        c.pods = cluster(&[pod("p1", "n1", "rs1"), pod("p2", "n1", "rs2"), pod("p3", "n2", "rs1")], "", "").pods;
+        assert_eq!(round(&memo, &three, &c, true), 1);
+
+        // n1's address changes: the pods on n1 (p1, p2).
+        c.nodes = cluster(&[], "10.0.0.9", "").nodes;
+        assert_eq!(round(&memo, &three, &c, true), 2);
+
+        // rs1 is adopted by another Deployment: the pods of rs1 (p1, p3).
+        c.controllers = cluster(&[], "", "api").controllers;
+        assert_eq!(round(&memo, &three, &c, true), 2);
+
+        // PodMetrics' own labels change for p1.
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1);
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 0);
+
+        // A pod goes, a pod comes: the new one is enriched, the old one forgotten.
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p4"], Some("x")), &c, true), 1);
+        assert_eq!(memo.len(), 3);
+    }
+
+    #[test]
+    fn incomplete_and_overlapping_rounds_are_not_remembered() {
+        let memo = Memo::default();
+        let pods = metrics(&["p1", "p2"], None);
+        let c = cluster(&[pod("p1", "n1", "rs1"), pod("p2", "n2", "rs2")], "10.0.0.1", "web");
+        assert_eq!(round(&memo, &pods, &c, false), 2);
+        assert!(memo.is_empty(), "a round with a failed enricher is served, not kept");
+        assert_eq!(round(&memo, &pods, &c, false), 2);
+
+        // Two rounds begin on the same state; only the first to finish is kept.
+        async_std::task::block_on(async {
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let (a, b) = (memo.begin(&scrape, &c).await, memo.begin(&scrape, &c).await);
+            for r in [a, b] {
+                let sub = r.scrape_of_misses(&scrape);
+                let e = Probe.enrich(&sub, &r.cluster(&c)).await.expect("enrich");
+                memo.finish(r, &scrape, &sub, &[&e], true);
+            }
+        });
+        assert_eq!(memo.len(), 2);
+        assert_eq!(round(&memo, &pods, &c, true), 0);
+    }
+
+    /// A cluster whose pod list fails.
+    struct Broken(StaticCluster);
+
+    #[async_trait]
+    impl Cluster for Broken {
+        async fn pods(&self) -> Result<Arc<Pods>, SourceError> {
+            Err("forbidden".into())
+        }
+        async fn nodes(&self) -> Result<Arc<Nodes>, SourceError> {
+            self.0.nodes().await
+        }
+        async fn controllers(&self, kind: ControllerKind) -> Result<Arc<Controllers>, SourceError> {
+            self.0.controllers(kind).await
+        }
+    }
+
+    #[test]
+    fn an_unreadable_snapshot_makes_every_pod_a_miss() {
+        let memo = Memo::default();
+        let pods = metrics(&["p1", "p2"], None);
+        let c = cluster(&[pod("p1", "n1", "rs1"), pod("p2", "n2", "rs2")], "10.0.0.1", "web");
+        assert_eq!(round(&memo, &pods, &c, true), 2);
+        async_std::task::block_on(async {
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let broken = Broken(c.clone());
+            let r = memo.begin(&scrape, &broken).await;
+            assert_eq!(r.misses(), 2, "kept labels cannot be checked");
+            let sub = r.scrape_of_misses(&scrape);
+            assert!(Probe.enrich(&sub, &r.cluster(&broken)).await.is_err(), "the enricher reports the error");
+            let prepared = memo.finish(r, &scrape, &sub, &[], false);
+            assert!(prepared.pods.iter().all(|p| p.block().is_empty()), "served unenriched");
+        });
+        assert_eq!(round(&memo, &pods, &c, true), 0, "the kept labels survive a failed round");
+    }
+}
