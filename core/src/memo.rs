@@ -123,16 +123,37 @@ impl Snapshots {
     }
 }
 
-/// PodMetrics' own labels, as remembered.
-type MetricLabels = Option<Box<[(Box<str>, Box<str>)]>>;
+/// PodMetrics' own labels, as remembered: each key and value as a little-endian `u32`
+/// length and its bytes, in one allocation (not two per label).
+#[derive(Debug, PartialEq, Eq)]
+struct MetricLabels(Option<Box<[u8]>>);
 
-fn same_labels(kept: &MetricLabels, now: Option<&[(Str<'_>, Str<'_>)]>) -> bool {
-    match (kept, now) {
-        (None, None) => true,
-        (Some(kept), Some(now)) => {
-            kept.len() == now.len() && kept.iter().zip(now).all(|((k1, v1), (k2, v2))| **k1 == **k2 && **v1 == **v2)
+impl MetricLabels {
+    fn new(labels: Option<&[(Str<'_>, Str<'_>)]>) -> Self {
+        MetricLabels(labels.map(|labels| {
+            let mut out = Vec::with_capacity(labels.iter().map(|(k, v)| 8 + k.len() + v.len()).sum());
+            for text in labels.iter().flat_map(|(k, v)| [k, v]) {
+                // Label text is far below 4 GiB; a longer one saturates and never matches.
+                out.extend_from_slice(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_le_bytes());
+                out.extend_from_slice(text.as_bytes());
+            }
+            out.into_boxed_slice()
+        }))
+    }
+
+    fn matches(&self, labels: Option<&[(Str<'_>, Str<'_>)]>) -> bool {
+        let (Some(mut kept), Some(labels)) = (self.0.as_deref(), labels) else {
+            return self.0.is_none() && labels.is_none();
+        };
+        for text in labels.iter().flat_map(|(k, v)| [k, v]) {
+            let Some((len, rest)) = kept.split_first_chunk::<4>() else { return false };
+            let len = u32::from_le_bytes(*len) as usize;
+            if rest.get(..len) != Some(text.as_bytes()) {
+                return false;
+            }
+            kept = &rest[len..];
         }
-        _ => false,
+        kept.is_empty()
     }
 }
 
@@ -275,7 +296,7 @@ impl Memo {
         for (i, pod) in scrape.pods.iter().enumerate() {
             let kept = state.entries.get(pod.namespace, pod.name).filter(|e| {
                 usable
-                    && same_labels(&e.metric_labels, pod.labels)
+                    && e.metric_labels.matches(pod.labels)
                     && (unchanged_all || base.unchanged(&fresh, pod.namespace, pod.name))
             });
             match kept {
@@ -319,12 +340,7 @@ impl Memo {
         state.epoch += 1;
         for &i in &round.misses {
             let pod = &scrape.pods[i];
-            let entry = Entry {
-                metric_labels: pod
-                    .labels
-                    .map(|l| l.iter().map(|(k, v)| (k.as_ref().into(), v.as_ref().into())).collect()),
-                labels: prepared.pods[i].clone(),
-            };
+            let entry = Entry { metric_labels: MetricLabels::new(pod.labels), labels: prepared.pods[i].clone() };
             state.entries.insert(pod.namespace.into(), pod.name.into(), entry);
         }
         if state.entries.len() > scrape.pods.len() {
@@ -482,6 +498,23 @@ mod tests {
         // A pod goes, a pod comes: the new one is enriched, the old one forgotten.
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p4"], Some("x")), &c, true), 1);
         assert_eq!(memo.len(), 3);
+    }
+
+    #[test]
+    fn metric_labels_compare_exactly() {
+        let pairs = |p: &[(&'static str, &'static str)]| -> Vec<(Str<'static>, Str<'static>)> {
+            p.iter().map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(*v))).collect()
+        };
+        let ab = pairs(&[("a", "b")]);
+        let kept = MetricLabels::new(Some(&ab));
+        assert!(kept.matches(Some(&ab)));
+        assert!(!kept.matches(None));
+        assert!(!kept.matches(Some(&pairs(&[("a", "bc")]))));
+        assert!(!kept.matches(Some(&pairs(&[("ab", "")]))), "lengths keep key and value apart");
+        assert!(!kept.matches(Some(&pairs(&[("a", "b"), ("c", "d")]))));
+        assert!(!kept.matches(Some(&[])));
+        assert!(MetricLabels::new(Some(&[])).matches(Some(&[])));
+        assert!(MetricLabels::new(None).matches(None));
     }
 
     #[test]

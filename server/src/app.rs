@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tide::{Request, Response, StatusCode};
 
-use crate::exporter::Exporter;
+use crate::exporter::{Exporter, Exposition};
 use crate::negotiate;
 
 /// The app's state.
@@ -29,11 +29,11 @@ fn scrape_deadline(header: Option<&str>) -> Option<std::time::Instant> {
 }
 
 /// A shared exposition as response bytes.
-struct SharedBody(Arc<Vec<u8>>);
+struct SharedBody(Arc<Exposition>);
 
 impl AsRef<[u8]> for SharedBody {
     fn as_ref(&self) -> &[u8] {
-        &self.0
+        (*self.0).as_ref()
     }
 }
 

@@ -93,7 +93,7 @@ struct Informer<T> {
     last_error: Mutex<Option<String>>,
 }
 
-impl<T: Clone + Send + Sync + 'static> Informer<T> {
+impl<T: Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     fn new(kind: Kind<T>) -> Arc<Self> {
         Arc::new(Informer {
             kind,
@@ -248,17 +248,23 @@ impl<T: Clone + Send + Sync + 'static> Informer<T> {
             }
             let Some((ns, name, value)) = (self.kind.entry)(event.object.get().as_bytes()) else { continue };
             let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-            // Copies only if a scrape is holding the current snapshot.
-            let map = Arc::make_mut(&mut store);
-            match &*event.kind {
-                "DELETED" => {
-                    map.remove(&ns, &name);
-                }
-                _ => {
-                    map.insert(ns, name, value);
-                }
-            }
+            apply(&mut store, event.kind == "DELETED", ns, name, value);
         }
+    }
+}
+
+/// Applies one watch event to a snapshot. An event that changes nothing we keep (a pod's
+/// status conditions, a ReplicaSet's replica counts, a node's heartbeat) leaves the snapshot
+/// as it is, the very same `Arc`, so the enrichment memo sees nothing to redo. A change
+/// copies the snapshot only if someone (a scrape, the memo) still holds the current one.
+fn apply<T: Clone + PartialEq>(store: &mut Arc<Namespaced<T>>, deleted: bool, ns: Text, name: Text, value: T) {
+    let current = store.get(&ns, &name);
+    if deleted {
+        if current.is_some() {
+            Arc::make_mut(store).remove(&ns, &name);
+        }
+    } else if current != Some(&value) {
+        Arc::make_mut(store).insert(ns, name, value);
     }
 }
 
@@ -378,4 +384,24 @@ impl Cluster for CachedCluster {
 /// Nodes are cluster-scoped: the namespaced store holds them under "".
 fn snap_nodes(store: &Namespaced<NodeInfo>) -> HashMap<Text, NodeInfo> {
     store.iter_namespace("").map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_that_change_nothing_keep_the_snapshot() {
+        let mut store: Arc<Namespaced<u32>> = Arc::default();
+        apply(&mut store, false, "a".into(), "p".into(), 1);
+        let held = store.clone();
+        apply(&mut store, false, "a".into(), "p".into(), 1);
+        apply(&mut store, true, "a".into(), "gone".into(), 0);
+        assert!(Arc::ptr_eq(&held, &store), "no change, no copy: the same snapshot");
+        apply(&mut store, false, "a".into(), "p".into(), 2);
+        assert!(!Arc::ptr_eq(&held, &store), "a change makes a new snapshot");
+        assert_eq!((held.get("a", "p"), store.get("a", "p")), (Some(&1), Some(&2)), "the held one is untouched");
+        apply(&mut store, true, "a".into(), "p".into(), 0);
+        assert!(store.is_empty());
+    }
 }

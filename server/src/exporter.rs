@@ -28,6 +28,7 @@ pub struct Exporter {
     flights: Mutex<HashMap<Flavour, Arc<Flight>>>,
     /// Each pod's labels across scrapes, when every enricher allows it.
     memo: Option<Memo>,
+    spare: Arc<Spare>,
 }
 
 /// Which pods a scrape exports.
@@ -77,7 +78,61 @@ pub type Flavour = (Format, bool);
 /// A scrape in progress that later arrivals wait for instead of starting their own.
 #[derive(Default)]
 struct Flight {
-    result: async_std::sync::Mutex<Option<Arc<Vec<u8>>>>,
+    result: async_std::sync::Mutex<Option<Arc<Exposition>>>,
+}
+
+/// One spare response buffer. A large exposition (200 MB at 100,000 pods) then reuses
+/// memory already mapped instead of faulting in fresh pages on every scrape.
+#[derive(Debug, Default)]
+struct Spare(Mutex<Option<Vec<u8>>>);
+
+impl Spare {
+    /// An empty buffer, with the capacity of the last one given back.
+    fn take(&self) -> String {
+        let mut buf = self.0.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+        buf.clear();
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Keeps `buf` for the next scrape, unless the one kept is larger.
+    fn put(&self, buf: Vec<u8>) {
+        let mut spare = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.as_ref().is_none_or(|s| s.capacity() < buf.capacity()) {
+            *spare = Some(buf);
+        }
+    }
+}
+
+/// A response body: one scrape's bytes, in the format and encoding asked for. When the last
+/// holder drops it, its buffer goes back to the exporter for the next scrape.
+#[derive(Debug)]
+pub struct Exposition {
+    bytes: Vec<u8>,
+    spare: Arc<Spare>,
+}
+
+impl Exposition {
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl AsRef<[u8]> for Exposition {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Exposition {
+    fn drop(&mut self) {
+        self.spare.put(std::mem::take(&mut self.bytes));
+    }
 }
 
 /// Takes a finished (or abandoned) flight off the board.
@@ -157,6 +212,7 @@ impl Exporter {
             parse_errors: AtomicU64::new(0),
             enricher_errors,
             flights: Mutex::default(),
+            spare: Arc::default(),
             memo: enrichers.iter().all(|e| e.depends() == Depends::Pod).then(Memo::default),
             enrichers,
         }
@@ -165,7 +221,7 @@ impl Exporter {
     /// A scrape shared with every other request for the same format and encoding that
     /// arrives while it runs: Prometheus HA pairs and a human with curl cost the API server
     /// one read, and the body is compressed once.
-    pub async fn scrape_shared(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Arc<Vec<u8>> {
+    pub async fn scrape_shared(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Arc<Exposition> {
         let flavour = (format, gzip);
         let (flight, leader) = {
             let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
@@ -196,18 +252,23 @@ impl Exporter {
         }
     }
 
-    async fn body(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Vec<u8> {
+    async fn body(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Exposition {
         let text = self.scrape(format, deadline).await.into_bytes();
-        if !gzip {
-            return text;
-        }
-        match crate::negotiate::compress(&text) {
-            Ok(packed) => packed,
-            Err(e) => {
-                log::error!("gzip: {e}");
-                text
+        let bytes = if !gzip {
+            text
+        } else {
+            match crate::negotiate::compress(&text) {
+                Ok(packed) => {
+                    self.spare.put(text);
+                    packed
+                }
+                Err(e) => {
+                    log::error!("gzip: {e}");
+                    text
+                }
             }
-        }
+        };
+        Exposition { bytes, spare: self.spare.clone() }
     }
 
     /// The enrichers, in order.
@@ -264,7 +325,7 @@ impl Exporter {
         };
 
         // The renderer reserves what the families need.
-        let mut out = String::new();
+        let mut out = self.spare.take();
         let mut w = Writer::new(&mut out, format);
         if let Err(e) = write_families(&mut w, &scrape, &prepared, &self.options) {
             log::error!("writing the exposition: {e}");
