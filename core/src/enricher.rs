@@ -65,13 +65,14 @@ use async_trait::async_trait;
 
 use crate::cluster::{Cluster, Text};
 use crate::exposition::{sanitize, LabelName};
+use crate::render::{NODE_RESERVED, POD_RESERVED};
 use crate::scrape::Scrape;
 
 /// An enricher's failure: its labels are left out of this scrape, nothing else is lost.
 pub type EnrichError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Labels for one pod or node.
-pub type Labels = Vec<(LabelName, Text)>;
+/// An enricher's labels for one pod or node, in the order it added them.
+pub type LabelPairs = Vec<(LabelName, Text)>;
 
 /// Which series an added label goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,12 +157,9 @@ pub enum Depends {
 /// An enricher's labels for one scrape, indexed like [`Scrape::pods`] and [`Scrape::nodes`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Enrichment {
-    pods: Vec<Labels>,
-    nodes: Vec<Labels>,
+    pods: Vec<LabelPairs>,
+    nodes: Vec<LabelPairs>,
 }
-
-/// The names only the scrape itself sets on pod and container series.
-const POD_RESERVED: [&str; 3] = ["namespace", "pod", "container"];
 
 impl Enrichment {
     /// An empty enrichment sized for `scrape`.
@@ -175,7 +173,7 @@ impl Enrichment {
     /// Adds a label to pod `index` (and its containers). Ignores an index outside the
     /// scrape, a reserved name, and a name this enrichment already gave the pod.
     pub fn add_pod_label(&mut self, index: usize, name: LabelName, value: Text) {
-        if POD_RESERVED.contains(&name.as_str()) {
+        if POD_RESERVED.contains(&&name) {
             return;
         }
         if let Some(labels) = self.pods.get_mut(index) {
@@ -188,7 +186,7 @@ impl Enrichment {
     /// Adds a label to node `index`. Ignores an index outside the scrape, the name `node`,
     /// and a name this enrichment already gave the node.
     pub fn add_node_label(&mut self, index: usize, name: LabelName, value: Text) {
-        if name.as_str() == "node" {
+        if NODE_RESERVED.contains(&&name) {
             return;
         }
         if let Some(labels) = self.nodes.get_mut(index) {
@@ -212,7 +210,7 @@ impl Enrichment {
 /// Turns `(key, value)` pairs into labels named `prefix` + sanitized key, resolving
 /// collisions exactly as kube-state-metrics does: keys are taken in sorted order, and when
 /// several sanitize to one name, all of them get `_conflict1`, `_conflict2`... in that order.
-pub fn resolve_conflicts<'k>(prefix: &str, pairs: impl IntoIterator<Item = (&'k str, &'k Text)>) -> Labels {
+pub fn resolve_conflicts<'k>(prefix: &str, pairs: impl IntoIterator<Item = (&'k str, &'k Text)>) -> LabelPairs {
     let mut sorted: Vec<(&str, &Text)> = pairs.into_iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
     let mut names: Vec<String> = Vec::with_capacity(sorted.len());
@@ -245,7 +243,7 @@ pub fn resolve_conflicts<'k>(prefix: &str, pairs: impl IntoIterator<Item = (&'k 
 mod tests {
     use super::*;
 
-    fn names(labels: &Labels) -> Vec<(&str, &str)> {
+    fn names(labels: &LabelPairs) -> Vec<(&str, &str)> {
         labels.iter().map(|(n, v)| (n.as_str(), &**v)).collect()
     }
 

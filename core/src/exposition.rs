@@ -6,7 +6,7 @@
 //! values and HELP text are escaped. Values are written as Prometheus' parser reads them.
 //!
 //! ```
-//! use msp_core::exposition::{Format, LabelName, MetricName, MetricType, Writer};
+//! use msp_core::{Format, LabelName, MetricName, MetricType, Writer};
 //!
 //! let name = MetricName::new("demo_bytes").unwrap();
 //! let pod = LabelName::from_static("pod");
@@ -374,6 +374,11 @@ impl LabelBlock {
         // Blocks are kept across scrapes (see `Memo`): no spare capacity.
         block.shrink_to_fit();
         LabelBlock(block)
+    }
+
+    /// The rendered text.
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
 
     /// The rendered length in bytes.

@@ -1,32 +1,108 @@
-//! Glob patterns (for label keys and namespaces): `*` matches any run of characters, `?`
-//! any one.
+//! Glob patterns (for label keys and namespaces), compiled once: `*` matches any run of
+//! characters, `?` any one. A [`Filter`] is the allow/deny pair both the namespace scope
+//! and the `labels` enricher use.
 
-/// Whether `text` matches `pattern`.
-pub fn matches(pattern: &str, text: &str) -> bool {
-    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
-    let (mut pi, mut ti) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ti < t.len() {
-        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
-            pi += 1;
-            ti += 1;
-        } else if pi < p.len() && p[pi] == '*' {
-            star = Some((pi, ti));
-            pi += 1;
-        } else if let Some((sp, st)) = star {
-            pi = sp + 1;
-            ti = st + 1;
-            star = Some((sp, st + 1));
-        } else {
-            return false;
+use std::fmt;
+
+/// A glob pattern, split into characters once so matching allocates nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    source: Box<str>,
+    chars: Box<[char]>,
+}
+
+/// A pattern that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("empty pattern {0:?}")]
+pub struct GlobError(pub String);
+
+impl std::str::FromStr for Glob {
+    type Err = GlobError;
+
+    fn from_str(pattern: &str) -> Result<Self, GlobError> {
+        if pattern.is_empty() {
+            return Err(GlobError(pattern.into()));
         }
+        Ok(Glob { source: pattern.into(), chars: pattern.chars().collect() })
     }
-    p[pi..].iter().all(|&c| c == '*')
+}
+
+impl fmt::Display for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+impl Glob {
+    /// Whether `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        let p = &self.chars;
+        if p.len() == 1 && p[0] == '*' {
+            return true;
+        }
+        let (mut pi, mut ti) = (0, 0);
+        // (pattern index after the last `*`, text byte index it was tried at)
+        let mut star: Option<(usize, usize)> = None;
+        while let Some(c) = text[ti..].chars().next() {
+            if pi < p.len() && (p[pi] == '?' || p[pi] == c) {
+                pi += 1;
+                ti += c.len_utf8();
+            } else if pi < p.len() && p[pi] == '*' {
+                star = Some((pi, ti));
+                pi += 1;
+            } else if let Some((sp, st)) = star {
+                let skipped = text[st..].chars().next().map_or(1, char::len_utf8);
+                pi = sp + 1;
+                ti = st + skipped;
+                star = Some((sp, ti));
+            } else {
+                return false;
+            }
+        }
+        p[pi..].iter().all(|&c| c == '*')
+    }
+
+    /// Whether this is `*`, which matches everything.
+    pub fn is_any(&self) -> bool {
+        &*self.source == "*"
+    }
+}
+
+/// Keep what matches some `allow` pattern and no `deny` pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Filter {
+    allow: Vec<Glob>,
+    deny: Vec<Glob>,
+}
+
+impl Default for Filter {
+    /// Keeps everything.
+    fn default() -> Self {
+        Filter { allow: vec![Glob { source: "*".into(), chars: Box::new(['*']) }], deny: Vec::new() }
+    }
+}
+
+impl Filter {
+    /// Compiles both lists; an empty pattern is an error.
+    pub fn new<S: AsRef<str>>(allow: &[S], deny: &[S]) -> Result<Self, GlobError> {
+        let compile = |list: &[S]| list.iter().map(|p| p.as_ref().parse()).collect::<Result<Vec<Glob>, _>>();
+        Ok(Filter { allow: compile(allow)?, deny: compile(deny)? })
+    }
+
+    /// Whether `text` is kept.
+    pub fn keeps(&self, text: &str) -> bool {
+        self.allow.iter().any(|g| g.matches(text)) && !self.deny.iter().any(|g| g.matches(text))
+    }
+
+    /// Whether it keeps everything without looking (`allow = ["*"]`, no `deny`).
+    pub fn keeps_all(&self) -> bool {
+        self.deny.is_empty() && self.allow.iter().any(Glob::is_any)
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::matches;
+    use super::*;
 
     #[test]
     fn glob_table() {
@@ -39,14 +115,30 @@ mod tests {
             ("*-hash", "pod-template-hash-x", false),
             ("a?c", "abc", true),
             ("a?c", "ac", false),
+            ("a?c", "aéc", true),
+            ("*é", "café", true),
             ("*uid*", "batch.kubernetes.io/controller-uid", true),
             ("exact", "exact", true),
             ("exact", "exactly", false),
             ("a*b*c", "axxbyyc", true),
             ("a*b*c", "axxbyy", false),
+            ("**", "", true),
         ];
         for (p, t, want) in table {
-            assert_eq!(matches(p, t), want, "{p} ~ {t}");
+            let glob: Glob = p.parse().expect("pattern");
+            assert_eq!(glob.matches(t), want, "{p} ~ {t}");
         }
+        assert_eq!("".parse::<Glob>(), Err(GlobError(String::new())));
+    }
+
+    #[test]
+    fn filter_allows_then_denies() {
+        let f = Filter::new(&["kube-*", "shop"], &["kube-public"]).expect("filter");
+        assert!(f.keeps("kube-system") && f.keeps("shop"));
+        assert!(!f.keeps("kube-public") && !f.keeps("other"));
+        assert!(!f.keeps_all());
+        assert!(Filter::default().keeps_all() && Filter::default().keeps("x"));
+        assert!(Filter::new(&["*"], &[]).expect("filter").keeps_all());
+        assert!(Filter::new(&["a", ""], &[]).is_err());
     }
 }

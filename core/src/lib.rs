@@ -21,23 +21,35 @@
 //! assert!(out.contains("container=\"coredns\"} 14868480\n"));
 //! ```
 
-pub mod cluster;
-pub mod duration;
-pub mod enricher;
-pub mod exposition;
-pub mod glob;
-pub mod memo;
-pub mod model;
-pub mod quantity;
-pub mod render;
-pub mod scrape;
-pub mod timestamp;
+mod cluster;
+mod duration;
+mod enricher;
+mod exposition;
+mod glob;
+mod memo;
+mod model;
+mod objects;
+mod pipeline;
+mod quantity;
+mod render;
+mod scrape;
+mod source;
+mod timestamp;
 
 pub use async_trait::async_trait;
-pub use cluster::{Cluster, ControllerKind, NodeInfo, Owner, PodInfo, SourceError, StaticCluster};
-pub use enricher::{AddedLabel, Depends, EnrichError, Enricher, Enrichment, Labels, Series};
-pub use exposition::{Format, LabelName, MetricName, MetricType, Writer};
+pub use cluster::{
+    Cluster, ControllerKind, Controllers, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, SourceError,
+    StaticCluster, Text,
+};
+pub use duration::{DurationError, GoDuration};
+pub use enricher::{resolve_conflicts, AddedLabel, Depends, EnrichError, Enricher, Enrichment, LabelPairs, Series};
+pub use exposition::{ExpositionError, Family, Format, LabelBlock, LabelName, MetricName, MetricType, NameError, Writer};
+pub use glob::{Filter, Glob, GlobError};
 pub use memo::Memo;
+pub use model::{NodeMetricsList, PodMetricsList};
+pub use objects::{controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent};
+pub use pipeline::{enrich, EnrichFuture, Enriched, Failure, Guard, Unguarded};
 pub use quantity::{Quantity, QuantityError};
-pub use render::{prepare, render, render_prepared, Naming, Prepared, RenderOptions};
-pub use scrape::{ItemError, Scrape};
+pub use render::{render, render_prepared, write_families, Naming, PodLabels, Prepared, RenderOptions};
+pub use source::MetricsSource;
+pub use scrape::{ContainerSample, ItemError, NodeSample, PodSample, Scrape};

@@ -16,27 +16,22 @@
 //! rounds that overlap never mix: only a round that started on the memo's current state
 //! may replace it.
 //!
+//! [`enrich`](crate::enrich) drives it; embedders only create one and pass it in:
+//!
 //! ```
 //! # async_std::task::block_on(async {
-//! use msp_core::{Memo, Scrape, StaticCluster};
+//! use msp_core::{enrich, Memo, Scrape, StaticCluster, Unguarded};
 //!
 //! let pods = r#"{"items":[{"metadata":{"name":"p","namespace":"n"},
 //!     "containers":[{"name":"c","usage":{"cpu":"7m","memory":"1Ki"}}]}]}"#;
 //! let pods = serde_json::from_str(pods).unwrap();
 //! let nodes = Default::default();
 //! let scrape = Scrape::new(&pods, &nodes);
-//! let cluster = StaticCluster::default();
 //! let memo = Memo::default();
-//!
-//! for expected_misses in [1, 0] {
-//!     let round = memo.begin(&scrape, &cluster).await;
-//!     assert_eq!(round.misses(), expected_misses);
-//!     let sub = round.scrape_of_misses(&scrape);
-//!     let recording = round.cluster(&cluster);
-//!     // Run every enricher on (&sub, &recording) here; none in this example.
-//!     let prepared = memo.finish(round, &scrape, &sub, &[], true);
-//!     assert_eq!(prepared.pods.len(), 1);
-//! }
+//! let enriched = enrich(&scrape, &StaticCluster::default(), &[], Some(&memo), &Unguarded).await;
+//! assert_eq!((enriched.enriched_pods, memo.len()), (1, 1));
+//! let again = enrich(&scrape, &StaticCluster::default(), &[], Some(&memo), &Unguarded).await;
+//! assert_eq!(again.enriched_pods, 0, "nothing changed: the kept labels are served");
 //! # });
 //! ```
 
@@ -182,7 +177,7 @@ pub struct Memo {
 /// One scrape's use of a [`Memo`]: which pods it already knows, and the snapshots it
 /// checked them against.
 #[derive(Debug)]
-pub struct Round {
+pub(crate) struct Round {
     epoch: u64,
     fresh: Snapshots,
     /// Per pod of the scrape: its kept labels, or `None` to enrich.
@@ -193,17 +188,18 @@ pub struct Round {
 
 impl Round {
     /// How many pods must be enriched this round.
-    pub fn misses(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn misses(&self) -> usize {
         self.misses.len()
     }
 
     /// The scrape to give enrichers: the pods to enrich and every node.
-    pub fn scrape_of_misses<'s, 'a>(&self, scrape: &'s Scrape<'a>) -> Cow<'s, Scrape<'a>> {
+    pub(crate) fn scrape_of_misses<'s, 'a>(&self, scrape: &'s Scrape<'a>) -> Cow<'s, Scrape<'a>> {
         if self.misses.len() == scrape.pods.len() {
             return Cow::Borrowed(scrape);
         }
         Cow::Owned(Scrape {
-            pods: self.misses.iter().map(|&i| scrape.pods[i].clone()).collect::<Vec<PodSample<'a>>>(),
+            pods: self.misses.iter().filter_map(|&i| scrape.pods.get(i).cloned()).collect::<Vec<PodSample<'a>>>(),
             nodes: scrape.nodes.clone(),
             errors: Vec::new(),
         })
@@ -211,13 +207,13 @@ impl Round {
 
     /// The cluster to give enrichers: `cluster`, serving the snapshots this round checked
     /// against, and recording what else is read.
-    pub fn cluster<'c>(&self, cluster: &'c dyn Cluster) -> Recording<'c> {
+    pub(crate) fn cluster<'c>(&self, cluster: &'c dyn Cluster) -> Recording<'c> {
         Recording { inner: cluster, fresh: self.fresh.clone(), read: self.read.clone() }
     }
 }
 
 /// A [`Cluster`] that records the snapshots it hands out (see [`Round::cluster`]).
-pub struct Recording<'c> {
+pub(crate) struct Recording<'c> {
     inner: &'c dyn Cluster,
     fresh: Snapshots,
     read: Arc<Mutex<Snapshots>>,
@@ -264,7 +260,7 @@ impl Memo {
     /// Starts a round for `scrape`: takes fresh snapshots of what the kept labels were
     /// computed from and finds the pods whose inputs did not change. A snapshot that
     /// cannot be read makes every pod a miss (its enrichers then report the error).
-    pub async fn begin(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Round {
+    pub(crate) async fn begin(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Round {
         let (epoch, base) = {
             let state = self.lock();
             (state.epoch, state.base.clone())
@@ -313,7 +309,7 @@ impl Memo {
     /// Ends `round`: merges the enrichments of its misses (`enrichments`, in enricher
     /// order, made from `sub`, the round's [`Round::scrape_of_misses`]) with the kept
     /// labels, and remembers them when `complete` (every enricher succeeded).
-    pub fn finish(
+    pub(crate) fn finish(
         &self,
         round: Round,
         scrape: &Scrape<'_>,
@@ -339,8 +335,9 @@ impl Memo {
         state.base = round.fresh.union(read);
         state.epoch += 1;
         for &i in &round.misses {
-            let pod = &scrape.pods[i];
-            let entry = Entry { metric_labels: MetricLabels::new(pod.labels), labels: prepared.pods[i].clone() };
+            // `round` was made for `scrape`, so both indexes exist; a mismatch only skips.
+            let (Some(pod), Some(labels)) = (scrape.pods.get(i), prepared.pods.get(i)) else { continue };
+            let entry = Entry { metric_labels: MetricLabels::new(pod.labels), labels: labels.clone() };
             state.entries.insert(pod.namespace.into(), pod.name.into(), entry);
         }
         if state.entries.len() > scrape.pods.len() {
@@ -370,10 +367,11 @@ impl Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::{controllers_from_list, nodes_from_list, pods_from_list};
+    use crate::objects::{controllers_from_list, nodes_from_list, pods_from_list};
     use crate::enricher::{Depends, EnrichError, Enricher};
     use crate::model::PodMetricsList;
-    use crate::{prepare, AddedLabel, LabelName, StaticCluster};
+    use crate::render::prepare;
+    use crate::{AddedLabel, LabelName, StaticCluster};
 
     /// Reads all three resources the way `Depends::Pod` allows.
     struct Probe;

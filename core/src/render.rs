@@ -21,6 +21,12 @@ pub static CONTAINER: LabelName = LabelName::from_static("container");
 pub static NODE: LabelName = LabelName::from_static("node");
 static IP: LabelName = LabelName::from_static("ip");
 
+/// The labels only a scrape itself sets on pod and container series: enrichers never add
+/// them, and they always win a name.
+pub static POD_RESERVED: [&LabelName; 3] = [&NAMESPACE, &POD, &CONTAINER];
+/// The label only a scrape itself sets on node series.
+pub static NODE_RESERVED: [&LabelName; 1] = [&NODE];
+
 /// Which metric names and label sets to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Naming {
@@ -123,10 +129,10 @@ pub(crate) fn prepare_pods(
     indexes: impl Iterator<Item = usize>,
 ) -> Prepared {
     let pods = indexes
-        .map(|i| Arc::new(PodLabels::new(&merge(&[&NAMESPACE, &POD, &CONTAINER], enrichments, |e| e.pod(i)))))
+        .map(|i| Arc::new(PodLabels::new(&merge(&POD_RESERVED, enrichments, |e| e.pod(i)))))
         .collect();
     let nodes = (0..scrape.nodes.len())
-        .map(|i| merge(&[&NODE], enrichments, |e| e.node(i)).into_iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+        .map(|i| merge(&NODE_RESERVED, enrichments, |e| e.node(i)).into_iter().map(|(n, v)| (n.clone(), v.clone())).collect())
         .collect();
     Prepared { pods, nodes }
 }

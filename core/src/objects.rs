@@ -1,0 +1,370 @@
+//! Kubernetes objects as the API sends them, reading only the fields enrichers use: lists
+//! (one page of them), watch events, and the `Pod`, `Node` and metadata-only shapes that
+//! become snapshot entries. One parser serves a fixed cluster ([`pods_from_list`]) and the
+//! server's watch-backed caches alike.
+//!
+//! Items are read one at a time: an item that does not parse is skipped alone (and
+//! counted by the caller), never the whole list.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::cluster::{Controllers, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, Text};
+
+/// A list (`PodList`, `PartialObjectMetadataList`...): its resourceVersion, its continue
+/// token, and its items, not yet parsed.
+#[derive(Deserialize)]
+pub struct ObjectList<'a> {
+    #[serde(borrow, default)]
+    metadata: Option<ListMeta<'a>>,
+    /// The items, each still JSON.
+    #[serde(borrow, default)]
+    pub items: Vec<&'a RawValue>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ListMeta<'a> {
+    #[serde(borrow, default)]
+    resource_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "continue")]
+    continue_token: Option<Cow<'a, str>>,
+}
+
+impl<'a> ObjectList<'a> {
+    /// Reads the list's shape; the items stay unparsed.
+    pub fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(json)
+    }
+
+    /// `metadata.resourceVersion`.
+    pub fn resource_version(&self) -> Option<&str> {
+        self.metadata.as_ref()?.resource_version.as_deref().filter(|v| !v.is_empty())
+    }
+
+    /// `metadata.continue`: there are more pages.
+    pub fn continue_token(&self) -> Option<&str> {
+        self.metadata.as_ref()?.continue_token.as_deref().filter(|v| !v.is_empty())
+    }
+
+    /// Every item that parses as a `T` entry; also says how many did not.
+    pub fn entries<T: Entry>(&self) -> (Vec<(Text, Text, T)>, usize) {
+        let mut bad = 0;
+        let entries = self
+            .items
+            .iter()
+            .filter_map(|item| {
+                let entry = T::from_object(item.get().as_bytes());
+                bad += usize::from(entry.is_none());
+                entry
+            })
+            .collect();
+        (entries, bad)
+    }
+}
+
+/// One line of a watch stream.
+#[derive(Deserialize)]
+pub struct WatchEvent<'a> {
+    /// `ADDED`, `MODIFIED`, `DELETED`, `BOOKMARK` or `ERROR`.
+    #[serde(rename = "type", borrow)]
+    pub kind: Cow<'a, str>,
+    /// The object (a `Status` for `ERROR`), still JSON.
+    #[serde(borrow)]
+    pub object: &'a RawValue,
+}
+
+#[derive(Deserialize, Default)]
+struct VersionOnly<'a> {
+    #[serde(borrow, default)]
+    metadata: ListMeta<'a>,
+    #[serde(default)]
+    code: Option<u16>,
+}
+
+impl WatchEvent<'_> {
+    /// The object's `metadata.resourceVersion` (a bookmark carries only that).
+    pub fn resource_version(&self) -> Option<String> {
+        let o: VersionOnly<'_> = serde_json::from_str(self.object.get()).ok()?;
+        o.metadata.resource_version.map(Cow::into_owned).filter(|v| !v.is_empty())
+    }
+
+    /// For an `ERROR` event, the `Status` code (410: the resourceVersion expired).
+    pub fn status_code(&self) -> Option<u16> {
+        serde_json::from_str::<VersionOnly<'_>>(self.object.get()).ok()?.code
+    }
+}
+
+/// What a snapshot keeps of one object, keyed by `(namespace, name)`.
+pub trait Entry: Sized {
+    /// The entry for one object (JSON), or `None` if it is not one (no name, bad shape).
+    fn from_object(json: &[u8]) -> Option<(Text, Text, Self)>;
+}
+
+impl Entry for PodInfo {
+    fn from_object(json: &[u8]) -> Option<(Text, Text, Self)> {
+        let o: PodObject<'_> = serde_json::from_slice(json).ok()?;
+        let (ns, name) = o.metadata.key()?;
+        Some((ns, name, o.info()))
+    }
+}
+
+impl Entry for NodeInfo {
+    fn from_object(json: &[u8]) -> Option<(Text, Text, Self)> {
+        let o: NodeObject<'_> = serde_json::from_slice(json).ok()?;
+        let (ns, name) = o.metadata.key()?;
+        Some((ns, name, o.info()))
+    }
+}
+
+/// A ReplicaSet or Job: its own controller, if any.
+impl Entry for Option<Owner> {
+    fn from_object(json: &[u8]) -> Option<(Text, Text, Self)> {
+        let o: MetadataObject<'_> = serde_json::from_slice(json).ok()?;
+        let (ns, name) = o.metadata.key()?;
+        Some((ns, name, o.metadata.controller()))
+    }
+}
+
+fn snapshot<T: Entry>(json: &[u8]) -> Result<Namespaced<T>, serde_json::Error> {
+    let mut out = Namespaced::default();
+    for (ns, name, entry) in ObjectList::parse(json)?.entries::<T>().0 {
+        out.insert(ns, name, entry);
+    }
+    Ok(out)
+}
+
+/// Parses a `PodList` into a snapshot.
+pub fn pods_from_list(json: &[u8]) -> Result<Pods, serde_json::Error> {
+    snapshot(json)
+}
+
+/// Parses a `NodeList` into a snapshot.
+pub fn nodes_from_list(json: &[u8]) -> Result<Nodes, serde_json::Error> {
+    Ok(nodes_by_name(&snapshot::<NodeInfo>(json)?))
+}
+
+/// Nodes are cluster-scoped: a namespaced store holds them under "".
+pub fn nodes_by_name(store: &Namespaced<NodeInfo>) -> Nodes {
+    store.iter_namespace("").map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// Parses a list of ReplicaSets or Jobs (full or `PartialObjectMetadataList`).
+pub fn controllers_from_list(json: &[u8]) -> Result<Controllers, serde_json::Error> {
+    snapshot(json)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct OwnerReference<'a> {
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    controller: Option<bool>,
+}
+
+/// `ObjectMeta`, the fields enrichers read.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct ObjectMeta<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(default)]
+    labels: Option<HashMap<String, String>>,
+    #[serde(default)]
+    annotations: Option<HashMap<String, String>>,
+    #[serde(borrow, default)]
+    owner_references: Option<Vec<OwnerReference<'a>>>,
+}
+
+impl ObjectMeta<'_> {
+    /// `(namespace, name)`; the namespace is empty for cluster-scoped objects.
+    fn key(&self) -> Option<(Text, Text)> {
+        let name = self.name.as_deref().filter(|n| !n.is_empty())?;
+        Some((self.namespace.as_deref().unwrap_or("").into(), name.into()))
+    }
+
+    fn controller(&self) -> Option<Owner> {
+        let refs = self.owner_references.as_deref()?;
+        let r = refs.iter().find(|r| r.controller == Some(true))?;
+        Some(Owner { kind: r.kind.as_deref()?.into(), name: r.name.as_deref()?.into() })
+    }
+
+    fn sorted_labels(&self) -> Vec<(Text, Text)> {
+        let mut labels: Vec<(Text, Text)> =
+            self.labels.iter().flatten().map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str()))).collect();
+        labels.sort();
+        labels
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PodSpec<'a> {
+    #[serde(borrow, default)]
+    node_name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct PodStatus<'a> {
+    #[serde(borrow, default, rename = "podIP")]
+    pod_ip: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "hostIP")]
+    host_ip: Option<Cow<'a, str>>,
+}
+
+/// A Pod object, the fields enrichers read.
+#[derive(Deserialize, Default)]
+struct PodObject<'a> {
+    /// Its metadata.
+    #[serde(borrow, default)]
+    metadata: ObjectMeta<'a>,
+    #[serde(borrow, default)]
+    spec: Option<PodSpec<'a>>,
+    #[serde(borrow, default)]
+    status: Option<PodStatus<'a>>,
+}
+
+impl PodObject<'_> {
+    /// The snapshot entry for this pod.
+    fn info(&self) -> PodInfo {
+        let text = |s: Option<&Cow<'_, str>>| s.filter(|s| !s.is_empty()).map(|s| Text::from(s.as_ref()));
+        let status = self.status.as_ref();
+        let mirror = self.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+        PodInfo {
+            node_name: text(self.spec.as_ref().and_then(|s| s.node_name.as_ref())),
+            pod_ip: text(status.and_then(|s| s.pod_ip.as_ref())),
+            host_ip: text(status.and_then(|s| s.host_ip.as_ref())),
+            labels: self.metadata.sorted_labels(),
+            controller: self.metadata.controller(),
+            mirror,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct NodeAddress<'a> {
+    #[serde(borrow, rename = "type", default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    address: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeStatus<'a> {
+    #[serde(borrow, default)]
+    addresses: Option<Vec<NodeAddress<'a>>>,
+}
+
+/// A Node object, the fields enrichers read.
+#[derive(Deserialize, Default)]
+struct NodeObject<'a> {
+    /// Its metadata.
+    #[serde(borrow, default)]
+    metadata: ObjectMeta<'a>,
+    #[serde(borrow, default)]
+    status: Option<NodeStatus<'a>>,
+}
+
+impl NodeObject<'_> {
+    /// The snapshot entry for this node.
+    fn info(&self) -> NodeInfo {
+        let addresses = self.status.as_ref().and_then(|s| s.addresses.as_deref()).unwrap_or_default();
+        let internal_ip = addresses
+            .iter()
+            .find(|a| a.kind.as_deref() == Some("InternalIP"))
+            .and_then(|a| a.address.as_deref())
+            .map(Text::from);
+        NodeInfo { internal_ip, labels: self.metadata.sorted_labels() }
+    }
+}
+
+/// Any object read as metadata only (`PartialObjectMetadata`, or a full object).
+#[derive(Deserialize, Default)]
+struct MetadataObject<'a> {
+    /// Its metadata.
+    #[serde(borrow, default)]
+    metadata: ObjectMeta<'a>,
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_pods_nodes_and_controllers() {
+        let pods = pods_from_list(
+            br#"{"items":[
+              {"metadata":{"name":"web-1","namespace":"a","labels":{"b":"2","a":"1"},
+                 "ownerReferences":[{"kind":"Other","name":"x"},{"kind":"ReplicaSet","name":"web-7d","controller":true}]},
+               "spec":{"nodeName":"n1"},"status":{"podIP":"10.0.0.5","hostIP":"192.0.2.1"}},
+              {"metadata":{"name":"web-1","namespace":"b","annotations":{"kubernetes.io/config.mirror":"abc"}},
+               "spec":{"nodeName":"n2"},"status":{}},
+              {"metadata":{"name":"pending","namespace":"a"},"spec":null,"status":null},
+              {"metadata":{"namespace":"a"}}
+            ]}"#,
+        )
+        .expect("pods");
+        assert_eq!(pods.len(), 3);
+        let p = pods.get("a", "web-1").expect("a/web-1");
+        assert_eq!(p.node_name.as_deref(), Some("n1"));
+        assert_eq!(p.pod_ip.as_deref(), Some("10.0.0.5"));
+        assert_eq!(p.host_ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(p.labels, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(p.controller, Some(Owner { kind: "ReplicaSet".into(), name: "web-7d".into() }));
+        let b = pods.get("b", "web-1").expect("b/web-1");
+        assert!(b.mirror && b.pod_ip.is_none() && b.controller.is_none());
+        assert_eq!(pods.get("a", "pending"), Some(&PodInfo::default()));
+
+        let nodes = nodes_from_list(
+            br#"{"items":[{"metadata":{"name":"n1","labels":{"topology.kubernetes.io/zone":"z1"}},
+               "status":{"addresses":[{"type":"Hostname","address":"n1"},{"type":"InternalIP","address":"192.0.2.1"}]}}]}"#,
+        )
+        .expect("nodes");
+        assert_eq!(nodes["n1"].internal_ip.as_deref(), Some("192.0.2.1"));
+
+        let rs = controllers_from_list(
+            br#"{"kind":"PartialObjectMetadataList","items":[
+              {"metadata":{"name":"web-7d","namespace":"a","ownerReferences":[{"kind":"Deployment","name":"web","controller":true}]}},
+              {"metadata":{"name":"lone","namespace":"a"}}]}"#,
+        )
+        .expect("rs");
+        assert_eq!(rs.get("a", "web-7d"), Some(&Some(Owner { kind: "Deployment".into(), name: "web".into() })));
+        assert_eq!(rs.get("a", "lone"), Some(&None));
+    }
+
+    #[test]
+    fn one_bad_item_costs_only_itself() {
+        let list = ObjectList::parse(
+            br#"{"metadata":{"resourceVersion":"42","continue":"abc"},"items":[
+              {"metadata":{"name":"a","namespace":"n"}},
+              {"metadata":{"name":7}},
+              {"metadata":{"name":"b","namespace":"n","labels":{"x":null}}},
+              null]}"#,
+        )
+        .expect("list");
+        assert_eq!((list.resource_version(), list.continue_token()), (Some("42"), Some("abc")));
+        let (entries, bad) = list.entries::<PodInfo>();
+        let names: Vec<&str> = entries.iter().map(|(_, n, _)| &**n).collect();
+        assert_eq!((names, bad), (vec!["a"], 3));
+    }
+
+    #[test]
+    fn watch_events() {
+        let e: WatchEvent<'_> =
+            serde_json::from_str(r#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}"#).expect("event");
+        assert_eq!((&*e.kind, e.resource_version()), ("BOOKMARK", Some("9".into())));
+        let e: WatchEvent<'_> =
+            serde_json::from_str(r#"{"type":"ERROR","object":{"kind":"Status","code":410}}"#).expect("event");
+        assert_eq!(e.status_code(), Some(410));
+    }
+}

@@ -1,0 +1,229 @@
+//! The one enrichment pipeline: a checked [`Scrape`], a [`Cluster`], the enrichers in
+//! order and an optional [`Memo`] in; the merged labels of every pod and node out, ready
+//! for [`render_prepared`](crate::render_prepared). The server, the benchmark and
+//! embedders all call [`enrich`].
+//!
+//! ```
+//! # async_std::task::block_on(async {
+//! use msp_core::{enrich, render_prepared, Memo, RenderOptions, Scrape, StaticCluster, Unguarded};
+//!
+//! let pods = r#"{"items":[{"metadata":{"name":"p","namespace":"n"},
+//!     "containers":[{"name":"c","usage":{"cpu":"7m","memory":"1Ki"}}]}]}"#;
+//! let pods = serde_json::from_str(pods).unwrap();
+//! let nodes = Default::default();
+//! let scrape = Scrape::new(&pods, &nodes);
+//! let memo = Memo::default();
+//! let enriched = enrich(&scrape, &StaticCluster::default(), &[], Some(&memo), &Unguarded).await;
+//! assert!(enriched.failures.is_empty());
+//!
+//! let mut out = String::new();
+//! render_prepared(&mut out, &scrape, &enriched.prepared, &RenderOptions::default()).unwrap();
+//! assert!(out.contains(r#"kube_metrics_server_pod_cpu_usage_cores{namespace="n",pod="p"} 0.007"#));
+//! # });
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::cluster::Cluster;
+use crate::enricher::{Depends, EnrichError, Enricher, Enrichment};
+use crate::memo::Memo;
+use crate::render::{prepare, Prepared};
+use crate::scrape::Scrape;
+
+/// One enricher's call, as [`Guard::guard`] sees it.
+pub type EnrichFuture<'a> = Pin<Box<dyn Future<Output = Result<Enrichment, EnrichError>> + Send + 'a>>;
+
+/// Wraps every enricher call of a pipeline run: the server bounds each by the scrape's
+/// deadline here. A guard that fails a call (a timeout) only drops that enricher's labels.
+pub trait Guard: Send + Sync {
+    /// Runs `call`, the enrichment by `enricher`, or fails it.
+    fn guard<'a>(&'a self, enricher: &'a dyn Enricher, call: EnrichFuture<'a>) -> EnrichFuture<'a>;
+}
+
+/// Runs every call as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Unguarded;
+
+impl Guard for Unguarded {
+    fn guard<'a>(&'a self, _enricher: &'a dyn Enricher, call: EnrichFuture<'a>) -> EnrichFuture<'a> {
+        call
+    }
+}
+
+/// An enricher that failed in this run: its labels are left out, nothing else is lost.
+#[derive(Debug)]
+pub struct Failure {
+    /// The enricher's name.
+    pub enricher: String,
+    /// Why.
+    pub error: EnrichError,
+}
+
+/// What [`enrich`] returns.
+#[derive(Debug)]
+pub struct Enriched {
+    /// Every pod's and node's labels, merged in enricher order.
+    pub prepared: Prepared,
+    /// The enrichers that failed, in order.
+    pub failures: Vec<Failure>,
+    /// How many pods the enrichers were run for (the rest came from the memo).
+    pub enriched_pods: usize,
+}
+
+/// Enriches `scrape`: runs `enrichers` in order over `cluster`, each call through `guard`,
+/// and merges their labels (the first enricher to add a name keeps it).
+///
+/// With a `memo`, and when every enricher declares [`Depends::Pod`], only the pods whose
+/// own inputs changed since the memo last saw them are enriched; the others reuse their
+/// kept labels. Otherwise the memo is not used. Either way the result is the same as
+/// enriching every pod afresh.
+pub async fn enrich(
+    scrape: &Scrape<'_>,
+    cluster: &dyn Cluster,
+    enrichers: &[Arc<dyn Enricher>],
+    memo: Option<&Memo>,
+    guard: &dyn Guard,
+) -> Enriched {
+    let memo = memo.filter(|_| enrichers.iter().all(|e| e.depends() == Depends::Pod));
+    let Some(memo) = memo else {
+        let (enrichments, failures) = run(scrape, cluster, enrichers, guard).await;
+        let refs: Vec<&Enrichment> = enrichments.iter().collect();
+        return Enriched { prepared: prepare(scrape, &refs), failures, enriched_pods: scrape.pods.len() };
+    };
+    let round = memo.begin(scrape, cluster).await;
+    let sub = round.scrape_of_misses(scrape);
+    let (enrichments, failures) = run(&sub, &round.cluster(cluster), enrichers, guard).await;
+    let refs: Vec<&Enrichment> = enrichments.iter().collect();
+    let enriched_pods = sub.pods.len();
+    let prepared = memo.finish(round, scrape, &sub, &refs, failures.is_empty());
+    Enriched { prepared, failures, enriched_pods }
+}
+
+/// Runs each enricher once; keeps what succeeded, in order.
+async fn run(
+    scrape: &Scrape<'_>,
+    cluster: &dyn Cluster,
+    enrichers: &[Arc<dyn Enricher>],
+    guard: &dyn Guard,
+) -> (Vec<Enrichment>, Vec<Failure>) {
+    let mut enrichments = Vec::with_capacity(enrichers.len());
+    let mut failures = Vec::new();
+    for enricher in enrichers {
+        match guard.guard(enricher.as_ref(), enricher.enrich(scrape, cluster)).await {
+            Ok(e) => enrichments.push(e),
+            Err(error) => failures.push(Failure { enricher: enricher.name().to_owned(), error }),
+        }
+    }
+    (enrichments, failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{async_trait, AddedLabel, LabelName, StaticCluster};
+
+    /// Adds `n=<calls>` to every pod; fails when asked to.
+    struct Counting {
+        calls: std::sync::atomic::AtomicUsize,
+        fail: bool,
+        depends: Depends,
+    }
+
+    #[async_trait]
+    impl Enricher for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            Vec::new()
+        }
+        fn depends(&self) -> Depends {
+            self.depends
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, _cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.fail {
+                return Err("broken".into());
+            }
+            let mut out = Enrichment::new(scrape);
+            for i in 0..scrape.pods.len() {
+                out.add_pod_label(i, LabelName::from_static("n"), n.to_string().into());
+            }
+            Ok(out)
+        }
+    }
+
+    fn counting(fail: bool, depends: Depends) -> Arc<dyn Enricher> {
+        Arc::new(Counting { calls: Default::default(), fail, depends })
+    }
+
+    fn scrape_json() -> crate::model::PodMetricsList<'static> {
+        serde_json::from_str(
+            r#"{"items":[{"metadata":{"name":"p","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1"}}]},
+                         {"metadata":{"name":"q","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1"}}]}]}"#,
+        )
+        .expect("pods")
+    }
+
+    #[test]
+    fn the_memo_is_used_only_when_every_enricher_allows_it() {
+        async_std::task::block_on(async {
+            let pods = scrape_json();
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let cluster = StaticCluster::default();
+            let memo = Memo::default();
+            for (depends, second_run) in [(Depends::Pod, 0), (Depends::Scrape, 2)] {
+                let enrichers = [counting(false, depends)];
+                let first = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
+                assert_eq!(first.enriched_pods, 2);
+                let again = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
+                assert_eq!(again.enriched_pods, second_run, "{depends:?}");
+                let label = again.prepared.pods[0].block().as_str().to_owned();
+                let want = if depends == Depends::Pod { "n=\"0\"" } else { "n=\"1\"" };
+                assert_eq!(label, want, "{depends:?}: kept or fresh labels");
+            }
+        });
+    }
+
+    #[test]
+    fn a_failed_enricher_costs_only_its_labels() {
+        async_std::task::block_on(async {
+            let pods = scrape_json();
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let enrichers = [counting(true, Depends::Pod), counting(false, Depends::Pod)];
+            let memo = Memo::default();
+            let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Unguarded).await;
+            assert_eq!(out.failures.len(), 1);
+            assert_eq!(out.failures[0].enricher, "counting");
+            assert_eq!(out.prepared.pods.len(), 2);
+            assert_eq!(out.prepared.pods[1].block().as_str(), "n=\"0\"");
+            assert!(memo.is_empty(), "an incomplete run is not remembered");
+        });
+    }
+
+    /// Fails every call, as a deadline would.
+    struct Expired;
+
+    impl Guard for Expired {
+        fn guard<'a>(&'a self, _: &'a dyn Enricher, _: EnrichFuture<'a>) -> EnrichFuture<'a> {
+            Box::pin(async { Err("out of time".into()) })
+        }
+    }
+
+    #[test]
+    fn the_guard_sees_every_call() {
+        async_std::task::block_on(async {
+            let pods = scrape_json();
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let enrichers = [counting(false, Depends::Scrape)];
+            let out = enrich(&scrape, &StaticCluster::default(), &enrichers, None, &Expired).await;
+            assert_eq!(out.failures.len(), 1);
+            assert!(out.prepared.pods.iter().all(|p| p.block().is_empty()));
+        });
+    }
+}

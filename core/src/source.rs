@@ -1,0 +1,22 @@
+//! Where usage comes from: metrics-server's two lists, as the JSON it sends.
+//!
+//! The server reads them from the Kubernetes API (`metrics.k8s.io`); an embedder can read
+//! them from anywhere (files, another cache, a test fixture) by implementing
+//! [`MetricsSource`].
+
+use async_trait::async_trait;
+
+use crate::cluster::SourceError;
+
+/// A source of `PodMetricsList` and `NodeMetricsList` JSON.
+#[async_trait]
+pub trait MetricsSource: Send + Sync {
+    /// The `PodMetricsList`, restricted to pods matching `label_selector` when given.
+    async fn pod_metrics(&self, label_selector: Option<&str>) -> Result<Vec<u8>, SourceError>;
+
+    /// The `NodeMetricsList`.
+    async fn node_metrics(&self) -> Result<Vec<u8>, SourceError>;
+
+    /// Where it reads from, for people (the landing page, logs). Never holds credentials.
+    fn describe(&self) -> String;
+}
