@@ -10,14 +10,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use msp_core::cluster::Text;
-use msp_core::enricher::resolve_conflicts;
 use msp_core::{
-    async_trait, AddedLabel, Cluster, Depends, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series,
+    async_trait, resolve_conflicts, AddedLabel, Cluster, Depends, EnrichError, Enricher, Enrichment, Filter, GlobError,
+    LabelName, Scrape, Series, Text,
 };
 use serde::{Deserialize, Serialize};
-
-use msp_core::glob;
 
 /// Labels that change with every rollout or carry a UID: denied by default.
 pub const VOLATILE: &[&str] = &[
@@ -30,9 +27,9 @@ pub const VOLATILE: &[&str] = &[
     "apps.kubernetes.io/pod-index",
 ];
 
-/// `[labels]` in the configuration.
+/// `[labels]` in the configuration; a key left out keeps its default.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct LabelsOptions {
     /// Glob patterns of label keys to keep (default: `["*"]`).
     pub allow: Vec<String>,
@@ -54,21 +51,23 @@ type NameCache = HashMap<Box<str>, Option<LabelName>>;
 const NAME_CACHE_MAX: usize = 10_000;
 
 /// The `labels` enricher.
-#[derive(Debug, Default)]
-pub struct Labels {
-    options: Arc<LabelsOptions>,
+#[derive(Debug)]
+pub struct LabelsEnricher {
+    keys: Arc<Filter>,
     names: Mutex<NameCache>,
 }
 
-impl Labels {
-    /// With these options.
-    pub fn new(options: LabelsOptions) -> Self {
-        Labels { options: Arc::new(options), names: Mutex::default() }
+impl Default for LabelsEnricher {
+    fn default() -> Self {
+        LabelsEnricher::new(LabelsOptions::default()).unwrap_or_else(|_| unreachable!("the defaults compile"))
     }
+}
 
-    fn wanted(&self, key: &str) -> bool {
-        self.options.allow.iter().any(|p| glob::matches(p, key))
-            && !self.options.deny.iter().any(|p| glob::matches(p, key))
+impl LabelsEnricher {
+    /// With these options; an empty pattern is an error.
+    pub fn new(options: LabelsOptions) -> Result<Self, GlobError> {
+        let keys = Filter::new(&options.allow, &options.deny)?;
+        Ok(LabelsEnricher { keys: Arc::new(keys), names: Mutex::default() })
     }
 
     /// Labels for one object's `(key, value)` pairs.
@@ -84,7 +83,7 @@ impl Labels {
                 names.clear();
             }
             let name = names.entry(key.into()).or_insert_with(|| {
-                if self.wanted(key) {
+                if self.keys.keeps(key) {
                     LabelName::sanitized("label_", key).ok()
                 } else {
                     None
@@ -109,14 +108,14 @@ impl Labels {
     }
 }
 
-impl Clone for Labels {
+impl Clone for LabelsEnricher {
     fn clone(&self) -> Self {
-        Labels::new((*self.options).clone())
+        LabelsEnricher { keys: self.keys.clone(), names: Mutex::default() }
     }
 }
 
 #[async_trait]
-impl Enricher for Labels {
+impl Enricher for LabelsEnricher {
     fn name(&self) -> &str {
         "labels"
     }
@@ -184,7 +183,7 @@ mod tests {
         let c = cluster(PODS, NODES, r#"{"items":[]}"#);
         let (pods, nodes) = scrape_lists(&["a/web"], &["n1"]);
         let scrape = Scrape::new(&pods, &nodes);
-        let e = Labels::default().enrich(&scrape, &c).await.expect("enrich");
+        let e = LabelsEnricher::default().enrich(&scrape, &c).await.expect("enrich");
         assert_eq!(
             pod_labels(&e, 0),
             [
@@ -199,7 +198,7 @@ mod tests {
     #[async_std::test]
     async fn allow_globs_and_inline_labels() {
         let c = cluster(r#"{"items":[]}"#, NODES, r#"{"items":[]}"#);
-        let pods: msp_core::model::PodMetricsList<'_> = serde_json::from_str(
+        let pods: msp_core::PodMetricsList<'_> = serde_json::from_str(
             r#"{"items":[{"metadata":{"name":"w","namespace":"a","labels":{"app.kubernetes.io/name":"w","team":"x"}},
                "containers":[{"name":"c","usage":{"cpu":"1","memory":"1"}}]}]}"#,
         )
@@ -207,7 +206,7 @@ mod tests {
         let nodes = Default::default();
         let scrape = Scrape::new(&pods, &nodes);
         let options = LabelsOptions { allow: vec!["app.kubernetes.io/*".into()], deny: vec![] };
-        let e = Labels::new(options).enrich(&scrape, &c).await.expect("enrich");
+        let e = LabelsEnricher::new(options).expect("options").enrich(&scrape, &c).await.expect("enrich");
         assert_eq!(
             pod_labels(&e, 0),
             [("label_app_kubernetes_io_name", "w")],

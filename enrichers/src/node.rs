@@ -16,10 +16,10 @@ static INTERNAL_IP: LabelName = LabelName::from_static("internal_ip");
 
 /// The `node` enricher.
 #[derive(Debug, Default, Clone)]
-pub struct Node;
+pub struct NodeEnricher;
 
 #[async_trait]
-impl Enricher for Node {
+impl Enricher for NodeEnricher {
     fn name(&self) -> &str {
         "node"
     }
@@ -80,7 +80,7 @@ mod tests {
         );
         let (pods, nodes) = scrape_lists(&["a/web", "b/web", "c/gone"], &["n1", "n2"]);
         let scrape = Scrape::new(&pods, &nodes);
-        let e = Node.enrich(&scrape, &cluster).await.expect("enrich");
+        let e = NodeEnricher.enrich(&scrape, &cluster).await.expect("enrich");
         assert_eq!(pod_labels(&e, 0), [("node", "n1"), ("pod_ip", "10.0.0.1"), ("host_ip", "192.0.2.1")]);
         assert_eq!(pod_labels(&e, 1), [("node", "n2"), ("pod_ip", "10.0.0.2"), ("host_ip", "192.0.2.2")]);
         assert!(e.pod(2).is_empty(), "a pod gone from the pod list gets no labels");

@@ -7,9 +7,9 @@
 //! Node. A pod with no controller gets none of these labels. ReplicaSets and Jobs are read
 //! as metadata only, and only when some pod is owned by one.
 
-use msp_core::cluster::{ControllerKind, Owner};
 use msp_core::{
-    async_trait, AddedLabel, Cluster, Depends, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series,
+    async_trait, AddedLabel, Cluster, ControllerKind, Depends, EnrichError, Enricher, Enrichment, LabelName, Owner,
+    Scrape, Series,
 };
 
 static OWNER_KIND: LabelName = LabelName::from_static("owner_kind");

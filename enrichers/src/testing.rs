@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use msp_core::cluster::{controllers_from_list, nodes_from_list, pods_from_list};
-use msp_core::model::{NodeMetricsList, PodMetricsList};
+use msp_core::{controllers_from_list, nodes_from_list, pods_from_list};
+use msp_core::{NodeMetricsList, PodMetricsList};
 use msp_core::{Enrichment, StaticCluster};
 
 /// A fixed cluster from PodList, NodeList and controller list JSON.
