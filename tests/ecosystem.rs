@@ -67,7 +67,7 @@ async fn ecosystem_real_prometheus_stores_exact_values() {
         assert!(started.elapsed() < Duration::from_secs(60), "prometheus never stored the series");
         async_std::task::sleep(Duration::from_millis(500)).await;
         let Ok(Ok(targets)) = async_std::future::timeout(Duration::from_secs(5), async {
-            let client = surf::Client::with_http_client(msp_server::kube::transport::Transport::new(None));
+            let client = surf::Client::with_http_client(msp_server::Transport::new(None));
             client.get(format!("{api}/targets")).await?.body_string().await
         })
         .await
@@ -178,8 +178,8 @@ fn ecosystem_dashboard_uses_only_our_names() {
 #[test]
 fn ecosystem_deploy_is_least_privilege_and_hardened() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/");
-    let read = |f: &str| -> serde_yaml::Value {
-        serde_yaml::from_str(&std::fs::read_to_string(format!("{dir}{f}")).expect(f)).expect(f)
+    let read = |f: &str| -> serde_norway::Value {
+        serde_norway::from_str(&std::fs::read_to_string(format!("{dir}{f}")).expect(f)).expect(f)
     };
     let kustomization = read("kustomization.yaml");
     let mut kinds = BTreeSet::new();

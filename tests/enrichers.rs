@@ -60,10 +60,11 @@ async fn enrichers_selection_and_allow() {
     assert_eq!(names, ["namespace", "pod", "owner_kind", "owner_name", "workload_kind", "workload_name"]);
     assert_eq!(h.sim.count("/api/v1/nodes"), 0, "owner alone reads no nodes");
 
-    let h = start(SimCluster::demo(), |c| {
-        c.enrichers = vec!["labels".into()];
-        c.labels.allow = vec!["app.kubernetes.io/*".into()];
-    })
+    let h = start_with(
+        SimCluster::demo(),
+        |c| c.enrichers = vec!["labels".into()],
+        "[labels]\nallow = [\"app.kubernetes.io/*\"]\n",
+    )
     .await;
     let s = parse(&scrape(&h).await);
     let web = pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d");

@@ -137,7 +137,7 @@ async fn faults_sigterm_drains_and_no_token_in_logs() {
 #[async_std::test]
 async fn faults_web_config_tls_basic_auth_and_reload() {
     use base64::Engine as _;
-    use msp_server::kube::tls::{certificates, client_config, private_key, Verify};
+    use msp_server::{certificates, client_config, private_key, Verify};
     let (sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
     let pki = msp_sim::TestPki::generate().expect("pki");
     std::fs::write(dir.join("web.crt"), &pki.server_cert_pem).expect("crt");
@@ -154,13 +154,13 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
     .expect("web.yml");
     let registry = msp_server::Registry::builtin();
     let config = raw.check(&registry).expect("config");
-    let exporter = std::sync::Arc::new(msp_server::build(&config, &registry).expect("build"));
+    let exporter = std::sync::Arc::new(msp_server::build(&config).expect("build"));
     let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let web = std::sync::Arc::new(msp_server::web::WebConfigFile::open(web_yml.clone()).expect("web config"));
-    async_std::task::spawn(msp_server::serve::serve_with(
+    let web = std::sync::Arc::new(msp_server::WebConfigFile::open(web_yml.clone()).expect("web config"));
+    async_std::task::spawn(msp_server::serve_with(
         listener,
-        msp_server::app(exporter),
+        msp_server::app(exporter, Some(web.clone())),
         Default::default(),
         Some(web),
     ));
@@ -170,7 +170,7 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
             (certificates(c.as_bytes(), "client").expect("c"), private_key(k.as_bytes(), "key").expect("k"))
         });
         let tls = client_config(Verify::Ca { pem: pki.ca_pem.as_bytes(), what: "test CA" }, identity).expect("tls");
-        surf::Client::with_http_client(msp_server::kube::transport::Transport::new(Some(tls)))
+        surf::Client::with_http_client(msp_server::Transport::new(Some(tls)))
     };
     let basic = |user: &str, pass: &str| {
         format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))

@@ -41,7 +41,7 @@ const EXPECTED: [(&str, f64, f64); 7] = [
 async fn wait_for(url: &str) -> String {
     for _ in 0..100 {
         if let Ok(Ok(res)) = async_std::future::timeout(Duration::from_secs(5), async {
-            let client = surf::Client::with_http_client(msp_server::kube::transport::Transport::new(None));
+            let client = surf::Client::with_http_client(msp_server::Transport::new(None));
             let mut r = client.get(url).await?;
             r.body_string().await
         })

@@ -7,8 +7,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use msp_server::config::RawConfig;
-use msp_server::kube::transport::Transport;
+use msp_server::RawConfig;
+use msp_server::Transport;
 use msp_server::{Exporter, Registry};
 use msp_sim::{Sim, SimCluster};
 
@@ -52,15 +52,22 @@ pub async fn sim_and_config(cluster: SimCluster) -> (Sim, RawConfig, PathBuf) {
 
 /// Simulator plus our server (in process), configured by `tweak`.
 pub async fn start(cluster: SimCluster, tweak: impl FnOnce(&mut RawConfig)) -> Harness {
+    start_with(cluster, tweak, "").await
+}
+
+/// [`start`], plus enricher sections as TOML (`[labels]`...).
+pub async fn start_with(cluster: SimCluster, tweak: impl FnOnce(&mut RawConfig), sections: &str) -> Harness {
+    use figment::providers::{Format as _, Serialized, Toml};
     let (sim, mut raw, dir) = sim_and_config(cluster).await;
     tweak(&mut raw);
     let registry = Registry::builtin();
-    let config = raw.check(&registry).expect("config");
-    let exporter = Arc::new(msp_server::build(&config, &registry).expect("build"));
+    let figment = figment::Figment::from(Serialized::defaults(&raw)).merge(Toml::string(sections));
+    let config = raw.check_with(&registry, &figment).expect("config");
+    let exporter = Arc::new(msp_server::build(&config).expect("build"));
     let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let app = msp_server::app(exporter.clone());
-    async_std::task::spawn(msp_server::serve::serve(listener, app, Default::default()));
+    let app = msp_server::app(exporter.clone(), None);
+    async_std::task::spawn(msp_server::serve(listener, app, Default::default()));
     Harness { sim, url, dir, exporter }
 }
 

@@ -22,9 +22,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use msp_core::cluster::{controllers_from_list, nodes_from_list, pods_from_list};
-use msp_core::model::{NodeMetricsList, PodMetricsList};
-use msp_core::{render_prepared, Enrichment, Memo, RenderOptions, Scrape, StaticCluster};
+use msp_core::{
+    controllers_from_list, enrich, nodes_from_list, pods_from_list, render_prepared, Memo, NodeMetricsList,
+    PodMetricsList, RenderOptions, Scrape, StaticCluster, Unguarded,
+};
 use msp_sim::{Sim, SimCluster};
 
 const TOKEN: &str = "bench-token";
@@ -63,8 +64,9 @@ fn transform(pods: usize) -> Transform {
                 .expect("rs"),
         ),
     };
-    let enrichers: Vec<_> =
-        msp_enrichers::DEFAULT.iter().filter_map(|n| msp_enrichers::builtin(n, &Default::default())).collect();
+    // The same enrichers, built the same way, as the server's default configuration.
+    let config = msp_server::RawConfig::default().check(&msp_server::Registry::builtin()).expect("default config");
+    let enrichers = config.enrichers.to_vec();
     let runs = match std::env::var("MSP_BENCH_RUNS").ok().and_then(|r| r.parse().ok()) {
         Some(r) => r,
         None if pods >= 100_000 => 5,
@@ -89,17 +91,10 @@ fn transform(pods: usize) -> Transform {
         let parsed = t.elapsed();
         let scrape = Scrape::new(&p, &n);
         let checked = t.elapsed();
-        let prepared = async_std::task::block_on(async {
-            let round = memo.begin(&scrape, &meta).await;
-            let sub = round.scrape_of_misses(&scrape);
-            let cluster = round.cluster(&meta);
-            let mut v = Vec::new();
-            for e in &enrichers {
-                v.push(e.enrich(&sub, &cluster).await.expect("enrich"));
-            }
-            let refs: Vec<&Enrichment> = v.iter().collect();
-            memo.finish(round, &scrape, &sub, &refs, true)
-        });
+        // The production pipeline, exactly as the server calls it.
+        let enriched = async_std::task::block_on(enrich(&scrape, &meta, &enrichers, Some(memo), &Unguarded));
+        assert!(enriched.failures.is_empty(), "enrichers failed: {:?}", enriched.failures);
+        let prepared = enriched.prepared;
         let enriched = t.elapsed();
         let mut out = String::with_capacity(pods * 1500);
         render_prepared(&mut out, &scrape, &prepared, &RenderOptions::default()).expect("render");
@@ -129,7 +124,7 @@ fn transform(pods: usize) -> Transform {
     let mut gzip_len = 0;
     for _ in 0..runs.min(5) {
         let t = Instant::now();
-        gzip_len = black_box(msp_server::negotiate::compress(last.as_bytes()).expect("gzip")).len();
+        gzip_len = black_box(msp_server::compress(last.as_bytes()).expect("gzip")).len();
         gzips.push(t.elapsed().as_secs_f64() * 1e3);
     }
     Transform {
@@ -194,7 +189,7 @@ struct EndToEnd {
 }
 
 async fn get(url: &str) -> String {
-    let client = surf::Client::with_http_client(msp_server::kube::transport::Transport::new(None));
+    let client = surf::Client::with_http_client(msp_server::Transport::new(None));
     let mut res = client.get(url).await.expect("scrape");
     res.body_string().await.expect("body")
 }
@@ -234,7 +229,7 @@ async fn end_to_end(pods: usize, scrapes: usize) -> EndToEnd {
     let mut text = String::new();
     for _ in 0..600 {
         if let Ok(Ok(t)) = async_std::future::timeout(Duration::from_secs(60), async {
-            let client = surf::Client::with_http_client(msp_server::kube::transport::Transport::new(None));
+            let client = surf::Client::with_http_client(msp_server::Transport::new(None));
             client.get(&metrics).await?.body_string().await
         })
         .await

@@ -101,6 +101,23 @@ pub struct List<T> {
     pub items: Vec<T>,
 }
 
+impl<'a, T: Deserialize<'a>> List<T> {
+    /// A `...List`, or one object (as `kubectl get --raw .../nodes/NAME` prints it) as a
+    /// list of one.
+    pub fn parse_any(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Probe {
+            #[serde(default)]
+            items: Option<serde::de::IgnoredAny>,
+        }
+        if serde_json::from_slice::<Probe>(json)?.items.is_some() {
+            serde_json::from_slice(json)
+        } else {
+            Ok(List { items: vec![serde_json::from_slice(json)?] })
+        }
+    }
+}
+
 impl<T> Default for List<T> {
     fn default() -> Self {
         List { items: Vec::new() }

@@ -1,18 +1,35 @@
-//! Embedding metrics-server-prom with an enricher of your own.
+//! Embedding metrics-server-prom with an enricher of your own, configured in its own
+//! section of the same configuration.
 //!
 //! `cargo run --example custom_enricher -- --demo` serves the demo cluster on :9100 with a
-//! `team` label on every pod series, next to the built-ins. Without `--demo` it reads the
-//! usual configuration (MSP_* variables, MSP_CONFIG) and talks to your cluster.
+//! `team` label on every pod series, next to the built-ins. The table of owners comes from
+//! `[team]` in the TOML file, or `MSP_TEAM__OWNERS='{shop="commerce"}'`. Without `--demo` it
+//! reads the usual configuration (MSP_* variables, MSP_CONFIG) and talks to your cluster.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use msp_core::{async_trait, AddedLabel, Cluster, EnrichError, Enricher, Enrichment, LabelName, Scrape, Series};
-use msp_server::{config::Config, logging, Registry};
+use msp_server::{init_logging, Config, Registry};
 
-/// Adds `team`: the value of the namespace's owner, from a table (in real life, a
-/// namespace label or a CMDB).
+/// `[team]`: namespace prefix to team.
+#[derive(Debug, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct TeamOptions {
+    owners: BTreeMap<String, String>,
+}
+
+impl Default for TeamOptions {
+    fn default() -> Self {
+        let owners = [("kube-", "platform"), ("shop", "commerce"), ("batch", "data")];
+        TeamOptions { owners: owners.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect() }
+    }
+}
+
+/// Adds `team`: the owner of the pod's namespace, by prefix (in real life, a namespace
+/// label or a CMDB).
 struct Team {
-    teams: Vec<(&'static str, &'static str)>,
+    owners: BTreeMap<String, String>,
 }
 
 static TEAM: LabelName = LabelName::from_static("team");
@@ -30,26 +47,26 @@ impl Enricher for Team {
     async fn enrich(&self, scrape: &Scrape<'_>, _cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
         let mut out = Enrichment::new(scrape);
         for (i, pod) in scrape.pods.iter().enumerate() {
-            let team = self.teams.iter().find(|(ns, _)| pod.namespace.starts_with(ns)).map_or("unowned", |(_, t)| t);
-            out.add_pod_label(i, TEAM.clone(), team.into());
+            let team = self.owners.iter().find(|(ns, _)| pod.namespace.starts_with(ns.as_str()));
+            out.add_pod_label(i, TEAM.clone(), team.map_or("unowned", |(_, t)| t.as_str()).into());
         }
         Ok(out)
     }
 }
 
 #[async_std::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut registry = Registry::builtin();
-    registry.register(Arc::new(Team { teams: vec![("kube-", "platform"), ("shop", "commerce"), ("batch", "data")] }));
+    registry.register_with("team", "team", |o: TeamOptions| Ok(Arc::new(Team { owners: o.owners })));
 
-    let mut config = Config::load(std::env::var_os("MSP_CONFIG").map(Into::into), &registry)?;
+    let file: Option<std::path::PathBuf> = std::env::var_os("MSP_CONFIG").map(Into::into);
+    let mut config = Config::load(file.clone(), &registry)?;
     // Add ours after the configured ones (or select it by name: MSP_ENRICHERS='["node","team"]').
-    if !config.enrichers.iter().any(|e| e == "team") {
-        config.enrichers.push("team".into());
+    if let Some(team) = registry.build("team", &msp_server::figment(file)) {
+        config.enrichers.push(team?);
     }
-    logging::init(config.log_level);
-    let _sim =
-        if std::env::args().any(|a| a == "--demo") { Some(msp_server::demo::start(&mut config).await?) } else { None };
-    msp_server::run(&config, &registry).await?;
+    init_logging(config.log_level);
+    let _sim = if std::env::args().any(|a| a == "--demo") { Some(msp_server::start_demo(&mut config).await?) } else { None };
+    msp_server::run(&config).await?;
     Ok(())
 }

@@ -1,23 +1,50 @@
-//! The HTTP routes, as a tide app over an [`Exporter`]; tests drive it without a port.
+//! The HTTP routes, as a tide app over an [`Exporter`]; tests drive it with `respond()`,
+//! without a port, and embedders `nest()` it under a prefix of their own.
 
 use std::sync::Arc;
 
 use tide::{Request, Response, StatusCode};
 
-use crate::exporter::{Exporter, Exposition};
+use crate::auth::Auth;
+use crate::exporter::Exporter;
+use crate::flight::Exposition;
 use crate::negotiate;
+use crate::web::WebConfigFile;
 
 /// The app's state.
 pub type State = Arc<Exporter>;
 
-/// `GET /metrics`, `/healthz`, `/readyz` and `/`.
-pub fn app(exporter: Arc<Exporter>) -> tide::Server<State> {
+/// `GET /metrics`, `/healthz`, `/readyz` and `/`. With a web-config, `/metrics` and `/`
+/// are behind its checks wherever the app is mounted; the probes stay open.
+pub fn app(exporter: Arc<Exporter>, web: Option<Arc<WebConfigFile>>) -> tide::Server<State> {
     let mut app = tide::with_state(exporter);
-    app.at("/metrics").get(metrics);
+    let auth = web.map(Auth::new);
+    let mut metrics_route = app.at("/metrics");
+    if let Some(auth) = &auth {
+        metrics_route.with(auth.clone());
+    }
+    metrics_route.get(metrics);
+    let mut landing_route = app.at("/");
+    if let Some(auth) = &auth {
+        landing_route.with(auth.clone());
+    }
+    landing_route.get(landing);
     app.at("/healthz").get(|_| async { Ok(text(StatusCode::Ok, "ok\n")) });
     app.at("/readyz").get(readyz);
-    app.at("/").get(landing);
     app
+}
+
+/// Mounts `exporter` (from [`app`]) in `outer` under `prefix` (`/exporter`): its routes at
+/// `prefix/metrics` and so on, its landing page at `prefix/`, and a redirect from `prefix`
+/// to `prefix/` so the page's relative links resolve under the prefix.
+pub fn mount<S: Clone + Send + Sync + 'static>(outer: &mut tide::Server<S>, prefix: &str, exporter: tide::Server<State>) {
+    let prefix = prefix.trim_end_matches('/').to_owned();
+    let slash = format!("{prefix}/");
+    outer.at(&slash).nest(exporter);
+    outer.at(&prefix).get(move |_| {
+        let to = slash.clone();
+        async move { Ok(tide::Redirect::permanent(to)) }
+    });
 }
 
 /// When to stop waiting for upstream, from Prometheus' scrape timeout: 80% of it (at most
@@ -61,10 +88,15 @@ async fn metrics(req: Request<State>) -> tide::Result {
     Ok(res)
 }
 
+/// Ready once the caches in use have filled once; answered from what the process already
+/// knows, never by asking the API server. An outage of metrics-server is reported in
+/// `/metrics` (`kube_metrics_server_up 0`), not by going unready and vanishing.
 async fn readyz(req: Request<State>) -> tide::Result {
-    Ok(match req.state().ready().await {
-        Ok(()) => text(StatusCode::Ok, "ok\n"),
-        Err(e) => text(StatusCode::ServiceUnavailable, format!("metrics API not ready: {e}\n")),
+    let syncing = req.state().syncing();
+    Ok(if syncing.is_empty() {
+        text(StatusCode::Ok, "ok\n")
+    } else {
+        text(StatusCode::ServiceUnavailable, format!("caches still syncing: {}\n", syncing.join(", ")))
     })
 }
 
@@ -72,6 +104,7 @@ fn html_escape(s: &str) -> String {
     s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
+/// The landing page. Its links are relative, so they work under any mount prefix.
 async fn landing(req: Request<State>) -> tide::Result {
     let exporter = req.state();
     let mut rows = String::new();
@@ -89,14 +122,79 @@ async fn landing(req: Request<State>) -> tide::Result {
     let body = format!(
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>metrics-server-prom</title></head><body>\n\
          <h1>metrics-server-prom {version}</h1>\n\
-         <p>Kubernetes resource metrics (metrics.k8s.io) as Prometheus metrics, from {api}.</p>\n\
-         <ul><li><a href=\"/metrics\">/metrics</a></li><li><a href=\"/healthz\">/healthz</a></li><li><a href=\"/readyz\">/readyz</a></li></ul>\n\
+         <p>Kubernetes resource metrics (metrics.k8s.io) as Prometheus metrics, from {source}.</p>\n\
+         <ul><li><a href=\"metrics\">metrics</a></li><li><a href=\"healthz\">healthz</a></li><li><a href=\"readyz\">readyz</a></li></ul>\n\
          <h2>Enrichers</h2>\n<table><tr><th>enricher</th><th>label</th><th>on series</th><th>meaning</th></tr>\n{rows}</table>\n</body></html>\n",
         version = env!("CARGO_PKG_VERSION"),
-        api = html_escape(exporter.client().base().as_str()),
+        source = html_escape(&exporter.describe_source()),
     );
     let mut res = Response::new(StatusCode::Ok);
     res.set_content_type("text/html; charset=utf-8");
     res.set_body(body);
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use msp_core::{async_trait, MetricsSource, SourceError, StaticCluster};
+
+    struct Empty;
+
+    #[async_trait]
+    impl MetricsSource for Empty {
+        async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
+            Ok(br#"{"items":[{"metadata":{"name":"p","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1","memory":"2"}}]}]}"#.to_vec())
+        }
+        async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
+            Err("metrics-server is down".into())
+        }
+        fn describe(&self) -> String {
+            "a <test> source".into()
+        }
+    }
+
+    fn routes() -> tide::Server<State> {
+        app(Arc::new(Exporter::new(Arc::new(Empty), Arc::new(StaticCluster::default()))), None)
+    }
+
+    async fn get(app: &tide::Server<State>, path: &str) -> (StatusCode, String) {
+        let req = http_types::Request::get(format!("http://exporter.test{path}").as_str());
+        let mut res: http_types::Response = app.respond(req).await.expect("respond");
+        (res.status(), res.body_string().await.expect("body"))
+    }
+
+    #[test]
+    fn routes_answer_without_a_port() {
+        async_std::task::block_on(async {
+            let app = routes();
+            let (status, body) = get(&app, "/metrics").await;
+            assert_eq!(status, StatusCode::Ok);
+            assert!(body.contains("kube_metrics_server_up{resource=\"nodes\"} 0\n"), "{body}");
+            assert_eq!(get(&app, "/healthz").await.0, StatusCode::Ok);
+            assert_eq!(get(&app, "/readyz").await, (StatusCode::Ok, "ok\n".into()), "metrics-server down: still ready");
+            let (status, page) = get(&app, "/").await;
+            assert_eq!(status, StatusCode::Ok);
+            assert!(page.contains("href=\"metrics\"") && !page.contains("href=\"/"), "relative links only");
+            assert!(page.contains("a &lt;test&gt; source"));
+        });
+    }
+
+    #[test]
+    fn mounted_under_a_prefix() {
+        async_std::task::block_on(async {
+            let mut outer = tide::new();
+            outer.at("/other").get(|_| async { Ok("theirs") });
+            mount(&mut outer, "/exporter", routes());
+            for path in ["/exporter/metrics", "/exporter/", "/exporter/healthz", "/exporter/readyz", "/other"] {
+                let req = http_types::Request::get(format!("http://embedder.test{path}").as_str());
+                let res: http_types::Response = outer.respond(req).await.expect("respond");
+                assert_eq!(res.status(), StatusCode::Ok, "{path}");
+            }
+            let req = http_types::Request::get("http://embedder.test/exporter");
+            let res: http_types::Response = outer.respond(req).await.expect("respond");
+            assert_eq!(res.status(), StatusCode::PermanentRedirect);
+            assert_eq!(res.header("Location").map(|h| h.as_str()), Some("/exporter/"));
+        });
+    }
 }

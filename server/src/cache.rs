@@ -10,91 +10,48 @@
 //! A pod the cache does not know yet (metrics can arrive before the watch event) is served
 //! unenriched, and enriched on the next scrape; it never triggers a re-list.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use msp_core::cluster::{self, Controllers, Namespaced, Nodes, Pods, SourceError, Text};
-use msp_core::{async_trait, Cluster, ControllerKind, NodeInfo};
-use serde::Deserialize;
+use msp_core::{
+    async_trait, nodes_by_name, Cluster, ControllerKind, Controllers, Entry, ExpositionError, LabelName, MetricName,
+    MetricType, Namespaced, NodeInfo, Nodes, ObjectList, Owner, PodInfo, Pods, SourceError, Text, WatchEvent, Writer,
+};
 
 use crate::kube::{KubeClient, KubeError};
-
-/// One object (JSON) to its `(namespace, name)` and snapshot entry.
-type EntryFn<T> = fn(&[u8]) -> Option<(Text, Text, T)>;
+use crate::self_metrics::Report;
 
 /// The node snapshot as a by-name map, and the store snapshot it was made from.
 type NodeView = Option<(Arc<Namespaced<NodeInfo>>, Arc<Nodes>)>;
 
-/// How one resource is read and turned into snapshot entries.
-struct Kind<T> {
+/// How one resource is read.
+struct Kind {
     resource: &'static str,
     path: &'static str,
     metadata_only: bool,
-    entry: EntryFn<T>,
 }
 
-fn pod_entry(json: &[u8]) -> Option<(Text, Text, msp_core::PodInfo)> {
-    let o: cluster::PodObject<'_> = serde_json::from_slice(json).ok()?;
-    let (ns, name) = o.metadata.key()?;
-    Some((ns, name, o.info()))
-}
+/// The longest watch line (one event) accepted: Kubernetes objects are at most 1.5 MiB in
+/// etcd by default, so this leaves room while bounding what one line can cost.
+const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
 
-fn node_entry(json: &[u8]) -> Option<(Text, Text, NodeInfo)> {
-    let o: cluster::NodeObject<'_> = serde_json::from_slice(json).ok()?;
-    let (ns, name) = o.metadata.key()?;
-    Some((ns, name, o.info()))
-}
-
-fn controller_entry(json: &[u8]) -> Option<(Text, Text, Option<msp_core::Owner>)> {
-    let o: cluster::MetadataObject<'_> = serde_json::from_slice(json).ok()?;
-    let (ns, name) = o.metadata.key()?;
-    Some((ns, name, o.controller()))
-}
-
-#[derive(Deserialize)]
-struct ListShape<'a> {
-    #[serde(default, borrow)]
-    metadata: Option<ListMeta<'a>>,
-    #[serde(default, borrow)]
-    items: Vec<&'a serde_json::value::RawValue>,
-}
-
-#[derive(Deserialize)]
-struct ListMeta<'a> {
-    #[serde(default, borrow, rename = "resourceVersion")]
-    resource_version: Option<std::borrow::Cow<'a, str>>,
-}
-
-#[derive(Deserialize)]
-struct Event<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: std::borrow::Cow<'a, str>,
-    #[serde(borrow)]
-    object: &'a serde_json::value::RawValue,
-}
-
-#[derive(Deserialize)]
-struct ObjectRv<'a> {
-    #[serde(default, borrow)]
-    metadata: Option<ListMeta<'a>>,
-    #[serde(default)]
-    code: Option<u16>,
-}
+/// Watch problems, by `(resource, reason)`, for `kube_metrics_server_watch_errors_total`.
+type WatchErrors = Mutex<BTreeMap<(&'static str, &'static str), u64>>;
 
 /// One resource's cache.
 struct Informer<T> {
-    kind: Kind<T>,
+    kind: Kind,
     store: Mutex<Arc<Namespaced<T>>>,
     synced: AtomicBool,
     started: AtomicBool,
     last_error: Mutex<Option<String>>,
 }
 
-impl<T: Clone + PartialEq + Send + Sync + 'static> Informer<T> {
-    fn new(kind: Kind<T>) -> Arc<Self> {
+impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
+    fn new(kind: Kind) -> Arc<Self> {
         Arc::new(Informer {
             kind,
             store: Mutex::new(Arc::new(Namespaced::default())),
@@ -112,16 +69,22 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         self.snapshot().len()
     }
 
+    /// Started, and not yet listed once.
+    fn syncing(&self) -> bool {
+        self.started.load(Ordering::Relaxed) && !self.synced.load(Ordering::Acquire)
+    }
+
     /// The snapshot, starting the cache on first use and waiting (up to `wait`) for its
     /// first list.
     async fn get(
         self: &Arc<Self>,
         client: &Arc<KubeClient>,
+        errors: &Arc<WatchErrors>,
         wait: Duration,
     ) -> Result<Arc<Namespaced<T>>, SourceError> {
         if !self.started.swap(true, Ordering::SeqCst) {
-            let (me, client) = (self.clone(), client.clone());
-            async_std::task::spawn(async move { me.run(client).await });
+            let (me, client, errors) = (self.clone(), client.clone(), errors.clone());
+            async_std::task::spawn(async move { me.run(client, errors).await });
         }
         let deadline = std::time::Instant::now() + wait;
         // Wait for the first list, but not past a failure: a cache that can't list (a 403,
@@ -145,10 +108,10 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         }
     }
 
-    async fn run(self: Arc<Self>, client: Arc<KubeClient>) {
+    async fn run(self: Arc<Self>, client: Arc<KubeClient>, errors: Arc<WatchErrors>) {
         let mut backoff = Backoff::default();
         loop {
-            let rv = match self.list(&client).await {
+            let rv = match self.list(&client, &errors).await {
                 Ok(rv) => {
                     backoff.reset();
                     rv
@@ -162,7 +125,7 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             let mut rv = rv;
             // Watch, resuming from the last resourceVersion, until 410 Gone.
             loop {
-                match self.watch(&client, &mut rv).await {
+                match self.watch(&client, &mut rv, &errors).await {
                     Ok(WatchEnd::Expired) => {
                         log::info!("{} cache: resourceVersion {rv} expired (410); re-listing", self.kind.resource);
                         break;
@@ -178,25 +141,24 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         }
     }
 
-    async fn list(&self, client: &KubeClient) -> Result<String, KubeError> {
+    async fn list(&self, client: &KubeClient, errors: &WatchErrors) -> Result<String, KubeError> {
         let path = self.kind.path;
         let body = if self.kind.metadata_only {
             client.get_metadata(self.kind.resource, path).await?
         } else {
             client.get(self.kind.resource, path).await?
         };
-        let bad = |e: serde_json::Error| KubeError::Transport {
-            path: path.into(),
-            message: format!("invalid list JSON: {e}"),
-        };
-        let list: ListShape<'_> = serde_json::from_slice(&body).map_err(bad)?;
-        let mut store = Namespaced::default();
-        for item in &list.items {
-            if let Some((ns, name, v)) = (self.kind.entry)(item.get().as_bytes()) {
-                store.insert(ns, name, v);
-            }
+        let list = ObjectList::parse(&body).map_err(|source| KubeError::Decode { path: path.into(), source })?;
+        let (entries, bad) = list.entries::<T>();
+        if bad > 0 {
+            log::warn!("{} list: skipped {bad} item(s) that are not valid objects", self.kind.resource);
+            count(errors, self.kind.resource, "invalid_object", bad as u64);
         }
-        let rv = list.metadata.and_then(|m| m.resource_version).map(|c| c.into_owned()).unwrap_or_default();
+        let mut store = Namespaced::default();
+        for (ns, name, v) in entries {
+            store.insert(ns, name, v);
+        }
+        let rv = list.resource_version().unwrap_or_default().to_owned();
         *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
         self.synced.store(true, Ordering::Release);
         if let Ok(mut last) = self.last_error.lock() {
@@ -205,51 +167,81 @@ impl<T: Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         Ok(rv)
     }
 
-    async fn watch(&self, client: &KubeClient, rv: &mut String) -> Result<WatchEnd, KubeError> {
+    async fn watch(&self, client: &KubeClient, rv: &mut String, errors: &WatchErrors) -> Result<WatchEnd, KubeError> {
+        let resource = self.kind.resource;
         let sep = if self.kind.path.contains('?') { '&' } else { '?' };
         let path =
             format!("{}{sep}watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={rv}", self.kind.path);
-        let res = client.watch(self.kind.resource, &path, self.kind.metadata_only).await?;
-        let limit = client.limits().max_response_bytes;
+        let res = client.watch(resource, &path, self.kind.metadata_only).await?;
+        let bound = client.limits().max_response_bytes.min(MAX_WATCH_LINE);
         let mut lines = BufReader::new(res);
         let mut line = String::new();
         loop {
             line.clear();
             // A live watch carries bookmarks; silence for 5 minutes means a dead connection.
-            let mut bounded = (&mut lines).take(limit as u64);
-            let read = async_std::future::timeout(Duration::from_secs(300), bounded.read_line(&mut line));
-            let n = match read.await {
+            let mut bounded = (&mut lines).take(bound as u64 + 1);
+            let silence = Duration::from_secs(300);
+            let n = match async_std::future::timeout(silence, bounded.read_line(&mut line)).await {
                 Ok(Ok(n)) => n,
-                Ok(Err(e)) => return Err(KubeError::Transport { path, message: format!("watch: {e}") }),
-                Err(_) => return Err(KubeError::Transport { path, message: "watch went silent".into() }),
+                Ok(Err(e)) => {
+                    count(errors, resource, "read", 1);
+                    return Err(KubeError::Transport { path, source: e.into() });
+                }
+                Err(_) => return Err(KubeError::Timeout { path, after: silence }),
             };
             if n == 0 {
                 return Ok(WatchEnd::Closed);
             }
-            let Ok(event) = serde_json::from_str::<Event<'_>>(line.trim_end()) else {
-                log::warn!("{} watch: skipping a malformed event", self.kind.resource);
+            if n > bound {
+                count(errors, resource, "line_too_long", 1);
+                return Err(KubeError::TooLarge { path, limit: bound });
+            }
+            let event = match serde_json::from_str::<WatchEvent<'_>>(line.trim_end()) {
+                Ok(event) => event,
+                Err(e) => {
+                    log::warn!("{resource} watch: skipping an undecodable line: {e}");
+                    count(errors, resource, "undecodable", 1);
+                    continue;
+                }
+            };
+            let deleted = match &*event.kind {
+                "ADDED" | "MODIFIED" => false,
+                "DELETED" => true,
+                "BOOKMARK" => {
+                    if let Some(v) = event.resource_version() {
+                        *rv = v;
+                    }
+                    continue;
+                }
+                "ERROR" => {
+                    if event.status_code() == Some(410) {
+                        return Ok(WatchEnd::Expired);
+                    }
+                    count(errors, resource, "error_event", 1);
+                    return Err(KubeError::WatchError { path, status: event.object.get().to_owned() });
+                }
+                other => {
+                    log::debug!("{resource} watch: ignoring an event of unknown type {other:?}");
+                    count(errors, resource, "unknown_type", 1);
+                    continue;
+                }
+            };
+            if let Some(v) = event.resource_version() {
+                *rv = v;
+            }
+            let Some((ns, name, value)) = T::from_object(event.object.get().as_bytes()) else {
+                count(errors, resource, "invalid_object", 1);
                 continue;
             };
-            let meta: Option<ObjectRv<'_>> = serde_json::from_str(event.object.get()).ok();
-            if event.kind == "ERROR" {
-                if meta.as_ref().and_then(|m| m.code) == Some(410) {
-                    return Ok(WatchEnd::Expired);
-                }
-                return Err(KubeError::Transport {
-                    path,
-                    message: format!("watch error event: {}", event.object.get()),
-                });
-            }
-            if let Some(v) = meta.and_then(|m| m.metadata).and_then(|m| m.resource_version) {
-                *rv = v.into_owned();
-            }
-            if event.kind == "BOOKMARK" {
-                continue;
-            }
-            let Some((ns, name, value)) = (self.kind.entry)(event.object.get().as_bytes()) else { continue };
             let mut store = self.store.lock().unwrap_or_else(|p| p.into_inner());
-            apply(&mut store, event.kind == "DELETED", ns, name, value);
+            apply(&mut store, deleted, ns, name, value);
         }
+    }
+}
+
+fn count(errors: &WatchErrors, resource: &'static str, reason: &'static str, n: u64) {
+    if let Ok(mut e) = errors.lock() {
+        *e.entry((resource, reason)).or_default() += n;
     }
 }
 
@@ -295,10 +287,11 @@ impl Backoff {
 pub struct CachedCluster {
     client: Arc<KubeClient>,
     wait: Duration,
-    pods: Arc<Informer<msp_core::PodInfo>>,
+    errors: Arc<WatchErrors>,
+    pods: Arc<Informer<PodInfo>>,
     nodes: Arc<Informer<NodeInfo>>,
-    replicasets: Arc<Informer<Option<msp_core::Owner>>>,
-    jobs: Arc<Informer<Option<msp_core::Owner>>>,
+    replicasets: Arc<Informer<Option<Owner>>>,
+    jobs: Arc<Informer<Option<Owner>>>,
     node_snapshot: Mutex<NodeView>,
 }
 
@@ -309,36 +302,33 @@ impl CachedCluster {
         CachedCluster {
             client,
             wait,
+            errors: Arc::default(),
             pods: Informer::new(Kind {
                 resource: "pods",
                 path: "/api/v1/pods",
                 metadata_only: false,
-                entry: pod_entry,
             }),
             nodes: Informer::new(Kind {
                 resource: "nodes",
                 path: "/api/v1/nodes",
                 metadata_only: false,
-                entry: node_entry,
             }),
             replicasets: Informer::new(Kind {
                 resource: "replicasets",
                 path: "/apis/apps/v1/replicasets",
                 metadata_only: true,
-                entry: controller_entry,
             }),
             jobs: Informer::new(Kind {
                 resource: "jobs",
                 path: "/apis/batch/v1/jobs",
                 metadata_only: true,
-                entry: controller_entry,
             }),
             node_snapshot: Mutex::new(None),
         }
     }
 
     /// Objects held, by resource (only caches in use).
-    pub fn sizes(&self) -> Vec<(&'static str, usize)> {
+    fn sizes(&self) -> Vec<(&'static str, usize)> {
         let mut out = Vec::new();
         for (name, started, len) in [
             ("pods", self.pods.started.load(Ordering::Relaxed), self.pods.len()),
@@ -354,36 +344,63 @@ impl CachedCluster {
     }
 }
 
+impl Report for CachedCluster {
+    /// `kube_metrics_server_cache_objects` and `kube_metrics_server_watch_errors_total`.
+    fn write_metrics(&self, w: &mut Writer<'_>) -> Result<(), ExpositionError> {
+        const OBJECTS: MetricName = MetricName::from_static("kube_metrics_server_cache_objects");
+        const ERRORS: MetricName = MetricName::from_static("kube_metrics_server_watch_errors_total");
+        const RESOURCE: LabelName = LabelName::from_static("resource");
+        const REASON: LabelName = LabelName::from_static("reason");
+        let help = "Objects held in the watch-backed metadata caches, by resource.";
+        let mut f = w.family(&OBJECTS, help, MetricType::Gauge)?;
+        for (resource, n) in self.sizes() {
+            f.sample([(&RESOURCE, resource)], n as f64);
+        }
+        let help = "Watch and list problems: undecodable lines, ERROR events, unknown event types, invalid objects, oversized lines, read errors.";
+        let mut f = w.family(&ERRORS, help, MetricType::Counter)?;
+        let errors = self.errors.lock().map(|e| e.clone()).unwrap_or_default();
+        for ((resource, reason), n) in errors {
+            f.sample([(&RESOURCE, resource), (&REASON, reason)], n as f64);
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl Cluster for CachedCluster {
     async fn pods(&self) -> Result<Arc<Pods>, SourceError> {
-        self.pods.get(&self.client, self.wait).await
+        self.pods.get(&self.client, &self.errors, self.wait).await
     }
 
     async fn nodes(&self) -> Result<Arc<Nodes>, SourceError> {
-        let snap = self.nodes.get(&self.client, self.wait).await?;
+        let snap = self.nodes.get(&self.client, &self.errors, self.wait).await?;
         let mut cached = self.node_snapshot.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((from, nodes)) = &*cached {
             if Arc::ptr_eq(from, &snap) {
                 return Ok(nodes.clone());
             }
         }
-        let nodes: Arc<Nodes> = Arc::new(snap_nodes(&snap));
+        let nodes: Arc<Nodes> = Arc::new(nodes_by_name(&snap));
         *cached = Some((snap, nodes.clone()));
         Ok(nodes)
     }
 
     async fn controllers(&self, kind: ControllerKind) -> Result<Arc<Controllers>, SourceError> {
         match kind {
-            ControllerKind::ReplicaSet => self.replicasets.get(&self.client, self.wait).await,
-            ControllerKind::Job => self.jobs.get(&self.client, self.wait).await,
+            ControllerKind::ReplicaSet => self.replicasets.get(&self.client, &self.errors, self.wait).await,
+            ControllerKind::Job => self.jobs.get(&self.client, &self.errors, self.wait).await,
         }
     }
-}
 
-/// Nodes are cluster-scoped: the namespaced store holds them under "".
-fn snap_nodes(store: &Namespaced<NodeInfo>) -> HashMap<Text, NodeInfo> {
-    store.iter_namespace("").map(|(k, v)| (k.clone(), v.clone())).collect()
+    fn syncing(&self) -> Vec<String> {
+        let caches = [
+            ("pods", self.pods.syncing()),
+            ("nodes", self.nodes.syncing()),
+            ("replicasets", self.replicasets.syncing()),
+            ("jobs", self.jobs.syncing()),
+        ];
+        caches.into_iter().filter(|(_, syncing)| *syncing).map(|(name, _)| name.to_owned()).collect()
+    }
 }
 
 #[cfg(test)]

@@ -6,19 +6,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use figment::providers::{Env, Format as _, Serialized, Toml};
-use figment::Figment;
+use figment::{Figment, Provider as _};
 use http_types::Url;
-use msp_core::duration::GoDuration;
-use msp_core::Naming;
+use msp_core::{Enricher, Filter, GoDuration, Naming};
 use serde::{Deserialize, Serialize};
 
 use crate::kube::{Limits, Settings};
 use crate::registry::Registry;
+use crate::scope::Scope;
 
-/// The configuration as written, before checking.
+/// The configuration as written, before checking. Top-level keys beyond these are the
+/// sections of registered enrichers (`[labels]`, an embedder's `[team]`); any other is
+/// refused by [`Config::load`]. Every section of ours is strict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct RawConfig {
     /// Address to serve on.
     pub listen: String,
@@ -32,8 +35,6 @@ pub struct RawConfig {
     pub log_level: String,
     /// The API server.
     pub kubernetes: RawKubernetes,
-    /// Options of the `labels` enricher.
-    pub labels: msp_enrichers::LabelsOptions,
     /// Which namespaces' pods to export.
     pub namespaces: RawNamespaces,
     /// A label selector passed to the metrics API's pod list.
@@ -100,7 +101,6 @@ impl Default for RawConfig {
                 insecure_skip_tls_verify: false,
                 max_response_bytes: 256 * 1024 * 1024,
             },
-            labels: Default::default(),
             namespaces: RawNamespaces { allow: vec!["*".into()], deny: vec![] },
             label_selector: None,
             web: RawWeb::default(),
@@ -113,8 +113,8 @@ impl Default for RawConfig {
 pub struct Config {
     /// Address to serve on.
     pub listen: SocketAddr,
-    /// Enrichers by name, in order; each is known to the registry.
-    pub enrichers: Vec<String>,
+    /// The enrichers, built from the registry in the configured order.
+    pub enrichers: Enrichers,
     /// Metric naming.
     pub naming: Naming,
     /// Write sample timestamps.
@@ -125,12 +125,64 @@ pub struct Config {
     pub kubernetes: Settings,
     /// Request limits.
     pub limits: Limits,
-    /// Options for the built-in enrichers.
-    pub enricher_options: msp_enrichers::Options,
     /// Which pods to export.
-    pub scope: crate::exporter::Scope,
+    pub scope: Scope,
     /// The web-config file, checked at load.
     pub web_config: Option<PathBuf>,
+}
+
+/// The configured enrichers, in order: each name known to the registry, none twice, each
+/// built from its section of the configuration.
+#[derive(Clone, Default)]
+pub struct Enrichers(Vec<Arc<dyn Enricher>>);
+
+impl std::fmt::Debug for Enrichers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.names()).finish()
+    }
+}
+
+impl Enrichers {
+    /// Checks `names` against `registry` and builds each from `figment`.
+    fn build(names: &[String], registry: &Registry, figment: &Figment) -> Result<Self, ConfigError> {
+        let mut built = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            if let Some(first) = names[..i].iter().position(|n| n == name) {
+                return Err(invalid(
+                    "enrichers",
+                    format!("{name:?} is listed twice (positions {} and {}); list each once", first + 1, i + 1),
+                ));
+            }
+            match registry.build(name, figment) {
+                None => {
+                    return Err(invalid(
+                        "enrichers",
+                        format!("unknown enricher {name:?}; known enrichers: {}", registry.names().join(", ")),
+                    ))
+                }
+                Some(Err(e)) => return Err(ConfigError::Enricher { name: name.clone(), source: e }),
+                Some(Ok(enricher)) => built.push(enricher),
+            }
+        }
+        Ok(Enrichers(built))
+    }
+
+    /// Their names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.0.iter().map(|e| e.name()).collect()
+    }
+
+    /// Adds `enricher` last, unless one of its name is already there.
+    pub fn push(&mut self, enricher: Arc<dyn Enricher>) {
+        if !self.names().contains(&enricher.name()) {
+            self.0.push(enricher);
+        }
+    }
+
+    /// The enrichers, in order.
+    pub fn to_vec(&self) -> Vec<Arc<dyn Enricher>> {
+        self.0.clone()
+    }
 }
 
 /// A configuration error; always names the key.
@@ -139,6 +191,23 @@ pub enum ConfigError {
     /// figment could not read or extract (its message names the key and the source).
     #[error("configuration: {0}")]
     Figment(#[from] Box<figment::Error>),
+    /// An enricher refused its section of the configuration.
+    #[error("configuration of enricher {name:?}: {source}")]
+    Enricher {
+        /// The enricher.
+        name: String,
+        /// Why.
+        source: msp_core::EnrichError,
+    },
+    /// A top-level key nothing reads (a typo, or the section of an enricher that is not
+    /// registered).
+    #[error("configuration key `{key}` is not known; known keys: {known}")]
+    Unknown {
+        /// The key.
+        key: String,
+        /// The keys that are.
+        known: String,
+    },
     /// A value was read but is not valid.
     #[error("configuration key `{key}`: {message}")]
     Invalid {
@@ -153,40 +222,74 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, message: message.into() }
 }
 
-/// The layered figment: defaults, then `file` (if any), then `MSP_` variables.
+/// Whether `key` (after the `MSP_` prefix, lowercased) is one of the variables Kubernetes
+/// injects for a Service named `msp` in the pod's namespace (service links): `MSP_PORT`,
+/// `MSP_PORT_9100_TCP[_PROTO|_PORT|_ADDR]`, `MSP_SERVICE_HOST`, `MSP_SERVICE_PORT[_NAME]`.
+fn service_link(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    if key == "port" || key == "service_host" || key == "service_port" || key.starts_with("service_port_") {
+        return true;
+    }
+    let Some(rest) = key.strip_prefix("port_") else { return false };
+    let mut parts = rest.splitn(3, '_');
+    let number = parts.next().is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    let proto = parts.next().is_some_and(|p| matches!(p, "tcp" | "udp" | "sctp"));
+    number && proto
+}
+
+/// The layered figment: defaults, then `file` (if any), then `MSP_` variables (but for
+/// Kubernetes' service-link variables).
 pub fn figment(file: Option<PathBuf>) -> Figment {
     let mut f = Figment::from(Serialized::defaults(RawConfig::default()));
     if let Some(file) = file {
         f = f.merge(Toml::file_exact(file));
     }
-    f.merge(Env::prefixed("MSP_").split("__").ignore(&["config"]))
+    f.merge(Env::prefixed("MSP_").split("__").ignore(&["config"]).filter(|k| !service_link(k.as_str())))
 }
 
 impl Config {
     /// Reads and checks the configuration.
     pub fn load(file: Option<PathBuf>, registry: &Registry) -> Result<Config, ConfigError> {
-        let raw: RawConfig = figment(file).extract().map_err(Box::new)?;
-        raw.check(registry)
+        let figment = figment(file);
+        let raw: RawConfig = figment.extract().map_err(Box::new)?;
+        raw.check_with(registry, &figment)
     }
 }
 
+/// Refuses top-level keys that neither [`RawConfig`] nor a registered enricher reads.
+fn check_keys(figment: &Figment, registry: &Registry) -> Result<(), ConfigError> {
+    let ours = serde_json::to_value(RawConfig::default()).unwrap_or_default();
+    let ours: Vec<&str> = ours.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+    let data = figment.data().map_err(Box::new)?;
+    for dict in data.values() {
+        for key in dict.keys() {
+            if !ours.contains(&key.as_str()) && !registry.owns_section(key) {
+                let mut known: Vec<&str> = ours.clone();
+                known.extend(registry.names().into_iter().filter(|n| registry.owns_section(n)));
+                known.sort_unstable();
+                return Err(ConfigError::Unknown { key: key.clone(), known: known.join(", ") });
+            }
+        }
+    }
+    Ok(())
+}
+
 impl RawConfig {
-    /// Checks and types every value.
+    /// Checks and types every value, for a configuration built in code (enrichers' own
+    /// sections then keep their defaults).
     pub fn check(self, registry: &Registry) -> Result<Config, ConfigError> {
+        let figment = Figment::from(Serialized::defaults(&self));
+        self.check_with(registry, &figment)
+    }
+
+    /// Checks and types every value; `figment` holds the enrichers' own sections.
+    pub fn check_with(self, registry: &Registry, figment: &Figment) -> Result<Config, ConfigError> {
+        check_keys(figment, registry)?;
         let listen = self
             .listen
             .parse()
             .map_err(|e| invalid("listen", format!("{:?} is not an address:port ({e})", self.listen)))?;
-        for name in &self.enrichers {
-            if !registry.contains(name) {
-                return Err(invalid(
-                    "enrichers",
-                    format!("unknown enricher {name:?}; known enrichers: {}", registry.names().join(", ")),
-                ));
-            }
-        }
-        let mut enrichers = self.enrichers.clone();
-        enrichers.dedup();
+        let enrichers = Enrichers::build(&self.enrichers, registry, figment)?;
         let naming = match self.naming.as_str() {
             "prometheus" => Naming::Prometheus,
             "seed" => Naming::Seed,
@@ -205,8 +308,11 @@ impl RawConfig {
                 Err(e) => Err(invalid("kubernetes.api_url", format!("{u:?}: {e}"))),
             })
             .transpose()?;
-        let timeout: Duration =
-            k.timeout.parse::<GoDuration>().map_err(|e| invalid("kubernetes.timeout", e.to_string()))?.into();
+        let timeout: Duration = k
+            .timeout
+            .parse::<GoDuration>()
+            .map_err(|e| invalid("kubernetes.timeout", format!("{e}; write a duration with its unit, for example \"5s\"")))?
+            .into();
         if timeout.is_zero() {
             return Err(invalid("kubernetes.timeout", "must be more than 0"));
         }
@@ -214,9 +320,7 @@ impl RawConfig {
             return Err(invalid("kubernetes.max_response_bytes", "must be at least 1024"));
         }
         let ns = self.namespaces;
-        if let Some(p) = ns.allow.iter().chain(&ns.deny).find(|p| p.is_empty()) {
-            return Err(invalid("namespaces", format!("empty pattern {p:?}")));
-        }
+        let namespaces = Filter::new(&ns.allow, &ns.deny).map_err(|e| invalid("namespaces", e.to_string()))?;
         let label_selector = self.label_selector.filter(|s| !s.trim().is_empty());
         if let Some(sel) = &label_selector {
             if sel.chars().any(|c| c.is_control()) {
@@ -227,9 +331,7 @@ impl RawConfig {
         if let Some(path) = &web_config {
             crate::web::WebConfig::load(path).map_err(|e| invalid("web.config_file", e.to_string()))?;
         }
-        let scope = crate::exporter::Scope { allow: ns.allow, deny: ns.deny, label_selector };
-        let enricher_options =
-            msp_enrichers::Options::new(self.labels).map_err(|e| invalid("labels", e.to_string()))?;
+        let scope = Scope { namespaces, label_selector };
         Ok(Config {
             listen,
             enrichers,
@@ -245,7 +347,6 @@ impl RawConfig {
                 insecure_skip_tls_verify: k.insecure_skip_tls_verify,
             },
             limits: Limits { timeout, max_response_bytes: usize::try_from(k.max_response_bytes).unwrap_or(usize::MAX) },
-            enricher_options,
             scope,
             web_config,
         })
@@ -268,7 +369,7 @@ mod tests {
         Jail::expect_with(|_| {
             let c = load(None)?;
             assert_eq!(c.listen, "0.0.0.0:9100".parse().expect("addr"));
-            assert_eq!(c.enrichers, ["node", "labels", "owner"]);
+            assert_eq!(c.enrichers.names(), ["node", "labels", "owner"]);
             assert_eq!(c.naming, Naming::Prometheus);
             assert_eq!(c.limits.timeout, Duration::from_secs(10));
             assert!(c.kubernetes.api_url.is_none());
@@ -302,7 +403,7 @@ mod tests {
             assert_eq!(c.listen.port(), 9300, "environment beats the file");
             assert_eq!(c.limits.timeout, Duration::from_secs(60));
             assert_eq!(c.kubernetes.api_url.as_ref().map(Url::as_str), Some("http://127.0.0.1:8001/"));
-            assert_eq!(c.enrichers, ["node"]);
+            assert_eq!(c.enrichers.names(), ["node"]);
             assert_eq!(c.naming, Naming::Seed, "the file still applies where env is silent");
 
             jail.set_env("MSP_CONFIG", "msp.toml");
@@ -320,6 +421,11 @@ mod tests {
             ("MSP_KUBERNETES__API_URL", "ftp://x", "`kubernetes.api_url`"),
             ("MSP_ENRICHERS", r#"["node","gpu"]"#, "unknown enricher \"gpu\"; known enrichers: labels, node, owner"),
             ("MSP_KUBERNETES__TYPO", "1", "typo"),
+            ("MSP_TYPO", "1", "`typo` is not known"),
+            ("MSP_ENRICHERS", r#"["node","labels","node"]"#, "\"node\" is listed twice (positions 1 and 3)"),
+            ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": [labels]"),
+            ("MSP_LABELS__TYPO", "1", "typo"),
+            ("MSP_KUBERNETES__TIMEOUT", "5", "for example \"5s\""),
             ("MSP_KUBERNETES__MAX_RESPONSE_BYTES", "lots", "KUBERNETES.MAX_RESPONSE_BYTES"),
         ];
         for &(var, value, want) in cases {
@@ -330,5 +436,89 @@ mod tests {
                 Ok(())
             });
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)]
+mod embedder_tests {
+    use super::*;
+    use figment::Jail;
+    use msp_core::{async_trait, AddedLabel, Cluster, EnrichError, Enrichment, Scrape};
+
+    /// An embedder's enricher with its own `[team]` section.
+    #[derive(Debug, Default, serde::Deserialize)]
+    #[serde(default, deny_unknown_fields)]
+    struct TeamOptions {
+        channel: String,
+    }
+
+    struct Team(String);
+
+    #[async_trait]
+    impl Enricher for Team {
+        fn name(&self) -> &str {
+            &self.0
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            Vec::new()
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, _: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            Ok(Enrichment::new(scrape))
+        }
+    }
+
+    fn registry() -> Registry {
+        let mut r = Registry::builtin();
+        r.register_with("team", "team", |o: TeamOptions| {
+            if o.channel.is_empty() {
+                return Err("team.channel is required".into());
+            }
+            Ok(Arc::new(Team(format!("team:{}", o.channel))))
+        });
+        r
+    }
+
+    #[test]
+    fn an_embedders_enricher_reads_its_own_section() {
+        Jail::expect_with(|jail| {
+            jail.create_file("msp.toml", "enrichers = [\"node\", \"team\"]\n[team]\nchannel = \"#sre\"\n")?;
+            let c = Config::load(Some("msp.toml".into()), &registry()).map_err(|e| e.to_string())?;
+            assert_eq!(c.enrichers.names(), ["node", "team:#sre"]);
+
+            jail.set_env("MSP_TEAM__CHANNEL", "#platform");
+            let c = Config::load(Some("msp.toml".into()), &registry()).map_err(|e| e.to_string())?;
+            assert_eq!(c.enrichers.names(), ["node", "team:#platform"], "env reaches the section too");
+
+            jail.set_env("MSP_TEAM__TYPO", "x");
+            let err = Config::load(Some("msp.toml".into()), &registry()).expect_err("strict section");
+            assert!(err.to_string().contains("typo"), "{err}");
+
+            let err = Config::load(Some("msp.toml".into()), &Registry::builtin()).expect_err("nobody reads [team]");
+            assert!(err.to_string().contains("`team` is not known"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_ignored() {
+        Jail::expect_with(|jail| {
+            for (k, v) in [
+                ("MSP_PORT", "tcp://10.96.0.7:9100"),
+                ("MSP_PORT_9100_TCP", "tcp://10.96.0.7:9100"),
+                ("MSP_PORT_9100_TCP_PROTO", "tcp"),
+                ("MSP_PORT_9100_TCP_PORT", "9100"),
+                ("MSP_PORT_9100_TCP_ADDR", "10.96.0.7"),
+                ("MSP_SERVICE_HOST", "10.96.0.7"),
+                ("MSP_SERVICE_PORT", "9100"),
+                ("MSP_SERVICE_PORT_METRICS", "9100"),
+            ] {
+                jail.set_env(k, v);
+            }
+            Config::load(None, &Registry::builtin()).map_err(|e| e.to_string())?;
+            jail.set_env("MSP_PORTS", "1");
+            assert!(Config::load(None, &Registry::builtin()).is_err(), "other unknown keys are still refused");
+            Ok(())
+        });
     }
 }

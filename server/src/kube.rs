@@ -1,10 +1,21 @@
 //! The Kubernetes side: where the API server is, TLS, tokens, and the client.
 
-pub mod client;
-pub mod endpoint;
-pub mod tls;
-pub mod token;
-pub mod transport;
+mod client;
+mod endpoint;
+mod tls;
+mod token;
+mod transport;
 
 pub use client::{KubeClient, KubeError, Limits};
-pub use endpoint::{resolve, Endpoint, EndpointError, Settings};
+pub use endpoint::{resolve, EndpointError, Settings};
+pub use tls::{certificates, client_config, private_key, Verify};
+pub use transport::Transport;
+
+/// `url` without any `user:password@`, for showing and logging.
+pub fn redacted(url: &http_types::Url) -> String {
+    let mut url = url.clone();
+    // Only URLs that cannot have a user (`data:`) refuse; ours always can.
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    url.to_string()
+}

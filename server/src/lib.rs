@@ -1,29 +1,53 @@
 //! # msp-server
 //!
 //! The metrics-server-prom service: configuration, the Kubernetes client (surf over our
-//! rustls 0.23 transport), the scrape pipeline and the tide app. `main` only parses
-//! arguments and calls [`run`]; embedders build a [`Registry`] with their own enrichers and
-//! call [`build`] or [`run`] the same way.
+//! rustls 0.23 transport), the watch-backed caches, the [`Exporter`] around
+//! [`msp_core::enrich`], and the tide app. `main` only parses arguments and calls [`run`].
+//!
+//! Three ways in for embedders (see the README and `server/examples/`):
+//! - a custom [`Enricher`](msp_core::Enricher), registered in a [`Registry`] (with its own
+//!   configuration section through [`Registry::register_with`]), then [`run`];
+//! - an [`Exporter`] over their own [`MetricsSource`](msp_core::MetricsSource) and
+//!   [`Cluster`](msp_core::Cluster), or no server at all: [`msp_core::enrich`] and
+//!   [`msp_core::render_prepared`];
+//! - [`app`] nested in their own tide server, auth included.
 
-pub mod app;
-pub mod cache;
-pub mod config;
-pub mod demo;
-pub mod exporter;
-pub mod kube;
-pub mod logging;
-pub mod negotiate;
-pub mod registry;
-pub mod serve;
-pub mod source;
-pub mod web;
+mod app;
+mod auth;
+mod cache;
+mod config;
+#[cfg(feature = "demo")]
+mod demo;
+mod exporter;
+mod flight;
+mod kube;
+mod logging;
+mod negotiate;
+mod registry;
+mod scope;
+mod self_metrics;
+mod serve;
+mod source;
+mod web;
+
+pub use app::{app, mount, State};
+pub use cache::CachedCluster;
+pub use config::{figment, Config, ConfigError, Enrichers, RawConfig};
+#[cfg(feature = "demo")]
+pub use demo::{start as start_demo, DemoError};
+pub use exporter::Exporter;
+pub use flight::Exposition;
+pub use kube::{certificates, client_config, private_key, KubeClient, KubeError, Limits, Transport, Verify};
+pub use logging::init as init_logging;
+pub use negotiate::compress;
+pub use registry::Registry;
+pub use scope::Scope;
+pub use self_metrics::Report;
+pub use serve::{serve, serve_with, signals, Shutdown};
+pub use source::MetricsApi;
+pub use web::{WebConfig, WebConfigError, WebConfigFile};
 
 use std::sync::Arc;
-
-pub use app::app;
-pub use config::{Config, ConfigError};
-pub use exporter::Exporter;
-pub use registry::Registry;
 
 use msp_core::RenderOptions;
 
@@ -46,36 +70,47 @@ pub enum StartError {
     },
 }
 
-/// The exporter for `config`, with enrichers from `registry`.
-pub fn build(config: &Config, registry: &Registry) -> Result<Exporter, StartError> {
+/// The exporter for `config`: the metrics API and the watch-backed caches over one
+/// Kubernetes client, with the configured enrichers.
+pub fn build(config: &Config) -> Result<Exporter, StartError> {
     let endpoint = kube::resolve(&config.kubernetes, &|k| std::env::var(k).ok())?;
+    let api = kube::redacted(&endpoint.base);
     if endpoint.insecure {
         log::warn!(
-            "TLS certificate verification towards the API server ({}) is OFF (insecure_skip_tls_verify): \
-             anyone on the path can read the token and forge metrics",
-            endpoint.base
+            "TLS certificate verification towards the API server ({api}) is OFF (insecure_skip_tls_verify): \
+             anyone on the path can read the token and forge metrics"
         );
     }
-    log::info!("API server {}", endpoint.base);
-    let client = Arc::new(kube::KubeClient::new(endpoint, config.limits));
-    let enrichers = registry.build(&config.enrichers, &config.enricher_options);
+    log::info!("API server {api}");
+    let client = Arc::new(KubeClient::new(endpoint, config.limits));
+    let cluster = Arc::new(CachedCluster::new(client.clone()));
     let options = RenderOptions { naming: config.naming, timestamps: config.timestamps, format: None };
-    Ok(Exporter::new(client, enrichers, options, config.scope.clone()))
+    Ok(Exporter::new(Arc::new(MetricsApi::new(client.clone())), cluster.clone())
+        .with_enrichers(config.enrichers.to_vec())
+        .with_options(options)
+        .with_scope(config.scope.clone())
+        .with_report(client)
+        .with_report(cluster))
+}
+
+/// The web-config file `config` names, loaded.
+pub fn web_config(config: &Config) -> Result<Option<Arc<WebConfigFile>>, StartError> {
+    Ok(match &config.web_config {
+        Some(path) => Some(Arc::new(WebConfigFile::open(path.clone())?)),
+        None => None,
+    })
 }
 
 /// Builds the exporter and serves it on `config.listen` until SIGTERM or SIGINT, then lets
 /// scrapes in flight finish and returns.
-pub async fn run(config: &Config, registry: &Registry) -> Result<(), StartError> {
-    let exporter = Arc::new(build(config, registry)?);
+pub async fn run(config: &Config) -> Result<(), StartError> {
+    let exporter = Arc::new(build(config)?);
     let addr = config.listen;
     let listen = |source| StartError::Listen { addr, source };
     let shutdown = serve::signals().map_err(listen)?;
-    let web = match &config.web_config {
-        Some(path) => Some(Arc::new(web::WebConfigFile::open(path.clone())?)),
-        None => None,
-    };
+    let web = web_config(config)?;
     let listener = async_std::net::TcpListener::bind(addr).await.map_err(listen)?;
-    let scheme = if web.as_ref().is_some_and(|w| w.current().tls.is_some()) { "https" } else { "http" };
-    log::info!("serving on {scheme}://{addr}/metrics");
-    serve::serve_with(listener, app(exporter), shutdown, web).await.map_err(listen)
+    let tls = web.as_ref().and_then(|w| w.current()).is_some_and(|c| c.tls.is_some());
+    log::info!("serving on {}://{addr}/metrics", if tls { "https" } else { "http" });
+    serve::serve_with(listener, app(exporter, web.clone()), shutdown, web).await.map_err(listen)
 }

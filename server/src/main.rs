@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use msp_server::{config::Config, logging, Registry};
+use msp_server::{init_logging, Config, Registry};
 
 const USAGE: &str = "usage: metrics-server-prom [--demo] [--config FILE]
-  --demo         serve a simulated cluster (no Kubernetes needed)
+  --demo         serve a simulated cluster (no Kubernetes needed; needs the default `demo` feature)
   --config FILE  TOML configuration (also MSP_CONFIG); MSP_* variables override it";
 
 #[async_std::main]
@@ -31,31 +31,41 @@ async fn main() -> ExitCode {
             }
         }
     }
-    let registry = Registry::builtin();
-    let mut config = match Config::load(file, &registry) {
+    let mut config = match Config::load(file, &Registry::builtin()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("metrics-server-prom: {e}");
             return ExitCode::from(2);
         }
     };
-    logging::init(config.log_level);
-    let _sim = if demo {
-        match msp_server::demo::start(&mut config).await {
+    init_logging(config.log_level);
+    let _demo = if demo {
+        match start_demo(&mut config).await {
             Ok(sim) => Some(sim),
-            Err(e) => {
-                log::error!("demo: {e}");
-                return ExitCode::FAILURE;
-            }
+            Err(code) => return code,
         }
     } else {
         None
     };
-    match msp_server::run(&config, &registry).await {
+    match msp_server::run(&config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "demo")]
+async fn start_demo(config: &mut Config) -> Result<impl Sized, ExitCode> {
+    msp_server::start_demo(config).await.map_err(|e| {
+        log::error!("demo: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+#[cfg(not(feature = "demo"))]
+async fn start_demo(_: &mut Config) -> Result<(), ExitCode> {
+    log::error!("--demo: this build has no simulator (built without the `demo` feature)");
+    Err(ExitCode::from(2))
 }

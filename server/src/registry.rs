@@ -1,60 +1,93 @@
-//! Enrichers by name: the built-ins, plus any an embedding program registers.
+//! Enrichers by name: the built-ins, plus any an embedding program registers. An enricher
+//! may own a section of the configuration (`[labels]`, or an embedder's `[team]`): its
+//! factory reads that section, strictly typed, when the service is built.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use msp_core::Enricher;
-use msp_enrichers::Options;
+use figment::Figment;
+use msp_core::{EnrichError, Enricher};
+use msp_enrichers::{LabelsEnricher, LabelsOptions, NodeEnricher, OwnerEnricher};
+use serde::de::DeserializeOwned;
 
-type Factory = Arc<dyn Fn(&Options) -> Arc<dyn Enricher> + Send + Sync>;
+/// Makes an enricher from the configuration.
+type Factory = Arc<dyn Fn(&Figment) -> Result<Arc<dyn Enricher>, EnrichError> + Send + Sync>;
+
+struct Registered {
+    /// The configuration section it reads, if any.
+    section: Option<String>,
+    make: Factory,
+}
 
 /// The enrichers configuration can name.
 #[derive(Clone, Default)]
 pub struct Registry {
-    factories: BTreeMap<String, Factory>,
+    known: BTreeMap<String, Arc<Registered>>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.factories.keys()).finish()
+        f.debug_list().entries(self.known.keys()).finish()
     }
 }
 
+/// Reads `section` of `figment` as a `T`; a missing section is `T::default()`.
+fn section<T: DeserializeOwned + Default>(figment: &Figment, section: &str) -> Result<T, EnrichError> {
+    if !figment.contains(section) {
+        return Ok(T::default());
+    }
+    figment.extract_inner(section).map_err(|e| format!("[{section}]: {e}").into())
+}
+
 impl Registry {
-    /// The built-ins: `node`, `labels`, `owner`.
+    /// The built-ins: `node`, `labels` (reading `[labels]`) and `owner`.
     pub fn builtin() -> Self {
         let mut r = Registry::default();
-        for &name in msp_enrichers::KNOWN {
-            r.factories.insert(
-                name.to_owned(),
-                Arc::new(move |o: &Options| {
-                    msp_enrichers::builtin(name, o).unwrap_or_else(|| unreachable!("{name} is built in"))
-                }),
-            );
-        }
+        r.register(Arc::new(NodeEnricher));
+        r.register_with("labels", "labels", |options: LabelsOptions| Ok(Arc::new(LabelsEnricher::new(options)?)));
+        r.register(Arc::new(OwnerEnricher));
         r
     }
 
-    /// Makes `enricher` selectable by its name (replacing a built-in of the same name).
+    /// Makes `enricher` selectable by its name (replacing one of the same name).
     pub fn register(&mut self, enricher: Arc<dyn Enricher>) -> &mut Self {
         let name = enricher.name().to_owned();
-        self.factories.insert(name, Arc::new(move |_: &Options| enricher.clone()));
+        let make: Factory = Arc::new(move |_: &Figment| Ok(enricher.clone()));
+        self.known.insert(name, Arc::new(Registered { section: None, make }));
+        self
+    }
+
+    /// Makes `name` selectable, built by `make` from the configuration's `section` (for
+    /// example `[team]`, or `MSP_TEAM__CHANNEL`), read as a `T`. A missing section is
+    /// `T::default()`; `T` decides how strict it is (`#[serde(deny_unknown_fields)]`).
+    pub fn register_with<T, F>(&mut self, name: &str, section: &str, make: F) -> &mut Self
+    where
+        T: DeserializeOwned + Default + 'static,
+        F: Fn(T) -> Result<Arc<dyn Enricher>, EnrichError> + Send + Sync + 'static,
+    {
+        let key = section.to_owned();
+        let make: Factory = Arc::new(move |figment: &Figment| make(self::section(figment, &key)?));
+        self.known.insert(name.to_owned(), Arc::new(Registered { section: Some(section.to_owned()), make }));
         self
     }
 
     /// Whether `name` is known.
     pub fn contains(&self, name: &str) -> bool {
-        self.factories.contains_key(name)
+        self.known.contains_key(name)
     }
 
     /// The known names, sorted.
     pub fn names(&self) -> Vec<&str> {
-        self.factories.keys().map(String::as_str).collect()
+        self.known.keys().map(String::as_str).collect()
     }
 
-    /// The enrichers for `names`, in that order (unknown names are skipped: the
-    /// configuration check has already refused them).
-    pub fn build(&self, names: &[String], options: &Options) -> Vec<Arc<dyn Enricher>> {
-        names.iter().filter_map(|n| self.factories.get(n).map(|f| f(options))).collect()
+    /// Whether some enricher reads the top-level configuration key `key`.
+    pub fn owns_section(&self, key: &str) -> bool {
+        self.known.values().any(|r| r.section.as_deref() == Some(key))
+    }
+
+    /// Builds `name` from `figment` (`None`: not registered).
+    pub fn build(&self, name: &str, figment: &Figment) -> Option<Result<Arc<dyn Enricher>, EnrichError>> {
+        self.known.get(name).map(|r| (r.make)(figment))
     }
 }

@@ -1,6 +1,8 @@
-//! The accept loop: HTTP/1.1 (async-h1) for a tide app, over TLS and behind basic auth when
-//! a web-config file says so, with graceful shutdown: on the shutdown signal it stops
-//! accepting, lets requests in flight finish (up to a grace period), and returns.
+//! The accept loop: HTTP/1.1 (async-h1) for a tide app, over TLS when a web-config file
+//! says so, with graceful shutdown: on the shutdown signal it stops accepting, lets
+//! requests in flight finish (up to a grace period), and returns. Authorization is the
+//! app's own middleware ([`crate::auth`]); this loop only marks requests whose client
+//! presented a verified certificate.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -9,8 +11,7 @@ use std::time::{Duration, Instant};
 use async_std::net::TcpListener;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::StreamExt;
-use http_types::{Response, StatusCode};
-
+use crate::auth::VerifiedClient;
 use crate::web::WebConfigFile;
 
 /// How long in-flight requests get after shutdown starts.
@@ -56,27 +57,20 @@ pub async fn serve<S: Clone + Send + Sync + 'static>(
     serve_with(listener, app, shutdown, None).await
 }
 
-/// Serves one connection's requests.
-async fn connection<S, IO>(io: IO, app: tide::Server<S>, in_flight: Arc<AtomicUsize>, web: Option<Arc<WebConfigFile>>)
+/// Serves one connection's requests; `verified`: its TLS client certificate was verified.
+async fn connection<S, IO>(io: IO, app: tide::Server<S>, in_flight: Arc<AtomicUsize>, verified: bool)
 where
     S: Clone + Send + Sync + 'static,
     IO: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
 {
-    let served = async_h1::accept(io, |req| {
-        let (app, in_flight, web) = (app.clone(), in_flight.clone(), web.clone());
+    let served = async_h1::accept(io, |mut req| {
+        let (app, in_flight) = (app.clone(), in_flight.clone());
         async move {
             in_flight.fetch_add(1, Ordering::SeqCst);
-            let open = matches!(req.url().path(), "/healthz" | "/readyz");
-            let denied =
-                !open && web.is_some_and(|w| !w.current().authorized(req.header("Authorization").map(|h| h.as_str())));
-            let res = if denied {
-                let mut res = Response::new(StatusCode::Unauthorized);
-                res.insert_header("WWW-Authenticate", "Basic realm=\"metrics-server-prom\"");
-                res.set_body("Unauthorized\n");
-                Ok(res)
-            } else {
-                app.respond(req).await
-            };
+            if verified {
+                req.ext_mut().insert(VerifiedClient);
+            }
+            let res = app.respond(req).await;
             in_flight.fetch_sub(1, Ordering::SeqCst);
             res
         }
@@ -86,7 +80,7 @@ where
     }
 }
 
-/// [`serve`], with TLS and basic auth from a web-config file (re-read when it changes).
+/// [`serve`], over TLS when the web-config file (re-read when it changes) configures it.
 pub async fn serve_with<S: Clone + Send + Sync + 'static>(
     listener: TcpListener,
     app: tide::Server<S>,
@@ -108,15 +102,20 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
                 continue;
             }
         };
-        let (app, in_flight, web) = (app.clone(), in_flight.clone(), web.clone());
+        let (app, in_flight) = (app.clone(), in_flight.clone());
+        let tls = web.as_ref().and_then(|w| w.current()).and_then(|c| c.tls.clone());
         async_std::task::spawn(async move {
             let _ = stream.set_nodelay(true);
-            match web.as_ref().and_then(|w| w.current().tls.clone()) {
+            match tls {
                 Some(tls) => match futures_rustls::TlsAcceptor::from(tls).accept(stream).await {
-                    Ok(tls) => connection(msp_sim::tls::SharedStream::new(tls), app, in_flight, web).await,
+                    Ok(tls) => {
+                        let verified = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                        let shared = async_dup::Arc::new(async_dup::Mutex::new(tls));
+                        connection(shared, app, in_flight, verified).await
+                    }
                     Err(e) => log::debug!("TLS handshake: {e}"),
                 },
-                None => connection(stream, app, in_flight, web).await,
+                None => connection(stream, app, in_flight, false).await,
             }
         });
     }

@@ -1,8 +1,11 @@
-//! The metrics API, at v1 where served, else v1beta1. (Metadata for enrichers comes from
-//! the watch-backed caches in [`crate::cache`]; the metrics API has no watch.)
+//! The metrics API, at v1 where served, else v1beta1: the server's [`MetricsSource`].
+//! (Metadata for enrichers comes from the watch-backed caches in [`crate::cache`]; the
+//! metrics API has no watch.)
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+
+use msp_core::{async_trait, MetricsSource, SourceError};
 
 use crate::kube::{KubeClient, KubeError};
 
@@ -23,18 +26,9 @@ impl MetricsApi {
         MetricsApi { client, version: AtomicU8::new(UNKNOWN) }
     }
 
-    /// The version in use, once known.
-    pub fn version(&self) -> Option<&'static str> {
-        match self.version.load(Ordering::Relaxed) {
-            V1 => Some("v1"),
-            V1BETA1 => Some("v1beta1"),
-            _ => None,
-        }
-    }
-
     /// Lists `pods` or `nodes`. Tries v1 first; on 404 uses v1beta1 from then on. A 404 on
     /// the version in use sends the next call back to trying v1.
-    pub async fn list(&self, resource: &'static str, query: &str) -> Result<Vec<u8>, KubeError> {
+    async fn list(&self, resource: &'static str, query: &str) -> Result<Vec<u8>, KubeError> {
         let known = self.version.load(Ordering::Relaxed);
         let first = if known == V1BETA1 { V1BETA1 } else { V1 };
         let path = |v: u8| format!("/apis/metrics.k8s.io/{}/{resource}{query}", if v == V1 { "v1" } else { "v1beta1" });
@@ -59,5 +53,29 @@ impl MetricsApi {
                 Err(e)
             }
         }
+    }
+}
+
+#[async_trait]
+impl MetricsSource for MetricsApi {
+    async fn pod_metrics(&self, label_selector: Option<&str>) -> Result<Vec<u8>, SourceError> {
+        let query = match label_selector {
+            Some(selector) => {
+                let mut url = http_types::Url::parse("http://encode.invalid/")
+                    .unwrap_or_else(|_| unreachable!("a valid URL"));
+                url.query_pairs_mut().append_pair("labelSelector", selector);
+                format!("?{}", url.query().unwrap_or_default())
+            }
+            None => String::new(),
+        };
+        Ok(self.list("pods", &query).await?)
+    }
+
+    async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
+        Ok(self.list("nodes", "").await?)
+    }
+
+    fn describe(&self) -> String {
+        crate::kube::redacted(self.client.base())
     }
 }

@@ -23,7 +23,7 @@ use std::time::SystemTime;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::kube::tls::{certificates, private_key};
+use crate::kube::{certificates, private_key};
 
 /// A web-config file that could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +42,7 @@ pub enum WebConfigError {
         /// Its path.
         path: PathBuf,
         /// The parse error.
-        source: serde_yaml::Error,
+        source: serde_norway::Error,
     },
     /// A value is not usable.
     #[error("{path}: {message}")]
@@ -62,7 +62,7 @@ struct RawFile {
     #[serde(default)]
     basic_auth_users: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    http_server_config: Option<serde_yaml::Value>,
+    http_server_config: Option<serde_norway::Value>,
 }
 
 #[derive(Deserialize)]
@@ -84,6 +84,8 @@ pub struct WebConfig {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Users and their bcrypt hashes; empty: no basic auth.
     users: BTreeMap<String, String>,
+    /// `client_auth_type: RequireAndVerifyClientCert`.
+    require_client_cert: bool,
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -100,11 +102,20 @@ impl WebConfig {
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
         let invalid = |message: String| WebConfigError::Invalid { path: path.to_owned(), message };
         let read = |p: &Path| std::fs::read(p).map_err(|source| WebConfigError::Read { path: p.to_owned(), source });
-        let raw: RawFile = serde_yaml::from_slice(&read(path)?)
+        let text = read(path)?;
+        if text.iter().all(u8::is_ascii_whitespace) {
+            // An emptied (or half-written) file must not turn the checks off.
+            return Err(invalid("the file is empty".into()));
+        }
+        let raw: RawFile = serde_norway::from_slice(&text)
             .map_err(|source| WebConfigError::Yaml { path: path.to_owned(), source })?;
         let _ = raw.http_server_config;
         let dir = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { dir.join(p) };
+        let require_client_cert = raw
+            .tls_server_config
+            .as_ref()
+            .is_some_and(|t| t.client_auth_type.as_deref() == Some("RequireAndVerifyClientCert"));
         let tls = match raw.tls_server_config {
             None => None,
             Some(t) => {
@@ -161,7 +172,7 @@ impl WebConfig {
                 return Err(invalid(format!("basic_auth_users.{user}: not a bcrypt hash")));
             }
         }
-        Ok(WebConfig { tls, users })
+        Ok(WebConfig { tls, users, require_client_cert })
     }
 
     /// Whether the `Authorization` header carries a configured user and password (always,
@@ -185,16 +196,23 @@ impl WebConfig {
     }
 
     /// Whether basic auth is on.
-    pub fn has_users(&self) -> bool {
+    pub fn has_basic_auth(&self) -> bool {
         !self.users.is_empty()
+    }
+
+    /// Whether every request must come with a verified client certificate.
+    pub fn requires_client_cert(&self) -> bool {
+        self.require_client_cert
     }
 }
 
-/// The web-config file, re-read when its modification time changes.
+/// The web-config file, re-read when its modification time changes. A change that does
+/// not load (malformed, empty, half-written, unreadable) is logged and the last good
+/// configuration kept: the checks never fail open.
 #[derive(Debug)]
 pub struct WebConfigFile {
     path: PathBuf,
-    current: Mutex<(Option<SystemTime>, Arc<WebConfig>)>,
+    current: Mutex<(Option<SystemTime>, Option<Arc<WebConfig>>)>,
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {
@@ -205,11 +223,12 @@ impl WebConfigFile {
     /// Loads `path`; it must load now.
     pub fn open(path: PathBuf) -> Result<Self, WebConfigError> {
         let config = WebConfig::load(&path)?;
-        Ok(WebConfigFile { current: Mutex::new((modified(&path), Arc::new(config))), path })
+        Ok(WebConfigFile { current: Mutex::new((modified(&path), Some(Arc::new(config)))), path })
     }
 
-    /// The configuration now: re-read if the file changed since.
-    pub fn current(&self) -> Arc<WebConfig> {
+    /// The configuration now, re-read if the file changed since; `None` if no good one was
+    /// ever loaded (then nothing may be served without its checks).
+    pub fn current(&self) -> Option<Arc<WebConfig>> {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
         let now = modified(&self.path);
         if now != cur.0 {
@@ -217,11 +236,37 @@ impl WebConfigFile {
             match WebConfig::load(&self.path) {
                 Ok(c) => {
                     log::info!("web config {} reloaded", self.path.display());
-                    cur.1 = Arc::new(c);
+                    cur.1 = Some(Arc::new(c));
                 }
-                Err(e) => log::error!("web config: {e}; keeping the previous configuration"),
+                Err(e) => log::error!("web config: {e}; keeping the last good configuration"),
             }
         }
         cur.1.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_emptied_file_keeps_the_last_good_configuration() {
+        let dir = std::env::temp_dir().join(format!("msp-web-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("web.yml");
+        // bcrypt of "secret", cost 4.
+        let hash = bcrypt::hash("secret", 4).expect("hash");
+        std::fs::write(&path, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("write");
+        let file = WebConfigFile::open(path.clone()).expect("open");
+        assert!(file.current().is_some_and(|c| c.has_basic_auth()));
+        for broken in ["", "  \n", "basic_auth_users:\n  prometheus: [", "tls_server_config:\n  cert_file: /nope\n  key_file: /nope\n"] {
+            std::fs::write(&path, broken).expect("write");
+            // Make the change visible even within one mtime tick.
+            file.current.lock().expect("lock").0 = None;
+            let c = file.current().expect("still the last good one");
+            assert!(c.has_basic_auth(), "{broken:?} must not turn basic auth off");
+        }
+        assert!(WebConfig::load(&path).is_err());
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

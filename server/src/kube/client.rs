@@ -3,7 +3,6 @@
 //! Kubernetes `Status` message.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -17,13 +16,29 @@ use super::transport::Transport;
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {
-    /// No connection, a TLS failure, a malformed response.
-    #[error("GET {path}: {message}")]
+    /// No connection, a TLS failure, a broken response.
+    #[error("GET {path}: {source}")]
     Transport {
         /// The request path.
         path: String,
         /// What went wrong.
-        message: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The answer is not the JSON expected.
+    #[error("GET {path}: invalid JSON: {source}")]
+    Decode {
+        /// The request path.
+        path: String,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A watch stream sent an `ERROR` event.
+    #[error("watch {path}: error event: {status}")]
+    WatchError {
+        /// The request path.
+        path: String,
+        /// The event's `Status` object, as sent.
+        status: String,
     },
     /// No complete answer within the timeout.
     #[error("GET {path}: no answer within {after:?}")]
@@ -68,7 +83,7 @@ impl KubeError {
             KubeError::Status { status, .. } => status.to_string(),
             KubeError::Timeout { .. } => "timeout".into(),
             KubeError::TooLarge { .. } => "too_large".into(),
-            KubeError::Transport { .. } => "error".into(),
+            KubeError::Transport { .. } | KubeError::Decode { .. } | KubeError::WatchError { .. } => "error".into(),
         }
     }
 }
@@ -90,7 +105,27 @@ pub struct KubeClient {
     auth: Auth,
     limits: Limits,
     counts: Mutex<BTreeMap<(String, String), u64>>,
-    requests: AtomicU64,
+}
+
+/// What surf's errors carry, as a source error.
+fn transport(path: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> KubeError {
+    KubeError::Transport { path: path.to_owned(), source: e.into() }
+}
+
+/// Counts a request abandoned before it ended (the caller's deadline cut it off) as a
+/// timeout, so no request goes uncounted.
+struct Abandoned<'a> {
+    client: &'a KubeClient,
+    resource: &'a str,
+    armed: bool,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.client.count_code(self.resource, "timeout");
+        }
+    }
 }
 
 /// The `message` of a Kubernetes `Status` body.
@@ -121,7 +156,6 @@ impl KubeClient {
             auth: endpoint.auth,
             limits,
             counts: Mutex::default(),
-            requests: AtomicU64::new(0),
         }
     }
 
@@ -160,12 +194,14 @@ impl KubeClient {
         path_and_query: &str,
         attempt: impl Fn() -> F,
     ) -> Result<T, KubeError> {
+        let mut pending = Abandoned { client: self, resource, armed: true };
         let mut result = attempt().await;
         if matches!(&result, Err(e) if e.status() == Some(401)) && self.auth.refresh() {
             log::info!("GET {path_and_query}: 401 Unauthorized; re-read the token, retrying once");
             self.count(resource, &result);
             result = attempt().await;
         }
+        pending.armed = false;
         self.count(resource, &result);
         result
     }
@@ -175,7 +211,7 @@ impl KubeClient {
         let url = self
             .base
             .join(path_and_query)
-            .map_err(|e| KubeError::Transport { path: path.to_owned(), message: e.to_string() })?;
+            .map_err(|e| transport(path, e))?;
         let mut req = self.http.get(url).header("Accept", accept);
         if let Some(token) = self.auth.bearer() {
             req = req.header("Authorization", format!("Bearer {}", token.expose()));
@@ -194,11 +230,6 @@ impl KubeClient {
     /// Requests made so far, by `(resource, code)`.
     pub fn request_counts(&self) -> BTreeMap<(String, String), u64> {
         self.counts.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-
-    /// All requests made so far.
-    pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
     }
 
     /// Opens a watch stream (`?watch=1...` in `path_and_query`): the response once its
@@ -224,7 +255,7 @@ impl KubeClient {
         let mut res = async_std::future::timeout(timeout, self.request(path_and_query, path, accept)?)
             .await
             .map_err(|_| KubeError::Timeout { path: path.to_owned(), after: timeout })?
-            .map_err(|e| KubeError::Transport { path: path.to_owned(), message: e.to_string() })?;
+            .map_err(|e| transport(path, e.into_inner()))?;
         if res.status().is_success() {
             return Ok(res);
         }
@@ -235,7 +266,6 @@ impl KubeClient {
     }
 
     fn count_code(&self, resource: &str, code: &str) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry((resource.to_owned(), code.to_owned())).or_default() += 1;
         }
@@ -250,8 +280,7 @@ impl KubeClient {
     }
 
     async fn fetch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
-        let transport = |message: String| KubeError::Transport { path: path.to_owned(), message };
-        let mut res = self.request(path_and_query, path, accept)?.await.map_err(|e| transport(e.to_string()))?;
+        let mut res = self.request(path_and_query, path, accept)?.await.map_err(|e| transport(path, e.into_inner()))?;
         let limit = self.limits.max_response_bytes;
         if res.len().is_some_and(|len| len > limit) {
             return Err(KubeError::TooLarge { path: path.to_owned(), limit });
@@ -262,7 +291,7 @@ impl KubeClient {
             .take(limit as u64 + 1)
             .read_to_end(&mut body)
             .await
-            .map_err(|e| transport(format!("reading body: {e}")))?;
+            .map_err(|e| transport(path, e))?;
         if body.len() > limit {
             return Err(KubeError::TooLarge { path: path.to_owned(), limit });
         }
@@ -271,6 +300,22 @@ impl KubeClient {
             return Err(KubeError::Status { path: path.to_owned(), status, message: status_message(&body) });
         }
         Ok(body)
+    }
+}
+
+impl crate::self_metrics::Report for KubeClient {
+    /// `kube_metrics_server_api_requests_total`.
+    fn write_metrics(&self, w: &mut msp_core::Writer<'_>) -> Result<(), msp_core::ExpositionError> {
+        use msp_core::{LabelName, MetricName, MetricType};
+        const REQUESTS: MetricName = MetricName::from_static("kube_metrics_server_api_requests_total");
+        const RESOURCE: LabelName = LabelName::from_static("resource");
+        const CODE: LabelName = LabelName::from_static("code");
+        let help = "Requests to the Kubernetes API, by resource and HTTP status (or error, timeout, too_large).";
+        let mut f = w.family(&REQUESTS, help, MetricType::Counter)?;
+        for ((resource, code), n) in self.request_counts() {
+            f.sample([(&RESOURCE, resource.as_str()), (&CODE, code.as_str())], n as f64);
+        }
+        Ok(())
     }
 }
 

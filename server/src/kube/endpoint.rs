@@ -55,7 +55,7 @@ pub enum EndpointError {
         /// Its path.
         path: PathBuf,
         /// The parse error.
-        source: serde_yaml::Error,
+        source: serde_norway::Error,
     },
     /// The kubeconfig lacks something.
     #[error("kubeconfig {path}: {message}")]
@@ -214,13 +214,13 @@ struct UserEntry {
     client_key: Option<PathBuf>,
     client_key_data: Option<String>,
     #[serde(flatten)]
-    _rest: BTreeMap<String, serde_yaml::Value>,
+    _rest: BTreeMap<String, serde_norway::Value>,
 }
 
 fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
     let text = read("kubeconfig", path)?;
     let config: Kubeconfig =
-        serde_yaml::from_slice(&text).map_err(|source| EndpointError::Kubeconfig { path: path.to_owned(), source })?;
+        serde_norway::from_slice(&text).map_err(|source| EndpointError::Kubeconfig { path: path.to_owned(), source })?;
     let incomplete = |message: String| EndpointError::Incomplete { path: path.to_owned(), message };
     let ctx_name = s
         .context

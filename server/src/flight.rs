@@ -1,0 +1,203 @@
+//! Concurrent scrapes share one: a request that arrives while a scrape for the same
+//! format and encoding is in flight waits for its body instead of starting its own, but
+//! never past its own deadline. Bodies are reference-counted, and the buffer of the last
+//! one dropped is kept for the next scrape.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use msp_core::Format;
+
+/// What a response body is: its format, and whether it is gzipped.
+pub type Flavour = (Format, bool);
+
+/// One spare response buffer. A large exposition (200 MB at 100,000 pods) then reuses
+/// memory already mapped instead of faulting in fresh pages on every scrape.
+#[derive(Debug, Default)]
+pub(crate) struct Spare(Mutex<Option<Vec<u8>>>);
+
+impl Spare {
+    /// An empty buffer, with the capacity of the last one given back.
+    pub(crate) fn take(&self) -> String {
+        let mut buf = self.0.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
+        buf.clear();
+        String::from_utf8(buf).unwrap_or_default()
+    }
+
+    /// Keeps `buf` for the next scrape, unless the one kept is larger.
+    pub(crate) fn put(&self, buf: Vec<u8>) {
+        let mut spare = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if spare.as_ref().is_none_or(|s| s.capacity() < buf.capacity()) {
+            *spare = Some(buf);
+        }
+    }
+}
+
+/// A response body: one scrape's bytes, in the format and encoding asked for. When the last
+/// holder drops it, its buffer goes back to the exporter for the next scrape.
+#[derive(Debug)]
+pub struct Exposition {
+    bytes: Vec<u8>,
+    spare: Arc<Spare>,
+}
+
+impl Exposition {
+    pub(crate) fn new(bytes: Vec<u8>, spare: Arc<Spare>) -> Self {
+        Exposition { bytes, spare }
+    }
+
+    /// Its length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Whether it is empty.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+}
+
+impl AsRef<[u8]> for Exposition {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl Drop for Exposition {
+    fn drop(&mut self) {
+        self.spare.put(std::mem::take(&mut self.bytes));
+    }
+}
+
+/// A scrape in progress that later arrivals wait for instead of starting their own.
+#[derive(Default)]
+struct Flight {
+    result: async_std::sync::Mutex<Option<Arc<Exposition>>>,
+}
+
+/// The scrapes in flight, by flavour.
+#[derive(Default)]
+pub(crate) struct Flights(Mutex<HashMap<Flavour, Arc<Flight>>>);
+
+/// Takes a finished (or abandoned) flight off the board.
+struct FlightGuard<'a> {
+    flights: &'a Flights,
+    flavour: Flavour,
+}
+
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.flights.0.lock() {
+            f.remove(&self.flavour);
+        }
+    }
+}
+
+/// How a shared scrape went for one caller.
+pub(crate) enum Shared {
+    /// The body: this caller's own scrape, or the one it joined.
+    Body(Arc<Exposition>),
+    /// The caller's deadline passed while it waited for a scrape it joined.
+    TimedOut,
+}
+
+impl Flights {
+    /// `scrape()`'s body for `flavour`, shared with every caller that arrives while it runs.
+    /// A caller that joins waits at most until its own `deadline`.
+    pub(crate) async fn share<F: Future<Output = Exposition>>(
+        &self,
+        flavour: Flavour,
+        deadline: Option<Instant>,
+        scrape: impl Fn() -> F,
+    ) -> Shared {
+        let (flight, leader) = {
+            let mut flights = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match flights.get(&flavour) {
+                Some(f) => (f.clone(), false),
+                None => {
+                    let f = Arc::new(Flight::default());
+                    flights.insert(flavour, f.clone());
+                    (f, true)
+                }
+            }
+        };
+        if leader {
+            // Nobody else can hold it yet: we created it under the board's lock.
+            let Some(mut slot) = flight.result.try_lock() else { return Shared::Body(Arc::new(scrape().await)) };
+            let _guard = FlightGuard { flights: self, flavour };
+            let body = Arc::new(scrape().await);
+            *slot = Some(body.clone());
+            return Shared::Body(body);
+        }
+        let wait = flight.result.lock();
+        let shared = match deadline {
+            None => wait.await.clone(),
+            Some(d) => match async_std::future::timeout(d.saturating_duration_since(Instant::now()), wait).await {
+                Ok(slot) => slot.clone(),
+                Err(_) => return Shared::TimedOut,
+            },
+        };
+        match shared {
+            Some(body) => Shared::Body(body),
+            // The leader was cancelled before it finished: scrape alone.
+            None => Shared::Body(Arc::new(scrape().await)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    fn body(text: &str) -> Exposition {
+        Exposition::new(text.as_bytes().to_vec(), Arc::default())
+    }
+
+    #[test]
+    fn callers_that_arrive_during_a_scrape_share_it() {
+        async_std::task::block_on(async {
+            let flights = Flights::default();
+            let runs = AtomicUsize::new(0);
+            let scrape = || async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                async_std::task::sleep(Duration::from_millis(200)).await;
+                body("x")
+            };
+            let flavour = (Format::Text, false);
+            let (a, b) = futures_lite::future::zip(flights.share(flavour, None, scrape), async {
+                async_std::task::sleep(Duration::from_millis(50)).await;
+                flights.share(flavour, None, scrape).await
+            })
+            .await;
+            let (Shared::Body(a), Shared::Body(b)) = (a, b) else { panic!("both get a body") };
+            assert!(Arc::ptr_eq(&a, &b));
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+        });
+    }
+
+    #[test]
+    fn a_joiner_keeps_its_own_deadline() {
+        async_std::task::block_on(async {
+            let flights = Flights::default();
+            let slow = || async {
+                async_std::task::sleep(Duration::from_millis(1500)).await;
+                body("slow")
+            };
+            let flavour = (Format::OpenMetrics, true);
+            let started = Instant::now();
+            let (_, joined) = futures_lite::future::zip(flights.share(flavour, None, slow), async {
+                async_std::task::sleep(Duration::from_millis(50)).await;
+                let own = Instant::now() + Duration::from_millis(200);
+                let shared = flights.share(flavour, Some(own), slow).await;
+                (shared, started.elapsed())
+            })
+            .await;
+            assert!(matches!(joined.0, Shared::TimedOut));
+            assert!(joined.1 < Duration::from_millis(1000), "gave up at its own deadline: {:?}", joined.1);
+        });
+    }
+}
