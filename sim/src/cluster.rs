@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 /// A container and its usage, as quantity strings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimContainer {
     /// Name.
     pub name: String,
@@ -14,7 +14,7 @@ pub struct SimContainer {
 }
 
 /// A pod.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimPod {
     /// Namespace.
     pub namespace: String,
@@ -39,7 +39,7 @@ pub struct SimPod {
 }
 
 /// A node.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimNode {
     /// Name.
     pub name: String,
@@ -54,7 +54,7 @@ pub struct SimNode {
 }
 
 /// A ReplicaSet or Job and its controller `(kind, name)`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimController {
     /// Namespace.
     pub namespace: String,
@@ -65,7 +65,7 @@ pub struct SimController {
 }
 
 /// Everything the simulated API server knows.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimCluster {
     /// Pods.
     pub pods: Vec<SimPod>,
@@ -177,221 +177,8 @@ impl SimCluster {
     /// (Deployments through ReplicaSets, a CronJob through a Job, a bare Job, DaemonSets,
     /// StatefulSets, mirror pods, an unowned pod), nanocore and `Ki` quantities.
     pub fn demo() -> Self {
-        let mut c = SimCluster { labels_in_metrics: false, ..Default::default() };
-        let zones =
-            [("node-a", "10.0.0.11", "zone-a"), ("node-b", "10.0.0.12", "zone-b"), ("node-c", "10.0.0.13", "zone-a")];
-        for (i, (name, ip, zone)) in zones.iter().enumerate() {
-            c.nodes.push(SimNode {
-                name: name.to_string(),
-                ip: ip.to_string(),
-                labels: vec![
-                    ("kubernetes.io/hostname".into(), name.to_string()),
-                    ("topology.kubernetes.io/zone".into(), zone.to_string()),
-                    ("node.kubernetes.io/instance-type".into(), "m5.large".into()),
-                ],
-                cpu: format!("{}n", 487_558_164 + i as u64 * 101_234_567),
-                memory: format!("{}Ki", 3_732_212 + i as u64 * 250_000),
-            });
-        }
-        let mut seq = 0u64;
-        let mut add = |c: &mut SimCluster,
-                       ns: &str,
-                       name: &str,
-                       node: usize,
-                       app: &str,
-                       owner: Option<(&str, &str)>,
-                       extra: &[(&str, &str)]| {
-            seq += 1;
-            let mut labels =
-                vec![("app".to_string(), app.to_string()), ("app.kubernetes.io/name".to_string(), app.to_string())];
-            labels.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-            let containers = vec![SimContainer {
-                name: app.to_string(),
-                cpu: format!("{}n", 1_234_567 * seq + 7_338_891),
-                memory: format!("{}Ki", 14_520 + 1024 * seq),
-            }];
-            let n = &zones[node % zones.len()];
-            c.pods.push(SimPod {
-                namespace: ns.into(),
-                name: name.into(),
-                node: n.0.into(),
-                ip: format!("10.244.{}.{}", node % zones.len(), 10 + seq),
-                host_ip: n.1.into(),
-                labels,
-                owner: owner.map(|(k, v)| (k.to_string(), v.to_string())),
-                mirror: false,
-                containers,
-                listed: true,
-            });
-        };
-        // kube-system
-        for (i, node) in ["node-a", "node-b", "node-c"].iter().enumerate() {
-            add(
-                &mut c,
-                "kube-system",
-                &format!("kube-proxy-{}", ["x7k2p", "m4n8q", "b2v9w"][i]),
-                i,
-                "kube-proxy",
-                Some(("DaemonSet", "kube-proxy")),
-                &[("controller-revision-hash", "6b9c7d5f4"), ("pod-template-generation", "1")],
-            );
-            let _ = node;
-        }
-        for name in ["coredns-5d78c9869d-f6pqv", "coredns-5d78c9869d-tz8xl"] {
-            add(
-                &mut c,
-                "kube-system",
-                name,
-                if name.ends_with('v') { 0 } else { 1 },
-                "coredns",
-                Some(("ReplicaSet", "coredns-5d78c9869d")),
-                &[("pod-template-hash", "5d78c9869d"), ("k8s-app", "kube-dns")],
-            );
-        }
-        add(
-            &mut c,
-            "kube-system",
-            "metrics-server-7cd5fcb6b7-q9m2x",
-            2,
-            "metrics-server",
-            Some(("ReplicaSet", "metrics-server-7cd5fcb6b7")),
-            &[("pod-template-hash", "7cd5fcb6b7")],
-        );
-        for comp in ["etcd", "kube-apiserver"] {
-            add(
-                &mut c,
-                "kube-system",
-                &format!("{comp}-node-a"),
-                0,
-                comp,
-                Some(("Node", "node-a")),
-                &[("tier", "control-plane")],
-            );
-            if let Some(p) = c.pods.last_mut() {
-                p.mirror = true;
-            }
-        }
-        c.replicasets.push(SimController {
-            namespace: "kube-system".into(),
-            name: "coredns-5d78c9869d".into(),
-            owner: Some(("Deployment".into(), "coredns".into())),
-        });
-        c.replicasets.push(SimController {
-            namespace: "kube-system".into(),
-            name: "metrics-server-7cd5fcb6b7".into(),
-            owner: Some(("Deployment".into(), "metrics-server".into())),
-        });
-        // shop
-        for (i, s) in ["8xk2d", "p9q4r", "z3w7m"].iter().enumerate() {
-            add(
-                &mut c,
-                "shop",
-                &format!("frontend-7c9d8f6b5-{s}"),
-                i,
-                "frontend",
-                Some(("ReplicaSet", "frontend-7c9d8f6b5")),
-                &[("pod-template-hash", "7c9d8f6b5"), ("tier", "web")],
-            );
-        }
-        for (i, s) in ["h2j4k", "n5b6v"].iter().enumerate() {
-            add(
-                &mut c,
-                "shop",
-                &format!("cart-6f7b8c9d4-{s}"),
-                i + 1,
-                "cart",
-                Some(("ReplicaSet", "cart-6f7b8c9d4")),
-                &[("pod-template-hash", "6f7b8c9d4")],
-            );
-        }
-        for i in 0..2 {
-            add(
-                &mut c,
-                "shop",
-                &format!("redis-{i}"),
-                i,
-                "redis",
-                Some(("StatefulSet", "redis")),
-                &[
-                    ("controller-revision-hash", "redis-5b7d9c"),
-                    ("statefulset.kubernetes.io/pod-name", &format!("redis-{i}")),
-                ],
-            );
-            add(&mut c, "shop", &format!("api-{i}"), i, "api", Some(("StatefulSet", "api")), &[]);
-        }
-        c.replicasets.push(SimController {
-            namespace: "shop".into(),
-            name: "frontend-7c9d8f6b5".into(),
-            owner: Some(("Deployment".into(), "frontend".into())),
-        });
-        c.replicasets.push(SimController {
-            namespace: "shop".into(),
-            name: "cart-6f7b8c9d4".into(),
-            owner: Some(("Deployment".into(), "cart".into())),
-        });
-        // shop-staging: the same pod and ReplicaSet names as shop, other nodes and owners.
-        add(
-            &mut c,
-            "shop-staging",
-            "frontend-7c9d8f6b5-8xk2d",
-            2,
-            "frontend",
-            Some(("ReplicaSet", "frontend-7c9d8f6b5")),
-            &[("pod-template-hash", "7c9d8f6b5")],
-        );
-        add(&mut c, "shop-staging", "api-0", 2, "api", Some(("StatefulSet", "api")), &[]);
-        c.replicasets.push(SimController {
-            namespace: "shop-staging".into(),
-            name: "frontend-7c9d8f6b5".into(),
-            owner: Some(("Deployment".into(), "frontend-canary".into())),
-        });
-        // batch
-        add(
-            &mut c,
-            "batch",
-            "report-28394810-abcde",
-            1,
-            "report",
-            Some(("Job", "report-28394810")),
-            &[
-                ("batch.kubernetes.io/controller-uid", "0f1e2d3c"),
-                ("controller-uid", "0f1e2d3c"),
-                ("job-name", "report-28394810"),
-            ],
-        );
-        add(
-            &mut c,
-            "batch",
-            "migrate-x2c4v",
-            2,
-            "migrate",
-            Some(("Job", "migrate")),
-            &[("batch.kubernetes.io/job-name", "migrate")],
-        );
-        c.jobs.push(SimController {
-            namespace: "batch".into(),
-            name: "report-28394810".into(),
-            owner: Some(("CronJob".into(), "report".into())),
-        });
-        c.jobs.push(SimController { namespace: "batch".into(), name: "migrate".into(), owner: None });
-        // monitoring: a DaemonSet
-        for (i, s) in ["q1w2e", "r3t4y", "u5i6o"].iter().enumerate() {
-            add(
-                &mut c,
-                "monitoring",
-                &format!("node-exporter-{s}"),
-                i,
-                "node-exporter",
-                Some(("DaemonSet", "node-exporter")),
-                &[("controller-revision-hash", "7f8d9c6b5")],
-            );
-        }
-        // default: an unowned pod with two containers.
-        add(&mut c, "default", "debug-shell", 0, "debug", None, &[]);
-        if let Some(p) = c.pods.last_mut() {
-            p.containers.push(SimContainer { name: "sidecar".into(), cpu: "250000000n".into(), memory: "52Mi".into() });
-        }
-        c
+        // Parsed from a fixture compiled into the binary; a test checks that it parses.
+        serde_json::from_str(DEMO).unwrap_or_else(|e| unreachable!("the demo fixture is valid: {e}"))
     }
 
     /// A synthetic cluster of `pods` pods with two containers each, on `pods / 100` nodes
@@ -450,5 +237,17 @@ impl SimCluster {
             });
         }
         c
+    }
+}
+
+/// The demo cluster: 25 pods in 6 namespaces on 3 nodes, every owner kind.
+const DEMO: &str = include_str!("../fixtures/demo-cluster.json");
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_demo_fixture_parses() {
+        let demo = super::SimCluster::demo();
+        assert_eq!((demo.pods.len(), demo.nodes.len()), (25, 3));
     }
 }

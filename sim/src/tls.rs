@@ -1,13 +1,12 @@
 //! A throwaway PKI (a CA and a server certificate for localhost, 127.0.0.1 and ::1), and an
-//! HTTP/1.1 server loop over TLS for a tide app.
+//! HTTP/1.1 server loop over TLS for a tide app. The simulator's own TLS is built from the
+//! DER rcgen made; PEM is only written out, for the client side to load (through the
+//! server's one PEM loader) as a user's files would be.
 
 use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
 use async_std::net::{TcpListener, TcpStream};
-use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::StreamExt;
 use futures_rustls::TlsAcceptor;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
@@ -23,6 +22,8 @@ pub struct TestPki {
     pub server_cert_pem: String,
     /// The server key.
     pub server_key_pem: String,
+    /// The server certificate and key as DER, for the simulator's own TLS (no PEM round trip).
+    server_der: (Vec<u8>, Vec<u8>),
 }
 
 impl std::fmt::Debug for TestPki {
@@ -40,9 +41,6 @@ pub enum PkiError {
     /// rustls refused the certificate or key.
     #[error("TLS server configuration: {0}")]
     Rustls(#[from] rustls::Error),
-    /// PEM could not be read back.
-    #[error("reading PEM: {0}")]
-    Pem(#[from] io::Error),
 }
 
 impl TestPki {
@@ -53,21 +51,27 @@ impl TestPki {
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name.push(DnType::CommonName, "metrics-server-prom test CA");
         let ca_cert = ca.self_signed(&ca_key)?;
-        let (cert_pem, key_pem) = Self::sign(&ca_cert, &ca_key, &["localhost", "127.0.0.1", "::1"], "localhost")?;
+        let (cert, key) = Self::sign(&ca_cert, &ca_key, &["localhost", "127.0.0.1", "::1"], "localhost")?;
         Ok(TestPki {
             ca_pem: ca_cert.pem(),
             ca_key_pem: ca_key.serialize_pem(),
-            server_cert_pem: cert_pem,
-            server_key_pem: key_pem,
+            server_cert_pem: cert.pem(),
+            server_key_pem: key.serialize_pem(),
+            server_der: (cert.der().to_vec(), key.serialize_der()),
         })
     }
 
-    fn sign(ca: &rcgen::Certificate, ca_key: &KeyPair, names: &[&str], cn: &str) -> Result<(String, String), PkiError> {
+    fn sign(
+        ca: &rcgen::Certificate,
+        ca_key: &KeyPair,
+        names: &[&str],
+        cn: &str,
+    ) -> Result<(rcgen::Certificate, KeyPair), PkiError> {
         let key = KeyPair::generate()?;
         let mut params = CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
         params.distinguished_name.push(DnType::CommonName, cn);
         let cert = params.signed_by(&key, ca, ca_key)?;
-        Ok((cert.pem(), key.serialize_pem()))
+        Ok((cert, key))
     }
 
     /// A client certificate signed by this CA (for mTLS tests): `(cert_pem, key_pem)`.
@@ -77,58 +81,21 @@ impl TestPki {
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name.push(DnType::CommonName, "metrics-server-prom test CA");
         let ca_cert = ca.self_signed(&ca_key)?;
-        Self::sign(&ca_cert, &ca_key, &[cn], cn)
+        let (cert, key) = Self::sign(&ca_cert, &ca_key, &[cn], cn)?;
+        Ok((cert.pem(), key.serialize_pem()))
     }
 
     /// A rustls server configuration presenting the server certificate.
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
-        let certs = rustls_pemfile::certs(&mut self.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>()?;
-        let key = rustls_pemfile::private_key(&mut self.server_key_pem.as_bytes())?
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no key"))?;
+        let (cert, key) = &self.server_der;
+        let certs = vec![rustls::pki_types::CertificateDer::from(cert.clone())];
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.clone().into());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(certs, key)?;
         Ok(Arc::new(config))
-    }
-}
-
-/// A TLS stream async-h1's server can clone (it reads and writes through separate handles).
-pub struct SharedStream<S>(Arc<Mutex<S>>);
-
-impl<S> Clone for SharedStream<S> {
-    fn clone(&self) -> Self {
-        SharedStream(self.0.clone())
-    }
-}
-
-impl<S> SharedStream<S> {
-    /// Wraps a stream.
-    pub fn new(s: S) -> Self {
-        SharedStream(Arc::new(Mutex::new(s)))
-    }
-}
-
-impl<S: AsyncRead + Unpin> AsyncRead for SharedStream<S> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Pin::new(&mut *s).poll_read(cx, buf)
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for SharedStream<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Pin::new(&mut *s).poll_write(cx, buf)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Pin::new(&mut *s).poll_flush(cx)
-    }
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut s = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        Pin::new(&mut *s).poll_close(cx)
     }
 }
 
@@ -157,7 +124,7 @@ pub async fn serve_tls<State: Clone + Send + Sync + 'static>(
                     return;
                 }
             };
-            let io = SharedStream::new(tls);
+            let io = async_dup::Arc::new(async_dup::Mutex::new(tls));
             let served = async_h1::accept(io, |req| {
                 let app = app.clone();
                 async move { app.respond(req).await }
