@@ -189,7 +189,15 @@ fn ecosystem_deploy_is_least_privilege_and_hardened() {
     }
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
-["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount", "ServiceMonitor"]
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "Deployment",
+            "PrometheusRule",
+            "Service",
+            "ServiceAccount",
+            "ServiceMonitor"
+        ]
     );
     let role = read("clusterrole.yaml");
     let mut granted = BTreeSet::new();
