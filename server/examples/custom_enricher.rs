@@ -47,7 +47,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if !config.enrichers.iter().any(|e| e == "team") {
         config.enrichers.push("team".into());
     }
-    logging::init(config.log_level);
+    logging::init(config.log_level, logging::LogFormat::Text);
     let _sim =
         if std::env::args().any(|a| a == "--demo") { Some(msp_server::demo::start(&mut config).await?) } else { None };
     msp_server::run(&config, &registry).await?;
