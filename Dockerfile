@@ -1,14 +1,34 @@
-# Multi-stage build of a static binary into an empty image.
-# Without a Docker engine, scripts/image builds the same image with buildah from a binary
-# built on the host (see the README).
+# Multi-stage build of a static binary into an empty image, for the platform being built
+# (`--platform linux/amd64` or `linux/arm64`; the build stage runs as that platform, so its
+# toolchain is native to it). The production binary has no simulator (--no-default-features).
+# Without a Docker engine, scripts/image builds the same final stage with buildah from a
+# binary built on the host (see the README).
+#
+#   docker buildx build --platform linux/amd64,linux/arm64 \
+#     --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse --short=12 HEAD)" .
 FROM rust:1.95-bookworm AS build
+ARG TARGETARCH
+ARG REVISION=
 WORKDIR /src
 COPY . .
-RUN RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --target x86_64-unknown-linux-gnu -p msp-server \
- && cp target/x86_64-unknown-linux-gnu/release/metrics-server-prom /metrics-server-prom
+RUN case "${TARGETARCH:-amd64}" in \
+      amd64) TRIPLE=x86_64-unknown-linux-gnu ;; \
+      arm64) TRIPLE=aarch64-unknown-linux-gnu ;; \
+      *) echo "unsupported TARGETARCH ${TARGETARCH}: amd64 or arm64" >&2; exit 1 ;; \
+    esac \
+ && MSP_REVISION="${REVISION}" RUSTFLAGS="-C target-feature=+crt-static" \
+    cargo build --release --locked --no-default-features --target "$TRIPLE" -p msp-server \
+ && cp "target/$TRIPLE/release/metrics-server-prom" /metrics-server-prom
 
 FROM scratch
+ARG VERSION=0.1.0
+ARG REVISION=unknown
+LABEL org.opencontainers.image.title="metrics-server-prom" \
+      org.opencontainers.image.description="Kubernetes resource metrics (metrics.k8s.io) as Prometheus metrics, enriched with node, labels and owning workload" \
+      org.opencontainers.image.source="https://example.invalid/metrics-server-prom" \
+      org.opencontainers.image.licenses="MIT" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /metrics-server-prom /metrics-server-prom
 USER 65534:65534
 EXPOSE 9100

@@ -43,13 +43,17 @@ pub use cluster::{
 };
 pub use duration::{DurationError, GoDuration};
 pub use enricher::{resolve_conflicts, AddedLabel, Depends, EnrichError, Enricher, Enrichment, LabelPairs, Series};
-pub use exposition::{ExpositionError, Family, Format, LabelBlock, LabelName, MetricName, MetricType, NameError, Writer};
+pub use exposition::{
+    ExpositionError, Family, Format, LabelBlock, LabelName, MetricName, MetricType, NameError, Writer,
+};
 pub use glob::{Filter, Glob, GlobError};
 pub use memo::Memo;
 pub use model::{NodeMetricsList, PodMetricsList};
-pub use objects::{controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent};
+pub use objects::{
+    controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent,
+};
 pub use pipeline::{enrich, EnrichFuture, Enriched, Failure, Guard, Unguarded};
 pub use quantity::{Quantity, QuantityError};
 pub use render::{render, render_prepared, write_families, Naming, PodLabels, Prepared, RenderOptions};
-pub use source::MetricsSource;
 pub use scrape::{ContainerSample, ItemError, NodeSample, PodSample, Scrape};
+pub use source::MetricsSource;

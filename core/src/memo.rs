@@ -367,9 +367,9 @@ impl Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objects::{controllers_from_list, nodes_from_list, pods_from_list};
     use crate::enricher::{Depends, EnrichError, Enricher};
     use crate::model::PodMetricsList;
+    use crate::objects::{controllers_from_list, nodes_from_list, pods_from_list};
     use crate::render::prepare;
     use crate::{AddedLabel, LabelName, StaticCluster};
 

@@ -295,7 +295,6 @@ struct MetadataObject<'a> {
     metadata: ObjectMeta<'a>,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,7 +360,8 @@ mod tests {
     #[test]
     fn watch_events() {
         let e: WatchEvent<'_> =
-            serde_json::from_str(r#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}"#).expect("event");
+            serde_json::from_str(r#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}"#)
+                .expect("event");
         assert_eq!((&*e.kind, e.resource_version()), ("BOOKMARK", Some("9".into())));
         let e: WatchEvent<'_> =
             serde_json::from_str(r#"{"type":"ERROR","object":{"kind":"Status","code":410}}"#).expect("event");

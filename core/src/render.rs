@@ -128,11 +128,11 @@ pub(crate) fn prepare_pods(
     enrichments: &[&Enrichment],
     indexes: impl Iterator<Item = usize>,
 ) -> Prepared {
-    let pods = indexes
-        .map(|i| Arc::new(PodLabels::new(&merge(&POD_RESERVED, enrichments, |e| e.pod(i)))))
-        .collect();
+    let pods = indexes.map(|i| Arc::new(PodLabels::new(&merge(&POD_RESERVED, enrichments, |e| e.pod(i))))).collect();
     let nodes = (0..scrape.nodes.len())
-        .map(|i| merge(&NODE_RESERVED, enrichments, |e| e.node(i)).into_iter().map(|(n, v)| (n.clone(), v.clone())).collect())
+        .map(|i| {
+            merge(&NODE_RESERVED, enrichments, |e| e.node(i)).into_iter().map(|(n, v)| (n.clone(), v.clone())).collect()
+        })
         .collect();
     Prepared { pods, nodes }
 }

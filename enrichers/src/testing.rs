@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use msp_core::{controllers_from_list, nodes_from_list, pods_from_list};
-use msp_core::{NodeMetricsList, PodMetricsList};
 use msp_core::{Enrichment, StaticCluster};
+use msp_core::{NodeMetricsList, PodMetricsList};
 
 /// A fixed cluster from PodList, NodeList and controller list JSON.
 pub fn cluster(pods: &str, nodes: &str, controllers: &str) -> StaticCluster {

@@ -65,8 +65,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if let Some(team) = registry.build("team", &msp_server::figment(file)) {
         config.enrichers.push(team?);
     }
-    init_logging(config.log_level);
-    let _sim = if std::env::args().any(|a| a == "--demo") { Some(msp_server::start_demo(&mut config).await?) } else { None };
+    init_logging(config.log_level, config.log_format);
+    let _sim =
+        if std::env::args().any(|a| a == "--demo") { Some(msp_server::start_demo(&mut config).await?) } else { None };
     msp_server::run(&config).await?;
     Ok(())
 }

@@ -14,15 +14,17 @@ use msp_server::{init_logging, Config, Registry};
 #[async_std::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut config = Config::load(std::env::var_os("MSP_CONFIG").map(Into::into), &Registry::builtin())?;
-    init_logging(config.log_level);
-    let _sim = if std::env::args().any(|a| a == "--demo") { Some(msp_server::start_demo(&mut config).await?) } else { None };
+    init_logging(config.log_level, config.log_format);
+    let _sim =
+        if std::env::args().any(|a| a == "--demo") { Some(msp_server::start_demo(&mut config).await?) } else { None };
 
     let exporter = Arc::new(msp_server::build(&config)?);
     let web = msp_server::web_config(&config)?;
 
     let mut app = tide::new();
     app.at("/").get(|_| async { Ok("the embedder's own app; the exporter is at /exporter/\n") });
-    app.at("/version").get(|_| async { Ok(format!("embedder 1.0, metrics-server-prom {}\n", env!("CARGO_PKG_VERSION"))) });
+    app.at("/version")
+        .get(|_| async { Ok(format!("embedder 1.0, metrics-server-prom {}\n", env!("CARGO_PKG_VERSION"))) });
     // `mount` nests it at /exporter/ and redirects /exporter there, so relative links work.
     msp_server::mount(&mut app, "/exporter", msp_server::app(exporter, web));
 

@@ -37,7 +37,11 @@ pub fn app(exporter: Arc<Exporter>, web: Option<Arc<WebConfigFile>>) -> tide::Se
 /// Mounts `exporter` (from [`app`]) in `outer` under `prefix` (`/exporter`): its routes at
 /// `prefix/metrics` and so on, its landing page at `prefix/`, and a redirect from `prefix`
 /// to `prefix/` so the page's relative links resolve under the prefix.
-pub fn mount<S: Clone + Send + Sync + 'static>(outer: &mut tide::Server<S>, prefix: &str, exporter: tide::Server<State>) {
+pub fn mount<S: Clone + Send + Sync + 'static>(
+    outer: &mut tide::Server<S>,
+    prefix: &str,
+    exporter: tide::Server<State>,
+) {
     let prefix = prefix.trim_end_matches('/').to_owned();
     let slash = format!("{prefix}/");
     outer.at(&slash).nest(exporter);

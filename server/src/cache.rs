@@ -303,26 +303,14 @@ impl CachedCluster {
             client,
             wait,
             errors: Arc::default(),
-            pods: Informer::new(Kind {
-                resource: "pods",
-                path: "/api/v1/pods",
-                metadata_only: false,
-            }),
-            nodes: Informer::new(Kind {
-                resource: "nodes",
-                path: "/api/v1/nodes",
-                metadata_only: false,
-            }),
+            pods: Informer::new(Kind { resource: "pods", path: "/api/v1/pods", metadata_only: false }),
+            nodes: Informer::new(Kind { resource: "nodes", path: "/api/v1/nodes", metadata_only: false }),
             replicasets: Informer::new(Kind {
                 resource: "replicasets",
                 path: "/apis/apps/v1/replicasets",
                 metadata_only: true,
             }),
-            jobs: Informer::new(Kind {
-                resource: "jobs",
-                path: "/apis/batch/v1/jobs",
-                metadata_only: true,
-            }),
+            jobs: Informer::new(Kind { resource: "jobs", path: "/apis/batch/v1/jobs", metadata_only: true }),
             node_snapshot: Mutex::new(None),
         }
     }

@@ -15,6 +15,7 @@ use msp_core::{Enricher, Filter, GoDuration, Naming};
 use serde::{Deserialize, Serialize};
 
 use crate::kube::{Limits, Settings};
+use crate::logging::LogFormat;
 use crate::registry::Registry;
 use crate::scope::Scope;
 
@@ -33,6 +34,8 @@ pub struct RawConfig {
     pub timestamps: bool,
     /// `error`, `warn`, `info`, `debug` or `trace` (third-party crates stay at `warn`).
     pub log_level: String,
+    /// `text` or `json` (one object per line).
+    pub log_format: String,
     /// The API server.
     pub kubernetes: RawKubernetes,
     /// Which namespaces' pods to export.
@@ -91,6 +94,7 @@ impl Default for RawConfig {
             naming: "prometheus".into(),
             timestamps: false,
             log_level: "info".into(),
+            log_format: "text".into(),
             kubernetes: RawKubernetes {
                 api_url: None,
                 token_file: None,
@@ -121,6 +125,8 @@ pub struct Config {
     pub timestamps: bool,
     /// Log level for our own crates.
     pub log_level: log::LevelFilter,
+    /// Log line format.
+    pub log_format: LogFormat,
     /// How to find the API server.
     pub kubernetes: Settings,
     /// Request limits.
@@ -256,6 +262,30 @@ impl Config {
     }
 }
 
+/// Every `MSP_` variable with its default, from the same defaults the configuration uses
+/// (for `--help`): `(variable, default)`, nested keys joined by `__`.
+pub fn variables() -> Vec<(String, String)> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, String)>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key =
+                        if prefix.is_empty() { k.to_uppercase() } else { format!("{prefix}__{}", k.to_uppercase()) };
+                    walk(&key, v, out);
+                }
+            }
+            serde_json::Value::Null => out.push((format!("MSP_{prefix}"), "(unset)".into())),
+            serde_json::Value::String(s) => out.push((format!("MSP_{prefix}"), s.clone())),
+            other => out.push((format!("MSP_{prefix}"), other.to_string())),
+        }
+    }
+    let mut out = Vec::new();
+    walk("", &serde_json::to_value(RawConfig::default()).unwrap_or_default(), &mut out);
+    let labels = serde_json::to_value(msp_enrichers::LabelsOptions::default()).unwrap_or_default();
+    walk("LABELS", &labels, &mut out);
+    out
+}
+
 /// Refuses top-level keys that neither [`RawConfig`] nor a registered enricher reads.
 fn check_keys(figment: &Figment, registry: &Registry) -> Result<(), ConfigError> {
     let ours = serde_json::to_value(RawConfig::default()).unwrap_or_default();
@@ -298,6 +328,10 @@ impl RawConfig {
         let log_level = self.log_level.parse().map_err(|_| {
             invalid("log_level", format!("{:?} is not error, warn, info, debug or trace", self.log_level))
         })?;
+        let log_format = self
+            .log_format
+            .parse()
+            .map_err(|e: crate::logging::ParseLogFormatError| invalid("log_format", e.to_string()))?;
         let k = self.kubernetes;
         let api_url = k
             .api_url
@@ -311,7 +345,9 @@ impl RawConfig {
         let timeout: Duration = k
             .timeout
             .parse::<GoDuration>()
-            .map_err(|e| invalid("kubernetes.timeout", format!("{e}; write a duration with its unit, for example \"5s\"")))?
+            .map_err(|e| {
+                invalid("kubernetes.timeout", format!("{e}; write a duration with its unit, for example \"5s\""))
+            })?
             .into();
         if timeout.is_zero() {
             return Err(invalid("kubernetes.timeout", "must be more than 0"));
@@ -338,6 +374,7 @@ impl RawConfig {
             naming,
             timestamps: self.timestamps,
             log_level,
+            log_format,
             kubernetes: Settings {
                 api_url,
                 token_file: k.token_file,

@@ -44,9 +44,9 @@ impl msp_core::Guard for Deadline {
         let Some(deadline) = self.0 else { return call };
         Box::pin(async move {
             let left = deadline.saturating_duration_since(Instant::now());
-            async_std::future::timeout(left, call).await.unwrap_or_else(|_| {
-                Err("out of time for this scrape (X-Prometheus-Scrape-Timeout-Seconds)".into())
-            })
+            async_std::future::timeout(left, call)
+                .await
+                .unwrap_or_else(|_| Err("out of time for this scrape (X-Prometheus-Scrape-Timeout-Seconds)".into()))
         })
     }
 }

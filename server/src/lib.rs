@@ -23,6 +23,7 @@ mod flight;
 mod kube;
 mod logging;
 mod negotiate;
+mod process;
 mod registry;
 mod scope;
 mod self_metrics;
@@ -32,13 +33,13 @@ mod web;
 
 pub use app::{app, mount, State};
 pub use cache::CachedCluster;
-pub use config::{figment, Config, ConfigError, Enrichers, RawConfig};
+pub use config::{figment, variables as config_variables, Config, ConfigError, Enrichers, RawConfig};
 #[cfg(feature = "demo")]
 pub use demo::{start as start_demo, DemoError};
 pub use exporter::Exporter;
 pub use flight::Exposition;
 pub use kube::{certificates, client_config, private_key, KubeClient, KubeError, Limits, Transport, Verify};
-pub use logging::init as init_logging;
+pub use logging::{init as init_logging, LogFormat};
 pub use negotiate::compress;
 pub use registry::Registry;
 pub use scope::Scope;

@@ -1,11 +1,68 @@
-//! A small stderr logger. Our crates log at the configured level; every other crate at
-//! `warn` at most, because some (async-h1 at trace) print whole requests, and a request
-//! carries the bearer token.
+//! A small stderr logger: one line per record, stamped with the time in RFC 3339 (UTC, to the
+//! millisecond), as text or as a JSON object. Our crates log at the configured level; every
+//! other crate at `warn` at most, because some (async-h1 at trace) print whole requests, and a
+//! request carries the bearer token.
+//!
+//! ```text
+//! 2026-11-25T02:40:00.123Z INFO  msp_server::serve: listening addr=0.0.0.0:9100
+//! {"time":"2026-11-25T02:40:00.123Z","level":"info","target":"msp_server::serve","msg":"listening","addr":"0.0.0.0:9100"}
+//! ```
+//!
+//! Key-value fields (`log::info!(addr = addr; "listening")`) follow the message: `key=value` in
+//! text, members of the object in JSON (numbers and booleans as such, anything else as a
+//! string; a field named like one of the four members above is written as `_time`, `_level`...).
 
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use log::kv::{self, VisitSource};
 use log::{LevelFilter, Log, Metadata, Record};
+
+/// How each log line is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum LogFormat {
+    /// `TIME LEVEL target: message key=value...`, for people.
+    #[default]
+    Text,
+    /// One JSON object per line, with `time`, `level`, `target`, `msg` and the fields, for
+    /// log collectors.
+    Json,
+}
+
+/// A log format that is neither `text` nor `json`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown log format {original:?}: use \"text\" or \"json\"")]
+pub struct ParseLogFormatError {
+    /// What was given.
+    pub original: String,
+}
+
+impl FromStr for LogFormat {
+    type Err = ParseLogFormatError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(ParseLogFormatError { original: s.to_owned() }),
+        }
+    }
+}
+
+impl fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
 
 struct Logger {
     level: LevelFilter,
+    format: LogFormat,
 }
 
 fn ours(target: &str) -> bool {
@@ -20,7 +77,11 @@ impl Log for Logger {
 
     fn log(&self, r: &Record<'_>) {
         if self.enabled(r.metadata()) {
-            eprintln!("{:<5} {}: {}", r.level(), r.target(), r.args());
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+            let line = render(self.format, now, r);
+            // One write per line, so lines from several threads do not interleave; a closed
+            // stderr is no reason to stop serving.
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
     }
 
@@ -28,8 +89,247 @@ impl Log for Logger {
 }
 
 /// Installs the logger (once; later calls change nothing).
-pub fn init(level: LevelFilter) {
-    if log::set_boxed_logger(Box::new(Logger { level })).is_ok() {
+pub fn init(level: LevelFilter, format: LogFormat) {
+    if log::set_boxed_logger(Box::new(Logger { level, format })).is_ok() {
         log::set_max_level(level);
+    }
+}
+
+/// One record as a line (with its newline), stamped `since_epoch`.
+fn render(format: LogFormat, since_epoch: Duration, r: &Record<'_>) -> String {
+    let time = rfc3339(since_epoch);
+    let mut line = String::with_capacity(128);
+    match format {
+        LogFormat::Text => {
+            let _ = write!(line, "{time} {:<5} {}: {}", r.level(), r.target(), r.args());
+            let _ = r.key_values().visit(&mut TextFields(&mut line));
+        }
+        LogFormat::Json => {
+            line.push_str("{\"time\":");
+            push_json_str(&mut line, &time);
+            line.push_str(",\"level\":");
+            push_json_str(&mut line, &r.level().as_str().to_ascii_lowercase());
+            line.push_str(",\"target\":");
+            push_json_str(&mut line, r.target());
+            line.push_str(",\"msg\":");
+            push_json_str(&mut line, &r.args().to_string());
+            let _ = r.key_values().visit(&mut JsonFields(&mut line));
+            line.push('}');
+        }
+    }
+    line.push('\n');
+    line
+}
+
+/// `s` as a JSON string, escaped by serde_json.
+fn push_json_str(out: &mut String, s: &str) {
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        // Serializing a str cannot fail; keep the line valid JSON regardless.
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+/// Writes fields as ` key=value`, quoting values that are empty or hold spaces, quotes or
+/// control characters.
+struct TextFields<'a>(&'a mut String);
+
+impl<'kvs> VisitSource<'kvs> for TextFields<'_> {
+    fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        let value = value.to_string();
+        let plain = !value.is_empty() && !value.chars().any(|c| c == ' ' || c == '"' || c == '=' || c.is_control());
+        if plain {
+            let _ = write!(self.0, " {key}={value}");
+        } else {
+            let _ = write!(self.0, " {key}={value:?}");
+        }
+        Ok(())
+    }
+}
+
+/// Writes fields as `,"key":value`.
+struct JsonFields<'a>(&'a mut String);
+
+impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
+    fn visit_pair(&mut self, key: kv::Key<'kvs>, value: kv::Value<'kvs>) -> Result<(), kv::Error> {
+        let key = key.as_str();
+        self.0.push(',');
+        if matches!(key, "time" | "level" | "target" | "msg") {
+            push_json_str(self.0, &format!("_{key}"));
+        } else {
+            push_json_str(self.0, key);
+        }
+        self.0.push(':');
+        let number = value
+            .to_i64()
+            .map(serde_json::Number::from)
+            .or_else(|| value.to_u64().map(serde_json::Number::from))
+            .or_else(|| value.to_f64().and_then(serde_json::Number::from_f64));
+        match (value.to_bool(), number) {
+            (Some(b), _) => self.0.push_str(if b { "true" } else { "false" }),
+            (None, Some(n)) => {
+                let _ = write!(self.0, "{n}");
+            }
+            (None, None) => push_json_str(self.0, &value.to_string()),
+        }
+        Ok(())
+    }
+}
+
+/// A time since the Unix epoch as RFC 3339 in UTC, to the millisecond:
+/// `2026-11-25T02:40:00.123Z`.
+pub(crate) fn rfc3339(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs();
+    // u64 seconds / 86400 fits i64 days with room to spare.
+    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60,
+        since_epoch.subsec_millis()
+    )
+}
+
+/// The proleptic Gregorian date `days` after 1970-01-01: years counted in 400-year eras of
+/// 146,097 days, each year starting on 1 March so that the leap day falls at its end.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468; // days since 0000-03-01
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097); // 0..=146096
+    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // 0..=399
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // 0..=365
+    let month_from_march = (5 * day_of_year + 2) / 153; // 0..=11, 0 is March
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1; // 1..=31
+    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 }; // 1..=12
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month as u32, day as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use log::Level;
+
+    #[test]
+    fn rfc3339_known_instants() {
+        let cases: &[(u64, u32, &str)] = &[
+            (0, 0, "1970-01-01T00:00:00.000Z"),
+            (94_694_399, 0, "1972-12-31T23:59:59.000Z"), // the first leap year's last second
+            (946_684_799, 999, "1999-12-31T23:59:59.999Z"),
+            (951_827_696, 5, "2000-02-29T12:34:56.005Z"), // 2000 is a leap year (divisible by 400)
+            (1_709_251_199, 120, "2024-02-29T23:59:59.120Z"),
+            (1_795_574_400, 123, "2026-11-25T02:40:00.123Z"),
+            (2_147_483_648, 0, "2038-01-19T03:14:08.000Z"), // past i32 seconds
+            (4_107_542_399, 0, "2100-02-28T23:59:59.000Z"), // 2100 is not (divisible by 100)
+            (4_107_542_400, 0, "2100-03-01T00:00:00.000Z"),
+            (253_402_300_799, 0, "9999-12-31T23:59:59.000Z"),
+        ];
+        for &(secs, millis, want) in cases {
+            let d = Duration::from_secs(secs) + Duration::from_millis(millis.into());
+            assert_eq!(rfc3339(d), want, "{secs}");
+        }
+        // Sub-millisecond time is truncated, never rounded up into the next second.
+        assert_eq!(rfc3339(Duration::new(59, 999_999_999)), "1970-01-01T00:00:59.999Z");
+    }
+
+    #[test]
+    fn civil_from_days_walks_every_day_of_four_centuries() {
+        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let (mut y, mut m, mut d) = (1970_i64, 1_u32, 1_u32);
+        for days in 0..146_097 {
+            assert_eq!(civil_from_days(days), (y, m, d), "{days}");
+            let len = match m {
+                2 if leap(y) => 29,
+                2 => 28,
+                4 | 6 | 9 | 11 => 30,
+                _ => 31,
+            };
+            d += 1;
+            if d > len {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
+
+    #[test]
+    fn log_format_parses() {
+        assert_eq!("text".parse(), Ok(LogFormat::Text));
+        assert_eq!("json".parse(), Ok(LogFormat::Json));
+        let err = "JSON".parse::<LogFormat>().expect_err("case matters");
+        assert_eq!(err.original, "JSON");
+        assert_eq!(err.to_string(), r#"unknown log format "JSON": use "text" or "json""#);
+        assert_eq!(LogFormat::Json.to_string(), "json");
+    }
+
+    const AT: Duration = Duration::from_millis(1_795_574_400_123);
+
+    #[test]
+    fn text_line_shape() {
+        let fields: &[(&str, kv::Value<'_>)] =
+            &[("addr", kv::Value::from("0.0.0.0:9100")), ("why", "two words".into())];
+        let record = Record::builder()
+            .level(Level::Info)
+            .target("msp_server::serve")
+            .args(format_args!("listening"))
+            .key_values(&fields)
+            .build();
+        assert_eq!(
+            render(LogFormat::Text, AT, &record),
+            "2026-11-25T02:40:00.123Z INFO  msp_server::serve: listening addr=0.0.0.0:9100 why=\"two words\"\n"
+        );
+    }
+
+    #[test]
+    fn json_line_shape() {
+        let fields: &[(&str, kv::Value<'_>)] = &[
+            ("resource", kv::Value::from("pods")),
+            ("status", 503_u64.into()),
+            ("retry", true.into()),
+            ("msg", "shadowed".into()),
+        ];
+        // A record borrows its format_args!, so it is rendered where it is built.
+        let line = render(
+            LogFormat::Json,
+            AT,
+            &Record::builder()
+                .level(Level::Warn)
+                .target("msp_server::cache")
+                .args(format_args!("list failed: \"quoted\"\nsecond line \\ tab\t{}", '\u{1}'))
+                .key_values(&fields)
+                .build(),
+        );
+        assert!(line.ends_with("}\n") && !line[..line.len() - 1].contains('\n'), "one line: {line}");
+        assert!(line.starts_with(r#"{"time":"2026-11-25T02:40:00.123Z","level":"warn","#), "{line}");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "time": "2026-11-25T02:40:00.123Z",
+                "level": "warn",
+                "target": "msp_server::cache",
+                "msg": "list failed: \"quoted\"\nsecond line \\ tab\t\u{1}",
+                "resource": "pods",
+                "status": 503,
+                "retry": true,
+                "_msg": "shadowed",
+            })
+        );
+    }
+
+    #[test]
+    fn other_crates_are_capped_at_warn() {
+        let logger = Logger { level: LevelFilter::Trace, format: LogFormat::Json };
+        let meta = |level, target| Metadata::builder().level(level).target(target).build();
+        assert!(logger.enabled(&meta(Level::Trace, "msp_server::kube")));
+        assert!(logger.enabled(&meta(Level::Warn, "async_h1::server")));
+        assert!(!logger.enabled(&meta(Level::Info, "async_h1::server")));
     }
 }

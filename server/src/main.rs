@@ -7,7 +7,18 @@ use msp_server::{init_logging, Config, Registry};
 
 const USAGE: &str = "usage: metrics-server-prom [--demo] [--config FILE]
   --demo         serve a simulated cluster (no Kubernetes needed; needs the default `demo` feature)
-  --config FILE  TOML configuration (also MSP_CONFIG); MSP_* variables override it";
+  --config FILE  TOML configuration (also MSP_CONFIG); MSP_* variables override it
+  --version      print version, revision and target";
+
+/// The usage, then every `MSP_` variable with its default (from the configuration's own
+/// defaults, so the two cannot drift).
+fn help() -> String {
+    let mut out = format!("{USAGE}\n\nEnvironment (MSP_ variables override the file; nested keys joined by __):\n");
+    for (var, default) in msp_server::config_variables() {
+        out.push_str(&format!("  {var:<40} default: {default}\n"));
+    }
+    out
+}
 
 #[async_std::main]
 async fn main() -> ExitCode {
@@ -18,11 +29,17 @@ async fn main() -> ExitCode {
             "--demo" => demo = true,
             "--config" => file = args.next().map(PathBuf::from),
             "--version" => {
-                println!("metrics-server-prom {}", env!("CARGO_PKG_VERSION"));
+                println!(
+                    "metrics-server-prom {} (revision {}, {}, {})",
+                    env!("CARGO_PKG_VERSION"),
+                    env!("MSP_REVISION"),
+                    env!("MSP_TARGET"),
+                    env!("MSP_RUSTC")
+                );
                 return ExitCode::SUCCESS;
             }
             "-h" | "--help" => {
-                println!("{USAGE}");
+                print!("{}", help());
                 return ExitCode::SUCCESS;
             }
             other => {
@@ -38,7 +55,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    init_logging(config.log_level);
+    init_logging(config.log_level, config.log_format);
     let _demo = if demo {
         match start_demo(&mut config).await {
             Ok(sim) => Some(sim),

@@ -12,6 +12,9 @@ use msp_core::{ExpositionError, LabelName, MetricName, MetricType, Writer};
 const RESOURCE: LabelName = LabelName::from_static("resource");
 const ENRICHER: LabelName = LabelName::from_static("enricher");
 const VERSION: LabelName = LabelName::from_static("version");
+const REVISION: LabelName = LabelName::from_static("revision");
+const RUSTC: LabelName = LabelName::from_static("rustc");
+const TARGET: LabelName = LabelName::from_static("target");
 
 /// Something that writes metric families about itself into each scrape: the Kubernetes
 /// client (requests by code) and the caches (objects, watch errors).
@@ -79,7 +82,8 @@ pub fn write(
     let help = "Time this scrape took to read and transform, before writing these self-metrics.";
     w.family(&DURATION, help, MetricType::Gauge)?.sample([], health.took.as_secs_f64());
     let help = "Metrics API items dropped because a value was invalid or missing.";
-    w.family(&PARSE_ERRORS, help, MetricType::Counter)?.sample([], counters.parse_errors.load(Ordering::Relaxed) as f64);
+    w.family(&PARSE_ERRORS, help, MetricType::Counter)?
+        .sample([], counters.parse_errors.load(Ordering::Relaxed) as f64);
     let help = "Scrapes in which an enricher failed and its labels were left out.";
     let mut f = w.family(&ENRICHER_ERRORS, help, MetricType::Counter)?;
     let counts = counters.enricher_errors.lock().map(|c| c.clone()).unwrap_or_default();
@@ -89,8 +93,15 @@ pub fn write(
     for report in reports {
         report.write_metrics(w)?;
     }
-    let help = "Always 1; the version of metrics-server-prom.";
-    w.family(&BUILD_INFO, help, MetricType::Gauge)?.sample([(&VERSION, env!("CARGO_PKG_VERSION"))], 1.0);
+    crate::process::write(w);
+    let help = "Always 1; the version, git revision, compiler and target of metrics-server-prom.";
+    let build = [
+        (&VERSION, env!("CARGO_PKG_VERSION")),
+        (&REVISION, env!("MSP_REVISION")),
+        (&RUSTC, env!("MSP_RUSTC")),
+        (&TARGET, env!("MSP_TARGET")),
+    ];
+    w.family(&BUILD_INFO, help, MetricType::Gauge)?.sample(build, 1.0);
     Ok(())
 }
 

@@ -8,11 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::auth::VerifiedClient;
+use crate::web::WebConfigFile;
 use async_std::net::TcpListener;
 use futures_lite::io::{AsyncRead, AsyncWrite};
 use futures_lite::StreamExt;
-use crate::auth::VerifiedClient;
-use crate::web::WebConfigFile;
 
 /// How long in-flight requests get after shutdown starts.
 pub const GRACE: Duration = Duration::from_secs(4);

@@ -61,8 +61,8 @@ impl MetricsSource for MetricsApi {
     async fn pod_metrics(&self, label_selector: Option<&str>) -> Result<Vec<u8>, SourceError> {
         let query = match label_selector {
             Some(selector) => {
-                let mut url = http_types::Url::parse("http://encode.invalid/")
-                    .unwrap_or_else(|_| unreachable!("a valid URL"));
+                let mut url =
+                    http_types::Url::parse("http://encode.invalid/").unwrap_or_else(|_| unreachable!("a valid URL"));
                 url.query_pairs_mut().append_pair("labelSelector", selector);
                 format!("?{}", url.query().unwrap_or_default())
             }

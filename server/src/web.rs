@@ -107,8 +107,8 @@ impl WebConfig {
             // An emptied (or half-written) file must not turn the checks off.
             return Err(invalid("the file is empty".into()));
         }
-        let raw: RawFile = serde_norway::from_slice(&text)
-            .map_err(|source| WebConfigError::Yaml { path: path.to_owned(), source })?;
+        let raw: RawFile =
+            serde_norway::from_slice(&text).map_err(|source| WebConfigError::Yaml { path: path.to_owned(), source })?;
         let _ = raw.http_server_config;
         let dir = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { dir.join(p) };
@@ -259,7 +259,12 @@ mod tests {
         std::fs::write(&path, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("write");
         let file = WebConfigFile::open(path.clone()).expect("open");
         assert!(file.current().is_some_and(|c| c.has_basic_auth()));
-        for broken in ["", "  \n", "basic_auth_users:\n  prometheus: [", "tls_server_config:\n  cert_file: /nope\n  key_file: /nope\n"] {
+        for broken in [
+            "",
+            "  \n",
+            "basic_auth_users:\n  prometheus: [",
+            "tls_server_config:\n  cert_file: /nope\n  key_file: /nope\n",
+        ] {
             std::fs::write(&path, broken).expect("write");
             // Make the change visible even within one mtime tick.
             file.current.lock().expect("lock").0 = None;

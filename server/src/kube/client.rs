@@ -150,13 +150,7 @@ impl KubeClient {
     /// A client for `endpoint`.
     pub fn new(endpoint: Endpoint, limits: Limits) -> Self {
         let http = surf::Client::with_http_client(Transport::new(endpoint.tls));
-        KubeClient {
-            http,
-            base: endpoint.base,
-            auth: endpoint.auth,
-            limits,
-            counts: Mutex::default(),
-        }
+        KubeClient { http, base: endpoint.base, auth: endpoint.auth, limits, counts: Mutex::default() }
     }
 
     /// The API server's base URL.
@@ -208,10 +202,7 @@ impl KubeClient {
 
     /// A GET of `path_and_query` with `Accept` and the bearer token.
     fn request(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::RequestBuilder, KubeError> {
-        let url = self
-            .base
-            .join(path_and_query)
-            .map_err(|e| transport(path, e))?;
+        let url = self.base.join(path_and_query).map_err(|e| transport(path, e))?;
         let mut req = self.http.get(url).header("Accept", accept);
         if let Some(token) = self.auth.bearer() {
             req = req.header("Authorization", format!("Bearer {}", token.expose()));
@@ -287,11 +278,7 @@ impl KubeClient {
         }
         let mut body = Vec::with_capacity(res.len().unwrap_or(64 * 1024).min(limit));
         let reader = res.take_body().into_reader();
-        reader
-            .take(limit as u64 + 1)
-            .read_to_end(&mut body)
-            .await
-            .map_err(|e| transport(path, e))?;
+        reader.take(limit as u64 + 1).read_to_end(&mut body).await.map_err(|e| transport(path, e))?;
         if body.len() > limit {
             return Err(KubeError::TooLarge { path: path.to_owned(), limit });
         }

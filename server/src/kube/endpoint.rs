@@ -219,8 +219,8 @@ struct UserEntry {
 
 fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
     let text = read("kubeconfig", path)?;
-    let config: Kubeconfig =
-        serde_norway::from_slice(&text).map_err(|source| EndpointError::Kubeconfig { path: path.to_owned(), source })?;
+    let config: Kubeconfig = serde_norway::from_slice(&text)
+        .map_err(|source| EndpointError::Kubeconfig { path: path.to_owned(), source })?;
     let incomplete = |message: String| EndpointError::Incomplete { path: path.to_owned(), message };
     let ctx_name = s
         .context

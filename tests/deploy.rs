@@ -1,0 +1,210 @@
+//! Issue 14, [first-hour]: the in-cluster install renders and runs what `./scripts/image`
+//! builds, grants only what the code uses, and its alerting rules pass their own tests.
+//!
+//! Needs `kubectl` (Debian's `kubernetes-client`) and `promtool` (Debian's `prometheus`);
+//! `./scripts/test` installs both when missing.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+// One line to change when the workspace moves to serde_norway.
+use serde_norway as yaml;
+
+/// The repository's root.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Runs `program args` in the repository's root; panics with its output unless it succeeds.
+fn run(program: &str, args: &[&str]) -> String {
+    let out = Command::new(program).args(args).current_dir(root()).output().unwrap_or_else(|e| {
+        panic!(
+            "{program}: {e}; run ./scripts/test, which installs kubectl (kubernetes-client) and promtool (prometheus)"
+        )
+    });
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{program} {args:?} failed:\n{report}");
+    String::from_utf8(out.stdout).expect("utf-8")
+}
+
+/// `kubectl kustomize dir`, one value per document (kustomize separates them by `---` lines).
+fn kustomize(dir: &str) -> Vec<yaml::Value> {
+    let rendered = run("kubectl", &["kustomize", dir]);
+    rendered.split("\n---\n").map(|doc| yaml::from_str(doc).expect(dir)).collect()
+}
+
+/// The one document of `kind` in `docs`.
+fn one<'a>(docs: &'a [yaml::Value], kind: &str) -> &'a yaml::Value {
+    let found: Vec<&yaml::Value> = docs.iter().filter(|d| d["kind"].as_str() == Some(kind)).collect();
+    assert_eq!(found.len(), 1, "one {kind}");
+    found[0]
+}
+
+fn read_yaml(path: &str) -> yaml::Value {
+    let text = std::fs::read_to_string(root().join(path)).expect(path);
+    yaml::from_str(&text).expect(path)
+}
+
+/// The `image=` line of scripts/image: the tag it builds.
+fn built_image() -> String {
+    let script = std::fs::read_to_string(root().join("scripts/image")).expect("scripts/image");
+    let line = script.lines().find_map(|l| l.strip_prefix("image=")).expect("an image= line in scripts/image");
+    line.trim().to_owned()
+}
+
+fn container(deployment: &yaml::Value) -> &yaml::Value {
+    &deployment["spec"]["template"]["spec"]["containers"][0]
+}
+
+#[test]
+fn deploy_runs_the_image_scripts_image_builds() {
+    let docs = kustomize("deploy/");
+    let deployment = one(&docs, "Deployment");
+    let image = built_image();
+    assert_eq!(container(deployment)["image"].as_str(), Some(image.as_str()));
+    // A loaded (kind, podman) image is used as it is, never pulled.
+    assert_eq!(container(deployment)["imagePullPolicy"].as_str(), Some("IfNotPresent"));
+}
+
+#[test]
+fn deploy_pod_has_no_service_links_and_a_local_readiness_probe() {
+    let docs = kustomize("deploy/");
+    let deployment = one(&docs, "Deployment");
+    let pod = &deployment["spec"]["template"]["spec"];
+    assert_eq!(pod["enableServiceLinks"].as_bool(), Some(false), "MSP_PORT and friends would stop startup");
+    let readiness = &container(deployment)["readinessProbe"];
+    assert_eq!(readiness["httpGet"]["path"].as_str(), Some("/readyz"));
+    assert!(readiness["timeoutSeconds"].as_u64().is_some_and(|t| t <= 2), "{readiness:?}");
+}
+
+#[test]
+fn deploy_rbac_is_list_and_watch_only() {
+    let docs = kustomize("deploy/");
+    let role = one(&docs, "ClusterRole");
+    let mut granted = BTreeSet::new();
+    for rule in role["rules"].as_sequence().expect("rules") {
+        let verbs: Vec<&str> = rule["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();
+        for group in rule["apiGroups"].as_sequence().expect("groups") {
+            let group = group.as_str().expect("group");
+            // The metrics API is listed on each scrape and has no watch.
+            let want: &[&str] = if group == "metrics.k8s.io" { &["list"] } else { &["list", "watch"] };
+            assert_eq!(verbs, want, "{rule:?}");
+            for resource in rule["resources"].as_sequence().expect("resources") {
+                granted.insert(format!("{group}/{}", resource.as_str().expect("resource")));
+            }
+        }
+    }
+    assert_eq!(
+        granted.into_iter().collect::<Vec<_>>(),
+        ["/nodes", "/pods", "apps/replicasets", "batch/jobs", "metrics.k8s.io/nodes", "metrics.k8s.io/pods"]
+    );
+}
+
+#[test]
+fn deploy_renders_the_alerting_rules() {
+    let docs = kustomize("deploy/");
+    let rule = one(&docs, "PrometheusRule");
+    assert_eq!(rule["metadata"]["namespace"].as_str(), Some("monitoring"));
+    let plain = read_yaml("deploy/rules/metrics-server-prom.rules.yaml");
+    assert_eq!(rule["spec"]["groups"], plain["groups"], "run ./scripts/rules");
+}
+
+#[test]
+fn deploy_kube_prometheus_stack_example_adds_the_release_label() {
+    let docs = kustomize("examples/kube-prometheus-stack");
+    for kind in ["ServiceMonitor", "PrometheusRule"] {
+        let labels = &one(&docs, kind)["metadata"]["labels"];
+        assert_eq!(labels["release"].as_str(), Some("kube-prometheus-stack"), "{kind}");
+        assert_eq!(labels["app.kubernetes.io/name"].as_str(), Some("metrics-server-prom"), "{kind}");
+    }
+    assert_eq!(container(one(&docs, "Deployment"))["image"].as_str(), Some(built_image().as_str()));
+    // Only the two objects that chart selects by label are touched.
+    assert!(one(&docs, "Deployment")["metadata"]["labels"]["release"].is_null());
+}
+
+#[test]
+fn deploy_rules_pass_promtool() {
+    run("promtool", &["check", "rules", "deploy/rules/metrics-server-prom.rules.yaml"]);
+    let tested = run("promtool", &["test", "rules", "deploy/rules/tests.yaml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+}
+
+/// Every alert has a test that expects it to fire and one that expects it to stay quiet;
+/// every recording rule is checked.
+#[test]
+fn deploy_rules_tests_cover_every_rule() {
+    let plain = read_yaml("deploy/rules/metrics-server-prom.rules.yaml");
+    let tests = read_yaml("deploy/rules/tests.yaml");
+    let mut fires = BTreeSet::new();
+    let mut quiet = BTreeSet::new();
+    let mut checked = BTreeSet::new();
+    for case in tests["tests"].as_sequence().expect("tests") {
+        for t in case["alert_rule_test"].as_sequence().into_iter().flatten() {
+            let name = t["alertname"].as_str().expect("alertname").to_owned();
+            match t["exp_alerts"].as_sequence().map(Vec::len) {
+                Some(0) | None => quiet.insert(name),
+                Some(_) => fires.insert(name),
+            };
+        }
+        for t in case["promql_expr_test"].as_sequence().into_iter().flatten() {
+            checked.insert(t["expr"].as_str().expect("expr").to_owned());
+        }
+    }
+    let mut alerts = BTreeSet::new();
+    let mut records = BTreeSet::new();
+    for group in plain["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            if let Some(alert) = rule["alert"].as_str() {
+                alerts.insert(alert.to_owned());
+            }
+            if let Some(record) = rule["record"].as_str() {
+                records.insert(record.to_owned());
+            }
+        }
+    }
+    assert!(alerts.len() >= 6, "{alerts:?}");
+    assert_eq!(fires, alerts, "alerts tested firing");
+    assert_eq!(quiet, alerts, "alerts tested quiet");
+    assert_eq!(checked, records, "recording rules tested");
+}
+
+/// The recording rules the dashboard queries exist; the alerts' job matcher and the slow-scrape
+/// fallback agree with the shipped scrape configurations.
+#[test]
+fn deploy_rules_agree_with_the_dashboard_and_scrape_configs() {
+    let rules = std::fs::read_to_string(root().join("deploy/rules/metrics-server-prom.rules.yaml")).expect("rules");
+    let plain: yaml::Value = yaml::from_str(&rules).expect("rules");
+    let records: BTreeSet<String> = plain["groups"]
+        .as_sequence()
+        .expect("groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().cloned().unwrap_or_default())
+        .filter_map(|r| r["record"].as_str().map(String::from))
+        .collect();
+    let dashboard = std::fs::read_to_string(root().join("deploy/dashboard.json")).expect("dashboard");
+    let used: BTreeSet<String> = dashboard
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+        .filter(|w| w.contains(':') && w.contains("kube_metrics_server_"))
+        .map(String::from)
+        .collect();
+    assert!(used.len() >= 4, "{used:?}");
+    assert!(used.is_subset(&records), "dashboard uses {used:?}; rules record {records:?}");
+
+    // The job label: the Service's name under the Operator (no jobLabel), job_name otherwise.
+    assert!(rules.contains(r#"job=~".*metrics-server-prom.*""#));
+    let monitor = read_yaml("deploy/servicemonitor.yaml");
+    assert!(monitor["spec"]["jobLabel"].is_null());
+    assert_eq!(read_yaml("deploy/service.yaml")["metadata"]["name"].as_str(), Some("metrics-server-prom"));
+    let scrape = read_yaml("deploy/prometheus-scrape-config.yaml");
+    assert_eq!(scrape[0]["job_name"].as_str(), Some("metrics-server-prom"));
+
+    // MetricsServerPromScrapeSlow's fallback threshold is 80% of the timeout both ship with.
+    let seconds = |s: Option<&str>| -> f64 {
+        s.and_then(|s| s.strip_suffix('s')).and_then(|s| s.parse().ok()).expect("a timeout in seconds")
+    };
+    let timeout = seconds(monitor["spec"]["endpoints"][0]["scrapeTimeout"].as_str());
+    assert_eq!(seconds(scrape[0]["scrape_timeout"].as_str()), timeout);
+    let threshold = format!("scrape_duration_seconds{{job=~\".*metrics-server-prom.*\"}} > {}\n", 0.8 * timeout);
+    assert!(rules.contains(&threshold), "want `{threshold}` in the rules");
+}
