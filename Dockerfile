@@ -16,7 +16,7 @@ RUN case "${TARGETARCH:-amd64}" in \
       arm64) TRIPLE=aarch64-unknown-linux-gnu ;; \
       *) echo "unsupported TARGETARCH ${TARGETARCH}: amd64 or arm64" >&2; exit 1 ;; \
     esac \
- && MSP_REVISION="${REVISION}" RUSTFLAGS="-C target-feature=+crt-static" \
+ && BUILD_REVISION="${REVISION}" RUSTFLAGS="-C target-feature=+crt-static" \
     cargo build --release --locked --no-default-features --target "$TRIPLE" -p msp-server \
  && cp "target/$TRIPLE/release/metrics-server-prom" /metrics-server-prom
 

@@ -1,22 +1,24 @@
 //! Embeds what `build_info` and `--version` report, as compile-time environment variables:
 //!
-//! - `MSP_REVISION`: the `MSP_REVISION` the build was given (the Dockerfile passes its
+//! - `BUILD_REVISION`: the `BUILD_REVISION` the build was given (the Dockerfile passes its
 //!   `REVISION` argument), else `git rev-parse --short=12 HEAD`, else `unknown` (outside git,
 //!   or when git is missing or fails);
-//! - `MSP_RUSTC`: `$RUSTC --version`, e.g. `rustc 1.95.0 (…)`, or `unknown`;
-//! - `MSP_TARGET`: the target triple being built for.
+//! - `BUILD_RUSTC`: `$RUSTC --version`, e.g. `rustc 1.95.0 (…)`, or `unknown`;
+//! - `BUILD_TARGET`: the target triple being built for.
 //!
-//! Read them with `env!("MSP_REVISION")` and so on. No dependencies.
+//! Read them with `env!("BUILD_REVISION")` and so on. No dependencies. The names must not start
+//! with `MSP_`: cargo also sets them in the environment of `cargo run` and `cargo test`, where
+//! the configuration would read them as keys.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=MSP_REVISION");
+    println!("cargo:rerun-if-env-changed=BUILD_REVISION");
 
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
-    let given = std::env::var("MSP_REVISION").ok().map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    let given = std::env::var("BUILD_REVISION").ok().map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
     let revision = match given {
         Some(r) => r,
         None => {
@@ -24,14 +26,14 @@ fn main() {
             git_revision(&manifest_dir).unwrap_or_else(|| "unknown".to_owned())
         }
     };
-    println!("cargo:rustc-env=MSP_REVISION={revision}");
+    println!("cargo:rustc-env=BUILD_REVISION={revision}");
 
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let rustc_version = run(Command::new(rustc).arg("--version")).unwrap_or_else(|| "unknown".to_owned());
-    println!("cargo:rustc-env=MSP_RUSTC={rustc_version}");
+    println!("cargo:rustc-env=BUILD_RUSTC={rustc_version}");
 
     let target = std::env::var("TARGET").unwrap_or_else(|_| "unknown".to_owned());
-    println!("cargo:rustc-env=MSP_TARGET={target}");
+    println!("cargo:rustc-env=BUILD_TARGET={target}");
 }
 
 /// The first line of a command's standard output, if it ran, succeeded and printed one.

@@ -110,7 +110,7 @@ async fn spine_seed_naming_has_exactly_the_original_label_set() {
     let families: std::collections::BTreeSet<&str> = samples
         .iter()
         .map(|s| s.name.as_str())
-        .filter(|n| !n.starts_with("kube_metrics_server_up") && n.contains("_cpu") || n.contains("_mem"))
+        .filter(|n| n.starts_with("kube_metrics_server_") && (n.contains("_cpu") || n.contains("_mem")))
         .collect();
     assert_eq!(
         families.into_iter().collect::<Vec<_>>(),

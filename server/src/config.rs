@@ -78,12 +78,32 @@ pub struct RawKubernetes {
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context.
     pub context: Option<String>,
-    /// Per-request timeout, a Go duration.
+    /// Per-request timeout, a Go duration (a bare number is read, and refused with an example).
+    #[serde(deserialize_with = "text_or_number")]
     pub timeout: String,
     /// Turn off server certificate verification (logged loudly).
     pub insecure_skip_tls_verify: bool,
     /// Largest response body accepted.
     pub max_response_bytes: u64,
+}
+
+/// A string, or a number kept as its text (`MSP_KUBERNETES__TIMEOUT=5` arrives as a number),
+/// so the check can say what is missing instead of a type error.
+fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Text(String),
+        Unsigned(u64),
+        Signed(i64),
+        Float(f64),
+    }
+    Ok(match Raw::deserialize(d)? {
+        Raw::Text(s) => s,
+        Raw::Unsigned(n) => n.to_string(),
+        Raw::Signed(n) => n.to_string(),
+        Raw::Float(n) => n.to_string(),
+    })
 }
 
 impl Default for RawConfig {
@@ -460,7 +480,7 @@ mod tests {
             ("MSP_KUBERNETES__TYPO", "1", "typo"),
             ("MSP_TYPO", "1", "`typo` is not known"),
             ("MSP_ENRICHERS", r#"["node","labels","node"]"#, "\"node\" is listed twice (positions 1 and 3)"),
-            ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": [labels]"),
+            ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": empty pattern"),
             ("MSP_LABELS__TYPO", "1", "typo"),
             ("MSP_KUBERNETES__TIMEOUT", "5", "for example \"5s\""),
             ("MSP_KUBERNETES__MAX_RESPONSE_BYTES", "lots", "KUBERNETES.MAX_RESPONSE_BYTES"),

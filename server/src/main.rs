@@ -32,9 +32,9 @@ async fn main() -> ExitCode {
                 println!(
                     "metrics-server-prom {} (revision {}, {}, {})",
                     env!("CARGO_PKG_VERSION"),
-                    env!("MSP_REVISION"),
-                    env!("MSP_TARGET"),
-                    env!("MSP_RUSTC")
+                    env!("BUILD_REVISION"),
+                    env!("BUILD_TARGET"),
+                    env!("BUILD_RUSTC")
                 );
                 return ExitCode::SUCCESS;
             }

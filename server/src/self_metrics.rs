@@ -97,9 +97,9 @@ pub fn write(
     let help = "Always 1; the version, git revision, compiler and target of metrics-server-prom.";
     let build = [
         (&VERSION, env!("CARGO_PKG_VERSION")),
-        (&REVISION, env!("MSP_REVISION")),
-        (&RUSTC, env!("MSP_RUSTC")),
-        (&TARGET, env!("MSP_TARGET")),
+        (&REVISION, env!("BUILD_REVISION")),
+        (&RUSTC, env!("BUILD_RUSTC")),
+        (&TARGET, env!("BUILD_TARGET")),
     ];
     w.family(&BUILD_INFO, help, MetricType::Gauge)?.sample(build, 1.0);
     Ok(())
