@@ -92,13 +92,63 @@ pub struct NodeMetrics<'a> {
     pub usage: Usage<'a>,
 }
 
-/// A `...List` object: only `items` matters.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(bound(deserialize = "T: Deserialize<'de>"))]
+/// A `...List` object: only `items` matters. Items are read one at a time: one that does
+/// not fit (a `null` where an object belongs, a number where a quantity string belongs, a
+/// lone surrogate in a label) is set aside in [`List::invalid`] with the reason, and every
+/// other item is kept.
+#[derive(Debug, Clone)]
 pub struct List<T> {
-    /// The objects.
-    #[serde(default = "Vec::new", deserialize_with = "nullable")]
+    /// The objects that could be read.
     pub items: Vec<T>,
+    /// The items that could not: `(name, reason)`, the name as `namespace/name` when the
+    /// item shows one, else `#index`.
+    pub invalid: Vec<(String, String)>,
+}
+
+/// Enough of an item to name it in an error.
+#[derive(Deserialize, Default)]
+struct NameProbe {
+    #[serde(default)]
+    metadata: Option<NameMeta>,
+}
+
+#[derive(Deserialize, Default)]
+struct NameMeta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+fn item_name(raw: &str, index: usize) -> String {
+    let meta = serde_json::from_str::<NameProbe>(raw).ok().and_then(|p| p.metadata).unwrap_or_default();
+    match (meta.namespace, meta.name) {
+        (Some(ns), Some(name)) if !ns.is_empty() => format!("{ns}/{name}"),
+        (_, Some(name)) => name,
+        _ => format!("#{index}"),
+    }
+}
+
+impl<'de: 'a, 'a, T: Deserialize<'a>> Deserialize<'de> for List<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw<'r> {
+            #[serde(borrow, default)]
+            items: Option<Vec<&'r serde_json::value::RawValue>>,
+        }
+        let raw = Raw::deserialize(d)?;
+        let raw_items = raw.items.unwrap_or_default();
+        let mut items = Vec::with_capacity(raw_items.len());
+        let mut invalid = Vec::new();
+        for (i, item) in raw_items.into_iter().enumerate() {
+            let text: &'a str = item.get();
+            match serde_json::from_str::<T>(text) {
+                Ok(v) => items.push(v),
+                Err(e) => invalid.push((item_name(text, i), e.to_string())),
+            }
+        }
+        Ok(List { items, invalid })
+    }
 }
 
 impl<'a, T: Deserialize<'a>> List<T> {
@@ -113,14 +163,14 @@ impl<'a, T: Deserialize<'a>> List<T> {
         if serde_json::from_slice::<Probe>(json)?.items.is_some() {
             serde_json::from_slice(json)
         } else {
-            Ok(List { items: vec![serde_json::from_slice(json)?] })
+            Ok(List { items: vec![serde_json::from_slice(json)?], invalid: Vec::new() })
         }
     }
 }
 
 impl<T> Default for List<T> {
     fn default() -> Self {
-        List { items: Vec::new() }
+        List { items: Vec::new(), invalid: Vec::new() }
     }
 }
 

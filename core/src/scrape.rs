@@ -98,7 +98,12 @@ pub struct Scrape<'a> {
 fn usage(u: &Usage<'_>) -> Result<(Quantity, Quantity), String> {
     let field = |v: &Option<Str<'_>>, what: &str| -> Result<Quantity, String> {
         let text = v.as_deref().ok_or_else(|| format!("no {what} usage"))?;
-        text.parse::<Quantity>().map_err(|e| format!("{what}: {e}"))
+        let q = text.parse::<Quantity>().map_err(|e| format!("{what}: {e}"))?;
+        // apimachinery allows negative quantities; usage cannot be negative.
+        if q < Quantity::ZERO {
+            return Err(format!("{what}: negative usage {text:?}"));
+        }
+        Ok(q)
     };
     Ok((field(&u.cpu, "cpu")?, field(&u.memory, "memory")?))
 }
@@ -135,6 +140,11 @@ impl<'a> Scrape<'a> {
     /// Checks both lists. Either may be empty (when its fetch failed, say).
     pub fn new(pods: &'a PodMetricsList<'a>, nodes: &'a NodeMetricsList<'a>) -> Self {
         let mut errors = Vec::new();
+        for (list, resource) in [(&pods.invalid, "pod"), (&nodes.invalid, "node")] {
+            for (object, reason) in list {
+                errors.push(ItemError { resource, object: object.clone(), reason: reason.clone() });
+            }
+        }
         let mut pod_samples = Vec::with_capacity(pods.items.len());
         for (i, item) in pods.items.iter().enumerate() {
             match pod_sample(item) {
@@ -254,5 +264,30 @@ mod tests {
         );
         assert_eq!(s.pod_index("x", "b"), Some(1));
         assert_eq!(s.pod_index("y", "b"), None);
+    }
+
+    #[test]
+    fn each_bad_item_costs_only_itself() {
+        let good = |name: &str| {
+            format!(r#"{{"metadata":{{"name":"{name}","namespace":"a"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1Ki"}}}}]}}"#)
+        };
+        let bad = [
+            r#"{"metadata":{"name":"null-container","namespace":"a"},"containers":[null]}"#,
+            r#"{"metadata":{"name":"null-label","namespace":"a","labels":{"app":null}},"containers":[]}"#,
+            r#"{"metadata":{"name":"surrogate","namespace":"a","labels":{"app":"\udcff"}},"containers":[]}"#,
+            r#"{"metadata":{"name":"numeric-cpu","namespace":"a"},"containers":[{"name":"c","usage":{"cpu":5,"memory":"1Ki"}}]}"#,
+            r#"{"metadata":{"name":"negative","namespace":"a"},"containers":[{"name":"c","usage":{"cpu":"-5m","memory":"1Ki"}}]}"#,
+        ];
+        let json = format!(r#"{{"items":[{},{},{}]}}"#, good("first"), bad.join(","), good("last"));
+        let pods: PodMetricsList<'_> = serde_json::from_str(&json).expect("the list itself is valid JSON");
+        let nodes = Default::default();
+        let scrape = Scrape::new(&pods, &nodes);
+        let kept: Vec<&str> = scrape.pods.iter().map(|p| p.name).collect();
+        assert_eq!(kept, ["first", "last"]);
+        let mut dropped: Vec<&str> = scrape.errors.iter().map(|e| e.object.as_str()).collect();
+        dropped.sort_unstable();
+        assert_eq!(dropped, ["a/negative", "a/null-container", "a/null-label", "a/numeric-cpu", "a/surrogate"]);
+        let negative = scrape.errors.iter().find(|e| e.object == "a/negative").expect("negative");
+        assert!(negative.reason.contains("negative usage"), "{}", negative.reason);
     }
 }

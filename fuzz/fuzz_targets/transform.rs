@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use msp_core::model::{NodeMetricsList, PodMetricsList};
+use msp_core::{NodeMetricsList, PodMetricsList};
 use msp_core::{render, RenderOptions, Scrape};
 
 fuzz_target!(|data: &[u8]| {
