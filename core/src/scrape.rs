@@ -269,7 +269,9 @@ mod tests {
     #[test]
     fn each_bad_item_costs_only_itself() {
         let good = |name: &str| {
-            format!(r#"{{"metadata":{{"name":"{name}","namespace":"a"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1Ki"}}}}]}}"#)
+            format!(
+                r#"{{"metadata":{{"name":"{name}","namespace":"a"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1Ki"}}}}]}}"#
+            )
         };
         let bad = [
             r#"{"metadata":{"name":"null-container","namespace":"a"},"containers":[null]}"#,

@@ -82,6 +82,7 @@ async fn metrics(req: Request<State>) -> tide::Result {
     let body = req.state().scrape_shared(format, gzip, deadline).await;
     let mut res = Response::new(StatusCode::Ok);
     let len = body.len();
+    res.insert_ext(crate::http1::Evictable(body.evicted()));
     // Served straight from the shared buffer, without a copy.
     res.set_body(tide::Body::from_reader(futures_lite::io::Cursor::new(SharedBody(body)), Some(len)));
     res.insert_header("Content-Type", format.content_type());

@@ -3,29 +3,62 @@
 //! `nest()` included). `/healthz` and `/readyz` carry no middleware: kubelet probes them.
 //!
 //! bcrypt is slow by design, so a check runs on the blocking pool, never on the threads
-//! that serve requests.
+//! that serve requests, one at a time (at most one core), with a bounded queue: past
+//! [`QUEUE`] waiting checks, a request is refused with 503 at once. Successful checks are
+//! remembered (by digest), so Prometheus' own scrapes cost one bcrypt per configuration.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tide::{Middleware, Next, Request, Response, StatusCode};
 
-use crate::web::WebConfigFile;
+use crate::web::{Credentials, WebConfig, WebConfigFile};
 
 /// Set on a request (by the accept loop) whose TLS client presented a certificate the
 /// configured CA verified.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifiedClient;
 
+/// How many password checks may wait for the one that runs.
+pub const QUEUE: usize = 16;
+
+/// One bcrypt at a time, and a bounded queue of those waiting.
+#[derive(Debug)]
+struct Verifier {
+    permit: (async_std::channel::Sender<()>, async_std::channel::Receiver<()>),
+    waiting: AtomicUsize,
+}
+
 /// Refuses requests the web-config does not allow.
 #[derive(Debug, Clone)]
 pub struct Auth {
     web: Arc<WebConfigFile>,
+    verifier: Arc<Verifier>,
 }
 
 impl Auth {
     /// Checks requests against `web`, re-read when it changes.
     pub fn new(web: Arc<WebConfigFile>) -> Self {
-        Auth { web }
+        let permit = async_std::channel::bounded(1);
+        // One permit: bcrypt runs on one blocking thread at a time.
+        let _ = permit.0.try_send(());
+        Auth { web, verifier: Arc::new(Verifier { permit, waiting: AtomicUsize::new(0) }) }
+    }
+
+    /// Runs the slow check for `credentials`, or `None` when too many are waiting.
+    async fn verify(&self, config: Arc<WebConfig>, credentials: Credentials) -> Option<bool> {
+        let v = &self.verifier;
+        if v.waiting.fetch_add(1, Ordering::SeqCst) >= QUEUE {
+            v.waiting.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        let permit = v.permit.1.recv().await;
+        v.waiting.fetch_sub(1, Ordering::SeqCst);
+        let ok = async_std::task::spawn_blocking(move || config.verify(&credentials)).await;
+        if permit.is_ok() {
+            let _ = v.permit.0.try_send(());
+        }
+        Some(ok)
     }
 }
 
@@ -48,10 +81,19 @@ impl<S: Clone + Send + Sync + 'static> Middleware<S> for Auth {
             return Ok(unauthorized());
         }
         if config.has_basic_auth() {
-            let header = req.header("Authorization").map(|h| h.as_str().to_owned());
-            let allowed = async_std::task::spawn_blocking(move || config.authorized(header.as_deref())).await;
-            if !allowed {
-                return Ok(unauthorized());
+            let header = req.header("Authorization").map(|h| h.as_str());
+            let Some(credentials) = WebConfig::credentials(header) else { return Ok(unauthorized()) };
+            if !config.verified_before(&credentials) {
+                match self.verify(config, credentials).await {
+                    Some(true) => {}
+                    Some(false) => return Ok(unauthorized()),
+                    None => {
+                        let mut res = Response::new(StatusCode::ServiceUnavailable);
+                        res.insert_header("Retry-After", "1");
+                        res.set_body("too many password checks in progress\n");
+                        return Ok(res);
+                    }
+                }
             }
         }
         Ok(next.run(req).await)

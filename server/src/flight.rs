@@ -2,10 +2,16 @@
 //! format and encoding is in flight waits for its body instead of starting its own, but
 //! never past its own deadline. Bodies are reference-counted, and the buffer of the last
 //! one dropped is kept for the next scrape.
+//!
+//! At most [`MAX_BODIES`] distinct bodies are held at once. Normally one is (each scrape's
+//! body is dropped once sent); clients that request and never read would each pin one, so
+//! when a new body would exceed the bound, the oldest is evicted: its writers abandon it
+//! (see `http1.rs`) and its memory is freed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Instant;
 
 use msp_core::Format;
@@ -13,12 +19,32 @@ use msp_core::Format;
 /// What a response body is: its format, and whether it is gzipped.
 pub type Flavour = (Format, bool);
 
-/// One spare response buffer. A large exposition (200 MB at 100,000 pods) then reuses
-/// memory already mapped instead of faulting in fresh pages on every scrape.
+/// The most distinct response bodies held at once.
+pub const MAX_BODIES: usize = 4;
+
+/// One spare response buffer, and the bodies alive. A large exposition (200 MB at 100,000
+/// pods) reuses memory already mapped instead of faulting in fresh pages on every scrape.
 #[derive(Debug, Default)]
-pub(crate) struct Spare(Mutex<Option<Vec<u8>>>);
+pub(crate) struct Spare(Mutex<Option<Vec<u8>>>, Mutex<VecDeque<Weak<AtomicBool>>>);
 
 impl Spare {
+    /// A new body's eviction flag; evicts the oldest bodies beyond [`MAX_BODIES`].
+    fn register(&self) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let mut live = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        live.retain(|w| w.strong_count() > 0);
+        live.push_back(Arc::downgrade(&flag));
+        while live.len() > MAX_BODIES {
+            if let Some(oldest) = live.pop_front().and_then(|w| w.upgrade()) {
+                log::warn!(
+                    "more than {MAX_BODIES} response bodies held by clients that do not read: evicting the oldest"
+                );
+                oldest.store(true, Ordering::Relaxed);
+            }
+        }
+        flag
+    }
+
     /// An empty buffer, with the capacity of the last one given back.
     pub(crate) fn take(&self) -> String {
         let mut buf = self.0.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default();
@@ -41,11 +67,18 @@ impl Spare {
 pub struct Exposition {
     bytes: Vec<u8>,
     spare: Arc<Spare>,
+    evicted: Arc<AtomicBool>,
 }
 
 impl Exposition {
     pub(crate) fn new(bytes: Vec<u8>, spare: Arc<Spare>) -> Self {
-        Exposition { bytes, spare }
+        let evicted = spare.register();
+        Exposition { bytes, spare, evicted }
+    }
+
+    /// Set once this body is evicted: whoever is still writing it should stop.
+    pub fn evicted(&self) -> Arc<AtomicBool> {
+        self.evicted.clone()
     }
 
     /// Its length in bytes.
@@ -177,6 +210,18 @@ mod tests {
             assert!(Arc::ptr_eq(&a, &b));
             assert_eq!(runs.load(Ordering::SeqCst), 1);
         });
+    }
+
+    #[test]
+    fn bodies_beyond_the_bound_evict_the_oldest() {
+        let spare = Arc::new(Spare::default());
+        let bodies: Vec<Exposition> =
+            (0..MAX_BODIES + 2).map(|i| Exposition::new(vec![i as u8], spare.clone())).collect();
+        let evicted: Vec<bool> = bodies.iter().map(|b| b.evicted().load(Ordering::Relaxed)).collect();
+        assert_eq!(evicted, [true, true, false, false, false, false]);
+        drop(bodies);
+        let fresh = Exposition::new(vec![9], spare.clone());
+        assert!(!fresh.evicted().load(Ordering::Relaxed), "dropped bodies no longer count");
     }
 
     #[test]

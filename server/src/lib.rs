@@ -20,6 +20,7 @@ mod config;
 mod demo;
 mod exporter;
 mod flight;
+mod http1;
 mod kube;
 mod logging;
 mod negotiate;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::auth::VerifiedClient;
+use crate::http1::Limits;
 use crate::web::WebConfigFile;
 use async_std::net::TcpListener;
 use futures_lite::io::{AsyncRead, AsyncWrite};
@@ -57,26 +58,56 @@ pub async fn serve<S: Clone + Send + Sync + 'static>(
     serve_with(listener, app, shutdown, None).await
 }
 
-/// Serves one connection's requests; `verified`: its TLS client certificate was verified.
-async fn connection<S, IO>(io: IO, app: tide::Server<S>, in_flight: Arc<AtomicUsize>, verified: bool)
-where
+/// Serves one connection; `verified`: its TLS client certificate was verified.
+async fn connection<S, IO>(
+    io: IO,
+    app: tide::Server<S>,
+    in_flight: Arc<AtomicUsize>,
+    verified: bool,
+    scheme: &'static str,
+) where
     S: Clone + Send + Sync + 'static,
     IO: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
 {
-    let served = async_h1::accept(io, |mut req| {
-        let (app, in_flight) = (app.clone(), in_flight.clone());
-        async move {
-            in_flight.fetch_add(1, Ordering::SeqCst);
-            if verified {
-                req.ext_mut().insert(VerifiedClient);
-            }
-            let res = app.respond(req).await;
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-            res
+    in_flight.fetch_add(1, Ordering::SeqCst);
+    crate::http1::serve_connection(io, app, Limits::default(), scheme, |req| {
+        if verified {
+            req.ext_mut().insert(VerifiedClient);
         }
-    });
-    if let Err(e) = served.await {
-        log::debug!("connection: {e}");
+    })
+    .await;
+    in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Accept errors back off (EMFILE and ENFILE would otherwise spin a core) and are logged
+/// at most once a second.
+#[derive(Default)]
+struct AcceptErrors {
+    delay: Duration,
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    async fn failed(&mut self, e: &std::io::Error) {
+        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            let more = if self.suppressed > 0 {
+                format!(" ({} more since the last report)", self.suppressed)
+            } else {
+                String::new()
+            };
+            log::warn!("accept: {e}{more}; backing off {:?}", self.delay.max(Duration::from_millis(10)));
+            self.last_log = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+        self.delay = (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        async_std::task::sleep(self.delay).await;
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = Duration::ZERO;
     }
 }
 
@@ -88,6 +119,7 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
     web: Option<Arc<WebConfigFile>>,
 ) -> std::io::Result<()> {
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut errors = AcceptErrors::default();
     let mut incoming = listener.incoming();
     loop {
         let next = futures_lite::future::or(async { Some(incoming.next().await) }, async {
@@ -96,9 +128,12 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
         });
         let stream = match next.await {
             None | Some(None) => break,
-            Some(Some(Ok(s))) => s,
+            Some(Some(Ok(s))) => {
+                errors.succeeded();
+                s
+            }
             Some(Some(Err(e))) => {
-                log::warn!("accept: {e}");
+                errors.failed(&e).await;
                 continue;
             }
         };
@@ -111,11 +146,11 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
                     Ok(tls) => {
                         let verified = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
                         let shared = async_dup::Arc::new(async_dup::Mutex::new(tls));
-                        connection(shared, app, in_flight, verified).await
+                        connection(shared, app, in_flight, verified, "https").await
                     }
                     Err(e) => log::debug!("TLS handshake: {e}"),
                 },
-                None => connection(stream, app, in_flight, false).await,
+                None => connection(stream, app, in_flight, false, "http").await,
             }
         });
     }

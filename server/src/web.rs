@@ -15,7 +15,7 @@
 //! when it changes, without a restart; a change that does not load is logged and the
 //! previous configuration kept. `/healthz` and `/readyz` stay open for kubelet probes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -86,6 +86,26 @@ pub struct WebConfig {
     users: BTreeMap<String, String>,
     /// `client_auth_type: RequireAndVerifyClientCert`.
     require_client_cert: bool,
+    /// A hash of the users' highest cost, checked for unknown users.
+    dummy_hash: String,
+    /// Digests of credentials verified with this configuration.
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// At most this many verified credentials are remembered (then the memory starts over).
+const VERIFIED_MAX: usize = 256;
+
+/// A user and password from a `Basic` header.
+#[derive(Clone)]
+pub struct Credentials {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("user", &self.user).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for WebConfig {
@@ -167,32 +187,69 @@ impl WebConfig {
             }
         };
         let users = raw.basic_auth_users.unwrap_or_default();
+        let mut cost = bcrypt::DEFAULT_COST.min(10);
         for (user, hash) in &users {
-            if !hash.is_ascii() || hash.parse::<bcrypt::HashParts>().is_err() {
-                return Err(invalid(format!("basic_auth_users.{user}: not a bcrypt hash")));
+            match hash.parse::<bcrypt::HashParts>() {
+                Ok(parts) if hash.is_ascii() => cost = cost.max(parts.get_cost()),
+                _ => return Err(invalid(format!("basic_auth_users.{user}: not a bcrypt hash"))),
             }
         }
-        Ok(WebConfig { tls, users, require_client_cert })
+        let dummy_hash = if users.is_empty() {
+            String::new()
+        } else {
+            bcrypt::hash("not a password anyone has", cost).map_err(|e| invalid(format!("bcrypt: {e}")))?
+        };
+        Ok(WebConfig { tls, users, require_client_cert, dummy_hash, verified: Mutex::default() })
     }
 
-    /// Whether the `Authorization` header carries a configured user and password (always,
-    /// when no users are configured).
-    pub fn authorized(&self, authorization: Option<&str>) -> bool {
-        if self.users.is_empty() {
-            return true;
-        }
-        let Some(encoded) = authorization.and_then(|h| h.strip_prefix("Basic ")) else { return false };
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else { return false };
-        let Ok(decoded) = String::from_utf8(decoded) else { return false };
-        let Some((user, password)) = decoded.split_once(':') else { return false };
-        match self.users.get(user) {
-            Some(hash) => bcrypt::verify(password, hash).unwrap_or(false),
-            // Spend the same time on unknown users as on wrong passwords.
+    /// The user and password of a `Basic` `Authorization` header, if it is one.
+    pub fn credentials(authorization: Option<&str>) -> Option<Credentials> {
+        let encoded = authorization?.strip_prefix("Basic ")?;
+        let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (user, password) = decoded.split_once(':')?;
+        Some(Credentials { user: user.to_owned(), password: password.to_owned() })
+    }
+
+    /// Whether `credentials` passed [`WebConfig::verify`] before (with this configuration):
+    /// cheap, no bcrypt. Only a digest of each success is kept, never the password.
+    pub fn verified_before(&self, credentials: &Credentials) -> bool {
+        let key = self.cache_key(credentials);
+        self.verified.lock().is_ok_and(|v| v.contains(&key))
+    }
+
+    /// Whether `credentials` are a configured user's: bcrypt, slow by design, so call it off
+    /// the request threads. An unknown user costs as much as a wrong password (a dummy
+    /// hash of the configured users' highest cost), so timing does not tell which exist.
+    pub fn verify(&self, credentials: &Credentials) -> bool {
+        let ok = match self.users.get(&credentials.user) {
+            Some(hash) => bcrypt::verify(&credentials.password, hash).unwrap_or(false),
             None => {
-                let _ = bcrypt::verify(password, "$2y$10$7EqJtq98hPqEX7fNZaFWoOhi5BWX4Z3e6aMQ1b1Y5ZXZk6t3.v4yq");
+                let _ = bcrypt::verify(&credentials.password, &self.dummy_hash);
                 false
             }
+        };
+        if ok {
+            if let Ok(mut verified) = self.verified.lock() {
+                if verified.len() >= VERIFIED_MAX {
+                    verified.clear();
+                }
+                verified.insert(self.cache_key(credentials));
+            }
         }
+        ok
+    }
+
+    /// SHA-256 of the user's bcrypt hash, the user and the password.
+    fn cache_key(&self, c: &Credentials) -> [u8; 32] {
+        let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+        let hash = self.users.get(&c.user).map_or("", String::as_str);
+        for part in [hash, "\0", &c.user, "\0", &c.password] {
+            ctx.update(part.as_bytes());
+        }
+        let mut key = [0u8; 32];
+        key.copy_from_slice(ctx.finish().as_ref());
+        key
     }
 
     /// Whether basic auth is on.
@@ -248,6 +305,37 @@ impl WebConfigFile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config_with(hash: &str) -> (WebConfig, PathBuf) {
+        let dir = std::env::temp_dir().join(format!("msp-web-auth-{}-{}", std::process::id(), hash.len()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("web.yml");
+        std::fs::write(&path, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("write");
+        (WebConfig::load(&path).expect("load"), dir)
+    }
+
+    fn basic(user: &str, password: &str) -> Credentials {
+        let header =
+            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
+        WebConfig::credentials(Some(&header)).expect("credentials")
+    }
+
+    #[test]
+    fn unknown_users_are_checked_at_the_users_cost_and_successes_remembered() {
+        let (config, dir) = config_with(&bcrypt::hash("s3cret", 5).expect("hash"));
+        let dummy: bcrypt::HashParts = config.dummy_hash.parse().expect("dummy hash");
+        assert_eq!(dummy.get_cost(), 10, "at least cost 10 for the dummy, never cheaper than a user's");
+        assert!(!config.verify(&basic("mallory", "s3cret")));
+        assert!(!config.verify(&basic("prometheus", "wrong")));
+        assert!(!config.verified_before(&basic("prometheus", "s3cret")));
+        assert!(config.verify(&basic("prometheus", "s3cret")));
+        assert!(config.verified_before(&basic("prometheus", "s3cret")), "remembered");
+        assert!(!config.verified_before(&basic("prometheus", "s3cret2")));
+        assert!(WebConfig::credentials(Some("Bearer x")).is_none());
+        let (costly, dir2) = config_with(&bcrypt::hash("x", 11).expect("hash"));
+        assert_eq!(costly.dummy_hash.parse::<bcrypt::HashParts>().expect("dummy").get_cost(), 11);
+        let _ = (std::fs::remove_dir_all(dir), std::fs::remove_dir_all(dir2));
+    }
 
     #[test]
     fn an_emptied_file_keeps_the_last_good_configuration() {

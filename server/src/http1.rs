@@ -1,0 +1,504 @@
+//! HTTP/1.0 and HTTP/1.1 for one connection, in front of a tide app: what async-h1's server
+//! did not do for us.
+//!
+//! - HTTP/1.0 requests are answered (HAProxy's default health check is one), and the
+//!   connection closed unless the client asked to keep it alive.
+//! - Pipelined requests are answered in order: requests are read one after another from
+//!   one buffered reader, and each answer is written before the next is read.
+//! - Bounds, answered with a status rather than a silent close: a request line over
+//!   [`Limits::request_line`] gets 414, headers over [`Limits::headers`] (or too many) get
+//!   431, anything that is not HTTP gets 400, another HTTP version 505, a request body we
+//!   do not take (chunked, or over 1 MiB) 501 or 413.
+//! - Timeouts: a request head must arrive within [`Limits::head`] once started, an idle
+//!   keep-alive connection is closed after [`Limits::idle`], and every write must progress
+//!   within [`Limits::write`], so a client that never reads cannot hold its response
+//!   forever.
+//! - A response whose body is marked [`Evictable`] is abandoned as soon as it is evicted
+//!   (too many distinct bodies are held by slow readers; see `flight.rs`).
+//! - Writes go through a 64 KiB buffer, so TCP sees large writes.
+
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
+use http_types::headers::{HeaderName, HeaderValue};
+use http_types::{Method, Request, Response, StatusCode, Url, Version};
+
+/// Bounds on what one connection may send and how slowly.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The longest request line, in bytes.
+    pub request_line: usize,
+    /// All header lines together, in bytes.
+    pub headers: usize,
+    /// How many header lines.
+    pub header_count: usize,
+    /// The largest request body taken.
+    pub body: usize,
+    /// Time for a whole request head, from its first byte.
+    pub head: Duration,
+    /// Time an idle keep-alive connection is kept.
+    pub idle: Duration,
+    /// Time any one write may take.
+    pub write: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_line: 8 * 1024,
+            headers: 64 * 1024,
+            header_count: 100,
+            body: 1024 * 1024,
+            head: Duration::from_secs(10),
+            idle: Duration::from_secs(120),
+            write: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Set on a response body that may be abandoned mid-write (see `flight.rs`).
+#[derive(Debug, Clone, Default)]
+pub struct Evictable(pub Arc<AtomicBool>);
+
+impl Evictable {
+    /// Whether the body has been evicted.
+    pub fn evicted(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Why a request head could not be read.
+#[derive(Debug)]
+enum HeadError {
+    /// The connection ended or failed: nothing to answer.
+    Gone,
+    /// Answer with this status, then close.
+    Refuse(StatusCode, &'static str),
+}
+
+/// A parsed request head.
+struct Head {
+    method: String,
+    target: String,
+    version: Version,
+    headers: Vec<(String, String)>,
+}
+
+impl Head {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+
+    /// Whether the connection stays open after this request.
+    fn keep_alive(&self) -> bool {
+        let connection = self.header("Connection").map(str::to_ascii_lowercase);
+        let has = |token: &str| connection.as_deref().is_some_and(|c| c.split(',').any(|t| t.trim() == token));
+        match self.version {
+            Version::Http1_0 => has("keep-alive"),
+            _ => !has("close"),
+        }
+    }
+}
+
+/// Reads one line (up to `\n`) of at most `limit` bytes; `Ok(None)` at a clean end of input.
+async fn read_line<R: AsyncBufReadExt + Unpin>(
+    reader: &mut R,
+    buf: &mut Vec<u8>,
+    limit: usize,
+    too_long: (StatusCode, &'static str),
+) -> Result<Option<()>, HeadError> {
+    buf.clear();
+    let n = (&mut *reader).take(limit as u64 + 1).read_until(b'\n', buf).await.map_err(|_| HeadError::Gone)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if !buf.ends_with(b"\n") {
+        return if n > limit { Err(HeadError::Refuse(too_long.0, too_long.1)) } else { Err(HeadError::Gone) };
+    }
+    buf.pop();
+    if buf.ends_with(b"\r") {
+        buf.pop();
+    }
+    Ok(Some(()))
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Reads a request head; `Ok(None)` when the client closed the connection between requests.
+async fn read_head<R: AsyncBufReadExt + Unpin>(reader: &mut R, limits: &Limits) -> Result<Option<Head>, HeadError> {
+    const BAD: (StatusCode, &str) = (StatusCode::BadRequest, "malformed request\n");
+    let mut line = Vec::with_capacity(256);
+    let too_long = (StatusCode::UriTooLong, "request line too long\n");
+    // Clients may send empty lines before a request (RFC 9112 2.2).
+    loop {
+        if read_line(reader, &mut line, limits.request_line, too_long).await?.is_none() {
+            return Ok(None);
+        }
+        if !line.is_empty() {
+            break;
+        }
+    }
+    let request_line = std::str::from_utf8(&line).map_err(|_| HeadError::Refuse(BAD.0, BAD.1))?;
+    let mut parts = request_line.split(' ');
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(HeadError::Refuse(BAD.0, BAD.1));
+    };
+    if !is_token(method) || target.is_empty() || !version.starts_with("HTTP/") {
+        return Err(HeadError::Refuse(BAD.0, BAD.1));
+    }
+    let version = match version {
+        "HTTP/1.1" => Version::Http1_1,
+        "HTTP/1.0" => Version::Http1_0,
+        _ => return Err(HeadError::Refuse(StatusCode::HttpVersionNotSupported, "only HTTP/1.0 and HTTP/1.1\n")),
+    };
+    let (method, target) = (method.to_owned(), target.to_owned());
+    let mut headers = Vec::new();
+    let mut total = 0;
+    let too_large = (StatusCode::RequestHeaderFieldsTooLarge, "request headers too large\n");
+    loop {
+        let left = limits.headers.saturating_sub(total);
+        if read_line(reader, &mut line, left, too_large).await?.is_none() {
+            return Err(HeadError::Gone);
+        }
+        total += line.len() + 2;
+        if line.is_empty() {
+            break;
+        }
+        if headers.len() >= limits.header_count {
+            return Err(HeadError::Refuse(too_large.0, too_large.1));
+        }
+        let text = std::str::from_utf8(&line).map_err(|_| HeadError::Refuse(BAD.0, BAD.1))?;
+        let Some((name, value)) = text.split_once(':') else { return Err(HeadError::Refuse(BAD.0, BAD.1)) };
+        // No whitespace before the colon, no obsolete line folding (RFC 9112 5).
+        if !is_token(name) {
+            return Err(HeadError::Refuse(BAD.0, BAD.1));
+        }
+        headers.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
+    }
+    Ok(Some(Head { method, target, version, headers }))
+}
+
+/// The request for `head`, with its `body`.
+fn request(head: &Head, body: Vec<u8>, scheme: &str) -> Result<Request, (StatusCode, &'static str)> {
+    const BAD: (StatusCode, &str) = (StatusCode::BadRequest, "malformed request\n");
+    let method =
+        Method::from_str(&head.method).map_err(|_| (StatusCode::NotImplemented, "method not implemented\n"))?;
+    let url = if head.target.starts_with('/') {
+        let host = head.header("Host").filter(|h| !h.is_empty()).unwrap_or("localhost");
+        Url::parse(&format!("{scheme}://{host}{}", head.target)).map_err(|_| BAD)?
+    } else if head.target.starts_with("http://") || head.target.starts_with("https://") {
+        Url::parse(&head.target).map_err(|_| BAD)?
+    } else {
+        return Err(BAD);
+    };
+    let mut req = Request::new(method, url);
+    req.set_version(Some(head.version));
+    for (name, value) in &head.headers {
+        let name = HeaderName::from_str(name).map_err(|_| BAD)?;
+        let value = HeaderValue::from_str(value).map_err(|_| BAD)?;
+        req.append_header(name, value);
+    }
+    req.set_body(body);
+    Ok(req)
+}
+
+/// Everything that goes wrong while writing: the connection is dropped.
+#[derive(Debug)]
+struct WriteFailed;
+
+/// Runs one write `op`: it must finish within `timeout`, and stops once `evict` is set.
+async fn guarded<T>(
+    timeout: Duration,
+    evict: Option<&Evictable>,
+    op: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, WriteFailed> {
+    let evicted = async {
+        let Some(evict) = evict else { return std::future::pending().await };
+        while !evict.evicted() {
+            async_std::task::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let timed = async_std::future::timeout(timeout, op);
+    let outcome = futures_lite::future::or(async { Some(timed.await) }, async {
+        evicted.await;
+        None
+    })
+    .await;
+    match outcome {
+        Some(Ok(Ok(v))) => Ok(v),
+        Some(Ok(Err(_))) => Err(WriteFailed),
+        Some(Err(_)) => {
+            log::debug!("connection: a write made no progress within {timeout:?}; closing");
+            Err(WriteFailed)
+        }
+        None => {
+            log::debug!("connection: response abandoned (too many slow readers hold bodies)");
+            Err(WriteFailed)
+        }
+    }
+}
+
+fn reason(status: StatusCode) -> &'static str {
+    status.canonical_reason()
+}
+
+/// Writes `res` (headers, then the body unless `head_only`); `close`: say so and end after.
+async fn write_response<W: AsyncWrite + Unpin>(
+    out: &mut BufWriter<W>,
+    mut res: Response,
+    version: Version,
+    head_only: bool,
+    close: bool,
+    timeout: Duration,
+) -> Result<(), WriteFailed> {
+    let evict = res.ext().get::<Evictable>().cloned();
+    let evict = evict.as_ref();
+    let len = res.len();
+    let chunked = len.is_none() && version == Version::Http1_1 && !head_only;
+    let status = res.status();
+    let mut head = format!(
+        "{} {} {}\r\n",
+        if version == Version::Http1_0 { "HTTP/1.0" } else { "HTTP/1.1" },
+        u16::from(status),
+        reason(status)
+    );
+    for (name, values) in res.iter() {
+        let lower = name.as_str().to_ascii_lowercase();
+        if matches!(lower.as_str(), "content-length" | "transfer-encoding" | "connection") {
+            continue;
+        }
+        for value in values.iter() {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+    }
+    if let Some(len) = len {
+        head.push_str(&format!("content-length: {len}\r\n"));
+    } else if chunked {
+        head.push_str("transfer-encoding: chunked\r\n");
+    }
+    // Without a length or chunking (HTTP/1.0), the end of the body is the end of the connection.
+    let close = close || (len.is_none() && !chunked && !head_only);
+    head.push_str(if close {
+        "connection: close\r\n\r\n"
+    } else if version == Version::Http1_0 {
+        "connection: keep-alive\r\n\r\n"
+    } else {
+        "\r\n"
+    });
+    guarded(timeout, evict, out.write_all(head.as_bytes())).await?;
+    if !head_only {
+        let mut body = res.take_body();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = guarded(timeout, evict, body.read(&mut chunk)).await?;
+            if n == 0 {
+                break;
+            }
+            if chunked {
+                guarded(timeout, evict, out.write_all(format!("{n:x}\r\n").as_bytes())).await?;
+            }
+            guarded(timeout, evict, out.write_all(&chunk[..n])).await?;
+            if chunked {
+                guarded(timeout, evict, out.write_all(b"\r\n")).await?;
+            }
+        }
+        if chunked {
+            guarded(timeout, evict, out.write_all(b"0\r\n\r\n")).await?;
+        }
+    }
+    guarded(timeout, evict, out.flush()).await
+}
+
+/// After refusing a request whose bytes we did not all read, reads (and drops) what the
+/// client still sends, for a moment: closing with unread input makes the kernel reset the
+/// connection, which can destroy the answer before the client reads it.
+async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
+    let mut scratch = vec![0u8; 64 * 1024];
+    let mut left: usize = 8 * 1024 * 1024;
+    let until = std::time::Instant::now() + Duration::from_secs(2);
+    while left > 0 {
+        let wait = until.saturating_duration_since(std::time::Instant::now());
+        match async_std::future::timeout(wait, reader.read(&mut scratch)).await {
+            Ok(Ok(n)) if n > 0 => left = left.saturating_sub(n),
+            _ => return,
+        }
+    }
+}
+
+/// Answers with `res` and closes: the request cannot be served.
+async fn refuse<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    reader: &mut R,
+    out: &mut BufWriter<W>,
+    res: Response,
+    version: Version,
+    limits: &Limits,
+) {
+    if write_response(out, res, version, false, true, limits.write).await.is_ok() {
+        linger(reader).await;
+    }
+}
+
+/// A short plain-text answer of ours (errors before the app is reached).
+fn plain(status: StatusCode, body: &str) -> Response {
+    let mut res = Response::new(status);
+    res.insert_header("content-type", "text/plain; charset=utf-8");
+    res.set_body(body.to_owned());
+    res
+}
+
+/// Serves the requests of one connection in order until it closes, fails or times out.
+/// `prepare` sees each request before the app does (the accept loop marks verified TLS
+/// clients there); `scheme` is `http` or `https`.
+pub async fn serve_connection<S, IO>(
+    io: IO,
+    app: tide::Server<S>,
+    limits: Limits,
+    scheme: &'static str,
+    prepare: impl Fn(&mut Request),
+) where
+    S: Clone + Send + Sync + 'static,
+    IO: AsyncRead + AsyncWrite + Clone + Unpin,
+{
+    let mut reader = BufReader::with_capacity(16 * 1024, io.clone());
+    let mut out = BufWriter::with_capacity(64 * 1024, io);
+    let mut first = true;
+    loop {
+        // Wait for the next request (idle), then give its head a bound of its own.
+        let idle = if first { limits.head } else { limits.idle };
+        first = false;
+        match async_std::future::timeout(idle, reader.fill_buf()).await {
+            Ok(Ok([])) | Ok(Err(_)) | Err(_) => return,
+            Ok(Ok(_)) => {}
+        }
+        let head = match async_std::future::timeout(limits.head, read_head(&mut reader, &limits)).await {
+            Err(_) => {
+                let res = plain(StatusCode::RequestTimeout, "request head too slow\n");
+                let _ = write_response(&mut out, res, Version::Http1_1, false, true, limits.write).await;
+                return;
+            }
+            Ok(Ok(None)) | Ok(Err(HeadError::Gone)) => return,
+            Ok(Err(HeadError::Refuse(status, why))) => {
+                return refuse(&mut reader, &mut out, plain(status, why), Version::Http1_1, &limits).await;
+            }
+            Ok(Ok(Some(head))) => head,
+        };
+        let keep_alive = head.keep_alive();
+        if head.header("Transfer-Encoding").is_some() {
+            let res = plain(StatusCode::NotImplemented, "request bodies must have a Content-Length\n");
+            return refuse(&mut reader, &mut out, res, head.version, &limits).await;
+        }
+        let length = match head.header("Content-Length").map(|v| v.parse::<usize>()) {
+            None => 0,
+            Some(Ok(n)) if n <= limits.body => n,
+            Some(Ok(_)) => {
+                let res = plain(StatusCode::PayloadTooLarge, "request body too large\n");
+                return refuse(&mut reader, &mut out, res, head.version, &limits).await;
+            }
+            Some(Err(_)) => {
+                let res = plain(StatusCode::BadRequest, "malformed Content-Length\n");
+                return refuse(&mut reader, &mut out, res, head.version, &limits).await;
+            }
+        };
+        let mut body = vec![0u8; length];
+        if async_std::future::timeout(limits.head, reader.read_exact(&mut body)).await.map_or(true, |r| r.is_err()) {
+            return;
+        }
+        let head_only = head.method.eq_ignore_ascii_case("HEAD");
+        let res = match request(&head, body, scheme) {
+            Ok(mut req) => {
+                prepare(&mut req);
+                match app.respond(req).await {
+                    Ok(res) => res,
+                    Err(e) => plain(e.status(), "internal error\n"),
+                }
+            }
+            Err((status, why)) => {
+                return refuse(&mut reader, &mut out, plain(status, why), head.version, &limits).await;
+            }
+        };
+        if write_response(&mut out, res, head.version, head_only, !keep_alive, limits.write).await.is_err()
+            || !keep_alive
+        {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> tide::Server<()> {
+        let mut app = tide::new();
+        app.at("/healthz").get(|_| async { Ok("ok\n") });
+        app.at("/echo").get(|req: tide::Request<()>| async move {
+            Ok(req.header("X-Echo").map(|h| h.as_str().to_owned()).unwrap_or_default())
+        });
+        app
+    }
+
+    /// Serves `input` as one connection's bytes and returns everything written back.
+    fn exchange(input: &[u8]) -> String {
+        async_std::task::block_on(async {
+            let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let server = async_std::task::spawn(async move {
+                let (stream, _) = listener.accept().await.expect("accept");
+                serve_connection(stream, app(), Limits::default(), "http", |_| {}).await;
+            });
+            let mut client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+            client.write_all(input).await.expect("write");
+            client.shutdown(std::net::Shutdown::Write).expect("half-close");
+            let mut answer = String::new();
+            client.read_to_string(&mut answer).await.expect("read");
+            server.await;
+            answer
+        })
+    }
+
+    #[test]
+    fn http_1_0_is_answered_and_closed() {
+        let answer = exchange(b"GET /healthz HTTP/1.0\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+        assert!(answer.contains("connection: close\r\n") && answer.ends_with("ok\n"), "{answer}");
+    }
+
+    #[test]
+    fn pipelined_requests_are_answered_in_order() {
+        let answer = exchange(
+            b"GET /echo HTTP/1.1\r\nHost: a\r\nX-Echo: one\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\nX-Echo: two\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\nX-Echo: three\r\nConnection: close\r\n\r\n",
+        );
+        assert_eq!(answer.matches("HTTP/1.1 200 OK").count(), 3, "{answer}");
+        let (one, two, three) =
+            (answer.find("one").expect("1"), answer.find("two").expect("2"), answer.find("three").expect("3"));
+        assert!(one < two && two < three, "{answer}");
+    }
+
+    #[test]
+    fn oversized_or_garbage_heads_get_a_status() {
+        let long_target = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100 * 1024));
+        assert!(exchange(long_target.as_bytes()).starts_with("HTTP/1.1 414 "));
+        let big_header = format!("GET / HTTP/1.1\r\nX-Big: {}\r\n\r\n", "b".repeat(1024 * 1024));
+        assert!(exchange(big_header.as_bytes()).starts_with("HTTP/1.1 431 "));
+        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "X-A: 1\r\n".repeat(200));
+        assert!(exchange(many.as_bytes()).starts_with("HTTP/1.1 431 "));
+        assert!(exchange(b"\x16\x03\x01\x02\x00garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        assert!(exchange(b"GET / HTTP/2.0\r\n\r\n").starts_with("HTTP/1.1 505 "));
+        assert!(exchange(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        assert!(exchange(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+            .starts_with("HTTP/1.1 501 "));
+    }
+
+    #[test]
+    fn head_requests_get_headers_only() {
+        let answer = exchange(b"HEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.contains("content-length: 3\r\n"), "{answer}");
+        assert!(answer.ends_with("\r\n\r\n"), "no body: {answer}");
+    }
+}
