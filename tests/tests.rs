@@ -5,5 +5,6 @@ mod deploy;
 mod ecosystem;
 mod enrichers;
 mod faults;
+mod hardening;
 mod scale;
 mod spine;

@@ -23,6 +23,8 @@ pub enum Fault {
     Truncate,
     /// Send a body that is not JSON.
     NotJson,
+    /// Answer 200 with exactly this body (attack mode: malformed items, huge answers).
+    Body(Arc<String>),
 }
 
 /// The routes faults can be set on.
@@ -342,6 +344,7 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                     (None, _) => status(404, "NotFound", "the server could not find the requested resource"),
                     (Some(body), Some(Fault::Truncate)) => json_response(Arc::new(body[..body.len() / 2].to_owned())),
                     (Some(_), Some(Fault::NotJson)) => json_response(Arc::new("<html>502 Bad Gateway</html>".into())),
+                    (Some(_), Some(Fault::Body(body))) => json_response(body),
                     (Some(body), _) => json_response(body),
                 }
             }

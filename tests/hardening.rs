@@ -1,0 +1,128 @@
+//! Issue 11, [hardening]: HTTP edge cases, deadlines, bad items and a web-config that fails
+//! closed, through the real server against the simulator.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_std::io::{ReadExt, WriteExt};
+use msp_sim::{Fault, Route, SimCluster};
+use msp_tests::*;
+
+fn up(s: &[Sample], resource: &str) -> f64 {
+    find(s, "kube_metrics_server_up", &[("resource", resource)]).value
+}
+
+/// Sends `bytes` on one connection, half-closes, and reads everything back.
+async fn raw_exchange(url: &str, bytes: &[u8]) -> String {
+    let addr = url.trim_start_matches("http://");
+    let mut tcp = async_std::net::TcpStream::connect(addr).await.expect("connect");
+    tcp.write_all(bytes).await.expect("write");
+    tcp.shutdown(std::net::Shutdown::Write).expect("half-close");
+    let mut answer = String::new();
+    async_std::future::timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    answer
+}
+
+#[async_std::test]
+async fn hardening_http_1_0_and_pipelined_requests_are_answered() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    let answer = raw_exchange(&h.url, b"GET /healthz HTTP/1.0\r\n\r\n").await;
+    assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
+
+    let two = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = raw_exchange(&h.url, two).await;
+    assert_eq!(answer.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{answer}");
+    assert!(answer.find("ok\n").expect("healthz") < answer.find("kube_metrics_server_up").expect("metrics"));
+
+    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(100 * 1024));
+    assert!(raw_exchange(&h.url, long.as_bytes()).await.starts_with("HTTP/1.1 414 "));
+    let big = format!("GET /metrics HTTP/1.1\r\nCookie: {}\r\n\r\n", "c".repeat(1024 * 1024));
+    assert!(raw_exchange(&h.url, big.as_bytes()).await.starts_with("HTTP/1.1 431 "));
+    assert!(raw_exchange(&h.url, b"\x00\x01garbage\r\n\r\n").await.starts_with("HTTP/1.1 400 "));
+}
+
+#[async_std::test]
+async fn hardening_every_scrape_keeps_its_own_deadline() {
+    let h = start(SimCluster::demo(), |c| c.kubernetes.timeout = "30s".into()).await;
+    scrape(&h).await;
+    h.sim.state().faults.insert(Route::PodMetrics, Fault::Hang);
+    let url = format!("{}/metrics", h.url);
+    // A 10 s scrape is in flight; a 3 s one joins it and must answer on its own time.
+    let slow_url = url.clone();
+    let slow = async_std::task::spawn(async move {
+        get(&slow_url, &[("X-Prometheus-Scrape-Timeout-Seconds", "10")]).await
+    });
+    async_std::task::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let joined = get(&url, &[("X-Prometheus-Scrape-Timeout-Seconds", "3")]).await;
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(3200), "the joiner answered after {took:?}");
+    assert_eq!(up(&parse(&joined.body), "pods"), 0.0);
+
+    let got = slow.await;
+    let s = parse(&got.body);
+    assert_eq!(up(&s, "pods"), 0.0);
+    let timeouts = find(&s, "kube_metrics_server_api_requests_total", &[("resource", "pod_metrics"), ("code", "timeout")]);
+    assert!(timeouts.value >= 1.0, "a read cut off by the deadline is counted as a timeout");
+}
+
+#[async_std::test]
+async fn hardening_each_bad_item_costs_only_its_own_pod() {
+    let good = |name: &str| {
+        format!(r#"{{"metadata":{{"name":"{name}","namespace":"shop"}},"containers":[{{"name":"c","usage":{{"cpu":"5m","memory":"1Ki"}}}}]}}"#)
+    };
+    let bad = [
+        r#"{"metadata":{"name":"null-container","namespace":"shop"},"containers":[null]}"#,
+        r#"{"metadata":{"name":"null-label","namespace":"shop","labels":{"app":null}},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]}"#,
+        r#"{"metadata":{"name":"surrogate","namespace":"shop","labels":{"app":"\udcff"}},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]}"#,
+        r#"{"metadata":{"name":"numeric-cpu","namespace":"shop"},"containers":[{"name":"c","usage":{"cpu":5,"memory":"1Ki"}}]}"#,
+        r#"{"metadata":{"name":"negative","namespace":"shop"},"containers":[{"name":"c","usage":{"cpu":"-5m","memory":"1Ki"}}]}"#,
+    ];
+    let body = format!(
+        r#"{{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1","items":[{},{},{}]}}"#,
+        good("before"),
+        bad.join(","),
+        good("after")
+    );
+    let h = start(SimCluster::demo(), |_| {}).await;
+    h.sim.state().faults.insert(Route::PodMetrics, Fault::Body(Arc::new(body)));
+    let s = parse(&scrape(&h).await);
+    let pods: Vec<&str> = s
+        .iter()
+        .filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores")
+        .filter_map(|x| x.label("pod"))
+        .collect();
+    assert_eq!(pods, ["after", "before"]);
+    assert_eq!(up(&s, "pods"), 1.0);
+    assert_eq!(find(&s, "kube_metrics_server_parse_errors_total", &[]).value, 5.0);
+}
+
+#[async_std::test]
+async fn hardening_an_emptied_web_config_never_serves_metrics_without_credentials() {
+    let (sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let web_yml = dir.join("web.yml");
+    let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
+    std::fs::write(&web_yml, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("web.yml");
+    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
+    let exporter = Arc::new(msp_server::build(&config).expect("build"));
+    let web = Arc::new(msp_server::WebConfigFile::open(web_yml.clone()).expect("web config"));
+    let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
+    let app = msp_server::app(exporter, Some(web.clone()));
+    async_std::task::spawn(msp_server::serve_with(listener, app, Default::default(), Some(web)));
+
+    assert_eq!(get(&url, &[]).await.status, 401);
+    for broken in ["", "basic_auth_users:\n  prometheus: [\n", "\n\n"] {
+        async_std::task::sleep(Duration::from_millis(20)).await;
+        std::fs::write(&web_yml, broken).expect("rewrite");
+        // A new modification time, even within the file system's clock tick.
+        let later = std::time::SystemTime::now() + Duration::from_secs(1);
+        std::fs::File::options().write(true).open(&web_yml).and_then(|f| f.set_modified(later)).expect("mtime");
+        let got = get(&url, &[]).await;
+        assert_eq!(got.status, 401, "{broken:?} must not turn basic auth off");
+    }
+    drop(sim);
+}
