@@ -52,9 +52,8 @@ async fn hardening_every_scrape_keeps_its_own_deadline() {
     let url = format!("{}/metrics", h.url);
     // A 10 s scrape is in flight; a 3 s one joins it and must answer on its own time.
     let slow_url = url.clone();
-    let slow = async_std::task::spawn(async move {
-        get(&slow_url, &[("X-Prometheus-Scrape-Timeout-Seconds", "10")]).await
-    });
+    let slow =
+        async_std::task::spawn(async move { get(&slow_url, &[("X-Prometheus-Scrape-Timeout-Seconds", "10")]).await });
     async_std::task::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
     let joined = get(&url, &[("X-Prometheus-Scrape-Timeout-Seconds", "3")]).await;
@@ -65,14 +64,17 @@ async fn hardening_every_scrape_keeps_its_own_deadline() {
     let got = slow.await;
     let s = parse(&got.body);
     assert_eq!(up(&s, "pods"), 0.0);
-    let timeouts = find(&s, "kube_metrics_server_api_requests_total", &[("resource", "pod_metrics"), ("code", "timeout")]);
+    let timeouts =
+        find(&s, "kube_metrics_server_api_requests_total", &[("resource", "pod_metrics"), ("code", "timeout")]);
     assert!(timeouts.value >= 1.0, "a read cut off by the deadline is counted as a timeout");
 }
 
 #[async_std::test]
 async fn hardening_each_bad_item_costs_only_its_own_pod() {
     let good = |name: &str| {
-        format!(r#"{{"metadata":{{"name":"{name}","namespace":"shop"}},"containers":[{{"name":"c","usage":{{"cpu":"5m","memory":"1Ki"}}}}]}}"#)
+        format!(
+            r#"{{"metadata":{{"name":"{name}","namespace":"shop"}},"containers":[{{"name":"c","usage":{{"cpu":"5m","memory":"1Ki"}}}}]}}"#
+        )
     };
     let bad = [
         r#"{"metadata":{"name":"null-container","namespace":"shop"},"containers":[null]}"#,

@@ -5,6 +5,7 @@ mod deploy;
 mod ecosystem;
 mod enrichers;
 mod faults;
+mod first_hour;
 mod hardening;
 mod scale;
 mod spine;

@@ -30,8 +30,24 @@ use crate::config::Config;
 /// The token the demo's API server accepts.
 const TOKEN: &str = "demo-token-not-secret";
 
-/// Starts the simulator and points `config` at it; returns the simulator (keep it alive).
-pub async fn start(config: &mut Config) -> Result<Sim, DemoError> {
+/// The running demo: the simulator, and the folder with its CA and token, removed when
+/// this is dropped (when the service ends).
+#[derive(Debug)]
+pub struct Demo {
+    _sim: Sim,
+    dir: PathBuf,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+            log::warn!("demo: removing {}: {e}", self.dir.display());
+        }
+    }
+}
+
+/// Starts the simulator and points `config` at it; keep the [`Demo`] alive while serving.
+pub async fn start(config: &mut Config) -> Result<Demo, DemoError> {
     let sim = Sim::start(SimCluster::demo(), TOKEN).await?;
     let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{}", std::process::id()));
     let write = |path: &PathBuf, result: std::io::Result<()>| {
@@ -47,5 +63,5 @@ pub async fn start(config: &mut Config) -> Result<Sim, DemoError> {
     config.kubernetes.ca_file = Some(ca);
     config.kubernetes.token_file = Some(token);
     config.kubernetes.insecure_skip_tls_verify = false;
-    Ok(sim)
+    Ok(Demo { _sim: sim, dir })
 }

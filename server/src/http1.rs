@@ -344,6 +344,15 @@ async fn refuse<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
 }
 
+/// Counts a request as answered when dropped (also when the connection fails mid-way).
+struct Done<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A short plain-text answer of ours (errors before the app is reached).
 fn plain(status: StatusCode, body: &str) -> Response {
     let mut res = Response::new(status);
@@ -354,13 +363,14 @@ fn plain(status: StatusCode, body: &str) -> Response {
 
 /// Serves the requests of one connection in order until it closes, fails or times out.
 /// `prepare` sees each request before the app does (the accept loop marks verified TLS
-/// clients there); `scheme` is `http` or `https`.
+/// clients there); `scheme` is `http` or `https`; `busy` counts requests being answered.
 pub async fn serve_connection<S, IO>(
     io: IO,
     app: tide::Server<S>,
     limits: Limits,
     scheme: &'static str,
     prepare: impl Fn(&mut Request),
+    busy: &std::sync::atomic::AtomicUsize,
 ) where
     S: Clone + Send + Sync + 'static,
     IO: AsyncRead + AsyncWrite + Clone + Unpin,
@@ -410,6 +420,8 @@ pub async fn serve_connection<S, IO>(
             return;
         }
         let head_only = head.method.eq_ignore_ascii_case("HEAD");
+        busy.fetch_add(1, Ordering::SeqCst);
+        let _done = Done(busy);
         let res = match request(&head, body, scheme) {
             Ok(mut req) => {
                 prepare(&mut req);
@@ -450,7 +462,7 @@ mod tests {
             let addr = listener.local_addr().expect("addr");
             let server = async_std::task::spawn(async move {
                 let (stream, _) = listener.accept().await.expect("accept");
-                serve_connection(stream, app(), Limits::default(), "http", |_| {}).await;
+                serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default()).await;
             });
             let mut client = async_std::net::TcpStream::connect(addr).await.expect("connect");
             client.write_all(input).await.expect("write");

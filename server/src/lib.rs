@@ -36,10 +36,12 @@ pub use app::{app, mount, State};
 pub use cache::CachedCluster;
 pub use config::{figment, variables as config_variables, Config, ConfigError, Enrichers, RawConfig};
 #[cfg(feature = "demo")]
-pub use demo::{start as start_demo, DemoError};
+pub use demo::{start as start_demo, Demo, DemoError};
 pub use exporter::Exporter;
 pub use flight::Exposition;
-pub use kube::{certificates, client_config, private_key, KubeClient, KubeError, Limits, Transport, Verify};
+pub use kube::{
+    certificates, client_config, private_key, EndpointError, KubeClient, KubeError, Limits, Transport, Verify,
+};
 pub use logging::{init as init_logging, LogFormat};
 pub use negotiate::compress;
 pub use registry::Registry;

@@ -64,10 +64,22 @@ async fn main() -> ExitCode {
     } else {
         None
     };
-    match msp_server::run(&config).await {
+    let result = msp_server::run(&config).await;
+    drop(_demo);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
+            if matches!(e, msp_server::StartError::Endpoint(_))
+                && config.kubernetes.api_url.is_none()
+                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
+            {
+                log::error!(
+                    "no cluster found. Run it in a pod (in-cluster service account), point it at a kubeconfig \
+                     (KUBECONFIG or MSP_KUBERNETES__KUBECONFIG), or set MSP_KUBERNETES__API_URL. \
+                     To try it without a cluster: metrics-server-prom --demo"
+                );
+            }
             ExitCode::FAILURE
         }
     }

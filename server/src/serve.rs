@@ -69,14 +69,12 @@ async fn connection<S, IO>(
     S: Clone + Send + Sync + 'static,
     IO: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
 {
-    in_flight.fetch_add(1, Ordering::SeqCst);
-    crate::http1::serve_connection(io, app, Limits::default(), scheme, |req| {
+    let mark = |req: &mut http_types::Request| {
         if verified {
             req.ext_mut().insert(VerifiedClient);
         }
-    })
-    .await;
-    in_flight.fetch_sub(1, Ordering::SeqCst);
+    };
+    crate::http1::serve_connection(io, app, Limits::default(), scheme, mark, &in_flight).await;
 }
 
 /// Accept errors back off (EMFILE and ENFILE would otherwise spin a core) and are logged

@@ -1,0 +1,127 @@
+//! Issue 14, [first-hour]: what a platform team meets in its first hour, through the real
+//! binary configured only by environment variables.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use msp_sim::{Fault, Route, SimCluster};
+use msp_tests::*;
+
+/// Waits until `port` accepts connections (at most 10 s).
+async fn listening(port: u16) {
+    let started = Instant::now();
+    while async_std::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "nothing listens on {port}");
+        async_std::task::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[async_std::test]
+async fn first_hour_service_links_json_logs_readiness_and_self_metrics() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    let child = server_command(&sim, &dir, port)
+        // What Kubernetes injects for a Service named `msp` beside the pod.
+        .env("MSP_PORT", "tcp://10.96.0.7:9100")
+        .env("MSP_PORT_9100_TCP", "tcp://10.96.0.7:9100")
+        .env("MSP_PORT_9100_TCP_PROTO", "tcp")
+        .env("MSP_PORT_9100_TCP_PORT", "9100")
+        .env("MSP_PORT_9100_TCP_ADDR", "10.96.0.7")
+        .env("MSP_SERVICE_HOST", "10.96.0.7")
+        .env("MSP_SERVICE_PORT", "9100")
+        .env("MSP_SERVICE_PORT_METRICS", "9100")
+        .env("MSP_LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("binary");
+    let _child = Killed(child);
+    listening(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+
+    // Both metrics APIs down: still ready, and /metrics says so.
+    sim.state().faults.insert(Route::PodMetrics, Fault::Status(503));
+    sim.state().faults.insert(Route::NodeMetrics, Fault::Status(503));
+    let s = parse(&get(&format!("{base}/metrics"), &[]).await.body);
+    for resource in ["pods", "nodes"] {
+        assert_eq!(find(&s, "kube_metrics_server_up", &[("resource", resource)]).value, 0.0);
+    }
+    let ready = get(&format!("{base}/readyz"), &[]).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    let reads = sim.count("/apis/metrics.k8s.io");
+    for _ in 0..5 {
+        get(&format!("{base}/readyz"), &[]).await;
+    }
+    assert_eq!(sim.count("/apis/metrics.k8s.io"), reads, "readiness makes no upstream call");
+
+    for family in
+        ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds"]
+    {
+        assert!(s.iter().any(|x| x.name == family), "{family} is missing");
+    }
+    let build = find(&s, "kube_metrics_server_build_info", &[]);
+    for label in ["version", "revision", "rustc", "target"] {
+        assert!(build.label(label).is_some_and(|v| !v.is_empty()), "build_info has no {label}");
+    }
+    assert!(build.label("rustc").is_some_and(|v| v.starts_with("rustc ")));
+
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(!logged.trim().is_empty());
+    for line in logged.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        for key in ["time", "level", "msg"] {
+            assert!(v.get(key).is_some(), "no {key}: {line}");
+        }
+        let time = v["time"].as_str().expect("time is text");
+        assert!(time.len() >= 20 && time.as_bytes()[10] == b'T' && time.ends_with('Z'), "RFC 3339: {time}");
+    }
+}
+
+#[test]
+fn first_hour_help_lists_the_variables_and_no_cluster_suggests_demo() {
+    let help = Command::new(binary()).arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for want in
+        ["--demo", "--config", "MSP_LISTEN", "MSP_KUBERNETES__TIMEOUT", "10s", "MSP_LOG_FORMAT", "MSP_LABELS__DENY"]
+    {
+        assert!(help.contains(want), "--help lacks {want}:\n{help}");
+    }
+    let version = Command::new(binary()).arg("--version").output().expect("run");
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(version.starts_with("metrics-server-prom ") && version.contains("revision"), "{version}");
+
+    let out = Command::new(binary()).env_clear().env("HOME", "/nonexistent").output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in ["MSP_KUBERNETES__API_URL", "KUBECONFIG", "in-cluster", "--demo"] {
+        assert!(err.contains(want), "the no-cluster error lacks {want}: {err}");
+    }
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines.iter().all(|l| l.len() > 24 && l.as_bytes()[10] == b'T'), "RFC 3339 time on every line: {err}");
+
+    let out = Command::new(binary()).env_clear().env("MSP_KUBERNETES__TIMEOUT", "5").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("\"5s\""));
+}
+
+#[async_std::test]
+async fn first_hour_demo_removes_its_temporary_files() {
+    let port = free_port();
+    let mut child = Command::new(binary())
+        .arg("--demo")
+        .env_clear()
+        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary");
+    listening(port).await;
+    let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{}", child.id()));
+    assert!(dir.join("ca.crt").exists(), "{} holds the demo CA", dir.display());
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert!(!dir.exists(), "{} is left behind", dir.display());
+}
