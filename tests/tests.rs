@@ -7,5 +7,6 @@ mod enrichers;
 mod faults;
 mod first_hour;
 mod hardening;
+mod library;
 mod scale;
 mod spine;

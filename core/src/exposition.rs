@@ -219,23 +219,52 @@ impl fmt::Display for LabelName {
     }
 }
 
-/// Writes families into a `String` (the response buffer, sized by the caller).
+/// What a spilling writer hands its text to.
+type Sink<'s> = dyn FnMut(&str) + 's;
+
+/// Where a [`Writer`] hands its text once `out` holds at least `threshold` bytes: the
+/// exposition then never has to exist whole (the server feeds gzip this way).
+struct Spill<'s> {
+    threshold: usize,
+    sink: &'s mut dyn FnMut(&str),
+}
+
+impl fmt::Debug for Spill<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spill").field("threshold", &self.threshold).finish_non_exhaustive()
+    }
+}
+
+/// Writes families into a `String` (the response buffer, sized by the caller), or through
+/// it into a sink ([`Writer::spilling`]).
 #[derive(Debug)]
 pub struct Writer<'o> {
     out: &'o mut String,
     format: Format,
     written: HashSet<String>,
+    spill: Option<Spill<'o>>,
 }
 
 impl<'o> Writer<'o> {
     /// A writer appending to `out`.
     pub fn new(out: &'o mut String, format: Format) -> Self {
-        Writer { out, format, written: HashSet::new() }
+        Writer { out, format, written: HashSet::new(), spill: None }
+    }
+
+    /// A writer that uses `out` as a buffer of about `threshold` bytes: whenever it holds
+    /// that much (between samples), the text goes to `sink` and `out` is emptied. Call
+    /// [`Writer::finish`] to hand over the rest.
+    pub fn spilling(out: &'o mut String, format: Format, threshold: usize, sink: &'o mut dyn FnMut(&str)) -> Self {
+        Writer { out, format, written: HashSet::new(), spill: Some(Spill { threshold, sink }) }
     }
 
     /// Reserves room for `additional` more bytes, so a large exposition is not copied as
-    /// it grows.
+    /// it grows (a spilling writer never needs more than its threshold and a sample).
     pub fn reserve(&mut self, additional: usize) {
+        let additional = match &self.spill {
+            Some(spill) => additional.min(spill.threshold + 64 * 1024),
+            None => additional,
+        };
         self.out.reserve(additional);
     }
 
@@ -270,22 +299,37 @@ impl<'o> Writer<'o> {
             MetricType::Gauge => " gauge\n",
             MetricType::Counter => " counter\n",
         });
-        Ok(Family { out: &mut *self.out, name: full.to_owned() })
+        let spill = self.spill.as_mut().map(|s| (s.threshold, &mut *s.sink as &mut Sink<'_>));
+        Ok(Family { out: &mut *self.out, spill, name: full.to_owned() })
     }
 
-    /// Ends the exposition (`# EOF` in OpenMetrics).
+    /// Ends the exposition (`# EOF` in OpenMetrics); a spilling writer hands over the rest.
     pub fn finish(self) {
         if self.format == Format::OpenMetrics {
             self.out.push_str("# EOF\n");
+        }
+        if let Some(spill) = self.spill {
+            // Headers and self-metrics never reach the threshold on their own: hand them over.
+            if !self.out.is_empty() {
+                (spill.sink)(self.out);
+                self.out.clear();
+            }
         }
     }
 }
 
 /// The samples of one family.
-#[derive(Debug)]
 pub struct Family<'w> {
     out: &'w mut String,
+    /// The threshold and sink of a spilling writer.
+    spill: Option<(usize, &'w mut Sink<'w>)>,
     name: String,
+}
+
+impl fmt::Debug for Family<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Family").field("name", &self.name).field("spilling", &self.spill.is_some()).finish()
+    }
 }
 
 impl Family<'_> {
@@ -338,6 +382,12 @@ impl Family<'_> {
             let _ = write!(out, " {ts}");
         }
         out.push('\n');
+        if let Some((threshold, sink)) = &mut self.spill {
+            if self.out.len() >= *threshold {
+                sink(self.out);
+                self.out.clear();
+            }
+        }
     }
 }
 
@@ -525,5 +575,33 @@ mod tests {
             "label_app_kubernetes_io_name"
         );
         assert_eq!(LabelName::sanitized("label_", "ünï-x").expect("valid").as_str(), "label__n__x");
+    }
+
+    #[test]
+    fn a_spilling_writer_writes_the_same_text_in_pieces() {
+        const N: MetricName = MetricName::from_static("x_total");
+        const L: LabelName = LabelName::from_static("i");
+        let write = |w: &mut Writer<'_>| {
+            let mut f = w.family(&N, "Things.", MetricType::Counter).expect("family");
+            for i in 0..100 {
+                f.sample([(&L, i.to_string().as_str())], i as f64);
+            }
+        };
+        let mut whole = String::new();
+        let mut w = Writer::new(&mut whole, Format::OpenMetrics);
+        write(&mut w);
+        w.finish();
+
+        let mut pieces: Vec<String> = Vec::new();
+        let mut sink = |s: &str| pieces.push(s.to_owned());
+        let mut buf = String::new();
+        let mut w = Writer::spilling(&mut buf, Format::OpenMetrics, 256, &mut sink);
+        w.reserve(1 << 30);
+        write(&mut w);
+        w.finish();
+        assert!(buf.is_empty(), "everything was handed over");
+        assert!(buf.capacity() < 1 << 20, "the buffer stays near the threshold");
+        assert!(pieces.len() > 5 && pieces.iter().all(|p| p.len() < 256 + 64), "{} pieces", pieces.len());
+        assert_eq!(pieces.concat(), whole);
     }
 }

@@ -36,6 +36,9 @@ impl std::fmt::Debug for Exporter {
     }
 }
 
+/// How much text is written before it is handed to gzip.
+const GZIP_CHUNK: usize = 1024 * 1024;
+
 /// Bounds each enricher call by the scrape's deadline.
 struct Deadline(Option<Instant>);
 
@@ -163,8 +166,7 @@ impl Exporter {
     }
 
     async fn body(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Exposition {
-        let text = self.scrape(format, deadline).await;
-        self.encode(text, gzip)
+        Exposition::new(self.render(format, gzip, deadline).await, self.spare.clone())
     }
 
     fn encode(&self, text: String, gzip: bool) -> Exposition {
@@ -172,14 +174,14 @@ impl Exporter {
         if !gzip {
             return Exposition::new(text, self.spare.clone());
         }
-        match crate::negotiate::compress(&text) {
-            Ok(packed) => {
-                self.spare.put(text);
-                Exposition::new(packed, self.spare.clone())
-            }
+        let mut gz = crate::negotiate::Gzip::new(Vec::new());
+        gz.write(&text);
+        self.spare.put(text);
+        match gz.finish() {
+            Ok(packed) => Exposition::new(packed, self.spare.clone()),
             Err(e) => {
                 log::error!("gzip: {e}");
-                Exposition::new(text, self.spare.clone())
+                Exposition::new(Vec::new(), self.spare.clone())
             }
         }
     }
@@ -190,6 +192,13 @@ impl Exporter {
     /// With a `deadline` (from Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`), reads that
     /// would end after it are abandoned and reported as failed, so the answer arrives in time.
     pub async fn scrape(&self, format: Format, deadline: Option<Instant>) -> String {
+        let text = self.render(format, false, deadline).await;
+        String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// [`Exporter::scrape`], as bytes, gzipped when `gzip`. Gzip is fed as the text is
+    /// written, a megabyte at a time, so the uncompressed exposition never exists whole.
+    async fn render(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Vec<u8> {
         let started = Instant::now();
         let selector = self.scope.label_selector.as_deref();
         let (pods_raw, nodes_raw) = futures_lite::future::zip(
@@ -213,18 +222,36 @@ impl Exporter {
             self.counters.enricher_error(&failure.enricher);
         }
 
-        // The renderer reserves what the families need.
-        let mut out = self.spare.take();
-        let mut w = Writer::new(&mut out, format);
-        if let Err(e) = write_families(&mut w, &scrape, &enriched.prepared, &self.options) {
-            log::error!("writing the exposition: {e}");
+        let write = |w: &mut Writer<'_>| {
+            if let Err(e) = write_families(w, &scrape, &enriched.prepared, &self.options) {
+                log::error!("writing the exposition: {e}");
+            }
+            let health = Health { pods_up, nodes_up, took: started.elapsed() };
+            if let Err(e) = self_metrics::write(w, health, &self.counters, &self.reports) {
+                log::error!("writing the self-metrics: {e}");
+            }
+        };
+        if !gzip {
+            // The renderer reserves what the families need.
+            let mut out = self.spare.take();
+            let mut w = Writer::new(&mut out, format);
+            write(&mut w);
+            w.finish();
+            return out.into_bytes();
         }
-        let health = Health { pods_up, nodes_up, took: started.elapsed() };
-        if let Err(e) = self_metrics::write(&mut w, health, &self.counters, &self.reports) {
-            log::error!("writing the self-metrics: {e}");
-        }
+        let mut gz = crate::negotiate::Gzip::new(self.spare.take().into_bytes());
+        let mut chunk = String::new();
+        let mut sink = |text: &str| gz.write(text.as_bytes());
+        let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);
+        write(&mut w);
         w.finish();
-        out
+        match gz.finish() {
+            Ok(packed) => packed,
+            Err(e) => {
+                log::error!("gzip: {e}");
+                Vec::new()
+            }
+        }
     }
 }
 
@@ -292,5 +319,30 @@ mod tests {
         let out = async_std::task::block_on(exporter.scrape(Format::OpenMetrics, Some(deadline)));
         assert!(out.contains("kube_metrics_server_up{resource=\"pods\"} 0\n"), "{out}");
         assert!(out.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn gzip_is_fed_as_the_text_is_written_and_says_the_same() {
+        use std::io::Read;
+        let exporter =
+            Exporter::new(Arc::new(Fixed(Some(PODS), Some(r#"{"items":[]}"#))), Arc::new(StaticCluster::default()));
+        let text = async_std::task::block_on(exporter.render(Format::OpenMetrics, false, None));
+        let packed = async_std::task::block_on(exporter.render(Format::OpenMetrics, true, None));
+        let mut unpacked = Vec::new();
+        flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut unpacked).expect("gunzip");
+        let strip = |b: &[u8]| -> String {
+            // The duration, the counters and the process differ between two scrapes.
+            String::from_utf8_lossy(b)
+                .lines()
+                .filter(|l| {
+                    !l.starts_with("kube_metrics_server_scrape_duration_seconds ")
+                        && !l.starts_with("kube_metrics_server_parse_errors_total ")
+                        && !l.starts_with("process_")
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(strip(&unpacked), strip(&text));
+        assert!(strip(&text).ends_with("# EOF"));
     }
 }

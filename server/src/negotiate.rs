@@ -63,10 +63,42 @@ pub fn gzip(accept_encoding: Option<&str>) -> bool {
 
 /// gzip at the fastest level: the exposition compresses ~20x even so.
 pub fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 8), flate2::Compression::fast());
-    enc.write_all(body)?;
-    enc.finish()
+    let mut gz = Gzip::new(Vec::with_capacity(body.len() / 8));
+    gz.write(body);
+    gz.finish()
+}
+
+/// A gzip stream fed piece by piece (the exposition as it is written); the first write
+/// error is kept and reported by [`Gzip::finish`].
+pub struct Gzip {
+    encoder: flate2::write::GzEncoder<Vec<u8>>,
+    failed: Option<std::io::Error>,
+}
+
+impl Gzip {
+    /// Compresses into `buf` (emptied; its capacity is reused).
+    pub fn new(mut buf: Vec<u8>) -> Self {
+        buf.clear();
+        Gzip { encoder: flate2::write::GzEncoder::new(buf, flate2::Compression::fast()), failed: None }
+    }
+
+    /// Adds `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        if self.failed.is_none() {
+            if let Err(e) = self.encoder.write_all(bytes) {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    /// The compressed stream.
+    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self.failed {
+            Some(e) => Err(e),
+            None => self.encoder.finish(),
+        }
+    }
 }
 
 #[cfg(test)]

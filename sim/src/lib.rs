@@ -6,6 +6,7 @@
 //! Tests change its cluster, rotate its token and inject faults while it runs.
 
 pub mod cluster;
+mod files;
 pub mod server;
 pub mod tls;
 

@@ -1,0 +1,75 @@
+//! Issue 10, [library]: the examples an embedder starts from, run as a new user would.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use msp_tests::*;
+
+/// An example binary beside the test (`./scripts/test` builds them first).
+fn example(name: &str) -> std::path::PathBuf {
+    let bin = binary().parent().expect("target dir").join("examples").join(name);
+    assert!(bin.exists(), "{} is missing: run ./scripts/test (it builds the examples)", bin.display());
+    bin
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    // The published samples, copied into the repository (see core/fixtures/).
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/fixtures").join(name)
+}
+
+#[test]
+fn library_render_once_prints_exact_values_for_the_published_samples() {
+    let out = Command::new(example("render_once"))
+        .arg(fixture("podmetrics-list-kubernetes-website.json"))
+        .arg(fixture("nodemetrics-kubernetes-website.json"))
+        .output()
+        .expect("run render_once");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    promtool_check(&text);
+    let s = parse(&text);
+    let coredns = [("namespace", "kube-system"), ("pod", "coredns-78fcd69978-f6pqv"), ("container", "coredns")];
+    assert_eq!(find(&s, "kube_metrics_server_container_cpu_usage_cores", &coredns).value, 0.007338891);
+    let minikube = find(&s, "kube_metrics_server_node_memory_working_set_bytes", &[("node", "minikube")]);
+    assert_eq!(minikube.value, (732212u64 * 1024) as f64);
+
+    let bad = Command::new(example("render_once")).arg("/nonexistent.json").output().expect("run");
+    assert_eq!(bad.status.code(), Some(2), "usage error");
+}
+
+#[async_std::test]
+async fn library_embed_tide_serves_the_exporter_and_every_link_under_the_prefix() {
+    let port = free_port();
+    let child = Command::new(example("embed_tide"))
+        .arg("--demo")
+        .env_clear()
+        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run embed_tide");
+    let _child = Killed(child);
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    let landing = loop {
+        if async_std::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            let got = get(&format!("{base}/exporter/"), &[]).await;
+            if got.status == 200 {
+                break got.body;
+            }
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "embed_tide did not serve /exporter/");
+        async_std::task::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(get(&format!("{base}/"), &[]).await.status, 200, "the embedder's own route");
+    let links: Vec<&str> = landing.split("href=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+    assert!(links.len() >= 3, "{landing}");
+    for link in links {
+        assert!(!link.starts_with('/') && !link.contains("://"), "{link} is not relative");
+        let got = get(&format!("{base}/exporter/{link}"), &[]).await;
+        assert_eq!(got.status, 200, "/exporter/{link}");
+    }
+    let metrics = get(&format!("{base}/exporter/metrics"), &[]).await.body;
+    let s = parse(&metrics);
+    assert_eq!(find(&s, "kube_metrics_server_up", &[("resource", "pods")]).value, 1.0);
+}
