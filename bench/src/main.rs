@@ -86,8 +86,8 @@ fn transform(pods: usize) -> Transform {
         let fresh = Memo::default();
         let memo = if cold { &fresh } else { &steady };
         let t = Instant::now();
-        let p: PodMetricsList<'_> = serde_json::from_str(&pod_json).expect("pods");
-        let n: NodeMetricsList<'_> = serde_json::from_str(&node_json).expect("nodes");
+        let p = PodMetricsList::parse(pod_json.as_bytes()).expect("pods");
+        let n = NodeMetricsList::parse(node_json.as_bytes()).expect("nodes");
         let parsed = t.elapsed();
         let scrape = Scrape::new(&p, &n);
         let checked = t.elapsed();

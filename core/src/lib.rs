@@ -48,7 +48,7 @@ pub use exposition::{
 };
 pub use glob::{Filter, Glob, GlobError};
 pub use memo::Memo;
-pub use model::{NodeMetricsList, PodMetricsList};
+pub use model::{List, NodeMetricsList, PodMetricsList};
 pub use objects::{
     controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent,
 };

@@ -152,6 +152,21 @@ impl<'de: 'a, 'a, T: Deserialize<'a>> Deserialize<'de> for List<T> {
 }
 
 impl<'a, T: Deserialize<'a>> List<T> {
+    /// Parses a `...List`. The whole list is read in one pass when every item fits (the
+    /// usual case); only when one does not is it read again, item by item (see [`List`]).
+    pub fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        #[derive(Deserialize)]
+        #[serde(bound(deserialize = "U: Deserialize<'de>"))]
+        struct Fast<U> {
+            #[serde(default)]
+            items: Option<Vec<U>>,
+        }
+        match serde_json::from_slice::<Fast<T>>(json) {
+            Ok(fast) => Ok(List { items: fast.items.unwrap_or_default(), invalid: Vec::new() }),
+            Err(_) => serde_json::from_slice(json),
+        }
+    }
+
     /// A `...List`, or one object (as `kubectl get --raw .../nodes/NAME` prints it) as a
     /// list of one.
     pub fn parse_any(json: &'a [u8]) -> Result<Self, serde_json::Error> {
@@ -161,7 +176,7 @@ impl<'a, T: Deserialize<'a>> List<T> {
             items: Option<serde::de::IgnoredAny>,
         }
         if serde_json::from_slice::<Probe>(json)?.items.is_some() {
-            serde_json::from_slice(json)
+            List::parse(json)
         } else {
             Ok(List { items: vec![serde_json::from_slice(json)?], invalid: Vec::new() })
         }

@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     };
     let read = |path: &str| std::fs::read(path).map_err(|e| eprintln!("render_once: reading {path}: {e}"));
     let (Ok(pods_json), Ok(nodes_json)) = (read(pods_path), read(nodes_path)) else { return ExitCode::FAILURE };
-    let pods = match serde_json::from_slice(&pods_json) {
+    let pods = match msp_core::PodMetricsList::parse(&pods_json) {
         Ok(list) => list,
         Err(e) => {
             eprintln!("render_once: {pods_path} is not a PodMetricsList: {e}");

@@ -67,21 +67,21 @@ async fn within(
 }
 
 /// Parses one metrics list; on failure logs it and yields an empty list.
-fn parse_list<'a, T: serde::Deserialize<'a> + Default>(
+fn parse_list<'a, T: serde::Deserialize<'a>>(
     resource: &str,
     fetched: &'a Result<Vec<u8>, SourceError>,
-) -> (T, bool) {
+) -> (msp_core::List<T>, bool) {
     match fetched {
-        Ok(body) => match serde_json::from_slice(body) {
+        Ok(body) => match msp_core::List::parse(body) {
             Ok(list) => (list, true),
             Err(e) => {
                 log::error!("{resource} metrics: invalid JSON from the metrics API: {e}");
-                (T::default(), false)
+                (msp_core::List::default(), false)
             }
         },
         Err(e) => {
             log::error!("{resource} metrics: {e}");
-            (T::default(), false)
+            (msp_core::List::default(), false)
         }
     }
 }

@@ -93,8 +93,12 @@ async fn start_demo(config: &mut Config) -> Result<impl Sized, ExitCode> {
     })
 }
 
+/// Nothing to keep alive: this build has no simulator.
 #[cfg(not(feature = "demo"))]
-async fn start_demo(_: &mut Config) -> Result<(), ExitCode> {
+struct NoDemo;
+
+#[cfg(not(feature = "demo"))]
+async fn start_demo(_: &mut Config) -> Result<NoDemo, ExitCode> {
     log::error!("--demo: this build has no simulator (built without the `demo` feature)");
     Err(ExitCode::from(2))
 }
