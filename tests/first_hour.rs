@@ -108,14 +108,7 @@ fn first_hour_help_lists_the_variables_and_no_cluster_suggests_demo() {
 #[async_std::test]
 async fn first_hour_demo_removes_its_temporary_files() {
     let port = free_port();
-    let mut child = Command::new(binary())
-        .arg("--demo")
-        .env_clear()
-        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary");
+    let mut child = spawn_demo(&binary(), port);
     listening(port).await;
     let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{}", child.id()));
     assert!(dir.join("ca.crt").exists(), "{} holds the demo CA", dir.display());

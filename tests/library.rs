@@ -1,6 +1,6 @@
 //! Issue 10, [library]: the examples an embedder starts from, run as a new user would.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use msp_tests::*;
@@ -40,15 +40,7 @@ fn library_render_once_prints_exact_values_for_the_published_samples() {
 #[async_std::test]
 async fn library_embed_tide_serves_the_exporter_and_every_link_under_the_prefix() {
     let port = free_port();
-    let child = Command::new(example("embed_tide"))
-        .arg("--demo")
-        .env_clear()
-        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run embed_tide");
-    let _child = Killed(child);
+    let _child = Killed(spawn_demo(&example("embed_tide"), port));
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     let landing = loop {

@@ -333,3 +333,16 @@ pub fn server_command(sim: &Sim, dir: &std::path::Path, port: u16) -> Command {
         .env("MSP_LISTEN", format!("127.0.0.1:{port}"));
     cmd
 }
+
+/// Starts `program --demo` on 127.0.0.1:`port`, with nothing else in its environment and its
+/// output discarded.
+pub fn spawn_demo(program: &std::path::Path, port: u16) -> std::process::Child {
+    Command::new(program)
+        .arg("--demo")
+        .env_clear()
+        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
+}
