@@ -1,6 +1,6 @@
-//! GET requests to the API server over surf: bearer token, timeout, a size bound, one
-//! retry after a 401 with a re-read token, and errors that carry the status and the
-//! Kubernetes `Status` message.
+//! GET requests to the API server over surf: bearer token, `User-Agent`, timeout, a size
+//! bound, one retry after a 401 with a re-read token, waits and retries after a 429 or 503
+//! with `Retry-After`, and errors that carry the status and the Kubernetes `Status` message.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -57,6 +57,8 @@ pub enum KubeError {
         status: u16,
         /// The `Status` object's message, or the start of the body.
         message: String,
+        /// `Retry-After` (in seconds) on a 429 or 503.
+        retry_after: Option<Duration>,
     },
     /// The body is larger than `kubernetes.max_response_bytes`.
     #[error("GET {path}: response larger than {limit} bytes (kubernetes.max_response_bytes)")]
@@ -73,6 +75,14 @@ impl KubeError {
     pub fn status(&self) -> Option<u16> {
         match self {
             KubeError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// How long a 429 or 503 asked us to wait (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            KubeError::Status { status: 429 | 503, retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -97,6 +107,22 @@ pub struct Limits {
     pub max_response_bytes: usize,
 }
 
+/// `User-Agent` on every request: the version and the commit it was built from, so that
+/// audit logs and API Priority and Fairness flow schemas can tell our requests apart.
+pub const USER_AGENT: &str =
+    concat!("metrics-server-prom/", env!("CARGO_PKG_VERSION"), " (", env!("BUILD_REVISION"), ")");
+
+/// Items per page when the caches list (`limit`), unless set otherwise: client-go's
+/// reflector uses the same.
+pub const DEFAULT_LIST_PAGE_SIZE: u32 = 500;
+
+/// How many times a 429 or 503 with `Retry-After` is retried.
+const MAX_RETRIES: u32 = 3;
+
+/// The longest `Retry-After` we wait out (also never more than the request timeout); a
+/// longer one fails the request at once.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
 /// A client for one API server.
 #[derive(Debug)]
 pub struct KubeClient {
@@ -104,6 +130,7 @@ pub struct KubeClient {
     base: Url,
     auth: Auth,
     limits: Limits,
+    list_page_size: u32,
     counts: Mutex<BTreeMap<(String, String), u64>>,
 }
 
@@ -150,7 +177,25 @@ impl KubeClient {
     /// A client for `endpoint`.
     pub fn new(endpoint: Endpoint, limits: Limits) -> Self {
         let http = surf::Client::with_http_client(Transport::new(endpoint.tls));
-        KubeClient { http, base: endpoint.base, auth: endpoint.auth, limits, counts: Mutex::default() }
+        KubeClient {
+            http,
+            base: endpoint.base,
+            auth: endpoint.auth,
+            limits,
+            list_page_size: DEFAULT_LIST_PAGE_SIZE,
+            counts: Mutex::default(),
+        }
+    }
+
+    /// Lists page by page with `limit=size` (at least 1): `kubernetes.list_page_size`.
+    pub fn with_list_page_size(mut self, size: u32) -> Self {
+        self.list_page_size = size.max(1);
+        self
+    }
+
+    /// Items per page of a list.
+    pub fn list_page_size(&self) -> u32 {
+        self.list_page_size
     }
 
     /// The API server's base URL.
@@ -176,8 +221,36 @@ impl KubeClient {
         self.get_as(resource, path_and_query, ACCEPT).await
     }
 
+    /// A GET; a 429 or 503 with `Retry-After` is waited out and retried, up to
+    /// [`MAX_RETRIES`] times, each wait at most [`MAX_RETRY_WAIT`] and the request timeout.
+    /// The wait is a plain sleep: a caller that gives up (a scrape's deadline) drops this
+    /// future, and with it the wait and every retry.
     async fn get_as(&self, resource: &str, path_and_query: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
-        self.authenticated(resource, path_and_query, || self.get_once(path_and_query, accept)).await
+        let mut retries = 0;
+        loop {
+            let result = self.authenticated(resource, path_and_query, || self.get_once(path_and_query, accept)).await;
+            let wait = match &result {
+                Err(e) => e.retry_after().filter(|wait| *wait <= self.max_retry_wait()),
+                Ok(_) => None,
+            };
+            match wait {
+                Some(wait) if retries < MAX_RETRIES => {
+                    retries += 1;
+                    log::info!(
+                        "GET {}: {}; retrying in {wait:?} as Retry-After asks ({retries}/{MAX_RETRIES})",
+                        path_and_query.split('?').next().unwrap_or(path_and_query),
+                        result.as_ref().err().map(|e| e.code()).unwrap_or_default()
+                    );
+                    async_std::task::sleep(wait).await;
+                }
+                _ => return result,
+            }
+        }
+    }
+
+    /// The longest `Retry-After` waited out: [`MAX_RETRY_WAIT`], or the timeout if shorter.
+    pub fn max_retry_wait(&self) -> Duration {
+        MAX_RETRY_WAIT.min(self.limits.timeout)
     }
 
     /// Runs `attempt`; after a 401, re-reads the token and runs it once more. Counts every
@@ -203,7 +276,7 @@ impl KubeClient {
     /// A GET of `path_and_query` with `Accept` and the bearer token.
     fn request(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::RequestBuilder, KubeError> {
         let url = self.base.join(path_and_query).map_err(|e| transport(path, e))?;
-        let mut req = self.http.get(url).header("Accept", accept);
+        let mut req = self.http.get(url).header("Accept", accept).header("User-Agent", USER_AGENT);
         if let Some(token) = self.auth.bearer() {
             req = req.header("Authorization", format!("Bearer {}", token.expose()));
         }
@@ -251,9 +324,10 @@ impl KubeClient {
             return Ok(res);
         }
         let status = u16::from(res.status());
+        let retry_after = retry_after(&res);
         let body =
             async_std::future::timeout(timeout, res.body_bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
-        Err(KubeError::Status { path: path.to_owned(), status, message: status_message(&body) })
+        Err(KubeError::Status { path: path.to_owned(), status, message: status_message(&body), retry_after })
     }
 
     fn count_code(&self, resource: &str, code: &str) {
@@ -270,23 +344,65 @@ impl KubeClient {
             .unwrap_or(Err(KubeError::Timeout { path, after: timeout }))
     }
 
+    /// The body, read into a buffer that never grows past `max_response_bytes`: a larger
+    /// answer is refused as soon as its `Content-Length`, or the bytes read so far, pass the
+    /// limit, chunked or not.
     async fn fetch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
         let mut res = self.request(path_and_query, path, accept)?.await.map_err(|e| transport(path, e.into_inner()))?;
         let limit = self.limits.max_response_bytes;
+        let too_large = || KubeError::TooLarge { path: path.to_owned(), limit };
         if res.len().is_some_and(|len| len > limit) {
-            return Err(KubeError::TooLarge { path: path.to_owned(), limit });
-        }
-        let mut body = Vec::with_capacity(res.len().unwrap_or(64 * 1024).min(limit));
-        let reader = res.take_body().into_reader();
-        reader.take(limit as u64 + 1).read_to_end(&mut body).await.map_err(|e| transport(path, e))?;
-        if body.len() > limit {
-            return Err(KubeError::TooLarge { path: path.to_owned(), limit });
+            return Err(too_large());
         }
         let status = u16::from(res.status());
+        let retry_after = retry_after(&res);
+        let body = read_bounded(res.take_body().into_reader(), res.len(), limit)
+            .await
+            .map_err(|e| e.map_or_else(too_large, |e| transport(path, e)))?;
         if !(200..300).contains(&status) {
-            return Err(KubeError::Status { path: path.to_owned(), status, message: status_message(&body) });
+            return Err(KubeError::Status {
+                path: path.to_owned(),
+                status,
+                message: status_message(&body),
+                retry_after,
+            });
         }
         Ok(body)
+    }
+}
+
+/// `Retry-After` in seconds (what the API server sends); an HTTP date is not used.
+fn retry_after(res: &surf::Response) -> Option<Duration> {
+    let value = res.header("Retry-After")?.last().as_str().trim();
+    value.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Reads `reader` to its end into a buffer whose capacity never passes `limit`: exactly
+/// `expected` when the length is known, else grown by doubling from 64 KiB, capped at the
+/// limit. `Err(None)` as soon as more than `limit` bytes arrive.
+async fn read_bounded(
+    mut reader: impl futures_lite::AsyncRead + Unpin,
+    expected: Option<usize>,
+    limit: usize,
+) -> Result<Vec<u8>, Option<std::io::Error>> {
+    const CHUNK: usize = 64 * 1024;
+    let mut body: Vec<u8> = Vec::new();
+    body.reserve_exact(expected.unwrap_or(CHUNK).min(limit));
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = reader.read(&mut chunk).await.map_err(Some)?;
+        if n == 0 {
+            return Ok(body);
+        }
+        let len = body.len() + n;
+        if len > limit {
+            return Err(None);
+        }
+        if len > body.capacity() {
+            let grown = (body.capacity() * 2).max(len).max(CHUNK).min(limit);
+            body.reserve_exact(grown - body.len());
+        }
+        body.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -317,5 +433,25 @@ mod tests {
         assert_eq!(status_message(body), "pods is forbidden: User \"x\" cannot list");
         assert_eq!(status_message(b"  plain text \n"), "plain text");
         assert_eq!(status_message(b""), "(empty body)");
+    }
+
+    #[test]
+    fn bodies_are_bounded_without_doubling() {
+        async_std::task::block_on(async {
+            let data = vec![7u8; 300 * 1024];
+            let read = |expected, limit| read_bounded(futures_lite::io::Cursor::new(data.clone()), expected, limit);
+            let body = read(None, 300 * 1024).await.expect("exactly the limit");
+            assert_eq!((body.len(), body.capacity()), (300 * 1024, 300 * 1024), "capped at the limit");
+            let body = read(Some(300 * 1024), 1 << 30).await.expect("known length");
+            assert_eq!(body.capacity(), 300 * 1024, "reserved once, exactly");
+            assert!(matches!(read(None, 300 * 1024 - 1).await, Err(None)), "one byte over");
+            assert!(matches!(read(Some(10), 100).await, Err(None)), "a wrong length does not help");
+        });
+    }
+
+    #[test]
+    fn user_agent_names_version_and_revision() {
+        assert!(USER_AGENT.starts_with(concat!("metrics-server-prom/", env!("CARGO_PKG_VERSION"), " (")));
+        assert!(USER_AGENT.ends_with(')'));
     }
 }
