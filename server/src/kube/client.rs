@@ -10,6 +10,7 @@ use futures_lite::AsyncReadExt;
 use http_types::Url;
 
 use super::endpoint::Endpoint;
+use super::exec::ExecError;
 use super::token::Auth;
 use super::transport::Transport;
 
@@ -60,6 +61,14 @@ pub enum KubeError {
         /// `Retry-After` (in seconds) on a 429 or 503.
         retry_after: Option<Duration>,
     },
+    /// The exec credential plugin gave no token.
+    #[error("GET {path}: {source}")]
+    Credentials {
+        /// The request path.
+        path: String,
+        /// Why.
+        source: ExecError,
+    },
     /// The body is larger than `kubernetes.max_response_bytes`.
     #[error("GET {path}: response larger than {limit} bytes (kubernetes.max_response_bytes)")]
     TooLarge {
@@ -93,7 +102,10 @@ impl KubeError {
             KubeError::Status { status, .. } => status.to_string(),
             KubeError::Timeout { .. } => "timeout".into(),
             KubeError::TooLarge { .. } => "too_large".into(),
-            KubeError::Transport { .. } | KubeError::Decode { .. } | KubeError::WatchError { .. } => "error".into(),
+            KubeError::Transport { .. }
+            | KubeError::Decode { .. }
+            | KubeError::WatchError { .. }
+            | KubeError::Credentials { .. } => "error".into(),
         }
     }
 }
@@ -253,8 +265,8 @@ impl KubeClient {
         MAX_RETRY_WAIT.min(self.limits.timeout)
     }
 
-    /// Runs `attempt`; after a 401, re-reads the token and runs it once more. Counts every
-    /// attempt under `resource`.
+    /// Runs `attempt`; after a 401, re-reads the token (or runs the exec plugin again) and
+    /// runs it once more. Counts every attempt under `resource`.
     async fn authenticated<T, F: std::future::Future<Output = Result<T, KubeError>>>(
         &self,
         resource: &str,
@@ -262,8 +274,9 @@ impl KubeClient {
         attempt: impl Fn() -> F,
     ) -> Result<T, KubeError> {
         let mut pending = Abandoned { client: self, resource, armed: true };
+        let sent = std::time::Instant::now();
         let mut result = attempt().await;
-        if matches!(&result, Err(e) if e.status() == Some(401)) && self.auth.refresh() {
+        if matches!(&result, Err(e) if e.status() == Some(401)) && self.auth.refresh(sent).await {
             log::info!("GET {path_and_query}: 401 Unauthorized; re-read the token, retrying once");
             self.count(resource, &result);
             result = attempt().await;
@@ -273,11 +286,13 @@ impl KubeClient {
         result
     }
 
-    /// A GET of `path_and_query` with `Accept` and the bearer token.
-    fn request(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::RequestBuilder, KubeError> {
+    /// A GET of `path_and_query` with `Accept`, `User-Agent` and the bearer token.
+    async fn request(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::RequestBuilder, KubeError> {
         let url = self.base.join(path_and_query).map_err(|e| transport(path, e))?;
         let mut req = self.http.get(url).header("Accept", accept).header("User-Agent", USER_AGENT);
-        if let Some(token) = self.auth.bearer() {
+        let token =
+            self.auth.token().await.map_err(|source| KubeError::Credentials { path: path.to_owned(), source })?;
+        if let Some(token) = token {
             req = req.header("Authorization", format!("Bearer {}", token.expose()));
         }
         Ok(req)
@@ -316,10 +331,12 @@ impl KubeClient {
     /// One attempt at opening a watch: the response once its headers arrive in time.
     async fn open_watch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::Response, KubeError> {
         let timeout = self.limits.timeout;
-        let mut res = async_std::future::timeout(timeout, self.request(path_and_query, path, accept)?)
+        let request = async {
+            self.request(path_and_query, path, accept).await?.await.map_err(|e| transport(path, e.into_inner()))
+        };
+        let mut res = async_std::future::timeout(timeout, request)
             .await
-            .map_err(|_| KubeError::Timeout { path: path.to_owned(), after: timeout })?
-            .map_err(|e| transport(path, e.into_inner()))?;
+            .map_err(|_| KubeError::Timeout { path: path.to_owned(), after: timeout })??;
         if res.status().is_success() {
             return Ok(res);
         }
@@ -348,7 +365,8 @@ impl KubeClient {
     /// answer is refused as soon as its `Content-Length`, or the bytes read so far, pass the
     /// limit, chunked or not.
     async fn fetch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
-        let mut res = self.request(path_and_query, path, accept)?.await.map_err(|e| transport(path, e.into_inner()))?;
+        let mut res =
+            self.request(path_and_query, path, accept).await?.await.map_err(|e| transport(path, e.into_inner()))?;
         let limit = self.limits.max_response_bytes;
         let too_large = || KubeError::TooLarge { path: path.to_owned(), limit };
         if res.len().is_some_and(|len| len > limit) {
