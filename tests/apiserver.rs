@@ -153,3 +153,77 @@ async fn apiserver_every_request_carries_the_user_agent() {
     }
     eprintln!("User-Agent: {:?}", s.user_agents.first());
 }
+
+/// A kubeconfig whose user is an exec plugin (v1, with `args` and `env`), the real binary,
+/// a token valid for 10 minutes, then revoked.
+#[async_std::test]
+async fn apiserver_exec_plugin_token_cached_rerun_after_revocation_never_logged() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    sim.state().token = "exec-secret-token-1".into();
+    std::fs::write(dir.join("current-token"), "exec-secret-token-1").expect("token");
+    write_script(
+        &dir.join("plugin.sh"),
+        r#"echo run >> "$PLUGIN_COUNTER"
+[ "$1" = --token-file ] || { echo "bad args: $*" >&2; exit 2; }
+printf '%s' "$KUBERNETES_EXEC_INFO" > "$(dirname "$PLUGIN_COUNTER")/exec-info.json"
+expires=$(date -u -d '+10 minutes' +%Y-%m-%dT%H:%M:%SZ)
+printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s","expirationTimestamp":"%s"}}\n' "$(cat "$2")" "$expires""#,
+    );
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: sim\nclusters:\n- name: sim\n  cluster:\n    server: {url}\n    certificate-authority: ca.crt\ncontexts:\n- name: sim\n  context: {{cluster: sim, user: exec-user}}\nusers:\n- name: exec-user\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n      args: [--token-file, {dir}/current-token]\n      env:\n      - {{name: PLUGIN_COUNTER, value: {dir}/runs}}\n      interactiveMode: IfAvailable\n      provideClusterInfo: true\n",
+        url = sim.url,
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("kubeconfig"), kubeconfig).expect("kubeconfig");
+    let runs = || std::fs::read_to_string(dir.join("runs")).map(|r| r.lines().count()).unwrap_or(0);
+
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    let _child = Killed(
+        server_command(&sim, &dir, port)
+            .env_remove("MSP_KUBERNETES__API_URL")
+            .env_remove("MSP_KUBERNETES__TOKEN_FILE")
+            .env_remove("MSP_KUBERNETES__CA_FILE")
+            .env("MSP_KUBERNETES__KUBECONFIG", dir.join("kubeconfig"))
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MSP_LOG_LEVEL", "trace")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("binary"),
+    );
+    wait_listening(port).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    for i in 0..5 {
+        let s = parse(&get(&url, &[]).await.body);
+        assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0), "scrape {i}");
+    }
+    let before = runs();
+    eprintln!("5 scrapes ran the plugin {before} time(s)");
+    assert!((1..=2).contains(&before), "{before} runs");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("exec-info.json")).expect("exec info")).expect("json");
+    assert_eq!((&info["kind"], &info["spec"]["interactive"]), (&"ExecCredential".into(), &false.into()));
+    assert_eq!(info["spec"]["cluster"]["server"], sim.url.as_str());
+    assert!(info["spec"]["cluster"]["certificate-authority-data"].is_string());
+
+    // Revoked: the API server takes only the token the plugin will print next.
+    sim.state().token = "exec-secret-token-2".into();
+    std::fs::write(dir.join("current-token"), "exec-secret-token-2").expect("token");
+    let mut recovered = None;
+    for i in 0..3 {
+        let s = parse(&get(&url, &[]).await.body);
+        if up(&s, "pods") == 1.0 && up(&s, "nodes") == 1.0 {
+            recovered = Some(i);
+            break;
+        }
+    }
+    eprintln!("after the revocation, scrape {recovered:?} succeeded; the plugin ran {} time(s) in all", runs());
+    assert!(recovered.is_some(), "no scrape succeeded after the revocation");
+    assert!(runs() > before && runs() <= before + 2, "{} runs", runs());
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("401"), "the revocation was logged");
+    for secret in ["exec-secret-token-1", "exec-secret-token-2"] {
+        assert!(!logged.contains(secret), "the token {secret:?} appears in the log");
+    }
+}
