@@ -139,6 +139,7 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct KubeClient {
     http: surf::Client,
+    transport: Transport,
     base: Url,
     auth: Auth,
     limits: Limits,
@@ -188,9 +189,11 @@ fn status_message(body: &[u8]) -> String {
 impl KubeClient {
     /// A client for `endpoint`.
     pub fn new(endpoint: Endpoint, limits: Limits) -> Self {
-        let http = surf::Client::with_http_client(Transport::new(endpoint.tls));
+        let transport = Transport::new(endpoint.tls);
+        let http = surf::Client::with_http_client(transport.clone());
         KubeClient {
             http,
+            transport,
             base: endpoint.base,
             auth: endpoint.auth,
             limits,
@@ -425,10 +428,11 @@ async fn read_bounded(
 }
 
 impl crate::self_metrics::Report for KubeClient {
-    /// `kube_metrics_server_api_requests_total`.
+    /// `kube_metrics_server_api_requests_total` and `kube_metrics_server_api_connections_total`.
     fn write_metrics(&self, w: &mut msp_core::Writer<'_>) -> Result<(), msp_core::ExpositionError> {
         use msp_core::{LabelName, MetricName, MetricType};
         const REQUESTS: MetricName = MetricName::from_static("kube_metrics_server_api_requests_total");
+        const CONNECTIONS: MetricName = MetricName::from_static("kube_metrics_server_api_connections_total");
         const RESOURCE: LabelName = LabelName::from_static("resource");
         const CODE: LabelName = LabelName::from_static("code");
         let help = "Requests to the Kubernetes API, by resource and HTTP status (or error, timeout, too_large).";
@@ -436,6 +440,10 @@ impl crate::self_metrics::Report for KubeClient {
         for ((resource, code), n) in self.request_counts() {
             f.sample([(&RESOURCE, resource.as_str()), (&CODE, code.as_str())], n as f64);
         }
+        let help =
+            "TCP connections opened to the Kubernetes API (idle ones are kept and reused; each watch has its own).";
+        let mut f = w.family(&CONNECTIONS, help, MetricType::Counter)?;
+        f.sample([], self.transport.connects() as f64);
         Ok(())
     }
 }
