@@ -227,3 +227,20 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
         assert!(!logged.contains(secret), "the token {secret:?} appears in the log");
     }
 }
+
+/// Keep-alive: steady-state scrapes reuse the pooled connections to the API server.
+#[async_std::test]
+async fn apiserver_metrics_requests_reuse_connections() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    let connections = |s: &[Sample]| find(s, "kube_metrics_server_api_connections_total", &[]).value;
+    let before = connections(&parse(&scrape(&h).await));
+    let requests = h.sim.count("/apis/metrics.k8s.io/");
+    for _ in 0..10 {
+        let s = parse(&scrape(&h).await);
+        assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0));
+    }
+    let after = connections(&parse(&scrape(&h).await));
+    let requests = h.sim.count("/apis/metrics.k8s.io/") - requests;
+    eprintln!("10 scrapes (+1 to read the counter): {requests} metrics requests, {} new connections", after - before);
+    assert!(after - before <= 2.0, "{} connections for {requests} requests", after - before);
+}
