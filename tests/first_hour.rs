@@ -2,19 +2,9 @@
 //! binary configured only by environment variables.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use msp_sim::{Fault, Route, SimCluster};
 use msp_tests::*;
-
-/// Waits until `port` accepts connections (at most 10 s).
-async fn listening(port: u16) {
-    let started = Instant::now();
-    while async_std::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(started.elapsed() < Duration::from_secs(10), "nothing listens on {port}");
-        async_std::task::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[async_std::test]
 async fn first_hour_service_links_json_logs_readiness_and_self_metrics() {
@@ -37,7 +27,7 @@ async fn first_hour_service_links_json_logs_readiness_and_self_metrics() {
         .spawn()
         .expect("binary");
     let _child = Killed(child);
-    listening(port).await;
+    wait_listening(port).await;
     let base = format!("http://127.0.0.1:{port}");
 
     // Both metrics APIs down: still ready, and /metrics says so.
@@ -109,7 +99,7 @@ fn first_hour_help_lists_the_variables_and_no_cluster_suggests_demo() {
 async fn first_hour_demo_removes_its_temporary_files() {
     let port = free_port();
     let mut child = spawn_demo(&binary(), port);
-    listening(port).await;
+    wait_listening(port).await;
     let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{}", child.id()));
     assert!(dir.join("ca.crt").exists(), "{} holds the demo CA", dir.display());
     let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");

@@ -346,3 +346,21 @@ pub fn spawn_demo(program: &std::path::Path, port: u16) -> std::process::Child {
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
 }
+
+/// Waits (up to 5 s) until something listens on 127.0.0.1:`port`.
+pub async fn wait_listening(port: u16) {
+    for _ in 0..200 {
+        if async_std::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return;
+        }
+        async_std::task::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("nothing listens on port {port}");
+}
+
+/// Writes an executable script (`#!/bin/bash` plus `body`) to `path`.
+pub fn write_script(path: &std::path::Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/bash\n{body}\n")).expect("script");
+    let chmod = Command::new("chmod").arg("+x").arg(path).status().expect("chmod");
+    assert!(chmod.success());
+}

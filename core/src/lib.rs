@@ -57,3 +57,4 @@ pub use quantity::{Quantity, QuantityError};
 pub use render::{render, render_prepared, write_families, Naming, PodLabels, Prepared, RenderOptions};
 pub use scrape::{ContainerSample, ItemError, NodeSample, PodSample, Scrape};
 pub use source::MetricsSource;
+pub use timestamp::parse_rfc3339_ms;

@@ -1,9 +1,11 @@
 //! Watch-backed metadata caches (the informer pattern), behind the [`Cluster`] trait.
 //!
-//! Each resource (pods, nodes, ReplicaSets, Jobs) is listed once, then watched from the
-//! list's resourceVersion with bookmarks. A dropped watch resumes from the last
-//! resourceVersion seen; only `410 Gone` forces a re-list; errors back off exponentially
-//! (0.2 s doubling to 30 s). A cache starts on first use, so an enricher that is not
+//! Each resource (pods, nodes, ReplicaSets, Jobs) is listed once, in pages (`limit`, then
+//! `continue`, as client-go's reflector does; a `continue` token that expired, 410, starts
+//! the list over), then watched from the completed list's resourceVersion with bookmarks.
+//! A dropped watch resumes from the last resourceVersion seen; only `410 Gone` forces a
+//! re-list; errors back off exponentially (0.2 s doubling to 30 s), or for as long as a
+//! 429 or 503 asks with `Retry-After` if that is longer. A cache starts on first use, so an enricher that is not
 //! configured costs no watch. In steady state a scrape reads the caches and makes no list
 //! request at all.
 //!
@@ -37,6 +39,10 @@ struct Kind {
 /// The longest watch line (one event) accepted: Kubernetes objects are at most 1.5 MiB in
 /// etcd by default, so this leaves room while bounding what one line can cost.
 const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
+
+/// How many times an expired `continue` token (410) starts a list over before the list
+/// counts as failed (and backs off).
+const MAX_LIST_RESTARTS: u32 = 3;
 
 /// Watch problems, by `(resource, reason)`, for `kube_metrics_server_watch_errors_total`.
 type WatchErrors = Mutex<BTreeMap<(&'static str, &'static str), u64>>;
@@ -118,7 +124,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 }
                 Err(e) => {
                     self.fail(&e);
-                    backoff.wait().await;
+                    backoff.wait_at_least(e.retry_after()).await;
                     continue;
                 }
             };
@@ -134,37 +140,72 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     Err(e) if e.status() == Some(410) => break,
                     Err(e) => {
                         self.fail(&e);
-                        backoff.wait().await;
+                        backoff.wait_at_least(e.retry_after()).await;
                     }
                 }
             }
         }
     }
 
+    /// Lists every page, then publishes the result as the new store; returns the list's
+    /// resourceVersion, for the watch to start from.
     async fn list(&self, client: &KubeClient, errors: &WatchErrors) -> Result<String, KubeError> {
-        let path = self.kind.path;
-        let body = if self.kind.metadata_only {
-            client.get_metadata(self.kind.resource, path).await?
-        } else {
-            client.get(self.kind.resource, path).await?
+        let mut restarts = 0;
+        let (store, rv) = loop {
+            match self.list_pages(client, errors).await {
+                Err((e, true)) if e.status() == Some(410) && restarts < MAX_LIST_RESTARTS => {
+                    restarts += 1;
+                    log::info!(
+                        "{} list: the continue token expired (410); listing again from the start",
+                        self.kind.resource
+                    );
+                }
+                Err((e, _)) => return Err(e),
+                Ok(done) => break done,
+            }
         };
-        let list = ObjectList::parse(&body).map_err(|source| KubeError::Decode { path: path.into(), source })?;
-        let (entries, bad) = list.entries::<T>();
-        if bad > 0 {
-            log::warn!("{} list: skipped {bad} item(s) that are not valid objects", self.kind.resource);
-            count(errors, self.kind.resource, "invalid_object", bad as u64);
-        }
-        let mut store = Namespaced::default();
-        for (ns, name, v) in entries {
-            store.insert(ns, name, v);
-        }
-        let rv = list.resource_version().unwrap_or_default().to_owned();
         *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
         self.synced.store(true, Ordering::Release);
         if let Ok(mut last) = self.last_error.lock() {
             *last = None;
         }
         Ok(rv)
+    }
+
+    /// One paged list from the start: the objects and the resourceVersion. An error says
+    /// whether it answered a `continue` request.
+    async fn list_pages(
+        &self,
+        client: &KubeClient,
+        errors: &WatchErrors,
+    ) -> Result<(Namespaced<T>, String), (KubeError, bool)> {
+        let base = self.kind.path;
+        let limit = client.list_page_size();
+        let mut store = Namespaced::default();
+        let mut token: Option<String> = None;
+        loop {
+            let path = page_path(base, limit, token.as_deref());
+            let fetched = if self.kind.metadata_only {
+                client.get_metadata(self.kind.resource, &path).await
+            } else {
+                client.get(self.kind.resource, &path).await
+            };
+            let body = fetched.map_err(|e| (e, token.is_some()))?;
+            let list = ObjectList::parse(&body)
+                .map_err(|source| (KubeError::Decode { path: base.into(), source }, token.is_some()))?;
+            let (entries, bad) = list.entries::<T>();
+            if bad > 0 {
+                log::warn!("{} list: skipped {bad} item(s) that are not valid objects", self.kind.resource);
+                count(errors, self.kind.resource, "invalid_object", bad as u64);
+            }
+            for (ns, name, v) in entries {
+                store.insert(ns, name, v);
+            }
+            match list.continue_token() {
+                Some(next) => token = Some(next.to_owned()),
+                None => return Ok((store, list.resource_version().unwrap_or_default().to_owned())),
+            }
+        }
     }
 
     async fn watch(&self, client: &KubeClient, rv: &mut String, errors: &WatchErrors) -> Result<WatchEnd, KubeError> {
@@ -239,6 +280,26 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     }
 }
 
+/// `path?limit=N`, plus `&continue=TOKEN` (URL-encoded) after the first page.
+fn page_path(path: &str, limit: u32, token: Option<&str>) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    match token {
+        Some(token) => {
+            let mut encoded = String::with_capacity(token.len() * 3);
+            for b in token.bytes() {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    encoded.push(char::from(b));
+                } else {
+                    encoded.push_str(&format!("%{b:02X}"));
+                }
+            }
+            let token = encoded;
+            format!("{path}{sep}limit={limit}&continue={token}")
+        }
+        None => format!("{path}{sep}limit={limit}"),
+    }
+}
+
 fn count(errors: &WatchErrors, resource: &'static str, reason: &'static str, n: u64) {
     if let Ok(mut e) = errors.lock() {
         *e.entry((resource, reason)).or_default() += n;
@@ -276,10 +337,12 @@ impl Backoff {
         self.0 = 0;
     }
 
-    async fn wait(&mut self) {
+    /// The next backoff, or `at_least` (a `Retry-After`) if that is longer.
+    async fn wait_at_least(&mut self, at_least: Option<Duration>) {
         let ms = (200u64 << self.0.min(8)).min(30_000);
         self.0 += 1;
-        async_std::task::sleep(Duration::from_millis(ms)).await;
+        let wait = Duration::from_millis(ms).max(at_least.unwrap_or_default());
+        async_std::task::sleep(wait).await;
     }
 }
 
@@ -408,5 +471,15 @@ mod tests {
         assert_eq!((held.get("a", "p"), store.get("a", "p")), (Some(&1), Some(&2)), "the held one is untouched");
         apply(&mut store, true, "a".into(), "p".into(), 0);
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn page_paths_encode_the_continue_token() {
+        assert_eq!(page_path("/api/v1/pods", 500, None), "/api/v1/pods?limit=500");
+        assert_eq!(
+            page_path("/api/v1/pods", 500, Some("eyJ2Ijoi+/=")),
+            "/api/v1/pods?limit=500&continue=eyJ2Ijoi%2B%2F%3D"
+        );
+        assert_eq!(page_path("/x?a=b", 2, None), "/x?a=b&limit=2");
     }
 }

@@ -85,6 +85,8 @@ pub struct RawKubernetes {
     pub insecure_skip_tls_verify: bool,
     /// Largest response body accepted.
     pub max_response_bytes: u64,
+    /// Items per page when the caches list (`limit`).
+    pub list_page_size: u32,
 }
 
 /// A string, or a number kept as its text (`MSP_KUBERNETES__TIMEOUT=5` arrives as a number),
@@ -124,6 +126,7 @@ impl Default for RawConfig {
                 timeout: "10s".into(),
                 insecure_skip_tls_verify: false,
                 max_response_bytes: 256 * 1024 * 1024,
+                list_page_size: 500,
             },
             namespaces: RawNamespaces { allow: vec!["*".into()], deny: vec![] },
             label_selector: None,
@@ -151,6 +154,8 @@ pub struct Config {
     pub kubernetes: Settings,
     /// Request limits.
     pub limits: Limits,
+    /// Items per page when the caches list.
+    pub list_page_size: u32,
     /// Which pods to export.
     pub scope: Scope,
     /// The web-config file, checked at load.
@@ -372,6 +377,9 @@ impl RawConfig {
         if timeout.is_zero() {
             return Err(invalid("kubernetes.timeout", "must be more than 0"));
         }
+        if k.list_page_size == 0 {
+            return Err(invalid("kubernetes.list_page_size", "must be at least 1"));
+        }
         if k.max_response_bytes < 1024 {
             return Err(invalid("kubernetes.max_response_bytes", "must be at least 1024"));
         }
@@ -403,6 +411,7 @@ impl RawConfig {
                 context: k.context.filter(|c| !c.is_empty()),
                 insecure_skip_tls_verify: k.insecure_skip_tls_verify,
             },
+            list_page_size: k.list_page_size,
             limits: Limits { timeout, max_response_bytes: usize::try_from(k.max_response_bytes).unwrap_or(usize::MAX) },
             scope,
             web_config,

@@ -2,6 +2,7 @@
 
 mod client;
 mod endpoint;
+mod exec;
 mod tls;
 mod token;
 mod transport;

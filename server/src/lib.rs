@@ -86,7 +86,7 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
         );
     }
     log::info!("API server {api}");
-    let client = Arc::new(KubeClient::new(endpoint, config.limits));
+    let client = Arc::new(KubeClient::new(endpoint, config.limits).with_list_page_size(config.list_page_size));
     let cluster = Arc::new(CachedCluster::new(client.clone()));
     let options = RenderOptions { naming: config.naming, timestamps: config.timestamps, format: None };
     Ok(Exporter::new(Arc::new(MetricsApi::new(client.clone())), cluster.clone())

@@ -25,6 +25,16 @@ pub enum Fault {
     NotJson,
     /// Answer 200 with exactly this body (attack mode: malformed items, huge answers).
     Body(Arc<String>),
+    /// Answer `status` (429, 503) with `Retry-After: seconds`, `times` times, then serve
+    /// normally again (the fault removes itself).
+    RetryAfter {
+        /// The HTTP status.
+        status: u16,
+        /// The `Retry-After` value, in seconds.
+        seconds: u64,
+        /// How many requests get it.
+        times: u32,
+    },
 }
 
 /// The routes faults can be set on.
@@ -57,6 +67,12 @@ pub struct SimState {
     pub faults: HashMap<Route, Fault>,
     /// Every request served: `(path and query, status)`.
     pub requests: Vec<(String, u16)>,
+    /// The `User-Agent` of each request in [`SimState::requests`], in the same order
+    /// (empty when there was none).
+    pub user_agents: Vec<String>,
+    /// The next this many list requests that carry a `continue` token get 410 Gone
+    /// (`Expired`), as an API server does once the token's resourceVersion is compacted.
+    pub expire_continue: u32,
     /// The current resourceVersion.
     pub resource_version: u64,
     /// Watch events since the start: `(route, resourceVersion, type, object)`.
@@ -173,6 +189,8 @@ impl Sim {
             serve_v1: true,
             faults: HashMap::new(),
             requests: Vec::new(),
+            user_agents: Vec::new(),
+            expire_continue: 0,
             resource_version: 1000,
             events: Vec::new(),
             compacted_before: 0,
@@ -202,6 +220,15 @@ impl Sim {
     /// How many list (not watch) requests have paths starting with `prefix`.
     pub fn lists(&self, prefix: &str) -> usize {
         self.state().requests.iter().filter(|(p, _)| p.starts_with(prefix) && !p.contains("watch=")).count()
+    }
+
+    /// List requests for `prefix` that asked for a page (`limit=`), continued or not.
+    pub fn pages(&self, prefix: &str) -> usize {
+        self.state()
+            .requests
+            .iter()
+            .filter(|(p, _)| p.starts_with(prefix) && !p.contains("watch=") && p.contains("limit="))
+            .count()
     }
 
     /// Closes every open watch connection.
@@ -309,6 +336,19 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 status(504, "Timeout", "hung")
             }
             Some(Fault::Status(code)) => status(code, "Injected", &format!("injected fault for {route:?}")),
+            Some(Fault::RetryAfter { status: code, seconds, times }) => {
+                {
+                    let mut s = lock(&state);
+                    if times <= 1 {
+                        s.faults.remove(&route);
+                    } else {
+                        s.faults.insert(route, Fault::RetryAfter { status: code, seconds, times: times - 1 });
+                    }
+                }
+                let mut res = status(code, "TooManyRequests", "the server has received too many requests");
+                res.insert_header("Retry-After", seconds.to_string());
+                res
+            }
             _ if req.url().query_pairs().any(|(k, v)| k == "watch" && (v == "1" || v == "true")) => {
                 let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
                 let from = q("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -317,6 +357,11 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 res.set_content_type("application/json");
                 res.set_body(watch_body(state.clone(), route, from, timeout)?);
                 res
+            }
+            _ if WATCHED.contains(&route) && req.url().query_pairs().any(|(k, _)| k == "limit") => {
+                let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+                let limit = q("limit").and_then(|v| v.parse::<usize>().ok()).filter(|l| *l > 0);
+                page(&mut lock(&state), route, limit, q("continue").as_deref())
             }
             other => {
                 let body = {
@@ -350,8 +395,52 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
             }
         }
     };
-    lock(&state).requests.push((path, answer.status().into()));
+    let agent = req.header("User-Agent").map(|h| h.as_str().to_owned()).unwrap_or_default();
+    let mut s = lock(&state);
+    s.requests.push((path, answer.status().into()));
+    s.user_agents.push(agent);
+    drop(s);
     Ok(answer)
+}
+
+/// One page of a list route: `limit` items from the offset in the `continue` token, which
+/// also holds the resourceVersion of the list's first page (every page reports it, as the
+/// API server does). A token from before a compaction, or one [`SimState::expire_continue`]
+/// picks, gets 410 Gone with reason `Expired`. No `limit` (0): everything that is left.
+fn page(s: &mut SimState, route: Route, limit: Option<usize>, token: Option<&str>) -> Response {
+    let (offset, rv) = match token {
+        None => (0, s.resource_version),
+        Some(token) => {
+            let parsed = token
+                .strip_prefix("sim-")
+                .and_then(|t| t.split_once('-'))
+                .and_then(|(o, v)| Some((o.parse::<usize>().ok()?, v.parse::<u64>().ok()?)));
+            let Some((offset, rv)) = parsed else {
+                return status(400, "BadRequest", "invalid continue token");
+            };
+            if s.expire_continue > 0 || rv < s.compacted_before {
+                s.expire_continue = s.expire_continue.saturating_sub(1);
+                return status(
+                    410,
+                    "Expired",
+                    "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.",
+                );
+            }
+            (offset, rv)
+        }
+    };
+    let mut value = list(&s.cluster, route, "v1beta1");
+    let items = value.get_mut("items").and_then(|i| i.as_array_mut()).map(std::mem::take).unwrap_or_default();
+    let end = limit.map_or(items.len(), |l| offset.saturating_add(l)).min(items.len());
+    let rest = items.len() - end;
+    let page: Vec<serde_json::Value> = items.into_iter().skip(offset).take(end.saturating_sub(offset)).collect();
+    value["items"] = serde_json::Value::Array(page);
+    value["metadata"]["resourceVersion"] = json!(rv.to_string());
+    if rest > 0 {
+        value["metadata"]["continue"] = json!(format!("sim-{end}-{rv}"));
+        value["metadata"]["remainingItemCount"] = json!(rest);
+    }
+    json_response(Arc::new(value.to_string()))
 }
 
 /// Shared body bytes, served without copying.

@@ -1,6 +1,6 @@
-//! GET requests to the API server over surf: bearer token, timeout, a size bound, one
-//! retry after a 401 with a re-read token, and errors that carry the status and the
-//! Kubernetes `Status` message.
+//! GET requests to the API server over surf: bearer token, `User-Agent`, timeout, a size
+//! bound, one retry after a 401 with a re-read token, waits and retries after a 429 or 503
+//! with `Retry-After`, and errors that carry the status and the Kubernetes `Status` message.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -10,6 +10,7 @@ use futures_lite::AsyncReadExt;
 use http_types::Url;
 
 use super::endpoint::Endpoint;
+use super::exec::ExecError;
 use super::token::Auth;
 use super::transport::Transport;
 
@@ -57,6 +58,16 @@ pub enum KubeError {
         status: u16,
         /// The `Status` object's message, or the start of the body.
         message: String,
+        /// `Retry-After` (in seconds) on a 429 or 503.
+        retry_after: Option<Duration>,
+    },
+    /// The exec credential plugin gave no token.
+    #[error("GET {path}: {source}")]
+    Credentials {
+        /// The request path.
+        path: String,
+        /// Why.
+        source: ExecError,
     },
     /// The body is larger than `kubernetes.max_response_bytes`.
     #[error("GET {path}: response larger than {limit} bytes (kubernetes.max_response_bytes)")]
@@ -77,13 +88,24 @@ impl KubeError {
         }
     }
 
+    /// How long a 429 or 503 asked us to wait (`Retry-After`), if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            KubeError::Status { status: 429 | 503, retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// A short code for counting: the status, or `error`/`timeout`.
     pub fn code(&self) -> String {
         match self {
             KubeError::Status { status, .. } => status.to_string(),
             KubeError::Timeout { .. } => "timeout".into(),
             KubeError::TooLarge { .. } => "too_large".into(),
-            KubeError::Transport { .. } | KubeError::Decode { .. } | KubeError::WatchError { .. } => "error".into(),
+            KubeError::Transport { .. }
+            | KubeError::Decode { .. }
+            | KubeError::WatchError { .. }
+            | KubeError::Credentials { .. } => "error".into(),
         }
     }
 }
@@ -97,13 +119,31 @@ pub struct Limits {
     pub max_response_bytes: usize,
 }
 
+/// `User-Agent` on every request: the version and the commit it was built from, so that
+/// audit logs and API Priority and Fairness flow schemas can tell our requests apart.
+pub const USER_AGENT: &str =
+    concat!("metrics-server-prom/", env!("CARGO_PKG_VERSION"), " (", env!("BUILD_REVISION"), ")");
+
+/// Items per page when the caches list (`limit`), unless set otherwise: client-go's
+/// reflector uses the same.
+pub const DEFAULT_LIST_PAGE_SIZE: u32 = 500;
+
+/// How many times a 429 or 503 with `Retry-After` is retried.
+const MAX_RETRIES: u32 = 3;
+
+/// The longest `Retry-After` we wait out (also never more than the request timeout); a
+/// longer one fails the request at once.
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
 /// A client for one API server.
 #[derive(Debug)]
 pub struct KubeClient {
     http: surf::Client,
+    transport: Transport,
     base: Url,
     auth: Auth,
     limits: Limits,
+    list_page_size: u32,
     counts: Mutex<BTreeMap<(String, String), u64>>,
 }
 
@@ -149,8 +189,28 @@ fn status_message(body: &[u8]) -> String {
 impl KubeClient {
     /// A client for `endpoint`.
     pub fn new(endpoint: Endpoint, limits: Limits) -> Self {
-        let http = surf::Client::with_http_client(Transport::new(endpoint.tls));
-        KubeClient { http, base: endpoint.base, auth: endpoint.auth, limits, counts: Mutex::default() }
+        let transport = Transport::new(endpoint.tls);
+        let http = surf::Client::with_http_client(transport.clone());
+        KubeClient {
+            http,
+            transport,
+            base: endpoint.base,
+            auth: endpoint.auth,
+            limits,
+            list_page_size: DEFAULT_LIST_PAGE_SIZE,
+            counts: Mutex::default(),
+        }
+    }
+
+    /// Lists page by page with `limit=size` (at least 1): `kubernetes.list_page_size`.
+    pub fn with_list_page_size(mut self, size: u32) -> Self {
+        self.list_page_size = size.max(1);
+        self
+    }
+
+    /// Items per page of a list.
+    pub fn list_page_size(&self) -> u32 {
+        self.list_page_size
     }
 
     /// The API server's base URL.
@@ -176,12 +236,40 @@ impl KubeClient {
         self.get_as(resource, path_and_query, ACCEPT).await
     }
 
+    /// A GET; a 429 or 503 with `Retry-After` is waited out and retried, up to
+    /// [`MAX_RETRIES`] times, each wait at most [`MAX_RETRY_WAIT`] and the request timeout.
+    /// The wait is a plain sleep: a caller that gives up (a scrape's deadline) drops this
+    /// future, and with it the wait and every retry.
     async fn get_as(&self, resource: &str, path_and_query: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
-        self.authenticated(resource, path_and_query, || self.get_once(path_and_query, accept)).await
+        let mut retries = 0;
+        loop {
+            let result = self.authenticated(resource, path_and_query, || self.get_once(path_and_query, accept)).await;
+            let wait = match &result {
+                Err(e) => e.retry_after().filter(|wait| *wait <= self.max_retry_wait()),
+                Ok(_) => None,
+            };
+            match wait {
+                Some(wait) if retries < MAX_RETRIES => {
+                    retries += 1;
+                    log::info!(
+                        "GET {}: {}; retrying in {wait:?} as Retry-After asks ({retries}/{MAX_RETRIES})",
+                        path_and_query.split('?').next().unwrap_or(path_and_query),
+                        result.as_ref().err().map(|e| e.code()).unwrap_or_default()
+                    );
+                    async_std::task::sleep(wait).await;
+                }
+                _ => return result,
+            }
+        }
     }
 
-    /// Runs `attempt`; after a 401, re-reads the token and runs it once more. Counts every
-    /// attempt under `resource`.
+    /// The longest `Retry-After` waited out: [`MAX_RETRY_WAIT`], or the timeout if shorter.
+    pub fn max_retry_wait(&self) -> Duration {
+        MAX_RETRY_WAIT.min(self.limits.timeout)
+    }
+
+    /// Runs `attempt`; after a 401, re-reads the token (or runs the exec plugin again) and
+    /// runs it once more. Counts every attempt under `resource`.
     async fn authenticated<T, F: std::future::Future<Output = Result<T, KubeError>>>(
         &self,
         resource: &str,
@@ -189,8 +277,9 @@ impl KubeClient {
         attempt: impl Fn() -> F,
     ) -> Result<T, KubeError> {
         let mut pending = Abandoned { client: self, resource, armed: true };
+        let sent = std::time::Instant::now();
         let mut result = attempt().await;
-        if matches!(&result, Err(e) if e.status() == Some(401)) && self.auth.refresh() {
+        if matches!(&result, Err(e) if e.status() == Some(401)) && self.auth.refresh(sent).await {
             log::info!("GET {path_and_query}: 401 Unauthorized; re-read the token, retrying once");
             self.count(resource, &result);
             result = attempt().await;
@@ -200,11 +289,13 @@ impl KubeClient {
         result
     }
 
-    /// A GET of `path_and_query` with `Accept` and the bearer token.
-    fn request(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::RequestBuilder, KubeError> {
+    /// A GET of `path_and_query` with `Accept`, `User-Agent` and the bearer token.
+    async fn request(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::RequestBuilder, KubeError> {
         let url = self.base.join(path_and_query).map_err(|e| transport(path, e))?;
-        let mut req = self.http.get(url).header("Accept", accept);
-        if let Some(token) = self.auth.bearer() {
+        let mut req = self.http.get(url).header("Accept", accept).header("User-Agent", USER_AGENT);
+        let token =
+            self.auth.token().await.map_err(|source| KubeError::Credentials { path: path.to_owned(), source })?;
+        if let Some(token) = token {
             req = req.header("Authorization", format!("Bearer {}", token.expose()));
         }
         Ok(req)
@@ -243,17 +334,20 @@ impl KubeClient {
     /// One attempt at opening a watch: the response once its headers arrive in time.
     async fn open_watch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::Response, KubeError> {
         let timeout = self.limits.timeout;
-        let mut res = async_std::future::timeout(timeout, self.request(path_and_query, path, accept)?)
+        let request = async {
+            self.request(path_and_query, path, accept).await?.await.map_err(|e| transport(path, e.into_inner()))
+        };
+        let mut res = async_std::future::timeout(timeout, request)
             .await
-            .map_err(|_| KubeError::Timeout { path: path.to_owned(), after: timeout })?
-            .map_err(|e| transport(path, e.into_inner()))?;
+            .map_err(|_| KubeError::Timeout { path: path.to_owned(), after: timeout })??;
         if res.status().is_success() {
             return Ok(res);
         }
         let status = u16::from(res.status());
+        let retry_after = retry_after(&res);
         let body =
             async_std::future::timeout(timeout, res.body_bytes()).await.ok().and_then(Result::ok).unwrap_or_default();
-        Err(KubeError::Status { path: path.to_owned(), status, message: status_message(&body) })
+        Err(KubeError::Status { path: path.to_owned(), status, message: status_message(&body), retry_after })
     }
 
     fn count_code(&self, resource: &str, code: &str) {
@@ -270,31 +364,75 @@ impl KubeClient {
             .unwrap_or(Err(KubeError::Timeout { path, after: timeout }))
     }
 
+    /// The body, read into a buffer that never grows past `max_response_bytes`: a larger
+    /// answer is refused as soon as its `Content-Length`, or the bytes read so far, pass the
+    /// limit, chunked or not.
     async fn fetch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
-        let mut res = self.request(path_and_query, path, accept)?.await.map_err(|e| transport(path, e.into_inner()))?;
+        let mut res =
+            self.request(path_and_query, path, accept).await?.await.map_err(|e| transport(path, e.into_inner()))?;
         let limit = self.limits.max_response_bytes;
+        let too_large = || KubeError::TooLarge { path: path.to_owned(), limit };
         if res.len().is_some_and(|len| len > limit) {
-            return Err(KubeError::TooLarge { path: path.to_owned(), limit });
-        }
-        let mut body = Vec::with_capacity(res.len().unwrap_or(64 * 1024).min(limit));
-        let reader = res.take_body().into_reader();
-        reader.take(limit as u64 + 1).read_to_end(&mut body).await.map_err(|e| transport(path, e))?;
-        if body.len() > limit {
-            return Err(KubeError::TooLarge { path: path.to_owned(), limit });
+            return Err(too_large());
         }
         let status = u16::from(res.status());
+        let retry_after = retry_after(&res);
+        let body = read_bounded(res.take_body().into_reader(), res.len(), limit)
+            .await
+            .map_err(|e| e.map_or_else(too_large, |e| transport(path, e)))?;
         if !(200..300).contains(&status) {
-            return Err(KubeError::Status { path: path.to_owned(), status, message: status_message(&body) });
+            return Err(KubeError::Status {
+                path: path.to_owned(),
+                status,
+                message: status_message(&body),
+                retry_after,
+            });
         }
         Ok(body)
     }
 }
 
+/// `Retry-After` in seconds (what the API server sends); an HTTP date is not used.
+fn retry_after(res: &surf::Response) -> Option<Duration> {
+    let value = res.header("Retry-After")?.last().as_str().trim();
+    value.parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// Reads `reader` to its end into a buffer whose capacity never passes `limit`: exactly
+/// `expected` when the length is known, else grown by doubling from 64 KiB, capped at the
+/// limit. `Err(None)` as soon as more than `limit` bytes arrive.
+async fn read_bounded(
+    mut reader: impl futures_lite::AsyncRead + Unpin,
+    expected: Option<usize>,
+    limit: usize,
+) -> Result<Vec<u8>, Option<std::io::Error>> {
+    const CHUNK: usize = 64 * 1024;
+    let mut body: Vec<u8> = Vec::new();
+    body.reserve_exact(expected.unwrap_or(CHUNK).min(limit));
+    let mut chunk = vec![0u8; CHUNK];
+    loop {
+        let n = reader.read(&mut chunk).await.map_err(Some)?;
+        if n == 0 {
+            return Ok(body);
+        }
+        let len = body.len() + n;
+        if len > limit {
+            return Err(None);
+        }
+        if len > body.capacity() {
+            let grown = (body.capacity() * 2).max(len).max(CHUNK).min(limit);
+            body.reserve_exact(grown - body.len());
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+}
+
 impl crate::self_metrics::Report for KubeClient {
-    /// `kube_metrics_server_api_requests_total`.
+    /// `kube_metrics_server_api_requests_total` and `kube_metrics_server_api_connections_total`.
     fn write_metrics(&self, w: &mut msp_core::Writer<'_>) -> Result<(), msp_core::ExpositionError> {
         use msp_core::{LabelName, MetricName, MetricType};
         const REQUESTS: MetricName = MetricName::from_static("kube_metrics_server_api_requests_total");
+        const CONNECTIONS: MetricName = MetricName::from_static("kube_metrics_server_api_connections_total");
         const RESOURCE: LabelName = LabelName::from_static("resource");
         const CODE: LabelName = LabelName::from_static("code");
         let help = "Requests to the Kubernetes API, by resource and HTTP status (or error, timeout, too_large).";
@@ -302,6 +440,10 @@ impl crate::self_metrics::Report for KubeClient {
         for ((resource, code), n) in self.request_counts() {
             f.sample([(&RESOURCE, resource.as_str()), (&CODE, code.as_str())], n as f64);
         }
+        let help =
+            "TCP connections opened to the Kubernetes API (idle ones are kept and reused; each watch has its own).";
+        let mut f = w.family(&CONNECTIONS, help, MetricType::Counter)?;
+        f.sample([], self.transport.connects() as f64);
         Ok(())
     }
 }
@@ -317,5 +459,25 @@ mod tests {
         assert_eq!(status_message(body), "pods is forbidden: User \"x\" cannot list");
         assert_eq!(status_message(b"  plain text \n"), "plain text");
         assert_eq!(status_message(b""), "(empty body)");
+    }
+
+    #[test]
+    fn bodies_are_bounded_without_doubling() {
+        async_std::task::block_on(async {
+            let data = vec![7u8; 300 * 1024];
+            let read = |expected, limit| read_bounded(futures_lite::io::Cursor::new(data.clone()), expected, limit);
+            let body = read(None, 300 * 1024).await.expect("exactly the limit");
+            assert_eq!((body.len(), body.capacity()), (300 * 1024, 300 * 1024), "capped at the limit");
+            let body = read(Some(300 * 1024), 1 << 30).await.expect("known length");
+            assert_eq!(body.capacity(), 300 * 1024, "reserved once, exactly");
+            assert!(matches!(read(None, 300 * 1024 - 1).await, Err(None)), "one byte over");
+            assert!(matches!(read(Some(10), 100).await, Err(None)), "a wrong length does not help");
+        });
+    }
+
+    #[test]
+    fn user_agent_names_version_and_revision() {
+        assert!(USER_AGENT.starts_with(concat!("metrics-server-prom/", env!("CARGO_PKG_VERSION"), " (")));
+        assert!(USER_AGENT.ends_with(')'));
     }
 }

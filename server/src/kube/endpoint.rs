@@ -9,6 +9,7 @@ use base64::Engine as _;
 use http_types::Url;
 use serde::Deserialize;
 
+use super::exec::{ExecConfig, ExecPlugin, Interactive, API_VERSIONS};
 use super::tls::{self, TlsError, Verify};
 use super::token::{Auth, Secret, TokenError, TokenFile};
 
@@ -73,6 +74,12 @@ pub enum EndpointError {
         /// What is wrong.
         message: String,
     },
+    /// A `user:password@` in the API server URL.
+    #[error("{url}: a user and password in the API server URL are not supported (the API server has had no basic authentication since Kubernetes 1.19): remove them, and authenticate with a token (kubernetes.token_file) or a kubeconfig")]
+    UserInfo {
+        /// The URL, without its user and password.
+        url: String,
+    },
     /// `https` with nothing to verify the server against.
     #[error("{url} uses https but no CA is configured: set kubernetes.ca_file (or, knowingly, kubernetes.insecure_skip_tls_verify)")]
     NoCa {
@@ -110,6 +117,7 @@ fn existing(path: &str) -> Option<PathBuf> {
 /// else a kubeconfig (`kubeconfig`, `$KUBECONFIG`, `~/.kube/config`).
 pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<Endpoint, EndpointError> {
     if let Some(url) = &s.api_url {
+        no_user_info(url)?;
         let token = s.token_file.clone().or_else(|| existing(SA_TOKEN));
         let ca = s.ca_file.clone().or_else(|| existing(SA_CA));
         return direct(url.clone(), token, ca, s.insecure_skip_tls_verify);
@@ -133,6 +141,16 @@ pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<End
             message: "no API server: set kubernetes.api_url, run in a cluster, or provide a kubeconfig".into(),
         })?;
     kubeconfig(&path, s)
+}
+
+/// Refuses a URL with a `user:password@`: we would never send it, and it must not look as
+/// if we did.
+fn no_user_info(url: &Url) -> Result<(), EndpointError> {
+    if url.username().is_empty() && url.password().is_none() {
+        Ok(())
+    } else {
+        Err(EndpointError::UserInfo { url: super::redacted(url) })
+    }
 }
 
 fn direct(url: Url, token: Option<PathBuf>, ca: Option<PathBuf>, insecure: bool) -> Result<Endpoint, EndpointError> {
@@ -183,7 +201,7 @@ struct Kubeconfig {
 #[derive(Deserialize)]
 struct Named<T> {
     name: String,
-    #[serde(alias = "cluster", alias = "context", alias = "user")]
+    #[serde(alias = "cluster", alias = "context", alias = "user", alias = "extension")]
     value: Option<T>,
 }
 
@@ -195,6 +213,12 @@ struct ClusterEntry {
     certificate_authority_data: Option<String>,
     #[serde(default)]
     insecure_skip_tls_verify: bool,
+    tls_server_name: Option<String>,
+    proxy_url: Option<String>,
+    #[serde(default)]
+    disable_compression: bool,
+    #[serde(default)]
+    extensions: Vec<Named<serde_norway::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -213,8 +237,33 @@ struct UserEntry {
     client_certificate_data: Option<String>,
     client_key: Option<PathBuf>,
     client_key_data: Option<String>,
+    exec: Option<ExecEntry>,
+    auth_provider: Option<serde_norway::Value>,
     #[serde(flatten)]
     _rest: BTreeMap<String, serde_norway::Value>,
+}
+
+/// `users[].user.exec`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecEntry {
+    api_version: Option<String>,
+    command: Option<PathBuf>,
+    #[serde(default)]
+    args: Vec<String>,
+    #[serde(default)]
+    env: Vec<ExecEnv>,
+    install_hint: Option<String>,
+    #[serde(default)]
+    provide_cluster_info: bool,
+    interactive_mode: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ExecEnv {
+    name: String,
+    #[serde(default)]
+    value: String,
 }
 
 fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
@@ -259,7 +308,9 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
 
     let server = cluster.server.clone().ok_or_else(|| incomplete(format!("cluster {cluster_name:?} has no server")))?;
     let base = Url::parse(&server).map_err(|e| EndpointError::Url { url: server.clone(), message: e.to_string() })?;
+    no_user_info(&base)?;
     let insecure = cluster.insecure_skip_tls_verify || s.insecure_skip_tls_verify;
+    let user_name = ctx.user.clone().unwrap_or_default();
 
     let auth = if let Some(file) = &s.token_file {
         Auth::File(TokenFile::open(file)?)
@@ -267,6 +318,45 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
         Auth::Token(Secret::new(token.clone()))
     } else if let Some(file) = &user.token_file {
         Auth::File(TokenFile::open(rel(file))?)
+    } else if let Some(exec) = &user.exec {
+        let cluster_info = || -> Result<serde_json::Value, EndpointError> {
+            let ca = match (&cluster.certificate_authority_data, &cluster.certificate_authority) {
+                (Some(data), _) => Some(data.trim().to_owned()),
+                (None, Some(f)) => {
+                    Some(base64::engine::general_purpose::STANDARD.encode(read("certificate-authority", &rel(f))?))
+                }
+                _ => None,
+            };
+            let mut info = serde_json::json!({ "server": server });
+            let fields = [
+                ("tls-server-name", cluster.tls_server_name.clone().map(serde_json::Value::from)),
+                ("insecure-skip-tls-verify", cluster.insecure_skip_tls_verify.then_some(true.into())),
+                ("certificate-authority-data", ca.map(serde_json::Value::from)),
+                ("proxy-url", cluster.proxy_url.clone().map(serde_json::Value::from)),
+                ("disable-compression", cluster.disable_compression.then_some(true.into())),
+            ];
+            for (key, value) in fields {
+                if let Some(value) = value {
+                    info[key] = value;
+                }
+            }
+            let extension = cluster.extensions.iter().find(|e| e.name == "client.authentication.k8s.io/exec");
+            if let Some(config) = extension.and_then(|e| e.value.as_ref()) {
+                info["config"] = serde_json::to_value(config)
+                    .map_err(|e| incomplete(format!("cluster {cluster_name:?}: its exec extension: {e}")))?;
+            }
+            Ok(info)
+        };
+        let config = exec_config(exec, &user_name, cluster_info).map_err(|e| match e {
+            ExecConfigError::Incomplete(message) => incomplete(message),
+            ExecConfigError::Endpoint(e) => e,
+        })?;
+        Auth::Exec(ExecPlugin::new(config.relative_to(base_dir)))
+    } else if user.auth_provider.is_some() {
+        return Err(incomplete(format!(
+            "user {user_name:?} uses an auth-provider, which is not supported (client-go dropped them in Kubernetes 1.26): \
+             use an exec plugin (users[].user.exec) such as kubelogin or gke-gcloud-auth-plugin, or a token"
+        )));
     } else {
         Auth::None
     };
@@ -305,6 +395,50 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
         None
     };
     Ok(Endpoint { base, tls, auth, insecure })
+}
+
+/// Why an `exec` entry cannot be used.
+enum ExecConfigError {
+    Incomplete(String),
+    Endpoint(EndpointError),
+}
+
+/// Checks a kubeconfig `exec` entry: a known `apiVersion`, a command, an `interactiveMode`
+/// that does not need a terminal; `spec.cluster` from `cluster_info` when asked for.
+fn exec_config(
+    exec: &ExecEntry,
+    user: &str,
+    cluster_info: impl FnOnce() -> Result<serde_json::Value, EndpointError>,
+) -> Result<ExecConfig, ExecConfigError> {
+    let bad = |m: String| ExecConfigError::Incomplete(format!("user {user:?}: exec: {m}"));
+    let api_version = exec.api_version.clone().unwrap_or_default();
+    if !API_VERSIONS.contains(&api_version.as_str()) {
+        return Err(bad(format!("apiVersion {api_version:?} is not one of {API_VERSIONS:?}")));
+    }
+    let command = exec.command.clone().filter(|c| !c.as_os_str().is_empty()).ok_or_else(|| bad("no command".into()))?;
+    let interactive = match exec.interactive_mode.as_deref() {
+        None | Some("") | Some("IfAvailable") => Interactive::IfAvailable,
+        Some("Never") => Interactive::Never,
+        Some("Always") => {
+            return Err(bad(
+                "interactiveMode is Always, but metrics-server-prom never has a terminal to give the plugin: \
+                 use a plugin mode that needs no prompt (IfAvailable or Never)"
+                    .into(),
+            ))
+        }
+        Some(other) => return Err(bad(format!("interactiveMode {other:?} is not Never, IfAvailable or Always"))),
+    };
+    let cluster =
+        if exec.provide_cluster_info { Some(cluster_info().map_err(ExecConfigError::Endpoint)?) } else { None };
+    Ok(ExecConfig {
+        api_version,
+        command,
+        args: exec.args.clone(),
+        env: exec.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
+        interactive,
+        cluster,
+        install_hint: exec.install_hint.clone(),
+    })
 }
 
 #[cfg(test)]
@@ -369,6 +503,51 @@ mod tests {
         }
         let err = resolve(&s, &no_env).expect_err("no CA");
         assert!(matches!(err, EndpointError::NoCa { .. }));
+    }
+
+    #[test]
+    fn user_info_in_the_url_is_refused() {
+        let s = Settings {
+            api_url: Some(Url::parse("https://admin:hunter2@127.0.0.1:6443").expect("url")),
+            insecure_skip_tls_verify: true,
+            ..Default::default()
+        };
+        let err = resolve(&s, &no_env).expect_err("user info").to_string();
+        assert!(err.contains("not supported") && err.contains("https://127.0.0.1:6443/"), "{err}");
+        assert!(!err.contains("hunter2") && !err.contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn kubeconfig_exec_entries_are_checked() {
+        let dir = std::env::temp_dir().join(format!("msp-kubeconfig-exec-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let resolve_user = |user: &str| {
+            let yaml = format!(
+                "current-context: a\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:8001\n    extensions:\n    - name: client.authentication.k8s.io/exec\n      extension: {{audience: x}}\ncontexts:\n- name: a\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user:\n{user}"
+            );
+            let path = dir.join("config");
+            std::fs::write(&path, yaml).expect("write");
+            resolve(&Settings { kubeconfig: Some(path), ..Default::default() }, &no_env)
+        };
+        let exec = "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: bin/plugin\n      args: [a]\n      env: [{name: K, value: V}]\n      provideClusterInfo: true\n";
+        let ep = resolve_user(&format!("{exec}      interactiveMode: IfAvailable\n")).expect("exec");
+        let Auth::Exec(plugin) = &ep.auth else { panic!("{:?}", ep.auth) };
+        let shown = format!("{plugin:?}");
+        assert!(shown.contains(&format!("{:?}", dir.join("bin/plugin"))), "relative to the kubeconfig: {shown}");
+        assert!(!shown.contains("\"V\""), "env values are not shown: {shown}");
+        for (mode, want) in [("Always", "never has a terminal"), ("Sometimes", "is not Never, IfAvailable or Always")] {
+            let err = resolve_user(&format!("{exec}      interactiveMode: {mode}\n")).expect_err(mode).to_string();
+            assert!(err.contains(want), "{err}");
+        }
+        let err =
+            resolve_user("    exec:\n      apiVersion: client.authentication.k8s.io/v1alpha1\n      command: x\n")
+                .expect_err("alpha")
+                .to_string();
+        assert!(err.contains("v1alpha1"), "{err}");
+        let err = resolve_user("    auth-provider:\n      name: oidc\n      config: {id-token: x}\n")
+            .expect_err("auth-provider")
+            .to_string();
+        assert!(err.contains("auth-provider, which is not supported"), "{err}");
     }
 
     fn test_ca() -> (String, String) {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::exec::{ExecError, ExecPlugin};
+
 /// How often a token file is re-read even without a 401.
 pub const REREAD_EVERY: Duration = Duration::from_secs(60);
 
@@ -99,26 +101,44 @@ pub enum Auth {
     Token(Secret),
     /// A bearer token from a file.
     File(TokenFile),
+    /// A bearer token from a kubeconfig exec plugin.
+    Exec(ExecPlugin),
 }
 
 impl Auth {
-    /// The bearer token to send, if any.
+    /// The bearer token to send, if any, without running anything: an exec plugin's only
+    /// if it has run.
     pub fn bearer(&self) -> Option<Secret> {
         match self {
             Auth::None => None,
             Auth::Token(t) => Some(t.clone()),
             Auth::File(f) => Some(f.token()),
+            Auth::Exec(plugin) => plugin.kept(),
         }
     }
 
-    /// Re-reads a token file after a 401; returns whether a retry may help.
-    pub fn refresh(&self) -> bool {
+    /// The bearer token to send, if any, running the exec plugin when its credential is
+    /// missing or expired.
+    pub async fn token(&self) -> Result<Option<Secret>, ExecError> {
+        match self {
+            Auth::Exec(plugin) => plugin.token().await.map(Some),
+            _ => Ok(self.bearer()),
+        }
+    }
+
+    /// After a 401 to a request sent at `sent`: re-reads a token file, or makes the exec
+    /// plugin run again; returns whether a retry may help.
+    pub async fn refresh(&self, sent: Instant) -> bool {
         match self {
             Auth::File(f) => {
                 f.reload();
                 true
             }
-            _ => false,
+            Auth::Exec(plugin) => {
+                plugin.invalidate(sent).await;
+                true
+            }
+            Auth::None | Auth::Token(_) => false,
         }
     }
 }

@@ -1,24 +1,61 @@
-//! surf's HTTP backend: async-h1 over TCP, with TLS from rustls 0.23 (futures-rustls).
+//! surf's HTTP backend: async-h1 over TCP, with TLS from rustls 0.23 (futures-rustls), and
+//! keep-alive connections kept in a small pool.
 //!
 //! surf's own `h1-client-rustls` feature pins rustls 0.18, webpki 0.21 and ring 0.16, which
-//! carry known vulnerabilities, so we give surf this [`HttpClient`] instead. One connection
-//! per request: a scrape makes two or three, and the API server closes idle ones anyway.
+//! carry known vulnerabilities, so we give surf this [`HttpClient`] instead.
+//!
+//! async-h1's client sends one request on a stream it takes, and hands the stream to the
+//! response's body reader. We give it one handle of a shared connection and keep another:
+//! once the body has been read to its end (its `Content-Length`, or the last chunk) the
+//! connection is at a message boundary, and our handle goes back to the pool. A body
+//! dropped half-read, a response framed by closing the connection, or `Connection: close`
+//! leave the connection out of the pool, and it closes with its last handle. At most
+//! [`MAX_IDLE_PER_HOST`] idle connections per host are kept, each at most [`IDLE_TIMEOUT`]
+//! (below the API server's and most load balancers'). A pooled connection that fails before
+//! any byte of the answer arrives (the server closed it while idle) is replaced by a fresh
+//! one and the request sent again, once: we only send GETs. Watches (`watch=1`) always get a
+//! connection of their own and never return it.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_std::net::TcpStream;
+use futures_lite::io::{AsyncBufRead, AsyncRead, AsyncWrite, BufReader};
 use futures_rustls::TlsConnector;
 use http_client::{Config, Error, HttpClient, Request, Response};
 use http_types::url::Host;
 use http_types::StatusCode;
 use rustls::pki_types::ServerName;
 
-/// Connects over `http://`, or `https://` with the given TLS configuration.
+/// Idle connections kept per host.
+pub const MAX_IDLE_PER_HOST: usize = 4;
+
+/// How long an idle connection is kept (the API server's own idle timeout is 90 s).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A byte stream, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
+
+/// A connection, shared between async-h1 (which consumes one handle per request) and us.
+type Conn = async_dup::Arc<async_dup::Mutex<Box<dyn Io>>>;
+
+/// Idle connections by `scheme://host:port`, with the time each went idle.
+type Idle = Mutex<HashMap<String, Vec<(Conn, Instant)>>>;
+
+/// Connects over `http://`, or `https://` with the given TLS configuration, reusing idle
+/// connections.
 #[derive(Clone)]
 pub struct Transport {
     tls: Option<Arc<rustls::ClientConfig>>,
     config: Config,
+    idle: Arc<Idle>,
+    connects: Arc<AtomicU64>,
 }
 
 impl fmt::Debug for Transport {
@@ -30,26 +67,33 @@ impl fmt::Debug for Transport {
 impl Transport {
     /// A transport for `http://` only (`tls: None`) or for both schemes.
     pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
-        Transport { tls, config: Config::new() }
+        Transport { tls, config: Config::new(), idle: Arc::default(), connects: Arc::default() }
     }
-}
 
-fn error(message: String) -> Error {
-    Error::from_str(StatusCode::BadGateway, message)
-}
+    /// TCP connections opened so far.
+    pub fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
+    }
 
-#[async_trait::async_trait]
-impl HttpClient for Transport {
-    async fn send(&self, req: Request) -> Result<Response, Error> {
-        let url = req.url().clone();
+    /// An idle connection to `key` that has not timed out; drops the ones that have.
+    fn take_idle(&self, key: &str) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = idle.get_mut(key)?;
+        conns.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+        conns.pop().map(|(conn, _)| conn)
+    }
+
+    /// Opens a connection: TCP, then TLS for `https`.
+    async fn dial(&self, url: &http_types::Url) -> Result<Conn, Error> {
         let host = url.host().ok_or_else(|| error(format!("{url}: no host")))?;
         let port = url.port_or_known_default().ok_or_else(|| error(format!("{url}: no port")))?;
         let host_str = url.host_str().unwrap_or_default();
         let addr = format!("{host_str}:{port}");
         let tcp = TcpStream::connect(&addr).await.map_err(|e| error(format!("connect to {addr}: {e}")))?;
+        self.connects.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
-        match url.scheme() {
-            "http" => async_h1::connect(tcp, req).await,
+        let io: Box<dyn Io> = match url.scheme() {
+            "http" => Box::new(tcp),
             "https" => {
                 let tls = self.tls.clone().ok_or_else(|| error(format!("{url}: https without a TLS configuration")))?;
                 let name = match host {
@@ -61,9 +105,77 @@ impl HttpClient for Transport {
                     .connect(name, tcp)
                     .await
                     .map_err(|e| error(format!("TLS handshake with {addr}: {e}")))?;
-                async_h1::connect(stream, req).await
+                Box::new(stream)
             }
-            other => Err(error(format!("{url}: unsupported scheme {other}"))),
+            other => return Err(error(format!("{url}: unsupported scheme {other}"))),
+        };
+        Ok(async_dup::Arc::new(async_dup::Mutex::new(io)))
+    }
+
+    /// Sends `req` on `conn`; says whether any byte of an answer arrived.
+    async fn exchange(&self, conn: &Conn, req: Request) -> (Result<Response, Error>, bool) {
+        let answered = Arc::new(AtomicBool::new(false));
+        let stream = Tracked { conn: conn.clone(), answered: answered.clone() };
+        let result = async_h1::connect(stream, req).await;
+        (result, answered.load(Ordering::Relaxed))
+    }
+}
+
+/// The pool key: scheme, host and port.
+fn key(url: &http_types::Url) -> String {
+    format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0))
+}
+
+fn error(message: String) -> Error {
+    Error::from_str(StatusCode::BadGateway, message)
+}
+
+/// Whether the connection can carry another request once this response's body is read:
+/// the body is framed by a length or chunks, and nobody asked to close.
+fn reusable(res: &Response) -> bool {
+    let close = res.header("Connection").is_some_and(|v| v.iter().any(|v| v.as_str().eq_ignore_ascii_case("close")));
+    let framed = res.header("Content-Length").is_some()
+        || res.header("Transfer-Encoding").is_some_and(|v| v.last().as_str().eq_ignore_ascii_case("chunked"));
+    framed && !close
+}
+
+#[async_trait::async_trait]
+impl HttpClient for Transport {
+    async fn send(&self, req: Request) -> Result<Response, Error> {
+        let url = req.url().clone();
+        let key = key(&url);
+        let watch = url.query_pairs().any(|(k, v)| k == "watch" && (v == "1" || v == "true"));
+        // Only a request without a body can be sent again as it is.
+        let mut again = (req.len() == Some(0)).then(|| req.clone());
+        let mut req = req;
+        loop {
+            let (conn, pooled) = match (!watch).then(|| self.take_idle(&key)).flatten() {
+                Some(conn) => (conn, true),
+                None => (self.dial(&url).await?, false),
+            };
+            let (result, answered) = self.exchange(&conn, req).await;
+            let mut res = match result {
+                Ok(res) => res,
+                Err(e) if pooled && !answered => match again.take() {
+                    Some(retry) => {
+                        log::debug!(
+                            "{}: an idle connection failed ({e}); sending on a new one",
+                            crate::kube::redacted(&url)
+                        );
+                        req = retry;
+                        continue;
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            };
+            if !watch && reusable(&res) {
+                let len = res.len();
+                let body = res.take_body().into_reader();
+                let body = ReturnOnEof { body, left: len, conn: Some(conn), idle: self.idle.clone(), key };
+                res.set_body(http_types::Body::from_reader(BufReader::new(body), len));
+            }
+            return Ok(res);
         }
     }
 
@@ -74,5 +186,176 @@ impl HttpClient for Transport {
 
     fn config(&self) -> &Config {
         &self.config
+    }
+}
+
+/// The handle async-h1 consumes: records whether any byte was read.
+struct Tracked {
+    conn: Conn,
+    answered: Arc<AtomicBool>,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.conn).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            if *n > 0 {
+                self.answered.store(true, Ordering::Relaxed);
+            }
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.conn).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.conn).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.conn).poll_close(cx)
+    }
+}
+
+/// A response body that puts its connection back in the pool when read to its end: its
+/// last byte, when its length is known (http-types stops reading a body of known length
+/// there, without asking for the end), else the end of the last chunk.
+struct ReturnOnEof {
+    body: Box<dyn AsyncBufRead + Unpin + Send + Sync + 'static>,
+    left: Option<usize>,
+    conn: Option<Conn>,
+    idle: Arc<Idle>,
+    key: String,
+}
+
+impl ReturnOnEof {
+    fn release(&mut self) {
+        let Some(conn) = self.conn.take() else { return };
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = idle.entry(std::mem::take(&mut self.key)).or_default();
+        conns.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
+        if conns.len() < MAX_IDLE_PER_HOST {
+            conns.push((conn, Instant::now()));
+        }
+    }
+}
+
+impl AsyncRead for ReturnOnEof {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        let polled = Pin::new(&mut self.body).poll_read(cx, buf);
+        if let Poll::Ready(Ok(n)) = &polled {
+            let n = *n;
+            let done = match &mut self.left {
+                Some(left) => {
+                    *left = left.saturating_sub(n);
+                    *left == 0
+                }
+                None => n == 0 && !buf.is_empty(),
+            };
+            if done {
+                self.release();
+            }
+        }
+        polled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_std::io::{ReadExt, WriteExt};
+    use async_std::net::TcpListener;
+
+    /// A plain HTTP/1.1 server that answers `per_connection` requests on each connection
+    /// (with a `Content-Length` body, or chunked), then closes it.
+    async fn server(per_connection: usize, chunked: bool) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}/", listener.local_addr().expect("addr"));
+        async_std::task::spawn(async move {
+            loop {
+                let Ok((mut tcp, _)) = listener.accept().await else { return };
+                async_std::task::spawn(async move {
+                    for n in 0..per_connection {
+                        let mut head = Vec::new();
+                        let mut byte = [0u8; 1];
+                        while !head.ends_with(b"\r\n\r\n") {
+                            if tcp.read(&mut byte).await.unwrap_or(0) == 0 {
+                                return;
+                            }
+                            head.push(byte[0]);
+                        }
+                        let body = format!("answer {n}");
+                        let res = if chunked {
+                            format!(
+                                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+                                body.len()
+                            )
+                        } else {
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+                        };
+                        if tcp.write_all(res.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        url
+    }
+
+    async fn get(t: &Transport, url: &str) -> String {
+        let req = Request::new(http_types::Method::Get, http_types::Url::parse(url).expect("url"));
+        let mut res = t.send(req).await.expect("send");
+        res.body_string().await.expect("body")
+    }
+
+    #[test]
+    fn connections_are_reused_once_the_body_is_read() {
+        async_std::task::block_on(async {
+            for chunked in [false, true] {
+                let url = server(100, chunked).await;
+                let t = Transport::new(None);
+                for n in 0..5 {
+                    assert_eq!(get(&t, &url).await, format!("answer {n}"), "chunked: {chunked}");
+                }
+                assert_eq!(t.connects(), 1, "chunked: {chunked}");
+                // Two at once need two connections; both are kept.
+                let (a, b) = futures_lite::future::zip(get(&t, &url), get(&t, &url)).await;
+                assert!(a.starts_with("answer") && b.starts_with("answer"));
+                assert_eq!(t.connects(), 2);
+                get(&t, &url).await;
+                get(&t, &url).await;
+                assert_eq!(t.connects(), 2, "chunked: {chunked}");
+            }
+        });
+    }
+
+    #[test]
+    fn a_connection_closed_while_idle_is_replaced() {
+        async_std::task::block_on(async {
+            let url = server(1, false).await;
+            let t = Transport::new(None);
+            for _ in 0..3 {
+                assert_eq!(get(&t, &url).await, "answer 0");
+                async_std::task::sleep(Duration::from_millis(50)).await;
+            }
+            assert_eq!(t.connects(), 3, "a fresh connection after each close");
+        });
+    }
+
+    #[test]
+    fn a_body_dropped_half_read_keeps_its_connection_out_of_the_pool() {
+        async_std::task::block_on(async {
+            let url = server(100, false).await;
+            let t = Transport::new(None);
+            let req = Request::new(http_types::Method::Get, http_types::Url::parse(&url).expect("url"));
+            drop(t.send(req).await.expect("send"));
+            assert_eq!(get(&t, &url).await, "answer 0", "a new connection: its first answer");
+            assert_eq!(t.connects(), 2);
+        });
     }
 }

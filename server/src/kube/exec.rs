@@ -1,0 +1,483 @@
+//! kubeconfig exec credential plugins (`users[].user.exec`, `client.authentication.k8s.io`
+//! `v1` and `v1beta1`): what `aws eks get-token`, `gke-gcloud-auth-plugin` and `kubelogin`
+//! are. The plugin runs on the blocking pool with a timeout, never on the async threads; its
+//! token is kept until `status.expirationTimestamp` (or a 401), and never printed.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::Deserialize;
+
+use super::token::Secret;
+
+/// How long a plugin may run.
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A credential is run for again this long before it expires.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+
+/// The most of a plugin's stdout read (an `ExecCredential` is a few KiB).
+const MAX_STDOUT: usize = 1024 * 1024;
+
+/// The most of a plugin's stderr kept for an error message.
+const MAX_STDERR: usize = 4 * 1024;
+
+/// The API versions understood.
+pub const API_VERSIONS: [&str; 2] = ["client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"];
+
+/// `interactiveMode`: we never have a terminal, so `Always` cannot work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interactive {
+    /// `Never`.
+    Never,
+    /// `IfAvailable` (the default): never available here.
+    IfAvailable,
+}
+
+/// An exec plugin as the kubeconfig describes it, checked.
+#[derive(Clone)]
+pub struct ExecConfig {
+    /// `apiVersion`, one of [`API_VERSIONS`].
+    pub api_version: String,
+    /// `command`; a relative path with a `/` is relative to the kubeconfig's directory.
+    pub command: PathBuf,
+    /// `args`.
+    pub args: Vec<String>,
+    /// `env`, added to our own environment.
+    pub env: Vec<(String, String)>,
+    /// `interactiveMode`.
+    pub interactive: Interactive,
+    /// `spec.cluster` for `KUBERNETES_EXEC_INFO`, when `provideClusterInfo` is set.
+    pub cluster: Option<serde_json::Value>,
+    /// `installHint`, shown when the command cannot be started.
+    pub install_hint: Option<String>,
+}
+
+impl std::fmt::Debug for ExecConfig {
+    /// The command and arguments only: `env` values may be secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<&str> = self.env.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("ExecConfig")
+            .field("api_version", &self.api_version)
+            .field("command", &self.command)
+            .field("args", &self.args)
+            .field("env", &env)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExecConfig {
+    /// Resolves `command` against the kubeconfig's directory, as client-go does: a bare name
+    /// is looked up in `PATH`, a relative path is taken from `dir`.
+    pub fn relative_to(mut self, dir: &Path) -> Self {
+        if self.command.is_relative() && self.command.components().count() > 1 {
+            self.command = dir.join(&self.command);
+        }
+        self
+    }
+}
+
+/// Why the plugin gave no credential.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// It could not be started.
+    #[error("exec plugin {command}: could not start it: {source}{hint}")]
+    Spawn {
+        /// The command.
+        command: String,
+        /// The I/O error.
+        source: std::io::Error,
+        /// The kubeconfig's `installHint`, prefixed with a newline, or empty.
+        hint: String,
+    },
+    /// It ran longer than [`EXEC_TIMEOUT`], and was killed.
+    #[error("exec plugin {command}: no answer within {after:?}; killed it. Its stderr: {stderr}")]
+    Timeout {
+        /// The command.
+        command: String,
+        /// The timeout.
+        after: Duration,
+        /// The start of its stderr.
+        stderr: String,
+    },
+    /// It exited unsuccessfully.
+    #[error("exec plugin {command}: {status}. Its stderr: {stderr}")]
+    Failed {
+        /// The command.
+        command: String,
+        /// The exit status.
+        status: std::process::ExitStatus,
+        /// The start of its stderr.
+        stderr: String,
+    },
+    /// Its output is not an `ExecCredential` we can use.
+    #[error("exec plugin {command}: {message}")]
+    Output {
+        /// The command.
+        command: String,
+        /// What is wrong (never the output itself: it holds the token).
+        message: String,
+    },
+}
+
+/// A credential from the plugin.
+struct Credential {
+    token: Secret,
+    expires: Option<SystemTime>,
+    obtained: Instant,
+}
+
+impl Credential {
+    fn fresh(&self) -> bool {
+        self.expires.is_none_or(|at| SystemTime::now() + EXPIRY_MARGIN < at)
+    }
+}
+
+/// An exec plugin and the credential it last gave.
+#[derive(Debug)]
+pub struct ExecPlugin {
+    config: Arc<ExecConfig>,
+    timeout: Duration,
+    current: async_std::sync::Mutex<Option<Credential>>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential").field("token", &self.token).field("expires", &self.expires).finish()
+    }
+}
+
+impl ExecPlugin {
+    /// A plugin run with [`EXEC_TIMEOUT`].
+    pub fn new(config: ExecConfig) -> Self {
+        Self::with_timeout(config, EXEC_TIMEOUT)
+    }
+
+    /// A plugin run with `timeout`.
+    pub fn with_timeout(config: ExecConfig, timeout: Duration) -> Self {
+        ExecPlugin { config: Arc::new(config), timeout, current: async_std::sync::Mutex::new(None) }
+    }
+
+    /// The token: the one kept, if it has not expired, else the plugin's next. Callers
+    /// that arrive while the plugin runs wait for its answer rather than run it again.
+    pub async fn token(&self) -> Result<Secret, ExecError> {
+        let mut current = self.current.lock().await;
+        if let Some(c) = current.as_ref().filter(|c| c.fresh()) {
+            return Ok(c.token.clone());
+        }
+        let (config, timeout) = (self.config.clone(), self.timeout);
+        let credential = async_std::task::spawn_blocking(move || run(&config, timeout)).await?;
+        log::debug!(
+            "exec plugin {}: new credential{}",
+            self.config.command.display(),
+            match credential.expires {
+                Some(at) => format!(", valid for {:?}", at.duration_since(SystemTime::now()).unwrap_or_default()),
+                None => String::new(),
+            }
+        );
+        let token = credential.token.clone();
+        *current = Some(credential);
+        Ok(token)
+    }
+
+    /// After a 401 to a request sent at `sent`: forgets the credential if it is older than
+    /// that request, so the next [`ExecPlugin::token`] runs the plugin again. (Concurrent
+    /// requests refused with the same token make it run once, not once each.)
+    pub async fn invalidate(&self, sent: Instant) {
+        let mut current = self.current.lock().await;
+        if current.as_ref().is_some_and(|c| c.obtained <= sent) {
+            *current = None;
+        }
+    }
+
+    /// The token kept now, without running anything.
+    pub fn kept(&self) -> Option<Secret> {
+        self.current.try_lock().and_then(|c| c.as_ref().map(|c| c.token.clone()))
+    }
+}
+
+/// `KUBERNETES_EXEC_INFO`: an `ExecCredential` with `spec.interactive` false and, when
+/// asked for, `spec.cluster`.
+fn exec_info(config: &ExecConfig) -> String {
+    let mut spec = serde_json::json!({ "interactive": false });
+    if let Some(cluster) = &config.cluster {
+        spec["cluster"] = cluster.clone();
+    }
+    serde_json::json!({ "apiVersion": config.api_version, "kind": "ExecCredential", "spec": spec }).to_string()
+}
+
+/// Collects what a pipe gives, up to `max` bytes, on its own thread; the rest is read and
+/// dropped so the plugin never blocks on a full pipe.
+fn drain(mut pipe: impl Read + Send + 'static, max: usize) -> Arc<Mutex<Vec<u8>>> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            if let Ok(mut out) = sink.lock() {
+                let room = max.saturating_sub(out.len());
+                out.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    });
+    out
+}
+
+fn text(bytes: &Mutex<Vec<u8>>) -> String {
+    let bytes = bytes.lock().map(|b| b.clone()).unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+    if text.is_empty() {
+        "(empty)".into()
+    } else {
+        text
+    }
+}
+
+/// Runs the plugin (blocking) and reads its credential.
+fn run(config: &ExecConfig, timeout: Duration) -> Result<Credential, ExecError> {
+    let command = config.command.display().to_string();
+    let mut cmd = Command::new(&config.command);
+    cmd.args(&config.args)
+        .envs(config.env.iter().map(|(k, v)| (k, v)))
+        .env("KUBERNETES_EXEC_INFO", exec_info(config))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| ExecError::Spawn {
+        command: command.clone(),
+        source,
+        hint: config.install_hint.as_ref().map(|h| format!("\n{}", h.trim())).unwrap_or_default(),
+    })?;
+    let stdout = child.stdout.take().map(|p| drain(p, MAX_STDOUT + 1)).unwrap_or_default();
+    let stderr = child.stderr.take().map(|p| drain(p, MAX_STDERR)).unwrap_or_default();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                std::thread::sleep(Duration::from_millis(50));
+                return Err(ExecError::Timeout { command, after: timeout, stderr: text(&stderr) });
+            }
+        }
+    };
+    // The process is gone; its pipes close unless it left children holding them.
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while Arc::strong_count(&stdout) > 1 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if !status.success() {
+        return Err(ExecError::Failed { command, status, stderr: text(&stderr) });
+    }
+    let output = stdout.lock().map(|o| o.clone()).unwrap_or_default();
+    let output_error = |message: String| ExecError::Output { command: command.clone(), message };
+    if output.len() > MAX_STDOUT {
+        return Err(output_error(format!("more than {MAX_STDOUT} bytes of output")));
+    }
+    parse(&output, &config.api_version, output_error)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecCredential {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    status: Option<ExecStatus>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecStatus {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    client_certificate_data: Option<String>,
+    #[serde(default)]
+    client_key_data: Option<String>,
+    #[serde(default)]
+    expiration_timestamp: Option<String>,
+}
+
+/// Reads an `ExecCredential`. Errors never quote the output: it holds the token.
+fn parse(output: &[u8], api_version: &str, error: impl Fn(String) -> ExecError) -> Result<Credential, ExecError> {
+    let cred: ExecCredential = serde_json::from_slice(output).map_err(|e| {
+        error(format!("the output is not an ExecCredential in JSON (line {}, column {})", e.line(), e.column()))
+    })?;
+    if cred.kind.as_deref() != Some("ExecCredential") {
+        return Err(error(format!("the output's kind is {:?}, not \"ExecCredential\"", cred.kind.unwrap_or_default())));
+    }
+    if cred.api_version.as_deref() != Some(api_version) {
+        return Err(error(format!(
+            "the output's apiVersion is {:?}, but the kubeconfig asks for {api_version:?}",
+            cred.api_version.unwrap_or_default()
+        )));
+    }
+    let status = cred.status.ok_or_else(|| error("the output has no status".into()))?;
+    let expires = match status.expiration_timestamp.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => Some(
+            parse_rfc3339(t)
+                .ok_or_else(|| error(format!("status.expirationTimestamp {t:?} is not an RFC 3339 time")))?,
+        ),
+        None => None,
+    };
+    match status.token.filter(|t| !t.is_empty()) {
+        Some(token) => Ok(Credential { token: Secret::new(token), expires, obtained: Instant::now() }),
+        None if status.client_certificate_data.is_some() || status.client_key_data.is_some() => Err(error(
+            "gave a client certificate and key (status.clientCertificateData): not supported yet, only status.token"
+                .into(),
+        )),
+        None => Err(error("the output has no status.token".into())),
+    }
+}
+
+/// An RFC 3339 date-time (`2026-11-25T02:40:00Z`, a fraction and a numeric offset allowed).
+fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let ms = u64::try_from(msp_core::parse_rfc3339_ms(s)?).ok()?;
+    Some(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_times() {
+        let at = |s: &str| parse_rfc3339(s).map(|t| t.duration_since(UNIX_EPOCH).expect("after").as_secs());
+        for (text, want) in [
+            ("1970-01-01T00:00:00Z", Some(0)),
+            ("2026-11-25T02:40:00Z", Some(1_795_574_400)),
+            ("2026-11-25T02:40:00.123456Z", Some(1_795_574_400)),
+            ("2026-11-25T04:40:00+02:00", Some(1_795_574_400)),
+            ("2026-11-25T00:10:00-02:30", Some(1_795_574_400)),
+            ("2000-02-29T12:00:00Z", Some(951_825_600)),
+            ("2026-13-01T00:00:00Z", None),
+            ("2026-11-25 02:40:00", None),
+            ("2026-11-25T02:40:00", None),
+            ("2026-11-25T02:40:00.Z", None),
+            ("soon", None),
+        ] {
+            assert_eq!(at(text), want, "{text}");
+        }
+    }
+
+    fn config(dir: &Path, script: &str) -> ExecConfig {
+        let path = dir.join("plugin.sh");
+        std::fs::write(&path, format!("#!/bin/bash\n{script}\n")).expect("script");
+        let chmod = Command::new("chmod").arg("+x").arg(&path).status().expect("chmod");
+        assert!(chmod.success());
+        ExecConfig {
+            api_version: API_VERSIONS[0].into(),
+            command: path,
+            args: vec!["--flag".into()],
+            env: vec![("PLUGIN_ENV".into(), "from-kubeconfig".into())],
+            interactive: Interactive::IfAvailable,
+            cluster: Some(serde_json::json!({"server": "https://example.invalid"})),
+            install_hint: None,
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("msp-exec-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        dir
+    }
+
+    #[test]
+    fn runs_the_plugin_with_args_env_and_exec_info() {
+        let dir = dir("ok");
+        let script = format!(
+            r#"printf '%s\n' "$1" "$PLUGIN_ENV" "$KUBERNETES_EXEC_INFO" > {}/seen
+echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"tok-1","expirationTimestamp":"2999-01-01T00:00:00Z"}}}}'"#,
+            dir.display()
+        );
+        let plugin = ExecPlugin::new(config(&dir, &script));
+        let token = async_std::task::block_on(plugin.token()).expect("token");
+        assert_eq!(token.expose(), "tok-1");
+        let seen = std::fs::read_to_string(dir.join("seen")).expect("seen");
+        let lines: Vec<&str> = seen.lines().collect();
+        assert_eq!(&lines[..2], ["--flag", "from-kubeconfig"]);
+        let info: serde_json::Value = serde_json::from_str(lines[2]).expect("exec info");
+        assert_eq!(info["kind"], "ExecCredential");
+        assert_eq!(info["apiVersion"], "client.authentication.k8s.io/v1");
+        assert_eq!(info["spec"]["interactive"], false);
+        assert_eq!(info["spec"]["cluster"]["server"], "https://example.invalid");
+        assert!(!format!("{plugin:?}").contains("tok-1"));
+        assert!(!format!("{plugin:?}").contains("from-kubeconfig"), "env values are not printed");
+    }
+
+    #[test]
+    fn errors_carry_stderr_and_never_the_output() {
+        let dir = dir("errors");
+        let run = |script: &str, timeout: Duration| {
+            let plugin = ExecPlugin::with_timeout(config(&dir, script), timeout);
+            async_std::task::block_on(plugin.token()).expect_err("fails").to_string()
+        };
+        let err = run("echo 'token expired, run aws sso login' >&2; exit 3", EXEC_TIMEOUT);
+        assert!(err.contains("exit status: 3") && err.contains("run aws sso login"), "{err}");
+        let err = run("echo 'waiting for a browser' >&2; sleep 5", Duration::from_millis(300));
+        assert!(err.contains("no answer within 300ms") && err.contains("waiting for a browser"), "{err}");
+        let err = run(
+            r#"echo '{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","status":{"token":"sekrit"}}'"#,
+            EXEC_TIMEOUT,
+        );
+        assert!(err.contains("asks for \"client.authentication.k8s.io/v1\"") && !err.contains("sekrit"), "{err}");
+        let err = run(r#"echo '{"kind":"ExecCredential","status":"sekrit"'"#, EXEC_TIMEOUT);
+        assert!(err.contains("not an ExecCredential") && !err.contains("sekrit"), "{err}");
+        let err = run(
+            r#"echo '{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","status":{"clientCertificateData":"x","clientKeyData":"y"}}'"#,
+            EXEC_TIMEOUT,
+        );
+        assert!(err.contains("not supported yet"), "{err}");
+        let mut missing = config(&dir, "true");
+        missing.command = dir.join("no-such-plugin");
+        missing.install_hint = Some("install it with: brew install no-such-plugin".into());
+        let err = async_std::task::block_on(ExecPlugin::new(missing).token()).expect_err("missing").to_string();
+        assert!(err.contains("could not start") && err.contains("brew install"), "{err}");
+    }
+
+    #[test]
+    fn the_credential_is_kept_until_it_expires_or_a_401() {
+        let dir = dir("cache");
+        let counter = dir.join("runs");
+        let _ = std::fs::remove_file(&counter);
+        // Valid for 5 s: inside the 10 s margin, so every call runs the plugin again.
+        let script = |expires: &str| {
+            format!(
+                r#"echo run >> {}
+echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"t","expirationTimestamp":"'$(date -u -d @$(( $(date +%s) + {expires} )) +%Y-%m-%dT%H:%M:%SZ)'"}}}}'"#,
+                counter.display()
+            )
+        };
+        let runs = || std::fs::read_to_string(&counter).map(|c| c.lines().count()).unwrap_or(0);
+        let plugin = ExecPlugin::new(config(&dir, &script("5")));
+        async_std::task::block_on(async {
+            plugin.token().await.expect("one");
+            plugin.token().await.expect("two");
+        });
+        assert_eq!(runs(), 2, "an almost expired credential is not kept");
+        let plugin = ExecPlugin::new(config(&dir, &script("600")));
+        async_std::task::block_on(async {
+            let before = Instant::now();
+            plugin.token().await.expect("one");
+            plugin.token().await.expect("kept");
+            assert_eq!(runs(), 3, "kept while valid");
+            plugin.invalidate(before).await;
+            plugin.token().await.expect("still kept");
+            assert_eq!(runs(), 3, "a 401 to a request older than the credential changes nothing");
+            plugin.invalidate(Instant::now()).await;
+            plugin.token().await.expect("again");
+            assert_eq!(runs(), 4, "a 401 with it runs the plugin again");
+        });
+    }
+}

@@ -1,0 +1,246 @@
+//! Issue 12, [apiserver]: a good citizen of real API servers: paginated lists, 429 and
+//! `Retry-After`, a `User-Agent`, exec credential plugins, one connection.
+
+use std::time::{Duration, Instant};
+
+use msp_sim::{Fault, Route, SimCluster};
+use msp_tests::*;
+
+fn up(s: &[Sample], resource: &str) -> f64 {
+    find(s, "kube_metrics_server_up", &[("resource", resource)]).value
+}
+
+fn counted(s: &[Sample], resource: &str, code: &str) -> f64 {
+    s.iter()
+        .find(|x| {
+            x.name == "kube_metrics_server_api_requests_total"
+                && x.label("resource") == Some(resource)
+                && x.label("code") == Some(code)
+        })
+        .map_or(0.0, |x| x.value)
+}
+
+/// Every pod series has its workload, and there is one per pod.
+fn all_enriched(s: &[Sample], pods: usize) -> bool {
+    let series: Vec<&Sample> = s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores").collect();
+    series.len() == pods && series.iter().all(|x| x.label("workload_name").is_some() && x.label("node").is_some())
+}
+
+/// The `limit` of a list request, if it has one.
+fn limit_of(path: &str) -> Option<usize> {
+    path.split(['?', '&']).find_map(|kv| kv.strip_prefix("limit=")).and_then(|v| v.parse().ok())
+}
+
+#[async_std::test]
+async fn apiserver_initial_lists_are_paged_and_the_watch_starts_from_the_list() {
+    let h = start(SimCluster::synthetic(3000), |_| {}).await;
+    scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 3000)).await;
+    let requests = h.sim.state().requests.clone();
+    let pages: Vec<&String> =
+        requests.iter().map(|(p, _)| p).filter(|p| p.starts_with("/api/v1/pods?") && !p.contains("watch=")).collect();
+    eprintln!("the pod list came in {} pages: {pages:?}", pages.len());
+    assert!(pages.len() >= 3, "{pages:?}");
+    assert!(pages.iter().all(|p| limit_of(p).is_some_and(|l| l <= 1000)), "{pages:?}");
+    assert_eq!(pages.iter().filter(|p| p.contains("continue=")).count(), pages.len() - 1, "{pages:?}");
+    // Every cache in use pages, the metadata-only one included (no pod here is a Job's).
+    for list in ["/api/v1/nodes?", "/apis/apps/v1/replicasets?"] {
+        assert!(requests.iter().any(|(p, _)| p.starts_with(list) && limit_of(p).is_some()), "{list} {requests:?}");
+    }
+    // The metrics API is not paged.
+    assert!(requests
+        .iter()
+        .filter(|(p, _)| p.starts_with("/apis/metrics.k8s.io/"))
+        .all(|(p, _)| limit_of(p).is_none()));
+    // The watch starts from the list's resourceVersion (the simulator's, 1000: no change yet).
+    let watch = requests.iter().find(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("watch=1")).expect("watch");
+    assert!(watch.0.contains("resourceVersion=1000"), "{watch:?}");
+}
+
+#[async_std::test]
+async fn apiserver_expired_continue_token_restarts_the_list() {
+    let h = start(SimCluster::synthetic(1200), |c| c.enrichers = vec!["node".into()]).await;
+    h.sim.state().expire_continue = 1;
+    scrape_until(&h, Duration::from_secs(20), |s| {
+        s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores" && x.label("node").is_some()).count()
+            == 1200
+    })
+    .await;
+    let requests = h.sim.state().requests.clone();
+    let pages: Vec<&(String, u16)> =
+        requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?") && !p.contains("watch=")).collect();
+    eprintln!("pod list requests: {pages:?}");
+    // 1200 pods at 500 a page: page 1, page 2 (410), then pages 1, 2, 3 again.
+    let statuses: Vec<u16> = pages.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [200, 410, 200, 200, 200], "{pages:?}");
+    assert!(!pages[2].0.contains("continue="), "the list starts over: {pages:?}");
+}
+
+#[async_std::test]
+async fn apiserver_429_with_retry_after_is_waited_out_in_the_same_scrape() {
+    let cluster = SimCluster::demo();
+    let pods = cluster.pods.iter().filter(|p| !p.containers.is_empty()).count();
+    let h = start(cluster, |_| {}).await;
+    scrape(&h).await;
+    h.sim.state().faults.insert(Route::PodMetrics, Fault::RetryAfter { status: 429, seconds: 1, times: 1 });
+    let before = h.sim.count("/apis/metrics.k8s.io/v1/pods");
+    let started = Instant::now();
+    let s = parse(&scrape(&h).await);
+    let took = started.elapsed();
+    eprintln!("the scrape with one 429 (Retry-After: 1) took {took:?}");
+    assert!(took >= Duration::from_secs(1), "retried after {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0));
+    assert_eq!(s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores").count(), pods);
+    assert_eq!(counted(&s, "pod_metrics", "429"), 1.0);
+    assert_eq!(h.sim.count("/apis/metrics.k8s.io/v1/pods") - before, 2, "one 429, one retry");
+    // A 503 with Retry-After is treated alike.
+    h.sim.state().faults.insert(Route::NodeMetrics, Fault::RetryAfter { status: 503, seconds: 1, times: 2 });
+    let s = parse(&scrape(&h).await);
+    assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0));
+    assert_eq!(counted(&s, "node_metrics", "503"), 2.0);
+}
+
+#[async_std::test]
+async fn apiserver_retry_after_never_runs_past_the_scrape_deadline() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    scrape(&h).await;
+    // Three seconds to wait, two to answer in: the scrape gives up, and nothing is sent after.
+    h.sim.state().faults.insert(Route::PodMetrics, Fault::RetryAfter { status: 429, seconds: 3, times: 1 });
+    let before = h.sim.count("/apis/metrics.k8s.io/v1/pods");
+    let started = Instant::now();
+    let got = get(&format!("{}/metrics", h.url), &[("X-Prometheus-Scrape-Timeout-Seconds", "2")]).await;
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    let s = parse(&got.body);
+    assert_eq!((up(&s, "pods"), up(&s, "nodes")), (0.0, 1.0));
+    async_std::task::sleep(Duration::from_secs(3)).await;
+    assert_eq!(h.sim.count("/apis/metrics.k8s.io/v1/pods") - before, 1, "no retry after the scrape gave up");
+    // A Retry-After longer than we wait (10 s) fails at once.
+    h.sim.state().faults.insert(Route::PodMetrics, Fault::RetryAfter { status: 429, seconds: 60, times: 1 });
+    let started = Instant::now();
+    let s = parse(&scrape(&h).await);
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert_eq!(up(&s, "pods"), 0.0);
+}
+
+#[async_std::test]
+async fn apiserver_caches_wait_out_429_on_lists() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    h.sim.state().faults.insert(Route::Pods, Fault::RetryAfter { status: 429, seconds: 1, times: 1 });
+    let s = scrape_until(&h, Duration::from_secs(8), |s| {
+        s.iter().any(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores" && x.label("workload_name").is_some())
+    })
+    .await;
+    assert_eq!(counted(&s, "pods", "429"), 1.0);
+}
+
+#[async_std::test]
+async fn apiserver_every_request_carries_the_user_agent() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    for _ in 0..3 {
+        scrape(&h).await;
+    }
+    h.sim.drop_watches();
+    async_std::task::sleep(Duration::from_millis(500)).await;
+    scrape(&h).await;
+    let s = h.sim.state();
+    assert_eq!(s.user_agents.len(), s.requests.len());
+    let want = format!("metrics-server-prom/{} (", env!("CARGO_PKG_VERSION"));
+    for ((path, _), agent) in s.requests.iter().zip(&s.user_agents) {
+        assert!(agent.starts_with(&want) && agent.ends_with(')'), "{path}: User-Agent {agent:?}");
+    }
+    for kind in ["/apis/metrics.k8s.io/", "/api/v1/pods?limit", "watch=1"] {
+        assert!(s.requests.iter().any(|(p, _)| p.contains(kind)), "no {kind} request to check");
+    }
+    eprintln!("User-Agent: {:?}", s.user_agents.first());
+}
+
+/// A kubeconfig whose user is an exec plugin (v1, with `args` and `env`), the real binary,
+/// a token valid for 10 minutes, then revoked.
+#[async_std::test]
+async fn apiserver_exec_plugin_token_cached_rerun_after_revocation_never_logged() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    sim.state().token = "exec-secret-token-1".into();
+    std::fs::write(dir.join("current-token"), "exec-secret-token-1").expect("token");
+    write_script(
+        &dir.join("plugin.sh"),
+        r#"echo run >> "$PLUGIN_COUNTER"
+[ "$1" = --token-file ] || { echo "bad args: $*" >&2; exit 2; }
+printf '%s' "$KUBERNETES_EXEC_INFO" > "$(dirname "$PLUGIN_COUNTER")/exec-info.json"
+expires=$(date -u -d '+10 minutes' +%Y-%m-%dT%H:%M:%SZ)
+printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s","expirationTimestamp":"%s"}}\n' "$(cat "$2")" "$expires""#,
+    );
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: sim\nclusters:\n- name: sim\n  cluster:\n    server: {url}\n    certificate-authority: ca.crt\ncontexts:\n- name: sim\n  context: {{cluster: sim, user: exec-user}}\nusers:\n- name: exec-user\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n      args: [--token-file, {dir}/current-token]\n      env:\n      - {{name: PLUGIN_COUNTER, value: {dir}/runs}}\n      interactiveMode: IfAvailable\n      provideClusterInfo: true\n",
+        url = sim.url,
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("kubeconfig"), kubeconfig).expect("kubeconfig");
+    let runs = || std::fs::read_to_string(dir.join("runs")).map(|r| r.lines().count()).unwrap_or(0);
+
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    let _child = Killed(
+        server_command(&sim, &dir, port)
+            .env_remove("MSP_KUBERNETES__API_URL")
+            .env_remove("MSP_KUBERNETES__TOKEN_FILE")
+            .env_remove("MSP_KUBERNETES__CA_FILE")
+            .env("MSP_KUBERNETES__KUBECONFIG", dir.join("kubeconfig"))
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("MSP_LOG_LEVEL", "trace")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("binary"),
+    );
+    wait_listening(port).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    for i in 0..5 {
+        let s = parse(&get(&url, &[]).await.body);
+        assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0), "scrape {i}");
+    }
+    let before = runs();
+    eprintln!("5 scrapes ran the plugin {before} time(s)");
+    assert!((1..=2).contains(&before), "{before} runs");
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("exec-info.json")).expect("exec info")).expect("json");
+    assert_eq!((&info["kind"], &info["spec"]["interactive"]), (&"ExecCredential".into(), &false.into()));
+    assert_eq!(info["spec"]["cluster"]["server"], sim.url.as_str());
+    assert!(info["spec"]["cluster"]["certificate-authority-data"].is_string());
+
+    // Revoked: the API server takes only the token the plugin will print next.
+    sim.state().token = "exec-secret-token-2".into();
+    std::fs::write(dir.join("current-token"), "exec-secret-token-2").expect("token");
+    let mut recovered = None;
+    for i in 0..3 {
+        let s = parse(&get(&url, &[]).await.body);
+        if up(&s, "pods") == 1.0 && up(&s, "nodes") == 1.0 {
+            recovered = Some(i);
+            break;
+        }
+    }
+    eprintln!("after the revocation, scrape {recovered:?} succeeded; the plugin ran {} time(s) in all", runs());
+    assert!(recovered.is_some(), "no scrape succeeded after the revocation");
+    assert!(runs() > before && runs() <= before + 2, "{} runs", runs());
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("401"), "the revocation was logged");
+    for secret in ["exec-secret-token-1", "exec-secret-token-2"] {
+        assert!(!logged.contains(secret), "the token {secret:?} appears in the log");
+    }
+}
+
+/// Keep-alive: steady-state scrapes reuse the pooled connections to the API server.
+#[async_std::test]
+async fn apiserver_metrics_requests_reuse_connections() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    let connections = |s: &[Sample]| find(s, "kube_metrics_server_api_connections_total", &[]).value;
+    let before = connections(&parse(&scrape(&h).await));
+    let requests = h.sim.count("/apis/metrics.k8s.io/");
+    for _ in 0..10 {
+        let s = parse(&scrape(&h).await);
+        assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0));
+    }
+    let after = connections(&parse(&scrape(&h).await));
+    let requests = h.sim.count("/apis/metrics.k8s.io/") - requests;
+    eprintln!("10 scrapes (+1 to read the counter): {requests} metrics requests, {} new connections", after - before);
+    assert!(after - before <= 2.0, "{} connections for {requests} requests", after - before);
+}
