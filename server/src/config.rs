@@ -18,6 +18,7 @@ use crate::kube::{Limits, Settings};
 use crate::logging::LogFormat;
 use crate::registry::Registry;
 use crate::scope::Scope;
+use crate::shard::Shard;
 
 /// The configuration as written, before checking. Top-level keys beyond these are the
 /// sections of registered enrichers (`[labels]`, an embedder's `[team]`); any other is
@@ -44,6 +45,18 @@ pub struct RawConfig {
     pub label_selector: Option<String>,
     /// How `/metrics` itself is served.
     pub web: RawWeb,
+    /// This replica's share, when several split the cluster.
+    pub shard: RawShard,
+}
+
+/// `[shard]` as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShard {
+    /// How many replicas share the pods and nodes.
+    pub total: u32,
+    /// This replica, `0..total`; unset: the ordinal at the end of `POD_NAME` or `HOSTNAME`.
+    pub index: Option<u32>,
 }
 
 /// `[web]` as written.
@@ -131,6 +144,7 @@ impl Default for RawConfig {
             namespaces: RawNamespaces { allow: vec!["*".into()], deny: vec![] },
             label_selector: None,
             web: RawWeb::default(),
+            shard: RawShard { total: 1, index: None },
         }
     }
 }
@@ -395,7 +409,9 @@ impl RawConfig {
         if let Some(path) = &web_config {
             crate::web::WebConfig::load(path).map_err(|e| invalid("web.config_file", e.to_string()))?;
         }
-        let scope = Scope { namespaces, label_selector };
+        let shard = Shard::new(self.shard.total, self.shard.index, &|k| std::env::var(k).ok())
+            .map_err(|e| invalid("shard", e.to_string()))?;
+        let scope = Scope { namespaces, label_selector, shard };
         Ok(Config {
             listen,
             enrichers,

@@ -29,6 +29,7 @@ mod registry;
 mod scope;
 mod self_metrics;
 mod serve;
+mod shard;
 mod source;
 mod web;
 
@@ -48,6 +49,7 @@ pub use registry::Registry;
 pub use scope::Scope;
 pub use self_metrics::Report;
 pub use serve::{serve, serve_with, signals, Shutdown};
+pub use shard::{Shard, ShardError};
 pub use source::MetricsApi;
 pub use web::{WebConfig, WebConfigError, WebConfigFile};
 
@@ -94,7 +96,8 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
         .with_options(options)
         .with_scope(config.scope.clone())
         .with_report(client)
-        .with_report(cluster))
+        .with_report(cluster)
+        .with_report(Arc::new(config.scope.shard)))
 }
 
 /// The web-config file `config` names, loaded.

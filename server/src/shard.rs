@@ -1,0 +1,181 @@
+//! Sharding, as kube-state-metrics does it: `total` replicas each export the pods whose
+//! stable hash of `(namespace, name)` falls in their share, and the nodes whose hash of the
+//! name does. The union of all shards is exactly the unsharded output; no series appears
+//! twice. Prometheus scrapes every shard; there is no coordination of our own.
+//!
+//! The hash is 64-bit FNV-1a over the namespace, a `/`, and the name (the node name alone for
+//! nodes): fixed by its definition, so every version and architecture shards alike.
+
+use msp_core::{ExpositionError, LabelName, MetricName, MetricType, Writer};
+
+/// This replica's share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This replica, `0..total`.
+    pub index: u32,
+    /// How many replicas share the cluster.
+    pub total: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard { index: 0, total: 1 }
+    }
+}
+
+/// A shard that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardError {
+    /// `total` is 0.
+    #[error("shard.total must be at least 1")]
+    NoShards,
+    /// The index is not below `total`.
+    #[error("shard.index {index} is not below shard.total {total}")]
+    OutOfRange {
+        /// The index.
+        index: u32,
+        /// The total.
+        total: u32,
+    },
+    /// No index was given, and the pod name has no ordinal.
+    #[error(
+        "shard.total is {total} but no shard.index was given, and {source_name}={name:?} does not end in an ordinal \
+         (a StatefulSet pod is NAME-0, NAME-1...): set MSP_SHARD__INDEX"
+    )]
+    NoOrdinal {
+        /// The total.
+        total: u32,
+        /// Where the name came from (`POD_NAME`, `HOSTNAME`).
+        source_name: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// No index, and neither `POD_NAME` nor `HOSTNAME` is set.
+    #[error("shard.total is {0} but no shard.index was given, and neither POD_NAME nor HOSTNAME is set")]
+    NoName(u32),
+}
+
+/// 64-bit FNV-1a.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+impl Shard {
+    /// The shard for `total` and `index`; without an index (and `total` > 1), the ordinal
+    /// at the end of the pod's name (`metrics-server-prom-2` → 2), from `POD_NAME` (the
+    /// downward API) or else `HOSTNAME`, as `env` gives them.
+    pub fn new(total: u32, index: Option<u32>, env: &dyn Fn(&str) -> Option<String>) -> Result<Self, ShardError> {
+        if total == 0 {
+            return Err(ShardError::NoShards);
+        }
+        let index = match index {
+            Some(index) => index,
+            None if total == 1 => 0,
+            None => {
+                let (source_name, name) = ["POD_NAME", "HOSTNAME"]
+                    .into_iter()
+                    .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (k, v)))
+                    .ok_or(ShardError::NoName(total))?;
+                let ordinal = name.rsplit_once('-').and_then(|(_, n)| n.parse::<u32>().ok());
+                ordinal.ok_or(ShardError::NoOrdinal { total, source_name, name })?
+            }
+        };
+        if index >= total {
+            return Err(ShardError::OutOfRange { index, total });
+        }
+        Ok(Shard { index, total })
+    }
+
+    /// Whether this shard exports the pod `namespace/name`.
+    pub fn owns_pod(&self, namespace: &str, name: &str) -> bool {
+        self.total == 1
+            || fnv1a(&[namespace.as_bytes(), b"/", name.as_bytes()]) % u64::from(self.total) == u64::from(self.index)
+    }
+
+    /// Whether this shard exports the node `name`.
+    pub fn owns_node(&self, name: &str) -> bool {
+        self.total == 1 || fnv1a(&[name.as_bytes()]) % u64::from(self.total) == u64::from(self.index)
+    }
+}
+
+impl crate::self_metrics::Report for Shard {
+    /// `kube_metrics_server_shard{index,total} 1`.
+    fn write_metrics(&self, w: &mut Writer<'_>) -> Result<(), ExpositionError> {
+        const SHARD: MetricName = MetricName::from_static("kube_metrics_server_shard");
+        const INDEX: LabelName = LabelName::from_static("index");
+        const TOTAL: LabelName = LabelName::from_static("total");
+        let (index, total) = (self.index.to_string(), self.total.to_string());
+        let help = "Always 1; which share of the pods and nodes this replica exports.";
+        w.family(&SHARD, help, MetricType::Gauge)?.sample([(&INDEX, index.as_str()), (&TOTAL, total.as_str())], 1.0);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn none(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn the_hash_is_fnv1a_and_never_changes() {
+        // Published FNV-1a 64 test vectors.
+        assert_eq!(fnv1a(&[b""]), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(&[b"a"]), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(&[b"foobar"]), 0x8594_4171_f739_67e8);
+        assert_eq!(fnv1a(&[b"foo", b"bar"]), fnv1a(&[b"foobar"]));
+    }
+
+    #[test]
+    fn every_pod_and_node_belongs_to_exactly_one_shard() {
+        let shards: Vec<Shard> = (0..3).map(|i| Shard::new(3, Some(i), &none).expect("shard")).collect();
+        let mut counts = [0usize; 3];
+        for i in 0..3000 {
+            let (ns, name) = (format!("ns-{}", i % 7), format!("pod-{i}"));
+            let owners: Vec<usize> = (0..3).filter(|&s| shards[s].owns_pod(&ns, &name)).collect();
+            assert_eq!(owners.len(), 1, "{ns}/{name}");
+            counts[owners[0]] += 1;
+            let node = format!("node-{i}");
+            assert_eq!(shards.iter().filter(|s| s.owns_node(&node)).count(), 1);
+        }
+        assert!(counts.iter().all(|&c| (750..=1260).contains(&c)), "{counts:?}");
+        assert!(Shard::default().owns_pod("a", "b") && Shard::default().owns_node("n"));
+    }
+
+    #[test]
+    fn the_index_comes_from_config_or_the_pod_name() {
+        let env = |pod: Option<&'static str>, host: Option<&'static str>| {
+            move |k: &str| match k {
+                "POD_NAME" => pod.map(String::from),
+                "HOSTNAME" => host.map(String::from),
+                _ => None,
+            }
+        };
+        assert_eq!(
+            Shard::new(3, None, &env(Some("metrics-server-prom-1"), Some("x-2"))),
+            Ok(Shard { index: 1, total: 3 })
+        );
+        assert_eq!(Shard::new(3, None, &env(None, Some("metrics-server-prom-2"))), Ok(Shard { index: 2, total: 3 }));
+        assert_eq!(Shard::new(3, Some(0), &env(Some("x-2"), None)), Ok(Shard { index: 0, total: 3 }), "config wins");
+        assert_eq!(Shard::new(1, None, &none), Ok(Shard::default()));
+        assert!(matches!(
+            Shard::new(3, None, &env(Some("metrics-server-prom-5"), None)),
+            Err(ShardError::OutOfRange { index: 5, total: 3 })
+        ));
+        assert!(matches!(
+            Shard::new(3, None, &env(Some("metrics-server-prom"), None)),
+            Err(ShardError::NoOrdinal { .. })
+        ));
+        assert!(matches!(Shard::new(3, None, &none), Err(ShardError::NoName(3))));
+        assert!(matches!(Shard::new(0, None, &none), Err(ShardError::NoShards)));
+    }
+}
