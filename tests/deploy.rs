@@ -208,3 +208,27 @@ fn deploy_rules_agree_with_the_dashboard_and_scrape_configs() {
     let threshold = format!("scrape_duration_seconds{{job=~\".*metrics-server-prom.*\"}} > {}\n", 0.8 * timeout);
     assert!(rules.contains(&threshold), "want `{threshold}` in the rules");
 }
+
+#[test]
+fn deploy_sharded_is_a_statefulset_of_three_shards_scraped_pod_by_pod() {
+    let docs = kustomize("deploy/sharded");
+    assert!(docs.iter().all(|d| d["kind"].as_str() != Some("Deployment")), "no single Deployment beside the shards");
+    let set = one(&docs, "StatefulSet");
+    assert_eq!(set["spec"]["replicas"].as_u64(), Some(3));
+    let env = container(set)["env"].as_sequence().expect("env");
+    let var = |name: &str| env.iter().find(|e| e["name"].as_str() == Some(name)).unwrap_or_else(|| panic!("{name}"));
+    assert_eq!(var("MSP_SHARD__TOTAL")["value"].as_str(), Some("3"));
+    assert_eq!(var("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("metadata.name"));
+    assert_eq!(container(set)["image"].as_str(), Some(built_image().as_str()));
+    assert_eq!(set["spec"]["template"]["spec"]["enableServiceLinks"].as_bool(), Some(false));
+    let service = one(&docs, "Service");
+    assert_eq!(service["spec"]["clusterIP"].as_str(), Some("None"), "headless");
+    assert_eq!(set["spec"]["serviceName"], service["metadata"]["name"]);
+    let monitor = one(&docs, "PodMonitor");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"], set["spec"]["template"]["metadata"]["labels"],
+        "the PodMonitor scrapes every shard's pod"
+    );
+    one(&docs, "ClusterRole");
+    one(&docs, "PrometheusRule");
+}

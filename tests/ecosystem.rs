@@ -181,12 +181,19 @@ fn ecosystem_deploy_is_least_privilege_and_hardened() {
     let read = |f: &str| -> serde_norway::Value {
         serde_norway::from_str(&std::fs::read_to_string(format!("{dir}{f}")).expect(f)).expect(f)
     };
-    let kustomization = read("kustomization.yaml");
-    let mut kinds = BTreeSet::new();
-    for r in kustomization["resources"].as_sequence().expect("resources") {
-        let doc = read(r.as_str().expect("name"));
-        kinds.insert(doc["kind"].as_str().expect("kind").to_owned());
+    // The kustomization's resources, and those of its bases (base/, rules/).
+    fn kinds_of(read: &dyn Fn(&str) -> serde_norway::Value, prefix: &str, kinds: &mut BTreeSet<String>) {
+        let kustomization = read(&format!("{prefix}kustomization.yaml"));
+        for r in kustomization["resources"].as_sequence().expect("resources") {
+            let doc = read(&format!("{prefix}{}", r.as_str().expect("name")));
+            kinds.insert(doc["kind"].as_str().expect("kind").to_owned());
+        }
+        for b in kustomization["bases"].as_sequence().into_iter().flatten() {
+            kinds_of(read, &format!("{prefix}{}/", b.as_str().expect("base")), kinds);
+        }
     }
+    let mut kinds = BTreeSet::new();
+    kinds_of(&read, "", &mut kinds);
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
         [
@@ -199,7 +206,7 @@ fn ecosystem_deploy_is_least_privilege_and_hardened() {
             "ServiceMonitor"
         ]
     );
-    let role = read("clusterrole.yaml");
+    let role = read("base/clusterrole.yaml");
     let mut granted = BTreeSet::new();
     for rule in role["rules"].as_sequence().expect("rules") {
         let verbs: Vec<&str> = rule["verbs"].as_sequence().expect("verbs").iter().filter_map(|v| v.as_str()).collect();

@@ -10,4 +10,5 @@ mod first_hour;
 mod hardening;
 mod library;
 mod scale;
+mod shard;
 mod spine;
