@@ -1,5 +1,5 @@
-//! `./scripts/bench [SIZES...]`: prints, for synthetic clusters of 1k, 10k and 100k pods with
-//! two containers each:
+//! `./scripts/bench [SIZES...]`: prints, for synthetic clusters of 1k, 10k, 100k and 150k pods
+//! with two containers each:
 //!
 //! - (a) transform time (JSON bytes to exposition text, with the node, labels and owner
 //!   enrichers over fixed metadata) and its throughput in MB/s of input, in steady state
@@ -7,10 +7,11 @@
 //! - the cost of gzip on that output (Prometheus asks for gzip by default), and its size;
 //! - (b) the floor: serde_json parsing the same JSON into `IgnoredAny`, and the ratio a/b;
 //! - (c) end-to-end scrape latency over HTTP, p50 and p99, of the release server binary
-//!   against the simulator (a separate process) over TLS;
+//!   against the simulator (a separate process) over TLS, asked as curl asks (text) and as
+//!   Prometheus asks (OpenMetrics with gzip), and from 10k pods up also as each of 3 shards;
 //! - (d) the server's CPU time per scrape (`/proc/PID/schedstat`) and peak RSS (`VmHWM`);
-//! - (e) API requests per steady-state scrape, from the server's own counters, and how many of
-//!   them were metadata lists.
+//! - (e) API requests per steady-state scrape, from the server's own counters, how many of
+//!   them were metadata lists, and how many new connections to the API server they opened.
 //!
 //! `--transform N` runs only (a) and (b), for profilers; `MSP_BENCH_RUNS` sets the repeats.
 //!
@@ -166,18 +167,6 @@ fn peak_rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn api_requests(text: &str) -> (f64, f64) {
-    let (mut all, mut lists) = (0.0, 0.0);
-    for line in text.lines().filter(|l| l.starts_with("kube_metrics_server_api_requests_total{")) {
-        let v: f64 = line.rsplit(' ').next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
-        all += v;
-        if !line.contains("_metrics\"") {
-            lists += v;
-        }
-    }
-    (all, lists)
-}
-
 struct EndToEnd {
     p50_ms: f64,
     p99_ms: f64,
@@ -185,96 +174,150 @@ struct EndToEnd {
     rss_mib: f64,
     requests: f64,
     lists: f64,
+    connects: f64,
+    /// Container series carrying the workload (every one, when enrichment works).
     series: usize,
+    /// Pod series.
+    pods: usize,
+    /// Body size as sent (gzipped when asked), and its text.
+    sent_mb: f64,
+    text_mb: f64,
 }
 
-async fn get(url: &str) -> String {
+/// What a scrape asks for.
+#[derive(Clone, Copy, PartialEq)]
+enum Ask {
+    /// No `Accept`: text 0.0.4, uncompressed (curl).
+    Text,
+    /// What Prometheus sends: OpenMetrics first, and gzip.
+    Prometheus,
+}
+
+const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+
+/// One scrape: the body as sent, and as text.
+async fn get(url: &str, ask: Ask) -> (usize, String) {
     let client = surf::Client::with_http_client(msp_server::Transport::new(None));
-    let mut res = client.get(url).await.expect("scrape");
-    res.body_string().await.expect("body")
+    let mut req = client.get(url);
+    if ask == Ask::Prometheus {
+        req = req.header("Accept", PROMETHEUS_ACCEPT).header("Accept-Encoding", "gzip");
+    }
+    let mut res = req.await.expect("scrape");
+    let gzipped = res.header("Content-Encoding").is_some_and(|h| h.as_str() == "gzip");
+    let raw = res.body_bytes().await.expect("body");
+    if !gzipped {
+        return (raw.len(), String::from_utf8(raw).expect("utf-8"));
+    }
+    use std::io::Read;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&raw[..]).read_to_string(&mut text).expect("gunzip");
+    (raw.len(), text)
 }
 
-/// (c), (d), (e): the release server binary against a simulator process.
-async fn end_to_end(pods: usize, scrapes: usize) -> EndToEnd {
+fn counter(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// A simulator process of `pods` pods, described in a folder.
+struct SimProcess {
+    _child: Killed,
+    dir: std::path::PathBuf,
+    url: String,
+}
+
+async fn start_sim(pods: usize) -> SimProcess {
     let exe = std::env::current_exe().expect("exe");
     let dir = std::env::temp_dir().join(format!("msp-bench-{}-{pods}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let _sim = Killed(
+    let _ = std::fs::remove_dir_all(&dir);
+    let child = Killed(
         Command::new(&exe).args(["--sim", &pods.to_string()]).arg(&dir).stdout(Stdio::null()).spawn().expect("sim"),
     );
     let url_file = dir.join("url");
     let started = Instant::now();
     while !url_file.exists() {
-        assert!(started.elapsed() < Duration::from_secs(120), "simulator did not start");
+        assert!(started.elapsed() < Duration::from_secs(300), "simulator did not start");
         async_std::task::sleep(Duration::from_millis(50)).await;
     }
-    let api = std::fs::read_to_string(&url_file).expect("url");
+    let url = std::fs::read_to_string(&url_file).expect("url").trim().to_owned();
+    SimProcess { _child: child, dir, url }
+}
+
+/// (c), (d), (e): a fresh release server process against `sim`, asked `ask`, as shard
+/// `shard` of 3 when given.
+async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u32>) -> EndToEnd {
+    let exe = std::env::current_exe().expect("exe");
     let server_bin = exe.parent().expect("dir").join("metrics-server-prom");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let mut cmd = Command::new(&server_bin);
+    cmd.env_clear()
+        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MSP_KUBERNETES__API_URL", &sim.url)
+        .env("MSP_KUBERNETES__CA_FILE", sim.dir.join("ca.crt"))
+        .env("MSP_KUBERNETES__TOKEN_FILE", sim.dir.join("token"))
+        .env("MSP_KUBERNETES__TIMEOUT", "60s")
+        .env("MSP_LOG_LEVEL", "warn")
+        .stdout(Stdio::null());
+    if let Some(index) = shard {
+        cmd.env("MSP_SHARD__TOTAL", "3").env("MSP_SHARD__INDEX", index.to_string());
+    }
     let server = Killed(
-        Command::new(&server_bin)
-            .env_clear()
-            .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
-            .env("MSP_KUBERNETES__API_URL", api.trim())
-            .env("MSP_KUBERNETES__CA_FILE", dir.join("ca.crt"))
-            .env("MSP_KUBERNETES__TOKEN_FILE", dir.join("token"))
-            .env("MSP_KUBERNETES__TIMEOUT", "30s")
-            .env("MSP_LOG_LEVEL", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{}: {e} (build it: cargo build --release)", server_bin.display())),
+        cmd.spawn().unwrap_or_else(|e| panic!("{}: {e} (build it: cargo build --release)", server_bin.display())),
     );
     let pid = server.0.id();
     let metrics = format!("http://127.0.0.1:{port}/metrics");
-    let mut text = String::new();
     for _ in 0..600 {
-        if let Ok(Ok(t)) = async_std::future::timeout(Duration::from_secs(60), async {
-            let client = surf::Client::with_http_client(msp_server::Transport::new(None));
-            client.get(&metrics).await?.body_string().await
-        })
-        .await
-        {
-            text = t;
+        if async_std::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
             break;
         }
         async_std::task::sleep(Duration::from_millis(100)).await;
     }
     // Warm-up: caches synced and every enricher enriching.
+    let mut last = (0, String::new());
     for _ in 0..3 {
-        text = get(&metrics).await;
+        last = get(&metrics, ask).await;
     }
-    let series = text
-        .lines()
-        .filter(|l| l.starts_with("kube_metrics_server_container_cpu_usage_cores{") && l.contains("workload_name="))
-        .count();
-    let (req0, lists0) = api_requests(&text);
+    let requests = |t: &str| counter(t, "kube_metrics_server_api_requests_total{");
+    let lists = |t: &str| {
+        requests(t)
+            - counter(t, "kube_metrics_server_api_requests_total{resource=\"pod_metrics\"")
+            - counter(t, "kube_metrics_server_api_requests_total{resource=\"node_metrics\"")
+    };
+    let connects = |t: &str| counter(t, "kube_metrics_server_api_connections_total");
+    let (req0, lists0, conn0) = (requests(&last.1), lists(&last.1), connects(&last.1));
     let cpu0 = cpu_ns(pid);
     let mut latencies = Vec::new();
     for _ in 0..scrapes {
         let t = Instant::now();
-        text = get(&metrics).await;
+        last = get(&metrics, ask).await;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let cpu = (cpu_ns(pid) - cpu0) as f64 / 1e6 / scrapes as f64;
-    let (req1, lists1) = api_requests(&text);
+    let text = &last.1;
+    let per = |a: f64, b: f64| (a - b) / scrapes as f64;
     EndToEnd {
         p50_ms: percentile(&latencies, 0.5),
         p99_ms: percentile(&latencies, 0.99),
         cpu_ms: cpu,
         rss_mib: peak_rss_mib(pid),
-        requests: (req1 - req0) / scrapes as f64,
-        lists: (lists1 - lists0) / scrapes as f64,
-        series,
+        requests: per(requests(text), req0),
+        lists: per(lists(text), lists0),
+        connects: per(connects(text), conn0),
+        series: text
+            .lines()
+            .filter(|l| l.starts_with("kube_metrics_server_container_cpu_usage_cores{") && l.contains("workload_name="))
+            .count(),
+        pods: text.lines().filter(|l| l.starts_with("kube_metrics_server_pod_cpu_usage_cores{")).count(),
+        sent_mb: last.0 as f64 / 1e6,
+        text_mb: text.len() as f64 / 1e6,
     }
 }
 
 async fn run_sim(pods: usize, dir: &str) {
     let sim = Sim::start(SimCluster::synthetic(pods), TOKEN).await.expect("sim");
-    let dir = std::path::Path::new(dir);
-    std::fs::write(dir.join("ca.crt"), &sim.pki.ca_pem).expect("ca");
-    std::fs::write(dir.join("token"), TOKEN).expect("token");
-    std::fs::write(dir.join("url.tmp"), &sim.url).expect("url");
-    std::fs::rename(dir.join("url.tmp"), dir.join("url")).expect("url");
+    sim.write_files(std::path::Path::new(dir), TOKEN).expect("sim files");
     loop {
         async_std::task::sleep(Duration::from_secs(3600)).await;
     }
@@ -292,29 +335,26 @@ async fn main() {
         let pods = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
         let t = transform(pods);
         println!(
-            "{pods} pods: transform {:.1} ms (cold memo {:.1} ms), parse floor {:.1} ms",
-            t.transform_ms, t.cold_ms, t.floor_ms
+            "{pods} pods: transform {:.1} ms (cold memo {:.1} ms), parse floor {:.1} ms, gzip {:.1} ms ({:.1} MB)",
+            t.transform_ms, t.cold_ms, t.floor_ms, t.gzip_ms, t.gzip_mb
         );
         return;
     }
     let sizes: Vec<usize> = if args.is_empty() {
-        vec![1_000, 10_000, 100_000]
+        vec![1_000, 10_000, 100_000, 150_000]
     } else {
         args.iter().filter_map(|a| a.parse().ok()).collect()
     };
     println!("metrics-server-prom benchmark: synthetic clusters, 2 containers a pod, enrichers node+labels+owner");
     println!();
-    println!(
-        "| pods | input MB | output MB | (a) transform ms | (a) MB/s | (a) cold ms | (b) parse floor ms | a/b | gzip ms (MB) | (c) scrape p50 ms | (c) p99 ms | (d) server CPU ms/scrape | (d) peak RSS MiB | (e) API req/scrape | (e) lists/scrape |"
-    );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for pods in sizes {
+    println!("In process, per scrape: (a) the transform, steady state and cold; (b) the IgnoredAny parse floor; gzip of the text.");
+    println!();
+    println!("| pods | input MB | output MB | (a) transform ms | (a) MB/s | (a) cold ms | (b) parse floor ms | a/b | gzip ms (MB) |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &pods in &sizes {
         let t = transform(pods);
-        let scrapes = if pods >= 100_000 { 10 } else { 30 };
-        let e = end_to_end(pods, scrapes).await;
-        assert_eq!(e.series, pods * 2, "every container series present and enriched");
         println!(
-            "| {pods} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.1} ({:.1}) | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} |",
+            "| {pods} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.1} ({:.1}) |",
             t.input_mb,
             t.output_mb,
             t.transform_ms,
@@ -324,12 +364,39 @@ async fn main() {
             t.transform_ms / t.floor_ms,
             t.gzip_ms,
             t.gzip_mb,
-            e.p50_ms,
-            e.p99_ms,
-            e.cpu_ms,
-            e.rss_mib,
-            e.requests,
-            e.lists,
         );
+    }
+    println!();
+    println!(
+        "End to end: a fresh release server process per row, against the simulator (a separate process) over TLS."
+    );
+    println!("'text' asks as curl does; 'prometheus' as Prometheus does (OpenMetrics, gzip). 'shard i/3': MSP_SHARD__TOTAL=3.");
+    println!();
+    println!("| pods | request | sent MB (text MB) | (c) p50 ms | (c) p99 ms | (d) server CPU ms/scrape | (d) peak RSS MiB | (e) API req/scrape | (e) lists/scrape | connects/scrape | pods exported |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for &pods in &sizes {
+        let sim = start_sim(pods).await;
+        let scrapes = if pods >= 100_000 { 10 } else { 30 };
+        let mut cases: Vec<(Ask, Option<u32>, String)> =
+            vec![(Ask::Text, None, "text".into()), (Ask::Prometheus, None, "prometheus".into())];
+        if pods >= 10_000 {
+            cases.extend((0..3).map(|i| (Ask::Prometheus, Some(i), format!("prometheus, shard {i}/3"))));
+        }
+        let mut shard_pods = 0;
+        for (ask, shard, label) in cases {
+            let e = end_to_end(&sim, scrapes, ask, shard).await;
+            if shard.is_none() {
+                assert_eq!(e.series, pods * 2, "every container series present and enriched");
+            } else {
+                shard_pods += e.pods;
+            }
+            println!(
+                "| {pods} | {label} | {:.2} ({:.1}) | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {} |",
+                e.sent_mb, e.text_mb, e.p50_ms, e.p99_ms, e.cpu_ms, e.rss_mib, e.requests, e.lists, e.connects, e.pods
+            );
+        }
+        if pods >= 10_000 {
+            assert_eq!(shard_pods, pods, "the three shards together export every pod once");
+        }
     }
 }
