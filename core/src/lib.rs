@@ -26,6 +26,7 @@ mod duration;
 mod enricher;
 mod exposition;
 mod glob;
+mod intern;
 mod memo;
 mod model;
 mod objects;
@@ -47,6 +48,7 @@ pub use exposition::{
     ExpositionError, Family, Format, LabelBlock, LabelName, MetricName, MetricType, NameError, Writer,
 };
 pub use glob::{Filter, Glob, GlobError};
+pub use intern::Interner;
 pub use memo::Memo;
 pub use model::{List, NodeMetricsList, PodMetricsList};
 pub use objects::{

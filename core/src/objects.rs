@@ -13,6 +13,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::cluster::{Controllers, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, Text};
+use crate::intern::Interner;
 
 /// A list (`PodList`, `PartialObjectMetadataList`...): its resourceVersion, its continue
 /// token, and its items, not yet parsed.
@@ -50,14 +51,15 @@ impl<'a> ObjectList<'a> {
         self.metadata.as_ref()?.continue_token.as_deref().filter(|v| !v.is_empty())
     }
 
-    /// Every item that parses as a `T` entry; also says how many did not.
-    pub fn entries<T: Entry>(&self) -> (Vec<(Text, Text, T)>, usize) {
+    /// Every item that parses as a `T` entry, its repeated strings shared through
+    /// `interner`; also says how many did not parse.
+    pub fn entries<T: Entry>(&self, interner: &Interner) -> (Vec<(Text, Text, T)>, usize) {
         let mut bad = 0;
         let entries = self
             .items
             .iter()
             .filter_map(|item| {
-                let entry = T::from_object(item.get().as_bytes());
+                let entry = T::from_object(item.get().as_bytes(), interner);
                 bad += usize::from(entry.is_none());
                 entry
             })
@@ -98,40 +100,46 @@ impl WatchEvent<'_> {
     }
 }
 
+/// `s`, unless missing or empty.
+fn present(s: Option<&str>) -> Option<&str> {
+    s.filter(|s| !s.is_empty())
+}
+
 /// What a snapshot keeps of one object, keyed by `(namespace, name)`.
 pub trait Entry: Sized {
-    /// The entry for one object (JSON), or `None` if it is not one (no name, bad shape).
-    fn from_object(json: &[u8]) -> Option<(Text, Text, Self)>;
+    /// The entry for one object (JSON), or `None` if it is not one (no name, bad shape);
+    /// repeated strings come from `interner`.
+    fn from_object(json: &[u8], interner: &Interner) -> Option<(Text, Text, Self)>;
 }
 
 impl Entry for PodInfo {
-    fn from_object(json: &[u8]) -> Option<(Text, Text, Self)> {
+    fn from_object(json: &[u8], interner: &Interner) -> Option<(Text, Text, Self)> {
         let o: PodObject<'_> = serde_json::from_slice(json).ok()?;
-        let (ns, name) = o.metadata.key()?;
-        Some((ns, name, o.info()))
+        let (ns, name) = o.metadata.key(interner)?;
+        Some((ns, name, o.info(interner)))
     }
 }
 
 impl Entry for NodeInfo {
-    fn from_object(json: &[u8]) -> Option<(Text, Text, Self)> {
+    fn from_object(json: &[u8], interner: &Interner) -> Option<(Text, Text, Self)> {
         let o: NodeObject<'_> = serde_json::from_slice(json).ok()?;
-        let (ns, name) = o.metadata.key()?;
-        Some((ns, name, o.info()))
+        let (ns, name) = o.metadata.key(interner)?;
+        Some((ns, name, o.info(interner)))
     }
 }
 
 /// A ReplicaSet or Job: its own controller, if any.
 impl Entry for Option<Owner> {
-    fn from_object(json: &[u8]) -> Option<(Text, Text, Self)> {
+    fn from_object(json: &[u8], interner: &Interner) -> Option<(Text, Text, Self)> {
         let o: MetadataObject<'_> = serde_json::from_slice(json).ok()?;
-        let (ns, name) = o.metadata.key()?;
-        Some((ns, name, o.metadata.controller()))
+        let (ns, name) = o.metadata.key(interner)?;
+        Some((ns, name, o.metadata.controller(interner)))
     }
 }
 
 fn snapshot<T: Entry>(json: &[u8]) -> Result<Namespaced<T>, serde_json::Error> {
     let mut out = Namespaced::default();
-    for (ns, name, entry) in ObjectList::parse(json)?.entries::<T>().0 {
+    for (ns, name, entry) in ObjectList::parse(json)?.entries::<T>(&Interner::default()).0 {
         out.insert(ns, name, entry);
     }
     Ok(out)
@@ -186,20 +194,21 @@ struct ObjectMeta<'a> {
 
 impl ObjectMeta<'_> {
     /// `(namespace, name)`; the namespace is empty for cluster-scoped objects.
-    fn key(&self) -> Option<(Text, Text)> {
+    fn key(&self, interner: &Interner) -> Option<(Text, Text)> {
         let name = self.name.as_deref().filter(|n| !n.is_empty())?;
-        Some((self.namespace.as_deref().unwrap_or("").into(), name.into()))
+        // Pod names are unique: only the namespace repeats.
+        Some((interner.text(self.namespace.as_deref().unwrap_or("")), name.into()))
     }
 
-    fn controller(&self) -> Option<Owner> {
+    fn controller(&self, interner: &Interner) -> Option<Owner> {
         let refs = self.owner_references.as_deref()?;
         let r = refs.iter().find(|r| r.controller == Some(true))?;
-        Some(Owner { kind: r.kind.as_deref()?.into(), name: r.name.as_deref()?.into() })
+        Some(Owner { kind: interner.text(r.kind.as_deref()?), name: interner.text(r.name.as_deref()?) })
     }
 
-    fn sorted_labels(&self) -> Vec<(Text, Text)> {
+    fn sorted_labels(&self, interner: &Interner) -> Vec<(Text, Text)> {
         let mut labels: Vec<(Text, Text)> =
-            self.labels.iter().flatten().map(|(k, v)| (Text::from(k.as_str()), Text::from(v.as_str()))).collect();
+            self.labels.iter().flatten().map(|(k, v)| (interner.text(k), interner.text(v))).collect();
         labels.sort();
         labels
     }
@@ -235,16 +244,17 @@ struct PodObject<'a> {
 
 impl PodObject<'_> {
     /// The snapshot entry for this pod.
-    fn info(&self) -> PodInfo {
-        let text = |s: Option<&Cow<'_, str>>| s.filter(|s| !s.is_empty()).map(|s| Text::from(s.as_ref()));
+    fn info(&self, interner: &Interner) -> PodInfo {
         let status = self.status.as_ref();
         let mirror = self.metadata.annotations.as_ref().is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+        let node_name = self.spec.as_ref().and_then(|s| present(s.node_name.as_deref()));
         PodInfo {
-            node_name: text(self.spec.as_ref().and_then(|s| s.node_name.as_ref())),
-            pod_ip: text(status.and_then(|s| s.pod_ip.as_ref())),
-            host_ip: text(status.and_then(|s| s.host_ip.as_ref())),
-            labels: self.metadata.sorted_labels(),
-            controller: self.metadata.controller(),
+            node_name: node_name.map(|n| interner.text(n)),
+            // Pod IPs are unique: not worth a table entry.
+            pod_ip: status.and_then(|s| present(s.pod_ip.as_deref())).map(Text::from),
+            host_ip: status.and_then(|s| present(s.host_ip.as_deref())).map(|ip| interner.text(ip)),
+            labels: self.metadata.sorted_labels(interner),
+            controller: self.metadata.controller(interner),
             mirror,
         }
     }
@@ -276,14 +286,14 @@ struct NodeObject<'a> {
 
 impl NodeObject<'_> {
     /// The snapshot entry for this node.
-    fn info(&self) -> NodeInfo {
+    fn info(&self, interner: &Interner) -> NodeInfo {
         let addresses = self.status.as_ref().and_then(|s| s.addresses.as_deref()).unwrap_or_default();
         let internal_ip = addresses
             .iter()
             .find(|a| a.kind.as_deref() == Some("InternalIP"))
             .and_then(|a| a.address.as_deref())
-            .map(Text::from);
-        NodeInfo { internal_ip, labels: self.metadata.sorted_labels() }
+            .map(|ip| interner.text(ip));
+        NodeInfo { internal_ip, labels: self.metadata.sorted_labels(interner) }
     }
 }
 
@@ -352,7 +362,7 @@ mod tests {
         )
         .expect("list");
         assert_eq!((list.resource_version(), list.continue_token()), (Some("42"), Some("abc")));
-        let (entries, bad) = list.entries::<PodInfo>();
+        let (entries, bad) = list.entries::<PodInfo>(&Interner::default());
         let names: Vec<&str> = entries.iter().map(|(_, n, _)| &**n).collect();
         assert_eq!((names, bad), (vec!["a"], 3));
     }

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use msp_core::{
-    async_trait, nodes_by_name, Cluster, ControllerKind, Controllers, Entry, ExpositionError, LabelName, MetricName,
-    MetricType, Namespaced, NodeInfo, Nodes, ObjectList, Owner, PodInfo, Pods, SourceError, Text, WatchEvent, Writer,
+    async_trait, nodes_by_name, Cluster, ControllerKind, Controllers, Entry, ExpositionError, Interner, LabelName,
+    MetricName, MetricType, Namespaced, NodeInfo, Nodes, ObjectList, Owner, PodInfo, Pods, SourceError, Text,
+    WatchEvent, Writer,
 };
 
 use crate::kube::{KubeClient, KubeError};
@@ -50,6 +51,8 @@ type WatchErrors = Mutex<BTreeMap<(&'static str, &'static str), u64>>;
 /// One resource's cache.
 struct Informer<T> {
     kind: Kind,
+    /// One copy of each repeated string (node names, label keys and values, owners).
+    interner: Interner,
     store: Mutex<Arc<Namespaced<T>>>,
     synced: AtomicBool,
     started: AtomicBool,
@@ -60,6 +63,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     fn new(kind: Kind) -> Arc<Self> {
         Arc::new(Informer {
             kind,
+            interner: Interner::default(),
             store: Mutex::new(Arc::new(Namespaced::default())),
             synced: AtomicBool::new(false),
             started: AtomicBool::new(false),
@@ -193,7 +197,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             let body = fetched.map_err(|e| (e, token.is_some()))?;
             let list = ObjectList::parse(&body)
                 .map_err(|source| (KubeError::Decode { path: base.into(), source }, token.is_some()))?;
-            let (entries, bad) = list.entries::<T>();
+            let (entries, bad) = list.entries::<T>(&self.interner);
             if bad > 0 {
                 log::warn!("{} list: skipped {bad} item(s) that are not valid objects", self.kind.resource);
                 count(errors, self.kind.resource, "invalid_object", bad as u64);
@@ -270,7 +274,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             if let Some(v) = event.resource_version() {
                 *rv = v;
             }
-            let Some((ns, name, value)) = T::from_object(event.object.get().as_bytes()) else {
+            let Some((ns, name, value)) = T::from_object(event.object.get().as_bytes(), &self.interner) else {
                 count(errors, resource, "invalid_object", 1);
                 continue;
             };
