@@ -128,3 +128,91 @@ async fn hardening_an_emptied_web_config_never_serves_metrics_without_credential
     }
     drop(sim);
 }
+
+#[async_std::test]
+async fn hardening_watch_streams_ignore_unknown_events_and_count_errors() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    let s = parse(&scrape(&h).await);
+    let pod = s.iter().find(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores").expect("a pod");
+    let (ns, name) = (pod.label("namespace").expect("ns").to_owned(), pod.label("pod").expect("pod").to_owned());
+    let app_before = pod.label("label_app").map(str::to_owned);
+    {
+        let mut state = h.sim.state();
+        for (kind, object) in [
+            (
+                "BOGUS",
+                serde_json::json!({"kind": "Pod", "metadata": {"name": name, "namespace": ns, "labels": {"app": "bogus"}}}),
+            ),
+            (
+                "ERROR",
+                serde_json::json!({"kind": "Status", "status": "Failure", "message": "internal error", "code": 500}),
+            ),
+        ] {
+            state.resource_version += 1;
+            let rv = state.resource_version;
+            let mut object = object;
+            object["metadata"]["resourceVersion"] = serde_json::json!(rv.to_string());
+            state.events.push((Route::Pods, rv, kind, object));
+        }
+    }
+    let counted = |s: &[Sample], reason: &str| {
+        s.iter().any(|x| {
+            x.name == "kube_metrics_server_watch_errors_total"
+                && x.label("resource") == Some("pods")
+                && x.label("reason") == Some(reason)
+                && x.value >= 1.0
+        })
+    };
+    let s =
+        scrape_until(&h, Duration::from_secs(10), |s| counted(s, "unknown_type") && counted(s, "error_event")).await;
+    let same = find(&s, "kube_metrics_server_pod_cpu_usage_cores", &[("namespace", &ns), ("pod", &name)]);
+    assert_eq!(same.label("label_app").map(str::to_owned), app_before, "an event of unknown type is not applied");
+}
+
+#[async_std::test]
+async fn hardening_out_of_file_descriptors_backs_off_quietly() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    // 40 descriptors: the process's own, a few listeners and caches, then accept fails.
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--nofile=40:40").arg(binary());
+    let server = server_command(&sim, &dir, port);
+    let child = cmd
+        .env_clear()
+        .envs(server.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("prlimit");
+    let _child = Killed(child);
+    wait_listening(port).await;
+    let mut held = Vec::new();
+    for _ in 0..80 {
+        if let Ok(Ok(c)) = async_std::future::timeout(
+            Duration::from_millis(200),
+            async_std::net::TcpStream::connect(("127.0.0.1", port)),
+        )
+        .await
+        {
+            held.push(c);
+        }
+    }
+    async_std::task::sleep(Duration::from_secs(3)).await;
+    let logged = std::fs::read_to_string(&log).expect("log");
+    let accept_lines = logged.lines().filter(|l| l.contains("accept:")).count();
+    assert!(accept_lines >= 1, "running out of descriptors is reported: {logged}");
+    assert!(accept_lines <= 6, "at most about one line a second, not a flood: {accept_lines} lines");
+    drop(held);
+    // Once descriptors are free again, it serves.
+    let started = Instant::now();
+    loop {
+        let got =
+            async_std::future::timeout(Duration::from_secs(2), get(&format!("http://127.0.0.1:{port}/healthz"), &[]))
+                .await;
+        if got.is_ok_and(|g| g.status == 200) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "it serves again");
+    }
+}
