@@ -216,3 +216,17 @@ async fn hardening_out_of_file_descriptors_backs_off_quietly() {
         assert!(started.elapsed() < Duration::from_secs(10), "it serves again");
     }
 }
+
+#[test]
+fn hardening_a_password_in_the_api_url_is_refused_and_never_printed() {
+    let out = std::process::Command::new(binary())
+        .env_clear()
+        .env("MSP_KUBERNETES__API_URL", "https://admin:hunter2@127.0.0.1:6443")
+        .env("MSP_LOG_LEVEL", "trace")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(printed.contains("127.0.0.1:6443"), "the error names the URL: {printed}");
+    assert!(!printed.contains("hunter2"), "{printed}");
+}
