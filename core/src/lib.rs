@@ -57,6 +57,6 @@ pub use objects::{
 pub use pipeline::{enrich, EnrichFuture, Enriched, Failure, Guard, Unguarded};
 pub use quantity::{Quantity, QuantityError};
 pub use render::{render, render_prepared, write_families, Naming, PodLabels, Prepared, RenderOptions};
-pub use scrape::{ContainerSample, ItemError, NodeSample, PodSample, Scrape};
+pub use scrape::{All, ContainerSample, ItemError, NodeSample, PodSample, Scrape, Select};
 pub use source::MetricsSource;
 pub use timestamp::parse_rfc3339_ms;

@@ -136,17 +136,55 @@ fn pod_sample<'a>(item: &'a PodMetrics<'a>) -> Result<PodSample<'a>, String> {
     })
 }
 
+/// Which items a scrape keeps, decided by name before their values are checked (a shard
+/// checks only its own share).
+pub trait Select {
+    /// Whether the pod `namespace/name` is kept.
+    fn pod(&self, namespace: &str, name: &str) -> bool;
+    /// Whether the node `name` is kept.
+    fn node(&self, name: &str) -> bool;
+}
+
+/// Keeps everything.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct All;
+
+impl Select for All {
+    fn pod(&self, _: &str, _: &str) -> bool {
+        true
+    }
+    fn node(&self, _: &str) -> bool {
+        true
+    }
+}
+
 impl<'a> Scrape<'a> {
     /// Checks both lists. Either may be empty (when its fetch failed, say).
     pub fn new(pods: &'a PodMetricsList<'a>, nodes: &'a NodeMetricsList<'a>) -> Self {
+        Scrape::select(pods, nodes, &All)
+    }
+
+    /// Checks the items of both lists that `select` keeps; the others are skipped, errors
+    /// and all (an item without a name is always checked, and reported).
+    pub fn select(pods: &'a PodMetricsList<'a>, nodes: &'a NodeMetricsList<'a>, select: &dyn Select) -> Self {
         let mut errors = Vec::new();
-        for (list, resource) in [(&pods.invalid, "pod"), (&nodes.invalid, "node")] {
-            for (object, reason) in list {
-                errors.push(ItemError { resource, object: object.clone(), reason: reason.clone() });
+        for (object, reason) in &pods.invalid {
+            if object.split_once('/').is_none_or(|(ns, name)| select.pod(ns, name)) {
+                errors.push(ItemError { resource: "pod", object: object.clone(), reason: reason.clone() });
+            }
+        }
+        for (object, reason) in &nodes.invalid {
+            if object.starts_with('#') || select.node(object) {
+                errors.push(ItemError { resource: "node", object: object.clone(), reason: reason.clone() });
             }
         }
         let mut pod_samples = Vec::with_capacity(pods.items.len());
         for (i, item) in pods.items.iter().enumerate() {
+            if let (Some(ns), Some(name)) = (item.metadata.namespace.as_deref(), item.metadata.name.as_deref()) {
+                if !select.pod(ns, name) {
+                    continue;
+                }
+            }
             match pod_sample(item) {
                 Ok(p) => pod_samples.push(p),
                 Err(reason) => errors.push(ItemError { resource: "pod", object: pod_object(item, i), reason }),
@@ -164,6 +202,9 @@ impl<'a> Scrape<'a> {
         let mut node_samples = Vec::with_capacity(nodes.items.len());
         for (i, item) in nodes.items.iter().enumerate() {
             let name = item.metadata.name.as_deref().filter(|s| !s.is_empty());
+            if name.is_some_and(|n| !select.node(n)) {
+                continue;
+            }
             let sample = name.ok_or_else(|| "no name".to_owned()).and_then(|name| {
                 let (cpu, memory) = usage(&item.usage)?;
                 let window = window(&item.window)?;

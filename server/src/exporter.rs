@@ -208,8 +208,7 @@ impl Exporter {
         .await;
         let (pods, pods_up): (PodMetricsList<'_>, bool) = parse_list("pod", &pods_raw);
         let (nodes, nodes_up): (NodeMetricsList<'_>, bool) = parse_list("node", &nodes_raw);
-        let mut scrape = Scrape::new(&pods, &nodes);
-        self.scope.apply(&mut scrape);
+        let scrape = Scrape::select(&pods, &nodes, &self.scope);
         for e in &scrape.errors {
             log::warn!("{e}");
         }

@@ -1,7 +1,7 @@
 //! Which pods and nodes a scrape exports: namespaces by glob, a label selector the metrics
 //! API applies itself, and this replica's shard.
 
-use msp_core::{Filter, Scrape};
+use msp_core::{Filter, Select};
 
 use crate::shard::Shard;
 
@@ -16,23 +16,22 @@ pub struct Scope {
     pub shard: Shard,
 }
 
-impl Scope {
-    /// Drops the pods of namespaces outside the scope, and the pods and nodes of other
-    /// shards.
-    pub fn apply(&self, scrape: &mut Scrape<'_>) {
-        if !self.namespaces.keeps_all() {
-            scrape.pods.retain(|p| self.namespaces.keeps(p.namespace));
-        }
-        if self.shard.total > 1 {
-            scrape.pods.retain(|p| self.shard.owns_pod(p.namespace, p.name));
-            scrape.nodes.retain(|n| self.shard.owns_node(n.name));
-        }
+/// Keeps the pods of namespaces in scope and this shard's pods and nodes; the scrape
+/// checks nothing else.
+impl Select for Scope {
+    fn pod(&self, namespace: &str, name: &str) -> bool {
+        (self.namespaces.keeps_all() || self.namespaces.keeps(namespace)) && self.shard.owns_pod(namespace, name)
+    }
+
+    fn node(&self, name: &str) -> bool {
+        self.shard.owns_node(name)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use msp_core::Scrape;
 
     #[test]
     fn keeps_only_pods_of_namespaces_in_scope() {
@@ -44,17 +43,13 @@ mod tests {
         )
         .expect("pods");
         let nodes = Default::default();
-        let mut scrape = Scrape::new(&pods, &nodes);
         let scope = Scope {
             namespaces: Filter::new(&["kube-*", "shop"], &["kube-public"]).expect("filter"),
             ..Scope::default()
         };
-        scope.apply(&mut scrape);
+        let scrape = Scrape::select(&pods, &nodes, &scope);
         let kept: Vec<&str> = scrape.pods.iter().map(|p| p.name).collect();
         assert_eq!(kept, ["a", "b"]);
-
-        let mut all = Scrape::new(&pods, &nodes);
-        Scope::default().apply(&mut all);
-        assert_eq!(all.pods.len(), 3);
+        assert_eq!(Scrape::select(&pods, &nodes, &Scope::default()).pods.len(), 3);
     }
 }
