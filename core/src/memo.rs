@@ -41,9 +41,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::cluster::{Cluster, ControllerKind, Controllers, Namespaced, Nodes, Pods, SourceError};
-use crate::enricher::Enrichment;
 use crate::model::Str;
-use crate::render::{prepare_pods, PodLabels, Prepared};
+use crate::render::{PodLabels, Prepared};
 use crate::scrape::{PodSample, Scrape};
 
 /// The snapshots enrichers read, by resource.
@@ -187,22 +186,31 @@ pub(crate) struct Round {
 }
 
 impl Round {
-    /// How many pods must be enriched this round.
-    #[cfg(test)]
-    pub(crate) fn misses(&self) -> usize {
-        self.misses.len()
+    /// The scrapes to give enrichers, in order: the pods to enrich, at most `size` in each,
+    /// and every node in the first. There is always a first, if only for the nodes.
+    pub(crate) fn batches<'s, 'a>(
+        &'s self,
+        scrape: &'s Scrape<'a>,
+        size: usize,
+    ) -> impl Iterator<Item = Cow<'s, Scrape<'a>>> + 's {
+        let size = size.max(1);
+        (0..self.misses.len().div_ceil(size).max(1)).map(move |k| {
+            let rest = self.misses.get(k * size..).unwrap_or_default();
+            let batch = &rest[..rest.len().min(size)];
+            if k == 0 && batch.len() == scrape.pods.len() {
+                return Cow::Borrowed(scrape);
+            }
+            Cow::Owned(Scrape {
+                pods: batch.iter().filter_map(|&i| scrape.pods.get(i).cloned()).collect::<Vec<PodSample<'a>>>(),
+                nodes: if k == 0 { scrape.nodes.clone() } else { Vec::new() },
+                errors: Vec::new(),
+            })
+        })
     }
 
-    /// The scrape to give enrichers: the pods to enrich and every node.
-    pub(crate) fn scrape_of_misses<'s, 'a>(&self, scrape: &'s Scrape<'a>) -> Cow<'s, Scrape<'a>> {
-        if self.misses.len() == scrape.pods.len() {
-            return Cow::Borrowed(scrape);
-        }
-        Cow::Owned(Scrape {
-            pods: self.misses.iter().filter_map(|&i| scrape.pods.get(i).cloned()).collect::<Vec<PodSample<'a>>>(),
-            nodes: scrape.nodes.clone(),
-            errors: Vec::new(),
-        })
+    /// How many pods must be enriched this round.
+    pub(crate) fn miss_count(&self) -> usize {
+        self.misses.len()
     }
 
     /// The cluster to give enrichers: `cluster`, serving the snapshots this round checked
@@ -306,18 +314,10 @@ impl Memo {
         Round { epoch, fresh, hits, misses, read: Arc::default() }
     }
 
-    /// Ends `round`: merges the enrichments of its misses (`enrichments`, in enricher
-    /// order, made from `sub`, the round's [`Round::scrape_of_misses`]) with the kept
-    /// labels, and remembers them when `complete` (every enricher succeeded).
-    pub(crate) fn finish(
-        &self,
-        round: Round,
-        scrape: &Scrape<'_>,
-        sub: &Scrape<'_>,
-        enrichments: &[&Enrichment],
-        complete: bool,
-    ) -> Prepared {
-        let fresh = prepare_pods(sub, enrichments, 0..sub.pods.len());
+    /// Ends `round`: puts `fresh`, the merged labels of its misses (in order, as its
+    /// [`Round::batches`] gave them) with the kept labels, and remembers them when
+    /// `complete` (every enricher succeeded).
+    pub(crate) fn finish(&self, round: Round, scrape: &Scrape<'_>, fresh: Prepared, complete: bool) -> Prepared {
         let mut missed = fresh.pods.into_iter();
         let pods: Vec<Arc<PodLabels>> =
             round.hits.into_iter().map(|hit| hit.unwrap_or_else(|| missed.next().unwrap_or_default())).collect();
@@ -367,7 +367,7 @@ impl Memo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::enricher::{Depends, EnrichError, Enricher};
+    use crate::enricher::{Depends, EnrichError, Enricher, Enrichment};
     use crate::model::PodMetricsList;
     use crate::objects::{controllers_from_list, nodes_from_list, pods_from_list};
     use crate::render::prepare;
@@ -454,10 +454,18 @@ mod tests {
             let nodes = Default::default();
             let scrape = Scrape::new(pods, &nodes);
             let round = memo.begin(&scrape, cluster).await;
-            let misses = round.misses();
-            let sub = round.scrape_of_misses(&scrape);
-            let enrichment = Probe.enrich(&sub, &round.cluster(cluster)).await.expect("enrich");
-            let got = memo.finish(round, &scrape, &sub, &[&enrichment], complete);
+            let misses = round.miss_count();
+            // A pod at a time, the smallest batches there are.
+            let mut fresh = Prepared::default();
+            for (k, batch) in round.batches(&scrape, 1).enumerate() {
+                let enrichment = Probe.enrich(&batch, &round.cluster(cluster)).await.expect("enrich");
+                let prepared = prepare(&batch, &[&enrichment]);
+                fresh.pods.extend(prepared.pods);
+                if k == 0 {
+                    fresh.nodes = prepared.nodes;
+                }
+            }
+            let got = memo.finish(round, &scrape, fresh, complete);
             let all = Probe.enrich(&scrape, cluster).await.expect("enrich");
             assert_eq!(got.pods, prepare(&scrape, &[&all]).pods, "memoized labels equal fresh ones");
             misses
@@ -530,9 +538,11 @@ mod tests {
             let scrape = Scrape::new(&pods, &nodes);
             let (a, b) = (memo.begin(&scrape, &c).await, memo.begin(&scrape, &c).await);
             for r in [a, b] {
-                let sub = r.scrape_of_misses(&scrape);
+                let sub = r.batches(&scrape, usize::MAX).next().expect("a batch");
                 let e = Probe.enrich(&sub, &r.cluster(&c)).await.expect("enrich");
-                memo.finish(r, &scrape, &sub, &[&e], true);
+                let fresh = prepare(&sub, &[&e]);
+                drop(sub);
+                memo.finish(r, &scrape, fresh, true);
             }
         });
         assert_eq!(memo.len(), 2);
@@ -566,10 +576,12 @@ mod tests {
             let scrape = Scrape::new(&pods, &nodes);
             let broken = Broken(c.clone());
             let r = memo.begin(&scrape, &broken).await;
-            assert_eq!(r.misses(), 2, "kept labels cannot be checked");
-            let sub = r.scrape_of_misses(&scrape);
+            assert_eq!(r.miss_count(), 2, "kept labels cannot be checked");
+            let sub = r.batches(&scrape, usize::MAX).next().expect("a batch");
             assert!(Probe.enrich(&sub, &r.cluster(&broken)).await.is_err(), "the enricher reports the error");
-            let prepared = memo.finish(r, &scrape, &sub, &[], false);
+            let fresh = prepare(&sub, &[]);
+            drop(sub);
+            let prepared = memo.finish(r, &scrape, fresh, false);
             assert!(prepared.pods.iter().all(|p| p.block().is_empty()), "served unenriched");
         });
         assert_eq!(round(&memo, &pods, &c, true), 0, "the kept labels survive a failed round");

@@ -30,6 +30,11 @@ use crate::cluster::Cluster;
 use crate::enricher::{Depends, EnrichError, Enricher, Enrichment};
 use crate::memo::Memo;
 use crate::render::{prepare, Prepared};
+
+/// The most pods one enricher call is given when a memo is used: what enrichers return is
+/// kept only until it is merged, so a cold start of a large cluster holds it for this many
+/// pods at a time, not for all of them.
+const BATCH: usize = 8192;
 use crate::scrape::Scrape;
 
 /// One enricher's call, as [`Guard::guard`] sees it.
@@ -93,11 +98,25 @@ pub async fn enrich(
         return Enriched { prepared: prepare(scrape, &refs), failures, enriched_pods: scrape.pods.len() };
     };
     let round = memo.begin(scrape, cluster).await;
-    let sub = round.scrape_of_misses(scrape);
-    let (enrichments, failures) = run(&sub, &round.cluster(cluster), enrichers, guard).await;
-    let refs: Vec<&Enrichment> = enrichments.iter().collect();
-    let enriched_pods = sub.pods.len();
-    let prepared = memo.finish(round, scrape, &sub, &refs, failures.is_empty());
+    let recording = round.cluster(cluster);
+    let mut fresh = Prepared { pods: Vec::with_capacity(round.miss_count()), nodes: Vec::new() };
+    let mut failures: Vec<Failure> = Vec::new();
+    for (k, batch) in round.batches(scrape, BATCH).enumerate() {
+        let (enrichments, failed) = run(&batch, &recording, enrichers, guard).await;
+        for f in failed {
+            if !failures.iter().any(|known| known.enricher == f.enricher) {
+                failures.push(f);
+            }
+        }
+        let refs: Vec<&Enrichment> = enrichments.iter().collect();
+        let prepared = prepare(&batch, &refs);
+        fresh.pods.extend(prepared.pods);
+        if k == 0 {
+            fresh.nodes = prepared.nodes;
+        }
+    }
+    let enriched_pods = fresh.pods.len();
+    let prepared = memo.finish(round, scrape, fresh, failures.is_empty());
     Enriched { prepared, failures, enriched_pods }
 }
 
@@ -201,6 +220,27 @@ mod tests {
             assert_eq!(out.failures[0].enricher, "counting");
             assert_eq!(out.prepared.pods.len(), 2);
             assert_eq!(out.prepared.pods[1].block().as_str(), "n=\"0\"");
+            assert!(memo.is_empty(), "an incomplete run is not remembered");
+        });
+    }
+
+    #[test]
+    fn a_cold_memo_enriches_in_batches_and_reports_a_failure_once() {
+        async_std::task::block_on(async {
+            let items: Vec<String> = (0..=BATCH)
+                .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
+                .collect();
+            let json = format!(r#"{{"items":[{}]}}"#, items.join(","));
+            let pods: crate::model::PodMetricsList<'_> = serde_json::from_str(&json).expect("pods");
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let enrichers = [counting(true, Depends::Pod), counting(false, Depends::Pod)];
+            let memo = Memo::default();
+            let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Unguarded).await;
+            assert_eq!(out.enriched_pods, BATCH + 1);
+            assert_eq!(out.failures.len(), 1, "one failure per enricher, however many batches");
+            let labelled = |call: &str| out.prepared.pods.iter().filter(|p| p.block().as_str() == call).count();
+            assert_eq!((labelled("n=\"0\""), labelled("n=\"1\"")), (BATCH, 1), "two calls, every pod labelled");
             assert!(memo.is_empty(), "an incomplete run is not remembered");
         });
     }
