@@ -161,9 +161,12 @@ impl<'a, T: Deserialize<'a>> List<T> {
             #[serde(default)]
             items: Option<Vec<U>>,
         }
-        match serde_json::from_slice::<Fast<T>>(json) {
+        // UTF-8 is checked once here, not string by string; a body that is not UTF-8 is
+        // read as bytes, so that the error says where.
+        let Ok(text) = std::str::from_utf8(json) else { return serde_json::from_slice(json) };
+        match serde_json::from_str::<Fast<T>>(text) {
             Ok(fast) => Ok(List { items: fast.items.unwrap_or_default(), invalid: Vec::new() }),
-            Err(_) => serde_json::from_slice(json),
+            Err(_) => serde_json::from_str(text),
         }
     }
 
