@@ -444,8 +444,7 @@ impl LabelBlock {
 
 /// Escapes `\` and newline, and `"` when `quotes` (label values, OpenMetrics HELP).
 fn escape_into(out: &mut String, s: &str, quotes: bool) {
-    let special = |b: u8| b == b'\\' || b == b'\n' || (quotes && b == b'"');
-    if !s.bytes().any(special) {
+    if !needs_escape(s.as_bytes(), quotes) {
         out.push_str(s);
         return;
     }
@@ -457,6 +456,29 @@ fn escape_into(out: &mut String, s: &str, quotes: bool) {
             c => out.push(c),
         }
     }
+}
+
+/// Whether `s` holds a backslash, a newline, or (when `quotes`) `"`. Eight bytes at a time: a
+/// byte equal to `b` is a zero byte of the word XOR `b` in every byte, and
+/// `(x - 0x01..) & !x & 0x80..` is non-zero exactly when `x` has a zero byte.
+fn needs_escape(s: &[u8], quotes: bool) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has = |word: u64, b: u8| {
+        let x = word ^ (ONES * u64::from(b));
+        x.wrapping_sub(ONES) & !x & HIGHS != 0
+    };
+    let special = |b: u8| b == b'\\' || b == b'\n' || (quotes && b == b'"');
+    let mut words = s.chunks_exact(8);
+    for chunk in &mut words {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(chunk);
+        let word = u64::from_ne_bytes(bytes);
+        if has(word, b'\\') || has(word, b'\n') || (quotes && has(word, b'"')) {
+            return true;
+        }
+    }
+    words.remainder().iter().any(|&b| special(b))
 }
 
 /// A float as Prometheus reads it: shortest round-trip decimal, `NaN`, `+Inf`, `-Inf`.
@@ -488,6 +510,23 @@ mod tests {
         f(&mut w);
         w.finish();
         out
+    }
+
+    #[test]
+    fn the_word_at_a_time_check_finds_every_special_byte_anywhere() {
+        for len in 0..20 {
+            for at in 0..len {
+                for (b, quotes) in
+                    [(b'\\', false), (b'\n', false), (b'"', true), (b'"', false), (0x80, true), (b'[', true)]
+                {
+                    let mut s = vec![b'a'; len];
+                    s[at] = b;
+                    let naive = b == b'\\' || b == b'\n' || (quotes && b == b'"');
+                    assert_eq!(needs_escape(&s, quotes), naive, "{b:#x} at {at} of {len}, quotes {quotes}");
+                }
+            }
+            assert!(!needs_escape(&vec![b'z'; len], true));
+        }
     }
 
     #[test]
