@@ -259,6 +259,8 @@ async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u3
         .env("MSP_KUBERNETES__TOKEN_FILE", sim.dir.join("token"))
         .env("MSP_KUBERNETES__TIMEOUT", "60s")
         .env("MSP_LOG_LEVEL", "warn")
+        // As the image runs it (see the Dockerfile).
+        .env("MALLOC_ARENA_MAX", "1")
         .stdout(Stdio::null());
     if let Some(index) = shard {
         cmd.env("MSP_SHARD__TOTAL", "3").env("MSP_SHARD__INDEX", index.to_string());
