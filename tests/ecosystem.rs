@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use msp_core::Quantity;
 use msp_sim::SimCluster;
 use msp_tests::*;
 
@@ -30,6 +31,75 @@ async fn ecosystem_openmetrics_and_gzip() {
     assert_eq!(unknown.content_type, "text/plain; version=0.0.4; charset=utf-8", "never a type we don't write");
 }
 
+/// Debian's prometheus, scraping `target` (host:port) every second; and a query of its API.
+struct Prometheus {
+    _child: Killed,
+    api: String,
+}
+
+impl Prometheus {
+    fn scraping(target: &str) -> Prometheus {
+        let dir = temp_dir("prometheus");
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: msp\n    static_configs:\n      - targets: ['{target}']\n"),
+        )
+        .expect("config");
+        let port = free_port();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is not installed: run ./scripts/test, or apt-get install prometheus");
+        Prometheus { _child: Killed(child), api: format!("http://127.0.0.1:{port}/api/v1") }
+    }
+
+    /// The API's answer to `path`, if it answered in time.
+    async fn api(&self, path: &str) -> Option<serde_json::Value> {
+        let url = format!("{}/{path}", self.api);
+        let body = async_std::future::timeout(Duration::from_secs(5), async {
+            let client = surf::Client::with_http_client(msp_server::Transport::new(None));
+            client.get(url).await?.body_string().await
+        })
+        .await
+        .ok()?
+        .ok()?;
+        serde_json::from_str(&body).ok()
+    }
+
+    /// The target's health (`up` once scraped well).
+    async fn health(&self) -> String {
+        let targets = self.api("targets").await.unwrap_or_default();
+        targets["data"]["activeTargets"][0]["health"].as_str().unwrap_or("").to_owned()
+    }
+
+    /// The value of an instant query's first result.
+    async fn value(&self, q: &str) -> Option<String> {
+        let q = q.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace('=', "%3D").replace(',', "%2C");
+        let v = self.api(&format!("query?query={}", q.replace('(', "%28").replace(')', "%29"))).await?;
+        Some(v["data"]["result"][0]["value"][1].as_str()?.to_owned())
+    }
+
+    /// The values of `queries`, once every one has a value (within a minute).
+    async fn values(&self, queries: &[&str]) -> (Vec<String>, String) {
+        let started = Instant::now();
+        loop {
+            assert!(started.elapsed() < Duration::from_secs(60), "prometheus never stored the series");
+            async_std::task::sleep(Duration::from_millis(500)).await;
+            let mut values = Vec::new();
+            for q in queries {
+                values.extend(self.value(q).await);
+            }
+            if values.len() == queries.len() {
+                return (values, self.health().await);
+            }
+        }
+    }
+}
+
 /// Debian's prometheus scrapes the server and stores the exact value of a known container.
 #[async_std::test]
 async fn ecosystem_real_prometheus_stores_exact_values() {
@@ -38,70 +108,38 @@ async fn ecosystem_real_prometheus_stores_exact_values() {
     debug.containers[0].cpu = "1500000n".into();
     debug.containers[0].memory = "125448Ki".into();
     let h = start(cluster, |_| {}).await;
-    let dir = temp_dir("prometheus");
-    let target = h.url.trim_start_matches("http://").to_owned();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: msp\n    static_configs:\n      - targets: ['{target}']\n"),
-    )
-    .expect("config");
-    let port = free_port();
-    let child = Command::new("prometheus")
-        .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-        .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus is not installed: run ./scripts/test, or apt-get install prometheus");
-    let _prometheus = Killed(child);
-    let api = format!("http://127.0.0.1:{port}/api/v1");
-    let query = |q: &str| {
-        format!(
-            "{api}/query?query={}",
-            q.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace('=', "%3D").replace(',', "%2C")
-        )
-    };
-    let started = Instant::now();
-    let (cpu, mem, health) = loop {
-        assert!(started.elapsed() < Duration::from_secs(60), "prometheus never stored the series");
-        async_std::task::sleep(Duration::from_millis(500)).await;
-        let Ok(Ok(targets)) = async_std::future::timeout(Duration::from_secs(5), async {
-            let client = surf::Client::with_http_client(msp_server::Transport::new(None));
-            client.get(format!("{api}/targets")).await?.body_string().await
-        })
-        .await
-        else {
-            continue;
-        };
-        let targets: serde_json::Value = serde_json::from_str(&targets).unwrap_or_default();
-        let health = targets["data"]["activeTargets"][0]["health"].as_str().unwrap_or("").to_owned();
-        let value = |body: String| -> Option<String> {
-            let v: serde_json::Value = serde_json::from_str(&body).ok()?;
-            Some(v["data"]["result"][0]["value"][1].as_str()?.to_owned())
-        };
-        let cpu = value(
-            get(&query(r#"kube_metrics_server_container_cpu_usage_cores{pod="debug-shell",container="debug"}"#), &[])
-                .await
-                .body,
-        );
-        let mem = value(
-            get(
-                &query(
-                    r#"kube_metrics_server_container_memory_working_set_bytes{pod="debug-shell",container="debug"}"#,
-                ),
-                &[],
-            )
-            .await
-            .body,
-        );
-        if let (Some(cpu), Some(mem)) = (cpu, mem) {
-            break (cpu, mem, health);
-        }
-    };
+    let prometheus = Prometheus::scraping(h.url.trim_start_matches("http://"));
+    let (values, health) = prometheus
+        .values(&[
+            r#"kube_metrics_server_container_cpu_usage_cores{pod="debug-shell",container="debug"}"#,
+            r#"kube_metrics_server_container_memory_working_set_bytes{pod="debug-shell",container="debug"}"#,
+        ])
+        .await;
     assert_eq!(health, "up");
-    assert_eq!(cpu, "0.0015");
-    assert_eq!(mem, "128458752");
+    assert_eq!(values, ["0.0015", "128458752"]);
+}
+
+/// Prometheus asks for gzip: at 3,000 pods the body is many deflate blocks of our own
+/// encoder, and Go's decompressor reads every series of it.
+#[async_std::test]
+async fn ecosystem_real_prometheus_reads_our_gzip_whole() {
+    let cluster = SimCluster::synthetic(3000);
+    let last = cluster.pods.last().expect("pods").clone();
+    let h = start(cluster, |_| {}).await;
+    let got = get(&format!("{}/metrics", h.url), &[("Accept", PROMETHEUS_ACCEPT), ("Accept-Encoding", "gzip")]).await;
+    assert_eq!(got.content_encoding, "gzip");
+    assert!(got.raw.len() * 10 < got.body.len(), "compressed {} to {}", got.body.len(), got.raw.len());
+    let prometheus = Prometheus::scraping(h.url.trim_start_matches("http://"));
+    let (values, health) = prometheus
+        .values(&[
+            "count(kube_metrics_server_container_cpu_usage_cores)",
+            "count(kube_metrics_server_pod_memory_working_set_bytes)",
+            &format!(r#"kube_metrics_server_container_cpu_usage_cores{{pod="{}",container="app"}}"#, last.name),
+        ])
+        .await;
+    assert_eq!(health, "up");
+    let cpu: Quantity = last.containers[0].cpu.parse().expect("quantity");
+    assert_eq!(values, ["6000".to_owned(), "3000".to_owned(), cpu.as_f64().to_string()]);
 }
 
 /// Every metric and label name the dashboard's queries use is one we emit.

@@ -174,16 +174,10 @@ impl Exporter {
         if !gzip {
             return Exposition::new(text, self.spare.clone());
         }
-        let mut gz = crate::negotiate::Gzip::new(Vec::new());
+        let mut gz = crate::gzip::Gzip::new(Vec::new());
         gz.write(&text);
         self.spare.put(text);
-        match gz.finish() {
-            Ok(packed) => Exposition::new(packed, self.spare.clone()),
-            Err(e) => {
-                log::error!("gzip: {e}");
-                Exposition::new(Vec::new(), self.spare.clone())
-            }
-        }
+        Exposition::new(gz.finish(), self.spare.clone())
     }
 
     /// One scrape, written in `format`. Never fails: what could not be read is reported in
@@ -238,19 +232,13 @@ impl Exporter {
             w.finish();
             return out.into_bytes();
         }
-        let mut gz = crate::negotiate::Gzip::new(self.spare.take().into_bytes());
+        let mut gz = crate::gzip::Gzip::new(self.spare.take().into_bytes());
         let mut chunk = String::new();
         let mut sink = |text: &str| gz.write(text.as_bytes());
         let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);
         write(&mut w);
         w.finish();
-        match gz.finish() {
-            Ok(packed) => packed,
-            Err(e) => {
-                log::error!("gzip: {e}");
-                Vec::new()
-            }
-        }
+        gz.finish()
     }
 }
 

@@ -61,46 +61,6 @@ pub fn gzip(accept_encoding: Option<&str>) -> bool {
     star.unwrap_or(false)
 }
 
-/// gzip at the fastest level: the exposition compresses ~20x even so.
-pub fn compress(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut gz = Gzip::new(Vec::with_capacity(body.len() / 8));
-    gz.write(body);
-    gz.finish()
-}
-
-/// A gzip stream fed piece by piece (the exposition as it is written); the first write
-/// error is kept and reported by [`Gzip::finish`].
-pub struct Gzip {
-    encoder: flate2::write::GzEncoder<Vec<u8>>,
-    failed: Option<std::io::Error>,
-}
-
-impl Gzip {
-    /// Compresses into `buf` (emptied; its capacity is reused).
-    pub fn new(mut buf: Vec<u8>) -> Self {
-        buf.clear();
-        Gzip { encoder: flate2::write::GzEncoder::new(buf, flate2::Compression::fast()), failed: None }
-    }
-
-    /// Adds `bytes`.
-    pub fn write(&mut self, bytes: &[u8]) {
-        use std::io::Write;
-        if self.failed.is_none() {
-            if let Err(e) = self.encoder.write_all(bytes) {
-                self.failed = Some(e);
-            }
-        }
-    }
-
-    /// The compressed stream.
-    pub fn finish(self) -> std::io::Result<Vec<u8>> {
-        match self.failed {
-            Some(e) => Err(e),
-            None => self.encoder.finish(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,7 +97,5 @@ mod tests {
         assert!(!gzip(Some("gzip;q=0")));
         assert!(!gzip(Some("identity")));
         assert!(!gzip(None));
-        let packed = compress(b"hello hello hello").expect("gzip");
-        assert_eq!(&packed[..2], &[0x1f, 0x8b]);
     }
 }

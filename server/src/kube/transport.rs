@@ -271,7 +271,7 @@ mod tests {
     use async_std::net::TcpListener;
 
     /// A plain HTTP/1.1 server that answers `per_connection` requests on each connection
-    /// (with a `Content-Length` body, or chunked), then closes it.
+    /// (with a `Content-Length` body, or chunked, each 50 ms after it came), then closes it.
     async fn server(per_connection: usize, chunked: bool) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = format!("http://{}/", listener.local_addr().expect("addr"));
@@ -288,6 +288,9 @@ mod tests {
                             }
                             head.push(byte[0]);
                         }
+                        // Slow enough that two requests sent together are both in flight
+                        // before either answer arrives, however loaded the machine.
+                        async_std::task::sleep(std::time::Duration::from_millis(50)).await;
                         let body = format!("answer {n}");
                         let res = if chunked {
                             format!(
