@@ -66,31 +66,37 @@ fn dist_code(dist: usize) -> usize {
 /// How many bytes `a` and `b` share at their start.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
-    let (mut wa, mut wb) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
-    let mut same = 0;
-    for (x, y) in (&mut wa).zip(&mut wb) {
-        let differ = word(x) ^ word(y);
+    let mut i = 0;
+    while i + 8 <= n {
+        let differ = word(&a[i..i + 8]) ^ word(&b[i..i + 8]);
         if differ != 0 {
-            return same + (differ.trailing_zeros() / 8) as usize;
+            return i + (differ.trailing_zeros() / 8) as usize;
         }
-        same += 8;
+        i += 8;
     }
-    same + wa.remainder().iter().zip(wb.remainder()).take_while(|(x, y)| x == y).count()
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
 }
 
 /// How many bytes `a` and `b` share at their end.
 fn common_suffix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
-    let (mut wa, mut wb) = (a[a.len() - n..].rchunks_exact(8), b[b.len() - n..].rchunks_exact(8));
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
     let mut same = 0;
-    for (x, y) in (&mut wa).zip(&mut wb) {
-        let differ = word(x) ^ word(y);
+    while same + 8 <= n {
+        let (x, y) = (n - same - 8, n - same);
+        let differ = word(&a[x..y]) ^ word(&b[x..y]);
         if differ != 0 {
             return same + (differ.leading_zeros() / 8) as usize;
         }
         same += 8;
     }
-    same + wa.remainder().iter().rev().zip(wb.remainder().iter().rev()).take_while(|(x, y)| x == y).count()
+    while same < n && a[n - same - 1] == b[n - same - 1] {
+        same += 1;
+    }
+    same
 }
 
 fn word(bytes: &[u8]) -> u64 {
@@ -101,7 +107,11 @@ fn word(bytes: &[u8]) -> u64 {
 
 /// The length of the field `s` starts with: up to its first `"` or newline.
 fn field_len(s: &[u8]) -> usize {
-    s.iter().position(|&b| b == b'"' || b == b'\n').unwrap_or(s.len())
+    let mut i = 0;
+    while i < s.len() && s[i] != b'"' && s[i] != b'\n' {
+        i += 1;
+    }
+    i
 }
 
 /// The symbols of the block being collected, and the bits written so far.
@@ -132,8 +142,9 @@ impl Blocks {
     }
 
     fn literals(&mut self, bytes: &[u8]) {
+        self.symbols.extend(bytes.iter().map(|&b| u32::from(b)));
         for &b in bytes {
-            self.literal(b);
+            self.lit_freq[b as usize] += 1;
         }
     }
 
@@ -242,24 +253,43 @@ impl Blocks {
                 _ => {}
             }
         }
+        // Each literal's and each match length's bits, extra bits included, looked up once.
+        let literal: Vec<(u32, u32)> = (0..256).map(|s| (u32::from(lit_codes[s]), u32::from(lit_lens[s]))).collect();
+        let length: Vec<(u32, u32)> = (MIN_MATCH..=MAX_MATCH)
+            .map(|len| {
+                let lc = LEN_CODE[len - MIN_MATCH] as usize;
+                let (code, bits) = (u32::from(lit_codes[257 + lc]), u32::from(lit_lens[257 + lc]));
+                (code | ((len - LEN_BASE[lc] as usize) as u32) << bits, bits + u32::from(LEN_EXTRA[lc]))
+            })
+            .collect();
+        let distance: Vec<(u32, u32)> = (0..30).map(|d| (u32::from(dist_codes[d]), u32::from(dist_lens[d]))).collect();
         let symbols = std::mem::take(&mut self.symbols);
+        // The bit buffer in locals, so it stays in registers.
+        let (mut acc, mut n) = (self.bits, self.nbits);
+        let out = &mut self.out;
+        let mut put = |value: u32, bits: u32| {
+            acc |= u64::from(value) << n;
+            n += bits;
+            if n >= 32 {
+                out.extend_from_slice(&(acc as u32).to_le_bytes());
+                acc >>= 32;
+                n -= 32;
+            }
+        };
         for &sym in &symbols {
             if sym & MATCH == 0 {
-                let s = sym as usize;
-                self.put(u32::from(lit_codes[s]), u32::from(lit_lens[s]));
+                let (code, bits) = literal[(sym & 0xff) as usize];
+                put(code, bits);
                 continue;
             }
-            let len = ((sym >> 16) & 0xff) as usize + MIN_MATCH;
+            let (code, bits) = length[((sym >> 16) & 0xff) as usize];
+            put(code, bits);
             let dist = (sym & 0xffff) as usize + 1;
-            let lc = LEN_CODE[len - MIN_MATCH] as usize;
-            let (code, bits) = (u32::from(lit_codes[257 + lc]), u32::from(lit_lens[257 + lc]));
-            let extra = (len - LEN_BASE[lc] as usize) as u32;
-            self.put(code | extra << bits, bits + u32::from(LEN_EXTRA[lc]));
             let dc = dist_code(dist);
-            let (code, bits) = (u32::from(dist_codes[dc]), u32::from(dist_lens[dc]));
-            let extra = (dist - DIST_BASE[dc] as usize) as u32;
-            self.put(code | extra << bits, bits + u32::from(DIST_EXTRA[dc]));
+            let (code, bits) = distance[dc];
+            put(code | ((dist - DIST_BASE[dc] as usize) as u32) << bits, bits + u32::from(DIST_EXTRA[dc]));
         }
+        (self.bits, self.nbits) = (acc, n);
         self.put(u32::from(lit_codes[END_OF_BLOCK]), u32::from(lit_lens[END_OF_BLOCK]));
         self.symbols = symbols;
         self.symbols.clear();
