@@ -366,6 +366,32 @@ impl Family<'_> {
             first = false;
             push_label(out, name, value);
         }
+        self.end_sample(first, block, value, timestamp_ms);
+    }
+
+    /// [`Family::sample_with`], with the first labels already escaped and written as
+    /// `name="value"` pieces (joined with commas here). Their names must be valid, unique
+    /// and none of the block's.
+    pub(crate) fn sample_escaped(
+        &mut self,
+        labels: &[&str],
+        block: &LabelBlock,
+        value: f64,
+        timestamp_ms: Option<i64>,
+    ) {
+        let out = &mut *self.out;
+        out.push_str(&self.name);
+        for (i, piece) in labels.iter().enumerate() {
+            out.push(if i == 0 { '{' } else { ',' });
+            out.push_str(piece);
+        }
+        self.end_sample(labels.is_empty(), block, value, timestamp_ms);
+    }
+
+    /// The block, the value and the timestamp of a sample whose first labels are written
+    /// (`first`: none were).
+    fn end_sample(&mut self, mut first: bool, block: &LabelBlock, value: f64, timestamp_ms: Option<i64>) {
+        let out = &mut *self.out;
         if !block.0.is_empty() {
             out.push(if first { '{' } else { ',' });
             first = false;
@@ -400,7 +426,8 @@ pub(crate) fn sanitize(prefix: &str, text: &str) -> String {
     name
 }
 
-fn push_label(out: &mut String, name: &LabelName, value: &str) {
+/// Writes `name="value"`, the value escaped.
+pub(crate) fn push_label(out: &mut String, name: &LabelName, value: &str) {
     out.push_str(name.as_str());
     out.push_str("=\"");
     escape_into(out, value, true);
