@@ -125,7 +125,7 @@ fn transform(pods: usize) -> Transform {
     let mut gzip_len = 0;
     for _ in 0..runs.min(5) {
         let t = Instant::now();
-        gzip_len = black_box(msp_server::compress(last.as_bytes())).len();
+        gzip_len = black_box(msp_core::compress(last.as_bytes())).len();
         gzips.push(t.elapsed().as_secs_f64() * 1e3);
     }
     Transform {

@@ -22,10 +22,13 @@
 //! ```
 
 mod cluster;
+mod deflate;
 mod duration;
 mod enricher;
 mod exposition;
 mod glob;
+mod gzip;
+mod huffman;
 mod intern;
 mod memo;
 mod model;
@@ -33,6 +36,7 @@ mod objects;
 mod pipeline;
 mod quantity;
 mod render;
+mod scan;
 mod scrape;
 mod source;
 mod timestamp;
@@ -48,9 +52,10 @@ pub use exposition::{
     ExpositionError, Family, Format, LabelBlock, LabelName, MetricName, MetricType, NameError, Writer,
 };
 pub use glob::{Filter, Glob, GlobError};
+pub use gzip::{compress, Gzip};
 pub use intern::Interner;
 pub use memo::Memo;
-pub use model::{List, NodeMetricsList, PodMetricsList};
+pub use model::{List, ListItem, NodeMetricsList, PodMetricsList};
 pub use objects::{
     controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent,
 };

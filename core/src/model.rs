@@ -151,9 +151,35 @@ impl<'de: 'a, 'a, T: Deserialize<'a>> Deserialize<'de> for List<T> {
     }
 }
 
-impl<'a, T: Deserialize<'a>> List<T> {
+/// What a [`List`] holds. The metrics API's own items ([`PodMetrics`], [`NodeMetrics`])
+/// are read without serde when the list has the shape metrics-server writes; any other
+/// type takes the default, serde alone (`impl ListItem<'_> for MyItem<'_> {}`).
+pub trait ListItem<'a>: Deserialize<'a> {
+    /// The items of a whole list body, or `None` to read it with serde. It must give what
+    /// serde would, or `None`.
+    #[doc(hidden)]
+    fn scan(list: &'a str) -> Option<Vec<Self>> {
+        let _ = list;
+        None
+    }
+}
+
+impl<'a> ListItem<'a> for PodMetrics<'a> {
+    fn scan(list: &'a str) -> Option<Vec<Self>> {
+        crate::scan::pods(list)
+    }
+}
+
+impl<'a> ListItem<'a> for NodeMetrics<'a> {
+    fn scan(list: &'a str) -> Option<Vec<Self>> {
+        crate::scan::nodes(list)
+    }
+}
+
+impl<'a, T: ListItem<'a>> List<T> {
     /// Parses a `...List`. The whole list is read in one pass when every item fits (the
-    /// usual case); only when one does not is it read again, item by item (see [`List`]).
+    /// usual case; for the metrics API's items without serde, see [`ListItem`]); only when
+    /// one does not is it read again, item by item (see [`List`]).
     pub fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
         #[derive(Deserialize)]
         #[serde(bound(deserialize = "U: Deserialize<'de>"))]
@@ -164,6 +190,9 @@ impl<'a, T: Deserialize<'a>> List<T> {
         // UTF-8 is checked once here, not string by string; a body that is not UTF-8 is
         // read as bytes, so that the error says where.
         let Ok(text) = std::str::from_utf8(json) else { return serde_json::from_slice(json) };
+        if let Some(items) = T::scan(text) {
+            return Ok(List { items, invalid: Vec::new() });
+        }
         match serde_json::from_str::<Fast<T>>(text) {
             Ok(fast) => Ok(List { items: fast.items.unwrap_or_default(), invalid: Vec::new() }),
             Err(_) => serde_json::from_str(text),

@@ -67,7 +67,7 @@ async fn within(
 }
 
 /// Parses one metrics list; on failure logs it and yields an empty list.
-fn parse_list<'a, T: serde::Deserialize<'a>>(
+fn parse_list<'a, T: msp_core::ListItem<'a>>(
     resource: &str,
     fetched: &'a Result<Vec<u8>, SourceError>,
 ) -> (msp_core::List<T>, bool) {
@@ -174,7 +174,7 @@ impl Exporter {
         if !gzip {
             return Exposition::new(text, self.spare.clone());
         }
-        let mut gz = crate::gzip::Gzip::new(Vec::new());
+        let mut gz = msp_core::Gzip::new(Vec::new());
         gz.write(&text);
         self.spare.put(text);
         Exposition::new(gz.finish(), self.spare.clone())
@@ -232,7 +232,7 @@ impl Exporter {
             w.finish();
             return out.into_bytes();
         }
-        let mut gz = crate::gzip::Gzip::new(self.spare.take().into_bytes());
+        let mut gz = msp_core::Gzip::new(self.spare.take().into_bytes());
         let mut chunk = String::new();
         let mut sink = |text: &str| gz.write(text.as_bytes());
         let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);

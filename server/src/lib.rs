@@ -16,14 +16,11 @@ mod app;
 mod auth;
 mod cache;
 mod config;
-mod deflate;
 #[cfg(feature = "demo")]
 mod demo;
 mod exporter;
 mod flight;
-mod gzip;
 mod http1;
-mod huffman;
 mod kube;
 mod logging;
 mod negotiate;
@@ -43,7 +40,6 @@ pub use config::{figment, variables as config_variables, Config, ConfigError, En
 pub use demo::{start as start_demo, Demo, DemoError};
 pub use exporter::Exporter;
 pub use flight::Exposition;
-pub use gzip::{compress, Gzip};
 pub use kube::{
     certificates, client_config, private_key, EndpointError, KubeClient, KubeError, Limits, Transport, Verify,
 };

@@ -1,0 +1,469 @@
+//! The metrics lists read without serde, in the shape metrics-server writes them: objects,
+//! arrays, `null`, and strings without escapes, borrowed from the body.
+//!
+//! Anything else gives up: an escape, a number, `true`/`false` where a string belongs, a
+//! known field twice, nesting past [`MAX_DEPTH`], malformed JSON. The list is then read by
+//! serde (see [`List::parse`](crate::List::parse)), which also decides what is an error.
+//! So this never changes a result: on the lists it reads, it gives what serde gives
+//! (the tests check that on the published samples, on synthetic lists, and on every way of
+//! breaking one), only faster (the usual case is about the cost of serde's `IgnoredAny`).
+
+use std::borrow::Cow;
+
+use crate::model::{ContainerMetrics, Metadata, NodeMetrics, PodMetrics, Str, Usage};
+
+/// Deeper than this, unknown values are left to serde (which stops at 128).
+const MAX_DEPTH: usize = 64;
+
+/// Gave up: read the list with serde instead.
+struct GiveUp;
+
+type Scanned<T> = Result<T, GiveUp>;
+
+/// A position in the body.
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` that is zero; exact up to the first such byte.
+fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(ONES) & !w & HIGH
+}
+
+impl<'a> Scan<'a> {
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    /// The next byte that is not whitespace, not taken.
+    fn peek(&mut self) -> Scanned<u8> {
+        let b = self.bytes();
+        while let Some(&c) = b.get(self.at) {
+            if !matches!(c, b' ' | b'\n' | b'\r' | b'\t') {
+                return Ok(c);
+            }
+            self.at += 1;
+        }
+        Err(GiveUp)
+    }
+
+    fn eat(&mut self, c: u8) -> Scanned<()> {
+        if self.peek()? != c {
+            return Err(GiveUp);
+        }
+        self.at += 1;
+        Ok(())
+    }
+
+    fn literal(&mut self, word: &str) -> Scanned<()> {
+        self.peek()?;
+        if !self.bytes()[self.at..].starts_with(word.as_bytes()) {
+            return Err(GiveUp);
+        }
+        self.at += word.len();
+        Ok(())
+    }
+
+    /// A string with no escape and no control character, borrowed.
+    fn string(&mut self) -> Scanned<&'a str> {
+        self.eat(b'"')?;
+        let b = self.bytes();
+        let start = self.at;
+        let mut i = start;
+        // Eight bytes at a time, to the first `"`, `\` or control character.
+        while let Some(chunk) = b.get(i..i + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            let w = u64::from_le_bytes(w);
+            let special = zero_bytes(w ^ (ONES * u64::from(b'"')))
+                | zero_bytes(w ^ (ONES * u64::from(b'\\')))
+                | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+            if special != 0 {
+                i += (special.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        while let Some(&c) = b.get(i) {
+            if c == b'"' {
+                // Both ends are ASCII quotes, so this is a whole str.
+                let s = self.text.get(start..i).ok_or(GiveUp)?;
+                self.at = i + 1;
+                return Ok(s);
+            }
+            if c == b'\\' || c < 0x20 {
+                return Err(GiveUp);
+            }
+            i += 1;
+        }
+        Err(GiveUp)
+    }
+
+    /// A string or `null`.
+    fn opt_str(&mut self) -> Scanned<Option<Str<'a>>> {
+        if self.peek()? == b'n' {
+            self.literal("null")?;
+            return Ok(None);
+        }
+        Ok(Some(Cow::Borrowed(self.string()?)))
+    }
+
+    /// `null` (then `Ok(false)`), or the start of an object or array `open` (`Ok(true)`).
+    fn open_or_null(&mut self, open: u8) -> Scanned<bool> {
+        if self.peek()? == b'n' {
+            self.literal("null")?;
+            return Ok(false);
+        }
+        self.eat(open)?;
+        Ok(true)
+    }
+
+    /// The members of an object whose `{` is taken, each given to `member` with its key.
+    fn members(&mut self, mut member: impl FnMut(&mut Self, &'a str) -> Scanned<()>) -> Scanned<()> {
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            let key = self.string()?;
+            self.eat(b':')?;
+            member(self, key)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b'}' => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(GiveUp),
+            }
+        }
+    }
+
+    /// The elements of an array whose `[` is taken.
+    fn elements(&mut self, mut element: impl FnMut(&mut Self) -> Scanned<()>) -> Scanned<()> {
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Ok(());
+        }
+        loop {
+            element(self)?;
+            match self.peek()? {
+                b',' => self.at += 1,
+                b']' => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                _ => return Err(GiveUp),
+            }
+        }
+    }
+
+    /// Any value we do not read (numbers give up).
+    fn skip(&mut self, depth: usize) -> Scanned<()> {
+        if depth > MAX_DEPTH {
+            return Err(GiveUp);
+        }
+        match self.peek()? {
+            b'"' => self.string().map(drop),
+            b'{' => {
+                self.at += 1;
+                self.members(|s, _| s.skip(depth + 1))
+            }
+            b'[' => {
+                self.at += 1;
+                self.elements(|s| s.skip(depth + 1))
+            }
+            b'n' => self.literal("null"),
+            b't' => self.literal("true"),
+            b'f' => self.literal("false"),
+            _ => Err(GiveUp),
+        }
+    }
+
+    /// `field` once: a known field twice is serde's error, not ours to decide.
+    fn once(seen: &mut u8, bit: u8) -> Scanned<()> {
+        if *seen & bit != 0 {
+            return Err(GiveUp);
+        }
+        *seen |= bit;
+        Ok(())
+    }
+
+    fn metadata(&mut self) -> Scanned<Metadata<'a>> {
+        let mut meta = Metadata::default();
+        if !self.open_or_null(b'{')? {
+            return Ok(meta);
+        }
+        let mut seen = 0;
+        self.members(|s, key| match key {
+            "name" => {
+                Self::once(&mut seen, 1)?;
+                meta.name = s.opt_str()?;
+                Ok(())
+            }
+            "namespace" => {
+                Self::once(&mut seen, 2)?;
+                meta.namespace = s.opt_str()?;
+                Ok(())
+            }
+            "labels" => {
+                Self::once(&mut seen, 4)?;
+                if !s.open_or_null(b'{')? {
+                    meta.labels = None;
+                    return Ok(());
+                }
+                let mut pairs = Vec::new();
+                s.members(|s, k| {
+                    pairs.push((Cow::Borrowed(k), Cow::Borrowed(s.string()?)));
+                    Ok(())
+                })?;
+                meta.labels = Some(pairs);
+                Ok(())
+            }
+            _ => s.skip(1),
+        })?;
+        Ok(meta)
+    }
+
+    fn usage(&mut self) -> Scanned<Usage<'a>> {
+        let mut usage = Usage::default();
+        if !self.open_or_null(b'{')? {
+            return Ok(usage);
+        }
+        let mut seen = 0;
+        self.members(|s, key| match key {
+            "cpu" => {
+                Self::once(&mut seen, 1)?;
+                usage.cpu = s.opt_str()?;
+                Ok(())
+            }
+            "memory" => {
+                Self::once(&mut seen, 2)?;
+                usage.memory = s.opt_str()?;
+                Ok(())
+            }
+            _ => s.skip(1),
+        })?;
+        Ok(usage)
+    }
+
+    fn container(&mut self) -> Scanned<ContainerMetrics<'a>> {
+        let mut c = ContainerMetrics::default();
+        self.eat(b'{')?;
+        let mut seen = 0;
+        self.members(|s, key| match key {
+            "name" => {
+                Self::once(&mut seen, 1)?;
+                c.name = s.opt_str()?;
+                Ok(())
+            }
+            "usage" => {
+                Self::once(&mut seen, 2)?;
+                c.usage = s.usage()?;
+                Ok(())
+            }
+            _ => s.skip(1),
+        })?;
+        Ok(c)
+    }
+
+    fn pod(&mut self) -> Scanned<PodMetrics<'a>> {
+        let mut pod = PodMetrics::default();
+        self.eat(b'{')?;
+        let mut seen = 0;
+        self.members(|s, key| match key {
+            "metadata" => {
+                Self::once(&mut seen, 1)?;
+                pod.metadata = s.metadata()?;
+                Ok(())
+            }
+            "timestamp" => {
+                Self::once(&mut seen, 2)?;
+                pod.timestamp = s.opt_str()?;
+                Ok(())
+            }
+            "window" => {
+                Self::once(&mut seen, 4)?;
+                pod.window = s.opt_str()?;
+                Ok(())
+            }
+            "containers" => {
+                Self::once(&mut seen, 8)?;
+                if s.open_or_null(b'[')? {
+                    s.elements(|s| {
+                        pod.containers.push(s.container()?);
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            }
+            _ => s.skip(1),
+        })?;
+        Ok(pod)
+    }
+
+    fn node(&mut self) -> Scanned<NodeMetrics<'a>> {
+        let mut node = NodeMetrics::default();
+        self.eat(b'{')?;
+        let mut seen = 0;
+        self.members(|s, key| match key {
+            "metadata" => {
+                Self::once(&mut seen, 1)?;
+                node.metadata = s.metadata()?;
+                Ok(())
+            }
+            "timestamp" => {
+                Self::once(&mut seen, 2)?;
+                node.timestamp = s.opt_str()?;
+                Ok(())
+            }
+            "window" => {
+                Self::once(&mut seen, 4)?;
+                node.window = s.opt_str()?;
+                Ok(())
+            }
+            "usage" => {
+                Self::once(&mut seen, 8)?;
+                node.usage = s.usage()?;
+                Ok(())
+            }
+            _ => s.skip(1),
+        })?;
+        Ok(node)
+    }
+}
+
+/// A whole `...List` body: its `items`, each read by `item`.
+fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<T>) -> Option<Vec<T>> {
+    let mut s = Scan { text, at: 0 };
+    let mut items = Vec::new();
+    let mut seen = 0;
+    s.eat(b'{').ok()?;
+    s.members(|s, key| match key {
+        "items" => {
+            Scan::once(&mut seen, 1)?;
+            if s.open_or_null(b'[')? {
+                s.elements(|s| {
+                    items.push(item(s)?);
+                    Ok(())
+                })?;
+            }
+            Ok(())
+        }
+        _ => s.skip(1),
+    })
+    .ok()?;
+    // Nothing but whitespace may follow.
+    match s.peek() {
+        Err(GiveUp) if s.at == text.len() => Some(items),
+        _ => None,
+    }
+}
+
+/// A `PodMetricsList`'s items, if it has the usual shape.
+pub(crate) fn pods(text: &str) -> Option<Vec<PodMetrics<'_>>> {
+    list(text, Scan::pod)
+}
+
+/// A `NodeMetricsList`'s items, if it has the usual shape.
+pub(crate) fn nodes(text: &str) -> Option<Vec<NodeMetrics<'_>>> {
+    list(text, Scan::node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    #[serde(bound(deserialize = "U: Deserialize<'de>"))]
+    struct Serde<U> {
+        #[serde(default)]
+        items: Option<Vec<U>>,
+    }
+
+    /// What serde reads from `text`, as text to compare (`Cow`'s Debug does not show
+    /// whether it borrows).
+    fn by_serde<'a, T: Deserialize<'a> + std::fmt::Debug>(text: &'a str) -> Option<String> {
+        serde_json::from_str::<Serde<T>>(text).ok().map(|l| format!("{:?}", l.items.unwrap_or_default()))
+    }
+
+    /// On `text`, the fast path gives up or gives what serde gives.
+    fn agrees(text: &str) -> bool {
+        let pods = pods(text).map(|items| format!("{items:?}"));
+        let nodes = nodes(text).map(|items| format!("{items:?}"));
+        let pods_ok = pods.is_none() || pods == by_serde::<PodMetrics<'_>>(text);
+        let nodes_ok = nodes.is_none() || nodes == by_serde::<NodeMetrics<'_>>(text);
+        pods_ok && nodes_ok
+    }
+
+    const LIST: &str = r#"{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1beta1","metadata":{},"items":[
+      {"metadata":{"name":"a","namespace":"n","creationTimestamp":"2021-12-17T17:57:42Z","labels":{"app":"x","tier":"ü"}},
+       "timestamp":"2021-12-17T17:57:42Z","window":"30s","containers":[{"name":"c","usage":{"cpu":"7338891n","memory":"14520Ki"}},
+       {"name":"d","usage":null}]},
+      {"metadata":null,"containers":null},{"metadata":{"name":"b","labels":null},"timestamp":null,"unknown":[{"x":[null,true,false]}]}],
+      "usage":{"cpu":"1","memory":"2"}}"#;
+
+    #[test]
+    fn reads_what_serde_reads_from_the_published_samples() {
+        for text in [
+            include_str!("../fixtures/podmetrics-list-kubernetes-website.json"),
+            include_str!("../fixtures/seed-podmetrics-list.json"),
+            LIST,
+        ] {
+            let fast = pods(text).expect("the usual shape");
+            assert_eq!(Some(format!("{fast:?}")), by_serde::<PodMetrics<'_>>(text));
+            assert!(fast.iter().flat_map(|p| &p.metadata.name).all(|n| matches!(n, Cow::Borrowed(_))));
+        }
+        let node_list = format!(r#"{{"items":[{}]}}"#, include_str!("../fixtures/nodemetrics-kubernetes-website.json"));
+        let fast = nodes(&node_list).expect("the usual shape");
+        assert_eq!(Some(format!("{fast:?}")), by_serde::<NodeMetrics<'_>>(&node_list));
+        assert_eq!(fast[0].usage.cpu.as_deref(), Some("487558164n"));
+    }
+
+    #[test]
+    fn gives_up_where_serde_decides() {
+        for text in [
+            r#"{"items":[{"metadata":{"name":"a\"b"}}]}"#,
+            r#"{"items":[{"metadata":{"name":"a","name":"b"}}]}"#,
+            r#"{"items":[{"metadata":{"labels":{"app":null}}}]}"#,
+            r#"{"items":[null]}"#,
+            r#"{"items":[{"containers":[{"usage":{"cpu":5}}]}]}"#,
+            r#"{"items":[{"window":"30s"}]} x"#,
+            r#"{"items":[],"items":[]}"#,
+            r#"[[]]"#,
+            "{\"items\":[{\"metadata\":{\"name\":\"tab\there\"}}]}",
+        ] {
+            assert!(pods(text).is_none(), "{text}");
+        }
+        let deep = format!(r#"{{"items":[{{"x":{}{}}}]}}"#, "[".repeat(100), "]".repeat(100));
+        assert!(pods(&deep).is_none());
+        assert!(pods(r#"  {"items":null}  "#).is_some_and(|p| p.is_empty()));
+    }
+
+    #[test]
+    fn never_disagrees_with_serde_however_the_list_is_broken() {
+        let bytes = LIST.as_bytes();
+        let mut tried = 0;
+        for at in 0..=bytes.len() {
+            for c in ["", "\"", "\\", "{", "}", "[", "]", ",", ":", "n", "1", " ", "x", "\u{7f}"] {
+                for replace in [false, true] {
+                    if replace && at == bytes.len() {
+                        continue;
+                    }
+                    let mut broken = bytes[..at].to_vec();
+                    broken.extend_from_slice(c.as_bytes());
+                    broken.extend_from_slice(&bytes[(at + usize::from(replace)).min(bytes.len())..]);
+                    let Ok(text) = std::str::from_utf8(&broken) else { continue };
+                    assert!(agrees(text), "disagrees on {text}");
+                    tried += 1;
+                }
+            }
+        }
+        assert!(tried > 10_000);
+    }
+}
