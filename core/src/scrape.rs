@@ -112,7 +112,25 @@ fn window(w: &Option<Str<'_>>) -> Result<Option<GoDuration>, String> {
     w.as_deref().map(str::parse::<GoDuration>).transpose().map_err(|e| format!("window: {e}"))
 }
 
-fn pod_sample<'a>(item: &'a PodMetrics<'a>) -> Result<PodSample<'a>, String> {
+/// The last window parsed: pods of one scrape mostly share it.
+#[derive(Default)]
+struct LastWindow(Option<(String, GoDuration)>);
+
+impl LastWindow {
+    fn parse(&mut self, w: &Option<Str<'_>>) -> Result<Option<GoDuration>, String> {
+        let Some(text) = w.as_deref() else { return Ok(None) };
+        if let Some((last, d)) = &self.0 {
+            if last == text {
+                return Ok(Some(*d));
+            }
+        }
+        let d = window(w)?;
+        self.0 = d.map(|d| (text.to_owned(), d));
+        Ok(d)
+    }
+}
+
+fn pod_sample<'a>(item: &'a PodMetrics<'a>, last_window: &mut LastWindow) -> Result<PodSample<'a>, String> {
     let meta = &item.metadata;
     let namespace = meta.namespace.as_deref().filter(|s| !s.is_empty()).ok_or("no namespace")?;
     let name = meta.name.as_deref().filter(|s| !s.is_empty()).ok_or("no name")?;
@@ -131,7 +149,7 @@ fn pod_sample<'a>(item: &'a PodMetrics<'a>) -> Result<PodSample<'a>, String> {
         name,
         labels: meta.labels.as_deref(),
         timestamp: item.timestamp.as_deref(),
-        window: window(&item.window)?,
+        window: last_window.parse(&item.window)?,
         containers,
     })
 }
@@ -184,9 +202,10 @@ impl<'a> Scrape<'a> {
         let mut failed: Vec<(usize, ItemError)> = Vec::new();
         let mut twice = Vec::new();
         let mut pod_samples: Vec<PodSample<'a>> = Vec::with_capacity(order.len());
+        let mut last_window = LastWindow::default();
         for i in order.into_iter().chain(unnamed) {
             let item = &pods.items[i];
-            match pod_sample(item) {
+            match pod_sample(item, &mut last_window) {
                 Ok(p)
                     if pod_samples.last().is_some_and(|last| (last.namespace, last.name) == (p.namespace, p.name)) =>
                 {
