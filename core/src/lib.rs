@@ -55,7 +55,9 @@ pub use glob::{Filter, Glob, GlobError};
 pub use gzip::{compress, Gzip};
 pub use intern::Interner;
 pub use memo::Memo;
-pub use model::{List, ListItem, NodeMetricsList, PodMetricsList};
+pub use model::{
+    ContainerMetrics, List, ListItem, Metadata, NodeMetrics, NodeMetricsList, PodMetrics, PodMetricsList, Str, Usage,
+};
 pub use objects::{
     controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent,
 };
