@@ -19,4 +19,10 @@ pub trait MetricsSource: Send + Sync {
 
     /// Where it reads from, for people (the landing page, logs). Never holds credentials.
     fn describe(&self) -> String;
+
+    /// Takes back a body this source returned, once the scrape is done with it, so a later
+    /// read can reuse its memory. The default drops it.
+    fn recycle(&self, body: Vec<u8>) {
+        drop(body);
+    }
 }

@@ -78,4 +78,8 @@ impl MetricsSource for MetricsApi {
     fn describe(&self) -> String {
         crate::kube::redacted(self.client.base())
     }
+
+    fn recycle(&self, body: Vec<u8>) {
+        self.client.recycle(body);
+    }
 }

@@ -145,6 +145,39 @@ pub struct KubeClient {
     limits: Limits,
     list_page_size: u32,
     counts: Mutex<BTreeMap<(String, String), u64>>,
+    /// Bodies given back ([`KubeClient::recycle`]) for the next [`KubeClient::get`] to read
+    /// into: at 150,000 pods the pod metrics are 47 MB, which would otherwise be mapped and
+    /// faulted in afresh on every scrape.
+    spare: SpareBodies,
+}
+
+/// How many given-back bodies are kept (the pod and the node metrics).
+const SPARE_BODIES: usize = 2;
+
+/// Emptied bodies, largest first.
+#[derive(Debug, Default)]
+struct SpareBodies(Mutex<Vec<Vec<u8>>>);
+
+impl SpareBodies {
+    /// Keeps `body` if it is among the [`SPARE_BODIES`] largest.
+    fn put(&self, mut body: Vec<u8>) {
+        body.clear();
+        let mut spare = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        spare.push(body);
+        spare.sort_unstable_by_key(|b| std::cmp::Reverse(b.capacity()));
+        spare.truncate(SPARE_BODIES);
+    }
+
+    /// The smallest kept body of at least `len` (so the pod metrics keep the big one), else
+    /// the largest, else a new one.
+    fn take(&self, len: Option<usize>) -> Vec<u8> {
+        let mut spare = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let fits = len.and_then(|len| spare.iter().rposition(|b| b.capacity() >= len));
+        match fits.or(if spare.is_empty() { None } else { Some(0) }) {
+            Some(i) => spare.remove(i),
+            None => Vec::new(),
+        }
+    }
 }
 
 /// What surf's errors carry, as a source error.
@@ -199,6 +232,7 @@ impl KubeClient {
             limits,
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
             counts: Mutex::default(),
+            spare: SpareBodies::default(),
         }
     }
 
@@ -226,24 +260,37 @@ impl KubeClient {
     /// `GET path` (with query); the body on 2xx. `resource` labels the request in
     /// [`KubeClient::request_counts`].
     pub async fn get(&self, resource: &str, path_and_query: &str) -> Result<Vec<u8>, KubeError> {
-        self.get_as(resource, path_and_query, "application/json").await
+        self.get_as(resource, path_and_query, "application/json", true).await
+    }
+
+    /// Takes back a body [`KubeClient::get`] returned, for a later one to read into (the
+    /// two largest are kept).
+    pub fn recycle(&self, body: Vec<u8>) {
+        self.spare.put(body);
     }
 
     /// `GET` asking for metadata only (`PartialObjectMetadataList`), or full JSON from a
     /// server that can't.
     pub async fn get_metadata(&self, resource: &str, path_and_query: &str) -> Result<Vec<u8>, KubeError> {
         const ACCEPT: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
-        self.get_as(resource, path_and_query, ACCEPT).await
+        self.get_as(resource, path_and_query, ACCEPT, false).await
     }
 
     /// A GET; a 429 or 503 with `Retry-After` is waited out and retried, up to
     /// [`MAX_RETRIES`] times, each wait at most [`MAX_RETRY_WAIT`] and the request timeout.
     /// The wait is a plain sleep: a caller that gives up (a scrape's deadline) drops this
     /// future, and with it the wait and every retry.
-    async fn get_as(&self, resource: &str, path_and_query: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
+    async fn get_as(
+        &self,
+        resource: &str,
+        path_and_query: &str,
+        accept: &str,
+        spare: bool,
+    ) -> Result<Vec<u8>, KubeError> {
         let mut retries = 0;
         loop {
-            let result = self.authenticated(resource, path_and_query, || self.get_once(path_and_query, accept)).await;
+            let once = || self.get_once(path_and_query, accept, spare);
+            let result = self.authenticated(resource, path_and_query, once).await;
             let wait = match &result {
                 Err(e) => e.retry_after().filter(|wait| *wait <= self.max_retry_wait()),
                 Ok(_) => None,
@@ -356,10 +403,10 @@ impl KubeClient {
         }
     }
 
-    async fn get_once(&self, path_and_query: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
+    async fn get_once(&self, path_and_query: &str, accept: &str, spare: bool) -> Result<Vec<u8>, KubeError> {
         let path = path_and_query.split('?').next().unwrap_or(path_and_query).to_owned();
         let timeout = self.limits.timeout;
-        async_std::future::timeout(timeout, self.fetch(path_and_query, &path, accept))
+        async_std::future::timeout(timeout, self.fetch(path_and_query, &path, accept, spare))
             .await
             .unwrap_or(Err(KubeError::Timeout { path, after: timeout }))
     }
@@ -367,7 +414,7 @@ impl KubeClient {
     /// The body, read into a buffer that never grows past `max_response_bytes`: a larger
     /// answer is refused as soon as its `Content-Length`, or the bytes read so far, pass the
     /// limit, chunked or not.
-    async fn fetch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<Vec<u8>, KubeError> {
+    async fn fetch(&self, path_and_query: &str, path: &str, accept: &str, spare: bool) -> Result<Vec<u8>, KubeError> {
         let mut res =
             self.request(path_and_query, path, accept).await?.await.map_err(|e| transport(path, e.into_inner()))?;
         let limit = self.limits.max_response_bytes;
@@ -377,7 +424,8 @@ impl KubeClient {
         }
         let status = u16::from(res.status());
         let retry_after = retry_after(&res);
-        let body = read_bounded(res.take_body().into_reader(), res.len(), limit)
+        let buf = if spare { self.spare.take(res.len()) } else { Vec::new() };
+        let body = read_bounded(res.take_body().into_reader(), res.len(), limit, buf)
             .await
             .map_err(|e| e.map_or_else(too_large, |e| transport(path, e)))?;
         if !(200..300).contains(&status) {
@@ -398,16 +446,18 @@ fn retry_after(res: &surf::Response) -> Option<Duration> {
     value.parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// Reads `reader` to its end into a buffer whose capacity never passes `limit`: exactly
-/// `expected` when the length is known, else grown by doubling from 64 KiB, capped at the
-/// limit. `Err(None)` as soon as more than `limit` bytes arrive.
+/// Reads `reader` to its end into `body` (emptied; its capacity is reused), whose capacity
+/// then never grows past `limit`: to exactly `expected` when the length is known, else by
+/// doubling from 64 KiB, capped at the limit. `Err(None)` as soon as more than `limit`
+/// bytes arrive.
 async fn read_bounded(
     mut reader: impl futures_lite::AsyncRead + Unpin,
     expected: Option<usize>,
     limit: usize,
+    mut body: Vec<u8>,
 ) -> Result<Vec<u8>, Option<std::io::Error>> {
     const CHUNK: usize = 64 * 1024;
-    let mut body: Vec<u8> = Vec::new();
+    body.clear();
     body.reserve_exact(expected.unwrap_or(CHUNK).min(limit));
     let mut chunk = vec![0u8; CHUNK];
     loop {
@@ -462,10 +512,27 @@ mod tests {
     }
 
     #[test]
+    fn given_back_bodies_are_reused_the_big_one_for_the_big_list() {
+        let spare = SpareBodies::default();
+        assert_eq!(spare.take(Some(10)).capacity(), 0, "none kept yet");
+        for cap in [100, 5_000_000, 200, 47_000_000] {
+            spare.put(vec![1u8; cap]);
+        }
+        let node = spare.take(Some(150));
+        assert_eq!((node.len(), node.capacity()), (0, 5_000_000), "the smallest kept that fits, emptied");
+        spare.put(node);
+        assert_eq!(spare.take(Some(40_000_000)).capacity(), 47_000_000);
+        assert_eq!(spare.take(Some(60_000_000)).capacity(), 5_000_000, "else the largest");
+        assert_eq!(spare.take(None).capacity(), 0, "only two were kept");
+    }
+
+    #[test]
     fn bodies_are_bounded_without_doubling() {
         async_std::task::block_on(async {
             let data = vec![7u8; 300 * 1024];
-            let read = |expected, limit| read_bounded(futures_lite::io::Cursor::new(data.clone()), expected, limit);
+            let read = |expected, limit| {
+                read_bounded(futures_lite::io::Cursor::new(data.clone()), expected, limit, Vec::new())
+            };
             let body = read(None, 300 * 1024).await.expect("exactly the limit");
             assert_eq!((body.len(), body.capacity()), (300 * 1024, 300 * 1024), "capped at the limit");
             let body = read(Some(300 * 1024), 1 << 30).await.expect("known length");
