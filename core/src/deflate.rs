@@ -141,10 +141,23 @@ impl Blocks {
         self.lit_freq[byte as usize] += 1;
     }
 
+    /// `bytes` as literals; a run of more than a block's worth (a huge field) is written
+    /// in blocks as it goes, so memory stays bounded by the block.
     fn literals(&mut self, bytes: &[u8]) {
-        self.symbols.extend(bytes.iter().map(|&b| u32::from(b)));
-        for &b in bytes {
-            self.lit_freq[b as usize] += 1;
+        for piece in bytes.chunks(BLOCK_SYMBOLS) {
+            self.symbols.extend(piece.iter().map(|&b| u32::from(b)));
+            for &b in piece {
+                self.lit_freq[b as usize] += 1;
+            }
+            self.block_if_full();
+        }
+    }
+
+    /// Writes the block once it holds [`BLOCK_SYMBOLS`]; references may reach into earlier
+    /// blocks, so this can happen anywhere in a line.
+    fn block_if_full(&mut self) {
+        if self.symbols.len() >= BLOCK_SYMBOLS {
+            self.block(false);
         }
     }
 
@@ -159,13 +172,15 @@ impl Blocks {
             self.lit_freq[257 + LEN_CODE[piece - MIN_MATCH] as usize] += 1;
             self.dist_freq[dist_code(dist)] += 1;
             len -= piece;
+            self.block_if_full();
         }
         debug_assert_eq!(len, 0);
     }
 
     /// Encodes the line at the start of `cur` (up to and including its first newline, or
-    /// all of `cur` if it has none), `prev` being the line just before it in the stream.
-    /// Returns how many bytes it took.
+    /// all of `cur` if it has none), `prev` being the bytes just before it in the stream:
+    /// the line before, or the part of a long line already written (`prev` has no newline
+    /// but, perhaps, its last byte). Returns how many bytes it took.
     fn line(&mut self, prev: &[u8], cur: &[u8]) -> usize {
         let (mut i, mut j) = (0, 0);
         while i < cur.len() {
@@ -209,9 +224,6 @@ impl Blocks {
             self.literals(&cur[i..field_end - shared]);
             i = field_end - shared;
             j = prev_end - shared;
-        }
-        if self.symbols.len() >= BLOCK_SYMBOLS {
-            self.block(false);
         }
         i
     }
@@ -335,11 +347,15 @@ fn run_lengths(lens: &[u8]) -> Vec<(u8, u8)> {
 /// A raw deflate stream, fed text as it is written.
 pub(crate) struct Deflate {
     blocks: Blocks,
-    /// The last whole line written: what the next line is compared with.
+    /// The last whole line written (or the last part of a long one): what the next bytes
+    /// are compared with.
     prev: Vec<u8>,
-    /// A line begun but not yet ended.
+    /// A line begun but not yet ended, at most [`PENDING_MAX`] bytes.
     pending: Vec<u8>,
 }
+
+/// A line that has not ended by this length is compressed as far as it goes.
+const PENDING_MAX: usize = 64 * 1024;
 
 impl Deflate {
     /// Writes the stream after what `out` already holds.
@@ -359,7 +375,7 @@ impl Deflate {
     pub(crate) fn write(&mut self, mut data: &[u8]) {
         if !self.pending.is_empty() {
             let Some(end) = data.iter().position(|&b| b == b'\n') else {
-                self.pending.extend_from_slice(data);
+                self.pend(data);
                 return;
             };
             self.pending.extend_from_slice(&data[..=end]);
@@ -369,7 +385,7 @@ impl Deflate {
             self.pending.clear();
         }
         let Some(last) = data.iter().rposition(|&b| b == b'\n') else {
-            self.pending.extend_from_slice(data);
+            self.pend(data);
             return;
         };
         let (whole, rest) = data.split_at(last + 1);
@@ -385,7 +401,18 @@ impl Deflate {
             self.prev.clear();
             self.prev.extend_from_slice(&whole[a..b]);
         }
-        self.pending.extend_from_slice(rest);
+        self.pend(rest);
+    }
+
+    /// Keeps `data`, the start of a line, until its end arrives; past [`PENDING_MAX`] it is
+    /// compressed now, and becomes what the rest is compared with.
+    fn pend(&mut self, data: &[u8]) {
+        self.pending.extend_from_slice(data);
+        if self.pending.len() > PENDING_MAX {
+            self.blocks.line(&self.prev, &self.pending);
+            std::mem::swap(&mut self.prev, &mut self.pending);
+            self.pending.clear();
+        }
     }
 
     /// Ends the stream and returns its buffer.
@@ -489,6 +516,22 @@ mod tests {
                 }
                 let packed = deflate(text, piece.min(text.len().max(1)));
                 assert!(inflate(&packed) == *text, "{} bytes in pieces of {piece}", text.len());
+            }
+        }
+    }
+
+    #[test]
+    fn a_line_that_never_ends_takes_bounded_memory() {
+        let huge: Vec<u8> = random(3, 1 << 20, b"ab\"=,");
+        for text in [huge.clone(), [huge.clone(), b"\n".to_vec(), huge.clone()].concat()] {
+            for piece in [1000, 1 << 21] {
+                let mut d = Deflate::new(Vec::new());
+                for part in text.chunks(piece) {
+                    d.write(part);
+                    assert!(d.pending.len() <= PENDING_MAX + piece, "pending {}", d.pending.len());
+                    assert!(d.blocks.symbols.capacity() < 4 * BLOCK_SYMBOLS, "symbols {}", d.blocks.symbols.capacity());
+                }
+                assert!(inflate(&d.finish()) == text, "pieces of {piece}");
             }
         }
     }

@@ -318,6 +318,7 @@ struct Pieces<'h> {
 
 impl<'h> Pieces<'h> {
     fn next_piece(&mut self) -> &'h str {
+        debug_assert!(self.next < self.heads.ends.len(), "more pieces taken than made");
         let end = self.heads.ends.get(self.next).copied().unwrap_or(self.start);
         let piece = self.heads.text.get(self.start..end).unwrap_or("");
         (self.next, self.start) = (self.next + 1, end);

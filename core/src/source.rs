@@ -20,9 +20,10 @@ pub trait MetricsSource: Send + Sync {
     /// Where it reads from, for people (the landing page, logs). Never holds credentials.
     fn describe(&self) -> String;
 
-    /// Takes back a body this source returned, once the scrape is done with it, so a later
-    /// read can reuse its memory. The default drops it.
-    fn recycle(&self, body: Vec<u8>) {
-        drop(body);
+    /// Takes back the bodies [`MetricsSource::pod_metrics`] and
+    /// [`MetricsSource::node_metrics`] returned, once the scrape is done with them, so the
+    /// next reads can reuse their memory. The default drops them.
+    fn recycle(&self, pod_metrics: Option<Vec<u8>>, node_metrics: Option<Vec<u8>>) {
+        drop((pod_metrics, node_metrics));
     }
 }

@@ -10,8 +10,9 @@ fuzz_target!(|data: &[u8]| {
     // Split the input: the first part is the pod list, the rest the node list.
     let split = data.iter().position(|&b| b == 0).unwrap_or(data.len());
     let (pods, nodes) = (&data[..split], data.get(split + 1..).unwrap_or_default());
-    let pods: PodMetricsList<'_> = serde_json::from_slice(pods).unwrap_or_default();
-    let nodes: NodeMetricsList<'_> = serde_json::from_slice(nodes).unwrap_or_default();
+    // As the server reads them (the fast path first, then serde).
+    let pods = PodMetricsList::parse(pods).unwrap_or_default();
+    let nodes = NodeMetricsList::parse(nodes).unwrap_or_default();
     let scrape = Scrape::new(&pods, &nodes);
     let mut out = String::new();
     render(&mut out, &scrape, &[], &RenderOptions::default()).expect("render");

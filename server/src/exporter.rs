@@ -202,9 +202,7 @@ impl Exporter {
         .await;
         let out = self.write(&pods_raw, &nodes_raw, format, gzip, deadline, started).await;
         // Their memory serves the next scrape's reads.
-        for body in [pods_raw, nodes_raw].into_iter().flatten() {
-            self.source.recycle(body);
-        }
+        self.source.recycle(pods_raw.ok(), nodes_raw.ok());
         out
     }
 

@@ -41,7 +41,7 @@ pub use demo::{start as start_demo, Demo, DemoError};
 pub use exporter::Exporter;
 pub use flight::Exposition;
 pub use kube::{
-    certificates, client_config, private_key, EndpointError, KubeClient, KubeError, Limits, Transport, Verify,
+    certificates, client_config, private_key, BodySlot, EndpointError, KubeClient, KubeError, Limits, Transport, Verify,
 };
 pub use logging::{init as init_logging, LogFormat};
 pub use registry::Registry;

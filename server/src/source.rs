@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use msp_core::{async_trait, MetricsSource, SourceError};
 
-use crate::kube::{KubeClient, KubeError};
+use crate::kube::{BodySlot, KubeClient, KubeError};
 
 const UNKNOWN: u8 = 0;
 const V1: u8 = 1;
@@ -18,12 +18,14 @@ const V1BETA1: u8 = 2;
 pub struct MetricsApi {
     client: Arc<KubeClient>,
     version: AtomicU8,
+    /// The last pod and node metrics bodies, given back, to read the next ones into.
+    spare: [BodySlot; 2],
 }
 
 impl MetricsApi {
     /// Over `client`; the version is found on first use.
     pub fn new(client: Arc<KubeClient>) -> Self {
-        MetricsApi { client, version: AtomicU8::new(UNKNOWN) }
+        MetricsApi { client, version: AtomicU8::new(UNKNOWN), spare: Default::default() }
     }
 
     /// Lists `pods` or `nodes`. Tries v1 first; on 404 uses v1beta1 from then on. A 404 on
@@ -33,13 +35,14 @@ impl MetricsApi {
         let first = if known == V1BETA1 { V1BETA1 } else { V1 };
         let path = |v: u8| format!("/apis/metrics.k8s.io/{}/{resource}{query}", if v == V1 { "v1" } else { "v1beta1" });
         let metric = if resource == "pods" { "pod_metrics" } else { "node_metrics" };
-        match self.client.get(metric, &path(first)).await {
+        let slot = &self.spare[usize::from(resource != "pods")];
+        match self.client.get_reusing(metric, &path(first), slot).await {
             Ok(body) => {
                 self.version.store(first, Ordering::Relaxed);
                 Ok(body)
             }
             Err(e) if e.status() == Some(404) && first == V1 => {
-                let body = self.client.get(metric, &path(V1BETA1)).await?;
+                let body = self.client.get_reusing(metric, &path(V1BETA1), slot).await?;
                 if known != V1BETA1 {
                     log::info!("metrics.k8s.io/v1 is not served; using v1beta1");
                 }
@@ -79,7 +82,11 @@ impl MetricsSource for MetricsApi {
         crate::kube::redacted(self.client.base())
     }
 
-    fn recycle(&self, body: Vec<u8>) {
-        self.client.recycle(body);
+    fn recycle(&self, pod_metrics: Option<Vec<u8>>, node_metrics: Option<Vec<u8>>) {
+        for (slot, body) in self.spare.iter().zip([pod_metrics, node_metrics]) {
+            if let Some(body) = body {
+                slot.put(body);
+            }
+        }
     }
 }

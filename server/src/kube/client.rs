@@ -145,38 +145,28 @@ pub struct KubeClient {
     limits: Limits,
     list_page_size: u32,
     counts: Mutex<BTreeMap<(String, String), u64>>,
-    /// Bodies given back ([`KubeClient::recycle`]) for the next [`KubeClient::get`] to read
-    /// into: at 150,000 pods the pod metrics are 47 MB, which would otherwise be mapped and
-    /// faulted in afresh on every scrape.
-    spare: SpareBodies,
 }
 
-/// How many given-back bodies are kept (the pod and the node metrics).
-const SPARE_BODIES: usize = 2;
-
-/// Emptied bodies, largest first.
+/// A body given back for the next read of the same resource to reuse
+/// ([`KubeClient::get_reusing`]): at 150,000 pods the pod metrics are 47 MB, which would
+/// otherwise be mapped and faulted in afresh on every scrape.
 #[derive(Debug, Default)]
-struct SpareBodies(Mutex<Vec<Vec<u8>>>);
+pub struct BodySlot(Mutex<Option<Vec<u8>>>);
 
-impl SpareBodies {
-    /// Keeps `body` if it is among the [`SPARE_BODIES`] largest.
-    fn put(&self, mut body: Vec<u8>) {
+impl BodySlot {
+    /// Keeps `body`, emptied, for the next read. One much larger than what it held (a
+    /// one-off huge answer) gives most of its memory back first.
+    pub fn put(&self, mut body: Vec<u8>) {
+        if body.capacity() > 2 * body.len() + (1 << 20) {
+            body.shrink_to(body.len() + body.len() / 4);
+        }
         body.clear();
-        let mut spare = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        spare.push(body);
-        spare.sort_unstable_by_key(|b| std::cmp::Reverse(b.capacity()));
-        spare.truncate(SPARE_BODIES);
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
     }
 
-    /// The smallest kept body of at least `len` (so the pod metrics keep the big one), else
-    /// the largest, else a new one.
-    fn take(&self, len: Option<usize>) -> Vec<u8> {
-        let mut spare = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let fits = len.and_then(|len| spare.iter().rposition(|b| b.capacity() >= len));
-        match fits.or(if spare.is_empty() { None } else { Some(0) }) {
-            Some(i) => spare.remove(i),
-            None => Vec::new(),
-        }
+    /// The body kept, or a new one.
+    fn take(&self) -> Vec<u8> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_default()
     }
 }
 
@@ -232,7 +222,6 @@ impl KubeClient {
             limits,
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
             counts: Mutex::default(),
-            spare: SpareBodies::default(),
         }
     }
 
@@ -260,20 +249,25 @@ impl KubeClient {
     /// `GET path` (with query); the body on 2xx. `resource` labels the request in
     /// [`KubeClient::request_counts`].
     pub async fn get(&self, resource: &str, path_and_query: &str) -> Result<Vec<u8>, KubeError> {
-        self.get_as(resource, path_and_query, "application/json", true).await
+        self.get_as(resource, path_and_query, "application/json", None).await
     }
 
-    /// Takes back a body [`KubeClient::get`] returned, for a later one to read into (the
-    /// two largest are kept).
-    pub fn recycle(&self, body: Vec<u8>) {
-        self.spare.put(body);
+    /// [`KubeClient::get`], reading into the body `slot` holds, if any (the caller puts the
+    /// body back there when done with it).
+    pub async fn get_reusing(
+        &self,
+        resource: &str,
+        path_and_query: &str,
+        slot: &BodySlot,
+    ) -> Result<Vec<u8>, KubeError> {
+        self.get_as(resource, path_and_query, "application/json", Some(slot)).await
     }
 
     /// `GET` asking for metadata only (`PartialObjectMetadataList`), or full JSON from a
     /// server that can't.
     pub async fn get_metadata(&self, resource: &str, path_and_query: &str) -> Result<Vec<u8>, KubeError> {
         const ACCEPT: &str = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
-        self.get_as(resource, path_and_query, ACCEPT, false).await
+        self.get_as(resource, path_and_query, ACCEPT, None).await
     }
 
     /// A GET; a 429 or 503 with `Retry-After` is waited out and retried, up to
@@ -285,11 +279,11 @@ impl KubeClient {
         resource: &str,
         path_and_query: &str,
         accept: &str,
-        spare: bool,
+        slot: Option<&BodySlot>,
     ) -> Result<Vec<u8>, KubeError> {
         let mut retries = 0;
         loop {
-            let once = || self.get_once(path_and_query, accept, spare);
+            let once = || self.get_once(path_and_query, accept, slot);
             let result = self.authenticated(resource, path_and_query, once).await;
             let wait = match &result {
                 Err(e) => e.retry_after().filter(|wait| *wait <= self.max_retry_wait()),
@@ -403,10 +397,15 @@ impl KubeClient {
         }
     }
 
-    async fn get_once(&self, path_and_query: &str, accept: &str, spare: bool) -> Result<Vec<u8>, KubeError> {
+    async fn get_once(
+        &self,
+        path_and_query: &str,
+        accept: &str,
+        slot: Option<&BodySlot>,
+    ) -> Result<Vec<u8>, KubeError> {
         let path = path_and_query.split('?').next().unwrap_or(path_and_query).to_owned();
         let timeout = self.limits.timeout;
-        async_std::future::timeout(timeout, self.fetch(path_and_query, &path, accept, spare))
+        async_std::future::timeout(timeout, self.fetch(path_and_query, &path, accept, slot))
             .await
             .unwrap_or(Err(KubeError::Timeout { path, after: timeout }))
     }
@@ -414,7 +413,13 @@ impl KubeClient {
     /// The body, read into a buffer that never grows past `max_response_bytes`: a larger
     /// answer is refused as soon as its `Content-Length`, or the bytes read so far, pass the
     /// limit, chunked or not.
-    async fn fetch(&self, path_and_query: &str, path: &str, accept: &str, spare: bool) -> Result<Vec<u8>, KubeError> {
+    async fn fetch(
+        &self,
+        path_and_query: &str,
+        path: &str,
+        accept: &str,
+        slot: Option<&BodySlot>,
+    ) -> Result<Vec<u8>, KubeError> {
         let mut res =
             self.request(path_and_query, path, accept).await?.await.map_err(|e| transport(path, e.into_inner()))?;
         let limit = self.limits.max_response_bytes;
@@ -424,7 +429,7 @@ impl KubeClient {
         }
         let status = u16::from(res.status());
         let retry_after = retry_after(&res);
-        let buf = if spare { self.spare.take(res.len()) } else { Vec::new() };
+        let buf = slot.map(BodySlot::take).unwrap_or_default();
         let body = read_bounded(res.take_body().into_reader(), res.len(), limit, buf)
             .await
             .map_err(|e| e.map_or_else(too_large, |e| transport(path, e)))?;
@@ -512,18 +517,18 @@ mod tests {
     }
 
     #[test]
-    fn given_back_bodies_are_reused_the_big_one_for_the_big_list() {
-        let spare = SpareBodies::default();
-        assert_eq!(spare.take(Some(10)).capacity(), 0, "none kept yet");
-        for cap in [100, 5_000_000, 200, 47_000_000] {
-            spare.put(vec![1u8; cap]);
-        }
-        let node = spare.take(Some(150));
-        assert_eq!((node.len(), node.capacity()), (0, 5_000_000), "the smallest kept that fits, emptied");
-        spare.put(node);
-        assert_eq!(spare.take(Some(40_000_000)).capacity(), 47_000_000);
-        assert_eq!(spare.take(Some(60_000_000)).capacity(), 5_000_000, "else the largest");
-        assert_eq!(spare.take(None).capacity(), 0, "only two were kept");
+    fn a_given_back_body_is_reused_and_a_one_off_huge_one_shrinks() {
+        let slot = BodySlot::default();
+        assert_eq!(slot.take().capacity(), 0, "none kept yet");
+        slot.put(vec![1u8; 47_000_000]);
+        let body = slot.take();
+        assert_eq!((body.len(), body.capacity()), (0, 47_000_000), "emptied, memory kept");
+        assert_eq!(slot.take().capacity(), 0, "taken once");
+        let mut huge = Vec::with_capacity(64 << 20);
+        huge.resize(3 << 20, 0u8);
+        slot.put(huge);
+        let body = slot.take();
+        assert!(body.capacity() < 8 << 20, "shrunk to about what it held: {}", body.capacity());
     }
 
     #[test]
