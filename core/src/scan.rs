@@ -184,89 +184,87 @@ impl<'a> Scan<'a> {
         }
     }
 
-    /// `field` once: a known field twice is serde's error, not ours to decide.
-    fn once(seen: &mut u8, bit: u8) -> Scanned<()> {
-        if *seen & bit != 0 {
-            return Err(GiveUp);
+    /// The members of an object whose `{` is taken: each key of `known` is read by `field`
+    /// (given the key, so only those), at most once, since a known field twice is serde's
+    /// error and not ours to decide; any other key's value is skipped.
+    fn fields(&mut self, known: &[&str], mut field: impl FnMut(&mut Self, &str) -> Scanned<()>) -> Scanned<()> {
+        let mut seen = 0u32;
+        self.members(|s, key| {
+            let Some(i) = known.iter().position(|k| *k == key) else { return s.skip(1) };
+            if seen & (1 << i) != 0 {
+                return Err(GiveUp);
+            }
+            seen |= 1 << i;
+            field(s, key)
+        })
+    }
+
+    /// `null`, or an array whose elements `element` reads, appended to `out`.
+    fn array_into<T>(&mut self, out: &mut Vec<T>, mut element: impl FnMut(&mut Self) -> Scanned<T>) -> Scanned<()> {
+        if self.open_or_null(b'[')? {
+            self.elements(|s| {
+                out.push(element(s)?);
+                Ok(())
+            })?;
         }
-        *seen |= bit;
         Ok(())
+    }
+
+    /// `null`, or labels as pairs in document order (a key twice is kept twice, as serde's
+    /// map visitor does).
+    fn labels(&mut self) -> Scanned<Option<Vec<(Str<'a>, Str<'a>)>>> {
+        if !self.open_or_null(b'{')? {
+            return Ok(None);
+        }
+        let mut pairs = Vec::new();
+        self.members(|s, k| {
+            pairs.push((Cow::Borrowed(k), Cow::Borrowed(s.string()?)));
+            Ok(())
+        })?;
+        Ok(Some(pairs))
     }
 
     fn metadata(&mut self) -> Scanned<Metadata<'a>> {
         let mut meta = Metadata::default();
-        if !self.open_or_null(b'{')? {
-            return Ok(meta);
-        }
-        let mut seen = 0;
-        self.members(|s, key| match key {
-            "name" => {
-                Self::once(&mut seen, 1)?;
-                meta.name = s.opt_str()?;
-                Ok(())
-            }
-            "namespace" => {
-                Self::once(&mut seen, 2)?;
-                meta.namespace = s.opt_str()?;
-                Ok(())
-            }
-            "labels" => {
-                Self::once(&mut seen, 4)?;
-                if !s.open_or_null(b'{')? {
-                    meta.labels = None;
-                    return Ok(());
+        if self.open_or_null(b'{')? {
+            self.fields(&["name", "namespace", "labels"], |s, key| {
+                match key {
+                    "name" => meta.name = s.opt_str()?,
+                    "namespace" => meta.namespace = s.opt_str()?,
+                    "labels" => meta.labels = s.labels()?,
+                    _ => {}
                 }
-                let mut pairs = Vec::new();
-                s.members(|s, k| {
-                    pairs.push((Cow::Borrowed(k), Cow::Borrowed(s.string()?)));
-                    Ok(())
-                })?;
-                meta.labels = Some(pairs);
                 Ok(())
-            }
-            _ => s.skip(1),
-        })?;
+            })?;
+        }
         Ok(meta)
     }
 
     fn usage(&mut self) -> Scanned<Usage<'a>> {
         let mut usage = Usage::default();
-        if !self.open_or_null(b'{')? {
-            return Ok(usage);
+        if self.open_or_null(b'{')? {
+            self.fields(&["cpu", "memory"], |s, key| {
+                match key {
+                    "cpu" => usage.cpu = s.opt_str()?,
+                    "memory" => usage.memory = s.opt_str()?,
+                    _ => {}
+                }
+                Ok(())
+            })?;
         }
-        let mut seen = 0;
-        self.members(|s, key| match key {
-            "cpu" => {
-                Self::once(&mut seen, 1)?;
-                usage.cpu = s.opt_str()?;
-                Ok(())
-            }
-            "memory" => {
-                Self::once(&mut seen, 2)?;
-                usage.memory = s.opt_str()?;
-                Ok(())
-            }
-            _ => s.skip(1),
-        })?;
         Ok(usage)
     }
 
     fn container(&mut self) -> Scanned<ContainerMetrics<'a>> {
         let mut c = ContainerMetrics::default();
         self.eat(b'{')?;
-        let mut seen = 0;
-        self.members(|s, key| match key {
-            "name" => {
-                Self::once(&mut seen, 1)?;
-                c.name = s.opt_str()?;
-                Ok(())
+        self.fields(&["name", "usage"], |s, key| {
+            match key {
+                "name" => c.name = s.opt_str()?,
+                "usage" => c.usage = s.usage()?,
+                _ => {}
             }
-            "usage" => {
-                Self::once(&mut seen, 2)?;
-                c.usage = s.usage()?;
-                Ok(())
-            }
-            _ => s.skip(1),
+            Ok(())
         })?;
         Ok(c)
     }
@@ -274,34 +272,15 @@ impl<'a> Scan<'a> {
     fn pod(&mut self) -> Scanned<PodMetrics<'a>> {
         let mut pod = PodMetrics::default();
         self.eat(b'{')?;
-        let mut seen = 0;
-        self.members(|s, key| match key {
-            "metadata" => {
-                Self::once(&mut seen, 1)?;
-                pod.metadata = s.metadata()?;
-                Ok(())
+        self.fields(&["metadata", "timestamp", "window", "containers"], |s, key| {
+            match key {
+                "metadata" => pod.metadata = s.metadata()?,
+                "timestamp" => pod.timestamp = s.opt_str()?,
+                "window" => pod.window = s.opt_str()?,
+                "containers" => s.array_into(&mut pod.containers, Self::container)?,
+                _ => {}
             }
-            "timestamp" => {
-                Self::once(&mut seen, 2)?;
-                pod.timestamp = s.opt_str()?;
-                Ok(())
-            }
-            "window" => {
-                Self::once(&mut seen, 4)?;
-                pod.window = s.opt_str()?;
-                Ok(())
-            }
-            "containers" => {
-                Self::once(&mut seen, 8)?;
-                if s.open_or_null(b'[')? {
-                    s.elements(|s| {
-                        pod.containers.push(s.container()?);
-                        Ok(())
-                    })?;
-                }
-                Ok(())
-            }
-            _ => s.skip(1),
+            Ok(())
         })?;
         Ok(pod)
     }
@@ -309,29 +288,15 @@ impl<'a> Scan<'a> {
     fn node(&mut self) -> Scanned<NodeMetrics<'a>> {
         let mut node = NodeMetrics::default();
         self.eat(b'{')?;
-        let mut seen = 0;
-        self.members(|s, key| match key {
-            "metadata" => {
-                Self::once(&mut seen, 1)?;
-                node.metadata = s.metadata()?;
-                Ok(())
+        self.fields(&["metadata", "timestamp", "window", "usage"], |s, key| {
+            match key {
+                "metadata" => node.metadata = s.metadata()?,
+                "timestamp" => node.timestamp = s.opt_str()?,
+                "window" => node.window = s.opt_str()?,
+                "usage" => node.usage = s.usage()?,
+                _ => {}
             }
-            "timestamp" => {
-                Self::once(&mut seen, 2)?;
-                node.timestamp = s.opt_str()?;
-                Ok(())
-            }
-            "window" => {
-                Self::once(&mut seen, 4)?;
-                node.window = s.opt_str()?;
-                Ok(())
-            }
-            "usage" => {
-                Self::once(&mut seen, 8)?;
-                node.usage = s.usage()?;
-                Ok(())
-            }
-            _ => s.skip(1),
+            Ok(())
         })?;
         Ok(node)
     }
@@ -341,22 +306,8 @@ impl<'a> Scan<'a> {
 fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<T>) -> Option<Vec<T>> {
     let mut s = Scan { text, at: 0 };
     let mut items = Vec::new();
-    let mut seen = 0;
     s.eat(b'{').ok()?;
-    s.members(|s, key| match key {
-        "items" => {
-            Scan::once(&mut seen, 1)?;
-            if s.open_or_null(b'[')? {
-                s.elements(|s| {
-                    items.push(item(s)?);
-                    Ok(())
-                })?;
-            }
-            Ok(())
-        }
-        _ => s.skip(1),
-    })
-    .ok()?;
+    s.fields(&["items"], |s, _| s.array_into(&mut items, &mut item)).ok()?;
     // Nothing but whitespace may follow.
     match s.peek() {
         Err(GiveUp) if s.at == text.len() => Some(items),
