@@ -9,6 +9,8 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::scrape::{All, Select};
+
 /// `null` or missing reads as the type's default.
 fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
@@ -162,11 +164,22 @@ pub trait ListItem<'a>: Deserialize<'a> {
         let _ = list;
         None
     }
+
+    /// As [`ListItem::scan`], but items `select` skips may be read only in part.
+    #[doc(hidden)]
+    fn scan_selected(list: &'a str, select: &dyn Select) -> Option<Vec<Self>> {
+        let _ = select;
+        Self::scan(list)
+    }
 }
 
 impl<'a> ListItem<'a> for PodMetrics<'a> {
     fn scan(list: &'a str) -> Option<Vec<Self>> {
         crate::scan::pods(list)
+    }
+
+    fn scan_selected(list: &'a str, select: &dyn Select) -> Option<Vec<Self>> {
+        crate::scan::pods_selected(list, select)
     }
 }
 
@@ -181,6 +194,13 @@ impl<'a, T: ListItem<'a>> List<T> {
     /// usual case; for the metrics API's items without serde, see [`ListItem`]); only when
     /// one does not is it read again, item by item (see [`List`]).
     pub fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
+        List::parse_selected(json, &All)
+    }
+
+    /// Parses a `...List` for [`Scrape::select`](crate::Scrape::select) with the same
+    /// `select`: the items it would skip may be read only in part (a shard reads only its
+    /// own pods' containers). The scrape is the same as from [`List::parse`]'s list.
+    pub fn parse_selected(json: &'a [u8], select: &dyn Select) -> Result<Self, serde_json::Error> {
         #[derive(Deserialize)]
         #[serde(bound(deserialize = "U: Deserialize<'de>"))]
         struct Fast<U> {
@@ -190,7 +210,7 @@ impl<'a, T: ListItem<'a>> List<T> {
         // UTF-8 is checked once here, not string by string; a body that is not UTF-8 is
         // read as bytes, so that the error says where.
         let Ok(text) = std::str::from_utf8(json) else { return serde_json::from_slice(json) };
-        if let Some(items) = T::scan(text) {
+        if let Some(items) = T::scan_selected(text, select) {
             return Ok(List { items, invalid: Vec::new() });
         }
         match serde_json::from_str::<Fast<T>>(text) {

@@ -11,6 +11,7 @@
 use std::borrow::Cow;
 
 use crate::model::{ContainerMetrics, Metadata, NodeMetrics, PodMetrics, Str, Usage};
+use crate::scrape::{All, Select};
 
 /// Deeper than this, unknown values are left to serde (which stops at 128).
 const MAX_DEPTH: usize = 64;
@@ -269,14 +270,27 @@ impl<'a> Scan<'a> {
         Ok(c)
     }
 
-    fn pod(&mut self) -> Scanned<PodMetrics<'a>> {
+    /// A pod; once its metadata says `select` skips it, its containers are only checked to
+    /// be well-formed, not read (the item stays, so the others keep their place in the
+    /// list, which names the unnamed ones).
+    fn pod(&mut self, select: &dyn Select) -> Scanned<PodMetrics<'a>> {
         let mut pod = PodMetrics::default();
+        let mut skipped = false;
         self.eat(b'{')?;
         self.fields(&["metadata", "timestamp", "window", "containers"], |s, key| {
             match key {
-                "metadata" => pod.metadata = s.metadata()?,
+                "metadata" => {
+                    pod.metadata = s.metadata()?;
+                    let meta = &pod.metadata;
+                    // As `Scrape::select` decides. An item without both is kept, and so is
+                    // one in the namespace "", whose errors are reported whatever the shard.
+                    if let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) {
+                        skipped = !ns.is_empty() && !select.pod(ns, name);
+                    }
+                }
                 "timestamp" => pod.timestamp = s.opt_str()?,
                 "window" => pod.window = s.opt_str()?,
+                "containers" if skipped => s.skip(1)?,
                 "containers" => s.array_into(&mut pod.containers, Self::container)?,
                 _ => {}
             }
@@ -317,7 +331,13 @@ fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<T>)
 
 /// A `PodMetricsList`'s items, if it has the usual shape.
 pub(crate) fn pods(text: &str) -> Option<Vec<PodMetrics<'_>>> {
-    list(text, Scan::pod)
+    pods_selected(text, &All)
+}
+
+/// A `PodMetricsList`'s items, if it has the usual shape, those `select` skips without
+/// their containers.
+pub(crate) fn pods_selected<'a>(text: &'a str, select: &dyn Select) -> Option<Vec<PodMetrics<'a>>> {
+    list(text, |s| s.pod(select))
 }
 
 /// A `NodeMetricsList`'s items, if it has the usual shape.
@@ -396,25 +416,69 @@ mod tests {
         assert!(pods(r#"  {"items":null}  "#).is_some_and(|p| p.is_empty()));
     }
 
+    /// Keeps the pods whose name has an odd length, and every node.
+    struct Odd;
+
+    impl Select for Odd {
+        fn pod(&self, _: &str, name: &str) -> bool {
+            name.len() % 2 == 1
+        }
+        fn node(&self, _: &str) -> bool {
+            true
+        }
+    }
+
+    /// A scrape of a list parsed for `select` is the scrape of the whole list.
+    fn selects_alike(text: &str) -> bool {
+        use crate::{NodeMetricsList, PodMetricsList, Scrape};
+        let nodes = NodeMetricsList::default();
+        match (PodMetricsList::parse(text.as_bytes()), PodMetricsList::parse_selected(text.as_bytes(), &Odd)) {
+            (Ok(whole), Ok(part)) => Scrape::select(&whole, &nodes, &Odd) == Scrape::select(&part, &nodes, &Odd),
+            (Err(a), Err(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
+
+    const SHARDED: &str = r#"{"items":[
+      {"metadata":{"name":"ab","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]},
+      {"metadata":{"name":"abc","namespace":"n"},"window":"30s","containers":[{"name":"c","usage":{"cpu":"2m","memory":"2Ki"}}]},
+      {"containers":[{"name":"c","usage":{"cpu":"3m","memory":"3Ki"}}],"metadata":{"name":"cd","namespace":"n"}},
+      {"metadata":{"name":"ef","namespace":""},"containers":[{"name":"c","usage":{"cpu":"x","memory":"4Ki"}}]},
+      {"metadata":{"name":"gh"},"containers":[{"name":"c","usage":{"cpu":"5m","memory":"5Ki"}}]},
+      {"metadata":{"name":"ij","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"bad","memory":"6Ki"}}]}]}"#;
+
+    #[test]
+    fn a_shard_reads_only_its_own_pods_and_scrapes_the_same() {
+        let part = pods_selected(SHARDED, &Odd).expect("the usual shape");
+        let read: Vec<_> =
+            part.iter().map(|p| (p.metadata.name.as_deref().unwrap_or(""), p.containers.len())).collect();
+        // The containers of "ab" and "ij" are skipped unread; "cd"'s were read before its
+        // metadata said so; the pods without a namespace, or in "", are left to the scrape.
+        assert_eq!(read, [("ab", 0), ("abc", 1), ("cd", 1), ("ef", 1), ("gh", 1), ("ij", 0)]);
+        assert!(selects_alike(SHARDED));
+    }
+
     #[test]
     fn never_disagrees_with_serde_however_the_list_is_broken() {
-        let bytes = LIST.as_bytes();
         let mut tried = 0;
-        for at in 0..=bytes.len() {
-            for c in ["", "\"", "\\", "{", "}", "[", "]", ",", ":", "n", "1", " ", "x", "\u{7f}"] {
-                for replace in [false, true] {
-                    if replace && at == bytes.len() {
-                        continue;
+        for bytes in [LIST.as_bytes(), SHARDED.as_bytes()] {
+            for at in 0..=bytes.len() {
+                for c in ["", "\"", "\\", "{", "}", "[", "]", ",", ":", "n", "1", " ", "x", "\u{7f}"] {
+                    for replace in [false, true] {
+                        if replace && at == bytes.len() {
+                            continue;
+                        }
+                        let mut broken = bytes[..at].to_vec();
+                        broken.extend_from_slice(c.as_bytes());
+                        broken.extend_from_slice(&bytes[(at + usize::from(replace)).min(bytes.len())..]);
+                        let Ok(text) = std::str::from_utf8(&broken) else { continue };
+                        assert!(agrees(text), "disagrees on {text}");
+                        assert!(selects_alike(text), "a shard disagrees on {text}");
+                        tried += 1;
                     }
-                    let mut broken = bytes[..at].to_vec();
-                    broken.extend_from_slice(c.as_bytes());
-                    broken.extend_from_slice(&bytes[(at + usize::from(replace)).min(bytes.len())..]);
-                    let Ok(text) = std::str::from_utf8(&broken) else { continue };
-                    assert!(agrees(text), "disagrees on {text}");
-                    tried += 1;
                 }
             }
         }
-        assert!(tried > 10_000);
+        assert!(tried > 20_000);
     }
 }

@@ -66,13 +66,15 @@ async fn within(
         .unwrap_or_else(|_| Err(format!("no answer within the scrape deadline ({left:?} left)").into()))
 }
 
-/// Parses one metrics list; on failure logs it and yields an empty list.
+/// Parses one metrics list for a scrape that keeps what `select` keeps; on failure logs it
+/// and yields an empty list.
 fn parse_list<'a, T: msp_core::ListItem<'a>>(
     resource: &str,
     fetched: &'a Result<Vec<u8>, SourceError>,
+    select: &dyn msp_core::Select,
 ) -> (msp_core::List<T>, bool) {
     match fetched {
-        Ok(body) => match msp_core::List::parse(body) {
+        Ok(body) => match msp_core::List::parse_selected(body, select) {
             Ok(list) => (list, true),
             Err(e) => {
                 log::error!("{resource} metrics: invalid JSON from the metrics API: {e}");
@@ -216,8 +218,8 @@ impl Exporter {
         deadline: Option<Instant>,
         started: Instant,
     ) -> Vec<u8> {
-        let (pods, pods_up): (PodMetricsList<'_>, bool) = parse_list("pod", pods_raw);
-        let (nodes, nodes_up): (NodeMetricsList<'_>, bool) = parse_list("node", nodes_raw);
+        let (pods, pods_up): (PodMetricsList<'_>, bool) = parse_list("pod", pods_raw, &self.scope);
+        let (nodes, nodes_up): (NodeMetricsList<'_>, bool) = parse_list("node", nodes_raw, &self.scope);
         let scrape = Scrape::select(&pods, &nodes, &self.scope);
         for e in &scrape.errors {
             log::warn!("{e}");
