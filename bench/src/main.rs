@@ -55,8 +55,8 @@ struct Transform {
 /// (a) and (b), in this process.
 fn transform(pods: usize) -> Transform {
     let cluster = SimCluster::synthetic(pods);
-    let pod_json = cluster.pod_metrics("v1").to_string();
-    let node_json = cluster.node_metrics("v1").to_string();
+    let pod_json = msp_sim::go_json::to_string(&cluster.pod_metrics("v1"));
+    let node_json = msp_sim::go_json::to_string(&cluster.node_metrics("v1"));
     let meta = StaticCluster {
         pods: Arc::new(pods_from_list(cluster.pod_list().to_string().as_bytes()).expect("pods")),
         nodes: Arc::new(nodes_from_list(cluster.node_list().to_string().as_bytes()).expect("nodes")),

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 mod files;
+pub mod go_json;
 pub mod server;
 pub mod tls;
 

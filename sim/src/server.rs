@@ -385,7 +385,7 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                         if WATCHED.contains(&route) {
                             value["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
                         }
-                        let body = Arc::new(value.to_string());
+                        let body = Arc::new(crate::go_json::to_string(&value));
                         s.bodies.insert((route, version), body.clone());
                         Some(body)
                     }
@@ -454,7 +454,7 @@ fn page(s: &mut SimState, route: Route, limit: Option<usize>, token: Option<&str
         value["metadata"]["continue"] = json!(format!("sim-{end}-{rv}"));
         value["metadata"]["remainingItemCount"] = json!(rest);
     }
-    json_response(Arc::new(value.to_string()))
+    json_response(Arc::new(crate::go_json::to_string(&value)))
 }
 
 /// Shared body bytes, served without copying.

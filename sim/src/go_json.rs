@@ -1,0 +1,87 @@
+//! JSON in the order the API server writes it: Go's encoding/json writes a struct's fields
+//! in their declared order (`metadata` before `containers`, `name` before `namespace`) and
+//! a map's keys sorted. serde_json's `Value` sorts every object's keys, which no real
+//! metrics-server does; clients (ours among them) may rely on the real order.
+
+use serde_json::Value;
+
+/// The fields of the objects we serve, in their Go structs' order: `TypeMeta`,
+/// `ObjectMeta`, `PodMetrics`/`NodeMetrics`, `ContainerMetrics`. Keys not listed (map
+/// keys, such as labels or `cpu`/`memory`) follow, sorted.
+const FIELD_ORDER: &[&str] = &[
+    "kind",
+    "apiVersion",
+    "metadata",
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "continue",
+    "creationTimestamp",
+    "labels",
+    "ownerReferences",
+    "spec",
+    "status",
+    "timestamp",
+    "window",
+    "containers",
+    "usage",
+    "items",
+];
+
+/// `value` as the API server would write it.
+pub fn to_string(value: &Value) -> String {
+    let mut out = String::new();
+    write(&mut out, value);
+    out
+}
+
+fn write(out: &mut String, value: &Value) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            let rank = |k: &str| FIELD_ORDER.iter().position(|f| *f == k).unwrap_or(FIELD_ORDER.len());
+            keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::from(key.as_str()).to_string());
+                out.push(':');
+                write(out, &map[key]);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write(out, item);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn writes_fields_in_go_order_and_map_keys_sorted() {
+        let pod = json!({"containers": [{"usage": {"memory": "1Ki", "cpu": "1m"}, "name": "c"}],
+                         "window": "15s", "timestamp": "t",
+                         "metadata": {"labels": {"b": "2", "a": "1\""}, "namespace": "n", "name": "p"}});
+        assert_eq!(
+            to_string(&pod),
+            r#"{"metadata":{"name":"p","namespace":"n","labels":{"a":"1\"","b":"2"}},"timestamp":"t","window":"15s","containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]}"#
+        );
+        let back: Value = serde_json::from_str(&to_string(&pod)).expect("valid JSON");
+        assert_eq!(back, pod);
+    }
+}
