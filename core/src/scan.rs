@@ -72,6 +72,12 @@ impl<'a> Scan<'a> {
     /// A string with no escape and no control character, borrowed.
     fn string(&mut self) -> Scanned<&'a str> {
         self.eat(b'"')?;
+        self.string_rest().ok_or(GiveUp)
+    }
+
+    /// The rest of a string whose `"` is taken, and its closing `"`; `None` (having taken
+    /// nothing more) at an escape or a control character.
+    fn string_rest(&mut self) -> Option<&'a str> {
         let b = self.bytes();
         let start = self.at;
         let mut i = start;
@@ -92,16 +98,21 @@ impl<'a> Scan<'a> {
         while let Some(&c) = b.get(i) {
             if c == b'"' {
                 // Both ends are ASCII quotes, so this is a whole str.
-                let s = self.text.get(start..i).ok_or(GiveUp)?;
+                let s = self.text.get(start..i)?;
                 self.at = i + 1;
-                return Ok(s);
+                return Some(s);
             }
             if c == b'\\' || c < 0x20 {
-                return Err(GiveUp);
+                return None;
             }
             i += 1;
         }
-        Err(GiveUp)
+        None
+    }
+
+    /// Takes `bytes` if the text goes on with them, as they are (no whitespace first).
+    fn exactly(&mut self, bytes: &[u8]) -> Option<()> {
+        self.bytes()[self.at..].starts_with(bytes).then(|| self.at += bytes.len())
     }
 
     /// A string or `null`.
@@ -256,7 +267,34 @@ impl<'a> Scan<'a> {
         Ok(usage)
     }
 
+    /// A container as metrics-server writes it, `{"name":"..","usage":{"cpu":"..",
+    /// "memory":".."}}` with no space, read by matching its fixed parts; `None`, having
+    /// taken nothing, for anything else.
+    fn compact_container(&mut self) -> Option<ContainerMetrics<'a>> {
+        let start = self.at;
+        let mut read = || {
+            self.exactly(br#"{"name":""#)?;
+            let name = self.string_rest()?;
+            self.exactly(br#","usage":{"cpu":""#)?;
+            let cpu = self.string_rest()?;
+            self.exactly(br#","memory":""#)?;
+            let memory = self.string_rest()?;
+            self.exactly(b"}}")?;
+            let usage = Usage { cpu: Some(Cow::Borrowed(cpu)), memory: Some(Cow::Borrowed(memory)) };
+            Some(ContainerMetrics { name: Some(Cow::Borrowed(name)), usage })
+        };
+        let container = read();
+        if container.is_none() {
+            self.at = start;
+        }
+        container
+    }
+
     fn container(&mut self) -> Scanned<ContainerMetrics<'a>> {
+        self.peek()?;
+        if let Some(c) = self.compact_container() {
+            return Ok(c);
+        }
         let mut c = ContainerMetrics::default();
         self.eat(b'{')?;
         self.fields(&["name", "usage"], |s, key| {
@@ -290,7 +328,12 @@ impl<'a> Scan<'a> {
                 }
                 "timestamp" => pod.timestamp = s.opt_str()?,
                 "window" => pod.window = s.opt_str()?,
-                "containers" if skipped => s.skip(1)?,
+                // Read as any pod's are (so no list reads differently), but not kept.
+                "containers" if skipped => {
+                    if s.open_or_null(b'[')? {
+                        s.elements(|s| s.container().map(drop))?;
+                    }
+                }
                 "containers" => s.array_into(&mut pod.containers, Self::container)?,
                 _ => {}
             }
