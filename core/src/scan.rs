@@ -329,11 +329,8 @@ impl<'a> Scan<'a> {
                 "timestamp" => pod.timestamp = s.opt_str()?,
                 "window" => pod.window = s.opt_str()?,
                 // Read as any pod's are (so no list reads differently), but not kept.
-                "containers" if skipped => {
-                    if s.open_or_null(b'[')? {
-                        s.elements(|s| s.container().map(drop))?;
-                    }
-                }
+                "containers" if skipped && s.open_or_null(b'[')? => s.elements(|s| s.container().map(drop))?,
+                "containers" if skipped => {}
                 "containers" => s.array_into(&mut pod.containers, Self::container)?,
                 _ => {}
             }
