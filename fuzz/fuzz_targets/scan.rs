@@ -1,8 +1,9 @@
-//! Any text: where the fast path reads a metrics list, serde reads the same items from it.
+//! Any text: where the fast path reads a metrics list, serde reads the same items from it;
+//! and a shard's scrape of a list parsed for it is its scrape of the whole list.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use msp_core::{ListItem, NodeMetricsList, PodMetricsList};
+use msp_core::{ListItem, NodeMetricsList, PodMetricsList, Scrape, Select};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -19,9 +20,31 @@ fn agree<'a, T: ListItem<'a> + std::fmt::Debug>(text: &'a str) {
     }
 }
 
+/// Keeps the pods whose name has an odd length, and every node.
+struct Odd;
+
+impl Select for Odd {
+    fn pod(&self, _: &str, name: &str) -> bool {
+        name.len() % 2 == 1
+    }
+    fn node(&self, _: &str) -> bool {
+        true
+    }
+}
+
+fn selects_alike(data: &[u8]) {
+    let nodes = NodeMetricsList::default();
+    match (PodMetricsList::parse(data), PodMetricsList::parse_selected(data, &Odd)) {
+        (Ok(whole), Ok(part)) => assert!(Scrape::select(&whole, &nodes, &Odd) == Scrape::select(&part, &nodes, &Odd)),
+        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (a, b) => panic!("whole list: {:?}, for the shard: {:?}", a.is_ok(), b.is_ok()),
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };
     agree::<msp_core::PodMetrics<'_>>(text);
     agree::<msp_core::NodeMetrics<'_>>(text);
-    let _ = (PodMetricsList::parse(data), NodeMetricsList::parse(data));
+    let _ = NodeMetricsList::parse(data);
+    selects_alike(data);
 });
