@@ -40,7 +40,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
-use crate::cluster::{Cluster, ControllerKind, Controllers, Namespaced, Nodes, Pods, SourceError};
+use crate::cluster::{Cluster, ControllerKind, Controllers, Nodes, Pods, SourceError, Text};
 use crate::model::Str;
 use crate::render::{PodLabels, Prepared};
 use crate::scrape::{PodSample, Scrape};
@@ -119,7 +119,7 @@ impl Snapshots {
 
 /// PodMetrics' own labels, as remembered: each key and value as a little-endian `u32`
 /// length and its bytes, in one allocation (not two per label).
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct MetricLabels(Option<Box<[u8]>>);
 
 impl MetricLabels {
@@ -151,19 +151,44 @@ impl MetricLabels {
     }
 }
 
-#[derive(Debug)]
+/// One pod's kept enrichment.
+#[derive(Debug, Default)]
 struct Entry {
+    /// Shared by the entries of one namespace.
+    namespace: Text,
+    name: Box<str>,
     metric_labels: MetricLabels,
     labels: Arc<PodLabels>,
 }
 
+impl Entry {
+    fn key(&self) -> (&str, &str) {
+        (&self.namespace, &self.name)
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    entries: Namespaced<Entry>,
+    /// Sorted by `(namespace, name)`, each once: a scrape's pods come in that order, so
+    /// its lookups walk the entries in sequence (at 150,000 pods, hashing every pod's key
+    /// twice and landing anywhere in memory cost far more).
+    entries: Vec<Entry>,
     /// What every entry was computed from.
     base: Snapshots,
     /// Bumped whenever the state is replaced.
     epoch: u64,
+}
+
+impl State {
+    /// The index of the entry of `namespace/name`, tried first at `hint` (where the one
+    /// after the last found is, in a scrape's sorted walk).
+    fn find(&self, namespace: &str, name: &str, hint: usize) -> Option<usize> {
+        let key = (namespace, name);
+        if self.entries.get(hint).is_some_and(|e| e.key() == key) {
+            return Some(hint);
+        }
+        self.entries.binary_search_by(|e| e.key().cmp(&key)).ok()
+    }
 }
 
 /// Each pod's enrichment, kept across scrapes while its inputs do not change. See the
@@ -179,8 +204,8 @@ pub struct Memo {
 pub(crate) struct Round {
     epoch: u64,
     fresh: Snapshots,
-    /// Per pod of the scrape: its kept labels, or `None` to enrich.
-    hits: Vec<Option<Arc<PodLabels>>>,
+    /// Per pod of the scrape: its entry's index and kept labels, or `None` to enrich.
+    hits: Vec<Option<(usize, Arc<PodLabels>)>>,
     misses: Vec<usize>,
     read: Arc<Mutex<Snapshots>>,
 }
@@ -297,14 +322,20 @@ impl Memo {
             && base.controllers.iter().zip(&fresh.controllers).all(|(a, b)| same(a, b));
         let mut hits = Vec::with_capacity(scrape.pods.len());
         let mut misses = Vec::new();
+        let mut next = 0;
         for (i, pod) in scrape.pods.iter().enumerate() {
-            let kept = state.entries.get(pod.namespace, pod.name).filter(|e| {
+            let found = state.find(pod.namespace, pod.name, next);
+            if let Some(k) = found {
+                next = k + 1;
+            }
+            let kept = found.filter(|&k| {
+                let e = &state.entries[k];
                 usable
                     && e.metric_labels.matches(pod.labels)
                     && (unchanged_all || base.unchanged(&fresh, pod.namespace, pod.name))
             });
             match kept {
-                Some(e) => hits.push(Some(e.labels.clone())),
+                Some(k) => hits.push(Some((k, state.entries[k].labels.clone()))),
                 None => {
                     hits.push(None);
                     misses.push(i);
@@ -319,8 +350,15 @@ impl Memo {
     /// `complete` (every enricher succeeded).
     pub(crate) fn finish(&self, round: Round, scrape: &Scrape<'_>, fresh: Prepared, complete: bool) -> Prepared {
         let mut missed = fresh.pods.into_iter();
-        let pods: Vec<Arc<PodLabels>> =
-            round.hits.into_iter().map(|hit| hit.unwrap_or_else(|| missed.next().unwrap_or_default())).collect();
+        let mut kept_at = Vec::with_capacity(round.hits.len());
+        let pods: Vec<Arc<PodLabels>> = round
+            .hits
+            .into_iter()
+            .map(|hit| {
+                kept_at.push(hit.as_ref().map(|(k, _)| *k));
+                hit.map_or_else(|| missed.next().unwrap_or_default(), |(_, labels)| labels)
+            })
+            .collect();
         let prepared = Prepared { pods, nodes: fresh.nodes };
         if !complete {
             return prepared;
@@ -334,18 +372,45 @@ impl Memo {
         let read = std::mem::take(&mut *round.read.lock().unwrap_or_else(|p| p.into_inner()));
         state.base = round.fresh.union(read);
         state.epoch += 1;
-        for &i in &round.misses {
-            // `round` was made for `scrape`, so both indexes exist; a mismatch only skips.
-            let (Some(pod), Some(labels)) = (scrape.pods.get(i), prepared.pods.get(i)) else { continue };
-            let entry = Entry { metric_labels: MetricLabels::new(pod.labels), labels: labels.clone() };
-            state.entries.insert(pod.namespace.into(), pod.name.into(), entry);
+        let same_pods =
+            state.entries.len() == scrape.pods.len() && kept_at.iter().enumerate().all(|(i, k)| *k == Some(i));
+        if same_pods {
+            // Every entry served, in order, and no other: the usual steady state.
+            return prepared;
         }
-        if state.entries.len() > scrape.pods.len() {
-            // Forget pods that are gone. Scrape pods are sorted by (namespace, name).
-            state
-                .entries
-                .retain(|ns, name, _| scrape.pods.binary_search_by(|p| (p.namespace, p.name).cmp(&(ns, name))).is_ok());
+        // The scrape's pods, each with its kept entry (moved, as the epoch says the
+        // entries are those `begin` indexed) or a new one; the pods that are gone are
+        // forgotten.
+        let mut old = std::mem::take(&mut state.entries);
+        let mut entries: Vec<Entry> = Vec::with_capacity(scrape.pods.len());
+        for (i, (pod, labels)) in scrape.pods.iter().zip(&prepared.pods).enumerate() {
+            let key = (pod.namespace, pod.name);
+            let kept = kept_at.get(i).copied().flatten().and_then(|k| old.get_mut(k)).map(std::mem::take);
+            let entry = match kept {
+                // Taken already (a scrape that lists a pod twice) shows as another key.
+                Some(e) if e.key() == key => e,
+                _ => {
+                    let namespace = match entries.last() {
+                        Some(last) if *last.namespace == *pod.namespace => last.namespace.clone(),
+                        _ => Text::from(pod.namespace),
+                    };
+                    Entry {
+                        namespace,
+                        name: pod.name.into(),
+                        metric_labels: MetricLabels::new(pod.labels),
+                        labels: labels.clone(),
+                    }
+                }
+            };
+            entries.push(entry);
         }
+        // A scrape from `Scrape::select` is sorted and has each pod once; one made by hand
+        // may not be.
+        if !entries.is_sorted_by(|a, b| a.key() < b.key()) {
+            entries.sort_by(|a, b| a.key().cmp(&b.key()));
+            entries.dedup_by(|b, a| a.key() == b.key());
+        }
+        state.entries = entries;
         prepared
     }
 
@@ -450,9 +515,21 @@ mod tests {
 
     /// One memoized round, checked against enriching every pod afresh. Returns the misses.
     fn round(memo: &Memo, pods: &PodMetricsList<'_>, cluster: &StaticCluster, complete: bool) -> usize {
+        round_of(memo, pods, cluster, complete, |_| {})
+    }
+
+    /// [`round`], of the scrape as `edit` leaves it.
+    fn round_of(
+        memo: &Memo,
+        pods: &PodMetricsList<'_>,
+        cluster: &StaticCluster,
+        complete: bool,
+        edit: impl Fn(&mut Scrape<'_>),
+    ) -> usize {
         async_std::task::block_on(async {
             let nodes = Default::default();
-            let scrape = Scrape::new(pods, &nodes);
+            let mut scrape = Scrape::new(pods, &nodes);
+            edit(&mut scrape);
             let round = memo.begin(&scrape, cluster).await;
             let misses = round.miss_count();
             // A pod at a time, the smallest batches there are.
@@ -503,6 +580,23 @@ mod tests {
 
         // A pod goes, a pod comes: the new one is enriched, the old one forgotten.
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p4"], Some("x")), &c, true), 1);
+        assert_eq!(memo.len(), 3);
+    }
+
+    #[test]
+    fn a_scrape_made_by_hand_in_any_order_is_served_alike() {
+        let memo = Memo::default();
+        let pods = metrics(&["p1", "p2", "p3"], None);
+        let c = cluster(&[pod("p1", "n1", "rs1"), pod("p2", "n2", "rs2"), pod("p3", "n2", "rs1")], "10.0.0.1", "web");
+        let reversed_twice = |s: &mut Scrape<'_>| {
+            s.pods.reverse();
+            let first = s.pods[0].clone();
+            s.pods.push(first);
+        };
+        assert_eq!(round_of(&memo, &pods, &c, true, reversed_twice), 4);
+        assert_eq!(memo.len(), 3, "each pod once");
+        assert_eq!(round_of(&memo, &pods, &c, true, reversed_twice), 0, "every pod is found, the repeated one too");
+        assert_eq!(round(&memo, &pods, &c, true), 0, "sorted again, every entry is found");
         assert_eq!(memo.len(), 3);
     }
 
