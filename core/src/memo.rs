@@ -381,13 +381,13 @@ impl Memo {
         // The scrape's pods, each with its kept entry (moved, as the epoch says the
         // entries are those `begin` indexed) or a new one; the pods that are gone are
         // forgotten.
-        let mut old = std::mem::take(&mut state.entries);
+        let mut old: Vec<Option<Entry>> = std::mem::take(&mut state.entries).into_iter().map(Some).collect();
         let mut entries: Vec<Entry> = Vec::with_capacity(scrape.pods.len());
         for (i, (pod, labels)) in scrape.pods.iter().zip(&prepared.pods).enumerate() {
             let key = (pod.namespace, pod.name);
-            let kept = kept_at.get(i).copied().flatten().and_then(|k| old.get_mut(k)).map(std::mem::take);
+            // Taken already (a scrape that lists a pod twice), it is made anew.
+            let kept = kept_at.get(i).copied().flatten().and_then(|k| old.get_mut(k)).and_then(Option::take);
             let entry = match kept {
-                // Taken already (a scrape that lists a pod twice) shows as another key.
                 Some(e) if e.key() == key => e,
                 _ => {
                     let namespace = match entries.last() {

@@ -165,7 +165,8 @@ pub trait ListItem<'a>: Deserialize<'a> {
         None
     }
 
-    /// As [`ListItem::scan`], but items `select` skips may be read only in part.
+    /// As [`ListItem::scan`] (`None` exactly where it gives `None`, every item, each kept
+    /// one the same), but the items `select` skips may be read only in part.
     #[doc(hidden)]
     fn scan_selected(list: &'a str, select: &dyn Select) -> Option<Vec<Self>> {
         let _ = select;

@@ -7,6 +7,9 @@
 //! So this never changes a result: on the lists it reads, it gives what serde gives
 //! (the tests check that on the published samples, on synthetic lists, and on every way of
 //! breaking one), only faster (the usual case is about the cost of serde's `IgnoredAny`).
+//! For a shard ([`List::parse_selected`](crate::List::parse_selected)) it gives up where it
+//! would for the whole list and keeps every item, but the pods its `Select` skips come
+//! without their containers: the scrape with that `Select` is the same.
 
 use std::borrow::Cow;
 
@@ -15,6 +18,9 @@ use crate::scrape::{All, Select};
 
 /// Deeper than this, unknown values are left to serde (which stops at 128).
 const MAX_DEPTH: usize = 64;
+
+/// The name of the placeholder container of a pod whose containers were skipped.
+const NOT_READ: &str = "(not read: the list was parsed for another selection)";
 
 /// Gave up: read the list with serde instead.
 struct GiveUp;
@@ -320,23 +326,38 @@ impl<'a> Scan<'a> {
                 "metadata" => {
                     pod.metadata = s.metadata()?;
                     let meta = &pod.metadata;
-                    // As `Scrape::select` decides. An item without both is kept, and so is
-                    // one in the namespace "", whose errors are reported whatever the shard.
+                    // As `Scrape::select` decides: an item without both is always kept.
                     if let (Some(ns), Some(name)) = (meta.namespace.as_deref(), meta.name.as_deref()) {
-                        skipped = !ns.is_empty() && !select.pod(ns, name);
+                        skipped = !select.pod(ns, name);
                     }
                 }
                 "timestamp" => pod.timestamp = s.opt_str()?,
                 "window" => pod.window = s.opt_str()?,
                 // Read as any pod's are (so no list reads differently), but not kept.
-                "containers" if skipped && s.open_or_null(b'[')? => s.elements(|s| s.container().map(drop))?,
-                "containers" if skipped => {}
+                "containers" if skipped => s.containers_not_kept(&mut pod.containers)?,
                 "containers" => s.array_into(&mut pod.containers, Self::container)?,
                 _ => {}
             }
             Ok(())
         })?;
         Ok(pod)
+    }
+
+    /// A skipped pod's containers, read as any pod's are (so no list reads differently)
+    /// but not kept. One placeholder without usage stands for them, so that a scrape with
+    /// another `Select`, which would count this pod, reports it instead of exporting zeros.
+    fn containers_not_kept(&mut self, out: &mut Vec<ContainerMetrics<'a>>) -> Scanned<()> {
+        let mut any = false;
+        if self.open_or_null(b'[')? {
+            self.elements(|s| {
+                any = true;
+                s.container().map(drop)
+            })?;
+        }
+        if any {
+            out.push(ContainerMetrics { name: Some(Cow::Borrowed(NOT_READ)), usage: Usage::default() });
+        }
+        Ok(())
     }
 
     fn node(&mut self) -> Scanned<NodeMetrics<'a>> {
@@ -490,12 +511,21 @@ mod tests {
     #[test]
     fn a_shard_reads_only_its_own_pods_and_scrapes_the_same() {
         let part = pods_selected(SHARDED, &Odd).expect("the usual shape");
-        let read: Vec<_> =
-            part.iter().map(|p| (p.metadata.name.as_deref().unwrap_or(""), p.containers.len())).collect();
-        // The containers of "ab" and "ij" are skipped unread; "cd"'s were read before its
-        // metadata said so; the pods without a namespace, or in "", are left to the scrape.
-        assert_eq!(read, [("ab", 0), ("abc", 1), ("cd", 1), ("ef", 1), ("gh", 1), ("ij", 0)]);
+        let read: Vec<_> = part
+            .iter()
+            .map(|p| (p.metadata.name.as_deref().unwrap_or(""), p.containers.iter().any(|c| c.usage.cpu.is_some())))
+            .collect();
+        // The containers of "ab", "ef" and "ij" are not kept; "cd"'s were read before its
+        // metadata said so; the pod without a namespace is left to the scrape.
+        let kept = [("ab", false), ("abc", true), ("cd", true), ("ef", false), ("gh", true), ("ij", false)];
+        assert_eq!(read, kept);
         assert!(selects_alike(SHARDED));
+        // Scraped with another `Select`, the skipped pods are reported, not exported as zeros.
+        let nodes = crate::NodeMetricsList::default();
+        let list = crate::PodMetricsList::parse_selected(SHARDED.as_bytes(), &Odd).expect("list");
+        let all = crate::Scrape::new(&list, &nodes);
+        assert!(all.pods.iter().all(|p| p.name.len() % 2 == 1 || p.name == "cd"), "{:?}", all.pods);
+        assert!(all.errors.iter().any(|e| e.object == "n/ab" && e.reason.contains(NOT_READ)), "{:?}", all.errors);
     }
 
     #[test]

@@ -5,9 +5,10 @@
 
 use serde_json::Value;
 
-/// The fields of the objects we serve, in their Go structs' order: `TypeMeta`,
-/// `ObjectMeta`, `PodMetrics`/`NodeMetrics`, `ContainerMetrics`. Keys not listed (map
-/// keys, such as labels or `cpu`/`memory`) follow, sorted.
+/// The fields of the metrics objects we serve, in their Go structs' order: `TypeMeta`,
+/// `ObjectMeta`, `PodMetrics`/`NodeMetrics`, `ContainerMetrics` (the pod and node lists,
+/// which clients read with a JSON parser, are only roughly in Go's order). Fields not
+/// listed follow, sorted.
 const FIELD_ORDER: &[&str] = &[
     "kind",
     "apiVersion",
@@ -29,18 +30,26 @@ const FIELD_ORDER: &[&str] = &[
     "items",
 ];
 
+/// Fields whose value is a Go map: their keys are written sorted, whatever they are.
+const MAPS: &[&str] = &["labels", "annotations", "usage"];
+
 /// `value` as the API server would write it.
 pub fn to_string(value: &Value) -> String {
     let mut out = String::new();
-    write(&mut out, value);
+    write(&mut out, value, false);
     out
 }
 
-fn write(out: &mut String, value: &Value) {
+fn write(out: &mut String, value: &Value, map_keys: bool) {
     match value {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
-            let rank = |k: &str| FIELD_ORDER.iter().position(|f| *f == k).unwrap_or(FIELD_ORDER.len());
+            let rank = |k: &str| {
+                if map_keys {
+                    return 0;
+                }
+                FIELD_ORDER.iter().position(|f| *f == k).unwrap_or(FIELD_ORDER.len())
+            };
             keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
             out.push('{');
             for (i, key) in keys.into_iter().enumerate() {
@@ -49,7 +58,7 @@ fn write(out: &mut String, value: &Value) {
                 }
                 out.push_str(&Value::from(key.as_str()).to_string());
                 out.push(':');
-                write(out, &map[key]);
+                write(out, &map[key], !map_keys && MAPS.contains(&key.as_str()));
             }
             out.push('}');
         }
@@ -59,7 +68,7 @@ fn write(out: &mut String, value: &Value) {
                 if i > 0 {
                     out.push(',');
                 }
-                write(out, item);
+                write(out, item, false);
             }
             out.push(']');
         }
@@ -76,10 +85,10 @@ mod tests {
     fn writes_fields_in_go_order_and_map_keys_sorted() {
         let pod = json!({"containers": [{"usage": {"memory": "1Ki", "cpu": "1m"}, "name": "c"}],
                          "window": "15s", "timestamp": "t",
-                         "metadata": {"labels": {"b": "2", "a": "1\""}, "namespace": "n", "name": "p"}});
+                         "metadata": {"labels": {"name": "x", "b": "2", "a": "1\""}, "namespace": "n", "name": "p"}});
         assert_eq!(
             to_string(&pod),
-            r#"{"metadata":{"name":"p","namespace":"n","labels":{"a":"1\"","b":"2"}},"timestamp":"t","window":"15s","containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]}"#
+            r#"{"metadata":{"name":"p","namespace":"n","labels":{"a":"1\"","b":"2","name":"x"}},"timestamp":"t","window":"15s","containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]}"#
         );
         let back: Value = serde_json::from_str(&to_string(&pod)).expect("valid JSON");
         assert_eq!(back, pod);
