@@ -317,7 +317,56 @@ impl<'a> Scan<'a> {
     /// A pod; once its metadata says `select` skips it, its containers are only checked to
     /// be well-formed, not read (the item stays, so the others keep their place in the
     /// list, which names the unnamed ones).
+    /// A pod as metrics-server writes it, `{"metadata":{"name":"..","namespace":".."
+    /// [,"creationTimestamp":".."][,"labels":{..}]}[,"timestamp":".."][,"window":".."],
+    /// "containers":[..]}` with no space, read by matching its fixed parts (its containers
+    /// as [`Scan::pod`] reads them); `None`, having taken nothing, for anything else.
+    fn compact_pod(&mut self, select: &dyn Select) -> Option<PodMetrics<'a>> {
+        let start = self.at;
+        let pod = self.compact_pod_parts(select);
+        if pod.is_none() {
+            self.at = start;
+        }
+        pod
+    }
+
+    fn compact_pod_parts(&mut self, select: &dyn Select) -> Option<PodMetrics<'a>> {
+        self.exactly(br#"{"metadata":{"name":""#)?;
+        let name = self.string_rest()?;
+        self.exactly(br#","namespace":""#)?;
+        let namespace = self.string_rest()?;
+        if self.exactly(br#","creationTimestamp":""#).is_some() {
+            self.string_rest()?;
+        }
+        let labels = match self.exactly(br#","labels":"#) {
+            Some(()) => self.labels().ok()?,
+            None => None,
+        };
+        self.exactly(b"}")?;
+        let metadata = Metadata { name: Some(Cow::Borrowed(name)), namespace: Some(Cow::Borrowed(namespace)), labels };
+        let mut pod = PodMetrics { metadata, ..PodMetrics::default() };
+        if self.exactly(br#","timestamp":""#).is_some() {
+            pod.timestamp = Some(Cow::Borrowed(self.string_rest()?));
+        }
+        if self.exactly(br#","window":""#).is_some() {
+            pod.window = Some(Cow::Borrowed(self.string_rest()?));
+        }
+        self.exactly(br#","containers":"#)?;
+        let read = if select.pod(namespace, name) {
+            self.array_into(&mut pod.containers, Self::container)
+        } else {
+            self.containers_not_kept(&mut pod.containers)
+        };
+        read.ok()?;
+        self.exactly(b"}")?;
+        Some(pod)
+    }
+
     fn pod(&mut self, select: &dyn Select) -> Scanned<PodMetrics<'a>> {
+        self.peek()?;
+        if let Some(pod) = self.compact_pod(select) {
+            return Ok(pod);
+        }
         let mut pod = PodMetrics::default();
         let mut skipped = false;
         self.eat(b'{')?;
