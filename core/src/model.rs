@@ -200,7 +200,9 @@ impl<'a, T: ListItem<'a>> List<T> {
 
     /// Parses a `...List` for [`Scrape::select`](crate::Scrape::select) with the same
     /// `select`: the items it would skip may be read only in part (a shard reads only its
-    /// own pods' containers). The scrape is the same as from [`List::parse`]'s list.
+    /// own pods' containers). The scrape is the same as from [`List::parse`]'s list. With
+    /// another `Select`, such a pod holds a placeholder container without usage, so the
+    /// scrape reports it instead of exporting zeros.
     pub fn parse_selected(json: &'a [u8], select: &dyn Select) -> Result<Self, serde_json::Error> {
         #[derive(Deserialize)]
         #[serde(bound(deserialize = "U: Deserialize<'de>"))]
