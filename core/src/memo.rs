@@ -119,7 +119,7 @@ impl Snapshots {
 
 /// PodMetrics' own labels, as remembered: each key and value as a little-endian `u32`
 /// length and its bytes, in one allocation (not two per label).
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 struct MetricLabels(Option<Box<[u8]>>);
 
 impl MetricLabels {
@@ -152,7 +152,7 @@ impl MetricLabels {
 }
 
 /// One pod's kept enrichment.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Entry {
     /// Shared by the entries of one namespace.
     namespace: Text,

@@ -121,6 +121,16 @@ impl<'a> Scan<'a> {
         self.bytes()[self.at..].starts_with(bytes).then(|| self.at += bytes.len())
     }
 
+    /// What `read` reads, or `None` with nothing taken.
+    fn attempt<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<T> {
+        let start = self.at;
+        let value = read(self);
+        if value.is_none() {
+            self.at = start;
+        }
+        value
+    }
+
     /// A string or `null`.
     fn opt_str(&mut self) -> Scanned<Option<Str<'a>>> {
         if self.peek()? == b'n' {
@@ -277,23 +287,17 @@ impl<'a> Scan<'a> {
     /// "memory":".."}}` with no space, read by matching its fixed parts; `None`, having
     /// taken nothing, for anything else.
     fn compact_container(&mut self) -> Option<ContainerMetrics<'a>> {
-        let start = self.at;
-        let mut read = || {
-            self.exactly(br#"{"name":""#)?;
-            let name = self.string_rest()?;
-            self.exactly(br#","usage":{"cpu":""#)?;
-            let cpu = self.string_rest()?;
-            self.exactly(br#","memory":""#)?;
-            let memory = self.string_rest()?;
-            self.exactly(b"}}")?;
+        self.attempt(|s| {
+            s.exactly(br#"{"name":""#)?;
+            let name = s.string_rest()?;
+            s.exactly(br#","usage":{"cpu":""#)?;
+            let cpu = s.string_rest()?;
+            s.exactly(br#","memory":""#)?;
+            let memory = s.string_rest()?;
+            s.exactly(b"}}")?;
             let usage = Usage { cpu: Some(Cow::Borrowed(cpu)), memory: Some(Cow::Borrowed(memory)) };
             Some(ContainerMetrics { name: Some(Cow::Borrowed(name)), usage })
-        };
-        let container = read();
-        if container.is_none() {
-            self.at = start;
-        }
-        container
+        })
     }
 
     fn container(&mut self) -> Scanned<ContainerMetrics<'a>> {
@@ -314,54 +318,43 @@ impl<'a> Scan<'a> {
         Ok(c)
     }
 
-    /// A pod; once its metadata says `select` skips it, its containers are only checked to
-    /// be well-formed, not read (the item stays, so the others keep their place in the
-    /// list, which names the unnamed ones).
     /// A pod as metrics-server writes it, `{"metadata":{"name":"..","namespace":".."
     /// [,"creationTimestamp":".."][,"labels":{..}]}[,"timestamp":".."][,"window":".."],
     /// "containers":[..]}` with no space, read by matching its fixed parts (its containers
     /// as [`Scan::pod`] reads them); `None`, having taken nothing, for anything else.
     fn compact_pod(&mut self, select: &dyn Select) -> Option<PodMetrics<'a>> {
-        let start = self.at;
-        let pod = self.compact_pod_parts(select);
-        if pod.is_none() {
-            self.at = start;
-        }
-        pod
+        self.attempt(|s| {
+            s.exactly(br#"{"metadata":{"name":""#)?;
+            let name = s.string_rest()?;
+            s.exactly(br#","namespace":""#)?;
+            let namespace = s.string_rest()?;
+            if s.exactly(br#","creationTimestamp":""#).is_some() {
+                s.string_rest()?;
+            }
+            let labels = match s.exactly(br#","labels":"#) {
+                Some(()) => s.labels().ok()?,
+                None => None,
+            };
+            s.exactly(b"}")?;
+            let metadata =
+                Metadata { name: Some(Cow::Borrowed(name)), namespace: Some(Cow::Borrowed(namespace)), labels };
+            let mut pod = PodMetrics { metadata, ..PodMetrics::default() };
+            if s.exactly(br#","timestamp":""#).is_some() {
+                pod.timestamp = Some(Cow::Borrowed(s.string_rest()?));
+            }
+            if s.exactly(br#","window":""#).is_some() {
+                pod.window = Some(Cow::Borrowed(s.string_rest()?));
+            }
+            s.exactly(br#","containers":"#)?;
+            s.containers(&mut pod.containers, select.pod(namespace, name)).ok()?;
+            s.exactly(b"}")?;
+            Some(pod)
+        })
     }
 
-    fn compact_pod_parts(&mut self, select: &dyn Select) -> Option<PodMetrics<'a>> {
-        self.exactly(br#"{"metadata":{"name":""#)?;
-        let name = self.string_rest()?;
-        self.exactly(br#","namespace":""#)?;
-        let namespace = self.string_rest()?;
-        if self.exactly(br#","creationTimestamp":""#).is_some() {
-            self.string_rest()?;
-        }
-        let labels = match self.exactly(br#","labels":"#) {
-            Some(()) => self.labels().ok()?,
-            None => None,
-        };
-        self.exactly(b"}")?;
-        let metadata = Metadata { name: Some(Cow::Borrowed(name)), namespace: Some(Cow::Borrowed(namespace)), labels };
-        let mut pod = PodMetrics { metadata, ..PodMetrics::default() };
-        if self.exactly(br#","timestamp":""#).is_some() {
-            pod.timestamp = Some(Cow::Borrowed(self.string_rest()?));
-        }
-        if self.exactly(br#","window":""#).is_some() {
-            pod.window = Some(Cow::Borrowed(self.string_rest()?));
-        }
-        self.exactly(br#","containers":"#)?;
-        let read = if select.pod(namespace, name) {
-            self.array_into(&mut pod.containers, Self::container)
-        } else {
-            self.containers_not_kept(&mut pod.containers)
-        };
-        read.ok()?;
-        self.exactly(b"}")?;
-        Some(pod)
-    }
-
+    /// A pod; once its metadata says `select` skips it, its containers are only checked to
+    /// be well-formed, not read (the item stays, so the others keep their place in the
+    /// list, which names the unnamed ones).
     fn pod(&mut self, select: &dyn Select) -> Scanned<PodMetrics<'a>> {
         self.peek()?;
         if let Some(pod) = self.compact_pod(select) {
@@ -382,9 +375,7 @@ impl<'a> Scan<'a> {
                 }
                 "timestamp" => pod.timestamp = s.opt_str()?,
                 "window" => pod.window = s.opt_str()?,
-                // Read as any pod's are (so no list reads differently), but not kept.
-                "containers" if skipped => s.containers_not_kept(&mut pod.containers)?,
-                "containers" => s.array_into(&mut pod.containers, Self::container)?,
+                "containers" => s.containers(&mut pod.containers, !skipped)?,
                 _ => {}
             }
             Ok(())
@@ -392,10 +383,14 @@ impl<'a> Scan<'a> {
         Ok(pod)
     }
 
-    /// A skipped pod's containers, read as any pod's are (so no list reads differently)
-    /// but not kept. One placeholder without usage stands for them, so that a scrape with
-    /// another `Select`, which would count this pod, reports it instead of exporting zeros.
-    fn containers_not_kept(&mut self, out: &mut Vec<ContainerMetrics<'a>>) -> Scanned<()> {
+    /// A pod's containers, into `out` if `keep`. Those of a skipped pod are read as any
+    /// pod's are (so no list reads differently) but not kept: one placeholder without
+    /// usage stands for them, so that a scrape with another `Select`, which would count
+    /// this pod, reports it instead of exporting zeros.
+    fn containers(&mut self, out: &mut Vec<ContainerMetrics<'a>>, keep: bool) -> Scanned<()> {
+        if keep {
+            return self.array_into(out, Self::container);
+        }
         let mut any = false;
         if self.open_or_null(b'[')? {
             self.elements(|s| {
