@@ -74,8 +74,19 @@ impl Quantity {
     ///
     /// Exact whenever the value is representable as an `f64`; otherwise correctly rounded.
     pub fn as_f64(self) -> f64 {
-        let (whole, frac) = (self.nanos / NANOS, self.nanos % NANOS);
         const EXACT: i128 = 1 << 53;
+        // Usage fits in 64 bits (9.2 billion cores or bytes): the same steps in the
+        // machine's own arithmetic, which `as` rounds alike.
+        if let Ok(nanos) = i64::try_from(self.nanos) {
+            const N: i64 = NANOS as i64;
+            if nanos % N == 0 {
+                return (nanos / N) as f64;
+            }
+            if nanos.unsigned_abs() <= EXACT as u64 {
+                return nanos as f64 / 1e9;
+            }
+        }
+        let (whole, frac) = (self.nanos / NANOS, self.nanos % NANOS);
         if frac == 0 {
             // An integer; `as` rounds correctly for i128 -> f64.
             return whole as f64;
@@ -158,16 +169,38 @@ fn suffix_scale(suffix: &str) -> Result<Scale, QuantityErrorKind> {
 /// (a sign, a fraction, an exponent or `E`, more than 19 digits), which [`parse`] reads.
 fn parse_whole(input: &str) -> Option<Quantity> {
     let bytes = input.as_bytes();
-    let digits = bytes.iter().take_while(|b| b.is_ascii_digit()).count();
+    let (mut value, mut digits) = (0u64, 0);
+    while let Some(d) = bytes.get(digits).and_then(|b| b.checked_sub(b'0')).filter(|&d| d < 10) {
+        if digits == 19 {
+            return None;
+        }
+        value = value * 10 + u64::from(d);
+        digits += 1;
+    }
     // A fraction or an exponent (or the suffix `E`) is the general path's.
-    if digits == 0 || digits > 19 || bytes.get(digits).is_some_and(|b| matches!(b, b'.' | b'e' | b'E')) {
+    if digits == 0 || bytes.get(digits).is_some_and(|b| matches!(b, b'.' | b'e' | b'E')) {
         return None;
     }
-    let value = bytes[..digits].iter().fold(0u64, |v, &d| v * 10 + u64::from(d - b'0'));
     let scale = suffix_scale(&input[digits..]).ok()?;
-    let nanos = to_nanos(u128::from(value), scale.pow10 + 9, scale.pow2, false);
-    Some(Quantity { nanos: nanos as i128 }) // <= MAX_NANOS < i128::MAX
+    // 0 (`n`) to 18 (`G`), or 9 for a binary suffix; `T` and `P` (past 10^19) are the
+    // general path's.
+    let pow10 = usize::try_from(scale.pow10 + 9).ok()?;
+    // Below 2^64 times below 2^64: the product fits, with no check.
+    let product = u128::from(value) * u128::from(*POW10.get(pow10)?);
+    let nanos = if product > MAX_NANOS >> scale.pow2 { MAX_NANOS } else { product << scale.pow2 };
+    Some(Quantity { nanos: nanos.min(MAX_NANOS) as i128 }) // <= MAX_NANOS < i128::MAX
 }
+
+/// 10^0 to 10^19, the powers of ten below 2^64.
+const POW10: [u64; 20] = {
+    let mut table = [1u64; 20];
+    let mut i = 1;
+    while i < 20 {
+        table[i] = table[i - 1] * 10;
+        i += 1;
+    }
+    table
+};
 
 fn parse(input: &str) -> Result<Quantity, QuantityErrorKind> {
     if let Some(q) = parse_whole(input) {
@@ -513,6 +546,27 @@ mod tests {
         let nanos = ((1i128 << 53) * NANOS) + NANOS / 2;
         assert_eq!(Quantity::from_nanos(nanos).as_f64(), 9007199254740992.0);
         assert_eq!(q("123456789012345678.5").as_f64(), 123456789012345678.5f64);
+    }
+
+    #[test]
+    fn every_value_rounds_as_the_decimal_parser_does_on_either_side_of_64_bits() {
+        let mut values: Vec<i128> = vec![0, 1, 999_999_999, NANOS, NANOS + 1, MAX_NANOS as i128];
+        for edge in [1i128 << 53, i64::MAX as i128, (1i128 << 53) * NANOS, (i64::MAX as i128 / NANOS) * NANOS] {
+            values.extend((-3..=3).map(|d| edge + d));
+        }
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..2000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // Spread over every magnitude, and a tenth of them whole.
+            let v = i128::from(x >> (x % 64)) * if x % 10 == 0 { NANOS } else { 1 };
+            values.push(v);
+        }
+        for v in values.iter().flat_map(|&v| [v, -v]) {
+            let want: f64 = format!("{v}e-9").parse().expect("a number");
+            assert_eq!(Quantity::from_nanos(v).as_f64(), want, "{v} nanos");
+        }
     }
 
     #[test]
