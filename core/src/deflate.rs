@@ -107,7 +107,20 @@ fn word(bytes: &[u8]) -> u64 {
 
 /// The length of the field `s` starts with: up to its first `"` or newline.
 fn field_len(s: &[u8]) -> usize {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
     let mut i = 0;
+    // Eight bytes at a time: a byte of `w ^ c` is zero where `w` holds `c`, and the lowest
+    // byte the zero-byte test flags is always a real one.
+    while i + 8 <= s.len() {
+        let w = word(&s[i..i + 8]);
+        let (quote, newline) = (w ^ (ONES * u64::from(b'"')), w ^ (ONES * u64::from(b'\n')));
+        let found = (quote.wrapping_sub(ONES) & !quote | newline.wrapping_sub(ONES) & !newline) & HIGH;
+        if found != 0 {
+            return i + (found.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
     while i < s.len() && s[i] != b'"' && s[i] != b'\n' {
         i += 1;
     }
@@ -193,16 +206,35 @@ impl Blocks {
                 i = end;
                 break;
             }
+            if cur[i] == b'\n' {
+                // prev's only newline is its last byte: they share at most this one.
+                self.literal(b'\n');
+                i += 1;
+                break;
+            }
             let same = common_prefix(&cur[i..], &prev[j..]);
             if same >= MIN_MATCH {
                 self.reference(same, dist);
                 i += same;
                 j += same;
                 // prev's only newline is its last byte, so a reference ends with cur's.
-                if cur[i - 1] == b'\n' {
+                if cur[i - 1] == b'\n' || i == cur.len() {
                     break;
                 }
-                continue;
+                // The bytes here differ (or prev has ended): on to the field, without
+                // comparing them again.
+            }
+            if let (Some(&a), Some(&b)) = (cur.get(i + 1), prev.get(j + 1)) {
+                let delimiter = |c: u8| c == b'"' || c == b'\n';
+                if a == b && delimiter(a) && !delimiter(cur[i]) && !delimiter(prev[j]) {
+                    // A field differing in its last byte only (a digit, mostly), as the
+                    // steps below would find it, without scanning.
+                    self.literal(cur[i]);
+                    self.block_if_full();
+                    i += 1;
+                    j += 1;
+                    continue;
+                }
             }
             let field_end = i + field_len(&cur[i..]);
             let prev_end = j + field_len(&prev[j..]);
@@ -210,6 +242,7 @@ impl Blocks {
                 // A delimiter here but not in prev: realign after prev's next one.
                 let b = cur[i];
                 self.literal(b);
+                self.block_if_full();
                 i += 1;
                 if prev_end < prev.len() {
                     j = prev_end + 1;
@@ -576,6 +609,28 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(expanded, lens);
+    }
+
+    #[test]
+    fn a_field_ends_at_its_first_quote_or_newline_wherever_it_lies() {
+        // Bytes one bit away from the delimiters, which the word-at-a-time test must not
+        // take for them.
+        let fillers = [b'!', b'#', 0x0b, 0x09, 0xa2, 0x8a, 0x02, 0x20, 0xff, 0x00];
+        for len in 0..40 {
+            for end in [b'"', b'\n'] {
+                for at in (0..len).chain([len]) {
+                    let mut s: Vec<u8> = (0..len).map(|k| fillers[k % fillers.len()]).collect();
+                    if at < len {
+                        s[at] = end;
+                        // A second delimiter after the first changes nothing.
+                        if at + 3 < len {
+                            s[at + 3] = b'"';
+                        }
+                    }
+                    assert_eq!(field_len(&s), at, "{s:?}");
+                }
+            }
+        }
     }
 
     #[test]
