@@ -22,7 +22,8 @@ const MAX_MATCH: usize = 258;
 /// Symbols a block collects before its codes are built and it is written.
 const BLOCK_SYMBOLS: usize = 1 << 16;
 const END_OF_BLOCK: usize = 256;
-/// Marks a reference among the symbols: `MATCH | (length - 3) << 16 | (distance - 1)`.
+/// Marks a reference among the symbols: `MATCH | code << 24 | (length - 3) << 16 | extra`,
+/// where `code` (0..30) and `extra` (up to 13 bits) are the distance as deflate says it.
 const MATCH: u32 = 1 << 31;
 
 const LEN_BASE: [u16; 29] =
@@ -176,14 +177,16 @@ impl Blocks {
 
     /// A reference to `len` (>= 3) bytes `dist` back, split into pieces deflate can say.
     fn reference(&mut self, mut len: usize, dist: usize) {
+        let code = dist_code(dist);
+        let distance = MATCH | (code as u32) << 24 | (dist - DIST_BASE[code] as usize) as u32;
         while len >= MIN_MATCH {
             let mut piece = len.min(MAX_MATCH);
             if (1..MIN_MATCH).contains(&(len - piece)) {
                 piece = len - MIN_MATCH;
             }
-            self.symbols.push(MATCH | ((piece - MIN_MATCH) as u32) << 16 | (dist - 1) as u32);
+            self.symbols.push(distance | ((piece - MIN_MATCH) as u32) << 16);
             self.lit_freq[257 + LEN_CODE[piece - MIN_MATCH] as usize] += 1;
-            self.dist_freq[dist_code(dist)] += 1;
+            self.dist_freq[code] += 1;
             len -= piece;
             self.block_if_full();
         }
@@ -307,7 +310,12 @@ impl Blocks {
                 (code | ((len - LEN_BASE[lc] as usize) as u32) << bits, bits + u32::from(LEN_EXTRA[lc]))
             })
             .collect();
-        let distance: Vec<(u32, u32)> = (0..30).map(|d| (u32::from(dist_codes[d]), u32::from(dist_lens[d]))).collect();
+        // Code, its length, and its length with the extra bits; 32 rows, as 5 bits index them.
+        let mut distance = [(0u32, 0u32, 0u32); 32];
+        for (d, row) in distance.iter_mut().enumerate().take(30) {
+            let bits = u32::from(dist_lens[d]);
+            *row = (u32::from(dist_codes[d]), bits, bits + u32::from(DIST_EXTRA[d]));
+        }
         let symbols = std::mem::take(&mut self.symbols);
         // The bit buffer in locals, so it stays in registers.
         let (mut acc, mut n) = (self.bits, self.nbits);
@@ -329,10 +337,8 @@ impl Blocks {
             }
             let (code, bits) = length[((sym >> 16) & 0xff) as usize];
             put(code, bits);
-            let dist = (sym & 0xffff) as usize + 1;
-            let dc = dist_code(dist);
-            let (code, bits) = distance[dc];
-            put(code | ((dist - DIST_BASE[dc] as usize) as u32) << bits, bits + u32::from(DIST_EXTRA[dc]));
+            let (code, bits, all) = distance[((sym >> 24) & 0x1f) as usize];
+            put(code | (sym & 0xffff) << bits, all);
         }
         (self.bits, self.nbits) = (acc, n);
         self.put(u32::from(lit_codes[END_OF_BLOCK]), u32::from(lit_lens[END_OF_BLOCK]));
