@@ -259,7 +259,7 @@ impl<'a> Scrape<'a> {
 /// `(namespace, name)` order (list order among equals); then those without either.
 ///
 /// The sort compares small keys held together (a rank for the namespace, the name's first
-/// 24 bytes), not the strings where they lie in the response body: at 150,000 pods those
+/// 36 bytes), not the strings where they lie in the response body: at 150,000 pods those
 /// reads missed the cache on nearly every comparison.
 fn sorted_pods(items: &[PodMetrics<'_>], select: &dyn Select) -> (Vec<usize>, Vec<usize>) {
     let mut unnamed = Vec::new();
@@ -280,7 +280,7 @@ fn sorted_pods(items: &[PodMetrics<'_>], select: &dyn Select) -> (Vec<usize>, Ve
     }
     namespaces.sort_unstable();
     namespaces.dedup();
-    let mut keys: Vec<(u32, u128, u64, u32)> = Vec::with_capacity(named.len());
+    let mut keys: Vec<([u64; 5], u32)> = Vec::with_capacity(named.len());
     let mut last: Option<(&str, u32)> = None;
     for (k, &(_, ns, name)) in named.iter().enumerate() {
         let rank = match last {
@@ -288,32 +288,34 @@ fn sorted_pods(items: &[PodMetrics<'_>], select: &dyn Select) -> (Vec<usize>, Ve
             _ => namespaces.binary_search(&ns).map_or(0, |r| r as u32),
         };
         last = Some((ns, rank));
-        let (head, tail) = name_key(name.as_bytes());
-        keys.push((rank, head, tail, k as u32));
+        keys.push((sort_key(rank, name.as_bytes()), k as u32));
     }
     keys.sort_unstable_by(|a, b| {
         // Zero padding sorts a shorter name first, as comparing the strings does; equal
-        // keys (names alike in their first 24 bytes, or with NUL bytes) fall back to the
+        // keys (names alike in their first 36 bytes, or with NUL bytes) fall back to the
         // names themselves.
-        (a.0, a.1, a.2)
-            .cmp(&(b.0, b.1, b.2))
-            .then_with(|| named[a.3 as usize].2.cmp(named[b.3 as usize].2))
-            .then(a.3.cmp(&b.3))
+        a.0.cmp(&b.0).then_with(|| named[a.1 as usize].2.cmp(named[b.1 as usize].2)).then(a.1.cmp(&b.1))
     });
-    (keys.into_iter().map(|(_, _, _, k)| named[k as usize].0).collect(), unnamed)
+    (keys.into_iter().map(|(_, k)| named[k as usize].0).collect(), unnamed)
 }
 
-/// A name's first 24 bytes, zero-padded, as two big-endian numbers: they compare as the
-/// bytes do. 24 bytes tell apart most pods of one workload (`web-5d78c9869d-x2k4q`), whose
-/// names share their first 16.
-fn name_key(name: &[u8]) -> (u128, u64) {
-    let mut bytes = [0u8; 24];
-    let n = name.len().min(24);
-    bytes[..n].copy_from_slice(&name[..n]);
-    let (head, tail) = bytes.split_at(16);
-    let head: [u8; 16] = head.try_into().unwrap_or_default();
-    let tail: [u8; 8] = tail.try_into().unwrap_or_default();
-    (u128::from_be_bytes(head), u64::from_be_bytes(tail))
+/// The namespace's rank and the name's first 36 bytes, zero-padded, as big-endian numbers:
+/// they compare as the pair of strings does, up to those bytes. 36 bytes hold most pod
+/// names whole (`web-5d78c9869d-x2k4q`, and those of workloads with longer names), so the
+/// sort seldom reads the names themselves, where they lie in the response body (at
+/// 150,000 pods, a cache miss each).
+fn sort_key(rank: u32, name: &[u8]) -> [u64; 5] {
+    let mut bytes = [0u8; 40];
+    bytes[..4].copy_from_slice(&rank.to_be_bytes());
+    let n = name.len().min(36);
+    bytes[4..4 + n].copy_from_slice(&name[..n]);
+    let mut key = [0u64; 5];
+    for (k, chunk) in key.iter_mut().zip(bytes.chunks_exact(8)) {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        *k = u64::from_be_bytes(w);
+    }
+    key
 }
 
 fn pod_object(item: &PodMetrics<'_>, index: usize) -> String {
@@ -423,8 +425,15 @@ mod tests {
 
     #[test]
     fn pods_come_out_in_namespace_and_name_order_as_the_strings_sort() {
-        // Names that share their first 16 or 24 bytes, end inside them, carry a NUL, or repeat.
+        // Names that share their first 16, 24 or 36 bytes, end inside them, carry a NUL, or
+        // repeat.
         let names = [
+            "a-long-deployment-name-7d9f8c6b5d-x2k4q",
+            "a-long-deployment-name-7d9f8c6b5d-x2k4p",
+            "a-long-deployment-name-7d9f8c6b5d-x2",
+            "a-long-deployment-name-7d9f8c6b5d-x",
+            r"a-long-deployment-name-7d9f8c6b5d-x2\u0000",
+            "a-long-deployment-name-7d9f8c6b5d-x2k4p",
             "web-5d78c9869d-x2k4q-000b",
             "web-5d78c9869d-x2k4q-000a",
             "web-5d78c9869d-x2k4q",
