@@ -75,8 +75,8 @@ impl Quantity {
     /// Exact whenever the value is representable as an `f64`; otherwise correctly rounded.
     pub fn as_f64(self) -> f64 {
         const EXACT: i128 = 1 << 53;
-        // Usage fits in 64 bits (9.2 billion cores or bytes): the same steps in the
-        // machine's own arithmetic, which `as` rounds alike.
+        // Up to 9.2 billion units (cores, or bytes: 9.2 GB) the nano-units fit in 64 bits:
+        // the same steps in the machine's own arithmetic, which `as` rounds alike.
         if let Ok(nanos) = i64::try_from(self.nanos) {
             const N: i64 = NANOS as i64;
             if nanos % N == 0 {
@@ -188,7 +188,7 @@ fn parse_whole(input: &str) -> Option<Quantity> {
     // Below 2^64 times below 2^64: the product fits, with no check.
     let product = u128::from(value) * u128::from(*POW10.get(pow10)?);
     let nanos = if product > MAX_NANOS >> scale.pow2 { MAX_NANOS } else { product << scale.pow2 };
-    Some(Quantity { nanos: nanos.min(MAX_NANOS) as i128 }) // <= MAX_NANOS < i128::MAX
+    Some(Quantity { nanos: nanos as i128 }) // <= MAX_NANOS < i128::MAX
 }
 
 /// 10^0 to 10^19, the powers of ten below 2^64.
