@@ -212,6 +212,7 @@ impl Blocks {
             if cur[i] == b'\n' {
                 // prev's only newline is its last byte: they share at most this one.
                 self.literal(b'\n');
+                self.block_if_full();
                 i += 1;
                 break;
             }
@@ -562,7 +563,9 @@ mod tests {
     #[test]
     fn a_line_that_never_ends_takes_bounded_memory() {
         let huge: Vec<u8> = random(3, 1 << 20, b"ab\"=,");
-        for text in [huge.clone(), [huge.clone(), b"\n".to_vec(), huge.clone()].concat()] {
+        // Empty lines, each a literal newline and nothing else to end a block with.
+        let empty = vec![b'\n'; 1 << 20];
+        for text in [huge.clone(), [huge.clone(), b"\n".to_vec(), huge.clone()].concat(), empty] {
             for piece in [1000, 1 << 21] {
                 let mut d = Deflate::new(Vec::new());
                 for part in text.chunks(piece) {
@@ -619,8 +622,8 @@ mod tests {
 
     #[test]
     fn a_field_ends_at_its_first_quote_or_newline_wherever_it_lies() {
-        // Bytes one bit away from the delimiters, which the word-at-a-time test must not
-        // take for them.
+        // Bytes next to the delimiters and high bytes, which the word-at-a-time test must
+        // not take for them.
         let fillers = [b'!', b'#', 0x0b, 0x09, 0xa2, 0x8a, 0x02, 0x20, 0xff, 0x00];
         for len in 0..40 {
             for end in [b'"', b'\n'] {
