@@ -261,6 +261,7 @@ async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u3
         .env("MSP_LOG_LEVEL", "warn")
         // As the image runs it (see the Dockerfile).
         .env("MALLOC_ARENA_MAX", "1")
+        .env("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456")
         .stdout(Stdio::null());
     if let Some(index) = shard {
         cmd.env("MSP_SHARD__TOTAL", "3").env("MSP_SHARD__INDEX", index.to_string());
