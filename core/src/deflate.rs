@@ -14,6 +14,7 @@
 //! structure of the text decides only how small it gets.
 
 use crate::huffman;
+use crate::swar::{bytes_equal, word};
 
 /// How far back a reference may reach.
 const WINDOW: usize = 32 * 1024;
@@ -100,23 +101,12 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
     same
 }
 
-fn word(bytes: &[u8]) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(bytes);
-    u64::from_le_bytes(w)
-}
-
 /// The length of the field `s` starts with: up to its first `"` or newline.
 fn field_len(s: &[u8]) -> usize {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = ONES << 7;
     let mut i = 0;
-    // Eight bytes at a time: a byte of `w ^ c` is zero where `w` holds `c`, and the lowest
-    // byte the zero-byte test flags is always a real one.
     while i + 8 <= s.len() {
         let w = word(&s[i..i + 8]);
-        let (quote, newline) = (w ^ (ONES * u64::from(b'"')), w ^ (ONES * u64::from(b'\n')));
-        let found = (quote.wrapping_sub(ONES) & !quote | newline.wrapping_sub(ONES) & !newline) & HIGH;
+        let found = bytes_equal(w, b'"') | bytes_equal(w, b'\n');
         if found != 0 {
             return i + (found.trailing_zeros() / 8) as usize;
         }

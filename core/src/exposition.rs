@@ -24,6 +24,7 @@
 //! ");
 //! ```
 
+use crate::swar::{bytes_equal, word};
 use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
@@ -489,19 +490,12 @@ fn escape_into(out: &mut String, s: &str, quotes: bool) {
 /// byte equal to `b` is a zero byte of the word XOR `b` in every byte, and
 /// `(x - 0x01..) & !x & 0x80..` is non-zero exactly when `x` has a zero byte.
 fn needs_escape(s: &[u8], quotes: bool) -> bool {
-    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
-    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
-    let has = |word: u64, b: u8| {
-        let x = word ^ (ONES * u64::from(b));
-        x.wrapping_sub(ONES) & !x & HIGHS != 0
-    };
+    let has = |w: u64, b: u8| bytes_equal(w, b) != 0;
     let special = |b: u8| b == b'\\' || b == b'\n' || (quotes && b == b'"');
     let mut words = s.chunks_exact(8);
     for chunk in &mut words {
-        let mut bytes = [0; 8];
-        bytes.copy_from_slice(chunk);
-        let word = u64::from_ne_bytes(bytes);
-        if has(word, b'\\') || has(word, b'\n') || (quotes && has(word, b'"')) {
+        let w = word(chunk);
+        if has(w, b'\\') || has(w, b'\n') || (quotes && has(w, b'"')) {
             return true;
         }
     }

@@ -39,6 +39,7 @@ mod render;
 mod scan;
 mod scrape;
 mod source;
+mod swar;
 mod timestamp;
 
 pub use async_trait::async_trait;

@@ -15,6 +15,7 @@ use std::borrow::Cow;
 
 use crate::model::{ContainerMetrics, Metadata, NodeMetrics, PodMetrics, Str, Usage};
 use crate::scrape::{All, Select};
+use crate::swar::{bytes_equal, word, HIGH, ONES};
 
 /// Deeper than this, unknown values are left to serde (which stops at 128).
 const MAX_DEPTH: usize = 64;
@@ -31,14 +32,6 @@ type Scanned<T> = Result<T, GiveUp>;
 struct Scan<'a> {
     text: &'a str,
     at: usize,
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-
-/// The high bit of each byte of `w` that is zero; exact up to the first such byte.
-fn zero_bytes(w: u64) -> u64 {
-    w.wrapping_sub(ONES) & !w & HIGH
 }
 
 impl<'a> Scan<'a> {
@@ -89,12 +82,8 @@ impl<'a> Scan<'a> {
         let mut i = start;
         // Eight bytes at a time, to the first `"`, `\` or control character.
         while let Some(chunk) = b.get(i..i + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(chunk);
-            let w = u64::from_le_bytes(w);
-            let special = zero_bytes(w ^ (ONES * u64::from(b'"')))
-                | zero_bytes(w ^ (ONES * u64::from(b'\\')))
-                | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+            let w = word(chunk);
+            let special = bytes_equal(w, b'"') | bytes_equal(w, b'\\') | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
             if special != 0 {
                 i += (special.trailing_zeros() / 8) as usize;
                 break;
