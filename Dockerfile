@@ -17,8 +17,8 @@ RUN case "${TARGETARCH:-amd64}" in \
       *) echo "unsupported TARGETARCH ${TARGETARCH}: amd64 or arm64" >&2; exit 1 ;; \
     esac \
  && BUILD_REVISION="${REVISION}" RUSTFLAGS="-C target-feature=+crt-static" \
-    cargo build --release --locked --no-default-features --target "$TRIPLE" -p msp-server \
- && cp "target/$TRIPLE/release/metrics-server-prom" /metrics-server-prom
+    cargo build --profile dist --locked --no-default-features --target "$TRIPLE" -p msp-server \
+ && cp "target/$TRIPLE/dist/metrics-server-prom" /metrics-server-prom
 
 FROM scratch
 ARG VERSION=0.1.0
