@@ -245,8 +245,8 @@ async fn start_sim(pods: usize) -> SimProcess {
     SimProcess { _child: child, dir, url }
 }
 
-/// (c), (d), (e): a fresh release server process against `sim`, asked `ask`, as shard
-/// `shard` of 3 when given.
+/// (c), (d), (e): a fresh server process (the binary beside this one) against `sim`, asked
+/// `ask`, as shard `shard` of 3 when given.
 async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u32>) -> EndToEnd {
     let exe = std::env::current_exe().expect("exe");
     let server_bin = exe.parent().expect("dir").join("metrics-server-prom");
@@ -371,7 +371,7 @@ async fn main() {
     }
     println!();
     println!(
-        "End to end: a fresh release server process per row, against the simulator (a separate process) over TLS."
+        "End to end: a fresh server process per row (built beside this benchmark: the dist profile by ./scripts/bench), against the simulator (a separate process) over TLS."
     );
     println!("'text' asks as curl does; 'prometheus' as Prometheus does (OpenMetrics, gzip). 'shard i/3': MSP_SHARD__TOTAL=3.");
     println!();
