@@ -166,21 +166,29 @@ impl Blocks {
     }
 
     /// A reference to `len` (>= 3) bytes `dist` back, split into pieces deflate can say.
-    fn reference(&mut self, mut len: usize, dist: usize) {
-        let code = dist_code(dist);
-        let distance = MATCH | (code as u32) << 24 | (dist - DIST_BASE[code] as usize) as u32;
-        while len >= MIN_MATCH {
-            let mut piece = len.min(MAX_MATCH);
-            if (1..MIN_MATCH).contains(&(len - piece)) {
-                piece = len - MIN_MATCH;
-            }
-            self.symbols.push(distance | ((piece - MIN_MATCH) as u32) << 16);
-            self.lit_freq[257 + LEN_CODE[piece - MIN_MATCH] as usize] += 1;
-            self.dist_freq[code] += 1;
-            len -= piece;
-            self.block_if_full();
+    /// `last` holds the distance the last reference of the line took, with its symbol
+    /// bits: most of a line's references reach back as far as the one before.
+    fn reference(&mut self, mut len: usize, dist: usize, last: &mut (usize, u32)) {
+        debug_assert!(len >= MIN_MATCH);
+        if last.0 != dist {
+            let code = dist_code(dist);
+            *last = (dist, MATCH | (code as u32) << 24 | (dist - DIST_BASE[code] as usize) as u32);
         }
-        debug_assert_eq!(len, 0);
+        // Pieces of at most 258 bytes, none left shorter than 3.
+        while len > MAX_MATCH {
+            let piece = if len - MAX_MATCH < MIN_MATCH { len - MIN_MATCH } else { MAX_MATCH };
+            self.piece(piece, last.1);
+            len -= piece;
+        }
+        self.piece(len, last.1);
+    }
+
+    /// One reference of `len` (3..=258) bytes, at the distance `distance` holds.
+    fn piece(&mut self, len: usize, distance: u32) {
+        self.symbols.push(distance | ((len - MIN_MATCH) as u32) << 16);
+        self.lit_freq[257 + LEN_CODE[len - MIN_MATCH] as usize] += 1;
+        self.dist_freq[((distance >> 24) & 0x1f) as usize] += 1;
+        self.block_if_full();
     }
 
     /// Encodes the line at the start of `cur` (up to and including its first newline, or
@@ -189,6 +197,8 @@ impl Blocks {
     /// but, perhaps, its last byte). Returns how many bytes it took.
     fn line(&mut self, prev: &[u8], cur: &[u8]) -> usize {
         let (mut i, mut j) = (0, 0);
+        // No reference reaches 0 bytes back, so none takes this for its own.
+        let mut last = (0, 0);
         while i < cur.len() {
             // cur[i] is this far after prev[j] in the stream.
             let dist = prev.len() - j + i;
@@ -208,7 +218,7 @@ impl Blocks {
             }
             let same = common_prefix(&cur[i..], &prev[j..]);
             if same >= MIN_MATCH {
-                self.reference(same, dist);
+                self.reference(same, dist, &mut last);
                 i += same;
                 j += same;
                 // prev's only newline is its last byte, so a reference ends with cur's.
