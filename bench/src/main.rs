@@ -6,8 +6,8 @@
 //!   (the enrichment memo warm: no pod changed), and cold (every pod enriched afresh);
 //! - the cost of gzip on that output (Prometheus asks for gzip by default), and its size;
 //! - (b) the floor: serde_json parsing the same JSON into `IgnoredAny`, and the ratio a/b;
-//! - (c) end-to-end scrape latency over HTTP, p50 and p99, of the release server binary
-//!   against the simulator (a separate process) over TLS, asked as curl asks (text) and as
+//! - (c) end-to-end scrape latency over HTTP, p50 and p99, of the server binary built beside
+//!   this one (the `dist` profile, by ./scripts/bench) against the simulator (a separate process) over TLS, asked as curl asks (text) and as
 //!   Prometheus asks (OpenMetrics with gzip), and from 10k pods up also as each of 3 shards;
 //! - (d) the server's CPU time per scrape (`/proc/PID/schedstat`) and peak RSS (`VmHWM`);
 //! - (e) API requests per steady-state scrape, from the server's own counters, how many of
@@ -267,7 +267,7 @@ async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u3
         cmd.env("MSP_SHARD__TOTAL", "3").env("MSP_SHARD__INDEX", index.to_string());
     }
     let server = Killed(
-        cmd.spawn().unwrap_or_else(|e| panic!("{}: {e} (build it: cargo build --release)", server_bin.display())),
+        cmd.spawn().unwrap_or_else(|e| panic!("{}: {e} (build both with ./scripts/bench)", server_bin.display())),
     );
     let pid = server.0.id();
     let metrics = format!("http://127.0.0.1:{port}/metrics");
