@@ -7,8 +7,9 @@
 //! - the cost of gzip on that output (Prometheus asks for gzip by default), and its size;
 //! - (b) the floor: serde_json parsing the same JSON into `IgnoredAny`, and the ratio a/b;
 //! - (c) end-to-end scrape latency over HTTP, p50 and p99, of the server binary built beside
-//!   this one (the `dist` profile, by ./scripts/bench) against the simulator (a separate process) over TLS, asked as curl asks (text) and as
-//!   Prometheus asks (OpenMetrics with gzip), and from 10k pods up also as each of 3 shards;
+//!   this one (the `dist` profile, by ./scripts/bench) against the simulator (a separate
+//!   process) over TLS, asked as curl asks (text) and as Prometheus asks (OpenMetrics with
+//!   gzip), and from 10k pods up also as each of 3 shards;
 //! - (d) the server's CPU time per scrape (`/proc/PID/schedstat`) and peak RSS (`VmHWM`);
 //! - (e) API requests per steady-state scrape, from the server's own counters, how many of
 //!   them were metadata lists, and how many new connections to the API server they opened.

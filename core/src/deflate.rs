@@ -101,7 +101,12 @@ fn common_suffix(a: &[u8], b: &[u8]) -> usize {
     same
 }
 
-/// The length of the field `s` starts with: up to its first `"` or newline.
+/// What ends a field: `"` or a newline.
+fn delimiter(c: u8) -> bool {
+    c == b'"' || c == b'\n'
+}
+
+/// The length of the field `s` starts with: up to its first [`delimiter`].
 fn field_len(s: &[u8]) -> usize {
     let mut i = 0;
     while i + 8 <= s.len() {
@@ -112,7 +117,7 @@ fn field_len(s: &[u8]) -> usize {
         }
         i += 8;
     }
-    while i < s.len() && s[i] != b'"' && s[i] != b'\n' {
+    while i < s.len() && !delimiter(s[i]) {
         i += 1;
     }
     i
@@ -229,7 +234,6 @@ impl Blocks {
                 // comparing them again.
             }
             if let (Some(&a), Some(&b)) = (cur.get(i + 1), prev.get(j + 1)) {
-                let delimiter = |c: u8| c == b'"' || c == b'\n';
                 if a == b && delimiter(a) && !delimiter(cur[i]) && !delimiter(prev[j]) {
                     // A field differing in its last byte only (a digit, mostly), as the
                     // steps below would find it, without scanning.

@@ -486,9 +486,8 @@ fn escape_into(out: &mut String, s: &str, quotes: bool) {
     }
 }
 
-/// Whether `s` holds a backslash, a newline, or (when `quotes`) `"`. Eight bytes at a time: a
-/// byte equal to `b` is a zero byte of the word XOR `b` in every byte, and
-/// `(x - 0x01..) & !x & 0x80..` is non-zero exactly when `x` has a zero byte.
+/// Whether `s` holds a backslash, a newline, or (when `quotes`) `"`: eight bytes at a time
+/// (see `swar`), the rest one by one.
 fn needs_escape(s: &[u8], quotes: bool) -> bool {
     let has = |w: u64, b: u8| bytes_equal(w, b) != 0;
     let special = |b: u8| b == b'\\' || b == b'\n' || (quotes && b == b'"');
