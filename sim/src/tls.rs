@@ -85,16 +85,22 @@ impl TestPki {
         Ok((cert.pem(), key.serialize_pem()))
     }
 
-    /// A rustls server configuration presenting the server certificate.
+    /// A rustls server configuration presenting the server certificate, choosing the
+    /// cipher suite as the API server does: Go's crypto/tls, on a CPU with AES instructions
+    /// and for a client that lists AES-GCM first, takes its own order, AES-128-GCM first
+    /// (rustls, left to itself, would follow the client, whose first is AES-256-GCM).
     pub fn server_config(&self) -> Result<Arc<rustls::ServerConfig>, PkiError> {
         let (cert, key) = &self.server_der;
         let certs = vec![rustls::pki_types::CertificateDer::from(cert.clone())];
         let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.clone().into());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
+        let mut provider = rustls::crypto::ring::default_provider();
+        let first = rustls::CipherSuite::TLS13_AES_128_GCM_SHA256;
+        provider.cipher_suites.sort_by_key(|s| s.suite() != first);
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
             .with_safe_default_protocol_versions()?
             .with_no_client_auth()
             .with_single_cert(certs, key)?;
+        config.ignore_client_order = true;
         Ok(Arc::new(config))
     }
 }
@@ -135,4 +141,41 @@ pub async fn serve_tls<State: Clone + Send + Sync + 'static>(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rustls client with its defaults (as the server's is) against the simulator's
+    /// config, in memory: the suite a Go API server would take.
+    #[test]
+    fn a_default_client_gets_the_suite_the_api_server_would_choose() {
+        let pki = TestPki::generate().expect("pki");
+        let mut roots = rustls::RootCertStore::empty();
+        use rustls::pki_types::pem::PemObject;
+        let ca = rustls::pki_types::CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).expect("CA PEM");
+        roots.add(ca).expect("root");
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+        let mut client = rustls::ClientConnection::new(Arc::new(client_config), name).expect("client");
+        let mut server = rustls::ServerConnection::new(pki.server_config().expect("config")).expect("server");
+        while client.is_handshaking() || server.is_handshaking() {
+            let mut wire = Vec::new();
+            client.write_tls(&mut wire).expect("client writes");
+            server.read_tls(&mut &wire[..]).expect("server reads");
+            server.process_new_packets().expect("server handshake");
+            wire.clear();
+            server.write_tls(&mut wire).expect("server writes");
+            client.read_tls(&mut &wire[..]).expect("client reads");
+            client.process_new_packets().expect("client handshake");
+        }
+        let suite = client.negotiated_cipher_suite().map(|s| s.suite());
+        assert_eq!(suite, Some(rustls::CipherSuite::TLS13_AES_128_GCM_SHA256));
+    }
 }
