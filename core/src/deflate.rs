@@ -22,7 +22,8 @@ use crate::swar::{bytes_equal, word};
 const WINDOW: usize = 32 * 1024;
 const MIN_MATCH: usize = 3;
 const MAX_MATCH: usize = 258;
-/// Bytes a block writes before the next begins, with codes built from its counts.
+/// Bytes a block writes, at least, before the next begins (at the end of a line), with codes
+/// built from its counts.
 const BLOCK_BYTES: usize = 64 * 1024;
 /// The first block's, which has the fixed codes.
 const FIRST_BLOCK_BYTES: usize = 2 * 1024;
@@ -126,11 +127,11 @@ fn field_len(s: &[u8]) -> usize {
 
 /// A block's codes, looked up once per symbol: each literal's bits and their count, each
 /// match length's (its extra bits included), and each distance code's bits, their count,
-/// and their count with the extra bits; 32 distance rows, as 5 bits index them.
+/// and their count with the extra bits.
 struct Codes {
     literal: [(u32, u32); 256],
     length: [(u32, u32); 256],
-    distance: [(u32, u32, u32); 32],
+    distance: [(u32, u32, u32); 30],
     end: (u32, u32),
 }
 
@@ -141,7 +142,7 @@ impl Codes {
         let (lit_codes, dist_codes) = (huffman::codes(lit_lens), huffman::codes(dist_lens));
         let code = |s: usize| (u32::from(lit_codes[s]), u32::from(lit_lens[s]));
         let mut codes =
-            Codes { literal: [(0, 0); 256], length: [(0, 0); 256], distance: [(0, 0, 0); 32], end: code(END_OF_BLOCK) };
+            Codes { literal: [(0, 0); 256], length: [(0, 0); 256], distance: [(0, 0, 0); 30], end: code(END_OF_BLOCK) };
         for (s, row) in codes.literal.iter_mut().enumerate() {
             *row = code(s);
         }
@@ -150,7 +151,7 @@ impl Codes {
             let (code, bits) = code(257 + lc);
             *row = (code | ((len - LEN_BASE[lc] as usize) as u32) << bits, bits + u32::from(LEN_EXTRA[lc]));
         }
-        for (d, row) in codes.distance.iter_mut().enumerate().take(30) {
+        for (d, row) in codes.distance.iter_mut().enumerate() {
             let bits = u32::from(dist_lens[d]);
             *row = (u32::from(dist_codes[d]), bits, bits + u32::from(DIST_EXTRA[d]));
         }
@@ -231,7 +232,9 @@ impl Blocks {
     fn literal(&mut self, byte: u8) {
         let (code, n) = self.codes.literal[byte as usize];
         self.put(code, n);
-        self.lit_freq[byte as usize] += 1;
+        // Wrapping: past 2^32 uses in one block (a line of gigabytes) a count only loses
+        // precision, and the next block's codes still cover every symbol.
+        self.lit_freq[byte as usize] = self.lit_freq[byte as usize].wrapping_add(1);
     }
 
     fn literals(&mut self, bytes: &[u8]) {
@@ -265,8 +268,9 @@ impl Blocks {
         let (code, n) = self.codes.length[len - MIN_MATCH];
         self.put(code, n);
         self.put(distance.bits, distance.n);
-        self.lit_freq[257 + LEN_CODE[len - MIN_MATCH] as usize] += 1;
-        self.dist_freq[distance.index] += 1;
+        let length = 257 + LEN_CODE[len - MIN_MATCH] as usize;
+        self.lit_freq[length] = self.lit_freq[length].wrapping_add(1);
+        self.dist_freq[distance.index] = self.dist_freq[distance.index].wrapping_add(1);
     }
 
     /// Encodes the line at the start of `cur` (up to and including its first newline, or
@@ -275,7 +279,8 @@ impl Blocks {
     /// but, perhaps, its last byte). Returns how many bytes it took.
     fn line(&mut self, prev: &[u8], cur: &[u8]) -> usize {
         let (mut i, mut j) = (0, 0);
-        // No reference reaches 0 bytes back, so none takes this for its own.
+        // No reference reaches 0 bytes back, so none takes this for its own. It holds bits
+        // of this block's codes: blocks change only between lines.
         let mut last = Distance { dist: 0, index: 0, bits: 0, n: 0 };
         while i < cur.len() {
             // cur[i] is this far after prev[j] in the stream.
@@ -342,14 +347,16 @@ impl Blocks {
 
     /// Ends the block once it has written its budget, and begins the next, with codes built
     /// from this one's counts. Each count is one more than the symbol's uses, so the next
-    /// block can say any symbol, if at more bits for those this one never used.
+    /// block can say any symbol, if at more bits for those this one never used. Only here,
+    /// at the end of a line, do the codes change (a line's references keep their distance's
+    /// bits).
     fn next_block_if_due(&mut self) {
         if self.out.len() - self.start < self.budget {
             return;
         }
         self.put(self.codes.end.0, self.codes.end.1);
-        let lit_lens = huffman::lengths(&self.lit_freq.map(|f| f + 1), 15);
-        let dist_lens = huffman::lengths(&self.dist_freq.map(|f| f + 1), 15);
+        let lit_lens = huffman::lengths(&self.lit_freq.map(|f| f.saturating_add(1)), 15);
+        let dist_lens = huffman::lengths(&self.dist_freq.map(|f| f.saturating_add(1)), 15);
         self.header(&lit_lens, &dist_lens);
         self.codes = Codes::new(&lit_lens, &dist_lens);
         self.lit_freq = [0; 286];
@@ -578,6 +585,12 @@ mod tests {
             b"a\"b\"c\n\n\n\"\"\"\n".to_vec(),
             exposition(3000),
             vec![b'x'; 70_000],
+            // Lines equal to the one before: references of 258 bytes (length code 285),
+            // and the split of longer ones, none left shorter than 3.
+            [256, 257, 258, 259, 260, 261, 262, 516, 517, 518, 519, 1500]
+                .iter()
+                .flat_map(|&len| [vec![b'z'; len], b"\n".to_vec()].concat().repeat(4))
+                .collect(),
             [vec![b'y'; 40_000], b"\n".to_vec(), vec![b'y'; 40_000], b"\n".to_vec()].concat(),
             long_line.clone(),
             [long_line.clone(), b"\n".to_vec(), long_line].concat(),
@@ -600,7 +613,7 @@ mod tests {
     #[test]
     fn a_line_that_never_ends_takes_bounded_memory() {
         let huge: Vec<u8> = random(3, 1 << 20, b"ab\"=,");
-        // Empty lines, each a literal newline and nothing else to end a block with.
+        // Empty lines, each a literal newline.
         let empty = vec![b'\n'; 1 << 20];
         for text in [huge.clone(), [huge.clone(), b"\n".to_vec(), huge.clone()].concat(), empty] {
             for piece in [1000, 1 << 21] {
@@ -617,18 +630,25 @@ mod tests {
 
     #[test]
     fn a_block_can_say_what_the_block_before_it_never_said() {
-        // Sections of different alphabets, each several blocks long (random bytes hardly
-        // compress), so a block's codes come from counts that lack its symbols; then
-        // lines, so references come after blocks without any.
+        // Sections of lines of different alphabets, each several blocks long (random bytes
+        // hardly compress), so a block's codes come from counts that lack its symbols; then
+        // an exposition, so references come after blocks without any.
         let mut text = Vec::new();
-        for (seed, alphabet) in [(1, b"ab".to_vec()), (2, (128..=255).collect()), (3, b"0123456789\n".to_vec())] {
-            text.extend(random(seed, 3 * BLOCK_BYTES, &alphabet));
+        let sections: [(u64, Vec<u8>); 3] =
+            [(1, (b'a'..=b'p').collect()), (2, (128..=255).collect()), (3, b"0123456789=,{}".to_vec())];
+        for (seed, alphabet) in sections {
+            let mut section = random(seed, 8 * BLOCK_BYTES, &alphabet);
+            for end in section.iter_mut().skip(999).step_by(1000) {
+                *end = b'\n';
+            }
+            text.extend(section);
         }
         text.extend(exposition(2000));
-        text.extend(random(4, 2 * BLOCK_BYTES, &(0..=255).collect::<Vec<u8>>()));
         for piece in [usize::MAX, 1000] {
             let packed = deflate(&text, piece);
             assert!(inflate(&packed) == text, "pieces of {piece}");
+            // A block ends within a line of its budget, and no line here writes 1000 bytes.
+            assert!(packed.len() / (BLOCK_BYTES + 1000) >= 10, "only {} bytes", packed.len());
         }
     }
 
