@@ -24,6 +24,7 @@
 //! ");
 //! ```
 
+use crate::quantity::Quantity;
 use crate::swar::{bytes_equal, word};
 use std::borrow::Borrow;
 use std::collections::HashSet;
@@ -367,7 +368,7 @@ impl Family<'_> {
             first = false;
             push_label(out, name, value);
         }
-        self.end_sample(first, block, value, timestamp_ms);
+        self.end_sample(first, block, Value::Float(value), timestamp_ms);
     }
 
     /// [`Family::sample_with`], with the first labels already escaped and written as
@@ -377,7 +378,7 @@ impl Family<'_> {
         &mut self,
         labels: &[&str],
         block: &LabelBlock,
-        value: f64,
+        value: Quantity,
         timestamp_ms: Option<i64>,
     ) {
         let out = &mut *self.out;
@@ -386,12 +387,12 @@ impl Family<'_> {
             out.push(if i == 0 { '{' } else { ',' });
             out.push_str(piece);
         }
-        self.end_sample(labels.is_empty(), block, value, timestamp_ms);
+        self.end_sample(labels.is_empty(), block, Value::Quantity(value), timestamp_ms);
     }
 
     /// The block, the value and the timestamp of a sample whose first labels are written
     /// (`first`: none were).
-    fn end_sample(&mut self, mut first: bool, block: &LabelBlock, value: f64, timestamp_ms: Option<i64>) {
+    fn end_sample(&mut self, mut first: bool, block: &LabelBlock, value: Value, timestamp_ms: Option<i64>) {
         let out = &mut *self.out;
         if !block.0.is_empty() {
             out.push(if first { '{' } else { ',' });
@@ -402,7 +403,10 @@ impl Family<'_> {
             out.push('}');
         }
         out.push(' ');
-        write_value(out, value);
+        match value {
+            Value::Float(v) => write_value(out, v),
+            Value::Quantity(q) => write_quantity(out, q),
+        }
         if let Some(ts) = timestamp_ms {
             // Text 0.0.4 takes milliseconds; OpenMetrics would take seconds, so callers
             // pass None there (see the server's negotiation).
@@ -501,6 +505,46 @@ fn needs_escape(s: &[u8], quotes: bool) -> bool {
     words.remainder().iter().any(|&b| special(b))
 }
 
+/// A sample's value: a float, or a quantity, whose exact digits can be written as they are.
+#[derive(Clone, Copy)]
+enum Value {
+    Float(f64),
+    Quantity(Quantity),
+}
+
+/// A quantity in units as [`write_value`] writes its [`Quantity::as_f64`], the bytes alike,
+/// from its digits where that is sure (positive, at least 10^-5, with at most 15
+/// significant digits, which a double keeps: its shortest decimal is then the quantity's
+/// own), and by [`write_value`] otherwise.
+fn write_quantity(out: &mut String, q: Quantity) {
+    const NANOS: u64 = 1_000_000_000;
+    const MAX_WHOLE: u64 = 1_000_000_000_000_000; // 10^15 units, as write_value's
+    const MAX_NANOS: u64 = 1_000_000_000_000_000; // 10^15 nano-units: 15 digits
+    const MIN_NANOS: u64 = 10_000; // 10^-5 units: smaller ones take an exponent
+    let Ok(n) = u64::try_from(q.nanos()) else { return write_value(out, q.as_f64()) };
+    let (units, mut frac) = (n / NANOS, n % NANOS);
+    if frac == 0 && units < MAX_WHOLE {
+        out.push_str(itoa::Buffer::new().format(units));
+        return;
+    }
+    if !(MIN_NANOS..MAX_NANOS).contains(&n) {
+        return write_value(out, q.as_f64());
+    }
+    out.push_str(itoa::Buffer::new().format(units));
+    // The nine places after the point, less the zeros at the end: the zeros after the
+    // point, then the digits.
+    let mut places = 9;
+    while frac % 10 == 0 {
+        frac /= 10;
+        places -= 1;
+    }
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(frac);
+    out.push('.');
+    out.push_str(&"00000000"[..places - digits.len()]);
+    out.push_str(digits);
+}
+
 /// A float as Prometheus reads it: shortest round-trip decimal, `NaN`, `+Inf`, `-Inf`.
 fn write_value(out: &mut String, v: f64) {
     if v.is_nan() {
@@ -530,6 +574,45 @@ mod tests {
         f(&mut w);
         w.finish();
         out
+    }
+
+    /// What [`write_quantity`] writes, and what [`write_value`] writes for the double.
+    fn both_ways(nanos: i128) -> (String, String) {
+        let q = Quantity::from_nanos(nanos);
+        let (mut exact, mut float) = (String::new(), String::new());
+        write_quantity(&mut exact, q);
+        write_value(&mut float, q.as_f64());
+        (exact, float)
+    }
+
+    #[test]
+    fn a_quantity_is_written_as_its_double_is() {
+        let mut cases: Vec<i128> = vec![0, 1, 9_999, 10_000, 10_001, 999_999_999, 1_000_000_000, 1_000_000_001];
+        // Both sides of every power of ten, and of the limits, to 10^20 nano-units.
+        let mut p: i128 = 1;
+        while p <= 100_000_000_000_000_000_000 {
+            cases.extend([p - 1, p, p + 1, 3 * p, p + p / 2]);
+            p *= 10;
+        }
+        // Every value near the smallest written from its digits, and spread over all sizes.
+        cases.extend(0..20_000);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..200_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            cases.push(i128::from(x >> (x % 64)));
+        }
+        cases.extend([i128::from(u64::MAX), i128::from(u64::MAX) + 1, -1, -1_000_000_000, -15_000]);
+        for nanos in cases {
+            let (exact, float) = both_ways(nanos);
+            assert_eq!(exact, float, "{nanos} nano-units");
+        }
+        // The digits themselves, for the forms metrics-server writes.
+        assert_eq!(both_ways(1_000_017).0, "0.001000017");
+        assert_eq!(both_ways(500_000_000).0, "0.5");
+        assert_eq!(both_ways(102_401_024_000_000_000).0, "102401024");
+        assert_eq!(both_ways(12_300).0, "0.0000123");
     }
 
     #[test]

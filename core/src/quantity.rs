@@ -167,27 +167,39 @@ fn suffix_scale(suffix: &str) -> Result<Scale, QuantityErrorKind> {
 /// The quantities metrics-server writes, digits and a suffix (`"1000017n"`, `"100001Ki"`),
 /// read without the general path's wide arithmetic per digit; `None` for anything else
 /// (a sign, a fraction, an exponent or `E`, more than 19 digits), which [`parse`] reads.
-fn parse_whole(input: &str) -> Option<Quantity> {
+/// Never negative: it reads no sign.
+pub(crate) fn parse_whole(input: &str) -> Option<Quantity> {
     let bytes = input.as_bytes();
     let (mut value, mut digits) = (0u64, 0);
-    while let Some(d) = bytes.get(digits).and_then(|b| b.checked_sub(b'0')).filter(|&d| d < 10) {
+    while let Some(d) = bytes.get(digits).map(|b| b.wrapping_sub(b'0')).filter(|&d| d < 10) {
         if digits == 19 {
             return None;
         }
         value = value * 10 + u64::from(d);
         digits += 1;
     }
-    // A fraction or an exponent (or the suffix `E`) is the general path's.
-    if digits == 0 || bytes.get(digits).is_some_and(|b| matches!(b, b'.' | b'e' | b'E')) {
-        return None;
-    }
-    let scale = suffix_scale(&input[digits..]).ok()?;
-    // 0 (`n`) to 18 (`G`), or 9 for a binary suffix; `T` and `P` (past 10^19) are the
-    // general path's.
-    let pow10 = usize::try_from(scale.pow10 + 9).ok()?;
+    // The power of ten that makes nano-units, and of two. A fraction, an exponent, `E`
+    // (which reads as one), `T` and `P` (past 10^19) are the general path's.
+    let (pow10, pow2) = match &bytes[digits..] {
+        _ if digits == 0 => return None,
+        b"n" => (0, 0),
+        b"u" => (3, 0),
+        b"m" => (6, 0),
+        b"" => (9, 0),
+        b"k" => (12, 0),
+        b"M" => (15, 0),
+        b"G" => (18, 0),
+        b"Ki" => (9, 10),
+        b"Mi" => (9, 20),
+        b"Gi" => (9, 30),
+        b"Ti" => (9, 40),
+        b"Pi" => (9, 50),
+        b"Ei" => (9, 60),
+        _ => return None,
+    };
     // Below 2^64 times below 2^64: the product fits, with no check.
-    let product = u128::from(value) * u128::from(*POW10.get(pow10)?);
-    let nanos = if product > MAX_NANOS >> scale.pow2 { MAX_NANOS } else { product << scale.pow2 };
+    let product = u128::from(value) * u128::from(POW10[pow10]);
+    let nanos = if product > MAX_NANOS >> pow2 { MAX_NANOS } else { product << pow2 };
     Some(Quantity { nanos: nanos as i128 }) // <= MAX_NANOS < i128::MAX
 }
 

@@ -202,7 +202,7 @@ pub fn write_families(
                     let head = pieces.next_piece();
                     for c in &pod.containers {
                         let value = if cpu { c.cpu } else { c.memory };
-                        f.sample_escaped(&[head, pieces.next_piece()], block, value.as_f64(), ts);
+                        f.sample_escaped(&[head, pieces.next_piece()], block, value, ts);
                     }
                 }
             }
@@ -220,7 +220,7 @@ pub fn write_families(
                         continue;
                     }
                     let ts = timestamp_ms(pod.timestamp, stamps);
-                    f.sample_escaped(&[head], pod_labels(i).block(), pick(pod).as_f64(), ts);
+                    f.sample_escaped(&[head], pod_labels(i).block(), pick(pod), ts);
                 }
             }
             write_nodes(

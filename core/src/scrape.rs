@@ -10,7 +10,7 @@ use std::fmt;
 
 use crate::duration::GoDuration;
 use crate::model::{NodeMetricsList, PodMetrics, PodMetricsList, Str, Usage};
-use crate::quantity::Quantity;
+use crate::quantity::{parse_whole, Quantity};
 
 /// One container's usage.
 #[derive(Debug, Clone, PartialEq)]
@@ -96,6 +96,13 @@ pub struct Scrape<'a> {
 }
 
 fn usage(u: &Usage<'_>) -> Result<(Quantity, Quantity), String> {
+    // The usual case, digits and a suffix (never negative), without the general path's
+    // errors to carry.
+    if let (Some(cpu), Some(memory)) = (u.cpu.as_deref(), u.memory.as_deref()) {
+        if let (Some(cpu), Some(memory)) = (parse_whole(cpu), parse_whole(memory)) {
+            return Ok((cpu, memory));
+        }
+    }
     let field = |v: &Option<Str<'_>>, what: &str| -> Result<Quantity, String> {
         let text = v.as_deref().ok_or_else(|| format!("no {what} usage"))?;
         let q = text.parse::<Quantity>().map_err(|e| format!("{what}: {e}"))?;
