@@ -13,30 +13,52 @@ pub(crate) fn lengths(freqs: &[u32], max_len: u8) -> Vec<u8> {
             used += 1;
         }
     }
-    loop {
-        let lens = unlimited(&freqs);
-        if lens.iter().all(|&l| l <= max_len) {
-            return lens;
+    let (leaves, depths) = unlimited(&freqs);
+    let mut lens = vec![0u8; freqs.len()];
+    let deepest = depths.iter().copied().max().unwrap_or(0);
+    if deepest <= max_len {
+        for (&(_, symbol), &depth) in leaves.iter().zip(&depths) {
+            lens[symbol] = depth;
         }
-        // Too deep: flatten the distribution and build again. Halving (keeping every
-        // used symbol at least 1) ends, at worst, in a balanced tree.
-        for f in freqs.iter_mut().filter(|f| **f > 0) {
-            *f = (*f >> 1).max(1);
+        return lens;
+    }
+    // Too deep: how many codes each length has, the deeper ones lifted to `max_len`...
+    let max = usize::from(max_len);
+    let mut count = vec![0u32; max + 1];
+    for &depth in &depths {
+        count[usize::from(depth).min(max)] += 1;
+    }
+    // ...which over-fills the code (Kraft's sum, in units of 2^-max, is past 2^max). Each
+    // step takes one code of `max_len` away and splits the deepest shorter one in two, a
+    // level down: the sum falls by one, the number of codes stays.
+    let mut total: u64 = (1..=max).map(|len| u64::from(count[len]) << (max - len)).sum();
+    while total > 1 << max {
+        count[max] -= 1;
+        if let Some(len) = (1..max).rev().find(|&len| count[len] > 0) {
+            count[len] -= 1;
+            count[len + 1] += 2;
+        }
+        total -= 1;
+    }
+    // The rarest symbols (the leaves come rarest first) take the longest codes.
+    let mut leaves = leaves.iter();
+    for len in (1..=max).rev() {
+        for &(_, symbol) in leaves.by_ref().take(count[len] as usize) {
+            lens[symbol] = len as u8;
         }
     }
+    lens
 }
 
-/// Huffman code lengths with no limit (two-queue construction over the sorted leaves).
-fn unlimited(freqs: &[u32]) -> Vec<u8> {
+/// Huffman code lengths with no limit (two-queue construction over the sorted leaves):
+/// the used symbols as `(frequency, symbol)`, rarest first, and the depth of each, which
+/// falls as the leaves go (deepest first).
+fn unlimited(freqs: &[u32]) -> (Vec<(u32, usize)>, Vec<u8>) {
     let mut leaves: Vec<(u32, usize)> =
         freqs.iter().enumerate().filter(|(_, &f)| f > 0).map(|(s, &f)| (f, s)).collect();
-    let mut lens = vec![0u8; freqs.len()];
     match leaves.len() {
-        0 => return lens,
-        1 => {
-            lens[leaves[0].1] = 1;
-            return lens;
-        }
+        0 => return (leaves, Vec::new()),
+        1 => return (leaves, vec![1]),
         _ => {}
     }
     leaves.sort_unstable();
@@ -68,10 +90,8 @@ fn unlimited(freqs: &[u32]) -> Vec<u8> {
     for node in (0..2 * n - 2).rev() {
         depth[node] = depth[parent[node]].saturating_add(1);
     }
-    for (i, &(_, symbol)) in leaves.iter().enumerate() {
-        lens[symbol] = depth[i];
-    }
-    lens
+    depth.truncate(n);
+    (leaves, depth)
 }
 
 /// The canonical codes for `lens` (RFC 1951, 3.2.2), bit-reversed so they can be written
@@ -123,9 +143,17 @@ mod tests {
             (vec![0, 0, 7, 0], 15),
             (vec![0; 19], 7),
             ((0..286).map(|i| (i * 7919 % 1000) as u32).collect(), 15),
+            // As a block's counts are: a few symbols used millions of times, the rest once.
+            ((0..286).map(|i| if i % 40 == 0 { 3_000_000 + i } else { 1 + i % 3 }).collect(), 15),
+            ((0..32).map(|i| 1u32 << i).collect(), 15),
         ] {
             let lens = lengths(&freqs, limit);
             assert!(lens.iter().all(|&l| l <= limit), "{lens:?}");
+            for (i, j) in (0..freqs.len()).flat_map(|i| (0..freqs.len()).map(move |j| (i, j))) {
+                if freqs[i] > freqs[j] && freqs[j] > 0 {
+                    assert!(lens[i] <= lens[j], "symbol {i} is commoner than {j} but has the longer code: {lens:?}");
+                }
+            }
             assert!(freqs.iter().zip(&lens).all(|(&f, &l)| f == 0 || l > 0), "every used symbol has a code");
             assert!((kraft(&lens) - 1.0).abs() < 1e-12, "complete: {lens:?}");
         }
