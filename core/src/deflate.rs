@@ -71,16 +71,6 @@ fn dist_code(dist: usize) -> usize {
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
     let mut i = 0;
-    // Sixteen bytes a step while they last (lines share most of their bytes), then eight.
-    while i + 16 <= n {
-        let low = word(&a[i..i + 8]) ^ word(&b[i..i + 8]);
-        let high = word(&a[i + 8..i + 16]) ^ word(&b[i + 8..i + 16]);
-        if low | high != 0 {
-            let differ = if low != 0 { low.trailing_zeros() } else { 64 + high.trailing_zeros() };
-            return i + (differ / 8) as usize;
-        }
-        i += 16;
-    }
     while i + 8 <= n {
         let differ = word(&a[i..i + 8]) ^ word(&b[i..i + 8]);
         if differ != 0 {

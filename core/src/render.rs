@@ -290,7 +290,13 @@ struct Heads {
 impl Heads {
     fn new(scrape: &Scrape<'_>) -> Self {
         let pieces = scrape.pods.iter().map(|p| 1 + p.containers.len()).sum();
-        let mut heads = Heads { text: String::new(), ends: Vec::with_capacity(pieces) };
+        // `namespace="",pod=""` and `container=""` are 19 and 12 bytes, before escaping.
+        let bytes = scrape
+            .pods
+            .iter()
+            .map(|p| 19 + p.namespace.len() + p.name.len() + p.containers.iter().map(|c| 12 + c.name.len()).sum::<usize>())
+            .sum();
+        let mut heads = Heads { text: String::with_capacity(bytes), ends: Vec::with_capacity(pieces) };
         for pod in &scrape.pods {
             push_label(&mut heads.text, &NAMESPACE, pod.namespace);
             heads.text.push(',');
