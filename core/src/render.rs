@@ -294,7 +294,9 @@ impl Heads {
         let bytes = scrape
             .pods
             .iter()
-            .map(|p| 19 + p.namespace.len() + p.name.len() + p.containers.iter().map(|c| 12 + c.name.len()).sum::<usize>())
+            .map(|p| {
+                19 + p.namespace.len() + p.name.len() + p.containers.iter().map(|c| 12 + c.name.len()).sum::<usize>()
+            })
             .sum();
         let mut heads = Heads { text: String::with_capacity(bytes), ends: Vec::with_capacity(pieces) };
         for pod in &scrape.pods {
