@@ -583,6 +583,29 @@ mod tests {
     }
 
     #[test]
+    fn round_trips_blocks_whose_codes_must_be_cut_to_15_bits() {
+        // Lines of literals, byte k drawn with chance 2^-(k+1): a block's counts halve from
+        // one byte to the next, so the next block's unlimited code would be a chain over
+        // them (and the once-used rest below it) far deeper than 15 bits.
+        let alphabet = b"etaoinshrdlucmfwypvbgkqjxz";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut text = Vec::new();
+        while text.len() < 1_000_000 {
+            for _ in 0..99 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                text.push(alphabet[(x.trailing_zeros() as usize).min(alphabet.len() - 1)]);
+            }
+            text.push(b'\n');
+        }
+        let packed = deflate(&text, 4096);
+        // Blocks of 64 KiB after the first: several have codes built from such counts.
+        assert!(packed.len() > 3 * BLOCK_BYTES, "{} bytes", packed.len());
+        assert_eq!(inflate(&packed), text);
+    }
+
+    #[test]
     fn round_trips_whatever_the_text_and_however_it_is_split() {
         let long_line: Vec<u8> = random(7, 100_000, b"ab\"");
         let mut cases: Vec<Vec<u8>> = vec![

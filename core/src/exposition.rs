@@ -372,7 +372,8 @@ impl Family<'_> {
     }
 
     /// [`Family::sample_with`], with the first labels already escaped and written as
-    /// `name="value"` pieces (joined with commas here). Their names must be valid, unique
+    /// `name="value"` pieces (joined with commas here), and the value a quantity, written
+    /// from its digits (see [`write_quantity`]). The labels' names must be valid, unique
     /// and none of the block's.
     pub(crate) fn sample_escaped(
         &mut self,
@@ -513,21 +514,21 @@ enum Value {
 }
 
 /// A quantity in units as [`write_value`] writes its [`Quantity::as_f64`], the bytes alike,
-/// from its digits where that is sure (positive, at least 10^-5, with at most 15
-/// significant digits, which a double keeps: its shortest decimal is then the quantity's
-/// own), and by [`write_value`] otherwise.
+/// from its digits where that is sure, and by [`write_value`] otherwise. Sure are: whole
+/// units below 2^64 nano-units (about 1.8e10 units, which `write_value` too writes as an
+/// integer), and fractions of 10^-5 and up with at most 15 significant digits, which a
+/// double keeps, so that its shortest decimal is the quantity's own.
 fn write_quantity(out: &mut String, q: Quantity) {
     const NANOS: u64 = 1_000_000_000;
-    const MAX_WHOLE: u64 = 1_000_000_000_000_000; // 10^15 units, as write_value's
-    const MAX_NANOS: u64 = 1_000_000_000_000_000; // 10^15 nano-units: 15 digits
-    const MIN_NANOS: u64 = 10_000; // 10^-5 units: smaller ones take an exponent
+    const FIFTEEN_DIGITS: u64 = 1_000_000_000_000_000; // nano-units
+    const FIXED_FROM: u64 = 10_000; // 10^-5 units: below, zmij writes an exponent
     let Ok(n) = u64::try_from(q.nanos()) else { return write_value(out, q.as_f64()) };
     let (units, mut frac) = (n / NANOS, n % NANOS);
-    if frac == 0 && units < MAX_WHOLE {
+    if frac == 0 {
         out.push_str(itoa::Buffer::new().format(units));
         return;
     }
-    if !(MIN_NANOS..MAX_NANOS).contains(&n) {
+    if !(FIXED_FROM..FIFTEEN_DIGITS).contains(&n) {
         return write_value(out, q.as_f64());
     }
     out.push_str(itoa::Buffer::new().format(units));

@@ -3,7 +3,8 @@
 
 /// Code lengths for `freqs`, none longer than `max_len`: a complete prefix code over the
 /// symbols that occur. Fewer than two symbols that occur are padded to two (symbols 0 and
-/// 1 first), so every decoder accepts the code.
+/// 1 first), so every decoder accepts the code. `max_len` is deflate's (15, or 7 for the
+/// code-length code), which leaves room for every symbol (at most 2^max_len).
 pub(crate) fn lengths(freqs: &[u32], max_len: u8) -> Vec<u8> {
     let mut freqs: Vec<u32> = freqs.to_vec();
     let mut used = freqs.iter().filter(|&&f| f > 0).count();
@@ -13,6 +14,7 @@ pub(crate) fn lengths(freqs: &[u32], max_len: u8) -> Vec<u8> {
             used += 1;
         }
     }
+    debug_assert!((1..=15).contains(&max_len) && used <= 1 << max_len, "{used} symbols in {max_len} bits");
     let (leaves, depths) = unlimited(&freqs);
     let mut lens = vec![0u8; freqs.len()];
     let deepest = depths.iter().copied().max().unwrap_or(0);
@@ -30,7 +32,9 @@ pub(crate) fn lengths(freqs: &[u32], max_len: u8) -> Vec<u8> {
     }
     // ...which over-fills the code (Kraft's sum, in units of 2^-max, is past 2^max). Each
     // step takes one code of `max_len` away and splits the deepest shorter one in two, a
-    // level down: the sum falls by one, the number of codes stays.
+    // level down: the sum falls by one, the number of codes stays. It takes as many steps
+    // as the lifted codes outnumber the tree's nodes at `max_len`, and each lifted pair had
+    // such a node above it, so `max_len` never runs out of codes to give.
     let mut total: u64 = (1..=max).map(|len| u64::from(count[len]) << (max - len)).sum();
     while total > 1 << max {
         count[max] -= 1;
@@ -52,7 +56,7 @@ pub(crate) fn lengths(freqs: &[u32], max_len: u8) -> Vec<u8> {
 
 /// Huffman code lengths with no limit (two-queue construction over the sorted leaves):
 /// the used symbols as `(frequency, symbol)`, rarest first, and the depth of each, which
-/// falls as the leaves go (deepest first).
+/// never rises as the leaves go (both queues are taken first in, first out).
 fn unlimited(freqs: &[u32]) -> (Vec<(u32, usize)>, Vec<u8>) {
     let mut leaves: Vec<(u32, usize)> =
         freqs.iter().enumerate().filter(|(_, &f)| f > 0).map(|(s, &f)| (f, s)).collect();
@@ -137,26 +141,42 @@ mod tests {
             fib.push(fib[n - 1] + fib[n - 2]);
         }
         for (freqs, limit) in [
-            (fib.clone(), 15u8),
-            (fib.clone(), 7),
-            (vec![5, 0, 0, 9, 1, 0, 3], 15),
+            (vec![5, 0, 0, 9, 1, 0, 3], 15u8),
             (vec![0, 0, 7, 0], 15),
             (vec![0; 19], 7),
             ((0..286).map(|i| (i * 7919 % 1000) as u32).collect(), 15),
-            // As a block's counts are: a few symbols used millions of times, the rest once.
+            // As a block's counts are: a few symbols used millions of times, the rest 1-3.
             ((0..286).map(|i| if i % 40 == 0 { 3_000_000 + i } else { 1 + i % 3 }).collect(), 15),
-            ((0..32).map(|i| 1u32 << i).collect(), 15),
         ] {
-            let lens = lengths(&freqs, limit);
-            assert!(lens.iter().all(|&l| l <= limit), "{lens:?}");
-            for (i, j) in (0..freqs.len()).flat_map(|i| (0..freqs.len()).map(move |j| (i, j))) {
-                if freqs[i] > freqs[j] && freqs[j] > 0 {
-                    assert!(lens[i] <= lens[j], "symbol {i} is commoner than {j} but has the longer code: {lens:?}");
-                }
-            }
-            assert!(freqs.iter().zip(&lens).all(|(&f, &l)| f == 0 || l > 0), "every used symbol has a code");
-            assert!((kraft(&lens) - 1.0).abs() < 1e-12, "complete: {lens:?}");
+            check(&freqs, limit);
         }
+        // Trees deeper than the limit, which the lengths must be lifted and split to fit.
+        for (freqs, limit) in [
+            (fib.clone(), 15u8),
+            (fib.clone(), 7),
+            ((0..32).map(|i| 1u32 << i).collect(), 15),
+            // Twenty symbols each twice as common as the next, and 266 used once (a block
+            // whose literals are mostly a few bytes: 29 deep).
+            ((0..286).map(|i| if i < 20 { 1u32 << (31 - i) } else { 1 }).collect(), 15),
+        ] {
+            let deepest = unlimited(&freqs).1.into_iter().max().unwrap_or(0);
+            assert!(deepest > limit, "{deepest} deep: the case no longer needs lifting");
+            check(&freqs, limit);
+        }
+    }
+
+    /// The lengths for `freqs` are within `limit`, give every used symbol a code, make a
+    /// complete code, and never give a commoner symbol the longer code.
+    fn check(freqs: &[u32], limit: u8) {
+        let lens = lengths(freqs, limit);
+        assert!(lens.iter().all(|&l| l <= limit), "{lens:?}");
+        for (i, j) in (0..freqs.len()).flat_map(|i| (0..freqs.len()).map(move |j| (i, j))) {
+            if freqs[i] > freqs[j] && freqs[j] > 0 {
+                assert!(lens[i] <= lens[j], "symbol {i} is commoner than {j} but has the longer code: {lens:?}");
+            }
+        }
+        assert!(freqs.iter().zip(&lens).all(|(&f, &l)| f == 0 || l > 0), "every used symbol has a code");
+        assert!((kraft(&lens) - 1.0).abs() < 1e-12, "complete: {lens:?}");
     }
 
     #[test]

@@ -166,7 +166,8 @@ fn suffix_scale(suffix: &str) -> Result<Scale, QuantityErrorKind> {
 
 /// The quantities metrics-server writes, digits and a suffix (`"1000017n"`, `"100001Ki"`),
 /// read without the general path's wide arithmetic per digit; `None` for anything else
-/// (a sign, a fraction, an exponent or `E`, more than 19 digits), which [`parse`] reads.
+/// (a sign, a fraction, an exponent or `E`, `T` or `P`, more than 19 digits), which
+/// [`parse`] reads.
 /// Never negative: it reads no sign.
 pub(crate) fn parse_whole(input: &str) -> Option<Quantity> {
     let bytes = input.as_bytes();
@@ -178,10 +179,12 @@ pub(crate) fn parse_whole(input: &str) -> Option<Quantity> {
         value = value * 10 + u64::from(d);
         digits += 1;
     }
+    if digits == 0 {
+        return None;
+    }
     // The power of ten that makes nano-units, and of two. A fraction, an exponent, `E`
     // (which reads as one), `T` and `P` (past 10^19) are the general path's.
     let (pow10, pow2) = match &bytes[digits..] {
-        _ if digits == 0 => return None,
         b"n" => (0, 0),
         b"u" => (3, 0),
         b"m" => (6, 0),

@@ -290,12 +290,15 @@ struct Heads {
 impl Heads {
     fn new(scrape: &Scrape<'_>) -> Self {
         let pieces = scrape.pods.iter().map(|p| 1 + p.containers.len()).sum();
-        // `namespace="",pod=""` and `container=""` are 19 and 12 bytes, before escaping.
+        // `namespace="",pod=""` and `container=""`, before escaping.
+        let (pod_head, container_head) =
+            (NAMESPACE.as_str().len() + POD.as_str().len() + 7, CONTAINER.as_str().len() + 3);
         let bytes = scrape
             .pods
             .iter()
             .map(|p| {
-                19 + p.namespace.len() + p.name.len() + p.containers.iter().map(|c| 12 + c.name.len()).sum::<usize>()
+                let containers: usize = p.containers.iter().map(|c| container_head + c.name.len()).sum();
+                pod_head + p.namespace.len() + p.name.len() + containers
             })
             .sum();
         let mut heads = Heads { text: String::with_capacity(bytes), ends: Vec::with_capacity(pieces) };
