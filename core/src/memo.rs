@@ -225,8 +225,22 @@ impl Round {
             if k == 0 && batch.len() == scrape.pods.len() {
                 return Cow::Borrowed(scrape);
             }
+            // The batch's pods, each with its containers, laid out afresh.
+            let mut containers = Vec::new();
+            let pods = batch
+                .iter()
+                .filter_map(|&i| scrape.pods.get(i))
+                .map(|p| {
+                    let start = containers.len();
+                    containers.extend_from_slice(scrape.containers_of(p));
+                    let mut pod = p.clone();
+                    pod.containers = start..containers.len();
+                    pod
+                })
+                .collect::<Vec<PodSample<'a>>>();
             Cow::Owned(Scrape {
-                pods: batch.iter().filter_map(|&i| scrape.pods.get(i).cloned()).collect::<Vec<PodSample<'a>>>(),
+                pods,
+                containers,
                 nodes: if k == 0 { scrape.nodes.clone() } else { Vec::new() },
                 errors: Vec::new(),
             })
@@ -535,6 +549,16 @@ mod tests {
             // A pod at a time, the smallest batches there are.
             let mut fresh = Prepared::default();
             for (k, batch) in round.batches(&scrape, 1).enumerate() {
+                for p in &batch.pods {
+                    let same = |w: &&PodSample<'_>| (w.namespace, w.name) == (p.namespace, p.name);
+                    let whole = scrape.pods.iter().find(same).expect("a pod of the scrape");
+                    assert_eq!(
+                        batch.containers_of(p),
+                        scrape.containers_of(whole),
+                        "a batch's pod keeps its containers"
+                    );
+                    assert!(!batch.containers_of(p).is_empty() || whole.containers.is_empty());
+                }
                 let enrichment = Probe.enrich(&batch, &round.cluster(cluster)).await.expect("enrich");
                 let prepared = prepare(&batch, &[&enrichment]);
                 fresh.pods.extend(prepared.pods);

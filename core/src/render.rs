@@ -200,7 +200,7 @@ pub fn write_families(
                     let block = pod_labels(i).block();
                     let ts = timestamp_ms(pod.timestamp, stamps);
                     let head = pieces.next_piece();
-                    for c in &pod.containers {
+                    for c in scrape.containers_of(pod) {
                         let value = if cpu { c.cpu } else { c.memory };
                         f.sample_escaped(&[head, pieces.next_piece()], block, value, ts);
                     }
@@ -249,7 +249,7 @@ pub fn write_families(
                     let extra = pod_labels(i);
                     let (node, ip) = (extra.node.as_deref().unwrap_or(""), extra.ip.as_deref().unwrap_or(""));
                     let ts = timestamp_ms(pod.timestamp, stamps);
-                    for c in &pod.containers {
+                    for c in scrape.containers_of(pod) {
                         let labels = [
                             (&NODE, node),
                             (&POD, pod.name),
@@ -297,7 +297,7 @@ impl Heads {
             .pods
             .iter()
             .map(|p| {
-                let containers: usize = p.containers.iter().map(|c| container_head + c.name.len()).sum();
+                let containers: usize = scrape.containers_of(p).iter().map(|c| container_head + c.name.len()).sum();
                 pod_head + p.namespace.len() + p.name.len() + containers
             })
             .sum();
@@ -307,7 +307,7 @@ impl Heads {
             heads.text.push(',');
             push_label(&mut heads.text, &POD, pod.name);
             heads.ends.push(heads.text.len());
-            for c in &pod.containers {
+            for c in scrape.containers_of(pod) {
                 push_label(&mut heads.text, &CONTAINER, c.name);
                 heads.ends.push(heads.text.len());
             }
@@ -356,7 +356,7 @@ fn estimate<'p>(
         .enumerate()
         .map(|(i, p)| {
             let base = p.namespace.len() + p.name.len() + 20 + pod_labels(i).block.len() + PER_SERIES;
-            let containers: usize = p.containers.iter().map(|c| base + c.name.len() + 13).sum();
+            let containers: usize = scrape.containers_of(p).iter().map(|c| base + c.name.len() + 13).sum();
             2 * containers + 2 * base
         })
         .sum();

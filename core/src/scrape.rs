@@ -7,6 +7,7 @@
 //! duplicates are dropped (and reported) so no series is written twice.
 
 use std::fmt;
+use std::ops::Range;
 
 use crate::duration::GoDuration;
 use crate::model::{NodeMetricsList, PodMetrics, PodMetricsList, Str, Usage};
@@ -36,19 +37,22 @@ pub struct PodSample<'a> {
     pub timestamp: Option<&'a str>,
     /// The sampling window.
     pub window: Option<GoDuration>,
-    /// Per-container usage, sorted by name.
-    pub containers: Vec<ContainerSample<'a>>,
+    /// Where its containers' usage lies in [`Scrape::containers`] (see
+    /// [`Scrape::containers_of`]), sorted by name: one buffer for every pod's, not one each.
+    pub containers: Range<usize>,
+    cpu: Quantity,
+    memory: Quantity,
 }
 
 impl PodSample<'_> {
     /// The pod's CPU: the exact sum over its containers.
     pub fn cpu(&self) -> Quantity {
-        self.containers.iter().fold(Quantity::ZERO, |sum, c| sum.saturating_add(c.cpu))
+        self.cpu
     }
 
     /// The pod's memory working set: the exact sum over its containers.
     pub fn memory(&self) -> Quantity {
-        self.containers.iter().fold(Quantity::ZERO, |sum, c| sum.saturating_add(c.memory))
+        self.memory
     }
 }
 
@@ -89,6 +93,8 @@ impl fmt::Display for ItemError {
 pub struct Scrape<'a> {
     /// Pods, sorted by `(namespace, name)`, unique.
     pub pods: Vec<PodSample<'a>>,
+    /// The pods' containers, each pod's together, in the order of [`Scrape::pods`].
+    pub containers: Vec<ContainerSample<'a>>,
     /// Nodes, sorted by name, unique.
     pub nodes: Vec<NodeSample<'a>>,
     /// Items that were dropped.
@@ -137,16 +143,37 @@ impl LastWindow {
     }
 }
 
-fn pod_sample<'a>(item: &'a PodMetrics<'a>, last_window: &mut LastWindow) -> Result<PodSample<'a>, String> {
+/// The pod `item`, its containers appended to `all` (and taken away again if it fails).
+fn pod_sample<'a>(
+    item: &'a PodMetrics<'a>,
+    last_window: &mut LastWindow,
+    all: &mut Vec<ContainerSample<'a>>,
+) -> Result<PodSample<'a>, String> {
+    let start = all.len();
+    let sample = pod_sample_into(item, last_window, all, start);
+    if sample.is_err() {
+        all.truncate(start);
+    }
+    sample
+}
+
+fn pod_sample_into<'a>(
+    item: &'a PodMetrics<'a>,
+    last_window: &mut LastWindow,
+    all: &mut Vec<ContainerSample<'a>>,
+    start: usize,
+) -> Result<PodSample<'a>, String> {
     let meta = &item.metadata;
     let namespace = meta.namespace.as_deref().filter(|s| !s.is_empty()).ok_or("no namespace")?;
     let name = meta.name.as_deref().filter(|s| !s.is_empty()).ok_or("no name")?;
-    let mut containers = Vec::with_capacity(item.containers.len());
+    let (mut cpu, mut memory) = (Quantity::ZERO, Quantity::ZERO);
     for c in &item.containers {
         let cname = c.name.as_deref().filter(|s| !s.is_empty()).ok_or("a container has no name")?;
-        let (cpu, memory) = usage(&c.usage).map_err(|e| format!("container {cname}: {e}"))?;
-        containers.push(ContainerSample { name: cname, cpu, memory });
+        let (c_cpu, c_memory) = usage(&c.usage).map_err(|e| format!("container {cname}: {e}"))?;
+        (cpu, memory) = (cpu.saturating_add(c_cpu), memory.saturating_add(c_memory));
+        all.push(ContainerSample { name: cname, cpu: c_cpu, memory: c_memory });
     }
+    let containers = &mut all[start..];
     // Often in order already, and then none is there twice: one pass to see.
     if !containers.is_sorted_by(|a, b| a.name < b.name) {
         containers.sort_unstable_by(|a, b| a.name.cmp(b.name));
@@ -160,7 +187,9 @@ fn pod_sample<'a>(item: &'a PodMetrics<'a>, last_window: &mut LastWindow) -> Res
         labels: meta.labels.as_deref(),
         timestamp: item.timestamp.as_deref(),
         window: last_window.parse(&item.window)?,
-        containers,
+        containers: start..all.len(),
+        cpu,
+        memory,
     })
 }
 
@@ -212,13 +241,15 @@ impl<'a> Scrape<'a> {
         let mut failed: Vec<(usize, ItemError)> = Vec::new();
         let mut twice = Vec::new();
         let mut pod_samples: Vec<PodSample<'a>> = Vec::with_capacity(order.len());
+        let mut containers = Vec::with_capacity(order.iter().map(|&i| pods.items[i].containers.len()).sum());
         let mut last_window = LastWindow::default();
         for i in order.into_iter().chain(unnamed) {
             let item = &pods.items[i];
-            match pod_sample(item, &mut last_window) {
+            match pod_sample(item, &mut last_window, &mut containers) {
                 Ok(p)
                     if pod_samples.last().is_some_and(|last| (last.namespace, last.name) == (p.namespace, p.name)) =>
                 {
+                    containers.truncate(p.containers.start);
                     twice.push(ItemError {
                         resource: "pod",
                         object: format!("{}/{}", p.namespace, p.name),
@@ -256,7 +287,12 @@ impl<'a> Scrape<'a> {
         node_samples.sort_by(|a, b| a.name.cmp(b.name));
         dedup(&mut node_samples, |n| n.name, &mut errors, "node", |n| n.name.to_owned());
 
-        Scrape { pods: pod_samples, nodes: node_samples, errors }
+        Scrape { pods: pod_samples, containers, nodes: node_samples, errors }
+    }
+
+    /// The containers of `pod` (one of [`Scrape::pods`]), sorted by name.
+    pub fn containers_of(&self, pod: &PodSample<'_>) -> &[ContainerSample<'a>] {
+        self.containers.get(pod.containers.clone()).unwrap_or_default()
     }
 
     /// The index of a pod in [`Scrape::pods`], by `(namespace, name)`.
@@ -386,7 +422,7 @@ mod tests {
         let s = Scrape::new(&pods, &nodes);
         let names: Vec<_> = s.pods.iter().map(|p| (p.namespace, p.name)).collect();
         assert_eq!(names, [("x", "a"), ("x", "b")]);
-        assert_eq!(s.pods[0].containers.iter().map(|c| c.name).collect::<Vec<_>>(), ["y", "z"]);
+        assert_eq!(s.containers_of(&s.pods[0]).iter().map(|c| c.name).collect::<Vec<_>>(), ["y", "z"]);
         assert_eq!(s.pods[0].cpu().as_f64(), 3.0);
         assert_eq!(s.pods[1].window, Some("30s".parse().expect("dur")));
         assert_eq!(s.nodes.iter().map(|n| n.name).collect::<Vec<_>>(), ["n1", "n2"]);
@@ -407,6 +443,40 @@ mod tests {
     }
 
     #[test]
+    fn the_containers_of_dropped_pods_leave_the_shared_buffer() {
+        let c = |name: &str, cpu: &str| format!(r#"{{"name":"{name}","usage":{{"cpu":"{cpu}","memory":"1Ki"}}}}"#);
+        let pod = |name: &str, containers: &[String]| {
+            format!(r#"{{"metadata":{{"name":"{name}","namespace":"x"}},"containers":[{}]}}"#, containers.join(","))
+        };
+        let items = [
+            pod("a", &[c("a1", "1m"), c("a2", "2m")]),
+            // Fails at its second container, after the first was laid out.
+            pod("b", &[c("b1", "1m"), c("b2", "two")]),
+            pod("c", &[c("c1", "3m")]),
+            // The second of two "c": dropped, its container with it.
+            pod("c", &[c("c9", "9m")]),
+            pod("d", &[c("d2", "5m"), c("d1", "4m")]),
+        ];
+        let (pods, nodes) = lists(&format!(r#"{{"items":[{}]}}"#, items.join(",")), r#"{"items":[]}"#);
+        let s = Scrape::new(&pods, &nodes);
+        let kept: Vec<_> = s
+            .pods
+            .iter()
+            .map(|p| (p.name, s.containers_of(p).iter().map(|c| c.name).collect::<Vec<_>>(), p.cpu().to_string()))
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("a", vec!["a1", "a2"], "3000000n".to_owned()),
+                ("c", vec!["c1"], "3000000n".to_owned()),
+                ("d", vec!["d1", "d2"], "9000000n".to_owned()),
+            ]
+        );
+        assert_eq!(s.containers.len(), 5, "only the kept pods' containers: {:?}", s.containers);
+        assert_eq!(s.errors.len(), 2, "{:?}", s.errors);
+    }
+
+    #[test]
     fn a_container_listed_twice_drops_its_pod() {
         let c = |name: &str| format!(r#"{{"name":"{name}","usage":{{"cpu":"1m","memory":"1Ki"}}}}"#);
         let pod = |name: &str, containers: &[&str]| {
@@ -422,7 +492,7 @@ mod tests {
         let (pods, nodes) = lists(&format!(r#"{{"items":[{}]}}"#, items.join(",")), r#"{"items":[]}"#);
         let s = Scrape::new(&pods, &nodes);
         let kept: Vec<_> =
-            s.pods.iter().map(|p| (p.name, p.containers.iter().map(|c| c.name).collect::<Vec<_>>())).collect();
+            s.pods.iter().map(|p| (p.name, s.containers_of(p).iter().map(|c| c.name).collect::<Vec<_>>())).collect();
         assert_eq!(kept, [("in-order", vec!["a", "b", "c"]), ("out-of-order", vec!["a", "b", "c"])]);
         let errors: Vec<String> = s.errors.iter().map(ToString::to_string).collect();
         assert_eq!(
