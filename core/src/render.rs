@@ -215,8 +215,9 @@ pub fn write_families(
                 let mut pieces = heads.pieces();
                 for (i, pod) in scrape.pods.iter().enumerate() {
                     let head = pieces.next_piece();
-                    pieces.skip(pod.containers.len());
-                    if pod.containers.is_empty() {
+                    let containers = scrape.containers_of(pod);
+                    pieces.skip(containers.len());
+                    if containers.is_empty() {
                         continue;
                     }
                     let ts = timestamp_ms(pod.timestamp, stamps);
@@ -289,7 +290,7 @@ struct Heads {
 
 impl Heads {
     fn new(scrape: &Scrape<'_>) -> Self {
-        let pieces = scrape.pods.iter().map(|p| 1 + p.containers.len()).sum();
+        let pieces = scrape.pods.iter().map(|p| 1 + scrape.containers_of(p).len()).sum();
         // `namespace="",pod=""` and `container=""`, before escaping.
         let (pod_head, container_head) =
             (NAMESPACE.as_str().len() + POD.as_str().len() + 7, CONTAINER.as_str().len() + 3);

@@ -37,20 +37,20 @@ pub struct PodSample<'a> {
     pub timestamp: Option<&'a str>,
     /// The sampling window.
     pub window: Option<GoDuration>,
-    /// Where its containers' usage lies in [`Scrape::containers`] (see
-    /// [`Scrape::containers_of`]), sorted by name: one buffer for every pod's, not one each.
-    pub containers: Range<usize>,
+    /// Where its containers lie in its scrape's buffer (read them with
+    /// [`Scrape::containers_of`]): one buffer for every pod's, not a `Vec` each.
+    pub(crate) containers: Range<usize>,
     cpu: Quantity,
     memory: Quantity,
 }
 
 impl PodSample<'_> {
-    /// The pod's CPU: the exact sum over its containers.
+    /// The pod's CPU: the exact sum over its containers, as checked.
     pub fn cpu(&self) -> Quantity {
         self.cpu
     }
 
-    /// The pod's memory working set: the exact sum over its containers.
+    /// The pod's memory working set: the exact sum over its containers, as checked.
     pub fn memory(&self) -> Quantity {
         self.memory
     }
@@ -93,8 +93,10 @@ impl fmt::Display for ItemError {
 pub struct Scrape<'a> {
     /// Pods, sorted by `(namespace, name)`, unique.
     pub pods: Vec<PodSample<'a>>,
-    /// The pods' containers, each pod's together, in the order of [`Scrape::pods`].
-    pub containers: Vec<ContainerSample<'a>>,
+    /// The pods' containers, each pod's together, as [`Scrape::select`] lays them out; a
+    /// pod finds its own by its range ([`Scrape::containers_of`]). Equal scrapes have them
+    /// laid out alike.
+    pub(crate) containers: Vec<ContainerSample<'a>>,
     /// Nodes, sorted by name, unique.
     pub nodes: Vec<NodeSample<'a>>,
     /// Items that were dropped.
@@ -290,8 +292,11 @@ impl<'a> Scrape<'a> {
         Scrape { pods: pod_samples, containers, nodes: node_samples, errors }
     }
 
-    /// The containers of `pod` (one of [`Scrape::pods`]), sorted by name.
+    /// The containers of `pod`, sorted by name. `pod` must be one of this scrape's
+    /// [`Scrape::pods`] (reordered or cloned, as you like): another scrape's pod would read
+    /// whatever lies where its own were.
     pub fn containers_of(&self, pod: &PodSample<'_>) -> &[ContainerSample<'a>] {
+        debug_assert!(pod.containers.end <= self.containers.len(), "a pod of another scrape");
         self.containers.get(pod.containers.clone()).unwrap_or_default()
     }
 
