@@ -131,37 +131,45 @@ struct Scale {
     pow2: u32,
 }
 
-fn suffix_scale(suffix: &str) -> Result<Scale, QuantityErrorKind> {
-    let dec = |pow10| Ok(Scale { pow10, pow2: 0 });
-    let bin = |pow2| Ok(Scale { pow10: 0, pow2 });
+/// The scale of a named suffix (`n` to `E`, `Ki` to `Ei`), for both paths. Always inlined:
+/// called, it costs the fast path a third of its instructions.
+#[inline(always)]
+fn named_scale(suffix: &[u8]) -> Option<Scale> {
+    let dec = |pow10| Some(Scale { pow10, pow2: 0 });
+    let bin = |pow2| Some(Scale { pow10: 0, pow2 });
     match suffix {
-        "n" => dec(-9),
-        "u" => dec(-6),
-        "m" => dec(-3),
-        "" => dec(0),
-        "k" => dec(3),
-        "M" => dec(6),
-        "G" => dec(9),
-        "T" => dec(12),
-        "P" => dec(15),
-        "E" => dec(18),
-        "Ki" => bin(10),
-        "Mi" => bin(20),
-        "Gi" => bin(30),
-        "Ti" => bin(40),
-        "Pi" => bin(50),
-        "Ei" => bin(60),
-        _ => {
-            let unknown = || QuantityErrorKind::UnknownSuffix(suffix.to_owned());
-            let exp = suffix.strip_prefix(['e', 'E']).ok_or_else(unknown)?;
-            let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(unknown());
-            }
-            let pow10: i32 = exp.parse().map_err(|_| QuantityErrorKind::Overflow)?;
-            dec(i64::from(pow10))
-        }
+        b"n" => dec(-9),
+        b"u" => dec(-6),
+        b"m" => dec(-3),
+        b"" => dec(0),
+        b"k" => dec(3),
+        b"M" => dec(6),
+        b"G" => dec(9),
+        b"T" => dec(12),
+        b"P" => dec(15),
+        b"E" => dec(18),
+        b"Ki" => bin(10),
+        b"Mi" => bin(20),
+        b"Gi" => bin(30),
+        b"Ti" => bin(40),
+        b"Pi" => bin(50),
+        b"Ei" => bin(60),
+        _ => None,
     }
+}
+
+fn suffix_scale(suffix: &str) -> Result<Scale, QuantityErrorKind> {
+    if let Some(scale) = named_scale(suffix.as_bytes()) {
+        return Ok(scale);
+    }
+    let unknown = || QuantityErrorKind::UnknownSuffix(suffix.to_owned());
+    let exp = suffix.strip_prefix(['e', 'E']).ok_or_else(unknown)?;
+    let digits = exp.strip_prefix(['+', '-']).unwrap_or(exp);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(unknown());
+    }
+    let pow10: i32 = exp.parse().map_err(|_| QuantityErrorKind::Overflow)?;
+    Ok(Scale { pow10: i64::from(pow10), pow2: 0 })
 }
 
 /// The quantities metrics-server writes, digits and a suffix (`"1000017n"`, `"100001Ki"`),
@@ -182,26 +190,14 @@ pub(crate) fn parse_whole(input: &str) -> Option<Quantity> {
     if digits == 0 {
         return None;
     }
-    // The power of ten that makes nano-units, and of two. A fraction, an exponent, `E`
-    // (which reads as one), `T` and `P` (past 10^19) are the general path's.
-    let (pow10, pow2) = match &bytes[digits..] {
-        b"n" => (0, 0),
-        b"u" => (3, 0),
-        b"m" => (6, 0),
-        b"" => (9, 0),
-        b"k" => (12, 0),
-        b"M" => (15, 0),
-        b"G" => (18, 0),
-        b"Ki" => (9, 10),
-        b"Mi" => (9, 20),
-        b"Gi" => (9, 30),
-        b"Ti" => (9, 40),
-        b"Pi" => (9, 50),
-        b"Ei" => (9, 60),
-        _ => return None,
-    };
+    // A fraction or an exponent is no named suffix. The power of ten that makes nano-units
+    // is 0 (`n`) to 18 (`G`), or 9 for a binary suffix; `T`, `P` and `E` (past 10^19) are
+    // the general path's.
+    let scale = named_scale(&bytes[digits..])?;
+    let pow10 = usize::try_from(scale.pow10 + 9).ok()?;
+    let pow2 = scale.pow2;
     // Below 2^64 times below 2^64: the product fits, with no check.
-    let product = u128::from(value) * u128::from(POW10[pow10]);
+    let product = u128::from(value) * u128::from(*POW10.get(pow10)?);
     let nanos = if product > MAX_NANOS >> pow2 { MAX_NANOS } else { product << pow2 };
     Some(Quantity { nanos: nanos as i128 }) // <= MAX_NANOS < i128::MAX
 }
