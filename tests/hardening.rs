@@ -70,6 +70,77 @@ async fn hardening_every_scrape_keeps_its_own_deadline() {
 }
 
 #[async_std::test]
+async fn hardening_an_absurd_scrape_timeout_is_only_a_long_one() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    let url = format!("{}/metrics", h.url);
+    // Finite and positive, so taken, but past what a deadline can hold: it once panicked the
+    // request's task, which then answered nothing.
+    for huge in ["1e19", "1e300"] {
+        let got = get(&url, &[("X-Prometheus-Scrape-Timeout-Seconds", huge)]).await;
+        assert_eq!(got.status, 200, "{huge}");
+        assert_eq!(up(&parse(&got.body), "pods"), 1.0, "{huge}");
+    }
+    assert_eq!(get(&format!("{}/healthz", h.url), &[]).await.status, 200, "still serving");
+}
+
+#[async_std::test]
+async fn hardening_connections_that_say_nothing_are_bounded() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    let addr = h.url.trim_start_matches("http://").to_owned();
+    let mut held = Vec::new();
+    for _ in 0..msp_server::MAX_CONNECTIONS {
+        held.push(async_std::net::TcpStream::connect(&addr).await.expect("connect"));
+    }
+    // Past the bound a new connection is closed at once, long before a head's 10 s.
+    let mut extra = async_std::net::TcpStream::connect(&addr).await.expect("connect");
+    let mut byte = [0u8; 1];
+    let read = async_std::future::timeout(Duration::from_secs(3), extra.read(&mut byte)).await;
+    assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "closed at once: {read:?}");
+    // The ones held are still open.
+    let read = async_std::future::timeout(Duration::from_millis(300), held[0].read(&mut byte)).await;
+    assert!(read.is_err(), "a held connection stays open until its head times out: {read:?}");
+    held.truncate(msp_server::MAX_CONNECTIONS - 5);
+    async_std::task::sleep(Duration::from_millis(200)).await;
+    assert_eq!(get(&format!("{}/healthz", h.url), &[]).await.status, 200, "served again once some closed");
+}
+
+#[async_std::test]
+async fn hardening_a_tls_handshake_that_never_comes_is_cut_off() {
+    let (_sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let pki = msp_sim::TestPki::generate().expect("pki");
+    std::fs::write(dir.join("web.crt"), &pki.server_cert_pem).expect("crt");
+    std::fs::write(dir.join("web.key"), &pki.server_key_pem).expect("key");
+    let web_yml = dir.join("web.yml");
+    std::fs::write(&web_yml, "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n").expect("web.yml");
+    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
+    let exporter = Arc::new(msp_server::build(&config).expect("build"));
+    let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let web = Arc::new(msp_server::WebConfigFile::open(web_yml).expect("web config"));
+    async_std::task::spawn(msp_server::serve_with(
+        listener,
+        msp_server::app(exporter, Some(web.clone())),
+        Default::default(),
+        Some(web),
+    ));
+    // Connected, and not a byte of a ClientHello: the server gives up as it does on a slow
+    // request head (10 s), instead of holding the connection and its task for ever.
+    let mut silent = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let read = async_std::future::timeout(Duration::from_secs(20), silent.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "still open after 20 s");
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(9), "cut off after the head's time, not before: {took:?}");
+    // A real client is served all along.
+    let tls = msp_server::client_config(msp_server::Verify::Ca { pem: pki.ca_pem.as_bytes(), what: "test CA" }, None)
+        .expect("tls");
+    let client = surf::Client::with_http_client(msp_server::Transport::new(Some(tls)));
+    let res = client.get(format!("https://localhost:{port}/healthz")).await.expect("healthz over TLS");
+    assert_eq!(u16::from(res.status()), 200);
+}
+
+#[async_std::test]
 async fn hardening_each_bad_item_costs_only_its_own_pod() {
     let good = |name: &str| {
         format!(

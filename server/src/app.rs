@@ -51,12 +51,18 @@ pub fn mount<S: Clone + Send + Sync + 'static>(
     });
 }
 
+/// The longest scrape timeout taken as given; a longer one (`1e300`, say) is read as this.
+/// Prometheus' own timeouts are seconds; the limit is only there so that no header can
+/// overflow the deadline's arithmetic.
+const MAX_SCRAPE_TIMEOUT_SECS: f64 = 24.0 * 3600.0;
+
 /// When to stop waiting for upstream, from Prometheus' scrape timeout: 80% of it (at most
 /// 0.5 s short of it), leaving time to write and send the answer.
 fn scrape_deadline(header: Option<&str>) -> Option<std::time::Instant> {
     let secs: f64 = header?.trim().parse().ok().filter(|s: &f64| s.is_finite() && *s > 0.0)?;
+    let secs = secs.min(MAX_SCRAPE_TIMEOUT_SECS);
     let budget = (secs * 0.8).max(secs - 0.5).min(secs - 0.1).max(0.05);
-    Some(std::time::Instant::now() + std::time::Duration::from_secs_f64(budget))
+    std::time::Instant::now().checked_add(std::time::Duration::from_secs_f64(budget))
 }
 
 /// A shared exposition as response bytes.
@@ -167,6 +173,22 @@ mod tests {
         let req = http_types::Request::get(format!("http://exporter.test{path}").as_str());
         let mut res: http_types::Response = app.respond(req).await.expect("respond");
         (res.status(), res.body_string().await.expect("body"))
+    }
+
+    #[test]
+    fn any_scrape_timeout_gives_a_deadline_or_none() {
+        let now = std::time::Instant::now();
+        let within = |header: &str| scrape_deadline(Some(header)).map(|d| d.saturating_duration_since(now));
+        let ten = within("10").expect("10 s");
+        assert!(ten > std::time::Duration::from_millis(9400) && ten <= std::time::Duration::from_secs(10), "{ten:?}");
+        // Finite and positive, but past what a Duration or an Instant can hold: no panic.
+        for huge in ["1e19", "1e300", "1.7976931348623157e308"] {
+            let d = within(huge).expect(huge);
+            assert!(d <= std::time::Duration::from_secs_f64(MAX_SCRAPE_TIMEOUT_SECS), "{huge}: {d:?}");
+        }
+        for none in ["0", "-1", "NaN", "inf", "ten", ""] {
+            assert!(scrape_deadline(Some(none)).is_none(), "{none:?}");
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub use logging::{init as init_logging, LogFormat};
 pub use registry::Registry;
 pub use scope::Scope;
 pub use self_metrics::Report;
-pub use serve::{serve, serve_with, signals, Shutdown};
+pub use serve::{serve, serve_with, signals, Shutdown, MAX_CONNECTIONS};
 pub use shard::{Shard, ShardError};
 pub use source::MetricsApi;
 pub use web::{WebConfig, WebConfigError, WebConfigFile};

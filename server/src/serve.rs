@@ -18,6 +18,41 @@ use futures_lite::StreamExt;
 /// How long in-flight requests get after shutdown starts.
 pub const GRACE: Duration = Duration::from_secs(4);
 
+/// Connections served at once; past it a new one is closed as soon as it is accepted. Each
+/// holds its buffers (80 KiB) and a file descriptor, so without a bound a client opening
+/// connections and sending nothing could spend them all. Prometheus keeps its connection
+/// open between scrapes, so it is seldom the one turned away.
+pub const MAX_CONNECTIONS: usize = 512;
+
+/// One connection counted in [`serve_with`]'s open connections, until it is dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Connections turned away at [`MAX_CONNECTIONS`], logged at most once a second.
+#[derive(Default)]
+struct Refused {
+    last_log: Option<Instant>,
+    suppressed: u64,
+}
+
+impl Refused {
+    fn note(&mut self) {
+        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            let more = if self.suppressed > 0 { format!(" ({} more since)", self.suppressed) } else { String::new() };
+            log::warn!("{MAX_CONNECTIONS} connections open: closed a new one{more}");
+            self.last_log = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+        }
+    }
+}
+
 /// Set to stop serving; [`signals`] sets it on SIGTERM and SIGINT.
 #[derive(Debug, Clone, Default)]
 pub struct Shutdown(Arc<AtomicBool>);
@@ -117,6 +152,8 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
     web: Option<Arc<WebConfigFile>>,
 ) -> std::io::Result<()> {
     let in_flight = Arc::new(AtomicUsize::new(0));
+    let open = Arc::new(AtomicUsize::new(0));
+    let mut refused = Refused::default();
     let mut errors = AcceptErrors::default();
     let mut incoming = listener.incoming();
     loop {
@@ -135,18 +172,34 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
                 continue;
             }
         };
+        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            refused.note();
+            drop(stream);
+            continue;
+        }
+        open.fetch_add(1, Ordering::SeqCst);
+        let guard = Open(open.clone());
         let (app, in_flight) = (app.clone(), in_flight.clone());
         let tls = web.as_ref().and_then(|w| w.current()).and_then(|c| c.tls.clone());
         async_std::task::spawn(async move {
+            let _open = guard;
             let _ = stream.set_nodelay(true);
             match tls {
-                Some(tls) => match futures_rustls::TlsAcceptor::from(tls).accept(stream).await {
-                    Ok(tls) => {
+                // A handshake gets the time a request head gets: a client that connects and
+                // says nothing must not hold the connection.
+                Some(tls) => match async_std::future::timeout(
+                    Limits::default().head,
+                    futures_rustls::TlsAcceptor::from(tls).accept(stream),
+                )
+                .await
+                {
+                    Ok(Ok(tls)) => {
                         let verified = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
                         let shared = async_dup::Arc::new(async_dup::Mutex::new(tls));
                         connection(shared, app, in_flight, verified, "https").await
                     }
-                    Err(e) => log::debug!("TLS handshake: {e}"),
+                    Ok(Err(e)) => log::debug!("TLS handshake: {e}"),
+                    Err(_) => log::debug!("TLS handshake: not done within {:?}", Limits::default().head),
                 },
                 None => connection(stream, app, in_flight, false, "http").await,
             }
