@@ -1,6 +1,7 @@
 //! Issue 12, [apiserver]: a good citizen of real API servers: paginated lists, 429 and
 //! `Retry-After`, a `User-Agent`, exec credential plugins, one connection.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use msp_sim::{Fault, Route, SimCluster};
@@ -57,6 +58,81 @@ async fn apiserver_initial_lists_are_paged_and_the_watch_starts_from_the_list() 
 }
 
 #[async_std::test]
+async fn apiserver_an_empty_metadata_only_list_says_null_and_still_syncs() {
+    // Pods owned by Jobs that are gone (the Job deleted, its pods not yet): the Job cache
+    // starts, and the API server answers its metadata-only list with `"items": null`, as the
+    // simulator does. That once failed every time: the cache never synced, /readyz stayed
+    // 503 and every pod lost its owner labels.
+    let mut cluster = SimCluster::demo();
+    assert!(!cluster.jobs.is_empty());
+    cluster.jobs.clear();
+    let h = start(cluster, |_| {}).await;
+    let s = scrape_until(&h, Duration::from_secs(20), |s| {
+        s.iter().any(|x| {
+            x.name == "kube_metrics_server_pod_cpu_usage_cores" && x.label("workload_kind") == Some("Deployment")
+        })
+    })
+    .await;
+    let requests = h.sim.state().requests.clone();
+    let jobs: Vec<&(String, u16)> = requests.iter().filter(|(p, _)| p.starts_with("/apis/batch/v1/jobs")).collect();
+    assert!(jobs.iter().any(|(p, code)| !p.contains("watch=") && *code == 200), "{jobs:?}");
+    assert!(jobs.iter().any(|(p, _)| p.contains("watch=1")), "listed, so watching: {jobs:?}");
+    let ready = get(&format!("{}/readyz", h.url), &[]).await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ok\n"));
+    let errors: f64 = s.iter().filter(|x| x.name == "kube_metrics_server_enricher_errors_total").map(|x| x.value).sum();
+    assert_eq!(errors, 0.0, "the owner enricher never failed");
+}
+
+/// The watch requests on `route` so far.
+fn watches(h: &Harness, prefix: &str) -> usize {
+    h.sim.state().requests.iter().filter(|(p, _)| p.starts_with(prefix) && p.contains("watch=1")).count()
+}
+
+#[async_std::test]
+async fn apiserver_watches_cut_off_at_once_are_retried_with_backoff() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    scrape(&h).await;
+    h.sim.state().faults.insert(Route::Nodes, Fault::WatchBody(Arc::new(Vec::new())));
+    h.sim.drop_watches();
+    let before = watches(&h, "/api/v1/nodes?");
+    async_std::task::sleep(Duration::from_secs(4)).await;
+    let during = watches(&h, "/api/v1/nodes?") - before;
+    // Backing off from 0.2 s, doubling: about five in 4 s. Without a pause, thousands.
+    assert!((2..=10).contains(&during), "{during} node watches in 4 s");
+    // The cache still serves what it listed.
+    let s = parse(&scrape(&h).await);
+    assert!(s.iter().any(|x| x.name == "kube_metrics_server_node_cpu_usage_cores"
+        && x.label("label_topology_kubernetes_io_zone").is_some()));
+}
+
+#[async_std::test]
+async fn apiserver_a_watch_that_fails_on_the_same_event_relists() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    scrape(&h).await;
+    // Every watch fails on the same line (not UTF-8), as it would on one event too long:
+    // re-watching from the same resourceVersion would meet it for ever.
+    h.sim
+        .state()
+        .faults
+        .insert(Route::Nodes, Fault::WatchBody(Arc::new(b"{\"type\":\"ADDED\",\"x\":\"\xff\xfe\"}\n".to_vec())));
+    let lists = h.sim.lists("/api/v1/nodes?");
+    h.sim.drop_watches();
+    let started = Instant::now();
+    while h.sim.lists("/api/v1/nodes?") == lists {
+        assert!(started.elapsed() < Duration::from_secs(15), "no re-list after failed watches");
+        async_std::task::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(watches(&h, "/api/v1/nodes?") >= 3);
+    let s = parse(&scrape(&h).await);
+    let errors: f64 = s
+        .iter()
+        .filter(|x| x.name == "kube_metrics_server_watch_errors_total" && x.label("resource") == Some("nodes"))
+        .map(|x| x.value)
+        .sum();
+    assert!(errors >= 3.0, "each failed watch is counted: {errors}");
+}
+
+#[async_std::test]
 async fn apiserver_expired_continue_token_restarts_the_list() {
     let h = start(SimCluster::synthetic(1200), |c| c.enrichers = vec!["node".into()]).await;
     h.sim.state().expire_continue = 1;
@@ -73,6 +149,28 @@ async fn apiserver_expired_continue_token_restarts_the_list() {
     let statuses: Vec<u16> = pages.iter().map(|(_, s)| *s).collect();
     assert_eq!(statuses, [200, 410, 200, 200, 200], "{pages:?}");
     assert!(!pages[2].0.contains("continue="), "the list starts over: {pages:?}");
+}
+
+#[async_std::test]
+async fn apiserver_continue_tokens_that_always_expire_end_in_one_whole_list() {
+    let h = start(SimCluster::synthetic(1200), |c| c.enrichers = vec!["node".into()]).await;
+    h.sim.state().expire_continue = 1000;
+    scrape_until(&h, Duration::from_secs(20), |s| {
+        s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores" && x.label("node").is_some()).count()
+            == 1200
+    })
+    .await;
+    let requests = h.sim.state().requests.clone();
+    let lists: Vec<&(String, u16)> = requests
+        .iter()
+        .filter(|(p, _)| (p == "/api/v1/pods" || p.starts_with("/api/v1/pods?")) && !p.contains("watch="))
+        .collect();
+    eprintln!("pod list requests: {lists:?}");
+    // The first page and its expired next, four times (the first try and three restarts),
+    // then everything in one answer, without a limit.
+    let statuses: Vec<u16> = lists.iter().map(|(_, s)| *s).collect();
+    assert_eq!(statuses, [200, 410, 200, 410, 200, 410, 200, 410, 200], "{lists:?}");
+    assert_eq!(lists[8].0, "/api/v1/pods", "{lists:?}");
 }
 
 #[async_std::test]

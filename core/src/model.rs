@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use crate::scrape::{All, Select};
 
 /// `null` or missing reads as the type's default.
-fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(crate) fn nullable<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,

@@ -21,8 +21,10 @@ use crate::intern::Interner;
 pub struct ObjectList<'a> {
     #[serde(borrow, default)]
     metadata: Option<ListMeta<'a>>,
-    /// The items, each still JSON.
-    #[serde(borrow, default)]
+    /// The items, each still JSON. An empty list may say `"items": null`: the API server's
+    /// metadata-only lists (`PartialObjectMetadataList`, as the ReplicaSet and Job caches
+    /// ask) build their items by appending to a nil slice, which Go writes as `null`.
+    #[serde(borrow, default, deserialize_with = "crate::model::nullable")]
     pub items: Vec<&'a RawValue>,
 }
 
@@ -365,6 +367,17 @@ mod tests {
         let (entries, bad) = list.entries::<PodInfo>(&Interner::default());
         let names: Vec<&str> = entries.iter().map(|(_, n, _)| &**n).collect();
         assert_eq!((names, bad), (vec!["a"], 3));
+    }
+
+    #[test]
+    fn an_empty_list_may_say_null() {
+        for json in
+            [&br#"{"metadata":{"resourceVersion":"7"},"items":null}"#[..], br#"{"metadata":{"resourceVersion":"7"}}"#]
+        {
+            let list = ObjectList::parse(json).expect("an empty list");
+            assert_eq!((list.items.len(), list.resource_version()), (0, Some("7")));
+        }
+        assert!(ObjectList::parse(br#"{"items":7}"#).is_err(), "not a list");
     }
 
     #[test]

@@ -41,8 +41,9 @@ struct Kind {
 /// etcd by default, so this leaves room while bounding what one line can cost.
 const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
 
-/// How many times an expired `continue` token (410) starts a list over before the list
-/// counts as failed (and backs off).
+/// How many times an expired `continue` token (410) starts a paged list over before the
+/// cache asks for the whole list in one answer, as client-go's pager does at the first
+/// (a cluster whose list takes longer than etcd keeps a token would otherwise never sync).
 const MAX_LIST_RESTARTS: u32 = 3;
 
 /// Watch problems, by `(resource, reason)`, for `kube_metrics_server_watch_errors_total`.
@@ -119,32 +120,55 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     }
 
     async fn run(self: Arc<Self>, client: Arc<KubeClient>, errors: Arc<WatchErrors>) {
+        let resource = self.kind.resource;
+        // Reset only by a watch that lived: a list that works followed by a watch that
+        // does not (410 at once, closed at once) must not loop without a pause.
         let mut backoff = Backoff::default();
         loop {
-            let rv = match self.list(&client, &errors).await {
-                Ok(rv) => {
-                    backoff.reset();
-                    rv
-                }
+            let mut rv = match self.list(&client, &errors).await {
+                Ok(rv) => rv,
                 Err(e) => {
                     self.fail(&e);
                     backoff.wait_at_least(e.retry_after()).await;
                     continue;
                 }
             };
-            let mut rv = rv;
-            // Watch, resuming from the last resourceVersion, until 410 Gone.
+            // Watch, resuming from the last resourceVersion, until 410 Gone or until the
+            // watches fail from the same resourceVersion too often.
+            let mut stuck = 0;
             loop {
-                match self.watch(&client, &mut rv, &errors).await {
+                let (started, from) = (std::time::Instant::now(), rv.clone());
+                let end = self.watch(&client, &mut rv, &errors).await;
+                // No event, not even a bookmark, and over within a second: as client-go
+                // says, a "very short watch".
+                let short = rv == from && started.elapsed() < MIN_WATCH;
+                match end {
+                    Ok(WatchEnd::Closed) if !short => {
+                        backoff.reset();
+                        stuck = 0;
+                    }
+                    Ok(WatchEnd::Closed) => {
+                        log::warn!("{resource} watch: closed at once, with no event; waiting before the next");
+                        backoff.wait_at_least(None).await;
+                    }
                     Ok(WatchEnd::Expired) => {
-                        log::info!("{} cache: resourceVersion {rv} expired (410); re-listing", self.kind.resource);
+                        log::info!("{resource} cache: resourceVersion {rv} expired (410); re-listing");
+                        if short {
+                            backoff.wait_at_least(None).await;
+                        }
                         break;
                     }
-                    Ok(WatchEnd::Closed) => backoff.reset(),
                     Err(e) if e.status() == Some(410) => break,
                     Err(e) => {
                         self.fail(&e);
+                        stuck = if rv == from { stuck + 1 } else { 1 };
                         backoff.wait_at_least(e.retry_after()).await;
+                        if stuck >= MAX_STUCK_WATCHES {
+                            // The same event would end the next one too (one too long, or
+                            // not UTF-8): a fresh list gets past it.
+                            log::warn!("{resource} watch: failed {stuck} times from resourceVersion {rv}; re-listing");
+                            break;
+                        }
                     }
                 }
             }
@@ -155,13 +179,22 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     /// resourceVersion, for the watch to start from.
     async fn list(&self, client: &KubeClient, errors: &WatchErrors) -> Result<String, KubeError> {
         let mut restarts = 0;
+        let mut limit = Some(client.list_page_size());
         let (store, rv) = loop {
-            match self.list_pages(client, errors).await {
+            match self.list_pages(client, errors, limit).await {
                 Err((e, true)) if e.status() == Some(410) && restarts < MAX_LIST_RESTARTS => {
                     restarts += 1;
                     log::info!(
                         "{} list: the continue token expired (410); listing again from the start",
                         self.kind.resource
+                    );
+                }
+                Err((e, true)) if e.status() == Some(410) && limit.is_some() => {
+                    limit = None;
+                    log::warn!(
+                        "{} list: the continue token expired {} times; listing everything in one answer",
+                        self.kind.resource,
+                        restarts + 1
                     );
                 }
                 Err((e, _)) => return Err(e),
@@ -176,15 +209,15 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         Ok(rv)
     }
 
-    /// One paged list from the start: the objects and the resourceVersion. An error says
-    /// whether it answered a `continue` request.
+    /// One list from the start, in pages of `limit` (`None`: one answer): the objects and
+    /// the resourceVersion. An error says whether it answered a `continue` request.
     async fn list_pages(
         &self,
         client: &KubeClient,
         errors: &WatchErrors,
+        limit: Option<u32>,
     ) -> Result<(Namespaced<T>, String), (KubeError, bool)> {
         let base = self.kind.path;
-        let limit = client.list_page_size();
         let mut store = Namespaced::default();
         let mut token: Option<String> = None;
         loop {
@@ -284,9 +317,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     }
 }
 
-/// `path?limit=N`, plus `&continue=TOKEN` (URL-encoded) after the first page.
-fn page_path(path: &str, limit: u32, token: Option<&str>) -> String {
+/// `path?limit=N`, plus `&continue=TOKEN` (URL-encoded) after the first page; no limit,
+/// `path` itself.
+fn page_path(path: &str, limit: Option<u32>, token: Option<&str>) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
+    let Some(limit) = limit else { return path.to_owned() };
     match token {
         Some(token) => {
             let mut encoded = String::with_capacity(token.len() * 3);
@@ -324,6 +359,13 @@ fn apply<T: Clone + PartialEq>(store: &mut Arc<Namespaced<T>>, deleted: bool, ns
         Arc::make_mut(store).insert(ns, name, value);
     }
 }
+
+/// A watch that ends sooner than this having said nothing counts as failed (client-go's
+/// "very short watch"): the next waits its backoff.
+const MIN_WATCH: Duration = Duration::from_secs(1);
+
+/// Watches failing in a row from one resourceVersion before the cache lists afresh.
+const MAX_STUCK_WATCHES: u32 = 3;
 
 enum WatchEnd {
     /// The server ended the watch (its timeout): resume.
@@ -479,11 +521,12 @@ mod tests {
 
     #[test]
     fn page_paths_encode_the_continue_token() {
-        assert_eq!(page_path("/api/v1/pods", 500, None), "/api/v1/pods?limit=500");
+        assert_eq!(page_path("/api/v1/pods", Some(500), None), "/api/v1/pods?limit=500");
         assert_eq!(
-            page_path("/api/v1/pods", 500, Some("eyJ2Ijoi+/=")),
+            page_path("/api/v1/pods", Some(500), Some("eyJ2Ijoi+/=")),
             "/api/v1/pods?limit=500&continue=eyJ2Ijoi%2B%2F%3D"
         );
-        assert_eq!(page_path("/x?a=b", 2, None), "/x?a=b&limit=2");
+        assert_eq!(page_path("/x?a=b", Some(2), None), "/x?a=b&limit=2");
+        assert_eq!(page_path("/api/v1/pods", None, None), "/api/v1/pods", "the whole list");
     }
 }

@@ -170,6 +170,8 @@ impl SimCluster {
                        "metadata": {"name": c.name, "namespace": c.namespace, "ownerReferences": owner_refs(&c.owner)}})
             })
             .collect();
+        // Empty, the API server writes `null` (its items are appended to a nil slice).
+        let items = if items.is_empty() { Value::Null } else { Value::Array(items) };
         json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": "1000"}, "items": items})
     }
 

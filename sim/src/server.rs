@@ -35,6 +35,9 @@ pub enum Fault {
         /// How many requests get it.
         times: u32,
     },
+    /// Watches get 200 and exactly these bytes, then the end of the body (none: a proxy
+    /// that cuts watches off at once); lists are served as usual.
+    WatchBody(Arc<Vec<u8>>),
 }
 
 /// The routes faults can be set on.
@@ -354,6 +357,12 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 res.insert_header("Retry-After", seconds.to_string());
                 res
             }
+            Some(Fault::WatchBody(bytes)) if req.url().query_pairs().any(|(k, _)| k == "watch") => {
+                let mut res = Response::new(StatusCode::Ok);
+                res.set_content_type("application/json");
+                res.set_body(bytes.to_vec());
+                res
+            }
             _ if req.url().query_pairs().any(|(k, v)| k == "watch" && (v == "1" || v == "true")) => {
                 let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
                 let from = q("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
@@ -448,7 +457,13 @@ fn page(s: &mut SimState, route: Route, limit: Option<usize>, token: Option<&str
     let end = limit.map_or(items.len(), |l| offset.saturating_add(l)).min(items.len());
     let rest = items.len() - end;
     let page: Vec<serde_json::Value> = items.iter().skip(offset).take(end.saturating_sub(offset)).cloned().collect();
-    value["items"] = serde_json::Value::Array(page);
+    value["items"] = if page.is_empty() && matches!(route, Route::ReplicaSets | Route::Jobs) {
+        // As the API server writes an empty metadata-only list: its items are appended to a
+        // nil slice, which Go encodes as `null`.
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::Array(page)
+    };
     value["metadata"]["resourceVersion"] = json!(rv.to_string());
     if rest > 0 {
         value["metadata"]["continue"] = json!(format!("sim-{end}-{rv}"));
