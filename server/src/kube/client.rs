@@ -170,6 +170,13 @@ impl BodySlot {
     }
 }
 
+/// `path_and_query` (from its `/`) under the base URL's own path, as client-go puts it: a
+/// server behind a proxy (`https://rancher.example/k8s/clusters/c-1`) keeps its prefix.
+fn under(base: &Url, path_and_query: &str) -> Result<Url, http_types::url::ParseError> {
+    let prefix = base.path().trim_end_matches('/');
+    base.join(&format!("{prefix}{path_and_query}"))
+}
+
 /// What surf's errors carry, as a source error.
 fn transport(path: &str, e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> KubeError {
     KubeError::Transport { path: path.to_owned(), source: e.into() }
@@ -332,7 +339,7 @@ impl KubeClient {
 
     /// A GET of `path_and_query` with `Accept`, `User-Agent` and the bearer token.
     async fn request(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::RequestBuilder, KubeError> {
-        let url = self.base.join(path_and_query).map_err(|e| transport(path, e))?;
+        let url = under(&self.base, path_and_query).map_err(|e| transport(path, e))?;
         let mut req = self.http.get(url).header("Accept", accept).header("User-Agent", USER_AGENT);
         let token =
             self.auth.token().await.map_err(|source| KubeError::Credentials { path: path.to_owned(), source })?;
@@ -506,6 +513,22 @@ impl crate::self_metrics::Report for KubeClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_go_under_the_base_urls_path() {
+        let url = |base: &str, p: &str| under(&Url::parse(base).expect("base"), p).expect("url").to_string();
+        let pods = "/api/v1/pods?limit=500&continue=a%2Bb";
+        assert_eq!(url("https://10.0.0.1:6443", pods), "https://10.0.0.1:6443/api/v1/pods?limit=500&continue=a%2Bb");
+        assert_eq!(url("https://10.0.0.1:6443/", pods), "https://10.0.0.1:6443/api/v1/pods?limit=500&continue=a%2Bb");
+        assert_eq!(
+            url("https://rancher.example/k8s/clusters/c-1", pods),
+            "https://rancher.example/k8s/clusters/c-1/api/v1/pods?limit=500&continue=a%2Bb"
+        );
+        assert_eq!(
+            url("https://rancher.example/k8s/clusters/c-1/", "/apis/metrics.k8s.io/v1beta1/nodes"),
+            "https://rancher.example/k8s/clusters/c-1/apis/metrics.k8s.io/v1beta1/nodes"
+        );
+    }
 
     #[test]
     fn status_messages() {
