@@ -67,22 +67,39 @@ async fn within(
 }
 
 /// Parses one metrics list for a scrape that keeps what `select` keeps; on failure logs it
-/// and yields an empty list.
+/// and yields an empty list. A body that is not UTF-8 throughout (one bad byte in one pod's
+/// label, from a broken proxy) is read again with each bad sequence as U+FFFD, kept in
+/// `repaired`: one item's bytes must not cost every series.
 fn parse_list<'a, T: msp_core::ListItem<'a>>(
     resource: &str,
     fetched: &'a Result<Vec<u8>, SourceError>,
     select: &dyn msp_core::Select,
+    repaired: &'a mut Option<Vec<u8>>,
 ) -> (msp_core::List<T>, bool) {
-    match fetched {
-        Ok(body) => match msp_core::List::parse_selected(body, select) {
-            Ok(list) => (list, true),
-            Err(e) => {
-                log::error!("{resource} metrics: invalid JSON from the metrics API: {e}");
-                (msp_core::List::default(), false)
-            }
-        },
+    let body = match fetched {
+        Ok(body) => body,
         Err(e) => {
             log::error!("{resource} metrics: {e}");
+            return (msp_core::List::default(), false);
+        }
+    };
+    let error = match msp_core::List::parse_selected(body, select) {
+        Ok(list) => return (list, true),
+        Err(e) => e,
+    };
+    let Err(bad) = std::str::from_utf8(body) else {
+        log::error!("{resource} metrics: invalid JSON from the metrics API: {error}");
+        return (msp_core::List::default(), false);
+    };
+    log::warn!(
+        "{resource} metrics: the answer is not UTF-8 (at byte {}); reading it with U+FFFD in place of each bad sequence",
+        bad.valid_up_to()
+    );
+    let body: &'a Vec<u8> = repaired.insert(String::from_utf8_lossy(body).into_owned().into_bytes());
+    match msp_core::List::parse_selected(body, select) {
+        Ok(list) => (list, true),
+        Err(e) => {
+            log::error!("{resource} metrics: invalid JSON from the metrics API: {e}");
             (msp_core::List::default(), false)
         }
     }
@@ -218,8 +235,10 @@ impl Exporter {
         deadline: Option<Instant>,
         started: Instant,
     ) -> Vec<u8> {
-        let (pods, pods_up): (PodMetricsList<'_>, bool) = parse_list("pod", pods_raw, &self.scope);
-        let (nodes, nodes_up): (NodeMetricsList<'_>, bool) = parse_list("node", nodes_raw, &self.scope);
+        let (mut pods_repaired, mut nodes_repaired) = (None, None);
+        let (pods, pods_up): (PodMetricsList<'_>, bool) = parse_list("pod", pods_raw, &self.scope, &mut pods_repaired);
+        let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
+            parse_list("node", nodes_raw, &self.scope, &mut nodes_repaired);
         let scrape = Scrape::select(&pods, &nodes, &self.scope);
         for e in &scrape.errors {
             log::warn!("{e}");
@@ -299,6 +318,39 @@ mod tests {
             assert!(out.contains(line), "{line} in\n{out}");
         }
         assert!(!out.contains("pod=\"bad\""));
+    }
+
+    /// Usage from fixed bytes, not necessarily UTF-8.
+    struct Bytes(Vec<u8>);
+
+    #[async_trait]
+    impl MetricsSource for Bytes {
+        async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
+            Ok(self.0.clone())
+        }
+        async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
+            Ok(br#"{"items":[]}"#.to_vec())
+        }
+        fn describe(&self) -> String {
+            "bytes".into()
+        }
+    }
+
+    #[test]
+    fn one_bad_byte_costs_no_other_pod() {
+        let mut body = PODS.as_bytes().to_vec();
+        // The second pod's name, "bad", with a byte that is not UTF-8.
+        let at = PODS.find("\"bad\"").expect("bad") + 2;
+        body[at] = 0xff;
+        let exporter = Exporter::new(Arc::new(Bytes(body)), Arc::new(StaticCluster::default()));
+        let out = async_std::task::block_on(exporter.scrape(Format::Text, None));
+        for line in [
+            "kube_metrics_server_pod_cpu_usage_cores{namespace=\"n\",pod=\"p\"} 0.007\n",
+            "kube_metrics_server_up{resource=\"pods\"} 1\n",
+            "kube_metrics_server_parse_errors_total 1\n",
+        ] {
+            assert!(out.contains(line), "{line} in\n{out}");
+        }
     }
 
     /// A source that never answers.
