@@ -9,9 +9,13 @@
 //! ```
 //!
 //! The value is kept as a whole number of nano-units (`i128`), which is how apimachinery
-//! itself treats quantities: anything finer than `1n` is rounded up (away from zero), and
-//! magnitudes beyond `2^63 - 1` units saturate there. Sums of quantities are therefore exact,
-//! and [`Quantity::as_f64`] rounds only once, correctly, at the very end.
+//! itself treats quantities: anything finer than `1n` is rounded up (away from zero). Any
+//! magnitude beyond `2^63 - 1` units saturates there (apimachinery caps only binary-suffixed
+//! ones; no usage comes near). Sums of quantities are therefore exact, and
+//! [`Quantity::as_f64`] rounds only once, correctly, at the very end.
+//!
+//! A quantity with no digit (`-`, `.`, `Ki`) is an error, as the grammar above says;
+//! apimachinery's parser reads those as zero.
 
 use std::fmt;
 use std::str::FromStr;
