@@ -50,6 +50,16 @@ pub enum ShardError {
         /// The name.
         name: String,
     },
+    /// No index was given, and the pod name ends in a number too large for any shard.
+    #[error("shard.total is {total} but {source_name}={name:?} ends in an ordinal past any shard.index: set MSP_SHARD__INDEX")]
+    OrdinalTooLarge {
+        /// The total.
+        total: u32,
+        /// Where the name came from (`POD_NAME`, `HOSTNAME`).
+        source_name: &'static str,
+        /// The name.
+        name: String,
+    },
     /// No index, and neither `POD_NAME` nor `HOSTNAME` is set.
     #[error("shard.total is {0} but no shard.index was given, and neither POD_NAME nor HOSTNAME is set")]
     NoName(u32),
@@ -83,8 +93,15 @@ impl Shard {
                     .into_iter()
                     .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (k, v)))
                     .ok_or(ShardError::NoName(total))?;
-                let ordinal = name.rsplit_once('-').and_then(|(_, n)| n.parse::<u32>().ok());
-                ordinal.ok_or(ShardError::NoOrdinal { total, source_name, name })?
+                let digits = name
+                    .rsplit_once('-')
+                    .map(|(_, n)| n)
+                    .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+                match digits.map(str::parse::<u32>) {
+                    Some(Ok(ordinal)) => ordinal,
+                    Some(Err(_)) => return Err(ShardError::OrdinalTooLarge { total, source_name, name }),
+                    None => return Err(ShardError::NoOrdinal { total, source_name, name }),
+                }
             }
         };
         if index >= total {
@@ -175,6 +192,13 @@ mod tests {
             Shard::new(3, None, &env(Some("metrics-server-prom"), None)),
             Err(ShardError::NoOrdinal { .. })
         ));
+        assert!(matches!(
+            Shard::new(3, None, &env(Some("metrics-server-prom-99999999999999999999"), None)),
+            Err(ShardError::OrdinalTooLarge { total: 3, source_name: "POD_NAME", .. })
+        ));
+        for no_ordinal in ["metrics-server-prom-", "metrics-server-prom-+1", "metrics-server-prom-1a"] {
+            assert!(matches!(Shard::new(3, None, &env(Some(no_ordinal), None)), Err(ShardError::NoOrdinal { .. })));
+        }
         assert!(matches!(Shard::new(3, None, &none), Err(ShardError::NoName(3))));
         assert!(matches!(Shard::new(0, None, &none), Err(ShardError::NoShards)));
     }
