@@ -83,6 +83,22 @@ async fn apiserver_an_empty_metadata_only_list_says_null_and_still_syncs() {
     assert_eq!(errors, 0.0, "the owner enricher never failed");
 }
 
+#[async_std::test]
+async fn apiserver_a_path_in_the_server_url_is_kept() {
+    // An API server behind a proxy (Rancher's `/k8s/clusters/ID`): every request goes under
+    // the path, the metrics reads and the caches' lists and watches alike.
+    let h = start_under(SimCluster::demo(), "/k8s/clusters/c-1").await;
+    assert!(h.sim.url.ends_with("/k8s/clusters/c-1"), "{}", h.sim.url);
+    let s = scrape_until(&h, Duration::from_secs(20), |s| {
+        s.iter().any(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores" && x.label("workload_name").is_some())
+    })
+    .await;
+    assert_eq!(up(&s, "pods"), 1.0);
+    assert_eq!(up(&s, "nodes"), 1.0);
+    let requests = h.sim.state().requests.clone();
+    assert!(requests.iter().any(|(p, code)| p.starts_with("/api/v1/pods") && *code == 200), "{requests:?}");
+}
+
 /// The watch requests on `route` so far.
 fn watches(h: &Harness, prefix: &str) -> usize {
     h.sim.state().requests.iter().filter(|(p, _)| p.starts_with(prefix) && p.contains("watch=1")).count()

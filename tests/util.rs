@@ -39,7 +39,13 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// Starts a simulator of `cluster`, writes its CA and token to files, and returns a
 /// configuration pointing at it (as the environment variables would).
 pub async fn sim_and_config(cluster: SimCluster) -> (Sim, RawConfig, PathBuf) {
-    let sim = Sim::start(cluster, TOKEN).await.expect("simulator");
+    sim_and_config_under(cluster, "").await
+}
+
+/// [`sim_and_config`], the simulator serving under `prefix` (as behind a proxy) and the
+/// configured URL ending in it.
+pub async fn sim_and_config_under(cluster: SimCluster, prefix: &str) -> (Sim, RawConfig, PathBuf) {
+    let sim = Sim::start_under(cluster, TOKEN, prefix).await.expect("simulator");
     let dir = temp_dir("h");
     std::fs::write(dir.join("ca.crt"), &sim.pki.ca_pem).expect("ca");
     std::fs::write(dir.join("token"), TOKEN).expect("token");
@@ -57,8 +63,20 @@ pub async fn start(cluster: SimCluster, tweak: impl FnOnce(&mut RawConfig)) -> H
 
 /// [`start`], plus enricher sections as TOML (`[labels]`...).
 pub async fn start_with(cluster: SimCluster, tweak: impl FnOnce(&mut RawConfig), sections: &str) -> Harness {
+    serve_for(sim_and_config(cluster).await, tweak, sections).await
+}
+
+/// [`start`], the simulator serving under `prefix` (as behind a proxy).
+pub async fn start_under(cluster: SimCluster, prefix: &str) -> Harness {
+    serve_for(sim_and_config_under(cluster, prefix).await, |_| {}, "").await
+}
+
+async fn serve_for(
+    (sim, mut raw, dir): (Sim, RawConfig, PathBuf),
+    tweak: impl FnOnce(&mut RawConfig),
+    sections: &str,
+) -> Harness {
     use figment::providers::{Format as _, Serialized, Toml};
-    let (sim, mut raw, dir) = sim_and_config(cluster).await;
     tweak(&mut raw);
     let registry = Registry::builtin();
     let figment = figment::Figment::from(Serialized::defaults(&raw)).merge(Toml::string(sections));

@@ -187,9 +187,17 @@ impl Sim {
     /// Starts a simulator of `cluster` on 127.0.0.1 (a free port), over TLS with a fresh CA,
     /// accepting `token`.
     pub async fn start(cluster: SimCluster, token: &str) -> Result<Sim, SimError> {
+        Sim::start_under(cluster, token, "").await
+    }
+
+    /// [`Sim::start`], serving every route under `prefix` (`/k8s/clusters/c-1`), as an API
+    /// server behind a proxy is reached; its [`Sim::url`] ends in the prefix. The request log
+    /// holds the paths without it.
+    pub async fn start_under(cluster: SimCluster, token: &str, prefix: &str) -> Result<Sim, SimError> {
         let pki = TestPki::generate()?;
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let url = format!("https://127.0.0.1:{}", listener.local_addr()?.port());
+        let prefix = prefix.trim_end_matches('/');
+        let url = format!("https://127.0.0.1:{}{prefix}", listener.local_addr()?.port());
         let state = Arc::new(Mutex::new(SimState {
             cluster,
             token: token.to_owned(),
@@ -205,7 +213,13 @@ impl Sim {
             bodies: HashMap::new(),
             page_items: HashMap::new(),
         }));
-        let app = app(state.clone());
+        let app = if prefix.is_empty() {
+            app(state.clone())
+        } else {
+            let mut outer = tide::with_state(state.clone());
+            outer.at(prefix).nest(app(state.clone()));
+            outer
+        };
         let config = pki.server_config()?;
         async_std::task::spawn(async move {
             if let Err(e) = serve_tls(listener, config, app).await {
