@@ -33,23 +33,29 @@ impl Drop for Open {
     }
 }
 
-/// Connections turned away at [`MAX_CONNECTIONS`], logged at most once a second.
+/// A warning given at most once a second, saying how many were held back since.
 #[derive(Default)]
-struct Refused {
+struct Throttled {
     last_log: Option<Instant>,
     suppressed: u64,
 }
 
-impl Refused {
-    fn note(&mut self) {
-        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            let more = if self.suppressed > 0 { format!(" ({} more since)", self.suppressed) } else { String::new() };
-            log::warn!("{MAX_CONNECTIONS} connections open: closed a new one{more}");
-            self.last_log = Some(Instant::now());
-            self.suppressed = 0;
-        } else {
+impl Throttled {
+    /// `Some(" (N more since the last report)")`, or `Some("")`, when it is time to log;
+    /// `None` (and one more held back) when not.
+    fn due(&mut self) -> Option<String> {
+        if self.last_log.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
             self.suppressed += 1;
+            return None;
         }
+        let more = if self.suppressed > 0 {
+            format!(" ({} more since the last report)", self.suppressed)
+        } else {
+            String::new()
+        };
+        self.last_log = Some(Instant::now());
+        self.suppressed = 0;
+        Some(more)
     }
 }
 
@@ -117,23 +123,13 @@ async fn connection<S, IO>(
 #[derive(Default)]
 struct AcceptErrors {
     delay: Duration,
-    last_log: Option<Instant>,
-    suppressed: u64,
+    log: Throttled,
 }
 
 impl AcceptErrors {
     async fn failed(&mut self, e: &std::io::Error) {
-        if self.last_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            let more = if self.suppressed > 0 {
-                format!(" ({} more since the last report)", self.suppressed)
-            } else {
-                String::new()
-            };
+        if let Some(more) = self.log.due() {
             log::warn!("accept: {e}{more}; backing off {:?}", self.delay.max(Duration::from_millis(10)));
-            self.last_log = Some(Instant::now());
-            self.suppressed = 0;
-        } else {
-            self.suppressed += 1;
         }
         self.delay = (self.delay * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
         async_std::task::sleep(self.delay).await;
@@ -153,7 +149,8 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
 ) -> std::io::Result<()> {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let open = Arc::new(AtomicUsize::new(0));
-    let mut refused = Refused::default();
+    // Connections turned away at MAX_CONNECTIONS.
+    let mut refused = Throttled::default();
     let mut errors = AcceptErrors::default();
     let mut incoming = listener.incoming();
     loop {
@@ -173,7 +170,9 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
             }
         };
         if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            refused.note();
+            if let Some(more) = refused.due() {
+                log::warn!("{MAX_CONNECTIONS} connections open: closed a new one{more}");
+            }
             drop(stream);
             continue;
         }
