@@ -27,6 +27,11 @@ fn all_enriched(s: &[Sample], pods: usize) -> bool {
     series.len() == pods && series.iter().all(|x| x.label("workload_name").is_some() && x.label("node").is_some())
 }
 
+/// How many pod series have their node.
+fn with_node(s: &[Sample]) -> usize {
+    s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores" && x.label("node").is_some()).count()
+}
+
 /// The `limit` of a list request, if it has one.
 fn limit_of(path: &str) -> Option<usize> {
     path.split(['?', '&']).find_map(|kv| kv.strip_prefix("limit=")).and_then(|v| v.parse().ok())
@@ -152,11 +157,7 @@ async fn apiserver_a_watch_that_fails_on_the_same_event_relists() {
 async fn apiserver_expired_continue_token_restarts_the_list() {
     let h = start(SimCluster::synthetic(1200), |c| c.enrichers = vec!["node".into()]).await;
     h.sim.state().expire_continue = 1;
-    scrape_until(&h, Duration::from_secs(20), |s| {
-        s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores" && x.label("node").is_some()).count()
-            == 1200
-    })
-    .await;
+    scrape_until(&h, Duration::from_secs(20), |s| with_node(s) == 1200).await;
     let requests = h.sim.state().requests.clone();
     let pages: Vec<&(String, u16)> =
         requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?") && !p.contains("watch=")).collect();
@@ -171,11 +172,7 @@ async fn apiserver_expired_continue_token_restarts_the_list() {
 async fn apiserver_continue_tokens_that_always_expire_end_in_one_whole_list() {
     let h = start(SimCluster::synthetic(1200), |c| c.enrichers = vec!["node".into()]).await;
     h.sim.state().expire_continue = 1000;
-    scrape_until(&h, Duration::from_secs(20), |s| {
-        s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores" && x.label("node").is_some()).count()
-            == 1200
-    })
-    .await;
+    scrape_until(&h, Duration::from_secs(20), |s| with_node(s) == 1200).await;
     let requests = h.sim.state().requests.clone();
     let lists: Vec<&(String, u16)> = requests
         .iter()

@@ -152,18 +152,7 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
         ),
     )
     .expect("web.yml");
-    let registry = msp_server::Registry::builtin();
-    let config = raw.check(&registry).expect("config");
-    let exporter = std::sync::Arc::new(msp_server::build(&config).expect("build"));
-    let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let web = std::sync::Arc::new(msp_server::WebConfigFile::open(web_yml.clone()).expect("web config"));
-    async_std::task::spawn(msp_server::serve_with(
-        listener,
-        msp_server::app(exporter, Some(web.clone())),
-        Default::default(),
-        Some(web),
-    ));
+    let port = serve_web_config(raw, web_yml.clone()).await.port();
 
     let client = |identity: Option<(String, String)>| {
         let identity = identity.map(|(c, k)| {

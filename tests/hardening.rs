@@ -112,17 +112,7 @@ async fn hardening_a_tls_handshake_that_never_comes_is_cut_off() {
     std::fs::write(dir.join("web.key"), &pki.server_key_pem).expect("key");
     let web_yml = dir.join("web.yml");
     std::fs::write(&web_yml, "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n").expect("web.yml");
-    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
-    let exporter = Arc::new(msp_server::build(&config).expect("build"));
-    let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    let web = Arc::new(msp_server::WebConfigFile::open(web_yml).expect("web config"));
-    async_std::task::spawn(msp_server::serve_with(
-        listener,
-        msp_server::app(exporter, Some(web.clone())),
-        Default::default(),
-        Some(web),
-    ));
+    let port = serve_web_config(raw, web_yml).await.port();
     // Connected, and not a byte of a ClientHello: the server gives up as it does on a slow
     // request head (10 s), instead of holding the connection and its task for ever.
     let mut silent = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
@@ -179,13 +169,7 @@ async fn hardening_an_emptied_web_config_never_serves_metrics_without_credential
     let web_yml = dir.join("web.yml");
     let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
     std::fs::write(&web_yml, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("web.yml");
-    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
-    let exporter = Arc::new(msp_server::build(&config).expect("build"));
-    let web = Arc::new(msp_server::WebConfigFile::open(web_yml.clone()).expect("web config"));
-    let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}/metrics", listener.local_addr().expect("addr"));
-    let app = msp_server::app(exporter, Some(web.clone()));
-    async_std::task::spawn(msp_server::serve_with(listener, app, Default::default(), Some(web)));
+    let url = format!("http://{}/metrics", serve_web_config(raw, web_yml.clone()).await);
 
     assert_eq!(get(&url, &[]).await.status, 401);
     for broken in ["", "basic_auth_users:\n  prometheus: [\n", "\n\n"] {

@@ -89,6 +89,19 @@ async fn serve_for(
     Harness { sim, url, dir, exporter }
 }
 
+/// Our server (in process) for `raw`, behind the web-config file `web_yml` (TLS, basic auth,
+/// re-read when it changes), as `main` serves it: the address it listens on.
+pub async fn serve_web_config(raw: RawConfig, web_yml: PathBuf) -> std::net::SocketAddr {
+    let config = raw.check(&Registry::builtin()).expect("config");
+    let exporter = Arc::new(msp_server::build(&config).expect("build"));
+    let web = Arc::new(msp_server::WebConfigFile::open(web_yml).expect("web config"));
+    let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = msp_server::app(exporter, Some(web.clone()));
+    async_std::task::spawn(msp_server::serve_with(listener, app, Default::default(), Some(web)));
+    addr
+}
+
 /// A response: status, content type, body.
 pub struct Got {
     /// HTTP status.
