@@ -173,6 +173,29 @@ async fn spine_metrics_v1_404_falls_back_to_v1beta1() {
 }
 
 #[async_std::test]
+async fn spine_the_v1beta1_fallback_is_logged_once() {
+    // The pod and node lists find v1 missing together, on the first scrape; one line says so.
+    let (sim, _raw, dir) = sim_and_config(forms_cluster()).await;
+    sim.state().serve_v1 = false;
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    let child = server_command(&sim, &dir, port)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("binary");
+    let _child = Killed(child);
+    wait_listening(port).await;
+    for _ in 0..3 {
+        let got = get(&format!("http://127.0.0.1:{port}/metrics"), &[]).await;
+        assert!(got.body.contains("kube_metrics_server_up{resource=\"nodes\"} 1"), "{}", got.body);
+    }
+    assert!(sim.count("/apis/metrics.k8s.io/v1/nodes") >= 1, "the node list tried v1 too");
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert_eq!(logged.matches("metrics.k8s.io/v1 is not served").count(), 1, "{logged}");
+}
+
+#[async_std::test]
 async fn spine_demo_cluster_is_enriched_and_promtool_clean() {
     let h = start(SimCluster::demo(), |_| {}).await;
     let got = get(&format!("{}/metrics", h.url), &[]).await;

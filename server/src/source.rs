@@ -43,10 +43,10 @@ impl MetricsApi {
             }
             Err(e) if e.status() == Some(404) && first == V1 => {
                 let body = self.client.get_reusing(metric, &path(V1BETA1), slot).await?;
-                if known != V1BETA1 {
+                // The pod and node lists find this out together: the first to record it says so.
+                if self.version.swap(V1BETA1, Ordering::Relaxed) != V1BETA1 {
                     log::info!("metrics.k8s.io/v1 is not served; using v1beta1");
                 }
-                self.version.store(V1BETA1, Ordering::Relaxed);
                 Ok(body)
             }
             Err(e) => {
