@@ -366,7 +366,9 @@ fn sorted_unique<'a>(
         let start = containers.len();
         containers.extend_from_slice(all.get(pods[at].containers.clone()).unwrap_or_default());
         pods[at].containers = start..containers.len();
-        pods.swap(kept, at);
+        if kept != at {
+            pods.swap(kept, at);
+        }
         kept += 1;
     }
     pods.truncate(kept);
