@@ -209,8 +209,9 @@ impl ObjectMeta<'_> {
     }
 
     fn sorted_labels(&self, interner: &Interner) -> Vec<(Text, Text)> {
-        let mut labels: Vec<(Text, Text)> =
-            self.labels.iter().flatten().map(|(k, v)| (interner.text(k), interner.text(v))).collect();
+        // Held for as long as the object is cached: no more room than the labels take.
+        let mut labels: Vec<(Text, Text)> = Vec::with_capacity(self.labels.as_ref().map_or(0, HashMap::len));
+        labels.extend(self.labels.iter().flatten().map(|(k, v)| (interner.text(k), interner.text(v))));
         labels.sort();
         labels
     }
@@ -331,6 +332,7 @@ mod tests {
         assert_eq!(p.pod_ip.as_deref(), Some("10.0.0.5"));
         assert_eq!(p.host_ip.as_deref(), Some("192.0.2.1"));
         assert_eq!(p.labels, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
+        assert_eq!(p.labels.capacity(), 2, "a cached pod holds no room beyond its labels");
         assert_eq!(p.controller, Some(Owner { kind: "ReplicaSet".into(), name: "web-7d".into() }));
         let b = pods.get("b", "web-1").expect("b/web-1");
         assert!(b.mirror && b.pod_ip.is_none() && b.controller.is_none());
