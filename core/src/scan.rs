@@ -20,6 +20,10 @@ use crate::swar::{bytes_equal, word, HIGH, ONES};
 /// Deeper than this, unknown values are left to serde (which stops at 128).
 const MAX_DEPTH: usize = 64;
 
+/// Fewer bytes than metrics-server writes for an item (a pod with one short-named container
+/// takes about 250): how much room to reserve for a list's items.
+const ITEM_BYTES: usize = 200;
+
 /// The name of the placeholder container of a pod whose containers were skipped.
 const NOT_READ: &str = "(not read: the list was parsed for another selection)";
 
@@ -425,7 +429,9 @@ impl<'a> Scan<'a> {
 /// A whole `...List` body: its `items`, each read by `item`.
 fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<T>) -> Option<Vec<T>> {
     let mut s = Scan { text, at: 0, containers: Vec::new() };
-    let mut items = Vec::new();
+    // Room for an item every ITEM_BYTES, reserved, not touched: no copy as the list grows
+    // (at 150,000 pods the last doubling copied 19 MB into a new 38 MB), only past that.
+    let mut items = Vec::with_capacity(text.len() / ITEM_BYTES);
     s.eat(b'{').ok()?;
     s.fields(&["items"], |s, _| s.array_into(&mut items, &mut item)).ok()?;
     // Nothing but whitespace may follow.
