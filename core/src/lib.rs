@@ -41,6 +41,7 @@ mod scrape;
 mod source;
 mod swar;
 mod timestamp;
+mod unwind;
 
 pub use async_trait::async_trait;
 pub use cluster::{

@@ -30,12 +30,13 @@ use crate::cluster::Cluster;
 use crate::enricher::{Depends, EnrichError, Enricher, Enrichment};
 use crate::memo::Memo;
 use crate::render::{prepare, Prepared};
+use crate::scrape::Scrape;
+use crate::unwind::CatchUnwind;
 
 /// The most pods one enricher call is given when a memo is used: what enrichers return is
 /// kept only until it is merged, so a cold start of a large cluster holds it for this many
 /// pods at a time, not for all of them.
 const BATCH: usize = 8192;
-use crate::scrape::Scrape;
 
 /// One enricher's call, as [`Guard::guard`] sees it.
 pub type EnrichFuture<'a> = Pin<Box<dyn Future<Output = Result<Enrichment, EnrichError>> + Send + 'a>>;
@@ -130,7 +131,11 @@ async fn run(
     let mut enrichments = Vec::with_capacity(enrichers.len());
     let mut failures = Vec::new();
     for enricher in enrichers {
-        match guard.guard(enricher.as_ref(), enricher.enrich(scrape, cluster)).await {
+        // A panic in the enricher fails its call alone, as an error would.
+        let call: EnrichFuture<'_> = Box::pin(async move {
+            CatchUnwind(enricher.enrich(scrape, cluster)).await.unwrap_or_else(|p| Err(Box::new(p)))
+        });
+        match guard.guard(enricher.as_ref(), call).await {
             Ok(e) => enrichments.push(e),
             Err(error) => failures.push(Failure { enricher: enricher.name().to_owned(), error }),
         }

@@ -282,7 +282,7 @@ impl Exporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use msp_core::{async_trait, StaticCluster};
+    use msp_core::{async_trait, EnrichError, StaticCluster};
 
     /// Usage from fixed JSON; `None` fails the read.
     struct Fixed(Option<&'static str>, Option<&'static str>);
@@ -318,6 +318,44 @@ mod tests {
             assert!(out.contains(line), "{line} in\n{out}");
         }
         assert!(!out.contains("pod=\"bad\""));
+    }
+
+    /// An embedder's enricher that panics.
+    struct Panics;
+
+    #[async_trait]
+    impl Enricher for Panics {
+        fn name(&self) -> &str {
+            "panics"
+        }
+        fn labels(&self) -> Vec<msp_core::AddedLabel> {
+            Vec::new()
+        }
+        async fn enrich(&self, _: &Scrape<'_>, _: &dyn Cluster) -> Result<msp_core::Enrichment, EnrichError> {
+            panic!("an embedder's bug")
+        }
+    }
+
+    #[test]
+    fn an_enricher_that_panics_costs_only_its_own_labels() {
+        let pods = msp_core::pods_from_list(
+            br#"{"items":[{"metadata":{"name":"p","namespace":"n"},"spec":{"nodeName":"n1"}}]}"#,
+        )
+        .expect("pods");
+        let cluster = StaticCluster { pods: Arc::new(pods), ..StaticCluster::default() };
+        let exporter = Exporter::new(Arc::new(Fixed(Some(PODS), None)), Arc::new(cluster))
+            .with_enrichers(vec![Arc::new(Panics), Arc::new(msp_enrichers::NodeEnricher)]);
+        for scrape in 1..=2 {
+            let out = async_std::task::block_on(exporter.scrape(Format::Text, None));
+            for line in [
+                "kube_metrics_server_pod_cpu_usage_cores{namespace=\"n\",pod=\"p\",node=\"n1\"} 0.007\n",
+                "kube_metrics_server_up{resource=\"pods\"} 1\n",
+                &format!("kube_metrics_server_enricher_errors_total{{enricher=\"panics\"}} {scrape}\n"),
+                "kube_metrics_server_enricher_errors_total{enricher=\"node\"} 0\n",
+            ] {
+                assert!(out.contains(line), "scrape {scrape}: {line} in\n{out}");
+            }
+        }
     }
 
     /// Usage from fixed bytes, not necessarily UTF-8.
