@@ -202,6 +202,37 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
     drop(sim);
 }
 
+/// The app under a web-config with TLS, served by something that does not apply the file's
+/// TLS (tide's own `listen`, as an embedder might): refused with 403 and a message naming
+/// `serve_with`, never served in clear, right password or not.
+#[async_std::test]
+async fn faults_a_tls_web_config_served_without_tls_refuses_to_serve() {
+    use base64::Engine as _;
+    let (_sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let pki = msp_sim::TestPki::generate().expect("pki");
+    std::fs::write(dir.join("web.crt"), &pki.server_cert_pem).expect("crt");
+    std::fs::write(dir.join("web.key"), &pki.server_key_pem).expect("key");
+    let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
+    let web_yml = dir.join("web.yml");
+    let yml = format!(
+        "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\nbasic_auth_users:\n  prometheus: {hash}\n"
+    );
+    std::fs::write(&web_yml, yml).expect("web.yml");
+    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
+    let exporter = std::sync::Arc::new(msp_server::build(&config).expect("build"));
+    let web = std::sync::Arc::new(msp_server::WebConfigFile::open(web_yml).expect("web config"));
+    let port = free_port();
+    let app = msp_server::app(exporter, Some(web));
+    async_std::task::spawn(app.listen(format!("127.0.0.1:{port}")));
+    wait_listening(port).await;
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("prometheus:s3cret"));
+    let got = get(&format!("http://127.0.0.1:{port}/metrics"), &[("Authorization", &basic)]).await;
+    assert_eq!(got.status, 403, "{}", got.body);
+    assert!(got.body.contains("serve_with") && !got.body.contains("kube_metrics_server_up"), "{}", got.body);
+    assert_eq!(get(&format!("http://127.0.0.1:{port}/"), &[("Authorization", &basic)]).await.status, 403);
+    assert_eq!(get(&format!("http://127.0.0.1:{port}/healthz"), &[]).await.status, 200, "probes stay open");
+}
+
 /// Turning TLS verification off works, and says so loudly at startup.
 #[async_std::test]
 async fn faults_insecure_skip_tls_verify_warns_loudly() {

@@ -7,17 +7,25 @@
 //! [`QUEUE`] waiting checks, a request is refused with 503 at once. Successful checks are
 //! remembered (by digest), so Prometheus' own scrapes cost one bcrypt per configuration.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tide::{Middleware, Next, Request, Response, StatusCode};
 
 use crate::web::{Credentials, WebConfig, WebConfigFile};
 
-/// Set on a request (by the accept loop) whose TLS client presented a certificate the
-/// configured CA verified.
+/// Set on a request (by [`serve_with`](crate::serve_with)'s accept loop) whose TLS client
+/// presented a certificate the configured CA verified.
 #[derive(Debug, Clone, Copy)]
 pub struct VerifiedClient;
+
+/// Set on a request (by [`serve_with`](crate::serve_with)'s accept loop) that came over TLS.
+/// With `tls_server_config` in the web-config file, a request without it is refused: the
+/// app was served by something that does not apply the file's TLS (tide's own `listen`,
+/// say), and its passwords would cross the network in clear. An embedder whose own server
+/// terminates TLS inserts it itself.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
 
 /// How many password checks may wait for the one that runs.
 pub const QUEUE: usize = 16;
@@ -34,6 +42,8 @@ struct Verifier {
 pub struct Auth {
     web: Arc<WebConfigFile>,
     verifier: Arc<Verifier>,
+    /// Whether a request without TLS has been refused (and logged) yet.
+    refused_plain: Arc<AtomicBool>,
 }
 
 impl Auth {
@@ -42,7 +52,8 @@ impl Auth {
         let permit = async_std::channel::bounded(1);
         // One permit: bcrypt runs on one blocking thread at a time.
         let _ = permit.0.try_send(());
-        Auth { web, verifier: Arc::new(Verifier { permit, waiting: AtomicUsize::new(0) }) }
+        let verifier = Arc::new(Verifier { permit, waiting: AtomicUsize::new(0) });
+        Auth { web, verifier, refused_plain: Arc::default() }
     }
 
     /// Runs the slow check for `credentials`, or `None` when too many are waiting.
@@ -77,6 +88,20 @@ impl<S: Clone + Send + Sync + 'static> Middleware<S> for Auth {
             res.set_body("the web-config file has not loaded: refusing to serve without its checks\n");
             return Ok(res);
         };
+        if config.tls.is_some() && req.ext::<OverTls>().is_none() {
+            if !self.refused_plain.swap(true, Ordering::Relaxed) {
+                log::error!(
+                    "the web-config file configures TLS, but a request came without it: refused (403); \
+                     serve the app with msp_server::serve_with, which applies the file's TLS"
+                );
+            }
+            let mut res = Response::new(StatusCode::Forbidden);
+            res.set_body(
+                "the web-config file configures TLS, and this request came without it: the server does not \
+                 apply the file's TLS (serve the app with msp_server::serve_with)\n",
+            );
+            return Ok(res);
+        }
         if config.requires_client_cert() && req.ext::<VerifiedClient>().is_none() {
             return Ok(unauthorized());
         }

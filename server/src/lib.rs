@@ -34,6 +34,7 @@ mod source;
 mod web;
 
 pub use app::{app, mount, State};
+pub use auth::{OverTls, VerifiedClient};
 pub use cache::CachedCluster;
 pub use config::{figment, variables as config_variables, Config, ConfigError, Enrichers, RawConfig};
 #[cfg(feature = "demo")]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::auth::VerifiedClient;
+use crate::auth::{OverTls, VerifiedClient};
 use crate::http1::Limits;
 use crate::web::WebConfigFile;
 use async_std::net::TcpListener;
@@ -111,6 +111,9 @@ async fn connection<S, IO>(
     IO: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
 {
     let mark = |req: &mut http_types::Request| {
+        if scheme == "https" {
+            req.ext_mut().insert(OverTls);
+        }
         if verified {
             req.ext_mut().insert(VerifiedClient);
         }
