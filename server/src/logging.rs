@@ -65,13 +65,32 @@ struct Logger {
     format: LogFormat,
 }
 
-fn ours(target: &str) -> bool {
-    target.starts_with("msp_") || target.starts_with("metrics_server_prom")
+/// The crates under the service that log each request, connection or poll at `info` and
+/// below: they are held at `warn`. Every other target (ours, and an embedder's own) logs at
+/// the configured level.
+const CHATTY: &[&str] = &[
+    "async_global_executor",
+    "async_h1",
+    "async_io",
+    "async_std",
+    "blocking",
+    "futures_rustls",
+    "http_client",
+    "http_types",
+    "polling",
+    "rustls",
+    "surf",
+    "tide",
+];
+
+fn chatty(target: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or(target);
+    CHATTY.contains(&krate)
 }
 
 impl Log for Logger {
     fn enabled(&self, m: &Metadata<'_>) -> bool {
-        let max = if ours(m.target()) { self.level } else { self.level.min(LevelFilter::Warn) };
+        let max = if chatty(m.target()) { self.level.min(LevelFilter::Warn) } else { self.level };
         m.level() <= max
     }
 
@@ -325,11 +344,19 @@ mod tests {
     }
 
     #[test]
-    fn other_crates_are_capped_at_warn() {
+    fn the_chatty_crates_under_us_are_capped_at_warn_and_an_embedders_are_not() {
         let logger = Logger { level: LevelFilter::Trace, format: LogFormat::Json };
         let meta = |level, target| Metadata::builder().level(level).target(target).build();
         assert!(logger.enabled(&meta(Level::Trace, "msp_server::kube")));
         assert!(logger.enabled(&meta(Level::Warn, "async_h1::server")));
         assert!(!logger.enabled(&meta(Level::Info, "async_h1::server")));
+        assert!(!logger.enabled(&meta(Level::Info, "tide::log::middleware")));
+        assert!(!logger.enabled(&meta(Level::Debug, "rustls")));
+        // An embedder's crate, and its examples' binaries, log at the configured level.
+        assert!(logger.enabled(&meta(Level::Debug, "embed_tide")));
+        assert!(logger.enabled(&meta(Level::Info, "team_enricher::lookup")));
+        assert!(logger.enabled(&meta(Level::Info, "tidewater")));
+        let info = Logger { level: LevelFilter::Info, format: LogFormat::Json };
+        assert!(!info.enabled(&meta(Level::Debug, "embed_tide")));
     }
 }
