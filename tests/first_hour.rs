@@ -93,6 +93,24 @@ fn first_hour_help_lists_the_variables_and_no_cluster_suggests_demo() {
     let out = Command::new(binary()).env_clear().env("MSP_KUBERNETES__TIMEOUT", "5").output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"5s\""));
+
+    // No cluster, with the log off: the reason still reaches stderr, and it is a
+    // configuration error (2), as an API server URL with a password is.
+    let out = Command::new(binary()).env_clear().env("HOME", "/nonexistent").env("MSP_LOG_LEVEL", "off").output();
+    let out = out.expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster found"), "{out:?}");
+    let out = Command::new(binary()).env_clear().env("MSP_KUBERNETES__API_URL", "https://u:p@x:6443").output();
+    assert_eq!(out.expect("run").status.code(), Some(2));
+
+    // `--config` without a file is refused, not read as "no file" (which dropped MSP_CONFIG).
+    let out = Command::new(binary()).env_clear().env("MSP_CONFIG", "/nonexistent.toml").arg("--config").output();
+    let out = out.expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--config needs a file"), "{out:?}");
+    let out = Command::new(binary()).env_clear().arg("--config=/nonexistent.toml").output().expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"), "{out:?}");
 }
 
 #[async_std::test]

@@ -7,7 +7,7 @@ use msp_server::{init_logging, Config, Registry};
 
 const USAGE: &str = "usage: metrics-server-prom [--demo] [--config FILE]
   --demo         serve a simulated cluster (no Kubernetes needed; needs the default `demo` feature)
-  --config FILE  TOML configuration (also MSP_CONFIG); MSP_* variables override it
+  --config FILE  TOML configuration (also MSP_CONFIG, which it replaces); MSP_* variables override it
   --version      print version, revision and target";
 
 /// The usage, then every `MSP_` variable with its default (from the configuration's own
@@ -27,7 +27,14 @@ async fn main() -> ExitCode {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--demo" => demo = true,
-            "--config" => file = args.next().map(PathBuf::from),
+            "--config" => match args.next() {
+                Some(path) => file = Some(PathBuf::from(path)),
+                None => {
+                    eprintln!("--config needs a file\n{USAGE}");
+                    return ExitCode::from(2);
+                }
+            },
+            other if other.starts_with("--config=") => file = Some(PathBuf::from(&other["--config=".len()..])),
             "--version" => {
                 println!(
                     "metrics-server-prom {} (revision {}, {}, {})",
@@ -69,26 +76,40 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("{e}");
-            if matches!(e, msp_server::StartError::Endpoint(_))
-                && config.kubernetes.api_url.is_none()
-                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
+            fatal(&e.to_string());
+            let endpoint = matches!(e, msp_server::StartError::Endpoint(_));
+            if endpoint && config.kubernetes.api_url.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
             {
-                log::error!(
+                fatal(
                     "no cluster found. Run it in a pod (in-cluster service account), point it at a kubeconfig \
                      (KUBECONFIG or MSP_KUBERNETES__KUBECONFIG), or set MSP_KUBERNETES__API_URL. \
-                     To try it without a cluster: metrics-server-prom --demo"
+                     To try it without a cluster: metrics-server-prom --demo",
                 );
             }
-            ExitCode::FAILURE
+            match e {
+                // What was configured cannot be used (the API server's settings, the
+                // web-config file): a configuration error, as an invalid key is.
+                msp_server::StartError::Endpoint(_) | msp_server::StartError::Web(_) => ExitCode::from(2),
+                msp_server::StartError::Listen { .. } => ExitCode::FAILURE,
+            }
         }
+    }
+}
+
+/// Why the service stops, logged; on stderr as it is when logging is off
+/// (`MSP_LOG_LEVEL=off`), so no failure is silent.
+fn fatal(message: &str) {
+    if log::log_enabled!(log::Level::Error) {
+        log::error!("{message}");
+    } else {
+        eprintln!("metrics-server-prom: {message}");
     }
 }
 
 #[cfg(feature = "demo")]
 async fn start_demo(config: &mut Config) -> Result<impl Sized, ExitCode> {
     msp_server::start_demo(config).await.map_err(|e| {
-        log::error!("demo: {e}");
+        fatal(&format!("demo: {e}"));
         ExitCode::FAILURE
     })
 }
@@ -99,6 +120,6 @@ struct NoDemo;
 
 #[cfg(not(feature = "demo"))]
 async fn start_demo(_: &mut Config) -> Result<NoDemo, ExitCode> {
-    log::error!("--demo: this build has no simulator (built without the `demo` feature)");
+    fatal("--demo: this build has no simulator (built without the `demo` feature)");
     Err(ExitCode::from(2))
 }
