@@ -26,6 +26,7 @@ use crate::shard::Shard;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RawConfig {
     /// Address to serve on.
+    #[serde(deserialize_with = "text_or_number")]
     pub listen: String,
     /// Enrichers by name, in order (earlier wins a label name).
     pub enrichers: Vec<String>,
@@ -42,6 +43,7 @@ pub struct RawConfig {
     /// Which namespaces' pods to export.
     pub namespaces: RawNamespaces,
     /// A label selector passed to the metrics API's pod list.
+    #[serde(default, deserialize_with = "opt_text_or_number")]
     pub label_selector: Option<String>,
     /// How `/metrics` itself is served.
     pub web: RawWeb,
@@ -90,6 +92,7 @@ pub struct RawKubernetes {
     /// Kubeconfig path.
     pub kubeconfig: Option<PathBuf>,
     /// Kubeconfig context.
+    #[serde(default, deserialize_with = "opt_text_or_number")]
     pub context: Option<String>,
     /// Per-request timeout, a Go duration (a bare number is read, and refused with an example).
     #[serde(deserialize_with = "text_or_number")]
@@ -102,8 +105,10 @@ pub struct RawKubernetes {
     pub list_page_size: u32,
 }
 
-/// A string, or a number kept as its text (`MSP_KUBERNETES__TIMEOUT=5` arrives as a number),
-/// so the check can say what is missing instead of a type error.
+/// A string, or a number or `true`/`false` kept as its text: figment reads
+/// `MSP_LISTEN=9100`, `MSP_KUBERNETES__TIMEOUT=5` or `MSP_LABEL_SELECTOR=true` as a number
+/// or a bool, though the user wrote text. (A number's leading zeros are lost on the way:
+/// `'"007"'` keeps them.)
 fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -112,13 +117,22 @@ fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::E
         Unsigned(u64),
         Signed(i64),
         Float(f64),
+        Bool(bool),
     }
     Ok(match Raw::deserialize(d)? {
         Raw::Text(s) => s,
         Raw::Unsigned(n) => n.to_string(),
         Raw::Signed(n) => n.to_string(),
         Raw::Float(n) => n.to_string(),
+        Raw::Bool(b) => b.to_string(),
     })
+}
+
+/// [`text_or_number`], for a key that may be unset.
+fn opt_text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text(#[serde(deserialize_with = "text_or_number")] String);
+    Ok(Option::<Text>::deserialize(d)?.map(|t| t.0))
 }
 
 impl Default for RawConfig {
@@ -495,6 +509,22 @@ mod tests {
     }
 
     #[test]
+    fn values_that_look_like_numbers_or_bools_are_text_where_text_is_wanted() {
+        Jail::expect_with(|jail| {
+            jail.set_env("MSP_LABEL_SELECTOR", "true");
+            jail.set_env("MSP_KUBERNETES__CONTEXT", "123");
+            jail.set_env("MSP_KUBERNETES__API_URL", "https://10.0.0.1:6443");
+            let c = load(None)?;
+            assert_eq!(c.scope.label_selector.as_deref(), Some("true"));
+            assert_eq!(c.kubernetes.context.as_deref(), Some("123"));
+            jail.set_env("MSP_LISTEN", "9100");
+            let err = load(None).expect_err("a port alone is no address");
+            assert!(err.contains("`listen`") && err.contains("9100") && !err.contains("unsigned int"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases: &[(&str, &str, &str)] = &[
             ("MSP_LISTEN", "nowhere", "`listen`"),
@@ -506,7 +536,7 @@ mod tests {
             ("MSP_TYPO", "1", "`typo` is not known"),
             ("MSP_ENRICHERS", r#"["node","labels","node"]"#, "\"node\" is listed twice (positions 1 and 3)"),
             ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": empty pattern"),
-            ("MSP_LABELS__TYPO", "1", "typo"),
+            ("MSP_LABELS__TYPO", "1", "for key \"labels.typo\" in `MSP_` environment variable(s)"),
             ("MSP_KUBERNETES__TIMEOUT", "5", "for example \"5s\""),
             ("MSP_KUBERNETES__MAX_RESPONSE_BYTES", "lots", "KUBERNETES.MAX_RESPONSE_BYTES"),
         ];
