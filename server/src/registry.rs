@@ -36,7 +36,24 @@ fn section<T: DeserializeOwned + Default>(figment: &Figment, section: &str) -> R
     if !figment.contains(section) {
         return Ok(T::default());
     }
-    figment.extract_inner(section).map_err(|e| format!("[{section}]: {e}").into())
+    figment.extract_inner(section).map_err(|e| section_error(section, e).into())
+}
+
+/// `e`, from reading `section`, naming its key as written (`labels.typo`): figment puts the
+/// section last in an inner extraction's path, so its own message read `TYPO.LABELS`.
+fn section_error(section: &str, e: figment::Error) -> String {
+    e.into_iter()
+        .map(|e| {
+            let mut path = e.path.clone();
+            if path.last().is_some_and(|last| last == section) {
+                path.pop();
+            }
+            path.insert(0, section.to_owned());
+            let source = e.metadata.as_ref().map(|m| format!(" in {}", m.name)).unwrap_or_default();
+            format!("[{section}]: {} for key \"{}\"{source}", e.kind, path.join("."))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Registry {
