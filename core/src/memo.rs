@@ -191,8 +191,10 @@ impl State {
     }
 }
 
-/// Each pod's enrichment, kept across scrapes while its inputs do not change. See the
-/// [module documentation](self).
+/// Each pod's enrichment, kept across scrapes while its inputs do not change. When every
+/// configured enricher declares [`Depends::Pod`](crate::Depends::Pod), [`enrich`](crate::enrich)
+/// enriches only the pods whose own inputs changed and serves the kept labels for the rest;
+/// embedders only create one (`Memo::default()`) and pass it in.
 #[derive(Debug, Default)]
 pub struct Memo {
     state: Mutex<State>,

@@ -1,6 +1,6 @@
 //! # msp-enrichers
 //!
-//! The built-in [`Enricher`]s of metrics-server-prom, chosen by name in the configuration:
+//! The built-in [`Enricher`](msp_core::Enricher)s of metrics-server-prom, chosen by name in the configuration:
 //!
 //! | name | adds |
 //! |---|---|

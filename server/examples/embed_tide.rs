@@ -6,6 +6,9 @@
 //! `/exporter/`, whose links are relative and so work under the prefix. The exporter's
 //! basic auth and client-certificate checks (`MSP_WEB__CONFIG_FILE`) are route middleware,
 //! so they hold under the prefix too. Without `--demo` it reads the usual configuration.
+//! Nothing here handles SIGTERM or SIGINT (tide's `listen` runs until the process dies), so
+//! `--demo` leaves its temporary CA and token directory (`metrics-server-prom-demo-PID` in the
+//! temp dir) behind; `msp_server::serve` with `msp_server::signals()` would stop cleanly.
 
 use std::sync::Arc;
 

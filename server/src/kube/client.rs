@@ -311,7 +311,7 @@ impl KubeClient {
         }
     }
 
-    /// The longest `Retry-After` waited out: [`MAX_RETRY_WAIT`], or the timeout if shorter.
+    /// The longest `Retry-After` waited out: `MAX_RETRY_WAIT` (10 s), or the timeout if shorter.
     pub fn max_retry_wait(&self) -> Duration {
         MAX_RETRY_WAIT.min(self.limits.timeout)
     }
