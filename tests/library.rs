@@ -40,7 +40,7 @@ fn library_render_once_prints_exact_values_for_the_published_samples() {
 #[async_std::test]
 async fn library_embed_tide_serves_the_exporter_and_every_link_under_the_prefix() {
     let port = free_port();
-    let _child = Killed(spawn_demo(&example("embed_tide"), port));
+    let mut child = Killed(spawn_demo(&example("embed_tide"), port));
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     let landing = loop {
@@ -64,4 +64,13 @@ async fn library_embed_tide_serves_the_exporter_and_every_link_under_the_prefix(
     let metrics = get(&format!("{base}/exporter/metrics"), &[]).await.body;
     let s = parse(&metrics);
     assert_eq!(find(&s, "kube_metrics_server_up", &[("resource", "pods")]).value, 1.0);
+
+    // SIGTERM stops it cleanly: the demo's CA and token go with it.
+    let pid = child.0.id();
+    let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{pid}"));
+    assert!(dir.join("ca.crt").exists(), "{} holds the demo CA", dir.display());
+    assert!(Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill").success());
+    let status = child.0.wait().expect("wait");
+    assert!(status.success(), "{status:?}");
+    assert!(!dir.exists(), "{} is left behind", dir.display());
 }

@@ -6,9 +6,11 @@
 //! `/exporter/`, whose links are relative and so work under the prefix. The exporter's
 //! basic auth and client-certificate checks (`MSP_WEB__CONFIG_FILE`) are route middleware,
 //! so they hold under the prefix too. Without `--demo` it reads the usual configuration.
-//! Nothing here handles SIGTERM or SIGINT (tide's `listen` runs until the process dies), so
-//! `--demo` leaves its temporary CA and token directory (`metrics-server-prom-demo-PID` in the
-//! temp dir) behind; `msp_server::serve` with `msp_server::signals()` would stop cleanly.
+//!
+//! It is served with `msp_server::serve_with`, not tide's `listen`: that applies the
+//! web-config's TLS (a request that did not come over it is refused where the file asks for
+//! TLS), bounds connections and request heads, and stops on SIGTERM or SIGINT, draining the
+//! requests in flight, so `--demo` removes its temporary CA and token on the way out.
 
 use std::sync::Arc;
 
@@ -29,9 +31,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     app.at("/version")
         .get(|_| async { Ok(format!("embedder 1.0, metrics-server-prom {}\n", env!("CARGO_PKG_VERSION"))) });
     // `mount` nests it at /exporter/ and redirects /exporter there, so relative links work.
-    msp_server::mount(&mut app, "/exporter", msp_server::app(exporter, web));
+    msp_server::mount(&mut app, "/exporter", msp_server::app(exporter, web.clone()));
 
-    log::info!("embedder serving on http://{}/ (exporter at /exporter/)", config.listen);
-    app.listen(config.listen).await?;
+    let shutdown = msp_server::signals()?;
+    let listener = async_std::net::TcpListener::bind(config.listen).await?;
+    let scheme = if web.as_ref().and_then(|w| w.current()).is_some_and(|c| c.tls.is_some()) { "https" } else { "http" };
+    log::info!("embedder serving on {scheme}://{}/ (exporter at /exporter/)", config.listen);
+    msp_server::serve_with(listener, app, shutdown, web).await?;
     Ok(())
 }
