@@ -1,6 +1,7 @@
 //! Issue 12, [apiserver]: a good citizen of real API servers: paginated lists, 429 and
 //! `Retry-After`, a `User-Agent`, exec credential plugins, one connection.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -354,4 +355,31 @@ async fn apiserver_metrics_requests_reuse_connections() {
     let requests = h.sim.count("/apis/metrics.k8s.io/") - requests;
     eprintln!("10 scrapes (+1 to read the counter): {requests} metrics requests, {} new connections", after - before);
     assert!(after - before <= 2.0, "{} connections for {requests} requests", after - before);
+}
+
+/// `label_selector` is the API server's to apply: against the simulator, which filters pod
+/// metrics by `labelSelector` as metrics-server does, only the selected pods are exported;
+/// a selector the API server cannot parse gets 400, and the pods read is reported down.
+#[async_std::test]
+async fn apiserver_label_selector_exports_only_the_selected_pods() {
+    let h = start(SimCluster::demo(), |c| c.label_selector = Some("app in (frontend, cart),tier!=web".into())).await;
+    let s = parse(&scrape(&h).await);
+    let pods: BTreeSet<(&str, &str)> =
+        s.iter().filter_map(|x| Some((x.label("namespace")?, x.label("pod")?))).collect();
+    let want = BTreeSet::from([
+        ("shop", "cart-6f7b8c9d4-h2j4k"),
+        ("shop", "cart-6f7b8c9d4-n5b6v"),
+        ("shop-staging", "frontend-7c9d8f6b5-8xk2d"),
+    ]);
+    assert_eq!(pods, want, "every series with a pod label is a selected pod's");
+    let cpu = s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores").count();
+    assert_eq!((cpu, up(&s, "pods")), (want.len(), 1.0));
+
+    let h = start(SimCluster::demo(), |c| c.label_selector = Some("app in (".into())).await;
+    let s = parse(&scrape(&h).await);
+    assert_eq!((up(&s, "pods"), up(&s, "nodes")), (0.0, 1.0));
+    assert_eq!(counted(&s, "pod_metrics", "400"), 1.0);
+    assert!(!s.iter().any(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores"));
+    let requests = h.sim.state().requests.clone();
+    assert!(requests.iter().any(|(p, code)| p.contains("labelSelector=app+in+%28") && *code == 400), "{requests:?}");
 }

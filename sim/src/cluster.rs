@@ -2,6 +2,8 @@
 
 use serde_json::{json, Value};
 
+use crate::selector::Selector;
+
 /// A container and its usage, as quantity strings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SimContainer {
@@ -97,9 +99,15 @@ const STAMP: &str = "2026-11-24T12:00:00Z";
 impl SimCluster {
     /// `PodMetricsList`.
     pub fn pod_metrics(&self, version: &str) -> Value {
+        self.pod_metrics_matching(version, &Selector::default())
+    }
+
+    /// `PodMetricsList` of the pods whose labels `selector` matches.
+    pub fn pod_metrics_matching(&self, version: &str, selector: &Selector) -> Value {
         let items: Vec<Value> = self
             .pods
             .iter()
+            .filter(|p| selector.matches(&p.labels))
             .map(|p| {
                 let mut meta = json!({"name": p.name, "namespace": p.namespace, "creationTimestamp": STAMP});
                 if self.labels_in_metrics {

@@ -10,6 +10,7 @@ use serde_json::json;
 use tide::{Request, Response, StatusCode};
 
 use crate::cluster::SimCluster;
+use crate::selector::{Selector, SelectorError};
 use crate::tls::{serve_tls, PkiError, TestPki};
 
 /// A way for one route to misbehave.
@@ -391,36 +392,23 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 let limit = q("limit").and_then(|v| v.parse::<usize>().ok()).filter(|l| *l > 0);
                 page(&mut lock(&state), route, limit, q("continue").as_deref())
             }
-            other => {
-                let body = {
-                    let mut s = lock(&state);
-                    let version = match version {
-                        Some("v1") => "v1",
-                        _ => "v1beta1",
-                    };
-                    if route_version_missing(&s, route, version) {
-                        None
-                    } else if let Some(b) = s.bodies.get(&(route, version)) {
-                        Some(b.clone())
-                    } else {
-                        let c = &s.cluster;
-                        let mut value = list(c, route, version);
-                        if WATCHED.contains(&route) {
-                            value["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
+            other => match label_selector(&req, route) {
+                Err(e) => status(400, "BadRequest", &e.to_string()),
+                Ok(selector) => {
+                    let body = list_body(&mut lock(&state), route, version, &selector);
+                    match (body, other) {
+                        (None, _) => status(404, "NotFound", "the server could not find the requested resource"),
+                        (Some(body), Some(Fault::Truncate)) => {
+                            json_response(Arc::new(body[..body.len() / 2].to_owned()))
                         }
-                        let body = Arc::new(crate::go_json::to_string(&value));
-                        s.bodies.insert((route, version), body.clone());
-                        Some(body)
+                        (Some(_), Some(Fault::NotJson)) => {
+                            json_response(Arc::new("<html>502 Bad Gateway</html>".into()))
+                        }
+                        (Some(_), Some(Fault::Body(body))) => json_response(body),
+                        (Some(body), _) => json_response(body),
                     }
-                };
-                match (body, other) {
-                    (None, _) => status(404, "NotFound", "the server could not find the requested resource"),
-                    (Some(body), Some(Fault::Truncate)) => json_response(Arc::new(body[..body.len() / 2].to_owned())),
-                    (Some(_), Some(Fault::NotJson)) => json_response(Arc::new("<html>502 Bad Gateway</html>".into())),
-                    (Some(_), Some(Fault::Body(body))) => json_response(body),
-                    (Some(body), _) => json_response(body),
                 }
-            }
+            },
         }
     };
     let agent = req.header("User-Agent").map(|h| h.as_str().to_owned()).unwrap_or_default();
@@ -429,6 +417,44 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
     s.user_agents.push(agent);
     drop(s);
     Ok(answer)
+}
+
+/// The `labelSelector` of a request: pod metrics are filtered by it, as metrics-server does;
+/// other routes ignore it (the exporter sends none there).
+fn label_selector(req: &Request<State>, route: Route) -> Result<Selector, SelectorError> {
+    match req.url().query_pairs().find(|(k, _)| k == "labelSelector") {
+        Some((_, selector)) if route == Route::PodMetrics => selector.parse(),
+        _ => Ok(Selector::default()),
+    }
+}
+
+/// The whole list `route` answers (`version` for the metrics API), `selector`'s pods only;
+/// none when that version is not served. Unfiltered bodies are rendered once per change.
+fn list_body(s: &mut SimState, route: Route, version: Option<&str>, selector: &Selector) -> Option<Arc<String>> {
+    let version = match version {
+        Some("v1") => "v1",
+        _ => "v1beta1",
+    };
+    if route_version_missing(s, route, version) {
+        return None;
+    }
+    if selector.is_empty() {
+        if let Some(body) = s.bodies.get(&(route, version)) {
+            return Some(body.clone());
+        }
+    }
+    let mut value = match route {
+        Route::PodMetrics => s.cluster.pod_metrics_matching(version, selector),
+        _ => list(&s.cluster, route, version),
+    };
+    if WATCHED.contains(&route) {
+        value["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
+    }
+    let body = Arc::new(crate::go_json::to_string(&value));
+    if selector.is_empty() {
+        s.bodies.insert((route, version), body.clone());
+    }
+    Some(body)
 }
 
 /// One page of a list route: `limit` items from the offset in the `continue` token, which
