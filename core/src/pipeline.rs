@@ -31,7 +31,7 @@ use crate::enricher::{Depends, EnrichError, Enricher, Enrichment};
 use crate::memo::Memo;
 use crate::render::{prepare, Prepared};
 use crate::scrape::Scrape;
-use crate::unwind::CatchUnwind;
+use crate::unwind::{catch_call, CatchUnwind};
 
 /// The most pods one enricher call is given when a memo is used: what enrichers return is
 /// kept only until it is merged, so a cold start of a large cluster holds it for this many
@@ -131,9 +131,13 @@ async fn run(
     let mut enrichments = Vec::with_capacity(enrichers.len());
     let mut failures = Vec::new();
     for enricher in enrichers {
-        // A panic in the enricher fails its call alone, as an error would.
+        // A panic in the enricher fails its call alone, as an error would: in the call that
+        // makes its future (a hand-written impl may work there) or in any poll of it.
         let call: EnrichFuture<'_> = Box::pin(async move {
-            CatchUnwind(enricher.enrich(scrape, cluster)).await.unwrap_or_else(|p| Err(Box::new(p)))
+            match catch_call(|| enricher.enrich(scrape, cluster)) {
+                Ok(future) => CatchUnwind(future).await.unwrap_or_else(|p| Err(Box::new(p))),
+                Err(p) => Err(Box::new(p) as EnrichError),
+            }
         });
         match guard.guard(enricher.as_ref(), call).await {
             Ok(e) => enrichments.push(e),

@@ -31,6 +31,11 @@ impl fmt::Display for Panicked {
 
 impl std::error::Error for Panicked {}
 
+/// What `f` returns, or [`Panicked`] if it panics.
+pub(crate) fn catch_call<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
+    catch_unwind(AssertUnwindSafe(f)).map_err(|payload| Panicked::new(payload.as_ref()))
+}
+
 /// `F`, with a panic in any of its polls given as [`Panicked`]. The future is not polled
 /// again after it panicked: what it held is dropped with it.
 pub(crate) struct CatchUnwind<F>(pub(crate) F);
@@ -63,5 +68,8 @@ mod tests {
         assert_eq!(run(text), Err("panicked: no cluster for team".to_owned()));
         let other: Pin<Box<dyn Future<Output = u8> + Send>> = Box::pin(async { std::panic::panic_any(5u8) });
         assert_eq!(run(other), Err("panicked: a value that is not text".to_owned()));
+        assert_eq!(catch_call(|| 3).ok(), Some(3));
+        let made: Result<u8, _> = catch_call(|| panic!("before the future"));
+        assert_eq!(made.map_err(|p| p.to_string()), Err("panicked: before the future".to_owned()));
     }
 }

@@ -320,13 +320,16 @@ mod tests {
         assert!(!out.contains("pod=\"bad\""));
     }
 
-    /// An embedder's enricher that panics.
-    struct Panics;
+    /// An embedder's enricher that panics; with `Depends::Pod` (`.0`) the memo is in play.
+    struct Panics(msp_core::Depends);
 
     #[async_trait]
     impl Enricher for Panics {
         fn name(&self) -> &str {
             "panics"
+        }
+        fn depends(&self) -> msp_core::Depends {
+            self.0
         }
         fn labels(&self) -> Vec<msp_core::AddedLabel> {
             Vec::new()
@@ -342,9 +345,15 @@ mod tests {
             br#"{"items":[{"metadata":{"name":"p","namespace":"n"},"spec":{"nodeName":"n1"}}]}"#,
         )
         .expect("pods");
-        let cluster = StaticCluster { pods: Arc::new(pods), ..StaticCluster::default() };
-        let exporter = Exporter::new(Arc::new(Fixed(Some(PODS), None)), Arc::new(cluster))
-            .with_enrichers(vec![Arc::new(Panics), Arc::new(msp_enrichers::NodeEnricher)]);
+        let cluster = Arc::new(StaticCluster { pods: Arc::new(pods), ..StaticCluster::default() });
+        for depends in [msp_core::Depends::Scrape, msp_core::Depends::Pod] {
+            let exporter = Exporter::new(Arc::new(Fixed(Some(PODS), None)), cluster.clone())
+                .with_enrichers(vec![Arc::new(Panics(depends)), Arc::new(msp_enrichers::NodeEnricher)]);
+            scrapes_without_the_panicking_enrichers_labels(&exporter);
+        }
+    }
+
+    fn scrapes_without_the_panicking_enrichers_labels(exporter: &Exporter) {
         for scrape in 1..=2 {
             let out = async_std::task::block_on(exporter.scrape(Format::Text, None));
             for line in [
