@@ -107,10 +107,37 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
-/// Installs the logger (once; later calls change nothing).
+/// Installs the logger (once; later calls change nothing), and a panic hook that writes a
+/// panic as one line of it: an enricher that panics fails its call alone (and is logged as
+/// failing), and its panic must not put raw text among JSON lines on every scrape.
 pub fn init(level: LevelFilter, format: LogFormat) {
     if log::set_boxed_logger(Box::new(Logger { level, format })).is_ok() {
         log::set_max_level(level);
+        std::panic::set_hook(Box::new(log_panic));
+    }
+}
+
+/// A panic, as one error line (with the backtrace when `RUST_BACKTRACE` asks for it); on
+/// stderr as the standard hook writes it when the log is off, so no panic is silent.
+fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
+    let payload = info.payload();
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a value that is not text");
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("<unnamed>");
+    let at = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
+    let backtrace = std::backtrace::Backtrace::capture();
+    let trace = match backtrace.status() {
+        std::backtrace::BacktraceStatus::Captured => format!("\n{backtrace}"),
+        _ => String::new(),
+    };
+    if log::log_enabled!(target: "panic", log::Level::Error) {
+        log::error!(target: "panic", "thread '{name}' panicked{at}: {message}{trace}");
+    } else {
+        eprintln!("thread '{name}' panicked{at}:\n{message}{trace}");
     }
 }
 
@@ -341,6 +368,37 @@ mod tests {
                 "_msg": "shadowed",
             })
         );
+    }
+
+    /// Run alone, in a process of its own (see the next test): the logger installed, a
+    /// panic caught.
+    #[test]
+    fn a_panic_in_a_process_of_its_own() {
+        if std::env::var_os("MSP_TEST_PANIC_CHILD").is_none() {
+            return;
+        }
+        init(LevelFilter::Info, LogFormat::Json);
+        let caught = std::panic::catch_unwind(|| panic!("an enricher's bug"));
+        assert!(caught.is_err());
+    }
+
+    #[test]
+    fn a_panic_is_one_json_line_of_the_log() {
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args(["logging::tests::a_panic_in_a_process_of_its_own", "--exact", "--nocapture", "--test-threads=1"])
+            .env("MSP_TEST_PANIC_CHILD", "1")
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .expect("run");
+        assert!(out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<serde_json::Value> =
+            stderr.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect(l)).collect();
+        assert_eq!(lines.len(), 1, "{stderr}");
+        assert_eq!(lines[0]["level"], "error");
+        let msg = lines[0]["msg"].as_str().unwrap_or_default();
+        assert!(msg.contains("panicked at server/src/logging.rs:") && msg.ends_with(": an enricher's bug"), "{msg}");
     }
 
     #[test]
