@@ -107,25 +107,36 @@ pub struct RawKubernetes {
 
 /// A string, or a number or `true`/`false` kept as its text: figment reads
 /// `MSP_LISTEN=9100`, `MSP_KUBERNETES__TIMEOUT=5` or `MSP_LABEL_SELECTOR=true` as a number
-/// or a bool, though the user wrote text. (A number's leading zeros are lost on the way:
-/// `'"007"'` keeps them.)
+/// or a bool, though the user wrote text. A number comes back as figment read it, so
+/// `007` is `7` and `1.10` is `1.1`: quoted (`'"1.10"'`) it is kept as written. Anything
+/// else (a list, a table) is refused as not a string.
 fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Text(String),
-        Unsigned(u64),
-        Signed(i64),
-        Float(f64),
-        Bool(bool),
+    struct Text;
+    impl serde::de::Visitor<'_> for Text {
+        type Value = String;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a string")
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<String, E> {
+            Ok(v.to_owned())
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<String, E> {
+            Ok(v)
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<String, E> {
+            Ok(v.to_string())
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<String, E> {
+            Ok(v.to_string())
+        }
     }
-    Ok(match Raw::deserialize(d)? {
-        Raw::Text(s) => s,
-        Raw::Unsigned(n) => n.to_string(),
-        Raw::Signed(n) => n.to_string(),
-        Raw::Float(n) => n.to_string(),
-        Raw::Bool(b) => b.to_string(),
-    })
+    d.deserialize_any(Text)
 }
 
 /// [`text_or_number`], for a key that may be unset.
@@ -520,6 +531,15 @@ mod tests {
             jail.set_env("MSP_LISTEN", "9100");
             let err = load(None).expect_err("a port alone is no address");
             assert!(err.contains("`listen`") && err.contains("9100") && !err.contains("unsigned int"), "{err}");
+            // From a file, a value of another kind is still refused as not a string.
+            jail.clear_env();
+            jail.create_file("msp.toml", "listen = [\"x\"]\n[kubernetes]\ncontext = {}\n")?;
+            let err = load(Some("msp.toml")).expect_err("a list is no address");
+            assert!(err.contains("expected a string") && err.contains("msp.toml"), "{err}");
+            // An enricher's section names its key and the file.
+            jail.create_file("msp.toml", "[labels]\ntypo = 1\n")?;
+            let err = load(Some("msp.toml")).expect_err("strict section");
+            assert!(err.contains("for key \"labels.typo\" in ") && err.contains("msp.toml TOML file"), "{err}");
             Ok(())
         });
     }

@@ -49,7 +49,13 @@ fn section_error(section: &str, e: figment::Error) -> String {
                 path.pop();
             }
             path.insert(0, section.to_owned());
-            let source = e.metadata.as_ref().map(|m| format!(" in {}", m.name)).unwrap_or_default();
+            let source = match &e.metadata {
+                Some(m) => match &m.source {
+                    Some(from) => format!(" in {from} {}", m.name),
+                    None => format!(" in {}", m.name),
+                },
+                None => String::new(),
+            };
             format!("[{section}]: {} for key \"{}\"{source}", e.kind, path.join("."))
         })
         .collect::<Vec<_>>()
