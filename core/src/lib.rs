@@ -69,3 +69,4 @@ pub use render::{render, render_prepared, write_families, Naming, PodLabels, Pre
 pub use scrape::{All, ContainerSample, ItemError, NodeSample, PodSample, Scrape, Select};
 pub use source::MetricsSource;
 pub use timestamp::parse_rfc3339_ms;
+pub use unwind::panic_message;

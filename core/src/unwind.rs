@@ -14,13 +14,18 @@ pub(crate) struct Panicked(String);
 
 impl Panicked {
     fn new(payload: &(dyn Any + Send)) -> Self {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_owned())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a value that is not text".to_owned());
-        Panicked(message)
+        Panicked(panic_message(payload).to_owned())
     }
+}
+
+/// What a panic's `payload` says: its text, as `panic!` gives it (a `&str` or a `String`),
+/// or that it is not text. The server's panic hook writes it too.
+pub fn panic_message(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a value that is not text")
 }
 
 impl fmt::Display for Panicked {

@@ -120,12 +120,7 @@ pub fn init(level: LevelFilter, format: LogFormat) {
 /// A panic, as one error line (with the backtrace when `RUST_BACKTRACE` asks for it); on
 /// stderr as the standard hook writes it when the log is off, so no panic is silent.
 fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
-    let payload = info.payload();
-    let message = payload
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("a value that is not text");
+    let message = msp_core::panic_message(info.payload());
     let thread = std::thread::current();
     let name = thread.name().unwrap_or("<unnamed>");
     let at = info.location().map(|l| format!(" at {l}")).unwrap_or_default();
