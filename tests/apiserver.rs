@@ -291,19 +291,16 @@ printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential",
 
     let port = free_port();
     let log = dir.join("stderr.log");
-    let _child = Killed(
+    let _child = Killed(spawn_logging(
         server_command(&sim, &dir, port)
             .env_remove("MSP_KUBERNETES__API_URL")
             .env_remove("MSP_KUBERNETES__TOKEN_FILE")
             .env_remove("MSP_KUBERNETES__CA_FILE")
             .env("MSP_KUBERNETES__KUBECONFIG", dir.join("kubeconfig"))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("MSP_LOG_LEVEL", "trace")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(&log).expect("log"))
-            .spawn()
-            .expect("binary"),
-    );
+            .env("MSP_LOG_LEVEL", "trace"),
+        &log,
+    ));
     wait_listening(port).await;
     let url = format!("http://127.0.0.1:{port}/metrics");
     for i in 0..5 {

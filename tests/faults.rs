@@ -90,13 +90,10 @@ async fn faults_sigterm_drains_and_no_token_in_logs() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
     let port = free_port();
     let log = dir.join("stderr.log");
-    let mut child = server_command(&sim, &dir, port)
-        .env("MSP_KUBERNETES__TIMEOUT", "2s")
-        .env("MSP_LOG_LEVEL", "trace")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("binary");
+    let mut child = spawn_logging(
+        server_command(&sim, &dir, port).env("MSP_KUBERNETES__TIMEOUT", "2s").env("MSP_LOG_LEVEL", "trace"),
+        &log,
+    );
     wait_listening(port).await;
     let url = format!("http://127.0.0.1:{port}/metrics");
     assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
@@ -139,9 +136,7 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
     use base64::Engine as _;
     use msp_server::{certificates, client_config, private_key, Verify};
     let (sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
-    let pki = msp_sim::TestPki::generate().expect("pki");
-    std::fs::write(dir.join("web.crt"), &pki.server_cert_pem).expect("crt");
-    std::fs::write(dir.join("web.key"), &pki.server_key_pem).expect("key");
+    let pki = write_web_tls(&dir);
     std::fs::write(dir.join("web-ca.crt"), &pki.ca_pem).expect("ca");
     let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
     let web_yml = dir.join("web.yml");
@@ -209,18 +204,14 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
 async fn faults_a_tls_web_config_served_without_tls_refuses_to_serve() {
     use base64::Engine as _;
     let (_sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
-    let pki = msp_sim::TestPki::generate().expect("pki");
-    std::fs::write(dir.join("web.crt"), &pki.server_cert_pem).expect("crt");
-    std::fs::write(dir.join("web.key"), &pki.server_key_pem).expect("key");
+    write_web_tls(&dir);
     let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
     let web_yml = dir.join("web.yml");
     let yml = format!(
         "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\nbasic_auth_users:\n  prometheus: {hash}\n"
     );
     std::fs::write(&web_yml, yml).expect("web.yml");
-    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
-    let exporter = std::sync::Arc::new(msp_server::build(&config).expect("build"));
-    let web = std::sync::Arc::new(msp_server::WebConfigFile::open(web_yml).expect("web config"));
+    let (exporter, web) = exporter_and_web_config(raw, web_yml);
     let port = free_port();
     let app = msp_server::app(exporter, Some(web));
     async_std::task::spawn(app.listen(format!("127.0.0.1:{port}")));
@@ -239,12 +230,12 @@ async fn faults_insecure_skip_tls_verify_warns_loudly() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
     let port = free_port();
     let log = dir.join("insecure.log");
-    let mut child = server_command(&sim, &dir, port)
-        .env_remove("MSP_KUBERNETES__CA_FILE")
-        .env("MSP_KUBERNETES__INSECURE_SKIP_TLS_VERIFY", "true")
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("binary");
+    let mut child = spawn_logging(
+        server_command(&sim, &dir, port)
+            .env_remove("MSP_KUBERNETES__CA_FILE")
+            .env("MSP_KUBERNETES__INSECURE_SKIP_TLS_VERIFY", "true"),
+        &log,
+    );
     wait_listening(port).await;
     let body = get(&format!("http://127.0.0.1:{port}/metrics"), &[]).await.body;
     let _ = child.kill();

@@ -1,7 +1,7 @@
 //! Issue 14, [first-hour]: what a platform team meets in its first hour, through the real
 //! binary configured only by environment variables.
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use msp_sim::{Fault, Route, SimCluster};
 use msp_tests::*;
@@ -11,7 +11,8 @@ async fn first_hour_service_links_json_logs_readiness_and_self_metrics() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
     let port = free_port();
     let log = dir.join("stderr.log");
-    let child = server_command(&sim, &dir, port)
+    let mut child = server_command(&sim, &dir, port);
+    child
         // What Kubernetes injects for a Service named `msp` beside the pod.
         .env("MSP_PORT", "tcp://10.96.0.7:9100")
         .env("MSP_PORT_9100_TCP", "tcp://10.96.0.7:9100")
@@ -21,12 +22,8 @@ async fn first_hour_service_links_json_logs_readiness_and_self_metrics() {
         .env("MSP_SERVICE_HOST", "10.96.0.7")
         .env("MSP_SERVICE_PORT", "9100")
         .env("MSP_SERVICE_PORT_METRICS", "9100")
-        .env("MSP_LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("binary");
-    let _child = Killed(child);
+        .env("MSP_LOG_FORMAT", "json");
+    let _child = Killed(spawn_logging(&mut child, &log));
     wait_listening(port).await;
     let base = format!("http://127.0.0.1:{port}");
 

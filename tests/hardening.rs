@@ -107,9 +107,7 @@ async fn hardening_connections_that_say_nothing_are_bounded() {
 #[async_std::test]
 async fn hardening_a_tls_handshake_that_never_comes_is_cut_off() {
     let (_sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
-    let pki = msp_sim::TestPki::generate().expect("pki");
-    std::fs::write(dir.join("web.crt"), &pki.server_cert_pem).expect("crt");
-    std::fs::write(dir.join("web.key"), &pki.server_key_pem).expect("key");
+    let pki = write_web_tls(&dir);
     let web_yml = dir.join("web.yml");
     std::fs::write(&web_yml, "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n").expect("web.yml");
     let port = serve_web_config(raw, web_yml).await.port();
@@ -233,14 +231,8 @@ async fn hardening_out_of_file_descriptors_backs_off_quietly() {
     let mut cmd = std::process::Command::new("prlimit");
     cmd.arg("--nofile=40:40").arg(binary());
     let server = server_command(&sim, &dir, port);
-    let child = cmd
-        .env_clear()
-        .envs(server.get_envs().filter_map(|(k, v)| Some((k, v?))))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("prlimit");
-    let _child = Killed(child);
+    cmd.env_clear().envs(server.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let _child = Killed(spawn_logging(&mut cmd, &log));
     wait_listening(port).await;
     let mut held = Vec::new();
     for _ in 0..80 {

@@ -179,12 +179,7 @@ async fn spine_the_v1beta1_fallback_is_logged_once() {
     sim.state().serve_v1 = false;
     let port = free_port();
     let log = dir.join("stderr.log");
-    let child = server_command(&sim, &dir, port)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("binary");
-    let _child = Killed(child);
+    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
     wait_listening(port).await;
     for _ in 0..3 {
         let got = get(&format!("http://127.0.0.1:{port}/metrics"), &[]).await;

@@ -89,12 +89,26 @@ async fn serve_for(
     Harness { sim, url, dir, exporter }
 }
 
+/// The exporter for `raw` and the web-config file `web_yml`, as `main` builds them.
+pub fn exporter_and_web_config(raw: RawConfig, web_yml: PathBuf) -> (Arc<Exporter>, Arc<msp_server::WebConfigFile>) {
+    let config = raw.check(&Registry::builtin()).expect("config");
+    let exporter = Arc::new(msp_server::build(&config).expect("build"));
+    (exporter, Arc::new(msp_server::WebConfigFile::open(web_yml).expect("web config")))
+}
+
+/// A fresh test PKI, its server certificate and key written to `dir` as `web.crt` and
+/// `web.key`, for a web-config's `tls_server_config`.
+pub fn write_web_tls(dir: &std::path::Path) -> msp_sim::TestPki {
+    let pki = msp_sim::TestPki::generate().expect("pki");
+    std::fs::write(dir.join("web.crt"), &pki.server_cert_pem).expect("crt");
+    std::fs::write(dir.join("web.key"), &pki.server_key_pem).expect("key");
+    pki
+}
+
 /// Our server (in process) for `raw`, behind the web-config file `web_yml` (TLS, basic auth,
 /// re-read when it changes), as `main` serves it: the address it listens on.
 pub async fn serve_web_config(raw: RawConfig, web_yml: PathBuf) -> std::net::SocketAddr {
-    let config = raw.check(&Registry::builtin()).expect("config");
-    let exporter = Arc::new(msp_server::build(&config).expect("build"));
-    let web = Arc::new(msp_server::WebConfigFile::open(web_yml).expect("web config"));
+    let (exporter, web) = exporter_and_web_config(raw, web_yml);
     let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = msp_server::app(exporter, Some(web.clone()));
@@ -363,6 +377,11 @@ pub fn server_command(sim: &Sim, dir: &std::path::Path, port: u16) -> Command {
         .env("MSP_KUBERNETES__CA_FILE", dir.join("ca.crt"))
         .env("MSP_LISTEN", format!("127.0.0.1:{port}"));
     cmd
+}
+
+/// Starts `cmd` with its output discarded and its stderr written to `log`.
+pub fn spawn_logging(cmd: &mut Command, log: &std::path::Path) -> std::process::Child {
+    cmd.stdout(Stdio::null()).stderr(std::fs::File::create(log).expect("log")).spawn().expect("spawn")
 }
 
 /// Starts `program --demo` on 127.0.0.1:`port`, with nothing else in its environment and its
