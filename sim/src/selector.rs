@@ -1,7 +1,7 @@
 //! Label selectors (`app=frontend,tier notin (cache)`), parsed and matched as the API server
 //! does (apimachinery `pkg/labels/selector.go`) for the forms `k=v`, `k==v`, `k!=v`, `k`,
-//! `!k`, `k in (a,b)` and `k notin (a,b)`, the requirements separated by commas and all
-//! ANDed. The numeric `k>1` and `k<1` are not supported: they are a parse error here.
+//! `!k`, `k in (a,b)`, `k notin (a,b)`, and the numeric `k>1` and `k<1`, the requirements
+//! separated by commas and all ANDed.
 
 use std::str::FromStr;
 
@@ -26,6 +26,10 @@ enum Op {
     Exists,
     /// `!k`.
     DoesNotExist,
+    /// `k>n`: the label is there, an integer greater than `n`.
+    Gt(i64),
+    /// `k<n`: the label is there, an integer less than `n`.
+    Lt(i64),
 }
 
 /// A selector that does not parse, with the input it came from.
@@ -48,6 +52,8 @@ impl Selector {
                 Op::NotIn(values) => value.is_none_or(|v| !values.contains(v)),
                 Op::Exists => value.is_some(),
                 Op::DoesNotExist => value.is_none(),
+                Op::Gt(n) => integer_label(value).is_some_and(|v| v > *n),
+                Op::Lt(n) => integer_label(value).is_some_and(|v| v < *n),
             }
         })
     }
@@ -106,6 +112,10 @@ fn requirement(r: &str) -> Result<Requirement, String> {
         (key, Op::NotIn(vec![value(v)?]))
     } else if let Some((key, v)) = r.split_once("==").or_else(|| r.split_once('=')) {
         (key, Op::In(vec![value(v)?]))
+    } else if let Some((key, v)) = r.split_once('>') {
+        (key, Op::Gt(integer(v)?))
+    } else if let Some((key, v)) = r.split_once('<') {
+        (key, Op::Lt(integer(v)?))
     } else if let Some((key, rest)) = r.split_once(char::is_whitespace) {
         let rest = rest.trim_start();
         let (set, op): (_, fn(Vec<String>) -> Op) = match (rest.strip_prefix("notin"), rest.strip_prefix("in")) {
@@ -146,6 +156,18 @@ fn value(v: &str) -> Result<String, String> {
     }
 }
 
+/// The value of `k>n` or `k<n`: a label value that is a (64-bit) integer.
+fn integer(v: &str) -> Result<i64, String> {
+    let v = value(v)?;
+    v.parse().map_err(|_| format!("{v:?}: for 'gt', 'lt' operators, the value must be an integer"))
+}
+
+/// A label's value as the numeric operators read it; one that is not an integer matches
+/// neither.
+fn integer_label(value: Option<&String>) -> Option<i64> {
+    value?.parse().ok()
+}
+
 /// `[prefix/]name`, the prefix a DNS subdomain.
 fn valid_key(key: &str) -> bool {
     match key.split_once('/') {
@@ -182,7 +204,7 @@ mod tests {
 
     #[test]
     fn matches_as_the_api_server_does() {
-        let frontend = labels(&[("app", "frontend"), ("tier", "web"), ("example.com/team", "shop")]);
+        let frontend = labels(&[("app", "frontend"), ("tier", "web"), ("example.com/team", "shop"), ("replicas", "3")]);
         let cases: &[(&str, bool)] = &[
             ("", true),
             ("app=frontend", true),
@@ -209,6 +231,13 @@ mod tests {
             ("tier!=control-plane,app in (frontend,cart),!missing", true),
             ("missing=", false),
             ("app in (frontend,)", true),
+            ("replicas>2", true),
+            ("replicas > 3", false),
+            ("replicas<4", true),
+            ("replicas<3", false),
+            ("replicas>0012", false),
+            ("app>1", false),
+            ("missing<100", false),
         ];
         for (selector, want) in cases {
             let parsed: Selector = selector.parse().unwrap_or_else(|e| panic!("{selector:?}: {e}"));
@@ -240,7 +269,12 @@ mod tests {
             "app=a b",
             "Example.com/team=shop",
             "a/b/c=d",
-            "app>1",
+            "replicas>",
+            "replicas>x",
+            "replicas>1.5",
+            "replicas>-1",
+            "replicas>99999999999999999999",
+            "replicas<(1)",
         ] {
             let err = bad.parse::<Selector>().expect_err(bad);
             assert_eq!(err.original, bad);
