@@ -68,5 +68,5 @@ pub use quantity::{Quantity, QuantityError};
 pub use render::{render, render_prepared, write_families, Naming, PodLabels, Prepared, RenderOptions};
 pub use scrape::{All, ContainerSample, ItemError, NodeSample, PodSample, Scrape, Select};
 pub use source::MetricsSource;
-pub use timestamp::parse_rfc3339_ms;
+pub use timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
 pub use unwind::panic_message;

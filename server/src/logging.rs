@@ -138,7 +138,7 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
 
 /// One record as a line (with its newline), stamped `since_epoch`.
 fn render(format: LogFormat, since_epoch: Duration, r: &Record<'_>) -> String {
-    let time = rfc3339(since_epoch);
+    let time = msp_core::format_rfc3339_ms(since_epoch);
     let mut line = String::with_capacity(128);
     match format {
         LogFormat::Text => {
@@ -217,88 +217,10 @@ impl<'kvs> VisitSource<'kvs> for JsonFields<'_> {
     }
 }
 
-/// A time since the Unix epoch as RFC 3339 in UTC, to the millisecond:
-/// `2026-11-25T02:40:00.123Z`.
-pub(crate) fn rfc3339(since_epoch: Duration) -> String {
-    let secs = since_epoch.as_secs();
-    // u64 seconds / 86400 fits i64 days with room to spare.
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        since_epoch.subsec_millis()
-    )
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01: years counted in 400-year eras of
-/// 146,097 days, each year starting on 1 March so that the leap day falls at its end.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468; // days since 0000-03-01
-    let era = z.div_euclid(146_097);
-    let day_of_era = z.rem_euclid(146_097); // 0..=146096
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365; // 0..=399
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100); // 0..=365
-    let month_from_march = (5 * day_of_year + 2) / 153; // 0..=11, 0 is March
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1; // 1..=31
-    let month = if month_from_march < 10 { month_from_march + 3 } else { month_from_march - 9 }; // 1..=12
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    (year, month as u32, day as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use log::Level;
-
-    #[test]
-    fn rfc3339_known_instants() {
-        let cases: &[(u64, u32, &str)] = &[
-            (0, 0, "1970-01-01T00:00:00.000Z"),
-            (94_694_399, 0, "1972-12-31T23:59:59.000Z"), // the first leap year's last second
-            (946_684_799, 999, "1999-12-31T23:59:59.999Z"),
-            (951_827_696, 5, "2000-02-29T12:34:56.005Z"), // 2000 is a leap year (divisible by 400)
-            (1_709_251_199, 120, "2024-02-29T23:59:59.120Z"),
-            (1_795_574_400, 123, "2026-11-25T02:40:00.123Z"),
-            (2_147_483_648, 0, "2038-01-19T03:14:08.000Z"), // past i32 seconds
-            (4_107_542_399, 0, "2100-02-28T23:59:59.000Z"), // 2100 is not (divisible by 100)
-            (4_107_542_400, 0, "2100-03-01T00:00:00.000Z"),
-            (253_402_300_799, 0, "9999-12-31T23:59:59.000Z"),
-        ];
-        for &(secs, millis, want) in cases {
-            let d = Duration::from_secs(secs) + Duration::from_millis(millis.into());
-            assert_eq!(rfc3339(d), want, "{secs}");
-        }
-        // Sub-millisecond time is truncated, never rounded up into the next second.
-        assert_eq!(rfc3339(Duration::new(59, 999_999_999)), "1970-01-01T00:00:59.999Z");
-    }
-
-    #[test]
-    fn civil_from_days_walks_every_day_of_four_centuries() {
-        let leap = |y: i64| (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let (mut y, mut m, mut d) = (1970_i64, 1_u32, 1_u32);
-        for days in 0..146_097 {
-            assert_eq!(civil_from_days(days), (y, m, d), "{days}");
-            let len = match m {
-                2 if leap(y) => 29,
-                2 => 28,
-                4 | 6 | 9 | 11 => 30,
-                _ => 31,
-            };
-            d += 1;
-            if d > len {
-                d = 1;
-                m += 1;
-                if m > 12 {
-                    m = 1;
-                    y += 1;
-                }
-            }
-        }
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
-    }
 
     #[test]
     fn log_format_parses() {
