@@ -111,6 +111,42 @@ fn first_hour_help_lists_the_variables_and_no_cluster_suggests_demo() {
 }
 
 #[async_std::test]
+async fn first_hour_demo_samples_are_as_fresh_as_metrics_servers_so_timestamps_can_be_on() {
+    // With a fixed sample time, Prometheus would drop every sample written with
+    // `MSP_TIMESTAMPS` as too old. The demo's follow the clock, at metrics-server's default
+    // resolution of 15 s.
+    let port = free_port();
+    let program = binary();
+    let child = Command::new(&program)
+        .arg("--demo")
+        .env_clear()
+        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("MSP_TIMESTAMPS", "true")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
+    let _child = Killed(child);
+    wait_listening(port).await;
+    let got = get(&format!("http://127.0.0.1:{port}/metrics"), &[]).await;
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_millis();
+    let stamps: Vec<u128> = got
+        .body
+        .lines()
+        .filter(|l| l.starts_with("kube_metrics_server_container_cpu_usage_cores{"))
+        .map(|l| {
+            let stamp = l.rsplit(' ').next().expect("a field");
+            stamp.parse().unwrap_or_else(|e| panic!("no timestamp ({e}): {l}"))
+        })
+        .collect();
+    assert!(!stamps.is_empty(), "{}", got.body);
+    for stamp in stamps {
+        assert_eq!(stamp % 15_000, 0, "at the start of a 15 s period: {stamp}");
+        assert!(stamp <= now_ms && now_ms - stamp < 16_000, "{stamp} is not of the last 15 s (now {now_ms})");
+    }
+}
+
+#[async_std::test]
 async fn first_hour_demo_removes_its_temporary_files() {
     let port = free_port();
     let mut child = spawn_demo(&binary(), port);

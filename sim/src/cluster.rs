@@ -1,5 +1,7 @@
 //! The simulated cluster's objects, and their JSON as the API server would send it.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use serde_json::{json, Value};
 
 use crate::selector::Selector;
@@ -79,6 +81,12 @@ pub struct SimCluster {
     pub jobs: Vec<SimController>,
     /// Whether PodMetrics carry `metadata.labels` (metrics-server 0.5 and later).
     pub labels_in_metrics: bool,
+    /// metrics-server's `--metric-resolution`, in seconds: when set, the samples carry the
+    /// start of the current period by the clock, as metrics-server's carry the time they
+    /// were collected. When unset, one fixed time, so that the bodies stay the same byte
+    /// for byte (tests, benchmarks).
+    #[serde(default)]
+    pub resolution: Option<u64>,
 }
 
 fn labels(pairs: &[(String, String)]) -> Value {
@@ -94,9 +102,19 @@ fn owner_refs(owner: &Option<(String, String)>) -> Value {
     }
 }
 
+/// The samples' time without a [`SimCluster::resolution`].
 const STAMP: &str = "2026-11-24T12:00:00Z";
 
 impl SimCluster {
+    /// The samples' time: see [`SimCluster::resolution`]. To the second, as Go writes a
+    /// `metav1.Time`.
+    fn stamp(&self) -> String {
+        let Some(resolution) = self.resolution else { return STAMP.to_owned() };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        let start = Duration::from_secs(now - now % resolution.max(1));
+        msp_core::format_rfc3339_ms(start).replace(".000Z", "Z")
+    }
+
     /// `PodMetricsList`.
     pub fn pod_metrics(&self, version: &str) -> Value {
         self.pod_metrics_matching(version, &Selector::default())
@@ -104,12 +122,13 @@ impl SimCluster {
 
     /// `PodMetricsList` of the pods whose labels `selector` matches.
     pub fn pod_metrics_matching(&self, version: &str, selector: &Selector) -> Value {
+        let stamp = self.stamp();
         let items: Vec<Value> = self
             .pods
             .iter()
             .filter(|p| selector.matches(&p.labels))
             .map(|p| {
-                let mut meta = json!({"name": p.name, "namespace": p.namespace, "creationTimestamp": STAMP});
+                let mut meta = json!({"name": p.name, "namespace": p.namespace, "creationTimestamp": stamp});
                 if self.labels_in_metrics {
                     meta["labels"] = labels(&p.labels);
                 }
@@ -118,7 +137,7 @@ impl SimCluster {
                     .iter()
                     .map(|c| json!({"name": c.name, "usage": {"cpu": c.cpu, "memory": c.memory}}))
                     .collect();
-                json!({"metadata": meta, "timestamp": STAMP, "window": "15.009s", "containers": containers})
+                json!({"metadata": meta, "timestamp": stamp, "window": "15.009s", "containers": containers})
             })
             .collect();
         json!({"kind": "PodMetricsList", "apiVersion": format!("metrics.k8s.io/{version}"), "metadata": {}, "items": items})
@@ -126,12 +145,13 @@ impl SimCluster {
 
     /// `NodeMetricsList`.
     pub fn node_metrics(&self, version: &str) -> Value {
+        let stamp = self.stamp();
         let items: Vec<Value> = self
             .nodes
             .iter()
             .map(|n| {
-                json!({"metadata": {"name": n.name, "labels": labels(&n.labels), "creationTimestamp": STAMP},
-                       "timestamp": STAMP, "window": "20.05s", "usage": {"cpu": n.cpu, "memory": n.memory}})
+                json!({"metadata": {"name": n.name, "labels": labels(&n.labels), "creationTimestamp": stamp},
+                       "timestamp": stamp, "window": "20.05s", "usage": {"cpu": n.cpu, "memory": n.memory}})
             })
             .collect();
         json!({"kind": "NodeMetricsList", "apiVersion": format!("metrics.k8s.io/{version}"), "metadata": {}, "items": items})
@@ -188,7 +208,10 @@ impl SimCluster {
     /// StatefulSets, mirror pods, an unowned pod), nanocore and `Ki` quantities.
     pub fn demo() -> Self {
         // Parsed from a fixture compiled into the binary; a test checks that it parses.
-        serde_json::from_str(DEMO).unwrap_or_else(|e| unreachable!("the demo fixture is valid: {e}"))
+        let cluster: SimCluster =
+            serde_json::from_str(DEMO).unwrap_or_else(|e| unreachable!("the demo fixture is valid: {e}"));
+        // metrics-server's default resolution: the demo's samples are as fresh as theirs.
+        SimCluster { resolution: Some(15), ..cluster }
     }
 
     /// A synthetic cluster of `pods` pods with two containers each, on `pods / 100` nodes

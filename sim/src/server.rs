@@ -429,7 +429,8 @@ fn label_selector(req: &Request<State>, route: Route) -> Result<Selector, Select
 }
 
 /// The whole list `route` answers (`version` for the metrics API), `selector`'s pods only;
-/// none when that version is not served. Unfiltered bodies are rendered once per change.
+/// none when that version is not served. Unfiltered bodies are rendered once per change
+/// (the metrics lists every time, if their samples' time follows the clock).
 fn list_body(s: &mut SimState, route: Route, version: Option<&str>, selector: &Selector) -> Option<Arc<String>> {
     let version = match version {
         Some("v1") => "v1",
@@ -438,7 +439,8 @@ fn list_body(s: &mut SimState, route: Route, version: Option<&str>, selector: &S
     if route_version_missing(s, route, version) {
         return None;
     }
-    if selector.is_empty() {
+    let cached = selector.is_empty() && (s.cluster.resolution.is_none() || WATCHED.contains(&route));
+    if cached {
         if let Some(body) = s.bodies.get(&(route, version)) {
             return Some(body.clone());
         }
@@ -451,7 +453,7 @@ fn list_body(s: &mut SimState, route: Route, version: Option<&str>, selector: &S
         value["metadata"]["resourceVersion"] = json!(s.resource_version.to_string());
     }
     let body = Arc::new(crate::go_json::to_string(&value));
-    if selector.is_empty() {
+    if cached {
         s.bodies.insert((route, version), body.clone());
     }
     Some(body)
