@@ -39,6 +39,8 @@ struct Scan<'a> {
     /// A pod's containers as they are read, then moved to a `Vec` of their number: one
     /// grown by pushing holds at least four (at 150,000 pods with two each, 21 MB more).
     containers: Vec<ContainerMetrics<'a>>,
+    /// The same for an object's labels (a pod with three held room for four).
+    labels: Vec<(Str<'a>, Str<'a>)>,
 }
 
 impl<'a> Scan<'a> {
@@ -244,12 +246,16 @@ impl<'a> Scan<'a> {
         if !self.open_or_null(b'{')? {
             return Ok(None);
         }
-        let mut pairs = Vec::new();
-        self.members(|s, k| {
-            pairs.push((Cow::Borrowed(k), Cow::Borrowed(s.string()?)));
+        let mut read = std::mem::take(&mut self.labels);
+        read.clear();
+        let scanned = self.members(|s, k| {
+            read.push((Cow::Borrowed(k), Cow::Borrowed(s.string()?)));
             Ok(())
-        })?;
-        Ok(Some(pairs))
+        });
+        // Of their number exactly: the borrowed pairs are copied, not their text.
+        let pairs = read.to_vec();
+        self.labels = read;
+        scanned.map(|()| Some(pairs))
     }
 
     fn metadata(&mut self) -> Scanned<Metadata<'a>> {
@@ -428,7 +434,7 @@ impl<'a> Scan<'a> {
 
 /// A whole `...List` body: its `items`, each read by `item`.
 fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<T>) -> Option<Vec<T>> {
-    let mut s = Scan { text, at: 0, containers: Vec::new() };
+    let mut s = Scan { text, at: 0, containers: Vec::new(), labels: Vec::new() };
     // Room for an item every ITEM_BYTES, reserved, not touched: no copy as the list grows
     // (at 150,000 pods the last doubling copied 19 MB into a new 38 MB), only past that.
     let mut items = Vec::with_capacity(text.len() / ITEM_BYTES);
@@ -569,6 +575,18 @@ mod tests {
         let room: Vec<_> = pods.iter().map(|p| (p.containers.len(), p.containers.capacity())).collect();
         assert_eq!(room, [(2, 2), (1, 1), (0, 0)]);
         assert_eq!(pods[0].containers[1].name.as_deref(), Some("c2"));
+    }
+
+    #[test]
+    fn a_pods_labels_take_no_more_room_than_they_need() {
+        let text = r#"{"items":[{"metadata":{"name":"a","namespace":"n","labels":{"x":"1","y":"2","z":"3"}},"containers":[]},
+          {"metadata":{"name":"b","namespace":"n","labels":{"x":"1"}},"containers":[]},
+          {"metadata":{"name":"c","namespace":"n","labels":{}},"containers":[]}]}"#;
+        let pods = pods(text).expect("the usual shape");
+        let room: Vec<_> =
+            pods.iter().map(|p| p.metadata.labels.as_ref().map(|l| (l.len(), l.capacity())).expect("labels")).collect();
+        assert_eq!(room, [(3, 3), (1, 1), (0, 0)]);
+        assert_eq!(pods[0].metadata.labels.as_ref().expect("labels")[2].1, "3");
     }
 
     #[test]
