@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::exec::{ExecConfig, ExecPlugin, Interactive, API_VERSIONS};
 use super::tls::{self, TlsError, Verify};
-use super::token::{Auth, Secret, TokenError, TokenFile};
+use super::token::{Auth, InvalidToken, Secret, TokenError, TokenFile};
 
 /// The service-account token path inside a pod.
 pub const SA_TOKEN: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -44,9 +44,19 @@ pub enum EndpointError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The token file could not be read.
+    /// The token file could not be used.
     #[error(transparent)]
     Token(#[from] TokenError),
+    /// A kubeconfig user's `token` cannot be sent.
+    #[error("kubeconfig {path}: user {user:?}: {source}")]
+    KubeconfigToken {
+        /// The kubeconfig.
+        path: PathBuf,
+        /// The user entry.
+        user: String,
+        /// What is wrong with the token.
+        source: InvalidToken,
+    },
     /// A certificate or key was unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
@@ -315,7 +325,11 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
     let auth = if let Some(file) = &s.token_file {
         Auth::File(TokenFile::open(file)?)
     } else if let Some(token) = &user.token {
-        Auth::Token(Secret::new(token.clone()))
+        Auth::Token(Secret::bearer(token.clone()).map_err(|source| EndpointError::KubeconfigToken {
+            path: path.to_owned(),
+            user: user_name.clone(),
+            source,
+        })?)
     } else if let Some(file) = &user.token_file {
         Auth::File(TokenFile::open(rel(file))?)
     } else if let Some(exec) = &user.exec {
@@ -493,6 +507,20 @@ mod tests {
         let s = Settings { kubeconfig: Some(path), context: Some("zzz".into()), ..Default::default() };
         let err = resolve(&s, &no_env).expect_err("unknown context").to_string();
         assert!(err.contains("context \"zzz\" not found"), "{err}");
+    }
+
+    #[test]
+    fn a_kubeconfig_token_that_cannot_be_sent_is_refused() {
+        let dir = std::env::temp_dir().join(format!("msp-kubeconfig-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let yaml = "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:8001\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user:\n    token: \"sekrit\\u00a0\"\n";
+        let path = dir.join("config");
+        std::fs::write(&path, yaml).expect("write");
+        let s = Settings { kubeconfig: Some(path), ..Default::default() };
+        let err = resolve(&s, &no_env).expect_err("a no-break space");
+        assert!(matches!(&err, EndpointError::KubeconfigToken { user, .. } if user == "u"), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("U+00A0 at byte 6") && !text.contains("sekrit"), "{text}");
     }
 
     #[test]

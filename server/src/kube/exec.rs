@@ -332,7 +332,10 @@ fn parse(output: &[u8], api_version: &str, error: impl Fn(String) -> ExecError) 
         None => None,
     };
     match status.token.filter(|t| !t.is_empty()) {
-        Some(token) => Ok(Credential { token: Secret::new(token), expires, obtained: Instant::now() }),
+        Some(token) => {
+            let token = Secret::bearer(token).map_err(|e| error(format!("status.token: {e}")))?;
+            Ok(Credential { token, expires, obtained: Instant::now() })
+        }
         None if status.client_certificate_data.is_some() || status.client_key_data.is_some() => Err(error(
             "gave a client certificate and key (status.clientCertificateData): not supported yet, only status.token"
                 .into(),
@@ -439,6 +442,11 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
             EXEC_TIMEOUT,
         );
         assert!(err.contains("not supported yet"), "{err}");
+        let err = run(
+            r#"printf '{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1","status":{"token":"sekrit\\r\\nX-Injected: 1"}}'"#,
+            EXEC_TIMEOUT,
+        );
+        assert!(err.contains("status.token") && err.contains("U+000D") && !err.contains("sekrit"), "{err}");
         let mut missing = config(&dir, "true");
         missing.command = dir.join("no-such-plugin");
         missing.install_hint = Some("install it with: brew install no-such-plugin".into());
