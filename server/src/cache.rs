@@ -374,7 +374,10 @@ enum WatchEnd {
     Expired,
 }
 
-/// Exponential backoff, 0.2 s doubling to 30 s.
+/// The longest a cache waits before trying again, whatever a `Retry-After` asked.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Exponential backoff, 0.2 s doubling to [`MAX_BACKOFF`].
 #[derive(Default)]
 struct Backoff(u32);
 
@@ -383,12 +386,18 @@ impl Backoff {
         self.0 = 0;
     }
 
-    /// The next backoff, or `at_least` (a `Retry-After`) if that is longer.
-    async fn wait_at_least(&mut self, at_least: Option<Duration>) {
+    /// The next backoff, or `at_least` (a `Retry-After`) if that is longer, but never
+    /// more than [`MAX_BACKOFF`]: a `Retry-After` of a day (or of 2^64 - 1 seconds, which
+    /// never ends) from a broken proxy must not stop the cache for good.
+    fn next(&mut self, at_least: Option<Duration>) -> Duration {
         let ms = (200u64 << self.0.min(8)).min(30_000);
-        self.0 += 1;
-        let wait = Duration::from_millis(ms).max(at_least.unwrap_or_default());
-        async_std::task::sleep(wait).await;
+        self.0 = self.0.saturating_add(1);
+        Duration::from_millis(ms).max(at_least.unwrap_or_default()).min(MAX_BACKOFF)
+    }
+
+    /// Waits [`Backoff::next`].
+    async fn wait_at_least(&mut self, at_least: Option<Duration>) {
+        async_std::task::sleep(self.next(at_least)).await;
     }
 }
 
@@ -517,6 +526,19 @@ mod tests {
         assert_eq!((held.get("a", "p"), store.get("a", "p")), (Some(&1), Some(&2)), "the held one is untouched");
         apply(&mut store, true, "a".into(), "p".into(), 0);
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn backoff_doubles_takes_retry_after_and_is_bounded() {
+        let mut b = Backoff::default();
+        let waits: Vec<_> = (0..10).map(|_| b.next(None).as_millis()).collect();
+        assert_eq!(waits, [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
+        b.reset();
+        assert_eq!(b.next(Some(Duration::from_secs(5))), Duration::from_secs(5), "Retry-After is the least");
+        assert_eq!(b.next(Some(Duration::from_millis(1))), Duration::from_millis(400));
+        for huge in [Duration::from_secs(86_400), Duration::from_secs(u64::MAX), Duration::MAX] {
+            assert_eq!(b.next(Some(huge)), MAX_BACKOFF, "{huge:?}");
+        }
     }
 
     #[test]
