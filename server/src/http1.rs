@@ -7,8 +7,9 @@
 //!   one buffered reader, and each answer is written before the next is read.
 //! - Bounds, answered with a status rather than a silent close: a request line over
 //!   [`Limits::request_line`] gets 414, headers over [`Limits::headers`] (or too many) get
-//!   431, anything that is not HTTP gets 400, another HTTP version 505, a request body we
-//!   do not take (chunked, or over 1 MiB) 501 or 413.
+//!   431, anything that is not HTTP (or a `Host` that is more than a host and port) gets
+//!   400, another HTTP version 505, a request body we do not take (chunked, or over
+//!   1 MiB) 501 or 413.
 //! - Timeouts: a request head must arrive within [`Limits::head`] once started, an idle
 //!   keep-alive connection is closed after [`Limits::idle`], and every write must progress
 //!   within [`Limits::write`], so a client that never reads cannot hold its response
@@ -184,13 +185,26 @@ async fn read_head<R: AsyncBufReadExt + Unpin>(reader: &mut R, limits: &Limits) 
     Ok(Some(Head { method, target, version, headers }))
 }
 
+/// Whether `host` is a `Host` header's value: a host (a name, an IPv4 address or a
+/// bracketed IPv6 one) with an optional port, and nothing else: no user, path, query or
+/// fragment (RFC 9110 7.2, RFC 3986 3.2.2).
+fn is_authority(host: &str) -> bool {
+    host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
+}
+
 /// The request for `head`, with its `body`.
 fn request(head: &Head, body: Vec<u8>, scheme: &str) -> Result<Request, (StatusCode, &'static str)> {
     const BAD: (StatusCode, &str) = (StatusCode::BadRequest, "malformed request\n");
     let method =
         Method::from_str(&head.method).map_err(|_| (StatusCode::NotImplemented, "method not implemented\n"))?;
     let url = if head.target.starts_with('/') {
-        let host = head.header("Host").filter(|h| !h.is_empty()).unwrap_or("localhost");
+        let mut hosts = head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("Host"));
+        let host = hosts.next().map(|(_, v)| v.as_str()).filter(|h| !h.is_empty()).unwrap_or("localhost");
+        // One Host, and only a host and port (RFC 9112 3.2): `x/metrics#` would otherwise
+        // become part of the URL, and route `GET /healthz` to /metrics.
+        if hosts.next().is_some() || !is_authority(host) {
+            return Err(BAD);
+        }
         Url::parse(&format!("{scheme}://{host}{}", head.target)).map_err(|_| BAD)?
     } else if head.target.starts_with("http://") || head.target.starts_with("https://") {
         Url::parse(&head.target).map_err(|_| BAD)?
@@ -505,6 +519,24 @@ mod tests {
         assert!(exchange(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").starts_with("HTTP/1.1 400 "));
         assert!(exchange(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
             .starts_with("HTTP/1.1 501 "));
+    }
+
+    #[test]
+    fn a_host_header_that_is_not_a_host_is_refused() {
+        for host in ["x/echo#", "x/echo?", "x#", "user@x", "x\\echo", "a b"] {
+            let answer =
+                exchange(format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nX-Echo: routed\r\n\r\n").as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 400 ") && !answer.contains("routed"), "{host}: {answer}");
+        }
+        let two = exchange(b"GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n");
+        assert!(two.starts_with("HTTP/1.1 400 "), "{two}");
+        for host in
+            ["localhost", "localhost:9100", "10.0.0.1:9100", "[fd00::1]:9100", "metrics-server-prom.monitoring.svc"]
+        {
+            let answer =
+                exchange(format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("ok\n"), "{host}: {answer}");
+        }
     }
 
     #[test]
