@@ -202,9 +202,13 @@ impl WebConfig {
         Ok(WebConfig { tls, users, require_client_cert, dummy_hash, verified: Mutex::default() })
     }
 
-    /// The user and password of a `Basic` `Authorization` header, if it is one.
+    /// The user and password of a `Basic` `Authorization` header, if it is one. The scheme's
+    /// name is case-insensitive (RFC 9110 11.1), as Go's `Request.BasicAuth` reads it.
     pub fn credentials(authorization: Option<&str>) -> Option<Credentials> {
-        let encoded = authorization?.strip_prefix("Basic ")?;
+        let (scheme, encoded) = authorization?.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("Basic") {
+            return None;
+        }
         let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).ok()?;
         let decoded = String::from_utf8(decoded).ok()?;
         let (user, password) = decoded.split_once(':')?;
@@ -318,6 +322,18 @@ mod tests {
         let header =
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
         WebConfig::credentials(Some(&header)).expect("credentials")
+    }
+
+    #[test]
+    fn the_basic_scheme_is_read_in_any_case() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode("prometheus:pa ss:word");
+        for scheme in ["Basic", "basic", "BASIC", "bAsIc"] {
+            let c = WebConfig::credentials(Some(&format!("{scheme} {encoded}"))).expect(scheme);
+            assert_eq!((c.user.as_str(), c.password.as_str()), ("prometheus", "pa ss:word"), "{scheme}");
+        }
+        for header in [format!("Basicx {encoded}"), format!("Bearer {encoded}"), encoded.clone(), "Basic".into()] {
+            assert!(WebConfig::credentials(Some(&header)).is_none(), "{header}");
+        }
     }
 
     #[test]
