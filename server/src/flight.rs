@@ -1,7 +1,9 @@
 //! Concurrent scrapes share one: a request that arrives while a scrape for the same
 //! format and encoding is in flight waits for its body instead of starting its own, but
-//! never past its own deadline. Bodies are reference-counted, and the buffer of the last
-//! one dropped is kept for the next scrape.
+//! never past its own deadline, and only if that scrape gives upstream about as long as
+//! the request would (see [`covers`]): a client asking for a tiny scrape timeout must not
+//! hand its cut-short answer (`up` 0) to Prometheus. Bodies are reference-counted, and the
+//! buffer of the last one dropped is kept for the next scrape.
 //!
 //! At most [`MAX_BODIES`] distinct bodies are held at once. Normally one is (each scrape's
 //! body is dropped once sent); clients that request and never read would each pin one, so
@@ -12,7 +14,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use msp_core::Format;
 
@@ -108,22 +110,40 @@ impl Drop for Exposition {
 #[derive(Default)]
 struct Flight {
     result: async_std::sync::Mutex<Option<Arc<Exposition>>>,
+    /// How long its leader gave upstream, from when it started; `None`: no deadline.
+    budget: Option<Duration>,
+}
+
+/// Whether a scrape whose leader gave upstream `leader` serves a caller that would give
+/// it `mine`: no deadline covers any; a deadline covers one at most a tenth longer (an HA
+/// pair of Prometheus servers with one scrape timeout share, however far apart they
+/// arrive), and never no deadline.
+fn covers(leader: Option<Duration>, mine: Option<Duration>) -> bool {
+    match (leader, mine) {
+        (None, _) => true,
+        (Some(_), None) => false,
+        (Some(leader), Some(mine)) => leader >= mine.mul_f64(0.9),
+    }
 }
 
 /// The scrapes in flight, by flavour.
 #[derive(Default)]
 pub(crate) struct Flights(Mutex<HashMap<Flavour, Arc<Flight>>>);
 
-/// Takes a finished (or abandoned) flight off the board.
+/// Takes a finished (or abandoned) flight off the board, unless a later one with a
+/// longer budget has taken its place there.
 struct FlightGuard<'a> {
     flights: &'a Flights,
     flavour: Flavour,
+    flight: Arc<Flight>,
 }
 
 impl Drop for FlightGuard<'_> {
     fn drop(&mut self) {
         if let Ok(mut f) = self.flights.0.lock() {
-            f.remove(&self.flavour);
+            if f.get(&self.flavour).is_some_and(|on_board| Arc::ptr_eq(on_board, &self.flight)) {
+                f.remove(&self.flavour);
+            }
         }
     }
 }
@@ -137,20 +157,22 @@ pub(crate) enum Shared {
 }
 
 impl Flights {
-    /// `scrape()`'s body for `flavour`, shared with every caller that arrives while it runs.
-    /// A caller that joins waits at most until its own `deadline`.
+    /// `scrape()`'s body for `flavour`, shared with every caller that arrives while it runs
+    /// and that it [`covers`]. A caller that joins waits at most until its own `deadline`;
+    /// one it does not cover starts its own scrape, which later callers join instead.
     pub(crate) async fn share<F: Future<Output = Exposition>>(
         &self,
         flavour: Flavour,
         deadline: Option<Instant>,
         scrape: impl Fn() -> F,
     ) -> Shared {
+        let budget = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let (flight, leader) = {
             let mut flights = self.0.lock().unwrap_or_else(|p| p.into_inner());
             match flights.get(&flavour) {
-                Some(f) => (f.clone(), false),
-                None => {
-                    let f = Arc::new(Flight::default());
+                Some(f) if covers(f.budget, budget) => (f.clone(), false),
+                _ => {
+                    let f = Arc::new(Flight { result: Default::default(), budget });
                     flights.insert(flavour, f.clone());
                     (f, true)
                 }
@@ -159,7 +181,7 @@ impl Flights {
         if leader {
             // Nobody else can hold it yet: we created it under the board's lock.
             let Some(mut slot) = flight.result.try_lock() else { return Shared::Body(Arc::new(scrape().await)) };
-            let _guard = FlightGuard { flights: self, flavour };
+            let _guard = FlightGuard { flights: self, flavour, flight: flight.clone() };
             let body = Arc::new(scrape().await);
             *slot = Some(body.clone());
             return Shared::Body(body);
@@ -222,6 +244,55 @@ mod tests {
         drop(bodies);
         let fresh = Exposition::new(vec![9], spare.clone());
         assert!(!fresh.evicted().load(Ordering::Relaxed), "dropped bodies no longer count");
+    }
+
+    #[test]
+    fn a_scrape_cut_short_is_not_handed_to_a_caller_with_more_time() {
+        async_std::task::block_on(async {
+            let flights = Flights::default();
+            let runs = AtomicUsize::new(0);
+            // Upstream takes 300 ms: a scrape with less time answers "down".
+            let scrape = |deadline: Instant| {
+                let runs = &runs;
+                move || async move {
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    let upstream = Instant::now() + Duration::from_millis(300);
+                    async_std::task::sleep(upstream.min(deadline).saturating_duration_since(Instant::now())).await;
+                    body(if upstream <= deadline { "up" } else { "down" })
+                }
+            };
+            let flavour = (Format::OpenMetrics, true);
+            let text = |s: &Shared| match s {
+                Shared::Body(b) => String::from_utf8_lossy((**b).as_ref()).into_owned(),
+                Shared::TimedOut => "timed out".into(),
+            };
+            let short = Instant::now() + Duration::from_millis(50);
+            let ((hasty, prometheus), (later_hasty, twin)) = futures_lite::future::zip(
+                futures_lite::future::zip(flights.share(flavour, Some(short), scrape(short)), async {
+                    async_std::task::sleep(Duration::from_millis(10)).await;
+                    let own = Instant::now() + Duration::from_secs(10);
+                    flights.share(flavour, Some(own), scrape(own)).await
+                }),
+                futures_lite::future::zip(
+                    async {
+                        async_std::task::sleep(Duration::from_millis(100)).await;
+                        let own = Instant::now() + Duration::from_millis(50);
+                        flights.share(flavour, Some(own), scrape(own)).await
+                    },
+                    async {
+                        async_std::task::sleep(Duration::from_millis(100)).await;
+                        let own = Instant::now() + Duration::from_millis(9_900);
+                        flights.share(flavour, Some(own), scrape(own)).await
+                    },
+                ),
+            )
+            .await;
+            assert_eq!(text(&hasty), "down");
+            assert_eq!(text(&prometheus), "up", "not the hasty caller's answer");
+            assert_eq!(text(&later_hasty), "timed out", "joined the longer scrape, and kept its own deadline");
+            assert_eq!(text(&twin), "up");
+            assert_eq!(runs.load(Ordering::SeqCst), 2, "the twin and the later hasty caller joined");
+        });
     }
 
     #[test]
