@@ -15,6 +15,7 @@
 //! when it changes, without a restart; a change that does not load is logged and the
 //! previous configuration kept. `/healthz` and `/readyz` stay open for kubelet probes.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -120,8 +121,16 @@ impl std::fmt::Debug for WebConfig {
 impl WebConfig {
     /// Reads and checks `path` and the files it names.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+        Self::load_noting(path, &RefCell::default())
+    }
+
+    /// [`WebConfig::load`], noting in `read_files` every file it reads or tries to read.
+    fn load_noting(path: &Path, read_files: &RefCell<Vec<PathBuf>>) -> Result<WebConfig, WebConfigError> {
         let invalid = |message: String| WebConfigError::Invalid { path: path.to_owned(), message };
-        let read = |p: &Path| std::fs::read(p).map_err(|source| WebConfigError::Read { path: p.to_owned(), source });
+        let read = |p: &Path| {
+            read_files.borrow_mut().push(p.to_owned());
+            std::fs::read(p).map_err(|source| WebConfigError::Read { path: p.to_owned(), source })
+        };
         let text = read(path)?;
         if text.iter().all(u8::is_ascii_whitespace) {
             // An emptied (or half-written) file must not turn the checks off.
@@ -267,34 +276,53 @@ impl WebConfig {
     }
 }
 
-/// The web-config file, re-read when its modification time changes. A change that does
-/// not load (malformed, empty, half-written, unreadable) is logged and the last good
-/// configuration kept: the checks never fail open.
+/// The web-config file, re-read when its modification time, or that of a file it names
+/// (a certificate renewed in place, say), changes. A change that does not load (malformed,
+/// empty, half-written, unreadable) is logged and the last good configuration kept: the
+/// checks never fail open.
 #[derive(Debug)]
 pub struct WebConfigFile {
     path: PathBuf,
-    current: Mutex<(Option<SystemTime>, Option<Arc<WebConfig>>)>,
+    current: Mutex<(Stamps, Option<Arc<WebConfig>>)>,
 }
+
+/// The files the last load read or tried to read, with their modification times then.
+type Stamps = Vec<(PathBuf, Option<SystemTime>)>;
 
 fn modified(path: &Path) -> Option<SystemTime> {
     std::fs::metadata(path).and_then(|m| m.modified()).ok()
 }
 
+/// Loads `path`, with the stamps of every file the attempt read.
+fn load_stamped(path: &Path) -> (Result<WebConfig, WebConfigError>, Stamps) {
+    let read_files = RefCell::new(Vec::new());
+    // Stamped before reading, so that a change made during the load is seen next time.
+    let mut stamps: Stamps = vec![(path.to_owned(), modified(path))];
+    let loaded = WebConfig::load_noting(path, &read_files);
+    for file in read_files.into_inner() {
+        if !stamps.iter().any(|(p, _)| *p == file) {
+            let stamp = modified(&file);
+            stamps.push((file, stamp));
+        }
+    }
+    (loaded, stamps)
+}
+
 impl WebConfigFile {
     /// Loads `path`; it must load now.
     pub fn open(path: PathBuf) -> Result<Self, WebConfigError> {
-        let config = WebConfig::load(&path)?;
-        Ok(WebConfigFile { current: Mutex::new((modified(&path), Some(Arc::new(config)))), path })
+        let (loaded, stamps) = load_stamped(&path);
+        Ok(WebConfigFile { current: Mutex::new((stamps, Some(Arc::new(loaded?)))), path })
     }
 
-    /// The configuration now, re-read if the file changed since; `None` if no good one was
-    /// ever loaded (then nothing may be served without its checks).
+    /// The configuration now, re-read if the file or one it names changed since; `None`
+    /// if no good one was ever loaded (then nothing may be served without its checks).
     pub fn current(&self) -> Option<Arc<WebConfig>> {
         let mut cur = self.current.lock().unwrap_or_else(|p| p.into_inner());
-        let now = modified(&self.path);
-        if now != cur.0 {
-            cur.0 = now;
-            match WebConfig::load(&self.path) {
+        if cur.0.iter().any(|(file, stamp)| modified(file) != *stamp) {
+            let (loaded, stamps) = load_stamped(&self.path);
+            cur.0 = stamps;
+            match loaded {
                 Ok(c) => {
                     log::info!("web config {} reloaded", self.path.display());
                     cur.1 = Some(Arc::new(c));
@@ -371,11 +399,46 @@ mod tests {
         ] {
             std::fs::write(&path, broken).expect("write");
             // Make the change visible even within one mtime tick.
-            file.current.lock().expect("lock").0 = None;
+            file.current.lock().expect("lock").0[0].1 = None;
             let c = file.current().expect("still the last good one");
             assert!(c.has_basic_auth(), "{broken:?} must not turn basic auth off");
         }
         assert!(WebConfig::load(&path).is_err());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Sets `path`'s modification time `secs` from now: a change seen within one mtime tick.
+    fn touch(path: &Path, secs: u64) {
+        let file = std::fs::File::options().write(true).open(path).expect("open");
+        file.set_modified(SystemTime::now() + std::time::Duration::from_secs(secs)).expect("set mtime");
+    }
+
+    #[test]
+    fn a_certificate_renewed_in_place_is_served_without_touching_the_file() {
+        let dir = std::env::temp_dir().join(format!("msp-web-renew-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let write_pki = || {
+            let pki = msp_sim::tls::TestPki::generate().expect("pki");
+            std::fs::write(dir.join("web.crt"), &pki.server_cert_pem).expect("crt");
+            std::fs::write(dir.join("web.key"), &pki.server_key_pem).expect("key");
+        };
+        write_pki();
+        let path = dir.join("web.yml");
+        std::fs::write(&path, "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n").expect("yml");
+        let file = WebConfigFile::open(path.clone()).expect("open");
+        let first = file.current().expect("loaded");
+        assert!(Arc::ptr_eq(&first, &file.current().expect("loaded")), "nothing changed: not re-read");
+        // cert-manager renews the Secret: new certificate and key, the same web-config file.
+        write_pki();
+        touch(&dir.join("web.crt"), 10);
+        touch(&dir.join("web.key"), 10);
+        let renewed = file.current().expect("reloaded");
+        assert!(!Arc::ptr_eq(&first, &renewed), "the renewed certificate is loaded");
+        assert!(renewed.tls.is_some());
+        // A key half-written: the renewed configuration stays.
+        std::fs::write(dir.join("web.key"), "-----BEGIN PRIVATE KEY-----\n").expect("key");
+        touch(&dir.join("web.key"), 20);
+        assert!(Arc::ptr_eq(&renewed, &file.current().expect("kept")), "a bad key keeps the last good one");
         let _ = std::fs::remove_dir_all(dir);
     }
 }
