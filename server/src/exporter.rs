@@ -66,10 +66,28 @@ async fn within(
         .unwrap_or_else(|_| Err(format!("no answer within the scrape deadline ({left:?} left)").into()))
 }
 
+/// Why an answer that read as a list without items is no list at all: another kind of
+/// object (a `Status`, or a `PodList` from a misrouted URL) or an object without `items`
+/// (a proxy's JSON error page), answered with 200. `None` for a real empty list
+/// (`"items": []` or `null`, with `kind` `want` or none). Only called for lists that came
+/// out empty, so the second read costs nothing in steady state.
+fn not_a_list(body: &[u8], want: &str) -> Option<String> {
+    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(body) else { return None };
+    if let Some(kind) = object.get("kind").and_then(serde_json::Value::as_str).filter(|k| *k != want) {
+        let message = object.get("message").and_then(serde_json::Value::as_str);
+        return Some(match message {
+            Some(m) => format!("the answer is a {kind} ({m:?}), not a {want}"),
+            None => format!("the answer is a {kind}, not a {want}"),
+        });
+    }
+    (!object.contains_key("items")).then(|| format!("the answer has no items: not a {want}"))
+}
+
 /// Parses one metrics list for a scrape that keeps what `select` keeps; on failure logs it
 /// and yields an empty list. A body that is not UTF-8 throughout (one bad byte in one pod's
 /// label, from a broken proxy) is read again with each bad sequence as U+FFFD, kept in
-/// `repaired`: one item's bytes must not cost every series.
+/// `repaired`: one item's bytes must not cost every series. A body that is not a list
+/// ([`not_a_list`]) fails too, rather than reading as a cluster without pods.
 fn parse_list<'a, T: msp_core::ListItem<'a>>(
     resource: &str,
     fetched: &'a Result<Vec<u8>, SourceError>,
@@ -83,8 +101,16 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
             return (msp_core::List::default(), false);
         }
     };
+    let want = if resource == "pod" { "PodMetricsList" } else { "NodeMetricsList" };
+    let checked = |list: msp_core::List<T>, body: &[u8]| match list.items.is_empty().then(|| not_a_list(body, want)) {
+        Some(Some(why)) => {
+            log::error!("{resource} metrics: {why}");
+            (msp_core::List::default(), false)
+        }
+        _ => (list, true),
+    };
     let error = match msp_core::List::parse_selected(body, select) {
-        Ok(list) => return (list, true),
+        Ok(list) => return checked(list, body),
         Err(e) => e,
     };
     let Err(bad) = std::str::from_utf8(body) else {
@@ -97,7 +123,7 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     );
     let body: &'a Vec<u8> = repaired.insert(String::from_utf8_lossy(body).into_owned().into_bytes());
     match msp_core::List::parse_selected(body, select) {
-        Ok(list) => (list, true),
+        Ok(list) => checked(list, body),
         Err(e) => {
             log::error!("{resource} metrics: invalid JSON from the metrics API: {e}");
             (msp_core::List::default(), false)
@@ -318,6 +344,31 @@ mod tests {
             assert!(out.contains(line), "{line} in\n{out}");
         }
         assert!(!out.contains("pod=\"bad\""));
+    }
+
+    #[test]
+    fn an_answer_that_is_not_a_list_is_down_not_empty() {
+        let nodes = r#"{"kind":"NodeMetricsList","items":[]}"#;
+        for (pods, up) in [
+            (
+                r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"the server is shutting down","code":503}"#,
+                0,
+            ),
+            (r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}"#, 0),
+            (r#"{"error":"upstream unavailable"}"#, 0),
+            (r#"{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1","metadata":{},"items":[]}"#, 1),
+            (r#"{"kind":"PodMetricsList","items":null}"#, 1),
+            (r#"{"items":[]}"#, 1),
+        ] {
+            let exporter = Exporter::new(Arc::new(Fixed(Some(pods), Some(nodes))), Arc::new(StaticCluster::default()));
+            let out = async_std::task::block_on(exporter.scrape(Format::Text, None));
+            assert!(out.contains(&format!("kube_metrics_server_up{{resource=\"pods\"}} {up}\n")), "{pods}: {out}");
+            assert!(out.contains("kube_metrics_server_up{resource=\"nodes\"} 1\n"), "{pods}: {out}");
+        }
+        assert_eq!(
+            not_a_list(br#"{"kind":"Status","message":"m"}"#, "PodMetricsList").as_deref(),
+            Some("the answer is a Status (\"m\"), not a PodMetricsList")
+        );
     }
 
     /// An embedder's enricher that panics; with `Depends::Pod` (`.0`) the memo is in play.
