@@ -142,7 +142,8 @@ fn render(format: LogFormat, since_epoch: Duration, r: &Record<'_>) -> String {
     let mut line = String::with_capacity(128);
     match format {
         LogFormat::Text => {
-            let _ = write!(line, "{time} {:<5} {}: {}", r.level(), r.target(), r.args());
+            let _ = write!(line, "{time} {:<5} {}: ", r.level(), r.target());
+            push_one_line(&mut line, &r.args().to_string());
             let _ = r.key_values().visit(&mut TextFields(&mut line));
         }
         LogFormat::Json => {
@@ -160,6 +161,24 @@ fn render(format: LogFormat, since_epoch: Duration, r: &Record<'_>) -> String {
     }
     line.push('\n');
     line
+}
+
+/// `s` on one line: line breaks and other control characters (a tab aside) escaped as
+/// `\n`, `\r`, `\u{1b}`. A message carries text from elsewhere (an object's name from
+/// the API server, an exec plugin's stderr, a backtrace); a line break in it must not start
+/// what reads as a record of its own.
+fn push_one_line(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push('\t'),
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
 }
 
 /// `s` as a JSON string, escaped by serde_json.
@@ -247,6 +266,24 @@ mod tests {
         assert_eq!(
             render(LogFormat::Text, AT, &record),
             "2026-11-25T02:40:00.123Z INFO  msp_server::serve: listening addr=0.0.0.0:9100 why=\"two words\"\n"
+        );
+    }
+
+    #[test]
+    fn a_text_line_stays_one_line_whatever_its_message_holds() {
+        let forged = "evil\n2026-12-02T04:00:00.000Z ERROR msp_server: FORGED\r\x1b[2J\ttab";
+        let line = render(
+            LogFormat::Text,
+            AT,
+            &Record::builder()
+                .level(Level::Warn)
+                .target("msp_server::exporter")
+                .args(format_args!("dropped pod a/{forged}: invalid quantity"))
+                .build(),
+        );
+        assert_eq!(
+            line,
+            "2026-11-25T02:40:00.123Z WARN  msp_server::exporter: dropped pod a/evil\\n2026-12-02T04:00:00.000Z ERROR msp_server: FORGED\\r\\u{1b}[2J\ttab: invalid quantity\n"
         );
     }
 
