@@ -118,9 +118,10 @@ impl Snapshots {
 }
 
 /// PodMetrics' own labels, as remembered: each key and value as a little-endian `u32`
-/// length and its bytes, in one allocation (not two per label).
-#[derive(Debug, PartialEq, Eq)]
-struct MetricLabels(Option<Box<[u8]>>);
+/// length and its bytes, in one allocation (not two per label), which pods with the same
+/// labels share (see [`MetricLabels::like`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct MetricLabels(Option<Arc<[u8]>>);
 
 impl MetricLabels {
     fn new(labels: Option<&[(Str<'_>, Str<'_>)]>) -> Self {
@@ -131,8 +132,18 @@ impl MetricLabels {
                 out.extend_from_slice(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_le_bytes());
                 out.extend_from_slice(text.as_bytes());
             }
-            out.into_boxed_slice()
+            out.into()
         }))
+    }
+
+    /// `labels` remembered, sharing the copy `near` holds if they are the same: the pods of
+    /// one ReplicaSet carry the same labels, and lie next to each other in a scrape (at
+    /// 150,000 pods, one copy each held about 15 MB).
+    fn like(labels: Option<&[(Str<'_>, Str<'_>)]>, near: Option<&MetricLabels>) -> Self {
+        match near {
+            Some(near) if near.matches(labels) => near.clone(),
+            _ => MetricLabels::new(labels),
+        }
     }
 
     fn matches(&self, labels: Option<&[(Str<'_>, Str<'_>)]>) -> bool {
@@ -413,7 +424,7 @@ impl Memo {
                     Entry {
                         namespace,
                         name: pod.name.into(),
-                        metric_labels: MetricLabels::new(pod.labels),
+                        metric_labels: MetricLabels::like(pod.labels, entries.last().map(|e| &e.metric_labels)),
                         labels: labels.clone(),
                     }
                 }
@@ -650,6 +661,18 @@ mod tests {
         assert!(!kept.matches(Some(&[])));
         assert!(MetricLabels::new(Some(&[])).matches(Some(&[])));
         assert!(MetricLabels::new(None).matches(None));
+
+        // The same labels share one copy; others get their own.
+        let shared = |m: &MetricLabels, n: &MetricLabels| match (&m.0, &n.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        };
+        let same = pairs(&[("a", "b")]);
+        assert!(shared(&MetricLabels::like(Some(&same), Some(&kept)), &kept));
+        let other = MetricLabels::like(Some(&pairs(&[("a", "c")])), Some(&kept));
+        assert!(!shared(&other, &kept) && other.matches(Some(&pairs(&[("a", "c")]))));
+        assert!(MetricLabels::like(None, Some(&kept)).matches(None));
+        assert!(MetricLabels::like(Some(&ab), None).matches(Some(&ab)));
     }
 
     #[test]
