@@ -215,9 +215,11 @@ impl SimCluster {
     }
 
     /// A synthetic cluster of `pods` pods with two containers each, on `pods / 100` nodes
-    /// (at least one), all owned by Deployments through ReplicaSets, for benchmarks.
+    /// (at least one), all owned by Deployments through ReplicaSets, for benchmarks; its
+    /// PodMetrics carry labels.
     pub fn synthetic(pods: usize) -> Self {
-        let mut c = SimCluster::default();
+        // PodMetrics carry the pods' labels, as metrics-server 0.5 and later write them.
+        let mut c = SimCluster { labels_in_metrics: true, ..SimCluster::default() };
         let nodes = (pods / 100).max(1);
         for n in 0..nodes {
             c.nodes.push(SimNode {
