@@ -9,7 +9,8 @@
 //! breaking one), only faster (the usual case is about the cost of serde's `IgnoredAny`).
 //! For a shard ([`List::parse_selected`](crate::List::parse_selected)) it gives up where it
 //! would for the whole list and keeps every item, but the pods its `Select` skips come
-//! without their containers: the scrape with that `Select` is the same.
+//! without their containers (and, in the compact form, their labels): the scrape with that
+//! `Select` is the same.
 
 use std::borrow::Cow;
 
@@ -243,8 +244,17 @@ impl<'a> Scan<'a> {
     /// `null`, or labels as pairs in document order (a key twice is kept twice, as serde's
     /// map visitor does).
     fn labels(&mut self) -> Scanned<Option<Vec<(Str<'a>, Str<'a>)>>> {
+        self.labels_kept(true)
+    }
+
+    /// [`Scan::labels`], which only checks them, as it reads them, unless `keep`: a pod a
+    /// shard skips needs none.
+    fn labels_kept(&mut self, keep: bool) -> Scanned<Option<Vec<(Str<'a>, Str<'a>)>>> {
         if !self.open_or_null(b'{')? {
             return Ok(None);
+        }
+        if !keep {
+            return self.members(|s, _| s.string().map(drop)).map(|()| None);
         }
         let mut read = std::mem::take(&mut self.labels);
         read.clear();
@@ -334,11 +344,12 @@ impl<'a> Scan<'a> {
             let name = s.string_rest()?;
             s.exactly(br#","namespace":""#)?;
             let namespace = s.string_rest()?;
+            let keep = select.pod(namespace, name);
             if s.exactly(br#","creationTimestamp":""#).is_some() {
                 s.string_rest()?;
             }
             let labels = match s.exactly(br#","labels":"#) {
-                Some(()) => s.labels().ok()?,
+                Some(()) => s.labels_kept(keep).ok()?,
                 None => None,
             };
             s.exactly(b"}")?;
@@ -352,7 +363,7 @@ impl<'a> Scan<'a> {
                 pod.window = Some(Cow::Borrowed(s.string_rest()?));
             }
             s.exactly(br#","containers":"#)?;
-            s.containers(&mut pod.containers, select.pod(namespace, name)).ok()?;
+            s.containers(&mut pod.containers, keep).ok()?;
             s.exactly(b"}")?;
             Some(pod)
         })
@@ -558,8 +569,8 @@ mod tests {
     }
 
     const SHARDED: &str = r#"{"items":[
-      {"metadata":{"name":"ab","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]},
-      {"metadata":{"name":"abc","namespace":"n"},"window":"30s","containers":[{"name":"c","usage":{"cpu":"2m","memory":"2Ki"}}]},
+      {"metadata":{"name":"ab","namespace":"n","labels":{"app":"a"}},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]},
+      {"metadata":{"name":"abc","namespace":"n","labels":{"app":"a"}},"window":"30s","containers":[{"name":"c","usage":{"cpu":"2m","memory":"2Ki"}}]},
       {"containers":[{"name":"c","usage":{"cpu":"3m","memory":"3Ki"}}],"metadata":{"name":"cd","namespace":"n"}},
       {"metadata":{"name":"ef","namespace":""},"containers":[{"name":"c","usage":{"cpu":"x","memory":"4Ki"}}]},
       {"metadata":{"name":"gh"},"containers":[{"name":"c","usage":{"cpu":"5m","memory":"5Ki"}}]},
@@ -600,6 +611,9 @@ mod tests {
         // metadata said so; the pod without a namespace is left to the scrape.
         let kept = [("ab", false), ("abc", true), ("cd", true), ("ef", false), ("gh", true), ("ij", false)];
         assert_eq!(read, kept);
+        // Nor are a skipped pod's labels.
+        let labelled: Vec<bool> = part.iter().take(2).map(|p| p.metadata.labels.is_some()).collect();
+        assert_eq!(labelled, [false, true]);
         assert!(selects_alike(SHARDED));
         // Scraped with another `Select`, the skipped pods are reported, not exported as zeros.
         let nodes = crate::NodeMetricsList::default();
