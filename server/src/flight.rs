@@ -112,16 +112,22 @@ struct Flight {
     result: async_std::sync::Mutex<Option<Arc<Exposition>>>,
     /// How long its leader gave upstream, from when it started; `None`: no deadline.
     budget: Option<Duration>,
+    /// Whether it took the board's place from a flight that did not cover its leader: a
+    /// flight that did is joined by every caller, covered or not (each keeping its own
+    /// deadline), so that at most two scrapes of a flavour run at once, whatever deadlines
+    /// a client sends.
+    replacement: bool,
 }
 
 /// Whether a scrape whose leader gave upstream `leader` serves a caller that would give
-/// it `mine`: no deadline covers any; a deadline covers one at most a tenth longer (an HA
-/// pair of Prometheus servers with one scrape timeout share, however far apart they
-/// arrive), and never no deadline.
+/// it `mine`: a deadline covers one at most a tenth longer (an HA pair of Prometheus
+/// servers with one scrape timeout share, however far apart they arrive); no deadline
+/// covers only no deadline (its answer may come after any deadline, where the caller's
+/// own scrape would have answered in time), and a deadline never covers none.
 fn covers(leader: Option<Duration>, mine: Option<Duration>) -> bool {
     match (leader, mine) {
-        (None, _) => true,
-        (Some(_), None) => false,
+        (None, None) => true,
+        (None, Some(_)) | (Some(_), None) => false,
         (Some(leader), Some(mine)) => leader >= mine.mul_f64(0.9),
     }
 }
@@ -168,20 +174,23 @@ impl Flights {
     ) -> Shared {
         let budget = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let (flight, leader) = {
-            let mut flights = self.0.lock().unwrap_or_else(|p| p.into_inner());
-            match flights.get(&flavour) {
-                Some(f) if covers(f.budget, budget) => (f.clone(), false),
-                _ => {
-                    let f = Arc::new(Flight { result: Default::default(), budget });
-                    flights.insert(flavour, f.clone());
+            let mut board = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match board.get(&flavour) {
+                Some(f) if f.replacement || covers(f.budget, budget) => (f.clone(), false),
+                on_board => {
+                    let replacement = on_board.is_some();
+                    let f = Arc::new(Flight { result: Default::default(), budget, replacement });
+                    board.insert(flavour, f.clone());
                     (f, true)
                 }
             }
         };
         if leader {
-            // Nobody else can hold it yet: we created it under the board's lock.
-            let Some(mut slot) = flight.result.try_lock() else { return Shared::Body(Arc::new(scrape().await)) };
+            // Made before the slot is tried: whatever happens, the flight leaves the board.
             let _guard = FlightGuard { flights: self, flavour, flight: flight.clone() };
+            // A caller that joined may have taken the slot between the board's lock and
+            // this, found it empty, and scraped alone: then so do we.
+            let Some(mut slot) = flight.result.try_lock() else { return Shared::Body(Arc::new(scrape().await)) };
             let body = Arc::new(scrape().await);
             *slot = Some(body.clone());
             return Shared::Body(body);
@@ -305,7 +314,8 @@ mod tests {
             };
             let flavour = (Format::OpenMetrics, true);
             let started = Instant::now();
-            let (_, joined) = futures_lite::future::zip(flights.share(flavour, None, slow), async {
+            let long = Some(started + Duration::from_secs(10));
+            let (_, joined) = futures_lite::future::zip(flights.share(flavour, long, slow), async {
                 async_std::task::sleep(Duration::from_millis(50)).await;
                 let own = Instant::now() + Duration::from_millis(200);
                 let shared = flights.share(flavour, Some(own), slow).await;
@@ -314,6 +324,53 @@ mod tests {
             .await;
             assert!(matches!(joined.0, Shared::TimedOut));
             assert!(joined.1 < Duration::from_millis(1000), "gave up at its own deadline: {:?}", joined.1);
+        });
+    }
+
+    #[test]
+    fn no_deadline_serves_no_deadline_only_and_two_scrapes_at_most_run() {
+        async_std::task::block_on(async {
+            let flights = Flights::default();
+            let runs = AtomicUsize::new(0);
+            let scrape = || async {
+                runs.fetch_add(1, Ordering::SeqCst);
+                async_std::task::sleep(Duration::from_millis(300)).await;
+                body("x")
+            };
+            let flavour = (Format::OpenMetrics, true);
+            // A caller without a deadline leads; Prometheus' does not wait for it, but leads
+            // a scrape of its own (the replacement); then callers whose deadlines grow by half
+            // each time, which none before covers, all join the replacement.
+            let mut callers: Vec<_> = (0..12u32)
+                .map(|k| {
+                    let flights = &flights;
+                    Box::pin(async move {
+                        async_std::task::sleep(Duration::from_millis(10 * u64::from(k))).await;
+                        let deadline =
+                            (k > 0).then(|| Instant::now() + Duration::from_millis(400).mul_f64(1.5f64.powi(k as i32)));
+                        flights.share(flavour, deadline, scrape).await
+                    })
+                })
+                .collect();
+            // Every caller at once, in this task.
+            let mut answers: Vec<Option<Shared>> = callers.iter().map(|_| None).collect();
+            futures_lite::future::poll_fn(|cx| {
+                for (caller, answer) in callers.iter_mut().zip(&mut answers) {
+                    if answer.is_none() {
+                        if let std::task::Poll::Ready(a) = caller.as_mut().poll(cx) {
+                            *answer = Some(a);
+                        }
+                    }
+                }
+                if answers.iter().all(Option::is_some) {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            })
+            .await;
+            assert!(answers.iter().all(|a| matches!(a, Some(Shared::Body(_)))));
+            assert_eq!(runs.load(Ordering::SeqCst), 2, "the first caller's and one replacement");
         });
     }
 }
