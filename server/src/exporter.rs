@@ -74,6 +74,9 @@ struct WriteCost([AtomicU64; 2]);
 /// what it takes at 150,000 pods on two busy cores.
 const FIRST_WRITE_NS_PER_POD: u64 = 8_000;
 
+/// Fewer pods than this say little of what writing a pod takes.
+const MIN_MEASURED_PODS: usize = 100;
+
 impl WriteCost {
     /// The enrichers' deadline within the scrape's `deadline`, for `pods` pods: half again
     /// the time writing them took last, or is assumed to take.
@@ -86,7 +89,13 @@ impl WriteCost {
         deadline.map(|d| d.checked_sub(reserve).unwrap_or_else(Instant::now))
     }
 
+    /// Remembers what writing `pods` pods took; a scrape of fewer than [`MIN_MEASURED_PODS`]
+    /// (its pods' read failed, say) measures the nodes and self-metrics more than the pods,
+    /// and is not remembered.
     fn record(&self, gzip: bool, pods: usize, took: Duration) {
+        if pods < MIN_MEASURED_PODS {
+            return;
+        }
         let per_pod = u64::try_from(took.as_nanos() / pods.max(1) as u128).unwrap_or(u64::MAX);
         self.0[usize::from(gzip)].store(per_pod.max(1), Ordering::Relaxed);
     }
@@ -105,20 +114,41 @@ async fn within(
 }
 
 /// Why an answer that read as a list without items is no list at all: another kind of
-/// object (a `Status`, or a `PodList` from a misrouted URL) or an object without `items`
-/// (a proxy's JSON error page), answered with 200. `None` for a real empty list
-/// (`"items": []` or `null`, with `kind` `want` or none). Only called for lists that came
-/// out empty, so the second read costs nothing in steady state.
+/// object (a `Status`, or a `PodList` from a misrouted URL), an object without `items` (a
+/// proxy's JSON error page) or no object at all (`[]`), answered with 200. `None` for a real
+/// empty list (`"items": []` or `null`, with `kind` `want` or none). Only called for lists
+/// with no item at all (a shard keeps the items it skips), and read without building the
+/// JSON's tree, so the second read costs little, and nothing in steady state.
 fn not_a_list(body: &[u8], want: &str) -> Option<String> {
-    let Ok(serde_json::Value::Object(object)) = serde_json::from_slice(body) else { return None };
-    if let Some(kind) = object.get("kind").and_then(serde_json::Value::as_str).filter(|k| *k != want) {
-        let message = object.get("message").and_then(serde_json::Value::as_str);
-        return Some(match message {
+    /// Whether a member is there, whatever its value, `null` too.
+    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+        serde::de::IgnoredAny::deserialize(d).map(|_| true)
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        message: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default, deserialize_with = "present")]
+        items: bool,
+    }
+    use serde::Deserialize;
+    let probe = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        // Not JSON at all: the list's parse has said so already.
+        Err(_) => return None,
+        Ok(_) => match serde_json::from_slice::<Probe<'_>>(body) {
+            Ok(probe) => probe,
+            Err(_) => return Some(format!("the answer is not a JSON object: not a {want}")),
+        },
+    };
+    if let Some(kind) = probe.kind.as_deref().filter(|k| *k != want) {
+        return Some(match probe.message {
             Some(m) => format!("the answer is a {kind} ({m:?}), not a {want}"),
             None => format!("the answer is a {kind}, not a {want}"),
         });
     }
-    (!object.contains_key("items")).then(|| format!("the answer has no items: not a {want}"))
+    (!probe.items).then(|| format!("the answer has no items: not a {want}"))
 }
 
 /// Parses one metrics list for a scrape that keeps what `select` keeps; on failure logs it
@@ -397,6 +427,10 @@ mod tests {
         let before = |gzip, pods| deadline - cost.enrichers_deadline(Some(deadline), gzip, pods).expect("a deadline");
         // Before any scrape: 8 µs a pod, half again.
         assert_eq!(before(true, 150_000), Duration::from_millis(1800));
+        // A scrape whose pods' read failed wrote nodes and self-metrics only: not a measure.
+        cost.record(true, 0, Duration::from_millis(3));
+        cost.record(true, 99, Duration::from_millis(3));
+        assert_eq!(before(true, 150_000), Duration::from_millis(1800));
         cost.record(true, 150_000, Duration::from_millis(600));
         assert_eq!(before(true, 150_000), Duration::from_millis(900), "what the last gzipped scrape took");
         assert_eq!(before(false, 150_000), Duration::from_millis(1800), "plain text is measured apart");
@@ -450,6 +484,8 @@ mod tests {
             (r#"{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1","metadata":{},"items":[]}"#, 1),
             (r#"{"kind":"PodMetricsList","items":null}"#, 1),
             (r#"{"items":[]}"#, 1),
+            ("[]", 0),
+            (r#"{"kind":"Status","message":"a \"quoted\" reason","items":7}"#, 0),
         ] {
             let exporter = Exporter::new(Arc::new(Fixed(Some(pods), Some(nodes))), Arc::new(StaticCluster::default()));
             let out = async_std::task::block_on(exporter.scrape(Format::Text, None));
