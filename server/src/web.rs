@@ -124,11 +124,12 @@ impl WebConfig {
         Self::load_noting(path, &RefCell::default())
     }
 
-    /// [`WebConfig::load`], noting in `read_files` every file it reads or tries to read.
-    fn load_noting(path: &Path, read_files: &RefCell<Vec<PathBuf>>) -> Result<WebConfig, WebConfigError> {
+    /// [`WebConfig::load`], noting in `read_files` every file it reads or tries to read, with
+    /// its modification time just before: a change made while it loads is seen next time.
+    fn load_noting(path: &Path, read_files: &RefCell<Stamps>) -> Result<WebConfig, WebConfigError> {
         let invalid = |message: String| WebConfigError::Invalid { path: path.to_owned(), message };
         let read = |p: &Path| {
-            read_files.borrow_mut().push(p.to_owned());
+            read_files.borrow_mut().push((p.to_owned(), modified(p)));
             std::fs::read(p).map_err(|source| WebConfigError::Read { path: p.to_owned(), source })
         };
         let text = read(path)?;
@@ -296,14 +297,16 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// Loads `path`, with the stamps of every file the attempt read.
 fn load_stamped(path: &Path) -> (Result<WebConfig, WebConfigError>, Stamps) {
     let read_files = RefCell::new(Vec::new());
-    // Stamped before reading, so that a change made during the load is seen next time.
-    let mut stamps: Stamps = vec![(path.to_owned(), modified(path))];
     let loaded = WebConfig::load_noting(path, &read_files);
-    for file in read_files.into_inner() {
+    // Each file with its time before its first read.
+    let mut stamps: Stamps = Vec::new();
+    for (file, stamp) in read_files.into_inner() {
         if !stamps.iter().any(|(p, _)| *p == file) {
-            let stamp = modified(&file);
             stamps.push((file, stamp));
         }
+    }
+    if stamps.is_empty() {
+        stamps.push((path.to_owned(), modified(path)));
     }
     (loaded, stamps)
 }
