@@ -34,7 +34,17 @@ async fn first_hour_service_links_json_logs_readiness_and_self_metrics() {
     for resource in ["pods", "nodes"] {
         assert_eq!(find(&s, "kube_metrics_server_up", &[("resource", resource)]).value, 0.0);
     }
-    let ready = get(&format!("{base}/readyz"), &[]).await;
+    // Ready once the warm-up scrape (which may have read the lists before the faults) and
+    // the caches it started are done, though both metrics APIs are down.
+    let mut ready = get(&format!("{base}/readyz"), &[]).await;
+    for _ in 0..100 {
+        if ready.status == 200 {
+            break;
+        }
+        assert_eq!(ready.status, 503, "{}", ready.body);
+        async_std::task::sleep(std::time::Duration::from_millis(50)).await;
+        ready = get(&format!("{base}/readyz"), &[]).await;
+    }
     assert_eq!(ready.status, 200, "{}", ready.body);
     let reads = sim.count("/apis/metrics.k8s.io");
     for _ in 0..5 {
@@ -108,6 +118,37 @@ fn first_hour_help_lists_the_variables_and_no_cluster_suggests_demo() {
     let out = Command::new(binary()).env_clear().arg("--config=/nonexistent.toml").output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent.toml"), "{out:?}");
+}
+
+#[async_std::test]
+async fn first_hour_a_started_server_warms_its_caches_before_the_first_scrape() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let port = free_port();
+    let mut child = server_command(&sim, &dir, port);
+    let _child = Killed(spawn_logging(&mut child, &dir.join("stderr.log")));
+    wait_listening(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let mut ready = get(&format!("{base}/readyz"), &[]).await;
+    for _ in 0..200 {
+        if ready.status == 200 {
+            break;
+        }
+        async_std::task::sleep(std::time::Duration::from_millis(25)).await;
+        ready = get(&format!("{base}/readyz"), &[]).await;
+    }
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    // Before anyone scraped: the metrics read once, the caches the enrichers use listed.
+    assert!(sim.count("/apis/metrics.k8s.io") >= 2, "{:?}", sim.state().requests);
+    assert_eq!(sim.lists("/api/v1/pods"), 1, "{:?}", sim.state().requests);
+    let s = parse(&get(&format!("{base}/metrics"), &[]).await.body);
+    let cpu = |x: &&Sample| x.name == "kube_metrics_server_container_cpu_usage_cores";
+    assert!(s.iter().filter(cpu).count() > 10);
+    assert!(s.iter().filter(cpu).all(|x| x.label("node").is_some()), "every series enriched");
+    assert!(
+        !s.iter().any(|x| x.name == "kube_metrics_server_enricher_errors_total" && x.value > 0.0),
+        "no enricher waited or failed"
+    );
+    assert_eq!(sim.lists("/api/v1/pods"), 1, "the first scrape listed nothing");
 }
 
 #[async_std::test]

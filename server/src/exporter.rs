@@ -29,6 +29,8 @@ pub struct Exporter {
     memo: Memo,
     spare: Arc<Spare>,
     writing: WriteCost,
+    /// Whether [`Exporter::warm_up`] is running.
+    warming: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -215,6 +217,7 @@ impl Exporter {
             memo: Memo::default(),
             spare: Arc::default(),
             writing: WriteCost::default(),
+            warming: Default::default(),
         }
     }
 
@@ -253,14 +256,33 @@ impl Exporter {
         self.source.describe()
     }
 
-    /// What readiness waits for: the cluster's sources still filling. Makes no request.
+    /// What readiness waits for: the cluster's sources still filling, and the warm-up scrape.
+    /// Makes no request.
     pub fn syncing(&self) -> Vec<String> {
-        self.cluster.syncing()
+        let mut syncing = self.cluster.syncing();
+        if self.warming.load(Ordering::Acquire) {
+            syncing.push("the first scrape (warm-up)".into());
+        }
+        syncing
+    }
+
+    /// One scrape as Prometheus asks for it, answered to nobody, when the server starts: it
+    /// starts the caches the enrichers use and fills the memo, so that the first scrape
+    /// after a start (at 150,000 pods, seconds of listing and enriching) is as quick and
+    /// as enriched as the others. Readiness waits for it. A failure (metrics-server down)
+    /// ends it like any scrape's, reported in `/metrics`.
+    pub async fn warm_up(&self) {
+        self.warming.store(true, Ordering::Release);
+        let started = Instant::now();
+        drop(self.scrape_shared(Format::OpenMetrics, true, None).await);
+        self.warming.store(false, Ordering::Release);
+        log::info!("warm-up scrape done in {:?}", started.elapsed());
     }
 
     /// A scrape shared with every other request for the same format and encoding that
-    /// arrives while it runs: Prometheus HA pairs and a human with curl cost the API server
-    /// one read, and the body is compressed once. A request that joins keeps its own
+    /// arrives while it runs, and that it serves (see the flight's rules): Prometheus HA
+    /// pairs with one scrape timeout cost the API server one read, and the body is
+    /// compressed once. A request that joins keeps its own
     /// `deadline`: past it, it gets an answer that reports both lists as down.
     pub async fn scrape_shared(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Arc<Exposition> {
         match self.flights.share((format, gzip), deadline, || self.body(format, gzip, deadline)).await {
