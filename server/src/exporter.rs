@@ -2,7 +2,7 @@
 //! run the pipeline ([`msp_core::enrich`]) over the [`Cluster`], write the families and the
 //! self-metrics. Around the pipeline the exporter adds only deadlines and counters.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ pub struct Exporter {
     spare: Arc<Spare>,
     writing: WriteCost,
     /// Whether [`Exporter::warm_up`] is running.
-    warming: std::sync::atomic::AtomicBool,
+    warming: AtomicBool,
 }
 
 impl std::fmt::Debug for Exporter {
@@ -98,7 +98,7 @@ impl WriteCost {
         if pods < MIN_MEASURED_PODS {
             return;
         }
-        let per_pod = u64::try_from(took.as_nanos() / pods.max(1) as u128).unwrap_or(u64::MAX);
+        let per_pod = u64::try_from(took.as_nanos() / pods as u128).unwrap_or(u64::MAX);
         self.0[usize::from(gzip)].store(per_pod.max(1), Ordering::Relaxed);
     }
 }
@@ -136,13 +136,12 @@ fn not_a_list(body: &[u8], want: &str) -> Option<String> {
         items: bool,
     }
     use serde::Deserialize;
-    let probe = match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+    let probe = match serde_json::from_slice::<Probe<'_>>(body) {
+        Ok(probe) => probe,
+        // JSON, but not an object of that shape.
+        Err(e) if e.is_data() => return Some(format!("the answer is not a JSON object: not a {want}")),
         // Not JSON at all: the list's parse has said so already.
         Err(_) => return None,
-        Ok(_) => match serde_json::from_slice::<Probe<'_>>(body) {
-            Ok(probe) => probe,
-            Err(_) => return Some(format!("the answer is not a JSON object: not a {want}")),
-        },
     };
     if let Some(kind) = probe.kind.as_deref().filter(|k| *k != want) {
         return Some(match probe.message {
