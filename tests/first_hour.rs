@@ -36,15 +36,7 @@ async fn first_hour_service_links_json_logs_readiness_and_self_metrics() {
     }
     // Ready once the warm-up scrape (which may have read the lists before the faults) and
     // the caches it started are done, though both metrics APIs are down.
-    let mut ready = get(&format!("{base}/readyz"), &[]).await;
-    for _ in 0..100 {
-        if ready.status == 200 {
-            break;
-        }
-        assert_eq!(ready.status, 503, "{}", ready.body);
-        async_std::task::sleep(std::time::Duration::from_millis(50)).await;
-        ready = get(&format!("{base}/readyz"), &[]).await;
-    }
+    let ready = wait_ready(&base).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     let reads = sim.count("/apis/metrics.k8s.io");
     for _ in 0..5 {
@@ -128,14 +120,7 @@ async fn first_hour_a_started_server_warms_its_caches_before_the_first_scrape() 
     let _child = Killed(spawn_logging(&mut child, &dir.join("stderr.log")));
     wait_listening(port).await;
     let base = format!("http://127.0.0.1:{port}");
-    let mut ready = get(&format!("{base}/readyz"), &[]).await;
-    for _ in 0..200 {
-        if ready.status == 200 {
-            break;
-        }
-        async_std::task::sleep(std::time::Duration::from_millis(25)).await;
-        ready = get(&format!("{base}/readyz"), &[]).await;
-    }
+    let ready = wait_ready(&base).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     // Before anyone scraped: the metrics read once, the caches the enrichers use listed.
     assert!(sim.count("/apis/metrics.k8s.io") >= 2, "{:?}", sim.state().requests);
@@ -158,13 +143,8 @@ async fn first_hour_demo_samples_are_as_fresh_as_metrics_servers_so_timestamps_c
     // resolution of 15 s.
     let port = free_port();
     let program = binary();
-    let child = Command::new(&program)
-        .arg("--demo")
-        .env_clear()
-        .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
+    let child = demo_command(&program, port)
         .env("MSP_TIMESTAMPS", "true")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("{}: {e}", program.display()));
     let _child = Killed(child);

@@ -384,17 +384,37 @@ pub fn spawn_logging(cmd: &mut Command, log: &std::path::Path) -> std::process::
     cmd.stdout(Stdio::null()).stderr(std::fs::File::create(log).expect("log")).spawn().expect("spawn")
 }
 
-/// Starts `program --demo` on 127.0.0.1:`port`, with nothing else in its environment and its
-/// output discarded.
-pub fn spawn_demo(program: &std::path::Path, port: u16) -> std::process::Child {
-    Command::new(program)
+/// `program --demo` on 127.0.0.1:`port`, with nothing else in its environment and its
+/// output discarded, to add to before it is spawned.
+pub fn demo_command(program: &std::path::Path, port: u16) -> Command {
+    let mut command = Command::new(program);
+    command
         .arg("--demo")
         .env_clear()
         .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", program.display()))
+        .stderr(Stdio::null());
+    command
+}
+
+/// Starts [`demo_command`].
+pub fn spawn_demo(program: &std::path::Path, port: u16) -> std::process::Child {
+    demo_command(program, port).spawn().unwrap_or_else(|e| panic!("{}: {e}", program.display()))
+}
+
+/// Waits (up to 5 s) until `base`/readyz answers 200, each answer before it 503; returns
+/// the last answer.
+pub async fn wait_ready(base: &str) -> Got {
+    let mut ready = get(&format!("{base}/readyz"), &[]).await;
+    for _ in 0..200 {
+        if ready.status == 200 {
+            break;
+        }
+        assert_eq!(ready.status, 503, "{}", ready.body);
+        async_std::task::sleep(std::time::Duration::from_millis(25)).await;
+        ready = get(&format!("{base}/readyz"), &[]).await;
+    }
+    ready
 }
 
 /// Waits (up to 5 s) until something listens on 127.0.0.1:`port`.
