@@ -390,9 +390,9 @@ impl Backoff {
     /// more than [`MAX_BACKOFF`]: a `Retry-After` of a day (or of 2^64 - 1 seconds, which
     /// never ends) from a broken proxy must not stop the cache for good.
     fn next(&mut self, at_least: Option<Duration>) -> Duration {
-        let ms = (200u64 << self.0.min(8)).min(30_000);
+        let doubled = Duration::from_millis(200u64 << self.0.min(8));
         self.0 = self.0.saturating_add(1);
-        Duration::from_millis(ms).max(at_least.unwrap_or_default()).min(MAX_BACKOFF)
+        doubled.max(at_least.unwrap_or_default()).min(MAX_BACKOFF)
     }
 
     /// Waits [`Backoff::next`].
