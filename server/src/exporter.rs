@@ -41,7 +41,7 @@ impl std::fmt::Debug for Exporter {
 }
 
 /// How much text is written before it is handed to gzip.
-const GZIP_CHUNK: usize = 1024 * 1024;
+pub const GZIP_CHUNK: usize = 1024 * 1024;
 
 /// Bounds each enricher call by the scrape's deadline: a call begun after it fails
 /// unrun.

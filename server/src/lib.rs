@@ -39,7 +39,7 @@ pub use cache::CachedCluster;
 pub use config::{figment, variables as config_variables, Config, ConfigError, Enrichers, RawConfig};
 #[cfg(feature = "demo")]
 pub use demo::{start as start_demo, Demo, DemoError};
-pub use exporter::Exporter;
+pub use exporter::{Exporter, GZIP_CHUNK};
 pub use flight::Exposition;
 pub use kube::{
     certificates, client_config, private_key, BodySlot, EndpointError, KubeClient, KubeError, Limits, Transport, Verify,
