@@ -27,6 +27,8 @@ use futures_lite::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, Asy
 use http_types::headers::{HeaderName, HeaderValue};
 use http_types::{Method, Request, Response, StatusCode, Url, Version};
 
+use crate::waiting::Place;
+
 /// Bounds on what one connection may send and how slowly.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -375,7 +377,66 @@ fn plain(status: StatusCode, body: &str) -> Response {
     res
 }
 
-/// Serves the requests of one connection in order until it closes, fails or times out.
+/// Reads the next request of a connection (within its time: [`Limits::idle`], or
+/// [`Limits::head`] before the `first`), its body too; `None` ends the connection, after
+/// answering a request that cannot be served.
+async fn next_request<R, W>(
+    reader: &mut BufReader<R>,
+    out: &mut BufWriter<W>,
+    limits: &Limits,
+    first: bool,
+) -> Option<(Head, Vec<u8>)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    // Wait for the next request (idle), then give its head a bound of its own.
+    let idle = if first { limits.head } else { limits.idle };
+    match async_std::future::timeout(idle, reader.fill_buf()).await {
+        Ok(Ok([])) | Ok(Err(_)) | Err(_) => return None,
+        Ok(Ok(_)) => {}
+    }
+    let head = match async_std::future::timeout(limits.head, read_head(reader, limits)).await {
+        Err(_) => {
+            let res = plain(StatusCode::RequestTimeout, "request head too slow\n");
+            let _ = write_response(out, res, Version::Http1_1, false, true, limits.write).await;
+            return None;
+        }
+        Ok(Ok(None)) | Ok(Err(HeadError::Gone)) => return None,
+        Ok(Err(HeadError::Refuse(status, why))) => {
+            refuse(reader, out, plain(status, why), Version::Http1_1, limits).await;
+            return None;
+        }
+        Ok(Ok(Some(head))) => head,
+    };
+    if head.header("Transfer-Encoding").is_some() {
+        let res = plain(StatusCode::NotImplemented, "request bodies must have a Content-Length\n");
+        refuse(reader, out, res, head.version, limits).await;
+        return None;
+    }
+    let length = match head.header("Content-Length").map(|v| v.parse::<usize>()) {
+        None => 0,
+        Some(Ok(n)) if n <= limits.body => n,
+        Some(Ok(_)) => {
+            let res = plain(StatusCode::PayloadTooLarge, "request body too large\n");
+            refuse(reader, out, res, head.version, limits).await;
+            return None;
+        }
+        Some(Err(_)) => {
+            let res = plain(StatusCode::BadRequest, "malformed Content-Length\n");
+            refuse(reader, out, res, head.version, limits).await;
+            return None;
+        }
+    };
+    let mut body = vec![0u8; length];
+    if async_std::future::timeout(limits.head, reader.read_exact(&mut body)).await.map_or(true, |r| r.is_err()) {
+        return None;
+    }
+    Some((head, body))
+}
+
+/// Serves the requests of one connection in order until it closes, fails, times out or is
+/// closed for room (`place`: between requests it waits there, see [`crate::waiting`]).
 /// `prepare` sees each request before the app does (the accept loop marks verified TLS
 /// clients there); `scheme` is `http` or `https`; `busy` counts requests being answered.
 pub async fn serve_connection<S, IO>(
@@ -385,6 +446,7 @@ pub async fn serve_connection<S, IO>(
     scheme: &'static str,
     prepare: impl Fn(&mut Request),
     busy: &std::sync::atomic::AtomicUsize,
+    place: &Place,
 ) where
     S: Clone + Send + Sync + 'static,
     IO: AsyncRead + AsyncWrite + Clone + Unpin,
@@ -393,46 +455,18 @@ pub async fn serve_connection<S, IO>(
     let mut out = BufWriter::with_capacity(64 * 1024, io);
     let mut first = true;
     loop {
-        // Wait for the next request (idle), then give its head a bound of its own.
-        let idle = if first { limits.head } else { limits.idle };
+        place.wait();
+        let next = next_request(&mut reader, &mut out, &limits, first);
+        let next = futures_lite::future::or(next, async {
+            place.closed().await;
+            None
+        });
+        let Some((head, body)) = next.await else { return };
         first = false;
-        match async_std::future::timeout(idle, reader.fill_buf()).await {
-            Ok(Ok([])) | Ok(Err(_)) | Err(_) => return,
-            Ok(Ok(_)) => {}
-        }
-        let head = match async_std::future::timeout(limits.head, read_head(&mut reader, &limits)).await {
-            Err(_) => {
-                let res = plain(StatusCode::RequestTimeout, "request head too slow\n");
-                let _ = write_response(&mut out, res, Version::Http1_1, false, true, limits.write).await;
-                return;
-            }
-            Ok(Ok(None)) | Ok(Err(HeadError::Gone)) => return,
-            Ok(Err(HeadError::Refuse(status, why))) => {
-                return refuse(&mut reader, &mut out, plain(status, why), Version::Http1_1, &limits).await;
-            }
-            Ok(Ok(Some(head))) => head,
-        };
-        let keep_alive = head.keep_alive();
-        if head.header("Transfer-Encoding").is_some() {
-            let res = plain(StatusCode::NotImplemented, "request bodies must have a Content-Length\n");
-            return refuse(&mut reader, &mut out, res, head.version, &limits).await;
-        }
-        let length = match head.header("Content-Length").map(|v| v.parse::<usize>()) {
-            None => 0,
-            Some(Ok(n)) if n <= limits.body => n,
-            Some(Ok(_)) => {
-                let res = plain(StatusCode::PayloadTooLarge, "request body too large\n");
-                return refuse(&mut reader, &mut out, res, head.version, &limits).await;
-            }
-            Some(Err(_)) => {
-                let res = plain(StatusCode::BadRequest, "malformed Content-Length\n");
-                return refuse(&mut reader, &mut out, res, head.version, &limits).await;
-            }
-        };
-        let mut body = vec![0u8; length];
-        if async_std::future::timeout(limits.head, reader.read_exact(&mut body)).await.map_or(true, |r| r.is_err()) {
+        if !place.answer() {
             return;
         }
+        let keep_alive = head.keep_alive();
         let head_only = head.method.eq_ignore_ascii_case("HEAD");
         busy.fetch_add(1, Ordering::SeqCst);
         let _done = Done(busy);
@@ -476,7 +510,8 @@ mod tests {
             let addr = listener.local_addr().expect("addr");
             let server = async_std::task::spawn(async move {
                 let (stream, _) = listener.accept().await.expect("accept");
-                serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default()).await;
+                let place = Arc::new(crate::waiting::Waiting::default()).join();
+                serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default(), &place).await;
             });
             let mut client = async_std::net::TcpStream::connect(addr).await.expect("connect");
             client.write_all(input).await.expect("write");

@@ -31,6 +31,7 @@ mod self_metrics;
 mod serve;
 mod shard;
 mod source;
+mod waiting;
 mod web;
 
 pub use app::{app, mount, State};

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{OverTls, VerifiedClient};
 use crate::http1::Limits;
+use crate::waiting::{Place, Waiting};
 use crate::web::WebConfigFile;
 use async_std::net::TcpListener;
 use futures_lite::io::{AsyncRead, AsyncWrite};
@@ -18,10 +19,11 @@ use futures_lite::StreamExt;
 /// How long in-flight requests get after shutdown starts.
 pub const GRACE: Duration = Duration::from_secs(4);
 
-/// Connections served at once; past it a new one is closed as soon as it is accepted. Each
-/// holds its buffers (80 KiB) and a file descriptor, so without a bound a client opening
-/// connections and sending nothing could spend them all. Prometheus keeps its connection
-/// open between scrapes, so it is seldom the one turned away.
+/// Connections served at once. Each holds its buffers (80 KiB) and a file descriptor, so
+/// without a bound a client opening connections and sending nothing could spend them all.
+/// Past it, the connection that has waited longest for a request (or in its TLS
+/// handshake) is closed to make room for the new one (see `waiting.rs`); when every one is
+/// answering a request, the new one is closed as soon as it is accepted.
 pub const MAX_CONNECTIONS: usize = 512;
 
 /// One connection counted in [`serve_with`]'s open connections, until it is dropped.
@@ -106,6 +108,7 @@ async fn connection<S, IO>(
     in_flight: Arc<AtomicUsize>,
     verified: bool,
     scheme: &'static str,
+    place: &Place,
 ) where
     S: Clone + Send + Sync + 'static,
     IO: AsyncRead + AsyncWrite + Clone + Send + Sync + Unpin + 'static,
@@ -118,7 +121,7 @@ async fn connection<S, IO>(
             req.ext_mut().insert(VerifiedClient);
         }
     };
-    crate::http1::serve_connection(io, app, Limits::default(), scheme, mark, &in_flight).await;
+    crate::http1::serve_connection(io, app, Limits::default(), scheme, mark, &in_flight, place).await;
 }
 
 /// Accept errors back off (EMFILE and ENFILE would otherwise spin a core) and are logged
@@ -152,8 +155,10 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
 ) -> std::io::Result<()> {
     let in_flight = Arc::new(AtomicUsize::new(0));
     let open = Arc::new(AtomicUsize::new(0));
-    // Connections turned away at MAX_CONNECTIONS.
+    let waiting = Arc::new(Waiting::default());
+    // Connections closed at MAX_CONNECTIONS: the new one, or one waiting to make room.
     let mut refused = Throttled::default();
+    let mut made_room = Throttled::default();
     let mut errors = AcceptErrors::default();
     let mut incoming = listener.incoming();
     loop {
@@ -173,14 +178,22 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
             }
         };
         if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            if let Some(more) = refused.due() {
-                log::warn!("{MAX_CONNECTIONS} connections open: closed a new one{more}");
+            if !waiting.close_longest() {
+                if let Some(more) = refused.due() {
+                    log::warn!("{MAX_CONNECTIONS} connections open, each answering a request: closed a new one{more}");
+                }
+                drop(stream);
+                continue;
             }
-            drop(stream);
-            continue;
+            if let Some(more) = made_room.due() {
+                log::warn!(
+                    "{MAX_CONNECTIONS} connections open: closed the one that had waited longest for a request{more}"
+                );
+            }
         }
         open.fetch_add(1, Ordering::SeqCst);
         let guard = Open(open.clone());
+        let place = waiting.join();
         let (app, in_flight) = (app.clone(), in_flight.clone());
         let tls = web.as_ref().and_then(|w| w.current()).and_then(|c| c.tls.clone());
         async_std::task::spawn(async move {
@@ -189,21 +202,28 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
             match tls {
                 // A handshake gets the time a request head gets: a client that connects and
                 // says nothing must not hold the connection.
-                Some(tls) => match async_std::future::timeout(
-                    Limits::default().head,
-                    futures_rustls::TlsAcceptor::from(tls).accept(stream),
-                )
-                .await
-                {
-                    Ok(Ok(tls)) => {
-                        let verified = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
-                        let shared = async_dup::Arc::new(async_dup::Mutex::new(tls));
-                        connection(shared, app, in_flight, verified, "https").await
+                // Closed for room, it ends too.
+                Some(tls) => {
+                    let handshake = async_std::future::timeout(
+                        Limits::default().head,
+                        futures_rustls::TlsAcceptor::from(tls).accept(stream),
+                    );
+                    let handshake = futures_lite::future::or(async { Some(handshake.await) }, async {
+                        place.closed().await;
+                        None
+                    });
+                    match handshake.await {
+                        Some(Ok(Ok(tls))) => {
+                            let verified = tls.get_ref().1.peer_certificates().is_some_and(|c| !c.is_empty());
+                            let shared = async_dup::Arc::new(async_dup::Mutex::new(tls));
+                            connection(shared, app, in_flight, verified, "https", &place).await
+                        }
+                        Some(Ok(Err(e))) => log::debug!("TLS handshake: {e}"),
+                        Some(Err(_)) => log::debug!("TLS handshake: not done within {:?}", Limits::default().head),
+                        None => log::debug!("TLS handshake: closed to make room for a new connection"),
                     }
-                    Ok(Err(e)) => log::debug!("TLS handshake: {e}"),
-                    Err(_) => log::debug!("TLS handshake: not done within {:?}", Limits::default().head),
-                },
-                None => connection(stream, app, in_flight, false, "http").await,
+                }
+                None => connection(stream, app, in_flight, false, "http", &place).await,
             }
         });
     }
