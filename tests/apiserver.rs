@@ -188,6 +188,29 @@ async fn apiserver_continue_tokens_that_always_expire_end_in_one_whole_list() {
 }
 
 #[async_std::test]
+async fn apiserver_a_list_that_never_ends_is_cut_off_and_tried_again() {
+    // From the first list on, every page gives back the continue token it was sent.
+    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
+    sim.state().loop_continue = true;
+    let h = serve_for((sim, raw, dir), |c| c.enrichers = vec!["node".into()], "").await;
+    let s = parse(&scrape(&h).await);
+    assert_eq!(with_node(&s), 0, "the pods cache never synced");
+    assert_eq!(up(&s, "pods"), 1.0, "usage is still served");
+    let failed = find(&s, "kube_metrics_server_enricher_errors_total", &[("enricher", "node")]);
+    assert!(failed.value >= 1.0, "reported in /metrics");
+    async_std::task::sleep(Duration::from_secs(1)).await;
+    // Each list stops at the page that came back as sent, and is retried with backoff: a
+    // few requests, not thousands.
+    let pages = |h: &Harness| {
+        h.sim.state().requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("continue=")).count()
+    };
+    let cut = pages(&h);
+    assert!((1..=10).contains(&cut), "{cut} continue requests in over a second");
+    h.sim.state().loop_continue = false;
+    scrape_until(&h, Duration::from_secs(20), |s| with_node(s) == 1200).await;
+}
+
+#[async_std::test]
 async fn apiserver_429_with_retry_after_is_waited_out_in_the_same_scrape() {
     let cluster = SimCluster::demo();
     let pods = cluster.pods.iter().filter(|p| !p.containers.is_empty()).count();

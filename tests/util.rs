@@ -71,7 +71,9 @@ pub async fn start_under(cluster: SimCluster, prefix: &str) -> Harness {
     serve_for(sim_and_config_under(cluster, prefix).await, |_| {}, "").await
 }
 
-async fn serve_for(
+/// Our server (in process) for a simulator and configuration from [`sim_and_config`],
+/// set up beforehand as a test needs, configured by `tweak` and `sections`.
+pub async fn serve_for(
     (sim, mut raw, dir): (Sim, RawConfig, PathBuf),
     tweak: impl FnOnce(&mut RawConfig),
     sections: &str,

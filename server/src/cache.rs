@@ -24,7 +24,7 @@ use msp_core::{
     WatchEvent, Writer,
 };
 
-use crate::kube::{KubeClient, KubeError};
+use crate::kube::{KubeClient, KubeError, MAX_LIST_OBJECTS};
 use crate::self_metrics::Report;
 
 /// The node snapshot as a by-name map, and the store snapshot it was made from.
@@ -220,6 +220,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         let base = self.kind.path;
         let mut store = Namespaced::default();
         let mut token: Option<String> = None;
+        let mut pages = Pages::new(limit);
         loop {
             let path = page_path(base, limit, token.as_deref());
             let fetched = if self.kind.metadata_only {
@@ -239,7 +240,12 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 store.insert(ns, name, v);
             }
             match list.continue_token() {
-                Some(next) => token = Some(next.to_owned()),
+                Some(next) => {
+                    pages.next(token.as_deref(), next).map_err(|(pages, repeated)| {
+                        (KubeError::EndlessList { path: base.into(), pages, repeated }, true)
+                    })?;
+                    token = Some(next.to_owned())
+                }
                 None => return Ok((store, list.resource_version().unwrap_or_default().to_owned())),
             }
         }
@@ -247,9 +253,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
 
     async fn watch(&self, client: &KubeClient, rv: &mut String, errors: &WatchErrors) -> Result<WatchEnd, KubeError> {
         let resource = self.kind.resource;
-        let sep = if self.kind.path.contains('?') { '&' } else { '?' };
-        let path =
-            format!("{}{sep}watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={rv}", self.kind.path);
+        let path = watch_path(self.kind.path, rv);
         let res = client.watch(resource, &path, self.kind.metadata_only).await?;
         let bound = client.limits().max_response_bytes.min(MAX_WATCH_LINE);
         let mut lines = BufReader::new(res);
@@ -317,26 +321,62 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     }
 }
 
+/// The pages of one list, read so far: a list must end. A server that sends back the
+/// `continue` token it was sent, or pages past [`MAX_LIST_OBJECTS`] objects' worth, would
+/// otherwise be read for ever, the sync never done.
+struct Pages {
+    read: u32,
+    max: u32,
+}
+
+impl Pages {
+    fn new(limit: Option<u32>) -> Self {
+        Pages { read: 0, max: limit.map_or(1, |l| MAX_LIST_OBJECTS / l.max(1)).max(1) }
+    }
+
+    /// Page `sent` (its token; `None` for the first) was read, and said to go on at `next`:
+    /// `Err((pages, repeated))` when that would not end.
+    fn next(&mut self, sent: Option<&str>, next: &str) -> Result<(), (u32, bool)> {
+        self.read += 1;
+        if sent == Some(next) {
+            return Err((self.read, true));
+        }
+        if self.read >= self.max {
+            return Err((self.read, false));
+        }
+        Ok(())
+    }
+}
+
 /// `path?limit=N`, plus `&continue=TOKEN` (URL-encoded) after the first page; no limit,
 /// `path` itself.
 fn page_path(path: &str, limit: Option<u32>, token: Option<&str>) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
     let Some(limit) = limit else { return path.to_owned() };
     match token {
-        Some(token) => {
-            let mut encoded = String::with_capacity(token.len() * 3);
-            for b in token.bytes() {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                    encoded.push(char::from(b));
-                } else {
-                    encoded.push_str(&format!("%{b:02X}"));
-                }
-            }
-            let token = encoded;
-            format!("{path}{sep}limit={limit}&continue={token}")
-        }
+        Some(token) => format!("{path}{sep}limit={limit}&continue={}", query_value(token)),
         None => format!("{path}{sep}limit={limit}"),
     }
+}
+
+/// The watch of `path` from resourceVersion `rv` (URL-encoded: it is opaque, and only etcd
+/// makes it digits), with bookmarks.
+fn watch_path(path: &str, rv: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={}", query_value(rv))
+}
+
+/// `value` percent-encoded for a query: all but RFC 3986's unreserved characters.
+fn query_value(value: &str) -> String {
+    let mut encoded = String::with_capacity(value.len() * 3);
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            encoded.push(char::from(b));
+        } else {
+            encoded.push_str(&format!("%{b:02X}"));
+        }
+    }
+    encoded
 }
 
 fn count(errors: &WatchErrors, resource: &'static str, reason: &'static str, n: u64) {
@@ -550,5 +590,36 @@ mod tests {
         );
         assert_eq!(page_path("/x?a=b", Some(2), None), "/x?a=b&limit=2");
         assert_eq!(page_path("/api/v1/pods", None, None), "/api/v1/pods", "the whole list");
+    }
+
+    #[test]
+    fn watch_paths_encode_the_resource_version() {
+        assert_eq!(
+            watch_path("/api/v1/pods", "1234"),
+            "/api/v1/pods?watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion=1234"
+        );
+        // Opaque: a server other than etcd's may put anything there, and it must not add
+        // parameters or break the request line.
+        assert_eq!(
+            watch_path("/api/v1/pods?fieldSelector=x", "7&watch=0 HTTP/1.1\r\n"),
+            "/api/v1/pods?fieldSelector=x&watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion=7%26watch%3D0%20HTTP%2F1.1%0D%0A"
+        );
+    }
+
+    #[test]
+    fn a_list_must_end() {
+        // A token sent back as it came: at once.
+        let mut pages = Pages::new(Some(500));
+        assert_eq!(pages.next(None, "a"), Ok(()));
+        assert_eq!(pages.next(Some("a"), "b"), Ok(()));
+        assert_eq!(pages.next(Some("b"), "b"), Err((3, true)));
+        // New tokens for ever: at 5 million objects' worth of pages.
+        let mut pages = Pages::new(Some(500));
+        let ends = (0..20_000).map(|i| pages.next(Some(&i.to_string()), &(i + 1).to_string())).position(|r| r.is_err());
+        assert_eq!(ends, Some(9_999), "10,000 pages of 500");
+        assert_eq!(pages.next(Some("x"), "y"), Err((10_001, false)));
+        // Small pages are allowed as many more.
+        let mut pages = Pages::new(Some(1));
+        assert!((0..150_000).all(|i| pages.next(Some(&i.to_string()), &(i + 1).to_string()).is_ok()));
     }
 }

@@ -7,7 +7,7 @@ mod tls;
 mod token;
 mod transport;
 
-pub use client::{BodySlot, KubeClient, KubeError, Limits};
+pub use client::{BodySlot, KubeClient, KubeError, Limits, MAX_LIST_OBJECTS};
 pub use endpoint::{resolve, EndpointError, Settings};
 pub use tls::{certificates, client_config, private_key, Verify};
 pub use transport::Transport;

@@ -77,6 +77,9 @@ pub struct SimState {
     /// The next this many list requests that carry a `continue` token get 410 Gone
     /// (`Expired`), as an API server does once the token's resourceVersion is compacted.
     pub expire_continue: u32,
+    /// Pages answer with the `continue` token they were sent (the first page, with one
+    /// that points at the start): a list that never ends, as a broken API server's.
+    pub loop_continue: bool,
     /// The current resourceVersion.
     pub resource_version: u64,
     /// Watch events since the start: `(route, resourceVersion, type, object)`.
@@ -207,6 +210,7 @@ impl Sim {
             requests: Vec::new(),
             user_agents: Vec::new(),
             expire_continue: 0,
+            loop_continue: false,
             resource_version: 1000,
             events: Vec::new(),
             compacted_before: 0,
@@ -507,8 +511,9 @@ fn page(s: &mut SimState, route: Route, limit: Option<usize>, token: Option<&str
         serde_json::Value::Array(page)
     };
     value["metadata"]["resourceVersion"] = json!(rv.to_string());
-    if rest > 0 {
-        value["metadata"]["continue"] = json!(format!("sim-{end}-{rv}"));
+    if rest > 0 || s.loop_continue {
+        let next = if s.loop_continue { offset } else { end };
+        value["metadata"]["continue"] = json!(format!("sim-{next}-{rv}"));
         value["metadata"]["remainingItemCount"] = json!(rest);
     }
     json_response(Arc::new(crate::go_json::to_string(&value)))

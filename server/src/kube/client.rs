@@ -69,6 +69,20 @@ pub enum KubeError {
         /// Why.
         source: ExecError,
     },
+    /// A paged list that does not end: a `continue` token came back as it was sent, or the
+    /// pages went on past [`MAX_LIST_OBJECTS`](crate::kube::MAX_LIST_OBJECTS) objects' worth.
+    #[error(
+        "GET {path}: the list does not end: {}",
+        if *repeated { format!("page {pages} gave back the continue token it was sent") } else { format!("{pages} pages and more") }
+    )]
+    EndlessList {
+        /// The list's path (without its `continue` token).
+        path: String,
+        /// Pages read.
+        pages: u32,
+        /// Whether a token came back as sent (else, too many pages).
+        repeated: bool,
+    },
     /// The body is larger than `kubernetes.max_response_bytes`.
     #[error("GET {path}: response larger than {limit} bytes (kubernetes.max_response_bytes)")]
     TooLarge {
@@ -102,6 +116,7 @@ impl KubeError {
             KubeError::Status { status, .. } => status.to_string(),
             KubeError::Timeout { .. } => "timeout".into(),
             KubeError::TooLarge { .. } => "too_large".into(),
+            KubeError::EndlessList { .. } => "endless_list".into(),
             KubeError::Transport { .. }
             | KubeError::Decode { .. }
             | KubeError::WatchError { .. }
@@ -127,6 +142,11 @@ pub const USER_AGENT: &str =
 /// Items per page when the caches list (`limit`), unless set otherwise: client-go's
 /// reflector uses the same.
 pub const DEFAULT_LIST_PAGE_SIZE: u32 = 500;
+
+/// The most objects a paged list may hold, pages times their size, before it is taken
+/// for one that never ends: 5 million, over 30 times Kubernetes' published limit of 150,000
+/// pods a cluster (10,000 pages of the default 500).
+pub const MAX_LIST_OBJECTS: u32 = 5_000_000;
 
 /// How many times a 429 or 503 with `Retry-After` is retried.
 const MAX_RETRIES: u32 = 3;
