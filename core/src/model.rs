@@ -165,8 +165,8 @@ pub trait ListItem<'a>: Deserialize<'a> {
         None
     }
 
-    /// As [`ListItem::scan`] (`None` exactly where it gives `None`, every item, each kept
-    /// one the same), but the items `select` skips may be read only in part.
+    /// As [`ListItem::scan`] (`None` where it gives `None`, and perhaps elsewhere; each item
+    /// `select` keeps the same), but the items `select` skips may be left out.
     #[doc(hidden)]
     fn scan_selected(list: &'a str, select: &dyn Select) -> Option<Vec<Self>> {
         let _ = select;
@@ -199,10 +199,9 @@ impl<'a, T: ListItem<'a>> List<T> {
     }
 
     /// Parses a `...List` for [`Scrape::select`](crate::Scrape::select) with the same
-    /// `select`: the items it would skip may be read only in part (a shard reads only its
-    /// own pods' containers). The scrape is the same as from [`List::parse`]'s list. With
-    /// another `Select`, such a pod holds a placeholder container without usage, so the
-    /// scrape reports it instead of exporting zeros.
+    /// `select`: the items it would skip may be left out, read only to check that the list
+    /// is well-formed (a shard holds only its own pods). The scrape is the same as from
+    /// [`List::parse`]'s list. Scraped with another `Select`, the pods left out are missing.
     pub fn parse_selected(json: &'a [u8], select: &dyn Select) -> Result<Self, serde_json::Error> {
         #[derive(Deserialize)]
         #[serde(bound(deserialize = "U: Deserialize<'de>"))]

@@ -25,9 +25,6 @@ const MAX_DEPTH: usize = 64;
 /// takes about 250): how much room to reserve for a list's items.
 const ITEM_BYTES: usize = 200;
 
-/// The name of the placeholder container of a pod whose containers were skipped.
-const NOT_READ: &str = "(not read: the list was parsed for another selection)";
-
 /// Gave up: read the list with serde instead.
 struct GiveUp;
 
@@ -232,9 +229,16 @@ impl<'a> Scan<'a> {
 
     /// `null`, or an array whose elements `element` reads, appended to `out`.
     fn array_into<T>(&mut self, out: &mut Vec<T>, mut element: impl FnMut(&mut Self) -> Scanned<T>) -> Scanned<()> {
+        self.array_kept(out, |s| element(s).map(Some))
+    }
+
+    /// [`Scan::array_into`], of the elements `element` keeps (`Some`).
+    fn array_kept<T>(&mut self, out: &mut Vec<T>, mut element: impl FnMut(&mut Self) -> Scanned<Option<T>>) -> Scanned<()> {
         if self.open_or_null(b'[')? {
             self.elements(|s| {
-                out.push(element(s)?);
+                if let Some(kept) = element(s)? {
+                    out.push(kept);
+                }
                 Ok(())
             })?;
         }
@@ -337,8 +341,9 @@ impl<'a> Scan<'a> {
     /// A pod as metrics-server writes it, `{"metadata":{"name":"..","namespace":".."
     /// [,"creationTimestamp":".."][,"labels":{..}]}[,"timestamp":".."][,"window":".."],
     /// "containers":[..]}` with no space, read by matching its fixed parts (its containers
-    /// as [`Scan::pod`] reads them); `None`, having taken nothing, for anything else.
-    fn compact_pod(&mut self, select: &dyn Select) -> Option<PodMetrics<'a>> {
+    /// as [`Scan::pod`] reads them, `Some(None)` if `select` skips it); `None`, having taken
+    /// nothing, for anything else.
+    fn compact_pod(&mut self, select: &dyn Select) -> Option<Option<PodMetrics<'a>>> {
         self.attempt(|s| {
             s.exactly(br#"{"metadata":{"name":""#)?;
             let name = s.string_rest()?;
@@ -365,14 +370,13 @@ impl<'a> Scan<'a> {
             s.exactly(br#","containers":"#)?;
             s.containers(&mut pod.containers, keep).ok()?;
             s.exactly(b"}")?;
-            Some(pod)
+            Some(keep.then_some(pod))
         })
     }
 
-    /// A pod; once its metadata says `select` skips it, its containers are only checked to
-    /// be well-formed, not read (the item stays, so the others keep their place in the
-    /// list, which names the unnamed ones).
-    fn pod(&mut self, select: &dyn Select) -> Scanned<PodMetrics<'a>> {
+    /// A pod, or `None` if `select` skips it: once its metadata says so, its labels and
+    /// containers are only checked to be well-formed, not kept.
+    fn pod(&mut self, select: &dyn Select) -> Scanned<Option<PodMetrics<'a>>> {
         self.peek()?;
         if let Some(pod) = self.compact_pod(select) {
             return Ok(pod);
@@ -397,13 +401,11 @@ impl<'a> Scan<'a> {
             }
             Ok(())
         })?;
-        Ok(pod)
+        Ok((!skipped).then_some(pod))
     }
 
     /// A pod's containers, into `out` if `keep`. Those of a skipped pod are read as any
-    /// pod's are (so no list reads differently) but not kept: one placeholder without
-    /// usage stands for them, so that a scrape with another `Select`, which would count
-    /// this pod, reports it instead of exporting zeros.
+    /// pod's are (so no list reads differently) but not kept.
     fn containers(&mut self, out: &mut Vec<ContainerMetrics<'a>>, keep: bool) -> Scanned<()> {
         if keep {
             let mut read = std::mem::take(&mut self.containers);
@@ -413,15 +415,8 @@ impl<'a> Scan<'a> {
             self.containers = read;
             return scanned;
         }
-        let mut any = false;
         if self.open_or_null(b'[')? {
-            self.elements(|s| {
-                any = true;
-                s.container().map(drop)
-            })?;
-        }
-        if any {
-            out.push(ContainerMetrics { name: Some(Cow::Borrowed(NOT_READ)), usage: Usage::default() });
+            self.elements(|s| s.container().map(drop))?;
         }
         Ok(())
     }
@@ -444,13 +439,14 @@ impl<'a> Scan<'a> {
 }
 
 /// A whole `...List` body: its `items`, each read by `item`.
-fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<T>) -> Option<Vec<T>> {
+/// A list's items, those `item` keeps (`Some`), if it has the usual shape.
+fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<Option<T>>) -> Option<Vec<T>> {
     let mut s = Scan { text, at: 0, containers: Vec::new(), labels: Vec::new() };
     // Room for an item every ITEM_BYTES, reserved, not touched: no copy as the list grows
     // (at 150,000 pods the last doubling copied 19 MB into a new 38 MB), only past that.
     let mut items = Vec::with_capacity(text.len() / ITEM_BYTES);
     s.eat(b'{').ok()?;
-    s.fields(&["items"], |s, _| s.array_into(&mut items, &mut item)).ok()?;
+    s.fields(&["items"], |s, _| s.array_kept(&mut items, &mut item)).ok()?;
     // Nothing but whitespace may follow.
     match s.peek() {
         Err(GiveUp) if s.at == text.len() => Some(items),
@@ -463,15 +459,24 @@ pub(crate) fn pods(text: &str) -> Option<Vec<PodMetrics<'_>>> {
     pods_selected(text, &All)
 }
 
-/// A `PodMetricsList`'s items, if it has the usual shape, those `select` skips without
-/// their containers.
+/// A `PodMetricsList`'s items, if it has the usual shape, less those `select` skips (read
+/// only to check them). A pod without a name after one left out gives up: a scrape names it
+/// by its place in the list, which would have moved.
 pub(crate) fn pods_selected<'a>(text: &'a str, select: &dyn Select) -> Option<Vec<PodMetrics<'a>>> {
-    list(text, |s| s.pod(select))
+    let mut left_out = false;
+    list(text, |s| match s.pod(select)? {
+        Some(pod) if left_out && pod.metadata.name.is_none() => Err(GiveUp),
+        Some(pod) => Ok(Some(pod)),
+        None => {
+            left_out = true;
+            Ok(None)
+        }
+    })
 }
 
 /// A `NodeMetricsList`'s items, if it has the usual shape.
 pub(crate) fn nodes(text: &str) -> Option<Vec<NodeMetrics<'_>>> {
-    list(text, Scan::node)
+    list(text, |s| s.node().map(Some))
 }
 
 #[cfg(test)]
@@ -607,20 +612,37 @@ mod tests {
             .iter()
             .map(|p| (p.metadata.name.as_deref().unwrap_or(""), p.containers.iter().any(|c| c.usage.cpu.is_some())))
             .collect();
-        // The containers of "ab", "ef" and "ij" are not kept; "cd"'s were read before its
-        // metadata said so; the pod without a namespace is left to the scrape.
-        let kept = [("ab", false), ("abc", true), ("cd", true), ("ef", false), ("gh", true), ("ij", false)];
-        assert_eq!(read, kept);
-        // Nor are a skipped pod's labels.
-        let labelled: Vec<bool> = part.iter().take(2).map(|p| p.metadata.labels.is_some()).collect();
-        assert_eq!(labelled, [false, true]);
+        // "ab", "cd" (its containers read before its metadata said so), "ef" and "ij" are
+        // left out; the pod without a namespace is left to the scrape, which reports it.
+        assert_eq!(read, [("abc", true), ("gh", true)]);
+        assert!(part[0].metadata.labels.is_some(), "a kept pod keeps its labels");
         assert!(selects_alike(SHARDED));
-        // Scraped with another `Select`, the skipped pods are reported, not exported as zeros.
+        // Scraped with another `Select`, the pods left out are not there.
         let nodes = crate::NodeMetricsList::default();
         let list = crate::PodMetricsList::parse_selected(SHARDED.as_bytes(), &Odd).expect("list");
         let all = crate::Scrape::new(&list, &nodes);
-        assert!(all.pods.iter().all(|p| p.name.len() % 2 == 1 || p.name == "cd"), "{:?}", all.pods);
-        assert!(all.errors.iter().any(|e| e.object == "n/ab" && e.reason.contains(NOT_READ)), "{:?}", all.errors);
+        let names: Vec<&str> = all.pods.iter().map(|p| p.name).collect();
+        assert_eq!(names, ["abc"]);
+    }
+
+    #[test]
+    fn a_pod_without_a_name_after_one_left_out_is_read_by_serde() {
+        // The scrape names it by its place in the whole list (#2), which leaving "ab" out
+        // would have moved.
+        let text = r#"{"items":[
+          {"metadata":{"name":"ab","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]},
+          {"metadata":{"name":"abc","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"2m","memory":"2Ki"}}]},
+          {"metadata":{"namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"3m","memory":"3Ki"}}]}]}"#;
+        assert!(pods_selected(text, &Odd).is_none());
+        assert!(selects_alike(text));
+        let nodes = crate::NodeMetricsList::default();
+        let list = crate::PodMetricsList::parse_selected(text.as_bytes(), &Odd).expect("list");
+        let scrape = crate::Scrape::select(&list, &nodes, &Odd);
+        let errors: Vec<&str> = scrape.errors.iter().map(|e| e.object.as_str()).collect();
+        assert_eq!(errors, ["#2"]);
+        // Before any is left out, the scan reads it.
+        let first = text.replacen(r#""name":"ab","#, r#""name":"abx","#, 1);
+        assert_eq!(pods_selected(&first, &Odd).map(|p| p.len()), Some(3));
     }
 
     #[test]
