@@ -233,7 +233,11 @@ impl<'a> Scan<'a> {
     }
 
     /// [`Scan::array_into`], of the elements `element` keeps (`Some`).
-    fn array_kept<T>(&mut self, out: &mut Vec<T>, mut element: impl FnMut(&mut Self) -> Scanned<Option<T>>) -> Scanned<()> {
+    fn array_kept<T>(
+        &mut self,
+        out: &mut Vec<T>,
+        mut element: impl FnMut(&mut Self) -> Scanned<Option<T>>,
+    ) -> Scanned<()> {
         if self.open_or_null(b'[')? {
             self.elements(|s| {
                 if let Some(kept) = element(s)? {

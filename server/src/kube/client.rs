@@ -174,13 +174,13 @@ pub struct KubeClient {
 pub struct BodySlot(Mutex<Option<Vec<u8>>>);
 
 impl BodySlot {
-    /// Keeps `body`, emptied, for the next read. One much larger than what it held (a
-    /// one-off huge answer) gives most of its memory back first.
+    /// Keeps `body` for the next read, which overwrites its bytes (kept, so that they need
+    /// not be zeroed again). One much larger than what it held (a one-off huge answer) gives
+    /// most of its memory back first.
     pub fn put(&self, mut body: Vec<u8>) {
         if body.capacity() > 2 * body.len() + (1 << 20) {
             body.shrink_to(body.len() + body.len() / 4);
         }
-        body.clear();
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(body);
     }
 
@@ -478,10 +478,13 @@ fn retry_after(res: &surf::Response) -> Option<Duration> {
     value.parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// Reads `reader` to its end into `body` (emptied; its capacity is reused), whose capacity
-/// then never grows past `limit`: to exactly `expected` when the length is known, else by
-/// doubling from 64 KiB, capped at the limit. `Err(None)` as soon as more than `limit`
-/// bytes arrive.
+/// Reads `reader` to its end into `body` (its memory reused, and its bytes, which are
+/// overwritten), whose capacity then never grows past `limit` (and a byte, to see the end):
+/// to exactly `expected` when the length is known, else by doubling from 64 KiB, capped at
+/// the limit. `Err(None)` as soon as more than `limit` bytes arrive.
+///
+/// The reads go straight into `body`, not through a chunk copied after: the bytes it held
+/// are already initialised, so only room past them is zeroed first.
 async fn read_bounded(
     mut reader: impl futures_lite::AsyncRead + Unpin,
     expected: Option<usize>,
@@ -489,23 +492,31 @@ async fn read_bounded(
     mut body: Vec<u8>,
 ) -> Result<Vec<u8>, Option<std::io::Error>> {
     const CHUNK: usize = 64 * 1024;
-    body.clear();
-    body.reserve_exact(expected.unwrap_or(CHUNK).min(limit));
-    let mut chunk = vec![0u8; CHUNK];
+    let ceiling = limit.saturating_add(1);
+    let mut filled = 0;
     loop {
-        let n = reader.read(&mut chunk).await.map_err(Some)?;
+        if filled == body.len() {
+            let room = match expected {
+                // The length announced, and a byte to see that nothing follows.
+                Some(e) if e >= filled => e + 1,
+                _ => (filled * 2).max(CHUNK),
+            };
+            let room = room.min(ceiling);
+            if room <= filled {
+                return Err(None);
+            }
+            body.reserve_exact(room - body.len());
+            body.resize(room, 0);
+        }
+        let n = reader.read(&mut body[filled..]).await.map_err(Some)?;
         if n == 0 {
+            body.truncate(filled);
             return Ok(body);
         }
-        let len = body.len() + n;
-        if len > limit {
+        filled += n;
+        if filled > limit {
             return Err(None);
         }
-        if len > body.capacity() {
-            let grown = (body.capacity() * 2).max(len).max(CHUNK).min(limit);
-            body.reserve_exact(grown - body.len());
-        }
-        body.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -565,7 +576,7 @@ mod tests {
         assert_eq!(slot.take().capacity(), 0, "none kept yet");
         slot.put(vec![1u8; 47_000_000]);
         let body = slot.take();
-        assert_eq!((body.len(), body.capacity()), (0, 47_000_000), "emptied, memory kept");
+        assert_eq!((body.len(), body.capacity()), (47_000_000, 47_000_000), "memory and bytes kept");
         assert_eq!(slot.take().capacity(), 0, "taken once");
         let mut huge = Vec::with_capacity(64 << 20);
         huge.resize(3 << 20, 0u8);
@@ -582,11 +593,31 @@ mod tests {
                 read_bounded(futures_lite::io::Cursor::new(data.clone()), expected, limit, Vec::new())
             };
             let body = read(None, 300 * 1024).await.expect("exactly the limit");
-            assert_eq!((body.len(), body.capacity()), (300 * 1024, 300 * 1024), "capped at the limit");
+            assert_eq!((body.len(), body.capacity()), (300 * 1024, 300 * 1024 + 1), "capped at the limit");
+            assert_eq!(body, data);
             let body = read(Some(300 * 1024), 1 << 30).await.expect("known length");
-            assert_eq!(body.capacity(), 300 * 1024, "reserved once, exactly");
+            assert_eq!(body.capacity(), 300 * 1024 + 1, "reserved once, exactly");
+            assert_eq!(body, data);
             assert!(matches!(read(None, 300 * 1024 - 1).await, Err(None)), "one byte over");
             assert!(matches!(read(Some(10), 100).await, Err(None)), "a wrong length does not help");
+            // A length that is wrong the other way reads what came.
+            assert_eq!(read(Some(1 << 20), 1 << 30).await.expect("short"), data);
+        });
+    }
+
+    #[test]
+    fn a_reused_body_is_overwritten_not_appended_to() {
+        async_std::task::block_on(async {
+            let old = vec![9u8; 1 << 20];
+            let new = vec![7u8; 1000];
+            let cursor = futures_lite::io::Cursor::new(new.clone());
+            let body = read_bounded(cursor, None, 1 << 30, old).await.expect("read");
+            assert_eq!(body, new);
+            assert!(body.capacity() >= 1 << 20, "its memory reused");
+            let longer = vec![5u8; 3 << 20];
+            let cursor = futures_lite::io::Cursor::new(longer.clone());
+            let body = read_bounded(cursor, Some(longer.len()), 1 << 30, body).await.expect("read");
+            assert_eq!(body, longer);
         });
     }
 
