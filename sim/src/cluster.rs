@@ -120,13 +120,14 @@ impl SimCluster {
         self.pod_metrics_matching(version, &Selector::default())
     }
 
-    /// `PodMetricsList` of the pods whose labels `selector` matches.
+    /// `PodMetricsList` of the pods whose labels `selector` matches, sorted by namespace and
+    /// name, as metrics-server sorts it ("the same ordering invariant as the Kube API").
     pub fn pod_metrics_matching(&self, version: &str, selector: &Selector) -> Value {
         let stamp = self.stamp();
-        let items: Vec<Value> = self
-            .pods
-            .iter()
-            .filter(|p| selector.matches(&p.labels))
+        let mut pods: Vec<&SimPod> = self.pods.iter().filter(|p| selector.matches(&p.labels)).collect();
+        pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        let items: Vec<Value> = pods
+            .into_iter()
             .map(|p| {
                 let mut meta = json!({"name": p.name, "namespace": p.namespace, "creationTimestamp": stamp});
                 if self.labels_in_metrics {
@@ -143,12 +144,13 @@ impl SimCluster {
         json!({"kind": "PodMetricsList", "apiVersion": format!("metrics.k8s.io/{version}"), "metadata": {}, "items": items})
     }
 
-    /// `NodeMetricsList`.
+    /// `NodeMetricsList`, sorted by name, as metrics-server sorts it.
     pub fn node_metrics(&self, version: &str) -> Value {
         let stamp = self.stamp();
-        let items: Vec<Value> = self
-            .nodes
-            .iter()
+        let mut nodes: Vec<&SimNode> = self.nodes.iter().collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        let items: Vec<Value> = nodes
+            .into_iter()
             .map(|n| {
                 json!({"metadata": {"name": n.name, "labels": labels(&n.labels), "creationTimestamp": stamp},
                        "timestamp": stamp, "window": "20.05s", "usage": {"cpu": n.cpu, "memory": n.memory}})
@@ -280,6 +282,28 @@ const DEMO: &str = include_str!("../fixtures/demo-cluster.json");
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn metrics_lists_are_sorted_as_metrics_server_sorts_them() {
+        let cluster = super::SimCluster::synthetic(1200);
+        let pods = cluster.pod_metrics("v1beta1");
+        let keys: Vec<(&str, &str)> = pods["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|p| (p["metadata"]["namespace"].as_str().expect("ns"), p["metadata"]["name"].as_str().expect("name")))
+            .collect();
+        assert_eq!(keys.len(), 1200);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]), "by namespace, then name");
+        let nodes = cluster.node_metrics("v1beta1");
+        let names: Vec<&str> = nodes["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|n| n["metadata"]["name"].as_str().expect("name"))
+            .collect();
+        assert!(names.windows(2).all(|w| w[0] < w[1]), "by name");
+    }
+
     #[test]
     fn the_demo_fixture_parses() {
         let demo = super::SimCluster::demo();
