@@ -377,18 +377,23 @@ fn plain(status: StatusCode, body: &str) -> Response {
     res
 }
 
+/// What came next on a connection.
+enum Next {
+    /// A request, with its body.
+    Request(Head, Vec<u8>),
+    /// One that cannot be served: answered with this status and text (in this version),
+    /// then the connection is closed, lingering for the bytes not read when `linger` (see
+    /// [`refuse`]).
+    Refuse(StatusCode, &'static str, Version, bool),
+}
+
 /// Reads the next request of a connection (within its time: [`Limits::idle`], or
-/// [`Limits::head`] before the `first`), its body too; `None` ends the connection, after
-/// answering a request that cannot be served.
-async fn next_request<R, W>(
-    reader: &mut BufReader<R>,
-    out: &mut BufWriter<W>,
-    limits: &Limits,
-    first: bool,
-) -> Option<(Head, Vec<u8>)>
+/// [`Limits::head`] before the `first`), its body too; `None` ends the connection. It
+/// writes nothing: a refusal is an answer, written once the connection is answering (so
+/// not closed for room under it).
+async fn next_request<R>(reader: &mut BufReader<R>, limits: &Limits, first: bool) -> Option<Next>
 where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
 {
     // Wait for the next request (idle), then give its head a bound of its own.
     let idle = if first { limits.head } else { limits.idle };
@@ -398,41 +403,31 @@ where
     }
     let head = match async_std::future::timeout(limits.head, read_head(reader, limits)).await {
         Err(_) => {
-            let res = plain(StatusCode::RequestTimeout, "request head too slow\n");
-            let _ = write_response(out, res, Version::Http1_1, false, true, limits.write).await;
-            return None;
+            return Some(Next::Refuse(StatusCode::RequestTimeout, "request head too slow\n", Version::Http1_1, false))
         }
         Ok(Ok(None)) | Ok(Err(HeadError::Gone)) => return None,
-        Ok(Err(HeadError::Refuse(status, why))) => {
-            refuse(reader, out, plain(status, why), Version::Http1_1, limits).await;
-            return None;
-        }
+        Ok(Err(HeadError::Refuse(status, why))) => return Some(Next::Refuse(status, why, Version::Http1_1, true)),
         Ok(Ok(Some(head))) => head,
     };
     if head.header("Transfer-Encoding").is_some() {
-        let res = plain(StatusCode::NotImplemented, "request bodies must have a Content-Length\n");
-        refuse(reader, out, res, head.version, limits).await;
-        return None;
+        let why = "request bodies must have a Content-Length\n";
+        return Some(Next::Refuse(StatusCode::NotImplemented, why, head.version, true));
     }
     let length = match head.header("Content-Length").map(|v| v.parse::<usize>()) {
         None => 0,
         Some(Ok(n)) if n <= limits.body => n,
         Some(Ok(_)) => {
-            let res = plain(StatusCode::PayloadTooLarge, "request body too large\n");
-            refuse(reader, out, res, head.version, limits).await;
-            return None;
+            return Some(Next::Refuse(StatusCode::PayloadTooLarge, "request body too large\n", head.version, true));
         }
         Some(Err(_)) => {
-            let res = plain(StatusCode::BadRequest, "malformed Content-Length\n");
-            refuse(reader, out, res, head.version, limits).await;
-            return None;
+            return Some(Next::Refuse(StatusCode::BadRequest, "malformed Content-Length\n", head.version, true));
         }
     };
     let mut body = vec![0u8; length];
     if async_std::future::timeout(limits.head, reader.read_exact(&mut body)).await.map_or(true, |r| r.is_err()) {
         return None;
     }
-    Some((head, body))
+    Some(Next::Request(head, body))
 }
 
 /// Serves the requests of one connection in order until it closes, fails, times out or is
@@ -456,16 +451,27 @@ pub async fn serve_connection<S, IO>(
     let mut first = true;
     loop {
         place.wait();
-        let next = next_request(&mut reader, &mut out, &limits, first);
+        let next = next_request(&mut reader, &limits, first);
         let next = futures_lite::future::or(next, async {
             place.closed().await;
             None
         });
-        let Some((head, body)) = next.await else { return };
-        first = false;
+        let Some(next) = next.await else { return };
+        // Answering from here on, a refusal too.
         if !place.answer() {
             return;
         }
+        let (head, body) = match next {
+            Next::Request(head, body) => (head, body),
+            Next::Refuse(status, why, version, true) => {
+                return refuse(&mut reader, &mut out, plain(status, why), version, &limits).await
+            }
+            Next::Refuse(status, why, version, false) => {
+                let _ = write_response(&mut out, plain(status, why), version, false, true, limits.write).await;
+                return;
+            }
+        };
+        first = false;
         let keep_alive = head.keep_alive();
         let head_only = head.method.eq_ignore_ascii_case("HEAD");
         busy.fetch_add(1, Ordering::SeqCst);
@@ -579,5 +585,33 @@ mod tests {
         let answer = exchange(b"HEAD /healthz HTTP/1.1\r\nConnection: close\r\n\r\n");
         assert!(answer.starts_with("HTTP/1.1 200 OK\r\n") && answer.contains("content-length: 3\r\n"), "{answer}");
         assert!(answer.ends_with("\r\n\r\n"), "no body: {answer}");
+    }
+
+    #[test]
+    fn a_refusal_is_an_answer_not_closed_for_room() {
+        async_std::task::block_on(async {
+            let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let waiting = Arc::new(crate::waiting::Waiting::default());
+            let w = waiting.clone();
+            let server = async_std::task::spawn(async move {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let place = w.join();
+                serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default(), &place).await;
+            });
+            let mut client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+            client
+                .write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\nbody")
+                .await
+                .expect("write");
+            let mut status = [0u8; 12];
+            client.read_exact(&mut status).await.expect("read");
+            assert_eq!(&status, b"HTTP/1.1 413");
+            // The 413 is out and the server lingers for the body still coming, so that
+            // closing does not reset the connection under the answer: it is answering.
+            assert!(!waiting.close_longest(), "a connection refusing a request was closed for room");
+            drop(client);
+            server.await;
+        })
     }
 }
