@@ -442,8 +442,8 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// A whole `...List` body: its `items`, each read by `item`.
-/// A list's items, those `item` keeps (`Some`), if it has the usual shape.
+/// A whole `...List` body: its `items`, each read by `item`, those it keeps (`Some`), if it
+/// has the usual shape.
 fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<Option<T>>) -> Option<Vec<T>> {
     let mut s = Scan { text, at: 0, containers: Vec::new(), labels: Vec::new() };
     // Room for an item every ITEM_BYTES, reserved, not touched: no copy as the list grows
