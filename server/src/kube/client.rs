@@ -484,7 +484,8 @@ fn retry_after(res: &surf::Response) -> Option<Duration> {
 /// the limit. `Err(None)` as soon as more than `limit` bytes arrive.
 ///
 /// The reads go straight into `body`, not through a chunk copied after: the bytes it held
-/// are already initialised, so only room past them is zeroed first.
+/// are already initialised, so only room past them is zeroed first, 64 KiB at a time when
+/// the length is not known (a chunked answer, as the API server streams large lists).
 async fn read_bounded(
     mut reader: impl futures_lite::AsyncRead + Unpin,
     expected: Option<usize>,
@@ -499,13 +500,19 @@ async fn read_bounded(
             let room = match expected {
                 // The length announced, and a byte to see that nothing follows.
                 Some(e) if e >= filled => e + 1,
-                _ => (filled * 2).max(CHUNK),
+                _ => filled + CHUNK,
             };
             let room = room.min(ceiling);
             if room <= filled {
                 return Err(None);
             }
-            body.reserve_exact(room - body.len());
+            if room > body.capacity() {
+                let grown = match expected {
+                    Some(e) if e >= filled => room,
+                    _ => (body.capacity() * 2).max(room).min(ceiling),
+                };
+                body.reserve_exact(grown - body.len());
+            }
             body.resize(room, 0);
         }
         let n = reader.read(&mut body[filled..]).await.map_err(Some)?;
@@ -594,6 +601,9 @@ mod tests {
             };
             let body = read(None, 300 * 1024).await.expect("exactly the limit");
             assert_eq!((body.len(), body.capacity()), (300 * 1024, 300 * 1024 + 1), "capped at the limit");
+            let body = read(None, 1 << 30).await.expect("unknown length");
+            assert_eq!(body, data);
+            assert_eq!(body.capacity(), 512 * 1024, "doubled from 64 KiB");
             assert_eq!(body, data);
             let body = read(Some(300 * 1024), 1 << 30).await.expect("known length");
             assert_eq!(body.capacity(), 300 * 1024 + 1, "reserved once, exactly");
