@@ -69,8 +69,11 @@ pub(crate) struct Place {
 impl Place {
     /// Waiting from now (a request has been answered), unless already closed.
     pub(crate) fn wait(&self) {
+        // Checked under the lock `close_longest` closes under, so a connection closed in
+        // between cannot come back as waiting.
+        let mut waiting = self.waiting.lock();
         if !self.sender.is_closed() {
-            self.waiting.lock().insert(self.id, (Instant::now(), self.sender.clone()));
+            waiting.insert(self.id, (Instant::now(), self.sender.clone()));
         }
     }
 

@@ -484,8 +484,8 @@ fn retry_after(res: &surf::Response) -> Option<Duration> {
 /// the limit. `Err(None)` as soon as more than `limit` bytes arrive.
 ///
 /// The reads go straight into `body`, not through a chunk copied after: the bytes it held
-/// are already initialised, so only room past them is zeroed first, 64 KiB at a time when
-/// the length is not known (a chunked answer, as the API server streams large lists).
+/// are already initialised, so only room past them is zeroed first, 64 KiB at a time (as
+/// bytes come: a `Content-Length` that promises more than arrives commits no memory for it).
 async fn read_bounded(
     mut reader: impl futures_lite::AsyncRead + Unpin,
     expected: Option<usize>,
@@ -497,20 +497,17 @@ async fn read_bounded(
     let mut filled = 0;
     loop {
         if filled == body.len() {
-            let room = match expected {
-                // The length announced, and a byte to see that nothing follows.
-                Some(e) if e >= filled => e + 1,
-                _ => filled + CHUNK,
+            // The length announced, and a byte to see that nothing follows.
+            let announced = expected.filter(|&e| e >= filled).map(|e| e.saturating_add(1).min(ceiling));
+            let room = match announced {
+                Some(end) => filled.saturating_add(CHUNK).min(end),
+                None => filled.saturating_add(CHUNK).min(ceiling),
             };
-            let room = room.min(ceiling);
             if room <= filled {
                 return Err(None);
             }
             if room > body.capacity() {
-                let grown = match expected {
-                    Some(e) if e >= filled => room,
-                    _ => (body.capacity() * 2).max(room).min(ceiling),
-                };
+                let grown = announced.unwrap_or_else(|| (body.capacity() * 2).max(room).min(ceiling));
                 body.reserve_exact(grown - body.len());
             }
             body.resize(room, 0);
@@ -610,8 +607,11 @@ mod tests {
             assert_eq!(body, data);
             assert!(matches!(read(None, 300 * 1024 - 1).await, Err(None)), "one byte over");
             assert!(matches!(read(Some(10), 100).await, Err(None)), "a wrong length does not help");
-            // A length that is wrong the other way reads what came.
-            assert_eq!(read(Some(1 << 20), 1 << 30).await.expect("short"), data);
+            // A length that is wrong the other way reads what came, and has zeroed no more
+            // than a chunk past it.
+            let body = read(Some(1 << 20), 1 << 30).await.expect("short");
+            assert_eq!(body, data);
+            assert_eq!(body.capacity(), (1 << 20) + 1, "reserved, not touched");
         });
     }
 
