@@ -152,6 +152,24 @@ fn not_a_list(body: &[u8], want: &str) -> Option<String> {
     (!probe.items).then(|| format!("the answer has no items: not a {want}"))
 }
 
+/// A [`Select`](msp_core::Select) that remembers whether it was asked about any item.
+struct Asked<'s> {
+    select: &'s dyn msp_core::Select,
+    asked: std::cell::Cell<bool>,
+}
+
+impl msp_core::Select for Asked<'_> {
+    fn pod(&self, namespace: &str, name: &str) -> bool {
+        self.asked.set(true);
+        self.select.pod(namespace, name)
+    }
+
+    fn node(&self, name: &str) -> bool {
+        self.asked.set(true);
+        self.select.node(name)
+    }
+}
+
 /// Parses one metrics list for a scrape that keeps what `select` keeps; on failure logs it
 /// and yields an empty list. A body that is not UTF-8 throughout (one bad byte in one pod's
 /// label, from a broken proxy) is read again with each bad sequence as U+FFFD, kept in
@@ -171,7 +189,13 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
         }
     };
     let want = if resource == "pod" { "PodMetricsList" } else { "NodeMetricsList" };
-    let checked = |list: msp_core::List<T>, body: &[u8]| match list.items.is_empty().then(|| not_a_list(body, want)) {
+    // A list whose items `select` was asked about is a list, though it kept none of them (a
+    // shard or namespaces without pods here): no second pass over it to see.
+    let select = Asked { select, asked: std::cell::Cell::new(false) };
+    let select = &select;
+    let checked = |list: msp_core::List<T>, body: &[u8]| match (list.items.is_empty() && !select.asked.get())
+        .then(|| not_a_list(body, want))
+    {
         Some(Some(why)) => {
             log::error!("{resource} metrics: {why}");
             (msp_core::List::default(), false)
@@ -517,6 +541,32 @@ mod tests {
             not_a_list(br#"{"kind":"Status","message":"m"}"#, "PodMetricsList").as_deref(),
             Some("the answer is a Status (\"m\"), not a PodMetricsList")
         );
+    }
+
+    #[test]
+    fn a_list_whose_pods_are_all_skipped_is_up_and_empty() {
+        // A shard, or namespaces, without pods in this list: it is still a list.
+        struct Nothing;
+        impl msp_core::Select for Nothing {
+            fn pod(&self, _: &str, _: &str) -> bool {
+                false
+            }
+            fn node(&self, _: &str) -> bool {
+                false
+            }
+        }
+        let list = r#"{"kind":"PodMetricsList","items":[
+          {"metadata":{"name":"a","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]},
+          {"metadata":{"name":"b","namespace":"n"},"containers":[]}]}"#;
+        let fetched = Ok(list.as_bytes().to_vec());
+        let mut repaired = None;
+        let (pods, up): (PodMetricsList<'_>, bool) = parse_list("pod", &fetched, &Nothing, &mut repaired);
+        assert_eq!((pods.items.len(), up), (0, true));
+        // What is not a list is still down.
+        let fetched = Ok(br#"{"kind":"Status","message":"m"}"#.to_vec());
+        let mut repaired = None;
+        let (pods, up): (PodMetricsList<'_>, bool) = parse_list("pod", &fetched, &Nothing, &mut repaired);
+        assert_eq!((pods.items.len(), up), (0, false));
     }
 
     /// An embedder's enricher that panics; with `Depends::Pod` (`.0`) the memo is in play.
