@@ -17,6 +17,9 @@
 //! - (e) API requests per steady-state scrape, from the server's own counters, how many of
 //!   them were metadata lists, and how many new connections to the API server they opened.
 //!
+//! `MSP_BENCH_CLUSTER=realistic` measures `SimCluster::realistic` instead (8 labels a pod, real
+//! name lengths, usage that looks measured), here and in the simulator process.
+//!
 //! `--transform N` runs only (a) and (b), for profilers; `MSP_BENCH_RUNS` sets the repeats,
 //! and `MSP_BENCH_SHARD=I` makes (a) shard I of 3's (as `MSP_SHARD__INDEX`).
 //!
@@ -35,6 +38,21 @@ use msp_core::{
 use msp_sim::{Sim, SimCluster};
 
 const TOKEN: &str = "bench-token";
+
+/// The benchmark's cluster of `pods` pods: [`SimCluster::synthetic`], or with
+/// `MSP_BENCH_CLUSTER=realistic` [`SimCluster::realistic`] (8 labels a pod, usage that looks
+/// measured).
+fn cluster(pods: usize) -> SimCluster {
+    if realistic() {
+        SimCluster::realistic(pods)
+    } else {
+        SimCluster::synthetic(pods)
+    }
+}
+
+fn realistic() -> bool {
+    std::env::var("MSP_BENCH_CLUSTER").is_ok_and(|c| c == "realistic")
+}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -61,7 +79,7 @@ struct Transform {
 
 /// (a) and (b), in this process.
 fn transform(pods: usize) -> Transform {
-    let cluster = SimCluster::synthetic(pods);
+    let cluster = cluster(pods);
     let pod_json = msp_sim::go_json::to_string(&cluster.pod_metrics("v1"));
     let node_json = msp_sim::go_json::to_string(&cluster.node_metrics("v1"));
     let meta = StaticCluster {
@@ -347,7 +365,7 @@ async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u3
 }
 
 async fn run_sim(pods: usize, dir: &str) {
-    let sim = Sim::start(SimCluster::synthetic(pods), TOKEN).await.expect("sim");
+    let sim = Sim::start(cluster(pods), TOKEN).await.expect("sim");
     sim.write_files(std::path::Path::new(dir), TOKEN).expect("sim files");
     loop {
         async_std::task::sleep(Duration::from_secs(3600)).await;
@@ -376,7 +394,9 @@ async fn main() {
     } else {
         args.iter().filter_map(|a| a.parse().ok()).collect()
     };
-    println!("metrics-server-prom benchmark: synthetic clusters, 2 containers a pod, enrichers node+labels+owner");
+    let shape =
+        if realistic() { "realistic clusters (8 labels a pod, measured-looking usage)" } else { "synthetic clusters" };
+    println!("metrics-server-prom benchmark: {shape}, 2 containers a pod, enrichers node+labels+owner");
     println!();
     println!("In process, per scrape: (a) the transform, steady state and cold, into the buffer kept from the scrape before (as the text path) and streamed in the server's 1 MiB chunks (as the gzip path, before gzip); (b) the IgnoredAny parse floor; gzip of the text.");
     println!();

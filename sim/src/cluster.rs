@@ -277,6 +277,116 @@ impl SimCluster {
     }
 }
 
+impl SimCluster {
+    /// `pods` pods shaped like a real cluster's, for the benchmark: [`SimCluster::synthetic`]'s
+    /// layout (10 pods a ReplicaSet, 100 a node, 2 containers a pod), but 8 labels a pod
+    /// (`app`, `app.kubernetes.io/{name,instance,version}`, `pod-template-hash`, `team`,
+    /// `tier`, `environment`), workload names of real length, pod names ending in
+    /// Kubernetes' random suffixes, EKS-style node names, and usage that looks measured (it
+    /// compresses as real usage does, not as a counter does). Deterministic: the same `pods`
+    /// give the same cluster.
+    pub fn realistic(pods: usize) -> Self {
+        const WORDS: [&str; 12] = [
+            "checkout",
+            "payments",
+            "catalog",
+            "search",
+            "inventory",
+            "shipping",
+            "accounts",
+            "pricing",
+            "recommendations",
+            "notifications",
+            "reviews",
+            "frontend",
+        ];
+        const KINDS: [&str; 4] = ["service", "api", "worker", "gateway"];
+        const TEAMS: [&str; 6] = ["commerce", "platform", "growth", "data", "identity", "fulfilment"];
+        const TIERS: [&str; 3] = ["frontend", "backend", "batch"];
+        // Kubernetes' alphabet for generated names (no vowels, no 0, 1 or 3).
+        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            // splitmix64
+            seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        };
+        let word = |n: usize, next: &mut dyn FnMut() -> u64| -> String {
+            (0..n).map(|_| char::from(ALPHABET[(next() % ALPHABET.len() as u64) as usize])).collect()
+        };
+        let mut c = SimCluster { labels_in_metrics: true, ..SimCluster::default() };
+        let nodes = (pods / 100).max(1);
+        for n in 0..nodes {
+            c.nodes.push(SimNode {
+                name: format!("ip-10-{}-{}-{}.ec2.internal", n / 65536, (n / 256) % 256, n % 256),
+                ip: format!("10.{}.{}.{}", n / 65536, (n / 256) % 256, n % 256),
+                labels: vec![
+                    ("topology.kubernetes.io/zone".into(), format!("eu-west-1{}", ["a", "b", "c"][n % 3])),
+                    ("node.kubernetes.io/instance-type".into(), "m6i.4xlarge".into()),
+                ],
+                cpu: format!("{}n", 2_000_000_000 + next() % 12_000_000_000),
+                memory: format!("{}Ki", 20_000_000 + next() % 40_000_000),
+            });
+        }
+        let per_rs = 10;
+        let mut rs = String::new();
+        let mut hash = String::new();
+        for i in 0..pods {
+            let w = i / per_rs;
+            let team = TEAMS[(w / 7) % TEAMS.len()];
+            let ns = format!("{team}-{}-prod", (w / 3) % 9);
+            let deployment = format!("{}-{}-{}", WORDS[w % WORDS.len()], KINDS[(w / 12) % KINDS.len()], w);
+            if i % per_rs == 0 {
+                hash = word(10, &mut next);
+                rs = format!("{deployment}-{hash}");
+                c.replicasets.push(SimController {
+                    namespace: ns.clone(),
+                    name: rs.clone(),
+                    owner: Some(("Deployment".into(), deployment.clone())),
+                });
+            }
+            let node = (next() % nodes as u64) as usize;
+            c.pods.push(SimPod {
+                namespace: ns,
+                // The last character tells the pods of one ReplicaSet apart: no name twice.
+                name: format!("{rs}-{}{}", word(4, &mut next), char::from(ALPHABET[i % per_rs])),
+                node: c.nodes[node].name.clone(),
+                ip: format!("10.{}.{}.{}", 100 + i / 65536, (i / 256) % 256, i % 256),
+                host_ip: c.nodes[node].ip.clone(),
+                labels: vec![
+                    ("app".into(), deployment.clone()),
+                    ("app.kubernetes.io/name".into(), deployment.clone()),
+                    ("app.kubernetes.io/instance".into(), format!("{deployment}-prod")),
+                    ("app.kubernetes.io/version".into(), format!("1.{}.{}", w % 40, w % 7)),
+                    ("pod-template-hash".into(), hash.clone()),
+                    ("team".into(), team.into()),
+                    ("tier".into(), TIERS[w % TIERS.len()].into()),
+                    ("environment".into(), "production".into()),
+                ],
+                owner: Some(("ReplicaSet".into(), rs.clone())),
+                mirror: false,
+                containers: vec![
+                    SimContainer {
+                        name: "app".into(),
+                        cpu: format!("{}n", 1_000_000 + next() % 900_000_000),
+                        memory: format!("{}Ki", 50_000 + next() % 2_000_000),
+                    },
+                    SimContainer {
+                        name: "istio-proxy".into(),
+                        cpu: format!("{}n", 500_000 + next() % 60_000_000),
+                        memory: format!("{}Ki", 40_000 + next() % 200_000),
+                    },
+                ],
+                listed: true,
+            });
+        }
+        c
+    }
+}
+
 /// The demo cluster: 25 pods in 6 namespaces on 3 nodes, every owner kind.
 const DEMO: &str = include_str!("../fixtures/demo-cluster.json");
 
@@ -284,7 +394,22 @@ const DEMO: &str = include_str!("../fixtures/demo-cluster.json");
 mod tests {
     #[test]
     fn metrics_lists_are_sorted_as_metrics_server_sorts_them() {
-        let cluster = super::SimCluster::synthetic(1200);
+        for cluster in [super::SimCluster::synthetic(1200), super::SimCluster::realistic(1200)] {
+            sorted(&cluster);
+        }
+    }
+
+    #[test]
+    fn the_realistic_cluster_is_the_same_each_time_and_unique() {
+        let (a, b) = (super::SimCluster::realistic(500), super::SimCluster::realistic(500));
+        assert_eq!(a.pod_metrics("v1"), b.pod_metrics("v1"));
+        let names: std::collections::BTreeSet<(&str, &str)> =
+            a.pods.iter().map(|p| (p.namespace.as_str(), p.name.as_str())).collect();
+        assert_eq!(names.len(), 500, "no pod twice");
+        assert!(a.pods.iter().all(|p| p.labels.len() == 8));
+    }
+
+    fn sorted(cluster: &super::SimCluster) {
         let pods = cluster.pod_metrics("v1beta1");
         let keys: Vec<(&str, &str)> = pods["items"]
             .as_array()
