@@ -119,8 +119,8 @@ async fn within(
 /// object (a `Status`, or a `PodList` from a misrouted URL), an object without `items` (a
 /// proxy's JSON error page) or no object at all (`[]`), answered with 200. `None` for a real
 /// empty list (`"items": []` or `null`, with `kind` `want` or none). Only called for lists
-/// with no item at all (a shard keeps the items it skips), and read without building the
-/// JSON's tree, so the second read costs little, and nothing in steady state.
+/// with no item at all, not even one the scope skipped (see `Asked`), and read without
+/// building the JSON's tree, so the second read costs little, and nothing in steady state.
 fn not_a_list(body: &[u8], want: &str) -> Option<String> {
     /// Whether a member is there, whatever its value, `null` too.
     fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -193,14 +193,14 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     // shard or namespaces without pods here): no second pass over it to see.
     let select = Asked { select, asked: std::cell::Cell::new(false) };
     let select = &select;
-    let checked = |list: msp_core::List<T>, body: &[u8]| match (list.items.is_empty() && !select.asked.get())
-        .then(|| not_a_list(body, want))
-    {
-        Some(Some(why)) => {
-            log::error!("{resource} metrics: {why}");
-            (msp_core::List::default(), false)
+    let checked = |list: msp_core::List<T>, body: &[u8]| {
+        if list.items.is_empty() && !select.asked.get() {
+            if let Some(why) = not_a_list(body, want) {
+                log::error!("{resource} metrics: {why}");
+                return (msp_core::List::default(), false);
+            }
         }
-        _ => (list, true),
+        (list, true)
     };
     let error = match msp_core::List::parse_selected(body, select) {
         Ok(list) => return checked(list, body),
