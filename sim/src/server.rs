@@ -159,9 +159,12 @@ impl SimState {
     }
 
     /// Forgets all history: every watch from a resourceVersion up to now gets 410 Gone and
-    /// must re-list.
+    /// must re-list. The current resourceVersion moves past them, as a live cluster's does,
+    /// so that a list made after the compaction can be watched from: a list that reported
+    /// a compacted one had its watch end in 410 too, and re-listed again.
     pub fn compact(&mut self) {
         self.compacted_before = self.resource_version + 1;
+        self.resource_version = self.compacted_before;
         self.events.clear();
     }
 }
