@@ -30,6 +30,7 @@ mod glob;
 mod gzip;
 mod huffman;
 mod intern;
+mod labels;
 mod memo;
 mod model;
 mod objects;
@@ -56,6 +57,7 @@ pub use exposition::{
 pub use glob::{Filter, Glob, GlobError};
 pub use gzip::{compress, Gzip};
 pub use intern::Interner;
+pub use labels::JsonLabels;
 pub use memo::Memo;
 pub use model::{
     ContainerMetrics, List, ListItem, Metadata, NodeMetrics, NodeMetricsList, PodMetrics, PodMetricsList, Str, Usage,

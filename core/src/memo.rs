@@ -41,7 +41,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::cluster::{Cluster, ControllerKind, Controllers, Nodes, Pods, SourceError, Text};
-use crate::model::Str;
+use crate::labels::JsonLabels;
 use crate::render::{PodLabels, Prepared};
 use crate::scrape::{PodSample, Scrape};
 
@@ -117,48 +117,29 @@ impl Snapshots {
     }
 }
 
-/// PodMetrics' own labels, as remembered: each key and value as a little-endian `u32`
-/// length and its bytes, in one allocation (not two per label), which pods with the same
-/// labels share (see [`MetricLabels::like`]).
+/// PodMetrics' own labels, as remembered: their JSON text, which pods with the same labels
+/// share (see [`MetricLabels::like`]). Text that differs, even only in its spacing, is a
+/// change: the pod is enriched again, which costs time, never a wrong label.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct MetricLabels(Option<Arc<[u8]>>);
+struct MetricLabels(Option<Arc<str>>);
 
 impl MetricLabels {
-    fn new(labels: Option<&[(Str<'_>, Str<'_>)]>) -> Self {
-        MetricLabels(labels.map(|labels| {
-            let mut out = Vec::with_capacity(labels.iter().map(|(k, v)| 8 + k.len() + v.len()).sum());
-            for text in labels.iter().flat_map(|(k, v)| [k, v]) {
-                // Label text is far below 4 GiB; a longer one saturates and never matches.
-                out.extend_from_slice(&u32::try_from(text.len()).unwrap_or(u32::MAX).to_le_bytes());
-                out.extend_from_slice(text.as_bytes());
-            }
-            out.into()
-        }))
+    fn new(labels: Option<&JsonLabels<'_>>) -> Self {
+        MetricLabels(labels.map(|labels| labels.as_json().into()))
     }
 
     /// `labels` remembered, sharing the copy `near` holds if they are the same: the pods of
     /// one ReplicaSet carry the same labels, and lie next to each other in a scrape (at
     /// 150,000 pods, one copy each held about 15 MB).
-    fn like(labels: Option<&[(Str<'_>, Str<'_>)]>, near: Option<&MetricLabels>) -> Self {
+    fn like(labels: Option<&JsonLabels<'_>>, near: Option<&MetricLabels>) -> Self {
         match near {
             Some(near) if near.matches(labels) => near.clone(),
             _ => MetricLabels::new(labels),
         }
     }
 
-    fn matches(&self, labels: Option<&[(Str<'_>, Str<'_>)]>) -> bool {
-        let (Some(mut kept), Some(labels)) = (self.0.as_deref(), labels) else {
-            return self.0.is_none() && labels.is_none();
-        };
-        for text in labels.iter().flat_map(|(k, v)| [k, v]) {
-            let Some((len, rest)) = kept.split_first_chunk::<4>() else { return false };
-            let len = u32::from_le_bytes(*len) as usize;
-            if rest.get(..len) != Some(text.as_bytes()) {
-                return false;
-            }
-            kept = &rest[len..];
-        }
-        kept.is_empty()
+    fn matches(&self, labels: Option<&JsonLabels<'_>>) -> bool {
+        self.0.as_deref() == labels.map(JsonLabels::as_json)
     }
 }
 
@@ -648,29 +629,29 @@ mod tests {
 
     #[test]
     fn metric_labels_compare_exactly() {
-        let pairs = |p: &[(&'static str, &'static str)]| -> Vec<(Str<'static>, Str<'static>)> {
-            p.iter().map(|(k, v)| (Cow::Borrowed(*k), Cow::Borrowed(*v))).collect()
-        };
-        let ab = pairs(&[("a", "b")]);
+        let labels = |p: &[(&str, &str)]| JsonLabels::new(p.iter().copied());
+        let ab = labels(&[("a", "b")]);
         let kept = MetricLabels::new(Some(&ab));
         assert!(kept.matches(Some(&ab)));
         assert!(!kept.matches(None));
-        assert!(!kept.matches(Some(&pairs(&[("a", "bc")]))));
-        assert!(!kept.matches(Some(&pairs(&[("ab", "")]))), "lengths keep key and value apart");
-        assert!(!kept.matches(Some(&pairs(&[("a", "b"), ("c", "d")]))));
-        assert!(!kept.matches(Some(&[])));
-        assert!(MetricLabels::new(Some(&[])).matches(Some(&[])));
+        assert!(!kept.matches(Some(&labels(&[("a", "bc")]))));
+        assert!(!kept.matches(Some(&labels(&[("ab", "")]))));
+        assert!(!kept.matches(Some(&labels(&[("a", "b"), ("c", "d")]))));
+        assert!(!kept.matches(Some(&labels(&[]))));
+        assert!(MetricLabels::new(Some(&labels(&[]))).matches(Some(&labels(&[]))));
         assert!(MetricLabels::new(None).matches(None));
+        // Text that reads the same but is written otherwise is a change (enriched again).
+        assert!(!kept.matches(Some(&JsonLabels::checked(r#"{ "a":"b"}"#))));
 
         // The same labels share one copy; others get their own.
         let shared = |m: &MetricLabels, n: &MetricLabels| match (&m.0, &n.0) {
             (Some(a), Some(b)) => Arc::ptr_eq(a, b),
             _ => false,
         };
-        let same = pairs(&[("a", "b")]);
+        let same = labels(&[("a", "b")]);
         assert!(shared(&MetricLabels::like(Some(&same), Some(&kept)), &kept));
-        let other = MetricLabels::like(Some(&pairs(&[("a", "c")])), Some(&kept));
-        assert!(!shared(&other, &kept) && other.matches(Some(&pairs(&[("a", "c")]))));
+        let other = MetricLabels::like(Some(&labels(&[("a", "c")])), Some(&kept));
+        assert!(!shared(&other, &kept) && other.matches(Some(&labels(&[("a", "c")]))));
         assert!(MetricLabels::like(None, Some(&kept)).matches(None));
         assert!(MetricLabels::like(Some(&ab), None).matches(Some(&ab)));
     }

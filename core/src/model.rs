@@ -9,6 +9,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::labels::JsonLabels;
 use crate::scrape::{All, Select};
 
 /// `null` or missing reads as the type's default.
@@ -33,9 +34,10 @@ pub struct Metadata<'a> {
     /// Namespace (empty for nodes).
     #[serde(borrow, default, deserialize_with = "opt_str")]
     pub namespace: Option<Str<'a>>,
-    /// Labels: metrics-server 0.5 and later copy the pod's labels here; older ones leave it out.
-    #[serde(borrow, default, deserialize_with = "label_pairs")]
-    pub labels: Option<Vec<(Str<'a>, Str<'a>)>>,
+    /// Labels: metrics-server 0.5 and later copy the pod's labels here; older ones leave it
+    /// out. Kept as the JSON they came in, read into pairs when asked.
+    #[serde(borrow, default, deserialize_with = "crate::labels::deserialize")]
+    pub labels: Option<JsonLabels<'a>>,
 }
 
 /// The usage map of a container or node.
@@ -248,37 +250,6 @@ pub type PodMetricsList<'a> = List<PodMetrics<'a>>;
 /// `NodeMetricsList`.
 pub type NodeMetricsList<'a> = List<NodeMetrics<'a>>;
 
-/// Labels arrive as a JSON object; keep them as pairs in document order, borrowing.
-fn label_pairs<'de: 'a, 'a, D>(d: D) -> Result<Option<Vec<(Str<'a>, Str<'a>)>>, D::Error>
-where
-    D: Deserializer<'de>,
-{
-    struct Pairs<'a>(std::marker::PhantomData<&'a ()>);
-    impl<'de: 'a, 'a> serde::de::Visitor<'de> for Pairs<'a> {
-        type Value = Option<Vec<(Str<'a>, Str<'a>)>>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a map of label names to values, or null")
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_none<E>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-            d.deserialize_map(self)
-        }
-        fn visit_map<M: serde::de::MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
-            let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(4));
-            while let Some((k, v)) = map.next_entry::<Borrowed<'a>, Borrowed<'a>>()? {
-                pairs.push((k.0, v.0));
-            }
-            Ok(Some(pairs))
-        }
-    }
-    d.deserialize_option(Pairs(std::marker::PhantomData))
-}
-
 /// An optional string that borrows from the input when it has no escapes.
 fn opt_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Str<'a>>, D::Error> {
     Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
@@ -286,7 +257,7 @@ fn opt_str<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Str<'a>>, D
 
 /// A `Cow<str>` that borrows when the JSON string has no escapes (serde's plain `Cow`
 /// impl always copies; `#[serde(borrow)]` only applies to fields).
-struct Borrowed<'a>(Str<'a>);
+pub(crate) struct Borrowed<'a>(pub(crate) Str<'a>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Borrowed<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -351,8 +322,8 @@ mod tests {
         let list: PodMetricsList<'_> = serde_json::from_str(json).expect("tolerant");
         assert_eq!(list.items.len(), 3);
         assert!(list.items[0].metadata.name.is_none());
-        let labels = list.items[2].metadata.labels.as_ref().expect("labels");
-        assert_eq!(labels, &[("app".into(), "x".into()), ("tier".into(), "y".into())]);
+        let labels = list.items[2].metadata.labels.as_ref().expect("labels").pairs();
+        assert_eq!(labels, [("app".into(), "x".into()), ("tier".into(), "y".into())]);
         assert!(list.items[2].containers[0].usage.cpu.is_none());
         let empty: PodMetricsList<'_> = serde_json::from_str(r#"{"items":null}"#).expect("null items");
         assert!(empty.items.is_empty());

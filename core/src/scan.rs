@@ -8,12 +8,12 @@
 //! (the tests check that on the published samples, on synthetic lists, and on every way of
 //! breaking one), only faster (the usual case is about the cost of serde's `IgnoredAny`).
 //! For a shard ([`List::parse_selected`](crate::List::parse_selected)) it gives up where it
-//! would for the whole list and keeps every item, but the pods its `Select` skips come
-//! without their containers (and, in the compact form, their labels): the scrape with that
-//! `Select` is the same.
+//! would for the whole list, and leaves out the pods its `Select` skips, read only to check
+//! them: the scrape with that `Select` is the same.
 
 use std::borrow::Cow;
 
+use crate::labels::JsonLabels;
 use crate::model::{ContainerMetrics, Metadata, NodeMetrics, PodMetrics, Str, Usage};
 use crate::scrape::{All, Select};
 use crate::swar::{bytes_equal, word, HIGH, ONES};
@@ -37,8 +37,6 @@ struct Scan<'a> {
     /// A pod's containers as they are read, then moved to a `Vec` of their number: one
     /// grown by pushing holds at least four (at 150,000 pods with two each, 21 MB more).
     containers: Vec<ContainerMetrics<'a>>,
-    /// The same for an object's labels (a pod with three held room for four).
-    labels: Vec<(Str<'a>, Str<'a>)>,
 }
 
 impl<'a> Scan<'a> {
@@ -249,31 +247,22 @@ impl<'a> Scan<'a> {
         Ok(())
     }
 
-    /// `null`, or labels as pairs in document order (a key twice is kept twice, as serde's
-    /// map visitor does).
-    fn labels(&mut self) -> Scanned<Option<Vec<(Str<'a>, Str<'a>)>>> {
+    /// `null`, or labels, checked to be an object of strings and kept as its text.
+    fn labels(&mut self) -> Scanned<Option<JsonLabels<'a>>> {
         self.labels_kept(true)
     }
 
-    /// [`Scan::labels`], which only checks them, as it reads them, unless `keep`: a pod a
-    /// shard skips needs none.
-    fn labels_kept(&mut self, keep: bool) -> Scanned<Option<Vec<(Str<'a>, Str<'a>)>>> {
+    /// [`Scan::labels`], which only checks them unless `keep`: a pod a shard skips needs
+    /// none.
+    fn labels_kept(&mut self, keep: bool) -> Scanned<Option<JsonLabels<'a>>> {
         if !self.open_or_null(b'{')? {
             return Ok(None);
         }
-        if !keep {
-            return self.members(|s, _| s.string().map(drop)).map(|()| None);
-        }
-        let mut read = std::mem::take(&mut self.labels);
-        read.clear();
-        let scanned = self.members(|s, k| {
-            read.push((Cow::Borrowed(k), Cow::Borrowed(s.string()?)));
-            Ok(())
-        });
-        // Of their number exactly: the borrowed pairs are copied, not their text.
-        let pairs = read.to_vec();
-        self.labels = read;
-        scanned.map(|()| Some(pairs))
+        let start = self.at - 1;
+        self.members(|s, _| s.string().map(drop))?;
+        // Both ends are ASCII braces.
+        let text = self.text.get(start..self.at).ok_or(GiveUp)?;
+        Ok(keep.then(|| JsonLabels::checked(text)))
     }
 
     fn metadata(&mut self) -> Scanned<Metadata<'a>> {
@@ -445,7 +434,7 @@ impl<'a> Scan<'a> {
 /// A whole `...List` body: its `items`, each read by `item`, those it keeps (`Some`), if it
 /// has the usual shape.
 fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<Option<T>>) -> Option<Vec<T>> {
-    let mut s = Scan { text, at: 0, containers: Vec::new(), labels: Vec::new() };
+    let mut s = Scan { text, at: 0, containers: Vec::new() };
     // Room for an item every ITEM_BYTES, reserved, not touched: no copy as the list grows
     // (at 150,000 pods the last doubling copied 19 MB into a new 38 MB), only past that.
     let mut items = Vec::with_capacity(text.len() / ITEM_BYTES);
@@ -476,6 +465,23 @@ pub(crate) fn pods_selected<'a>(text: &'a str, select: &dyn Select) -> Option<Ve
             Ok(None)
         }
     })
+}
+
+/// The pairs of a labels object with no escape (the text of a [`JsonLabels`] the scanner
+/// made), in document order, borrowed; `None` for anything else.
+pub(crate) fn label_pairs(text: &str) -> Option<Vec<(Str<'_>, Str<'_>)>> {
+    let mut s = Scan { text, at: 0, containers: Vec::new() };
+    let mut pairs = Vec::new();
+    s.eat(b'{').ok()?;
+    s.members(|s, key| {
+        pairs.push((Cow::Borrowed(key), Cow::Borrowed(s.string()?)));
+        Ok(())
+    })
+    .ok()?;
+    match s.peek() {
+        Err(GiveUp) if s.at == text.len() => Some(pairs),
+        _ => None,
+    }
 }
 
 /// A `NodeMetricsList`'s items, if it has the usual shape.
@@ -598,15 +604,18 @@ mod tests {
     }
 
     #[test]
-    fn a_pods_labels_take_no_more_room_than_they_need() {
+    fn a_pods_labels_are_its_text_in_the_body() {
         let text = r#"{"items":[{"metadata":{"name":"a","namespace":"n","labels":{"x":"1","y":"2","z":"3"}},"containers":[]},
-          {"metadata":{"name":"b","namespace":"n","labels":{"x":"1"}},"containers":[]},
+          {"metadata":{"name":"b","namespace":"n","labels":{ "x" : "1" }},"containers":[]},
           {"metadata":{"name":"c","namespace":"n","labels":{}},"containers":[]}]}"#;
         let pods = pods(text).expect("the usual shape");
-        let room: Vec<_> =
-            pods.iter().map(|p| p.metadata.labels.as_ref().map(|l| (l.len(), l.capacity())).expect("labels")).collect();
-        assert_eq!(room, [(3, 3), (1, 1), (0, 0)]);
-        assert_eq!(pods[0].metadata.labels.as_ref().expect("labels")[2].1, "3");
+        let json: Vec<&str> = pods.iter().map(|p| p.metadata.labels.as_ref().expect("labels").as_json()).collect();
+        assert_eq!(json, [r#"{"x":"1","y":"2","z":"3"}"#, r#"{ "x" : "1" }"#, "{}"]);
+        // Borrowed from the body: no copy of the text.
+        assert!(json.iter().all(|j| text.as_bytes().as_ptr_range().contains(&j.as_ptr())));
+        assert_eq!(pods[0].metadata.labels.as_ref().expect("labels").pairs()[2].1, "3");
+        assert_eq!(label_pairs(r#"{"a":"1"} x"#), None, "only a whole object");
+        assert_eq!(label_pairs(r#"{"a":"\u00fc"}"#), None, "an escape is serde's");
     }
 
     #[test]

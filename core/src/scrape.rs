@@ -10,6 +10,7 @@ use std::fmt;
 use std::ops::Range;
 
 use crate::duration::GoDuration;
+use crate::labels::JsonLabels;
 use crate::model::{NodeMetricsList, PodMetrics, PodMetricsList, Str, Usage};
 use crate::quantity::{parse_whole, Quantity};
 
@@ -32,7 +33,7 @@ pub struct PodSample<'a> {
     /// Pod name.
     pub name: &'a str,
     /// The pod's labels when metrics-server (0.5 and later) sent them.
-    pub labels: Option<&'a [(Str<'a>, Str<'a>)]>,
+    pub labels: Option<&'a JsonLabels<'a>>,
     /// When metrics-server took the sample (RFC 3339).
     pub timestamp: Option<&'a str>,
     /// The sampling window.
@@ -186,7 +187,7 @@ fn pod_sample_into<'a>(
     Ok(PodSample {
         namespace,
         name,
-        labels: meta.labels.as_deref(),
+        labels: meta.labels.as_ref(),
         timestamp: item.timestamp.as_deref(),
         window: last_window.parse(&item.window)?,
         containers: start..all.len(),

@@ -146,6 +146,7 @@ impl Enricher for LabelsEnricher {
         for (i, pod) in scrape.pods.iter().enumerate() {
             match (pod.labels, &pods) {
                 (Some(inline), _) => {
+                    let inline = inline.pairs();
                     let pairs = inline.iter().map(|(k, v)| (k.as_ref(), Text::from(v.as_ref())));
                     self.add(&mut names, pairs, |n, v| out.add_pod_label(i, n, v));
                 }
