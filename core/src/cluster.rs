@@ -17,6 +17,10 @@ pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 /// A shared string.
 pub type Text = Arc<str>;
 
+/// An object's labels, sorted by key; objects with the same labels share one copy (see
+/// [`Interner::labels`](crate::Interner::labels)).
+pub type LabelSet = Arc<[(Text, Text)]>;
+
 /// Objects keyed by `(namespace, name)`; looked up by `&str` without allocating.
 #[derive(Debug, Clone)]
 pub struct Namespaced<T> {
@@ -100,7 +104,7 @@ pub struct PodInfo {
     /// `status.hostIP`.
     pub host_ip: Option<Text>,
     /// `metadata.labels`, sorted by key.
-    pub labels: Vec<(Text, Text)>,
+    pub labels: LabelSet,
     /// The controller owner reference.
     pub controller: Option<Owner>,
     /// A mirror pod (a static pod the kubelet runs), by its `kubernetes.io/config.mirror`
@@ -114,7 +118,7 @@ pub struct NodeInfo {
     /// The first `InternalIP` in `status.addresses`.
     pub internal_ip: Option<Text>,
     /// `metadata.labels`, sorted by key.
-    pub labels: Vec<(Text, Text)>,
+    pub labels: LabelSet,
 }
 
 /// The controllers whose owners the `owner` enricher follows.

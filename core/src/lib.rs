@@ -46,7 +46,7 @@ mod unwind;
 
 pub use async_trait::async_trait;
 pub use cluster::{
-    Cluster, ControllerKind, Controllers, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, SourceError,
+    Cluster, ControllerKind, Controllers, LabelSet, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, SourceError,
     StaticCluster, Text,
 };
 pub use duration::{DurationError, GoDuration};

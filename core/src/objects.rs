@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::cluster::{Controllers, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, Text};
+use crate::cluster::{Controllers, LabelSet, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, Text};
 use crate::intern::Interner;
 
 /// A list (`PodList`, `PartialObjectMetadataList`...): its resourceVersion, its continue
@@ -208,12 +208,11 @@ impl ObjectMeta<'_> {
         Some(Owner { kind: interner.text(r.kind.as_deref()?), name: interner.text(r.name.as_deref()?) })
     }
 
-    fn sorted_labels(&self, interner: &Interner) -> Vec<(Text, Text)> {
-        // Held for as long as the object is cached: no more room than the labels take.
-        let mut labels: Vec<(Text, Text)> = Vec::with_capacity(self.labels.as_ref().map_or(0, HashMap::len));
-        labels.extend(self.labels.iter().flatten().map(|(k, v)| (interner.text(k), interner.text(v))));
+    fn sorted_labels(&self, interner: &Interner) -> LabelSet {
+        let mut labels: Vec<(Text, Text)> =
+            self.labels.iter().flatten().map(|(k, v)| (interner.text(k), interner.text(v))).collect();
         labels.sort();
-        labels
+        interner.labels(&labels)
     }
 }
 
@@ -331,8 +330,7 @@ mod tests {
         assert_eq!(p.node_name.as_deref(), Some("n1"));
         assert_eq!(p.pod_ip.as_deref(), Some("10.0.0.5"));
         assert_eq!(p.host_ip.as_deref(), Some("192.0.2.1"));
-        assert_eq!(p.labels, vec![("a".into(), "1".into()), ("b".into(), "2".into())]);
-        assert_eq!(p.labels.capacity(), 2, "a cached pod holds no room beyond its labels");
+        assert_eq!(&*p.labels, [("a".into(), "1".into()), ("b".into(), "2".into())]);
         assert_eq!(p.controller, Some(Owner { kind: "ReplicaSet".into(), name: "web-7d".into() }));
         let b = pods.get("b", "web-1").expect("b/web-1");
         assert!(b.mirror && b.pod_ip.is_none() && b.controller.is_none());
