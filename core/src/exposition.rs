@@ -368,37 +368,39 @@ impl Family<'_> {
             first = false;
             push_label(out, name, value);
         }
-        self.end_sample(first, block, Value::Float(value), timestamp_ms);
+        self.end_sample(first, block.as_str(), Value::Float(value), timestamp_ms);
     }
 
-    /// [`Family::sample_with`], with the first labels already escaped and written as
-    /// `name="value"` pieces (joined with commas here), and the value a quantity, written
-    /// from its digits (see [`write_quantity`]). The labels' names must be valid, unique
-    /// and none of the block's.
+    /// [`Family::sample_with`], with the labels already escaped and written as
+    /// `name="value"` pieces, `labels` then `parts` (joined with commas here, none empty),
+    /// and the value a quantity, written from its digits (see [`write_quantity`]). The
+    /// labels' names must be valid and unique.
     pub(crate) fn sample_escaped(
         &mut self,
         labels: &[&str],
-        block: &LabelBlock,
+        parts: &[Arc<str>],
         value: Quantity,
         timestamp_ms: Option<i64>,
     ) {
         let out = &mut *self.out;
         out.push_str(&self.name);
-        for (i, piece) in labels.iter().enumerate() {
+        let pieces = labels.iter().copied().chain(parts.iter().map(|p| &**p));
+        for (i, piece) in pieces.enumerate() {
             out.push(if i == 0 { '{' } else { ',' });
             out.push_str(piece);
         }
-        self.end_sample(labels.is_empty(), block, Value::Quantity(value), timestamp_ms);
+        let first = labels.is_empty() && parts.is_empty();
+        self.end_sample(first, "", Value::Quantity(value), timestamp_ms);
     }
 
     /// The block, the value and the timestamp of a sample whose first labels are written
     /// (`first`: none were).
-    fn end_sample(&mut self, mut first: bool, block: &LabelBlock, value: Value, timestamp_ms: Option<i64>) {
+    fn end_sample(&mut self, mut first: bool, block: &str, value: Value, timestamp_ms: Option<i64>) {
         let out = &mut *self.out;
-        if !block.0.is_empty() {
+        if !block.is_empty() {
             out.push(if first { '{' } else { ',' });
             first = false;
-            out.push_str(&block.0);
+            out.push_str(block);
         }
         if !first {
             out.push('}');

@@ -715,7 +715,7 @@ mod tests {
             let fresh = prepare(&sub, &[]);
             drop(sub);
             let prepared = memo.finish(r, &scrape, fresh, false);
-            assert!(prepared.pods.iter().all(|p| p.block().is_empty()), "served unenriched");
+            assert!(prepared.pods.iter().all(|p| p.is_empty()), "served unenriched");
         });
         assert_eq!(round(&memo, &pods, &c, true), 0, "the kept labels survive a failed round");
     }

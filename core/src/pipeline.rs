@@ -209,7 +209,7 @@ mod tests {
                 assert_eq!(first.enriched_pods, 2);
                 let again = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
                 assert_eq!(again.enriched_pods, second_run, "{depends:?}");
-                let label = again.prepared.pods[0].block().as_str().to_owned();
+                let label = again.prepared.pods[0].text();
                 let want = if depends == Depends::Pod { "n=\"0\"" } else { "n=\"1\"" };
                 assert_eq!(label, want, "{depends:?}: kept or fresh labels");
             }
@@ -228,7 +228,7 @@ mod tests {
             assert_eq!(out.failures.len(), 1);
             assert_eq!(out.failures[0].enricher, "counting");
             assert_eq!(out.prepared.pods.len(), 2);
-            assert_eq!(out.prepared.pods[1].block().as_str(), "n=\"0\"");
+            assert_eq!(out.prepared.pods[1].text(), "n=\"0\"");
             assert!(memo.is_empty(), "an incomplete run is not remembered");
         });
     }
@@ -248,7 +248,7 @@ mod tests {
             let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!(out.enriched_pods, BATCH + 1);
             assert_eq!(out.failures.len(), 1, "one failure per enricher, however many batches");
-            let labelled = |call: &str| out.prepared.pods.iter().filter(|p| p.block().as_str() == call).count();
+            let labelled = |call: &str| out.prepared.pods.iter().filter(|p| p.text() == call).count();
             assert_eq!((labelled("n=\"0\""), labelled("n=\"1\"")), (BATCH, 1), "two calls, every pod labelled");
             assert!(memo.is_empty(), "an incomplete run is not remembered");
         });
@@ -272,7 +272,7 @@ mod tests {
             let enrichers = [counting(false, Depends::Scrape)];
             let out = enrich(&scrape, &StaticCluster::default(), &enrichers, None, &Expired).await;
             assert_eq!(out.failures.len(), 1);
-            assert!(out.prepared.pods.iter().all(|p| p.block().is_empty()));
+            assert!(out.prepared.pods.iter().all(|p| p.is_empty()));
         });
     }
 }
