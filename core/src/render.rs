@@ -69,15 +69,7 @@ fn merge<'e>(
     enrichments: &'e [&Enrichment],
     pick: impl Fn(&'e Enrichment) -> &'e [(LabelName, Text)],
 ) -> Vec<(&'e LabelName, &'e Text)> {
-    let mut merged: Vec<(&LabelName, &Text)> = Vec::new();
-    for e in enrichments {
-        for (name, value) in pick(e) {
-            if !base.contains(&name) && !merged.iter().any(|(n, _)| *n == name) {
-                merged.push((name, value));
-            }
-        }
-    }
-    merged
+    merge_grouped(base, enrichments, pick).0
 }
 
 /// [`merge`], and where each enrichment's labels end in the merged ones.
