@@ -67,18 +67,13 @@ impl fmt::Debug for JsonLabels<'_> {
     }
 }
 
-/// A string in JSON: quoted, with `"`, `\` and control characters escaped.
+/// A string in JSON, quoted and escaped by serde_json (as the server's JSON logs write theirs).
 fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => out.push(c),
-        }
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        // Serializing a str cannot fail; keep the text a valid object regardless.
+        Err(_) => out.push_str("\"\""),
     }
-    out.push('"');
 }
 
 /// Labels read by serde, as pairs in document order, borrowing where they can.
@@ -122,7 +117,7 @@ mod tests {
     #[test]
     fn pairs_come_back_in_order_with_escapes_decoded() {
         let written = JsonLabels::new([("app", "web"), ("say", "a \"b\" \\ c\n"), ("app", "twice")]);
-        assert_eq!(written.as_json(), r#"{"app":"web","say":"a \"b\" \\ c\u000a","app":"twice"}"#);
+        assert_eq!(written.as_json(), r#"{"app":"web","say":"a \"b\" \\ c\n","app":"twice"}"#);
         let pairs = written.pairs();
         assert_eq!(
             pairs,
