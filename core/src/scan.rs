@@ -56,6 +56,11 @@ impl<'a> Scan<'a> {
         Err(GiveUp)
     }
 
+    /// Whether nothing but whitespace follows.
+    fn ended(&mut self) -> bool {
+        self.peek().is_err() && self.at == self.text.len()
+    }
+
     fn eat(&mut self, c: u8) -> Scanned<()> {
         if self.peek()? != c {
             return Err(GiveUp);
@@ -440,11 +445,7 @@ fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<Opt
     let mut items = Vec::with_capacity(text.len() / ITEM_BYTES);
     s.eat(b'{').ok()?;
     s.fields(&["items"], |s, _| s.array_kept(&mut items, &mut item)).ok()?;
-    // Nothing but whitespace may follow.
-    match s.peek() {
-        Err(GiveUp) if s.at == text.len() => Some(items),
-        _ => None,
-    }
+    s.ended().then_some(items)
 }
 
 /// A `PodMetricsList`'s items, if it has the usual shape.
@@ -478,10 +479,7 @@ pub(crate) fn label_pairs(text: &str) -> Option<Vec<(Str<'_>, Str<'_>)>> {
         Ok(())
     })
     .ok()?;
-    match s.peek() {
-        Err(GiveUp) if s.at == text.len() => Some(pairs),
-        _ => None,
-    }
+    s.ended().then_some(pairs)
 }
 
 /// A `NodeMetricsList`'s items, if it has the usual shape.
