@@ -70,7 +70,17 @@ fn dist_code(dist: usize) -> usize {
 /// How many bytes `a` and `b` share at their start.
 fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
     let mut i = 0;
+    // Most of a line is the line before it: 32 bytes a step (compared as arrays, which
+    // the compiler does a vector at a time), then the word where they differ.
+    for (x, y) in a.chunks_exact(32).zip(b.chunks_exact(32)) {
+        let (Ok(x), Ok(y)) = (<&[u8; 32]>::try_from(x), <&[u8; 32]>::try_from(y)) else { break };
+        if x != y {
+            break;
+        }
+        i += 32;
+    }
     while i + 8 <= n {
         let differ = word(&a[i..i + 8]) ^ word(&b[i..i + 8]);
         if differ != 0 {
@@ -185,8 +195,18 @@ struct Distance {
 /// The bits written so far, the codes of the block being written, and how often it has
 /// used each symbol: the next block's codes are built from those counts, so each symbol
 /// is written as it is found, with nothing kept to write later.
+///
+/// Bits are gathered in a word and written without a branch on how many there are: all 8
+/// bytes of the word are stored at `pos` (the stream is `out[..pos]`; `out` is kept
+/// longer, zeroed, to take them), and `pos` moves past the whole bytes. Whether a word is
+/// full after a symbol is as good as random, and a branch on it was mispredicted about
+/// once in four literals.
 struct Blocks {
     out: Vec<u8>,
+    /// How many bytes of `out` are the stream.
+    pos: usize,
+    /// Bits not yet past `pos`, the first in the lowest; `nbits` of them (at most 7
+    /// between symbols).
     bits: u64,
     nbits: u32,
     codes: Codes,
@@ -205,6 +225,7 @@ impl Blocks {
         let start = out.len();
         let mut blocks = Blocks {
             out,
+            pos: start,
             bits: 0,
             nbits: 0,
             codes: Codes::fixed(),
@@ -220,27 +241,67 @@ impl Blocks {
 
     /// Appends the `n` low bits of `value` (which has no others set), least significant first.
     fn put(&mut self, value: u32, n: u32) {
+        self.add(value, n);
+        self.flush();
+    }
+
+    /// [`Blocks::put`] without the [`Blocks::flush`]: at most 56 bits may wait for one.
+    #[inline(always)]
+    fn add(&mut self, value: u32, n: u32) {
         self.bits |= u64::from(value) << self.nbits;
         self.nbits += n;
-        if self.nbits >= 32 {
-            self.out.extend_from_slice(&(self.bits as u32).to_le_bytes());
-            self.bits >>= 32;
-            self.nbits -= 32;
+    }
+
+    /// Moves the whole bytes of the waiting bits into the stream, keeping the 0-7 left.
+    #[inline(always)]
+    fn flush(&mut self) {
+        let end = self.pos + 8;
+        if end > self.out.len() {
+            self.grow(end);
         }
+        self.out[self.pos..end].copy_from_slice(&self.bits.to_le_bytes());
+        let bytes = self.nbits / 8;
+        self.pos += bytes as usize;
+        // At most 7 bytes: fewer than 64 bits are ever waiting.
+        self.bits >>= bytes * 8;
+        self.nbits &= 7;
+    }
+
+    /// Room past `need` (zeroed a little at a time: only what the stream will take).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, need: usize) {
+        self.out.resize(need + 64 * 1024, 0);
     }
 
     fn literal(&mut self, byte: u8) {
+        self.add_literal(byte);
+        self.flush();
+    }
+
+    /// A literal's bits, waiting: up to three fit (15 bits each at most).
+    #[inline(always)]
+    fn add_literal(&mut self, byte: u8) {
         let (code, n) = self.codes.literal[byte as usize];
-        self.put(code, n);
+        self.add(code, n);
         // Wrapping: past 2^32 uses in one block (a line of gigabytes) a count only loses
         // precision, and the next block's codes still cover every symbol.
         self.lit_freq[byte as usize] = self.lit_freq[byte as usize].wrapping_add(1);
     }
 
+    /// Literals, three to a flush.
     fn literals(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.literal(b);
+        let mut threes = bytes.chunks_exact(3);
+        for three in threes.by_ref() {
+            for &b in three {
+                self.add_literal(b);
+            }
+            self.flush();
         }
+        for &b in threes.remainder() {
+            self.add_literal(b);
+        }
+        self.flush();
     }
 
     /// A reference to `len` (>= 3) bytes `dist` back, split into pieces deflate can say.
@@ -265,9 +326,11 @@ impl Blocks {
 
     /// One reference of `len` (3..=258) bytes, at `distance`.
     fn piece(&mut self, len: usize, distance: Distance) {
+        // A length with its extra bits takes at most 20, a distance 28: one flush.
         let (code, n) = self.codes.length[len - MIN_MATCH];
-        self.put(code, n);
-        self.put(distance.bits, distance.n);
+        self.add(code, n);
+        self.add(distance.bits, distance.n);
+        self.flush();
         let length = 257 + LEN_CODE[len - MIN_MATCH] as usize;
         self.lit_freq[length] = self.lit_freq[length].wrapping_add(1);
         self.dist_freq[distance.index] = self.dist_freq[distance.index].wrapping_add(1);
@@ -351,7 +414,7 @@ impl Blocks {
     /// at the end of a line, do the codes change (a line's references keep their distance's
     /// bits).
     fn next_block_if_due(&mut self) {
-        if self.out.len() - self.start >= self.budget {
+        if self.pos - self.start >= self.budget {
             self.next_block();
         }
     }
@@ -368,7 +431,7 @@ impl Blocks {
         self.codes = Codes::new(&lit_lens, &dist_lens);
         self.lit_freq = [0; 286];
         self.dist_freq = [0; 30];
-        self.start = self.out.len();
+        self.start = self.pos;
         self.budget = BLOCK_BYTES;
     }
 
@@ -413,11 +476,10 @@ impl Blocks {
         self.put(self.codes.end.0, self.codes.end.1);
         self.put(0b011, 3);
         self.put(0, 7);
-        while self.nbits > 0 {
-            self.out.push(self.bits as u8);
-            self.bits >>= 8;
-            self.nbits = self.nbits.saturating_sub(8);
-        }
+        // The last bits, padded with zeros to a byte.
+        let end = self.pos + (self.nbits as usize).div_ceil(8);
+        self.put(0, 8);
+        self.out.truncate(end);
         self.out
     }
 }
