@@ -19,7 +19,8 @@
 //!   them were metadata lists, and how many new connections to the API server they opened.
 //!
 //! `MSP_BENCH_CLUSTER=realistic` measures `SimCluster::realistic` instead (8 labels a pod, real
-//! name lengths, usage that looks measured), here and in the simulator process.
+//! name lengths, usage that looks measured), here and in the simulator process;
+//! `MSP_BENCH_REPLICAS=N` gives it N pods a ReplicaSet instead of 10.
 //!
 //! `--transform N` runs only (a) and (b), for profilers; `MSP_BENCH_RUNS` sets the repeats,
 //! and `MSP_BENCH_SHARD=I` makes (a) shard I of 3's (as `MSP_SHARD__INDEX`).
@@ -42,13 +43,17 @@ const TOKEN: &str = "bench-token";
 
 /// The benchmark's cluster of `pods` pods: [`SimCluster::synthetic`], or with
 /// `MSP_BENCH_CLUSTER=realistic` [`SimCluster::realistic`] (8 labels a pod, usage that looks
-/// measured).
+/// measured), with `MSP_BENCH_REPLICAS` pods a ReplicaSet (10 unless set).
 fn cluster(pods: usize) -> SimCluster {
     if realistic() {
-        SimCluster::realistic(pods)
+        SimCluster::realistic_replicas(pods, replicas())
     } else {
         SimCluster::synthetic(pods)
     }
+}
+
+fn replicas() -> usize {
+    std::env::var("MSP_BENCH_REPLICAS").ok().and_then(|r| r.parse().ok()).unwrap_or(10)
 }
 
 fn realistic() -> bool {
@@ -415,8 +420,11 @@ async fn main() {
     } else {
         args.iter().filter_map(|a| a.parse().ok()).collect()
     };
-    let shape =
-        if realistic() { "realistic clusters (8 labels a pod, measured-looking usage)" } else { "synthetic clusters" };
+    let shape = if realistic() {
+        format!("realistic clusters (8 labels a pod, measured-looking usage, {} pods a ReplicaSet)", replicas())
+    } else {
+        "synthetic clusters".to_owned()
+    };
     println!("metrics-server-prom benchmark: {shape}, 2 containers a pod, enrichers node+labels+owner");
     println!();
     println!("In process, per scrape: (a) the transform, steady state and cold, into the buffer kept from the scrape before (as the text path) and streamed in the server's 1 MiB chunks (as the gzip path, before gzip); (b) the IgnoredAny parse floor; gzip of the text.");

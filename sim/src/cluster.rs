@@ -286,6 +286,13 @@ impl SimCluster {
     /// compresses as real usage does, not as a counter does). Deterministic: the same `pods`
     /// give the same cluster.
     pub fn realistic(pods: usize) -> Self {
+        SimCluster::realistic_replicas(pods, 10)
+    }
+
+    /// [`SimCluster::realistic`] with `replicas` pods a ReplicaSet (1 to 27; clamped)
+    /// instead of 10: most workloads of a real cluster run 1 to 3, and each change of
+    /// workload from one pod to the next changes every label value.
+    pub fn realistic_replicas(pods: usize, replicas: usize) -> Self {
         const WORDS: [&str; 12] = [
             "checkout",
             "payments",
@@ -331,7 +338,7 @@ impl SimCluster {
                 memory: format!("{}Ki", 20_000_000 + next() % 40_000_000),
             });
         }
-        let per_rs = 10;
+        let per_rs = replicas.clamp(1, ALPHABET.len());
         let mut rs = String::new();
         let mut hash = String::new();
         for i in 0..pods {
@@ -395,7 +402,19 @@ mod tests {
     #[test]
     fn metrics_lists_are_sorted_as_metrics_server_sorts_them() {
         for cluster in [super::SimCluster::synthetic(1200), super::SimCluster::realistic(1200)] {
-            sorted(&cluster);
+            sorted_as_metrics_server_sorts(&cluster, 1200);
+        }
+    }
+
+    #[test]
+    fn a_realistic_cluster_of_few_replicas_has_no_pod_twice() {
+        for replicas in [1, 3, 27, 100] {
+            let c = super::SimCluster::realistic_replicas(600, replicas);
+            let names: std::collections::BTreeSet<(&str, &str)> =
+                c.pods.iter().map(|p| (p.namespace.as_str(), p.name.as_str())).collect();
+            assert_eq!(names.len(), 600, "{replicas} replicas");
+            assert_eq!(c.replicasets.len(), 600_usize.div_ceil(replicas.clamp(1, 27)), "{replicas} replicas");
+            sorted_as_metrics_server_sorts(&c, 600);
         }
     }
 
@@ -409,7 +428,7 @@ mod tests {
         assert!(a.pods.iter().all(|p| p.labels.len() == 8));
     }
 
-    fn sorted(cluster: &super::SimCluster) {
+    fn sorted_as_metrics_server_sorts(cluster: &super::SimCluster, count: usize) {
         let pods = cluster.pod_metrics("v1beta1");
         let keys: Vec<(&str, &str)> = pods["items"]
             .as_array()
@@ -417,7 +436,7 @@ mod tests {
             .iter()
             .map(|p| (p["metadata"]["namespace"].as_str().expect("ns"), p["metadata"]["name"].as_str().expect("name")))
             .collect();
-        assert_eq!(keys.len(), 1200);
+        assert_eq!(keys.len(), count);
         assert!(keys.windows(2).all(|w| w[0] < w[1]), "by namespace, then name");
         let nodes = cluster.node_metrics("v1beta1");
         let names: Vec<&str> = nodes["items"]
