@@ -248,6 +248,7 @@ impl Blocks {
     /// [`Blocks::put`] without the [`Blocks::flush`]: at most 56 bits may wait for one.
     #[inline(always)]
     fn add(&mut self, value: u32, n: u32) {
+        debug_assert!(self.nbits + n <= 63, "{} bits waiting, {n} more", self.nbits);
         self.bits |= u64::from(value) << self.nbits;
         self.nbits += n;
     }
