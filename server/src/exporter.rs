@@ -40,8 +40,10 @@ impl std::fmt::Debug for Exporter {
     }
 }
 
-/// How much text is written before it is handed to gzip.
-pub const GZIP_CHUNK: usize = 1024 * 1024;
+/// How much text is written before it is handed to gzip: small enough that gzip reads it
+/// from the core's own cache, where the renderer left it (at 150,000 pods 1 MiB cost about
+/// 3% more CPU a scrape).
+pub const GZIP_CHUNK: usize = 256 * 1024;
 
 /// Bounds each enricher call by the scrape's deadline: a call begun after it fails
 /// unrun.
