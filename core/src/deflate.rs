@@ -75,6 +75,7 @@ fn common_prefix(a: &[u8], b: &[u8]) -> usize {
     // Most of a line is the line before it: 32 bytes a step (compared as arrays, which
     // the compiler does a vector at a time), then the word where they differ.
     for (x, y) in a.chunks_exact(32).zip(b.chunks_exact(32)) {
+        // Always arrays (`as_chunks` would say so, from Rust 1.88; we build on 1.85).
         let (Ok(x), Ok(y)) = (<&[u8; 32]>::try_from(x), <&[u8; 32]>::try_from(y)) else { break };
         if x != y {
             break;
@@ -197,10 +198,10 @@ struct Distance {
 /// is written as it is found, with nothing kept to write later.
 ///
 /// Bits are gathered in a word and written without a branch on how many there are: all 8
-/// bytes of the word are stored at `pos` (the stream is `out[..pos]`; `out` is kept
-/// longer, zeroed, to take them), and `pos` moves past the whole bytes. Whether a word is
-/// full after a symbol is as good as random, and a branch on it was mispredicted about
-/// once in four literals.
+/// bytes of the word are stored at `pos` (the stream is `out[..pos]`; `out` is kept at
+/// least 8 bytes longer, to take them, and what lies past `pos` is only ever overwritten),
+/// and `pos` moves past the whole bytes. Whether a word is full after a symbol is as good
+/// as random, and a branch on it was mispredicted about once in four literals.
 struct Blocks {
     out: Vec<u8>,
     /// How many bytes of `out` are the stream.
@@ -245,7 +246,8 @@ impl Blocks {
         self.flush();
     }
 
-    /// [`Blocks::put`] without the [`Blocks::flush`]: at most 56 bits may wait for one.
+    /// [`Blocks::put`] without the [`Blocks::flush`]: between two flushes at most 56 bits may
+    /// be added (up to 7 wait after one), 63 in all.
     #[inline(always)]
     fn add(&mut self, value: u32, n: u32) {
         debug_assert!(self.nbits + n <= 63, "{} bits waiting, {n} more", self.nbits);
@@ -268,7 +270,8 @@ impl Blocks {
         self.nbits &= 7;
     }
 
-    /// Room past `need` (zeroed a little at a time: only what the stream will take).
+    /// Room past `need`, 64 KiB at a time: `out` only grows, so over a stream this writes
+    /// about its length in zeros (which `resize` must write; they are then overwritten).
     #[cold]
     #[inline(never)]
     fn grow(&mut self, need: usize) {
@@ -477,9 +480,8 @@ impl Blocks {
         self.put(self.codes.end.0, self.codes.end.1);
         self.put(0b011, 3);
         self.put(0, 7);
-        // The last bits, padded with zeros to a byte.
+        // The last flush stored the bits left over too, padded with zeros to a byte.
         let end = self.pos + (self.nbits as usize).div_ceil(8);
-        self.put(0, 8);
         self.out.truncate(end);
         self.out
     }
@@ -596,10 +598,23 @@ impl Deflate {
 mod tests {
     use super::*;
 
+    /// `packed` inflated: a whole deflate stream, ending at its last byte.
     fn inflate(packed: &[u8]) -> Vec<u8> {
-        use std::io::Read;
-        let mut out = Vec::new();
-        flate2::read::DeflateDecoder::new(packed).read_to_end(&mut out).expect("a valid deflate stream");
+        let mut decoder = flate2::Decompress::new(false);
+        let mut out = Vec::with_capacity(packed.len() * 4 + 1024);
+        loop {
+            let (taken, given) = (decoder.total_in(), decoder.total_out());
+            let status = decoder
+                .decompress_vec(&packed[taken as usize..], &mut out, flate2::FlushDecompress::None)
+                .expect("a valid deflate stream");
+            if status == flate2::Status::StreamEnd {
+                break;
+            }
+            let stuck = decoder.total_in() == taken && decoder.total_out() == given;
+            assert!(!stuck || out.len() == out.capacity(), "the stream ends before its last block");
+            out.reserve(out.capacity());
+        }
+        assert_eq!(decoder.total_in(), packed.len() as u64, "bytes after the last block");
         out
     }
 
@@ -805,6 +820,52 @@ mod tests {
                     }
                     assert_eq!(field_len(&s), at, "{s:?}");
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn the_stream_follows_what_out_held() {
+        let text = exposition(500);
+        for mut out in [b"prefix".to_vec(), Vec::with_capacity(1 << 20)] {
+            out.extend_from_slice(b"head");
+            let kept = out.clone();
+            let mut d = Deflate::new(out);
+            d.write(&text);
+            let packed = d.finish();
+            assert_eq!(&packed[..kept.len()], &kept[..]);
+            assert!(inflate(&packed[kept.len()..]) == text);
+        }
+    }
+
+    #[test]
+    fn the_longest_codes_fit_the_waiting_word() {
+        // Every code of 15 bits, deflate's longest, and 7 bits waiting: a reference of 257
+        // bytes (5 extra bits) at the farthest distance (13) is 48 bits, three literals 45;
+        // the debug build checks that no more than 63 ever wait.
+        let mut blocks = Blocks::new(Vec::new());
+        blocks.codes = Codes::new(&[15; 286], &[15; 30]);
+        let written = |b: &Blocks| b.pos * 8 + b.nbits as usize;
+        blocks.put(0, 4);
+        assert_eq!((written(&blocks), blocks.nbits), (3 + 4, 7));
+        let mut last = Distance { dist: 0, index: 0, bits: 0, n: 0 };
+        blocks.reference(MAX_MATCH - 1, WINDOW, &mut last);
+        assert_eq!((written(&blocks), blocks.nbits), (7 + 15 + 5 + 15 + 13, 7));
+        blocks.literals(b"xyz");
+        assert_eq!(written(&blocks), 55 + 3 * 15);
+    }
+
+    #[test]
+    fn the_common_prefix_ends_at_the_first_difference_wherever_it_lies() {
+        for n in 0..=100 {
+            let a: Vec<u8> = (0..n).map(|k| (k * 7 % 251) as u8).collect();
+            assert_eq!(common_prefix(&a, &a), n);
+            assert_eq!(common_prefix(&a, &a[..n / 2]), n / 2);
+            for k in 0..n {
+                let mut b = a.clone();
+                b[k] ^= 0x20;
+                assert_eq!(common_prefix(&a, &b), k, "{n} bytes, differing at {k}");
+                assert_eq!(common_prefix(&b[..k + 1], &a), k);
             }
         }
     }
