@@ -52,8 +52,12 @@ fn cluster(pods: usize) -> SimCluster {
     }
 }
 
+/// `MSP_BENCH_REPLICAS`, as [`SimCluster::realistic_replicas`] takes it (1 to 27).
 fn replicas() -> usize {
-    std::env::var("MSP_BENCH_REPLICAS").ok().and_then(|r| r.parse().ok()).unwrap_or(10)
+    match std::env::var("MSP_BENCH_REPLICAS") {
+        Ok(r) => r.parse::<usize>().unwrap_or_else(|_| panic!("MSP_BENCH_REPLICAS={r}: not a number")).clamp(1, 27),
+        Err(_) => 10,
+    }
 }
 
 fn realistic() -> bool {
@@ -247,7 +251,6 @@ enum Ask {
 
 const PROMETHEUS_ACCEPT: &str = "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
 
-/// One scrape: the body as sent, and as text.
 /// A scrape's answer as it arrived: its body, and whether that is gzipped.
 struct Answer {
     body: Vec<u8>,
@@ -255,18 +258,20 @@ struct Answer {
 }
 
 impl Answer {
-    /// The exposition, decompressed if need be, and the size sent.
-    fn read(&self) -> (usize, String) {
+    /// The size sent, and the exposition, decompressed if need be.
+    fn into_text(self) -> (usize, String) {
+        let sent = self.body.len();
         if !self.gzipped {
-            return (self.body.len(), String::from_utf8(self.body.clone()).expect("utf-8"));
+            return (sent, String::from_utf8(self.body).expect("utf-8"));
         }
         use std::io::Read;
         let mut text = String::new();
         flate2::read::GzDecoder::new(&self.body[..]).read_to_string(&mut text).expect("gunzip");
-        (self.body.len(), text)
+        (sent, text)
     }
 }
 
+/// One scrape, asked as `ask` asks: its answer as it arrived.
 async fn fetch(url: &str, ask: Ask) -> Answer {
     let client = surf::Client::with_http_client(msp_server::Transport::new(None));
     let mut req = client.get(url);
@@ -278,8 +283,9 @@ async fn fetch(url: &str, ask: Ask) -> Answer {
     Answer { body: res.body_bytes().await.expect("body"), gzipped }
 }
 
+/// One scrape: the size sent, and the exposition.
 async fn get(url: &str, ask: Ask) -> (usize, String) {
-    fetch(url, ask).await.read()
+    fetch(url, ask).await.into_text()
 }
 
 fn counter(text: &str, prefix: &str) -> f64 {
@@ -363,12 +369,14 @@ async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u3
     let mut answer = None;
     for _ in 0..scrapes {
         let t = Instant::now();
-        answer = Some(fetch(&metrics, ask).await);
+        let arrived = fetch(&metrics, ask).await;
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
+        // The answer before is let go of outside the timed span (at 150k, text, 558 MB).
+        answer = Some(arrived);
     }
     let cpu = (cpu_ns(pid) - cpu0) as f64 / 1e6 / scrapes as f64;
     if let Some(answer) = answer {
-        last = answer.read();
+        last = answer.into_text();
     }
     let text = &last.1;
     let per = |a: f64, b: f64| (a - b) / scrapes as f64;

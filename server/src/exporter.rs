@@ -352,7 +352,7 @@ impl Exporter {
     }
 
     /// [`Exporter::scrape`], as bytes, gzipped when `gzip`. Gzip is fed as the text is
-    /// written, a megabyte at a time, so the uncompressed exposition never exists whole.
+    /// written, [`GZIP_CHUNK`] at a time, so the uncompressed exposition never exists whole.
     async fn render(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Vec<u8> {
         let started = Instant::now();
         let selector = self.scope.label_selector.as_deref();

@@ -291,7 +291,7 @@ impl SimCluster {
 
     /// [`SimCluster::realistic`] with `replicas` pods a ReplicaSet (1 to 27; clamped)
     /// instead of 10: most workloads of a real cluster run 1 to 3, and each change of
-    /// workload from one pod to the next changes every label value.
+    /// workload from one pod to the next changes most label values (6 of the 8).
     pub fn realistic_replicas(pods: usize, replicas: usize) -> Self {
         const WORDS: [&str; 12] = [
             "checkout",
