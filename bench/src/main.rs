@@ -52,10 +52,13 @@ fn cluster(pods: usize) -> SimCluster {
     }
 }
 
-/// `MSP_BENCH_REPLICAS`, as [`SimCluster::realistic_replicas`] takes it (1 to 27).
+/// `MSP_BENCH_REPLICAS`, as [`SimCluster::realistic_replicas`] takes it.
 fn replicas() -> usize {
     match std::env::var("MSP_BENCH_REPLICAS") {
-        Ok(r) => r.parse::<usize>().unwrap_or_else(|_| panic!("MSP_BENCH_REPLICAS={r}: not a number")).clamp(1, 27),
+        Ok(r) => r
+            .parse::<usize>()
+            .unwrap_or_else(|_| panic!("MSP_BENCH_REPLICAS={r}: not a number"))
+            .clamp(1, SimCluster::REALISTIC_MAX_REPLICAS),
         Err(_) => 10,
     }
 }

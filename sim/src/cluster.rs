@@ -289,9 +289,14 @@ impl SimCluster {
         SimCluster::realistic_replicas(pods, 10)
     }
 
-    /// [`SimCluster::realistic`] with `replicas` pods a ReplicaSet (1 to 27; clamped)
-    /// instead of 10: most workloads of a real cluster run 1 to 3, and each change of
-    /// workload from one pod to the next changes most label values (6 of the 8).
+    /// The most pods a ReplicaSet of [`SimCluster::realistic_replicas`] has: the last
+    /// character of a pod's name tells them apart.
+    pub const REALISTIC_MAX_REPLICAS: usize = ALPHABET.len();
+
+    /// [`SimCluster::realistic`] with `replicas` pods a ReplicaSet (1 to
+    /// [`SimCluster::REALISTIC_MAX_REPLICAS`]; clamped) instead of 10: most workloads of a
+    /// real cluster run 1 to 3, and each change of workload from one pod to the next changes
+    /// most label values (6 of the 8).
     pub fn realistic_replicas(pods: usize, replicas: usize) -> Self {
         const WORDS: [&str; 12] = [
             "checkout",
@@ -310,8 +315,6 @@ impl SimCluster {
         const KINDS: [&str; 4] = ["service", "api", "worker", "gateway"];
         const TEAMS: [&str; 6] = ["commerce", "platform", "growth", "data", "identity", "fulfilment"];
         const TIERS: [&str; 3] = ["frontend", "backend", "batch"];
-        // Kubernetes' alphabet for generated names (no vowels, no 0, 1 or 3).
-        const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {
             // splitmix64
@@ -338,7 +341,7 @@ impl SimCluster {
                 memory: format!("{}Ki", 20_000_000 + next() % 40_000_000),
             });
         }
-        let per_rs = replicas.clamp(1, ALPHABET.len());
+        let per_rs = replicas.clamp(1, Self::REALISTIC_MAX_REPLICAS);
         let mut rs = String::new();
         let mut hash = String::new();
         for i in 0..pods {
@@ -394,6 +397,9 @@ impl SimCluster {
     }
 }
 
+/// Kubernetes' alphabet for generated names (no vowels, no 0, 1 or 3).
+const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
 /// The demo cluster: 25 pods in 6 namespaces on 3 nodes, every owner kind.
 const DEMO: &str = include_str!("../fixtures/demo-cluster.json");
 
@@ -413,7 +419,8 @@ mod tests {
             let names: std::collections::BTreeSet<(&str, &str)> =
                 c.pods.iter().map(|p| (p.namespace.as_str(), p.name.as_str())).collect();
             assert_eq!(names.len(), 600, "{replicas} replicas");
-            assert_eq!(c.replicasets.len(), 600_usize.div_ceil(replicas.clamp(1, 27)), "{replicas} replicas");
+            let per_set = replicas.clamp(1, super::SimCluster::REALISTIC_MAX_REPLICAS);
+            assert_eq!(c.replicasets.len(), 600_usize.div_ceil(per_set), "{replicas} replicas");
             sorted_as_metrics_server_sorts(&c, 600);
         }
     }
