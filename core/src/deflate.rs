@@ -211,7 +211,9 @@ struct Blocks {
     bits: u64,
     nbits: u32,
     codes: Codes,
-    /// Where the block being written began in `out`.
+    /// Where the block being written began in `out`: once the stream is drained past it
+    /// ([`Blocks::drain`]), an offset before `out`, wrapped, so that `pos - start`
+    /// (wrapping) is still what the block has written.
     start: usize,
     /// How many bytes it takes before the next block begins (at the end of a line).
     budget: usize,
@@ -418,7 +420,7 @@ impl Blocks {
     /// at the end of a line, do the codes change (a line's references keep their distance's
     /// bits).
     fn next_block_if_due(&mut self) {
-        if self.pos - self.start >= self.budget {
+        if self.pos.wrapping_sub(self.start) >= self.budget {
             self.next_block();
         }
     }
@@ -472,6 +474,15 @@ impl Blocks {
                 _ => {}
             }
         }
+    }
+
+    /// Hands the stream's whole bytes so far to `into` and empties `out` of them: only the
+    /// bits still waiting (under a byte) stay, so a stream sent as it is written holds no
+    /// more than a line's output at a time.
+    fn drain(&mut self, into: &mut Vec<u8>) {
+        into.extend_from_slice(&self.out[..self.pos]);
+        self.start = self.start.wrapping_sub(self.pos);
+        self.pos = 0;
     }
 
     /// Ends the block being written, then the stream with an empty last block (with the
@@ -584,7 +595,13 @@ impl Deflate {
         }
     }
 
-    /// Ends the stream and returns its buffer.
+    /// Hands the stream's whole bytes so far to `into` (see [`Blocks::drain`]); a line not
+    /// yet ended is not compressed until it is.
+    pub(crate) fn drain(&mut self, into: &mut Vec<u8>) {
+        self.blocks.drain(into);
+    }
+
+    /// Ends the stream and returns what of it was not drained.
     pub(crate) fn finish(mut self) -> Vec<u8> {
         let mut taken = 0;
         while taken < self.pending.len() {

@@ -29,7 +29,13 @@ impl Gzip {
         self.deflate.write(bytes);
     }
 
-    /// The whole stream.
+    /// Moves the stream written so far into `into`, to be sent before the rest: what
+    /// [`Gzip::finish`] then returns is only what follows.
+    pub fn drain(&mut self, into: &mut Vec<u8>) {
+        self.deflate.drain(into);
+    }
+
+    /// The whole stream, or what follows what was drained.
     pub fn finish(self) -> Vec<u8> {
         let mut out = self.deflate.finish();
         out.extend_from_slice(&self.crc.finalize().to_le_bytes());
@@ -59,6 +65,29 @@ mod tests {
             let mut out = Vec::new();
             std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&packed[..]), &mut out).expect("gunzip");
             assert_eq!(out, body);
+        }
+    }
+
+    #[test]
+    fn a_stream_drained_as_it_is_written_is_the_stream_written_whole() {
+        // Long enough for several blocks, with a line longer than a write.
+        let long = format!("long{{x=\"{}\"}} 1\n", "y".repeat(3000));
+        let text = (0..30_000)
+            .map(|i| format!("m{{pod=\"p-{i}\",ns=\"n-{}\"}} {i}\n{}", i % 7, if i % 5000 == 0 { &long } else { "" }))
+            .collect::<String>();
+        for piece in [1000, 4096, 256 * 1024] {
+            let mut gz = Gzip::new(Vec::new());
+            let mut sent = Vec::new();
+            let mut drains = 0;
+            for part in text.as_bytes().chunks(piece) {
+                gz.write(part);
+                let before = sent.len();
+                gz.drain(&mut sent);
+                drains += usize::from(sent.len() > before);
+            }
+            sent.extend(gz.finish());
+            assert!(sent == compress(text.as_bytes()), "writes of {piece}: the same bytes");
+            assert!(drains > 1, "writes of {piece}: the stream came out in pieces");
         }
     }
 
