@@ -7,7 +7,6 @@ use tide::{Request, Response, StatusCode};
 
 use crate::auth::Auth;
 use crate::exporter::Exporter;
-use crate::flight::Exposition;
 use crate::negotiate;
 use crate::web::WebConfigFile;
 
@@ -65,15 +64,6 @@ fn scrape_deadline(header: Option<&str>) -> Option<std::time::Instant> {
     std::time::Instant::now().checked_add(std::time::Duration::from_secs_f64(budget))
 }
 
-/// A shared exposition as response bytes.
-struct SharedBody(Arc<Exposition>);
-
-impl AsRef<[u8]> for SharedBody {
-    fn as_ref(&self) -> &[u8] {
-        (*self.0).as_ref()
-    }
-}
-
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut res = Response::new(status);
     res.set_content_type("text/plain; charset=utf-8");
@@ -85,12 +75,11 @@ async fn metrics(req: Request<State>) -> tide::Result {
     let format = negotiate::format(req.header("Accept").map(|h| h.as_str()));
     let gzip = negotiate::gzip(req.header("Accept-Encoding").map(|h| h.as_str()));
     let deadline = scrape_deadline(req.header("X-Prometheus-Scrape-Timeout-Seconds").map(|h| h.as_str()));
-    let body = req.state().scrape_shared(format, gzip, deadline).await;
+    let body = req.state().stream(format, gzip, deadline).await;
     let mut res = Response::new(StatusCode::Ok);
-    let len = body.len();
     res.insert_ext(crate::http1::Evictable(body.evicted()));
-    // Served straight from the shared buffer, without a copy.
-    res.set_body(tide::Body::from_reader(futures_lite::io::Cursor::new(SharedBody(body)), Some(len)));
+    // Written as it is sent: no length, so HTTP/1.1 gets it chunked.
+    res.set_body(tide::Body::from_reader(body, None));
     res.insert_header("Content-Type", format.content_type());
     if gzip {
         res.insert_header("Content-Encoding", "gzip");

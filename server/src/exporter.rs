@@ -2,16 +2,19 @@
 //! run the pipeline ([`msp_core::enrich`]) over the [`Cluster`], write the families and the
 //! self-metrics. Around the pipeline the exporter adds only deadlines and counters.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_std::channel::Sender;
 use msp_core::{
-    enrich, write_families, Cluster, EnrichFuture, Enricher, Format, Memo, MetricsSource, NodeMetricsList,
+    enrich, write_families, Cluster, EnrichFuture, Enriched, Enricher, Format, Memo, MetricsSource, NodeMetricsList,
     PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
 };
 
-use crate::flight::{Exposition, Flights, Shared, Spare};
+use crate::body::{BodyWriter, Exposition};
+use crate::flight::{self, Flights, Lead, Piece, Role};
 use crate::scope::Scope;
 use crate::self_metrics::{self, Counters, Health, Report};
 
@@ -27,7 +30,6 @@ pub struct Exporter {
     counters: Counters,
     flights: Flights,
     memo: Memo,
-    spare: Arc<Spare>,
     writing: WriteCost,
     /// Whether [`Exporter::warm_up`] is running.
     warming: AtomicBool,
@@ -240,7 +242,6 @@ impl Exporter {
             counters: Counters::default(),
             flights: Flights::default(),
             memo: Memo::default(),
-            spare: Arc::default(),
             writing: WriteCost::default(),
             warming: Default::default(),
         }
@@ -296,49 +297,83 @@ impl Exporter {
     /// after a start (at 150,000 pods, seconds of listing and enriching) is as quick and
     /// as enriched as the others. Readiness waits for it. A failure (metrics-server down)
     /// ends it like any scrape's, reported in `/metrics`.
-    pub async fn warm_up(&self) {
+    pub async fn warm_up(self: &Arc<Self>) {
         self.warming.store(true, Ordering::Release);
         let started = Instant::now();
-        drop(self.scrape_shared(Format::OpenMetrics, true, None).await);
+        let body = self.stream(Format::OpenMetrics, true, None).await;
+        // Read and let go of piece by piece, as a client would.
+        let _ = futures_lite::io::copy(body, futures_lite::io::sink()).await;
         self.warming.store(false, Ordering::Release);
         log::info!("warm-up scrape done in {:?}", started.elapsed());
     }
 
-    /// A scrape shared with every other request for the same format and encoding that
-    /// arrives while it runs, and that it serves (see the flight's rules): Prometheus HA
-    /// pairs with one scrape timeout cost the API server one read, and the body is
-    /// compressed once. A request that joins keeps its own
+    /// A scrape in `format`, gzipped when `gzip`, whose body is written as it is read.
+    /// It is read and enriched once for every other request for the same format and
+    /// encoding that arrives meanwhile, and that it serves (see `flight.rs`): Prometheus
+    /// HA pairs with one scrape timeout cost the API server one read. Each body is then
+    /// written and compressed for its own client. A request that joins keeps its own
     /// `deadline`: past it, it gets an answer that reports both lists as down.
-    pub async fn scrape_shared(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Arc<Exposition> {
-        match self.flights.share((format, gzip), deadline, || self.body(format, gzip, deadline)).await {
-            Shared::Body(body) => body,
-            Shared::TimedOut => {
-                log::warn!("scrape: the shared scrape did not finish within this request's deadline");
-                let mut out = self.spare.take();
-                let health = Health { pods_up: false, nodes_up: false, took: std::time::Duration::ZERO };
-                let mut w = Writer::new(&mut out, format);
-                if let Err(e) = self_metrics::write(&mut w, health, &self.counters, &self.reports) {
-                    log::error!("writing the self-metrics: {e}");
-                }
-                w.finish();
-                Arc::new(self.encode(out, gzip))
+    ///
+    /// The scrape runs on a thread of its own (and each joiner's body on one more), which
+    /// waits while its client reads: writing is paced by the reader, so no body is ever
+    /// held whole.
+    pub async fn stream(self: &Arc<Self>, format: Format, gzip: bool, deadline: Option<Instant>) -> Exposition {
+        let budget = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let (pieces, evicted, wait) = match self.flights.role((format, gzip), budget) {
+            Role::Lead(lead) => {
+                let (tx, rx) = flight::channel();
+                let evicted = lead.evicted();
+                let exporter = self.clone();
+                // Detached: a leader whose client leaves still serves those who joined.
+                drop(async_std::task::spawn_blocking(move || exporter.lead(lead, format, gzip, deadline, tx)));
+                // The scrape keeps the leader's deadline itself.
+                (rx, evicted, None)
+            }
+            Role::Join(rx, evicted) => (rx, evicted, deadline),
+        };
+        let begun = match wait {
+            None => Ok(pieces.recv().await),
+            Some(d) => async_std::future::timeout(d.saturating_duration_since(Instant::now()), pieces.recv()).await,
+        };
+        match begun {
+            Ok(Ok(_begun)) => Exposition::streamed(pieces, evicted),
+            Ok(Err(_)) => {
+                log::error!("scrape: the scrape ended before writing (its thread failed)");
+                self.down(format, gzip)
+            }
+            Err(_) => {
+                log::warn!("scrape: the shared scrape did not begin within this request's deadline");
+                self.down(format, gzip)
             }
         }
     }
 
-    async fn body(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Exposition {
-        Exposition::new(self.render(format, gzip, deadline).await, self.spare.clone())
+    /// An answer with only the self-metrics, both lists down.
+    fn down(&self, format: Format, gzip: bool) -> Exposition {
+        let mut out = String::new();
+        let health = Health { pods_up: false, nodes_up: false, took: Duration::ZERO };
+        let mut w = Writer::new(&mut out, format);
+        if let Err(e) = self_metrics::write(&mut w, health, &self.counters, &self.reports) {
+            log::error!("writing the self-metrics: {e}");
+        }
+        w.finish();
+        Exposition::whole(if gzip { msp_core::compress(out.as_bytes()) } else { out.into_bytes() })
     }
 
-    fn encode(&self, text: String, gzip: bool) -> Exposition {
-        let text = text.into_bytes();
-        if !gzip {
-            return Exposition::new(text, self.spare.clone());
-        }
-        let mut gz = msp_core::Gzip::new(Vec::new());
-        gz.write(&text);
-        self.spare.put(text);
-        Exposition::new(gz.finish(), self.spare.clone())
+    /// A scrape led, on its own thread: read, checked and enriched once, then written for
+    /// its leader (`mine`) and for each request that joined meanwhile, each body on a thread
+    /// of its own, as its client reads it.
+    fn lead(&self, lead: Lead, format: Format, gzip: bool, deadline: Option<Instant>, mine: Sender<Piece>) {
+        async_std::task::block_on(self.prepared(gzip, deadline, |scrape, enriched, read| {
+            let mut bodies = lead.begin();
+            let last = mine;
+            std::thread::scope(|s| {
+                for tx in bodies.drain(..) {
+                    s.spawn(move || self.send(scrape, enriched, read, format, gzip, tx));
+                }
+                self.send(scrape, enriched, read, format, gzip, last);
+            });
+        }));
     }
 
     /// One scrape, written in `format`. Never fails: what could not be read is reported in
@@ -347,13 +382,27 @@ impl Exporter {
     /// With a `deadline` (from Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`), reads that
     /// would end after it are abandoned and reported as failed, so the answer arrives in time.
     pub async fn scrape(&self, format: Format, deadline: Option<Instant>) -> String {
-        let text = self.render(format, false, deadline).await;
-        String::from_utf8(text).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+        self.prepared(false, deadline, |scrape, enriched, read| {
+            let writing = Instant::now();
+            let mut out = String::new();
+            let mut w = Writer::new(&mut out, format);
+            self.write(&mut w, scrape, enriched, read, &Cell::default());
+            w.finish();
+            self.writing.record(false, scrape.pods.len(), writing.elapsed());
+            out
+        })
+        .await
     }
 
-    /// [`Exporter::scrape`], as bytes, gzipped when `gzip`. Gzip is fed as the text is
-    /// written, [`GZIP_CHUNK`] at a time, so the uncompressed exposition never exists whole.
-    async fn render(&self, format: Format, gzip: bool, deadline: Option<Instant>) -> Vec<u8> {
+    /// Reads both metrics lists (abandoned at `deadline`), checks them, enriches them for a
+    /// body gzipped or not, and hands the scrape to `write`; then gives what was read back
+    /// to the source, for the next scrape's reads.
+    async fn prepared<R>(
+        &self,
+        gzip: bool,
+        deadline: Option<Instant>,
+        write: impl FnOnce(&Scrape<'_>, &Enriched, Read) -> R,
+    ) -> R {
         let started = Instant::now();
         let selector = self.scope.label_selector.as_deref();
         let (pods_raw, nodes_raw) = futures_lite::future::zip(
@@ -361,69 +410,74 @@ impl Exporter {
             within(deadline, self.source.node_metrics()),
         )
         .await;
-        let out = self.write(&pods_raw, &nodes_raw, format, gzip, deadline, started).await;
-        // Their memory serves the next scrape's reads.
+        let written = {
+            let (mut pods_repaired, mut nodes_repaired) = (None, None);
+            let (pods, pods_up): (PodMetricsList<'_>, bool) =
+                parse_list("pod", &pods_raw, &self.scope, &mut pods_repaired);
+            let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
+                parse_list("node", &nodes_raw, &self.scope, &mut nodes_repaired);
+            let scrape = Scrape::select(&pods, &nodes, &self.scope);
+            for e in &scrape.errors {
+                log::warn!("{e}");
+            }
+            self.counters.parse_errors(scrape.errors.len());
+
+            let enrichers_deadline = Deadline(self.writing.enrichers_deadline(deadline, gzip, scrape.pods.len()));
+            let enriched =
+                enrich(&scrape, self.cluster.as_ref(), &self.enrichers, Some(&self.memo), &enrichers_deadline).await;
+            for failure in &enriched.failures {
+                log::warn!("enricher {}: {}; its labels are left out of this scrape", failure.enricher, failure.error);
+                self.counters.enricher_error(&failure.enricher);
+            }
+            write(&scrape, &enriched, Read { pods_up, nodes_up, started })
+        };
         self.source.recycle(pods_raw.ok(), nodes_raw.ok());
-        out
+        written
     }
 
-    /// The exposition of the two lists read.
-    async fn write(
+    /// The exposition of one scrape: its families, then the self-metrics, whose duration
+    /// leaves out the time `waited` for the client.
+    fn write(&self, w: &mut Writer<'_>, scrape: &Scrape<'_>, enriched: &Enriched, read: Read, waited: &Cell<Duration>) {
+        if let Err(e) = write_families(w, scrape, &enriched.prepared, &self.options) {
+            log::error!("writing the exposition: {e}");
+        }
+        let took = read.started.elapsed().saturating_sub(waited.get());
+        let health = Health { pods_up: read.pods_up, nodes_up: read.nodes_up, took };
+        if let Err(e) = self_metrics::write(w, health, &self.counters, &self.reports) {
+            log::error!("writing the self-metrics: {e}");
+        }
+    }
+
+    /// Writes one body into `tx` as its reader takes it: the text [`GZIP_CHUNK`] at a time,
+    /// through gzip when `gzip`, so the exposition never exists whole, compressed or not.
+    fn send(
         &self,
-        pods_raw: &Result<Vec<u8>, SourceError>,
-        nodes_raw: &Result<Vec<u8>, SourceError>,
+        scrape: &Scrape<'_>,
+        enriched: &Enriched,
+        read: Read,
         format: Format,
         gzip: bool,
-        deadline: Option<Instant>,
-        started: Instant,
-    ) -> Vec<u8> {
-        let (mut pods_repaired, mut nodes_repaired) = (None, None);
-        let (pods, pods_up): (PodMetricsList<'_>, bool) = parse_list("pod", pods_raw, &self.scope, &mut pods_repaired);
-        let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
-            parse_list("node", nodes_raw, &self.scope, &mut nodes_repaired);
-        let scrape = Scrape::select(&pods, &nodes, &self.scope);
-        for e in &scrape.errors {
-            log::warn!("{e}");
-        }
-        self.counters.parse_errors(scrape.errors.len());
-
-        let enrichers_deadline = Deadline(self.writing.enrichers_deadline(deadline, gzip, scrape.pods.len()));
-        let enriched =
-            enrich(&scrape, self.cluster.as_ref(), &self.enrichers, Some(&self.memo), &enrichers_deadline).await;
+        tx: Sender<Piece>,
+    ) {
+        let waited = Cell::default();
+        let Some(mut body) = BodyWriter::begin(tx, gzip, &waited) else { return };
         let writing = Instant::now();
-        for failure in &enriched.failures {
-            log::warn!("enricher {}: {}; its labels are left out of this scrape", failure.enricher, failure.error);
-            self.counters.enricher_error(&failure.enricher);
-        }
-
-        let write = |w: &mut Writer<'_>| {
-            if let Err(e) = write_families(w, &scrape, &enriched.prepared, &self.options) {
-                log::error!("writing the exposition: {e}");
-            }
-            let health = Health { pods_up, nodes_up, took: started.elapsed() };
-            if let Err(e) = self_metrics::write(w, health, &self.counters, &self.reports) {
-                log::error!("writing the self-metrics: {e}");
-            }
-        };
-        if !gzip {
-            // The renderer reserves what the families need.
-            let mut out = self.spare.take();
-            let mut w = Writer::new(&mut out, format);
-            write(&mut w);
-            w.finish();
-            self.writing.record(false, scrape.pods.len(), writing.elapsed());
-            return out.into_bytes();
-        }
-        let mut gz = msp_core::Gzip::new(self.spare.take().into_bytes());
         let mut chunk = String::new();
-        let mut sink = |text: &str| gz.write(text.as_bytes());
+        let mut sink = |text: &str| body.write(text.as_bytes());
         let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);
-        write(&mut w);
+        self.write(&mut w, scrape, enriched, read, &waited);
         w.finish();
-        let out = gz.finish();
-        self.writing.record(true, scrape.pods.len(), writing.elapsed());
-        out
+        body.finish();
+        self.writing.record(gzip, scrape.pods.len(), writing.elapsed().saturating_sub(waited.get()));
     }
+}
+
+/// What a scrape read, for its self-metrics.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    pods_up: bool,
+    nodes_up: bool,
+    started: Instant,
 }
 
 #[cfg(test)]
@@ -667,6 +721,89 @@ mod tests {
         }
     }
 
+    /// [`PODS`] after 300 ms, counting the reads.
+    #[derive(Default)]
+    struct Slow(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl MetricsSource for Slow {
+        async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            async_std::task::sleep(Duration::from_millis(300)).await;
+            Ok(PODS.as_bytes().to_vec())
+        }
+        async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
+            Ok(br#"{"items":[]}"#.to_vec())
+        }
+        fn describe(&self) -> String {
+            "slow".into()
+        }
+    }
+
+    fn slow() -> (Arc<Slow>, Arc<Exporter>) {
+        let source = Arc::new(Slow::default());
+        (source.clone(), Arc::new(Exporter::new(source, Arc::new(StaticCluster::default()))))
+    }
+
+    /// A body, read whole, as text without its scrape duration and process figures (which
+    /// differ between bodies).
+    async fn text_of(body: Exposition) -> String {
+        let text = String::from_utf8(body.read_all().await.expect("a whole body")).expect("UTF-8");
+        let differ =
+            |l: &&str| l.starts_with("kube_metrics_server_scrape_duration_seconds ") || l.starts_with("process_");
+        text.lines().filter(|l| !differ(l)).map(|l| format!("{l}\n")).collect()
+    }
+
+    #[test]
+    fn requests_that_arrive_while_a_scrape_is_read_share_it_and_each_get_the_whole_body() {
+        let (source, exporter) = slow();
+        let (a, b) = async_std::task::block_on(futures_lite::future::zip(
+            async { text_of(exporter.stream(Format::Text, false, None).await).await },
+            async {
+                async_std::task::sleep(Duration::from_millis(50)).await;
+                text_of(exporter.stream(Format::Text, false, None).await).await
+            },
+        ));
+        assert!(a.contains("pod=\"p\"") && a.contains("kube_metrics_server_up{resource=\"pods\"} 1"), "{a}");
+        assert_eq!(a, b);
+        assert_eq!(source.0.load(Ordering::SeqCst), 1, "one read for both");
+    }
+
+    #[test]
+    fn a_joiner_keeps_its_own_deadline() {
+        let (_, exporter) = slow();
+        let started = Instant::now();
+        let long = Some(started + Duration::from_secs(10));
+        let (_, (joined, after)) = async_std::task::block_on(futures_lite::future::zip(
+            async { text_of(exporter.stream(Format::OpenMetrics, false, long).await).await },
+            async {
+                async_std::task::sleep(Duration::from_millis(50)).await;
+                let own = Instant::now() + Duration::from_millis(100);
+                let body = exporter.stream(Format::OpenMetrics, false, Some(own)).await;
+                (text_of(body).await, started.elapsed())
+            },
+        ));
+        assert!(joined.contains("kube_metrics_server_up{resource=\"pods\"} 0"), "{joined}");
+        assert!(after < Duration::from_millis(290), "gave up at its own deadline: {after:?}");
+    }
+
+    #[test]
+    fn a_leader_whose_client_left_still_serves_its_joiners() {
+        let (source, exporter) = slow();
+        let joined = async_std::task::block_on(async {
+            // The leader's request is dropped while its scrape is read.
+            let left =
+                async_std::future::timeout(Duration::from_millis(50), exporter.stream(Format::OpenMetrics, true, None))
+                    .await;
+            assert!(left.is_err(), "still reading");
+            exporter.stream(Format::OpenMetrics, true, None).await.read_all().await.expect("a whole body")
+        });
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&joined[..]), &mut text).expect("gunzip");
+        assert!(text.contains("pod=\"p\"") && text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(source.0.load(Ordering::SeqCst), 1, "joined the scrape its leader left");
+    }
+
     #[test]
     fn the_deadline_cuts_a_stalled_read() {
         let exporter = Exporter::new(Arc::new(Stalled), Arc::new(StaticCluster::default()));
@@ -679,10 +816,16 @@ mod tests {
     #[test]
     fn gzip_is_fed_as_the_text_is_written_and_says_the_same() {
         use std::io::Read;
-        let exporter =
-            Exporter::new(Arc::new(Fixed(Some(PODS), Some(r#"{"items":[]}"#))), Arc::new(StaticCluster::default()));
-        let text = async_std::task::block_on(exporter.render(Format::OpenMetrics, false, None));
-        let packed = async_std::task::block_on(exporter.render(Format::OpenMetrics, true, None));
+        let exporter = Arc::new(Exporter::new(
+            Arc::new(Fixed(Some(PODS), Some(r#"{"items":[]}"#))),
+            Arc::new(StaticCluster::default()),
+        ));
+        let body = |gzip| {
+            async_std::task::block_on(async {
+                exporter.stream(Format::OpenMetrics, gzip, None).await.read_all().await.expect("a whole body")
+            })
+        };
+        let (text, packed) = (body(false), body(true));
         let mut unpacked = Vec::new();
         flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut unpacked).expect("gunzip");
         let strip = |b: &[u8]| -> String {
@@ -699,5 +842,7 @@ mod tests {
         };
         assert_eq!(strip(&unpacked), strip(&text));
         assert!(strip(&text).ends_with("# EOF"));
+        let once = async_std::task::block_on(exporter.scrape(Format::OpenMetrics, None));
+        assert_eq!(strip(&text), strip(once.as_bytes()), "streamed as rendered once");
     }
 }

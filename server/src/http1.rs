@@ -15,7 +15,8 @@
 //!   within [`Limits::write`], so a client that never reads cannot hold its response
 //!   forever.
 //! - A response whose body is marked [`Evictable`] is abandoned as soon as it is evicted
-//!   (too many distinct bodies are held by slow readers; see `flight.rs`).
+//!   (too many scrapes are being written at once to slow readers; see `flight.rs`), and
+//!   the connection closed: a body cut short must not read as a whole one.
 //! - Writes go through a 64 KiB buffer, so TCP sees large writes.
 
 use std::str::FromStr;

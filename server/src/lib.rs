@@ -14,6 +14,7 @@
 
 mod app;
 mod auth;
+mod body;
 mod cache;
 mod config;
 #[cfg(feature = "demo")]
@@ -36,12 +37,13 @@ mod web;
 
 pub use app::{app, mount, State};
 pub use auth::{OverTls, VerifiedClient};
+pub use body::{Exposition, PIECE};
 pub use cache::CachedCluster;
 pub use config::{figment, variables as config_variables, Config, ConfigError, Enrichers, RawConfig};
 #[cfg(feature = "demo")]
 pub use demo::{start as start_demo, Demo, DemoError};
 pub use exporter::{Exporter, GZIP_CHUNK};
-pub use flight::Exposition;
+pub use flight::MAX_STREAMING;
 pub use kube::{
     certificates, client_config, private_key, BodySlot, EndpointError, KubeClient, KubeError, Limits, Transport, Verify,
 };

@@ -1,0 +1,239 @@
+//! A `/metrics` response body, read as it is written: its writer's end ([`BodyWriter`])
+//! takes text, gzips it when asked, and sends it in pieces of about [`PIECE`] bytes over a
+//! bounded channel; its reader's end ([`Exposition`]) hands each on as the client takes it.
+//! The writer waits while the channel is full, so nothing holds the whole body.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_std::channel::{Receiver, Sender};
+use futures_lite::io::{AsyncBufRead, AsyncRead};
+use futures_lite::Stream;
+
+use crate::flight::Piece;
+
+/// About how many bytes a piece holds: large enough that TCP sees large writes.
+pub const PIECE: usize = 64 * 1024;
+
+/// The writer's end of a body, on a thread that may wait for the reader.
+pub(crate) struct BodyWriter<'w> {
+    tx: Sender<Piece>,
+    gzip: Option<msp_core::Gzip>,
+    piece: Piece,
+    /// Whether the reader has gone: the rest is not sent, nor compressed.
+    gone: bool,
+    /// How long sending has waited for the reader, so far.
+    waited: &'w Cell<Duration>,
+}
+
+impl<'w> BodyWriter<'w> {
+    /// Begins a body, gzipped when `gzip`, with the empty piece that says writing has begun;
+    /// `None` if its reader has gone already. Time spent waiting for the reader is added to
+    /// `waited`.
+    pub(crate) fn begin(tx: Sender<Piece>, gzip: bool, waited: &'w Cell<Duration>) -> Option<Self> {
+        tx.send_blocking(Piece::new()).ok()?;
+        let gzip = gzip.then(|| msp_core::Gzip::new(Vec::new()));
+        Some(BodyWriter { tx, gzip, piece: Piece::new(), gone: false, waited })
+    }
+
+    /// Adds `text` to the body; sends a piece once one is due.
+    pub(crate) fn write(&mut self, text: &[u8]) {
+        if self.gone {
+            return;
+        }
+        match &mut self.gzip {
+            Some(gz) => {
+                gz.write(text);
+                gz.drain(&mut self.piece);
+            }
+            None => self.piece.extend_from_slice(text),
+        }
+        if self.piece.len() >= PIECE {
+            self.send();
+        }
+    }
+
+    fn send(&mut self) {
+        let waiting = Instant::now();
+        self.gone = self.tx.send_blocking(std::mem::take(&mut self.piece)).is_err();
+        self.waited.set(self.waited.get() + waiting.elapsed());
+    }
+
+    /// Ends the body: sends what is left, then the empty piece that says this is the end.
+    pub(crate) fn finish(mut self) {
+        if let Some(gz) = self.gzip.take().filter(|_| !self.gone) {
+            self.piece.extend_from_slice(&gz.finish());
+        }
+        if !self.gone && !self.piece.is_empty() {
+            self.send();
+        }
+        if !self.gone {
+            self.send();
+        }
+    }
+}
+
+/// A response body: one scrape's exposition, in the format and encoding asked for, read
+/// as it is written. It ends at the writer's empty last piece; a writer that stops before
+/// it makes reading fail, so that the connection is closed rather than a body cut short
+/// sent as a whole one. A scrape [evicted](Exposition::evicted) is abandoned by the
+/// server's writer, through the flag.
+#[derive(Debug)]
+pub struct Exposition {
+    /// What is still to come; `None` for a body written whole.
+    pieces: Option<Receiver<Piece>>,
+    piece: Piece,
+    /// How much of `piece` has been read.
+    at: usize,
+    evicted: Arc<AtomicBool>,
+}
+
+impl Exposition {
+    /// A body whose pieces come from `pieces`; `evicted` is its scrape's eviction flag, held
+    /// while the body lives.
+    pub(crate) fn streamed(pieces: Receiver<Piece>, evicted: Arc<AtomicBool>) -> Self {
+        Exposition { pieces: Some(pieces), piece: Vec::new(), at: 0, evicted }
+    }
+
+    /// A body written whole.
+    pub(crate) fn whole(bytes: Vec<u8>) -> Self {
+        Exposition { pieces: None, piece: bytes, at: 0, evicted: Arc::default() }
+    }
+
+    /// Set once this body's scrape is evicted: whoever is still sending it should stop.
+    pub fn evicted(&self) -> Arc<AtomicBool> {
+        self.evicted.clone()
+    }
+
+    /// The whole body, read to its end; fails if its writer stopped before it.
+    pub async fn read_all(self) -> std::io::Result<Vec<u8>> {
+        let mut all = Vec::new();
+        futures_lite::io::AsyncReadExt::read_to_end(&mut { self }, &mut all).await?;
+        Ok(all)
+    }
+}
+
+impl AsyncBufRead for Exposition {
+    fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
+        let this = self.get_mut();
+        while this.at == this.piece.len() {
+            let Some(pieces) = this.pieces.as_mut() else { break };
+            match Pin::new(pieces).poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                // The end.
+                Poll::Ready(Some(piece)) if piece.is_empty() => this.pieces = None,
+                Poll::Ready(Some(piece)) => (this.piece, this.at) = (piece, 0),
+                Poll::Ready(None) => {
+                    this.pieces = None;
+                    // Not an end: a body cut short must not read as a whole one.
+                    let cut = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the scrape stopped writing");
+                    return Poll::Ready(Err(cut));
+                }
+            }
+        }
+        Poll::Ready(Ok(&this.piece[this.at..]))
+    }
+
+    fn consume(self: Pin<&mut Self>, amt: usize) {
+        let this = self.get_mut();
+        this.at = (this.at + amt).min(this.piece.len());
+    }
+}
+
+impl AsyncRead for Exposition {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+        let available = match self.as_mut().poll_fill_buf(cx) {
+            Poll::Ready(Ok(available)) => available,
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+            Poll::Pending => return Poll::Pending,
+        };
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Poll::Ready(Ok(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_are_read_in_order_to_the_empty_one_that_ends_them() {
+        async_std::task::block_on(async {
+            // Begun (taken by the exporter before the body is made), then pieces, then the end.
+            let (tx, rx) = crate::flight::channel();
+            let writer = async_std::task::spawn(async move {
+                for piece in [&b"ab"[..], b"cde", b"f", b"", b"after the end"] {
+                    drop(tx.send(piece.to_vec()).await);
+                }
+            });
+            let body = Exposition::streamed(rx, Arc::default());
+            assert_eq!(body.read_all().await.expect("whole"), b"abcdef");
+            writer.await;
+            assert_eq!(Exposition::whole(b"all".to_vec()).read_all().await.expect("whole"), b"all");
+            // A writer that stops before its end fails the read.
+            let (tx, rx) = crate::flight::channel();
+            tx.send(b"half".to_vec()).await.expect("room");
+            drop(tx);
+            let mut all = Vec::new();
+            let mut cut = Exposition::streamed(rx, Arc::default());
+            let read = futures_lite::io::AsyncReadExt::read_to_end(&mut cut, &mut all).await;
+            assert!(read.is_err_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof), "{all:?}");
+        });
+    }
+
+    /// `text` written in writes of `write` bytes, and read back whole.
+    fn through(text: &[u8], write: usize, gzip: bool) -> (Vec<u8>, usize) {
+        let (tx, rx) = crate::flight::channel();
+        let text = text.to_vec();
+        let writer = std::thread::spawn(move || {
+            let waited = Cell::default();
+            let mut body = BodyWriter::begin(tx, gzip, &waited).expect("a reader");
+            for part in text.chunks(write) {
+                body.write(part);
+            }
+            body.finish();
+        });
+        let mut pieces = 0;
+        let mut all = Vec::new();
+        while let Ok(piece) = rx.recv_blocking() {
+            assert!(piece.len() < PIECE + write.max(PIECE), "a piece of {}", piece.len());
+            pieces += 1;
+            all.extend(piece);
+        }
+        writer.join().expect("writer");
+        (all, pieces)
+    }
+
+    #[test]
+    fn a_body_written_in_pieces_reads_back_as_written() {
+        let text: Vec<u8> = (0..60_000).flat_map(|i| format!("m{{pod=\"p-{i}\"}} {i}\n").into_bytes()).collect();
+        let (plain, pieces) = through(&text, 256 * 1024, false);
+        assert!(plain == text);
+        assert!(pieces > 3, "{pieces} pieces");
+        let (packed, pieces) = through(&text, 256 * 1024, true);
+        assert!(packed == msp_core::compress(&text), "the same gzip stream as written whole");
+        assert!(pieces > 1, "{pieces} pieces");
+        let (empty, pieces) = through(b"", 1, true);
+        assert!(empty == msp_core::compress(b""));
+        assert_eq!(pieces, 3, "the begun piece, the stream, the end");
+    }
+
+    #[test]
+    fn a_body_dropped_unread_stops_its_writer() {
+        let (tx, rx) = crate::flight::channel();
+        let reader = Exposition::streamed(rx, Arc::default());
+        let waited = Cell::default();
+        let mut body = BodyWriter::begin(tx.clone(), false, &waited).expect("a reader");
+        drop(reader);
+        body.write(&vec![b'x'; 4 * PIECE]);
+        assert!(body.gone, "sending failed, and stopped");
+        body.write(b"more");
+        assert!(BodyWriter::begin(tx, true, &waited).is_none());
+    }
+}
