@@ -324,8 +324,15 @@ impl Exporter {
                 let (tx, rx) = flight::channel();
                 let evicted = lead.evicted();
                 let exporter = self.clone();
-                // Detached: a leader whose client leaves still serves those who joined.
-                drop(async_std::task::spawn_blocking(move || exporter.lead(lead, format, gzip, deadline, tx)));
+                // Detached: a leader whose client leaves still serves those who joined. The
+                // lists are read on the executor, whose threads wait on the sockets
+                // themselves; the rest waits for the clients, on a thread of its own.
+                drop(async_std::task::spawn(async move {
+                    let lists = exporter.read(deadline).await;
+                    let exporter = exporter.clone();
+                    let lead = move || exporter.lead(lead, lists, format, gzip, deadline, tx);
+                    async_std::task::spawn_blocking(lead).await;
+                }));
                 // The scrape keeps the leader's deadline itself.
                 (rx, evicted, None)
             }
@@ -360,20 +367,28 @@ impl Exporter {
         Exposition::whole(if gzip { msp_core::compress(out.as_bytes()) } else { out.into_bytes() })
     }
 
-    /// A scrape led, on its own thread: read, checked and enriched once, then written for
-    /// its leader (`mine`) and for each request that joined meanwhile, each body on a thread
-    /// of its own, as its client reads it.
-    fn lead(&self, lead: Lead, format: Format, gzip: bool, deadline: Option<Instant>, mine: Sender<Piece>) {
-        async_std::task::block_on(self.prepared(gzip, deadline, |scrape, enriched, read| {
+    /// A scrape led, on its own thread: the `lists` read checked and enriched once, then
+    /// written for its leader (`mine`) and for each request that joined meanwhile, each body
+    /// on a thread of its own, as its client reads it.
+    fn lead(
+        &self,
+        lead: Lead,
+        lists: Lists,
+        format: Format,
+        gzip: bool,
+        deadline: Option<Instant>,
+        mine: Sender<Piece>,
+    ) {
+        let prepared = self.prepared(lists, gzip, deadline, |scrape, enriched, read| {
             let mut bodies = lead.begin();
-            let last = mine;
             std::thread::scope(|s| {
                 for tx in bodies.drain(..) {
                     s.spawn(move || self.send(scrape, enriched, read, format, gzip, tx));
                 }
-                self.send(scrape, enriched, read, format, gzip, last);
+                self.send(scrape, enriched, read, format, gzip, mine);
             });
-        }));
+        });
+        async_std::task::block_on(prepared);
     }
 
     /// One scrape, written in `format`. Never fails: what could not be read is reported in
@@ -382,7 +397,8 @@ impl Exporter {
     /// With a `deadline` (from Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`), reads that
     /// would end after it are abandoned and reported as failed, so the answer arrives in time.
     pub async fn scrape(&self, format: Format, deadline: Option<Instant>) -> String {
-        self.prepared(false, deadline, |scrape, enriched, read| {
+        let lists = self.read(deadline).await;
+        self.prepared(lists, false, deadline, |scrape, enriched, read| {
             let writing = Instant::now();
             let mut out = String::new();
             let mut w = Writer::new(&mut out, format);
@@ -394,22 +410,29 @@ impl Exporter {
         .await
     }
 
-    /// Reads both metrics lists (abandoned at `deadline`), checks them, enriches them for a
-    /// body gzipped or not, and hands the scrape to `write`; then gives what was read back
-    /// to the source, for the next scrape's reads.
-    async fn prepared<R>(
-        &self,
-        gzip: bool,
-        deadline: Option<Instant>,
-        write: impl FnOnce(&Scrape<'_>, &Enriched, Read) -> R,
-    ) -> R {
+    /// Reads both metrics lists, abandoned at `deadline`.
+    async fn read(&self, deadline: Option<Instant>) -> Lists {
         let started = Instant::now();
         let selector = self.scope.label_selector.as_deref();
-        let (pods_raw, nodes_raw) = futures_lite::future::zip(
+        let (pods, nodes) = futures_lite::future::zip(
             within(deadline, self.source.pod_metrics(selector)),
             within(deadline, self.source.node_metrics()),
         )
         .await;
+        Lists { pods, nodes, started }
+    }
+
+    /// Checks the `lists` read, enriches them for a body gzipped or not, and hands the
+    /// scrape to `write`; then gives the lists back to the source, for the next scrape's
+    /// reads.
+    async fn prepared<R>(
+        &self,
+        lists: Lists,
+        gzip: bool,
+        deadline: Option<Instant>,
+        write: impl FnOnce(&Scrape<'_>, &Enriched, Read) -> R,
+    ) -> R {
+        let Lists { pods: pods_raw, nodes: nodes_raw, started } = lists;
         let written = {
             let (mut pods_repaired, mut nodes_repaired) = (None, None);
             let (pods, pods_up): (PodMetricsList<'_>, bool) =
@@ -470,6 +493,13 @@ impl Exporter {
         body.finish();
         self.writing.record(gzip, scrape.pods.len(), writing.elapsed().saturating_sub(waited.get()));
     }
+}
+
+/// Both metrics lists as read, and when reading began.
+struct Lists {
+    pods: Result<Vec<u8>, SourceError>,
+    nodes: Result<Vec<u8>, SourceError>,
+    started: Instant,
 }
 
 /// What a scrape read, for its self-metrics.
