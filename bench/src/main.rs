@@ -4,9 +4,10 @@
 //! - (a) transform time (JSON bytes to exposition text, with the node, labels and owner
 //!   enrichers over fixed metadata) and its throughput in MB/s of input, in steady state
 //!   (the enrichment memo warm: no pod changed), and cold (every pod enriched afresh). The
-//!   text goes where the server writes it: into the buffer kept from the scrape before (the
-//!   text path), and, streamed, into chunks of [`msp_server::GZIP_CHUNK`] handed on as they
-//!   fill (the gzip path, which never holds the whole text);
+//!   text goes into one buffer kept between runs (as an embedder rendering once into a
+//!   buffer it reuses), and, streamed, into chunks of [`msp_server::GZIP_CHUNK`] handed on
+//!   as they fill (as the server writes every body, gzipped or not: it never holds one
+//!   whole);
 //! - the cost of gzip on that output (Prometheus asks for gzip by default), and its size;
 //! - (b) the floor: serde_json parsing the same JSON into `IgnoredAny`, and the ratio a/b;
 //! - (c) end-to-end scrape latency over HTTP, p50 and p99, of the server binary built beside
@@ -124,7 +125,7 @@ fn transform(pods: usize) -> Transform {
         },
         None => msp_server::Scope::default(),
     };
-    // The server's text path renders into a buffer it keeps from the scrape before.
+    // Rendering once, into a buffer kept between runs.
     let mut out = String::new();
     // The first runs start from an empty memo each (a server's first scrape, or a cluster
     // where every pod changed); the rest share one (steady state, nothing changed).
@@ -162,8 +163,8 @@ fn transform(pods: usize) -> Transform {
             continue;
         }
         times.push(t.elapsed().as_secs_f64() * 1e3);
-        // As the server writes for Prometheus: into a chunk handed on (to gzip there)
-        // whenever it fills, so that the whole text is never held.
+        // As the server writes: into a chunk handed on (to gzip, or to the client) whenever
+        // it fills, so that the whole text is never held.
         let s = Instant::now();
         let mut chunk = String::new();
         let mut handed = 0;
@@ -438,7 +439,7 @@ async fn main() {
     };
     println!("metrics-server-prom benchmark: {shape}, 2 containers a pod, enrichers node+labels+owner");
     println!();
-    println!("In process, per scrape: (a) the transform, steady state and cold, into the buffer kept from the scrape before (as the text path) and streamed in the server's {} KiB chunks (as the gzip path, before gzip); (b) the IgnoredAny parse floor; gzip of the text.", msp_server::GZIP_CHUNK / 1024);
+    println!("In process, per scrape: (a) the transform, steady state and cold, into a buffer kept between runs (rendering once) and streamed in the server's {} KiB chunks (as the server writes, before gzip); (b) the IgnoredAny parse floor; gzip of the text.", msp_server::GZIP_CHUNK / 1024);
     println!();
     println!("| pods | input MB | output MB | (a) transform ms | (a) streamed ms | (a) MB/s | (a) cold ms | (b) parse floor ms | a/b (streamed) | gzip ms (MB) |");
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
