@@ -5,8 +5,6 @@
 
 use std::cell::Cell;
 use std::pin::Pin;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -14,7 +12,7 @@ use async_std::channel::{Receiver, Sender};
 use futures_lite::io::{AsyncBufRead, AsyncRead};
 use futures_lite::Stream;
 
-use crate::flight::Piece;
+use crate::flight::{Evicted, Piece};
 
 /// About how many bytes a piece holds: large enough that TCP sees large writes, and that
 /// handing a piece from the writer's thread to the connection's is rare.
@@ -99,23 +97,23 @@ pub struct Exposition {
     piece: Piece,
     /// How much of `piece` has been read.
     at: usize,
-    evicted: Arc<AtomicBool>,
+    evicted: Evicted,
 }
 
 impl Exposition {
-    /// A body whose pieces come from `pieces`; `evicted` is its scrape's eviction flag, held
-    /// while the body lives.
-    pub(crate) fn streamed(pieces: Receiver<Piece>, evicted: Arc<AtomicBool>) -> Self {
+    /// A body whose pieces come from `pieces`; `evicted` are its flags, held while the body
+    /// lives.
+    pub(crate) fn streamed(pieces: Receiver<Piece>, evicted: Evicted) -> Self {
         Exposition { pieces: Some(pieces), piece: Vec::new(), at: 0, evicted }
     }
 
     /// A body written whole.
     pub(crate) fn whole(bytes: Vec<u8>) -> Self {
-        Exposition { pieces: None, piece: bytes, at: 0, evicted: Arc::default() }
+        Exposition { pieces: None, piece: bytes, at: 0, evicted: Evicted::default() }
     }
 
-    /// Set once this body's scrape is evicted: whoever is still sending it should stop.
-    pub fn evicted(&self) -> Arc<AtomicBool> {
+    /// Set once this body, or its scrape, is evicted: whoever is still sending it should stop.
+    pub fn evicted(&self) -> Evicted {
         self.evicted.clone()
     }
 
@@ -182,7 +180,7 @@ mod tests {
                     drop(tx.send(piece.to_vec()).await);
                 }
             });
-            let body = Exposition::streamed(rx, Arc::default());
+            let body = Exposition::streamed(rx, Evicted::default());
             assert_eq!(body.read_all().await.expect("whole"), b"abcdef");
             writer.await;
             assert_eq!(Exposition::whole(b"all".to_vec()).read_all().await.expect("whole"), b"all");
@@ -191,7 +189,7 @@ mod tests {
             tx.send(b"half".to_vec()).await.expect("room");
             drop(tx);
             let mut all = Vec::new();
-            let mut cut = Exposition::streamed(rx, Arc::default());
+            let mut cut = Exposition::streamed(rx, Evicted::default());
             let read = futures_lite::io::AsyncReadExt::read_to_end(&mut cut, &mut all).await;
             assert!(read.is_err_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof), "{all:?}");
         });
@@ -244,7 +242,7 @@ mod tests {
     #[test]
     fn a_body_dropped_unread_stops_its_writer() {
         let (tx, rx) = crate::flight::channel();
-        let reader = Exposition::streamed(rx, Arc::default());
+        let reader = Exposition::streamed(rx, Evicted::default());
         let waited = Cell::default();
         let mut body = BodyWriter::begin(tx.clone(), false, &waited).expect("a reader");
         drop(reader);

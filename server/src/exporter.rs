@@ -343,7 +343,7 @@ impl Exporter {
             Some(d) => async_std::future::timeout(d.saturating_duration_since(Instant::now()), pieces.recv()).await,
         };
         match begun {
-            Ok(Ok(_begun)) => Exposition::streamed(pieces, evicted),
+            Ok(Ok(_begun)) => Exposition::streamed(pieces, self.flights.body(evicted)),
             Ok(Err(_)) => {
                 log::error!("scrape: the scrape ended before writing (its thread failed)");
                 self.down(format, gzip)

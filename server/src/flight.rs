@@ -36,26 +36,56 @@ const PIECES: usize = 4;
 /// The most scrapes whose bodies are written at once.
 pub const MAX_STREAMING: usize = 4;
 
+/// The most bodies written at once: each holds a few pieces (one or two MiB), and requests
+/// that join one scrape are bounded by no scrape count.
+pub const MAX_BODIES: usize = 64;
+
 /// A channel for one body's pieces.
 pub(crate) fn channel() -> (Sender<Piece>, Receiver<Piece>) {
     async_std::channel::bounded(PIECES)
 }
 
-/// The scrapes whose bodies are being written, oldest first, by their eviction flags (a
-/// scrape counts while anyone holds its flag: its leader, or a body being read).
-#[derive(Debug, Default)]
-struct Streaming(Mutex<VecDeque<Weak<AtomicBool>>>);
+/// Whether a body is to be abandoned: its scrape was evicted, or it was.
+#[derive(Debug, Clone, Default)]
+pub struct Evicted {
+    scrape: Arc<AtomicBool>,
+    body: Arc<AtomicBool>,
+}
 
-impl Streaming {
-    /// A new scrape's eviction flag; evicts the oldest beyond [`MAX_STREAMING`].
+impl Evicted {
+    /// Whether whoever is still sending the body should stop.
+    pub fn get(&self) -> bool {
+        self.scrape.load(Ordering::Relaxed) || self.body.load(Ordering::Relaxed)
+    }
+}
+
+/// Things written at once, oldest first, by their eviction flags (one counts while anyone
+/// holds its flag), at most `max` of them.
+#[derive(Debug)]
+struct Bounded {
+    what: &'static str,
+    max: usize,
+    live: Mutex<VecDeque<Weak<AtomicBool>>>,
+}
+
+impl Bounded {
+    const fn new(what: &'static str, max: usize) -> Self {
+        Bounded { what, max, live: Mutex::new(VecDeque::new()) }
+    }
+
+    /// A new one's eviction flag; evicts the oldest beyond the bound.
     fn register(&self) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
-        let mut live = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|w| w.strong_count() > 0);
         live.push_back(Arc::downgrade(&flag));
-        while live.len() > MAX_STREAMING {
+        while live.len() > self.max {
             if let Some(oldest) = live.pop_front().and_then(|w| w.upgrade()) {
-                log::warn!("more than {MAX_STREAMING} scrapes written at once to clients that read slowly: evicting the oldest");
+                log::warn!(
+                    "more than {} {} written at once to clients that read slowly: evicting the oldest",
+                    self.max,
+                    self.what
+                );
                 oldest.store(true, Ordering::Relaxed);
             }
         }
@@ -93,11 +123,22 @@ fn covers(leader: Option<Duration>, mine: Option<Duration>) -> bool {
 
 type Board = Arc<Mutex<HashMap<Flavour, Arc<Flight>>>>;
 
-/// The scrapes being read and enriched, by flavour, and those being written.
-#[derive(Default)]
+/// The scrapes being read and enriched, by flavour, and the scrapes and bodies being
+/// written.
 pub(crate) struct Flights {
     board: Board,
-    streaming: Streaming,
+    scrapes: Bounded,
+    bodies: Bounded,
+}
+
+impl Default for Flights {
+    fn default() -> Self {
+        Flights {
+            board: Board::default(),
+            scrapes: Bounded::new("scrapes", MAX_STREAMING),
+            bodies: Bounded::new("bodies", MAX_BODIES),
+        }
+    }
 }
 
 /// What a caller of [`Flights::role`] does.
@@ -147,6 +188,12 @@ impl Drop for Lead {
 }
 
 impl Flights {
+    /// A new body's eviction flags, for a body of the scrape whose flag is `scrape`; evicts
+    /// the oldest body beyond [`MAX_BODIES`].
+    pub(crate) fn body(&self, scrape: Arc<AtomicBool>) -> Evicted {
+        Evicted { scrape, body: self.bodies.register() }
+    }
+
     /// Whether a caller whose deadline is `budget` away leads a scrape of `flavour` or
     /// joins one being read: it joins a scrape that [`covers`] it; one that does not is
     /// replaced on the board by the caller's own, which later callers join instead.
@@ -160,7 +207,7 @@ impl Flights {
         }
         let flight = Arc::new(Flight {
             joiners: Mutex::default(),
-            evicted: self.streaming.register(),
+            evicted: self.scrapes.register(),
             budget,
             replacement: on_board.is_some(),
         });
@@ -216,12 +263,23 @@ mod tests {
 
     #[test]
     fn scrapes_beyond_the_bound_evict_the_oldest() {
-        let streaming = Streaming::default();
-        let flags: Vec<Arc<AtomicBool>> = (0..MAX_STREAMING + 2).map(|_| streaming.register()).collect();
+        let scrapes = Bounded::new("scrapes", 4);
+        let flags: Vec<Arc<AtomicBool>> = (0..6).map(|_| scrapes.register()).collect();
         let evicted: Vec<bool> = flags.iter().map(|f| f.load(Ordering::Relaxed)).collect();
         assert_eq!(evicted, [true, true, false, false, false, false]);
         drop(flags);
-        assert!(!streaming.register().load(Ordering::Relaxed), "scrapes no one holds no longer count");
+        assert!(!scrapes.register().load(Ordering::Relaxed), "scrapes no one holds no longer count");
+    }
+
+    #[test]
+    fn a_body_is_evicted_with_its_scrape_or_alone() {
+        let flights = Flights::default();
+        let scrape = lead(flights.role(FLAVOUR, None)).evicted();
+        let bodies: Vec<Evicted> = (0..MAX_BODIES + 1).map(|_| flights.body(scrape.clone())).collect();
+        assert!(bodies[0].get(), "the oldest body, past the bound");
+        assert!(!bodies[1].get() && !bodies[MAX_BODIES].get());
+        scrape.store(true, Ordering::Relaxed);
+        assert!(bodies.iter().all(Evicted::get), "its scrape evicted, every body is");
     }
 
     #[test]

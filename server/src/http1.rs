@@ -15,13 +15,13 @@
 //!   within [`Limits::write`], so a client that never reads cannot hold its response
 //!   forever.
 //! - A response whose body is marked [`Evictable`] is abandoned as soon as it is evicted
-//!   (too many scrapes are being written at once to slow readers; see `flight.rs`), and
+//!   (too many scrapes or bodies are being written at once to slow readers; see
+//!   `flight.rs`), and
 //!   the connection closed: a body cut short must not read as a whole one.
 //! - Writes go through a 64 KiB buffer, so TCP sees large writes.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures_lite::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
@@ -65,12 +65,12 @@ impl Default for Limits {
 
 /// Set on a response body that may be abandoned mid-write (see `flight.rs`).
 #[derive(Debug, Clone, Default)]
-pub struct Evictable(pub Arc<AtomicBool>);
+pub struct Evictable(pub crate::flight::Evicted);
 
 impl Evictable {
     /// Whether the body has been evicted.
     pub fn evicted(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.0.get()
     }
 }
 
@@ -500,6 +500,7 @@ pub async fn serve_connection<S, IO>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     fn app() -> tide::Server<()> {
         let mut app = tide::new();
