@@ -168,7 +168,10 @@ fn transform(pods: usize) -> Transform {
         let s = Instant::now();
         let mut chunk = String::new();
         let mut handed = 0;
-        let mut sink = |text: &str| handed += black_box(text).len();
+        let mut sink = |text: &str| {
+            handed += black_box(text).len();
+            std::ops::ControlFlow::Continue(())
+        };
         let mut w = Writer::spilling(&mut chunk, Format::Text, msp_server::GZIP_CHUNK, &mut sink);
         write_families(&mut w, &scrape, &prepared, &RenderOptions::default()).expect("render");
         w.finish();

@@ -198,9 +198,9 @@ struct Distance {
 /// is written as it is found, with nothing kept to write later.
 ///
 /// Bits are gathered in a word and written without a branch on how many there are: all 8
-/// bytes of the word are stored at `pos` (the stream is `out[..pos]`; `out` is kept at
-/// least 8 bytes longer, to take them, and what lies past `pos` is only ever overwritten),
-/// and `pos` moves past the whole bytes. Whether a word is full after a symbol is as good
+/// bytes of the word are stored at `pos` (the stream not yet drained is `out[..pos]`; `out`
+/// is kept at least 8 bytes longer, to take them, and what lies past `pos` is only ever
+/// overwritten), and `pos` moves past the whole bytes. Whether a word is full after a symbol is as good
 /// as random, and a branch on it was mispredicted about once in four literals.
 struct Blocks {
     out: Vec<u8>,
@@ -478,7 +478,7 @@ impl Blocks {
 
     /// Hands the stream's whole bytes so far to `into` and empties `out` of them: only the
     /// bits still waiting (under a byte) stay, so a stream sent as it is written holds no
-    /// more than a line's output at a time.
+    /// more than one write's output at a time.
     fn drain(&mut self, into: &mut Vec<u8>) {
         into.extend_from_slice(&self.out[..self.pos]);
         self.start = self.start.wrapping_sub(self.pos);

@@ -30,6 +30,7 @@ use std::borrow::Borrow;
 use std::collections::HashSet;
 use std::fmt::{self, Write as _};
 use std::hash::{Hash, Hasher};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// The exposition formats we write.
@@ -80,6 +81,9 @@ pub enum ExpositionError {
     /// A counter's name must end in `_total`.
     #[error("counter {0:?} does not end in _total")]
     CounterName(String),
+    /// A spilling writer's sink said stop (its reader has gone): nothing more is written.
+    #[error("the exposition's reader has gone")]
+    Stopped,
 }
 
 const fn valid_name(s: &[u8], colons: bool) -> bool {
@@ -221,14 +225,16 @@ impl fmt::Display for LabelName {
     }
 }
 
-/// What a spilling writer hands its text to.
-type Sink<'s> = dyn FnMut(&str) + 's;
+/// What a spilling writer hands its text to; [`ControlFlow::Break`] stops the writing.
+type Sink<'s> = dyn FnMut(&str) -> ControlFlow<()> + 's;
 
 /// Where a [`Writer`] hands its text once `out` holds at least `threshold` bytes: the
 /// exposition then never has to exist whole (the server feeds gzip this way).
 struct Spill<'s> {
     threshold: usize,
-    sink: &'s mut dyn FnMut(&str),
+    sink: &'s mut Sink<'s>,
+    /// Whether the sink said stop.
+    stopped: bool,
 }
 
 impl fmt::Debug for Spill<'_> {
@@ -255,9 +261,16 @@ impl<'o> Writer<'o> {
 
     /// A writer that uses `out` as a buffer of about `threshold` bytes: whenever it holds
     /// that much (between samples), the text goes to `sink` and `out` is emptied. Call
-    /// [`Writer::finish`] to hand over the rest.
-    pub fn spilling(out: &'o mut String, format: Format, threshold: usize, sink: &'o mut dyn FnMut(&str)) -> Self {
-        Writer { out, format, written: HashSet::new(), spill: Some(Spill { threshold, sink }) }
+    /// [`Writer::finish`] to hand over the rest. Once `sink` answers
+    /// [`ControlFlow::Break`] (its reader has gone), samples are no longer written and
+    /// [`Writer::family`] fails with [`ExpositionError::Stopped`], so the writing ends early.
+    pub fn spilling(
+        out: &'o mut String,
+        format: Format,
+        threshold: usize,
+        sink: &'o mut (dyn FnMut(&str) -> ControlFlow<()> + 'o),
+    ) -> Self {
+        Writer { out, format, written: HashSet::new(), spill: Some(Spill { threshold, sink, stopped: false }) }
     }
 
     /// Reserves room for `additional` more bytes, so a large exposition is not copied as
@@ -278,6 +291,9 @@ impl<'o> Writer<'o> {
     /// Starts a family: writes its HELP and TYPE lines. Its samples follow through the
     /// returned [`Family`], which must be dropped before the next family starts.
     pub fn family(&mut self, name: &MetricName, help: &str, kind: MetricType) -> Result<Family<'_>, ExpositionError> {
+        if self.spill.as_ref().is_some_and(|s| s.stopped) {
+            return Err(ExpositionError::Stopped);
+        }
         let full = name.as_str();
         if kind == MetricType::Counter && !full.ends_with("_total") {
             return Err(ExpositionError::CounterName(full.to_owned()));
@@ -301,7 +317,7 @@ impl<'o> Writer<'o> {
             MetricType::Gauge => " gauge\n",
             MetricType::Counter => " counter\n",
         });
-        let spill = self.spill.as_mut().map(|s| (s.threshold, &mut *s.sink as &mut Sink<'_>));
+        let spill = self.spill.as_mut().map(|s| (s.threshold, &mut *s.sink as &mut Sink<'_>, &mut s.stopped));
         Ok(Family { out: &mut *self.out, spill, name: full.to_owned() })
     }
 
@@ -310,10 +326,10 @@ impl<'o> Writer<'o> {
         if self.format == Format::OpenMetrics {
             self.out.push_str("# EOF\n");
         }
-        if let Some(spill) = self.spill {
+        if let Some(spill) = self.spill.filter(|s| !s.stopped) {
             // Headers and self-metrics never reach the threshold on their own: hand them over.
             if !self.out.is_empty() {
-                (spill.sink)(self.out);
+                let _ = (spill.sink)(self.out);
                 self.out.clear();
             }
         }
@@ -323,8 +339,8 @@ impl<'o> Writer<'o> {
 /// The samples of one family.
 pub struct Family<'w> {
     out: &'w mut String,
-    /// The threshold and sink of a spilling writer.
-    spill: Option<(usize, &'w mut Sink<'w>)>,
+    /// The threshold, sink and whether it said stop, of a spilling writer.
+    spill: Option<(usize, &'w mut Sink<'w>, &'w mut bool)>,
     name: String,
 }
 
@@ -360,6 +376,9 @@ impl Family<'_> {
         value: f64,
         timestamp_ms: Option<i64>,
     ) {
+        if self.stopped() {
+            return;
+        }
         let out = &mut *self.out;
         out.push_str(&self.name);
         let mut first = true;
@@ -382,6 +401,9 @@ impl Family<'_> {
         value: Quantity,
         timestamp_ms: Option<i64>,
     ) {
+        if self.stopped() {
+            return;
+        }
         let out = &mut *self.out;
         out.push_str(&self.name);
         let pieces = labels.iter().copied().chain(parts.iter().map(|p| &**p));
@@ -416,12 +438,18 @@ impl Family<'_> {
             let _ = write!(out, " {ts}");
         }
         out.push('\n');
-        if let Some((threshold, sink)) = &mut self.spill {
+        if let Some((threshold, sink, stopped)) = &mut self.spill {
             if self.out.len() >= *threshold {
-                sink(self.out);
+                **stopped = sink(self.out).is_break();
                 self.out.clear();
             }
         }
+    }
+
+    /// Whether the sink said stop: samples are then not written.
+    #[inline]
+    fn stopped(&self) -> bool {
+        self.spill.as_ref().is_some_and(|(_, _, stopped)| **stopped)
     }
 }
 
@@ -738,7 +766,10 @@ mod tests {
         w.finish();
 
         let mut pieces: Vec<String> = Vec::new();
-        let mut sink = |s: &str| pieces.push(s.to_owned());
+        let mut sink = |s: &str| {
+            pieces.push(s.to_owned());
+            ControlFlow::Continue(())
+        };
         let mut buf = String::new();
         let mut w = Writer::spilling(&mut buf, Format::OpenMetrics, 256, &mut sink);
         w.reserve(1 << 30);
@@ -748,5 +779,31 @@ mod tests {
         assert!(buf.capacity() < 1 << 20, "the buffer stays near the threshold");
         assert!(pieces.len() > 5 && pieces.iter().all(|p| p.len() < 256 + 64), "{} pieces", pieces.len());
         assert_eq!(pieces.concat(), whole);
+    }
+
+    #[test]
+    fn a_sink_that_says_stop_ends_the_writing() {
+        const N: MetricName = MetricName::from_static("x");
+        const M: MetricName = MetricName::from_static("y");
+        const L: LabelName = LabelName::from_static("i");
+        let mut handed = 0;
+        let mut sink = |_: &str| {
+            handed += 1;
+            if handed == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        };
+        let mut buf = String::new();
+        let mut w = Writer::spilling(&mut buf, Format::OpenMetrics, 256, &mut sink);
+        let mut f = w.family(&N, "Things.", MetricType::Gauge).expect("family");
+        for i in 0..1000 {
+            f.sample([(&L, i.to_string().as_str())], 1.0);
+        }
+        assert!(f.out.is_empty(), "no sample written after the stop");
+        assert_eq!(w.family(&M, "More.", MetricType::Gauge).err(), Some(ExpositionError::Stopped));
+        w.finish();
+        assert_eq!(handed, 2, "nothing handed over after the stop, not even at the end");
     }
 }

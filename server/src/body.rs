@@ -4,6 +4,7 @@
 //! The writer waits while the channel is full, so nothing holds the whole body.
 
 use std::cell::Cell;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -12,7 +13,19 @@ use async_std::channel::{Receiver, Sender};
 use futures_lite::io::{AsyncBufRead, AsyncRead};
 use futures_lite::Stream;
 
-use crate::flight::{Evicted, Piece};
+use crate::flight::Evicted;
+
+/// A piece of a response body. The first and the last of every body are empty: they say
+/// that writing has begun (see `flight.rs`), and that the body is whole.
+pub(crate) type Piece = Vec<u8>;
+
+/// How many pieces a body's channel holds before its writer waits for the reader.
+const PIECES: usize = 4;
+
+/// A channel for one body's pieces.
+pub(crate) fn channel() -> (Sender<Piece>, Receiver<Piece>) {
+    async_std::channel::bounded(PIECES)
+}
 
 /// About how many bytes a piece holds: large enough that TCP sees large writes, and that
 /// handing a piece from the writer's thread to the connection's is rare.
@@ -39,10 +52,11 @@ impl<'w> BodyWriter<'w> {
         Some(BodyWriter { tx, gzip, piece: Vec::with_capacity(PIECE + PIECE / 2), gone: false, waited })
     }
 
-    /// Adds `text` to the body; sends a piece once one is due.
-    pub(crate) fn write(&mut self, text: &[u8]) {
+    /// Adds `text` to the body; sends a piece once one is due. [`ControlFlow::Break`] once
+    /// the reader has gone: the rest need not be written.
+    pub(crate) fn write(&mut self, text: &[u8]) -> ControlFlow<()> {
         if self.gone {
-            return;
+            return ControlFlow::Break(());
         }
         match &mut self.gzip {
             Some(gz) => {
@@ -53,6 +67,11 @@ impl<'w> BodyWriter<'w> {
         }
         if self.piece.len() >= PIECE {
             self.send();
+        }
+        if self.gone {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
         }
     }
 
@@ -71,7 +90,8 @@ impl<'w> BodyWriter<'w> {
     }
 
     /// Ends the body: sends what is left, then the empty piece that says this is the end.
-    pub(crate) fn finish(mut self) {
+    /// Whether the reader took it all.
+    pub(crate) fn finish(mut self) -> bool {
         if let Some(gz) = self.gzip.take().filter(|_| !self.gone) {
             self.piece.extend_from_slice(&gz.finish());
         }
@@ -82,6 +102,7 @@ impl<'w> BodyWriter<'w> {
         if !self.gone {
             self.hand(Piece::new());
         }
+        !self.gone
     }
 }
 
@@ -92,8 +113,10 @@ impl<'w> BodyWriter<'w> {
 /// server's writer, through the flag.
 #[derive(Debug)]
 pub struct Exposition {
-    /// What is still to come; `None` for a body written whole.
+    /// What is still to come; `None` for a body written whole, or read to its end.
     pieces: Option<Receiver<Piece>>,
+    /// Whether its writer stopped before the end: every read fails from then on.
+    cut: bool,
     piece: Piece,
     /// How much of `piece` has been read.
     at: usize,
@@ -104,12 +127,12 @@ impl Exposition {
     /// A body whose pieces come from `pieces`; `evicted` are its flags, held while the body
     /// lives.
     pub(crate) fn streamed(pieces: Receiver<Piece>, evicted: Evicted) -> Self {
-        Exposition { pieces: Some(pieces), piece: Vec::new(), at: 0, evicted }
+        Exposition { pieces: Some(pieces), cut: false, piece: Vec::new(), at: 0, evicted }
     }
 
     /// A body written whole.
     pub(crate) fn whole(bytes: Vec<u8>) -> Self {
-        Exposition { pieces: None, piece: bytes, at: 0, evicted: Evicted::default() }
+        Exposition { pieces: None, cut: false, piece: bytes, at: 0, evicted: Evicted::default() }
     }
 
     /// Set once this body, or its scrape, is evicted: whoever is still sending it should stop.
@@ -128,6 +151,10 @@ impl Exposition {
 impl AsyncBufRead for Exposition {
     fn poll_fill_buf(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<&[u8]>> {
         let this = self.get_mut();
+        let cut = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the scrape stopped writing");
+        if this.cut {
+            return Poll::Ready(Err(cut()));
+        }
         while this.at == this.piece.len() {
             let Some(pieces) = this.pieces.as_mut() else { break };
             match Pin::new(pieces).poll_next(cx) {
@@ -136,10 +163,10 @@ impl AsyncBufRead for Exposition {
                 Poll::Ready(Some(piece)) if piece.is_empty() => this.pieces = None,
                 Poll::Ready(Some(piece)) => (this.piece, this.at) = (piece, 0),
                 Poll::Ready(None) => {
-                    this.pieces = None;
-                    // Not an end: a body cut short must not read as a whole one.
-                    let cut = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the scrape stopped writing");
-                    return Poll::Ready(Err(cut));
+                    // Not an end: a body cut short must not read as a whole one, however
+                    // often it is read again.
+                    (this.pieces, this.cut) = (None, true);
+                    return Poll::Ready(Err(cut()));
                 }
             }
         }
@@ -174,7 +201,7 @@ mod tests {
     fn pieces_are_read_in_order_to_the_empty_one_that_ends_them() {
         async_std::task::block_on(async {
             // Begun (taken by the exporter before the body is made), then pieces, then the end.
-            let (tx, rx) = crate::flight::channel();
+            let (tx, rx) = channel();
             let writer = async_std::task::spawn(async move {
                 for piece in [&b"ab"[..], b"cde", b"f", b"", b"after the end"] {
                     drop(tx.send(piece.to_vec()).await);
@@ -185,27 +212,29 @@ mod tests {
             writer.await;
             assert_eq!(Exposition::whole(b"all".to_vec()).read_all().await.expect("whole"), b"all");
             // A writer that stops before its end fails the read.
-            let (tx, rx) = crate::flight::channel();
+            let (tx, rx) = channel();
             tx.send(b"half".to_vec()).await.expect("room");
             drop(tx);
             let mut all = Vec::new();
             let mut cut = Exposition::streamed(rx, Evicted::default());
             let read = futures_lite::io::AsyncReadExt::read_to_end(&mut cut, &mut all).await;
             assert!(read.is_err_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof), "{all:?}");
+            let again = futures_lite::io::AsyncReadExt::read(&mut cut, &mut [0; 8]).await;
+            assert!(again.is_err(), "and on every read after: {again:?}");
         });
     }
 
     /// `text` written in writes of `write` bytes, and read back whole.
     fn through(text: &[u8], write: usize, gzip: bool) -> (Vec<u8>, usize) {
-        let (tx, rx) = crate::flight::channel();
+        let (tx, rx) = channel();
         let text = text.to_vec();
         let writer = std::thread::spawn(move || {
             let waited = Cell::default();
             let mut body = BodyWriter::begin(tx, gzip, &waited).expect("a reader");
             for part in text.chunks(write) {
-                body.write(part);
+                assert!(body.write(part).is_continue());
             }
-            body.finish();
+            assert!(body.finish(), "read whole");
         });
         let mut pieces = 0;
         let mut all = Vec::new();
@@ -241,14 +270,14 @@ mod tests {
 
     #[test]
     fn a_body_dropped_unread_stops_its_writer() {
-        let (tx, rx) = crate::flight::channel();
+        let (tx, rx) = channel();
         let reader = Exposition::streamed(rx, Evicted::default());
         let waited = Cell::default();
         let mut body = BodyWriter::begin(tx.clone(), false, &waited).expect("a reader");
         drop(reader);
-        body.write(&vec![b'x'; 4 * PIECE]);
-        assert!(body.gone, "sending failed, and stopped");
-        body.write(b"more");
+        assert!(body.write(&vec![b'x'; 4 * PIECE]).is_break(), "sending failed, and says stop");
+        assert!(body.write(b"more").is_break());
+        assert!(!body.finish(), "not read whole");
         assert!(BodyWriter::begin(tx, true, &waited).is_none());
     }
 }

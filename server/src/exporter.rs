@@ -3,18 +3,18 @@
 //! self-metrics. Around the pipeline the exporter adds only deadlines and counters.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_std::channel::Sender;
 use msp_core::{
-    enrich, write_families, Cluster, EnrichFuture, Enriched, Enricher, Format, Memo, MetricsSource, NodeMetricsList,
-    PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
+    enrich, write_families, Cluster, EnrichFuture, Enriched, Enricher, ExpositionError, Format, Memo, MetricsSource,
+    NodeMetricsList, PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
 };
 
-use crate::body::{BodyWriter, Exposition};
-use crate::flight::{self, Flights, Lead, Piece, Role};
+use crate::body::{self, BodyWriter, Exposition, Piece};
+use crate::flight::{Flights, Lead, Role};
 use crate::scope::Scope;
 use crate::self_metrics::{self, Counters, Health, Report};
 
@@ -42,9 +42,9 @@ impl std::fmt::Debug for Exporter {
     }
 }
 
-/// How much text is written before it is handed to gzip: small enough that gzip reads it
-/// from the core's own cache, where the renderer left it (at 150,000 pods 1 MiB cost about
-/// 3% more CPU a scrape).
+/// How much text is written before it is handed on, to gzip or to the body: small enough
+/// that gzip reads it from the core's own cache, where the renderer left it (at 150,000
+/// pods 1 MiB cost about 3% more CPU a scrape).
 pub const GZIP_CHUNK: usize = 256 * 1024;
 
 /// Bounds each enricher call by the scrape's deadline: a call begun after it fails
@@ -73,8 +73,9 @@ impl msp_core::Guard for Deadline {
 /// gzipped apart, gzip taking most of the time): the
 /// enrichers' deadline is the scrape's less the time writing will take, so that an answer
 /// cut short by it still arrives in time (at 150,000 pods writing takes most of a second).
+/// With the pods that scrape had.
 #[derive(Default)]
-struct WriteCost([AtomicU64; 2]);
+struct WriteCost([AtomicU64; 2], AtomicUsize);
 
 /// What writing is assumed to take a pod before any scrape has measured it: about twice
 /// what it takes at 150,000 pods on two busy cores.
@@ -104,6 +105,13 @@ impl WriteCost {
         }
         let per_pod = u64::try_from(took.as_nanos() / pods as u128).unwrap_or(u64::MAX);
         self.0[usize::from(gzip)].store(per_pod.max(1), Ordering::Relaxed);
+        self.1.store(pods, Ordering::Relaxed);
+    }
+
+    /// The time by which writing must begin to end within `deadline`, for as many pods as
+    /// the last scrape measured.
+    fn writing_deadline(&self, deadline: Option<Instant>, gzip: bool) -> Option<Instant> {
+        self.enrichers_deadline(deadline, gzip, self.1.load(Ordering::Relaxed))
     }
 }
 
@@ -321,7 +329,7 @@ impl Exporter {
         let budget = deadline.map(|d| d.saturating_duration_since(Instant::now()));
         let (pieces, evicted, wait) = match self.flights.role((format, gzip), budget) {
             Role::Lead(lead) => {
-                let (tx, rx) = flight::channel();
+                let (tx, rx) = body::channel();
                 let evicted = lead.evicted();
                 let exporter = self.clone();
                 // Detached: a leader whose client leaves still serves those who joined. The
@@ -336,7 +344,9 @@ impl Exporter {
                 // The scrape keeps the leader's deadline itself.
                 (rx, evicted, None)
             }
-            Role::Join(rx, evicted) => (rx, evicted, deadline),
+            // A joiner waits for the scrape to begin writing no later than leaves it the time
+            // writing took last (the leader's enrichers keep that time for it too).
+            Role::Join(rx, evicted) => (rx, evicted, self.writing.writing_deadline(deadline, gzip)),
         };
         let begun = match wait {
             None => Ok(pieces.recv().await),
@@ -383,7 +393,12 @@ impl Exporter {
             let mut bodies = lead.begin();
             std::thread::scope(|s| {
                 for tx in bodies.drain(..) {
-                    s.spawn(move || self.send(scrape, enriched, read, format, gzip, tx));
+                    let send = move || self.send(scrape, enriched, read, format, gzip, tx);
+                    // Refused a thread (a pids limit), the joiner finds its channel closed,
+                    // and answers "down".
+                    if let Err(e) = std::thread::Builder::new().spawn_scoped(s, send) {
+                        log::error!("scrape: no thread to write a joiner's body: {e}");
+                    }
                 }
                 self.send(scrape, enriched, read, format, gzip, mine);
             });
@@ -461,13 +476,17 @@ impl Exporter {
     /// The exposition of one scrape: its families, then the self-metrics, whose duration
     /// leaves out the time `waited` for the client.
     fn write(&self, w: &mut Writer<'_>, scrape: &Scrape<'_>, enriched: &Enriched, read: Read, waited: &Cell<Duration>) {
-        if let Err(e) = write_families(w, scrape, &enriched.prepared, &self.options) {
-            log::error!("writing the exposition: {e}");
+        match write_families(w, scrape, &enriched.prepared, &self.options) {
+            Ok(()) => {}
+            // The client has gone.
+            Err(ExpositionError::Stopped) => return,
+            Err(e) => log::error!("writing the exposition: {e}"),
         }
         let took = read.started.elapsed().saturating_sub(waited.get());
         let health = Health { pods_up: read.pods_up, nodes_up: read.nodes_up, took };
-        if let Err(e) = self_metrics::write(w, health, &self.counters, &self.reports) {
-            log::error!("writing the self-metrics: {e}");
+        match self_metrics::write(w, health, &self.counters, &self.reports) {
+            Ok(()) | Err(ExpositionError::Stopped) => {}
+            Err(e) => log::error!("writing the self-metrics: {e}"),
         }
     }
 
@@ -490,8 +509,10 @@ impl Exporter {
         let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);
         self.write(&mut w, scrape, enriched, read, &waited);
         w.finish();
-        body.finish();
-        self.writing.record(gzip, scrape.pods.len(), writing.elapsed().saturating_sub(waited.get()));
+        // A body left unread (HEAD, a client gone, an eviction) was not compressed: not a measure.
+        if body.finish() {
+            self.writing.record(gzip, scrape.pods.len(), writing.elapsed().saturating_sub(waited.get()));
+        }
     }
 }
 
@@ -566,6 +587,8 @@ mod tests {
         assert_eq!(before(true, 150_000), Duration::from_millis(900), "what the last gzipped scrape took");
         assert_eq!(before(false, 150_000), Duration::from_millis(1800), "plain text is measured apart");
         assert_eq!(before(true, 10_000), Duration::from_millis(60));
+        let joiner = cost.writing_deadline(Some(deadline), true).expect("a deadline");
+        assert_eq!(deadline - joiner, Duration::from_millis(900), "a joiner waits no later than that, at 150,000 pods");
         // More than there is: the enrichers get none, and no deadline stays none.
         assert!(cost.enrichers_deadline(Some(deadline), true, 100_000_000).is_some_and(|d| d <= Instant::now()));
         assert!(cost.enrichers_deadline(None, true, 150_000).is_none());
@@ -832,6 +855,31 @@ mod tests {
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&joined[..]), &mut text).expect("gunzip");
         assert!(text.contains("pod=\"p\"") && text.ends_with("# EOF\n"), "{text}");
         assert_eq!(source.0.load(Ordering::SeqCst), 1, "joined the scrape its leader left");
+    }
+
+    #[test]
+    fn a_body_left_unread_is_no_measure_of_writing() {
+        // More text than the body's channel holds, so that its writer must wait for a reader.
+        let pods: String = (0..8000)
+            .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"{i}m","memory":"1Ki"}}}}]}}"#))
+            .collect::<Vec<_>>()
+            .join(",");
+        let pods: &'static str = Box::leak(format!(r#"{{"items":[{pods}]}}"#).into_boxed_str());
+        let exporter = Arc::new(Exporter::new(
+            Arc::new(Fixed(Some(pods), Some(r#"{"items":[]}"#))),
+            Arc::new(StaticCluster::default()),
+        ));
+        let measured = || exporter.writing.0[0].load(Ordering::Relaxed);
+        async_std::task::block_on(async {
+            // Asked, then hung up on: HEAD, or a client gone.
+            drop(exporter.stream(Format::Text, false, None).await);
+            async_std::task::sleep(Duration::from_millis(300)).await;
+            assert_eq!(measured(), 0, "not compressed, so not a measure");
+            let body = exporter.stream(Format::Text, false, None).await.read_all().await.expect("a whole body");
+            assert!(body.len() > 4 * crate::PIECE, "{} bytes", body.len());
+            async_std::task::sleep(Duration::from_millis(300)).await;
+            assert!(measured() > 0, "read whole, it is");
+        });
     }
 
     #[test]

@@ -23,15 +23,10 @@ use std::time::Duration;
 use async_std::channel::{Receiver, Sender};
 use msp_core::Format;
 
+use crate::body::{channel, Piece};
+
 /// What a response body is: its format, and whether it is gzipped.
 pub type Flavour = (Format, bool);
-
-/// A piece of a response body. The first and the last of every body are empty: they say
-/// that writing has begun (see [`Lead::begin`]), and that the body is whole.
-pub(crate) type Piece = Vec<u8>;
-
-/// How many pieces a body's channel holds before its writer waits for the reader.
-const PIECES: usize = 4;
 
 /// The most scrapes whose bodies are written at once.
 pub const MAX_STREAMING: usize = 4;
@@ -39,11 +34,6 @@ pub const MAX_STREAMING: usize = 4;
 /// The most bodies written at once: each holds a few pieces (one or two MiB), and requests
 /// that join one scrape are bounded by no scrape count.
 pub const MAX_BODIES: usize = 64;
-
-/// A channel for one body's pieces.
-pub(crate) fn channel() -> (Sender<Piece>, Receiver<Piece>) {
-    async_std::channel::bounded(PIECES)
-}
 
 /// Whether a body is to be abandoned: its scrape was evicted, or it was.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +49,7 @@ impl Evicted {
     }
 }
 
-/// Things written at once, oldest first, by their eviction flags (one counts while anyone
+/// Things being written, oldest first, by their eviction flags (one counts while anyone
 /// holds its flag), at most `max` of them.
 #[derive(Debug)]
 struct Bounded {
@@ -76,9 +66,16 @@ impl Bounded {
     /// A new one's eviction flag; evicts the oldest beyond the bound.
     fn register(&self) -> Arc<AtomicBool> {
         let flag = Arc::new(AtomicBool::new(false));
+        self.track(&flag);
+        flag
+    }
+
+    /// Counts the one whose eviction flag is `flag` from now; evicts the oldest beyond the
+    /// bound.
+    fn track(&self, flag: &Arc<AtomicBool>) {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|w| w.strong_count() > 0);
-        live.push_back(Arc::downgrade(&flag));
+        live.push_back(Arc::downgrade(flag));
         while live.len() > self.max {
             if let Some(oldest) = live.pop_front().and_then(|w| w.upgrade()) {
                 log::warn!(
@@ -89,7 +86,6 @@ impl Bounded {
                 oldest.store(true, Ordering::Relaxed);
             }
         }
-        flag
     }
 }
 
@@ -127,7 +123,7 @@ type Board = Arc<Mutex<HashMap<Flavour, Arc<Flight>>>>;
 /// written.
 pub(crate) struct Flights {
     board: Board,
-    scrapes: Bounded,
+    scrapes: Arc<Bounded>,
     bodies: Bounded,
 }
 
@@ -135,7 +131,7 @@ impl Default for Flights {
     fn default() -> Self {
         Flights {
             board: Board::default(),
-            scrapes: Bounded::new("scrapes", MAX_STREAMING),
+            scrapes: Arc::new(Bounded::new("scrapes", MAX_STREAMING)),
             bodies: Bounded::new("bodies", MAX_BODIES),
         }
     }
@@ -153,6 +149,7 @@ pub(crate) enum Role {
 /// the board, and its joiners find their channels closed.
 pub(crate) struct Lead {
     board: Board,
+    scrapes: Arc<Bounded>,
     flavour: Flavour,
     flight: Arc<Flight>,
 }
@@ -163,9 +160,11 @@ impl Lead {
         self.flight.evicted.clone()
     }
 
-    /// The scrape is enriched: it leaves the board, and no one joins it any more. Returns
-    /// the joiners' ends, to write each its body.
+    /// The scrape is enriched: it leaves the board, and no one joins it any more; it counts
+    /// among the scrapes being written (one still being read is not evicted). Returns the
+    /// joiners' ends, to write each its body.
     pub(crate) fn begin(self) -> Vec<Sender<Piece>> {
+        self.scrapes.track(&self.flight.evicted);
         let _board = self.leave();
         std::mem::take(&mut *self.flight.joiners.lock().unwrap_or_else(|p| p.into_inner()))
     }
@@ -207,12 +206,12 @@ impl Flights {
         }
         let flight = Arc::new(Flight {
             joiners: Mutex::default(),
-            evicted: self.scrapes.register(),
+            evicted: Arc::default(),
             budget,
             replacement: on_board.is_some(),
         });
         board.insert(flavour, flight.clone());
-        Role::Lead(Lead { board: self.board.clone(), flavour, flight })
+        Role::Lead(Lead { board: self.board.clone(), scrapes: self.scrapes.clone(), flavour, flight })
     }
 }
 

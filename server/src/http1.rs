@@ -16,8 +16,10 @@
 //!   forever.
 //! - A response whose body is marked [`Evictable`] is abandoned as soon as it is evicted
 //!   (too many scrapes or bodies are being written at once to slow readers; see
-//!   `flight.rs`), and
-//!   the connection closed: a body cut short must not read as a whole one.
+//!   `flight.rs`), and the connection closed, as it is when reading a body fails: a body
+//!   cut short must not read as a whole one. (Over HTTP/1.0, whose body ends with the
+//!   connection, the client cannot tell; gzip's trailer and OpenMetrics' `# EOF` still do.)
+//!   The write timeout also bounds how long a body's writer takes to produce a piece.
 //! - Writes go through a 64 KiB buffer, so TCP sees large writes.
 
 use std::str::FromStr;
@@ -255,7 +257,7 @@ async fn guarded<T>(
             Err(WriteFailed)
         }
         None => {
-            log::debug!("connection: response abandoned (too many slow readers hold bodies)");
+            log::debug!("connection: response abandoned (evicted: too many scrapes or bodies written to slow readers)");
             Err(WriteFailed)
         }
     }
