@@ -510,6 +510,22 @@ mod tests {
         app.at("/echo").get(|req: tide::Request<()>| async move {
             Ok(req.header("X-Echo").map(|h| h.as_str().to_owned()).unwrap_or_default())
         });
+        // A body written as it is sent: whole (its empty last piece), or cut short.
+        let streamed = |pieces: &'static [&'static [u8]]| {
+            move |_| async move {
+                let (tx, rx) = crate::body::channel();
+                for piece in pieces {
+                    tx.send(piece.to_vec()).await.expect("room");
+                }
+                let mut res = tide::Response::new(StatusCode::Ok);
+                res.set_body(tide::Body::from_reader(crate::Exposition::streamed(rx, Default::default()), None));
+                Ok(res)
+            }
+        };
+        app.at("/streamed").get(streamed(&[b"ab", b"cd", b""]));
+        // Past the connection's 64 KiB buffer, so that what was read goes out.
+        let half: &'static [u8] = Box::leak(vec![b'x'; 100_000].into_boxed_slice());
+        app.at("/cut").get(streamed(Box::leak(Box::new([half]))));
         app
     }
 
@@ -538,6 +554,18 @@ mod tests {
         let answer = exchange(b"GET /healthz HTTP/1.0\r\n\r\n");
         assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");
         assert!(answer.contains("connection: close\r\n") && answer.ends_with("ok\n"), "{answer}");
+    }
+
+    #[test]
+    fn a_streamed_body_is_chunked_and_one_cut_short_never_ends() {
+        let whole = exchange(b"GET /streamed HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        assert!(whole.contains("transfer-encoding: chunked\r\n"), "{whole}");
+        assert!(whole.ends_with("\r\n\r\n2\r\nab\r\n2\r\ncd\r\n0\r\n\r\n"), "{whole:?}");
+        let cut = exchange(b"GET /cut HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert!(cut.starts_with("HTTP/1.1 200 OK\r\n") && cut.contains("xxxx"), "{}", &cut[..cut.len().min(300)]);
+        // Closed before the last chunk (here, within the first), which a client reads as an error.
+        assert!(!cut.contains("\r\n0\r\n\r\n"), "no last chunk: {:?}", &cut[cut.len().saturating_sub(40)..]);
+        assert!(cut.ends_with('x'), "closed mid-chunk: {:?}", &cut[cut.len().saturating_sub(40)..]);
     }
 
     #[test]
