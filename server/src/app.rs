@@ -75,11 +75,14 @@ async fn metrics(req: Request<State>) -> tide::Result {
     let format = negotiate::format(req.header("Accept").map(|h| h.as_str()));
     let gzip = negotiate::gzip(req.header("Accept-Encoding").map(|h| h.as_str()));
     let deadline = scrape_deadline(req.header("X-Prometheus-Scrape-Timeout-Seconds").map(|h| h.as_str()));
-    let body = req.state().stream(format, gzip, deadline).await;
     let mut res = Response::new(StatusCode::Ok);
-    res.insert_ext(crate::http1::Evictable(body.evicted()));
-    // Written as it is sent: no length, so HTTP/1.1 gets it chunked.
-    res.set_body(tide::Body::from_reader(body, None));
+    // A HEAD gets the headers a GET would, without a scrape (it would read the API for nothing).
+    if req.method() != tide::http::Method::Head {
+        let body = req.state().stream(format, gzip, deadline).await;
+        res.insert_ext(crate::http1::Evictable(body.evicted()));
+        // Written as it is sent: no length, so HTTP/1.1 gets it chunked.
+        res.set_body(tide::Body::from_reader(body, None));
+    }
     res.insert_header("Content-Type", format.content_type());
     if gzip {
         res.insert_header("Content-Encoding", "gzip");
@@ -193,6 +196,36 @@ mod tests {
             assert_eq!(status, StatusCode::Ok);
             assert!(page.contains("href=\"metrics\"") && !page.contains("href=\"/"), "relative links only");
             assert!(page.contains("a &lt;test&gt; source"));
+        });
+    }
+
+    #[test]
+    fn a_head_of_metrics_reads_nothing() {
+        struct Counting(std::sync::atomic::AtomicUsize);
+        #[async_trait]
+        impl MetricsSource for Counting {
+            async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
+                self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                Ok(br#"{"items":[]}"#.to_vec())
+            }
+            async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
+                Ok(br#"{"items":[]}"#.to_vec())
+            }
+            fn describe(&self) -> String {
+                "counting".into()
+            }
+        }
+        let source = Arc::new(Counting(Default::default()));
+        let app = app(Arc::new(Exporter::new(source.clone(), Arc::new(StaticCluster::default()))), None);
+        async_std::task::block_on(async {
+            let mut req = http_types::Request::new(http_types::Method::Head, "http://exporter.test/metrics");
+            req.insert_header("Accept-Encoding", "gzip");
+            let res: http_types::Response = app.respond(req).await.expect("respond");
+            assert_eq!(res.status(), StatusCode::Ok);
+            assert_eq!(res.header("Content-Encoding").map(|h| h.as_str()), Some("gzip"), "the headers a GET gets");
+            assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 0, "no scrape");
+            assert!(get(&app, "/metrics").await.1.contains("kube_metrics_server_up"));
+            assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 1, "a GET scrapes");
         });
     }
 

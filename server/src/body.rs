@@ -161,7 +161,10 @@ impl AsyncBufRead for Exposition {
                 Poll::Pending => return Poll::Pending,
                 // The end.
                 Poll::Ready(Some(piece)) if piece.is_empty() => this.pieces = None,
-                Poll::Ready(Some(piece)) => (this.piece, this.at) = (piece, 0),
+                Poll::Ready(Some(piece)) => {
+                    this.evicted.progressed();
+                    (this.piece, this.at) = (piece, 0);
+                }
                 Poll::Ready(None) => {
                     // Not an end: a body cut short must not read as a whole one, however
                     // often it is read again.

@@ -10,15 +10,17 @@
 //! is ever held whole; what a scrape holds while it is written is what it read and the
 //! enrichment.
 //!
-//! At most [`MAX_STREAMING`] scrapes are written at once. Normally one is; clients that
-//! read slowly but never stall long enough for the write timeout (`http1.rs`) would each
-//! keep theirs, so when a new scrape would exceed the bound, the oldest is evicted: its
-//! writers abandon it (see `http1.rs`), and its memory is freed.
+//! At most [`MAX_STREAMING`] scrapes, and [`MAX_BODIES`] bodies, are written at once.
+//! Normally one of each is; clients that stop reading, or read slowly but never stall long
+//! enough for the write timeout (`http1.rs`), would each keep theirs, so when a new scrape
+//! or body would exceed the bound, the one whose reader took a piece longest ago is
+//! evicted: its writers abandon it (see `http1.rs`), and its memory is freed. A client
+//! reading slowly but steadily outlasts clients that have stopped.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_std::channel::{Receiver, Sender};
 use msp_core::Format;
@@ -35,57 +37,102 @@ pub const MAX_STREAMING: usize = 4;
 /// that join one scrape are bounded by no scrape count.
 pub const MAX_BODIES: usize = 64;
 
+/// Milliseconds since the first call: when a reader last took a piece.
+fn now_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A scrape's or a body's eviction flag, and when a reader of it last took a piece.
+#[derive(Debug)]
+pub(crate) struct Flag {
+    evicted: AtomicBool,
+    progress: AtomicU64,
+}
+
+impl Default for Flag {
+    fn default() -> Self {
+        Flag { evicted: AtomicBool::new(false), progress: AtomicU64::new(now_ms()) }
+    }
+}
+
+impl Flag {
+    fn progressed(&self) {
+        self.progress.store(now_ms(), Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn evict(&self) {
+        self.evicted.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Whether a body is to be abandoned: its scrape was evicted, or it was.
 #[derive(Debug, Clone, Default)]
 pub struct Evicted {
-    scrape: Arc<AtomicBool>,
-    body: Arc<AtomicBool>,
+    scrape: Arc<Flag>,
+    body: Arc<Flag>,
 }
 
 impl Evicted {
     /// Whether whoever is still sending the body should stop.
     pub fn get(&self) -> bool {
-        self.scrape.load(Ordering::Relaxed) || self.body.load(Ordering::Relaxed)
+        self.scrape.evicted.load(Ordering::Relaxed) || self.body.evicted.load(Ordering::Relaxed)
+    }
+
+    /// Its reader has taken a piece: the body, and its scrape, are the last to be evicted.
+    pub(crate) fn progressed(&self) {
+        self.scrape.progressed();
+        self.body.progressed();
     }
 }
 
-/// Things being written, oldest first, by their eviction flags (one counts while anyone
-/// holds its flag), at most `max` of them.
+/// Things being written, by their flags (one counts while anyone holds its flag), at most
+/// `max` of them.
 #[derive(Debug)]
 struct Bounded {
     what: &'static str,
     max: usize,
-    live: Mutex<VecDeque<Weak<AtomicBool>>>,
+    live: Mutex<Vec<Weak<Flag>>>,
 }
 
 impl Bounded {
     const fn new(what: &'static str, max: usize) -> Self {
-        Bounded { what, max, live: Mutex::new(VecDeque::new()) }
+        Bounded { what, max, live: Mutex::new(Vec::new()) }
     }
 
-    /// A new one's eviction flag; evicts the oldest beyond the bound.
-    fn register(&self) -> Arc<AtomicBool> {
-        let flag = Arc::new(AtomicBool::new(false));
+    /// A new one's flag; see [`Bounded::track`].
+    fn register(&self) -> Arc<Flag> {
+        let flag = Arc::new(Flag::default());
         self.track(&flag);
         flag
     }
 
-    /// Counts the one whose eviction flag is `flag` from now; evicts the oldest beyond the
-    /// bound.
-    fn track(&self, flag: &Arc<AtomicBool>) {
+    /// Counts the one whose flag is `flag` from now. Beyond the bound, evicts the one whose
+    /// reader took a piece longest ago: a client that stopped reading, not one reading slowly
+    /// but steadily.
+    fn track(&self, flag: &Arc<Flag>) {
+        flag.progressed();
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|w| w.strong_count() > 0);
-        live.push_back(Arc::downgrade(flag));
-        while live.len() > self.max {
-            if let Some(oldest) = live.pop_front().and_then(|w| w.upgrade()) {
+        while live.len() >= self.max {
+            let stalest = live
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| Some((i, w.upgrade()?.progress.load(Ordering::Relaxed))))
+                .min_by_key(|&(_, progress)| progress)
+                .map(|(i, _)| i);
+            let Some(stalest) = stalest else { break };
+            if let Some(evicted) = live.swap_remove(stalest).upgrade() {
                 log::warn!(
-                    "more than {} {} written at once to clients that read slowly: evicting the oldest",
+                    "more than {} {} written at once to clients that read slowly: evicting the one that stalled longest",
                     self.max,
                     self.what
                 );
-                oldest.store(true, Ordering::Relaxed);
+                evicted.evicted.store(true, Ordering::Relaxed);
             }
         }
+        live.push(Arc::downgrade(flag));
     }
 }
 
@@ -94,7 +141,7 @@ struct Flight {
     /// The joiners' ends of their bodies' channels, until the leader [begins](Lead::begin).
     joiners: Mutex<Vec<Sender<Piece>>>,
     /// Set once this scrape is evicted: whoever is still writing its bodies should stop.
-    evicted: Arc<AtomicBool>,
+    evicted: Arc<Flag>,
     /// How long its leader gave upstream, from when it started; `None`: no deadline.
     budget: Option<Duration>,
     /// Whether it took the board's place from a flight that did not cover its leader: a
@@ -142,7 +189,7 @@ pub(crate) enum Role {
     /// Reads and enriches, then writes for itself and for whoever joined.
     Lead(Lead),
     /// Reads its body's pieces from the leader, and holds the scrape's eviction flag.
-    Join(Receiver<Piece>, Arc<AtomicBool>),
+    Join(Receiver<Piece>, Arc<Flag>),
 }
 
 /// A scrape's leader. Dropped without [`Lead::begin`] (its thread panicked), it leaves
@@ -156,7 +203,7 @@ pub(crate) struct Lead {
 
 impl Lead {
     /// The scrape's eviction flag.
-    pub(crate) fn evicted(&self) -> Arc<AtomicBool> {
+    pub(crate) fn evicted(&self) -> Arc<Flag> {
         self.flight.evicted.clone()
     }
 
@@ -189,7 +236,7 @@ impl Drop for Lead {
 impl Flights {
     /// A new body's eviction flags, for a body of the scrape whose flag is `scrape`; evicts
     /// the oldest body beyond [`MAX_BODIES`].
-    pub(crate) fn body(&self, scrape: Arc<AtomicBool>) -> Evicted {
+    pub(crate) fn body(&self, scrape: Arc<Flag>) -> Evicted {
         Evicted { scrape, body: self.bodies.register() }
     }
 
@@ -261,24 +308,35 @@ mod tests {
     }
 
     #[test]
-    fn scrapes_beyond_the_bound_evict_the_oldest() {
+    fn beyond_the_bound_the_one_read_longest_ago_is_evicted() {
         let scrapes = Bounded::new("scrapes", 4);
-        let flags: Vec<Arc<AtomicBool>> = (0..6).map(|_| scrapes.register()).collect();
-        let evicted: Vec<bool> = flags.iter().map(|f| f.load(Ordering::Relaxed)).collect();
-        assert_eq!(evicted, [true, true, false, false, false, false]);
+        let flags: Vec<Arc<Flag>> = (0..4).map(|_| scrapes.register()).collect();
+        std::thread::sleep(Duration::from_millis(5));
+        // The first is read from steadily; the second stalled longest.
+        flags[0].progressed();
+        std::thread::sleep(Duration::from_millis(5));
+        flags[2].progressed();
+        flags[3].progressed();
+        let fifth = scrapes.register();
+        let evicted: Vec<bool> = flags.iter().map(|f| f.evicted.load(Ordering::Relaxed)).collect();
+        assert_eq!(evicted, [false, true, false, false]);
+        assert!(!fifth.evicted.load(Ordering::Relaxed));
         drop(flags);
-        assert!(!scrapes.register().load(Ordering::Relaxed), "scrapes no one holds no longer count");
+        assert!(!scrapes.register().evicted.load(Ordering::Relaxed), "scrapes no one holds no longer count");
     }
 
     #[test]
     fn a_body_is_evicted_with_its_scrape_or_alone() {
         let flights = Flights::default();
         let scrape = lead(flights.role(FLAVOUR, None)).evicted();
-        let bodies: Vec<Evicted> = (0..MAX_BODIES + 1).map(|_| flights.body(scrape.clone())).collect();
-        assert!(bodies[0].get(), "the oldest body, past the bound");
-        assert!(!bodies[1].get() && !bodies[MAX_BODIES].get());
-        scrape.store(true, Ordering::Relaxed);
-        assert!(bodies.iter().all(Evicted::get), "its scrape evicted, every body is");
+        let bodies: Vec<Evicted> = (0..MAX_BODIES).map(|_| flights.body(scrape.clone())).collect();
+        std::thread::sleep(Duration::from_millis(5));
+        bodies.iter().skip(1).for_each(Evicted::progressed);
+        let last = flights.body(scrape.clone());
+        assert!(bodies[0].get(), "the body whose reader stalled, past the bound");
+        assert!(!bodies[1].get() && !last.get());
+        scrape.evict();
+        assert!(bodies.iter().all(Evicted::get) && last.get(), "its scrape evicted, every body is");
     }
 
     #[test]
