@@ -89,20 +89,32 @@ impl<'w> BodyWriter<'w> {
         self.waited.set(self.waited.get() + waiting.elapsed());
     }
 
-    /// Ends the body: sends what is left, then the empty piece that says this is the end.
-    /// Whether the reader took it all.
-    pub(crate) fn finish(mut self) -> bool {
-        if let Some(gz) = self.gzip.take().filter(|_| !self.gone) {
+    /// Ends the writing: what is left to send, and the end, to be sent once the scrape has
+    /// let go of what it read (see [`Ending`]); `None` if the reader has gone.
+    pub(crate) fn finish(mut self) -> Option<Ending> {
+        if self.gone {
+            return None;
+        }
+        if let Some(gz) = self.gzip.take() {
             self.piece.extend_from_slice(&gz.finish());
         }
-        if !self.gone && !self.piece.is_empty() {
-            let last = std::mem::take(&mut self.piece);
-            self.hand(last);
-        }
-        if !self.gone {
-            self.hand(Piece::new());
-        }
-        !self.gone
+        Some(Ending { tx: self.tx, last: self.piece })
+    }
+}
+
+/// A body's last piece and its end, written but not yet sent: a scrape sends them after it
+/// has handed back the lists it read, so that a client which asks again as soon as it has
+/// the end finds the lists' memory free for the next read.
+pub(crate) struct Ending {
+    tx: Sender<Piece>,
+    last: Piece,
+}
+
+impl Ending {
+    /// Sends the last piece, then the empty piece that says this is the end, as the reader
+    /// has room; whether it took them.
+    pub(crate) async fn send(self) -> bool {
+        (self.last.is_empty() || self.tx.send(self.last).await.is_ok()) && self.tx.send(Piece::new()).await.is_ok()
     }
 }
 
@@ -237,7 +249,8 @@ mod tests {
             for part in text.chunks(write) {
                 assert!(body.write(part).is_continue());
             }
-            assert!(body.finish(), "read whole");
+            let ending = body.finish().expect("a reader");
+            assert!(async_std::task::block_on(ending.send()), "read whole");
         });
         let mut pieces = 0;
         let mut all = Vec::new();
@@ -280,7 +293,7 @@ mod tests {
         drop(reader);
         assert!(body.write(&vec![b'x'; 4 * PIECE]).is_break(), "sending failed, and says stop");
         assert!(body.write(b"more").is_break());
-        assert!(!body.finish(), "not read whole");
+        assert!(body.finish().is_none(), "not read whole");
         assert!(BodyWriter::begin(tx, true, &waited).is_none());
     }
 }

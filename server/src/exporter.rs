@@ -13,7 +13,7 @@ use msp_core::{
     NodeMetricsList, PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
 };
 
-use crate::body::{self, BodyWriter, Exposition, Piece};
+use crate::body::{self, BodyWriter, Ending, Exposition, Piece};
 use crate::flight::{Flights, Lead, Role};
 use crate::scope::Scope;
 use crate::self_metrics::{self, Counters, Health, Report};
@@ -392,18 +392,26 @@ impl Exporter {
         let prepared = self.prepared(lists, gzip, deadline, |scrape, enriched, read| {
             let mut bodies = lead.begin();
             std::thread::scope(|s| {
+                let mut joiners = Vec::with_capacity(bodies.len());
                 for tx in bodies.drain(..) {
                     let send = move || self.send(scrape, enriched, read, format, gzip, tx);
                     // Refused a thread (a pids limit), the joiner finds its channel closed,
                     // and answers "down".
-                    if let Err(e) = std::thread::Builder::new().spawn_scoped(s, send) {
-                        log::error!("scrape: no thread to write a joiner's body: {e}");
+                    match std::thread::Builder::new().spawn_scoped(s, send) {
+                        Ok(joiner) => joiners.push(joiner),
+                        Err(e) => log::error!("scrape: no thread to write a joiner's body: {e}"),
                     }
                 }
-                self.send(scrape, enriched, read, format, gzip, mine);
-            });
+                let mine = self.send(scrape, enriched, read, format, gzip, mine);
+                // A joiner's thread that panicked dropped its channel: its reader fails.
+                joiners.into_iter().filter_map(|j| j.join().ok().flatten()).chain(mine).collect::<Vec<_>>()
+            })
         });
-        async_std::task::block_on(prepared);
+        // The lists are handed back before the bodies end (see `Ending`), each as its reader
+        // has room, none waiting for another.
+        for ending in async_std::task::block_on(prepared) {
+            drop(async_std::task::spawn(ending.send()));
+        }
     }
 
     /// One scrape, written in `format`. Never fails: what could not be read is reported in
@@ -500,19 +508,19 @@ impl Exporter {
         format: Format,
         gzip: bool,
         tx: Sender<Piece>,
-    ) {
+    ) -> Option<Ending> {
         let waited = Cell::default();
-        let Some(mut body) = BodyWriter::begin(tx, gzip, &waited) else { return };
+        let mut body = BodyWriter::begin(tx, gzip, &waited)?;
         let writing = Instant::now();
         let mut chunk = String::new();
         let mut sink = |text: &str| body.write(text.as_bytes());
         let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);
         self.write(&mut w, scrape, enriched, read, &waited);
         w.finish();
-        // A body left unread (HEAD, a client gone, an eviction) was not compressed: not a measure.
-        if body.finish() {
-            self.writing.record(gzip, scrape.pods.len(), writing.elapsed().saturating_sub(waited.get()));
-        }
+        // A body left unread (a client gone, an eviction) was not compressed: not a measure.
+        let ending = body.finish()?;
+        self.writing.record(gzip, scrape.pods.len(), writing.elapsed().saturating_sub(waited.get()));
+        Some(ending)
     }
 }
 
