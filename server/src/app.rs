@@ -77,7 +77,10 @@ async fn metrics(req: Request<State>) -> tide::Result {
     let deadline = scrape_deadline(req.header("X-Prometheus-Scrape-Timeout-Seconds").map(|h| h.as_str()));
     let mut res = Response::new(StatusCode::Ok);
     // A HEAD gets the headers a GET would, without a scrape (it would read the API for nothing).
-    if req.method() != tide::http::Method::Head {
+    if req.method() == tide::http::Method::Head {
+        // No length, as a GET has none (RFC 9110, 8.6).
+        res.set_body(tide::Body::from_reader(futures_lite::io::empty(), None));
+    } else {
         let body = req.state().stream(format, gzip, deadline).await;
         res.insert_ext(crate::http1::Evictable(body.evicted()));
         // Written as it is sent: no length, so HTTP/1.1 gets it chunked.
@@ -223,6 +226,7 @@ mod tests {
             let res: http_types::Response = app.respond(req).await.expect("respond");
             assert_eq!(res.status(), StatusCode::Ok);
             assert_eq!(res.header("Content-Encoding").map(|h| h.as_str()), Some("gzip"), "the headers a GET gets");
+            assert_eq!(res.len(), None, "no length, as a GET has none");
             assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 0, "no scrape");
             assert!(get(&app, "/metrics").await.1.contains("kube_metrics_server_up"));
             assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 1, "a GET scrapes");

@@ -390,25 +390,30 @@ impl Exporter {
         mine: Sender<Piece>,
     ) {
         let prepared = self.prepared(lists, gzip, deadline, |scrape, enriched, read| {
-            let mut bodies = lead.begin();
+            let mut bodies = lead.begin(!mine.is_closed());
+            // The bodies still being written: the last to end defers its end until the lists
+            // are handed back (see `Ending`); the others end at once.
+            let writing = AtomicUsize::new(bodies.len() + 1);
+            let writing = &writing;
             std::thread::scope(|s| {
                 let mut joiners = Vec::with_capacity(bodies.len());
                 for tx in bodies.drain(..) {
-                    let send = move || self.send(scrape, enriched, read, format, gzip, tx);
+                    let send = move || self.send(scrape, enriched, read, format, gzip, tx, writing);
                     // Refused a thread (a pids limit), the joiner finds its channel closed,
                     // and answers "down".
                     match std::thread::Builder::new().spawn_scoped(s, send) {
                         Ok(joiner) => joiners.push(joiner),
-                        Err(e) => log::error!("scrape: no thread to write a joiner's body: {e}"),
+                        Err(e) => {
+                            writing.fetch_sub(1, Ordering::AcqRel);
+                            log::error!("scrape: no thread to write a joiner's body: {e}");
+                        }
                     }
                 }
-                let mine = self.send(scrape, enriched, read, format, gzip, mine);
+                let mine = self.send(scrape, enriched, read, format, gzip, mine, writing);
                 // A joiner's thread that panicked dropped its channel: its reader fails.
                 joiners.into_iter().filter_map(|j| j.join().ok().flatten()).chain(mine).collect::<Vec<_>>()
             })
         });
-        // The lists are handed back before the bodies end (see `Ending`), each as its reader
-        // has room, none waiting for another.
         for ending in async_std::task::block_on(prepared) {
             drop(async_std::task::spawn(ending.send()));
         }
@@ -498,9 +503,35 @@ impl Exporter {
         }
     }
 
-    /// Writes one body into `tx` as its reader takes it: the text [`GZIP_CHUNK`] at a time,
-    /// through gzip when `gzip`, so the exposition never exists whole, compressed or not.
+    /// [`Exporter::write_body`], one of `writing` bodies: the last of them to end returns its
+    /// [`Ending`], to be sent once the scrape has handed back its lists; the others send theirs
+    /// at once, each as its reader has room.
+    #[allow(clippy::too_many_arguments)]
     fn send(
+        &self,
+        scrape: &Scrape<'_>,
+        enriched: &Enriched,
+        read: Read,
+        format: Format,
+        gzip: bool,
+        tx: Sender<Piece>,
+        writing: &AtomicUsize,
+    ) -> Option<Ending> {
+        let ending = self.write_body(scrape, enriched, read, format, gzip, tx);
+        let last = writing.fetch_sub(1, Ordering::AcqRel) == 1;
+        match ending {
+            Some(ending) if !last => {
+                drop(async_std::task::spawn(ending.send()));
+                None
+            }
+            ending => ending,
+        }
+    }
+
+    /// Writes one body into `tx` as its reader takes it, up to its [`Ending`] (`None` if the
+    /// reader has gone): the text [`GZIP_CHUNK`] at a time, through gzip when `gzip`, so the
+    /// exposition never exists whole, compressed or not.
+    fn write_body(
         &self,
         scrape: &Scrape<'_>,
         enriched: &Enriched,
@@ -784,14 +815,14 @@ mod tests {
 
     /// [`PODS`] after 300 ms, counting the reads.
     #[derive(Default)]
-    struct Slow(std::sync::atomic::AtomicUsize);
+    struct Slow(std::sync::atomic::AtomicUsize, Option<&'static str>);
 
     #[async_trait]
     impl MetricsSource for Slow {
         async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
             self.0.fetch_add(1, Ordering::SeqCst);
             async_std::task::sleep(Duration::from_millis(300)).await;
-            Ok(PODS.as_bytes().to_vec())
+            Ok(self.1.unwrap_or(PODS).as_bytes().to_vec())
         }
         async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
             Ok(br#"{"items":[]}"#.to_vec())
@@ -865,14 +896,38 @@ mod tests {
         assert_eq!(source.0.load(Ordering::SeqCst), 1, "joined the scrape its leader left");
     }
 
-    #[test]
-    fn a_body_left_unread_is_no_measure_of_writing() {
-        // More text than the body's channel holds, so that its writer must wait for a reader.
+    /// A pod list whose text is more than a body's channel holds, so that its writer must
+    /// wait for a reader.
+    fn many_pods() -> &'static str {
         let pods: String = (0..8000)
             .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"{i}m","memory":"1Ki"}}}}]}}"#))
             .collect::<Vec<_>>()
             .join(",");
-        let pods: &'static str = Box::leak(format!(r#"{{"items":[{pods}]}}"#).into_boxed_str());
+        Box::leak(format!(r#"{{"items":[{pods}]}}"#).into_boxed_str())
+    }
+
+    #[test]
+    fn a_body_read_to_its_end_does_not_wait_for_a_stalled_one_of_its_scrape() {
+        let source = Arc::new(Slow(Default::default(), Some(many_pods())));
+        let exporter = Arc::new(Exporter::new(source.clone(), Arc::new(StaticCluster::default())));
+        let read = async_std::task::block_on(async_std::future::timeout(Duration::from_secs(20), async {
+            let (fast, stalled) = futures_lite::future::zip(exporter.stream(Format::Text, false, None), async {
+                async_std::task::sleep(Duration::from_millis(50)).await;
+                exporter.stream(Format::Text, false, None).await
+            })
+            .await;
+            let whole = fast.read_all().await.expect("a whole body");
+            drop(stalled);
+            whole
+        }));
+        let whole = read.expect("the fast reader got its end while the other stalled");
+        assert!(whole.len() > 4 * crate::PIECE && whole.ends_with(b"} 1\n"), "{} bytes", whole.len());
+        assert_eq!(source.0.load(Ordering::SeqCst), 1, "one scrape for both");
+    }
+
+    #[test]
+    fn a_body_left_unread_is_no_measure_of_writing() {
+        let pods = many_pods();
         let exporter = Arc::new(Exporter::new(
             Arc::new(Fixed(Some(pods), Some(r#"{"items":[]}"#))),
             Arc::new(StaticCluster::default()),

@@ -208,12 +208,18 @@ impl Lead {
     }
 
     /// The scrape is enriched: it leaves the board, and no one joins it any more; it counts
-    /// among the scrapes being written (one still being read is not evicted). Returns the
-    /// joiners' ends, to write each its body.
-    pub(crate) fn begin(self) -> Vec<Sender<Piece>> {
-        self.scrapes.track(&self.flight.evicted);
-        let _board = self.leave();
-        std::mem::take(&mut *self.flight.joiners.lock().unwrap_or_else(|p| p.into_inner()))
+    /// among the scrapes being written (one still being read is not evicted), if anyone is
+    /// left to read it (the leader's reader, if `read`, or a joiner's). Returns the joiners'
+    /// ends, to write each its body.
+    pub(crate) fn begin(self, read: bool) -> Vec<Sender<Piece>> {
+        let joiners = {
+            let _board = self.leave();
+            std::mem::take(&mut *self.flight.joiners.lock().unwrap_or_else(|p| p.into_inner()))
+        };
+        if read || joiners.iter().any(|j| !j.is_closed()) {
+            self.scrapes.track(&self.flight.evicted);
+        }
+        joiners
     }
 
     /// Takes the flight off the board, unless a later one has taken its place there; the
@@ -289,7 +295,7 @@ mod tests {
         let joined = join(flights.role(FLAVOUR, None));
         let other_flavour = flights.role((Format::Text, true), None);
         assert!(matches!(other_flavour, Role::Lead(_)), "each flavour is read apart");
-        let joiners = first.begin();
+        let joiners = first.begin(true);
         assert_eq!(joiners.len(), 1);
         joiners[0].try_send(b"piece".to_vec()).expect("room");
         assert_eq!(joined.try_recv().expect("a piece"), b"piece");
@@ -350,8 +356,8 @@ mod tests {
         // a replacement, keeping its own deadline, so at most two are read at once.
         let twin = join(flights.role(FLAVOUR, secs(9.9)));
         let later_hasty = join(flights.role(FLAVOUR, secs(0.05)));
-        assert_eq!(hasty.begin().len(), 0, "no one joined the hasty caller's scrape");
-        let joiners = prometheus.begin();
+        assert_eq!(hasty.begin(true).len(), 0, "no one joined the hasty caller's scrape");
+        let joiners = prometheus.begin(true);
         assert_eq!(joiners.len(), 2);
         drop((twin, later_hasty));
     }

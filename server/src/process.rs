@@ -167,6 +167,8 @@ impl Process {
             let Some(value) = value else { continue };
             match w.family(&name, help, kind) {
                 Ok(mut f) => f.sample([], value),
+                // The client has gone.
+                Err(msp_core::ExpositionError::Stopped) => return,
                 Err(e) => log::error!("{e}"),
             }
         }
