@@ -102,9 +102,10 @@ impl<'w> BodyWriter<'w> {
     }
 }
 
-/// A body's last piece and its end, written but not yet sent: a scrape sends them after it
-/// has handed back the lists it read, so that a client which asks again as soon as it has
-/// the end finds the lists' memory free for the next read.
+/// A body's last piece and its end, written but not yet sent: the last body of a scrape to
+/// be written sends them after the scrape has handed back the lists it read, so that a
+/// client which asks again as soon as it has the end finds the lists' memory free for the
+/// next read (the others send theirs at once: the lists stay for the last anyway).
 pub(crate) struct Ending {
     tx: Sender<Piece>,
     last: Piece,
