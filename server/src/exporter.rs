@@ -503,9 +503,11 @@ impl Exporter {
         }
     }
 
-    /// [`Exporter::write_body`], one of `writing` bodies: the last of them to end returns its
-    /// [`Ending`], to be sent once the scrape has handed back its lists; the others send theirs
-    /// at once, each as its reader has room.
+    /// Writes one body into `tx` as its reader takes it: the text [`GZIP_CHUNK`] at a time,
+    /// through gzip when `gzip`, so the exposition never exists whole, compressed or not.
+    /// The body is one of `writing`: the last of them to be written returns its [`Ending`],
+    /// to be sent once the scrape has handed back its lists; the others send theirs at once,
+    /// each as its reader has room. `None` too if the reader has gone.
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
@@ -517,7 +519,19 @@ impl Exporter {
         tx: Sender<Piece>,
         writing: &AtomicUsize,
     ) -> Option<Ending> {
-        let ending = self.write_body(scrape, enriched, read, format, gzip, tx);
+        let waited = Cell::default();
+        let ending = BodyWriter::begin(tx, gzip, &waited).and_then(|mut body| {
+            let started = Instant::now();
+            let mut chunk = String::new();
+            let mut sink = |text: &str| body.write(text.as_bytes());
+            let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);
+            self.write(&mut w, scrape, enriched, read, &waited);
+            w.finish();
+            // A body left unread (a client gone, an eviction) was not compressed: not a measure.
+            let ending = body.finish()?;
+            self.writing.record(gzip, scrape.pods.len(), started.elapsed().saturating_sub(waited.get()));
+            Some(ending)
+        });
         let last = writing.fetch_sub(1, Ordering::AcqRel) == 1;
         match ending {
             Some(ending) if !last => {
@@ -526,32 +540,6 @@ impl Exporter {
             }
             ending => ending,
         }
-    }
-
-    /// Writes one body into `tx` as its reader takes it, up to its [`Ending`] (`None` if the
-    /// reader has gone): the text [`GZIP_CHUNK`] at a time, through gzip when `gzip`, so the
-    /// exposition never exists whole, compressed or not.
-    fn write_body(
-        &self,
-        scrape: &Scrape<'_>,
-        enriched: &Enriched,
-        read: Read,
-        format: Format,
-        gzip: bool,
-        tx: Sender<Piece>,
-    ) -> Option<Ending> {
-        let waited = Cell::default();
-        let mut body = BodyWriter::begin(tx, gzip, &waited)?;
-        let writing = Instant::now();
-        let mut chunk = String::new();
-        let mut sink = |text: &str| body.write(text.as_bytes());
-        let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);
-        self.write(&mut w, scrape, enriched, read, &waited);
-        w.finish();
-        // A body left unread (a client gone, an eviction) was not compressed: not a measure.
-        let ending = body.finish()?;
-        self.writing.record(gzip, scrape.pods.len(), writing.elapsed().saturating_sub(waited.get()));
-        Some(ending)
     }
 }
 

@@ -240,8 +240,8 @@ impl Drop for Lead {
 }
 
 impl Flights {
-    /// A new body's eviction flags, for a body of the scrape whose flag is `scrape`; evicts
-    /// the oldest body beyond [`MAX_BODIES`].
+    /// A new body's eviction flags, for a body of the scrape whose flag is `scrape`; beyond
+    /// [`MAX_BODIES`], evicts the body whose reader took a piece longest ago.
     pub(crate) fn body(&self, scrape: Arc<Flag>) -> Evicted {
         Evicted { scrape, body: self.bodies.register() }
     }
