@@ -39,12 +39,18 @@ struct Prometheus {
 
 impl Prometheus {
     fn scraping(target: &str) -> Prometheus {
+        Prometheus::scraping_jobs(&[("msp", &[target])])
+    }
+
+    /// Scraping each job's targets (host:port).
+    fn scraping_jobs(jobs: &[(&str, &[&str])]) -> Prometheus {
         let dir = temp_dir("prometheus");
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            format!("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: msp\n    static_configs:\n      - targets: ['{target}']\n"),
-        )
-        .expect("config");
+        let mut config = String::from("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n");
+        for (job, targets) in jobs {
+            let targets: Vec<String> = targets.iter().map(|t| format!("'{t}'")).collect();
+            config += &format!("  - job_name: {job}\n    static_configs:\n      - targets: [{}]\n", targets.join(", "));
+        }
+        std::fs::write(dir.join("prometheus.yml"), config).expect("config");
         let port = free_port();
         let child = Command::new("prometheus")
             .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
@@ -81,6 +87,20 @@ impl Prometheus {
         let q = q.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace('=', "%3D").replace(',', "%2C");
         let v = self.api(&format!("query?query={}", q.replace('(', "%28").replace(')', "%29"))).await?;
         Some(v["data"]["result"][0]["value"][1].as_str()?.to_owned())
+    }
+
+    /// An instant query's result: each series' labels and value.
+    async fn query(&self, q: &str) -> Option<Vec<(serde_json::Value, String)>> {
+        let encoded: String = q
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let v = self.api(&format!("query?query={encoded}")).await?;
+        if v["status"] != "success" {
+            return None;
+        }
+        let rows = v["data"]["result"].as_array()?;
+        rows.iter().map(|r| Some((r["metric"].clone(), r["value"][1].as_str()?.to_owned()))).collect()
     }
 
     /// The values of `queries`, once every one has a value (within a minute).
@@ -140,6 +160,58 @@ async fn ecosystem_real_prometheus_reads_our_gzip_whole() {
     assert_eq!(health, "up");
     let cpu: Quantity = last.containers[0].cpu.parse().expect("quantity");
     assert_eq!(values, ["6000".to_owned(), "3000".to_owned(), cpu.as_f64().to_string()]);
+}
+
+/// The sharding alerts' expressions, as deploy/rules/ writes them, read by Debian's prometheus
+/// from three shards' own answers: one job scrapes all three, one only shards 0 and 2 (shard 1's
+/// pod gone), one two unsharded replicas side by side.
+#[async_std::test]
+async fn ecosystem_real_prometheus_finds_a_missing_shard() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/rules/metrics-server-prom.rules.yaml");
+    let rules: serde_norway::Value =
+        serde_norway::from_str(&std::fs::read_to_string(path).expect("rules")).expect("yaml");
+    let expr = |alert: &str| -> String {
+        let rules = rules["groups"]
+            .as_sequence()
+            .expect("groups")
+            .iter()
+            .flat_map(|g| g["rules"].as_sequence().expect("rules").iter());
+        let mut found = rules.filter(|r| r["alert"].as_str() == Some(alert));
+        found.next().and_then(|r| r["expr"].as_str()).expect(alert).to_owned()
+    };
+    let cluster = SimCluster::synthetic(300);
+    let mut shards = Vec::new();
+    for index in 0..3 {
+        shards.push(
+            start(cluster.clone(), |c| {
+                c.shard.total = 3;
+                c.shard.index = Some(index);
+            })
+            .await,
+        );
+    }
+    let (a, b) = (start(cluster.clone(), |_| {}).await, start(cluster, |_| {}).await);
+    let hosts: Vec<&str> = shards.iter().chain([&a, &b]).map(|h| h.url.trim_start_matches("http://")).collect();
+    let prometheus = Prometheus::scraping_jobs(&[
+        ("metrics-server-prom-whole", &hosts[..3]),
+        ("metrics-server-prom", &[hosts[0], hosts[2]]),
+        ("metrics-server-prom-ha", &hosts[3..]),
+    ]);
+    let started = Instant::now();
+    loop {
+        let up = prometheus.value("count(kube_metrics_server_shard_ordinal)").await;
+        if up.as_deref() == Some("7") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "prometheus never scraped all seven ({up:?})");
+        async_std::task::sleep(Duration::from_millis(500)).await;
+    }
+    let missing = prometheus.query(&expr("MetricsServerPromShardsMissing")).await.expect("query");
+    assert_eq!(missing.len(), 1, "only the job without shard 1: {missing:?}");
+    assert_eq!(missing[0].0["job"], "metrics-server-prom");
+    assert_eq!(missing[0].1, "2", "2^3 - 1 - (2^0 + 2^2)");
+    let mismatch = prometheus.query(&expr("MetricsServerPromShardingMismatch")).await.expect("query");
+    assert_eq!(mismatch, [], "every replica says the same total within its job");
 }
 
 /// Every metric and label name the dashboard's queries use is one we emit.

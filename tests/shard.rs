@@ -37,6 +37,9 @@ async fn shard_three_shards_split_exactly_the_unsharded_output() {
         let shard = parse(&text);
         let info = find(&shard, "kube_metrics_server_shard", &[]);
         assert_eq!((info.label("index"), info.label("total")), (Some(index.to_string().as_str()), Some("3")));
+        // The same as values, which the alerts in deploy/rules/ add up.
+        assert_eq!(find(&shard, "kube_metrics_server_total_shards", &[]).value, 3.0);
+        assert_eq!(find(&shard, "kube_metrics_server_shard_ordinal", &[]).value, f64::from(index));
         let part = usage(&text);
         let share = pods_of(&part) as f64 / 3000.0;
         assert!((0.25..=0.42).contains(&share), "shard {index} holds {:.1}% of the pods", share * 100.0);

@@ -123,14 +123,22 @@ impl Shard {
 }
 
 impl crate::self_metrics::Report for Shard {
-    /// `kube_metrics_server_shard{index,total} 1`.
+    /// `kube_metrics_server_shard{index,total} 1`, and the same two numbers as values, for
+    /// rules (PromQL cannot read a number from a label): `kube_metrics_server_total_shards`
+    /// and `kube_metrics_server_shard_ordinal`, as kube-state-metrics exports them.
     fn write_metrics(&self, w: &mut Writer<'_>) -> Result<(), ExpositionError> {
         const SHARD: MetricName = MetricName::from_static("kube_metrics_server_shard");
+        const TOTAL_SHARDS: MetricName = MetricName::from_static("kube_metrics_server_total_shards");
+        const ORDINAL: MetricName = MetricName::from_static("kube_metrics_server_shard_ordinal");
         const INDEX: LabelName = LabelName::from_static("index");
         const TOTAL: LabelName = LabelName::from_static("total");
         let (index, total) = (self.index.to_string(), self.total.to_string());
         let help = "Always 1; which share of the pods and nodes this replica exports.";
         w.family(&SHARD, help, MetricType::Gauge)?.sample([(&INDEX, index.as_str()), (&TOTAL, total.as_str())], 1.0);
+        let help = "How many replicas share the pods and nodes (shard.total).";
+        w.family(&TOTAL_SHARDS, help, MetricType::Gauge)?.sample([], f64::from(self.total));
+        let help = "Which of them this replica is, 0 to total - 1 (shard.index).";
+        w.family(&ORDINAL, help, MetricType::Gauge)?.sample([], f64::from(self.index));
         Ok(())
     }
 }
@@ -201,5 +209,21 @@ mod tests {
         }
         assert!(matches!(Shard::new(3, None, &none), Err(ShardError::NoName(3))));
         assert!(matches!(Shard::new(0, None, &none), Err(ShardError::NoShards)));
+    }
+
+    #[test]
+    fn says_which_shard_as_labels_and_as_values() {
+        use crate::self_metrics::Report;
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, msp_core::Format::OpenMetrics);
+        Shard { index: 2, total: 3 }.write_metrics(&mut w).expect("write");
+        w.finish();
+        for line in [
+            "kube_metrics_server_shard{index=\"2\",total=\"3\"} 1\n",
+            "kube_metrics_server_total_shards 3\n",
+            "kube_metrics_server_shard_ordinal 2\n",
+        ] {
+            assert!(out.contains(line), "{line} in\n{out}");
+        }
     }
 }
