@@ -62,19 +62,42 @@ async fn scale_watch_resumes_and_relists_only_on_410() {
 async fn scale_concurrent_scrapes_share_upstream_fetches() {
     let h = start(SimCluster::synthetic(2000), |c| c.enrichers = vec!["node".into()]).await;
     scrape(&h).await;
+    let concurrently = |n: usize| {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let url = format!("{}/metrics", h.url);
+                async_std::task::spawn(async move { get(&url, &[]).await })
+            })
+            .collect();
+        async move {
+            let mut got = Vec::new();
+            for t in tasks {
+                got.push(t.await);
+            }
+            got
+        }
+    };
     let before = h.sim.count("/apis/metrics.k8s.io/v1/pods");
-    let tasks: Vec<_> = (0..40)
-        .map(|_| {
-            let url = format!("{}/metrics", h.url);
-            async_std::task::spawn(async move { get(&url, &[]).await })
-        })
-        .collect();
-    for t in tasks {
-        let got = t.await;
+    for got in concurrently(msp_server::MAX_BODIES).await {
         assert_eq!(got.status, 200);
         assert!(got.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
     }
     let upstream = h.sim.count("/apis/metrics.k8s.io/v1/pods") - before;
-    eprintln!("40 concurrent scrapes made {upstream} pod-metrics requests");
-    assert!(upstream <= 20, "{upstream} upstream requests for 40 scrapes");
+    eprintln!("{} concurrent scrapes made {upstream} pod-metrics requests", msp_server::MAX_BODIES);
+    assert!(upstream <= msp_server::MAX_BODIES / 2, "{upstream} upstream requests");
+
+    // Past the bound, a request is refused at once, and every body served is whole.
+    let got = concurrently(40).await;
+    let served = got.iter().filter(|g| g.status == 200).count();
+    for g in &got {
+        match g.status {
+            200 => assert!(g.body.contains("kube_metrics_server_up{resource=\"pods\"} 1")),
+            503 => assert!(g.body.starts_with("too busy: "), "{}", g.body),
+            other => panic!("{other}: {}", g.body),
+        }
+    }
+    assert!(served >= msp_server::MAX_BODIES, "{served} of 40 served");
+    let text = scrape(&h).await;
+    let refused = find(&parse(&text), "kube_metrics_server_refused_total", &[("limit", "bodies")]).value;
+    assert_eq!(refused, (40 - served) as f64);
 }

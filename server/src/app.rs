@@ -81,7 +81,14 @@ async fn metrics(req: Request<State>) -> tide::Result {
         // No length, as a GET has none (RFC 9110, 8.6).
         res.set_body(tide::Body::from_reader(futures_lite::io::empty(), None));
     } else {
-        let body = req.state().stream(format, gzip, deadline).await;
+        let body = match req.state().stream(format, gzip, deadline).await {
+            Ok(body) => body,
+            // As Prometheus' client libraries answer past MaxRequestsInFlight.
+            Err(busy) => {
+                log::debug!("/metrics: refused: {busy}");
+                return Ok(text(StatusCode::ServiceUnavailable, format!("too busy: {busy}; try again later\n")));
+            }
+        };
         res.insert_ext(crate::http1::Evictable(body.evicted()));
         // Written as it is sent: no length, so HTTP/1.1 gets it chunked.
         res.set_body(tide::Body::from_reader(body, None));

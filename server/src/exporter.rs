@@ -14,7 +14,7 @@ use msp_core::{
 };
 
 use crate::body::{self, BodyWriter, Ending, Exposition, Piece};
-use crate::flight::{Flights, Lead, Role};
+use crate::flight::{Busy, Evicted, Flights, Lead, Role};
 use crate::scope::Scope;
 use crate::self_metrics::{self, Counters, Health, Report};
 
@@ -28,7 +28,7 @@ pub struct Exporter {
     scope: Scope,
     reports: Vec<Arc<dyn Report>>,
     counters: Counters,
-    flights: Flights,
+    flights: Arc<Flights>,
     memo: Memo,
     writing: WriteCost,
     /// Whether [`Exporter::warm_up`] is running.
@@ -240,15 +240,17 @@ impl Exporter {
     /// An exporter reading usage from `source` and metadata from `cluster`, with no
     /// enrichers, default rendering and every namespace.
     pub fn new(source: Arc<dyn MetricsSource>, cluster: Arc<dyn Cluster>) -> Self {
+        let flights = Arc::new(Flights::default());
         Exporter {
             source,
             cluster,
             enrichers: Vec::new(),
             options: RenderOptions::default(),
             scope: Scope::default(),
-            reports: Vec::new(),
+            // Requests refused and bodies evicted at the bounds.
+            reports: vec![flights.clone()],
             counters: Counters::default(),
-            flights: Flights::default(),
+            flights,
             memo: Memo::default(),
             writing: WriteCost::default(),
             warming: Default::default(),
@@ -308,9 +310,11 @@ impl Exporter {
     pub async fn warm_up(self: &Arc<Self>) {
         self.warming.store(true, Ordering::Release);
         let started = Instant::now();
-        let body = self.stream(Format::OpenMetrics, true, None).await;
-        // Read and let go of piece by piece, as a client would.
-        let _ = futures_lite::io::copy(body, futures_lite::io::sink()).await;
+        match self.stream(Format::OpenMetrics, true, None).await {
+            // Read and let go of piece by piece, as a client would.
+            Ok(body) => drop(futures_lite::io::copy(body, futures_lite::io::sink()).await),
+            Err(busy) => log::warn!("warm-up scrape refused: {busy}"),
+        }
         self.warming.store(false, Ordering::Release);
         log::info!("warm-up scrape done in {:?}", started.elapsed());
     }
@@ -325,9 +329,19 @@ impl Exporter {
     /// The scrape runs on a thread of its own (and each joiner's body on one more), which
     /// waits while its client reads: writing is paced by the reader, so no body is ever
     /// held whole.
-    pub async fn stream(self: &Arc<Self>, format: Format, gzip: bool, deadline: Option<Instant>) -> Exposition {
+    ///
+    /// Refused ([`Busy`]) past [`MAX_SCRAPES`](crate::MAX_SCRAPES) scrapes or
+    /// [`MAX_BODIES`](crate::MAX_BODIES) bodies at once, none of whose readers has stalled
+    /// (see `flight.rs`); `/metrics` answers 503.
+    pub async fn stream(
+        self: &Arc<Self>,
+        format: Format,
+        gzip: bool,
+        deadline: Option<Instant>,
+    ) -> Result<Exposition, Busy> {
+        let body = self.flights.admit()?;
         let budget = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let (pieces, evicted, wait) = match self.flights.role((format, gzip), budget) {
+        let (pieces, scrape, wait) = match self.flights.role((format, gzip), budget)? {
             Role::Lead(lead) => {
                 let (tx, rx) = body::channel();
                 let evicted = lead.evicted();
@@ -352,8 +366,8 @@ impl Exporter {
             None => Ok(pieces.recv().await),
             Some(d) => async_std::future::timeout(d.saturating_duration_since(Instant::now()), pieces.recv()).await,
         };
-        match begun {
-            Ok(Ok(_begun)) => Exposition::streamed(pieces, self.flights.body(evicted)),
+        Ok(match begun {
+            Ok(Ok(_begun)) => Exposition::streamed(pieces, Evicted::begun(scrape, body)),
             Ok(Err(_)) => {
                 log::error!("scrape: the scrape ended before writing (its thread failed)");
                 self.down(format, gzip)
@@ -362,7 +376,7 @@ impl Exporter {
                 log::warn!("scrape: the shared scrape did not begin within this request's deadline");
                 self.down(format, gzip)
             }
-        }
+        })
     }
 
     /// An answer with only the self-metrics, both lists down.
@@ -390,7 +404,7 @@ impl Exporter {
         mine: Sender<Piece>,
     ) {
         let prepared = self.prepared(lists, gzip, deadline, |scrape, enriched, read| {
-            let mut bodies = lead.begin(!mine.is_closed());
+            let mut bodies = lead.begin();
             // The bodies still being written: the last to end defers its end until the lists
             // are handed back (see `Ending`); the others end at once.
             let writing = AtomicUsize::new(bodies.len() + 1);
@@ -838,10 +852,10 @@ mod tests {
     fn requests_that_arrive_while_a_scrape_is_read_share_it_and_each_get_the_whole_body() {
         let (source, exporter) = slow();
         let (a, b) = async_std::task::block_on(futures_lite::future::zip(
-            async { text_of(exporter.stream(Format::Text, false, None).await).await },
+            async { text_of(exporter.stream(Format::Text, false, None).await.expect("room")).await },
             async {
                 async_std::task::sleep(Duration::from_millis(50)).await;
-                text_of(exporter.stream(Format::Text, false, None).await).await
+                text_of(exporter.stream(Format::Text, false, None).await.expect("room")).await
             },
         ));
         assert!(a.contains("pod=\"p\"") && a.contains("kube_metrics_server_up{resource=\"pods\"} 1"), "{a}");
@@ -850,16 +864,50 @@ mod tests {
     }
 
     #[test]
+    fn past_max_scrapes_a_request_that_would_read_is_refused_and_counted() {
+        let (source, exporter) = slow();
+        let (refused, joined, bodies) = async_std::task::block_on(async {
+            // Four scrapes being read: two formats, each with no deadline and with 30 s...
+            let in_30s = Some(Instant::now() + Duration::from_secs(30));
+            let reading: Vec<_> = [(Format::Text, None), (Format::Text, in_30s), (Format::OpenMetrics, None)]
+                .into_iter()
+                .chain([(Format::OpenMetrics, in_30s)])
+                .map(|(format, deadline)| {
+                    let exporter = exporter.clone();
+                    async_std::task::spawn(async move { exporter.stream(format, false, deadline).await })
+                })
+                .collect();
+            async_std::task::sleep(Duration::from_millis(100)).await;
+            // ...so one more that would read its own (60 s: the 30 s scrape does not cover
+            // it) is refused, while one that can join is served.
+            let in_60s = Some(Instant::now() + Duration::from_secs(60));
+            let refused = exporter.stream(Format::Text, false, in_60s).await.err();
+            let joined = exporter.stream(Format::Text, false, None).await.expect("joins").read_all().await;
+            let mut bodies = Vec::new();
+            for r in reading {
+                bodies.push(text_of(r.await.expect("room")).await);
+            }
+            (refused, joined.expect("a whole body"), bodies)
+        });
+        assert_eq!(refused, Some(Busy::Scrapes));
+        assert_eq!(source.0.load(Ordering::SeqCst), 4, "the refused request read nothing");
+        let joined = String::from_utf8(joined).expect("UTF-8");
+        assert!(joined.contains("kube_metrics_server_refused_total{limit=\"scrapes\"} 1\n"), "{joined}");
+        assert!(joined.contains("kube_metrics_server_evicted_total{limit=\"bodies\"} 0\n"), "{joined}");
+        assert!(bodies.iter().all(|b| b.contains("pod=\"p\"")), "those reading were left to read");
+    }
+
+    #[test]
     fn a_joiner_keeps_its_own_deadline() {
         let (_, exporter) = slow();
         let started = Instant::now();
         let long = Some(started + Duration::from_secs(10));
         let (_, (joined, after)) = async_std::task::block_on(futures_lite::future::zip(
-            async { text_of(exporter.stream(Format::OpenMetrics, false, long).await).await },
+            async { text_of(exporter.stream(Format::OpenMetrics, false, long).await.expect("room")).await },
             async {
                 async_std::task::sleep(Duration::from_millis(50)).await;
                 let own = Instant::now() + Duration::from_millis(100);
-                let body = exporter.stream(Format::OpenMetrics, false, Some(own)).await;
+                let body = exporter.stream(Format::OpenMetrics, false, Some(own)).await.expect("room");
                 (text_of(body).await, started.elapsed())
             },
         ));
@@ -876,7 +924,13 @@ mod tests {
                 async_std::future::timeout(Duration::from_millis(50), exporter.stream(Format::OpenMetrics, true, None))
                     .await;
             assert!(left.is_err(), "still reading");
-            exporter.stream(Format::OpenMetrics, true, None).await.read_all().await.expect("a whole body")
+            exporter
+                .stream(Format::OpenMetrics, true, None)
+                .await
+                .expect("room")
+                .read_all()
+                .await
+                .expect("a whole body")
         });
         let mut text = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&joined[..]), &mut text).expect("gunzip");
@@ -904,7 +958,7 @@ mod tests {
                 exporter.stream(Format::Text, false, None).await
             })
             .await;
-            let whole = fast.read_all().await.expect("a whole body");
+            let whole = fast.expect("room").read_all().await.expect("a whole body");
             drop(stalled);
             whole
         }));
@@ -923,10 +977,11 @@ mod tests {
         let measured = || exporter.writing.0[0].load(Ordering::Relaxed);
         async_std::task::block_on(async {
             // Asked, then hung up on: HEAD, or a client gone.
-            drop(exporter.stream(Format::Text, false, None).await);
+            drop(exporter.stream(Format::Text, false, None).await.expect("room"));
             async_std::task::sleep(Duration::from_millis(300)).await;
             assert_eq!(measured(), 0, "not compressed, so not a measure");
-            let body = exporter.stream(Format::Text, false, None).await.read_all().await.expect("a whole body");
+            let body =
+                exporter.stream(Format::Text, false, None).await.expect("room").read_all().await.expect("a whole body");
             assert!(body.len() > 4 * crate::PIECE, "{} bytes", body.len());
             async_std::task::sleep(Duration::from_millis(300)).await;
             assert!(measured() > 0, "read whole, it is");
@@ -951,7 +1006,13 @@ mod tests {
         ));
         let body = |gzip| {
             async_std::task::block_on(async {
-                exporter.stream(Format::OpenMetrics, gzip, None).await.read_all().await.expect("a whole body")
+                exporter
+                    .stream(Format::OpenMetrics, gzip, None)
+                    .await
+                    .expect("room")
+                    .read_all()
+                    .await
+                    .expect("a whole body")
             })
         };
         let (text, packed) = (body(false), body(true));

@@ -1,8 +1,8 @@
 //! Concurrent scrapes share one read and one enrichment: a request that arrives while a
 //! scrape for the same format and encoding is being read and enriched joins it instead of
-//! starting its own, but never past its own deadline, and only if that scrape gives
-//! upstream about as long as the request would (see [`covers`]): a client asking for a
-//! tiny scrape timeout must not hand its cut-short answer (`up` 0) to Prometheus.
+//! starting its own, but only if that scrape gives upstream about as long as the request
+//! would (see [`covers`]): a client asking for a tiny scrape timeout must not hand its
+//! cut-short answer (`up` 0) to Prometheus, whatever it sends before or after.
 //!
 //! Once enriched, the scrape [begins](Lead::begin): it leaves the board (later requests
 //! start a scrape of their own), and each request's body is written for it alone, into
@@ -10,12 +10,13 @@
 //! is ever held whole; what a scrape holds while it is written is what it read and the
 //! enrichment.
 //!
-//! At most [`MAX_STREAMING`] scrapes, and [`MAX_BODIES`] bodies, are written at once.
-//! Normally one of each is; clients that stop reading, or read slowly but never stall long
-//! enough for the write timeout (`http1.rs`), would each keep theirs, so when a new scrape
-//! or body would exceed the bound, the one whose reader took a piece longest ago is
-//! evicted: its writers abandon it (see `http1.rs`), and its memory is freed. A client
-//! reading slowly but steadily outlasts clients that have stopped.
+//! At most [`MAX_SCRAPES`] scrapes are read or written at once, and at most [`MAX_BODIES`]
+//! requests wait for or read a body, each counted from when it arrives. Normally one of
+//! each is. A request past a bound evicts the scrape or body whose readers took a piece
+//! longest ago, if that was [`STALL`] ago or more (a client that stopped reading: its
+//! writers abandon it, see `http1.rs`, and its memory is freed); if none has stalled, the
+//! request is refused (`503`, as Prometheus' client libraries refuse requests past their
+//! `MaxRequestsInFlight`), and the clients reading are left to read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -30,12 +31,49 @@ use crate::body::{channel, Piece};
 /// What a response body is: its format, and whether it is gzipped.
 pub type Flavour = (Format, bool);
 
-/// The most scrapes whose bodies are written at once.
-pub const MAX_STREAMING: usize = 4;
+/// The most scrapes read, enriched or written at once: each holds what it read (at 150,000
+/// pods, an 85 MB list) and its enrichment.
+pub const MAX_SCRAPES: usize = 4;
 
-/// The most bodies written at once: each holds a few pieces (one or two MiB), and requests
-/// that join one scrape are bounded by no scrape count.
-pub const MAX_BODIES: usize = 64;
+/// The most requests for a body at once, from when each arrives: a body being written holds
+/// its pieces, its text and its compressor (at 10,000 pods, 64 bodies took 340 MB, about
+/// 5 MB each), and requests that join one scrape are bounded by no scrape count. Two
+/// Prometheus servers, a few agents and people are a handful; node_exporter refuses past
+/// 40 (`--web.max-requests`).
+pub const MAX_BODIES: usize = 16;
+
+/// How long a body's reader must have taken no piece (once writing began) before, past a
+/// bound, its body or scrape may be evicted for a new request: a client that stopped
+/// reading. One that reads, however slowly, keeps its body, and new requests are refused.
+pub const STALL: Duration = Duration::from_secs(5);
+
+/// Which bound a request was refused at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Busy {
+    /// [`MAX_SCRAPES`] scrapes are read or written, none of them stalled.
+    Scrapes,
+    /// [`MAX_BODIES`] requests wait for or read a body, none of them stalled.
+    Bodies,
+}
+
+impl Busy {
+    /// For the self-metrics' `limit` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Busy::Scrapes => "scrapes",
+            Busy::Bodies => "bodies",
+        }
+    }
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Busy::Scrapes => write!(f, "{MAX_SCRAPES} scrapes are being read or written, none of them stalled"),
+            Busy::Bodies => write!(f, "{MAX_BODIES} requests are waiting for or reading a body, none of them stalled"),
+        }
+    }
+}
 
 /// Milliseconds since the first call: when a reader last took a piece.
 fn now_ms() -> u64 {
@@ -43,22 +81,38 @@ fn now_ms() -> u64 {
     u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A scrape's or a body's eviction flag, and when a reader of it last took a piece.
+/// A scrape's or a body's eviction flag, whether writing has begun, and when a reader of it
+/// last took a piece.
 #[derive(Debug)]
 pub(crate) struct Flag {
     evicted: AtomicBool,
+    begun: AtomicBool,
     progress: AtomicU64,
 }
 
 impl Default for Flag {
     fn default() -> Self {
-        Flag { evicted: AtomicBool::new(false), progress: AtomicU64::new(now_ms()) }
+        Flag { evicted: AtomicBool::new(false), begun: AtomicBool::new(false), progress: AtomicU64::new(now_ms()) }
     }
 }
 
 impl Flag {
     fn progressed(&self) {
         self.progress.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Writing has begun: from now, a reader that takes no piece for [`STALL`] has stalled.
+    /// Until then, its reader waits for the server, not the other way round.
+    pub(crate) fn begin(&self) {
+        self.progressed();
+        self.begun.store(true, Ordering::Relaxed);
+    }
+
+    /// When its reader last took a piece, if it has not for [`STALL`] (at `now`, in ms).
+    fn stalled_since(&self, now: u64) -> Option<u64> {
+        let progress = self.progress.load(Ordering::Relaxed);
+        let stall = u64::try_from(STALL.as_millis()).unwrap_or(u64::MAX);
+        (self.begun.load(Ordering::Relaxed) && now.saturating_sub(progress) >= stall).then_some(progress)
     }
 
     #[cfg(test)]
@@ -75,6 +129,12 @@ pub struct Evicted {
 }
 
 impl Evicted {
+    /// The flags of a body whose writing has begun (see [`Flag::begin`]).
+    pub(crate) fn begun(scrape: Arc<Flag>, body: Arc<Flag>) -> Self {
+        body.begin();
+        Evicted { scrape, body }
+    }
+
     /// Whether whoever is still sending the body should stop.
     pub fn get(&self) -> bool {
         self.scrape.evicted.load(Ordering::Relaxed) || self.body.evicted.load(Ordering::Relaxed)
@@ -87,52 +147,77 @@ impl Evicted {
     }
 }
 
-/// Things being written, by their flags (one counts while anyone holds its flag), at most
-/// `max` of them.
+/// Scrapes or bodies, by their flags (one counts while anyone holds its flag), at most `max`
+/// of them; and how many were evicted and refused.
 #[derive(Debug)]
 struct Bounded {
-    what: &'static str,
+    busy: Busy,
     max: usize,
     live: Mutex<Vec<Weak<Flag>>>,
+    evicted: AtomicU64,
+    refused: AtomicU64,
+    /// When an eviction was last logged (ms, see [`now_ms`]): at most one line a second.
+    logged: AtomicU64,
 }
 
 impl Bounded {
-    const fn new(what: &'static str, max: usize) -> Self {
-        Bounded { what, max, live: Mutex::new(Vec::new()) }
+    const fn new(busy: Busy, max: usize) -> Self {
+        Bounded {
+            busy,
+            max,
+            live: Mutex::new(Vec::new()),
+            evicted: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            logged: AtomicU64::new(0),
+        }
     }
 
-    /// A new one's flag; see [`Bounded::track`].
-    fn register(&self) -> Arc<Flag> {
-        let flag = Arc::new(Flag::default());
-        self.track(&flag);
-        flag
+    /// A new one's flag, counted from now; past the bound, the one whose reader took a piece
+    /// longest ago is evicted to make room, if it has stalled ([`STALL`]); if none has, the
+    /// new one is refused.
+    fn admit(&self) -> Result<Arc<Flag>, Busy> {
+        self.admit_at(now_ms())
     }
 
-    /// Counts the one whose flag is `flag` from now. Beyond the bound, evicts the one whose
-    /// reader took a piece longest ago: a client that stopped reading, not one reading slowly
-    /// but steadily.
-    fn track(&self, flag: &Arc<Flag>) {
-        flag.progressed();
+    /// [`Bounded::admit`] at `now` (ms, see [`now_ms`]).
+    fn admit_at(&self, now: u64) -> Result<Arc<Flag>, Busy> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|w| w.strong_count() > 0);
-        while live.len() >= self.max {
+        if live.len() >= self.max {
             let stalest = live
                 .iter()
                 .enumerate()
-                .filter_map(|(i, w)| Some((i, w.upgrade()?.progress.load(Ordering::Relaxed))))
-                .min_by_key(|&(_, progress)| progress)
-                .map(|(i, _)| i);
-            let Some(stalest) = stalest else { break };
+                .filter_map(|(i, w)| Some((i, w.upgrade()?.stalled_since(now)?)))
+                .min_by_key(|&(_, progress)| progress);
+            let Some((stalest, progress)) = stalest else {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(self.busy);
+            };
             if let Some(evicted) = live.swap_remove(stalest).upgrade() {
-                log::warn!(
-                    "more than {} {} written at once to clients that read slowly: evicting the one that stalled longest",
-                    self.max,
-                    self.what
-                );
                 evicted.evicted.store(true, Ordering::Relaxed);
+                self.evicted.fetch_add(1, Ordering::Relaxed);
+                self.log_eviction(now, now.saturating_sub(progress));
             }
         }
-        live.push(Arc::downgrade(flag));
+        let flag = Arc::new(Flag::default());
+        live.push(Arc::downgrade(&flag));
+        Ok(flag)
+    }
+
+    /// At most a line a second: a flood of requests evicts as often as it asks.
+    fn log_eviction(&self, now: u64, stalled_ms: u64) {
+        let last = self.logged.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 1000
+            || self.logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
+        {
+            return;
+        }
+        log::warn!(
+            "{}: evicting the one whose client took nothing for {:.1} s, to serve a new request \
+             (kube_metrics_server_evicted_total counts them)",
+            self.busy,
+            stalled_ms as f64 / 1000.0
+        );
     }
 }
 
@@ -144,11 +229,6 @@ struct Flight {
     evicted: Arc<Flag>,
     /// How long its leader gave upstream, from when it started; `None`: no deadline.
     budget: Option<Duration>,
-    /// Whether it took the board's place from a flight that did not cover its leader: a
-    /// flight that did is joined by every caller, covered or not (each keeping its own
-    /// deadline), so that at most two scrapes of a flavour are read at once, whatever
-    /// deadlines a client sends.
-    replacement: bool,
 }
 
 /// Whether a scrape whose leader gave upstream `leader` serves a caller that would give
@@ -164,13 +244,16 @@ fn covers(leader: Option<Duration>, mine: Option<Duration>) -> bool {
     }
 }
 
-type Board = Arc<Mutex<HashMap<Flavour, Arc<Flight>>>>;
+/// Where a scrape waits to be joined: by flavour, and by whether its leader has a deadline
+/// (one with none serves only callers with none, and they only it; see [`covers`]).
+type Place = (Flavour, bool);
 
-/// The scrapes being read and enriched, by flavour, and the scrapes and bodies being
-/// written.
+type Board = Arc<Mutex<HashMap<Place, Arc<Flight>>>>;
+
+/// The scrapes being read and enriched, by flavour, and the bounds on scrapes and bodies.
 pub(crate) struct Flights {
     board: Board,
-    scrapes: Arc<Bounded>,
+    scrapes: Bounded,
     bodies: Bounded,
 }
 
@@ -178,8 +261,8 @@ impl Default for Flights {
     fn default() -> Self {
         Flights {
             board: Board::default(),
-            scrapes: Arc::new(Bounded::new("scrapes", MAX_STREAMING)),
-            bodies: Bounded::new("bodies", MAX_BODIES),
+            scrapes: Bounded::new(Busy::Scrapes, MAX_SCRAPES),
+            bodies: Bounded::new(Busy::Bodies, MAX_BODIES),
         }
     }
 }
@@ -196,8 +279,7 @@ pub(crate) enum Role {
 /// the board, and its joiners find their channels closed.
 pub(crate) struct Lead {
     board: Board,
-    scrapes: Arc<Bounded>,
-    flavour: Flavour,
+    place: Place,
     flight: Arc<Flight>,
 }
 
@@ -207,27 +289,24 @@ impl Lead {
         self.flight.evicted.clone()
     }
 
-    /// The scrape is enriched: it leaves the board, and no one joins it any more; it counts
-    /// among the scrapes being written (one still being read is not evicted), if anyone is
-    /// left to read it (the leader's reader, if `read`, or a joiner's). Returns the joiners'
+    /// The scrape is enriched: it leaves the board, and no one joins it any more; from now
+    /// its readers can stall (one still being read is never evicted). Returns the joiners'
     /// ends, to write each its body.
-    pub(crate) fn begin(self, read: bool) -> Vec<Sender<Piece>> {
+    pub(crate) fn begin(self) -> Vec<Sender<Piece>> {
         let joiners = {
             let _board = self.leave();
             std::mem::take(&mut *self.flight.joiners.lock().unwrap_or_else(|p| p.into_inner()))
         };
-        if read || joiners.iter().any(|j| !j.is_closed()) {
-            self.scrapes.track(&self.flight.evicted);
-        }
+        self.flight.evicted.begin();
         joiners
     }
 
     /// Takes the flight off the board, unless a later one has taken its place there; the
     /// board stays locked while the guard lives, so that no one joins meanwhile.
-    fn leave(&self) -> std::sync::MutexGuard<'_, HashMap<Flavour, Arc<Flight>>> {
+    fn leave(&self) -> std::sync::MutexGuard<'_, HashMap<Place, Arc<Flight>>> {
         let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
-        if board.get(&self.flavour).is_some_and(|on_board| Arc::ptr_eq(on_board, &self.flight)) {
-            board.remove(&self.flavour);
+        if board.get(&self.place).is_some_and(|on_board| Arc::ptr_eq(on_board, &self.flight)) {
+            board.remove(&self.place);
         }
         board
     }
@@ -240,31 +319,50 @@ impl Drop for Lead {
 }
 
 impl Flights {
-    /// A new body's eviction flags, for a body of the scrape whose flag is `scrape`; beyond
-    /// [`MAX_BODIES`], evicts the body whose reader took a piece longest ago.
-    pub(crate) fn body(&self, scrape: Arc<Flag>) -> Evicted {
-        Evicted { scrape, body: self.bodies.register() }
+    /// A request for a body has arrived: its body's flag, counted from now (see
+    /// [`Bounded::admit`]), or why it is refused.
+    pub(crate) fn admit(&self) -> Result<Arc<Flag>, Busy> {
+        self.bodies.admit()
     }
 
     /// Whether a caller whose deadline is `budget` away leads a scrape of `flavour` or
-    /// joins one being read: it joins a scrape that [`covers`] it; one that does not is
-    /// replaced on the board by the caller's own, which later callers join instead.
-    pub(crate) fn role(&self, flavour: Flavour, budget: Option<Duration>) -> Role {
+    /// joins one being read: it joins the one on the board if that one [`covers`] it, and
+    /// otherwise leads its own, if a scrape more may run, which takes the board's place (it
+    /// gives upstream longer, so it covers more of those who come later).
+    pub(crate) fn role(&self, flavour: Flavour, budget: Option<Duration>) -> Result<Role, Busy> {
+        let place = (flavour, budget.is_some());
         let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
-        let on_board = board.get(&flavour);
-        if let Some(f) = on_board.filter(|f| f.replacement || covers(f.budget, budget)) {
+        if let Some(f) = board.get(&place).filter(|f| covers(f.budget, budget)) {
             let (tx, rx) = channel();
             f.joiners.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
-            return Role::Join(rx, f.evicted.clone());
+            return Ok(Role::Join(rx, f.evicted.clone()));
         }
-        let flight = Arc::new(Flight {
-            joiners: Mutex::default(),
-            evicted: Arc::default(),
-            budget,
-            replacement: on_board.is_some(),
-        });
-        board.insert(flavour, flight.clone());
-        Role::Lead(Lead { board: self.board.clone(), scrapes: self.scrapes.clone(), flavour, flight })
+        let evicted = self.scrapes.admit()?;
+        let flight = Arc::new(Flight { joiners: Mutex::default(), evicted, budget });
+        board.insert(place, flight.clone());
+        Ok(Role::Lead(Lead { board: self.board.clone(), place, flight }))
+    }
+}
+
+impl crate::self_metrics::Report for Flights {
+    /// `kube_metrics_server_refused_total{limit}` and `kube_metrics_server_evicted_total{limit}`.
+    fn write_metrics(&self, w: &mut msp_core::Writer<'_>) -> Result<(), msp_core::ExpositionError> {
+        use msp_core::{LabelName, MetricName, MetricType};
+        const REFUSED: MetricName = MetricName::from_static("kube_metrics_server_refused_total");
+        const EVICTED: MetricName = MetricName::from_static("kube_metrics_server_evicted_total");
+        const LIMIT: LabelName = LabelName::from_static("limit");
+        let bounds = [&self.scrapes, &self.bodies];
+        let help = "Requests for /metrics refused (503) at a bound, where no one counted had stalled.";
+        let mut f = w.family(&REFUSED, help, MetricType::Counter)?;
+        for b in bounds {
+            f.sample([(&LIMIT, b.busy.as_str())], b.refused.load(Ordering::Relaxed) as f64);
+        }
+        let help = "Scrapes or bodies abandoned at a bound, for a new request: their clients had stalled.";
+        let mut f = w.family(&EVICTED, help, MetricType::Counter)?;
+        for b in bounds {
+            f.sample([(&LIMIT, b.busy.as_str())], b.evicted.load(Ordering::Relaxed) as f64);
+        }
+        Ok(())
     }
 }
 
@@ -273,18 +371,21 @@ mod tests {
     use super::*;
 
     const FLAVOUR: Flavour = (Format::OpenMetrics, true);
+    const STALL_MS: u64 = 5_000;
 
-    fn lead(role: Role) -> Lead {
+    fn lead(role: Result<Role, Busy>) -> Lead {
         match role {
-            Role::Lead(lead) => lead,
-            Role::Join(..) => panic!("joined, did not lead"),
+            Ok(Role::Lead(lead)) => lead,
+            Ok(Role::Join(..)) => panic!("joined, did not lead"),
+            Err(busy) => panic!("refused: {busy}"),
         }
     }
 
-    fn join(role: Role) -> Receiver<Piece> {
+    fn join(role: Result<Role, Busy>) -> Receiver<Piece> {
         match role {
-            Role::Join(rx, _) => rx,
-            Role::Lead(_) => panic!("led, did not join"),
+            Ok(Role::Join(rx, _)) => rx,
+            Ok(Role::Lead(_)) => panic!("led, did not join"),
+            Err(busy) => panic!("refused: {busy}"),
         }
     }
 
@@ -294,13 +395,13 @@ mod tests {
         let first = lead(flights.role(FLAVOUR, None));
         let joined = join(flights.role(FLAVOUR, None));
         let other_flavour = flights.role((Format::Text, true), None);
-        assert!(matches!(other_flavour, Role::Lead(_)), "each flavour is read apart");
-        let joiners = first.begin(true);
+        assert!(matches!(other_flavour, Ok(Role::Lead(_))), "each flavour is read apart");
+        let joiners = first.begin();
         assert_eq!(joiners.len(), 1);
         joiners[0].try_send(b"piece".to_vec()).expect("room");
         assert_eq!(joined.try_recv().expect("a piece"), b"piece");
         // Begun: a later caller reads a scrape of its own.
-        assert!(matches!(flights.role(FLAVOUR, None), Role::Lead(_)));
+        assert!(matches!(flights.role(FLAVOUR, None), Ok(Role::Lead(_))));
     }
 
     #[test]
@@ -310,56 +411,79 @@ mod tests {
         let joined = join(flights.role(FLAVOUR, None));
         drop(first);
         assert!(joined.is_closed() || async_std::task::block_on(joined.recv()).is_err());
-        assert!(matches!(flights.role(FLAVOUR, None), Role::Lead(_)), "it left the board");
+        assert!(matches!(flights.role(FLAVOUR, None), Ok(Role::Lead(_))), "it left the board");
     }
 
     #[test]
-    fn beyond_the_bound_the_one_read_longest_ago_is_evicted() {
-        let scrapes = Bounded::new("scrapes", 4);
-        let flags: Vec<Arc<Flag>> = (0..4).map(|_| scrapes.register()).collect();
-        std::thread::sleep(Duration::from_millis(5));
-        // The first is read from steadily; the second stalled longest.
-        flags[0].progressed();
-        std::thread::sleep(Duration::from_millis(5));
-        flags[2].progressed();
-        flags[3].progressed();
-        let fifth = scrapes.register();
+    fn past_the_bound_only_a_stalled_one_is_evicted_and_otherwise_the_new_one_is_refused() {
+        let scrapes = Bounded::new(Busy::Scrapes, 4);
+        let now = now_ms();
+        let flags: Vec<Arc<Flag>> = (0..4).map(|_| scrapes.admit_at(now).expect("room")).collect();
+        // None has begun writing (all are still read): none stalls, however long it takes.
+        assert_eq!(scrapes.admit_at(now + 10 * STALL_MS).err(), Some(Busy::Scrapes));
+        flags.iter().for_each(|f| f.begin());
+        let begun = flags[0].progress.load(Ordering::Relaxed);
+        // Begun, and read from within the last STALL: still refused.
+        assert_eq!(scrapes.admit_at(begun + STALL_MS - 1).err(), Some(Busy::Scrapes));
+        assert_eq!(scrapes.refused.load(Ordering::Relaxed), 2);
+        assert!(flags.iter().all(|f| !f.evicted.load(Ordering::Relaxed)), "readers that read keep theirs");
+        // Later, the first and the third are read from again; the second stalled longest.
+        flags[0].progress.store(begun + 2 * STALL_MS, Ordering::Relaxed);
+        flags[2].progress.store(begun + 2 * STALL_MS, Ordering::Relaxed);
+        flags[3].progress.store(begun + 10, Ordering::Relaxed);
+        let fifth = scrapes.admit_at(begun + 2 * STALL_MS + 20).expect("room made");
         let evicted: Vec<bool> = flags.iter().map(|f| f.evicted.load(Ordering::Relaxed)).collect();
         assert_eq!(evicted, [false, true, false, false]);
         assert!(!fifth.evicted.load(Ordering::Relaxed));
+        assert_eq!(scrapes.evicted.load(Ordering::Relaxed), 1);
         drop(flags);
-        assert!(!scrapes.register().evicted.load(Ordering::Relaxed), "scrapes no one holds no longer count");
+        assert!(scrapes.admit_at(now).is_ok(), "scrapes no one holds no longer count");
     }
 
     #[test]
-    fn a_body_is_evicted_with_its_scrape_or_alone() {
+    fn bodies_count_from_their_request_and_are_evicted_with_their_scrape_or_alone() {
         let flights = Flights::default();
         let scrape = lead(flights.role(FLAVOUR, None)).evicted();
-        let bodies: Vec<Evicted> = (0..MAX_BODIES).map(|_| flights.body(scrape.clone())).collect();
-        std::thread::sleep(Duration::from_millis(5));
-        bodies.iter().skip(1).for_each(Evicted::progressed);
-        let last = flights.body(scrape.clone());
-        assert!(bodies[0].get(), "the body whose reader stalled, past the bound");
+        let waiting: Vec<Arc<Flag>> = (0..MAX_BODIES).map(|_| flights.admit().expect("room")).collect();
+        assert_eq!(flights.admit().err(), Some(Busy::Bodies), "waiting for their scrape, none stalls");
+        let bodies: Vec<Evicted> = waiting.into_iter().map(|b| Evicted::begun(scrape.clone(), b)).collect();
+        // Later, every reader has stalled; the first one's took its last piece longest ago.
+        bodies[0].body.progress.store(0, Ordering::Relaxed);
+        let later = now_ms() + 2 * STALL_MS;
+        let last = Evicted::begun(scrape.clone(), flights.bodies.admit_at(later).expect("the stalest one's room"));
+        assert!(bodies[0].get(), "the body whose reader stalled");
         assert!(!bodies[1].get() && !last.get());
         scrape.evict();
         assert!(bodies.iter().all(Evicted::get) && last.get(), "its scrape evicted, every body is");
     }
 
     #[test]
-    fn a_scrape_that_gives_upstream_less_time_is_not_joined_by_a_caller_with_more() {
+    fn past_max_scrapes_a_caller_that_would_lead_is_refused_but_one_that_joins_is_not() {
+        let flights = Flights::default();
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        let _leads: Vec<Lead> = (1..=MAX_SCRAPES as u64).map(|s| lead(flights.role(FLAVOUR, secs(s * 10)))).collect();
+        assert!(matches!(flights.role(FLAVOUR, secs(1000)), Err(Busy::Scrapes)));
+        let _joined = join(flights.role(FLAVOUR, secs(5)));
+    }
+
+    #[test]
+    fn a_scrape_that_gives_upstream_less_time_is_never_joined_by_a_caller_with_more() {
         let flights = Flights::default();
         let secs = |s: f64| Some(Duration::from_secs_f64(s));
         let hasty = lead(flights.role(FLAVOUR, secs(0.05)));
-        // Prometheus, with 10 s: not covered, so it reads its own (the replacement).
+        // A caller with no deadline, between them, reads its own.
+        let open = lead(flights.role(FLAVOUR, None));
+        // Prometheus, with 10 s: not covered, so it reads its own, which takes the board.
         let prometheus = lead(flights.role(FLAVOUR, secs(10.0)));
-        // Its HA twin, 9.9 s left, joins; so does a later hasty caller: every caller joins
-        // a replacement, keeping its own deadline, so at most two are read at once.
+        // Its HA twin, 9.9 s left, joins; so does a later hasty caller, keeping its own
+        // deadline; a caller with no deadline joins the one with none.
         let twin = join(flights.role(FLAVOUR, secs(9.9)));
         let later_hasty = join(flights.role(FLAVOUR, secs(0.05)));
-        assert_eq!(hasty.begin(true).len(), 0, "no one joined the hasty caller's scrape");
-        let joiners = prometheus.begin(true);
-        assert_eq!(joiners.len(), 2);
-        drop((twin, later_hasty));
+        let later_open = join(flights.role(FLAVOUR, None));
+        assert_eq!(hasty.begin().len(), 0, "no one joined the hasty caller's scrape");
+        assert_eq!(prometheus.begin().len(), 2);
+        assert_eq!(open.begin().len(), 1);
+        drop((twin, later_hasty, later_open));
     }
 
     #[test]
@@ -369,9 +493,5 @@ mod tests {
         assert!(!covers(Some(Duration::from_secs(100)), None));
         assert!(covers(Some(Duration::from_secs(9)), Some(Duration::from_secs(10))));
         assert!(!covers(Some(Duration::from_secs(8)), Some(Duration::from_secs(10))));
-        let flights = Flights::default();
-        let _open = lead(flights.role(FLAVOUR, None));
-        let _prometheus = lead(flights.role(FLAVOUR, Some(Duration::from_secs(10))));
-        assert!(matches!(flights.role(FLAVOUR, None), Role::Join(..)), "the replacement is joined by all");
     }
 }
