@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use msp_sim::SimCluster;
+use msp_sim::{Fault, Route, SimCluster};
 use msp_tests::*;
 
 const LISTS: [&str; 4] = ["/api/v1/pods", "/api/v1/nodes", "/apis/apps/v1/replicasets", "/apis/batch/v1/jobs"];
@@ -62,6 +62,8 @@ async fn scale_watch_resumes_and_relists_only_on_410() {
 async fn scale_concurrent_scrapes_share_upstream_fetches() {
     let h = start(SimCluster::synthetic(2000), |c| c.enrichers = vec!["node".into()]).await;
     scrape(&h).await;
+    // metrics-server answers after 300 ms: every request below arrives while a read is in flight.
+    h.sim.state().faults.insert(Route::PodMetrics, Fault::Delay(Duration::from_millis(300)));
     let concurrently = |n: usize| {
         let tasks: Vec<_> = (0..n)
             .map(|_| {
@@ -83,12 +85,10 @@ async fn scale_concurrent_scrapes_share_upstream_fetches() {
         assert!(got.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
     }
     let upstream = h.sim.count("/apis/metrics.k8s.io/v1/pods") - before;
-    eprintln!("{} concurrent scrapes made {upstream} pod-metrics requests", msp_server::MAX_BODIES);
-    assert!(upstream <= msp_server::MAX_BODIES / 2, "{upstream} upstream requests");
+    assert_eq!(upstream, 1, "{} concurrent scrapes, one read", msp_server::MAX_BODIES);
 
     // Past the bound, a request is refused at once, and every body served is whole.
     let got = concurrently(40).await;
-    let served = got.iter().filter(|g| g.status == 200).count();
     for g in &got {
         match g.status {
             200 => assert!(g.body.contains("kube_metrics_server_up{resource=\"pods\"} 1")),
@@ -96,8 +96,11 @@ async fn scale_concurrent_scrapes_share_upstream_fetches() {
             other => panic!("{other}: {}", g.body),
         }
     }
-    assert!(served >= msp_server::MAX_BODIES, "{served} of 40 served");
+    let served = got.iter().filter(|g| g.status == 200).count();
+    assert_eq!(served, msp_server::MAX_BODIES, "all 40 arrived during one read");
+    h.sim.state().faults.clear();
     let text = scrape(&h).await;
-    let refused = find(&parse(&text), "kube_metrics_server_refused_total", &[("limit", "bodies")]).value;
-    assert_eq!(refused, (40 - served) as f64);
+    let samples = parse(&text);
+    let refused = |limit| find(&samples, "kube_metrics_server_refused_total", &[("limit", limit)]).value;
+    assert_eq!((refused("bodies"), refused("scrapes")), (24.0, 0.0));
 }

@@ -86,7 +86,9 @@ async fn metrics(req: Request<State>) -> tide::Result {
             // As Prometheus' client libraries answer past MaxRequestsInFlight.
             Err(busy) => {
                 log::debug!("/metrics: refused: {busy}");
-                return Ok(text(StatusCode::ServiceUnavailable, format!("too busy: {busy}; try again later\n")));
+                let mut res = text(StatusCode::ServiceUnavailable, format!("too busy: {busy}; try again later\n"));
+                res.insert_header("Retry-After", "1");
+                return Ok(res);
             }
         };
         res.insert_ext(crate::http1::Evictable(body.evicted()));

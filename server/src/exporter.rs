@@ -331,8 +331,8 @@ impl Exporter {
     /// held whole.
     ///
     /// Refused ([`Busy`]) past [`MAX_SCRAPES`](crate::MAX_SCRAPES) scrapes or
-    /// [`MAX_BODIES`](crate::MAX_BODIES) bodies at once, none of whose readers has stalled
-    /// (see `flight.rs`); `/metrics` answers 503.
+    /// [`MAX_BODIES`](crate::MAX_BODIES) bodies at once, none of which may be evicted (see
+    /// `flight.rs`); `/metrics` answers 503.
     pub async fn stream(
         self: &Arc<Self>,
         format: Format,

@@ -14,9 +14,10 @@
 //! requests wait for or read a body, each counted from when it arrives. Normally one of
 //! each is. A request past a bound evicts the scrape or body whose readers took a piece
 //! longest ago, if that was [`STALL`] ago or more (a client that stopped reading: its
-//! writers abandon it, see `http1.rs`, and its memory is freed); if none has stalled, the
-//! request is refused (`503`, as Prometheus' client libraries refuse requests past their
-//! `MaxRequestsInFlight`), and the clients reading are left to read.
+//! writers abandon it, see `http1.rs`, and its memory is freed), or else the one written
+//! longest, if for [`LONG`] or more; if none may be, the request is refused (`503`, as
+//! Prometheus' client libraries refuse requests past their `MaxRequestsInFlight`), and the
+//! clients reading are left to read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,15 +45,22 @@ pub const MAX_BODIES: usize = 16;
 
 /// How long a body's reader must have taken no piece (once writing began) before, past a
 /// bound, its body or scrape may be evicted for a new request: a client that stopped
-/// reading. One that reads, however slowly, keeps its body, and new requests are refused.
+/// reading.
 pub const STALL: Duration = Duration::from_secs(5);
+
+/// How long a body or scrape may be written before, past a bound, it may be evicted for a
+/// new request although its readers still read (after any that stalled, the oldest first):
+/// longer than Prometheus' scrape timeouts, so that clients reading just fast enough never to
+/// stall cannot hold every place for as long as their bodies last (a text body of 30 MB at
+/// 52 KB/s lasts ten minutes). Until then, new requests are refused.
+pub const LONG: Duration = Duration::from_secs(60);
 
 /// Which bound a request was refused at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Busy {
-    /// [`MAX_SCRAPES`] scrapes are read or written, none of them stalled.
+    /// [`MAX_SCRAPES`] scrapes are read or written, none of them evictable.
     Scrapes,
-    /// [`MAX_BODIES`] requests wait for or read a body, none of them stalled.
+    /// [`MAX_BODIES`] requests wait for or read a body, none of them evictable.
     Bodies,
 }
 
@@ -69,8 +77,10 @@ impl Busy {
 impl std::fmt::Display for Busy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Busy::Scrapes => write!(f, "{MAX_SCRAPES} scrapes are being read or written, none of them stalled"),
-            Busy::Bodies => write!(f, "{MAX_BODIES} requests are waiting for or reading a body, none of them stalled"),
+            Busy::Scrapes => write!(f, "{MAX_SCRAPES} scrapes are being read or written, none stalled or written long"),
+            Busy::Bodies => {
+                write!(f, "{MAX_BODIES} requests are waiting for or reading a body, none stalled or written long")
+            }
         }
     }
 }
@@ -81,19 +91,32 @@ fn now_ms() -> u64 {
     u64::try_from(START.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
-/// A scrape's or a body's eviction flag, whether writing has begun, and when a reader of it
-/// last took a piece.
+/// A scrape's or a body's eviction flag, when writing began, and when a reader of it last
+/// took a piece (ms, see [`now_ms`]).
 #[derive(Debug)]
 pub(crate) struct Flag {
     evicted: AtomicBool,
-    begun: AtomicBool,
+    /// `NOT_BEGUN` until writing begins.
+    begun: AtomicU64,
     progress: AtomicU64,
 }
 
+const NOT_BEGUN: u64 = u64::MAX;
+
 impl Default for Flag {
     fn default() -> Self {
-        Flag { evicted: AtomicBool::new(false), begun: AtomicBool::new(false), progress: AtomicU64::new(now_ms()) }
+        Flag { evicted: AtomicBool::new(false), begun: AtomicU64::new(NOT_BEGUN), progress: AtomicU64::new(now_ms()) }
     }
+}
+
+/// Why a scrape or body may be evicted, in the order they are: the one whose reader stalled
+/// longest ago, then the one written longest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Evictable {
+    /// Its reader took its last piece then, [`STALL`] or more ago.
+    Stalled(u64),
+    /// Written since then, [`LONG`] or more ago.
+    Long(u64),
 }
 
 impl Flag {
@@ -104,15 +127,27 @@ impl Flag {
     /// Writing has begun: from now, a reader that takes no piece for [`STALL`] has stalled.
     /// Until then, its reader waits for the server, not the other way round.
     pub(crate) fn begin(&self) {
-        self.progressed();
-        self.begun.store(true, Ordering::Relaxed);
+        let now = now_ms();
+        self.progress.store(now, Ordering::Relaxed);
+        // Released after the progress it began with, which whoever sees it begun sees too.
+        self.begun.store(now, Ordering::Release);
     }
 
-    /// When its reader last took a piece, if it has not for [`STALL`] (at `now`, in ms).
-    fn stalled_since(&self, now: u64) -> Option<u64> {
+    /// Whether it may be evicted at `now`, and why.
+    fn evictable(&self, now: u64) -> Option<Evictable> {
+        let begun = self.begun.load(Ordering::Acquire);
+        if begun == NOT_BEGUN {
+            return None;
+        }
         let progress = self.progress.load(Ordering::Relaxed);
-        let stall = u64::try_from(STALL.as_millis()).unwrap_or(u64::MAX);
-        (self.begun.load(Ordering::Relaxed) && now.saturating_sub(progress) >= stall).then_some(progress)
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        if now.saturating_sub(progress) >= ms(STALL) {
+            Some(Evictable::Stalled(progress))
+        } else if now.saturating_sub(begun) >= ms(LONG) {
+            Some(Evictable::Long(begun))
+        } else {
+            None
+        }
     }
 
     #[cfg(test)]
@@ -172,9 +207,9 @@ impl Bounded {
         }
     }
 
-    /// A new one's flag, counted from now; past the bound, the one whose reader took a piece
-    /// longest ago is evicted to make room, if it has stalled ([`STALL`]); if none has, the
-    /// new one is refused.
+    /// A new one's flag, counted from now; past the bound, one is evicted to make room: the
+    /// one whose reader stalled ([`STALL`]) longest ago, else the one written longest, if for
+    /// [`LONG`] or more; if none may be, the new one is refused.
     fn admit(&self) -> Result<Arc<Flag>, Busy> {
         self.admit_at(now_ms())
     }
@@ -184,19 +219,19 @@ impl Bounded {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         live.retain(|w| w.strong_count() > 0);
         if live.len() >= self.max {
-            let stalest = live
+            let victim = live
                 .iter()
                 .enumerate()
-                .filter_map(|(i, w)| Some((i, w.upgrade()?.stalled_since(now)?)))
-                .min_by_key(|&(_, progress)| progress);
-            let Some((stalest, progress)) = stalest else {
+                .filter_map(|(i, w)| Some((i, w.upgrade()?.evictable(now)?)))
+                .min_by_key(|&(_, why)| why);
+            let Some((victim, why)) = victim else {
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 return Err(self.busy);
             };
-            if let Some(evicted) = live.swap_remove(stalest).upgrade() {
+            if let Some(evicted) = live.swap_remove(victim).upgrade() {
                 evicted.evicted.store(true, Ordering::Relaxed);
                 self.evicted.fetch_add(1, Ordering::Relaxed);
-                self.log_eviction(now, now.saturating_sub(progress));
+                self.log_eviction(now, why);
             }
         }
         let flag = Arc::new(Flag::default());
@@ -205,18 +240,21 @@ impl Bounded {
     }
 
     /// At most a line a second: a flood of requests evicts as often as it asks.
-    fn log_eviction(&self, now: u64, stalled_ms: u64) {
+    fn log_eviction(&self, now: u64, why: Evictable) {
         let last = self.logged.load(Ordering::Relaxed);
         if now.saturating_sub(last) < 1000
             || self.logged.compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed).is_err()
         {
             return;
         }
+        let secs = |since: u64| now.saturating_sub(since) as f64 / 1000.0;
+        let which = match why {
+            Evictable::Stalled(since) => format!("whose client took nothing for {:.1} s", secs(since)),
+            Evictable::Long(since) => format!("written longest ({:.1} s)", secs(since)),
+        };
         log::warn!(
-            "{}: evicting the one whose client took nothing for {:.1} s, to serve a new request \
-             (kube_metrics_server_evicted_total counts them)",
-            self.busy,
-            stalled_ms as f64 / 1000.0
+            "{}: evicting the one {which}, to serve a new request (kube_metrics_server_evicted_total counts them)",
+            self.busy
         );
     }
 }
@@ -352,12 +390,12 @@ impl crate::self_metrics::Report for Flights {
         const EVICTED: MetricName = MetricName::from_static("kube_metrics_server_evicted_total");
         const LIMIT: LabelName = LabelName::from_static("limit");
         let bounds = [&self.scrapes, &self.bodies];
-        let help = "Requests for /metrics refused (503) at a bound, where no one counted had stalled.";
+        let help = "Requests for /metrics refused (503) at a bound, where none counted could be evicted.";
         let mut f = w.family(&REFUSED, help, MetricType::Counter)?;
         for b in bounds {
             f.sample([(&LIMIT, b.busy.as_str())], b.refused.load(Ordering::Relaxed) as f64);
         }
-        let help = "Scrapes or bodies abandoned at a bound, for a new request: their clients had stalled.";
+        let help = "Scrapes or bodies abandoned at a bound, for a new request: their clients had stalled, or they were written long.";
         let mut f = w.family(&EVICTED, help, MetricType::Counter)?;
         for b in bounds {
             f.sample([(&LIMIT, b.busy.as_str())], b.evicted.load(Ordering::Relaxed) as f64);
@@ -438,6 +476,28 @@ mod tests {
         assert_eq!(scrapes.evicted.load(Ordering::Relaxed), 1);
         drop(flags);
         assert!(scrapes.admit_at(now).is_ok(), "scrapes no one holds no longer count");
+    }
+
+    #[test]
+    fn past_the_bound_readers_that_never_stall_give_way_once_written_long() {
+        let bodies = Bounded::new(Busy::Bodies, 3);
+        let flags: Vec<Arc<Flag>> = (0..3).map(|_| bodies.admit().expect("room")).collect();
+        flags.iter().for_each(|f| f.begin());
+        let begun = flags[0].begun.load(Ordering::Relaxed);
+        flags[1].begun.store(begun + 5, Ordering::Relaxed);
+        flags[2].begun.store(begun + 10, Ordering::Relaxed);
+        // Each reads a piece a second, for a minute: none stalls.
+        let long = u64::try_from(LONG.as_millis()).expect("ms");
+        flags.iter().for_each(|f| f.progress.store(begun + long - 1000, Ordering::Relaxed));
+        assert_eq!(bodies.admit_at(begun + long - 1).err(), Some(Busy::Bodies), "none written long yet");
+        let _new = bodies.admit_at(begun + long + 5).expect("the one written longest gives way");
+        let evicted: Vec<bool> = flags.iter().map(|f| f.evicted.load(Ordering::Relaxed)).collect();
+        assert_eq!(evicted, [true, false, false]);
+        // A stalled one goes before one written long.
+        flags[2].progress.store(begun, Ordering::Relaxed);
+        let _newer = bodies.admit_at(begun + long + 5).expect("room");
+        let evicted: Vec<bool> = flags.iter().map(|f| f.evicted.load(Ordering::Relaxed)).collect();
+        assert_eq!(evicted, [true, false, true]);
     }
 
     #[test]

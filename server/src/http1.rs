@@ -11,12 +11,12 @@
 //!   400, another HTTP version 505, a request body we do not take (chunked, or over
 //!   1 MiB) 501 or 413.
 //! - Timeouts: a request head must arrive within [`Limits::head`] once started, an idle
-//!   keep-alive connection is closed after [`Limits::idle`], and every write must progress
-//!   within [`Limits::write`], so a client that never reads cannot hold its response
+//!   keep-alive connection is closed after [`Limits::idle`], and every 64 KiB written must
+//!   go within [`Limits::write`], so a client that never reads cannot hold its response
 //!   forever.
 //! - A response whose body is marked [`Evictable`] is abandoned as soon as it is evicted
-//!   (too many scrapes or bodies are being written at once to slow readers; see
-//!   `flight.rs`), and the connection closed, as it is when reading a body fails: a body
+//!   (a new request past the bounds on scrapes or bodies, and its client stalled or its body
+//!   written long; see `flight.rs`), and the connection closed, as it is when reading a body fails: a body
 //!   cut short must not read as a whole one. (Over HTTP/1.0, whose body ends with the
 //!   connection, the client cannot tell; gzip's trailer and OpenMetrics' `# EOF` still do.)
 //!   The write timeout also bounds how long a body's writer takes to produce a piece.
@@ -257,7 +257,7 @@ async fn guarded<T>(
             Err(WriteFailed)
         }
         None => {
-            log::debug!("connection: response abandoned (evicted: too many scrapes or bodies written to slow readers)");
+            log::debug!("connection: response abandoned (evicted for a new request: its client stalled, or its body was written long)");
             Err(WriteFailed)
         }
     }
@@ -316,23 +316,36 @@ async fn write_response<W: AsyncWrite + Unpin>(
         // A chunk's size line, its data and its end, gathered into one write: written apart,
         // each chunk cost the socket a write of a few bytes besides its data.
         let mut frame = Vec::new();
+        // With a length, no more than it (fill_buf, unlike read, does not stop there), and a
+        // body that ends short of it fails, so the connection is closed.
+        let mut left = len;
         loop {
-            let data = guarded(timeout, evict, body.fill_buf()).await?;
-            if data.is_empty() {
+            if left == Some(0) {
                 break;
             }
-            let data = &data[..data.len().min(FRAME)];
-            let n = data.len();
+            let data = guarded(timeout, evict, body.fill_buf()).await?;
+            if data.is_empty() {
+                if left.is_some() {
+                    log::debug!("connection: a body ended before its content-length; closing");
+                    return Err(WriteFailed);
+                }
+                break;
+            }
+            let n = data.len().min(FRAME).min(left.unwrap_or(usize::MAX));
+            let data = &data[..n];
+            // As if written 64 KiB at a time, each within the timeout.
+            let allowed = timeout.saturating_mul(u32::try_from(n.div_ceil(WRITE_STEP)).unwrap_or(u32::MAX).max(1));
             if chunked {
                 frame.clear();
                 frame.extend_from_slice(format!("{n:x}\r\n").as_bytes());
                 frame.extend_from_slice(data);
                 frame.extend_from_slice(b"\r\n");
-                guarded(timeout, evict, out.write_all(&frame)).await?;
+                guarded(allowed, evict, out.write_all(&frame)).await?;
             } else {
-                guarded(timeout, evict, out.write_all(data)).await?;
+                guarded(allowed, evict, out.write_all(data)).await?;
             }
             body.consume(n);
+            left = left.map(|l| l - n);
         }
         if chunked {
             guarded(timeout, evict, out.write_all(b"0\r\n\r\n")).await?;
@@ -340,6 +353,9 @@ async fn write_response<W: AsyncWrite + Unpin>(
     }
     guarded(timeout, evict, out.flush()).await
 }
+
+/// How much of a body must go within the write timeout: a write of more has as many times it.
+const WRITE_STEP: usize = 64 * 1024;
 
 /// The most of a body written at once: more than a `/metrics` body's piece holds (see
 /// `body.rs`), so each piece is one write and TCP sees large writes, but a body read from one
@@ -538,6 +554,16 @@ mod tests {
         // Past the connection's 64 KiB buffer, so that what was read goes out at once.
         let half: &'static [u8] = Box::leak(vec![b'x'; 100_000].into_boxed_slice());
         app.at("/cut").get(streamed(Box::leak(Box::new([half]))));
+        // Bodies whose reader has more, or less, than their length says.
+        let sized = |data: &'static [u8], len: usize| {
+            move |_| async move {
+                let mut res = tide::Response::new(StatusCode::Ok);
+                res.set_body(tide::Body::from_reader(futures_lite::io::Cursor::new(data), Some(len)));
+                Ok(res)
+            }
+        };
+        app.at("/longer").get(sized(b"abcdefgh", 4));
+        app.at("/shorter").get(sized(b"abcd", 8));
         app
     }
 
@@ -581,6 +607,17 @@ mod tests {
         // Closed without the last chunk, which a client reads as an error.
         assert!(!cut.contains("\r\n0\r\n\r\n"), "no last chunk: {:?}", &cut[cut.len().saturating_sub(40)..]);
         assert!(cut.ends_with(&format!("{x}\r\n")), "nothing after: {:?}", &cut[cut.len().saturating_sub(40)..]);
+    }
+
+    #[test]
+    fn a_body_goes_no_further_than_its_length_and_one_short_of_it_closes_the_connection() {
+        let answer = exchange(b"GET /longer HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\nX-Echo: next\r\nConnection: close\r\n\r\n");
+        assert!(answer.contains("content-length: 4\r\n\r\nabcdHTTP/1.1 200 OK\r\n"), "{answer}");
+        assert!(answer.ends_with("next"), "{answer}");
+        let answer =
+            exchange(b"GET /shorter HTTP/1.1\r\nHost: a\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\nX-Echo: next\r\n\r\n");
+        // Closed with the short body unsent (it waited in the connection's buffer), or cut.
+        assert!(!answer.contains("abcd\r\n") && !answer.contains("next"), "closed: {answer:?}");
     }
 
     #[test]

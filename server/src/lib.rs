@@ -43,7 +43,7 @@ pub use config::{figment, variables as config_variables, Config, ConfigError, En
 #[cfg(feature = "demo")]
 pub use demo::{start as start_demo, Demo, DemoError};
 pub use exporter::{Exporter, GZIP_CHUNK};
-pub use flight::{Busy, Evicted, MAX_BODIES, MAX_SCRAPES, STALL};
+pub use flight::{Busy, Evicted, LONG, MAX_BODIES, MAX_SCRAPES, STALL};
 pub use kube::{
     certificates, client_config, private_key, BodySlot, EndpointError, KubeClient, KubeError, Limits, Transport, Verify,
 };

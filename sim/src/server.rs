@@ -39,6 +39,9 @@ pub enum Fault {
     /// Watches get 200 and exactly these bytes, then the end of the body (none: a proxy
     /// that cuts watches off at once); lists are served as usual.
     WatchBody(Arc<Vec<u8>>),
+    /// Lists are answered as usual, but only after this long (a busy API server or
+    /// metrics-server), so that requests to the exporter meanwhile find the read in flight.
+    Delay(Duration),
 }
 
 /// The routes faults can be set on.
@@ -402,6 +405,9 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
             other => match label_selector(&req, route) {
                 Err(e) => status(400, "BadRequest", &e.to_string()),
                 Ok(selector) => {
+                    if let Some(Fault::Delay(d)) = other {
+                        async_std::task::sleep(d).await;
+                    }
                     let body = list_body(&mut lock(&state), route, version, &selector);
                     match (body, other) {
                         (None, _) => status(404, "NotFound", "the server could not find the requested resource"),
