@@ -253,8 +253,10 @@ impl Bounded {
             Evictable::Long(since) => format!("written longest ({:.1} s)", secs(since)),
         };
         log::warn!(
-            "{}: evicting the one {which}, to serve a new request (kube_metrics_server_evicted_total counts them)",
-            self.busy
+            "{} {} at once, the most: evicting the one {which}, to serve a new request \
+             (kube_metrics_server_evicted_total counts them)",
+            self.max,
+            self.busy.as_str()
         );
     }
 }
