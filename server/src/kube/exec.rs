@@ -269,9 +269,11 @@ fn run(config: &ExecConfig, timeout: Duration) -> Result<Credential, ExecError> 
             }
         }
     };
-    // The process is gone; its pipes close unless it left children holding them.
+    // The process is gone; its pipes close unless it left children holding them. Both are
+    // read to their end (each drain's thread lets go of its buffer then): waiting for stdout
+    // alone, an error sometimes said the stderr of a plugin that had written one was empty.
     let deadline = Instant::now() + Duration::from_secs(1);
-    while Arc::strong_count(&stdout) > 1 && Instant::now() < deadline {
+    while (Arc::strong_count(&stdout) > 1 || Arc::strong_count(&stderr) > 1) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
     if !status.success() {
