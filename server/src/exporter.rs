@@ -834,6 +834,25 @@ mod tests {
         }
     }
 
+    /// [`PODS`] after 3 s, counting the reads: reads that stay in flight on a busy machine.
+    #[derive(Default)]
+    struct Slower(std::sync::atomic::AtomicUsize);
+
+    #[async_trait]
+    impl MetricsSource for Slower {
+        async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            async_std::task::sleep(Duration::from_secs(3)).await;
+            Ok(PODS.as_bytes().to_vec())
+        }
+        async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
+            Ok(br#"{"items":[]}"#.to_vec())
+        }
+        fn describe(&self) -> String {
+            "slower".into()
+        }
+    }
+
     fn slow() -> (Arc<Slow>, Arc<Exporter>) {
         let source = Arc::new(Slow::default());
         (source.clone(), Arc::new(Exporter::new(source, Arc::new(StaticCluster::default()))))
@@ -865,7 +884,8 @@ mod tests {
 
     #[test]
     fn past_max_scrapes_a_request_that_would_read_is_refused_and_counted() {
-        let (source, exporter) = slow();
+        let source = Arc::new(Slower::default());
+        let exporter = Arc::new(Exporter::new(source.clone(), Arc::new(StaticCluster::default())));
         let (refused, joined, bodies) = async_std::task::block_on(async {
             // Four scrapes being read: two formats, each with no deadline and with 30 s...
             let in_30s = Some(Instant::now() + Duration::from_secs(30));
@@ -877,7 +897,11 @@ mod tests {
                     async_std::task::spawn(async move { exporter.stream(format, false, deadline).await })
                 })
                 .collect();
-            async_std::task::sleep(Duration::from_millis(100)).await;
+            // (all four reading, however busy the machine)...
+            let started = Instant::now();
+            while source.0.load(Ordering::SeqCst) < 4 && started.elapsed() < Duration::from_secs(20) {
+                async_std::task::sleep(Duration::from_millis(5)).await;
+            }
             // ...so one more that would read its own (60 s: the 30 s scrape does not cover
             // it) is refused, while one that can join is served.
             let in_60s = Some(Instant::now() + Duration::from_secs(60));
