@@ -84,9 +84,7 @@ impl Prometheus {
 
     /// The value of an instant query's first result.
     async fn value(&self, q: &str) -> Option<String> {
-        let q = q.replace('{', "%7B").replace('}', "%7D").replace('"', "%22").replace('=', "%3D").replace(',', "%2C");
-        let v = self.api(&format!("query?query={}", q.replace('(', "%28").replace(')', "%29"))).await?;
-        Some(v["data"]["result"][0]["value"][1].as_str()?.to_owned())
+        self.query(q).await?.into_iter().next().map(|(_, value)| value)
     }
 
     /// An instant query's result: each series' labels and value.

@@ -815,15 +815,20 @@ mod tests {
         }
     }
 
-    /// [`PODS`] after 300 ms, counting the reads.
-    #[derive(Default)]
-    struct Slow(std::sync::atomic::AtomicUsize, Option<&'static str>);
+    /// [`PODS`] (or the list given) after a while (300 ms unless given), counting the reads.
+    struct Slow(std::sync::atomic::AtomicUsize, Option<&'static str>, Duration);
+
+    impl Default for Slow {
+        fn default() -> Self {
+            Slow(Default::default(), None, Duration::from_millis(300))
+        }
+    }
 
     #[async_trait]
     impl MetricsSource for Slow {
         async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
             self.0.fetch_add(1, Ordering::SeqCst);
-            async_std::task::sleep(Duration::from_millis(300)).await;
+            async_std::task::sleep(self.2).await;
             Ok(self.1.unwrap_or(PODS).as_bytes().to_vec())
         }
         async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
@@ -831,25 +836,6 @@ mod tests {
         }
         fn describe(&self) -> String {
             "slow".into()
-        }
-    }
-
-    /// [`PODS`] after 3 s, counting the reads: reads that stay in flight on a busy machine.
-    #[derive(Default)]
-    struct Slower(std::sync::atomic::AtomicUsize);
-
-    #[async_trait]
-    impl MetricsSource for Slower {
-        async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            async_std::task::sleep(Duration::from_secs(3)).await;
-            Ok(PODS.as_bytes().to_vec())
-        }
-        async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
-            Ok(br#"{"items":[]}"#.to_vec())
-        }
-        fn describe(&self) -> String {
-            "slower".into()
         }
     }
 
@@ -884,7 +870,8 @@ mod tests {
 
     #[test]
     fn past_max_scrapes_a_request_that_would_read_is_refused_and_counted() {
-        let source = Arc::new(Slower::default());
+        // Reads of 3 s, which stay in flight on a busy machine.
+        let source = Arc::new(Slow(Default::default(), None, Duration::from_secs(3)));
         let exporter = Arc::new(Exporter::new(source.clone(), Arc::new(StaticCluster::default())));
         let (refused, joined, bodies) = async_std::task::block_on(async {
             // Four scrapes being read: two formats, each with no deadline and with 30 s...
@@ -974,7 +961,7 @@ mod tests {
 
     #[test]
     fn a_body_read_to_its_end_does_not_wait_for_a_stalled_one_of_its_scrape() {
-        let source = Arc::new(Slow(Default::default(), Some(many_pods())));
+        let source = Arc::new(Slow(Default::default(), Some(many_pods()), Duration::from_millis(300)));
         let exporter = Arc::new(Exporter::new(source.clone(), Arc::new(StaticCluster::default())));
         let read = async_std::task::block_on(async_std::future::timeout(Duration::from_secs(20), async {
             let (fast, stalled) = futures_lite::future::zip(exporter.stream(Format::Text, false, None), async {
