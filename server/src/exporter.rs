@@ -339,9 +339,9 @@ impl Exporter {
         gzip: bool,
         deadline: Option<Instant>,
     ) -> Result<Exposition, Busy> {
-        let body = self.flights.admit()?;
         let budget = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let (pieces, scrape, wait) = match self.flights.role((format, gzip), budget)? {
+        let (body, role) = self.flights.enter((format, gzip), budget)?;
+        let (pieces, scrape, wait) = match role {
             Role::Lead(lead) => {
                 let (tx, rx) = body::channel();
                 let evicted = lead.evicted();

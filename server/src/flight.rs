@@ -208,27 +208,45 @@ impl Bounded {
         }
     }
 
-    /// A new one's flag, counted from now; past the bound, one is evicted to make room: the
-    /// one whose reader stalled ([`STALL`]) longest ago, else the one written longest, if for
-    /// [`LONG`] or more; if none may be, the new one is refused.
-    fn admit(&self) -> Result<Arc<Flag>, Busy> {
-        self.admit_at(now_ms())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Flag>>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// [`Bounded::admit`] at `now` (ms, see [`now_ms`]).
+    /// A new one's flag, counted from `now` (ms, see [`now_ms`]); past the bound, one is
+    /// evicted to make room: the one whose reader stalled ([`STALL`]) longest ago, else the
+    /// one written longest, if for [`LONG`] or more; if none may be, the new one is refused.
+    #[cfg(test)]
     fn admit_at(&self, now: u64) -> Result<Arc<Flag>, Busy> {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let mut live = self.lock();
+        let room = self.room(&mut live, now)?;
+        Ok(self.take(&mut live, room, now))
+    }
+
+    /// Whether one more may be admitted at `now` into `live` (this bound's, locked), and
+    /// which to evict for it, if any; evicts nothing, so that a request refused at another
+    /// bound costs no one here their place. Refused, it is counted.
+    fn room(&self, live: &mut Vec<Weak<Flag>>, now: u64) -> Result<Option<(usize, Evictable)>, Busy> {
         live.retain(|w| w.strong_count() > 0);
-        if live.len() >= self.max {
-            let victim = live
-                .iter()
-                .enumerate()
-                .filter_map(|(i, w)| Some((i, w.upgrade()?.evictable(now)?)))
-                .min_by_key(|&(_, why)| why);
-            let Some((victim, why)) = victim else {
+        if live.len() < self.max {
+            return Ok(None);
+        }
+        let victim = live
+            .iter()
+            .enumerate()
+            .filter_map(|(i, w)| Some((i, w.upgrade()?.evictable(now)?)))
+            .min_by_key(|&(_, why)| why);
+        match victim {
+            Some(victim) => Ok(Some(victim)),
+            None => {
                 self.refused.fetch_add(1, Ordering::Relaxed);
-                return Err(self.busy);
-            };
+                Err(self.busy)
+            }
+        }
+    }
+
+    /// Admits one into the `room` [`Bounded::room`] found in `live`, evicting its victim.
+    fn take(&self, live: &mut Vec<Weak<Flag>>, room: Option<(usize, Evictable)>, now: u64) -> Arc<Flag> {
+        if let Some((victim, why)) = room {
             if let Some(evicted) = live.swap_remove(victim).upgrade() {
                 evicted.evicted.store(true, Ordering::Relaxed);
                 self.evicted.fetch_add(1, Ordering::Relaxed);
@@ -237,7 +255,7 @@ impl Bounded {
         }
         let flag = Arc::new(Flag::default());
         live.push(Arc::downgrade(&flag));
-        Ok(flag)
+        flag
     }
 
     /// At most a line a second: a flood of requests evicts as often as it asks.
@@ -360,28 +378,37 @@ impl Drop for Lead {
 }
 
 impl Flights {
-    /// A request for a body has arrived: its body's flag, counted from now (see
-    /// [`Bounded::admit`]), or why it is refused.
-    pub(crate) fn admit(&self) -> Result<Arc<Flag>, Busy> {
-        self.bodies.admit()
+    /// A request for a body of `flavour` has arrived, whose deadline is `budget` away: its
+    /// body's flag, counted from now, and whether it leads a scrape or joins one being read.
+    /// It joins the one on the board if that one [`covers`] it, and otherwise leads its own,
+    /// if a scrape more may run, which takes the board's place (it gives upstream longer, so
+    /// it covers more of those who come later).
+    ///
+    /// Refused at either bound (see [`Bounded::room`]), it evicts no one at the other.
+    pub(crate) fn enter(&self, flavour: Flavour, budget: Option<Duration>) -> Result<(Arc<Flag>, Role), Busy> {
+        self.enter_at(flavour, budget, now_ms())
     }
 
-    /// Whether a caller whose deadline is `budget` away leads a scrape of `flavour` or
-    /// joins one being read: it joins the one on the board if that one [`covers`] it, and
-    /// otherwise leads its own, if a scrape more may run, which takes the board's place (it
-    /// gives upstream longer, so it covers more of those who come later).
-    pub(crate) fn role(&self, flavour: Flavour, budget: Option<Duration>) -> Result<Role, Busy> {
+    /// [`Flights::enter`] at `now` (ms, see [`now_ms`]).
+    fn enter_at(&self, flavour: Flavour, budget: Option<Duration>, now: u64) -> Result<(Arc<Flag>, Role), Busy> {
         let place = (flavour, budget.is_some());
+        // Always locked in this order: the board, the bodies, the scrapes.
         let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
+        let mut bodies = self.bodies.lock();
+        let body_room = self.bodies.room(&mut bodies, now)?;
         if let Some(f) = board.get(&place).filter(|f| covers(f.budget, budget)) {
+            let body = self.bodies.take(&mut bodies, body_room, now);
             let (tx, rx) = channel();
             f.joiners.lock().unwrap_or_else(|p| p.into_inner()).push(tx);
-            return Ok(Role::Join(rx, f.evicted.clone()));
+            return Ok((body, Role::Join(rx, f.evicted.clone())));
         }
-        let evicted = self.scrapes.admit()?;
+        let mut scrapes = self.scrapes.lock();
+        let scrape_room = self.scrapes.room(&mut scrapes, now)?;
+        let body = self.bodies.take(&mut bodies, body_room, now);
+        let evicted = self.scrapes.take(&mut scrapes, scrape_room, now);
         let flight = Arc::new(Flight { joiners: Mutex::default(), evicted, budget });
         board.insert(place, flight.clone());
-        Ok(Role::Lead(Lead { board: self.board.clone(), place, flight }))
+        Ok((body, Role::Lead(Lead { board: self.board.clone(), place, flight })))
     }
 }
 
@@ -414,16 +441,16 @@ mod tests {
     const FLAVOUR: Flavour = (Format::OpenMetrics, true);
     const STALL_MS: u64 = STALL.as_secs() * 1000;
 
-    fn lead(role: Result<Role, Busy>) -> Lead {
-        match role {
+    fn lead(entered: Result<(Arc<Flag>, Role), Busy>) -> Lead {
+        match entered.map(|(_body, role)| role) {
             Ok(Role::Lead(lead)) => lead,
             Ok(Role::Join(..)) => panic!("joined, did not lead"),
             Err(busy) => panic!("refused: {busy}"),
         }
     }
 
-    fn join(role: Result<Role, Busy>) -> Receiver<Piece> {
-        match role {
+    fn join(entered: Result<(Arc<Flag>, Role), Busy>) -> Receiver<Piece> {
+        match entered.map(|(_body, role)| role) {
             Ok(Role::Join(rx, _)) => rx,
             Ok(Role::Lead(_)) => panic!("led, did not join"),
             Err(busy) => panic!("refused: {busy}"),
@@ -433,26 +460,26 @@ mod tests {
     #[test]
     fn callers_that_arrive_while_a_scrape_is_read_join_it_and_get_its_pieces() {
         let flights = Flights::default();
-        let first = lead(flights.role(FLAVOUR, None));
-        let joined = join(flights.role(FLAVOUR, None));
-        let other_flavour = flights.role((Format::Text, true), None);
-        assert!(matches!(other_flavour, Ok(Role::Lead(_))), "each flavour is read apart");
+        let first = lead(flights.enter(FLAVOUR, None));
+        let joined = join(flights.enter(FLAVOUR, None));
+        let other_flavour = flights.enter((Format::Text, true), None);
+        assert!(matches!(other_flavour, Ok((_, Role::Lead(_)))), "each flavour is read apart");
         let joiners = first.begin();
         assert_eq!(joiners.len(), 1);
         joiners[0].try_send(b"piece".to_vec()).expect("room");
         assert_eq!(joined.try_recv().expect("a piece"), b"piece");
         // Begun: a later caller reads a scrape of its own.
-        assert!(matches!(flights.role(FLAVOUR, None), Ok(Role::Lead(_))));
+        assert!(matches!(flights.enter(FLAVOUR, None), Ok((_, Role::Lead(_)))));
     }
 
     #[test]
     fn a_leader_that_never_begins_closes_its_joiners_channels() {
         let flights = Flights::default();
-        let first = lead(flights.role(FLAVOUR, None));
-        let joined = join(flights.role(FLAVOUR, None));
+        let first = lead(flights.enter(FLAVOUR, None));
+        let joined = join(flights.enter(FLAVOUR, None));
         drop(first);
         assert!(joined.is_closed() || async_std::task::block_on(joined.recv()).is_err());
-        assert!(matches!(flights.role(FLAVOUR, None), Ok(Role::Lead(_))), "it left the board");
+        assert!(matches!(flights.enter(FLAVOUR, None), Ok((_, Role::Lead(_)))), "it left the board");
     }
 
     #[test]
@@ -484,7 +511,7 @@ mod tests {
     #[test]
     fn past_the_bound_readers_that_never_stall_give_way_once_written_long() {
         let bodies = Bounded::new(Busy::Bodies, 3);
-        let flags: Vec<Arc<Flag>> = (0..3).map(|_| bodies.admit().expect("room")).collect();
+        let flags: Vec<Arc<Flag>> = (0..3).map(|_| bodies.admit_at(now_ms()).expect("room")).collect();
         flags.iter().for_each(|f| f.begin());
         let begun = flags[0].begun.load(Ordering::Relaxed);
         flags[1].begun.store(begun + 5, Ordering::Relaxed);
@@ -506,9 +533,14 @@ mod tests {
     #[test]
     fn bodies_count_from_their_request_and_are_evicted_with_their_scrape_or_alone() {
         let flights = Flights::default();
-        let scrape = lead(flights.role(FLAVOUR, None)).evicted();
-        let waiting: Vec<Arc<Flag>> = (0..MAX_BODIES).map(|_| flights.admit().expect("room")).collect();
-        assert_eq!(flights.admit().err(), Some(Busy::Bodies), "waiting for their scrape, none stalls");
+        let scrape = lead(flights.enter(FLAVOUR, None)).evicted();
+        let waiting: Vec<Arc<Flag>> =
+            (0..MAX_BODIES).map(|_| flights.bodies.admit_at(now_ms()).expect("room")).collect();
+        assert_eq!(
+            flights.bodies.admit_at(now_ms()).err(),
+            Some(Busy::Bodies),
+            "waiting for their scrape, none stalls"
+        );
         let bodies: Vec<Evicted> = waiting.into_iter().map(|b| Evicted::begun(scrape.clone(), b)).collect();
         // Later, every reader has stalled; the first one's took its last piece longest ago.
         bodies[0].body.progress.store(0, Ordering::Relaxed);
@@ -524,25 +556,60 @@ mod tests {
     fn past_max_scrapes_a_caller_that_would_lead_is_refused_but_one_that_joins_is_not() {
         let flights = Flights::default();
         let secs = |s: u64| Some(Duration::from_secs(s));
-        let _leads: Vec<Lead> = (1..=MAX_SCRAPES as u64).map(|s| lead(flights.role(FLAVOUR, secs(s * 10)))).collect();
-        assert!(matches!(flights.role(FLAVOUR, secs(1000)), Err(Busy::Scrapes)));
-        let _joined = join(flights.role(FLAVOUR, secs(5)));
+        let _leads: Vec<Lead> = (1..=MAX_SCRAPES as u64).map(|s| lead(flights.enter(FLAVOUR, secs(s * 10)))).collect();
+        assert!(matches!(flights.enter(FLAVOUR, secs(1000)), Err(Busy::Scrapes)));
+        let _joined = join(flights.enter(FLAVOUR, secs(5)));
+    }
+
+    #[test]
+    fn a_request_refused_at_the_scrape_bound_evicts_no_body_but_one_that_joins_does() {
+        let flights = Flights::default();
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        // Every scrape is being read (none may be evicted), and every other body has stalled.
+        let leads: Vec<(Arc<Flag>, Role)> =
+            (1..=MAX_SCRAPES as u64).map(|s| flights.enter(FLAVOUR, secs(s * 10)).expect("room")).collect();
+        let stalled: Vec<Arc<Flag>> =
+            (MAX_SCRAPES..MAX_BODIES).map(|_| flights.bodies.admit_at(now_ms()).expect("room")).collect();
+        let later = now_ms() + 2 * STALL_MS;
+        for b in &stalled {
+            b.begin();
+            b.progress.store(later - STALL_MS, Ordering::Relaxed);
+        }
+        // The one whose reader stalled first.
+        stalled[3].progress.store(0, Ordering::Relaxed);
+        let evicted = || stalled.iter().map(|b| b.evicted.load(Ordering::Relaxed)).collect::<Vec<bool>>();
+
+        // One that would lead is refused at the scrapes, and costs no stalled body its place.
+        let refused = flights.enter_at(FLAVOUR, secs(1000), later).err();
+        assert_eq!(refused, Some(Busy::Scrapes));
+        assert!(evicted().iter().all(|&e| !e), "no body evicted for a refused request");
+        assert_eq!(flights.bodies.evicted.load(Ordering::Relaxed), 0);
+        assert_eq!(flights.scrapes.refused.load(Ordering::Relaxed), 1);
+        assert_eq!(flights.bodies.refused.load(Ordering::Relaxed), 0);
+
+        // One that joins the scrape on the board needs no scrape: the stalest body gives way.
+        let joined = flights.enter_at(FLAVOUR, secs(35), later);
+        assert!(matches!(joined, Ok((_, Role::Join(..)))));
+        let mut expected = vec![false; stalled.len()];
+        expected[3] = true;
+        assert_eq!(evicted(), expected);
+        drop(leads);
     }
 
     #[test]
     fn a_scrape_that_gives_upstream_less_time_is_never_joined_by_a_caller_with_more() {
         let flights = Flights::default();
         let secs = |s: f64| Some(Duration::from_secs_f64(s));
-        let hasty = lead(flights.role(FLAVOUR, secs(0.05)));
+        let hasty = lead(flights.enter(FLAVOUR, secs(0.05)));
         // A caller with no deadline, between them, reads its own.
-        let open = lead(flights.role(FLAVOUR, None));
+        let open = lead(flights.enter(FLAVOUR, None));
         // Prometheus, with 10 s: not covered, so it reads its own, which takes the board.
-        let prometheus = lead(flights.role(FLAVOUR, secs(10.0)));
+        let prometheus = lead(flights.enter(FLAVOUR, secs(10.0)));
         // Its HA twin, 9.9 s left, joins; so does a later hasty caller, keeping its own
         // deadline; a caller with no deadline joins the one with none.
-        let twin = join(flights.role(FLAVOUR, secs(9.9)));
-        let later_hasty = join(flights.role(FLAVOUR, secs(0.05)));
-        let later_open = join(flights.role(FLAVOUR, None));
+        let twin = join(flights.enter(FLAVOUR, secs(9.9)));
+        let later_hasty = join(flights.enter(FLAVOUR, secs(0.05)));
+        let later_open = join(flights.enter(FLAVOUR, None));
         assert_eq!(hasty.begin().len(), 0, "no one joined the hasty caller's scrape");
         assert_eq!(prometheus.begin().len(), 2);
         assert_eq!(open.begin().len(), 1);
