@@ -67,7 +67,10 @@ pub use objects::{
 };
 pub use pipeline::{enrich, EnrichFuture, Enriched, Failure, Guard, Unguarded};
 pub use quantity::{Quantity, QuantityError};
-pub use render::{render, render_prepared, write_families, Naming, PodLabels, Prepared, RenderOptions};
+pub use render::{
+    render, render_prepared, write_families, write_families_with, BaseLabels, Naming, PodLabels, Prepared,
+    RenderOptions,
+};
 pub use scrape::{All, ContainerSample, ItemError, NodeSample, PodSample, Scrape, Select};
 pub use source::MetricsSource;
 pub use timestamp::{format_rfc3339_ms, parse_rfc3339_ms};

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_std::channel::Sender;
 use msp_core::{
-    enrich, write_families, Cluster, EnrichFuture, Enriched, Enricher, ExpositionError, Format, Memo, MetricsSource,
-    NodeMetricsList, PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
+    enrich, write_families_with, BaseLabels, Cluster, EnrichFuture, Enriched, Enricher, ExpositionError, Format, Memo,
+    MetricsSource, NodeMetricsList, PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
 };
 
 use crate::body::{self, BodyWriter, Ending, Exposition, Piece};
@@ -409,10 +409,12 @@ impl Exporter {
             // are handed back (see `Ending`); the others end at once.
             let writing = AtomicUsize::new(bodies.len() + 1);
             let writing = &writing;
+            // Laid out once for all of them (at 150,000 pods, 18 MB a body less).
+            let base = &BaseLabels::of(scrape, &self.options);
             std::thread::scope(|s| {
                 let mut joiners = Vec::with_capacity(bodies.len());
                 for tx in bodies.drain(..) {
-                    let send = move || self.send(scrape, enriched, read, format, gzip, tx, writing);
+                    let send = move || self.send(scrape, enriched, base, read, format, gzip, tx, writing);
                     // Refused a thread (a pids limit), the joiner finds its channel closed,
                     // and answers "down".
                     match std::thread::Builder::new().spawn_scoped(s, send) {
@@ -423,7 +425,7 @@ impl Exporter {
                         }
                     }
                 }
-                let mine = self.send(scrape, enriched, read, format, gzip, mine, writing);
+                let mine = self.send(scrape, enriched, base, read, format, gzip, mine, writing);
                 // A joiner's thread that panicked dropped its channel: its reader fails.
                 joiners.into_iter().filter_map(|j| j.join().ok().flatten()).chain(mine).collect::<Vec<_>>()
             })
@@ -444,7 +446,7 @@ impl Exporter {
             let writing = Instant::now();
             let mut out = String::new();
             let mut w = Writer::new(&mut out, format);
-            self.write(&mut w, scrape, enriched, read, &Cell::default());
+            self.write(&mut w, scrape, enriched, &BaseLabels::of(scrape, &self.options), read, &Cell::default());
             w.finish();
             self.writing.record(false, scrape.pods.len(), writing.elapsed());
             out
@@ -502,8 +504,16 @@ impl Exporter {
 
     /// The exposition of one scrape: its families, then the self-metrics, whose duration
     /// leaves out the time `waited` for the client.
-    fn write(&self, w: &mut Writer<'_>, scrape: &Scrape<'_>, enriched: &Enriched, read: Read, waited: &Cell<Duration>) {
-        match write_families(w, scrape, &enriched.prepared, &self.options) {
+    fn write(
+        &self,
+        w: &mut Writer<'_>,
+        scrape: &Scrape<'_>,
+        enriched: &Enriched,
+        base: &BaseLabels,
+        read: Read,
+        waited: &Cell<Duration>,
+    ) {
+        match write_families_with(w, scrape, base, &enriched.prepared, &self.options) {
             Ok(()) => {}
             // The client has gone.
             Err(ExpositionError::Stopped) => return,
@@ -527,6 +537,7 @@ impl Exporter {
         &self,
         scrape: &Scrape<'_>,
         enriched: &Enriched,
+        base: &BaseLabels,
         read: Read,
         format: Format,
         gzip: bool,
@@ -539,7 +550,7 @@ impl Exporter {
             let mut chunk = String::new();
             let mut sink = |text: &str| body.write(text.as_bytes());
             let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);
-            self.write(&mut w, scrape, enriched, read, &waited);
+            self.write(&mut w, scrape, enriched, base, read, &waited);
             w.finish();
             // A body left unread (a client gone, an eviction) was not compressed: not a measure.
             let ending = body.finish()?;
