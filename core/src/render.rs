@@ -245,23 +245,22 @@ pub fn write_families(
     write_all(w, scrape, None, prepared, options)
 }
 
-/// [`write_families`], with `scrape`'s [`BaseLabels`] already laid out: several bodies
-/// written from one scrape (a server's concurrent requests) share them instead of each
-/// laying out its own. Made from another scrape, they are laid out afresh.
+/// [`write_families`] for the scrape `base` was laid out from, with that layout: several
+/// bodies written from one scrape (a server's concurrent requests) share it instead of
+/// each laying out its own.
 pub fn write_families_with(
     w: &mut Writer<'_>,
-    scrape: &Scrape<'_>,
-    base: &BaseLabels,
+    base: &BaseLabels<'_>,
     prepared: &Prepared,
     options: &RenderOptions,
 ) -> Result<(), ExpositionError> {
-    write_all(w, scrape, Some(base), prepared, options)
+    write_all(w, base.scrape, Some(base), prepared, options)
 }
 
 fn write_all(
     w: &mut Writer<'_>,
     scrape: &Scrape<'_>,
-    base: Option<&BaseLabels>,
+    base: Option<&BaseLabels<'_>>,
     prepared: &Prepared,
     options: &RenderOptions,
 ) -> Result<(), ExpositionError> {
@@ -280,7 +279,7 @@ fn write_all(
                 (&CONTAINER_MEM, "Memory working set of a container in bytes.", false),
             ];
             let laid_out;
-            let heads = match base.filter(|b| b.fits(scrape)) {
+            let heads = match base.filter(|b| b.laid_out()) {
                 Some(base) => base,
                 None => {
                     laid_out = BaseLabels::new(scrape);
@@ -377,30 +376,38 @@ fn write_all(
 /// containers. Each family's pass reads them one after another, instead of from wherever
 /// they lie in the response body (at 150,000 pods, a cache miss a series). They take about
 /// 120 bytes a pod (18 MB at 150,000): bodies written from one scrape share them (see
-/// [`write_families_with`]).
-#[derive(Debug, Default)]
-pub struct BaseLabels {
+/// [`write_families_with`]). They hold the scrape they were laid out from, so they are
+/// never written with another.
+#[derive(Debug)]
+pub struct BaseLabels<'s> {
+    scrape: &'s Scrape<'s>,
     text: String,
     /// Where each piece ends in `text`.
     ends: Vec<usize>,
 }
 
-impl BaseLabels {
+impl<'s> BaseLabels<'s> {
     /// Lays out `scrape`'s, if `options` name series so that they are used (the
-    /// [`Naming::Seed`] families write theirs in another order); otherwise none.
-    pub fn of(scrape: &Scrape<'_>, options: &RenderOptions) -> Self {
+    /// [`Naming::Seed`] families write theirs in another order); otherwise none, and
+    /// [`write_families_with`] lays them out if other options need them.
+    pub fn of(scrape: &'s Scrape<'s>, options: &RenderOptions) -> Self {
         match options.naming {
             Naming::Prometheus => BaseLabels::new(scrape),
-            Naming::Seed => BaseLabels::default(),
+            Naming::Seed => BaseLabels { scrape, text: String::new(), ends: Vec::new() },
         }
     }
 
-    /// Whether they were laid out for a scrape of `scrape`'s pods and containers.
-    fn fits(&self, scrape: &Scrape<'_>) -> bool {
-        self.ends.len() == pieces(scrape)
+    /// The scrape they were laid out from.
+    pub fn scrape(&self) -> &'s Scrape<'s> {
+        self.scrape
     }
 
-    fn new(scrape: &Scrape<'_>) -> Self {
+    /// Whether they were laid out (every pod and container has its piece).
+    fn laid_out(&self) -> bool {
+        self.ends.len() == pieces(self.scrape)
+    }
+
+    fn new(scrape: &'s Scrape<'s>) -> Self {
         // `namespace="",pod=""` and `container=""`, before escaping.
         let (pod_head, container_head) =
             (NAMESPACE.as_str().len() + POD.as_str().len() + 7, CONTAINER.as_str().len() + 3);
@@ -412,7 +419,8 @@ impl BaseLabels {
                 pod_head + p.namespace.len() + p.name.len() + containers
             })
             .sum();
-        let mut heads = BaseLabels { text: String::with_capacity(bytes), ends: Vec::with_capacity(pieces(scrape)) };
+        let mut heads =
+            BaseLabels { scrape, text: String::with_capacity(bytes), ends: Vec::with_capacity(pieces(scrape)) };
         for pod in &scrape.pods {
             push_label(&mut heads.text, &NAMESPACE, pod.namespace);
             heads.text.push(',');
@@ -438,7 +446,7 @@ fn pieces(scrape: &Scrape<'_>) -> usize {
 
 /// The pieces of [`BaseLabels`], in order.
 struct Pieces<'h> {
-    heads: &'h BaseLabels,
+    heads: &'h BaseLabels<'h>,
     next: usize,
     start: usize,
 }
@@ -576,7 +584,7 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
     }
 
     #[test]
-    fn shared_base_labels_write_what_each_body_lays_out_alone_and_another_scrapes_are_not_used() {
+    fn shared_base_labels_write_what_each_body_lays_out_alone() {
         let pods: PodMetricsList<'_> = serde_json::from_str(PODS).expect("pods");
         let nodes: NodeMetricsList<'_> = serde_json::from_str(NODES).expect("nodes");
         let scrape = Scrape::new(&pods, &nodes);
@@ -585,21 +593,19 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
         for options in [RenderOptions::default(), RenderOptions { naming: Naming::Seed, ..Default::default() }] {
             let mut alone = String::new();
             render_prepared(&mut alone, &scrape, &prepared, &options).expect("render");
-            let with = |base: &BaseLabels| {
+            let with = |base: &BaseLabels<'_>, options: &RenderOptions| {
                 let mut out = String::new();
                 let mut w = Writer::new(&mut out, Format::Text);
-                write_families_with(&mut w, &scrape, base, &prepared, &options).expect("render");
+                write_families_with(&mut w, base, &prepared, options).expect("render");
                 w.finish();
                 out
             };
-            assert_eq!(with(&BaseLabels::of(&scrape, &options)), alone, "{:?}", options.naming);
-            // Laid out for another scrape (one pod of one container): laid out afresh.
-            let fewer: PodMetricsList<'_> = serde_json::from_str(
-                r#"{"items":[{"metadata":{"name":"p","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]}]}"#,
-            )
-            .expect("pods");
-            let other = Scrape::new(&fewer, &nodes);
-            assert_eq!(with(&BaseLabels::of(&other, &options)), alone, "{:?}", options.naming);
+            assert_eq!(with(&BaseLabels::of(&scrape, &options), &options), alone, "{:?}", options.naming);
+            // Not laid out (for the seed naming), then written with ours: laid out afresh.
+            let seed = RenderOptions { naming: Naming::Seed, ..Default::default() };
+            let mut ours = String::new();
+            render_prepared(&mut ours, &scrape, &prepared, &RenderOptions::default()).expect("render");
+            assert_eq!(with(&BaseLabels::of(&scrape, &seed), &RenderOptions::default()), ours);
         }
     }
 

@@ -414,7 +414,7 @@ impl Exporter {
             std::thread::scope(|s| {
                 let mut joiners = Vec::with_capacity(bodies.len());
                 for tx in bodies.drain(..) {
-                    let send = move || self.send(scrape, enriched, base, read, format, gzip, tx, writing);
+                    let send = move || self.send(base, enriched, read, format, gzip, tx, writing);
                     // Refused a thread (a pids limit), the joiner finds its channel closed,
                     // and answers "down".
                     match std::thread::Builder::new().spawn_scoped(s, send) {
@@ -425,7 +425,7 @@ impl Exporter {
                         }
                     }
                 }
-                let mine = self.send(scrape, enriched, base, read, format, gzip, mine, writing);
+                let mine = self.send(base, enriched, read, format, gzip, mine, writing);
                 // A joiner's thread that panicked dropped its channel: its reader fails.
                 joiners.into_iter().filter_map(|j| j.join().ok().flatten()).chain(mine).collect::<Vec<_>>()
             })
@@ -446,7 +446,7 @@ impl Exporter {
             let writing = Instant::now();
             let mut out = String::new();
             let mut w = Writer::new(&mut out, format);
-            self.write(&mut w, scrape, enriched, &BaseLabels::of(scrape, &self.options), read, &Cell::default());
+            self.write(&mut w, &BaseLabels::of(scrape, &self.options), enriched, read, &Cell::default());
             w.finish();
             self.writing.record(false, scrape.pods.len(), writing.elapsed());
             out
@@ -507,13 +507,12 @@ impl Exporter {
     fn write(
         &self,
         w: &mut Writer<'_>,
-        scrape: &Scrape<'_>,
+        base: &BaseLabels<'_>,
         enriched: &Enriched,
-        base: &BaseLabels,
         read: Read,
         waited: &Cell<Duration>,
     ) {
-        match write_families_with(w, scrape, base, &enriched.prepared, &self.options) {
+        match write_families_with(w, base, &enriched.prepared, &self.options) {
             Ok(()) => {}
             // The client has gone.
             Err(ExpositionError::Stopped) => return,
@@ -535,9 +534,8 @@ impl Exporter {
     #[allow(clippy::too_many_arguments)]
     fn send(
         &self,
-        scrape: &Scrape<'_>,
+        base: &BaseLabels<'_>,
         enriched: &Enriched,
-        base: &BaseLabels,
         read: Read,
         format: Format,
         gzip: bool,
@@ -550,11 +548,11 @@ impl Exporter {
             let mut chunk = String::new();
             let mut sink = |text: &str| body.write(text.as_bytes());
             let mut w = Writer::spilling(&mut chunk, format, GZIP_CHUNK, &mut sink);
-            self.write(&mut w, scrape, enriched, base, read, &waited);
+            self.write(&mut w, base, enriched, read, &waited);
             w.finish();
             // A body left unread (a client gone, an eviction) was not compressed: not a measure.
             let ending = body.finish()?;
-            self.writing.record(gzip, scrape.pods.len(), started.elapsed().saturating_sub(waited.get()));
+            self.writing.record(gzip, base.scrape().pods.len(), started.elapsed().saturating_sub(waited.get()));
             Some(ending)
         });
         let last = writing.fetch_sub(1, Ordering::AcqRel) == 1;
