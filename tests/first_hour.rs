@@ -23,19 +23,19 @@ async fn first_hour_service_links_json_logs_readiness_and_self_metrics() {
         .env("MSP_SERVICE_PORT", "9100")
         .env("MSP_SERVICE_PORT_METRICS", "9100")
         .env("MSP_LOG_FORMAT", "json");
+    // Both metrics APIs down from the start (a request during the warm-up scrape joins it,
+    // whatever it asks for): still ready, and /metrics says so.
+    sim.state().faults.insert(Route::PodMetrics, Fault::Status(503));
+    sim.state().faults.insert(Route::NodeMetrics, Fault::Status(503));
     let _child = Killed(spawn_logging(&mut child, &log));
     wait_listening(port).await;
     let base = format!("http://127.0.0.1:{port}");
-
-    // Both metrics APIs down: still ready, and /metrics says so.
-    sim.state().faults.insert(Route::PodMetrics, Fault::Status(503));
-    sim.state().faults.insert(Route::NodeMetrics, Fault::Status(503));
     let s = parse(&get(&format!("{base}/metrics"), &[]).await.body);
     for resource in ["pods", "nodes"] {
         assert_eq!(find(&s, "kube_metrics_server_up", &[("resource", resource)]).value, 0.0);
     }
-    // Ready once the warm-up scrape (which may have read the lists before the faults) and
-    // the caches it started are done, though both metrics APIs are down.
+    // Ready once the warm-up scrape and the caches it started are done, though both metrics
+    // APIs are down.
     let ready = wait_ready(&base).await;
     assert_eq!(ready.status, 200, "{}", ready.body);
     let reads = sim.count("/apis/metrics.k8s.io");

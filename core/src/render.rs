@@ -247,7 +247,8 @@ pub fn write_families(
 
 /// [`write_families`] for the scrape `base` was laid out from, with that layout: several
 /// bodies written from one scrape (a server's concurrent requests) share it instead of
-/// each laying out its own.
+/// each laying out its own. `prepared` must be that scrape's too, as for
+/// [`write_families`].
 pub fn write_families_with(
     w: &mut Writer<'_>,
     base: &BaseLabels<'_>,
@@ -375,15 +376,25 @@ fn write_all(
 /// in pod order: `namespace="..",pod=".."`, then `container=".."` for each of its
 /// containers. Each family's pass reads them one after another, instead of from wherever
 /// they lie in the response body (at 150,000 pods, a cache miss a series). They take about
-/// 120 bytes a pod (18 MB at 150,000): bodies written from one scrape share them (see
+/// 120 bytes a pod (17 MiB at 150,000): bodies written from one scrape share them (see
 /// [`write_families_with`]). They hold the scrape they were laid out from, so they are
 /// never written with another.
-#[derive(Debug)]
 pub struct BaseLabels<'s> {
     scrape: &'s Scrape<'s>,
     text: String,
-    /// Where each piece ends in `text`.
+    /// Where each piece ends in `text`; empty if not laid out.
     ends: Vec<usize>,
+}
+
+/// Their size, not their text (at 150,000 pods, 17 MiB of it).
+impl std::fmt::Debug for BaseLabels<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BaseLabels")
+            .field("pods", &self.scrape.pods.len())
+            .field("pieces", &self.ends.len())
+            .field("bytes", &self.text.len())
+            .finish()
+    }
 }
 
 impl<'s> BaseLabels<'s> {
@@ -402,9 +413,10 @@ impl<'s> BaseLabels<'s> {
         self.scrape
     }
 
-    /// Whether they were laid out (every pod and container has its piece).
+    /// Whether they were laid out ([`BaseLabels::of`] leaves them out for the seed naming).
     fn laid_out(&self) -> bool {
-        self.ends.len() == pieces(self.scrape)
+        // Every pod has a piece: none means none was laid out, or there are no pods.
+        !self.ends.is_empty() || self.scrape.pods.is_empty()
     }
 
     fn new(scrape: &'s Scrape<'s>) -> Self {
@@ -590,23 +602,26 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
         let scrape = Scrape::new(&pods, &nodes);
         let e = enrichment(&scrape);
         let prepared = prepare(&scrape, &[&e]);
-        for options in [RenderOptions::default(), RenderOptions { naming: Naming::Seed, ..Default::default() }] {
+        let with = |base: &BaseLabels<'_>, options: &RenderOptions| {
+            let mut out = String::new();
+            let mut w = Writer::new(&mut out, Format::Text);
+            write_families_with(&mut w, base, &prepared, options).expect("render");
+            w.finish();
+            out
+        };
+        let (ours, seed) = (RenderOptions::default(), RenderOptions { naming: Naming::Seed, ..Default::default() });
+        for options in [&ours, &seed] {
             let mut alone = String::new();
-            render_prepared(&mut alone, &scrape, &prepared, &options).expect("render");
-            let with = |base: &BaseLabels<'_>, options: &RenderOptions| {
-                let mut out = String::new();
-                let mut w = Writer::new(&mut out, Format::Text);
-                write_families_with(&mut w, base, &prepared, options).expect("render");
-                w.finish();
-                out
-            };
-            assert_eq!(with(&BaseLabels::of(&scrape, &options), &options), alone, "{:?}", options.naming);
-            // Not laid out (for the seed naming), then written with ours: laid out afresh.
-            let seed = RenderOptions { naming: Naming::Seed, ..Default::default() };
-            let mut ours = String::new();
-            render_prepared(&mut ours, &scrape, &prepared, &RenderOptions::default()).expect("render");
-            assert_eq!(with(&BaseLabels::of(&scrape, &seed), &RenderOptions::default()), ours);
+            render_prepared(&mut alone, &scrape, &prepared, options).expect("render");
+            assert_eq!(with(&BaseLabels::of(&scrape, options), options), alone, "{:?}", options.naming);
         }
+        // Laid out for ours, not for the seed naming, which writes them in another order.
+        assert!(BaseLabels::of(&scrape, &ours).laid_out());
+        assert!(!BaseLabels::of(&scrape, &seed).laid_out());
+        // Not laid out, then written with ours: laid out afresh.
+        let mut alone = String::new();
+        render_prepared(&mut alone, &scrape, &prepared, &ours).expect("render");
+        assert_eq!(with(&BaseLabels::of(&scrape, &seed), &ours), alone);
     }
 
     #[test]

@@ -88,10 +88,7 @@ impl WriteCost {
     /// The enrichers' deadline within the scrape's `deadline`, for `pods` pods: half again
     /// the time writing them took last, or is assumed to take.
     fn enrichers_deadline(&self, deadline: Option<Instant>, gzip: bool, pods: usize) -> Option<Instant> {
-        let per_pod = match self.0[usize::from(gzip)].load(Ordering::Relaxed) {
-            0 => FIRST_WRITE_NS_PER_POD,
-            ns => ns,
-        };
+        let per_pod = self.per_pod(gzip);
         let reserve = Duration::from_nanos(per_pod.saturating_mul(pods as u64).saturating_mul(3) / 2);
         deadline.map(|d| d.checked_sub(reserve).unwrap_or_else(Instant::now))
     }
@@ -106,6 +103,21 @@ impl WriteCost {
         let per_pod = u64::try_from(took.as_nanos() / pods as u128).unwrap_or(u64::MAX);
         self.0[usize::from(gzip)].store(per_pod.max(1), Ordering::Relaxed);
         self.1.store(pods, Ordering::Relaxed);
+    }
+
+    /// Whether writing gzipped took longer a pod than writing text, as last measured (each
+    /// as assumed before it is): which of the two a scrape that either may join reserves
+    /// time for.
+    fn slower(&self) -> bool {
+        self.per_pod(true) >= self.per_pod(false)
+    }
+
+    /// What writing a pod took last, gzipped or not, or is assumed to take.
+    fn per_pod(&self, gzip: bool) -> u64 {
+        match self.0[usize::from(gzip)].load(Ordering::Relaxed) {
+            0 => FIRST_WRITE_NS_PER_POD,
+            ns => ns,
+        }
     }
 
     /// The time by which writing must begin to end within `deadline`, for as many pods as
@@ -320,10 +332,11 @@ impl Exporter {
     }
 
     /// A scrape in `format`, gzipped when `gzip`, whose body is written as it is read.
-    /// It is read and enriched once for every other request for the same format and
-    /// encoding that arrives meanwhile, and that it serves (see `flight.rs`): Prometheus
-    /// HA pairs with one scrape timeout cost the API server one read. Each body is then
-    /// written and compressed for its own client. A request that joins keeps its own
+    /// It is read and enriched once for every other request that arrives meanwhile, and
+    /// that it serves (see `flight.rs`), in whatever format and encoding: Prometheus HA
+    /// pairs with one scrape timeout cost the API server one read, and a `curl` beside
+    /// Prometheus costs no second read held. Each body is then written, in its own format
+    /// and encoding, and compressed for its own client. A request that joins keeps its own
     /// `deadline`: past it, it gets an answer that reports both lists as down.
     ///
     /// The scrape runs on a thread of its own (and each joiner's body on one more), which
@@ -403,7 +416,9 @@ impl Exporter {
         deadline: Option<Instant>,
         mine: Sender<Piece>,
     ) {
-        let prepared = self.prepared(lists, gzip, deadline, |scrape, enriched, read| {
+        // Requests of either encoding may join: the enrichers leave the time the slower
+        // writing takes.
+        let prepared = self.prepared(lists, self.writing.slower(), deadline, |scrape, enriched, read| {
             let mut bodies = lead.begin();
             // The bodies still being written: the last to end defers its end until the lists
             // are handed back (see `Ending`); the others end at once.
@@ -413,8 +428,8 @@ impl Exporter {
             let base = &BaseLabels::of(scrape, &self.options);
             std::thread::scope(|s| {
                 let mut joiners = Vec::with_capacity(bodies.len());
-                for tx in bodies.drain(..) {
-                    let send = move || self.send(base, enriched, read, format, gzip, tx, writing);
+                for (tx, (their_format, their_gzip)) in bodies.drain(..) {
+                    let send = move || self.send(base, enriched, read, their_format, their_gzip, tx, writing);
                     // Refused a thread (a pids limit), the joiner finds its channel closed,
                     // and answers "down".
                     match std::thread::Builder::new().spawn_scoped(s, send) {
@@ -883,25 +898,25 @@ mod tests {
         let source = Arc::new(Slow(Default::default(), None, Duration::from_secs(3)));
         let exporter = Arc::new(Exporter::new(source.clone(), Arc::new(StaticCluster::default())));
         let (refused, joined, bodies) = async_std::task::block_on(async {
-            // Four scrapes being read: two formats, each with no deadline and with 30 s...
-            let in_30s = Some(Instant::now() + Duration::from_secs(30));
-            let reading: Vec<_> = [(Format::Text, None), (Format::Text, in_30s), (Format::OpenMetrics, None)]
-                .into_iter()
-                .chain([(Format::OpenMetrics, in_30s)])
-                .map(|(format, deadline)| {
-                    let exporter = exporter.clone();
-                    async_std::task::spawn(async move { exporter.stream(format, false, deadline).await })
-                })
-                .collect();
-            // (all four reading, however busy the machine)...
-            let started = Instant::now();
-            while source.0.load(Ordering::SeqCst) < 4 && started.elapsed() < Duration::from_secs(20) {
-                async_std::task::sleep(Duration::from_millis(5)).await;
+            // Four scrapes being read: no deadline, then longer and longer deadlines, each
+            // arriving once the one before reads, so none joins the one before (a scrape
+            // covers a later request of any format that would give upstream at most a
+            // ninth longer)...
+            let within = |s: u64| Some(Instant::now() + Duration::from_secs(s));
+            let mut reading = Vec::new();
+            let asks = [(Format::Text, None), (Format::Text, within(10)), (Format::OpenMetrics, within(30))];
+            for (n, (format, deadline)) in asks.into_iter().chain([(Format::OpenMetrics, within(60))]).enumerate() {
+                let exporter = exporter.clone();
+                reading.push(async_std::task::spawn(async move { exporter.stream(format, false, deadline).await }));
+                // (reading, however busy the machine)
+                let started = Instant::now();
+                while source.0.load(Ordering::SeqCst) <= n && started.elapsed() < Duration::from_secs(20) {
+                    async_std::task::sleep(Duration::from_millis(5)).await;
+                }
             }
-            // ...so one more that would read its own (60 s: the 30 s scrape does not cover
+            // ...so one more that would read its own (120 s: the 60 s scrape does not cover
             // it) is refused, while one that can join is served.
-            let in_60s = Some(Instant::now() + Duration::from_secs(60));
-            let refused = exporter.stream(Format::Text, false, in_60s).await.err();
+            let refused = exporter.stream(Format::Text, false, within(120)).await.err();
             let joined = exporter.stream(Format::Text, false, None).await.expect("joins").read_all().await;
             let mut bodies = Vec::new();
             for r in reading {
@@ -915,6 +930,26 @@ mod tests {
         assert!(joined.contains("kube_metrics_server_refused_total{limit=\"scrapes\"} 1\n"), "{joined}");
         assert!(joined.contains("kube_metrics_server_evicted_total{limit=\"bodies\"} 0\n"), "{joined}");
         assert!(bodies.iter().all(|b| b.contains("pod=\"p\"")), "those reading were left to read");
+    }
+
+    #[test]
+    fn a_request_of_another_format_and_encoding_shares_the_read_and_gets_its_own() {
+        let (source, exporter) = slow();
+        let within = |s: u64| Some(Instant::now() + Duration::from_secs(s));
+        let (prometheus, text) = async_std::task::block_on(futures_lite::future::zip(
+            async { exporter.stream(Format::OpenMetrics, true, within(10)).await.expect("room").read_all().await },
+            async {
+                async_std::task::sleep(Duration::from_millis(50)).await;
+                text_of(exporter.stream(Format::Text, false, within(10)).await.expect("room")).await
+            },
+        ));
+        let mut open_metrics = String::new();
+        let packed = prometheus.expect("a whole body");
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&packed[..]), &mut open_metrics)
+            .expect("gunzip");
+        assert_eq!(source.0.load(Ordering::SeqCst), 1, "one read for both");
+        assert!(open_metrics.contains("pod=\"p\"") && open_metrics.ends_with("# EOF\n"), "{open_metrics}");
+        assert!(text.contains("pod=\"p\"") && !text.contains("# EOF"), "{text}");
     }
 
     #[test]
