@@ -223,7 +223,12 @@ impl Bounded {
     fn admit_at(&self, now: u64) -> Result<Arc<Flag>, Busy> {
         let mut live = self.lock();
         let room = self.room(&mut live, now)?;
-        Ok(self.take(&mut live, room, now))
+        let (flag, evicted) = self.take(&mut live, room);
+        drop(live);
+        if let Some(why) = evicted {
+            self.log_eviction(now, why);
+        }
+        Ok(flag)
     }
 
     /// Whether one more may be admitted at `now` into `live` (this bound's, locked), and
@@ -248,18 +253,21 @@ impl Bounded {
         }
     }
 
-    /// Admits one into the `room` [`Bounded::room`] found in `live`, evicting its victim.
-    fn take(&self, live: &mut Vec<Weak<Flag>>, room: Option<(usize, Evictable)>, now: u64) -> Arc<Flag> {
+    /// Admits one into the `room` [`Bounded::room`] found in `live`, evicting its victim;
+    /// returns why it evicted one, to be logged ([`Bounded::log_eviction`]) once the locks
+    /// are let go, so that a slow log holds up no admission.
+    fn take(&self, live: &mut Vec<Weak<Flag>>, room: Option<(usize, Evictable)>) -> (Arc<Flag>, Option<Evictable>) {
+        let mut evicted = None;
         if let Some((victim, why)) = room {
-            if let Some(evicted) = live.swap_remove(victim).upgrade() {
-                evicted.evicted.store(true, Ordering::Relaxed);
+            if let Some(flag) = live.swap_remove(victim).upgrade() {
+                flag.evicted.store(true, Ordering::Relaxed);
                 self.evicted.fetch_add(1, Ordering::Relaxed);
-                self.log_eviction(now, why);
+                evicted = Some(why);
             }
         }
         let flag = Arc::new(Flag::default());
         live.push(Arc::downgrade(&flag));
-        flag
+        (flag, evicted)
     }
 
     /// At most a line a second: a flood of requests evicts as often as it asks.
@@ -331,6 +339,9 @@ impl Default for Flights {
     }
 }
 
+/// An admitted request: its body's flag, and what it does.
+pub(crate) type Entered = (Arc<Flag>, Role);
+
 /// What a caller of [`Flights::enter`] does.
 pub(crate) enum Role {
     /// Reads and enriches, then writes for itself and for whoever joined.
@@ -390,30 +401,48 @@ impl Flights {
     /// it covers more of those who come later).
     ///
     /// Refused at either bound (see [`Bounded::room`]), it evicts no one at the other.
-    pub(crate) fn enter(&self, flavour: Flavour, budget: Option<Duration>) -> Result<(Arc<Flag>, Role), Busy> {
+    pub(crate) fn enter(&self, flavour: Flavour, budget: Option<Duration>) -> Result<Entered, Busy> {
         self.enter_at(flavour, budget, now_ms())
     }
 
     /// [`Flights::enter`] at `now` (ms, see [`now_ms`]).
-    fn enter_at(&self, flavour: Flavour, budget: Option<Duration>, now: u64) -> Result<(Arc<Flag>, Role), Busy> {
+    fn enter_at(&self, flavour: Flavour, budget: Option<Duration>, now: u64) -> Result<Entered, Busy> {
+        let (entered, [body_evicted, scrape_evicted]) = self.enter_locked(flavour, budget, now)?;
+        for (bound, why) in [(&self.bodies, body_evicted), (&self.scrapes, scrape_evicted)] {
+            if let Some(why) = why {
+                bound.log_eviction(now, why);
+            }
+        }
+        Ok(entered)
+    }
+
+    /// [`Flights::enter_at`]'s work, under the locks; returns why it evicted a body and a
+    /// scrape, if it did, to be logged once they are let go.
+    fn enter_locked(
+        &self,
+        flavour: Flavour,
+        budget: Option<Duration>,
+        now: u64,
+    ) -> Result<(Entered, [Option<Evictable>; 2]), Busy> {
         let place = budget.is_some();
         // Always locked in this order: the board, the bodies, the scrapes.
         let mut board = self.board.lock().unwrap_or_else(|p| p.into_inner());
         let mut bodies = self.bodies.lock();
         let body_room = self.bodies.room(&mut bodies, now)?;
         if let Some(f) = board.get(&place).filter(|f| covers(f.budget, budget)) {
-            let body = self.bodies.take(&mut bodies, body_room, now);
+            let (body, body_evicted) = self.bodies.take(&mut bodies, body_room);
             let (tx, rx) = channel();
             f.joiners.lock().unwrap_or_else(|p| p.into_inner()).push((tx, flavour));
-            return Ok((body, Role::Join(rx, f.evicted.clone())));
+            return Ok(((body, Role::Join(rx, f.evicted.clone())), [body_evicted, None]));
         }
         let mut scrapes = self.scrapes.lock();
         let scrape_room = self.scrapes.room(&mut scrapes, now)?;
-        let body = self.bodies.take(&mut bodies, body_room, now);
-        let evicted = self.scrapes.take(&mut scrapes, scrape_room, now);
+        let (body, body_evicted) = self.bodies.take(&mut bodies, body_room);
+        let (evicted, scrape_evicted) = self.scrapes.take(&mut scrapes, scrape_room);
         let flight = Arc::new(Flight { joiners: Mutex::default(), evicted, budget });
         board.insert(place, flight.clone());
-        Ok((body, Role::Lead(Lead { board: self.board.clone(), place, flight })))
+        let lead = Lead { board: self.board.clone(), place, flight };
+        Ok(((body, Role::Lead(lead)), [body_evicted, scrape_evicted]))
     }
 }
 
@@ -446,7 +475,7 @@ mod tests {
     const FLAVOUR: Flavour = (Format::OpenMetrics, true);
     const STALL_MS: u64 = STALL.as_secs() * 1000;
 
-    fn lead(entered: Result<(Arc<Flag>, Role), Busy>) -> Lead {
+    fn lead(entered: Result<Entered, Busy>) -> Lead {
         match entered.map(|(_body, role)| role) {
             Ok(Role::Lead(lead)) => lead,
             Ok(Role::Join(..)) => panic!("joined, did not lead"),
@@ -454,7 +483,7 @@ mod tests {
         }
     }
 
-    fn join(entered: Result<(Arc<Flag>, Role), Busy>) -> Receiver<Piece> {
+    fn join(entered: Result<Entered, Busy>) -> Receiver<Piece> {
         match entered.map(|(_body, role)| role) {
             Ok(Role::Join(rx, _)) => rx,
             Ok(Role::Lead(_)) => panic!("led, did not join"),
@@ -573,7 +602,7 @@ mod tests {
         let flights = Flights::default();
         let secs = |s: u64| Some(Duration::from_secs(s));
         // Every scrape is being read (none may be evicted), and every other body has stalled.
-        let leads: Vec<(Arc<Flag>, Role)> =
+        let leads: Vec<Entered> =
             (1..=MAX_SCRAPES as u64).map(|s| flights.enter(FLAVOUR, secs(s * 10)).expect("room")).collect();
         let stalled: Vec<Arc<Flag>> =
             (MAX_SCRAPES..MAX_BODIES).map(|_| flights.bodies.admit_at(now_ms()).expect("room")).collect();
