@@ -334,8 +334,8 @@ impl Exporter {
     /// A scrape in `format`, gzipped when `gzip`, whose body is written as it is read.
     /// It is read and enriched once for every other request that arrives meanwhile, and
     /// that it serves (see `flight.rs`), in whatever format and encoding: Prometheus HA
-    /// pairs with one scrape timeout cost the API server one read, and a `curl` beside
-    /// Prometheus costs no second read held. Each body is then written, in its own format
+    /// pairs with one scrape timeout cost the API server one read, and so does a request
+    /// of another format beside Prometheus, if its timeout is about the same. Each body is then written, in its own format
     /// and encoding, and compressed for its own client. A request that joins keeps its own
     /// `deadline`: past it, it gets an answer that reports both lists as down.
     ///
@@ -424,7 +424,7 @@ impl Exporter {
             // are handed back (see `Ending`); the others end at once.
             let writing = AtomicUsize::new(bodies.len() + 1);
             let writing = &writing;
-            // Laid out once for all of them (at 150,000 pods, 18 MB a body less).
+            // Laid out once for all of them (at 150,000 pods, 17 MiB a body less).
             let base = &BaseLabels::of(scrape, &self.options);
             std::thread::scope(|s| {
                 let mut joiners = Vec::with_capacity(bodies.len());
