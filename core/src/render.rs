@@ -242,7 +242,7 @@ pub fn write_families(
     prepared: &Prepared,
     options: &RenderOptions,
 ) -> Result<(), ExpositionError> {
-    write_all(w, scrape, None, prepared, options)
+    write_families_with(w, &BaseLabels::of(scrape, options), prepared, options)
 }
 
 /// [`write_families`] for the scrape `base` was laid out from, with that layout: several
@@ -255,16 +255,7 @@ pub fn write_families_with(
     prepared: &Prepared,
     options: &RenderOptions,
 ) -> Result<(), ExpositionError> {
-    write_all(w, base.scrape, Some(base), prepared, options)
-}
-
-fn write_all(
-    w: &mut Writer<'_>,
-    scrape: &Scrape<'_>,
-    base: Option<&BaseLabels<'_>>,
-    prepared: &Prepared,
-    options: &RenderOptions,
-) -> Result<(), ExpositionError> {
+    let scrape = base.scrape;
     // OpenMetrics timestamps are in seconds; we only write them in text 0.0.4.
     let stamps = options.timestamps && w.format() == Format::Text;
     let none = Arc::new(PodLabels::default());
@@ -280,12 +271,11 @@ fn write_all(
                 (&CONTAINER_MEM, "Memory working set of a container in bytes.", false),
             ];
             let laid_out;
-            let heads = match base.filter(|b| b.laid_out()) {
-                Some(base) => base,
-                None => {
-                    laid_out = BaseLabels::new(scrape);
-                    &laid_out
-                }
+            let heads = if base.laid_out() {
+                base
+            } else {
+                laid_out = BaseLabels::new(scrape);
+                &laid_out
             };
             for (name, help, cpu) in container_families {
                 let mut f = w.family(name, help, MetricType::Gauge)?;
@@ -431,8 +421,8 @@ impl<'s> BaseLabels<'s> {
                 pod_head + p.namespace.len() + p.name.len() + containers
             })
             .sum();
-        let mut heads =
-            BaseLabels { scrape, text: String::with_capacity(bytes), ends: Vec::with_capacity(pieces(scrape)) };
+        let pieces = scrape.pods.iter().map(|p| 1 + scrape.containers_of(p).len()).sum();
+        let mut heads = BaseLabels { scrape, text: String::with_capacity(bytes), ends: Vec::with_capacity(pieces) };
         for pod in &scrape.pods {
             push_label(&mut heads.text, &NAMESPACE, pod.namespace);
             heads.text.push(',');
@@ -449,11 +439,6 @@ impl<'s> BaseLabels<'s> {
     fn pieces(&self) -> Pieces<'_> {
         Pieces { heads: self, next: 0, start: 0 }
     }
-}
-
-/// How many pieces [`BaseLabels`] lays out for `scrape`: one a pod, and one a container.
-fn pieces(scrape: &Scrape<'_>) -> usize {
-    scrape.pods.iter().map(|p| 1 + scrape.containers_of(p).len()).sum()
 }
 
 /// The pieces of [`BaseLabels`], in order.

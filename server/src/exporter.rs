@@ -868,6 +868,13 @@ mod tests {
         (source.clone(), Arc::new(Exporter::new(source, Arc::new(StaticCluster::default()))))
     }
 
+    /// A gzipped body's text.
+    fn gunzip(packed: &[u8]) -> String {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(packed), &mut text).expect("gunzip");
+        text
+    }
+
     /// A body, read whole, as text without its scrape duration and process figures (which
     /// differ between bodies).
     async fn text_of(body: Exposition) -> String {
@@ -943,10 +950,7 @@ mod tests {
                 text_of(exporter.stream(Format::Text, false, within(10)).await.expect("room")).await
             },
         ));
-        let mut open_metrics = String::new();
-        let packed = prometheus.expect("a whole body");
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&packed[..]), &mut open_metrics)
-            .expect("gunzip");
+        let open_metrics = gunzip(&prometheus.expect("a whole body"));
         assert_eq!(source.0.load(Ordering::SeqCst), 1, "one read for both");
         assert!(open_metrics.contains("pod=\"p\"") && open_metrics.ends_with("# EOF\n"), "{open_metrics}");
         assert!(text.contains("pod=\"p\"") && !text.contains("# EOF"), "{text}");
@@ -987,8 +991,7 @@ mod tests {
                 .await
                 .expect("a whole body")
         });
-        let mut text = String::new();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&joined[..]), &mut text).expect("gunzip");
+        let text = gunzip(&joined);
         assert!(text.contains("pod=\"p\"") && text.ends_with("# EOF\n"), "{text}");
         assert_eq!(source.0.load(Ordering::SeqCst), 1, "joined the scrape its leader left");
     }
@@ -1054,7 +1057,6 @@ mod tests {
 
     #[test]
     fn gzip_is_fed_as_the_text_is_written_and_says_the_same() {
-        use std::io::Read;
         let exporter = Arc::new(Exporter::new(
             Arc::new(Fixed(Some(PODS), Some(r#"{"items":[]}"#))),
             Arc::new(StaticCluster::default()),
@@ -1071,8 +1073,7 @@ mod tests {
             })
         };
         let (text, packed) = (body(false), body(true));
-        let mut unpacked = Vec::new();
-        flate2::read::GzDecoder::new(&packed[..]).read_to_end(&mut unpacked).expect("gunzip");
+        let unpacked = gunzip(&packed);
         let strip = |b: &[u8]| -> String {
             // The duration, the counters and the process differ between two scrapes.
             String::from_utf8_lossy(b)
@@ -1085,7 +1086,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        assert_eq!(strip(&unpacked), strip(&text));
+        assert_eq!(strip(unpacked.as_bytes()), strip(&text));
         assert!(strip(&text).ends_with("# EOF"));
         let once = async_std::task::block_on(exporter.scrape(Format::OpenMetrics, None));
         assert_eq!(strip(&text), strip(once.as_bytes()), "streamed as rendered once");
