@@ -34,7 +34,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     msp_server::mount(&mut app, "/exporter", msp_server::app(exporter, web.clone()));
 
     let shutdown = msp_server::signals()?;
-    let listener = async_std::net::TcpListener::bind(config.listen).await?;
+    let listener = msp_server::listen(config.listen)?;
     let scheme = if web.as_ref().and_then(|w| w.current()).is_some_and(|c| c.tls.is_some()) { "https" } else { "http" };
     log::info!("embedder serving on {scheme}://{}/ (exporter at /exporter/)", config.listen);
     msp_server::serve_with(listener, app, shutdown, web).await?;

@@ -51,7 +51,7 @@ pub use logging::{init as init_logging, LogFormat};
 pub use registry::Registry;
 pub use scope::Scope;
 pub use self_metrics::Report;
-pub use serve::{serve, serve_with, signals, Shutdown, MAX_CONNECTIONS};
+pub use serve::{listen, serve, serve_with, signals, Shutdown, BACKLOG, MAX_CONNECTIONS};
 pub use shard::{Shard, ShardError};
 pub use source::MetricsApi;
 pub use web::{WebConfig, WebConfigError, WebConfigFile};
@@ -119,7 +119,7 @@ pub async fn run(config: &Config) -> Result<(), StartError> {
     let listen = |source| StartError::Listen { addr, source };
     let shutdown = serve::signals().map_err(listen)?;
     let web = web_config(config)?;
-    let listener = async_std::net::TcpListener::bind(addr).await.map_err(listen)?;
+    let listener = serve::listen(addr).map_err(listen)?;
     let warming = exporter.clone();
     async_std::task::spawn(async move { warming.warm_up().await });
     let tls = web.as_ref().and_then(|w| w.current()).is_some_and(|c| c.tls.is_some());

@@ -26,6 +26,23 @@ pub const GRACE: Duration = Duration::from_secs(4);
 /// answering a request, the new one is closed as soon as it is accepted.
 pub const MAX_CONNECTIONS: usize = 512;
 
+/// Connections the kernel queues, made but not yet accepted. std asks for 128, so a burst
+/// of more than that (clients holding [`MAX_CONNECTIONS`], and Prometheus reconnecting
+/// behind them) overflows the queue while the accept loop is busy: the kernel drops the
+/// overflow's handshakes and they come in later, out of order, and the one that had waited
+/// longest is no longer the oldest accepted. Twice the bound, as nginx and Go (`somaxconn`)
+/// ask for more than 128; the kernel caps it at `net.core.somaxconn`.
+pub const BACKLOG: usize = 2 * MAX_CONNECTIONS;
+
+/// A listener on `addr` with a queue of [`BACKLOG`] connections, for [`serve`] and
+/// [`serve_with`].
+pub fn listen(addr: impl std::net::ToSocketAddrs) -> std::io::Result<TcpListener> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    // A second listen(2) on a listening socket sets its backlog.
+    rustix::net::listen(&listener, BACKLOG as i32)?;
+    Ok(TcpListener::from(listener))
+}
+
 /// One connection counted in [`serve_with`]'s open connections, until it is dropped.
 struct Open(Arc<AtomicUsize>);
 
@@ -236,4 +253,27 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
     // Let the last responses flush.
     async_std::task::sleep(Duration::from_millis(50)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[async_std::test]
+    async fn a_burst_past_the_connection_bound_is_queued_in_the_order_it_came() {
+        let listener = listen("127.0.0.1:0").expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        // Nothing is accepted while they connect. With std's backlog of 128, the 130th
+        // handshake would be dropped, and retried after 1 s, 3 s and 7 s.
+        let clients: Vec<_> = (0..=MAX_CONNECTIONS)
+            .map(|i| {
+                std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                    .unwrap_or_else(|e| panic!("{i}: {e}"))
+            })
+            .collect();
+        for (i, client) in clients.iter().enumerate() {
+            let (_, peer) = listener.accept().await.expect("accept");
+            assert_eq!(peer, client.local_addr().expect("addr"), "the {i}th accepted is the {i}th to connect");
+        }
+    }
 }
