@@ -481,7 +481,12 @@ pub async fn serve_connection<S, IO>(
     let mut out = BufWriter::with_capacity(64 * 1024, io);
     let mut first = true;
     loop {
-        place.wait();
+        // Waiting from when it was accepted for its first request (the accept loop's
+        // order, not the order in which connections' tasks happen to run), and from each
+        // answer's end after that.
+        if !first {
+            place.wait();
+        }
         let next = next_request(&mut reader, &limits, first);
         let next = futures_lite::future::or(next, async {
             place.closed().await;
@@ -696,6 +701,39 @@ mod tests {
             assert!(!waiting.close_longest(), "a connection refusing a request was closed for room");
             drop(client);
             server.await;
+        })
+    }
+
+    #[test]
+    fn a_connection_waits_from_when_it_was_accepted_not_from_when_its_task_began() {
+        async_std::task::block_on(async {
+            let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let waiting = Arc::new(crate::waiting::Waiting::default());
+            let mut older_client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+            let (older, _) = listener.accept().await.expect("accept");
+            let older_place = waiting.join();
+            async_std::task::sleep(Duration::from_millis(5)).await;
+            let mut newer_client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+            let (newer, _) = listener.accept().await.expect("accept");
+            let newer_place = waiting.join();
+            // The newer connection's task begins first, as it may on another thread.
+            let serve = |stream, place: Place| async move {
+                serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default(), &place).await
+            };
+            let newer = async_std::task::spawn(serve(newer, newer_place));
+            async_std::task::sleep(Duration::from_millis(20)).await;
+            let older = async_std::task::spawn(serve(older, older_place));
+            async_std::task::sleep(Duration::from_millis(50)).await;
+            assert!(waiting.close_longest());
+            let mut byte = [0u8; 1];
+            let read = async_std::future::timeout(Duration::from_secs(5), older_client.read(&mut byte)).await;
+            assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "the one accepted first is closed: {read:?}");
+            older.await;
+            let read = async_std::future::timeout(Duration::from_millis(100), newer_client.read(&mut byte)).await;
+            assert!(read.is_err(), "the newer one is still open: {read:?}");
+            drop(newer_client);
+            newer.await;
         })
     }
 }

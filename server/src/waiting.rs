@@ -41,7 +41,8 @@ impl Waiting {
     /// one is answering a request).
     pub(crate) fn close_longest(&self) -> bool {
         let mut waiting = self.lock();
-        let Some(id) = waiting.iter().min_by_key(|(_, (since, _))| *since).map(|(id, _)| *id) else {
+        // Ties go to the one accepted first.
+        let Some(id) = waiting.iter().min_by_key(|(id, (since, _))| (*since, **id)).map(|(id, _)| *id) else {
             return false;
         };
         if let Some((_, sender)) = waiting.remove(&id) {
