@@ -120,8 +120,7 @@ pub async fn run(config: &Config) -> Result<(), StartError> {
     let shutdown = serve::signals().map_err(listen)?;
     let web = web_config(config)?;
     let listener = serve::listen(addr).map_err(listen)?;
-    let warming = exporter.clone();
-    async_std::task::spawn(async move { warming.warm_up().await });
+    async_std::task::spawn(exporter.warm_up());
     let tls = web.as_ref().and_then(|w| w.current()).is_some_and(|c| c.tls.is_some());
     log::info!("serving on {}://{addr}/metrics", if tls { "https" } else { "http" });
     serve::serve_with(listener, app(exporter, web.clone()), shutdown, web).await.map_err(listen)
