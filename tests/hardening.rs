@@ -58,7 +58,8 @@ async fn hardening_every_scrape_keeps_its_own_deadline() {
     let started = Instant::now();
     let joined = get(&url, &[("X-Prometheus-Scrape-Timeout-Seconds", "3")]).await;
     let took = started.elapsed();
-    assert!(took < Duration::from_millis(3200), "the joiner answered after {took:?}");
+    // By its own deadline (2.5 s), not the leader's (9.5 s).
+    assert!(took < Duration::from_secs(5), "the joiner answered after {took:?}");
     assert_eq!(up(&parse(&joined.body), "pods"), 0.0);
 
     let got = slow.await;

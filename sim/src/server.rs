@@ -74,6 +74,9 @@ pub struct SimState {
     pub faults: HashMap<Route, Fault>,
     /// Every request served: `(path and query, status)`.
     pub requests: Vec<(String, u16)>,
+    /// Every request's path and query as it arrives, answered yet or not (a request
+    /// held by [`Fault::Hang`] is here and never in [`SimState::requests`]).
+    pub arrived: Vec<String>,
     /// The `User-Agent` of each request in [`SimState::requests`], in the same order
     /// (empty when there was none).
     pub user_agents: Vec<String>,
@@ -214,6 +217,7 @@ impl Sim {
             serve_v1: true,
             faults: HashMap::new(),
             requests: Vec::new(),
+            arrived: Vec::new(),
             user_agents: Vec::new(),
             expire_continue: 0,
             loop_continue: false,
@@ -248,6 +252,11 @@ impl Sim {
     /// How many requests have paths starting with `prefix`.
     pub fn count(&self, prefix: &str) -> usize {
         self.state().requests.iter().filter(|(p, _)| p.starts_with(prefix)).count()
+    }
+
+    /// How many requests with paths starting with `prefix` have arrived, answered or not.
+    pub fn arrivals(&self, prefix: &str) -> usize {
+        self.state().arrived.iter().filter(|p| p.starts_with(prefix)).count()
     }
 
     /// How many list (not watch) requests have paths starting with `prefix`.
@@ -354,6 +363,7 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
         None => req.url().path().to_owned(),
     };
     let state = req.state().clone();
+    lock(&state).arrived.push(path.clone());
     let authorized = {
         let s = lock(&state);
         let want = format!("Bearer {}", s.token);
