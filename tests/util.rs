@@ -84,7 +84,7 @@ pub async fn serve_for(
     let figment = figment::Figment::from(Serialized::defaults(&raw)).merge(Toml::string(sections));
     let config = raw.check_with(&registry, &figment).expect("config");
     let exporter = Arc::new(msp_server::build(&config).expect("build"));
-    let listener = msp_server::listen("127.0.0.1:0").expect("bind");
+    let listener = msp_server::listen("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let app = msp_server::app(exporter.clone(), None);
     async_std::task::spawn(msp_server::serve(listener, app, Default::default()));
@@ -111,7 +111,7 @@ pub fn write_web_tls(dir: &std::path::Path) -> msp_sim::TestPki {
 /// re-read when it changes), as `main` serves it: the address it listens on.
 pub async fn serve_web_config(raw: RawConfig, web_yml: PathBuf) -> std::net::SocketAddr {
     let (exporter, web) = exporter_and_web_config(raw, web_yml);
-    let listener = msp_server::listen("127.0.0.1:0").expect("bind");
+    let listener = msp_server::listen("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = msp_server::app(exporter, Some(web.clone()));
     async_std::task::spawn(msp_server::serve_with(listener, app, Default::default(), Some(web)));

@@ -30,11 +30,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     app.at("/").get(|_| async { Ok("the embedder's own app; the exporter is at /exporter/\n") });
     app.at("/version")
         .get(|_| async { Ok(format!("embedder 1.0, metrics-server-prom {}\n", env!("CARGO_PKG_VERSION"))) });
+    // The warm-up scrape, which /exporter/readyz waits for, as `run` starts it.
+    async_std::task::spawn(exporter.warm_up());
     // `mount` nests it at /exporter/ and redirects /exporter there, so relative links work.
     msp_server::mount(&mut app, "/exporter", msp_server::app(exporter, web.clone()));
 
     let shutdown = msp_server::signals()?;
-    let listener = msp_server::listen(config.listen)?;
+    let listener = msp_server::listen(config.listen).await?;
     let scheme = if web.as_ref().and_then(|w| w.current()).is_some_and(|c| c.tls.is_some()) { "https" } else { "http" };
     log::info!("embedder serving on {scheme}://{}/ (exporter at /exporter/)", config.listen);
     msp_server::serve_with(listener, app, shutdown, web).await?;

@@ -3,7 +3,7 @@
 //! self-metrics. Around the pipeline the exporter adds only deadlines and counters.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,8 +31,25 @@ pub struct Exporter {
     flights: Arc<Flights>,
     memo: Memo,
     writing: WriteCost,
-    /// Whether [`Exporter::warm_up`] is running.
-    warming: AtomicBool,
+    /// How many [`Exporter::warm_up`]s are under way.
+    warming: AtomicUsize,
+}
+
+/// One warm-up under way, counted in [`Exporter::syncing`] until it is dropped: when it
+/// ends, or when its future is dropped unfinished.
+struct WarmingUp(Arc<Exporter>);
+
+impl WarmingUp {
+    fn new(exporter: Arc<Exporter>) -> Self {
+        exporter.warming.fetch_add(1, Ordering::AcqRel);
+        WarmingUp(exporter)
+    }
+}
+
+impl Drop for WarmingUp {
+    fn drop(&mut self) {
+        self.0.warming.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl std::fmt::Debug for Exporter {
@@ -308,7 +325,7 @@ impl Exporter {
     /// Makes no request.
     pub fn syncing(&self) -> Vec<String> {
         let mut syncing = self.cluster.syncing();
-        if self.warming.load(Ordering::Acquire) {
+        if self.warming.load(Ordering::Acquire) > 0 {
             syncing.push("the first scrape (warm-up)".into());
         }
         syncing
@@ -320,19 +337,19 @@ impl Exporter {
     /// as enriched as the others. Readiness waits for it. A failure (metrics-server down)
     /// ends it like any scrape's, reported in `/metrics`.
     ///
-    /// Readiness waits from the call, not from when the future first runs: a probe
-    /// answered in between would otherwise find the server ready with nothing read.
+    /// Readiness waits from the call, not from when the future first runs (a probe answered
+    /// in between would otherwise find the server ready with nothing read), until the
+    /// future ends or is dropped unfinished, and for every warm-up under way.
     pub fn warm_up(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
-        self.warming.store(true, Ordering::Release);
-        let exporter = self.clone();
+        let warming = WarmingUp::new(self.clone());
         async move {
             let started = Instant::now();
-            match exporter.stream(Format::OpenMetrics, true, None).await {
+            match warming.0.stream(Format::OpenMetrics, true, None).await {
                 // Read and let go of piece by piece, as a client would.
                 Ok(body) => drop(futures_lite::io::copy(body, futures_lite::io::sink()).await),
                 Err(busy) => log::warn!("warm-up scrape refused: {busy}"),
             }
-            exporter.warming.store(false, Ordering::Release);
+            drop(warming);
             log::info!("warm-up scrape done in {:?}", started.elapsed());
         }
     }
@@ -1032,6 +1049,21 @@ mod tests {
         let whole = read.expect("the fast reader got its end while the other stalled");
         assert!(whole.len() > 4 * crate::PIECE && whole.ends_with(b"} 1\n"), "{} bytes", whole.len());
         assert_eq!(source.0.load(Ordering::SeqCst), 1, "one scrape for both");
+    }
+
+    #[test]
+    fn readiness_waits_for_a_warm_up_from_the_call_until_it_ends_or_is_dropped() {
+        let source = Fixed(Some(PODS), Some(r#"{"items":[]}"#));
+        let exporter = Arc::new(Exporter::new(Arc::new(source), Arc::new(StaticCluster::default())));
+        let warming = exporter.warm_up();
+        assert_eq!(exporter.syncing(), ["the first scrape (warm-up)"], "from the call, before it runs");
+        async_std::task::block_on(warming);
+        assert_eq!(exporter.syncing(), Vec::<String>::new(), "done");
+        let (a, b) = (exporter.warm_up(), exporter.warm_up());
+        async_std::task::block_on(a);
+        assert_eq!(exporter.syncing().len(), 1, "one still under way");
+        drop(b);
+        assert_eq!(exporter.syncing(), Vec::<String>::new(), "one dropped unfinished waits for nothing");
     }
 
     #[test]

@@ -119,7 +119,7 @@ pub async fn run(config: &Config) -> Result<(), StartError> {
     let listen = |source| StartError::Listen { addr, source };
     let shutdown = serve::signals().map_err(listen)?;
     let web = web_config(config)?;
-    let listener = serve::listen(addr).map_err(listen)?;
+    let listener = serve::listen(addr).await.map_err(listen)?;
     async_std::task::spawn(exporter.warm_up());
     let tls = web.as_ref().and_then(|w| w.current()).is_some_and(|c| c.tls.is_some());
     log::info!("serving on {}://{addr}/metrics", if tls { "https" } else { "http" });
