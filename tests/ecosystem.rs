@@ -89,11 +89,17 @@ impl Prometheus {
 
     /// An instant query's result: each series' labels and value.
     async fn query(&self, q: &str) -> Option<Vec<(serde_json::Value, String)>> {
+        self.query_at(q, None).await
+    }
+
+    /// An instant query's result at `time` (Unix seconds; now if `None`).
+    async fn query_at(&self, q: &str, time: Option<f64>) -> Option<Vec<(serde_json::Value, String)>> {
         let encoded: String = q
             .bytes()
             .map(|b| if b.is_ascii_alphanumeric() { char::from(b).to_string() } else { format!("%{b:02X}") })
             .collect();
-        let v = self.api(&format!("query?query={encoded}")).await?;
+        let at = time.map(|t| format!("&time={t:.3}")).unwrap_or_default();
+        let v = self.api(&format!("query?query={encoded}{at}")).await?;
         if v["status"] != "success" {
             return None;
         }
@@ -101,10 +107,10 @@ impl Prometheus {
         rows.iter().map(|r| Some((r["metric"].clone(), r["value"][1].as_str()?.to_owned()))).collect()
     }
 
-    /// The values of `queries`, once every one has a value and the last scrape was `up`
-    /// (within a minute), and that health. A scrape of a second (an unoptimised build on two
-    /// busy cores) may run over between the two queries: then both are asked again.
-    async fn values(&self, queries: &[&str]) -> (Vec<String>, String) {
+    /// The values of `queries`, once every one has a value and the target's last scrape was
+    /// `up` (within a minute). A scrape of a second (an unoptimised build on two busy cores)
+    /// may run over between the queries: then they are all asked again.
+    async fn values(&self, queries: &[&str]) -> Vec<String> {
         let started = Instant::now();
         let mut health = String::new();
         loop {
@@ -116,7 +122,7 @@ impl Prometheus {
             }
             health = self.health().await;
             if values.len() == queries.len() && health == "up" {
-                return (values, health);
+                return values;
             }
         }
     }
@@ -131,13 +137,12 @@ async fn ecosystem_real_prometheus_stores_exact_values() {
     debug.containers[0].memory = "125448Ki".into();
     let h = start(cluster, |_| {}).await;
     let prometheus = Prometheus::scraping(h.url.trim_start_matches("http://"));
-    let (values, health) = prometheus
+    let values = prometheus
         .values(&[
             r#"kube_metrics_server_container_cpu_usage_cores{pod="debug-shell",container="debug"}"#,
             r#"kube_metrics_server_container_memory_working_set_bytes{pod="debug-shell",container="debug"}"#,
         ])
         .await;
-    assert_eq!(health, "up");
     assert_eq!(values, ["0.0015", "128458752"]);
 }
 
@@ -152,14 +157,13 @@ async fn ecosystem_real_prometheus_reads_our_gzip_whole() {
     assert_eq!(got.content_encoding, "gzip");
     assert!(got.raw.len() * 10 < got.body.len(), "compressed {} to {}", got.body.len(), got.raw.len());
     let prometheus = Prometheus::scraping(h.url.trim_start_matches("http://"));
-    let (values, health) = prometheus
+    let values = prometheus
         .values(&[
             "count(kube_metrics_server_container_cpu_usage_cores)",
             "count(kube_metrics_server_pod_memory_working_set_bytes)",
             &format!(r#"kube_metrics_server_container_cpu_usage_cores{{pod="{}",container="app"}}"#, last.name),
         ])
         .await;
-    assert_eq!(health, "up");
     let cpu: Quantity = last.containers[0].cpu.parse().expect("quantity");
     assert_eq!(values, ["6000".to_owned(), "3000".to_owned(), cpu.as_f64().to_string()]);
 }
@@ -199,18 +203,18 @@ async fn ecosystem_real_prometheus_finds_a_missing_shard() {
         ("metrics-server-prom", &[hosts[0], hosts[2]]),
         ("metrics-server-prom-ha", &hosts[3..]),
     ]);
-    // Asked until all seven were scraped in time for the same evaluation: a scrape that runs
-    // over its second (two busy cores) leaves its target's series stale for a moment.
+    // Asked, all at one moment, until all seven were scraped in time for it: a scrape that
+    // runs over its second (two busy cores) leaves its target's series stale for a while.
     let started = Instant::now();
     let (missing, mismatch) = loop {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970");
+        let at = Some(now.as_secs_f64() - 0.5);
         // (None until Prometheus answers.)
-        let up = prometheus.value("count(kube_metrics_server_shard_ordinal)").await;
-        let missing = prometheus.query(&expr("MetricsServerPromShardsMissing")).await;
-        let mismatch = prometheus.query(&expr("MetricsServerPromShardingMismatch")).await;
-        let again = prometheus.value("count(kube_metrics_server_shard_ordinal)").await;
-        if let (Some("7"), Some(missing), Some(mismatch), Some("7")) =
-            (up.as_deref(), missing, mismatch, again.as_deref())
-        {
+        let up = prometheus.query_at("count(kube_metrics_server_shard_ordinal)", at).await;
+        let missing = prometheus.query_at(&expr("MetricsServerPromShardsMissing"), at).await;
+        let mismatch = prometheus.query_at(&expr("MetricsServerPromShardingMismatch"), at).await;
+        let seven = up.as_ref().and_then(|rows| rows.first()).is_some_and(|(_, count)| count == "7");
+        if let (true, Some(missing), Some(mismatch)) = (seven, missing, mismatch) {
             break (missing, mismatch);
         }
         assert!(started.elapsed() < Duration::from_secs(60), "prometheus never scraped all seven ({up:?})");

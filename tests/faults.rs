@@ -62,7 +62,7 @@ async fn faults_prometheus_scrape_timeout_header_is_honoured() {
     let s = parse(&got.body);
     assert_eq!((up(&s, "pods"), up(&s, "nodes")), (0.0, 1.0));
     let read = find(&s, "kube_metrics_server_scrape_duration_seconds", &[]).value;
-    assert!(read < 2.0, "read and transformed in {read} s");
+    assert!(read < 2.5, "read and transformed in {read} s");
 }
 
 #[async_std::test]

@@ -234,11 +234,17 @@ impl CpuReading {
                 Some((t.file_name().to_string_lossy().into_owned(), ns.split_whitespace().next()?.parse().ok()?))
             })
             .collect();
-        // utime and stime, the 14th and 15th fields: the 12th and 13th after the command's `)`.
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-        let process_ticks = after.split_whitespace().skip(11).take(2).filter_map(|t| t.parse::<u64>().ok()).sum();
+        let process_ticks = Self::ticks(&stat).unwrap_or_else(|| panic!("/proc/{pid}/stat: no times in {stat:?}"));
         Self { threads, process_ticks }
+    }
+
+    /// utime + stime from a `/proc/PID/stat` line: its 14th and 15th fields, the 12th and
+    /// 13th after the command's `)` (a command may hold spaces and parentheses).
+    fn ticks(stat: &str) -> Option<u64> {
+        let (_, after) = stat.rsplit_once(')')?;
+        let mut times = after.split_whitespace().skip(11);
+        Some(times.next()?.parse::<u64>().ok()? + times.next()?.parse::<u64>().ok()?)
     }
 
     /// Milliseconds of CPU since `before`: the threads' figure, unless the process's says
@@ -532,5 +538,20 @@ async fn main() {
         if pods >= 10_000 {
             assert_eq!(shard_pods, pods, "the three shards together export every pod once");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_stat_line_gives_its_user_and_system_ticks_whatever_its_command() {
+        let line = "4242 (a) b (c) S 1 4242 4242 0 -1 4194560 2000 0 0 0 150 25 0 0 20 0 9 0 100 0 0";
+        assert_eq!(CpuReading::ticks(line), Some(175));
+        assert_eq!(CpuReading::ticks("4242 (cut short) S 1"), None);
+        assert_eq!(CpuReading::ticks("no command at all"), None);
+        let own = std::fs::read_to_string("/proc/self/stat").expect("stat");
+        assert!(CpuReading::ticks(&own).is_some(), "{own}");
     }
 }

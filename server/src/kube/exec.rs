@@ -431,7 +431,7 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
         let err = run("echo 'token expired, run aws sso login' >&2; exit 3", EXEC_TIMEOUT);
         assert!(err.contains("exit status: 3") && err.contains("run aws sso login"), "{err}");
         // 2 s, so that a busy machine starts bash and it writes within the time.
-        let err = run("echo 'waiting for a browser' >&2; sleep 10", Duration::from_secs(2));
+        let err = run("echo 'waiting for a browser' >&2; exec sleep 10", Duration::from_secs(2));
         assert!(err.contains("no answer within 2s") && err.contains("waiting for a browser"), "{err}");
         let err = run(
             r#"echo '{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","status":{"token":"sekrit"}}'"#,
