@@ -13,7 +13,8 @@
 //! - (c) end-to-end scrape latency over HTTP, p50 and p99, of the server binary built beside
 //!   this one (the `dist` profile, by ./scripts/bench) against the simulator (a separate
 //!   process) over TLS, asked as curl asks (text) and as Prometheus asks (OpenMetrics with
-//!   gzip), and from 10k pods up also as each of 3 shards: from the request to the last byte
+//!   gzip), and from 10k pods up also as an HA pair (two such requests at once each time:
+//!   one read, two bodies) and as each of 3 shards: from the request to the last byte
 //!   of the answer (the benchmark decompresses and reads an answer after that, untimed);
 //! - (d) the server's CPU time per scrape (its threads' `schedstat`, or `/proc/PID/stat` if
 //!   a thread exited meanwhile) and peak RSS (`VmHWM`);
@@ -290,6 +291,14 @@ struct EndToEnd {
     text_mb: f64,
 }
 
+/// How many ask at once, each time.
+#[derive(Clone, Copy, PartialEq)]
+enum AtOnce {
+    One,
+    /// Two at once, as a Prometheus HA pair scrapes: one read, a body for each.
+    Pair,
+}
+
 /// What a scrape asks for.
 #[derive(Clone, Copy, PartialEq)]
 enum Ask {
@@ -370,8 +379,8 @@ async fn start_sim(pods: usize) -> SimProcess {
 }
 
 /// (c), (d), (e): a fresh server process (the binary beside this one) against `sim`, asked
-/// `ask`, as shard `shard` of 3 when given.
-async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u32>) -> EndToEnd {
+/// `ask` (by two at once for a pair), as shard `shard` of 3 when given.
+async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u32>, at_once: AtOnce) -> EndToEnd {
     let exe = std::env::current_exe().expect("exe");
     let server_bin = exe.parent().expect("dir").join("metrics-server-prom");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
@@ -419,7 +428,14 @@ async fn end_to_end(sim: &SimProcess, scrapes: usize, ask: Ask, shard: Option<u3
     let mut answer = None;
     for _ in 0..scrapes {
         let t = Instant::now();
+        let other = (at_once == AtOnce::Pair).then(|| {
+            let metrics = metrics.clone();
+            async_std::task::spawn(async move { fetch(&metrics, ask).await })
+        });
         let arrived = fetch(&metrics, ask).await;
+        if let Some(other) = other {
+            drop(other.await);
+        }
         latencies.push(t.elapsed().as_secs_f64() * 1e3);
         // The answer before is let go of outside the timed span (at 150k, text, 558 MB).
         answer = Some(arrived);
@@ -510,21 +526,24 @@ async fn main() {
     println!(
         "End to end: a fresh server process per row (built beside this benchmark: the dist profile by ./scripts/bench), against the simulator (a separate process) over TLS."
     );
-    println!("'text' asks as curl does; 'prometheus' as Prometheus does (OpenMetrics, gzip). 'shard i/3': MSP_SHARD__TOTAL=3.");
+    println!("'text' asks as curl does; 'prometheus' as Prometheus does (OpenMetrics, gzip). 'HA pair': two such requests at once each time (latency to both answers, CPU for both). 'shard i/3': MSP_SHARD__TOTAL=3.");
     println!();
     println!("| pods | request | sent MB (text MB) | (c) p50 ms | (c) p99 ms | (d) server CPU ms/scrape | (d) peak RSS MiB | (e) API req/scrape | (e) lists/scrape | connects/scrape | pods exported |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &pods in &sizes {
         let sim = start_sim(pods).await;
         let scrapes = if pods >= 100_000 { 10 } else { 30 };
-        let mut cases: Vec<(Ask, Option<u32>, String)> =
-            vec![(Ask::Text, None, "text".into()), (Ask::Prometheus, None, "prometheus".into())];
+        let mut cases: Vec<(Ask, Option<u32>, AtOnce, String)> = vec![
+            (Ask::Text, None, AtOnce::One, "text".into()),
+            (Ask::Prometheus, None, AtOnce::One, "prometheus".into()),
+        ];
         if pods >= 10_000 {
-            cases.extend((0..3).map(|i| (Ask::Prometheus, Some(i), format!("prometheus, shard {i}/3"))));
+            cases.push((Ask::Prometheus, None, AtOnce::Pair, "prometheus, HA pair (2 at once)".into()));
+            cases.extend((0..3).map(|i| (Ask::Prometheus, Some(i), AtOnce::One, format!("prometheus, shard {i}/3"))));
         }
         let mut shard_pods = 0;
-        for (ask, shard, label) in cases {
-            let e = end_to_end(&sim, scrapes, ask, shard).await;
+        for (ask, shard, at_once, label) in cases {
+            let e = end_to_end(&sim, scrapes, ask, shard, at_once).await;
             if shard.is_none() {
                 assert_eq!(e.series, pods * 2, "every container series present and enriched");
             } else {
