@@ -54,6 +54,8 @@ async fn library_embed_tide_serves_the_exporter_and_every_link_under_the_prefix(
         async_std::task::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(get(&format!("{base}/"), &[]).await.status, 200, "the embedder's own route");
+    // Ready once its warm-up scrape is done, which the example starts as `run` does.
+    assert_eq!(wait_ready(&format!("{base}/exporter")).await.status, 200, "/exporter/readyz");
     let links: Vec<&str> = landing.split("href=\"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
     assert!(links.len() >= 3, "{landing}");
     for link in links {

@@ -404,11 +404,11 @@ pub fn spawn_demo(program: &std::path::Path, port: u16) -> std::process::Child {
     demo_command(program, port).spawn().unwrap_or_else(|e| panic!("{}: {e}", program.display()))
 }
 
-/// Waits (up to 5 s) until `base`/readyz answers 200, each answer before it 503; returns
-/// the last answer.
+/// Waits (up to 30 s: a warm-up on two busy cores) until `base`/readyz answers 200, each
+/// answer before it 503; returns the last answer.
 pub async fn wait_ready(base: &str) -> Got {
     let mut ready = get(&format!("{base}/readyz"), &[]).await;
-    for _ in 0..200 {
+    for _ in 0..1200 {
         if ready.status == 200 {
             break;
         }
