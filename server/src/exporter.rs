@@ -358,8 +358,8 @@ impl Exporter {
     /// It is read and enriched once for every other request that arrives meanwhile, and
     /// that it serves (see `flight.rs`), in whatever format and encoding: Prometheus HA
     /// pairs with one scrape timeout cost the API server one read, and so does a request
-    /// of another format beside Prometheus, if its timeout is about the same. Each body is then written, in its own format
-    /// and encoding, and compressed for its own client. A request that joins keeps its own
+    /// of another format beside Prometheus, if its timeout is about the same. Each body is
+    /// then written, in its own format and encoding, and compressed for its own client. A request that joins keeps its own
     /// `deadline`: past it, it gets an answer that reports both lists as down.
     ///
     /// The scrape runs on a thread of its own (and each joiner's body on one more), which

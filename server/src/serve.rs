@@ -35,8 +35,10 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// before).
 pub const BACKLOG: usize = 2 * MAX_CONNECTIONS;
 
-/// Where Linux says the most a listener may queue.
-const SOMAXCONN: &str = "/proc/sys/net/core/somaxconn";
+/// The most a listener may queue, as Linux says (`net.core.somaxconn`), if it says.
+fn somaxconn() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok()?.trim().parse().ok()
+}
 
 /// A listener on `addr` with a queue of [`BACKLOG`] connections, for [`serve`] and
 /// [`serve_with`]; a warning if the kernel allows fewer.
@@ -44,7 +46,7 @@ pub async fn listen(addr: impl async_std::net::ToSocketAddrs) -> std::io::Result
     let listener = TcpListener::bind(addr).await?;
     // A second listen(2) on a listening socket sets its backlog (Linux, macOS, the BSDs).
     rustix::net::listen(&listener, BACKLOG as i32)?;
-    if let Some(most) = std::fs::read_to_string(SOMAXCONN).ok().and_then(|s| s.trim().parse::<usize>().ok()) {
+    if let Some(most) = somaxconn() {
         if most < BACKLOG {
             log::warn!(
                 "net.core.somaxconn is {most}: the kernel queues at most {most} connections not yet accepted, \
@@ -273,7 +275,7 @@ mod tests {
 
     #[async_std::test]
     async fn a_burst_past_the_connection_bound_is_queued_in_the_order_it_came() {
-        let most = std::fs::read_to_string(SOMAXCONN).expect("somaxconn").trim().parse::<usize>().expect("a number");
+        let most = somaxconn().expect("net.core.somaxconn");
         if most <= MAX_CONNECTIONS {
             eprintln!("skipped: net.core.somaxconn is {most}, and this test needs more than {MAX_CONNECTIONS}");
             return;
