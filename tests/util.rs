@@ -354,9 +354,32 @@ pub fn binary() -> PathBuf {
     bin
 }
 
-/// A free TCP port on 127.0.0.1.
+/// The ports [`free_port`] hands out: below Linux's ephemeral range (32768-60999 unless
+/// `net.ipv4.ip_local_port_range` says otherwise), which the kernel picks from for `bind` to
+/// port 0 and for outgoing connections.
+const PORTS: std::ops::Range<u16> = 10_000..32_000;
+
+/// Ports a test process takes in turn, from a block chosen by its pid.
+const BLOCK: u16 = 200;
+
+/// A TCP port on 127.0.0.1 that was free when asked, for a child to bind later. Taken
+/// from [`PORTS`] in turn (no two calls in a process get the same one) and checked free,
+/// not from the kernel's `bind` to port 0: a port the kernel picked and freed can be picked
+/// again, for another test's listener or as a connection's own port, before the child binds.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static TAKEN: AtomicU32 = AtomicU32::new(0);
+    let blocks = u32::from((PORTS.end - PORTS.start) / BLOCK);
+    let first = std::process::id() % blocks * u32::from(BLOCK);
+    let span = u32::from(PORTS.end - PORTS.start);
+    for _ in 0..span {
+        let n = TAKEN.fetch_add(1, Ordering::Relaxed);
+        let port = PORTS.start + u16::try_from((first + n) % span).expect("within the range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORTS:?}");
 }
 
 /// A child process killed (and reaped) when dropped.
