@@ -21,6 +21,19 @@ where
     Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
+/// A member that is there, `null` included, as `Some`; with `#[serde(default)]`, one that
+/// is not there as `None`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+/// Why a body without `items` is no list: a `Status`, a proxy's error page, one object.
+const NO_ITEMS: &str = "not a list: the object has no `items` (List::parse_any reads one object as a list of one)";
+
 /// A string that borrows from the input when it can.
 pub type Str<'a> = Cow<'a, str>;
 
@@ -96,8 +109,9 @@ pub struct NodeMetrics<'a> {
     pub usage: Usage<'a>,
 }
 
-/// A `...List` object: only `items` matters. Items are read one at a time: one that does
-/// not fit (a `null` where an object belongs, a number where a quantity string belongs, a
+/// A `...List` object: only `items` matters, and it must be there (`null` reads as no items;
+/// an object without it, such as a `Status` answered with 200, is an error, not an empty
+/// list). Items are read one at a time: one that does not fit (a `null` where an object belongs, a number where a quantity string belongs, a
 /// lone surrogate in a label) is set aside in [`List::invalid`] with the reason, and every
 /// other item is kept.
 #[derive(Debug, Clone)]
@@ -137,11 +151,13 @@ impl<'de: 'a, 'a, T: Deserialize<'a>> Deserialize<'de> for List<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
         struct Raw<'r> {
-            #[serde(borrow, default)]
-            items: Option<Vec<&'r serde_json::value::RawValue>>,
+            #[serde(borrow, default, deserialize_with = "present")]
+            items: Option<Option<Vec<&'r serde_json::value::RawValue>>>,
         }
-        let raw = Raw::deserialize(d)?;
-        let raw_items = raw.items.unwrap_or_default();
+        let Some(raw_items) = Raw::deserialize(d)?.items else {
+            return Err(serde::de::Error::custom(NO_ITEMS));
+        };
+        let raw_items = raw_items.unwrap_or_default();
         let mut items = Vec::with_capacity(raw_items.len());
         let mut invalid = Vec::new();
         for (i, item) in raw_items.into_iter().enumerate() {
@@ -208,8 +224,8 @@ impl<'a, T: ListItem<'a>> List<T> {
         #[derive(Deserialize)]
         #[serde(bound(deserialize = "U: Deserialize<'de>"))]
         struct Fast<U> {
-            #[serde(default)]
-            items: Option<Vec<U>>,
+            #[serde(default, deserialize_with = "present")]
+            items: Option<Option<Vec<U>>>,
         }
         // UTF-8 is checked once here, not string by string; a body that is not UTF-8 is
         // read as bytes, so that the error says where.
@@ -218,17 +234,18 @@ impl<'a, T: ListItem<'a>> List<T> {
             return Ok(List { items, invalid: Vec::new() });
         }
         match serde_json::from_str::<Fast<T>>(text) {
-            Ok(fast) => Ok(List { items: fast.items.unwrap_or_default(), invalid: Vec::new() }),
-            Err(_) => serde_json::from_str(text),
+            Ok(Fast { items: Some(items) }) => Ok(List { items: items.unwrap_or_default(), invalid: Vec::new() }),
+            // No items (an error), or one that does not fit (set aside).
+            _ => serde_json::from_str(text),
         }
     }
 
-    /// A `...List`, or one object (as `kubectl get --raw .../nodes/NAME` prints it) as a
-    /// list of one.
+    /// A `...List` (an object with `items`, `null` too), or one object (as `kubectl get
+    /// --raw .../nodes/NAME` prints it) as a list of one.
     pub fn parse_any(json: &'a [u8]) -> Result<Self, serde_json::Error> {
         #[derive(Deserialize)]
         struct Probe {
-            #[serde(default)]
+            #[serde(default, deserialize_with = "present")]
             items: Option<serde::de::IgnoredAny>,
         }
         if serde_json::from_slice::<Probe>(json)?.items.is_some() {
@@ -327,8 +344,30 @@ mod tests {
         assert!(list.items[2].containers[0].usage.cpu.is_none());
         let empty: PodMetricsList<'_> = serde_json::from_str(r#"{"items":null}"#).expect("null items");
         assert!(empty.items.is_empty());
-        let empty: PodMetricsList<'_> = serde_json::from_str("{}").expect("no items");
-        assert!(empty.items.is_empty());
+    }
+
+    #[test]
+    fn an_object_without_items_is_no_list() {
+        let status = br#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"forbidden","code":403}"#;
+        let node = WEBSITE_NODE.as_bytes();
+        for body in [&status[..], b"{}", node] {
+            let text = String::from_utf8_lossy(body);
+            for e in [
+                PodMetricsList::parse(body).map(drop).expect_err(&text),
+                serde_json::from_slice::<PodMetricsList<'_>>(body).map(drop).expect_err(&text),
+                NodeMetricsList::parse(body).map(drop).expect_err(&text),
+            ] {
+                assert!(e.to_string().contains("not a list: the object has no `items`"), "{text}: {e}");
+            }
+        }
+        // One object is a list of one only where that is asked for.
+        let one = NodeMetricsList::parse_any(node).expect("one node");
+        assert_eq!(one.items.len(), 1);
+        // `null` items are no items, whichever way it is read.
+        for body in [&br#"{"kind":"NodeMetricsList","items":null}"#[..], br#"{"items":null,"x":"\u0041"}"#] {
+            assert!(NodeMetricsList::parse(body).expect("a list").items.is_empty());
+            assert!(NodeMetricsList::parse_any(body).expect("a list, not one node").items.is_empty());
+        }
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! arrays, `null`, and strings without escapes, borrowed from the body.
 //!
 //! Anything else gives up: an escape, a number, `true`/`false` where a string belongs, a
-//! known field twice, nesting past [`MAX_DEPTH`], malformed JSON. The list is then read by
+//! known field twice, a list without `items`, nesting past [`MAX_DEPTH`], malformed JSON. The list is then read by
 //! serde (see [`List::parse`](crate::List::parse)), which also decides what is an error.
 //! So this never changes a result: on the lists it reads, it gives what serde gives
 //! (the tests check that on the published samples, on synthetic lists, and on every way of
@@ -444,8 +444,14 @@ fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<Opt
     // (at 150,000 pods the last doubling copied 19 MB into a new 38 MB), only past that.
     let mut items = Vec::with_capacity(text.len() / ITEM_BYTES);
     s.eat(b'{').ok()?;
-    s.fields(&["items"], |s, _| s.array_kept(&mut items, &mut item)).ok()?;
-    s.ended().then_some(items)
+    let mut listed = false;
+    s.fields(&["items"], |s, _| {
+        listed = true;
+        s.array_kept(&mut items, &mut item)
+    })
+    .ok()?;
+    // Without `items` it is no list: serde says so.
+    (s.ended() && listed).then_some(items)
 }
 
 /// A `PodMetricsList`'s items, if it has the usual shape.
@@ -549,6 +555,8 @@ mod tests {
             r#"{"items":[{"window":"30s"}]} x"#,
             r#"{"items":[],"items":[]}"#,
             r#"[[]]"#,
+            r#"{}"#,
+            r#"{"kind":"Status","message":"forbidden","code":403}"#,
             "{\"items\":[{\"metadata\":{\"name\":\"tab\there\"}}]}",
         ] {
             assert!(pods(text).is_none(), "{text}");

@@ -156,12 +156,13 @@ async fn within(
         .unwrap_or_else(|_| Err(format!("no answer within the scrape deadline ({left:?} left)").into()))
 }
 
-/// Why an answer that read as a list without items is no list at all: another kind of
-/// object (a `Status`, or a `PodList` from a misrouted URL), an object without `items` (a
-/// proxy's JSON error page) or no object at all (`[]`), answered with 200. `None` for a real
-/// empty list (`"items": []` or `null`, with `kind` `want` or none). Only called for lists
-/// with no item at all, not even one the scope skipped (see `Asked`), and read without
-/// building the JSON's tree, so the second read costs little, and nothing in steady state.
+/// Why an answer answered with 200 is no list at all: another kind of object (a `Status`,
+/// or a `PodList` from a misrouted URL), an object without `items` (a proxy's JSON error
+/// page) or no object at all (`[]`). `None` for a real empty list (`"items": []` or `null`,
+/// with `kind` `want` or none). Only called for answers that failed to parse (msp-core
+/// refuses an object without `items`, but its message cannot know the kind) and for lists
+/// with no item at all, not even one the scope skipped (see `Asked`); read without building
+/// the JSON's tree, so the second read costs little, and nothing in steady state.
 fn not_a_list(body: &[u8], want: &str) -> Option<String> {
     /// Whether a member is there, whatever its value, `null` too.
     fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -247,6 +248,11 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
         Ok(list) => return checked(list, body),
         Err(e) => e,
     };
+    // An object without `items` fails to parse: say what it is instead (a `Status`'s message).
+    if let Some(why) = not_a_list(body, want) {
+        log::error!("{resource} metrics: {why}");
+        return (msp_core::List::default(), false);
+    }
     let Err(bad) = std::str::from_utf8(body) else {
         log::error!("{resource} metrics: invalid JSON from the metrics API: {error}");
         return (msp_core::List::default(), false);
