@@ -4,12 +4,13 @@
 //! the Prometheus writer, and the [`Enricher`] extension point.
 //!
 //! ```
-//! use msp_core::{render, RenderOptions, Scrape};
+//! use msp_core::{render, PodMetricsList, RenderOptions, Scrape};
 //!
 //! let pods = r#"{"kind":"PodMetricsList","items":[{"metadata":{"name":"coredns-78fcd69978-f6pqv",
 //!   "namespace":"kube-system"},"timestamp":"2021-12-17T17:57:42Z","window":"30s",
 //!   "containers":[{"name":"coredns","usage":{"cpu":"7338891n","memory":"14520Ki"}}]}]}"#;
-//! let pods = serde_json::from_str(pods).unwrap();
+//! // An object without `items` (a `Status`, one `PodMetrics`) is an error, not an empty list.
+//! let pods = PodMetricsList::parse(pods.as_bytes()).unwrap();
 //! let nodes = Default::default();
 //! let scrape = Scrape::new(&pods, &nodes);
 //!

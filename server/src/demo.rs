@@ -33,6 +33,7 @@ const TOKEN: &str = "demo-token-not-secret";
 /// The running demo: the simulator, and the folder with its CA and token, removed when
 /// this is dropped (when the service ends).
 #[derive(Debug)]
+#[must_use = "the demo's API server stops, and its CA and token are removed, when this is dropped: keep it while serving"]
 pub struct Demo {
     _sim: Sim,
     dir: PathBuf,
