@@ -189,3 +189,27 @@ async fn first_hour_demo_removes_its_temporary_files() {
     assert!(status.success(), "{status:?}");
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
+
+#[async_std::test]
+async fn first_hour_port_0_logs_the_port_bound() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let log = dir.join("stderr.log");
+    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, 0), &log));
+    let mut port = None;
+    for _ in 0..400 {
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        port = logged.split("serving on http://127.0.0.1:").nth(1).and_then(|rest| {
+            let (port, path) = rest.split_once('/')?;
+            assert!(path.starts_with("metrics"), "{logged}");
+            port.parse::<u16>().ok()
+        });
+        if port.is_some() {
+            break;
+        }
+        async_std::task::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    let port = port.expect("a `serving on` line with the port");
+    assert_ne!(port, 0);
+    let health = get(&format!("http://127.0.0.1:{port}/healthz"), &[]).await;
+    assert_eq!(health.status, 200, "{}", health.body);
+}

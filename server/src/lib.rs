@@ -122,6 +122,8 @@ pub async fn run(config: &Config) -> Result<(), StartError> {
     let listener = serve::listen(addr).await.map_err(listen)?;
     async_std::task::spawn(exporter.warm_up());
     let tls = web.as_ref().and_then(|w| w.current()).is_some_and(|c| c.tls.is_some());
-    log::info!("serving on {}://{addr}/metrics", if tls { "https" } else { "http" });
+    // The port bound, where `listen` asked for port 0.
+    let bound = listener.local_addr().unwrap_or(addr);
+    log::info!("serving on {}://{bound}/metrics", if tls { "https" } else { "http" });
     serve::serve_with(listener, app(exporter, web.clone()), shutdown, web).await.map_err(listen)
 }
