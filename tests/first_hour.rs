@@ -191,10 +191,12 @@ async fn first_hour_demo_removes_its_temporary_files() {
 }
 
 #[async_std::test]
-async fn first_hour_port_0_logs_the_port_bound() {
+async fn first_hour_the_log_names_the_port_bound_and_the_enrichers() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
     let log = dir.join("stderr.log");
-    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, 0), &log));
+    let mut command = server_command(&sim, &dir, 0);
+    command.env("MSP_ENRICHERS", r#"["owner","node"]"#);
+    let _child = Killed(spawn_logging(&mut command, &log));
     let mut port = None;
     for _ in 0..400 {
         let logged = std::fs::read_to_string(&log).unwrap_or_default();
@@ -212,4 +214,7 @@ async fn first_hour_port_0_logs_the_port_bound() {
     assert_ne!(port, 0);
     let health = get(&format!("http://127.0.0.1:{port}/healthz"), &[]).await;
     assert_eq!(health.status, 200, "{}", health.body);
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("enrichers: owner, node\n"), "{logged}");
+    assert!(logged.contains("enrichers registered but not enabled: labels (list them in MSP_ENRICHERS"), "{logged}");
 }

@@ -204,7 +204,11 @@ pub struct Config {
 /// The configured enrichers, in order: each name known to the registry, none twice, each
 /// built from its section of the configuration.
 #[derive(Clone, Default)]
-pub struct Enrichers(Vec<Arc<dyn Enricher>>);
+pub struct Enrichers {
+    built: Vec<Arc<dyn Enricher>>,
+    /// The registry's names not configured: registered, not enabled.
+    unused: Vec<String>,
+}
 
 impl std::fmt::Debug for Enrichers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -234,24 +238,32 @@ impl Enrichers {
                 Some(Ok(enricher)) => built.push(enricher),
             }
         }
-        Ok(Enrichers(built))
+        let unused = registry.names().into_iter().filter(|n| !names.iter().any(|c| c == n)).map(String::from).collect();
+        Ok(Enrichers { built, unused })
     }
 
     /// Their names, in order.
     pub fn names(&self) -> Vec<&str> {
-        self.0.iter().map(|e| e.name()).collect()
+        self.built.iter().map(|e| e.name()).collect()
+    }
+
+    /// The names the registry knows that the configuration does not enable (an embedder's
+    /// registered enricher is not used until it is listed in `enrichers`).
+    pub fn not_enabled(&self) -> &[String] {
+        &self.unused
     }
 
     /// Adds `enricher` last, unless one of its name is already there.
     pub fn push(&mut self, enricher: Arc<dyn Enricher>) {
         if !self.names().contains(&enricher.name()) {
-            self.0.push(enricher);
+            self.unused.retain(|n| n != enricher.name());
+            self.built.push(enricher);
         }
     }
 
     /// The enrichers, in order.
     pub fn to_vec(&self) -> Vec<Arc<dyn Enricher>> {
-        self.0.clone()
+        self.built.clone()
     }
 }
 
@@ -511,6 +523,7 @@ mod tests {
             assert_eq!(c.limits.timeout, Duration::from_secs(60));
             assert_eq!(c.kubernetes.api_url.as_ref().map(Url::as_str), Some("http://127.0.0.1:8001/"));
             assert_eq!(c.enrichers.names(), ["node"]);
+            assert_eq!(c.enrichers.not_enabled(), ["labels", "owner"]);
             assert_eq!(c.naming, Naming::Seed, "the file still applies where env is silent");
 
             jail.set_env("MSP_CONFIG", "msp.toml");

@@ -91,6 +91,14 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
         );
     }
     log::info!("API server {api}");
+    let (enabled, not_enabled) = (config.enrichers.names(), config.enrichers.not_enabled());
+    log::info!("enrichers: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
+    if !not_enabled.is_empty() {
+        log::info!(
+            "enrichers registered but not enabled: {} (list them in MSP_ENRICHERS to use them)",
+            not_enabled.join(", ")
+        );
+    }
     let client = Arc::new(KubeClient::new(endpoint, config.limits).with_list_page_size(config.list_page_size));
     let cluster = Arc::new(CachedCluster::new(client.clone()));
     let options = RenderOptions { naming: config.naming, timestamps: config.timestamps, format: None };
