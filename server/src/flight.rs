@@ -18,9 +18,10 @@
 //! each is. A request past a bound evicts the scrape or body whose readers took a piece
 //! longest ago, if that was [`STALL`] ago or more (a client that stopped reading: its
 //! writers abandon it, see `http1.rs`, and its memory is freed), or else the one written
-//! longest, if for [`LONG`] or more; if none may be, the request is refused (`503`, as
-//! Prometheus' client libraries refuse requests past their `MaxRequestsInFlight`), and the
-//! clients reading are left to read.
+//! longest, if for [`LONG`] or more (past both bounds, a body of the scrape it evicts, which
+//! ends with it anyway, rather than another client's); if none may be, the request is
+//! refused (`503`, as Prometheus' client libraries refuse requests past their
+//! `MaxRequestsInFlight`), and the clients reading are left to read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -104,13 +105,20 @@ pub(crate) struct Flag {
     /// `NOT_BEGUN` until writing begins.
     begun: AtomicU64,
     progress: AtomicU64,
+    /// A body's scrape, once the body's writing has begun.
+    of: std::sync::OnceLock<Weak<Flag>>,
 }
 
 const NOT_BEGUN: u64 = u64::MAX;
 
 impl Default for Flag {
     fn default() -> Self {
-        Flag { evicted: AtomicBool::new(false), begun: AtomicU64::new(NOT_BEGUN), progress: AtomicU64::new(now_ms()) }
+        Flag {
+            evicted: AtomicBool::new(false),
+            begun: AtomicU64::new(NOT_BEGUN),
+            progress: AtomicU64::new(now_ms()),
+            of: std::sync::OnceLock::new(),
+        }
     }
 }
 
@@ -171,6 +179,8 @@ pub struct Evicted {
 impl Evicted {
     /// The flags of a body whose writing has begun (see [`Flag::begin`]).
     pub(crate) fn begun(scrape: Arc<Flag>, body: Arc<Flag>) -> Self {
+        // Set once: a body is written from one scrape.
+        let _ = body.of.set(Arc::downgrade(&scrape));
         body.begin();
         Evicted { scrape, body }
     }
@@ -251,6 +261,13 @@ impl Bounded {
                 Err(self.busy)
             }
         }
+    }
+
+    /// Where in `live` (the bodies', locked) a body of `scrape` is, whose writing has begun.
+    fn body_of(live: &[Weak<Flag>], scrape: &Arc<Flag>) -> Option<usize> {
+        let of_scrape =
+            |body: Arc<Flag>| body.of.get().is_some_and(|of| std::ptr::eq(of.as_ptr(), Arc::as_ptr(scrape)));
+        live.iter().position(|w| w.upgrade().is_some_and(of_scrape))
     }
 
     /// Admits one into the `room` [`Bounded::room`] found in `live`, evicting its victim;
@@ -437,6 +454,16 @@ impl Flights {
         }
         let mut scrapes = self.scrapes.lock();
         let scrape_room = self.scrapes.room(&mut scrapes, now)?;
+        // Past both bounds, a body of the scrape evicted gives way rather than another
+        // client's: it ends with its scrape anyway.
+        let body_room = match (body_room, scrape_room) {
+            (Some(_), Some((victim, why))) => scrapes[victim]
+                .upgrade()
+                .and_then(|scrape| Bounded::body_of(&bodies, &scrape))
+                .map(|body| (body, why))
+                .or(body_room),
+            _ => body_room,
+        };
         let (body, body_evicted) = self.bodies.take(&mut bodies, body_room);
         let (evicted, scrape_evicted) = self.scrapes.take(&mut scrapes, scrape_room);
         let flight = Arc::new(Flight { joiners: Mutex::default(), evicted, budget });
@@ -586,6 +613,47 @@ mod tests {
         assert!(!bodies[1].get() && !last.get());
         scrape.evict();
         assert!(bodies.iter().all(Evicted::get) && last.get(), "its scrape evicted, every body is");
+    }
+
+    #[test]
+    fn past_both_bounds_the_evicted_scrapes_own_body_gives_way_not_another_clients() {
+        let flights = Flights::default();
+        let secs = |s: u64| Some(Duration::from_secs(s));
+        // Every scrape is being written, each to its leader's body.
+        let scrapes: Vec<(Arc<Flag>, Arc<Flag>)> = (1..=MAX_SCRAPES as u64)
+            .map(|s| match flights.enter(FLAVOUR, secs(s * 10)).expect("room") {
+                (body, Role::Lead(lead)) => {
+                    let scrape = lead.evicted();
+                    lead.begin();
+                    (scrape, body)
+                }
+                (_, Role::Join(..)) => panic!("joined, did not lead"),
+            })
+            .collect();
+        let mut bodies: Vec<Evicted> = scrapes.iter().map(|(s, b)| Evicted::begun(s.clone(), b.clone())).collect();
+        // The other bodies read the first scrape.
+        for _ in MAX_SCRAPES..MAX_BODIES {
+            bodies.push(Evicted::begun(scrapes[0].0.clone(), flights.bodies.admit_at(now_ms()).expect("room")));
+        }
+        // Every reader reads, but two: one of the first scrape's, which stalled longest (its
+        // scrape is still read), and the second scrape's only one (so it stalled too).
+        let later = now_ms() + 3 * STALL_MS;
+        for e in &bodies {
+            e.scrape.progress.store(later - 1, Ordering::Relaxed);
+            e.body.progress.store(later - 1, Ordering::Relaxed);
+        }
+        bodies[MAX_SCRAPES].body.progress.store(0, Ordering::Relaxed);
+        bodies[1].body.progress.store(later - 2 * STALL_MS, Ordering::Relaxed);
+        scrapes[1].0.progress.store(later - 2 * STALL_MS, Ordering::Relaxed);
+
+        let entered = flights.enter_at(FLAVOUR, secs(1000), later);
+        assert!(matches!(entered, Ok((_, Role::Lead(_)))), "room made at both bounds");
+        let evicted: Vec<bool> = bodies.iter().map(Evicted::get).collect();
+        let mut expected = vec![false; MAX_BODIES];
+        expected[1] = true;
+        assert_eq!(evicted, expected, "only the second scrape's reader loses its body");
+        assert_eq!(flights.bodies.evicted.load(Ordering::Relaxed), 1);
+        assert_eq!(flights.scrapes.evicted.load(Ordering::Relaxed), 1);
     }
 
     #[test]
