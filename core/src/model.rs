@@ -175,6 +175,10 @@ impl<'de: 'a, 'a, T: Deserialize<'a>> Deserialize<'de> for List<T> {
 /// are read without serde when the list has the shape metrics-server writes; any other
 /// type takes the default, serde alone (`impl ListItem<'_> for MyItem<'_> {}`).
 pub trait ListItem<'a>: Deserialize<'a> {
+    /// The `kind` of a list of these (`"PodMetricsList"`): [`List::parse`] refuses a list
+    /// that says another (a `PodList` from a misrouted URL). `None`: any kind.
+    const KIND: Option<&'static str> = None;
+
     /// The items of a whole list body, or `None` to read it with serde. It must give what
     /// serde would, or `None`.
     #[doc(hidden)]
@@ -193,6 +197,8 @@ pub trait ListItem<'a>: Deserialize<'a> {
 }
 
 impl<'a> ListItem<'a> for PodMetrics<'a> {
+    const KIND: Option<&'static str> = Some("PodMetricsList");
+
     fn scan(list: &'a str) -> Option<Vec<Self>> {
         crate::scan::pods(list)
     }
@@ -203,13 +209,16 @@ impl<'a> ListItem<'a> for PodMetrics<'a> {
 }
 
 impl<'a> ListItem<'a> for NodeMetrics<'a> {
+    const KIND: Option<&'static str> = Some("NodeMetricsList");
+
     fn scan(list: &'a str) -> Option<Vec<Self>> {
         crate::scan::nodes(list)
     }
 }
 
 impl<'a, T: ListItem<'a>> List<T> {
-    /// Parses a `...List`. The whole list is read in one pass when every item fits (the
+    /// Parses a `...List`: an object with `items`, and, if it says its `kind`, of
+    /// [`ListItem::KIND`]. The whole list is read in one pass when every item fits (the
     /// usual case; for the metrics API's items without serde, see [`ListItem`]); only when
     /// one does not is it read again, item by item (see [`List`]).
     pub fn parse(json: &'a [u8]) -> Result<Self, serde_json::Error> {
@@ -223,9 +232,17 @@ impl<'a, T: ListItem<'a>> List<T> {
     pub fn parse_selected(json: &'a [u8], select: &dyn Select) -> Result<Self, serde_json::Error> {
         #[derive(Deserialize)]
         #[serde(bound(deserialize = "U: Deserialize<'de>"))]
-        struct Fast<U> {
+        struct Fast<'k, U> {
+            #[serde(borrow)]
+            kind: Option<Cow<'k, str>>,
             #[serde(default, deserialize_with = "present")]
             items: Option<Option<Vec<U>>>,
+        }
+        /// The `kind`, for a list read item by item.
+        #[derive(Deserialize)]
+        struct Kind<'k> {
+            #[serde(borrow)]
+            kind: Option<Cow<'k, str>>,
         }
         // UTF-8 is checked once here, not string by string; a body that is not UTF-8 is
         // read as bytes, so that the error says where.
@@ -234,9 +251,17 @@ impl<'a, T: ListItem<'a>> List<T> {
             return Ok(List { items, invalid: Vec::new() });
         }
         match serde_json::from_str::<Fast<T>>(text) {
-            Ok(Fast { items: Some(items) }) => Ok(List { items: items.unwrap_or_default(), invalid: Vec::new() }),
+            Ok(Fast { kind, items: Some(items) }) => {
+                of_kind::<T>(kind.as_deref())?;
+                Ok(List { items: items.unwrap_or_default(), invalid: Vec::new() })
+            }
             // No items (an error), or one that does not fit (set aside).
-            _ => serde_json::from_str(text),
+            _ => {
+                let list = serde_json::from_str(text)?;
+                // A `kind` that is no string is not ours to judge, as it is not above.
+                of_kind::<T>(serde_json::from_str::<Kind<'_>>(text).ok().and_then(|k| k.kind).as_deref())?;
+                Ok(list)
+            }
         }
     }
 
@@ -253,6 +278,16 @@ impl<'a, T: ListItem<'a>> List<T> {
         } else {
             Ok(List { items: vec![serde_json::from_slice(json)?], invalid: Vec::new() })
         }
+    }
+}
+
+/// A list that says its `kind` is of `T`'s.
+fn of_kind<'a, T: ListItem<'a>>(kind: Option<&str>) -> Result<(), serde_json::Error> {
+    match (kind, T::KIND) {
+        (Some(kind), Some(want)) if kind != want => {
+            Err(serde::de::Error::custom(format!("not a {want}: the object is a {kind}")))
+        }
+        _ => Ok(()),
     }
 }
 
@@ -363,6 +398,17 @@ mod tests {
         // One object is a list of one only where that is asked for.
         let one = NodeMetricsList::parse_any(node).expect("one node");
         assert_eq!(one.items.len(), 1);
+        // Another kind of list, whichever way it is read: with items the scanner reads, with
+        // one it leaves to serde, with one that does not fit.
+        for items in [r#"{"metadata":{"name":"p","namespace":"n"}}"#, r#"{"metadata":{"name":"p\u0041"}}"#, "7"] {
+            let body = format!(r#"{{"kind":"PodList","apiVersion":"v1","items":[{items}]}}"#);
+            let e = PodMetricsList::parse(body.as_bytes()).map(drop).expect_err(&body);
+            assert_eq!(e.to_string(), "not a PodMetricsList: the object is a PodList", "{body}");
+            let e = PodMetricsList::parse_any(body.as_bytes()).map(drop).expect_err(&body);
+            assert_eq!(e.to_string(), "not a PodMetricsList: the object is a PodList", "{body}");
+        }
+        assert!(NodeMetricsList::parse(br#"{"kind":"PodMetricsList","items":[]}"#).is_err());
+        assert!(PodMetricsList::parse(br#"{"kind":"PodMetricsList","items":[]}"#).is_ok());
         // `null` items are no items, whichever way it is read.
         for body in [&br#"{"kind":"NodeMetricsList","items":null}"#[..], br#"{"items":null,"x":"\u0041"}"#] {
             assert!(NodeMetricsList::parse(body).expect("a list").items.is_empty());

@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 
 use crate::labels::JsonLabels;
-use crate::model::{ContainerMetrics, Metadata, NodeMetrics, PodMetrics, Str, Usage};
+use crate::model::{ContainerMetrics, ListItem, Metadata, NodeMetrics, PodMetrics, Str, Usage};
 use crate::scrape::{All, Select};
 use crate::swar::{bytes_equal, word, HIGH, ONES};
 
@@ -436,16 +436,27 @@ impl<'a> Scan<'a> {
     }
 }
 
-/// A whole `...List` body: its `items`, each read by `item`, those it keeps (`Some`), if it
-/// has the usual shape.
-fn list<'a, T>(text: &'a str, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<Option<T>>) -> Option<Vec<T>> {
+/// A whole `...List` body of the `kind` `want` (if it says one): its `items`, each read by
+/// `item`, those it keeps (`Some`), if it has the usual shape.
+fn list<'a, T>(
+    text: &'a str,
+    want: Option<&str>,
+    mut item: impl FnMut(&mut Scan<'a>) -> Scanned<Option<T>>,
+) -> Option<Vec<T>> {
     let mut s = Scan { text, at: 0, containers: Vec::new() };
     // Room for an item every ITEM_BYTES, reserved, not touched: no copy as the list grows
     // (at 150,000 pods the last doubling copied 19 MB into a new 38 MB), only past that.
     let mut items = Vec::with_capacity(text.len() / ITEM_BYTES);
     s.eat(b'{').ok()?;
     let mut listed = false;
-    s.fields(&["items"], |s, _| {
+    s.fields(&["items", "kind"], |s, key| {
+        if key == "kind" {
+            // Another kind is no list of these: serde says so.
+            return match s.opt_str()? {
+                Some(kind) if want.is_some_and(|want| kind != want) => Err(GiveUp),
+                _ => Ok(()),
+            };
+        }
         listed = true;
         s.array_kept(&mut items, &mut item)
     })
@@ -464,7 +475,7 @@ pub(crate) fn pods(text: &str) -> Option<Vec<PodMetrics<'_>>> {
 /// by its place in the list, which would have moved.
 pub(crate) fn pods_selected<'a>(text: &'a str, select: &dyn Select) -> Option<Vec<PodMetrics<'a>>> {
     let mut left_out = false;
-    list(text, |s| match s.pod(select)? {
+    list(text, PodMetrics::KIND, |s| match s.pod(select)? {
         Some(pod) if left_out && pod.metadata.name.is_none() => Err(GiveUp),
         Some(pod) => Ok(Some(pod)),
         None => {
@@ -490,7 +501,7 @@ pub(crate) fn label_pairs(text: &str) -> Option<Vec<(Str<'_>, Str<'_>)>> {
 
 /// A `NodeMetricsList`'s items, if it has the usual shape.
 pub(crate) fn nodes(text: &str) -> Option<Vec<NodeMetrics<'_>>> {
-    list(text, |s| s.node().map(Some))
+    list(text, NodeMetrics::KIND, |s| s.node().map(Some))
 }
 
 #[cfg(test)]
@@ -557,6 +568,7 @@ mod tests {
             r#"[[]]"#,
             r#"{}"#,
             r#"{"kind":"Status","message":"forbidden","code":403}"#,
+            r#"{"kind":"PodList","items":[]}"#,
             "{\"items\":[{\"metadata\":{\"name\":\"tab\there\"}}]}",
         ] {
             assert!(pods(text).is_none(), "{text}");

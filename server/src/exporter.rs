@@ -158,11 +158,9 @@ async fn within(
 
 /// Why an answer answered with 200 is no list at all: another kind of object (a `Status`,
 /// or a `PodList` from a misrouted URL), an object without `items` (a proxy's JSON error
-/// page) or no object at all (`[]`). `None` for a real empty list (`"items": []` or `null`,
-/// with `kind` `want` or none). Only called for answers that failed to parse (msp-core
-/// refuses an object without `items`, but its message cannot know the kind) and for lists
-/// with no item at all, not even one the scope skipped (see `Asked`); read without building
-/// the JSON's tree, so the second read costs little, and nothing in steady state.
+/// page) or no object at all (`[]`). `None` for a list (`"items"` there, `null` too, with
+/// `kind` `want` or none). Called only for answers msp-core refused, to name what they are
+/// (a `Status`'s message); read without building the JSON's tree.
 fn not_a_list(body: &[u8], want: &str) -> Option<String> {
     /// Whether a member is there, whatever its value, `null` too.
     fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
@@ -194,29 +192,12 @@ fn not_a_list(body: &[u8], want: &str) -> Option<String> {
     (!probe.items).then(|| format!("the answer has no items: not a {want}"))
 }
 
-/// A [`Select`](msp_core::Select) that remembers whether it was asked about any item.
-struct Asked<'s> {
-    select: &'s dyn msp_core::Select,
-    asked: std::cell::Cell<bool>,
-}
-
-impl msp_core::Select for Asked<'_> {
-    fn pod(&self, namespace: &str, name: &str) -> bool {
-        self.asked.set(true);
-        self.select.pod(namespace, name)
-    }
-
-    fn node(&self, name: &str) -> bool {
-        self.asked.set(true);
-        self.select.node(name)
-    }
-}
-
 /// Parses one metrics list for a scrape that keeps what `select` keeps; on failure logs it
 /// and yields an empty list. A body that is not UTF-8 throughout (one bad byte in one pod's
 /// label, from a broken proxy) is read again with each bad sequence as U+FFFD, kept in
-/// `repaired`: one item's bytes must not cost every series. A body that is not a list
-/// ([`not_a_list`]) fails too, rather than reading as a cluster without pods.
+/// `repaired`: one item's bytes must not cost every series. A body that is not a list of
+/// the kind asked for fails too (msp-core refuses it; [`not_a_list`] says what it is),
+/// rather than reading as a cluster without pods.
 fn parse_list<'a, T: msp_core::ListItem<'a>>(
     resource: &str,
     fetched: &'a Result<Vec<u8>, SourceError>,
@@ -230,25 +211,12 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
             return (msp_core::List::default(), false);
         }
     };
-    let want = if resource == "pod" { "PodMetricsList" } else { "NodeMetricsList" };
-    // A list whose items `select` was asked about is a list, though it kept none of them (a
-    // shard or namespaces without pods here): no second pass over it to see.
-    let select = Asked { select, asked: std::cell::Cell::new(false) };
-    let select = &select;
-    let checked = |list: msp_core::List<T>, body: &[u8]| {
-        if list.items.is_empty() && !select.asked.get() {
-            if let Some(why) = not_a_list(body, want) {
-                log::error!("{resource} metrics: {why}");
-                return (msp_core::List::default(), false);
-            }
-        }
-        (list, true)
-    };
+    let want = T::KIND.unwrap_or("list");
     let error = match msp_core::List::parse_selected(body, select) {
-        Ok(list) => return checked(list, body),
+        Ok(list) => return (list, true),
         Err(e) => e,
     };
-    // An object without `items` fails to parse: say what it is instead (a `Status`'s message).
+    // Not a list of `want`: say what it is instead (a `Status`'s message, say).
     if let Some(why) = not_a_list(body, want) {
         log::error!("{resource} metrics: {why}");
         return (msp_core::List::default(), false);
@@ -263,7 +231,7 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     );
     let body: &'a Vec<u8> = repaired.insert(String::from_utf8_lossy(body).into_owned().into_bytes());
     match msp_core::List::parse_selected(body, select) {
-        Ok(list) => checked(list, body),
+        Ok(list) => (list, true),
         Err(e) => {
             log::error!("{resource} metrics: invalid JSON from the metrics API: {e}");
             (msp_core::List::default(), false)
@@ -728,6 +696,11 @@ mod tests {
                 0,
             ),
             (r#"{"kind":"PodList","apiVersion":"v1","metadata":{},"items":[]}"#, 0),
+            // A misrouted URL's real pods: no usage, and no cluster without pods either.
+            (
+                r#"{"kind":"PodList","apiVersion":"v1","items":[{"metadata":{"name":"p","namespace":"n"},"spec":{}}]}"#,
+                0,
+            ),
             (r#"{"error":"upstream unavailable"}"#, 0),
             (r#"{"kind":"PodMetricsList","apiVersion":"metrics.k8s.io/v1","metadata":{},"items":[]}"#, 1),
             (r#"{"kind":"PodMetricsList","items":null}"#, 1),
