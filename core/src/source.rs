@@ -8,7 +8,13 @@ use async_trait::async_trait;
 
 use crate::cluster::SourceError;
 
-/// A source of `PodMetricsList` and `NodeMetricsList` JSON.
+/// A source of `PodMetricsList` and `NodeMetricsList` JSON (lists: one `NodeMetrics` object
+/// is no list, and fails the read).
+///
+/// A scrape with a deadline abandons a read that runs past it (the list is then down);
+/// one without (a request without `X-Prometheus-Scrape-Timeout-Seconds`, or
+/// `Exporter::scrape(format, None)`) waits as long as the read does, so a source bounds its
+/// own time, as the built-in client does with `kubernetes.timeout`.
 #[async_trait]
 pub trait MetricsSource: Send + Sync {
     /// The `PodMetricsList`, restricted to pods matching `label_selector` when given.

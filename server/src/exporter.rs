@@ -68,7 +68,8 @@ pub const GZIP_CHUNK: usize = 256 * 1024;
 /// unrun.
 struct Deadline(Option<Instant>);
 
-const OUT_OF_TIME: &str = "out of time for this scrape (X-Prometheus-Scrape-Timeout-Seconds)";
+/// The deadline may be Prometheus' (`X-Prometheus-Scrape-Timeout-Seconds`) or an embedder's.
+const OUT_OF_TIME: &str = "out of time for this scrape (its deadline, less the time writing takes)";
 
 impl msp_core::Guard for Deadline {
     fn guard<'a>(&'a self, _enricher: &'a dyn Enricher, call: EnrichFuture<'a>) -> EnrichFuture<'a> {
@@ -153,7 +154,7 @@ async fn within(
     let left = deadline.saturating_duration_since(Instant::now());
     async_std::future::timeout(left, read)
         .await
-        .unwrap_or_else(|_| Err(format!("no answer within the scrape deadline ({left:?} left)").into()))
+        .unwrap_or_else(|_| Err(format!("no answer within the scrape's deadline ({left:.1?} given)").into()))
 }
 
 /// Why an answer answered with 200 is no list at all: another kind of object (a `Status`,
