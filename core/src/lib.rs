@@ -32,6 +32,7 @@ mod gzip;
 mod huffman;
 mod intern;
 mod labels;
+mod list;
 mod memo;
 mod model;
 mod objects;
@@ -59,10 +60,9 @@ pub use glob::{Filter, Glob, GlobError};
 pub use gzip::{compress, Gzip};
 pub use intern::Interner;
 pub use labels::JsonLabels;
+pub use list::{List, ListItem, NodeMetricsList, PodMetricsList};
 pub use memo::Memo;
-pub use model::{
-    ContainerMetrics, List, ListItem, Metadata, NodeMetrics, NodeMetricsList, PodMetrics, PodMetricsList, Str, Usage,
-};
+pub use model::{ContainerMetrics, Metadata, NodeMetrics, PodMetrics, Str, Usage};
 pub use objects::{
     controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent,
 };

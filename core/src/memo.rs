@@ -441,7 +441,7 @@ impl Memo {
 mod tests {
     use super::*;
     use crate::enricher::{Depends, EnrichError, Enricher, Enrichment};
-    use crate::model::PodMetricsList;
+    use crate::list::PodMetricsList;
     use crate::objects::{controllers_from_list, nodes_from_list, pods_from_list};
     use crate::render::prepare;
     use crate::{AddedLabel, LabelName, StaticCluster};

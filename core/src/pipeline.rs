@@ -187,7 +187,7 @@ mod tests {
         Arc::new(Counting { calls: Default::default(), fail, depends })
     }
 
-    fn scrape_json() -> crate::model::PodMetricsList<'static> {
+    fn scrape_json() -> crate::list::PodMetricsList<'static> {
         serde_json::from_str(
             r#"{"items":[{"metadata":{"name":"p","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1"}}]},
                          {"metadata":{"name":"q","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1"}}]}]}"#,
@@ -240,7 +240,7 @@ mod tests {
                 .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
                 .collect();
             let json = format!(r#"{{"items":[{}]}}"#, items.join(","));
-            let pods: crate::model::PodMetricsList<'_> = serde_json::from_str(&json).expect("pods");
+            let pods: crate::list::PodMetricsList<'_> = serde_json::from_str(&json).expect("pods");
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
             let enrichers = [counting(true, Depends::Pod), counting(false, Depends::Pod)];

@@ -508,7 +508,7 @@ fn write_nodes(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{NodeMetricsList, PodMetricsList};
+    use crate::list::{NodeMetricsList, PodMetricsList};
 
     const PODS: &str = r#"{"items":[
       {"metadata":{"name":"etcd-server-events-abc","namespace":"kube-system"},"timestamp":"2018-08-20T03:19:00Z","window":"1m0s",

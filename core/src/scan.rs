@@ -2,7 +2,7 @@
 //! arrays, `null`, and strings without escapes, borrowed from the body.
 //!
 //! Anything else gives up: an escape, a number, `true`/`false` where a string belongs, a
-//! known field twice, a list without `items`, nesting past [`MAX_DEPTH`], malformed JSON. The list is then read by
+//! known field twice, a list without `items` or of another `kind`, nesting past [`MAX_DEPTH`], malformed JSON. The list is then read by
 //! serde (see [`List::parse`](crate::List::parse)), which also decides what is an error.
 //! So this never changes a result: on the lists it reads, it gives what serde gives
 //! (the tests check that on the published samples, on synthetic lists, and on every way of
@@ -14,7 +14,8 @@
 use std::borrow::Cow;
 
 use crate::labels::JsonLabels;
-use crate::model::{ContainerMetrics, ListItem, Metadata, NodeMetrics, PodMetrics, Str, Usage};
+use crate::list::ListItem;
+use crate::model::{ContainerMetrics, Metadata, NodeMetrics, PodMetrics, Str, Usage};
 use crate::scrape::{All, Select};
 use crate::swar::{bytes_equal, word, HIGH, ONES};
 

@@ -11,7 +11,8 @@ use std::ops::Range;
 
 use crate::duration::GoDuration;
 use crate::labels::JsonLabels;
-use crate::model::{NodeMetricsList, PodMetrics, PodMetricsList, Str, Usage};
+use crate::list::{NodeMetricsList, PodMetricsList};
+use crate::model::{PodMetrics, Str, Usage};
 use crate::quantity::{parse_whole, Quantity};
 
 /// One container's usage.

@@ -157,48 +157,12 @@ async fn within(
         .unwrap_or_else(|_| Err(format!("no answer within the scrape's deadline ({left:.1?} given)").into()))
 }
 
-/// Why an answer answered with 200 is no list at all: another kind of object (a `Status`,
-/// or a `PodList` from a misrouted URL), an object without `items` (a proxy's JSON error
-/// page) or no object at all (`[]`). `None` for a list (`"items"` there, `null` too, with
-/// `kind` `want` or none). Called only for answers msp-core refused, to name what they are
-/// (a `Status`'s message); read without building the JSON's tree.
-fn not_a_list(body: &[u8], want: &str) -> Option<String> {
-    /// Whether a member is there, whatever its value, `null` too.
-    fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-        serde::de::IgnoredAny::deserialize(d).map(|_| true)
-    }
-    #[derive(serde::Deserialize)]
-    struct Probe<'a> {
-        #[serde(borrow)]
-        kind: Option<std::borrow::Cow<'a, str>>,
-        #[serde(borrow)]
-        message: Option<std::borrow::Cow<'a, str>>,
-        #[serde(default, deserialize_with = "present")]
-        items: bool,
-    }
-    use serde::Deserialize;
-    let probe = match serde_json::from_slice::<Probe<'_>>(body) {
-        Ok(probe) => probe,
-        // JSON, but not an object of that shape.
-        Err(e) if e.is_data() => return Some(format!("the answer is not a JSON object: not a {want}")),
-        // Not JSON at all: the list's parse has said so already.
-        Err(_) => return None,
-    };
-    if let Some(kind) = probe.kind.as_deref().filter(|k| *k != want) {
-        return Some(match probe.message {
-            Some(m) => format!("the answer is a {kind} ({m:?}), not a {want}"),
-            None => format!("the answer is a {kind}, not a {want}"),
-        });
-    }
-    (!probe.items).then(|| format!("the answer has no items: not a {want}"))
-}
-
 /// Parses one metrics list for a scrape that keeps what `select` keeps; on failure logs it
 /// and yields an empty list. A body that is not UTF-8 throughout (one bad byte in one pod's
 /// label, from a broken proxy) is read again with each bad sequence as U+FFFD, kept in
 /// `repaired`: one item's bytes must not cost every series. A body that is not a list of
-/// the kind asked for fails too (msp-core refuses it; [`not_a_list`] says what it is),
-/// rather than reading as a cluster without pods.
+/// the kind asked for fails too (msp-core refuses it, and says what it is), rather than
+/// reading as a cluster without pods.
 fn parse_list<'a, T: msp_core::ListItem<'a>>(
     resource: &str,
     fetched: &'a Result<Vec<u8>, SourceError>,
@@ -212,14 +176,13 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
             return (msp_core::List::default(), false);
         }
     };
-    let want = T::KIND.unwrap_or("list");
     let error = match msp_core::List::parse_selected(body, select) {
         Ok(list) => return (list, true),
         Err(e) => e,
     };
-    // Not a list of `want`: say what it is instead (a `Status`'s message, say).
-    if let Some(why) = not_a_list(body, want) {
-        log::error!("{resource} metrics: {why}");
+    if error.is_data() {
+        // No list of these: msp-core says what it is instead (a `Status` and its message).
+        log::error!("{resource} metrics: {error}");
         return (msp_core::List::default(), false);
     }
     let Err(bad) = std::str::from_utf8(body) else {
@@ -714,10 +677,6 @@ mod tests {
             assert!(out.contains(&format!("kube_metrics_server_up{{resource=\"pods\"}} {up}\n")), "{pods}: {out}");
             assert!(out.contains("kube_metrics_server_up{resource=\"nodes\"} 1\n"), "{pods}: {out}");
         }
-        assert_eq!(
-            not_a_list(br#"{"kind":"Status","message":"m"}"#, "PodMetricsList").as_deref(),
-            Some("the answer is a Status (\"m\"), not a PodMetricsList")
-        );
     }
 
     #[test]
