@@ -198,7 +198,8 @@ async fn first_hour_the_log_names_the_port_bound_and_the_enrichers() {
     command.env("MSP_ENRICHERS", r#"["owner","node"]"#);
     let _child = Killed(spawn_logging(&mut command, &log));
     let mut port = None;
-    for _ in 0..400 {
+    // Up to 30 s, as `wait_ready` allows on two busy cores.
+    for _ in 0..1200 {
         let logged = std::fs::read_to_string(&log).unwrap_or_default();
         port = logged.split("serving on http://127.0.0.1:").nth(1).and_then(|rest| {
             let (port, path) = rest.split_once('/')?;
@@ -216,5 +217,8 @@ async fn first_hour_the_log_names_the_port_bound_and_the_enrichers() {
     assert_eq!(health.status, 200, "{}", health.body);
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(logged.contains("enrichers: owner, node\n"), "{logged}");
-    assert!(logged.contains("enrichers registered but not enabled: labels (list them in MSP_ENRICHERS"), "{logged}");
+    assert!(
+        logged.contains("enrichers registered but not enabled: labels (list them in `enrichers`, MSP_ENRICHERS"),
+        "{logged}"
+    );
 }

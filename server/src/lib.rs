@@ -95,7 +95,7 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
     log::info!("enrichers: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
     if !not_enabled.is_empty() {
         log::info!(
-            "enrichers registered but not enabled: {} (list them in MSP_ENRICHERS to use them)",
+            "enrichers registered but not enabled: {} (list them in `enrichers`, MSP_ENRICHERS, to use them)",
             not_enabled.join(", ")
         );
     }
