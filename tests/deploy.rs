@@ -111,6 +111,25 @@ fn deploy_renders_the_alerting_rules() {
 }
 
 #[test]
+fn deploy_plain_overlays_are_the_installs_without_the_operators_objects() {
+    for (operator, plain) in [("deploy/", "deploy/plain"), ("deploy/sharded", "deploy/sharded/plain")] {
+        let with = kustomize(operator);
+        let without = kustomize(plain);
+        let kinds = |docs: &[yaml::Value]| -> BTreeSet<String> {
+            docs.iter().filter_map(|d| d["kind"].as_str().map(String::from)).collect()
+        };
+        let operators: BTreeSet<String> =
+            ["PodMonitor", "PrometheusRule", "ServiceMonitor"].iter().map(|k| k.to_string()).collect();
+        assert!(kinds(&without).is_disjoint(&operators), "{plain}: {:?}", kinds(&without));
+        assert_eq!(kinds(&without), kinds(&with).difference(&operators).cloned().collect(), "{plain}");
+        // Every other object is the same, image and namespace included.
+        for doc in &without {
+            assert!(with.contains(doc), "{plain}: {doc:?} differs from {operator}'s");
+        }
+    }
+}
+
+#[test]
 fn deploy_kube_prometheus_stack_example_adds_the_release_label() {
     let docs = kustomize("examples/kube-prometheus-stack");
     for kind in ["ServiceMonitor", "PrometheusRule"] {
@@ -121,6 +140,18 @@ fn deploy_kube_prometheus_stack_example_adds_the_release_label() {
     assert_eq!(container(one(&docs, "Deployment"))["image"].as_str(), Some(built_image().as_str()));
     // Only the two objects that chart selects by label are touched.
     assert!(one(&docs, "Deployment")["metadata"]["labels"]["release"].is_null());
+    // The sharded install's, likewise, with the same release name.
+    let sharded = kustomize("examples/kube-prometheus-stack/sharded");
+    for kind in ["PodMonitor", "PrometheusRule"] {
+        assert_eq!(
+            one(&sharded, kind)["metadata"]["labels"]["release"].as_str(),
+            Some("kube-prometheus-stack"),
+            "{kind}"
+        );
+    }
+    assert!(one(&sharded, "StatefulSet")["metadata"]["labels"]["release"].is_null());
+    let patch = |dir: &str| std::fs::read_to_string(root().join(dir).join("release-label.yaml")).expect("patch");
+    assert_eq!(patch("examples/kube-prometheus-stack"), patch("examples/kube-prometheus-stack/sharded"));
 }
 
 #[test]
@@ -195,9 +226,14 @@ fn deploy_rules_agree_with_the_dashboard_and_scrape_configs() {
     assert!(rules.contains(r#"job=~".*metrics-server-prom.*""#));
     let monitor = read_yaml("deploy/servicemonitor.yaml");
     assert!(monitor["spec"]["jobLabel"].is_null());
-    assert_eq!(read_yaml("deploy/service.yaml")["metadata"]["name"].as_str(), Some("metrics-server-prom"));
+    assert_eq!(read_yaml("deploy/app/service.yaml")["metadata"]["name"].as_str(), Some("metrics-server-prom"));
     let scrape = read_yaml("deploy/prometheus-scrape-config.yaml");
     assert_eq!(scrape[0]["job_name"].as_str(), Some("metrics-server-prom"));
+    // Our namespace, pod and container labels win over the target's (the Operator adds its
+    // own of those names), and every pod behind the Service is a target (every shard).
+    assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"].as_bool(), Some(true));
+    assert_eq!(scrape[0]["honor_labels"].as_bool(), Some(true));
+    assert_eq!(scrape[0]["kubernetes_sd_configs"][0]["role"].as_str(), Some("endpoints"));
 
     // MetricsServerPromScrapeSlow's fallback threshold is 80% of the timeout both ship with.
     let seconds = |s: Option<&str>| -> f64 {
@@ -229,6 +265,7 @@ fn deploy_sharded_is_a_statefulset_of_three_shards_scraped_pod_by_pod() {
         monitor["spec"]["selector"]["matchLabels"], set["spec"]["template"]["metadata"]["labels"],
         "the PodMonitor scrapes every shard's pod"
     );
+    assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"].as_bool(), Some(true), "our pod labels win");
     one(&docs, "ClusterRole");
     one(&docs, "PrometheusRule");
 }

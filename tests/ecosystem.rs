@@ -344,7 +344,7 @@ fn ecosystem_deploy_is_least_privilege_and_hardened() {
         granted.into_iter().collect::<Vec<_>>(),
         ["/nodes", "/pods", "apps/replicasets", "batch/jobs", "metrics.k8s.io/nodes", "metrics.k8s.io/pods"]
     );
-    let deploy = read("deployment.yaml");
+    let deploy = read("app/deployment.yaml");
     let pod = &deploy["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     let sc = &c["securityContext"];
@@ -362,7 +362,7 @@ fn ecosystem_deploy_is_least_privilege_and_hardened() {
         .expect("env")
         .iter()
         .all(|e| e["name"].as_str().is_some_and(|n| n.starts_with("MSP_"))));
-    let svc = read("service.yaml");
+    let svc = read("app/service.yaml");
     assert_eq!(svc["spec"]["ports"][0]["name"].as_str(), Some("metrics"));
 }
 
