@@ -1,7 +1,6 @@
 //! Issue 13, [scale-out]: shards split the pods and nodes exactly, with no series twice.
 
 use std::collections::BTreeMap;
-use std::process::Stdio;
 
 use msp_sim::SimCluster;
 use msp_tests::*;
@@ -55,17 +54,15 @@ async fn shard_index_from_the_statefulset_pod_name() {
     let cluster = SimCluster::synthetic(300);
     let (sim, _raw, dir) = sim_and_config(cluster.clone()).await;
     let port = free_port();
-    let child = server_command(&sim, &dir, port)
-        .env("MSP_SHARD__TOTAL", "3")
-        .env("POD_NAME", "metrics-server-prom-1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("binary");
-    let _child = Killed(child);
+    let log = dir.join("stderr.log");
+    let mut command = server_command(&sim, &dir, port);
+    command.env("MSP_SHARD__TOTAL", "3").env("POD_NAME", "metrics-server-prom-1");
+    let _child = Killed(spawn_logging(&mut command, &log));
     wait_listening(port).await;
     let got = get(&format!("http://127.0.0.1:{port}/metrics"), &[]).await;
     let from_name = usage(&got.body);
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains("shard 1 of 3: exporting the pods and nodes"), "the log says which shard: {logged}");
 
     let h = start(cluster, |c| {
         c.shard.total = 3;

@@ -281,14 +281,26 @@ pub enum ConfigError {
         /// Why.
         source: msp_core::EnrichError,
     },
-    /// A top-level key nothing reads (a typo, or the section of an enricher that is not
-    /// registered).
+    /// A key nothing reads (a typo, or the section of an enricher that is not registered).
     #[error("configuration key `{key}` is not known; known keys: {known}")]
     Unknown {
         /// The key.
         key: String,
         /// The keys that are.
         known: String,
+    },
+    /// One value where a list belongs (`MSP_ENRICHERS=node`).
+    #[error(
+        "configuration key `{key}`: found {found}, but it is a list, written as a TOML array: \
+         {key} = [\"a\", \"b\"] in the file, MSP_{env}='[\"a\",\"b\"]'"
+    )]
+    NotAList {
+        /// The key, dotted.
+        key: String,
+        /// Its `MSP_` variable's name after the prefix.
+        env: String,
+        /// What was found.
+        found: String,
     },
     /// A value was read but is not valid.
     #[error("configuration key `{key}`: {message}")]
@@ -333,8 +345,29 @@ impl Config {
     /// Reads and checks the configuration.
     pub fn load(file: Option<PathBuf>, registry: &Registry) -> Result<Config, ConfigError> {
         let figment = figment(file);
-        let raw: RawConfig = figment.extract().map_err(Box::new)?;
+        let raw: RawConfig = figment.extract().map_err(extract_error)?;
         raw.check_with(registry, &figment)
+    }
+}
+
+/// figment's error, or ours where its message would be awkward: an unknown nested key (its
+/// `expected` list nests serde's backquotes in figment's), one value for a list.
+fn extract_error(e: figment::Error) -> ConfigError {
+    use figment::error::Kind;
+    let key = |field: Option<&str>| {
+        let mut path: Vec<String> = e.path.iter().map(|p| p.to_lowercase()).collect();
+        if let Some(field) = field.filter(|f| path.last().map(String::as_str) != Some(*f)) {
+            path.push(field.to_owned());
+        }
+        path.join(".")
+    };
+    match &e.kind {
+        Kind::UnknownField(field, known) => ConfigError::Unknown { key: key(Some(field)), known: known.join(", ") },
+        Kind::InvalidType(found, expected) if expected == "a sequence" => {
+            let key = key(None);
+            ConfigError::NotAList { env: key.replace('.', "__").to_uppercase(), key, found: found.to_string() }
+        }
+        _ => ConfigError::Figment(Box::new(e)),
     }
 }
 
@@ -402,7 +435,7 @@ impl RawConfig {
             other => return Err(invalid("naming", format!("{other:?} is neither \"prometheus\" nor \"seed\""))),
         };
         let log_level = self.log_level.parse().map_err(|_| {
-            invalid("log_level", format!("{:?} is not error, warn, info, debug or trace", self.log_level))
+            invalid("log_level", format!("{:?} is not off, error, warn, info, debug or trace", self.log_level))
         })?;
         let log_format = self
             .log_format
@@ -565,7 +598,10 @@ mod tests {
             ("MSP_KUBERNETES__TIMEOUT", "10 parsecs", "`kubernetes.timeout`"),
             ("MSP_KUBERNETES__API_URL", "ftp://x", "`kubernetes.api_url`"),
             ("MSP_ENRICHERS", r#"["node","gpu"]"#, "unknown enricher \"gpu\"; known enrichers: labels, node, owner"),
-            ("MSP_KUBERNETES__TYPO", "1", "typo"),
+            ("MSP_KUBERNETES__TYPO", "1", "`kubernetes.typo` is not known; known keys: api_url, token_file,"),
+            ("MSP_ENRICHERS", "node", "`enrichers`: found string \"node\", but it is a list"),
+            ("MSP_NAMESPACES__ALLOW", "shop", "MSP_NAMESPACES__ALLOW='[\"a\",\"b\"]'"),
+            ("MSP_LOG_LEVEL", "loud", "is not off, error,"),
             ("MSP_TYPO", "1", "`typo` is not known"),
             ("MSP_ENRICHERS", r#"["node","labels","node"]"#, "\"node\" is listed twice (positions 1 and 3)"),
             ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": empty pattern"),

@@ -91,6 +91,15 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
         );
     }
     log::info!("API server {api}");
+    let shard = config.scope.shard;
+    if shard.total > 1 {
+        log::info!(
+            "shard {} of {}: exporting the pods and nodes whose hash falls to {}",
+            shard.index,
+            shard.total,
+            shard.index
+        );
+    }
     let (enabled, not_enabled) = (config.enrichers.names(), config.enrichers.not_enabled());
     log::info!("enrichers: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
     if !not_enabled.is_empty() {
