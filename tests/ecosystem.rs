@@ -146,6 +146,24 @@ async fn ecosystem_real_prometheus_stores_exact_values() {
     assert_eq!(values, ["0.0015", "128458752"]);
 }
 
+/// With `timestamps`, Prometheus' own request (OpenMetrics) gets each sample's time, in
+/// seconds as OpenMetrics says, and Prometheus stores the sample at that time.
+#[async_std::test]
+async fn ecosystem_real_prometheus_stores_openmetrics_timestamps_at_the_sample_time() {
+    let mut cluster = SimCluster::demo();
+    cluster.resolution = Some(15);
+    let h = start(cluster, |c| c.timestamps = true).await;
+    let epoch =
+        || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64();
+    let started = epoch();
+    let prometheus = Prometheus::scraping(h.url.trim_start_matches("http://"));
+    let query = r#"timestamp(kube_metrics_server_container_cpu_usage_cores{pod="debug-shell",container="debug"})"#;
+    let values = prometheus.values(&[query]).await;
+    let stamp: f64 = values[0].parse().expect("a timestamp");
+    assert_eq!(stamp % 15.0, 0.0, "the sample's own time, at the start of a 15 s period: {stamp}");
+    assert!(started - 15.0 <= stamp && stamp <= epoch(), "{stamp} is not of a period since {started}");
+}
+
 /// Prometheus asks for gzip: at 3,000 pods the body is many deflate blocks of our own
 /// encoder, and Go's decompressor reads every series of it.
 #[async_std::test]

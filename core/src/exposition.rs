@@ -318,7 +318,7 @@ impl<'o> Writer<'o> {
             MetricType::Counter => " counter\n",
         });
         let spill = self.spill.as_mut().map(|s| (s.threshold, &mut *s.sink as &mut Sink<'_>, &mut s.stopped));
-        Ok(Family { out: &mut *self.out, spill, name: full.to_owned() })
+        Ok(Family { out: &mut *self.out, format: self.format, spill, name: full.to_owned() })
     }
 
     /// Ends the exposition (`# EOF` in OpenMetrics); a spilling writer hands over the rest.
@@ -339,6 +339,8 @@ impl<'o> Writer<'o> {
 /// The samples of one family.
 pub struct Family<'w> {
     out: &'w mut String,
+    /// How timestamps are written.
+    format: Format,
     /// The threshold, sink and whether it said stop, of a spilling writer.
     spill: Option<(usize, &'w mut Sink<'w>, &'w mut bool)>,
     name: String,
@@ -433,9 +435,7 @@ impl Family<'_> {
             Value::Quantity(q) => write_quantity(out, q),
         }
         if let Some(ts) = timestamp_ms {
-            // Text 0.0.4 takes milliseconds; OpenMetrics would take seconds, so callers
-            // pass None there (see the server's negotiation).
-            let _ = write!(out, " {ts}");
+            write_timestamp(out, ts, self.format);
         }
         out.push('\n');
         if let Some((threshold, sink, stopped)) = &mut self.spill {
@@ -576,6 +576,26 @@ fn write_quantity(out: &mut String, q: Quantity) {
     out.push_str(digits);
 }
 
+/// A sample's timestamp, `ms` milliseconds since the epoch, after a space: in milliseconds
+/// for text 0.0.4, in seconds for OpenMetrics (`1534735140`, `1534735140.5`).
+fn write_timestamp(out: &mut String, ms: i64, format: Format) {
+    match format {
+        Format::Text => {
+            let _ = write!(out, " {ms}");
+        }
+        Format::OpenMetrics => {
+            let (sign, abs) = (if ms < 0 { "-" } else { "" }, ms.unsigned_abs());
+            let (secs, frac) = (abs / 1000, abs % 1000);
+            let _ = write!(out, " {sign}{secs}");
+            if frac != 0 {
+                let digits = format!("{frac:03}");
+                out.push('.');
+                out.push_str(digits.trim_end_matches('0'));
+            }
+        }
+    }
+}
+
 /// A float as Prometheus reads it: shortest round-trip decimal, `NaN`, `+Inf`, `-Inf`.
 fn write_value(out: &mut String, v: f64) {
     if v.is_nan() {
@@ -598,6 +618,27 @@ mod tests {
 
     const POD: LabelName = LabelName::from_static("pod");
     const NS: LabelName = LabelName::from_static("namespace");
+
+    #[test]
+    fn timestamps_are_milliseconds_in_text_and_seconds_in_openmetrics() {
+        let written = |ms: i64, format: Format| {
+            let mut out = String::new();
+            write_timestamp(&mut out, ms, format);
+            out
+        };
+        assert_eq!(written(1_534_735_140_000, Format::Text), " 1534735140000");
+        for (ms, om) in [
+            (1_534_735_140_000, " 1534735140"),
+            (1_534_735_140_500, " 1534735140.5"),
+            (1_534_735_140_007, " 1534735140.007"),
+            (1_534_735_140_120, " 1534735140.12"),
+            (0, " 0"),
+            (-1_500, " -1.5"),
+            (i64::MIN, " -9223372036854775.808"),
+        ] {
+            assert_eq!(written(ms, Format::OpenMetrics), om);
+        }
+    }
 
     fn render(f: impl FnOnce(&mut Writer<'_>)) -> String {
         let mut out = String::new();

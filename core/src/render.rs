@@ -42,7 +42,7 @@ pub enum Naming {
 pub struct RenderOptions {
     /// Metric names and label sets.
     pub naming: Naming,
-    /// Write metrics-server's sample time as the sample timestamp (text format only).
+    /// Write metrics-server's sample time as the sample timestamp.
     pub timestamps: bool,
     /// Text 0.0.4 (the default) or OpenMetrics.
     pub format: Option<Format>,
@@ -256,8 +256,8 @@ pub fn write_families_with(
     options: &RenderOptions,
 ) -> Result<(), ExpositionError> {
     let scrape = base.scrape;
-    // OpenMetrics timestamps are in seconds; we only write them in text 0.0.4.
-    let stamps = options.timestamps && w.format() == Format::Text;
+    // In milliseconds for text, in seconds for OpenMetrics (the writer's).
+    let stamps = options.timestamps;
     let none = Arc::new(PodLabels::default());
     let pod_labels = |i: usize| prepared.pods.get(i).unwrap_or(&none);
     let node_labels: Vec<&[(LabelName, Text)]> =
@@ -648,6 +648,13 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
             "{out}"
         );
         let om = rendered(RenderOptions { timestamps: true, format: Some(Format::OpenMetrics), ..Default::default() });
-        assert!(!om.contains("1534735140000") && om.ends_with("# EOF\n"));
+        // OpenMetrics' timestamps are in seconds.
+        assert!(
+            om.contains(
+                r#"pod_ip="10.1.2.3"} 0.0015 1534735140
+"#
+            ) && om.ends_with("# EOF\n"),
+            "{om}"
+        );
     }
 }
