@@ -231,9 +231,11 @@ fn deploy_rules_agree_with_the_dashboard_and_scrape_configs() {
     assert_eq!(scrape[0]["job_name"].as_str(), Some("metrics-server-prom"));
     // Our namespace, pod and container labels win over the target's (the Operator adds its
     // own of those names), and every pod behind the Service is a target (every shard).
-    assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"].as_bool(), Some(true));
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["honorLabels"].as_bool(), Some(true));
+    assert_eq!(endpoint["relabelings"][0]["action"].as_str(), Some("labeldrop"), "nodes carry no exporter pod");
     assert_eq!(scrape[0]["honor_labels"].as_bool(), Some(true));
-    assert_eq!(scrape[0]["kubernetes_sd_configs"][0]["role"].as_str(), Some("endpoints"));
+    assert_eq!(scrape[0]["kubernetes_sd_configs"][0]["role"].as_str(), Some("endpointslice"));
 
     // MetricsServerPromScrapeSlow's fallback threshold is 80% of the timeout both ship with.
     let seconds = |s: Option<&str>| -> f64 {
@@ -265,7 +267,9 @@ fn deploy_sharded_is_a_statefulset_of_three_shards_scraped_pod_by_pod() {
         monitor["spec"]["selector"]["matchLabels"], set["spec"]["template"]["metadata"]["labels"],
         "the PodMonitor scrapes every shard's pod"
     );
-    assert_eq!(monitor["spec"]["podMetricsEndpoints"][0]["honorLabels"].as_bool(), Some(true), "our pod labels win");
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["honorLabels"].as_bool(), Some(true), "our pod labels win");
+    assert_eq!(endpoint["relabelings"], read_yaml("deploy/servicemonitor.yaml")["spec"]["endpoints"][0]["relabelings"]);
     one(&docs, "ClusterRole");
     one(&docs, "PrometheusRule");
 }

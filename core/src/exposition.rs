@@ -359,7 +359,8 @@ impl Family<'_> {
         self.sample_at(labels, value, None)
     }
 
-    /// Writes one sample with an optional timestamp in milliseconds since the epoch.
+    /// Writes one sample with an optional timestamp in milliseconds since the epoch (written
+    /// in seconds in OpenMetrics).
     pub fn sample_at<'l>(
         &mut self,
         labels: impl IntoIterator<Item = (&'l LabelName, &'l str)>,

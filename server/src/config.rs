@@ -282,21 +282,25 @@ pub enum ConfigError {
         source: msp_core::EnrichError,
     },
     /// A key nothing reads (a typo, or the section of an enricher that is not registered).
-    #[error("configuration key `{key}` is not known; known keys: {known}")]
+    #[error("configuration key `{key}`{from} is not known; known keys: {known}")]
     Unknown {
         /// The key.
         key: String,
+        /// Where it was set (see [`origin`]).
+        from: String,
         /// The keys that are.
         known: String,
     },
     /// One value where a list belongs (`MSP_ENRICHERS=node`).
     #[error(
-        "configuration key `{key}`: found {found}, but it is a list, written as a TOML array: \
-         {key} = [\"a\", \"b\"] in the file, MSP_{env}='[\"a\",\"b\"]'"
+        "configuration key `{key}`{from}: found {found}, but it is a list, written as a TOML array \
+         ([\"a\", \"b\"]; MSP_{env}='[\"a\",\"b\"]')"
     )]
     NotAList {
         /// The key, dotted.
         key: String,
+        /// Where it was set (see [`origin`]).
+        from: String,
         /// Its `MSP_` variable's name after the prefix.
         env: String,
         /// What was found.
@@ -355,19 +359,34 @@ impl Config {
 fn extract_error(e: figment::Error) -> ConfigError {
     use figment::error::Kind;
     let key = |field: Option<&str>| {
-        let mut path: Vec<String> = e.path.iter().map(|p| p.to_lowercase()).collect();
+        let mut path = e.path.clone();
         if let Some(field) = field.filter(|f| path.last().map(String::as_str) != Some(*f)) {
             path.push(field.to_owned());
         }
         path.join(".")
     };
+    let from = origin(e.metadata.as_ref());
     match &e.kind {
-        Kind::UnknownField(field, known) => ConfigError::Unknown { key: key(Some(field)), known: known.join(", ") },
+        Kind::UnknownField(field, known) => {
+            ConfigError::Unknown { key: key(Some(field)), from, known: known.join(", ") }
+        }
         Kind::InvalidType(found, expected) if expected == "a sequence" => {
             let key = key(None);
-            ConfigError::NotAList { env: key.replace('.', "__").to_uppercase(), key, found: found.to_string() }
+            ConfigError::NotAList { env: key.replace('.', "__").to_uppercase(), key, from, found: found.to_string() }
         }
         _ => ConfigError::Figment(Box::new(e)),
+    }
+}
+
+/// Where a value was set, for an error: ` (in TOML file msp.toml)`, ` (in `MSP_`
+/// environment variable(s))`; nothing where figment does not say.
+fn origin(metadata: Option<&figment::Metadata>) -> String {
+    match metadata {
+        Some(m) => match &m.source {
+            Some(source) => format!(" (in {} {source})", m.name),
+            None => format!(" (in {})", m.name),
+        },
+        None => String::new(),
     }
 }
 
@@ -406,7 +425,8 @@ fn check_keys(figment: &Figment, registry: &Registry) -> Result<(), ConfigError>
                 let mut known: Vec<&str> = ours.clone();
                 known.extend(registry.names().into_iter().filter(|n| registry.owns_section(n)));
                 known.sort_unstable();
-                return Err(ConfigError::Unknown { key: key.clone(), known: known.join(", ") });
+                let from = origin(figment.find_metadata(key));
+                return Err(ConfigError::Unknown { key: key.clone(), from, known: known.join(", ") });
             }
         }
     }
@@ -586,6 +606,16 @@ mod tests {
             jail.create_file("msp.toml", "[labels]\ntypo = 1\n")?;
             let err = load(Some("msp.toml")).expect_err("strict section");
             assert!(err.contains("for key \"labels.typo\" in ") && err.contains("msp.toml TOML file"), "{err}");
+            // An unknown key, and one value for a list, name the file, and the key as written.
+            jail.create_file("msp.toml", "[kubernetes]\nTimeout = \"5s\"\n")?;
+            let err = load(Some("msp.toml")).expect_err("unknown key");
+            assert!(
+                err.contains("`kubernetes.Timeout` (in TOML file ") && err.contains("msp.toml) is not known"),
+                "{err}"
+            );
+            jail.create_file("msp.toml", "enrichers = \"node\"\n")?;
+            let err = load(Some("msp.toml")).expect_err("not a list");
+            assert!(err.contains("`enrichers` (in TOML file ") && err.contains("but it is a list"), "{err}");
             Ok(())
         });
     }
@@ -598,11 +628,19 @@ mod tests {
             ("MSP_KUBERNETES__TIMEOUT", "10 parsecs", "`kubernetes.timeout`"),
             ("MSP_KUBERNETES__API_URL", "ftp://x", "`kubernetes.api_url`"),
             ("MSP_ENRICHERS", r#"["node","gpu"]"#, "unknown enricher \"gpu\"; known enrichers: labels, node, owner"),
-            ("MSP_KUBERNETES__TYPO", "1", "`kubernetes.typo` is not known; known keys: api_url, token_file,"),
-            ("MSP_ENRICHERS", "node", "`enrichers`: found string \"node\", but it is a list"),
+            (
+                "MSP_KUBERNETES__TYPO",
+                "1",
+                "`kubernetes.typo` (in `MSP_` environment variable(s)) is not known; known keys: api_url, token_file,",
+            ),
+            (
+                "MSP_ENRICHERS",
+                "node",
+                "`enrichers` (in `MSP_` environment variable(s)): found string \"node\", but it is a list",
+            ),
             ("MSP_NAMESPACES__ALLOW", "shop", "MSP_NAMESPACES__ALLOW='[\"a\",\"b\"]'"),
             ("MSP_LOG_LEVEL", "loud", "is not off, error,"),
-            ("MSP_TYPO", "1", "`typo` is not known"),
+            ("MSP_TYPO", "1", "`typo` (in `MSP_` environment variable(s)) is not known"),
             ("MSP_ENRICHERS", r#"["node","labels","node"]"#, "\"node\" is listed twice (positions 1 and 3)"),
             ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": empty pattern"),
             ("MSP_LABELS__TYPO", "1", "for key \"labels.typo\" in `MSP_` environment variable(s)"),
@@ -676,7 +714,7 @@ mod embedder_tests {
             assert!(err.to_string().contains("typo"), "{err}");
 
             let err = Config::load(Some("msp.toml".into()), &Registry::builtin()).expect_err("nobody reads [team]");
-            assert!(err.to_string().contains("`team` is not known"), "{err}");
+            assert!(err.to_string().contains("`team` (in `MSP_` environment variable(s)) is not known"), "{err}");
             Ok(())
         });
     }
