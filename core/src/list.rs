@@ -298,7 +298,8 @@ fn not_a_list(json: &[u8], want: Option<&str>) -> Option<String> {
     if kind.is_some_and(|kind| want.is_some_and(|want| kind != want)) {
         return Some(format!("not a {what}: {said}"));
     }
-    probe.items.is_none().then(|| format!("not a {what}: {said} has no `items`"))
+    let without = if kind.is_some() { ", with no `items`" } else { " has no `items`" };
+    probe.items.is_none().then(|| format!("not a {what}: {said}{without}"))
 }
 
 #[cfg(test)]
@@ -319,7 +320,7 @@ mod tests {
         assert_eq!(refused::<PodMetrics<'_>>("{}"), "not a PodMetricsList: the object has no `items`");
         assert_eq!(
             refused::<PodMetrics<'_>>(r#"{"kind":"PodMetricsList"}"#),
-            "not a PodMetricsList: the object is a PodMetricsList has no `items`"
+            "not a PodMetricsList: the object is a PodMetricsList, with no `items`"
         );
         assert_eq!(refused::<PodMetrics<'_>>(WEBSITE_NODE), "not a PodMetricsList: the object is a NodeMetrics");
         // Another kind of list, whichever way it is read: with items the scanner reads, with
