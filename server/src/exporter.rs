@@ -99,6 +99,10 @@ struct WriteCost([AtomicU64; 2], AtomicUsize);
 /// what it takes at 150,000 pods on two busy cores.
 const FIRST_WRITE_NS_PER_POD: u64 = 8_000;
 
+/// The enrichers get this part (its inverse) of the time left before writing must begin,
+/// however long the reads take: see [`WriteCost::reads_deadline`].
+const ENRICHING_SHARE: u32 = 20;
+
 /// Fewer pods than this say little of what writing a pod takes.
 const MIN_MEASURED_PODS: usize = 100;
 
@@ -142,6 +146,19 @@ impl WriteCost {
     /// the last scrape measured.
     fn writing_deadline(&self, deadline: Option<Instant>, gzip: bool) -> Option<Instant> {
         self.enrichers_deadline(deadline, gzip, self.1.load(Ordering::Relaxed))
+    }
+
+    /// The time by which the metrics lists must have been read: the
+    /// [`writing_deadline`](WriteCost::writing_deadline), less a twentieth of the time until
+    /// it, for the enrichers. A read that hangs until it is abandoned then still leaves
+    /// them time to enrich what the other read brought: with the pods' read hung, the node
+    /// series keep their labels. (A read that ends later would have had its series served
+    /// unenriched, under other label sets than the scrape before, or after the deadline.)
+    fn reads_deadline(&self, deadline: Option<Instant>, gzip: bool) -> Option<Instant> {
+        let writing = self.writing_deadline(deadline, gzip)?;
+        let now = Instant::now();
+        let enriching = writing.saturating_duration_since(now) / ENRICHING_SHARE;
+        Some(writing.checked_sub(enriching).unwrap_or(now).max(now))
     }
 }
 
@@ -324,7 +341,7 @@ impl Exporter {
                 // lists are read on the executor, whose threads wait on the sockets
                 // themselves; the rest waits for the clients, on a thread of its own.
                 drop(async_std::task::spawn(async move {
-                    let lists = exporter.read(deadline).await;
+                    let lists = exporter.read(deadline, exporter.writing.slower()).await;
                     let exporter = exporter.clone();
                     let lead = move || exporter.lead(lead, lists, format, gzip, deadline, tx);
                     async_std::task::spawn_blocking(lead).await;
@@ -417,7 +434,7 @@ impl Exporter {
     /// With a `deadline` (from Prometheus' `X-Prometheus-Scrape-Timeout-Seconds`), reads that
     /// would end after it are abandoned and reported as failed, so the answer arrives in time.
     pub async fn scrape(&self, format: Format, deadline: Option<Instant>) -> String {
-        let lists = self.read(deadline).await;
+        let lists = self.read(deadline, false).await;
         self.prepared(lists, false, deadline, |scrape, enriched, read| {
             let writing = Instant::now();
             let mut out = String::new();
@@ -430,13 +447,15 @@ impl Exporter {
         .await
     }
 
-    /// Reads both metrics lists, abandoned at `deadline`.
-    async fn read(&self, deadline: Option<Instant>) -> Lists {
+    /// Reads both metrics lists for a scrape due at `deadline` and written gzipped or not,
+    /// abandoned in time to enrich and write them ([`WriteCost::reads_deadline`]).
+    async fn read(&self, deadline: Option<Instant>, gzip: bool) -> Lists {
         let started = Instant::now();
         let selector = self.scope.label_selector.as_deref();
+        let reads_deadline = self.writing.reads_deadline(deadline, gzip);
         let (pods, nodes) = futures_lite::future::zip(
-            within(deadline, self.source.pod_metrics(selector)),
-            within(deadline, self.source.node_metrics()),
+            within(reads_deadline, self.source.pod_metrics(selector)),
+            within(reads_deadline, self.source.node_metrics()),
         )
         .await;
         Lists { pods, nodes, started }
@@ -615,6 +634,11 @@ mod tests {
         assert_eq!(before(true, 10_000), Duration::from_millis(60));
         let joiner = cost.writing_deadline(Some(deadline), true).expect("a deadline");
         assert_eq!(deadline - joiner, Duration::from_millis(900), "a joiner waits no later than that, at 150,000 pods");
+        // The reads end a twentieth of the 9.1 s before then earlier (less the time this took).
+        let reads = cost.reads_deadline(Some(deadline), true).expect("a deadline");
+        let enriching = joiner - reads;
+        assert!(enriching > Duration::from_millis(400) && enriching <= Duration::from_millis(455), "{enriching:?}");
+        assert!(cost.reads_deadline(None, true).is_none());
         // More than there is: the enrichers get none, and no deadline stays none.
         assert!(cost.enrichers_deadline(Some(deadline), true, 100_000_000).is_some_and(|d| d <= Instant::now()));
         assert!(cost.enrichers_deadline(None, true, 150_000).is_none());
@@ -1033,6 +1057,46 @@ mod tests {
         let out = async_std::task::block_on(exporter.scrape(Format::OpenMetrics, Some(deadline)));
         assert!(out.contains("kube_metrics_server_up{resource=\"pods\"} 0\n"), "{out}");
         assert!(out.ends_with("# EOF\n"));
+    }
+
+    /// The nodes from fixed JSON; the pods' read never ends.
+    struct PodsStalled(&'static str);
+
+    #[async_trait]
+    impl MetricsSource for PodsStalled {
+        async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
+            std::future::pending().await
+        }
+        async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
+            Ok(self.0.as_bytes().to_vec())
+        }
+        fn describe(&self) -> String {
+            "pods stalled".into()
+        }
+    }
+
+    #[test]
+    fn a_read_that_hangs_to_the_end_leaves_the_enrichers_time_for_the_other() {
+        let nodes = msp_core::nodes_from_list(
+            br#"{"items":[{"metadata":{"name":"n1"},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}]}}]}"#,
+        )
+        .expect("nodes");
+        let cluster = StaticCluster { nodes: Arc::new(nodes), ..Default::default() };
+        let exporter = Exporter::new(
+            Arc::new(PodsStalled(r#"{"items":[{"metadata":{"name":"n1"},"usage":{"cpu":"1","memory":"1Ki"}}]}"#)),
+            Arc::new(cluster),
+        )
+        .with_enrichers(vec![Arc::new(msp_enrichers::NodeEnricher)]);
+        let deadline = Instant::now() + Duration::from_millis(400);
+        let out = async_std::task::block_on(exporter.scrape(Format::Text, Some(deadline)));
+        for line in [
+            "kube_metrics_server_node_cpu_usage_cores{node=\"n1\",internal_ip=\"192.0.2.1\"} 1\n",
+            "kube_metrics_server_up{resource=\"pods\"} 0\n",
+            "kube_metrics_server_up{resource=\"nodes\"} 1\n",
+            "kube_metrics_server_enricher_errors_total{enricher=\"node\"} 0\n",
+        ] {
+            assert!(out.contains(line), "{line} in\n{out}");
+        }
     }
 
     #[test]
