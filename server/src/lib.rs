@@ -90,6 +90,12 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
              anyone on the path can read the token and forge metrics"
         );
     }
+    if endpoint.cleartext_token() {
+        log::warn!(
+            "the API server ({api}) is reached over plain http with a bearer token: anyone on the path can read \
+             the token and forge metrics. Use https, or kubectl proxy on this host"
+        );
+    }
     log::info!("API server {api}");
     let shard = config.scope.shard;
     if shard.total > 1 {

@@ -31,6 +31,20 @@ pub struct Endpoint {
     pub insecure: bool,
 }
 
+impl Endpoint {
+    /// Whether a token goes to the API server unencrypted, to another host than this one:
+    /// `http://` with credentials, anywhere but loopback (logged loudly).
+    pub fn cleartext_token(&self) -> bool {
+        let loopback = match self.base.host() {
+            Some(http_types::url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(http_types::url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(http_types::url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+            None => false,
+        };
+        self.base.scheme() == "http" && !matches!(self.auth, Auth::None) && !loopback
+    }
+}
+
 /// Why no endpoint could be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -128,7 +142,9 @@ fn existing(path: &str) -> Option<PathBuf> {
 pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<Endpoint, EndpointError> {
     if let Some(url) = &s.api_url {
         no_user_info(url)?;
-        let token = s.token_file.clone().or_else(|| existing(SA_TOKEN));
+        // Over plain http (`kubectl proxy`, which authenticates itself), the pod's own token
+        // only if asked for.
+        let token = s.token_file.clone().or_else(|| if url.scheme() == "https" { existing(SA_TOKEN) } else { None });
         let ca = s.ca_file.clone().or_else(|| existing(SA_CA));
         return direct(url.clone(), token, ca, s.insecure_skip_tls_verify);
     }
@@ -321,6 +337,7 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
     no_user_info(&base)?;
     let insecure = cluster.insecure_skip_tls_verify || s.insecure_skip_tls_verify;
     let user_name = ctx.user.clone().unwrap_or_default();
+    unsupported(cluster, &cluster_name, user, &user_name).map_err(incomplete)?;
 
     let auth = if let Some(file) = &s.token_file {
         Auth::File(TokenFile::open(file)?)
@@ -409,6 +426,33 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
         None
     };
     Ok(Endpoint { base, tls, auth, insecure })
+}
+
+/// Refuses what client-go would do and we would not, rather than read the API otherwise
+/// than the kubeconfig says: as the user itself where it says to impersonate another (with
+/// more rights than meant), directly where it names a proxy, or without the basic
+/// authentication it gives.
+fn unsupported(cluster: &ClusterEntry, cluster_name: &str, user: &UserEntry, user_name: &str) -> Result<(), String> {
+    const IMPERSONATION: [&str; 4] = ["as", "as-uid", "as-groups", "as-user-extra"];
+    if let Some(key) = IMPERSONATION.iter().find(|k| user._rest.contains_key(**k)) {
+        return Err(format!(
+            "user {user_name:?} impersonates another ({key}), which is not supported: we would read the API as \
+             {user_name:?} itself. Give the exporter credentials of its own, with only the rights it needs"
+        ));
+    }
+    if let Some(key) = ["username", "password"].iter().find(|k| user._rest.contains_key(**k)) {
+        return Err(format!(
+            "user {user_name:?} has a {key}: basic authentication is not supported (the API server has had \
+             none since Kubernetes 1.19). Use a token or an exec plugin"
+        ));
+    }
+    if cluster.proxy_url.as_deref().is_some_and(|p| !p.is_empty()) {
+        return Err(format!(
+            "cluster {cluster_name:?} has a proxy-url, which is not supported: we would connect to the \
+             server directly. Reach it without the proxy, or run kubectl proxy and set kubernetes.api_url to it"
+        ));
+    }
+    Ok(())
 }
 
 /// Why an `exec` entry cannot be used.
@@ -524,6 +568,35 @@ mod tests {
     }
 
     #[test]
+    fn a_token_over_plain_http_is_only_the_one_asked_for_and_said_to_be_cleartext_off_loopback() {
+        let token = std::env::temp_dir().join(format!("msp-http-token-{}", std::process::id()));
+        std::fs::write(&token, "t\n").expect("token");
+        let endpoint = |url: &str, token_file: Option<&PathBuf>| {
+            let s = Settings {
+                api_url: Some(Url::parse(url).expect("url")),
+                token_file: token_file.cloned(),
+                ..Default::default()
+            };
+            resolve(&s, &no_env).expect("an endpoint")
+        };
+        // Not the service account's, even where its file exists: kubectl proxy needs none.
+        let proxy = endpoint("http://127.0.0.1:8001", None);
+        assert!(matches!(proxy.auth, Auth::None) && !proxy.cleartext_token());
+        for url in ["http://127.0.0.1:8001", "http://[::1]:8001", "http://LOCALHOST:8001"] {
+            assert!(!endpoint(url, Some(&token)).cleartext_token(), "{url}: loopback");
+        }
+        assert!(endpoint("http://192.0.2.2:8080", Some(&token)).cleartext_token());
+        assert!(!endpoint("http://192.0.2.2:8080", None).cleartext_token(), "no token to read");
+        let s = Settings {
+            api_url: Some(Url::parse("https://192.0.2.2:6443").expect("url")),
+            token_file: Some(token.clone()),
+            insecure_skip_tls_verify: true,
+            ..Default::default()
+        };
+        assert!(!resolve(&s, &no_env).expect("https").cleartext_token(), "encrypted (its own warning)");
+    }
+
+    #[test]
     fn https_without_ca_is_refused() {
         let s = Settings { api_url: Some(Url::parse("https://127.0.0.1:1").expect("url")), ..Default::default() };
         if Path::new(SA_CA).exists() {
@@ -576,6 +649,34 @@ mod tests {
             .expect_err("auth-provider")
             .to_string();
         assert!(err.contains("auth-provider, which is not supported"), "{err}");
+    }
+
+    #[test]
+    fn kubeconfig_impersonation_basic_auth_and_proxies_are_refused_not_ignored() {
+        let dir = std::env::temp_dir().join(format!("msp-kubeconfig-unsupported-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let resolve_with = |cluster: &str, user: &str| {
+            let yaml = format!(
+                "current-context: a\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:8001\n{cluster}contexts:\n- name: a\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user:\n    token: t\n{user}"
+            );
+            let path = dir.join("config");
+            std::fs::write(&path, yaml).expect("write");
+            resolve(&Settings { kubeconfig: Some(path), ..Default::default() }, &no_env)
+        };
+        assert!(resolve_with("", "").is_ok(), "the same without them");
+        for (user, want) in [
+            ("    as: limited-user\n", "impersonates another (as)"),
+            ("    as-groups: [restricted]\n", "impersonates another (as-groups)"),
+            ("    as-uid: \"1\"\n", "impersonates another (as-uid)"),
+            ("    as-user-extra: {scopes: [view]}\n", "impersonates another (as-user-extra)"),
+            ("    username: admin\n    password: hunter2\n", "basic authentication is not supported"),
+        ] {
+            let err = resolve_with("", user).expect_err(user).to_string();
+            assert!(err.contains(want) && err.contains("\"u\""), "{user}: {err}");
+            assert!(!err.contains("hunter2") && !err.contains("limited-user"), "{err}");
+        }
+        let err = resolve_with("    proxy-url: http://127.0.0.1:3128\n", "").expect_err("proxy").to_string();
+        assert!(err.contains("cluster \"c\" has a proxy-url, which is not supported"), "{err}");
     }
 
     fn test_ca() -> (String, String) {
