@@ -197,17 +197,21 @@ impl WebConfig {
             }
         };
         let users = raw.basic_auth_users.unwrap_or_default();
-        let mut cost = bcrypt::DEFAULT_COST.min(10);
+        // An unknown user is checked against a hash of the users' own cost, so that it takes
+        // as long as a known user's wrong password: of the cost most of them have (the
+        // higher of two as common), where their costs differ.
+        let mut costs = BTreeMap::<u32, usize>::new();
         for (user, hash) in &users {
             match hash.parse::<bcrypt::HashParts>() {
-                Ok(parts) if hash.is_ascii() => cost = cost.max(parts.get_cost()),
+                Ok(parts) if hash.is_ascii() => *costs.entry(parts.get_cost()).or_default() += 1,
                 _ => return Err(invalid(format!("basic_auth_users.{user}: not a bcrypt hash"))),
             }
         }
-        let dummy_hash = if users.is_empty() {
-            String::new()
-        } else {
-            bcrypt::hash("not a password anyone has", cost).map_err(|e| invalid(format!("bcrypt: {e}")))?
+        let dummy_hash = match costs.iter().max_by_key(|&(cost, n)| (n, cost)) {
+            None => String::new(),
+            Some((&cost, _)) => {
+                bcrypt::hash("not a password anyone has", cost).map_err(|e| invalid(format!("bcrypt: {e}")))?
+            }
         };
         Ok(WebConfig { tls, users, require_client_cert, dummy_hash, verified: Mutex::default() })
     }
@@ -371,7 +375,7 @@ mod tests {
     fn unknown_users_are_checked_at_the_users_cost_and_successes_remembered() {
         let (config, dir) = config_with(&bcrypt::hash("s3cret", 5).expect("hash"));
         let dummy: bcrypt::HashParts = config.dummy_hash.parse().expect("dummy hash");
-        assert_eq!(dummy.get_cost(), 10, "at least cost 10 for the dummy, never cheaper than a user's");
+        assert_eq!(dummy.get_cost(), 5, "the user's own cost (htpasswd -B's default), no dearer: its time would tell");
         assert!(!config.verify(&basic("mallory", "s3cret")));
         assert!(!config.verify(&basic("prometheus", "wrong")));
         assert!(!config.verified_before(&basic("prometheus", "s3cret")));
@@ -382,6 +386,16 @@ mod tests {
         let (costly, dir2) = config_with(&bcrypt::hash("x", 11).expect("hash"));
         assert_eq!(costly.dummy_hash.parse::<bcrypt::HashParts>().expect("dummy").get_cost(), 11);
         let _ = (std::fs::remove_dir_all(dir), std::fs::remove_dir_all(dir2));
+        let mixed = std::env::temp_dir().join(format!("msp-web-auth-mixed-{}.yml", std::process::id()));
+        let users: String = [("a", 4), ("b", 6), ("c", 6), ("d", 5)]
+            .iter()
+            .map(|(u, cost)| format!("  {u}: {}\n", bcrypt::hash("x", *cost).expect("hash")))
+            .collect();
+        std::fs::write(&mixed, format!("basic_auth_users:\n{users}")).expect("write");
+        let mixed_config = WebConfig::load(&mixed).expect("load");
+        let dummy: bcrypt::HashParts = mixed_config.dummy_hash.parse().expect("dummy hash");
+        assert_eq!(dummy.get_cost(), 6, "the cost most users have");
+        let _ = std::fs::remove_file(mixed);
     }
 
     #[test]
