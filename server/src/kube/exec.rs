@@ -4,6 +4,7 @@
 //! token is kept until `status.expirationTimestamp` (or a 401), and never printed.
 
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -141,7 +142,7 @@ impl Credential {
 pub struct ExecPlugin {
     config: Arc<ExecConfig>,
     timeout: Duration,
-    current: async_std::sync::Mutex<Option<Credential>>,
+    current: Arc<async_std::sync::Mutex<Option<Credential>>>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -158,29 +159,51 @@ impl ExecPlugin {
 
     /// A plugin run with `timeout`.
     pub fn with_timeout(config: ExecConfig, timeout: Duration) -> Self {
-        ExecPlugin { config: Arc::new(config), timeout, current: async_std::sync::Mutex::new(None) }
+        ExecPlugin { config: Arc::new(config), timeout, current: Default::default() }
     }
 
     /// The token: the one kept, if it has not expired, else the plugin's next. Callers
     /// that arrive while the plugin runs wait for its answer rather than run it again.
+    ///
+    /// The plugin runs on a task of its own: a caller that gives up waiting (its request's
+    /// deadline, shorter than the plugin's) leaves the run to finish and keep what it
+    /// gives, so the next caller waits for that run rather than start another beside it.
+    /// A run that fails after its caller left is logged, having no one else to tell.
     pub async fn token(&self) -> Result<Secret, ExecError> {
-        let mut current = self.current.lock().await;
-        if let Some(c) = current.as_ref().filter(|c| c.fresh()) {
-            return Ok(c.token.clone());
+        if let Some(token) =
+            self.current.try_lock().and_then(|c| c.as_ref().filter(|c| c.fresh()).map(|c| c.token.clone()))
+        {
+            return Ok(token);
         }
-        let (config, timeout) = (self.config.clone(), self.timeout);
-        let credential = async_std::task::spawn_blocking(move || run(&config, timeout)).await?;
-        log::debug!(
-            "exec plugin {}: new credential{}",
-            self.config.command.display(),
-            match credential.expires {
-                Some(at) => format!(", valid for {:?}", at.duration_since(SystemTime::now()).unwrap_or_default()),
-                None => String::new(),
+        let (current, config, timeout) = (self.current.clone(), self.config.clone(), self.timeout);
+        let waiting = Arc::new(());
+        let caller = Arc::downgrade(&waiting);
+        let token = async_std::task::spawn(async move {
+            let mut current = current.lock().await;
+            if let Some(c) = current.as_ref().filter(|c| c.fresh()) {
+                return Ok(c.token.clone());
             }
-        );
-        let token = credential.token.clone();
-        *current = Some(credential);
-        Ok(token)
+            let plugin = config.clone();
+            let credential = async_std::task::spawn_blocking(move || run(&plugin, timeout)).await.inspect_err(|e| {
+                if caller.strong_count() == 0 {
+                    log::warn!("{e} (the request that ran it had stopped waiting)");
+                }
+            })?;
+            log::debug!(
+                "exec plugin {}: new credential{}",
+                config.command.display(),
+                match credential.expires {
+                    Some(at) => format!(", valid for {:?}", at.duration_since(SystemTime::now()).unwrap_or_default()),
+                    None => String::new(),
+                }
+            );
+            let token = credential.token.clone();
+            *current = Some(credential);
+            Ok(token)
+        })
+        .await;
+        drop(waiting);
+        token
     }
 
     /// After a 401 to a request sent at `sent`: forgets the credential if it is older than
@@ -239,11 +262,22 @@ fn text(bytes: &Mutex<Vec<u8>>) -> String {
     }
 }
 
+/// Kills the plugin and its process group: what it started too, which would otherwise
+/// outlive it holding its pipes (a `sleep` in a script), and keep a drain's thread each.
+fn kill(child: &mut std::process::Child) {
+    use rustix::process::{kill_process_group, Pid, Signal};
+    let _ = kill_process_group(Pid::from_child(child), Signal::KILL);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// Runs the plugin (blocking) and reads its credential.
 fn run(config: &ExecConfig, timeout: Duration) -> Result<Credential, ExecError> {
     let command = config.command.display().to_string();
     let mut cmd = Command::new(&config.command);
-    cmd.args(&config.args)
+    // A group of its own, so that what it starts is killed with it (see `kill`).
+    cmd.process_group(0)
+        .args(&config.args)
         .envs(config.env.iter().map(|(k, v)| (k, v)))
         .env("KUBERNETES_EXEC_INFO", exec_info(config))
         .stdin(Stdio::null())
@@ -262,8 +296,7 @@ fn run(config: &ExecConfig, timeout: Duration) -> Result<Credential, ExecError> 
             Ok(Some(status)) => break status,
             Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
             Ok(None) | Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill(&mut child);
                 std::thread::sleep(Duration::from_millis(50));
                 return Err(ExecError::Timeout { command, after: timeout, stderr: text(&stderr) });
             }
@@ -275,6 +308,11 @@ fn run(config: &ExecConfig, timeout: Duration) -> Result<Credential, ExecError> 
     let deadline = Instant::now() + Duration::from_secs(1);
     while (Arc::strong_count(&stdout) > 1 || Arc::strong_count(&stderr) > 1) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
+    }
+    if Arc::strong_count(&stdout) > 1 || Arc::strong_count(&stderr) > 1 {
+        // Children of its still hold the pipes a second later: not daemons (which let go of
+        // them), and the drains' threads would wait on them for ever.
+        kill(&mut child);
     }
     if !status.success() {
         return Err(ExecError::Failed { command, status, stderr: text(&stderr) });
@@ -455,6 +493,53 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
         missing.install_hint = Some("install it with: brew install no-such-plugin".into());
         let err = async_std::task::block_on(ExecPlugin::new(missing).token()).expect_err("missing").to_string();
         assert!(err.contains("could not start") && err.contains("brew install"), "{err}");
+    }
+
+    /// Whether a process whose command line holds `marker` is alive.
+    fn running(marker: &str) -> bool {
+        std::fs::read_dir("/proc").expect("/proc").flatten().any(|p| {
+            std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(marker))
+        })
+    }
+
+    #[test]
+    fn a_plugin_killed_at_its_timeout_takes_what_it_started_with_it() {
+        let dir = dir("group");
+        // A sleep the script starts and leaves holding its pipes, marked by this process.
+        let marker = format!("1000.{}", std::process::id());
+        let plugin = ExecPlugin::with_timeout(
+            config(&dir, &format!("sleep {marker} &\nsleep {marker}")),
+            Duration::from_secs(1),
+        );
+        let err = async_std::task::block_on(plugin.token()).expect_err("times out").to_string();
+        assert!(err.contains("no answer within 1s"), "{err}");
+        let gone = Instant::now() + Duration::from_secs(5);
+        while running(&marker) && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!running(&marker), "the plugin's children were killed with it");
+    }
+
+    #[test]
+    fn a_caller_that_stops_waiting_leaves_the_run_to_the_next() {
+        let dir = dir("flight");
+        let counter = dir.join("runs");
+        let _ = std::fs::remove_file(&counter);
+        let script = format!(
+            r#"echo run >> {}
+sleep 1.5
+echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"t"}}}}'"#,
+            counter.display()
+        );
+        let plugin = ExecPlugin::new(config(&dir, &script));
+        async_std::task::block_on(async {
+            // A request's deadline, shorter than the plugin takes: it gives up, dropping the call.
+            let gave_up = async_std::future::timeout(Duration::from_millis(300), plugin.token()).await;
+            assert!(gave_up.is_err());
+            assert_eq!(plugin.token().await.expect("the same run's").expose(), "t");
+        });
+        let runs = std::fs::read_to_string(&counter).map(|c| c.lines().count()).unwrap_or(0);
+        assert_eq!(runs, 1, "one run, not one a caller");
     }
 
     #[test]
