@@ -269,6 +269,15 @@ fn deploy_sharded_is_a_statefulset_of_three_shards_scraped_pod_by_pod() {
     assert_eq!(var("POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"].as_str(), Some("metadata.name"));
     assert_eq!(container(set)["image"].as_str(), Some(built_image().as_str()));
     assert_eq!(set["spec"]["template"]["spec"]["enableServiceLinks"].as_bool(), Some(false));
+    // A drain takes one shard at a time, and the shards spread over nodes where they can.
+    let pods = &set["spec"]["template"]["metadata"]["labels"];
+    let budget = one(&docs, "PodDisruptionBudget");
+    assert_eq!(budget["spec"]["maxUnavailable"].as_u64(), Some(1));
+    assert_eq!(&budget["spec"]["selector"]["matchLabels"], pods, "the budget covers the shards");
+    let spread = &set["spec"]["template"]["spec"]["topologySpreadConstraints"][0];
+    assert_eq!(spread["topologyKey"].as_str(), Some("kubernetes.io/hostname"));
+    assert_eq!(spread["whenUnsatisfiable"].as_str(), Some("ScheduleAnyway"), "preferred: few nodes still run them");
+    assert_eq!(&spread["labelSelector"]["matchLabels"], pods);
     let service = one(&docs, "Service");
     assert_eq!(service["spec"]["clusterIP"].as_str(), Some("None"), "headless");
     assert_eq!(set["spec"]["serviceName"], service["metadata"]["name"]);
