@@ -78,6 +78,26 @@ fn deploy_pod_has_no_service_links_and_a_local_readiness_probe() {
     assert!(readiness["timeoutSeconds"].as_u64().is_some_and(|t| t <= 2), "{readiness:?}");
 }
 
+/// Each install refuses a metrics list that its memory limit could not hold beside the rest
+/// (a quarter of the limit at most), rather than be OOM-killed reading it.
+#[test]
+fn deploy_refuses_lists_larger_than_its_memory_limit_holds() {
+    for (dir, kind) in [("deploy/", "Deployment"), ("deploy/sharded", "StatefulSet")] {
+        let docs = kustomize(dir);
+        let c = container(one(&docs, kind));
+        let limit = c["resources"]["limits"]["memory"].as_str().and_then(|m| m.strip_suffix("Mi")).expect("Mi");
+        let limit: u64 = limit.parse::<u64>().expect("a number") << 20;
+        let env = c["env"].as_sequence().expect("env");
+        let max = env
+            .iter()
+            .find(|e| e["name"].as_str() == Some("MSP_KUBERNETES__MAX_RESPONSE_BYTES"))
+            .and_then(|e| e["value"].as_str()?.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{dir}: MSP_KUBERNETES__MAX_RESPONSE_BYTES"));
+        assert!(max <= limit / 4, "{dir}: {max} bytes against a limit of {limit}");
+        assert!(max >= 64 << 20, "{dir}: room for a large cluster's list");
+    }
+}
+
 #[test]
 fn deploy_rbac_is_list_and_watch_only() {
     let docs = kustomize("deploy/");
