@@ -298,6 +298,31 @@ async fn apiserver_every_request_carries_the_user_agent() {
     eprintln!("User-Agent: {:?}", s.user_agents.first());
 }
 
+/// An API server whose certificate names `kubernetes.default.svc` only, reached at
+/// 127.0.0.1 (through a tunnel, say): a kubeconfig's `tls-server-name` is what its
+/// certificate is checked against; without it the address is, and the handshake fails.
+#[async_std::test]
+async fn apiserver_kubeconfig_tls_server_name_is_the_name_the_certificate_is_checked_against() {
+    for server_name in [Some("kubernetes.default.svc"), None, Some("other.example")] {
+        let sim = msp_sim::Sim::start_named(SimCluster::demo(), TOKEN, &["kubernetes.default.svc"]).await.expect("sim");
+        let dir = temp_dir("tls-server-name");
+        std::fs::write(dir.join("ca.crt"), &sim.pki.ca_pem).expect("ca");
+        let line = server_name.map(|n| format!("    tls-server-name: {n}\n")).unwrap_or_default();
+        let kubeconfig = format!(
+            "apiVersion: v1\nkind: Config\ncurrent-context: sim\nclusters:\n- name: sim\n  cluster:\n    server: {url}\n    certificate-authority: ca.crt\n{line}contexts:\n- name: sim\n  context: {{cluster: sim, user: u}}\nusers:\n- name: u\n  user:\n    token: {TOKEN}\n",
+            url = sim.url,
+        );
+        std::fs::write(dir.join("kubeconfig"), kubeconfig).expect("kubeconfig");
+        let mut raw = msp_server::RawConfig { listen: "127.0.0.1:0".into(), ..Default::default() };
+        raw.kubernetes.kubeconfig = Some(dir.join("kubeconfig"));
+        let h = serve_for((sim, raw, dir), |_| {}, "").await;
+        let s = parse(&get(&format!("{}/metrics", h.url), &[]).await.body);
+        let want = if server_name == Some("kubernetes.default.svc") { 1.0 } else { 0.0 };
+        assert_eq!((up(&s, "pods"), up(&s, "nodes")), (want, want), "tls-server-name {server_name:?}");
+        assert_eq!(h.sim.count("/apis/metrics.k8s.io/") > 0, want == 1.0, "no request without a handshake");
+    }
+}
+
 /// A kubeconfig whose user is an exec plugin (v1, with `args` and `env`), the real binary,
 /// a token valid for 10 minutes, then revoked.
 #[async_std::test]

@@ -207,7 +207,16 @@ impl Sim {
     /// server behind a proxy is reached; its [`Sim::url`] ends in the prefix. The request log
     /// holds the paths without it.
     pub async fn start_under(cluster: SimCluster, token: &str, prefix: &str) -> Result<Sim, SimError> {
-        let pki = TestPki::generate()?;
+        Sim::start_with(cluster, token, prefix, TestPki::generate()?).await
+    }
+
+    /// [`Sim::start`], presenting a certificate for `names` only (see
+    /// [`TestPki::generate_for`]), not for the 127.0.0.1 it is reached at.
+    pub async fn start_named(cluster: SimCluster, token: &str, names: &[&str]) -> Result<Sim, SimError> {
+        Sim::start_with(cluster, token, "", TestPki::generate_for(names)?).await
+    }
+
+    async fn start_with(cluster: SimCluster, token: &str, prefix: &str, pki: TestPki) -> Result<Sim, SimError> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let prefix = prefix.trim_end_matches('/');
         let url = format!("https://127.0.0.1:{}{prefix}", listener.local_addr()?.port());

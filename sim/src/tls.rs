@@ -46,12 +46,18 @@ pub enum PkiError {
 impl TestPki {
     /// Generates a fresh CA and server certificate.
     pub fn generate() -> Result<Self, PkiError> {
+        Self::generate_for(&["localhost", "127.0.0.1", "::1"])
+    }
+
+    /// Generates a fresh CA and a server certificate for `names` only (DNS names or IP
+    /// addresses): an API server whose certificate does not name the address it is reached at.
+    pub fn generate_for(names: &[&str]) -> Result<Self, PkiError> {
         let ca_key = KeyPair::generate()?;
         let mut ca = CertificateParams::new(Vec::<String>::new())?;
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         ca.distinguished_name.push(DnType::CommonName, "metrics-server-prom test CA");
         let ca_cert = ca.self_signed(&ca_key)?;
-        let (cert, key) = Self::sign(&ca_cert, &ca_key, &["localhost", "127.0.0.1", "::1"], "localhost")?;
+        let (cert, key) = Self::sign(&ca_cert, &ca_key, names, names.first().copied().unwrap_or("localhost"))?;
         Ok(TestPki {
             ca_pem: ca_cert.pem(),
             ca_key_pem: ca_key.serialize_pem(),

@@ -239,7 +239,10 @@ fn status_message(body: &[u8]) -> String {
 impl KubeClient {
     /// A client for `endpoint`.
     pub fn new(endpoint: Endpoint, limits: Limits) -> Self {
-        let transport = Transport::new(endpoint.tls);
+        let transport = match endpoint.server_name {
+            Some(name) => Transport::new(endpoint.tls).with_server_name(name),
+            None => Transport::new(endpoint.tls),
+        };
         let http = surf::Client::with_http_client(transport.clone());
         KubeClient {
             http,

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use http_types::Url;
+use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
 use super::exec::{ExecConfig, ExecPlugin, Interactive, API_VERSIONS};
@@ -29,6 +30,9 @@ pub struct Endpoint {
     pub auth: Auth,
     /// Whether certificate verification is off (logged loudly).
     pub insecure: bool,
+    /// The name the server's certificate must hold, where it is not the host of `base`
+    /// (a kubeconfig's `tls-server-name`).
+    pub server_name: Option<ServerName<'static>>,
 }
 
 impl Endpoint {
@@ -206,7 +210,7 @@ fn direct(url: Url, token: Option<PathBuf>, ca: Option<PathBuf>, insecure: bool)
             })
         }
     };
-    Ok(Endpoint { base: url, tls, auth, insecure })
+    Ok(Endpoint { base: url, tls, auth, insecure, server_name: None })
 }
 
 // ---- kubeconfig ----
@@ -425,7 +429,14 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
     } else {
         None
     };
-    Ok(Endpoint { base, tls, auth, insecure })
+    let server_name = match cluster.tls_server_name.as_deref().filter(|n| !n.is_empty()) {
+        Some(name) => Some(
+            ServerName::try_from(name.to_owned())
+                .map_err(|e| incomplete(format!("cluster {cluster_name:?}: tls-server-name {name:?}: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Endpoint { base, tls, auth, insecure, server_name })
 }
 
 /// Refuses what client-go would do and we would not, rather than read the API otherwise

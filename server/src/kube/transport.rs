@@ -53,6 +53,9 @@ type Idle = Mutex<HashMap<String, Vec<(Conn, Instant)>>>;
 #[derive(Clone)]
 pub struct Transport {
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The name the server's certificate is checked against (and sent as SNI), where it
+    /// is not the URL's host (a kubeconfig's `tls-server-name`).
+    server_name: Option<ServerName<'static>>,
     config: Config,
     idle: Arc<Idle>,
     connects: Arc<AtomicU64>,
@@ -67,7 +70,15 @@ impl fmt::Debug for Transport {
 impl Transport {
     /// A transport for `http://` only (`tls: None`) or for both schemes.
     pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
-        Transport { tls, config: Config::new(), idle: Arc::default(), connects: Arc::default() }
+        Transport { tls, server_name: None, config: Config::new(), idle: Arc::default(), connects: Arc::default() }
+    }
+
+    /// Checks the server's certificate against `name` (a DNS name or an IP address), and
+    /// sends it as SNI, rather than the URL's host: a kubeconfig's `tls-server-name`, for an
+    /// API server reached at an address its certificate does not name.
+    pub fn with_server_name(mut self, name: ServerName<'static>) -> Self {
+        self.server_name = Some(name);
+        self
     }
 
     /// TCP connections opened so far.
@@ -96,10 +107,13 @@ impl Transport {
             "http" => Box::new(tcp),
             "https" => {
                 let tls = self.tls.clone().ok_or_else(|| error(format!("{url}: https without a TLS configuration")))?;
-                let name = match host {
-                    Host::Domain(d) => ServerName::try_from(d.to_owned()).map_err(|e| error(format!("{d}: {e}")))?,
-                    Host::Ipv4(ip) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
-                    Host::Ipv6(ip) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
+                let name = match (&self.server_name, host) {
+                    (Some(name), _) => name.clone(),
+                    (None, Host::Domain(d)) => {
+                        ServerName::try_from(d.to_owned()).map_err(|e| error(format!("{d}: {e}")))?
+                    }
+                    (None, Host::Ipv4(ip)) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
+                    (None, Host::Ipv6(ip)) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
                 };
                 let stream = TlsConnector::from(tls)
                     .connect(name, tcp)
