@@ -298,6 +298,43 @@ async fn apiserver_every_request_carries_the_user_agent() {
     eprintln!("User-Agent: {:?}", s.user_agents.first());
 }
 
+/// A kubeconfig user that impersonates another (`as`, `as-uid`, `as-groups`): every request,
+/// lists, watches and metrics alike, says whom it acts as.
+#[async_std::test]
+async fn apiserver_kubeconfig_impersonation_goes_with_every_request() {
+    let (sim, _, dir) = sim_and_config(SimCluster::demo()).await;
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: sim\nclusters:\n- name: sim\n  cluster:\n    server: {url}\n    certificate-authority: ca.crt\ncontexts:\n- name: sim\n  context: {{cluster: sim, user: u}}\nusers:\n- name: u\n  user:\n    token: {TOKEN}\n    as: metrics-reader\n    as-uid: \"42\"\n    as-groups: [readers, auditors]\n",
+        url = sim.url,
+    );
+    std::fs::write(dir.join("kubeconfig"), kubeconfig).expect("kubeconfig");
+    let mut raw = msp_server::RawConfig { listen: "127.0.0.1:0".into(), ..Default::default() };
+    raw.kubernetes.kubeconfig = Some(dir.join("kubeconfig"));
+    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    let s = parse(&get(&format!("{}/metrics", h.url), &[]).await.body);
+    assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0));
+    let state = h.sim.state();
+    let want: Vec<(String, String)> = [
+        ("impersonate-user", "metrics-reader"),
+        ("impersonate-uid", "42"),
+        ("impersonate-group", "readers"),
+        ("impersonate-group", "auditors"),
+    ]
+    .iter()
+    .map(|(n, v)| (n.to_string(), v.to_string()))
+    .collect();
+    for kind in ["/apis/metrics.k8s.io/", "/api/v1/pods?limit", "watch=1"] {
+        assert!(state.requests.iter().any(|(p, _)| p.contains(kind)), "no {kind} request to check");
+    }
+    for ((path, _), headers) in state.requests.iter().zip(&state.impersonation) {
+        let mut headers = headers.clone();
+        headers.sort();
+        let mut want = want.clone();
+        want.sort();
+        assert_eq!(headers, want, "{path}");
+    }
+}
+
 /// An API server whose certificate names `kubernetes.default.svc` only, reached at
 /// 127.0.0.1 (through a tunnel, say): a kubeconfig's `tls-server-name` is what its
 /// certificate is checked against; without it the address is, and the handshake fails.

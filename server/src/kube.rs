@@ -3,6 +3,7 @@
 mod client;
 mod endpoint;
 mod exec;
+mod impersonation;
 mod tls;
 mod token;
 mod transport;

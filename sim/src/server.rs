@@ -80,6 +80,9 @@ pub struct SimState {
     /// The `User-Agent` of each request in [`SimState::requests`], in the same order
     /// (empty when there was none).
     pub user_agents: Vec<String>,
+    /// The `Impersonate-*` headers of each request in [`SimState::requests`], in the same
+    /// order: `(name, value)`, names in lower case, a header sent twice twice.
+    pub impersonation: Vec<Vec<(String, String)>>,
     /// The next this many list requests that carry a `continue` token get 410 Gone
     /// (`Expired`), as an API server does once the token's resourceVersion is compacted.
     pub expire_continue: u32,
@@ -228,6 +231,7 @@ impl Sim {
             requests: Vec::new(),
             arrived: Vec::new(),
             user_agents: Vec::new(),
+            impersonation: Vec::new(),
             expire_continue: 0,
             loop_continue: false,
             resource_version: 1000,
@@ -444,9 +448,15 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
         }
     };
     let agent = req.header("User-Agent").map(|h| h.as_str().to_owned()).unwrap_or_default();
+    let impersonation: Vec<(String, String)> = req
+        .iter()
+        .filter(|(name, _)| name.as_str().to_ascii_lowercase().starts_with("impersonate-"))
+        .flat_map(|(name, values)| values.iter().map(|v| (name.as_str().to_ascii_lowercase(), v.as_str().to_owned())))
+        .collect();
     let mut s = lock(&state);
     s.requests.push((path, answer.status().into()));
     s.user_agents.push(agent);
+    s.impersonation.push(impersonation);
     drop(s);
     Ok(answer)
 }

@@ -11,6 +11,7 @@ use http_types::Url;
 
 use super::endpoint::Endpoint;
 use super::exec::ExecError;
+use super::impersonation::Impersonation;
 use super::token::Auth;
 use super::transport::Transport;
 
@@ -162,6 +163,7 @@ pub struct KubeClient {
     transport: Transport,
     base: Url,
     auth: Auth,
+    impersonation: Impersonation,
     limits: Limits,
     list_page_size: u32,
     counts: Mutex<BTreeMap<(String, String), u64>>,
@@ -249,6 +251,7 @@ impl KubeClient {
             transport,
             base: endpoint.base,
             auth: endpoint.auth,
+            impersonation: endpoint.impersonation,
             limits,
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
             counts: Mutex::default(),
@@ -360,7 +363,8 @@ impl KubeClient {
         result
     }
 
-    /// A GET of `path_and_query` with `Accept`, `User-Agent` and the bearer token.
+    /// A GET of `path_and_query` with `Accept`, `User-Agent`, the bearer token and whom it
+    /// acts as.
     async fn request(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::RequestBuilder, KubeError> {
         let url = under(&self.base, path_and_query).map_err(|e| transport(path, e))?;
         let mut req = self.http.get(url).header("Accept", accept).header("User-Agent", USER_AGENT);
@@ -368,6 +372,9 @@ impl KubeClient {
             self.auth.token().await.map_err(|source| KubeError::Credentials { path: path.to_owned(), source })?;
         if let Some(token) = token {
             req = req.header("Authorization", format!("Bearer {}", token.expose()));
+        }
+        for (name, values) in self.impersonation.headers() {
+            req = req.header(name.clone(), values);
         }
         Ok(req)
     }

@@ -11,6 +11,7 @@ use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
 use super::exec::{ExecConfig, ExecPlugin, Interactive, API_VERSIONS};
+use super::impersonation::Impersonation;
 use super::tls::{self, TlsError, Verify};
 use super::token::{Auth, InvalidToken, Secret, TokenError, TokenFile};
 
@@ -33,6 +34,8 @@ pub struct Endpoint {
     /// The name the server's certificate must hold, where it is not the host of `base`
     /// (a kubeconfig's `tls-server-name`).
     pub server_name: Option<ServerName<'static>>,
+    /// Whom requests act as (a kubeconfig user's `as`, `as-uid`, `as-groups`).
+    pub impersonation: Impersonation,
 }
 
 impl Endpoint {
@@ -210,7 +213,7 @@ fn direct(url: Url, token: Option<PathBuf>, ca: Option<PathBuf>, insecure: bool)
             })
         }
     };
-    Ok(Endpoint { base: url, tls, auth, insecure, server_name: None })
+    Ok(Endpoint { base: url, tls, auth, insecure, server_name: None, impersonation: Impersonation::default() })
 }
 
 // ---- kubeconfig ----
@@ -269,6 +272,11 @@ struct UserEntry {
     client_key_data: Option<String>,
     exec: Option<ExecEntry>,
     auth_provider: Option<serde_norway::Value>,
+    #[serde(rename = "as")]
+    impersonate: Option<String>,
+    as_uid: Option<String>,
+    #[serde(default)]
+    as_groups: Vec<String>,
     #[serde(flatten)]
     _rest: BTreeMap<String, serde_norway::Value>,
 }
@@ -436,19 +444,20 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
         ),
         None => None,
     };
-    Ok(Endpoint { base, tls, auth, insecure, server_name })
+    let impersonation = Impersonation::new(user.impersonate.clone(), user.as_uid.clone(), user.as_groups.clone())
+        .map_err(|e| incomplete(format!("user {user_name:?}: {e}")))?;
+    Ok(Endpoint { base, tls, auth, insecure, server_name, impersonation })
 }
 
 /// Refuses what client-go would do and we would not, rather than read the API otherwise
-/// than the kubeconfig says: as the user itself where it says to impersonate another (with
-/// more rights than meant), directly where it names a proxy, or without the basic
-/// authentication it gives.
+/// than the kubeconfig says: without the extra fields of an impersonation (with other rights
+/// than meant), directly where it names a proxy, or without the basic authentication it
+/// gives.
 fn unsupported(cluster: &ClusterEntry, cluster_name: &str, user: &UserEntry, user_name: &str) -> Result<(), String> {
-    const IMPERSONATION: [&str; 4] = ["as", "as-uid", "as-groups", "as-user-extra"];
-    if let Some(key) = IMPERSONATION.iter().find(|k| user._rest.contains_key(**k)) {
+    if user._rest.contains_key("as-user-extra") {
         return Err(format!(
-            "user {user_name:?} impersonates another ({key}), which is not supported: we would read the API as \
-             {user_name:?} itself. Give the exporter credentials of its own, with only the rights it needs"
+            "user {user_name:?} impersonates with extra fields (as-user-extra), which are not supported: we \
+             would act without them. Use as, as-uid and as-groups only, or credentials of the exporter's own"
         ));
     }
     if let Some(key) = ["username", "password"].iter().find(|k| user._rest.contains_key(**k)) {
@@ -663,7 +672,7 @@ mod tests {
     }
 
     #[test]
-    fn kubeconfig_impersonation_basic_auth_and_proxies_are_refused_not_ignored() {
+    fn kubeconfig_impersonation_is_read_and_what_we_cannot_honour_refused_not_ignored() {
         let dir = std::env::temp_dir().join(format!("msp-kubeconfig-unsupported-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let resolve_with = |cluster: &str, user: &str| {
@@ -675,11 +684,13 @@ mod tests {
             resolve(&Settings { kubeconfig: Some(path), ..Default::default() }, &no_env)
         };
         assert!(resolve_with("", "").is_ok(), "the same without them");
+        let who = resolve_with("", "    as: limited-user\n    as-groups: [restricted]\n    as-uid: \"1\"\n")
+            .expect("impersonation")
+            .impersonation;
+        assert_eq!(format!("{who:?}"), r#"Impersonation { user: Some("limited-user"), groups: ["restricted"] }"#);
         for (user, want) in [
-            ("    as: limited-user\n", "impersonates another (as)"),
-            ("    as-groups: [restricted]\n", "impersonates another (as-groups)"),
-            ("    as-uid: \"1\"\n", "impersonates another (as-uid)"),
-            ("    as-user-extra: {scopes: [view]}\n", "impersonates another (as-user-extra)"),
+            ("    as: limited-user\n    as-user-extra: {scopes: [view]}\n", "extra fields (as-user-extra)"),
+            ("    as-groups: [restricted]\n", "as-groups without `as`"),
             ("    username: admin\n    password: hunter2\n", "basic authentication is not supported"),
         ] {
             let err = resolve_with("", user).expect_err(user).to_string();
