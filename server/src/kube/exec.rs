@@ -122,6 +122,18 @@ pub enum ExecError {
         /// What is wrong (never the output itself: it holds the token).
         message: String,
     },
+    /// The run this request waited for (begun for another) failed.
+    #[error("{message} (the run this request waited for)")]
+    Shared {
+        /// That run's error.
+        message: String,
+    },
+    /// Not run: the request that asked had stopped waiting before its turn came.
+    #[error("exec plugin {command}: not run, no request was waiting any more")]
+    NotRun {
+        /// The command.
+        command: String,
+    },
 }
 
 /// A credential from the plugin.
@@ -142,7 +154,14 @@ impl Credential {
 pub struct ExecPlugin {
     config: Arc<ExecConfig>,
     timeout: Duration,
-    current: Arc<async_std::sync::Mutex<Option<Credential>>>,
+    current: Arc<async_std::sync::Mutex<Kept>>,
+}
+
+/// What the last run left: its credential, or when it failed and why.
+#[derive(Debug, Default)]
+struct Kept {
+    credential: Option<Credential>,
+    failed: Option<(Instant, String)>,
 }
 
 impl std::fmt::Debug for Credential {
@@ -168,27 +187,41 @@ impl ExecPlugin {
     /// The plugin runs on a task of its own: a caller that gives up waiting (its request's
     /// deadline, shorter than the plugin's) leaves the run to finish and keep what it
     /// gives, so the next caller waits for that run rather than start another beside it.
-    /// A run that fails after its caller left is logged, having no one else to tell.
+    /// Those that waited for a run that failed get its error, not a run each; a caller
+    /// gone before its turn starts none; and a run that fails after its caller left is
+    /// logged, having no one else to tell.
     pub async fn token(&self) -> Result<Secret, ExecError> {
-        if let Some(token) =
-            self.current.try_lock().and_then(|c| c.as_ref().filter(|c| c.fresh()).map(|c| c.token.clone()))
-        {
+        let kept =
+            self.current.try_lock().and_then(|c| c.credential.as_ref().filter(|c| c.fresh()).map(|c| c.token.clone()));
+        if let Some(token) = kept {
             return Ok(token);
         }
         let (current, config, timeout) = (self.current.clone(), self.config.clone(), self.timeout);
         let waiting = Arc::new(());
         let caller = Arc::downgrade(&waiting);
+        let asked = Instant::now();
         let token = async_std::task::spawn(async move {
             let mut current = current.lock().await;
-            if let Some(c) = current.as_ref().filter(|c| c.fresh()) {
+            if let Some(c) = current.credential.as_ref().filter(|c| c.fresh()) {
                 return Ok(c.token.clone());
             }
+            if let Some((_, message)) = current.failed.as_ref().filter(|(at, _)| *at >= asked) {
+                return Err(ExecError::Shared { message: message.clone() });
+            }
+            if caller.strong_count() == 0 {
+                return Err(ExecError::NotRun { command: config.command.display().to_string() });
+            }
             let plugin = config.clone();
-            let credential = async_std::task::spawn_blocking(move || run(&plugin, timeout)).await.inspect_err(|e| {
-                if caller.strong_count() == 0 {
-                    log::warn!("{e} (the request that ran it had stopped waiting)");
+            let credential = match async_std::task::spawn_blocking(move || run(&plugin, timeout)).await {
+                Ok(credential) => credential,
+                Err(e) => {
+                    if caller.strong_count() == 0 {
+                        log::warn!("{e} (the request that ran it had stopped waiting)");
+                    }
+                    current.failed = Some((Instant::now(), e.to_string()));
+                    return Err(e);
                 }
-            })?;
+            };
             log::debug!(
                 "exec plugin {}: new credential{}",
                 config.command.display(),
@@ -198,7 +231,7 @@ impl ExecPlugin {
                 }
             );
             let token = credential.token.clone();
-            *current = Some(credential);
+            *current = Kept { credential: Some(credential), failed: None };
             Ok(token)
         })
         .await;
@@ -211,14 +244,14 @@ impl ExecPlugin {
     /// requests refused with the same token make it run once, not once each.)
     pub async fn invalidate(&self, sent: Instant) {
         let mut current = self.current.lock().await;
-        if current.as_ref().is_some_and(|c| c.obtained <= sent) {
-            *current = None;
+        if current.credential.as_ref().is_some_and(|c| c.obtained <= sent) {
+            current.credential = None;
         }
     }
 
     /// The token kept now, without running anything.
     pub fn kept(&self) -> Option<Secret> {
-        self.current.try_lock().and_then(|c| c.as_ref().map(|c| c.token.clone()))
+        self.current.try_lock().and_then(|c| c.credential.as_ref().map(|c| c.token.clone()))
     }
 }
 
@@ -269,6 +302,18 @@ fn kill(child: &mut std::process::Child) {
     let _ = kill_process_group(Pid::from_child(child), Signal::KILL);
     let _ = child.kill();
     let _ = child.wait();
+    reap_orphans();
+}
+
+/// As PID 1 (the image runs us so, with no init), the plugin's orphans are ours to wait for:
+/// each that has ended would stay a zombie for good. Runs are one at a time, and the one that
+/// ran has been waited for, so any child that has ended is such an orphan.
+fn reap_orphans() {
+    use rustix::process::{wait, WaitOptions};
+    if std::process::id() != 1 {
+        return;
+    }
+    while let Ok(Some(_)) = wait(WaitOptions::NOHANG) {}
 }
 
 /// Runs the plugin (blocking) and reads its credential.
@@ -314,6 +359,7 @@ fn run(config: &ExecConfig, timeout: Duration) -> Result<Credential, ExecError> 
         // them), and the drains' threads would wait on them for ever.
         kill(&mut child);
     }
+    reap_orphans();
     if !status.success() {
         return Err(ExecError::Failed { command, status, stderr: text(&stderr) });
     }
@@ -518,6 +564,31 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!running(&marker), "the plugin's children were killed with it");
+    }
+
+    #[test]
+    fn callers_that_waited_for_a_run_that_failed_get_its_error_not_a_run_each() {
+        let dir = dir("failing");
+        let counter = dir.join("runs");
+        let _ = std::fs::remove_file(&counter);
+        let script = format!("echo run >> {}\nsleep 1\necho 'no credentials' >&2\nexit 1", counter.display());
+        let plugin = ExecPlugin::new(config(&dir, &script));
+        let runs = || std::fs::read_to_string(&counter).map(|c| c.lines().count()).unwrap_or(0);
+        async_std::task::block_on(async {
+            // Three requests give up while the first run is under way, a fourth waits.
+            for _ in 0..3 {
+                let gave_up = async_std::future::timeout(Duration::from_millis(100), plugin.token()).await;
+                assert!(gave_up.is_err());
+            }
+            let err = plugin.token().await.expect_err("the run failed").to_string();
+            assert!(err.contains("no credentials") && err.contains("the run this request waited for"), "{err}");
+            // The tasks of those that gave up have had their turn by now: none ran it again.
+            async_std::task::sleep(Duration::from_millis(300)).await;
+            assert_eq!(runs(), 1, "one run for all of them");
+            let err = plugin.token().await.expect_err("fails again").to_string();
+            assert!(err.contains("exit status: 1") && !err.contains("waited for"), "{err}");
+        });
+        assert_eq!(runs(), 2, "a request after the failure runs it again");
     }
 
     #[test]
