@@ -91,7 +91,7 @@ impl msp_core::Guard for Deadline {
 /// gzipped apart, gzip taking most of the time): the
 /// enrichers' deadline is the scrape's less the time writing will take, so that an answer
 /// cut short by it still arrives in time (at 150,000 pods writing takes most of a second).
-/// With the pods that scrape had.
+/// With the pods the last scrape read.
 #[derive(Default)]
 struct WriteCost([AtomicU64; 2], AtomicUsize);
 
@@ -124,6 +124,12 @@ impl WriteCost {
         }
         let per_pod = u64::try_from(took.as_nanos() / pods as u128).unwrap_or(u64::MAX);
         self.0[usize::from(gzip)].store(per_pod.max(1), Ordering::Relaxed);
+    }
+
+    /// Remembers how many pods a scrape read (its pods' read having succeeded), whether or
+    /// not its writing is measured: the next scrape's reads and joiners leave the time
+    /// writing as many takes.
+    fn read(&self, pods: usize) {
         self.1.store(pods, Ordering::Relaxed);
     }
 
@@ -143,7 +149,7 @@ impl WriteCost {
     }
 
     /// The time by which writing must begin to end within `deadline`, for as many pods as
-    /// the last scrape measured.
+    /// the last scrape read.
     fn writing_deadline(&self, deadline: Option<Instant>, gzip: bool) -> Option<Instant> {
         self.enrichers_deadline(deadline, gzip, self.1.load(Ordering::Relaxed))
     }
@@ -311,8 +317,9 @@ impl Exporter {
 
     /// A scrape in `format`, gzipped when `gzip`, whose body is written as it is read.
     /// It is read and enriched once for every other request that arrives meanwhile, and
-    /// that it serves (see `flight.rs`), in whatever format and encoding: Prometheus HA
-    /// pairs with one scrape timeout cost the API server one read, and so does a request
+    /// that it serves (see `flight.rs`), in whatever format and encoding: requests at once
+    /// with one scrape timeout cost the API server one read (the two of a Prometheus HA
+    /// pair when their scrapes meet, which their offsets make rare), and so does a request
     /// of another format beside Prometheus, if its timeout is about the same. Each body is
     /// then written, in its own format and encoding, and compressed for its own client. A request that joins keeps its own
     /// `deadline`: past it, it gets an answer that reports both lists as down.
@@ -479,6 +486,9 @@ impl Exporter {
             let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
                 parse_list("node", &nodes_raw, &self.scope, &mut nodes_repaired);
             let scrape = Scrape::select(&pods, &nodes, &self.scope);
+            if pods_up {
+                self.writing.read(scrape.pods.len());
+            }
             for e in &scrape.errors {
                 log::warn!("{e}");
             }
@@ -632,6 +642,11 @@ mod tests {
         assert_eq!(before(true, 150_000), Duration::from_millis(900), "what the last gzipped scrape took");
         assert_eq!(before(false, 150_000), Duration::from_millis(1800), "plain text is measured apart");
         assert_eq!(before(true, 10_000), Duration::from_millis(60));
+        // The reads and joiners leave the time writing as many pods as the last scrape read
+        // takes, measured or not: before any read, none.
+        let joiner = cost.writing_deadline(Some(deadline), true).expect("a deadline");
+        assert_eq!(joiner, deadline, "no pods read yet");
+        cost.read(150_000);
         let joiner = cost.writing_deadline(Some(deadline), true).expect("a deadline");
         assert_eq!(deadline - joiner, Duration::from_millis(900), "a joiner waits no later than that, at 150,000 pods");
         // The reads end a twentieth of the 9.1 s before then earlier (less the time this took).
@@ -639,6 +654,7 @@ mod tests {
         let enriching = joiner - reads;
         assert!(enriching > Duration::from_millis(400) && enriching <= Duration::from_millis(455), "{enriching:?}");
         assert!(cost.reads_deadline(None, true).is_none());
+        assert!(reads < cost.enrichers_deadline(Some(deadline), true, 150_000).expect("a deadline"), "as many again");
         // More than there is: the enrichers get none, and no deadline stays none.
         assert!(cost.enrichers_deadline(Some(deadline), true, 100_000_000).is_some_and(|d| d <= Instant::now()));
         assert!(cost.enrichers_deadline(None, true, 150_000).is_none());
@@ -1087,7 +1103,8 @@ mod tests {
             Arc::new(cluster),
         )
         .with_enrichers(vec![Arc::new(msp_enrichers::NodeEnricher)]);
-        let deadline = Instant::now() + Duration::from_millis(400);
+        // 2 s: the enrichers' twentieth, 100 ms, is room enough on a busy machine.
+        let deadline = Instant::now() + Duration::from_secs(2);
         let out = async_std::task::block_on(exporter.scrape(Format::Text, Some(deadline)));
         for line in [
             "kube_metrics_server_node_cpu_usage_cores{node=\"n1\",internal_ip=\"192.0.2.1\"} 1\n",
