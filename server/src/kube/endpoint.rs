@@ -152,6 +152,13 @@ pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<End
         // Over plain http (`kubectl proxy`, which authenticates itself), the pod's own token
         // only if asked for.
         let token = s.token_file.clone().or_else(|| if url.scheme() == "https" { existing(SA_TOKEN) } else { None });
+        if token.is_none() && url.scheme() == "http" && existing(SA_TOKEN).is_some() {
+            log::warn!(
+                "the service account's token is not sent over plain http ({}): set kubernetes.token_file \
+                 (MSP_KUBERNETES__TOKEN_FILE) to {SA_TOKEN} to send it anyway",
+                super::redacted(url)
+            );
+        }
         let ca = s.ca_file.clone().or_else(|| existing(SA_CA));
         return direct(url.clone(), token, ca, s.insecure_skip_tls_verify);
     }
@@ -454,13 +461,15 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
 /// than meant), directly where it names a proxy, or without the basic authentication it
 /// gives.
 fn unsupported(cluster: &ClusterEntry, cluster_name: &str, user: &UserEntry, user_name: &str) -> Result<(), String> {
-    if user._rest.contains_key("as-user-extra") {
+    // Empty is as good as absent, as client-go reads them.
+    let given = |key: &str| user._rest.get(key).is_some_and(|v| v.as_str() != Some(""));
+    if given("as-user-extra") {
         return Err(format!(
             "user {user_name:?} impersonates with extra fields (as-user-extra), which are not supported: we \
              would act without them. Use as, as-uid and as-groups only, or credentials of the exporter's own"
         ));
     }
-    if let Some(key) = ["username", "password"].iter().find(|k| user._rest.contains_key(**k)) {
+    if let Some(key) = ["username", "password"].into_iter().find(|k| given(k)) {
         return Err(format!(
             "user {user_name:?} has a {key}: basic authentication is not supported (the API server has had \
              none since Kubernetes 1.19). Use a token or an exec plugin"
@@ -684,6 +693,7 @@ mod tests {
             resolve(&Settings { kubeconfig: Some(path), ..Default::default() }, &no_env)
         };
         assert!(resolve_with("", "").is_ok(), "the same without them");
+        assert!(resolve_with("", "    username: \"\"\n    password: \"\"\n").is_ok(), "empty is absent");
         let who = resolve_with("", "    as: limited-user\n    as-groups: [restricted]\n    as-uid: \"1\"\n")
             .expect("impersonation")
             .impersonation;
