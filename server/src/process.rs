@@ -109,18 +109,26 @@ impl Process {
         }
     }
 
-    /// Reads this process's values from `/proc` (all `None` where there is none).
+    /// Reads this process's values from `/proc` (all `None` where there is none). The start
+    /// time is the first one read, kept: the boot time it is counted from moves when the
+    /// clock is stepped (NTP, a VM resumed), and a start time that moved would look like a
+    /// restart (`MetricsServerPromRestarting`).
     pub fn read() -> Self {
+        static START: std::sync::OnceLock<Option<f64>> = std::sync::OnceLock::new();
         let read = |path: &str| std::fs::read_to_string(path).ok();
         // The listing holds the descriptor read_dir itself opened, as other clients' counts do.
         let open_fds = std::fs::read_dir("/proc/self/fd").ok().map(|entries| entries.count());
-        Process::from_proc(
+        let mut process = Process::from_proc(
             read("/proc/self/stat").as_deref(),
             read("/proc/self/status").as_deref(),
             read("/proc/self/limits").as_deref(),
             read("/proc/stat").as_deref(),
             open_fds,
-        )
+        );
+        if process.start_time_seconds.is_some() {
+            process.start_time_seconds = *START.get_or_init(|| process.start_time_seconds);
+        }
+        process
     }
 
     /// Writes one family per value that was read.
