@@ -255,7 +255,12 @@ fn deploy_rules_agree_with_the_dashboard_and_scrape_configs() {
     assert_eq!(endpoint["honorLabels"].as_bool(), Some(true));
     assert_eq!(endpoint["relabelings"][0]["action"].as_str(), Some("labeldrop"), "nodes carry no exporter pod");
     let instance = &endpoint["relabelings"][1];
-    assert_eq!(instance["sourceLabels"][0].as_str(), Some("__meta_kubernetes_pod_name"), "{instance:?}");
+    let pod = ["__meta_kubernetes_namespace", "__meta_kubernetes_pod_name"];
+    let sources = |l: &yaml::Value| -> Vec<String> {
+        l.as_sequence().into_iter().flatten().filter_map(|s| s.as_str().map(str::to_owned)).collect()
+    };
+    assert_eq!(sources(&instance["sourceLabels"]), pod, "{instance:?}");
+    assert_eq!(instance["separator"].as_str(), Some("/"));
     assert_eq!(instance["targetLabel"].as_str(), Some("instance"), "the exporter's pod names the target");
     assert_eq!(scrape[0]["honor_labels"].as_bool(), Some(true));
     let plain_instance = scrape[0]["relabel_configs"]
@@ -264,7 +269,8 @@ fn deploy_rules_agree_with_the_dashboard_and_scrape_configs() {
         .flatten()
         .find(|r| r["target_label"].as_str() == Some("instance"))
         .expect("the plain job names its targets too");
-    assert_eq!(plain_instance["source_labels"][0].as_str(), Some("__meta_kubernetes_pod_name"));
+    assert_eq!(sources(&plain_instance["source_labels"]), pod);
+    assert_eq!(plain_instance["separator"].as_str(), Some("/"));
     assert_eq!(scrape[0]["kubernetes_sd_configs"][0]["role"].as_str(), Some("endpointslice"));
 
     // MetricsServerPromScrapeSlow's fallback threshold is 80% of the timeout both ship with.
