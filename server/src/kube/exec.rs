@@ -567,6 +567,24 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
     }
 
     #[test]
+    fn children_left_holding_the_output_after_the_plugin_exits_are_killed() {
+        let dir = dir("leftover");
+        let marker = format!("1001.{}", std::process::id());
+        let script = format!(
+            r#"sleep {marker} &
+echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"t"}}}}'"#
+        );
+        let plugin = ExecPlugin::new(config(&dir, &script));
+        let token = async_std::task::block_on(plugin.token()).expect("its credential, all the same");
+        assert_eq!(token.expose(), "t");
+        let gone = Instant::now() + Duration::from_secs(5);
+        while running(&marker) && Instant::now() < gone {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!running(&marker), "the sleep holding its stdout was killed");
+    }
+
+    #[test]
     fn callers_that_waited_for_a_run_that_failed_get_its_error_not_a_run_each() {
         let dir = dir("failing");
         let counter = dir.join("runs");
