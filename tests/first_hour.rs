@@ -99,6 +99,18 @@ fn first_hour_help_lists_the_variables_and_no_cluster_suggests_demo() {
     let out = out.expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no cluster found"), "{out:?}");
+    // A kubeconfig found and refused is no missing cluster: its error alone, not where to find one.
+    let dir = temp_dir("refused-kubeconfig");
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "current-context: a\nclusters:\n- name: c\n  cluster: {server: 'https://127.0.0.1:6443', proxy-url: 'http://127.0.0.1:3128'}\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user: {token: t}\n",
+    )
+    .expect("kubeconfig");
+    let out = Command::new(binary()).env_clear().env("MSP_KUBERNETES__KUBECONFIG", &kubeconfig).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("proxy-url, which is not supported") && !err.contains("no cluster found"), "{err}");
     let out = Command::new(binary()).env_clear().env("MSP_KUBERNETES__API_URL", "https://u:p@x:6443").output();
     assert_eq!(out.expect("run").status.code(), Some(2));
 

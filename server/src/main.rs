@@ -77,8 +77,10 @@ async fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             fatal(&e.to_string());
-            let endpoint = matches!(e, msp_server::StartError::Endpoint(_));
-            if endpoint && config.kubernetes.api_url.is_none() && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
+            let no_cluster = matches!(&e, msp_server::StartError::Endpoint(e) if e.no_cluster());
+            if no_cluster
+                && config.kubernetes.api_url.is_none()
+                && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
             {
                 fatal(
                     "no cluster found. Run it in a pod (in-cluster service account), point it at a kubeconfig \

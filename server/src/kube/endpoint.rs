@@ -52,6 +52,18 @@ impl Endpoint {
     }
 }
 
+impl EndpointError {
+    /// Whether no cluster was found at all (no kubeconfig to read), rather than one found
+    /// and refused: only then does a hint on where to find one help.
+    pub fn no_cluster(&self) -> bool {
+        match self {
+            EndpointError::Read { what: "kubeconfig", source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            EndpointError::Incomplete { message, .. } => message.starts_with("no API server"),
+            _ => false,
+        }
+    }
+}
+
 /// Why no endpoint could be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
@@ -282,10 +294,15 @@ struct UserEntry {
     #[serde(rename = "as")]
     impersonate: Option<String>,
     as_uid: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     as_groups: Vec<String>,
     #[serde(flatten)]
     _rest: BTreeMap<String, serde_norway::Value>,
+}
+
+/// A list that may be written `null`, as an empty one (as Go reads it).
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// `users[].user.exec`.
@@ -461,8 +478,16 @@ fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
 /// than meant), directly where it names a proxy, or without the basic authentication it
 /// gives.
 fn unsupported(cluster: &ClusterEntry, cluster_name: &str, user: &UserEntry, user_name: &str) -> Result<(), String> {
-    // Empty is as good as absent, as client-go reads them.
-    let given = |key: &str| user._rest.get(key).is_some_and(|v| v.as_str() != Some(""));
+    // Empty (or null) is as good as absent, as client-go reads them.
+    let given = |key: &str| {
+        user._rest.get(key).is_some_and(|v| match v {
+            serde_norway::Value::Null => false,
+            serde_norway::Value::String(s) => !s.is_empty(),
+            serde_norway::Value::Mapping(m) => !m.is_empty(),
+            serde_norway::Value::Sequence(s) => !s.is_empty(),
+            _ => true,
+        })
+    };
     if given("as-user-extra") {
         return Err(format!(
             "user {user_name:?} impersonates with extra fields (as-user-extra), which are not supported: we \
@@ -693,7 +718,15 @@ mod tests {
             resolve(&Settings { kubeconfig: Some(path), ..Default::default() }, &no_env)
         };
         assert!(resolve_with("", "").is_ok(), "the same without them");
-        assert!(resolve_with("", "    username: \"\"\n    password: \"\"\n").is_ok(), "empty is absent");
+        for empty in [
+            "    username: \"\"\n    password: \"\"\n",
+            "    username: null\n",
+            "    as-user-extra: {}\n",
+            "    as-user-extra: null\n",
+            "    as: a\n    as-groups: null\n",
+        ] {
+            assert!(resolve_with("", empty).is_ok(), "empty is absent: {empty}");
+        }
         let who = resolve_with("", "    as: limited-user\n    as-groups: [restricted]\n    as-uid: \"1\"\n")
             .expect("impersonation")
             .impersonation;
