@@ -4,10 +4,11 @@
 //! token is kept until `status.expirationTimestamp` (or a 401), and never printed.
 
 use std::io::Read;
+use std::os::fd::AsFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{ChildStderr, ChildStdout, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
@@ -265,29 +266,74 @@ fn exec_info(config: &ExecConfig) -> String {
     serde_json::json!({ "apiVersion": config.api_version, "kind": "ExecCredential", "spec": spec }).to_string()
 }
 
-/// Collects what a pipe gives, up to `max` bytes, on its own thread; the rest is read and
-/// dropped so the plugin never blocks on a full pipe.
-fn drain(mut pipe: impl Read + Send + 'static, max: usize) -> Arc<Mutex<Vec<u8>>> {
-    let out = Arc::new(Mutex::new(Vec::new()));
-    let sink = out.clone();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = pipe.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut out) = sink.lock() {
-                let room = max.saturating_sub(out.len());
-                out.extend_from_slice(&buf[..n.min(room)]);
-            }
-        }
-    });
-    out
+/// One of the plugin's output pipes and what it gave, up to `max` bytes; the rest is read
+/// and dropped, so the plugin never blocks on a full pipe. Read on the thread that runs the
+/// plugin, as it becomes readable ([`pump`]): no thread of its own, which a descendant that
+/// left the plugin's group (`setsid`) holding the pipe would keep waiting for ever.
+struct Pipe<R> {
+    pipe: Option<R>,
+    got: Vec<u8>,
+    max: usize,
 }
 
-fn text(bytes: &Mutex<Vec<u8>>) -> String {
-    let bytes = bytes.lock().map(|b| b.clone()).unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes).trim().to_owned();
+impl<R: Read + AsFd> Pipe<R> {
+    fn new(pipe: Option<R>, max: usize) -> Self {
+        Pipe { pipe, got: Vec::new(), max }
+    }
+
+    /// Reads what is there (poll said so): the pipe is done at its end or an error.
+    fn read(&mut self) {
+        let Some(pipe) = self.pipe.as_mut() else { return };
+        let mut buf = [0u8; 8192];
+        match pipe.read(&mut buf) {
+            Ok(0) => self.pipe = None,
+            Ok(n) => {
+                let room = self.max.saturating_sub(self.got.len());
+                self.got.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => self.pipe = None,
+        }
+    }
+}
+
+/// Waits up to `wait` for the pipes still open to have something (or to end), and reads it.
+fn pump(out: &mut Pipe<ChildStdout>, err: &mut Pipe<ChildStderr>, wait: Duration) {
+    use rustix::event::{poll, PollFd, PollFlags, Timespec};
+    let wait = Timespec { tv_sec: 0, tv_nsec: i64::from(wait.subsec_nanos()) };
+    let ready = {
+        let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2);
+        let mut which = Vec::with_capacity(2);
+        if let Some(p) = &out.pipe {
+            fds.push(PollFd::new(p, PollFlags::IN));
+            which.push(0);
+        }
+        if let Some(p) = &err.pipe {
+            fds.push(PollFd::new(p, PollFlags::IN));
+            which.push(1);
+        }
+        if fds.is_empty() {
+            std::thread::sleep(Duration::from_nanos(wait.tv_nsec as u64));
+            return;
+        }
+        if poll(&mut fds, Some(&wait)).is_err() {
+            return;
+        }
+        let ready: Vec<usize> =
+            fds.iter().zip(&which).filter(|(f, _)| !f.revents().is_empty()).map(|(_, &w)| w).collect();
+        ready
+    };
+    for w in ready {
+        if w == 0 {
+            out.read();
+        } else {
+            err.read();
+        }
+    }
+}
+
+fn text(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes).trim().to_owned();
     if text.is_empty() {
         "(empty)".into()
     } else {
@@ -334,36 +380,38 @@ fn run(config: &ExecConfig, timeout: Duration) -> Result<Credential, ExecError> 
         source,
         hint: config.install_hint.as_ref().map(|h| format!("\n{}", h.trim())).unwrap_or_default(),
     })?;
-    let stdout = child.stdout.take().map(|p| drain(p, MAX_STDOUT + 1)).unwrap_or_default();
-    let stderr = child.stderr.take().map(|p| drain(p, MAX_STDERR)).unwrap_or_default();
+    let mut stdout = Pipe::new(child.stdout.take(), MAX_STDOUT + 1);
+    let mut stderr = Pipe::new(child.stderr.take(), MAX_STDERR);
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
-            Ok(None) if started.elapsed() < timeout => std::thread::sleep(Duration::from_millis(10)),
+            Ok(None) if started.elapsed() < timeout => pump(&mut stdout, &mut stderr, Duration::from_millis(10)),
             Ok(None) | Err(_) => {
                 kill(&mut child);
-                std::thread::sleep(Duration::from_millis(50));
-                return Err(ExecError::Timeout { command, after: timeout, stderr: text(&stderr) });
+                // What it wrote before it was killed, as far as it is there.
+                pump(&mut stdout, &mut stderr, Duration::from_millis(50));
+                return Err(ExecError::Timeout { command, after: timeout, stderr: text(&stderr.got) });
             }
         }
     };
-    // The process is gone; its pipes close unless it left children holding them. Both are
-    // read to their end (each drain's thread lets go of its buffer then): waiting for stdout
-    // alone, an error sometimes said the stderr of a plugin that had written one was empty.
+    // The process is gone; its pipes end unless it left children holding them. Both are
+    // read to their end: reading stdout alone, an error sometimes said the stderr of a
+    // plugin that had written one was empty.
     let deadline = Instant::now() + Duration::from_secs(1);
-    while (Arc::strong_count(&stdout) > 1 || Arc::strong_count(&stderr) > 1) && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(5));
+    while (stdout.pipe.is_some() || stderr.pipe.is_some()) && Instant::now() < deadline {
+        pump(&mut stdout, &mut stderr, Duration::from_millis(5));
     }
-    if Arc::strong_count(&stdout) > 1 || Arc::strong_count(&stderr) > 1 {
+    if stdout.pipe.is_some() || stderr.pipe.is_some() {
         // Children of its still hold the pipes a second later: not daemons (which let go of
-        // them), and the drains' threads would wait on them for ever.
+        // them). Those in its group are killed; one that left it (`setsid`) keeps running,
+        // but our ends of the pipes are closed as they are dropped, and nothing waits on it.
         kill(&mut child);
     }
     reap_orphans();
     if !status.success() {
-        return Err(ExecError::Failed { command, status, stderr: text(&stderr) });
+        return Err(ExecError::Failed { command, status, stderr: text(&stderr.got) });
     }
-    let output = stdout.lock().map(|o| o.clone()).unwrap_or_default();
+    let output = stdout.got;
     let output_error = |message: String| ExecError::Output { command: command.clone(), message };
     if output.len() > MAX_STDOUT {
         return Err(output_error(format!("more than {MAX_STDOUT} bytes of output")));
@@ -582,6 +630,49 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
             std::thread::sleep(Duration::from_millis(20));
         }
         assert!(!running(&marker), "the sleep holding its stdout was killed");
+    }
+
+    /// The pid of the process whose command line holds `marker`, if one is alive.
+    fn pid_of(marker: &str) -> Option<i32> {
+        std::fs::read_dir("/proc").expect("/proc").flatten().find_map(|p| {
+            let cmdline = std::fs::read(p.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline).contains(marker).then(|| p.file_name().to_str()?.parse().ok())?
+        })
+    }
+
+    #[test]
+    fn a_descendant_that_left_the_group_holding_the_output_keeps_no_pipe_of_ours_open() {
+        let dir = dir("setsid");
+        let marker = format!("1002.{}", std::process::id());
+        let script = format!(
+            r#"setsid sleep {marker} &
+echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"t"}}}}'"#
+        );
+        let plugin = ExecPlugin::new(config(&dir, &script));
+        let token = async_std::task::block_on(plugin.token()).expect("its credential, all the same");
+        assert_eq!(token.expose(), "t");
+        // The sleep is out of reach (a session of its own), and holds the write end of the
+        // plugin's stdout; our read end is closed, so no thread or descriptor of ours waits.
+        let started = Instant::now() + Duration::from_secs(5);
+        let sleeper = loop {
+            match pid_of(&marker) {
+                Some(pid) => break pid,
+                None if Instant::now() < started => std::thread::sleep(Duration::from_millis(20)),
+                None => panic!("the sleep never started"),
+            }
+        };
+        let held = std::fs::read_link(format!("/proc/{sleeper}/fd/1")).expect("its stdout");
+        let ours: Vec<PathBuf> = std::fs::read_dir("/proc/self/fd")
+            .expect("fds")
+            .flatten()
+            .filter_map(|f| std::fs::read_link(f.path()).ok())
+            .collect();
+        let _ = rustix::process::kill_process(
+            rustix::process::Pid::from_raw(sleeper).expect("a pid"),
+            rustix::process::Signal::KILL,
+        );
+        assert!(held.to_string_lossy().starts_with("pipe:"), "{held:?}");
+        assert!(!ours.contains(&held), "{held:?} is still open here");
     }
 
     #[test]
