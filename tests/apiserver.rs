@@ -298,23 +298,31 @@ async fn apiserver_every_request_carries_the_user_agent() {
     eprintln!("User-Agent: {:?}", s.user_agents.first());
 }
 
-/// A kubeconfig user that impersonates another (`as`, `as-uid`, `as-groups`): every request,
-/// lists, watches and metrics alike, says whom it acts as.
-#[async_std::test]
-async fn apiserver_kubeconfig_impersonation_goes_with_every_request() {
-    let (sim, _, dir) = sim_and_config(SimCluster::demo()).await;
+/// Our server (in process) reaching `sim` through a kubeconfig in `dir` (which holds its
+/// CA as `ca.crt`) whose user has the token, with `cluster` and `user` lines added to those
+/// entries.
+async fn serve_kubeconfig(sim: msp_sim::Sim, dir: std::path::PathBuf, cluster: &str, user: &str) -> Harness {
     let kubeconfig = format!(
-        "apiVersion: v1\nkind: Config\ncurrent-context: sim\nclusters:\n- name: sim\n  cluster:\n    server: {url}\n    certificate-authority: ca.crt\ncontexts:\n- name: sim\n  context: {{cluster: sim, user: u}}\nusers:\n- name: u\n  user:\n    token: {TOKEN}\n    as: metrics-reader\n    as-uid: \"42\"\n    as-groups: [readers, auditors]\n",
+        "apiVersion: v1\nkind: Config\ncurrent-context: sim\nclusters:\n- name: sim\n  cluster:\n    server: {url}\n    certificate-authority: ca.crt\n{cluster}contexts:\n- name: sim\n  context: {{cluster: sim, user: u}}\nusers:\n- name: u\n  user:\n    token: {TOKEN}\n{user}",
         url = sim.url,
     );
     std::fs::write(dir.join("kubeconfig"), kubeconfig).expect("kubeconfig");
     let mut raw = msp_server::RawConfig { listen: "127.0.0.1:0".into(), ..Default::default() };
     raw.kubernetes.kubeconfig = Some(dir.join("kubeconfig"));
-    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    serve_for((sim, raw, dir), |_| {}, "").await
+}
+
+/// A kubeconfig user that impersonates another (`as`, `as-uid`, `as-groups`): every request,
+/// lists, watches and metrics alike, says whom it acts as.
+#[async_std::test]
+async fn apiserver_kubeconfig_impersonation_goes_with_every_request() {
+    let (sim, _, dir) = sim_and_config(SimCluster::demo()).await;
+    let impersonation = "    as: metrics-reader\n    as-uid: \"42\"\n    as-groups: [readers, auditors]\n";
+    let h = serve_kubeconfig(sim, dir, "", impersonation).await;
     let s = parse(&get(&format!("{}/metrics", h.url), &[]).await.body);
     assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0));
     let state = h.sim.state();
-    let want: Vec<(String, String)> = [
+    let mut want: Vec<(String, String)> = [
         ("impersonate-user", "metrics-reader"),
         ("impersonate-uid", "42"),
         ("impersonate-group", "readers"),
@@ -323,14 +331,13 @@ async fn apiserver_kubeconfig_impersonation_goes_with_every_request() {
     .iter()
     .map(|(n, v)| (n.to_string(), v.to_string()))
     .collect();
+    want.sort();
     for kind in ["/apis/metrics.k8s.io/", "/api/v1/pods?limit", "watch=1"] {
         assert!(state.requests.iter().any(|(p, _)| p.contains(kind)), "no {kind} request to check");
     }
     for ((path, _), headers) in state.requests.iter().zip(&state.impersonation) {
         let mut headers = headers.clone();
         headers.sort();
-        let mut want = want.clone();
-        want.sort();
         assert_eq!(headers, want, "{path}");
     }
 }
@@ -345,14 +352,7 @@ async fn apiserver_kubeconfig_tls_server_name_is_the_name_the_certificate_is_che
         let dir = temp_dir("tls-server-name");
         std::fs::write(dir.join("ca.crt"), &sim.pki.ca_pem).expect("ca");
         let line = server_name.map(|n| format!("    tls-server-name: {n}\n")).unwrap_or_default();
-        let kubeconfig = format!(
-            "apiVersion: v1\nkind: Config\ncurrent-context: sim\nclusters:\n- name: sim\n  cluster:\n    server: {url}\n    certificate-authority: ca.crt\n{line}contexts:\n- name: sim\n  context: {{cluster: sim, user: u}}\nusers:\n- name: u\n  user:\n    token: {TOKEN}\n",
-            url = sim.url,
-        );
-        std::fs::write(dir.join("kubeconfig"), kubeconfig).expect("kubeconfig");
-        let mut raw = msp_server::RawConfig { listen: "127.0.0.1:0".into(), ..Default::default() };
-        raw.kubernetes.kubeconfig = Some(dir.join("kubeconfig"));
-        let h = serve_for((sim, raw, dir), |_| {}, "").await;
+        let h = serve_kubeconfig(sim, dir, &line, "").await;
         let s = parse(&get(&format!("{}/metrics", h.url), &[]).await.body);
         let want = if server_name == Some("kubernetes.default.svc") { 1.0 } else { 0.0 };
         assert_eq!((up(&s, "pods"), up(&s, "nodes")), (want, want), "tls-server-name {server_name:?}");
