@@ -300,7 +300,7 @@ impl<R: Read + AsFd> Pipe<R> {
 /// Waits up to `wait` for the pipes still open to have something (or to end), and reads it.
 fn pump(out: &mut Pipe<ChildStdout>, err: &mut Pipe<ChildStderr>, wait: Duration) {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
-    let wait = Timespec { tv_sec: 0, tv_nsec: i64::from(wait.subsec_nanos()) };
+    let timeout = Timespec { tv_sec: 0, tv_nsec: i64::from(wait.subsec_nanos()) };
     let ready = {
         let mut fds: Vec<PollFd<'_>> = Vec::with_capacity(2);
         let mut which = Vec::with_capacity(2);
@@ -313,10 +313,10 @@ fn pump(out: &mut Pipe<ChildStdout>, err: &mut Pipe<ChildStderr>, wait: Duration
             which.push(1);
         }
         if fds.is_empty() {
-            std::thread::sleep(Duration::from_nanos(wait.tv_nsec as u64));
+            std::thread::sleep(wait);
             return;
         }
-        if poll(&mut fds, Some(&wait)).is_err() {
+        if poll(&mut fds, Some(&timeout)).is_err() {
             return;
         }
         let ready: Vec<usize> =
