@@ -216,6 +216,43 @@ async fn apiserver_a_list_that_never_ends_is_cut_off_and_tried_again() {
     scrape_until(&h, Duration::from_secs(20), |s| with_node(s) == 1200).await;
 }
 
+/// An HA pair's second Prometheus, scraping within `reuse_lists_for` of the first, costs the
+/// API server nothing; a read that failed is not reused.
+#[async_std::test]
+async fn apiserver_a_scrape_within_reuse_lists_for_of_the_last_read_reads_nothing() {
+    let h = start(SimCluster::demo(), |c| c.reuse_lists_for = "1m".into()).await;
+    let reads =
+        |h: &Harness| (h.sim.count("/apis/metrics.k8s.io/v1/pods"), h.sim.count("/apis/metrics.k8s.io/v1/nodes"));
+    let reused = |s: &[Sample]| find(s, "kube_metrics_server_lists_reused_total", &[]).value;
+    h.sim.state().faults.insert(Route::PodMetrics, Fault::Status(500));
+    let failed = parse(&scrape(&h).await);
+    assert_eq!((up(&failed, "pods"), up(&failed, "nodes")), (0.0, 1.0));
+    h.sim.state().faults.remove(&Route::PodMetrics);
+
+    let before = reads(&h);
+    let first = parse(&scrape(&h).await);
+    assert_eq!((up(&first, "pods"), reused(&first)), (1.0, 0.0), "the failed read was tried again");
+    assert_eq!(reads(&h), (before.0 + 1, before.1 + 1));
+    // The other Prometheus, with its own request: OpenMetrics, gzipped.
+    let accept = [("Accept", "application/openmetrics-text;version=1.0.0"), ("Accept-Encoding", "gzip")];
+    let got = get(&format!("{}/metrics", h.url), &accept).await;
+    assert_eq!(got.status, 200);
+    let second = parse(&got.body);
+    assert_eq!(reads(&h), (before.0 + 1, before.1 + 1), "no read for the second scrape");
+    assert_eq!(reused(&second), 1.0);
+    let usage = |s: &[Sample]| {
+        let mut u: Vec<String> = s
+            .iter()
+            .filter(|x| x.name.contains("_usage_"))
+            .map(|x| format!("{} {:?} {}", x.name, x.labels, x.value))
+            .collect();
+        u.sort();
+        u
+    };
+    assert!(!usage(&first).is_empty());
+    assert_eq!(usage(&first), usage(&second), "the same lists, enriched alike");
+}
+
 #[async_std::test]
 async fn apiserver_429_with_retry_after_is_waited_out_in_the_same_scrape() {
     let cluster = SimCluster::demo();

@@ -283,6 +283,40 @@ fn deploy_rules_agree_with_the_dashboard_and_scrape_configs() {
     assert!(rules.contains(&threshold), "want `{threshold}` in the rules");
 }
 
+/// Seconds in a manifest's duration (`15s`, `1m`).
+fn seconds(d: &str) -> u64 {
+    match d.strip_suffix('s') {
+        Some(s) => s.parse().expect("seconds"),
+        None => d.strip_suffix('m').expect("s or m").parse::<u64>().expect("minutes") * 60,
+    }
+}
+
+#[test]
+fn deploy_reuses_the_lists_for_half_the_scrape_interval() {
+    let plain: yaml::Value = read_yaml("deploy/prometheus-scrape-config.yaml");
+    let plain = seconds(plain[0]["scrape_interval"].as_str().expect("scrape_interval"));
+    for (dir, kind, monitor) in
+        [("deploy/", "Deployment", "ServiceMonitor"), ("deploy/sharded", "StatefulSet", "PodMonitor")]
+    {
+        let docs = kustomize(dir);
+        let env = container(one(&docs, kind))["env"].as_sequence().expect("env");
+        let reuse = env
+            .iter()
+            .find(|e| e["name"].as_str() == Some("MSP_REUSE_LISTS_FOR"))
+            .and_then(|e| e["value"].as_str())
+            .map(seconds)
+            .unwrap_or_else(|| panic!("{dir}: MSP_REUSE_LISTS_FOR"));
+        let monitor = one(&docs, monitor);
+        let endpoints =
+            monitor["spec"]["endpoints"].as_sequence().or(monitor["spec"]["podMetricsEndpoints"].as_sequence());
+        let interval = seconds(endpoints.expect("endpoints")[0]["interval"].as_str().expect("interval"));
+        // An HA pair reads once an interval whatever its offsets; one Prometheus alone never
+        // reuses its own read.
+        assert_eq!(reuse * 2, interval, "{dir}");
+        assert_eq!(reuse * 2, plain, "{dir} and the plain job");
+    }
+}
+
 #[test]
 fn deploy_sharded_is_a_statefulset_of_three_shards_scraped_pod_by_pod() {
     let docs = kustomize("deploy/sharded");

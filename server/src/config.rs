@@ -45,11 +45,19 @@ pub struct RawConfig {
     /// A label selector passed to the metrics API's pod list.
     #[serde(default, deserialize_with = "opt_text_or_number")]
     pub label_selector: Option<String>,
+    /// A scrape that begins less than this (a Go duration) after the last read of the
+    /// metrics lists began serves those lists instead of reading them; `0s`: never.
+    #[serde(deserialize_with = "text_or_number")]
+    pub reuse_lists_for: String,
     /// How `/metrics` itself is served.
     pub web: RawWeb,
     /// This replica's share, when several split the cluster.
     pub shard: RawShard,
 }
+
+/// The longest `reuse_lists_for`: metrics-server's longest usual resolution (its own
+/// default, where its manifests do not set one).
+const MAX_REUSE: Duration = Duration::from_secs(60);
 
 /// `[shard]` as written.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +176,7 @@ impl Default for RawConfig {
             },
             namespaces: RawNamespaces { allow: vec!["*".into()], deny: vec![] },
             label_selector: None,
+            reuse_lists_for: "0s".into(),
             web: RawWeb::default(),
             shard: RawShard { total: 1, index: None },
         }
@@ -197,6 +206,8 @@ pub struct Config {
     pub list_page_size: u32,
     /// Which pods to export.
     pub scope: Scope,
+    /// How long the metrics lists read are reused by later scrapes (zero: not at all).
+    pub reuse_lists_for: Duration,
     /// The web-config file, checked at load.
     pub web_config: Option<PathBuf>,
 }
@@ -495,6 +506,24 @@ impl RawConfig {
                 return Err(invalid("label_selector", format!("{sel:?} has control characters")));
             }
         }
+        let reuse_lists_for: Duration = self
+            .reuse_lists_for
+            .parse::<GoDuration>()
+            .map_err(|e| {
+                invalid("reuse_lists_for", format!("{e}; write a duration with its unit, for example \"15s\""))
+            })?
+            .into();
+        if reuse_lists_for > MAX_REUSE {
+            return Err(invalid(
+                "reuse_lists_for",
+                format!(
+                    "{} is more than {MAX_REUSE:?}: metrics-server's figures change every resolution \
+                     (15 s in its manifests), and each scrape would serve older ones; \
+                     set it below the scrape interval, to half of it for an HA pair",
+                    self.reuse_lists_for
+                ),
+            ));
+        }
         let web_config = self.web.config_file.filter(|p| !p.as_os_str().is_empty());
         if let Some(path) = &web_config {
             crate::web::WebConfig::load(path).map_err(|e| invalid("web.config_file", e.to_string()))?;
@@ -520,6 +549,7 @@ impl RawConfig {
             list_page_size: k.list_page_size,
             limits: Limits { timeout, max_response_bytes: usize::try_from(k.max_response_bytes).unwrap_or(usize::MAX) },
             scope,
+            reuse_lists_for,
             web_config,
         })
     }
@@ -545,6 +575,21 @@ mod tests {
             assert_eq!(c.naming, Naming::Prometheus);
             assert_eq!(c.limits.timeout, Duration::from_secs(10));
             assert!(c.kubernetes.api_url.is_none());
+            assert_eq!(c.reuse_lists_for, Duration::ZERO, "every scrape reads");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn reuse_lists_for_is_a_duration_of_at_most_a_minute() {
+        Jail::expect_with(|jail| {
+            jail.set_env("MSP_REUSE_LISTS_FOR", "15s");
+            assert_eq!(load(None)?.reuse_lists_for, Duration::from_secs(15));
+            for (value, says) in [("15", "for example \"15s\""), ("2m", "set it below the scrape interval")] {
+                jail.set_env("MSP_REUSE_LISTS_FOR", value);
+                let e = load(None).expect_err(value);
+                assert!(e.starts_with("configuration key `reuse_lists_for`: ") && e.contains(says), "{e}");
+            }
             Ok(())
         });
     }

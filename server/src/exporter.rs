@@ -15,6 +15,7 @@ use msp_core::{
 
 use crate::body::{self, BodyWriter, Ending, Exposition, Piece};
 use crate::flight::{Busy, Evicted, Flights, Lead, Role};
+use crate::reuse::{self, Lists, Reuse};
 use crate::scope::Scope;
 use crate::self_metrics::{self, Counters, Health, Report};
 
@@ -29,6 +30,7 @@ pub struct Exporter {
     reports: Vec<Arc<dyn Report>>,
     counters: Counters,
     flights: Arc<Flights>,
+    reuse: Arc<Reuse>,
     memo: Memo,
     writing: WriteCost,
     /// How many [`Exporter::warm_up`]s are under way.
@@ -193,7 +195,7 @@ async fn within(
 /// reading as a cluster without pods.
 fn parse_list<'a, T: msp_core::ListItem<'a>>(
     resource: &str,
-    fetched: &'a Result<Vec<u8>, SourceError>,
+    fetched: &'a Result<reuse::Body, SourceError>,
     select: &dyn msp_core::Select,
     repaired: &'a mut Option<Vec<u8>>,
 ) -> (msp_core::List<T>, bool) {
@@ -236,16 +238,18 @@ impl Exporter {
     /// enrichers, default rendering and every namespace.
     pub fn new(source: Arc<dyn MetricsSource>, cluster: Arc<dyn Cluster>) -> Self {
         let flights = Arc::new(Flights::default());
+        let reuse = Arc::new(Reuse::default());
         Exporter {
             source,
             cluster,
             enrichers: Vec::new(),
             options: RenderOptions::default(),
             scope: Scope::default(),
-            // Requests refused and bodies evicted at the bounds.
-            reports: vec![flights.clone()],
+            // Requests refused and bodies evicted at the bounds; scrapes that reused lists.
+            reports: vec![flights.clone(), reuse.clone()],
             counters: Counters::default(),
             flights,
+            reuse,
             memo: Memo::default(),
             writing: WriteCost::default(),
             warming: Default::default(),
@@ -268,6 +272,17 @@ impl Exporter {
     /// Exporting only the pods in `scope`.
     pub fn with_scope(mut self, scope: Scope) -> Self {
         self.scope = scope;
+        self
+    }
+
+    /// Serving a scrape that begins less than `window` after the last read of the metrics
+    /// lists began those lists (parsed and enriched afresh), if both were read, instead of
+    /// reading them again: an HA pair of Prometheus servers whose scrapes are less than
+    /// `window` apart costs the API server one read. Zero (the default): every scrape reads.
+    /// Less than the scrape interval, or one Prometheus reuses its own last read (see the
+    /// README's `reuse_lists_for`).
+    pub fn reusing_lists_for(self, window: Duration) -> Self {
+        self.reuse.set_window(window);
         self
     }
 
@@ -466,9 +481,13 @@ impl Exporter {
     }
 
     /// Reads both metrics lists for a scrape due at `deadline` and written gzipped or not,
-    /// abandoned in time to enrich and write them ([`WriteCost::reads_deadline`]).
+    /// abandoned in time to enrich and write them ([`WriteCost::reads_deadline`]); or
+    /// reuses the last lists read, if young enough ([`Exporter::reusing_lists_for`]).
     async fn read(&self, deadline: Option<Instant>, gzip: bool) -> Lists {
         let started = Instant::now();
+        if let Some(lists) = self.reuse.get(self.source.as_ref(), started) {
+            return lists;
+        }
         let selector = self.scope.label_selector.as_deref();
         let reads_deadline = self.writing.reads_deadline(deadline, gzip);
         let (pods, nodes) = futures_lite::future::zip(
@@ -476,7 +495,7 @@ impl Exporter {
             within(reads_deadline, self.source.node_metrics()),
         )
         .await;
-        Lists { pods, nodes, started }
+        Lists { pods: pods.map(Arc::new), nodes: nodes.map(Arc::new), started, fresh: true }
     }
 
     /// Checks the `lists` read, enriches them for a body gzipped or not, and hands the
@@ -489,13 +508,16 @@ impl Exporter {
         deadline: Option<Instant>,
         write: impl FnOnce(&Scrape<'_>, &Enriched, Read) -> R,
     ) -> R {
-        let Lists { pods: pods_raw, nodes: nodes_raw, started } = lists;
+        let Lists { pods: pods_raw, nodes: nodes_raw, started, fresh } = lists;
         let written = {
             let (mut pods_repaired, mut nodes_repaired) = (None, None);
             let (pods, pods_up): (PodMetricsList<'_>, bool) =
                 parse_list("pod", &pods_raw, &self.scope, &mut pods_repaired);
             let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
                 parse_list("node", &nodes_raw, &self.scope, &mut nodes_repaired);
+            if let (true, true, true, Ok(pods), Ok(nodes)) = (fresh, pods_up, nodes_up, &pods_raw, &nodes_raw) {
+                self.reuse.keep(pods, nodes, started);
+            }
             let scrape = Scrape::select(&pods, &nodes, &self.scope);
             if pods_up {
                 self.writing.read(scrape.pods.len());
@@ -514,7 +536,7 @@ impl Exporter {
             }
             write(&scrape, &enriched, Read { pods_up, nodes_up, started })
         };
-        self.source.recycle(pods_raw.ok(), nodes_raw.ok());
+        reuse::recycle(self.source.as_ref(), pods_raw.ok(), nodes_raw.ok());
         written
     }
 
@@ -580,13 +602,6 @@ impl Exporter {
             ending => ending,
         }
     }
-}
-
-/// Both metrics lists as read, and when reading began.
-struct Lists {
-    pods: Result<Vec<u8>, SourceError>,
-    nodes: Result<Vec<u8>, SourceError>,
-    started: Instant,
 }
 
 /// What a scrape read, for its self-metrics.
@@ -745,12 +760,12 @@ mod tests {
         let list = r#"{"kind":"PodMetricsList","items":[
           {"metadata":{"name":"a","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]},
           {"metadata":{"name":"b","namespace":"n"},"containers":[]}]}"#;
-        let fetched = Ok(list.as_bytes().to_vec());
+        let fetched = Ok(Arc::new(list.as_bytes().to_vec()));
         let mut repaired = None;
         let (pods, up): (PodMetricsList<'_>, bool) = parse_list("pod", &fetched, &Nothing, &mut repaired);
         assert_eq!((pods.items.len(), up), (0, true));
         // What is not a list is still down.
-        let fetched = Ok(br#"{"kind":"Status","message":"m"}"#.to_vec());
+        let fetched = Ok(Arc::new(br#"{"kind":"Status","message":"m"}"#.to_vec()));
         let mut repaired = None;
         let (pods, up): (PodMetricsList<'_>, bool) = parse_list("pod", &fetched, &Nothing, &mut repaired);
         assert_eq!((pods.items.len(), up), (0, false));
@@ -1039,6 +1054,43 @@ mod tests {
         let whole = read.expect("the fast reader got its end while the other stalled");
         assert!(whole.len() > 4 * crate::PIECE && whole.ends_with(b"} 1\n"), "{} bytes", whole.len());
         assert_eq!(source.0.load(Ordering::SeqCst), 1, "one scrape for both");
+    }
+
+    /// Two scrapes, one after the other, from an exporter over `source` reusing lists for
+    /// `window`; and how many times the pods were read.
+    fn two_scrapes(source: Slow, window: Duration) -> ([String; 2], usize) {
+        let source = Arc::new(source);
+        let exporter = Exporter::new(source.clone(), Arc::new(StaticCluster::default())).reusing_lists_for(window);
+        let scrape = || async_std::task::block_on(exporter.scrape(Format::Text, None));
+        ([scrape(), scrape()], source.0.load(Ordering::SeqCst))
+    }
+
+    #[test]
+    fn a_scrape_within_the_window_serves_the_lists_the_last_read_and_says_so() {
+        let ([first, second], reads) =
+            two_scrapes(Slow(Default::default(), None, Duration::ZERO), Duration::from_secs(3600));
+        assert_eq!(reads, 1);
+        let usage = |text: &str| text.lines().filter(|l| l.contains("_usage_")).map(str::to_owned).collect::<Vec<_>>();
+        assert!(!usage(&first).is_empty());
+        assert_eq!(usage(&first), usage(&second));
+        assert!(first.contains("kube_metrics_server_lists_reused_total 0\n"), "{first}");
+        assert!(second.contains("kube_metrics_server_lists_reused_total 1\n"), "{second}");
+        assert!(second.contains("kube_metrics_server_up{resource=\"pods\"} 1\n"), "{second}");
+
+        let (_, reads) = two_scrapes(Slow(Default::default(), None, Duration::ZERO), Duration::ZERO);
+        assert_eq!(reads, 2, "no window (the default): every scrape reads");
+    }
+
+    #[test]
+    fn an_answer_that_is_no_list_is_not_reused() {
+        let status = r#"{"kind":"Status","apiVersion":"v1","status":"Failure","message":"forbidden","code":403}"#;
+        let ([first, second], reads) =
+            two_scrapes(Slow(Default::default(), Some(status), Duration::ZERO), Duration::from_secs(3600));
+        assert_eq!(reads, 2, "the second scrape tries again");
+        for text in [first, second] {
+            assert!(text.contains("kube_metrics_server_up{resource=\"pods\"} 0\n"), "{text}");
+            assert!(text.contains("kube_metrics_server_lists_reused_total 0\n"), "{text}");
+        }
     }
 
     #[test]

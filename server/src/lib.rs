@@ -27,6 +27,7 @@ mod logging;
 mod negotiate;
 mod process;
 mod registry;
+mod reuse;
 mod scope;
 mod self_metrics;
 mod serve;
@@ -121,6 +122,7 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
         .with_enrichers(config.enrichers.to_vec())
         .with_options(options)
         .with_scope(config.scope.clone())
+        .reusing_lists_for(config.reuse_lists_for)
         .with_report(client)
         .with_report(cluster)
         .with_report(Arc::new(config.scope.shard)))
