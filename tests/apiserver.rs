@@ -397,6 +397,52 @@ async fn apiserver_kubeconfig_tls_server_name_is_the_name_the_certificate_is_che
     }
 }
 
+/// An exec plugin that hangs (one waiting for a login in a browser, say) runs in a process
+/// group of its own, which a terminal's Ctrl-C does not reach: it is killed as the server
+/// stops, not left running.
+#[async_std::test]
+async fn apiserver_a_hung_exec_plugin_is_killed_when_the_server_stops() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    // The plugin's `sleep`, told apart from every other process by this.
+    let marker = format!("1003.{}", std::process::id());
+    write_script(&dir.join("plugin.sh"), &format!("touch \"$PLUGIN_STARTED\"\nsleep {marker}"));
+    let kubeconfig = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: sim\nclusters:\n- name: sim\n  cluster:\n    server: {url}\n    certificate-authority: ca.crt\ncontexts:\n- name: sim\n  context: {{cluster: sim, user: exec-user}}\nusers:\n- name: exec-user\n  user:\n    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: ./plugin.sh\n      env:\n      - {{name: PLUGIN_STARTED, value: {dir}/started}}\n      interactiveMode: Never\n",
+        url = sim.url,
+        dir = dir.display()
+    );
+    std::fs::write(dir.join("kubeconfig"), kubeconfig).expect("kubeconfig");
+    let running = || {
+        std::fs::read_dir("/proc").expect("/proc").flatten().any(|p| {
+            std::fs::read(p.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains(&marker))
+        })
+    };
+    let port = free_port();
+    let mut server = Killed(spawn_logging(
+        server_command(&sim, &dir, port)
+            .env_remove("MSP_KUBERNETES__API_URL")
+            .env_remove("MSP_KUBERNETES__TOKEN_FILE")
+            .env_remove("MSP_KUBERNETES__CA_FILE")
+            .env("MSP_KUBERNETES__KUBECONFIG", dir.join("kubeconfig"))
+            .env("PATH", std::env::var("PATH").unwrap_or_default()),
+        &dir.join("stderr.log"),
+    ));
+    // The warm-up scrape runs the plugin, which hangs.
+    let until = |what: &str, done: &mut dyn FnMut() -> bool| {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !done() {
+            assert!(Instant::now() < end, "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    until("the plugin started", &mut || dir.join("started").exists() && running());
+
+    let stopped = std::process::Command::new("kill").args(["-TERM", &server.0.id().to_string()]).status();
+    assert!(stopped.expect("kill").success());
+    until("the server stopped", &mut || server.0.try_wait().expect("wait").is_some());
+    until("the plugin was killed with it", &mut || !running());
+}
+
 /// A kubeconfig whose user is an exec plugin (v1, with `args` and `env`), the real binary,
 /// a token valid for 10 minutes, then revoked.
 #[async_std::test]

@@ -10,6 +10,7 @@ mod transport;
 
 pub use client::{BodySlot, KubeClient, KubeError, Limits, MAX_LIST_OBJECTS};
 pub use endpoint::{resolve, EndpointError, Settings};
+pub use exec::kill_runs_under_way;
 pub use tls::{certificates, client_config, private_key, Verify};
 pub use transport::Transport;
 

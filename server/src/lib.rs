@@ -150,5 +150,7 @@ pub async fn run(config: &Config) -> Result<(), StartError> {
     // The port bound, where `listen` asked for port 0.
     let bound = listener.local_addr().unwrap_or(addr);
     log::info!("serving on {}://{bound}/metrics", if tls { "https" } else { "http" });
-    serve::serve_with(listener, app(exporter, web.clone()), shutdown, web).await.map_err(listen)
+    let served = serve::serve_with(listener, app(exporter, web.clone()), shutdown, web).await;
+    kube::kill_runs_under_way();
+    served.map_err(listen)
 }

@@ -341,6 +341,43 @@ fn text(bytes: &[u8]) -> String {
     }
 }
 
+/// The process groups of the plugin runs under way: a group of its own is out of reach of a
+/// terminal's Ctrl-C, so [`kill_runs_under_way`] kills them as the server stops.
+static UNDER_WAY: std::sync::Mutex<Vec<i32>> = std::sync::Mutex::new(Vec::new());
+
+fn under_way() -> std::sync::MutexGuard<'static, Vec<i32>> {
+    UNDER_WAY.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A run's group in [`UNDER_WAY`] until the run ends.
+struct UnderWay(i32);
+
+impl UnderWay {
+    fn new(child: &std::process::Child) -> Self {
+        let group = rustix::process::Pid::from_child(child).as_raw_nonzero().get();
+        under_way().push(group);
+        UnderWay(group)
+    }
+}
+
+impl Drop for UnderWay {
+    fn drop(&mut self) {
+        under_way().retain(|&g| g != self.0);
+    }
+}
+
+/// Kills every exec plugin run under way, with what it started: the server is stopping, and
+/// a run in its own process group (see [`run`]) would outlive it, hung for as long as it hangs
+/// (a plugin waiting for a login in a browser). `run` calls it once serving has ended.
+pub fn kill_runs_under_way() {
+    use rustix::process::{kill_process_group, Pid, Signal};
+    for &group in under_way().iter() {
+        if let Some(group) = Pid::from_raw(group) {
+            let _ = kill_process_group(group, Signal::KILL);
+        }
+    }
+}
+
 /// Kills the plugin and its process group: what it started too, which would otherwise
 /// outlive it holding its pipes (a `sleep` in a script), and keep a drain's thread each.
 fn kill(child: &mut std::process::Child) {
@@ -380,6 +417,8 @@ fn run(config: &ExecConfig, timeout: Duration) -> Result<Credential, ExecError> 
         source,
         hint: config.install_hint.as_ref().map(|h| format!("\n{}", h.trim())).unwrap_or_default(),
     })?;
+    // Until the run ends: it has been waited for by then, on every path.
+    let _under_way = UnderWay::new(&child);
     let mut stdout = Pipe::new(child.stdout.take(), MAX_STDOUT + 1);
     let mut stderr = Pipe::new(child.stderr.take(), MAX_STDERR);
     let status = loop {
