@@ -519,7 +519,8 @@ impl RawConfig {
                 format!(
                     "{} is more than {MAX_REUSE:?}: metrics-server's figures change every resolution \
                      (15 s in its manifests), and each scrape would serve older ones; \
-                     set it below the scrape interval, to half of it for an HA pair",
+                     set it below the scrape interval, to half of it for an HA pair \
+                     (at most {MAX_REUSE:?}: past a 2m interval, less than half)",
                     self.reuse_lists_for
                 ),
             ));

@@ -30,7 +30,7 @@ pub struct Exporter {
     reports: Vec<Arc<dyn Report>>,
     counters: Counters,
     flights: Arc<Flights>,
-    reuse: Arc<Reuse>,
+    reuse: Reuse,
     memo: Memo,
     writing: WriteCost,
     /// How many [`Exporter::warm_up`]s are under way.
@@ -238,18 +238,17 @@ impl Exporter {
     /// enrichers, default rendering and every namespace.
     pub fn new(source: Arc<dyn MetricsSource>, cluster: Arc<dyn Cluster>) -> Self {
         let flights = Arc::new(Flights::default());
-        let reuse = Arc::new(Reuse::default());
         Exporter {
             source,
             cluster,
             enrichers: Vec::new(),
             options: RenderOptions::default(),
             scope: Scope::default(),
-            // Requests refused and bodies evicted at the bounds; scrapes that reused lists.
-            reports: vec![flights.clone(), reuse.clone()],
+            // Requests refused and bodies evicted at the bounds.
+            reports: vec![flights.clone()],
             counters: Counters::default(),
             flights,
-            reuse,
+            reuse: Reuse::default(),
             memo: Memo::default(),
             writing: WriteCost::default(),
             warming: Default::default(),
@@ -275,14 +274,14 @@ impl Exporter {
         self
     }
 
-    /// Serving a scrape that begins less than `window` after the last read of the metrics
-    /// lists began those lists (parsed and enriched afresh), if both were read, instead of
-    /// reading them again: an HA pair of Prometheus servers whose scrapes are less than
-    /// `window` apart costs the API server one read. Zero (the default): every scrape reads.
-    /// Less than the scrape interval, or one Prometheus reuses its own last read (see the
-    /// README's `reuse_lists_for`).
-    pub fn reusing_lists_for(self, window: Duration) -> Self {
-        self.reuse.set_window(window);
+    /// Reusing the metrics lists read for a scrape in the scrapes that begin less than
+    /// `window` after that read began: they parse and enrich those lists afresh, and read
+    /// nothing. Only a read of both lists that succeeded is reused. An HA pair of Prometheus
+    /// servers whose scrapes are less than `window` apart then costs the API server one read.
+    /// Zero (the default): every scrape reads. Keep it below the scrape interval, or one
+    /// Prometheus reuses its own last read (see the README's `reuse_lists_for`).
+    pub fn reusing_lists_for(mut self, window: Duration) -> Self {
+        self.reuse = Reuse::new(window);
         self
     }
 
@@ -406,7 +405,7 @@ impl Exporter {
     /// An answer with only the self-metrics, both lists down.
     fn down(&self, format: Format, gzip: bool) -> Exposition {
         let mut out = String::new();
-        let health = Health { pods_up: false, nodes_up: false, took: Duration::ZERO };
+        let health = Health { pods_up: false, nodes_up: false, took: Duration::ZERO, lists_age: Duration::ZERO };
         let mut w = Writer::new(&mut out, format);
         if let Err(e) = self_metrics::write(&mut w, health, &self.counters, &self.reports) {
             log::error!("writing the self-metrics: {e}");
@@ -486,6 +485,7 @@ impl Exporter {
     async fn read(&self, deadline: Option<Instant>, gzip: bool) -> Lists {
         let started = Instant::now();
         if let Some(lists) = self.reuse.get(self.source.as_ref(), started) {
+            self.counters.lists_reused();
             return lists;
         }
         let selector = self.scope.label_selector.as_deref();
@@ -495,7 +495,7 @@ impl Exporter {
             within(reads_deadline, self.source.node_metrics()),
         )
         .await;
-        Lists { pods: pods.map(Arc::new), nodes: nodes.map(Arc::new), started, fresh: true }
+        Lists { pods: pods.map(Arc::new), nodes: nodes.map(Arc::new), started, reused_from: None }
     }
 
     /// Checks the `lists` read, enriches them for a body gzipped or not, and hands the
@@ -508,15 +508,17 @@ impl Exporter {
         deadline: Option<Instant>,
         write: impl FnOnce(&Scrape<'_>, &Enriched, Read) -> R,
     ) -> R {
-        let Lists { pods: pods_raw, nodes: nodes_raw, started, fresh } = lists;
+        let age = lists.age();
+        let Lists { pods: pods_raw, nodes: nodes_raw, started, reused_from } = lists;
         let written = {
             let (mut pods_repaired, mut nodes_repaired) = (None, None);
             let (pods, pods_up): (PodMetricsList<'_>, bool) =
                 parse_list("pod", &pods_raw, &self.scope, &mut pods_repaired);
             let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
                 parse_list("node", &nodes_raw, &self.scope, &mut nodes_repaired);
-            if let (true, true, true, Ok(pods), Ok(nodes)) = (fresh, pods_up, nodes_up, &pods_raw, &nodes_raw) {
-                self.reuse.keep(pods, nodes, started);
+            // Lists of its own only: reused ones are kept already, since their read.
+            if let (None, true, true, Ok(pods), Ok(nodes)) = (reused_from, pods_up, nodes_up, &pods_raw, &nodes_raw) {
+                self.reuse.keep(self.source.as_ref(), pods, nodes, started);
             }
             let scrape = Scrape::select(&pods, &nodes, &self.scope);
             if pods_up {
@@ -534,9 +536,9 @@ impl Exporter {
                 log::warn!("enricher {}: {}; its labels are left out of this scrape", failure.enricher, failure.error);
                 self.counters.enricher_error(&failure.enricher);
             }
-            write(&scrape, &enriched, Read { pods_up, nodes_up, started })
+            write(&scrape, &enriched, Read { pods_up, nodes_up, started, age })
         };
-        reuse::recycle(self.source.as_ref(), pods_raw.ok(), nodes_raw.ok());
+        self.reuse.recycle(self.source.as_ref(), pods_raw.ok(), nodes_raw.ok());
         written
     }
 
@@ -557,7 +559,7 @@ impl Exporter {
             Err(e) => log::error!("writing the exposition: {e}"),
         }
         let took = read.started.elapsed().saturating_sub(waited.get());
-        let health = Health { pods_up: read.pods_up, nodes_up: read.nodes_up, took };
+        let health = Health { pods_up: read.pods_up, nodes_up: read.nodes_up, took, lists_age: read.age };
         match self_metrics::write(w, health, &self.counters, &self.reports) {
             Ok(()) | Err(ExpositionError::Stopped) => {}
             Err(e) => log::error!("writing the self-metrics: {e}"),
@@ -610,6 +612,8 @@ struct Read {
     pods_up: bool,
     nodes_up: bool,
     started: Instant,
+    /// How long before the scrape its lists were read (reused: see `reuse.rs`).
+    age: Duration,
 }
 
 #[cfg(test)]
@@ -1079,6 +1083,25 @@ mod tests {
 
         let (_, reads) = two_scrapes(Slow(Default::default(), None, Duration::ZERO), Duration::ZERO);
         assert_eq!(reads, 2, "no window (the default): every scrape reads");
+    }
+
+    #[test]
+    fn lists_are_reused_for_the_window_from_their_read_not_from_the_scrapes_that_reused_them() {
+        let source = Arc::new(Slow(Default::default(), None, Duration::ZERO));
+        let window = Duration::from_millis(600);
+        let exporter = Exporter::new(source.clone(), Arc::new(StaticCluster::default())).reusing_lists_for(window);
+        let (begun, mut ages) = (Instant::now(), Vec::new());
+        // Scrapes 50 ms apart for 1.5 s: were the lists' age counted from the last scrape that
+        // reused them, the first read would serve them all.
+        while begun.elapsed() < Duration::from_millis(1500) {
+            let text = async_std::task::block_on(exporter.scrape(Format::Text, None));
+            let age = text.lines().find_map(|l| l.strip_prefix("kube_metrics_server_lists_age_seconds "));
+            ages.push(age.expect("the age").parse::<f64>().expect("a number"));
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let reads = source.0.load(Ordering::SeqCst);
+        assert!(reads >= 2 && reads < ages.len(), "{reads} reads for {} scrapes", ages.len());
+        assert!(ages.iter().all(|&a| a < window.as_secs_f64()) && ages.iter().any(|&a| a > 0.0), "{ages:?}");
     }
 
     #[test]

@@ -28,18 +28,24 @@ pub trait Report: Send + Sync {
 pub struct Counters {
     parse_errors: AtomicU64,
     enricher_errors: Mutex<BTreeMap<String, u64>>,
+    lists_reused: AtomicU64,
 }
 
 impl Counters {
     /// Starts every enricher's error count at 0, so the series exist before the first error.
     pub fn new<'n>(enrichers: impl IntoIterator<Item = &'n str>) -> Self {
         let errors = enrichers.into_iter().map(|n| (n.to_owned(), 0)).collect();
-        Counters { parse_errors: AtomicU64::new(0), enricher_errors: Mutex::new(errors) }
+        Counters { enricher_errors: Mutex::new(errors), ..Counters::default() }
     }
 
     /// Counts metrics items dropped as invalid.
     pub fn parse_errors(&self, n: usize) {
         self.parse_errors.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    /// Counts a scrape served lists an earlier scrape read (`reuse_lists_for`).
+    pub fn lists_reused(&self) {
+        self.lists_reused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one failure of `enricher`.
@@ -59,6 +65,9 @@ pub struct Health {
     pub nodes_up: bool,
     /// How long reading and transforming took.
     pub took: Duration,
+    /// How long before the scrape began the lists it serves were read: zero for a read of
+    /// its own.
+    pub lists_age: Duration,
 }
 
 /// Writes the self-metrics families.
@@ -73,6 +82,8 @@ pub fn write(
     const PARSE_ERRORS: MetricName = MetricName::from_static("kube_metrics_server_parse_errors_total");
     const ENRICHER_ERRORS: MetricName = MetricName::from_static("kube_metrics_server_enricher_errors_total");
     const BUILD_INFO: MetricName = MetricName::from_static("kube_metrics_server_build_info");
+    const LISTS_AGE: MetricName = MetricName::from_static("kube_metrics_server_lists_age_seconds");
+    const LISTS_REUSED: MetricName = MetricName::from_static("kube_metrics_server_lists_reused_total");
 
     let help = "Whether the last read of the metrics API for this resource succeeded (1) or not (0).";
     let mut f = w.family(&UP, help, MetricType::Gauge)?;
@@ -81,6 +92,11 @@ pub fn write(
     }
     let help = "Time this scrape took to read and transform, before writing these self-metrics.";
     w.family(&DURATION, help, MetricType::Gauge)?.sample([], health.took.as_secs_f64());
+    let help = "How long before this scrape began the metrics lists it serves were read: 0 for a read of its own, less than reuse_lists_for for lists an earlier scrape read.";
+    w.family(&LISTS_AGE, help, MetricType::Gauge)?.sample([], health.lists_age.as_secs_f64());
+    let help = "Scrapes (each with the requests that joined it) served the metrics lists an earlier scrape read, less than reuse_lists_for before, reading none.";
+    w.family(&LISTS_REUSED, help, MetricType::Counter)?
+        .sample([], counters.lists_reused.load(Ordering::Relaxed) as f64);
     let help = "Metrics API items dropped because a value was invalid or missing.";
     w.family(&PARSE_ERRORS, help, MetricType::Counter)?
         .sample([], counters.parse_errors.load(Ordering::Relaxed) as f64);
@@ -125,7 +141,8 @@ mod tests {
         counters.enricher_error("labels");
         let mut out = String::new();
         let mut w = Writer::new(&mut out, Format::Text);
-        let health = Health { pods_up: true, nodes_up: false, took: Duration::from_millis(250) };
+        let health =
+            Health { pods_up: true, nodes_up: false, took: Duration::from_millis(250), lists_age: Duration::ZERO };
         write(&mut w, health, &counters, &[std::sync::Arc::new(Fixed)]).expect("write");
         w.finish();
         for line in [
