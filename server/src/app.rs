@@ -35,7 +35,8 @@ pub fn app(exporter: Arc<Exporter>, web: Option<Arc<WebConfigFile>>) -> tide::Se
 
 /// Mounts `exporter` (from [`app`]) in `outer` under `prefix` (`/exporter`): its routes at
 /// `prefix/metrics` and so on, its landing page at `prefix/`, and a redirect from `prefix`
-/// to `prefix/` so the page's relative links resolve under the prefix.
+/// to `prefix/` so the page's relative links resolve under the prefix. At `/` (or ``), its
+/// routes are `outer`'s own (the landing page takes `outer`'s `/`).
 pub fn mount<S: Clone + Send + Sync + 'static>(
     outer: &mut tide::Server<S>,
     prefix: &str,
@@ -44,6 +45,10 @@ pub fn mount<S: Clone + Send + Sync + 'static>(
     let prefix = prefix.trim_end_matches('/').to_owned();
     let slash = format!("{prefix}/");
     outer.at(&slash).nest(exporter);
+    if prefix.is_empty() {
+        // `prefix` would be `/` again: a redirect to itself, in place of the landing page.
+        return;
+    }
     outer.at(&prefix).get(move |_| {
         let to = slash.clone();
         async move { Ok(tide::Redirect::permanent(to)) }
@@ -257,6 +262,28 @@ mod tests {
             let res: http_types::Response = outer.respond(req).await.expect("respond");
             assert_eq!(res.status(), StatusCode::PermanentRedirect);
             assert_eq!(res.header("Location").map(|h| h.as_str()), Some("/exporter/"));
+        });
+    }
+
+    #[test]
+    fn mounted_at_the_root_the_landing_page_is_served_not_a_redirect_to_itself() {
+        async_std::task::block_on(async {
+            for prefix in ["/", ""] {
+                let mut outer = tide::new();
+                outer.at("/other").get(|_| async { Ok("theirs") });
+                mount(&mut outer, prefix, routes());
+                for path in ["/", "/metrics", "/healthz", "/other"] {
+                    let req = http_types::Request::get(format!("http://embedder.test{path}").as_str());
+                    let mut res: http_types::Response = outer.respond(req).await.expect("respond");
+                    assert_eq!(res.status(), StatusCode::Ok, "{prefix:?}: {path}");
+                    if path == "/" {
+                        assert!(
+                            res.body_string().await.expect("body").contains("metrics"),
+                            "{prefix:?}: the landing page"
+                        );
+                    }
+                }
+            }
         });
     }
 }

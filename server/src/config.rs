@@ -249,7 +249,17 @@ impl Enrichers {
                 Some(Ok(enricher)) => built.push(enricher),
             }
         }
-        let unused = registry.names().into_iter().filter(|n| !names.iter().any(|c| c == n)).map(String::from).collect();
+        let unused: Vec<String> =
+            registry.names().into_iter().filter(|n| !names.iter().any(|c| c == n)).map(String::from).collect();
+        // The section of an enricher not enabled is checked all the same: a typo in it is no
+        // less a typo, and enabling the enricher later must not be what finds it.
+        for name in &unused {
+            if registry.section_of(name).is_some_and(|s| figment.contains(s)) {
+                if let Some(Err(e)) = registry.build(name, figment) {
+                    return Err(ConfigError::Enricher { name: name.clone(), source: e });
+                }
+            }
+        }
         Ok(Enrichers { built, unused })
     }
 
@@ -434,7 +444,7 @@ fn check_keys(figment: &Figment, registry: &Registry) -> Result<(), ConfigError>
         for key in dict.keys() {
             if !ours.contains(&key.as_str()) && !registry.owns_section(key) {
                 let mut known: Vec<&str> = ours.clone();
-                known.extend(registry.names().into_iter().filter(|n| registry.owns_section(n)));
+                known.extend(registry.sections());
                 known.sort_unstable();
                 let from = origin(figment.find_metadata(key));
                 return Err(ConfigError::Unknown { key: key.clone(), from, known: known.join(", ") });
@@ -652,6 +662,12 @@ mod tests {
             jail.create_file("msp.toml", "[labels]\ntypo = 1\n")?;
             let err = load(Some("msp.toml")).expect_err("strict section");
             assert!(err.contains("for key \"labels.typo\" in ") && err.contains("msp.toml TOML file"), "{err}");
+            // So does the section of an enricher that is registered but not enabled.
+            jail.create_file("msp.toml", "enrichers = [\"node\"]\n[labels]\ntypo = 1\n")?;
+            let err = load(Some("msp.toml")).expect_err("strict section, enricher not enabled");
+            assert!(err.contains("enricher \"labels\"") && err.contains("for key \"labels.typo\""), "{err}");
+            jail.create_file("msp.toml", "enrichers = [\"node\"]\n[labels]\ndeny = [\"x\"]\n")?;
+            assert_eq!(load(Some("msp.toml"))?.enrichers.names(), ["node"], "a good one is read and left unused");
             // An unknown key, and one value for a list, name the file, and the key as written.
             jail.create_file("msp.toml", "[kubernetes]\nTimeout = \"5s\"\n")?;
             let err = load(Some("msp.toml")).expect_err("unknown key");
@@ -761,6 +777,14 @@ mod embedder_tests {
 
             let err = Config::load(Some("msp.toml".into()), &Registry::builtin()).expect_err("nobody reads [team]");
             assert!(err.to_string().contains("`team` (in `MSP_` environment variable(s)) is not known"), "{err}");
+
+            // The known keys name the sections, whatever the enrichers that read them are called.
+            jail.clear_env();
+            jail.create_file("msp.toml", "[tem]\nchannel = \"#sre\"\n")?;
+            let mut teams = Registry::builtin();
+            teams.register_with("team", "teams", |_: TeamOptions| Ok(Arc::new(Team("team".into()))));
+            let err = Config::load(Some("msp.toml".into()), &teams).expect_err("a typo").to_string();
+            assert!(err.contains("`tem`") && err.contains("labels, ") && err.contains("teams"), "{err}");
             Ok(())
         });
     }

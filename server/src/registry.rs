@@ -104,6 +104,19 @@ impl Registry {
         self.known.keys().map(String::as_str).collect()
     }
 
+    /// The configuration sections the enrichers read, sorted.
+    pub fn sections(&self) -> Vec<&str> {
+        let mut sections: Vec<&str> = self.known.values().filter_map(|r| r.section.as_deref()).collect();
+        sections.sort_unstable();
+        sections.dedup();
+        sections
+    }
+
+    /// The configuration section `name` reads, if it is known and reads one.
+    pub fn section_of(&self, name: &str) -> Option<&str> {
+        self.known.get(name)?.section.as_deref()
+    }
+
     /// Whether some enricher reads the top-level configuration key `key`.
     pub fn owns_section(&self, key: &str) -> bool {
         self.known.values().any(|r| r.section.as_deref() == Some(key))

@@ -106,8 +106,14 @@ pub fn write(
     for (name, n) in &counts {
         f.sample([(&ENRICHER, name.as_str())], *n as f64);
     }
+    // A report that fails (a family name already written, an invalid label) costs its own
+    // families only: the others, the process' and the build's are still written.
     for report in reports {
-        report.write_metrics(w)?;
+        match report.write_metrics(w) {
+            Ok(()) => {}
+            Err(ExpositionError::Stopped) => return Err(ExpositionError::Stopped),
+            Err(e) => log::error!("a self-metrics report: {e}; its families are left out"),
+        }
     }
     crate::process::write(w);
     let help = "Always 1; the version, git revision, compiler and target of metrics-server-prom.";
@@ -126,16 +132,44 @@ mod tests {
     use super::*;
     use msp_core::Format;
 
+    struct Fixed;
+
+    impl Report for Fixed {
+        fn write_metrics(&self, w: &mut Writer<'_>) -> Result<(), ExpositionError> {
+            const N: MetricName = MetricName::from_static("kube_metrics_server_test_things");
+            w.family(&N, "Things.", MetricType::Gauge)?.sample([], 3.0);
+            Ok(())
+        }
+    }
+
     #[test]
-    fn writes_health_counters_and_reports() {
-        struct Fixed;
-        impl Report for Fixed {
+    fn a_report_that_fails_costs_its_own_families_only() {
+        /// Writes a family that is written already.
+        struct Again;
+        impl Report for Again {
             fn write_metrics(&self, w: &mut Writer<'_>) -> Result<(), ExpositionError> {
-                const N: MetricName = MetricName::from_static("kube_metrics_server_test_things");
-                w.family(&N, "Things.", MetricType::Gauge)?.sample([], 3.0);
+                const UP: MetricName = MetricName::from_static("kube_metrics_server_up");
+                w.family(&UP, "Again.", MetricType::Gauge)?.sample([], 1.0);
                 Ok(())
             }
         }
+        let mut out = String::new();
+        let mut w = Writer::new(&mut out, Format::OpenMetrics);
+        let health = Health { pods_up: true, nodes_up: true, took: Duration::ZERO, lists_age: Duration::ZERO };
+        let reports: [std::sync::Arc<dyn Report>; 2] = [std::sync::Arc::new(Again), std::sync::Arc::new(Fixed)];
+        write(&mut w, health, &Counters::default(), &reports).expect("write");
+        w.finish();
+        assert_eq!(out.matches("# TYPE kube_metrics_server_up gauge").count(), 1, "{out}");
+        for line in
+            ["kube_metrics_server_test_things 3\n", "process_start_time_seconds ", "kube_metrics_server_build_info{"]
+        {
+            assert!(out.contains(line), "{line} in\n{out}");
+        }
+        assert!(out.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn writes_health_counters_and_reports() {
         let counters = Counters::new(["node", "labels"]);
         counters.parse_errors(2);
         counters.enricher_error("labels");
