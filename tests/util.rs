@@ -363,7 +363,7 @@ const PORTS: std::ops::Range<u16> = 10_000..32_000;
 const BLOCK: u16 = 200;
 
 /// A TCP port on 127.0.0.1 that was free when asked, for a child to bind later. Taken
-/// from [`PORTS`] in turn (no two calls in a process get the same one) and checked free,
+/// from `PORTS` in turn (no two calls in a process get the same one) and checked free,
 /// not from the kernel's `bind` to port 0: a port the kernel picked and freed can be picked
 /// again, for another test's listener or as a connection's own port, before the child binds.
 pub fn free_port() -> u16 {

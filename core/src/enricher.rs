@@ -118,6 +118,11 @@ impl AddedLabel {
 /// Implementations must be cheap per series: do one read of whatever source they need per
 /// call (through the [`Cluster`], which shares its snapshots between enrichers), then
 /// look pods up by `(namespace, name)`.
+///
+/// Bound your own waits (a remote lookup's timeout): a scrape with a deadline (Prometheus'
+/// `X-Prometheus-Scrape-Timeout-Seconds`) abandons a call that runs past it, and serves the
+/// scrape without its labels, but one without (a `curl`, `Exporter::scrape(format, None)`)
+/// waits for the call as long as it takes.
 #[async_trait]
 pub trait Enricher: Send + Sync {
     /// The name configuration selects it by (`enrichers = ["node"]`).

@@ -67,10 +67,10 @@ pub use objects::{
     controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent,
 };
 pub use pipeline::{enrich, EnrichFuture, Enriched, Failure, Guard, Unguarded};
-pub use quantity::{Quantity, QuantityError};
+pub use quantity::{Quantity, QuantityError, QuantityErrorKind};
 pub use render::{
     render, render_prepared, write_families, write_families_with, BaseLabels, Naming, PodLabels, Prepared,
-    RenderOptions,
+    RenderOptions, NODE_RESERVED, POD_RESERVED,
 };
 pub use scrape::{All, ContainerSample, ItemError, NodeSample, PodSample, Scrape, Select};
 pub use source::MetricsSource;

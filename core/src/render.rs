@@ -44,7 +44,9 @@ pub struct RenderOptions {
     pub naming: Naming,
     /// Write metrics-server's sample time as the sample timestamp.
     pub timestamps: bool,
-    /// Text 0.0.4 (the default) or OpenMetrics.
+    /// Text 0.0.4 (the default) or OpenMetrics, for [`render`] and [`render_prepared`]; a
+    /// [`Writer`](crate::Writer) has its own, which the server's `Exporter` takes from each
+    /// request (it ignores this one).
     pub format: Option<Format>,
 }
 

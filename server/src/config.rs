@@ -307,7 +307,7 @@ pub enum ConfigError {
     Unknown {
         /// The key.
         key: String,
-        /// Where it was set (see [`origin`]).
+        /// Where it was set (the file or the `MSP_` variables).
         from: String,
         /// The keys that are.
         known: String,
@@ -320,7 +320,7 @@ pub enum ConfigError {
     NotAList {
         /// The key, dotted.
         key: String,
-        /// Where it was set (see [`origin`]).
+        /// Where it was set (the file or the `MSP_` variables).
         from: String,
         /// Its `MSP_` variable's name after the prefix.
         env: String,
@@ -661,11 +661,15 @@ mod tests {
             // An enricher's section names its key and the file.
             jail.create_file("msp.toml", "[labels]\ntypo = 1\n")?;
             let err = load(Some("msp.toml")).expect_err("strict section");
-            assert!(err.contains("for key \"labels.typo\" in ") && err.contains("msp.toml TOML file"), "{err}");
+            assert!(
+                err.contains("key `labels.typo` in ")
+                    && err.contains("msp.toml TOML file is not known; known keys: allow, deny"),
+                "{err}"
+            );
             // So does the section of an enricher that is registered but not enabled.
             jail.create_file("msp.toml", "enrichers = [\"node\"]\n[labels]\ntypo = 1\n")?;
             let err = load(Some("msp.toml")).expect_err("strict section, enricher not enabled");
-            assert!(err.contains("enricher \"labels\"") && err.contains("for key \"labels.typo\""), "{err}");
+            assert!(err.contains("enricher \"labels\"") && err.contains("key `labels.typo`"), "{err}");
             jail.create_file("msp.toml", "enrichers = [\"node\"]\n[labels]\ndeny = [\"x\"]\n")?;
             assert_eq!(load(Some("msp.toml"))?.enrichers.names(), ["node"], "a good one is read and left unused");
             // An unknown key, and one value for a list, name the file, and the key as written.
@@ -705,7 +709,7 @@ mod tests {
             ("MSP_TYPO", "1", "`typo` (in `MSP_` environment variable(s)) is not known"),
             ("MSP_ENRICHERS", r#"["node","labels","node"]"#, "\"node\" is listed twice (positions 1 and 3)"),
             ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": empty pattern"),
-            ("MSP_LABELS__TYPO", "1", "for key \"labels.typo\" in `MSP_` environment variable(s)"),
+            ("MSP_LABELS__TYPO", "1", "key `labels.typo` in `MSP_` environment variable(s) is not known"),
             ("MSP_KUBERNETES__TIMEOUT", "5", "for example \"5s\""),
             ("MSP_KUBERNETES__MAX_RESPONSE_BYTES", "lots", "KUBERNETES.MAX_RESPONSE_BYTES"),
         ];

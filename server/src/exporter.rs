@@ -262,7 +262,8 @@ impl Exporter {
         self
     }
 
-    /// With these rendering options.
+    /// With these rendering options. Their `format` is not used: each scrape is written in the
+    /// format its request asks for (`Exporter::scrape`'s, `stream`'s).
     pub fn with_options(mut self, options: RenderOptions) -> Self {
         self.options = options;
         self

@@ -10,8 +10,9 @@ mod transport;
 
 pub use client::{BodySlot, KubeClient, KubeError, Limits, MAX_LIST_OBJECTS};
 pub use endpoint::{resolve, EndpointError, Settings};
-pub use exec::kill_runs_under_way;
-pub use tls::{certificates, client_config, private_key, Verify};
+pub use exec::{kill_runs_under_way, ExecError};
+pub use tls::{certificates, client_config, private_key, TlsError, Verify};
+pub use token::{InvalidToken, TokenError};
 pub use transport::Transport;
 
 /// `url` without any `user:password@`, for showing and logging.

@@ -40,22 +40,26 @@ pub use app::{app, mount, State};
 pub use auth::{OverTls, VerifiedClient};
 pub use body::{Exposition, PIECE};
 pub use cache::CachedCluster;
-pub use config::{figment, variables as config_variables, Config, ConfigError, Enrichers, RawConfig};
+pub use config::{
+    figment, variables as config_variables, Config, ConfigError, Enrichers, RawConfig, RawKubernetes, RawNamespaces,
+    RawShard, RawWeb,
+};
 #[cfg(feature = "demo")]
 pub use demo::{start as start_demo, Demo, DemoError};
-pub use exporter::{Exporter, GZIP_CHUNK};
+pub use exporter::{Exporter, GZIP_CHUNK, WARM_UP_TIMEOUT};
 pub use flight::{Busy, Evicted, LONG, MAX_BODIES, MAX_SCRAPES, STALL};
 pub use kube::{
-    certificates, client_config, private_key, BodySlot, EndpointError, KubeClient, KubeError, Limits, Transport, Verify,
+    certificates, client_config, private_key, BodySlot, EndpointError, ExecError, InvalidToken, KubeClient, KubeError,
+    Limits, Settings, TlsError, TokenError, Transport, Verify,
 };
-pub use logging::{init as init_logging, LogFormat};
+pub use logging::{init as init_logging, LogFormat, ParseLogFormatError};
 pub use registry::Registry;
 pub use scope::Scope;
 pub use self_metrics::Report;
 pub use serve::{listen, serve, serve_with, signals, Shutdown, BACKLOG, MAX_CONNECTIONS};
 pub use shard::{Shard, ShardError};
 pub use source::MetricsApi;
-pub use web::{WebConfig, WebConfigError, WebConfigFile};
+pub use web::{Credentials, WebConfig, WebConfigError, WebConfigFile};
 
 use std::sync::Arc;
 

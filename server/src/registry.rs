@@ -56,7 +56,17 @@ fn section_error(section: &str, e: figment::Error) -> String {
                 },
                 None => String::new(),
             };
-            format!("[{section}]: {} for key \"{}\"{source}", e.kind, path.join("."))
+            match &e.kind {
+                // As our own sections say it (figment's wording nests backquotes in backquotes).
+                figment::error::Kind::UnknownField(_, known) => {
+                    format!(
+                        "[{section}]: key `{}`{source} is not known; known keys: {}",
+                        path.join("."),
+                        known.join(", ")
+                    )
+                }
+                kind => format!("[{section}]: {kind} for key \"{}\"{source}", path.join(".")),
+            }
         })
         .collect::<Vec<_>>()
         .join("; ")

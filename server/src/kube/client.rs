@@ -71,7 +71,7 @@ pub enum KubeError {
         source: ExecError,
     },
     /// A paged list that does not end: a `continue` token came back as it was sent, or the
-    /// pages went on past [`MAX_LIST_OBJECTS`](crate::kube::MAX_LIST_OBJECTS) objects' worth.
+    /// pages went on past `MAX_LIST_OBJECTS` objects' worth.
     #[error(
         "GET {path}: the list does not end: {}",
         if *repeated { format!("page {pages} gave back the continue token it was sent") } else { format!("{pages} pages and more") }

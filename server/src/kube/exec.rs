@@ -95,7 +95,7 @@ pub enum ExecError {
         /// The kubeconfig's `installHint`, prefixed with a newline, or empty.
         hint: String,
     },
-    /// It ran longer than [`EXEC_TIMEOUT`], and was killed.
+    /// It ran longer than `EXEC_TIMEOUT` (30 s), and was killed.
     #[error("exec plugin {command}: no answer within {after:?}; killed it. Its stderr: {stderr}")]
     Timeout {
         /// The command.
