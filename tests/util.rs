@@ -382,11 +382,27 @@ pub fn free_port() -> u16 {
     panic!("no free port in {PORTS:?}");
 }
 
-/// A child process killed (and reaped) when dropped.
+/// A child process stopped (and reaped) when dropped: asked with SIGTERM, as Kubernetes and
+/// a terminal ask, so that it cleans up after itself (the demo's CA and token directory),
+/// then killed if it has not stopped within 3 s.
 pub struct Killed(pub std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        // Reaped already (its id may be another process' by now): nothing to stop.
+        if !matches!(self.0.try_wait(), Ok(None)) {
+            return;
+        }
+        let asked = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).stderr(Stdio::null()).status();
+        if asked.is_ok_and(|s| s.success()) {
+            let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+            while std::time::Instant::now() < end {
+                if !matches!(self.0.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
