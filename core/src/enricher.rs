@@ -212,6 +212,40 @@ impl Enrichment {
     }
 }
 
+/// What the enrichers' own [`Enricher::labels`] say they add that will never be written,
+/// in words: a name reserved for the series it goes on (`namespace`, `pod`, `container` on
+/// pod and container series, `node` on node series), or a name an earlier enricher adds to
+/// the same series (the earlier wins). Names with a pattern (`label_<key>`) are not
+/// checked. For a log at startup: an enricher that does this is still run.
+pub fn unwritten_labels(enrichers: &[std::sync::Arc<dyn Enricher>]) -> Vec<String> {
+    let overlap = |a: Series, b: Series| a == Series::All || b == Series::All || a == b;
+    let mut said = Vec::new();
+    let mut earlier: Vec<(&str, String, Series)> = Vec::new();
+    for enricher in enrichers {
+        for label in enricher.labels() {
+            let Ok(name) = LabelName::new(label.name.clone()) else { continue };
+            let series = label.series;
+            if series != Series::Nodes && POD_RESERVED.contains(&&name) {
+                said.push(format!(
+                    "enricher {:?}: `{name}` is set by the scrape on pod and container series",
+                    enricher.name()
+                ));
+            }
+            if series != Series::Pods && NODE_RESERVED.contains(&&name) {
+                said.push(format!("enricher {:?}: `{name}` is set by the scrape on node series", enricher.name()));
+            }
+            if let Some((first, _, _)) = earlier.iter().find(|(_, n, s)| *n == label.name && overlap(*s, series)) {
+                said.push(format!(
+                    "enricher {:?}: `{name}` is added by {first:?} first, which wins it",
+                    enricher.name()
+                ));
+            }
+            earlier.push((enricher.name(), label.name, series));
+        }
+    }
+    said
+}
+
 /// Turns `(key, value)` pairs into labels named `prefix` + sanitized key, resolving
 /// collisions exactly as kube-state-metrics does: keys are taken in sorted order, and when
 /// several sanitize to one name, all of them get `_conflict1`, `_conflict2`... in that order.
@@ -247,6 +281,48 @@ pub fn resolve_conflicts<'k>(prefix: &str, pairs: impl IntoIterator<Item = (&'k 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Says it adds `labels`; adds nothing.
+    struct Saying(&'static str, Vec<(&'static str, Series)>);
+
+    #[async_trait]
+    impl Enricher for Saying {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            self.1.iter().map(|&(n, s)| AddedLabel::new(n, s, "")).collect()
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, _: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            Ok(Enrichment::new(scrape))
+        }
+    }
+
+    #[test]
+    fn labels_said_that_will_never_be_written_are_named() {
+        let enrichers: Vec<std::sync::Arc<dyn Enricher>> = vec![
+            std::sync::Arc::new(Saying("node", vec![("node", Series::Pods), ("internal_ip", Series::Nodes)])),
+            std::sync::Arc::new(Saying(
+                "mine",
+                vec![
+                    ("pod", Series::All),
+                    ("node", Series::All),
+                    ("internal_ip", Series::Pods),
+                    ("label_<key>", Series::All),
+                    ("team", Series::All),
+                ],
+            )),
+        ];
+        assert_eq!(
+            unwritten_labels(&enrichers),
+            [
+                "enricher \"mine\": `pod` is set by the scrape on pod and container series",
+                "enricher \"mine\": `node` is set by the scrape on node series",
+                "enricher \"mine\": `node` is added by \"node\" first, which wins it",
+            ]
+        );
+        assert!(unwritten_labels(&enrichers[..1]).is_empty());
+    }
 
     fn names(labels: &LabelPairs) -> Vec<(&str, &str)> {
         labels.iter().map(|(n, v)| (n.as_str(), &**v)).collect()

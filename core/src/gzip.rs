@@ -14,6 +14,12 @@ pub struct Gzip {
     len: u32,
 }
 
+impl std::fmt::Debug for Gzip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gzip").field("len", &self.len).finish_non_exhaustive()
+    }
+}
+
 impl Gzip {
     /// Compresses into `buf` (emptied; its capacity is reused).
     pub fn new(mut buf: Vec<u8>) -> Self {

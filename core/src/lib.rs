@@ -52,7 +52,9 @@ pub use cluster::{
     StaticCluster, Text,
 };
 pub use duration::{DurationError, GoDuration};
-pub use enricher::{resolve_conflicts, AddedLabel, Depends, EnrichError, Enricher, Enrichment, LabelPairs, Series};
+pub use enricher::{
+    resolve_conflicts, unwritten_labels, AddedLabel, Depends, EnrichError, Enricher, Enrichment, LabelPairs, Series,
+};
 pub use exposition::{
     ExpositionError, Family, Format, LabelBlock, LabelName, MetricName, MetricType, NameError, Writer,
 };

@@ -255,8 +255,18 @@ impl Exporter {
         }
     }
 
-    /// With `enrichers`, in order (earlier wins a label name).
+    /// With `enrichers`, in order (earlier wins a label name). What their labels say they
+    /// add that will never be written ([`msp_core::unwritten_labels`]), and two of one name
+    /// (which share a `kube_metrics_server_enricher_errors_total` series), are logged.
     pub fn with_enrichers(mut self, enrichers: Vec<Arc<dyn Enricher>>) -> Self {
+        for said in msp_core::unwritten_labels(&enrichers) {
+            log::warn!("{said}; that label is left out where it clashes");
+        }
+        for (i, e) in enrichers.iter().enumerate() {
+            if enrichers[..i].iter().any(|earlier| earlier.name() == e.name()) {
+                log::warn!("two enrichers are named {:?}: their errors are counted as one", e.name());
+            }
+        }
         self.counters = Counters::new(enrichers.iter().map(|e| e.name()));
         self.enrichers = enrichers;
         self
