@@ -58,9 +58,65 @@ async fn apiserver_initial_lists_are_paged_and_the_watch_starts_from_the_list() 
         .iter()
         .filter(|(p, _)| p.starts_with("/apis/metrics.k8s.io/"))
         .all(|(p, _)| limit_of(p).is_none()));
+    // The simulator, as an API server without the WatchList feature, refused the streaming
+    // list once (422), and the cache listed in pages from then on.
+    let streamed: Vec<_> = requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?") && streaming(p)).collect();
+    assert_eq!(streamed.iter().map(|(_, code)| *code).collect::<Vec<_>>(), [422], "{streamed:?}");
     // The watch starts from the list's resourceVersion (the simulator's, 1000: no change yet).
-    let watch = requests.iter().find(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("watch=1")).expect("watch");
+    let watch = requests
+        .iter()
+        .find(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("watch=1") && !streaming(p))
+        .expect("watch");
     assert!(watch.0.contains("resourceVersion=1000"), "{watch:?}");
+}
+
+/// Whether a request asks for a streaming list (a watch with the initial events).
+fn streaming(path: &str) -> bool {
+    path.contains("watch=1") && path.contains("sendInitialEvents=true")
+}
+
+/// Where the API server streams lists (the WatchList feature), each cache is filled by a
+/// streaming list and makes no list request at all; the watch after it starts from the
+/// bookmark that ended the initial events, and carries the changes after it.
+#[async_std::test]
+async fn apiserver_caches_stream_their_lists_where_the_server_does() {
+    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(3000)).await;
+    sim.state().streams_lists = true;
+    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 3000)).await;
+    let requests = h.sim.state().requests.clone();
+    for cache in ["/api/v1/pods?", "/api/v1/nodes?", "/apis/apps/v1/replicasets?"] {
+        let mine: Vec<_> = requests.iter().filter(|(p, _)| p.starts_with(cache)).collect();
+        assert!(mine.iter().all(|(p, _)| p.contains("watch=1")), "no list request: {mine:?}");
+        assert_eq!(mine.iter().filter(|(p, _)| streaming(p)).count(), 1, "{mine:?}");
+    }
+    let rv = h.sim.state().resource_version;
+    h.sim.update(|c| c.pods.push(pod("default", "after-stream", "node-a", "10.1.1.1", &[("c", "1m", "1Ki")])));
+    scrape_until(&h, Duration::from_secs(8), |s| {
+        s.iter().any(|x| x.label("pod") == Some("after-stream") && x.label("node") == Some("node-a"))
+    })
+    .await;
+    let requests = h.sim.state().requests.clone();
+    let watch = requests
+        .iter()
+        .find(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("watch=1") && !streaming(p))
+        .expect("the watch after the streaming list");
+    assert!(watch.0.contains(&format!("resourceVersion={rv}")), "from the initial events' end: {watch:?}");
+    assert_eq!(h.sim.lists("/api/v1/pods"), 0, "still no list");
+}
+
+/// A server that ignores `sendInitialEvents` (a watch with bookmarks and no objects, as
+/// the independent stand-in API server sends): the cache lists in pages, and syncs.
+#[async_std::test]
+async fn apiserver_a_server_that_ignores_streaming_lists_is_listed_in_pages() {
+    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
+    sim.state().ignore_send_initial_events = true;
+    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 1200)).await;
+    assert!(h.sim.pages("/api/v1/pods") >= 3, "listed in pages");
+    let streamed =
+        h.sim.state().requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?") && streaming(p)).count();
+    assert_eq!(streamed, 1, "tried once, not again");
 }
 
 #[async_std::test]

@@ -96,6 +96,26 @@ impl WatchEvent<'_> {
         o.metadata.resource_version.map(Cow::into_owned).filter(|v| !v.is_empty())
     }
 
+    /// For a `BOOKMARK`, whether it ends the initial events of a watch that asked for them
+    /// (`sendInitialEvents=true`, a streaming list): its object is annotated
+    /// `k8s.io/initial-events-end: "true"`, and its resourceVersion is the state they gave.
+    pub fn initial_events_end(&self) -> bool {
+        #[derive(Deserialize, Default)]
+        struct Annotated<'a> {
+            #[serde(borrow, default)]
+            metadata: Annotations<'a>,
+        }
+        #[derive(Deserialize, Default)]
+        struct Annotations<'a> {
+            #[serde(borrow, default)]
+            annotations: Option<HashMap<Cow<'a, str>, Cow<'a, str>>>,
+        }
+        serde_json::from_str::<Annotated<'_>>(self.object.get())
+            .ok()
+            .and_then(|o| o.metadata.annotations)
+            .is_some_and(|a| a.get("k8s.io/initial-events-end").is_some_and(|v| v == "true"))
+    }
+
     /// For an `ERROR` event, the `Status` code (410: the resourceVersion expired).
     pub fn status_code(&self) -> Option<u16> {
         serde_json::from_str::<VersionOnly<'_>>(self.object.get()).ok()?.code
@@ -386,6 +406,12 @@ mod tests {
             serde_json::from_str(r#"{"type":"BOOKMARK","object":{"metadata":{"resourceVersion":"9"}}}"#)
                 .expect("event");
         assert_eq!((&*e.kind, e.resource_version()), ("BOOKMARK", Some("9".into())));
+        assert!(!e.initial_events_end());
+        let e: WatchEvent<'_> = serde_json::from_str(
+            r#"{"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"12","annotations":{"k8s.io/initial-events-end":"true"}}}}"#,
+        )
+        .expect("event");
+        assert!(e.initial_events_end());
         let e: WatchEvent<'_> =
             serde_json::from_str(r#"{"type":"ERROR","object":{"kind":"Status","code":410}}"#).expect("event");
         assert_eq!(e.status_code(), Some(410));

@@ -1,8 +1,10 @@
 //! Watch-backed metadata caches (the informer pattern), behind the [`Cluster`] trait.
 //!
-//! Each resource (pods, nodes, ReplicaSets, Jobs) is listed once, in pages (`limit`, then
-//! `continue`, as client-go's reflector does; a `continue` token that expired, 410, starts
-//! the list over), then watched from the completed list's resourceVersion with bookmarks.
+//! Each resource (pods, nodes, ReplicaSets, Jobs) is listed once, as a streaming list where
+//! the API server has them (a watch with `sendInitialEvents`, see `cache/stream.rs`), else in
+//! pages (`limit`, then `continue`, as client-go's reflector does; a `continue` token that
+//! expired, 410, starts the list over), then watched from the list's resourceVersion with
+//! bookmarks.
 //! A dropped watch resumes from the last resourceVersion seen; only `410 Gone` forces a
 //! re-list; errors back off exponentially (0.2 s doubling to 30 s), or for as long as a
 //! 429 or 503 asks with `Retry-After` if that is longer. A cache starts on first use, so an enricher that is not
@@ -26,6 +28,10 @@ use msp_core::{
 
 use crate::kube::{KubeClient, KubeError, MAX_LIST_OBJECTS};
 use crate::self_metrics::Report;
+
+mod stream;
+
+use stream::Streamed;
 
 /// The node snapshot as a by-name map, and the store snapshot it was made from.
 type NodeView = Option<(Arc<Namespaced<NodeInfo>>, Arc<Nodes>)>;
@@ -124,8 +130,35 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         // Reset only by a watch that lived: a list that works followed by a watch that
         // does not (410 at once, closed at once) must not loop without a pause.
         let mut backoff = Backoff::default();
+        // Streaming lists until the server refuses one, or they keep failing.
+        let (mut streaming, mut streams_failed) = (true, 0);
         loop {
-            let mut rv = match self.list(&client, &errors).await {
+            let listed = if streaming {
+                match self.stream_list(&client, &errors).await {
+                    Ok(rv) => {
+                        streams_failed = 0;
+                        Ok(rv)
+                    }
+                    Err(Streamed::Refused(why)) => {
+                        log::info!("{resource} cache: no streaming list ({why}); listing in pages");
+                        streaming = false;
+                        continue;
+                    }
+                    Err(Streamed::Failed(e)) => {
+                        streams_failed += 1;
+                        if streams_failed >= MAX_LIST_RESTARTS {
+                            log::warn!(
+                                "{resource} cache: {streams_failed} streaming lists failed in a row; listing in pages"
+                            );
+                            streaming = false;
+                        }
+                        Err(e)
+                    }
+                }
+            } else {
+                self.list(&client, &errors).await
+            };
+            let mut rv = match listed {
                 Ok(rv) => rv,
                 Err(e) => {
                     self.fail(&e);
@@ -201,12 +234,17 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 Ok(done) => break done,
             }
         };
+        self.publish(store);
+        Ok(rv)
+    }
+
+    /// A whole list read: the store from now, and the cache synced.
+    fn publish(&self, store: Namespaced<T>) {
         *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
         self.synced.store(true, Ordering::Release);
         if let Ok(mut last) = self.last_error.lock() {
             *last = None;
         }
-        Ok(rv)
     }
 
     /// One list from the start, in pages of `limit` (`None`: one answer): the objects and
@@ -255,37 +293,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         let resource = self.kind.resource;
         let path = watch_path(self.kind.path, rv);
         let res = client.watch(resource, &path, self.kind.metadata_only).await?;
-        let bound = client.limits().max_response_bytes.min(MAX_WATCH_LINE);
-        let mut lines = BufReader::new(res);
-        let mut line = String::new();
+        let mut lines = Lines::new(res, client, &path);
         loop {
-            line.clear();
             // A live watch carries bookmarks; silence for 5 minutes means a dead connection.
-            let mut bounded = (&mut lines).take(bound as u64 + 1);
-            let silence = Duration::from_secs(300);
-            let n = match async_std::future::timeout(silence, bounded.read_line(&mut line)).await {
-                Ok(Ok(n)) => n,
-                Ok(Err(e)) => {
-                    count(errors, resource, "read", 1);
-                    return Err(KubeError::Transport { path, source: e.into() });
-                }
-                Err(_) => return Err(KubeError::Timeout { path, after: silence }),
-            };
-            if n == 0 {
-                return Ok(WatchEnd::Closed);
-            }
-            if n > bound {
-                count(errors, resource, "line_too_long", 1);
-                return Err(KubeError::TooLarge { path, limit: bound });
-            }
-            let event = match serde_json::from_str::<WatchEvent<'_>>(line.trim_end()) {
-                Ok(event) => event,
-                Err(e) => {
-                    log::warn!("{resource} watch: skipping an undecodable line: {e}");
-                    count(errors, resource, "undecodable", 1);
-                    continue;
-                }
-            };
+            let Some(line) = lines.next(SILENCE, resource, errors).await? else { return Ok(WatchEnd::Closed) };
+            let Some(event) = decode(line, resource, errors) else { continue };
             let deleted = match &*event.kind {
                 "ADDED" | "MODIFIED" => false,
                 "DELETED" => true,
@@ -319,6 +331,61 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             apply(&mut store, deleted, ns, name, value);
         }
     }
+}
+
+/// How long a watch may say nothing, bookmarks included, before it is taken for dead.
+const SILENCE: Duration = Duration::from_secs(300);
+
+/// A watch's lines, each at most the response bound (and [`MAX_WATCH_LINE`]).
+struct Lines {
+    reader: BufReader<surf::Response>,
+    line: String,
+    bound: usize,
+    path: String,
+}
+
+impl Lines {
+    fn new(res: surf::Response, client: &KubeClient, path: &str) -> Self {
+        let bound = client.limits().max_response_bytes.min(MAX_WATCH_LINE);
+        Lines { reader: BufReader::new(res), line: String::new(), bound, path: path.to_owned() }
+    }
+
+    /// The next line (`None`: the server ended the watch), if it comes within `silence`.
+    async fn next(
+        &mut self,
+        silence: Duration,
+        resource: &'static str,
+        errors: &WatchErrors,
+    ) -> Result<Option<&str>, KubeError> {
+        self.line.clear();
+        let mut bounded = (&mut self.reader).take(self.bound as u64 + 1);
+        let n = match async_std::future::timeout(silence, bounded.read_line(&mut self.line)).await {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                count(errors, resource, "read", 1);
+                return Err(KubeError::Transport { path: self.path.clone(), source: e.into() });
+            }
+            Err(_) => return Err(KubeError::Timeout { path: self.path.clone(), after: silence }),
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        if n > self.bound {
+            count(errors, resource, "line_too_long", 1);
+            return Err(KubeError::TooLarge { path: self.path.clone(), limit: self.bound });
+        }
+        Ok(Some(self.line.trim_end()))
+    }
+}
+
+/// A watch line's event; one that is none is logged, counted, and skipped (`None`).
+fn decode<'l>(line: &'l str, resource: &'static str, errors: &WatchErrors) -> Option<WatchEvent<'l>> {
+    serde_json::from_str(line)
+        .map_err(|e| {
+            log::warn!("{resource} watch: skipping an undecodable line: {e}");
+            count(errors, resource, "undecodable", 1);
+        })
+        .ok()
 }
 
 /// The pages of one list, read so far: a list must end. A server that sends back the

@@ -50,6 +50,8 @@ impl Drop for Demo {
 /// Starts the simulator and points `config` at it; keep the [`Demo`] alive while serving.
 pub async fn start(config: &mut Config) -> Result<Demo, DemoError> {
     let sim = Sim::start(SimCluster::demo(), TOKEN).await?;
+    // As a current API server: the caches stream their lists.
+    sim.state().streams_lists = true;
     let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{}", std::process::id()));
     let write = |path: &PathBuf, result: std::io::Result<()>| {
         result.map_err(|source| DemoError::Write { path: path.clone(), source })

@@ -89,6 +89,14 @@ pub struct SimState {
     /// Pages answer with the `continue` token they were sent (the first page, with one
     /// that points at the start): a list that never ends, as a broken API server's.
     pub loop_continue: bool,
+    /// Whether watches with `sendInitialEvents=true` are served as streaming lists (the
+    /// `WatchList` feature, on by default from Kubernetes 1.32's API server): the objects as
+    /// `ADDED` events, then a bookmark annotated `k8s.io/initial-events-end`. Off (the
+    /// default here, as on older servers), such a watch gets 422 Invalid.
+    pub streams_lists: bool,
+    /// Watches with `sendInitialEvents=true` are served as plain watches, the parameter
+    /// ignored (bookmarks, no initial events), as a server that does not know it might.
+    pub ignore_send_initial_events: bool,
     /// The current resourceVersion.
     pub resource_version: u64,
     /// Watch events since the start: `(route, resourceVersion, type, object)`.
@@ -234,6 +242,8 @@ impl Sim {
             impersonation: Vec::new(),
             expire_continue: 0,
             loop_continue: false,
+            streams_lists: false,
+            ignore_send_initial_events: false,
             resource_version: 1000,
             events: Vec::new(),
             compacted_before: 0,
@@ -316,13 +326,34 @@ fn lock(state: &State) -> MutexGuard<'_, SimState> {
 }
 
 /// Streams watch events for `route` after `from`, with bookmarks, until `timeout` passes or
-/// the client goes away.
-fn watch_body(state: State, route: Route, from: u64, timeout: Duration) -> std::io::Result<tide::Body> {
+/// the client goes away. With `initial`, a streaming list: `route`'s objects first, as
+/// `ADDED` events, then the bookmark that ends them, at the resourceVersion they are of.
+fn watch_body(state: State, route: Route, from: u64, timeout: Duration, initial: bool) -> std::io::Result<tide::Body> {
     use async_std::io::WriteExt;
     let (reader, mut writer) = async_std::os::unix::net::UnixStream::pair()?;
     async_std::task::spawn(async move {
         let started = std::time::Instant::now();
-        let generation = lock(&state).watch_generation;
+        let (generation, from, first) = {
+            let s = lock(&state);
+            let first: Vec<String> = if initial {
+                let rv = s.resource_version;
+                let end = json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+                    "metadata": {"resourceVersion": rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}}});
+                objects(&s.cluster, route)
+                    .into_iter()
+                    .map(|(_, o)| json!({"type": "ADDED", "object": o}).to_string())
+                    .chain([end.to_string()])
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (s.watch_generation, if initial { s.resource_version } else { from }, first)
+        };
+        for line in &first {
+            if writer.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                return;
+            }
+        }
         let mut sent = from;
         let mut last_bookmark = std::time::Instant::now();
         loop {
@@ -415,10 +446,29 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
                 let from = q("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
                 let timeout = Duration::from_secs(q("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(300));
-                let mut res = Response::new(StatusCode::Ok);
-                res.set_content_type("application/json");
-                res.set_body(watch_body(state.clone(), route, from, timeout)?);
-                res
+                let initial = q("sendInitialEvents").as_deref() == Some("true");
+                let (streams, ignores) = {
+                    let s = lock(&state);
+                    (s.streams_lists, s.ignore_send_initial_events)
+                };
+                if initial && !ignores && !streams {
+                    status(
+                        422,
+                        "Invalid",
+                        "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
+                    )
+                } else if initial && !ignores && q("resourceVersionMatch").as_deref() != Some("NotOlderThan") {
+                    status(
+                        422,
+                        "Invalid",
+                        "resourceVersionMatch: Required value: sendInitialEvents requires NotOlderThan",
+                    )
+                } else {
+                    let mut res = Response::new(StatusCode::Ok);
+                    res.set_content_type("application/json");
+                    res.set_body(watch_body(state.clone(), route, from, timeout, initial && !ignores)?);
+                    res
+                }
             }
             _ if WATCHED.contains(&route) && req.url().query_pairs().any(|(k, _)| k == "limit") => {
                 let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());

@@ -1,0 +1,119 @@
+//! The streaming list: a watch with `sendInitialEvents=true` whose first events are the
+//! collection's objects, ended by a bookmark annotated `k8s.io/initial-events-end`, as
+//! client-go's reflector reads it with its `WatchListClient` feature (kube-rs: `streaming
+//! lists`). The API server sends it from its watch cache, one object an event: no page to
+//! hold, and no `continue` token to expire, however long it takes.
+//!
+//! A server without it refuses the request as invalid (422: the `WatchList` feature is off,
+//! or, before Kubernetes 1.27, `resourceVersionMatch` on a watch), and the cache lists in
+//! pages from then on. So does it after a server that ignores the parameters: one that
+//! says nothing within the request timeout, or that sends a bookmark of its own before any
+//! object, where the initial events would be.
+
+use msp_core::{Entry, Namespaced};
+
+use super::{count, decode, Informer, Lines, WatchErrors, SILENCE};
+use crate::kube::{KubeClient, KubeError};
+
+/// Why a streaming list gave no list.
+pub(super) enum Streamed {
+    /// The server does not stream lists: list in pages.
+    Refused(String),
+    /// It failed as a list can (the connection, a 429, a timeout): try again.
+    Failed(KubeError),
+}
+
+impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
+    /// Reads the collection as a streaming list, and publishes it as the new store at the
+    /// bookmark that ends it; returns that bookmark's resourceVersion, for the watch.
+    pub(super) async fn stream_list(&self, client: &KubeClient, errors: &WatchErrors) -> Result<String, Streamed> {
+        let resource = self.kind.resource;
+        let path = stream_path(self.kind.path);
+        let res = client.watch(resource, &path, self.kind.metadata_only).await.map_err(|e| match e.status() {
+            Some(400 | 422) => Streamed::Refused(format!("the API server answered {e}")),
+            _ => Streamed::Failed(e),
+        })?;
+        let mut lines = Lines::new(res, client, &path);
+        let mut store = Namespaced::default();
+        let (mut objects, mut heard) = (0usize, false);
+        loop {
+            // A server that ignored `sendInitialEvents` (and bookmarks) would say nothing
+            // until an object changes: the first line comes within a request's time, or
+            // none will.
+            let silence = if heard { SILENCE } else { client.limits().timeout };
+            let line = match lines.next(silence, resource, errors).await {
+                Ok(Some(line)) => line,
+                Ok(None) => {
+                    let cut = format!("the watch ended after {objects} initial objects, before their end");
+                    return Err(Streamed::Failed(KubeError::WatchError { path, status: cut }));
+                }
+                Err(KubeError::Timeout { after, .. }) if !heard => {
+                    return Err(Streamed::Refused(format!("no event within {after:?}")));
+                }
+                Err(e) => return Err(Streamed::Failed(e)),
+            };
+            heard = true;
+            let Some(event) = decode(line, resource, errors) else { continue };
+            let deleted = match &*event.kind {
+                "ADDED" | "MODIFIED" => false,
+                "DELETED" => true,
+                "BOOKMARK" if event.initial_events_end() => {
+                    let Some(rv) = event.resource_version() else {
+                        let status = "the initial events' end has no resourceVersion".to_owned();
+                        return Err(Streamed::Failed(KubeError::WatchError { path, status }));
+                    };
+                    self.publish(store);
+                    log::debug!("{resource} cache: {objects} objects streamed, at resourceVersion {rv}");
+                    return Ok(rv);
+                }
+                "BOOKMARK" if objects == 0 => {
+                    return Err(Streamed::Refused("a bookmark came where the initial events would be".into()));
+                }
+                "BOOKMARK" => continue,
+                "ERROR" => {
+                    count(errors, resource, "error_event", 1);
+                    let status = event.object.get().to_owned();
+                    return Err(Streamed::Failed(KubeError::WatchError { path, status }));
+                }
+                other => {
+                    log::debug!("{resource} watch: ignoring an event of unknown type {other:?}");
+                    count(errors, resource, "unknown_type", 1);
+                    continue;
+                }
+            };
+            objects += 1;
+            let Some((ns, name, value)) = T::from_object(event.object.get().as_bytes(), &self.interner) else {
+                count(errors, resource, "invalid_object", 1);
+                continue;
+            };
+            if deleted {
+                store.remove(&ns, &name);
+            } else {
+                store.insert(ns, name, value);
+            }
+        }
+    }
+}
+
+/// The streaming list of `path`: a watch from a consistent read (no resourceVersion, at
+/// least as new as the request), with the initial events and bookmarks.
+fn stream_path(path: &str) -> String {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!(
+        "{path}{sep}watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=290"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_path_asks_for_the_initial_events_from_a_consistent_read() {
+        assert_eq!(
+            stream_path("/api/v1/pods"),
+            "/api/v1/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=290"
+        );
+        assert!(stream_path("/api/v1/pods?fieldSelector=x").starts_with("/api/v1/pods?fieldSelector=x&watch=1&"));
+    }
+}
