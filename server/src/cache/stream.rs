@@ -7,12 +7,13 @@
 //! A server without it refuses the request as invalid (422: the `WatchList` feature is off,
 //! or, before Kubernetes 1.27, `resourceVersionMatch` on a watch), and the cache lists in
 //! pages from then on. So does it after a server that ignores the parameters: one that
-//! says nothing within the request timeout, or that sends a bookmark of its own before any
-//! object, where the initial events would be.
+//! falls silent for the request timeout before the end (a watch of old, whose objects come
+//! unended), or that sends a bookmark of its own before the end (the API server sends none
+//! until the initial events are over: the one that ends them is the first).
 
 use msp_core::{Entry, Namespaced};
 
-use super::{count, decode, Informer, Lines, WatchErrors, SILENCE};
+use super::{count, decode, Informer, Lines, WatchErrors};
 use crate::kube::{KubeClient, KubeError};
 
 /// Why a streaming list gave no list.
@@ -35,24 +36,24 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         })?;
         let mut lines = Lines::new(res, client, &path);
         let mut store = Namespaced::default();
-        let (mut objects, mut heard) = (0usize, false);
+        let mut objects = 0usize;
+        // The initial events come one after the other; a server that ignored
+        // `sendInitialEvents` would say nothing more until an object changes.
+        let silence = client.limits().timeout;
         loop {
-            // A server that ignored `sendInitialEvents` (and bookmarks) would say nothing
-            // until an object changes: the first line comes within a request's time, or
-            // none will.
-            let silence = if heard { SILENCE } else { client.limits().timeout };
             let line = match lines.next(silence, resource, errors).await {
                 Ok(Some(line)) => line,
                 Ok(None) => {
                     let cut = format!("the watch ended after {objects} initial objects, before their end");
                     return Err(Streamed::Failed(KubeError::WatchError { path, status: cut }));
                 }
-                Err(KubeError::Timeout { after, .. }) if !heard => {
-                    return Err(Streamed::Refused(format!("no event within {after:?}")));
+                Err(KubeError::Timeout { after, .. }) => {
+                    return Err(Streamed::Refused(format!(
+                        "no event for {after:?} after {objects} objects, and no end"
+                    )));
                 }
                 Err(e) => return Err(Streamed::Failed(e)),
             };
-            heard = true;
             let Some(event) = decode(line, resource, errors) else { continue };
             let deleted = match &*event.kind {
                 "ADDED" | "MODIFIED" => false,
@@ -66,10 +67,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     log::debug!("{resource} cache: {objects} objects streamed, at resourceVersion {rv}");
                     return Ok(rv);
                 }
-                "BOOKMARK" if objects == 0 => {
-                    return Err(Streamed::Refused("a bookmark came where the initial events would be".into()));
+                "BOOKMARK" => {
+                    return Err(Streamed::Refused(format!(
+                        "a bookmark after {objects} objects that does not end them"
+                    )));
                 }
-                "BOOKMARK" => continue,
                 "ERROR" => {
                     count(errors, resource, "error_event", 1);
                     let status = event.object.get().to_owned();
