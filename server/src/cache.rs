@@ -64,10 +64,13 @@ struct Informer<T> {
     synced: AtomicBool,
     started: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// Whether to ask for streaming lists, shared by the caches of one API server: the first
+    /// to find it does not stream them spares the others the asking.
+    streams: Arc<AtomicBool>,
 }
 
 impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
-    fn new(kind: Kind) -> Arc<Self> {
+    fn new(kind: Kind, streams: &Arc<AtomicBool>) -> Arc<Self> {
         Arc::new(Informer {
             kind,
             interner: Interner::default(),
@@ -75,6 +78,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             synced: AtomicBool::new(false),
             started: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            streams: streams.clone(),
         })
     }
 
@@ -131,26 +135,26 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         // does not (410 at once, closed at once) must not loop without a pause.
         let mut backoff = Backoff::default();
         // Streaming lists until the server refuses one, or they keep failing.
-        let (mut streaming, mut streams_failed) = (true, 0);
+        let mut streams_failed = 0;
         loop {
-            let listed = if streaming {
+            let listed = if self.streams.load(Ordering::Relaxed) {
                 match self.stream_list(&client, &errors).await {
                     Ok(rv) => {
                         streams_failed = 0;
                         Ok(rv)
                     }
                     Err(Streamed::Refused(why)) => {
-                        log::info!("{resource} cache: no streaming list ({why}); listing in pages");
-                        streaming = false;
+                        log::info!("{resource} cache: no streaming list ({why}); the caches list in pages");
+                        self.streams.store(false, Ordering::Relaxed);
                         continue;
                     }
                     Err(Streamed::Failed(e)) => {
                         streams_failed += 1;
                         if streams_failed >= MAX_LIST_RESTARTS {
                             log::warn!(
-                                "{resource} cache: {streams_failed} streaming lists failed in a row; listing in pages"
+                                "{resource} cache: {streams_failed} streaming lists failed in a row; the caches list in pages"
                             );
-                            streaming = false;
+                            self.streams.store(false, Ordering::Relaxed);
                         }
                         Err(e)
                     }
@@ -524,18 +528,18 @@ impl CachedCluster {
     /// Caches over `client`; the first read of each waits up to the request timeout.
     pub fn new(client: Arc<KubeClient>) -> Self {
         let wait = client.limits().timeout;
+        let streams = &Arc::new(AtomicBool::new(true));
         CachedCluster {
             client,
             wait,
             errors: Arc::default(),
-            pods: Informer::new(Kind { resource: "pods", path: "/api/v1/pods", metadata_only: false }),
-            nodes: Informer::new(Kind { resource: "nodes", path: "/api/v1/nodes", metadata_only: false }),
-            replicasets: Informer::new(Kind {
-                resource: "replicasets",
-                path: "/apis/apps/v1/replicasets",
-                metadata_only: true,
-            }),
-            jobs: Informer::new(Kind { resource: "jobs", path: "/apis/batch/v1/jobs", metadata_only: true }),
+            pods: Informer::new(Kind { resource: "pods", path: "/api/v1/pods", metadata_only: false }, streams),
+            nodes: Informer::new(Kind { resource: "nodes", path: "/api/v1/nodes", metadata_only: false }, streams),
+            replicasets: Informer::new(
+                Kind { resource: "replicasets", path: "/apis/apps/v1/replicasets", metadata_only: true },
+                streams,
+            ),
+            jobs: Informer::new(Kind { resource: "jobs", path: "/apis/batch/v1/jobs", metadata_only: true }, streams),
             node_snapshot: Mutex::new(None),
         }
     }

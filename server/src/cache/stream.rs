@@ -37,10 +37,12 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         let mut lines = Lines::new(res, client, &path);
         let mut store = Namespaced::default();
         let mut objects = 0usize;
-        // The initial events come one after the other; a server that ignored
-        // `sendInitialEvents` would say nothing more until an object changes.
-        let silence = client.limits().timeout;
         loop {
+            // The initial events come one after the other; a server that ignored
+            // `sendInitialEvents` would say nothing more until an object changes, nor, if it
+            // ignored bookmarks too, anything at all.
+            let timeout = client.limits().timeout;
+            let silence = if objects == 0 { FIRST_EVENT.min(timeout) } else { timeout };
             let line = match lines.next(silence, resource, errors).await {
                 Ok(Some(line)) => line,
                 Ok(None) => {
@@ -96,6 +98,13 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         }
     }
 }
+
+/// How long the first event of a streaming list may take: the API server sends it once its
+/// watch cache has caught up with the request (a consistent read), which takes far less.
+/// A server that ignored the request would otherwise hold the cache for the request timeout
+/// (or, sending bookmarks, until its first: 10 s on the independent stand-in, whose caches
+/// then warmed up 40 s later, past the warm-up scrape's enrichment at 150,000 pods).
+const FIRST_EVENT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The streaming list of `path`: a watch from a consistent read (no resourceVersion, at
 /// least as new as the request), with the initial events and bookmarks.
