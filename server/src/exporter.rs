@@ -292,6 +292,9 @@ impl Exporter {
     /// Zero (the default): every scrape reads. Keep it below the scrape interval, or one
     /// Prometheus reuses its own last read (see the README's `reuse_lists_for`).
     pub fn reusing_lists_for(mut self, window: Duration) -> Self {
+        if !window.is_zero() {
+            log::info!("reusing the metrics lists for {window:?} after each read (reuse_lists_for)");
+        }
         self.reuse = Reuse::new(window);
         self
     }
@@ -416,7 +419,13 @@ impl Exporter {
     /// An answer with only the self-metrics, both lists down.
     fn down(&self, format: Format, gzip: bool) -> Exposition {
         let mut out = String::new();
-        let health = Health { pods_up: false, nodes_up: false, took: Duration::ZERO, lists_age: Duration::ZERO };
+        let health = Health {
+            pods_up: false,
+            nodes_up: false,
+            took: Duration::ZERO,
+            lists_age: Duration::ZERO,
+            reuse_window: self.reuse.window(),
+        };
         let mut w = Writer::new(&mut out, format);
         if let Err(e) = self_metrics::write(&mut w, health, &self.counters, &self.reports) {
             log::error!("writing the self-metrics: {e}");
@@ -497,6 +506,7 @@ impl Exporter {
         let started = Instant::now();
         if let Some(lists) = self.reuse.get(self.source.as_ref(), started) {
             self.counters.lists_reused();
+            log::debug!("scrape: reusing the metrics lists read {:?} ago", lists.age());
             return lists;
         }
         let selector = self.scope.label_selector.as_deref();
@@ -506,6 +516,7 @@ impl Exporter {
             within(reads_deadline, self.source.node_metrics()),
         )
         .await;
+        log::debug!("scrape: read the metrics lists in {:?}", started.elapsed());
         Lists { pods: pods.map(Arc::new), nodes: nodes.map(Arc::new), started, reused_from: None }
     }
 
@@ -570,7 +581,13 @@ impl Exporter {
             Err(e) => log::error!("writing the exposition: {e}"),
         }
         let took = read.started.elapsed().saturating_sub(waited.get());
-        let health = Health { pods_up: read.pods_up, nodes_up: read.nodes_up, took, lists_age: read.age };
+        let health = Health {
+            pods_up: read.pods_up,
+            nodes_up: read.nodes_up,
+            took,
+            lists_age: read.age,
+            reuse_window: self.reuse.window(),
+        };
         match self_metrics::write(w, health, &self.counters, &self.reports) {
             Ok(()) | Err(ExpositionError::Stopped) => {}
             Err(e) => log::error!("writing the self-metrics: {e}"),

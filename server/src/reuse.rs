@@ -115,6 +115,11 @@ impl Reuse {
         source.recycle(pods, nodes);
     }
 
+    /// How long lists read are reused (zero: never).
+    pub(crate) fn window(&self) -> Duration {
+        self.window
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<Kept>> {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }

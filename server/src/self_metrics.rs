@@ -68,6 +68,8 @@ pub struct Health {
     /// How long before the scrape began the lists it serves were read: zero for a read of
     /// its own.
     pub lists_age: Duration,
+    /// `reuse_lists_for`: how long lists read are reused (zero: never).
+    pub reuse_window: Duration,
 }
 
 /// Writes the self-metrics families.
@@ -84,6 +86,7 @@ pub fn write(
     const BUILD_INFO: MetricName = MetricName::from_static("kube_metrics_server_build_info");
     const LISTS_AGE: MetricName = MetricName::from_static("kube_metrics_server_lists_age_seconds");
     const LISTS_REUSED: MetricName = MetricName::from_static("kube_metrics_server_lists_reused_total");
+    const REUSE_WINDOW: MetricName = MetricName::from_static("kube_metrics_server_reuse_lists_for_seconds");
 
     let help = "Whether the last read of the metrics API for this resource succeeded (1) or not (0).";
     let mut f = w.family(&UP, help, MetricType::Gauge)?;
@@ -97,6 +100,8 @@ pub fn write(
     let help = "Scrapes (each with the requests that joined it) served the metrics lists an earlier scrape read, less than reuse_lists_for before, reading none.";
     w.family(&LISTS_REUSED, help, MetricType::Counter)?
         .sample([], counters.lists_reused.load(Ordering::Relaxed) as f64);
+    let help = "reuse_lists_for: how long the metrics lists read are reused by later scrapes (0: never); at most half the scrape interval.";
+    w.family(&REUSE_WINDOW, help, MetricType::Gauge)?.sample([], health.reuse_window.as_secs_f64());
     let help = "Metrics API items dropped because a value was invalid or missing.";
     w.family(&PARSE_ERRORS, help, MetricType::Counter)?
         .sample([], counters.parse_errors.load(Ordering::Relaxed) as f64);
@@ -155,7 +160,13 @@ mod tests {
         }
         let mut out = String::new();
         let mut w = Writer::new(&mut out, Format::OpenMetrics);
-        let health = Health { pods_up: true, nodes_up: true, took: Duration::ZERO, lists_age: Duration::ZERO };
+        let health = Health {
+            pods_up: true,
+            nodes_up: true,
+            took: Duration::ZERO,
+            lists_age: Duration::ZERO,
+            reuse_window: Duration::ZERO,
+        };
         let reports: [std::sync::Arc<dyn Report>; 2] = [std::sync::Arc::new(Again), std::sync::Arc::new(Fixed)];
         write(&mut w, health, &Counters::default(), &reports).expect("write");
         w.finish();
@@ -175,14 +186,20 @@ mod tests {
         counters.enricher_error("labels");
         let mut out = String::new();
         let mut w = Writer::new(&mut out, Format::Text);
-        let health =
-            Health { pods_up: true, nodes_up: false, took: Duration::from_millis(250), lists_age: Duration::ZERO };
+        let health = Health {
+            pods_up: true,
+            nodes_up: false,
+            took: Duration::from_millis(250),
+            lists_age: Duration::ZERO,
+            reuse_window: Duration::from_secs(15),
+        };
         write(&mut w, health, &counters, &[std::sync::Arc::new(Fixed)]).expect("write");
         w.finish();
         for line in [
             "kube_metrics_server_up{resource=\"pods\"} 1\n",
             "kube_metrics_server_up{resource=\"nodes\"} 0\n",
             "kube_metrics_server_scrape_duration_seconds 0.25\n",
+            "kube_metrics_server_reuse_lists_for_seconds 15\n",
             "kube_metrics_server_parse_errors_total 2\n",
             "kube_metrics_server_enricher_errors_total{enricher=\"labels\"} 1\n",
             "kube_metrics_server_enricher_errors_total{enricher=\"node\"} 0\n",
