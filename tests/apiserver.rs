@@ -80,8 +80,8 @@ fn streaming(path: &str) -> bool {
 }
 
 /// Where the API server streams lists (the WatchList feature), each cache is filled by a
-/// streaming list and makes no list request at all; the watch after it starts from the
-/// bookmark that ended the initial events, and carries the changes after it.
+/// streaming list and makes no list request at all; its watch goes on, on the same
+/// connection, and carries the changes after the objects.
 #[async_std::test]
 async fn apiserver_caches_stream_their_lists_where_the_server_does() {
     let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(3000)).await;
@@ -94,19 +94,24 @@ async fn apiserver_caches_stream_their_lists_where_the_server_does() {
         assert!(mine.iter().all(|(p, _)| p.contains("watch=1")), "no list request: {mine:?}");
         assert_eq!(mine.iter().filter(|(p, _)| streaming(p)).count(), 1, "{mine:?}");
     }
-    let rv = h.sim.state().resource_version;
     h.sim.update(|c| c.pods.push(pod("default", "after-stream", "node-a", "10.1.1.1", &[("c", "1m", "1Ki")])));
     scrape_until(&h, Duration::from_secs(8), |s| {
         s.iter().any(|x| x.label("pod") == Some("after-stream") && x.label("node") == Some("node-a"))
     })
     .await;
-    let requests = h.sim.state().requests.clone();
-    let watch = requests
-        .iter()
-        .find(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("watch=1") && !streaming(p))
-        .expect("the watch after the streaming list");
-    assert!(watch.0.contains(&format!("resourceVersion={rv}")), "from the initial events' end: {watch:?}");
-    assert_eq!(h.sim.lists("/api/v1/pods"), 0, "still no list");
+    let pods: Vec<_> = h.sim.state().requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?")).cloned().collect();
+    assert!(pods.len() == 1 && streaming(&pods[0].0), "the change came on the streaming list's watch: {pods:?}");
+}
+
+/// `kubernetes.streaming_lists = false`: pages only, whatever the server has.
+#[async_std::test]
+async fn apiserver_streaming_lists_off_lists_in_pages_only() {
+    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
+    sim.state().streams_lists = true;
+    let h = serve_for((sim, raw, dir), |c| c.kubernetes.streaming_lists = false, "").await;
+    scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 1200)).await;
+    assert!(h.sim.pages("/api/v1/pods") >= 3);
+    assert!(!h.sim.state().requests.iter().any(|(p, _)| streaming(p)));
 }
 
 /// A server that ignores `sendInitialEvents` (a watch with bookmarks and no objects, as
@@ -119,10 +124,44 @@ async fn apiserver_a_server_that_ignores_streaming_lists_is_listed_in_pages() {
     scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 1200)).await;
     assert!(h.sim.pages("/api/v1/pods") >= 3, "listed in pages");
     let requests = h.sim.state().requests.clone();
+    assert!(requests.iter().any(|(p, _)| streaming(p)), "asked for one first");
     for cache in ["/api/v1/pods?", "/api/v1/nodes?", "/apis/apps/v1/replicasets?"] {
         let streamed = requests.iter().filter(|(p, _)| p.starts_with(cache) && streaming(p)).count();
         assert!(streamed <= 1, "{cache}: tried once at most, not again: {requests:?}");
     }
+}
+
+/// A streaming list that fails as any request can (here a 429) costs that list only: the
+/// cache reads it in pages, and the next list (after a 410) streams again.
+#[async_std::test]
+async fn apiserver_a_streaming_list_that_fails_is_read_in_pages_and_the_next_streams_again() {
+    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
+    sim.state().streams_lists = true;
+    sim.state().faults.insert(Route::Pods, Fault::Status(503));
+    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    let pods = |h: &Harness| -> Vec<(String, u16)> {
+        h.sim.state().requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?")).cloned().collect()
+    };
+    // The first streaming list and the pages after it fail; the fault lifted, the pages work.
+    let until = Instant::now() + Duration::from_secs(10);
+    while !pods(&h).iter().any(|(p, _)| streaming(p)) {
+        assert!(Instant::now() < until, "no streaming list asked for");
+        scrape(&h).await;
+    }
+    h.sim.state().faults.remove(&Route::Pods);
+    scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 1200)).await;
+    assert!(h.sim.pages("/api/v1/pods") >= 1, "read in pages: {:?}", pods(&h));
+    // A 410 makes the cache list again: by streaming.
+    h.sim.state().compact();
+    h.sim.drop_watches();
+    h.sim.update(|c| c.pods.push(pod("default", "after-410", "node-a", "10.1.1.1", &[("c", "1m", "1Ki")])));
+    scrape_until(&h, Duration::from_secs(20), |s| {
+        s.iter().any(|x| x.label("pod") == Some("after-410") && x.label("node").is_some())
+    })
+    .await;
+    let streamed: Vec<u16> = pods(&h).iter().filter(|(p, _)| streaming(p)).map(|(_, code)| *code).collect();
+    assert_eq!(streamed.first(), Some(&503), "{streamed:?}");
+    assert_eq!(streamed.last(), Some(&200), "streamed again: {streamed:?}");
 }
 
 #[async_std::test]

@@ -134,36 +134,9 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         // Reset only by a watch that lived: a list that works followed by a watch that
         // does not (410 at once, closed at once) must not loop without a pause.
         let mut backoff = Backoff::default();
-        // Streaming lists until the server refuses one, or they keep failing.
-        let mut streams_failed = 0;
         loop {
-            let listed = if self.streams.load(Ordering::Relaxed) {
-                match self.stream_list(&client, &errors).await {
-                    Ok(rv) => {
-                        streams_failed = 0;
-                        Ok(rv)
-                    }
-                    Err(Streamed::Refused(why)) => {
-                        log::info!("{resource} cache: no streaming list ({why}); the caches list in pages");
-                        self.streams.store(false, Ordering::Relaxed);
-                        continue;
-                    }
-                    Err(Streamed::Failed(e)) => {
-                        streams_failed += 1;
-                        if streams_failed >= MAX_LIST_RESTARTS {
-                            log::warn!(
-                                "{resource} cache: {streams_failed} streaming lists failed in a row; the caches list in pages"
-                            );
-                            self.streams.store(false, Ordering::Relaxed);
-                        }
-                        Err(e)
-                    }
-                }
-            } else {
-                self.list(&client, &errors).await
-            };
-            let mut rv = match listed {
-                Ok(rv) => rv,
+            let (mut rv, mut streamed) = match self.sync(&client, &errors).await {
+                Ok(synced) => synced,
                 Err(e) => {
                     self.fail(&e);
                     backoff.wait_at_least(e.retry_after()).await;
@@ -171,11 +144,15 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 }
             };
             // Watch, resuming from the last resourceVersion, until 410 Gone or until the
-            // watches fail from the same resourceVersion too often.
+            // watches fail from the same resourceVersion too often; the first goes on where
+            // a streaming list ended, on its connection.
             let mut stuck = 0;
             loop {
                 let (started, from) = (std::time::Instant::now(), rv.clone());
-                let end = self.watch(&client, &mut rv, &errors).await;
+                let end = match streamed.take() {
+                    Some(lines) => self.follow(lines, &mut rv, &errors).await,
+                    None => self.watch(&client, &mut rv, &errors).await,
+                };
                 // No event, not even a bookmark, and over within a second: as client-go
                 // says, a "very short watch".
                 let short = rv == from && started.elapsed() < MIN_WATCH;
@@ -210,6 +187,30 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 }
             }
         }
+    }
+
+    /// Fills the store afresh: by a streaming list while the API server has them, whose
+    /// watch goes on (its lines, returned); else, or after one that failed, in pages. Returns
+    /// the resourceVersion the watch goes on from.
+    async fn sync(&self, client: &KubeClient, errors: &WatchErrors) -> Result<(String, Option<Lines>), KubeError> {
+        let resource = self.kind.resource;
+        if self.streams.load(Ordering::Relaxed) {
+            match self.stream_list(client, errors).await {
+                Ok((rv, lines)) => return Ok((rv, Some(lines))),
+                Err(Streamed::Unsupported(why)) => {
+                    // One API server for all the caches: the others are spared asking.
+                    self.streams.store(false, Ordering::Relaxed);
+                    log::info!(
+                        "{resource} cache: the API server does not stream lists ({why}); the caches list in pages"
+                    );
+                }
+                // Tried again at the next list, as client-go's reflector does.
+                Err(Streamed::Failed(e)) => {
+                    log::warn!("{resource} cache: the streaming list failed ({e}); listing in pages")
+                }
+            }
+        }
+        Ok((self.list(client, errors).await?, None))
     }
 
     /// Lists every page, then publishes the result as the new store; returns the list's
@@ -297,7 +298,14 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         let resource = self.kind.resource;
         let path = watch_path(self.kind.path, rv);
         let res = client.watch(resource, &path, self.kind.metadata_only).await?;
-        let mut lines = Lines::new(res, client, &path);
+        self.follow(Lines::new(res, client, &path), rv, errors).await
+    }
+
+    /// Applies a watch's events to the store, keeping `rv` the last resourceVersion seen,
+    /// until the watch ends.
+    async fn follow(&self, mut lines: Lines, rv: &mut String, errors: &WatchErrors) -> Result<WatchEnd, KubeError> {
+        let resource = self.kind.resource;
+        let path = lines.path.clone();
         loop {
             // A live watch carries bookmarks; silence for 5 minutes means a dead connection.
             let Some(line) = lines.next(SILENCE, resource, errors).await? else { return Ok(WatchEnd::Closed) };
@@ -528,7 +536,7 @@ impl CachedCluster {
     /// Caches over `client`; the first read of each waits up to the request timeout.
     pub fn new(client: Arc<KubeClient>) -> Self {
         let wait = client.limits().timeout;
-        let streams = &Arc::new(AtomicBool::new(true));
+        let streams = &Arc::new(AtomicBool::new(client.streaming_lists()));
         CachedCluster {
             client,
             wait,

@@ -111,6 +111,8 @@ pub struct RawKubernetes {
     pub max_response_bytes: u64,
     /// Items per page when the caches list (`limit`).
     pub list_page_size: u32,
+    /// Ask for streaming lists (a watch with `sendInitialEvents`) before pages.
+    pub streaming_lists: bool,
 }
 
 /// A string, or a number or `true`/`false` kept as its text: figment reads
@@ -173,6 +175,7 @@ impl Default for RawConfig {
                 insecure_skip_tls_verify: false,
                 max_response_bytes: 256 * 1024 * 1024,
                 list_page_size: 500,
+                streaming_lists: true,
             },
             namespaces: RawNamespaces { allow: vec!["*".into()], deny: vec![] },
             label_selector: None,
@@ -204,6 +207,8 @@ pub struct Config {
     pub limits: Limits,
     /// Items per page when the caches list.
     pub list_page_size: u32,
+    /// Whether the caches ask for streaming lists first.
+    pub streaming_lists: bool,
     /// Which pods to export.
     pub scope: Scope,
     /// How long the metrics lists read are reused by later scrapes (zero: not at all).
@@ -558,6 +563,7 @@ impl RawConfig {
                 insecure_skip_tls_verify: k.insecure_skip_tls_verify,
             },
             list_page_size: k.list_page_size,
+            streaming_lists: k.streaming_lists,
             limits: Limits { timeout, max_response_bytes: usize::try_from(k.max_response_bytes).unwrap_or(usize::MAX) },
             scope,
             reuse_lists_for,
@@ -587,6 +593,7 @@ mod tests {
             assert_eq!(c.limits.timeout, Duration::from_secs(10));
             assert!(c.kubernetes.api_url.is_none());
             assert_eq!(c.reuse_lists_for, Duration::ZERO, "every scrape reads");
+            assert!(c.streaming_lists);
             Ok(())
         });
     }
@@ -596,6 +603,8 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("MSP_REUSE_LISTS_FOR", "15s");
             assert_eq!(load(None)?.reuse_lists_for, Duration::from_secs(15));
+            jail.set_env("MSP_KUBERNETES__STREAMING_LISTS", "false");
+            assert!(!load(None)?.streaming_lists);
             for (value, says) in [("15", "for example \"15s\""), ("2m", "set it below the scrape interval")] {
                 jail.set_env("MSP_REUSE_LISTS_FOR", value);
                 let e = load(None).expect_err(value);

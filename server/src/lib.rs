@@ -119,7 +119,11 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
             not_enabled.join(", ")
         );
     }
-    let client = Arc::new(KubeClient::new(endpoint, config.limits).with_list_page_size(config.list_page_size));
+    let client = Arc::new(
+        KubeClient::new(endpoint, config.limits)
+            .with_list_page_size(config.list_page_size)
+            .with_streaming_lists(config.streaming_lists),
+    );
     let cluster = Arc::new(CachedCluster::new(client.clone()));
     let options = RenderOptions { naming: config.naming, timestamps: config.timestamps, format: None };
     Ok(Exporter::new(Arc::new(MetricsApi::new(client.clone())), cluster.clone())

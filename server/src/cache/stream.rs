@@ -5,11 +5,13 @@
 //! hold, and no `continue` token to expire, however long it takes.
 //!
 //! A server without it refuses the request as invalid (422: the `WatchList` feature is off,
-//! or, before Kubernetes 1.27, `resourceVersionMatch` on a watch), and the cache lists in
-//! pages from then on. So does it after a server that ignores the parameters: one that
-//! falls silent for the request timeout before the end (a watch of old, whose objects come
-//! unended), or that sends a bookmark of its own before the end (the API server sends none
-//! until the initial events are over: the one that ends them is the first).
+//! or, before Kubernetes 1.27, `resourceVersionMatch` on a watch), and the caches list in
+//! pages from then on. So do they after a server that ignores the parameters: one that sends
+//! nothing at all within [`FIRST_EVENT`], or a bookmark of its own where the objects would be.
+//! Any other failure (a 429, a dropped connection, an `ERROR` event, silence partway) costs
+//! only this list, which the cache then reads in pages: the next list streams again, as
+//! client-go's reflector does. The watch goes on on the same connection, from the end's
+//! resourceVersion.
 
 use msp_core::{Entry, Namespaced};
 
@@ -18,29 +20,34 @@ use crate::kube::{KubeClient, KubeError};
 
 /// Why a streaming list gave no list.
 pub(super) enum Streamed {
-    /// The server does not stream lists: list in pages.
-    Refused(String),
-    /// It failed as a list can (the connection, a 429, a timeout): try again.
+    /// The server does not stream lists: the caches list in pages from now.
+    Unsupported(String),
+    /// It failed as any request can: this list is read in pages.
     Failed(KubeError),
 }
 
 impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     /// Reads the collection as a streaming list, and publishes it as the new store at the
-    /// bookmark that ends it; returns that bookmark's resourceVersion, for the watch.
-    pub(super) async fn stream_list(&self, client: &KubeClient, errors: &WatchErrors) -> Result<String, Streamed> {
+    /// bookmark that ends it; returns that bookmark's resourceVersion and the watch, which
+    /// goes on from it.
+    pub(super) async fn stream_list(
+        &self,
+        client: &KubeClient,
+        errors: &WatchErrors,
+    ) -> Result<(String, Lines), Streamed> {
         let resource = self.kind.resource;
         let path = stream_path(self.kind.path);
         let res = client.watch(resource, &path, self.kind.metadata_only).await.map_err(|e| match e.status() {
-            Some(400 | 422) => Streamed::Refused(format!("the API server answered {e}")),
+            Some(400 | 422) => Streamed::Unsupported(format!("it answered {e}")),
             _ => Streamed::Failed(e),
         })?;
         let mut lines = Lines::new(res, client, &path);
         let mut store = Namespaced::default();
         let mut objects = 0usize;
         loop {
-            // The initial events come one after the other; a server that ignored
-            // `sendInitialEvents` would say nothing more until an object changes, nor, if it
-            // ignored bookmarks too, anything at all.
+            // The objects come one after the other, the first as soon as the API server's
+            // watch cache has caught up with the request; one that ignored
+            // `sendInitialEvents` (and bookmarks) would say nothing until an object changes.
             let timeout = client.limits().timeout;
             let silence = if objects == 0 { FIRST_EVENT.min(timeout) } else { timeout };
             let line = match lines.next(silence, resource, errors).await {
@@ -49,10 +56,8 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     let cut = format!("the watch ended after {objects} initial objects, before their end");
                     return Err(Streamed::Failed(KubeError::WatchError { path, status: cut }));
                 }
-                Err(KubeError::Timeout { after, .. }) => {
-                    return Err(Streamed::Refused(format!(
-                        "no event for {after:?} after {objects} objects, and no end"
-                    )));
+                Err(KubeError::Timeout { after, .. }) if objects == 0 => {
+                    return Err(Streamed::Unsupported(format!("no event within {after:?}")));
                 }
                 Err(e) => return Err(Streamed::Failed(e)),
             };
@@ -67,13 +72,14 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     };
                     self.publish(store);
                     log::debug!("{resource} cache: {objects} objects streamed, at resourceVersion {rv}");
-                    return Ok(rv);
+                    return Ok((rv, lines));
                 }
-                "BOOKMARK" => {
-                    return Err(Streamed::Refused(format!(
-                        "a bookmark after {objects} objects that does not end them"
-                    )));
+                // The API server sends no other bookmark before the end; one that does not
+                // stream lists sends its own where the objects would be.
+                "BOOKMARK" if objects == 0 => {
+                    return Err(Streamed::Unsupported("a bookmark came where the objects would be".into()));
                 }
+                "BOOKMARK" => continue,
                 "ERROR" => {
                     count(errors, resource, "error_event", 1);
                     let status = event.object.get().to_owned();
@@ -100,10 +106,12 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
 }
 
 /// How long the first event of a streaming list may take: the API server sends it once its
-/// watch cache has caught up with the request (a consistent read), which takes far less.
-/// A server that ignored the request would otherwise hold the cache for the request timeout
-/// (or, sending bookmarks, until its first: 10 s on the independent stand-in, whose caches
-/// then warmed up 40 s later, past the warm-up scrape's enrichment at 150,000 pods).
+/// watch cache has caught up with the request (a consistent read; for an empty collection,
+/// the end, at its next bookmark tick, about a second), which takes less. A server that
+/// ignored the request would otherwise hold the caches for the request timeout (or, sending
+/// bookmarks, until its first: 10 s on the independent stand-in, whose caches then warmed up
+/// 40 s later, past the warm-up scrape's enrichment at 150,000 pods). A busy API server that
+/// takes longer costs the streaming lists, not the caches: they list in pages.
 const FIRST_EVENT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The streaming list of `path`: a watch from a consistent read (no resourceVersion, at

@@ -166,6 +166,7 @@ pub struct KubeClient {
     impersonation: Impersonation,
     limits: Limits,
     list_page_size: u32,
+    streaming_lists: bool,
     counts: Mutex<BTreeMap<(String, String), u64>>,
 }
 
@@ -254,8 +255,21 @@ impl KubeClient {
             impersonation: endpoint.impersonation,
             limits,
             list_page_size: DEFAULT_LIST_PAGE_SIZE,
+            streaming_lists: true,
             counts: Mutex::default(),
         }
+    }
+
+    /// Whether the caches ask for streaming lists first (`kubernetes.streaming_lists`; the
+    /// default) or list in pages only.
+    pub fn with_streaming_lists(mut self, on: bool) -> Self {
+        self.streaming_lists = on;
+        self
+    }
+
+    /// Whether the caches ask for streaming lists first.
+    pub fn streaming_lists(&self) -> bool {
+        self.streaming_lists
     }
 
     /// Lists page by page with `limit=size` (at least 1): `kubernetes.list_page_size`.
