@@ -389,12 +389,13 @@ pub struct Killed(pub std::process::Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
+        use rustix::process::{kill_process, Pid, Signal};
         // Reaped already (its id may be another process' by now): nothing to stop.
-        if !matches!(self.0.try_wait(), Ok(None)) {
+        if matches!(self.0.try_wait(), Ok(Some(_))) {
             return;
         }
-        let asked = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).stderr(Stdio::null()).status();
-        if asked.is_ok_and(|s| s.success()) {
+        let asked = Pid::from_raw(self.0.id() as i32).map(|pid| kill_process(pid, Signal::TERM));
+        if matches!(asked, Some(Ok(()))) {
             let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
             while std::time::Instant::now() < end {
                 if !matches!(self.0.try_wait(), Ok(None)) {

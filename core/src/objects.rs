@@ -100,7 +100,7 @@ impl WatchEvent<'_> {
     /// (`sendInitialEvents=true`, a streaming list): its object is annotated
     /// `k8s.io/initial-events-end: "true"`, and its resourceVersion is the state they gave.
     pub fn initial_events_end(&self) -> bool {
-        #[derive(Deserialize, Default)]
+        #[derive(Deserialize)]
         struct Annotated<'a> {
             #[serde(borrow, default)]
             metadata: Annotations<'a>,

@@ -35,7 +35,7 @@ pub fn app(exporter: Arc<Exporter>, web: Option<Arc<WebConfigFile>>) -> tide::Se
 
 /// Mounts `exporter` (from [`app`]) in `outer` under `prefix` (`/exporter`): its routes at
 /// `prefix/metrics` and so on, its landing page at `prefix/`, and a redirect from `prefix`
-/// to `prefix/` so the page's relative links resolve under the prefix. At `/` (or ``), its
+/// to `prefix/` so the page's relative links resolve under the prefix. At `/` (or `""`), its
 /// routes are `outer`'s own (the landing page takes `outer`'s `/`).
 pub fn mount<S: Clone + Send + Sync + 'static>(
     outer: &mut tide::Server<S>,

@@ -259,11 +259,9 @@ impl Enrichers {
         // The section of an enricher not enabled is checked all the same: a typo in it is no
         // less a typo, and enabling the enricher later must not be what finds it.
         for name in &unused {
-            if registry.section_of(name).is_some_and(|s| figment.contains(s)) {
-                if let Some(Err(e)) = registry.build(name, figment) {
-                    return Err(ConfigError::Enricher { name: name.clone(), source: e });
-                }
-            }
+            registry
+                .check_section(name, figment)
+                .map_err(|e| ConfigError::Enricher { name: name.clone(), source: e })?;
         }
         Ok(Enrichers { built, unused })
     }
@@ -790,6 +788,13 @@ mod embedder_tests {
 
             let err = Config::load(Some("msp.toml".into()), &Registry::builtin()).expect_err("nobody reads [team]");
             assert!(err.to_string().contains("`team` (in `MSP_` environment variable(s)) is not known"), "{err}");
+
+            // Not enabled, it is not built: its section is read, but its factory (which would
+            // refuse an empty channel here) is not run.
+            jail.clear_env();
+            jail.create_file("msp.toml", "enrichers = [\"node\"]\n[team]\nchannel = \"\"\n")?;
+            let c = Config::load(Some("msp.toml".into()), &registry()).map_err(|e| e.to_string())?;
+            assert_eq!(c.enrichers.names(), ["node"]);
 
             // The known keys name the sections, whatever the enrichers that read them are called.
             jail.clear_env();

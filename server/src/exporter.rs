@@ -1116,12 +1116,12 @@ mod tests {
     #[test]
     fn lists_are_reused_for_the_window_from_their_read_not_from_the_scrapes_that_reused_them() {
         let source = Arc::new(Slow(Default::default(), None, Duration::ZERO));
-        let window = Duration::from_millis(600);
+        let window = Duration::from_secs(1);
         let exporter = Exporter::new(source.clone(), Arc::new(StaticCluster::default())).reusing_lists_for(window);
         let (begun, mut ages) = (Instant::now(), Vec::new());
-        // Scrapes 50 ms apart for 1.5 s: were the lists' age counted from the last scrape that
+        // Scrapes 50 ms apart for 2.5 s: were the lists' age counted from the last scrape that
         // reused them, the first read would serve them all.
-        while begun.elapsed() < Duration::from_millis(1500) {
+        while begun.elapsed() < Duration::from_millis(2500) {
             let text = async_std::task::block_on(exporter.scrape(Format::Text, None));
             let age = text.lines().find_map(|l| l.strip_prefix("kube_metrics_server_lists_age_seconds "));
             ages.push(age.expect("the age").parse::<f64>().expect("a number"));

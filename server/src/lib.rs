@@ -49,8 +49,8 @@ pub use demo::{start as start_demo, Demo, DemoError};
 pub use exporter::{Exporter, GZIP_CHUNK, WARM_UP_TIMEOUT};
 pub use flight::{Busy, Evicted, LONG, MAX_BODIES, MAX_SCRAPES, STALL};
 pub use kube::{
-    certificates, client_config, private_key, BodySlot, EndpointError, ExecError, InvalidToken, KubeClient, KubeError,
-    Limits, Settings, TlsError, TokenError, Transport, Verify,
+    certificates, client_config, kill_runs_under_way, private_key, BodySlot, EndpointError, ExecError, InvalidToken,
+    KubeClient, KubeError, Limits, Settings, TlsError, TokenError, Transport, Verify,
 };
 pub use logging::{init as init_logging, LogFormat, ParseLogFormatError};
 pub use registry::Registry;
@@ -158,6 +158,13 @@ pub async fn run(config: &Config) -> Result<(), StartError> {
     // The port bound, where `listen` asked for port 0.
     let bound = listener.local_addr().unwrap_or(addr);
     log::info!("serving on {}://{bound}/metrics", if tls { "https" } else { "http" });
+    // An exec plugin run under way is killed as shutdown starts, so that no scrape draining
+    // waits on it, and any begun while they drain once they have.
+    let stopping = shutdown.clone();
+    async_std::task::spawn(async move {
+        stopping.wait().await;
+        kube::kill_runs_under_way();
+    });
     let served = serve::serve_with(listener, app(exporter, web.clone()), shutdown, web).await;
     kube::kill_runs_under_way();
     served.map_err(listen)

@@ -13,9 +13,12 @@ use serde::de::DeserializeOwned;
 /// Makes an enricher from the configuration.
 type Factory = Arc<dyn Fn(&Figment) -> Result<Arc<dyn Enricher>, EnrichError> + Send + Sync>;
 
+/// Reads an enricher's section of the configuration, and nothing more.
+type Check = Arc<dyn Fn(&Figment) -> Result<(), EnrichError> + Send + Sync>;
+
 struct Registered {
-    /// The configuration section it reads, if any.
-    section: Option<String>,
+    /// The configuration section it reads, and how it is read, if any.
+    section: Option<(String, Check)>,
     make: Factory,
 }
 
@@ -100,7 +103,9 @@ impl Registry {
     {
         let key = section.to_owned();
         let make: Factory = Arc::new(move |figment: &Figment| make(self::section(figment, &key)?));
-        self.known.insert(name.to_owned(), Arc::new(Registered { section: Some(section.to_owned()), make }));
+        let key = section.to_owned();
+        let check: Check = Arc::new(move |figment: &Figment| self::section::<T>(figment, &key).map(drop));
+        self.known.insert(name.to_owned(), Arc::new(Registered { section: Some((section.to_owned(), check)), make }));
         self
     }
 
@@ -116,20 +121,26 @@ impl Registry {
 
     /// The configuration sections the enrichers read, sorted.
     pub fn sections(&self) -> Vec<&str> {
-        let mut sections: Vec<&str> = self.known.values().filter_map(|r| r.section.as_deref()).collect();
+        let mut sections: Vec<&str> =
+            self.known.values().filter_map(|r| Some(r.section.as_ref()?.0.as_str())).collect();
         sections.sort_unstable();
         sections.dedup();
         sections
     }
 
-    /// The configuration section `name` reads, if it is known and reads one.
-    pub fn section_of(&self, name: &str) -> Option<&str> {
-        self.known.get(name)?.section.as_deref()
+    /// Reads the configuration section of `name` from `figment`, as building it would,
+    /// without building it (an enricher not enabled is not built: its factory may connect
+    /// somewhere, or start a task); `Ok` if it reads none, or `figment` has no such section.
+    pub fn check_section(&self, name: &str, figment: &Figment) -> Result<(), EnrichError> {
+        match self.known.get(name).and_then(|r| r.section.as_ref()) {
+            Some((key, check)) if figment.contains(key) => check(figment),
+            _ => Ok(()),
+        }
     }
 
     /// Whether some enricher reads the top-level configuration key `key`.
     pub fn owns_section(&self, key: &str) -> bool {
-        self.known.values().any(|r| r.section.as_deref() == Some(key))
+        self.known.values().any(|r| r.section.as_ref().is_some_and(|(s, _)| s == key))
     }
 
     /// Builds `name` from `figment` (`None`: not registered).

@@ -100,7 +100,7 @@ pub fn write(
     let help = "Scrapes (each with the requests that joined it) served the metrics lists an earlier scrape read, less than reuse_lists_for before, reading none.";
     w.family(&LISTS_REUSED, help, MetricType::Counter)?
         .sample([], counters.lists_reused.load(Ordering::Relaxed) as f64);
-    let help = "reuse_lists_for: how long the metrics lists read are reused by later scrapes (0: never); at most half the scrape interval.";
+    let help = "reuse_lists_for: how long the metrics lists read are reused by later scrapes (0: never); set it to half the scrape interval, and keep it below the interval.";
     w.family(&REUSE_WINDOW, help, MetricType::Gauge)?.sample([], health.reuse_window.as_secs_f64());
     let help = "Metrics API items dropped because a value was invalid or missing.";
     w.family(&PARSE_ERRORS, help, MetricType::Counter)?

@@ -107,7 +107,8 @@ impl Shutdown {
         self.0.store(true, Ordering::SeqCst)
     }
 
-    async fn wait(&self) {
+    /// Until shutdown has started.
+    pub(crate) async fn wait(&self) {
         while !self.requested() {
             async_std::task::sleep(Duration::from_millis(50)).await;
         }

@@ -89,13 +89,17 @@ pub struct SimState {
     /// Pages answer with the `continue` token they were sent (the first page, with one
     /// that points at the start): a list that never ends, as a broken API server's.
     pub loop_continue: bool,
-    /// Whether watches with `sendInitialEvents=true` are served as streaming lists (the
-    /// `WatchList` feature, on by default from Kubernetes 1.32's API server): the objects as
-    /// `ADDED` events, then a bookmark annotated `k8s.io/initial-events-end`. Off (the
-    /// default here, as on older servers), such a watch gets 422 Invalid.
+    /// Whether watches with `sendInitialEvents=true` are served as streaming lists (the API
+    /// server's `WatchList` feature, on by default in 1.32 and from 1.34, off in 1.33): the
+    /// objects as `ADDED` events, then a bookmark annotated `k8s.io/initial-events-end`. Off
+    /// (the default here, as on older servers), such a watch gets 422 Invalid.
     pub streams_lists: bool,
-    /// Watches with `sendInitialEvents=true` are served as plain watches, the parameter
-    /// ignored (bookmarks, no initial events), as a server that does not know it might.
+    /// The next this many streaming lists (watches with `sendInitialEvents=true`) get 503,
+    /// whatever else is served.
+    pub fail_streams: u32,
+    /// Watches with `sendInitialEvents=true` are served as a watch without a
+    /// resourceVersion was before it: every object as `ADDED`, with no end, then the changes
+    /// from now, with bookmarks; as a server that does not know the parameters might.
     pub ignore_send_initial_events: bool,
     /// The current resourceVersion.
     pub resource_version: u64,
@@ -243,6 +247,7 @@ impl Sim {
             expire_continue: 0,
             loop_continue: false,
             streams_lists: false,
+            fail_streams: 0,
             ignore_send_initial_events: false,
             resource_version: 1000,
             events: Vec::new(),
@@ -325,29 +330,45 @@ fn lock(state: &State) -> MutexGuard<'_, SimState> {
     state.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What a watch sends before the changes.
+#[derive(Clone, Copy, PartialEq)]
+enum Initial {
+    /// Nothing: the changes after its resourceVersion.
+    None,
+    /// A streaming list: the objects as `ADDED` events, then the bookmark that ends them,
+    /// at the resourceVersion they are of; the changes after it.
+    Streamed,
+    /// A watch of old without a resourceVersion: the objects as `ADDED` events, no end; the
+    /// changes from now.
+    Unended,
+}
+
 /// Streams watch events for `route` after `from`, with bookmarks, until `timeout` passes or
-/// the client goes away. With `initial`, a streaming list: `route`'s objects first, as
-/// `ADDED` events, then the bookmark that ends them, at the resourceVersion they are of.
-fn watch_body(state: State, route: Route, from: u64, timeout: Duration, initial: bool) -> std::io::Result<tide::Body> {
+/// the client goes away, after what `initial` sends first.
+fn watch_body(
+    state: State,
+    route: Route,
+    from: u64,
+    timeout: Duration,
+    initial: Initial,
+) -> std::io::Result<tide::Body> {
     use async_std::io::WriteExt;
     let (reader, mut writer) = async_std::os::unix::net::UnixStream::pair()?;
     async_std::task::spawn(async move {
         let started = std::time::Instant::now();
         let (generation, from, first) = {
             let s = lock(&state);
-            let first: Vec<String> = if initial {
-                let rv = s.resource_version;
-                let end = json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
-                    "metadata": {"resourceVersion": rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}}});
-                objects(&s.cluster, route)
-                    .into_iter()
-                    .map(|(_, o)| json!({"type": "ADDED", "object": o}).to_string())
-                    .chain([end.to_string()])
-                    .collect()
-            } else {
-                Vec::new()
+            let rv = s.resource_version;
+            let end = json!({"type": "BOOKMARK", "object": {"kind": "Pod", "apiVersion": "v1",
+                "metadata": {"resourceVersion": rv.to_string(), "annotations": {"k8s.io/initial-events-end": "true"}}}});
+            let added = || {
+                objects(&s.cluster, route).into_iter().map(|(_, o)| json!({"type": "ADDED", "object": o}).to_string())
             };
-            (s.watch_generation, if initial { s.resource_version } else { from }, first)
+            match initial {
+                Initial::None => (s.watch_generation, from, Vec::new()),
+                Initial::Streamed => (s.watch_generation, rv, added().chain([end.to_string()]).collect()),
+                Initial::Unended => (s.watch_generation, rv, added().collect()),
+            }
         };
         for line in &first {
             if writer.write_all(format!("{line}\n").as_bytes()).await.is_err() {
@@ -447,11 +468,15 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 let from = q("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
                 let timeout = Duration::from_secs(q("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(300));
                 let initial = q("sendInitialEvents").as_deref() == Some("true");
-                let (streams, ignores) = {
-                    let s = lock(&state);
-                    (s.streams_lists, s.ignore_send_initial_events)
+                let (streams, ignores, fails) = {
+                    let mut s = lock(&state);
+                    let fails = initial && s.fail_streams > 0;
+                    s.fail_streams -= u32::from(fails);
+                    (s.streams_lists, s.ignore_send_initial_events, fails)
                 };
-                if initial && !ignores && !streams {
+                if fails {
+                    status(503, "ServiceUnavailable", "injected: the streaming list fails")
+                } else if initial && !ignores && !streams {
                     status(
                         422,
                         "Invalid",
@@ -466,7 +491,12 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 } else {
                     let mut res = Response::new(StatusCode::Ok);
                     res.set_content_type("application/json");
-                    res.set_body(watch_body(state.clone(), route, from, timeout, initial && !ignores)?);
+                    let initial = match (initial, ignores) {
+                        (false, _) => Initial::None,
+                        (true, false) => Initial::Streamed,
+                        (true, true) => Initial::Unended,
+                    };
+                    res.set_body(watch_body(state.clone(), route, from, timeout, initial)?);
                     res
                 }
             }

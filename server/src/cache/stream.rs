@@ -5,18 +5,20 @@
 //! hold, and no `continue` token to expire, however long it takes.
 //!
 //! A server without it refuses the request as invalid (422: the `WatchList` feature is off,
-//! or, before Kubernetes 1.27, `resourceVersionMatch` on a watch), and the caches list in
-//! pages from then on. So do they after a server that ignores the parameters: one that sends
-//! nothing at all within [`FIRST_EVENT`], or a bookmark of its own where the objects would be.
-//! Any other failure (a 429, a dropped connection, an `ERROR` event, silence partway) costs
-//! only this list, which the cache then reads in pages: the next list streams again, as
-//! client-go's reflector does. The watch goes on on the same connection, from the end's
-//! resourceVersion.
+//! or, before Kubernetes 1.27, `resourceVersionMatch` on a watch; or 400), and the caches
+//! list in pages from then on. So do they after a server that ignores the parameters: one
+//! that sends nothing at all within [`FIRST_EVENT`], or a bookmark without the end's
+//! annotation (the API server sends no other before the end; one that ignored the request
+//! sends its own, after the objects of a watch of old, or in place of them). Any other
+//! failure (a 429, a dropped connection, an `ERROR` event, silence partway, more objects
+//! than a list may have) costs only this list, which the cache then reads in pages: the next
+//! list streams again, as client-go's reflector does. The watch goes on on the same
+//! connection, from the end's resourceVersion.
 
 use msp_core::{Entry, Namespaced};
 
 use super::{count, decode, Informer, Lines, WatchErrors};
-use crate::kube::{KubeClient, KubeError};
+use crate::kube::{KubeClient, KubeError, MAX_LIST_OBJECTS};
 
 /// Why a streaming list gave no list.
 pub(super) enum Streamed {
@@ -52,10 +54,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             let silence = if objects == 0 { FIRST_EVENT.min(timeout) } else { timeout };
             let line = match lines.next(silence, resource, errors).await {
                 Ok(Some(line)) => line,
-                Ok(None) => {
-                    let cut = format!("the watch ended after {objects} initial objects, before their end");
-                    return Err(Streamed::Failed(KubeError::WatchError { path, status: cut }));
-                }
+                Ok(None) => return Err(Streamed::Failed(KubeError::UnendedStream { path, objects, closed: true })),
                 Err(KubeError::Timeout { after, .. }) if objects == 0 => {
                     return Err(Streamed::Unsupported(format!("no event within {after:?}")));
                 }
@@ -74,12 +73,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     log::debug!("{resource} cache: {objects} objects streamed, at resourceVersion {rv}");
                     return Ok((rv, lines));
                 }
-                // The API server sends no other bookmark before the end; one that does not
-                // stream lists sends its own where the objects would be.
-                "BOOKMARK" if objects == 0 => {
-                    return Err(Streamed::Unsupported("a bookmark came where the objects would be".into()));
+                "BOOKMARK" => {
+                    return Err(Streamed::Unsupported(format!(
+                        "a bookmark without the end's annotation after {objects} objects"
+                    )));
                 }
-                "BOOKMARK" => continue,
                 "ERROR" => {
                     count(errors, resource, "error_event", 1);
                     let status = event.object.get().to_owned();
@@ -92,6 +90,9 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 }
             };
             objects += 1;
+            if objects as u64 > u64::from(MAX_LIST_OBJECTS) {
+                return Err(Streamed::Failed(KubeError::UnendedStream { path, objects, closed: false }));
+            }
             let Some((ns, name, value)) = T::from_object(event.object.get().as_bytes(), &self.interner) else {
                 count(errors, resource, "invalid_object", 1);
                 continue;
@@ -108,10 +109,9 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
 /// How long the first event of a streaming list may take: the API server sends it once its
 /// watch cache has caught up with the request (a consistent read; for an empty collection,
 /// the end, at its next bookmark tick, about a second), which takes less. A server that
-/// ignored the request would otherwise hold the caches for the request timeout (or, sending
-/// bookmarks, until its first: 10 s on the independent stand-in, whose caches then warmed up
-/// 40 s later, past the warm-up scrape's enrichment at 150,000 pods). A busy API server that
-/// takes longer costs the streaming lists, not the caches: they list in pages.
+/// ignored the request would otherwise hold each cache for the request timeout, or until
+/// its first bookmark. A busy API server that takes longer costs the streaming lists until
+/// the process restarts, not the caches: they list in pages.
 const FIRST_EVENT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// The streaming list of `path`: a watch from a consistent read (no resourceVersion, at

@@ -84,6 +84,20 @@ pub enum KubeError {
         /// Whether a token came back as sent (else, too many pages).
         repeated: bool,
     },
+    /// A streaming list that did not end: its watch closed before the bookmark that ends
+    /// the objects, or the objects went on past `MAX_LIST_OBJECTS`.
+    #[error(
+        "watch {path}: the streaming list did not end: {objects} objects{}",
+        if *closed { ", then the watch closed" } else { " and more" }
+    )]
+    UnendedStream {
+        /// The request path.
+        path: String,
+        /// Objects read.
+        objects: usize,
+        /// Whether the watch closed (else, too many objects).
+        closed: bool,
+    },
     /// The body is larger than `kubernetes.max_response_bytes`.
     #[error("GET {path}: response larger than {limit} bytes (kubernetes.max_response_bytes)")]
     TooLarge {
@@ -117,7 +131,7 @@ impl KubeError {
             KubeError::Status { status, .. } => status.to_string(),
             KubeError::Timeout { .. } => "timeout".into(),
             KubeError::TooLarge { .. } => "too_large".into(),
-            KubeError::EndlessList { .. } => "endless_list".into(),
+            KubeError::EndlessList { .. } | KubeError::UnendedStream { .. } => "endless_list".into(),
             KubeError::Transport { .. }
             | KubeError::Decode { .. }
             | KubeError::WatchError { .. }

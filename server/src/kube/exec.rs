@@ -367,8 +367,9 @@ impl Drop for UnderWay {
 }
 
 /// Kills every exec plugin run under way, with what it started: the server is stopping, and
-/// a run in its own process group (see [`run`]) would outlive it, hung for as long as it hangs
-/// (a plugin waiting for a login in a browser). `run` calls it once serving has ended.
+/// a run in its own process group would outlive it, hung for as long as it hangs (a plugin
+/// waiting for a login in a browser). `msp_server::run` calls it as shutdown starts and once
+/// serving has ended; an embedder that serves on its own calls it as it stops.
 pub fn kill_runs_under_way() {
     use rustix::process::{kill_process_group, Pid, Signal};
     for &group in under_way().iter() {
