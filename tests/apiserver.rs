@@ -103,6 +103,38 @@ async fn apiserver_caches_stream_their_lists_where_the_server_does() {
     assert!(pods.len() == 1 && streaming(&pods[0].0), "the change came on the streaming list's watch: {pods:?}");
 }
 
+/// A 503 with `Retry-After` on a streaming list is waited out, and the streaming list asked
+/// again (as client-go does), not followed at once by pages that add to the load.
+#[async_std::test]
+async fn apiserver_a_streaming_list_told_to_retry_after_is_asked_again_not_paged() {
+    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
+    sim.state().streams_lists = true;
+    sim.state().fail_streams = 1;
+    sim.state().fail_streams_retry_after = Some(1);
+    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 1200)).await;
+    let requests = h.sim.state().requests.clone();
+    let streamed: Vec<u16> = requests.iter().filter(|(p, _)| streaming(p)).map(|(_, code)| *code).collect();
+    assert_eq!(streamed.iter().filter(|&&c| c == 503).count(), 1, "{streamed:?}");
+    assert!(streamed.iter().filter(|&&c| c == 200).count() >= 3, "every cache streamed: {streamed:?}");
+    assert_eq!(h.sim.pages("/api/v1/"), 0, "no pages: {requests:?}");
+}
+
+/// A watch answered 410 as soon as it is asked for has the cache list again, with its
+/// backoff between: not as fast as the server answers (an adversarial trial saw 20 lists
+/// and watches a second per cache).
+#[async_std::test]
+async fn apiserver_watches_that_expire_at_once_relist_with_backoff() {
+    let (sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
+    sim.state().expire_watches = true;
+    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    scrape(&h).await;
+    async_std::task::sleep(Duration::from_secs(3)).await;
+    let lists = h.sim.lists("/api/v1/pods");
+    eprintln!("{lists} pod lists in about 3 s of watches expiring at once");
+    assert!((1..=8).contains(&lists), "{lists} lists");
+}
+
 /// `kubernetes.streaming_lists = false`: pages only, whatever the server has.
 #[async_std::test]
 async fn apiserver_streaming_lists_off_lists_in_pages_only() {

@@ -165,14 +165,24 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         log::warn!("{resource} watch: closed at once, with no event; waiting before the next");
                         backoff.wait_at_least(None).await;
                     }
+                    // A resourceVersion that expires as soon as it is watched from would have
+                    // the cache list again and again without a pause (an adversarial trial:
+                    // 1,100 lists a second), whatever events came before the 410: a watch
+                    // that did not live a second waits its backoff first.
                     Ok(WatchEnd::Expired) => {
                         log::info!("{resource} cache: resourceVersion {rv} expired (410); re-listing");
-                        if short {
+                        if started.elapsed() < MIN_WATCH {
                             backoff.wait_at_least(None).await;
                         }
                         break;
                     }
-                    Err(e) if e.status() == Some(410) => break,
+                    Err(e) if e.status() == Some(410) => {
+                        log::info!("{resource} cache: the watch from resourceVersion {rv} answered 410; re-listing");
+                        if started.elapsed() < MIN_WATCH {
+                            backoff.wait_at_least(None).await;
+                        }
+                        break;
+                    }
                     Err(e) => {
                         self.fail(&e);
                         stuck = if rv == from { stuck + 1 } else { 1 };
@@ -204,7 +214,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         "{resource} cache: the API server does not stream lists ({why}); the caches list in pages"
                     );
                 }
-                // Tried again at the next list, as client-go's reflector does.
+                // A 429 or 503 that says when to come back is waited out, and the streaming
+                // list asked again, as client-go's reflector does: the pages would only add
+                // to the load it reports.
+                Err(Streamed::Failed(e)) if e.retry_after().is_some() => return Err(e),
+                // Tried again at the next list.
                 Err(Streamed::Failed(e)) => {
                     log::warn!("{resource} cache: the streaming list failed ({e}); listing in pages")
                 }

@@ -95,8 +95,14 @@ pub struct SimState {
     /// (the default here, as on older servers), such a watch gets 422 Invalid.
     pub streams_lists: bool,
     /// The next this many streaming lists (watches with `sendInitialEvents=true`) get 503,
-    /// whatever else is served.
+    /// whatever else is served; with `Retry-After` when [`SimState::fail_streams_retry_after`]
+    /// says how long.
     pub fail_streams: u32,
+    /// The `Retry-After` (seconds) of the streaming lists' 503s.
+    pub fail_streams_retry_after: Option<u64>,
+    /// Every watch from a resourceVersion (not a streaming list) is answered 410 Gone, as
+    /// the status of the request: a server whose history is always gone.
+    pub expire_watches: bool,
     /// Watches with `sendInitialEvents=true` are served as a watch without a
     /// resourceVersion was before it: every object as `ADDED`, with no end, then the changes
     /// from now, with bookmarks; as a server that does not know the parameters might.
@@ -248,6 +254,8 @@ impl Sim {
             loop_continue: false,
             streams_lists: false,
             fail_streams: 0,
+            fail_streams_retry_after: None,
+            expire_watches: false,
             ignore_send_initial_events: false,
             resource_version: 1000,
             events: Vec::new(),
@@ -468,14 +476,21 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 let from = q("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
                 let timeout = Duration::from_secs(q("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(300));
                 let initial = q("sendInitialEvents").as_deref() == Some("true");
-                let (streams, ignores, fails) = {
+                let (streams, ignores, fails, retry_after, expired) = {
                     let mut s = lock(&state);
                     let fails = initial && s.fail_streams > 0;
                     s.fail_streams -= u32::from(fails);
-                    (s.streams_lists, s.ignore_send_initial_events, fails)
+                    let expired = !initial && s.expire_watches;
+                    (s.streams_lists, s.ignore_send_initial_events, fails, s.fail_streams_retry_after, expired)
                 };
                 if fails {
-                    status(503, "ServiceUnavailable", "injected: the streaming list fails")
+                    let mut res = status(503, "ServiceUnavailable", "injected: the streaming list fails");
+                    if let Some(seconds) = retry_after {
+                        res.insert_header("Retry-After", seconds.to_string());
+                    }
+                    res
+                } else if expired {
+                    status(410, "Expired", "too old resource version")
                 } else if initial && !ignores && !streams {
                     status(
                         422,
