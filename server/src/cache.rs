@@ -367,13 +367,22 @@ struct Lines {
     reader: BufReader<surf::Response>,
     line: String,
     bound: usize,
+    /// Whether the bound is `kubernetes.max_response_bytes` (else [`MAX_WATCH_LINE`]).
+    bound_is_setting: bool,
     path: String,
 }
 
 impl Lines {
     fn new(res: surf::Response, client: &KubeClient, path: &str) -> Self {
-        let bound = client.limits().max_response_bytes.min(MAX_WATCH_LINE);
-        Lines { reader: BufReader::new(res), line: String::new(), bound, path: path.to_owned() }
+        let setting = client.limits().max_response_bytes;
+        let bound = setting.min(MAX_WATCH_LINE);
+        Lines {
+            reader: BufReader::new(res),
+            line: String::new(),
+            bound,
+            bound_is_setting: bound == setting,
+            path: path.to_owned(),
+        }
     }
 
     /// The next line (`None`: the server ended the watch), if it comes within `silence`.
@@ -398,7 +407,12 @@ impl Lines {
         }
         if n > self.bound {
             count(errors, resource, "line_too_long", 1);
-            return Err(KubeError::TooLarge { path: self.path.clone(), limit: self.bound });
+            let (path, limit) = (self.path.clone(), self.bound);
+            return Err(if self.bound_is_setting {
+                KubeError::TooLarge { path, limit }
+            } else {
+                KubeError::EventTooLarge { path, limit }
+            });
         }
         Ok(Some(self.line.trim_end()))
     }

@@ -61,7 +61,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 Ok(Some(line)) => line,
                 Ok(None) => return Err(Streamed::Failed(KubeError::UnendedStream { path, objects, closed: true })),
                 Err(KubeError::Timeout { after, .. }) if objects == 0 => {
-                    return Err(Streamed::Unsupported(format!("no event within {after:?}")));
+                    return Err(Streamed::Unsupported(format!("neither an object nor the end within {after:?}")));
                 }
                 Err(e) => return Err(Streamed::Failed(e)),
             };
@@ -77,8 +77,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 "DELETED" => true,
                 "BOOKMARK" if event.initial_events_end() => {
                     let Some(rv) = event.resource_version() else {
-                        let status = "the initial events' end has no resourceVersion".to_owned();
-                        return Err(Streamed::Failed(KubeError::WatchError { path, status }));
+                        return Err(Streamed::Failed(KubeError::NoEndVersion { path }));
                     };
                     self.publish(store);
                     log::debug!("{resource} cache: {objects} objects streamed, at resourceVersion {rv}");

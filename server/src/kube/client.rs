@@ -98,6 +98,20 @@ pub enum KubeError {
         /// Whether the watch closed (else, too many objects).
         closed: bool,
     },
+    /// The bookmark that ends a streaming list has no resourceVersion to watch from.
+    #[error("watch {path}: the bookmark that ends the streaming list has no resourceVersion")]
+    NoEndVersion {
+        /// The request path.
+        path: String,
+    },
+    /// One watch event is longer than a watch line may be (below the response bound).
+    #[error("watch {path}: an event larger than {limit} bytes, the most a watch line may be")]
+    EventTooLarge {
+        /// The request path.
+        path: String,
+        /// The limit.
+        limit: usize,
+    },
     /// The body is larger than `kubernetes.max_response_bytes`.
     #[error("GET {path}: response larger than {limit} bytes (kubernetes.max_response_bytes)")]
     TooLarge {
@@ -130,11 +144,12 @@ impl KubeError {
         match self {
             KubeError::Status { status, .. } => status.to_string(),
             KubeError::Timeout { .. } => "timeout".into(),
-            KubeError::TooLarge { .. } => "too_large".into(),
+            KubeError::TooLarge { .. } | KubeError::EventTooLarge { .. } => "too_large".into(),
             KubeError::EndlessList { .. } | KubeError::UnendedStream { .. } => "endless_list".into(),
             KubeError::Transport { .. }
             | KubeError::Decode { .. }
             | KubeError::WatchError { .. }
+            | KubeError::NoEndVersion { .. }
             | KubeError::Credentials { .. } => "error".into(),
         }
     }
