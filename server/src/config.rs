@@ -344,6 +344,14 @@ fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { key, message: message.into() }
 }
 
+/// `text`, the value of `key`, read as a Go duration; refused with `example` beside it.
+fn duration(key: &'static str, text: &str, example: &str) -> Result<Duration, ConfigError> {
+    let parsed = text.parse::<GoDuration>();
+    parsed
+        .map(Into::into)
+        .map_err(|e| invalid(key, format!("{e}; write a duration with its unit, for example {example:?}")))
+}
+
 /// Whether `key` (after the `MSP_` prefix, lowercased) is one of the variables Kubernetes
 /// injects for a Service named `msp` in the pod's namespace (service links): `MSP_PORT`,
 /// `MSP_PORT_9100_TCP[_PROTO|_PORT|_ADDR]`, `MSP_SERVICE_HOST`, `MSP_SERVICE_PORT[_NAME]`.
@@ -495,13 +503,7 @@ impl RawConfig {
                 Err(e) => Err(invalid("kubernetes.api_url", format!("{u:?}: {e}"))),
             })
             .transpose()?;
-        let timeout: Duration = k
-            .timeout
-            .parse::<GoDuration>()
-            .map_err(|e| {
-                invalid("kubernetes.timeout", format!("{e}; write a duration with its unit, for example \"5s\""))
-            })?
-            .into();
+        let timeout = duration("kubernetes.timeout", &k.timeout, "5s")?;
         if timeout.is_zero() {
             return Err(invalid("kubernetes.timeout", "must be more than 0"));
         }
@@ -519,13 +521,7 @@ impl RawConfig {
                 return Err(invalid("label_selector", format!("{sel:?} has control characters")));
             }
         }
-        let reuse_lists_for: Duration = self
-            .reuse_lists_for
-            .parse::<GoDuration>()
-            .map_err(|e| {
-                invalid("reuse_lists_for", format!("{e}; write a duration with its unit, for example \"15s\""))
-            })?
-            .into();
+        let reuse_lists_for = duration("reuse_lists_for", &self.reuse_lists_for, "15s")?;
         if reuse_lists_for > MAX_REUSE {
             return Err(invalid(
                 "reuse_lists_for",
