@@ -84,9 +84,7 @@ fn streaming(path: &str) -> bool {
 /// connection, and carries the changes after the objects.
 #[async_std::test]
 async fn apiserver_caches_stream_their_lists_where_the_server_does() {
-    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(3000)).await;
-    sim.state().streams_lists = true;
-    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    let h = start_sim(SimCluster::synthetic(3000), |s| s.streams_lists = true, |_| {}).await;
     scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 3000)).await;
     let requests = h.sim.state().requests.clone();
     for cache in ["/api/v1/pods?", "/api/v1/nodes?", "/apis/apps/v1/replicasets?"] {
@@ -107,11 +105,16 @@ async fn apiserver_caches_stream_their_lists_where_the_server_does() {
 /// again (as client-go does), not followed at once by pages that add to the load.
 #[async_std::test]
 async fn apiserver_a_streaming_list_told_to_retry_after_is_asked_again_not_paged() {
-    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
-    sim.state().streams_lists = true;
-    sim.state().fail_streams = 1;
-    sim.state().fail_streams_retry_after = Some(1);
-    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    let h = start_sim(
+        SimCluster::synthetic(1200),
+        |s| {
+            s.streams_lists = true;
+            s.fail_streams = 1;
+            s.fail_streams_retry_after = Some(1);
+        },
+        |_| {},
+    )
+    .await;
     scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 1200)).await;
     let requests = h.sim.state().requests.clone();
     let streamed: Vec<u16> = requests.iter().filter(|(p, _)| streaming(p)).map(|(_, code)| *code).collect();
@@ -125,9 +128,7 @@ async fn apiserver_a_streaming_list_told_to_retry_after_is_asked_again_not_paged
 /// and watches a second per cache).
 #[async_std::test]
 async fn apiserver_watches_that_expire_at_once_relist_with_backoff() {
-    let (sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
-    sim.state().expire_watches = true;
-    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    let h = start_sim(SimCluster::demo(), |s| s.expire_watches = true, |_| {}).await;
     scrape(&h).await;
     async_std::task::sleep(Duration::from_secs(3)).await;
     let lists = h.sim.lists("/api/v1/pods");
@@ -138,9 +139,9 @@ async fn apiserver_watches_that_expire_at_once_relist_with_backoff() {
 /// `kubernetes.streaming_lists = false`: pages only, whatever the server has.
 #[async_std::test]
 async fn apiserver_streaming_lists_off_lists_in_pages_only() {
-    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
-    sim.state().streams_lists = true;
-    let h = serve_for((sim, raw, dir), |c| c.kubernetes.streaming_lists = false, "").await;
+    let h =
+        start_sim(SimCluster::synthetic(1200), |s| s.streams_lists = true, |c| c.kubernetes.streaming_lists = false)
+            .await;
     scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 1200)).await;
     assert!(h.sim.pages("/api/v1/pods") >= 3);
     assert!(!h.sim.state().requests.iter().any(|(p, _)| streaming(p)));
@@ -150,9 +151,7 @@ async fn apiserver_streaming_lists_off_lists_in_pages_only() {
 /// the independent stand-in API server sends): the cache lists in pages, and syncs.
 #[async_std::test]
 async fn apiserver_a_server_that_ignores_streaming_lists_is_listed_in_pages() {
-    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
-    sim.state().ignore_send_initial_events = true;
-    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    let h = start_sim(SimCluster::synthetic(1200), |s| s.ignore_send_initial_events = true, |_| {}).await;
     scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 1200)).await;
     assert!(h.sim.pages("/api/v1/pods") >= 3, "listed in pages");
     let requests = h.sim.state().requests.clone();
@@ -167,11 +166,16 @@ async fn apiserver_a_server_that_ignores_streaming_lists_is_listed_in_pages() {
 /// cache reads it in pages at once, and the next list (after a 410) streams again.
 #[async_std::test]
 async fn apiserver_a_streaming_list_that_fails_is_read_in_pages_and_the_next_streams_again() {
-    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
-    sim.state().streams_lists = true;
-    // Every cache's first streaming list fails.
-    sim.state().fail_streams = 4;
-    let h = serve_for((sim, raw, dir), |_| {}, "").await;
+    let h = start_sim(
+        SimCluster::synthetic(1200),
+        |s| {
+            s.streams_lists = true;
+            // Every cache's first streaming list fails.
+            s.fail_streams = 4;
+        },
+        |_| {},
+    )
+    .await;
     let pods = |h: &Harness| -> Vec<(String, u16)> {
         h.sim.state().requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?")).cloned().collect()
     };
@@ -334,9 +338,8 @@ async fn apiserver_continue_tokens_that_always_expire_end_in_one_whole_list() {
 #[async_std::test]
 async fn apiserver_a_list_that_never_ends_is_cut_off_and_tried_again() {
     // From the first list on, every page gives back the continue token it was sent.
-    let (sim, raw, dir) = sim_and_config(SimCluster::synthetic(1200)).await;
-    sim.state().loop_continue = true;
-    let h = serve_for((sim, raw, dir), |c| c.enrichers = vec!["node".into()], "").await;
+    let h =
+        start_sim(SimCluster::synthetic(1200), |s| s.loop_continue = true, |c| c.enrichers = vec!["node".into()]).await;
     let s = parse(&scrape(&h).await);
     assert_eq!(with_node(&s), 0, "the pods cache never synced");
     assert_eq!(up(&s, "pods"), 1.0, "usage is still served");

@@ -61,6 +61,17 @@ pub async fn start(cluster: SimCluster, tweak: impl FnOnce(&mut RawConfig)) -> H
     start_with(cluster, tweak, "").await
 }
 
+/// [`start`], the simulator set up by `sim` first (its faults, what it streams...).
+pub async fn start_sim(
+    cluster: SimCluster,
+    sim: impl FnOnce(&mut msp_sim::SimState),
+    tweak: impl FnOnce(&mut RawConfig),
+) -> Harness {
+    let (s, raw, dir) = sim_and_config(cluster).await;
+    sim(&mut s.state());
+    serve_for((s, raw, dir), tweak, "").await
+}
+
 /// [`start`], plus enricher sections as TOML (`[labels]`...).
 pub async fn start_with(cluster: SimCluster, tweak: impl FnOnce(&mut RawConfig), sections: &str) -> Harness {
     serve_for(sim_and_config(cluster).await, tweak, sections).await
