@@ -149,6 +149,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             let mut stuck = 0;
             loop {
                 let (started, from) = (std::time::Instant::now(), rv.clone());
+                let after_list = streamed.is_some();
                 let end = match streamed.take() {
                     Some(lines) => self.follow(lines, &mut rv, &errors).await,
                     None => self.watch(&client, &mut rv, &errors).await,
@@ -160,6 +161,13 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     Ok(WatchEnd::Closed) if !short => {
                         backoff.reset();
                         stuck = 0;
+                    }
+                    Ok(WatchEnd::Closed) if after_list => {
+                        log::warn!(
+                            "{resource} watch: closed right after the streaming list's end, with no event since; \
+                             waiting before the next"
+                        );
+                        backoff.wait_at_least(None).await;
                     }
                     Ok(WatchEnd::Closed) => {
                         log::warn!("{resource} watch: closed at once, with no event; waiting before the next");
