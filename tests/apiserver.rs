@@ -101,6 +101,29 @@ async fn apiserver_caches_stream_their_lists_where_the_server_does() {
     assert!(pods.len() == 1 && streaming(&pods[0].0), "the change came on the streaming list's watch: {pods:?}");
 }
 
+/// A busy API server waits up to 3 s for its watch cache to catch up before a streaming
+/// list's first event: one that takes 4 s is still streamed, not taken for a server that
+/// ignores the request (which would turn streaming lists off until a restart).
+#[async_std::test]
+async fn apiserver_a_streaming_list_whose_first_event_takes_4_s_is_still_streamed() {
+    let h = start_sim(
+        SimCluster::synthetic(1200),
+        |s| {
+            s.streams_lists = true;
+            s.first_event_delay = Duration::from_secs(4);
+        },
+        |_| {},
+    )
+    .await;
+    scrape_until(&h, Duration::from_secs(30), |s| all_enriched(s, 1200)).await;
+    let requests = h.sim.state().requests.clone();
+    for cache in ["/api/v1/pods?", "/api/v1/nodes?", "/apis/apps/v1/replicasets?"] {
+        let mine: Vec<_> = requests.iter().filter(|(p, _)| p.starts_with(cache)).collect();
+        assert!(mine.iter().all(|(p, code)| streaming(p) && *code == 200), "streamed only: {mine:?}");
+    }
+    assert_eq!(h.sim.pages("/api/v1/"), 0, "no pages: {requests:?}");
+}
+
 /// A 503 with `Retry-After` on a streaming list is waited out, and the streaming list asked
 /// again (as client-go does), not followed at once by pages that add to the load.
 #[async_std::test]

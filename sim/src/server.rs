@@ -107,6 +107,9 @@ pub struct SimState {
     /// resourceVersion was before it: every object as `ADDED`, with no end, then the changes
     /// from now, with bookmarks; as a server that does not know the parameters might.
     pub ignore_send_initial_events: bool,
+    /// How long a streaming list waits before its first event, as a busy API server's does
+    /// while its watch cache catches up with the request (up to 3 s, then an error).
+    pub first_event_delay: Duration,
     /// The current resourceVersion.
     pub resource_version: u64,
     /// Watch events since the start: `(route, resourceVersion, type, object)`.
@@ -257,6 +260,7 @@ impl Sim {
             fail_streams_retry_after: None,
             expire_watches: false,
             ignore_send_initial_events: false,
+            first_event_delay: Duration::ZERO,
             resource_version: 1000,
             events: Vec::new(),
             compacted_before: 0,
@@ -364,6 +368,10 @@ fn watch_body(
     let (reader, mut writer) = async_std::os::unix::net::UnixStream::pair()?;
     async_std::task::spawn(async move {
         let started = std::time::Instant::now();
+        if initial == Initial::Streamed {
+            let delay = lock(&state).first_event_delay;
+            async_std::task::sleep(delay).await;
+        }
         let (generation, from, first) = {
             let s = lock(&state);
             let rv = s.resource_version;

@@ -118,11 +118,13 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
 
 /// How long the first event of a streaming list may take: the API server sends it once its
 /// watch cache has caught up with the request (a consistent read; for an empty collection,
-/// the end, at its next bookmark tick, about a second), which takes less. A server that
-/// ignored the request would otherwise hold each cache for the request timeout, or until
-/// its first bookmark. A busy API server that takes longer costs the streaming lists until
-/// the process restarts, not the caches: they list in pages.
-const FIRST_EVENT: std::time::Duration = std::time::Duration::from_secs(3);
+/// the end, at its next bookmark tick, about a second). It waits up to 3 s for that, then
+/// answers with an error ("Too large resource version"), so a busy server's first event
+/// may come at 3 s and a little: this leaves it room. A server that ignored the request, on
+/// an empty collection, would otherwise hold the cache for the request timeout, or until
+/// its first bookmark. One silent this long costs the streaming lists until the process
+/// restarts, not the caches: they list in pages.
+const FIRST_EVENT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// How long the objects of a streaming list may take, all told: a server that sends events
 /// but never the end (one that ignored the request, on a busy cluster) would otherwise hold
