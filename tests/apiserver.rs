@@ -435,11 +435,14 @@ async fn apiserver_429_with_retry_after_is_waited_out_in_the_same_scrape() {
     assert_eq!(s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores").count(), pods);
     assert_eq!(counted(&s, "pod_metrics", "429"), 1.0);
     assert_eq!(h.sim.count("/apis/metrics.k8s.io/v1/pods") - before, 2, "one 429, one retry");
-    // A 503 with Retry-After is treated alike.
-    h.sim.state().faults.insert(Route::NodeMetrics, Fault::RetryAfter { status: 503, seconds: 1, times: 2 });
-    let s = parse(&scrape(&h).await);
-    assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0));
-    assert_eq!(counted(&s, "node_metrics", "503"), 2.0);
+    // A 503 or a 504 with Retry-After is treated alike (the API server's watch cache answers
+    // 504 when it has not caught up within 3 s), as client-go treats any 5xx.
+    for code in [503, 504] {
+        h.sim.state().faults.insert(Route::NodeMetrics, Fault::RetryAfter { status: code, seconds: 1, times: 2 });
+        let s = parse(&scrape(&h).await);
+        assert_eq!((up(&s, "pods"), up(&s, "nodes")), (1.0, 1.0), "{code}");
+        assert_eq!(counted(&s, "node_metrics", &code.to_string()), 2.0);
+    }
 }
 
 #[async_std::test]

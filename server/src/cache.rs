@@ -7,7 +7,7 @@
 //! bookmarks.
 //! A dropped watch resumes from the last resourceVersion seen; only `410 Gone` forces a
 //! re-list; errors back off exponentially (0.2 s doubling to 30 s), or for as long as a
-//! 429 or 503 asks with `Retry-After` if that is longer. A cache starts on first use, so an enricher that is not
+//! 429 or 5xx asks with `Retry-After` if that is longer. A cache starts on first use, so an enricher that is not
 //! configured costs no watch. In steady state a scrape reads the caches and makes no list
 //! request at all.
 //!
@@ -222,7 +222,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         "{resource} cache: the API server does not stream lists ({why}); the caches list in pages"
                     );
                 }
-                // A 429 or 503 that says when to come back is waited out, and the streaming
+                // A 429 or 5xx that says when to come back is waited out, and the streaming
                 // list asked again, as client-go's reflector does: the pages would only add
                 // to the load it reports.
                 Err(Streamed::Failed(e)) if e.retry_after().is_some() => return Err(e),

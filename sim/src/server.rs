@@ -26,7 +26,7 @@ pub enum Fault {
     NotJson,
     /// Answer 200 with exactly this body (attack mode: malformed items, huge answers).
     Body(Arc<String>),
-    /// Answer `status` (429, 503) with `Retry-After: seconds`, `times` times, then serve
+    /// Answer `status` (429, 503, 504) with `Retry-After: seconds`, `times` times, then serve
     /// normally again (the fault removes itself).
     RetryAfter {
         /// The HTTP status.
@@ -469,7 +469,11 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                         s.faults.insert(route, Fault::RetryAfter { status: code, seconds, times: times - 1 });
                     }
                 }
-                let mut res = status(code, "TooManyRequests", "the server has received too many requests");
+                let mut res = match code {
+                    429 => status(code, "TooManyRequests", "the server has received too many requests"),
+                    504 => status(code, "Timeout", "Timeout: Too large resource version: 1001, current: 1000"),
+                    _ => status(code, "ServiceUnavailable", "the server is currently unable to handle the request"),
+                };
                 res.insert_header("Retry-After", seconds.to_string());
                 res
             }

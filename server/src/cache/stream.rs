@@ -12,7 +12,7 @@
 //! sends its own, after the objects of a watch of old, or in place of them). Any other
 //! failure (a dropped connection, an `ERROR` event, silence partway, objects past
 //! [`INITIAL_EVENTS`] or past a list's bound) costs only this list, which the cache then
-//! reads in pages: the next list streams again. A 429 or 503 that says when to come back is
+//! reads in pages: the next list streams again. A 429 or 5xx that says when to come back is
 //! waited out, and the streaming list asked again, as client-go's reflector does. The watch
 //! goes on on the same connection, from the end's resourceVersion.
 

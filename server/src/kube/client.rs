@@ -1,5 +1,5 @@
 //! GET requests to the API server over surf: bearer token, `User-Agent`, timeout, a size
-//! bound, one retry after a 401 with a re-read token, waits and retries after a 429 or 503
+//! bound, one retry after a 401 with a re-read token, waits and retries after a 429 or 5xx
 //! with `Retry-After`, and errors that carry the status and the Kubernetes `Status` message.
 
 use std::collections::BTreeMap;
@@ -59,7 +59,7 @@ pub enum KubeError {
         status: u16,
         /// The `Status` object's message, or the start of the body.
         message: String,
-        /// `Retry-After` (in seconds) on a 429 or 503.
+        /// `Retry-After` (in seconds) on a 429 or 5xx.
         retry_after: Option<Duration>,
     },
     /// The exec credential plugin gave no token.
@@ -131,10 +131,12 @@ impl KubeError {
         }
     }
 
-    /// How long a 429 or 503 asked us to wait (`Retry-After`), if it did.
+    /// How long a 429 or a 5xx asked us to wait (`Retry-After`), if it did: as client-go
+    /// reads it. The API server says it with a 429 (API Priority and Fairness), a 503, or a
+    /// 504 (`Too large resource version`, when its watch cache has not caught up in 3 s).
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            KubeError::Status { status: 429 | 503, retry_after, .. } => *retry_after,
+            KubeError::Status { status: 429 | 500..=599, retry_after, .. } => *retry_after,
             _ => None,
         }
     }
@@ -178,7 +180,7 @@ pub const DEFAULT_LIST_PAGE_SIZE: u32 = 500;
 /// pods a cluster (10,000 pages of the default 500).
 pub const MAX_LIST_OBJECTS: u32 = 5_000_000;
 
-/// How many times a 429 or 503 with `Retry-After` is retried.
+/// How many times a 429 or 5xx with `Retry-After` is retried.
 const MAX_RETRIES: u32 = 3;
 
 /// The longest `Retry-After` we wait out (also never more than the request timeout); a
@@ -346,7 +348,7 @@ impl KubeClient {
         self.get_as(resource, path_and_query, ACCEPT, None).await
     }
 
-    /// A GET; a 429 or 503 with `Retry-After` is waited out and retried, up to
+    /// A GET; a 429 or 5xx with `Retry-After` is waited out and retried, up to
     /// [`MAX_RETRIES`] times, each wait at most [`MAX_RETRY_WAIT`] and the request timeout.
     /// The wait is a plain sleep: a caller that gives up (a scrape's deadline) drops this
     /// future, and with it the wait and every retry.
