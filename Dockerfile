@@ -38,7 +38,7 @@ EXPOSE 9100
 # Blocks up to 32 MiB come from the heap, not from a fresh mmap each, and the heap keeps up
 # to 256 MiB it could give back: at 150,000 pods a scrape takes 5,644 page faults instead
 # of 13,054, for about 4% less CPU and 17 MB more peak RSS.
-ENV MSP_LISTEN=0.0.0.0:9100 \
+ENV MSP_LISTEN="[::]:9100" \
     MALLOC_ARENA_MAX=1 \
     GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456
 ENTRYPOINT ["/metrics-server-prom"]

@@ -159,7 +159,7 @@ fn opt_text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<S
 impl Default for RawConfig {
     fn default() -> Self {
         RawConfig {
-            listen: "0.0.0.0:9100".into(),
+            listen: "[::]:9100".into(),
             enrichers: msp_enrichers::DEFAULT.iter().map(|s| s.to_string()).collect(),
             naming: "prometheus".into(),
             timestamps: false,
@@ -581,7 +581,7 @@ mod tests {
     fn defaults() {
         Jail::expect_with(|_| {
             let c = load(None)?;
-            assert_eq!(c.listen, "0.0.0.0:9100".parse().expect("addr"));
+            assert_eq!(c.listen, "[::]:9100".parse().expect("addr"));
             assert_eq!(c.enrichers.names(), ["node", "labels", "owner"]);
             assert_eq!(c.naming, Naming::Prometheus);
             assert_eq!(c.limits.timeout, Duration::from_secs(10));

@@ -4,6 +4,7 @@
 //! app's own middleware ([`crate::auth`]); this loop only marks requests whose client
 //! presented a verified certificate.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,6 +36,12 @@ pub const MAX_CONNECTIONS: usize = 512;
 /// before).
 pub const BACKLOG: usize = 2 * MAX_CONNECTIONS;
 
+/// Whether binding failed for want of IPv6 in the kernel.
+fn no_ipv6(e: &std::io::Error) -> bool {
+    let errno = rustix::io::Errno::from_io_error(e);
+    errno == Some(rustix::io::Errno::AFNOSUPPORT) || errno == Some(rustix::io::Errno::ADDRNOTAVAIL)
+}
+
 /// The most a listener may queue, as Linux says (`net.core.somaxconn`), if it says.
 fn somaxconn() -> Option<usize> {
     std::fs::read_to_string("/proc/sys/net/core/somaxconn").ok()?.trim().parse().ok()
@@ -42,8 +49,31 @@ fn somaxconn() -> Option<usize> {
 
 /// A listener on `addr` with a queue of [`BACKLOG`] connections, for [`serve`] and
 /// [`serve_with`]; a warning if the kernel allows fewer.
+///
+/// `[::]` (the default's) is every address, IPv6 and IPv4, as Go's `:9100` is for
+/// node_exporter and `::` for kube-state-metrics: an IPv6 socket takes IPv4 connections too
+/// unless `net.ipv6.bindv6only` is 1, which is warned of. Where the kernel has no IPv6
+/// (booted with `ipv6.disable=1`), it listens on `0.0.0.0`, and says so.
 pub async fn listen(addr: impl async_std::net::ToSocketAddrs) -> std::io::Result<TcpListener> {
-    let listener = TcpListener::bind(addr).await?;
+    let addrs: Vec<SocketAddr> = addr.to_socket_addrs().await?.collect();
+    let every = |a: &SocketAddr| a.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+    let listener = match TcpListener::bind(&addrs[..]).await {
+        Err(e) if no_ipv6(&e) && !addrs.is_empty() && addrs.iter().all(every) => {
+            let v4: Vec<SocketAddr> =
+                addrs.iter().map(|a| SocketAddr::from((Ipv4Addr::UNSPECIFIED, a.port()))).collect();
+            log::info!("IPv6 is not available here ({e}): listening on IPv4 only, {}", v4[0]);
+            TcpListener::bind(&v4[..]).await?
+        }
+        bound => bound?,
+    };
+    if listener.local_addr().is_ok_and(|a| every(&a))
+        && matches!(rustix::net::sockopt::ipv6_v6only(&listener), Ok(true))
+    {
+        log::warn!(
+            "net.ipv6.bindv6only is 1, so [::] takes IPv6 connections only: set listen (MSP_LISTEN) to \
+             0.0.0.0:PORT for IPv4"
+        );
+    }
     // A second listen(2) on a listening socket sets its backlog (Linux, macOS, the BSDs).
     rustix::net::listen(&listener, BACKLOG as i32)?;
     if let Some(most) = somaxconn() {
@@ -273,6 +303,32 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `[::]` takes IPv4 connections as well as IPv6 ones (or, without IPv6 in the kernel,
+    /// listens on IPv4).
+    #[async_std::test]
+    async fn every_address_is_ipv6_and_ipv4() {
+        let listener = listen("[::]:0").await.expect("listen");
+        let bound = listener.local_addr().expect("addr");
+        let mut to = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, bound.port()))];
+        if bound.is_ipv6() {
+            to.push(SocketAddr::from((Ipv6Addr::LOCALHOST, bound.port())));
+        } else {
+            eprintln!("no IPv6 here: listening on {bound}");
+        }
+        for addr in to {
+            let client = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("{addr}: {e}"));
+            let (_, peer) = listener.accept().await.expect("accept");
+            let local = client.local_addr().expect("addr");
+            // An IPv4 client comes to an IPv6 socket as ::ffff:a.b.c.d.
+            let peer_ip = match peer.ip() {
+                IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+                v4 => v4,
+            };
+            assert_eq!((peer_ip, peer.port()), (local.ip(), local.port()), "{addr}");
+        }
+    }
 
     #[async_std::test]
     async fn a_burst_past_the_connection_bound_is_queued_in_the_order_it_came() {
