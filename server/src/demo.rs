@@ -50,8 +50,11 @@ impl Drop for Demo {
 /// Starts the simulator and points `config` at it; keep the [`Demo`] alive while serving.
 pub async fn start(config: &mut Config) -> Result<Demo, DemoError> {
     let sim = Sim::start(SimCluster::demo(), TOKEN).await?;
-    // As a current API server: the caches stream their lists.
+    // As a current API server: the caches stream their lists. As metrics-server: v1beta1
+    // only, so the first scrape's v1 request gets a 404 and the exporter switches, as it
+    // does in every cluster.
     sim.state().streams_lists = true;
+    sim.state().serve_v1 = false;
     let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{}", std::process::id()));
     let write = |path: &PathBuf, result: std::io::Result<()>| {
         result.map_err(|source| DemoError::Write { path: path.clone(), source })
