@@ -224,6 +224,8 @@ pub struct Enrichers {
     built: Vec<Arc<dyn Enricher>>,
     /// The registry's names not configured: registered, not enabled.
     unused: Vec<String>,
+    /// Sections set in the configuration that only enrichers not enabled read.
+    idle: Vec<String>,
 }
 
 impl std::fmt::Debug for Enrichers {
@@ -263,7 +265,21 @@ impl Enrichers {
                 .check_section(name, figment)
                 .map_err(|e| ConfigError::Enricher { name: name.clone(), source: e })?;
         }
-        Ok(Enrichers { built, unused })
+        let read = |section: &str| names.iter().any(|n| registry.section(n) == Some(section));
+        let mut idle: Vec<String> = unused
+            .iter()
+            .filter_map(|n| registry.section(n))
+            .filter(|s| figment.contains(s) && !read(s))
+            .map(String::from)
+            .collect();
+        idle.dedup();
+        Ok(Enrichers { built, unused, idle })
+    }
+
+    /// Sections set in the configuration (`labels`, say) that only enrichers not enabled
+    /// read: they do nothing.
+    pub fn idle_sections(&self) -> &[String] {
+        &self.idle
     }
 
     /// Their names, in order.
@@ -297,6 +313,14 @@ pub enum ConfigError {
     /// figment could not read or extract (its message names the key and the source).
     #[error("configuration: {0}")]
     Figment(#[from] Box<figment::Error>),
+    /// The configuration file cannot be read.
+    #[error("configuration file {}: {source}", path.display())]
+    File {
+        /// The file (`--config` or `MSP_CONFIG`).
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// An enricher refused its section of the configuration.
     #[error("configuration of enricher {name:?}: {source}")]
     Enricher {
@@ -315,20 +339,17 @@ pub enum ConfigError {
         /// The keys that are.
         known: String,
     },
-    /// One value where a list belongs (`MSP_ENRICHERS=node`).
-    #[error(
-        "configuration key `{key}`{from}: found {found}, but it is a list, written as a TOML array \
-         ([\"a\", \"b\"]; MSP_{env}='[\"a\",\"b\"]')"
-    )]
-    NotAList {
+    /// A value of another type than the key's (`MSP_ENRICHERS=node`, `MSP_TIMESTAMPS=yes`).
+    #[error("configuration key `{key}`{from}: {}", wrong_type(key, found, expected))]
+    WrongType {
         /// The key, dotted.
         key: String,
         /// Where it was set (the file or the `MSP_` variables).
         from: String,
-        /// Its `MSP_` variable's name after the prefix.
-        env: String,
-        /// What was found.
+        /// What was found (`string "yes"`).
         found: String,
+        /// What the key takes, as serde says it (`a boolean`, `u32`, `a sequence`).
+        expected: String,
     },
     /// A value was read but is not valid.
     #[error("configuration key `{key}`: {message}")]
@@ -380,14 +401,31 @@ pub fn figment(file: Option<PathBuf>) -> Figment {
 impl Config {
     /// Reads and checks the configuration.
     pub fn load(file: Option<PathBuf>, registry: &Registry) -> Result<Config, ConfigError> {
+        if let Some(path) = &file {
+            std::fs::File::open(path).map_err(|source| ConfigError::File { path: path.clone(), source })?;
+        }
         let figment = figment(file);
         let raw: RawConfig = figment.extract().map_err(extract_error)?;
         raw.check_with(registry, &figment)
     }
 }
 
+/// What a value of the wrong type for `key` (dotted) should have been, with its `MSP_`
+/// variable written right: serde's `u32` or `a sequence` say little to an operator.
+pub(crate) fn wrong_type(key: &str, found: &str, expected: &str) -> String {
+    let env = format!("MSP_{}", key.replace('.', "__").to_uppercase());
+    match expected {
+        "a sequence" => {
+            format!("found {found}, but it is a list, written as a TOML array ([\"a\", \"b\"]; {env}='[\"a\",\"b\"]')")
+        }
+        "a boolean" => format!("found {found}, expected true or false ({env}=true)"),
+        "u8" | "u16" | "u32" | "u64" | "usize" => format!("found {found}, expected a whole number ({env}=3)"),
+        other => format!("found {found}, expected {other}"),
+    }
+}
+
 /// figment's error, or ours where its message would be awkward: an unknown nested key (its
-/// `expected` list nests serde's backquotes in figment's), one value for a list.
+/// `expected` list nests serde's backquotes in figment's), a value of the wrong type.
 fn extract_error(e: figment::Error) -> ConfigError {
     use figment::error::Kind;
     let key = |field: Option<&str>| {
@@ -402,10 +440,12 @@ fn extract_error(e: figment::Error) -> ConfigError {
         Kind::UnknownField(field, known) => {
             ConfigError::Unknown { key: key(Some(field)), from, known: known.join(", ") }
         }
-        Kind::InvalidType(found, expected) if expected == "a sequence" => {
-            let key = key(None);
-            ConfigError::NotAList { env: key.replace('.', "__").to_uppercase(), key, from, found: found.to_string() }
-        }
+        Kind::InvalidType(found, expected) => ConfigError::WrongType {
+            key: key(None).to_lowercase(),
+            from,
+            found: found.to_string(),
+            expected: expected.clone(),
+        },
         _ => ConfigError::Figment(Box::new(e)),
     }
 }
@@ -422,6 +462,21 @@ fn origin(metadata: Option<&figment::Metadata>) -> String {
     }
 }
 
+/// What a key left unset means (`KUBERNETES__CA_FILE`), for `--help`.
+fn unset(key: &str) -> &'static str {
+    match key {
+        "KUBERNETES__API_URL" => "(unset: in a cluster, the service's; else the kubeconfig's server)",
+        "KUBERNETES__CA_FILE" => "(unset: the service account's ca.crt, or the kubeconfig's)",
+        "KUBERNETES__TOKEN_FILE" => "(unset: the service account's token, or the kubeconfig's user)",
+        "KUBERNETES__KUBECONFIG" => "(unset: $KUBECONFIG, else ~/.kube/config, outside a cluster)",
+        "KUBERNETES__CONTEXT" => "(unset: the kubeconfig's current-context)",
+        "LABEL_SELECTOR" => "(unset: every pod)",
+        "SHARD__INDEX" => "(unset: the ordinal ending POD_NAME, else HOSTNAME)",
+        "WEB__CONFIG_FILE" => "(unset: plain HTTP, no authentication)",
+        _ => "(unset)",
+    }
+}
+
 /// Every `MSP_` variable with its default, from the same defaults the configuration uses
 /// (for `--help`): `(variable, default)`, nested keys joined by `__`.
 pub fn variables() -> Vec<(String, String)> {
@@ -434,7 +489,7 @@ pub fn variables() -> Vec<(String, String)> {
                     walk(&key, v, out);
                 }
             }
-            serde_json::Value::Null => out.push((format!("MSP_{prefix}"), "(unset)".into())),
+            serde_json::Value::Null => out.push((format!("MSP_{prefix}"), unset(prefix).into())),
             serde_json::Value::String(s) => out.push((format!("MSP_{prefix}"), s.clone())),
             other => out.push((format!("MSP_{prefix}"), other.to_string())),
         }
@@ -636,7 +691,14 @@ mod tests {
             assert_eq!(c.kubernetes.api_url.as_ref().map(Url::as_str), Some("http://127.0.0.1:8001/"));
             assert_eq!(c.enrichers.names(), ["node"]);
             assert_eq!(c.enrichers.not_enabled(), ["labels", "owner"]);
+            assert!(c.enrichers.idle_sections().is_empty());
             assert_eq!(c.naming, Naming::Seed, "the file still applies where env is silent");
+            jail.set_env("MSP_LABELS__DENY", r#"["x"]"#);
+            assert_eq!(load(Some("msp.toml"))?.enrichers.idle_sections(), ["labels"], "set, but read by none in use");
+            jail.set_env("MSP_ENRICHERS", r#"["labels"]"#);
+            assert!(load(Some("msp.toml"))?.enrichers.idle_sections().is_empty());
+            let err = load(Some("none.toml")).expect_err("no such file");
+            assert!(err.starts_with("configuration file none.toml: ") && !err.contains('\n'), "{err}");
 
             jail.set_env("MSP_CONFIG", "msp.toml");
             assert!(load(None).is_ok(), "MSP_CONFIG is not a key");
@@ -714,7 +776,14 @@ mod tests {
             ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": empty pattern"),
             ("MSP_LABELS__TYPO", "1", "key `labels.typo` in `MSP_` environment variable(s) is not known"),
             ("MSP_KUBERNETES__TIMEOUT", "5", "for example \"5s\""),
-            ("MSP_KUBERNETES__MAX_RESPONSE_BYTES", "lots", "KUBERNETES.MAX_RESPONSE_BYTES"),
+            (
+                "MSP_KUBERNETES__MAX_RESPONSE_BYTES",
+                "lots",
+                "`kubernetes.max_response_bytes` (in `MSP_` environment variable(s)): found string \"lots\", expected a whole number (MSP_KUBERNETES__MAX_RESPONSE_BYTES=3)",
+            ),
+            ("MSP_TIMESTAMPS", "yes", "`timestamps` (in `MSP_` environment variable(s)): found string \"yes\", expected true or false (MSP_TIMESTAMPS=true)"),
+            ("MSP_LABELS__ALLOW", "app", "key `labels.allow` in `MSP_` environment variable(s): found string \"app\", but it is a list, written as a TOML array ([\"a\", \"b\"]; MSP_LABELS__ALLOW='[\"a\",\"b\"]')"),
+            ("MSP_SHARD__INDEX", "1", "set shard.total (MSP_SHARD__TOTAL)"),
         ];
         for &(var, value, want) in cases {
             Jail::expect_with(|jail| {

@@ -113,6 +113,13 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
     }
     let (enabled, not_enabled) = (config.enrichers.names(), config.enrichers.not_enabled());
     log::info!("enrichers: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
+    for section in config.enrichers.idle_sections() {
+        log::warn!(
+            "`{section}` is configured (MSP_{}__*, or [{section}] in the file), but no enricher that reads it is \
+             enabled: it does nothing (list the enricher in `enrichers`, MSP_ENRICHERS)",
+            section.to_uppercase()
+        );
+    }
     if !not_enabled.is_empty() {
         log::info!(
             "enrichers registered but not enabled: {} (list them in `enrichers`, MSP_ENRICHERS, to use them)",

@@ -17,6 +17,10 @@ fn help() -> String {
     for (var, default) in msp_server::config_variables() {
         out.push_str(&format!("  {var:<40} default: {default}\n"));
     }
+    out.push_str(
+        "\nAlso read: MSP_CONFIG (the file, as --config); POD_NAME, else HOSTNAME (the shard's ordinal).\n\
+         README.md's Configuration says what each key means.\n",
+    );
     out
 }
 

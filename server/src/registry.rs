@@ -68,6 +68,13 @@ fn section_error(section: &str, e: figment::Error) -> String {
                         known.join(", ")
                     )
                 }
+                figment::error::Kind::InvalidType(found, expected) => {
+                    let key = path.join(".").to_lowercase();
+                    format!(
+                        "[{section}]: key `{key}`{source}: {}",
+                        crate::config::wrong_type(&key, &found.to_string(), expected)
+                    )
+                }
                 kind => format!("[{section}]: {kind} for key \"{}\"{source}", path.join(".")),
             }
         })
@@ -136,6 +143,11 @@ impl Registry {
             Some((key, check)) if figment.contains(key) => check(figment),
             _ => Ok(()),
         }
+    }
+
+    /// The configuration section `name` reads, if it reads one.
+    pub fn section(&self, name: &str) -> Option<&str> {
+        Some(self.known.get(name)?.section.as_ref()?.0.as_str())
     }
 
     /// Whether some enricher reads the top-level configuration key `key`.

@@ -30,7 +30,10 @@ pub enum ShardError {
     #[error("shard.total must be at least 1")]
     NoShards,
     /// The index is not below `total`.
-    #[error("shard.index {index} is not below shard.total {total}")]
+    #[error(
+        "shard.index {index} is not below shard.total {total}: set shard.total (MSP_SHARD__TOTAL) to the \
+         number of shards, and the index (MSP_SHARD__INDEX) from 0 to one less"
+    )]
     OutOfRange {
         /// The index.
         index: u32,

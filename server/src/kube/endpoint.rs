@@ -124,7 +124,7 @@ pub enum EndpointError {
         url: String,
     },
     /// `https` with nothing to verify the server against.
-    #[error("{url} uses https but no CA is configured: set kubernetes.ca_file (or, knowingly, kubernetes.insecure_skip_tls_verify)")]
+    #[error("{url} uses https but no CA is configured: set kubernetes.ca_file, MSP_KUBERNETES__CA_FILE (or, knowingly, kubernetes.insecure_skip_tls_verify)")]
     NoCa {
         /// The URL.
         url: Url,
