@@ -70,11 +70,17 @@ pub(crate) struct Place {
 impl Place {
     /// Waiting from now (a request has been answered), unless already closed.
     pub(crate) fn wait(&self) {
+        self.wait_since(Instant::now());
+    }
+
+    /// Waiting since `since` (an answer whose client has stopped reading since then),
+    /// unless already closed.
+    pub(crate) fn wait_since(&self, since: Instant) {
         // Checked under the lock `close_longest` closes under, so a connection closed in
         // between cannot come back as waiting.
         let mut waiting = self.waiting.lock();
         if !self.sender.is_closed() {
-            waiting.insert(self.id, (Instant::now(), self.sender.clone()));
+            waiting.insert(self.id, (since, self.sender.clone()));
         }
     }
 
