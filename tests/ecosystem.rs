@@ -247,7 +247,7 @@ async fn ecosystem_real_prometheus_finds_a_missing_shard() {
 /// Every metric and label name the dashboard's queries use is one we emit.
 #[test]
 fn ecosystem_dashboard_uses_only_our_names() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dashboard.json");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/dashboard/metrics-server-prom.json");
     let dash: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(path).expect("dashboard")).expect("json");
     let metrics: BTreeSet<&str> = [
