@@ -233,7 +233,8 @@ fn deploy_rules_agree_with_the_dashboard_and_scrape_configs() {
         .flat_map(|g| g["rules"].as_sequence().cloned().unwrap_or_default())
         .filter_map(|r| r["record"].as_str().map(String::from))
         .collect();
-    let dashboard = std::fs::read_to_string(root().join("deploy/dashboard/metrics-server-prom.json")).expect("dashboard");
+    let dashboard =
+        std::fs::read_to_string(root().join("deploy/dashboard/metrics-server-prom.json")).expect("dashboard");
     let used: BTreeSet<String> = dashboard
         .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
         .filter(|w| w.contains(':') && w.contains("kube_metrics_server_"))

@@ -49,7 +49,8 @@ impl Drop for Demo {
 
 /// Starts the simulator and points `config` at it; keep the [`Demo`] alive while serving.
 pub async fn start(config: &mut Config) -> Result<Demo, DemoError> {
-    let sim = Sim::start(SimCluster::demo(), TOKEN).await?;
+    // Usage that moves from one 15 s period to the next, so that graphs of it do.
+    let sim = Sim::start(SimCluster { moving_usage: true, ..SimCluster::demo() }, TOKEN).await?;
     // As a current API server: the caches stream their lists. As metrics-server: v1beta1
     // only, so the first scrape's v1 request gets a 404 and the exporter switches, as it
     // does in every cluster.

@@ -87,6 +87,10 @@ pub struct SimCluster {
     /// for byte (tests, benchmarks).
     #[serde(default)]
     pub resolution: Option<u64>,
+    /// With a resolution, each period's usage is within ±25% of the values here, the same
+    /// for every request in the period: the demo's, so that its graphs move.
+    #[serde(default)]
+    pub moving_usage: bool,
 }
 
 fn labels(pairs: &[(String, String)]) -> Value {
@@ -115,6 +119,23 @@ impl SimCluster {
         msp_core::format_rfc3339_ms(start).replace(".000Z", "Z")
     }
 
+    /// `usage` (digits, then a suffix: `18449994n`, `125448Ki`) as it is in this period
+    /// (see [`SimCluster::moving_usage`]) for the series `key`.
+    fn usage_now(&self, usage: &str, key: &str) -> String {
+        let (true, Some(resolution)) = (self.moving_usage, self.resolution) else { return usage.to_owned() };
+        let digits = usage.bytes().take_while(u8::is_ascii_digit).count();
+        let Ok(value) = usage[..digits].parse::<u64>() else { return usage.to_owned() };
+        if !usage[digits..].bytes().all(|b| b.is_ascii_alphabetic()) {
+            return usage.to_owned();
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        // A factor of 750 to 1,250 thousandths, from the key and the period.
+        let mut hash = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&(key, now / resolution.max(1)), &mut hash);
+        let factor = 750 + std::hash::Hasher::finish(&hash) % 501;
+        format!("{}{}", value.saturating_mul(factor) / 1000, &usage[digits..])
+    }
+
     /// `PodMetricsList`.
     pub fn pod_metrics(&self, version: &str) -> Value {
         self.pod_metrics_matching(version, &Selector::default())
@@ -136,7 +157,11 @@ impl SimCluster {
                 let containers: Vec<Value> = p
                     .containers
                     .iter()
-                    .map(|c| json!({"name": c.name, "usage": {"cpu": c.cpu, "memory": c.memory}}))
+                    .map(|c| {
+                        let key = format!("{}/{}/{}", p.namespace, p.name, c.name);
+                        let (cpu, memory) = (self.usage_now(&c.cpu, &key), self.usage_now(&c.memory, &key));
+                        json!({"name": c.name, "usage": {"cpu": cpu, "memory": memory}})
+                    })
                     .collect();
                 json!({"metadata": meta, "timestamp": stamp, "window": "15.009s", "containers": containers})
             })
@@ -152,8 +177,9 @@ impl SimCluster {
         let items: Vec<Value> = nodes
             .into_iter()
             .map(|n| {
+                let (cpu, memory) = (self.usage_now(&n.cpu, &n.name), self.usage_now(&n.memory, &n.name));
                 json!({"metadata": {"name": n.name, "labels": labels(&n.labels), "creationTimestamp": stamp},
-                       "timestamp": stamp, "window": "20.05s", "usage": {"cpu": n.cpu, "memory": n.memory}})
+                       "timestamp": stamp, "window": "20.05s", "usage": {"cpu": cpu, "memory": memory}})
             })
             .collect();
         json!({"kind": "NodeMetricsList", "apiVersion": format!("metrics.k8s.io/{version}"), "metadata": {}, "items": items})
@@ -405,6 +431,21 @@ const DEMO: &str = include_str!("../fixtures/demo-cluster.json");
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn moving_usage_stays_within_a_quarter_of_the_values_and_keeps_their_unit() {
+        let still = super::SimCluster::demo();
+        let moving = super::SimCluster { moving_usage: true, ..super::SimCluster::demo() };
+        assert_eq!(still.usage_now("18449994n", "k"), "18449994n", "only where asked");
+        for key in ["shop/frontend/frontend", "node-a", "x"] {
+            for (usage, base, unit) in [("18449994n", 18_449_994u64, "n"), ("125448Ki", 125_448, "Ki")] {
+                let now = moving.usage_now(usage, key);
+                let value: u64 = now.trim_end_matches(unit).parse().expect("digits, then the unit");
+                assert!(now.ends_with(unit) && (base * 3 / 4..=base * 5 / 4).contains(&value), "{usage} {key}: {now}");
+            }
+        }
+        assert_eq!(moving.usage_now("1.5Gi", "k"), "1.5Gi", "left as it is where not digits and a unit");
+    }
+
     #[test]
     fn metrics_lists_are_sorted_as_metrics_server_sorts_them() {
         for cluster in [super::SimCluster::synthetic(1200), super::SimCluster::realistic(1200)] {
