@@ -134,6 +134,32 @@ async fn hardening_a_tls_handshake_that_never_comes_is_cut_off() {
     assert_eq!(u16::from(res.status()), 200);
 }
 
+/// Plain HTTP to the TLS port is answered as Go's servers answer it, not with a TLS alert
+/// that a client (Prometheus with the wrong scheme) reports as a malformed response.
+#[async_std::test]
+async fn hardening_plain_http_to_the_tls_port_is_told_so() {
+    let (_sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let pki = write_web_tls(&dir);
+    let web_yml = dir.join("web.yml");
+    std::fs::write(&web_yml, "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n").expect("web.yml");
+    let port = serve_web_config(raw, web_yml).await.port();
+    let mut plain = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    plain.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
+    let mut answer = String::new();
+    async_std::future::timeout(Duration::from_secs(10), plain.read_to_string(&mut answer))
+        .await
+        .expect("answered and closed")
+        .expect("read");
+    assert!(answer.starts_with("HTTP/1.0 400 Bad Request\r\n"), "{answer}");
+    assert!(answer.ends_with("Client sent an HTTP request to an HTTPS server.\n"), "{answer}");
+    // TLS is served as before.
+    let tls = msp_server::client_config(msp_server::Verify::Ca { pem: pki.ca_pem.as_bytes(), what: "test CA" }, None)
+        .expect("tls");
+    let client = surf::Client::with_http_client(msp_server::Transport::new(Some(tls)));
+    let res = client.get(format!("https://localhost:{port}/healthz")).await.expect("healthz over TLS");
+    assert_eq!(u16::from(res.status()), 200);
+}
+
 #[async_std::test]
 async fn hardening_each_bad_item_costs_only_its_own_pod() {
     let good = |name: &str| {

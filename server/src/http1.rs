@@ -129,6 +129,10 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(
     if buf.ends_with(b"\r") {
         buf.pop();
     }
+    // A CR anywhere else is a bare one, which a recipient must take as invalid (RFC 9112 2.2).
+    if buf.contains(&b'\r') {
+        return Err(HeadError::Refuse(StatusCode::BadRequest, "malformed request\n"));
+    }
     Ok(Some(()))
 }
 
@@ -756,6 +760,7 @@ mod tests {
         assert!(exchange(b"\x16\x03\x01\x02\x00garbage\r\n\r\n").starts_with("HTTP/1.1 400 "));
         assert!(exchange(b"GET / HTTP/2.0\r\n\r\n").starts_with("HTTP/1.1 505 "));
         assert!(exchange(b"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        assert!(exchange(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n").starts_with("HTTP/1.1 400 "), "a bare CR");
         assert!(exchange(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
             .starts_with("HTTP/1.1 501 "));
     }

@@ -87,6 +87,27 @@ pub async fn listen(addr: impl async_std::net::ToSocketAddrs) -> std::io::Result
     Ok(listener)
 }
 
+/// Answers a plain HTTP request sent to the TLS port as Go's servers do (400, and why),
+/// rather than with a TLS alert that a client reads as a broken response; then reads what
+/// the client still sends, for a moment, so that closing does not reset the answer away.
+async fn plain_http_to_https(mut stream: async_std::net::TcpStream) {
+    use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+    const ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n\
+        connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+    if stream.write_all(ANSWER).await.is_err() {
+        return;
+    }
+    let mut scratch = [0u8; 4096];
+    let until = Instant::now() + Duration::from_secs(1);
+    while let Ok(Ok(n)) =
+        async_std::future::timeout(until.saturating_duration_since(Instant::now()), stream.read(&mut scratch)).await
+    {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
 /// One connection counted in [`serve_with`]'s open connections, until it is dropped.
 struct Open(Arc<AtomicUsize>);
 
@@ -266,10 +287,25 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
                 // says nothing must not hold the connection.
                 // Closed for room, it ends too.
                 Some(tls) => {
-                    let handshake = async_std::future::timeout(
-                        Limits::default().head,
-                        futures_rustls::TlsAcceptor::from(tls).accept(stream),
-                    );
+                    let probe = stream.clone();
+                    let accept = async move {
+                        // A TLS connection begins with a handshake record (0x16); plain HTTP
+                        // with its method, in capitals.
+                        let mut first = [0u8; 1];
+                        if matches!(probe.peek(&mut first).await, Ok(1)) && first[0].is_ascii_uppercase() {
+                            return Err(probe);
+                        }
+                        Ok(futures_rustls::TlsAcceptor::from(tls).accept(stream).await)
+                    };
+                    let handshake = async_std::future::timeout(Limits::default().head, async {
+                        match accept.await {
+                            Ok(accepted) => accepted,
+                            Err(plain) => {
+                                plain_http_to_https(plain).await;
+                                Err(std::io::Error::other("plain HTTP, answered 400"))
+                            }
+                        }
+                    });
                     let handshake = futures_lite::future::or(async { Some(handshake.await) }, async {
                         place.closed().await;
                         None
