@@ -153,7 +153,9 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
     std::fs::write(
         &web_yml,
         format!(
-            "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\nbasic_auth_users:\n  prometheus: {hash}\n"
+            "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\nbasic_auth_users:\n  prometheus: {hash}\n\
+             http_server_config:\n  http2: false\n  headers:\n    X-Frame-Options: deny\n    \
+             Strict-Transport-Security: max-age=31536000\n"
         ),
     )
     .expect("web.yml");
@@ -173,11 +175,16 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
     let status = |res: surf::Result<surf::Response>| res.map(|r| u16::from(r.status())).unwrap_or(0);
 
     let c = client(None);
-    assert_eq!(status(c.get(&url).await), 401, "no credentials");
+    // http_server_config's headers go with every answer the checks guard, a refusal too.
+    let refused = c.get(&url).await.expect("refused");
+    assert_eq!(u16::from(refused.status()), 401, "no credentials");
+    assert_eq!(refused.header("X-Frame-Options").map(|h| h.as_str()), Some("deny"));
+    assert_eq!(refused.header("Strict-Transport-Security").map(|h| h.as_str()), Some("max-age=31536000"));
     assert_eq!(status(c.get(&url).header("Authorization", basic("prometheus", "wrong")).await), 401);
     assert_eq!(status(c.get(&url).header("Authorization", basic("mallory", "s3cret")).await), 401);
     let mut ok = c.get(&url).header("Authorization", basic("prometheus", "s3cret")).await.expect("scrape");
     assert_eq!(u16::from(ok.status()), 200);
+    assert_eq!(ok.header("X-Frame-Options").map(|h| h.as_str()), Some("deny"));
     assert!(ok.body_string().await.expect("body").contains("kube_metrics_server_up{resource=\"pods\"} 1"));
     assert_eq!(status(c.get(format!("https://localhost:{port}/healthz")).await), 200, "probes stay open");
     // Plain HTTP to the TLS port gets no metrics.

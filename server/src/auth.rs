@@ -83,6 +83,18 @@ fn unauthorized() -> Response {
 #[async_trait::async_trait]
 impl<S: Clone + Send + Sync + 'static> Middleware<S> for Auth {
     async fn handle(&self, req: Request<S>, next: Next<'_, S>) -> tide::Result {
+        let headers = self.web.current().map(|c| c.headers().to_vec()).unwrap_or_default();
+        let mut res = self.checked(req, next).await?;
+        for (name, value) in &headers {
+            res.insert_header(name.as_str(), value.as_str());
+        }
+        Ok(res)
+    }
+}
+
+impl Auth {
+    /// The answer, once the file's checks pass; else the refusal.
+    async fn checked<S: Clone + Send + Sync + 'static>(&self, req: Request<S>, next: Next<'_, S>) -> tide::Result {
         let Some(config) = self.web.current() else {
             let mut res = Response::new(StatusCode::ServiceUnavailable);
             res.set_body("the web-config file has not loaded: refusing to serve without its checks\n");

@@ -63,7 +63,49 @@ struct RawFile {
     #[serde(default)]
     basic_auth_users: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    http_server_config: Option<serde_norway::Value>,
+    http_server_config: Option<RawHttpServer>,
+}
+
+/// exporter-toolkit's `http_server_config`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttpServer {
+    /// HTTP/2 over TLS: we serve HTTP/1.1 only, which every Prometheus speaks.
+    #[serde(default)]
+    #[allow(dead_code)]
+    http2: Option<bool>,
+    #[serde(default)]
+    headers: Option<BTreeMap<String, String>>,
+}
+
+/// The headers `http_server_config.headers` may set, as exporter-toolkit allows them, each
+/// with the only values it takes where it has a few.
+const EXTRA_HEADERS: [(&str, &[&str]); 5] = [
+    ("Strict-Transport-Security", &[]),
+    ("X-Content-Type-Options", &["nosniff"]),
+    ("X-Frame-Options", &["deny", "sameorigin"]),
+    ("X-XSS-Protection", &[]),
+    ("Content-Security-Policy", &[]),
+];
+
+/// `headers`, checked as exporter-toolkit checks them.
+fn extra_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
+    headers
+        .into_iter()
+        .map(|(name, value)| {
+            let Some((_, allowed)) = EXTRA_HEADERS.iter().find(|(n, _)| *n == name) else {
+                let names: Vec<&str> = EXTRA_HEADERS.iter().map(|(n, _)| *n).collect();
+                return Err(format!("http_server_config.headers: {name:?} can not be set (only {})", names.join(", ")));
+            };
+            if !allowed.is_empty() && !allowed.contains(&value.as_str()) {
+                return Err(format!("http_server_config.headers: {name} is one of {allowed:?}, not {value:?}"));
+            }
+            if value.chars().any(char::is_control) {
+                return Err(format!("http_server_config.headers: {name} has a control character"));
+            }
+            Ok((name, value))
+        })
+        .collect()
 }
 
 #[derive(Deserialize)]
@@ -91,6 +133,8 @@ pub struct WebConfig {
     dummy_hash: String,
     /// Digests of credentials verified with this configuration.
     verified: Mutex<HashSet<[u8; 32]>>,
+    /// `http_server_config.headers`: set on every answer the checks guard.
+    headers: Vec<(String, String)>,
 }
 
 /// At most this many verified credentials are remembered (then the memory starts over).
@@ -139,7 +183,7 @@ impl WebConfig {
         }
         let raw: RawFile =
             serde_norway::from_slice(&text).map_err(|source| WebConfigError::Yaml { path: path.to_owned(), source })?;
-        let _ = raw.http_server_config;
+        let headers = raw.http_server_config.and_then(|h| h.headers).map(extra_headers).transpose().map_err(invalid)?;
         let dir = path.parent().unwrap_or(Path::new("."));
         let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { dir.join(p) };
         let require_client_cert = raw
@@ -213,7 +257,8 @@ impl WebConfig {
                 bcrypt::hash("not a password anyone has", cost).map_err(|e| invalid(format!("bcrypt: {e}")))?
             }
         };
-        Ok(WebConfig { tls, users, require_client_cert, dummy_hash, verified: Mutex::default() })
+        let headers = headers.unwrap_or_default();
+        Ok(WebConfig { tls, users, require_client_cert, dummy_hash, verified: Mutex::default(), headers })
     }
 
     /// The user and password of a `Basic` `Authorization` header, if it is one. The scheme's
@@ -273,6 +318,11 @@ impl WebConfig {
     /// Whether basic auth is on.
     pub fn has_basic_auth(&self) -> bool {
         !self.users.is_empty()
+    }
+
+    /// The headers set on every answer the checks guard (`http_server_config.headers`).
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
     }
 
     /// Whether every request must come with a verified client certificate.
@@ -357,6 +407,36 @@ mod tests {
         let header =
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}")));
         WebConfig::credentials(Some(&header)).expect("credentials")
+    }
+
+    #[test]
+    fn http_server_config_headers_are_checked_as_exporter_toolkit_checks_them() {
+        let dir = std::env::temp_dir().join(format!("msp-web-headers-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("web.yml");
+        let load = |headers: &str| {
+            std::fs::write(&path, format!("http_server_config:\n  http2: true\n  headers:\n{headers}")).expect("write");
+            WebConfig::load(&path).map(|c| c.headers().to_vec()).map_err(|e| e.to_string())
+        };
+        let ok = load("    X-Content-Type-Options: nosniff\n    Content-Security-Policy: default-src 'none'\n");
+        assert_eq!(
+            ok.expect("allowed"),
+            [
+                ("Content-Security-Policy".to_owned(), "default-src 'none'".to_owned()),
+                ("X-Content-Type-Options".to_owned(), "nosniff".to_owned())
+            ]
+        );
+        for (headers, why) in [
+            ("    Server: x\n", "\"Server\" can not be set"),
+            ("    X-Frame-Options: allow\n", "X-Frame-Options is one of [\"deny\", \"sameorigin\"]"),
+            ("    X-XSS-Protection: \"1\\r\\nSet-Cookie: x\"\n", "control character"),
+        ] {
+            let err = load(headers).expect_err(headers);
+            assert!(err.contains(why), "{headers}: {err}");
+        }
+        std::fs::write(&path, "http_server_config:\n  typo: 1\n").expect("write");
+        assert!(WebConfig::load(&path).is_err(), "an unknown key is refused");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
