@@ -103,15 +103,12 @@ impl Gzip {
 
 /// `text` compressed whole after what `out` holds, by miniz_oxide; by ours should it fail
 /// (writing into a `Vec` does not).
-fn whole(mut out: Vec<u8>, text: &[u8]) -> Vec<u8> {
-    let mut encoder = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+fn whole(out: Vec<u8>, text: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::DeflateEncoder::new(out, flate2::Compression::default());
     match encoder.write_all(text).and_then(|()| encoder.finish()) {
-        Ok(packed) => {
-            out.extend_from_slice(&packed);
-            out
-        }
+        Ok(out) => out,
         Err(_) => {
-            let mut deflate = Deflate::new(out);
+            let mut deflate = Deflate::new(HEADER.to_vec());
             deflate.write(text);
             deflate.finish()
         }

@@ -11,13 +11,14 @@ use libfuzzer_sys::fuzz_target;
 use msp_core::Gzip;
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the size of the writes, so splits land anywhere in a line,
-    // (its lowest bit) whether the stream is drained after each, as the server sends it,
-    // and (the next, one time in four) `Gzip::new` rather than our own encoder throughout.
-    let Some((&split, text)) = data.split_first() else { return };
-    let piece = usize::from(split >> 3) * 4 + 1;
-    let drain = split & 1 == 1;
-    let new = if split & 0b110 == 0b110 { Gzip::new } else { Gzip::lines };
+    // The first byte says (its lowest bit) whether the stream is drained after each write,
+    // as the server sends it, and (the next two, one time in four) `Gzip::new` rather than
+    // our own encoder throughout; the second, the size of the writes (1 to 256 bytes), so
+    // that splits land anywhere in a line.
+    let [flags, size, text @ ..] = data else { return };
+    let piece = usize::from(*size) + 1;
+    let drain = flags & 1 == 1;
+    let new = if flags & 0b110 == 0b110 { Gzip::new } else { Gzip::lines };
     let mut gz = new(Vec::new());
     let mut whole = new(Vec::new());
     let mut packed = Vec::new();

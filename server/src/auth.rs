@@ -83,10 +83,15 @@ fn unauthorized() -> Response {
 #[async_trait::async_trait]
 impl<S: Clone + Send + Sync + 'static> Middleware<S> for Auth {
     async fn handle(&self, req: Request<S>, next: Next<'_, S>) -> tide::Result {
-        let headers = self.web.current().map(|c| c.headers().to_vec()).unwrap_or_default();
-        let mut res = self.checked(req, next).await?;
-        for (name, value) in &headers {
-            res.insert_header(name.as_str(), value.as_str());
+        let config = self.web.current();
+        // An error becomes its answer here, not later, so that it carries the headers too.
+        let mut res = self.checked(config.clone(), req, next).await.unwrap_or_else(|e| {
+            let mut res = Response::new(e.status());
+            res.set_error(e);
+            res
+        });
+        for (name, value) in config.iter().flat_map(|c| c.headers()) {
+            res.insert_header(name.clone(), value.clone());
         }
         Ok(res)
     }
@@ -94,8 +99,13 @@ impl<S: Clone + Send + Sync + 'static> Middleware<S> for Auth {
 
 impl Auth {
     /// The answer, once the file's checks pass; else the refusal.
-    async fn checked<S: Clone + Send + Sync + 'static>(&self, req: Request<S>, next: Next<'_, S>) -> tide::Result {
-        let Some(config) = self.web.current() else {
+    async fn checked<S: Clone + Send + Sync + 'static>(
+        &self,
+        config: Option<Arc<WebConfig>>,
+        req: Request<S>,
+        next: Next<'_, S>,
+    ) -> tide::Result {
+        let Some(config) = config else {
             let mut res = Response::new(StatusCode::ServiceUnavailable);
             res.set_body("the web-config file has not loaded: refusing to serve without its checks\n");
             return Ok(res);

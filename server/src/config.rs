@@ -266,13 +266,13 @@ impl Enrichers {
                 .map_err(|e| ConfigError::Enricher { name: name.clone(), source: e })?;
         }
         let read = |section: &str| names.iter().any(|n| registry.section(n) == Some(section));
-        let mut idle: Vec<String> = unused
+        let idle: std::collections::BTreeSet<String> = unused
             .iter()
             .filter_map(|n| registry.section(n))
             .filter(|s| figment.contains(s) && !read(s))
             .map(String::from)
             .collect();
-        idle.dedup();
+        let idle = idle.into_iter().collect();
         Ok(Enrichers { built, unused, idle })
     }
 

@@ -7,13 +7,16 @@
 //!   one buffered reader, and each answer is written before the next is read.
 //! - Bounds, answered with a status rather than a silent close: a request line over
 //!   [`Limits::request_line`] gets 414, headers over [`Limits::headers`] (or too many) get
-//!   431, anything that is not HTTP (or a `Host` that is more than a host and port) gets
-//!   400, another HTTP version 505, a request body we do not take (chunked, or over
-//!   1 MiB) 501 or 413.
+//!   431, anything that is not HTTP gets 400 (so do a `Host` that is more than a host and
+//!   port, none in HTTP/1.1, `Content-Length`s that disagree or are not digits, and a bare
+//!   CR), a method not in capitals 501, another HTTP version 505, a request body we do not
+//!   take (chunked, or over [`Limits::body`]) 501 or 413, an `Expect` other than
+//!   `100-continue` 417 (that one gets `100 Continue`).
 //! - Timeouts: a request head must arrive within [`Limits::head`] once started, an idle
 //!   keep-alive connection is closed after [`Limits::idle`], and every 64 KiB written must
 //!   go within [`Limits::write`], so a client that never reads cannot hold its response
-//!   forever.
+//!   forever. A connection whose client has taken nothing of a write for [`STALLED`] may be
+//!   closed for room, as an idle one may (see `waiting.rs`).
 //! - A response whose body is marked [`Evictable`] is abandoned as soon as it is evicted
 //!   (a new request past the bounds on scrapes or bodies, and its client stalled or its body
 //!   written long; see `flight.rs`), and the connection closed, as it is when reading a body fails: a body
@@ -206,10 +209,9 @@ fn is_authority(host: &str) -> bool {
 fn request(head: &Head, body: Vec<u8>, scheme: &str) -> Result<Request, (StatusCode, &'static str)> {
     const BAD: (StatusCode, &str) = (StatusCode::BadRequest, "malformed request\n");
     // Methods are case-sensitive (RFC 9110 9.1): `get` is not GET.
-    let known = head.method.bytes().all(|b| b.is_ascii_uppercase());
     let method = Method::from_str(&head.method)
         .ok()
-        .filter(|_| known)
+        .filter(|m| m.to_string() == head.method)
         .ok_or((StatusCode::NotImplemented, "method not implemented\n"))?;
     let url = if head.target.starts_with('/') {
         let mut hosts = head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("Host"));
@@ -246,10 +248,11 @@ fn request(head: &Head, body: Vec<u8>, scheme: &str) -> Result<Request, (StatusC
 #[derive(Debug)]
 struct WriteFailed;
 
-/// How long a write may wait for its client before the connection may be closed for room,
-/// as one waiting for a request may: a client that stops reading is no better than an
-/// idle one (an adversarial trial held every connection with requests it never read the
-/// answers to, and kept Prometheus out).
+/// How long a write may wait for its client to take any of it before the connection may be
+/// closed for room, as one waiting for a request may: a client that stops reading is no
+/// better than an idle one (an adversarial trial held every connection with requests it
+/// never read the answers to, and kept Prometheus out). A client that takes some bytes
+/// within it, however few, keeps its connection (see [`write_to`]).
 const STALLED: Duration = Duration::from_secs(1);
 
 /// Why a guarded operation did not finish.
@@ -308,10 +311,8 @@ async fn guarded<T>(
             log::debug!("connection: response abandoned (evicted for a new request: its client stalled, or its body was written long)");
             Err(WriteFailed)
         }
-        Err(Stopped::ClosedForRoom) => {
-            log::debug!("connection: closed for room while its client was not reading");
-            Err(WriteFailed)
-        }
+        // Logged above: a connection closed for room answers nothing more.
+        Err(Stopped::ClosedForRoom) => Err(WriteFailed),
     }
 }
 
@@ -397,9 +398,9 @@ async fn write_response<W: AsyncWrite + Unpin>(
                 frame.extend_from_slice(format!("{n:x}\r\n").as_bytes());
                 frame.extend_from_slice(data);
                 frame.extend_from_slice(b"\r\n");
-                guarded(allowed, evict, place, out.write_all(&frame)).await?;
+                write_to(out, &frame, allowed, evict, place).await?;
             } else {
-                guarded(allowed, evict, place, out.write_all(data)).await?;
+                write_to(out, data, allowed, evict, place).await?;
             }
             body.consume(n);
             left = left.map(|l| l - n);
@@ -415,6 +416,29 @@ async fn write_response<W: AsyncWrite + Unpin>(
 /// How much of a body must go within the write timeout: a write of more has as many times it.
 const WRITE_STEP: usize = 64 * 1024;
 
+/// Writes all of `data` within `allowed`, a write at a time, each [`guarded`]: a client
+/// that takes some of it within [`STALLED`], however little, is reading, and its connection
+/// stays answering (a frame of 512 KiB written whole would have taken a steady 480 KB/s
+/// reader for a stalled one).
+async fn write_to<W: AsyncWrite + Unpin>(
+    out: &mut BufWriter<W>,
+    data: &[u8],
+    allowed: Duration,
+    evict: Option<&Evictable>,
+    place: Option<&Place>,
+) -> Result<(), WriteFailed> {
+    let deadline = std::time::Instant::now() + allowed;
+    let mut written = 0;
+    while written < data.len() {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match guarded(left, evict, place, out.write(&data[written..])).await? {
+            0 => return Err(WriteFailed),
+            n => written += n,
+        }
+    }
+    Ok(())
+}
+
 /// The most of a body written at once: more than a `/metrics` body's piece holds (see
 /// `body.rs`), so each piece is one write and TCP sees large writes, but a body read from one
 /// large buffer (an embedder's `String`) is not copied whole into a chunk.
@@ -423,10 +447,10 @@ const FRAME: usize = 2 * crate::body::PIECE;
 /// After refusing a request whose bytes we did not all read, reads (and drops) what the
 /// client still sends, for a moment: closing with unread input makes the kernel reset the
 /// connection, which can destroy the answer before the client reads it.
-async fn linger<R: AsyncRead + Unpin>(reader: &mut R) {
+pub(crate) async fn linger<R: AsyncRead + Unpin>(reader: &mut R, most: Duration) {
     let mut scratch = vec![0u8; 64 * 1024];
     let mut left: usize = 8 * 1024 * 1024;
-    let until = std::time::Instant::now() + Duration::from_secs(2);
+    let until = std::time::Instant::now() + most;
     while left > 0 {
         let wait = until.saturating_duration_since(std::time::Instant::now());
         match async_std::future::timeout(wait, reader.read(&mut scratch)).await {
@@ -448,7 +472,7 @@ async fn refuse<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 ) {
     if write_response(out, res, version, false, true, limits.write, place).await.is_ok() {
         place.wait();
-        futures_lite::future::or(linger(reader), place.closed()).await;
+        futures_lite::future::or(linger(reader, Duration::from_secs(2)), place.closed()).await;
     }
 }
 
@@ -512,11 +536,11 @@ where
         return Some(Next::Refuse(StatusCode::NotImplemented, why, head.version, true));
     }
     let length = match content_length(&head) {
-        Ok(n) if n <= limits.body => n,
-        Ok(_) => {
+        Some(n) if n <= limits.body => n,
+        Some(_) => {
             return Some(Next::Refuse(StatusCode::PayloadTooLarge, "request body too large\n", head.version, true));
         }
-        Err(()) => {
+        None => {
             return Some(Next::Refuse(StatusCode::BadRequest, "malformed Content-Length\n", head.version, true));
         }
     };
@@ -552,21 +576,21 @@ where
 /// The request body's length: none without a `Content-Length`; every `Content-Length` (and
 /// every value of a list in one) must be the same number, digits only (RFC 9112 6.3: two that
 /// differ are a request that proxies may frame otherwise, as smuggling does).
-fn content_length(head: &Head) -> Result<usize, ()> {
+fn content_length(head: &Head) -> Option<usize> {
     let mut length = None;
     for (_, value) in head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("Content-Length")) {
         for value in value.split(',').map(|v| v.trim_matches([' ', '\t'])) {
             if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(());
+                return None;
             }
-            let n = value.parse::<usize>().map_err(drop)?;
+            let n = value.parse::<usize>().ok()?;
             if length.is_some_and(|l| l != n) {
-                return Err(());
+                return None;
             }
             length = Some(n);
         }
     }
-    Ok(length.unwrap_or(0))
+    Some(length.unwrap_or(0))
 }
 
 /// Serves the requests of one connection in order until it closes, fails, times out or is
@@ -842,6 +866,59 @@ mod tests {
         assert!(exchange(b"get /healthz HTTP/1.1\r\nHost: a\r\n\r\n").starts_with("HTTP/1.1 501 "));
     }
 
+    /// A client that reads steadily, if more slowly than a frame a second, is reading: its
+    /// connection is never closable for room while a write waits on it.
+    #[test]
+    fn a_client_reading_steadily_is_never_taken_for_a_stalled_one() {
+        async_std::task::block_on(async {
+            let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let mut client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+            let (stream, _) = listener.accept().await.expect("accept");
+            // Small kernel buffers, so that a frame waits on the reader rather than on them.
+            rustix::net::sockopt::set_socket_send_buffer_size(&stream, 16 * 1024).expect("SO_SNDBUF");
+            rustix::net::sockopt::set_socket_recv_buffer_size(&client, 16 * 1024).expect("SO_RCVBUF");
+            // 32 KiB every 100 ms, about 320 KB/s: a 512 KiB frame takes more than a second,
+            // but some of it goes every 100 ms.
+            let reader = async_std::task::spawn(async move {
+                let mut buf = vec![0u8; 32 * 1024];
+                let mut total = 0;
+                loop {
+                    match client.read(&mut buf).await {
+                        Ok(0) | Err(_) => return total,
+                        Ok(n) => total += n,
+                    }
+                    async_std::task::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            let waiting = Arc::new(crate::waiting::Waiting::default());
+            let place = waiting.join();
+            assert!(place.answer());
+            // Room is asked for all along: only a stalled write would give it.
+            let asking = {
+                let waiting = waiting.clone();
+                async_std::task::spawn(async move {
+                    let mut given = 0;
+                    for _ in 0..300 {
+                        given += usize::from(waiting.close_longest());
+                        async_std::task::sleep(Duration::from_millis(20)).await;
+                    }
+                    given
+                })
+            };
+            let mut out = BufWriter::with_capacity(64 * 1024, stream);
+            let data = vec![b'z'; 1 << 20];
+            for frame in data.chunks(FRAME) {
+                let written = write_to(&mut out, frame, Duration::from_secs(60), None, Some(&place)).await;
+                assert!(written.is_ok(), "a steady reader's connection was closed for room");
+            }
+            assert!(guarded(Duration::from_secs(60), None, Some(&place), out.flush()).await.is_ok());
+            drop(out);
+            assert_eq!(reader.await, 1 << 20);
+            assert_eq!(asking.await, 0, "closable while its client read");
+        })
+    }
+
     /// A client that stops reading its answer leaves the connection closable for room, as an
     /// idle one is: answers it never reads cannot hold every connection.
     #[test]
@@ -879,11 +956,11 @@ mod tests {
         assert!(answer.ends_with("\r\n\r\n"), "no body: {answer}");
     }
 
-    /// A refusal is an answer: not closed for room while it is written. Once written, it
-    /// lingers for what the client still sends as a waiting connection does, closable for
-    /// room (lingering refusals held as answers were a way to keep Prometheus out).
+    /// Once a refusal is written, it lingers for what the client still sends as a waiting
+    /// connection does, closable for room (lingering refusals held as answers were a way to
+    /// keep Prometheus out).
     #[test]
-    fn a_refusal_is_closable_for_room_only_once_written() {
+    fn a_written_refusal_lingers_closable_for_room() {
         async_std::task::block_on(async {
             let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
@@ -906,10 +983,10 @@ mod tests {
             // closing does not reset the connection under the answer, unless room is needed.
             let started = Instant::now();
             while !waiting.close_longest() {
-                assert!(started.elapsed() < Duration::from_secs(1), "a lingering refusal is never closed for room");
+                assert!(started.elapsed() < Duration::from_secs(10), "a lingering refusal is never closed for room");
                 async_std::task::sleep(Duration::from_millis(5)).await;
             }
-            async_std::future::timeout(Duration::from_secs(1), server).await.expect("closed for room, at once");
+            async_std::future::timeout(Duration::from_secs(5), server).await.expect("closed for room, at once");
         })
     }
 

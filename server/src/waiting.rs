@@ -6,7 +6,9 @@
 //! minutes (which keeps a keep-alive connection open), could hold every slot, and
 //! Prometheus, reconnecting, would find none. A reconnecting Prometheus is the newest
 //! connection, and sends its request at once, so it is the last to be closed. A
-//! connection answering a request is never closed for room.
+//! connection answering a request is not closed for room while its client takes the
+//! answer; one whose client has taken nothing of a write for a second waits here again,
+//! from when that write began ([`Place::wait_since`]), as does a refusal once written.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

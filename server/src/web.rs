@@ -18,10 +18,12 @@
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use base64::Engine as _;
+use http_types::headers::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use crate::kube::{certificates, private_key};
@@ -71,9 +73,8 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawHttpServer {
     /// HTTP/2 over TLS: we serve HTTP/1.1 only, which every Prometheus speaks.
-    #[serde(default)]
-    #[allow(dead_code)]
-    http2: Option<bool>,
+    #[serde(default, rename = "http2")]
+    _http2: Option<bool>,
     #[serde(default)]
     headers: Option<BTreeMap<String, String>>,
 }
@@ -88,8 +89,9 @@ const EXTRA_HEADERS: [(&str, &[&str]); 5] = [
     ("Content-Security-Policy", &[]),
 ];
 
-/// `headers`, checked as exporter-toolkit checks them.
-fn extra_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, String)>, String> {
+/// `headers`, checked as exporter-toolkit checks them, and as an answer's headers (ASCII,
+/// no control character).
+fn extra_headers(headers: BTreeMap<String, String>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     headers
         .into_iter()
         .map(|(name, value)| {
@@ -103,7 +105,8 @@ fn extra_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, Strin
             if value.chars().any(char::is_control) {
                 return Err(format!("http_server_config.headers: {name} has a control character"));
             }
-            Ok((name, value))
+            let typed = |e: http_types::Error| format!("http_server_config.headers: {name}: {e}");
+            Ok((HeaderName::from_str(&name).map_err(typed)?, HeaderValue::from_str(&value).map_err(typed)?))
         })
         .collect()
 }
@@ -134,7 +137,7 @@ pub struct WebConfig {
     /// Digests of credentials verified with this configuration.
     verified: Mutex<HashSet<[u8; 32]>>,
     /// `http_server_config.headers`: set on every answer the checks guard.
-    headers: Vec<(String, String)>,
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// At most this many verified credentials are remembered (then the memory starts over).
@@ -321,7 +324,7 @@ impl WebConfig {
     }
 
     /// The headers set on every answer the checks guard (`http_server_config.headers`).
-    pub fn headers(&self) -> &[(String, String)] {
+    pub fn headers(&self) -> &[(HeaderName, HeaderValue)] {
         &self.headers
     }
 
@@ -419,17 +422,20 @@ mod tests {
             WebConfig::load(&path).map(|c| c.headers().to_vec()).map_err(|e| e.to_string())
         };
         let ok = load("    X-Content-Type-Options: nosniff\n    Content-Security-Policy: default-src 'none'\n");
+        let ok: Vec<(String, String)> =
+            ok.expect("allowed").iter().map(|(n, v)| (n.as_str().to_owned(), v.as_str().to_owned())).collect();
         assert_eq!(
-            ok.expect("allowed"),
+            ok,
             [
-                ("Content-Security-Policy".to_owned(), "default-src 'none'".to_owned()),
-                ("X-Content-Type-Options".to_owned(), "nosniff".to_owned())
+                ("content-security-policy".to_owned(), "default-src 'none'".to_owned()),
+                ("x-content-type-options".to_owned(), "nosniff".to_owned())
             ]
         );
         for (headers, why) in [
             ("    Server: x\n", "\"Server\" can not be set"),
             ("    X-Frame-Options: allow\n", "X-Frame-Options is one of [\"deny\", \"sameorigin\"]"),
             ("    X-XSS-Protection: \"1\\r\\nSet-Cookie: x\"\n", "control character"),
+            ("    Content-Security-Policy: default-src https://bücher.example\n", "ASCII"),
         ] {
             let err = load(headers).expect_err(headers);
             assert!(err.contains(why), "{headers}: {err}");
