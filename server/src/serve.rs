@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::auth::{OverTls, VerifiedClient};
 use crate::http1::Limits;
-use crate::waiting::{Place, Waiting};
+use crate::waiting::{Closed, Place, Waiting};
 use crate::web::WebConfigFile;
 use async_std::net::TcpListener;
 use futures_lite::io::{AsyncRead, AsyncWrite};
@@ -252,17 +252,22 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
             }
         };
         if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
-            if !waiting.close_longest() {
+            let Some(closed) = waiting.close_longest() else {
                 if let Some(more) = refused.due() {
-                    log::warn!("{MAX_CONNECTIONS} connections open, each answering a request: closed a new one{more}");
+                    log::warn!(
+                        "{MAX_CONNECTIONS} connections open, each answering a request it began within a second: \
+                         closed a new one{more}"
+                    );
                 }
                 drop(stream);
                 continue;
-            }
+            };
             if let Some(more) = made_room.due() {
-                log::warn!(
-                    "{MAX_CONNECTIONS} connections open: closed the one that had waited longest for a request{more}"
-                );
+                let which = match closed {
+                    Closed::Waiting => "the one that had waited longest (for a request, or on its client)",
+                    Closed::Answering => "none waiting, the one that had been answering longest",
+                };
+                log::warn!("{MAX_CONNECTIONS} connections open: closed {which}{more}");
             }
         }
         open.fetch_add(1, Ordering::SeqCst);

@@ -9,24 +9,52 @@
 //! connection answering a request is not closed for room while its client takes the
 //! answer; one whose client has taken nothing of a write for a second waits here again,
 //! from when that write began ([`Place::wait_since`]), as does a refusal once written.
+//!
+//! When none is waiting, the one that has been answering longest is closed, if for
+//! [`MIN_ANSWERING`] or more, requests it pipelined counting as one answer: clients that
+//! pipeline thousands of small requests and read their answers slowly but steadily (an
+//! adversarial trial, at 10 KB/s each) held every connection answering, and Prometheus out.
+//! Only when every connection has begun answering within the last second is the new one
+//! turned away.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_std::channel::{Receiver, Sender};
 
-/// The connections waiting (in a TLS handshake, or for a request), each with when it began
-/// to wait and the means to close it.
+/// How long a connection must have been answering before it may be closed for room when
+/// none is waiting: longer than a burst of requests takes to answer.
+pub(crate) const MIN_ANSWERING: Duration = Duration::from_secs(1);
+
+/// Where a connection is, since when.
+#[derive(Debug, Clone, Copy)]
+enum State {
+    /// In a TLS handshake, waiting for a request, or stalled on its client.
+    Waiting(Instant),
+    /// Answering requests (those it pipelined after the first too).
+    Answering(Instant),
+}
+
+/// Which connection [`Waiting::close_longest`] closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    /// The one that had waited longest (for a request, in its handshake, or on its client).
+    Waiting,
+    /// None waited: the one that had been answering longest.
+    Answering,
+}
+
+/// The connections, each with where it is since when, and the means to close it.
 #[derive(Debug, Default)]
 pub(crate) struct Waiting {
     next: AtomicU64,
-    waiting: Mutex<HashMap<u64, (Instant, Sender<()>)>>,
+    waiting: Mutex<HashMap<u64, (State, Sender<()>)>>,
 }
 
 impl Waiting {
-    fn lock(&self) -> MutexGuard<'_, HashMap<u64, (Instant, Sender<()>)>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, (State, Sender<()>)>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -39,24 +67,34 @@ impl Waiting {
         place
     }
 
-    /// Closes the connection that has waited longest; `false` when none is waiting (every
-    /// one is answering a request).
-    pub(crate) fn close_longest(&self) -> bool {
-        let mut waiting = self.lock();
+    /// Closes the connection that has waited longest, else the one answering longest if for
+    /// [`MIN_ANSWERING`] or more; `None` when every one began answering since.
+    pub(crate) fn close_longest(&self) -> Option<Closed> {
+        let mut all = self.lock();
+        let answered_long = Instant::now().checked_sub(MIN_ANSWERING);
         // Ties go to the one accepted first.
-        let Some(id) = waiting.iter().min_by_key(|(id, (since, _))| (*since, **id)).map(|(id, _)| *id) else {
-            return false;
+        let waiting = all.iter().filter_map(|(id, (state, _))| match state {
+            State::Waiting(since) => Some((*since, *id)),
+            State::Answering(_) => None,
+        });
+        let answering = all.iter().filter_map(|(id, (state, _))| match state {
+            State::Answering(since) if answered_long.is_some_and(|long| *since <= long) => Some((*since, *id)),
+            _ => None,
+        });
+        let (id, closed) = match waiting.min() {
+            Some((_, id)) => (id, Closed::Waiting),
+            None => (answering.min()?.1, Closed::Answering),
         };
-        if let Some((_, sender)) = waiting.remove(&id) {
+        if let Some((_, sender)) = all.remove(&id) {
             sender.close();
         }
-        true
+        Some(closed)
     }
 
     /// How many are waiting.
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.lock().len()
+        self.lock().values().filter(|(state, _)| matches!(state, State::Waiting(_))).count()
     }
 }
 
@@ -80,16 +118,25 @@ impl Place {
     pub(crate) fn wait_since(&self, since: Instant) {
         // Checked under the lock `close_longest` closes under, so a connection closed in
         // between cannot come back as waiting.
-        let mut waiting = self.waiting.lock();
+        let mut all = self.waiting.lock();
         if !self.sender.is_closed() {
-            waiting.insert(self.id, (since, self.sender.clone()));
+            all.insert(self.id, (State::Waiting(since), self.sender.clone()));
         }
     }
 
-    /// Answering a request: not to be closed for room. `false` if it was closed already.
+    /// Answering a request (from now, unless it already was: a pipelined request goes on
+    /// with the answer before it): not to be closed for room unless every connection is
+    /// answering and it has longest. `false` if it was closed already.
     pub(crate) fn answer(&self) -> bool {
-        self.waiting.lock().remove(&self.id);
-        !self.sender.is_closed()
+        let mut all = self.waiting.lock();
+        if self.sender.is_closed() {
+            return false;
+        }
+        let entry = all.entry(self.id).or_insert((State::Waiting(Instant::now()), self.sender.clone()));
+        if let State::Waiting(_) = entry.0 {
+            entry.0 = State::Answering(Instant::now());
+        }
+        true
     }
 
     /// Resolves once the connection has been closed for room.
@@ -118,20 +165,40 @@ mod tests {
         async_std::task::sleep(Duration::from_millis(2)).await;
         let newer = waiting.join();
         assert!(answering.answer(), "not closed yet");
-        assert!(waiting.close_longest());
+        assert!(waiting.close_longest().is_some());
         // Closed: its wait for a close ends at once.
         async_std::future::timeout(Duration::from_secs(1), oldest.closed()).await.expect("the oldest is closed");
         assert!(!oldest.answer(), "a closed connection answers nothing more");
         oldest.wait();
         assert_eq!(waiting.len(), 1, "and does not wait again");
         // The one answering is passed over, however long it has been open.
-        assert!(waiting.close_longest());
+        assert!(waiting.close_longest().is_some());
         async_std::future::timeout(Duration::from_secs(1), newer.closed()).await.expect("the newer is closed");
-        assert!(!waiting.close_longest(), "none is waiting: the one answering is never closed");
+        assert!(waiting.close_longest().is_none(), "none is waiting: the one answering is never closed");
         // Once answered, it waits again, from now.
         answering.wait();
-        assert!(waiting.close_longest());
+        assert!(waiting.close_longest().is_some());
         async_std::future::timeout(Duration::from_secs(1), answering.closed()).await.expect("closed once waiting");
+    }
+
+    #[async_std::test]
+    async fn with_none_waiting_the_one_answering_longest_is_closed_once_it_has_for_a_second() {
+        let waiting = Arc::new(Waiting::default());
+        let older = waiting.join();
+        assert!(older.answer());
+        async_std::task::sleep(MIN_ANSWERING + Duration::from_millis(100)).await;
+        // Pipelined: answering again while it still is keeps its start.
+        assert!(older.answer());
+        let newer = waiting.join();
+        assert!(newer.answer());
+        assert_eq!(waiting.close_longest(), Some(Closed::Answering), "the one answering for over a second");
+        async_std::future::timeout(Duration::from_secs(1), older.closed()).await.expect("the older is closed");
+        assert!(!older.answer(), "a closed connection answers nothing more");
+        assert!(waiting.close_longest().is_none(), "the newer has not answered for a second");
+        // Once it has waited, it answers from then on.
+        newer.wait();
+        assert!(newer.answer());
+        assert!(waiting.close_longest().is_none());
     }
 
     #[async_std::test]
@@ -139,6 +206,6 @@ mod tests {
         let waiting = Arc::new(Waiting::default());
         drop(waiting.join());
         assert_eq!(waiting.len(), 0);
-        assert!(!waiting.close_longest());
+        assert!(waiting.close_longest().is_none());
     }
 }
