@@ -102,12 +102,22 @@ impl Head {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
-    /// Whether the connection stays open after this request.
+    /// The comma-separated elements of every line of the list header `name` (RFC 9110 5.3:
+    /// two lines are one list).
+    fn elements<'h>(&'h self, name: &'h str) -> impl Iterator<Item = &'h str> + 'h {
+        self.headers
+            .iter()
+            .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+            .flat_map(|(_, v)| v.split(','))
+            .map(|e| e.trim_matches([' ', '\t']))
+            .filter(|e| !e.is_empty())
+    }
+
+    /// Whether the connection stays open after this request: `close` anywhere ends it.
     fn keep_alive(&self) -> bool {
-        let connection = self.header("Connection").map(str::to_ascii_lowercase);
-        let has = |token: &str| connection.as_deref().is_some_and(|c| c.split(',').any(|t| t.trim() == token));
+        let has = |token: &str| self.elements("Connection").any(|t| t.eq_ignore_ascii_case(token));
         match self.version {
-            Version::Http1_0 => has("keep-alive"),
+            Version::Http1_0 => has("keep-alive") && !has("close"),
             _ => !has("close"),
         }
     }
@@ -190,7 +200,8 @@ async fn read_head<R: AsyncBufReadExt + Unpin>(reader: &mut R, limits: &Limits) 
         let text = std::str::from_utf8(&line).map_err(|_| HeadError::Refuse(BAD.0, BAD.1))?;
         let Some((name, value)) = text.split_once(':') else { return Err(HeadError::Refuse(BAD.0, BAD.1)) };
         // No whitespace before the colon, no obsolete line folding (RFC 9112 5).
-        if !is_token(name) {
+        // NUL is as dangerous in a value as CR and LF (RFC 9110 5.5).
+        if !is_token(name) || value.contains('\0') {
             return Err(HeadError::Refuse(BAD.0, BAD.1));
         }
         headers.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
@@ -213,20 +224,20 @@ fn request(head: &Head, body: Vec<u8>, scheme: &str) -> Result<Request, (StatusC
         .ok()
         .filter(|m| m.to_string() == head.method)
         .ok_or((StatusCode::NotImplemented, "method not implemented\n"))?;
+    let mut hosts = head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("Host"));
+    let host = match hosts.next() {
+        Some((_, host)) if !host.is_empty() => host.as_str(),
+        Some(_) => "localhost",
+        // HTTP/1.1 requires one, whatever the target's form (RFC 9112 3.2).
+        None if head.version == Version::Http1_1 => return Err(BAD),
+        None => "localhost",
+    };
+    // One Host, and only a host and port (RFC 9112 3.2): `x/metrics#` would otherwise
+    // become part of the URL, and route `GET /healthz` to /metrics.
+    if hosts.next().is_some() || !is_authority(host) {
+        return Err(BAD);
+    }
     let url = if head.target.starts_with('/') {
-        let mut hosts = head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("Host"));
-        let host = match hosts.next() {
-            Some((_, host)) if !host.is_empty() => host.as_str(),
-            Some(_) => "localhost",
-            // HTTP/1.1 requires one (RFC 9112 3.2).
-            None if head.version == Version::Http1_1 => return Err(BAD),
-            None => "localhost",
-        };
-        // One Host, and only a host and port (RFC 9112 3.2): `x/metrics#` would otherwise
-        // become part of the URL, and route `GET /healthz` to /metrics.
-        if hosts.next().is_some() || !is_authority(host) {
-            return Err(BAD);
-        }
         Url::parse(&format!("{scheme}://{host}{}", head.target)).map_err(|_| BAD)?
     } else if head.target.starts_with("http://") || head.target.starts_with("https://") {
         Url::parse(&head.target).map_err(|_| BAD)?
@@ -544,8 +555,8 @@ where
             return Some(Next::Refuse(StatusCode::BadRequest, "malformed Content-Length\n", head.version, true));
         }
     };
-    if let Some(expect) = head.header("Expect") {
-        if !expect.eq_ignore_ascii_case("100-continue") {
+    if head.header("Expect").is_some() {
+        if !head.elements("Expect").all(|e| e.eq_ignore_ascii_case("100-continue")) {
             return Some(Next::Refuse(
                 StatusCode::ExpectationFailed,
                 "only 100-continue is expected\n",
@@ -859,8 +870,26 @@ mod tests {
     }
 
     #[test]
+    fn list_headers_are_read_over_all_their_lines() {
+        // `close` on a second Connection line closes, as in one list.
+        let answer = exchange(b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nConnection: close\r\n\r\nGET /echo HTTP/1.1\r\nHost: a\r\nX-Echo: two\r\n\r\n");
+        assert!(answer.contains("connection: close\r\n") && !answer.contains("two"), "{answer}");
+        let answer =
+            exchange(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\nGET /healthz HTTP/1.0\r\n\r\n");
+        assert_eq!(answer.matches("HTTP/1.0 200").count(), 1, "{answer}");
+        let answer = exchange(b"GET /healthz HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nExpect: teapot\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 417 "), "{answer}");
+    }
+
+    #[test]
     fn http_1_1_needs_a_host_and_methods_are_case_sensitive() {
         assert!(exchange(b"GET /healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        // In absolute form too, and the Host checked as in origin form.
+        assert!(exchange(b"GET http://a/healthz HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        assert!(exchange(b"GET http://a/healthz HTTP/1.1\r\nHost: x/metrics#\r\n\r\n").starts_with("HTTP/1.1 400 "));
+        let answer = exchange(b"GET http://a/healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(exchange(b"GET /healthz HTTP/1.1\r\nHost: a\r\nX: a\0b\r\n\r\n").starts_with("HTTP/1.1 400 "), "NUL");
         let answer = exchange(b"GET /healthz HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n");
         assert!(answer.starts_with("HTTP/1.1 200 "), "an empty Host is one: {answer}");
         assert!(exchange(b"GET /healthz HTTP/1.0\r\n\r\n").starts_with("HTTP/1.0 200 "), "1.0 needs none");
