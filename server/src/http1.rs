@@ -307,7 +307,7 @@ async fn guarded<T>(
     );
     let outcome = futures_lite::future::or(async { Ok(timed.await) }, async { Err(stopped.await) }).await;
     // Answering again, unless it was closed meanwhile.
-    if place.is_some_and(|p| !p.answer()) {
+    if place.is_some_and(|p| !p.resume()) {
         log::debug!("connection: closed for room while its client was not reading");
         return Err(WriteFailed);
     }
@@ -514,15 +514,24 @@ enum Next {
     Refuse(StatusCode, &'static str, Version, bool),
 }
 
+/// Whether `buffered` holds a whole request head (past any empty lines before it).
+fn head_buffered(buffered: &[u8]) -> bool {
+    let start = buffered.iter().position(|b| !matches!(b, b'\r' | b'\n')).unwrap_or(buffered.len());
+    let rest = &buffered[start..];
+    rest.windows(2).any(|w| w == b"\n\n") || rest.windows(3).any(|w| w == b"\n\r\n")
+}
+
 /// Reads the next request of a connection (within its time: [`Limits::idle`], or
 /// [`Limits::head`] before the `first`), its body too; `None` ends the connection. It
 /// writes only `100 Continue`, where asked: a refusal is an answer, written once the
-/// connection is answering (so not closed for room under it).
+/// connection is answering (so not closed for room under it). While a body still comes,
+/// `place` waits.
 async fn next_request<R, W>(
     reader: &mut BufReader<R>,
     writer: &mut BufWriter<W>,
     limits: &Limits,
     first: bool,
+    place: &Place,
 ) -> Option<Next>
 where
     R: AsyncRead + Unpin,
@@ -555,6 +564,11 @@ where
             return Some(Next::Refuse(StatusCode::BadRequest, "malformed Content-Length\n", head.version, true));
         }
     };
+    // A body still to come is waited for as a request is: closable for room (see
+    // `waiting.rs`), and a new answer once it has come.
+    if reader.buffer().len() < length {
+        place.wait();
+    }
     if head.header("Expect").is_some() {
         if !head.elements("Expect").all(|e| e.eq_ignore_ascii_case("100-continue")) {
             return Some(Next::Refuse(
@@ -626,12 +640,13 @@ pub async fn serve_connection<S, IO>(
     loop {
         // Waiting from when it was accepted for its first request (the accept loop's
         // order, not the order in which connections' tasks happen to run), and from each
-        // answer's end after that; but a request already sent behind the one answered
-        // (pipelined) goes on with its answer (see `waiting.rs`).
-        if !first && reader.buffer().is_empty() {
+        // answer's end after that; but a request whose whole head was sent behind the one
+        // answered (pipelined) goes on with its answer (see `waiting.rs`). One partly sent
+        // waits: it holds nothing it is owed.
+        if !first && !head_buffered(reader.buffer()) {
             place.wait();
         }
-        let next = next_request(&mut reader, &mut out, &limits, first);
+        let next = next_request(&mut reader, &mut out, &limits, first, place);
         let next = futures_lite::future::or(next, async {
             place.closed().await;
             None
@@ -659,9 +674,16 @@ pub async fn serve_connection<S, IO>(
         let res = match request(&head, body, scheme) {
             Ok(mut req) => {
                 prepare(&mut req);
-                match app.respond(req).await {
-                    Ok(res) => res,
-                    Err(e) => plain(e.status(), "internal error\n"),
+                // A connection closed for room (pipelining) lets go of its slot at once, not
+                // once its answer is ready.
+                let responded = futures_lite::future::or(async { Some(app.respond(req).await) }, async {
+                    place.closed().await;
+                    None
+                });
+                match responded.await {
+                    Some(Ok(res)) => res,
+                    Some(Err(e)) => plain(e.status(), "internal error\n"),
+                    None => return,
                 }
             }
             Err((status, why)) => {
@@ -867,6 +889,50 @@ mod tests {
         );
         let answer = exchange(b"GET /echo HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\nContent-Length: 4\r\n\r\nbody");
         assert!(answer.starts_with("HTTP/1.1 417 "), "{answer}");
+    }
+
+    #[test]
+    fn a_head_is_buffered_once_its_blank_line_is() {
+        assert!(head_buffered(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"));
+        assert!(head_buffered(b"\r\nGET / HTTP/1.0\n\n"));
+        for partial in [&b""[..], b"G", b"GET / HTTP/1.1\r\nHost: a\r\n", b"\r\n\r\n", b"\n\n\nGET /"] {
+            assert!(!head_buffered(partial), "{:?}", String::from_utf8_lossy(partial));
+        }
+    }
+
+    /// A request partly sent behind the one answered is waited for as a new one is: it holds
+    /// nothing it is owed (a third trial held every connection answering with one byte of a
+    /// second request each).
+    #[test]
+    fn a_partly_sent_pipelined_request_is_waited_for() {
+        async_std::task::block_on(async {
+            let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let waiting = Arc::new(crate::waiting::Waiting::default());
+            let w = waiting.clone();
+            let server = async_std::task::spawn(async move {
+                let (stream, _) = listener.accept().await.expect("accept");
+                let place = w.join();
+                serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default(), &place).await;
+            });
+            let mut client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+            client.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nG").await.expect("write");
+            let mut answer = [0u8; 12];
+            client.read_exact(&mut answer).await.expect("read");
+            assert_eq!(&answer, b"HTTP/1.1 200");
+            let started = Instant::now();
+            loop {
+                match waiting.close_longest() {
+                    Some(closed) => {
+                        assert_eq!(closed, crate::waiting::Closed::Waiting);
+                        break;
+                    }
+                    None => assert!(started.elapsed() < Duration::from_secs(10), "never waiting"),
+                }
+                async_std::task::sleep(Duration::from_millis(5)).await;
+            }
+            async_std::future::timeout(Duration::from_secs(5), server).await.expect("closed for room");
+        })
     }
 
     #[test]

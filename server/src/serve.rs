@@ -232,7 +232,8 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
     let waiting = Arc::new(Waiting::default());
     // Connections closed at MAX_CONNECTIONS: the new one, or one waiting to make room.
     let mut refused = Throttled::default();
-    let mut made_room = Throttled::default();
+    // Apart, so that one kind of closing never hides the other in the other's count.
+    let (mut made_room, mut made_room_answering) = (Throttled::default(), Throttled::default());
     let mut errors = AcceptErrors::default();
     let mut incoming = listener.incoming();
     loop {
@@ -255,18 +256,23 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
             let Some(closed) = waiting.close_longest() else {
                 if let Some(more) = refused.due() {
                     log::warn!(
-                        "{MAX_CONNECTIONS} connections open, each answering a request it began within a second: \
-                         closed a new one{more}"
+                        "{MAX_CONNECTIONS} connections open, each answering a request (or pipelining for under \
+                         a second): closed a new one{more}"
                     );
                 }
                 drop(stream);
                 continue;
             };
-            if let Some(more) = made_room.due() {
-                let which = match closed {
-                    Closed::Waiting => "the one that had waited longest (for a request, or on its client)",
-                    Closed::Answering => "none waiting, the one that had been answering longest",
-                };
+            let (throttle, which) = match closed {
+                Closed::Waiting => {
+                    (&mut made_room, "the one that had waited longest (for a request, or on its client)")
+                }
+                Closed::Answering => (
+                    &mut made_room_answering,
+                    "none waiting, the one that had been answering pipelined requests longest",
+                ),
+            };
+            if let Some(more) = throttle.due() {
                 log::warn!("{MAX_CONNECTIONS} connections open: closed {which}{more}");
             }
         }

@@ -10,12 +10,16 @@
 //! answer; one whose client has taken nothing of a write for a second waits here again,
 //! from when that write began ([`Place::wait_since`]), as does a refusal once written.
 //!
-//! When none is waiting, the one that has been answering longest is closed, if for
-//! [`MIN_ANSWERING`] or more, requests it pipelined counting as one answer: clients that
-//! pipeline thousands of small requests and read their answers slowly but steadily (an
-//! adversarial trial, at 10 KB/s each) held every connection answering, and Prometheus out.
-//! Only when every connection has begun answering within the last second is the new one
-//! turned away.
+//! When none is waiting, the one that has been answering pipelined requests longest is
+//! closed, if for [`MIN_ANSWERING`] or more: clients that pipeline thousands of small
+//! requests and read their answers slowly but steadily (an adversarial trial, at 10 KB/s
+//! each) held every connection answering, and Prometheus out. A connection answering one
+//! request is never closed for room (a third trial had Prometheus' scrapes, older than the
+//! attacker's fresh connections, closed): that answer is bounded by the write timeout, the
+//! stall rule above and the bounds on bodies (`flight.rs`). A connection waiting less than
+//! a second (one just accepted, its request on its way) is closed only after those: under
+//! a churn of connections that pipeline at once, it was the only one waiting. Only when no
+//! connection is waiting and none has pipelined for a second is the new one turned away.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use async_std::channel::{Receiver, Sender};
 
-/// How long a connection must have been answering before it may be closed for room when
-/// none is waiting: longer than a burst of requests takes to answer.
+/// How long a connection must have been pipelining before it may be closed for room when
+/// none has waited as long: longer than a burst of requests takes to answer.
 pub(crate) const MIN_ANSWERING: Duration = Duration::from_secs(1);
 
 /// Where a connection is, since when.
@@ -33,8 +37,8 @@ pub(crate) const MIN_ANSWERING: Duration = Duration::from_secs(1);
 enum State {
     /// In a TLS handshake, waiting for a request, or stalled on its client.
     Waiting(Instant),
-    /// Answering requests (those it pipelined after the first too).
-    Answering(Instant),
+    /// Answering requests since then: how many, those it pipelined after the first counted.
+    Answering(Instant, u32),
 }
 
 /// Which connection [`Waiting::close_longest`] closed.
@@ -67,23 +71,32 @@ impl Waiting {
         place
     }
 
-    /// Closes the connection that has waited longest, else the one answering longest if for
-    /// [`MIN_ANSWERING`] or more; `None` when every one began answering since.
+    /// Closes the connection that has waited longest, if for [`MIN_ANSWERING`] or more; else
+    /// the one pipelining longest, if as long; else the one waiting longest, however briefly
+    /// (a connection just accepted is in its first second, its request on its way, and under
+    /// a churn of connections it was closed before it was read); `None` when none is waiting
+    /// and none has pipelined that long.
     pub(crate) fn close_longest(&self) -> Option<Closed> {
         let mut all = self.lock();
         let answered_long = Instant::now().checked_sub(MIN_ANSWERING);
         // Ties go to the one accepted first.
-        let waiting = all.iter().filter_map(|(id, (state, _))| match state {
-            State::Waiting(since) => Some((*since, *id)),
-            State::Answering(_) => None,
-        });
-        let answering = all.iter().filter_map(|(id, (state, _))| match state {
-            State::Answering(since) if answered_long.is_some_and(|long| *since <= long) => Some((*since, *id)),
+        let waiting = || {
+            all.iter().filter_map(|(id, (state, _))| match state {
+                State::Waiting(since) => Some((*since, *id)),
+                State::Answering(..) => None,
+            })
+        };
+        let waited_long = waiting().filter(|(since, _)| answered_long.is_some_and(|long| *since <= long));
+        let pipelining = all.iter().filter_map(|(id, (state, _))| match state {
+            State::Answering(since, answers) if *answers > 1 && answered_long.is_some_and(|long| *since <= long) => {
+                Some((*since, *id))
+            }
             _ => None,
         });
-        let (id, closed) = match waiting.min() {
-            Some((_, id)) => (id, Closed::Waiting),
-            None => (answering.min()?.1, Closed::Answering),
+        let (id, closed) = match (waited_long.min(), pipelining.min()) {
+            (Some((_, id)), _) => (id, Closed::Waiting),
+            (None, Some((_, id))) => (id, Closed::Answering),
+            (None, None) => (waiting().min()?.1, Closed::Waiting),
         };
         if let Some((_, sender)) = all.remove(&id) {
             sender.close();
@@ -124,18 +137,33 @@ impl Place {
         }
     }
 
-    /// Answering a request (from now, unless it already was: a pipelined request goes on
-    /// with the answer before it): not to be closed for room unless every connection is
-    /// answering and it has longest. `false` if it was closed already.
+    /// Answering a request: from now, or, pipelined behind the one before, with it. Not to
+    /// be closed for room unless none waits and it has pipelined longest. `false` if it was
+    /// closed already.
     pub(crate) fn answer(&self) -> bool {
+        self.set(|state| match state {
+            Some(State::Answering(since, answers)) => State::Answering(since, answers.saturating_add(1)),
+            _ => State::Answering(Instant::now(), 1),
+        })
+    }
+
+    /// Answering again after a write its client took (a stalled one made it wait): the
+    /// same answer, not another. `false` if it was closed meanwhile.
+    pub(crate) fn resume(&self) -> bool {
+        self.set(|state| match state {
+            Some(answering @ State::Answering(..)) => answering,
+            _ => State::Answering(Instant::now(), 1),
+        })
+    }
+
+    /// Moves it to `next(where it is)`, unless it was closed.
+    fn set(&self, next: impl FnOnce(Option<State>) -> State) -> bool {
         let mut all = self.waiting.lock();
         if self.sender.is_closed() {
             return false;
         }
-        let entry = all.entry(self.id).or_insert((State::Waiting(Instant::now()), self.sender.clone()));
-        if let State::Waiting(_) = entry.0 {
-            entry.0 = State::Answering(Instant::now());
-        }
+        let now = all.get(&self.id).map(|(state, _)| *state);
+        all.insert(self.id, (next(now), self.sender.clone()));
         true
     }
 
@@ -182,11 +210,15 @@ mod tests {
     }
 
     #[async_std::test]
-    async fn with_none_waiting_the_one_answering_longest_is_closed_once_it_has_for_a_second() {
+    async fn with_none_waiting_the_one_pipelining_longest_is_closed_once_it_has_for_a_second() {
         let waiting = Arc::new(Waiting::default());
         let older = waiting.join();
         assert!(older.answer());
+        let single = waiting.join();
+        assert!(single.answer());
         async_std::task::sleep(MIN_ANSWERING + Duration::from_millis(100)).await;
+        assert!(older.resume(), "a write taken goes on with the same answer");
+        assert_eq!(waiting.close_longest(), None, "one answer each, however long: none is closed");
         // Pipelined: answering again while it still is keeps its start.
         assert!(older.answer());
         let newer = waiting.join();
