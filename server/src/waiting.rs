@@ -46,7 +46,7 @@ enum State {
 pub(crate) enum Closed {
     /// The one that had waited longest (for a request, in its handshake, or on its client).
     Waiting,
-    /// None waited: the one that had been answering longest.
+    /// None had waited a second: the one that had been pipelining requests longest.
     Answering,
 }
 
