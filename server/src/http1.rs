@@ -564,11 +564,6 @@ where
             return Some(Next::Refuse(StatusCode::BadRequest, "malformed Content-Length\n", head.version, true));
         }
     };
-    // A body still to come is waited for as a request is: closable for room (see
-    // `waiting.rs`), and a new answer once it has come.
-    if reader.buffer().len() < length {
-        place.wait();
-    }
     if head.header("Expect").is_some() {
         if !head.elements("Expect").all(|e| e.eq_ignore_ascii_case("100-continue")) {
             return Some(Next::Refuse(
@@ -579,14 +574,18 @@ where
             ));
         }
         if length > 0 && head.version == Version::Http1_1 {
+            // Guarded as any write to the client: a stalled one waits.
             let sent = async {
                 writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await?;
                 writer.flush().await
             };
-            if async_std::future::timeout(limits.write, sent).await.map_or(true, |r| r.is_err()) {
-                return None;
-            }
+            guarded(limits.write, None, Some(place), sent).await.ok()?;
         }
+    }
+    // A body still to come is waited for as a request is: closable for room (see
+    // `waiting.rs`), and a new answer once it has come.
+    if reader.buffer().len() < length {
+        place.wait();
     }
     // As the bytes come, not `length` of them at once: a client may promise more than it sends.
     let mut body = Vec::new();
@@ -645,6 +644,12 @@ pub async fn serve_connection<S, IO>(
         // waits: it holds nothing it is owed.
         if !first && !head_buffered(reader.buffer()) {
             place.wait();
+        }
+        // A turn for the other tasks between answers: a client pipelining without pause never
+        // leaves this loop waiting on its socket, and two of them held both of the
+        // executor's threads, so no other connection was answered (a fourth trial).
+        if !first {
+            futures_lite::future::yield_now().await;
         }
         let next = next_request(&mut reader, &mut out, &limits, first, place);
         let next = futures_lite::future::or(next, async {
@@ -889,6 +894,74 @@ mod tests {
         );
         let answer = exchange(b"GET /echo HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\nContent-Length: 4\r\n\r\nbody");
         assert!(answer.starts_with("HTTP/1.1 417 "), "{answer}");
+    }
+
+    /// A connection whose client pipelines without pause: requests always there to read (4 MiB
+    /// of them), room always there to write.
+    #[derive(Clone)]
+    struct Endless(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl AsyncRead for Endless {
+        fn poll_read(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut [u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            const REQUEST: &[u8] = b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\n";
+            let at = self.0.fetch_add(buf.len(), Ordering::Relaxed);
+            // Not for ever: a connection that never yields fails the test rather than hang it.
+            if at > 4 << 20 {
+                return std::task::Poll::Ready(Ok(0));
+            }
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = REQUEST[(at + i) % REQUEST.len()];
+            }
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+    }
+
+    impl AsyncWrite for Endless {
+        fn poll_write(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            std::task::Poll::Ready(Ok(buf.len()))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    /// Such a connection gives the other tasks a turn between answers: polled in one task
+    /// beside another future, which is polled only when it is pending, it lets that one
+    /// finish (two such clients held both of the executor's threads, and nothing else was
+    /// answered).
+    #[test]
+    fn a_client_pipelining_without_pause_leaves_the_others_a_turn() {
+        async_std::task::block_on(async {
+            let waiting = Arc::new(crate::waiting::Waiting::default());
+            let place = waiting.join();
+            let busy = std::sync::atomic::AtomicUsize::new(0);
+            let io = Endless(Arc::default());
+            let served = io.0.clone();
+            let serving = async {
+                serve_connection(io, app(), Limits::default(), "http", |_| {}, &busy, &place).await;
+                false
+            };
+            let other = async { true };
+            assert!(futures_lite::future::or(serving, other).await, "the other future never ran");
+            assert!(served.load(Ordering::Relaxed) > 0);
+        })
     }
 
     #[test]
