@@ -110,13 +110,29 @@ async fn hardening_connections_that_say_nothing_cannot_keep_a_new_one_out() {
     }
 }
 
-#[async_std::test]
-async fn hardening_a_tls_handshake_that_never_comes_is_cut_off() {
-    let (_sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
+/// The demo cluster served over TLS (a web-config with a certificate of a fresh CA): the
+/// simulator, the PKI and the port.
+async fn serve_tls() -> (msp_sim::Sim, msp_sim::TestPki, u16) {
+    let (sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
     let pki = write_web_tls(&dir);
     let web_yml = dir.join("web.yml");
     std::fs::write(&web_yml, "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n").expect("web.yml");
     let port = serve_web_config(raw, web_yml).await.port();
+    (sim, pki, port)
+}
+
+/// A client trusting `pki`'s CA gets 200 for `/healthz` over TLS on `port`.
+async fn assert_healthz_over_tls(pki: &msp_sim::TestPki, port: u16) {
+    let tls = msp_server::client_config(msp_server::Verify::Ca { pem: pki.ca_pem.as_bytes(), what: "test CA" }, None)
+        .expect("tls");
+    let client = surf::Client::with_http_client(msp_server::Transport::new(Some(tls)));
+    let res = client.get(format!("https://localhost:{port}/healthz")).await.expect("healthz over TLS");
+    assert_eq!(u16::from(res.status()), 200);
+}
+
+#[async_std::test]
+async fn hardening_a_tls_handshake_that_never_comes_is_cut_off() {
+    let (_sim, pki, port) = serve_tls().await;
     // Connected, and not a byte of a ClientHello: the server gives up as it does on a slow
     // request head (10 s), instead of holding the connection and its task for ever.
     let mut silent = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
@@ -127,22 +143,14 @@ async fn hardening_a_tls_handshake_that_never_comes_is_cut_off() {
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(9), "cut off after the head's time, not before: {took:?}");
     // A real client is served all along.
-    let tls = msp_server::client_config(msp_server::Verify::Ca { pem: pki.ca_pem.as_bytes(), what: "test CA" }, None)
-        .expect("tls");
-    let client = surf::Client::with_http_client(msp_server::Transport::new(Some(tls)));
-    let res = client.get(format!("https://localhost:{port}/healthz")).await.expect("healthz over TLS");
-    assert_eq!(u16::from(res.status()), 200);
+    assert_healthz_over_tls(&pki, port).await;
 }
 
 /// Plain HTTP to the TLS port is answered as Go's servers answer it, not with a TLS alert
 /// that a client (Prometheus with the wrong scheme) reports as a malformed response.
 #[async_std::test]
 async fn hardening_plain_http_to_the_tls_port_is_told_so() {
-    let (_sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
-    let pki = write_web_tls(&dir);
-    let web_yml = dir.join("web.yml");
-    std::fs::write(&web_yml, "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n").expect("web.yml");
-    let port = serve_web_config(raw, web_yml).await.port();
+    let (_sim, pki, port) = serve_tls().await;
     let mut plain = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     plain.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
     let mut answer = String::new();
@@ -153,11 +161,7 @@ async fn hardening_plain_http_to_the_tls_port_is_told_so() {
     assert!(answer.starts_with("HTTP/1.0 400 Bad Request\r\n"), "{answer}");
     assert!(answer.ends_with("Client sent an HTTP request to an HTTPS server.\n"), "{answer}");
     // TLS is served as before.
-    let tls = msp_server::client_config(msp_server::Verify::Ca { pem: pki.ca_pem.as_bytes(), what: "test CA" }, None)
-        .expect("tls");
-    let client = surf::Client::with_http_client(msp_server::Transport::new(Some(tls)));
-    let res = client.get(format!("https://localhost:{port}/healthz")).await.expect("healthz over TLS");
-    assert_eq!(u16::from(res.status()), 200);
+    assert_healthz_over_tls(&pki, port).await;
 }
 
 #[async_std::test]

@@ -748,6 +748,35 @@ mod tests {
         app
     }
 
+    /// One connection, served with its place in `waiting`: its client, and the server's task.
+    async fn served(
+        waiting: &Arc<crate::waiting::Waiting>,
+    ) -> (async_std::net::TcpStream, async_std::task::JoinHandle<()>) {
+        let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let w = waiting.clone();
+        let server = async_std::task::spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let place = w.join();
+            serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default(), &place).await;
+        });
+        let client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+        (client, server)
+    }
+
+    /// Asks `waiting` for room until it closes a connection, for 10 s at most (else fails
+    /// saying `never`); which kind it closed.
+    async fn closed_for_room(waiting: &crate::waiting::Waiting, never: &str) -> crate::waiting::Closed {
+        let started = Instant::now();
+        loop {
+            if let Some(closed) = waiting.close_longest() {
+                return closed;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "{never}");
+            async_std::task::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Serves `input` as one connection's bytes and returns everything written back.
     fn exchange(input: &[u8]) -> String {
         async_std::task::block_on(async {
@@ -979,31 +1008,13 @@ mod tests {
     #[test]
     fn a_partly_sent_pipelined_request_is_waited_for() {
         async_std::task::block_on(async {
-            let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let addr = listener.local_addr().expect("addr");
             let waiting = Arc::new(crate::waiting::Waiting::default());
-            let w = waiting.clone();
-            let server = async_std::task::spawn(async move {
-                let (stream, _) = listener.accept().await.expect("accept");
-                let place = w.join();
-                serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default(), &place).await;
-            });
-            let mut client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+            let (mut client, server) = served(&waiting).await;
             client.write_all(b"GET /healthz HTTP/1.1\r\nHost: a\r\n\r\nG").await.expect("write");
             let mut answer = [0u8; 12];
             client.read_exact(&mut answer).await.expect("read");
             assert_eq!(&answer, b"HTTP/1.1 200");
-            let started = Instant::now();
-            loop {
-                match waiting.close_longest() {
-                    Some(closed) => {
-                        assert_eq!(closed, crate::waiting::Closed::Waiting);
-                        break;
-                    }
-                    None => assert!(started.elapsed() < Duration::from_secs(10), "never waiting"),
-                }
-                async_std::task::sleep(Duration::from_millis(5)).await;
-            }
+            assert_eq!(closed_for_room(&waiting, "never waiting").await, crate::waiting::Closed::Waiting);
             async_std::future::timeout(Duration::from_secs(5), server).await.expect("closed for room");
         })
     }
@@ -1096,26 +1107,14 @@ mod tests {
     #[test]
     fn a_connection_whose_client_stops_reading_can_be_closed_for_room() {
         async_std::task::block_on(async {
-            let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let addr = listener.local_addr().expect("addr");
             let waiting = Arc::new(crate::waiting::Waiting::default());
-            let w = waiting.clone();
-            let server = async_std::task::spawn(async move {
-                let (stream, _) = listener.accept().await.expect("accept");
-                let place = w.join();
-                serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default(), &place).await;
-            });
-            let mut client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+            let (mut client, server) = served(&waiting).await;
             client.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n").await.expect("write");
             // Answering: the answer has begun, then the client reads no more.
             let mut status = [0u8; 12];
             client.read_exact(&mut status).await.expect("read");
             assert_eq!(&status, b"HTTP/1.1 200");
-            let started = Instant::now();
-            while waiting.close_longest().is_none() {
-                assert!(started.elapsed() < Duration::from_secs(10), "a stalled answer is never closed for room");
-                async_std::task::sleep(Duration::from_millis(20)).await;
-            }
+            closed_for_room(&waiting, "a stalled answer is never closed for room").await;
             async_std::future::timeout(Duration::from_secs(2), server).await.expect("closed for room, at once");
             drop(client);
         })
@@ -1134,16 +1133,8 @@ mod tests {
     #[test]
     fn a_written_refusal_lingers_closable_for_room() {
         async_std::task::block_on(async {
-            let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            let addr = listener.local_addr().expect("addr");
             let waiting = Arc::new(crate::waiting::Waiting::default());
-            let w = waiting.clone();
-            let server = async_std::task::spawn(async move {
-                let (stream, _) = listener.accept().await.expect("accept");
-                let place = w.join();
-                serve_connection(stream, app(), Limits::default(), "http", |_| {}, &Default::default(), &place).await;
-            });
-            let mut client = async_std::net::TcpStream::connect(addr).await.expect("connect");
+            let (mut client, server) = served(&waiting).await;
             client
                 .write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\nbody")
                 .await
@@ -1153,11 +1144,7 @@ mod tests {
             assert_eq!(&status, b"HTTP/1.1 413");
             // The 413 is out and the server lingers for the body still coming, so that
             // closing does not reset the connection under the answer, unless room is needed.
-            let started = Instant::now();
-            while waiting.close_longest().is_none() {
-                assert!(started.elapsed() < Duration::from_secs(10), "a lingering refusal is never closed for room");
-                async_std::task::sleep(Duration::from_millis(5)).await;
-            }
+            closed_for_room(&waiting, "a lingering refusal is never closed for room").await;
             async_std::future::timeout(Duration::from_secs(5), server).await.expect("closed for room, at once");
         })
     }
