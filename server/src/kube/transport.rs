@@ -13,7 +13,9 @@
 //! [`MAX_IDLE_PER_HOST`] idle connections per host are kept, each at most [`IDLE_TIMEOUT`]
 //! (below the API server's and most load balancers'). A pooled connection that fails before
 //! any byte of the answer arrives (the server closed it while idle) is replaced by a fresh
-//! one and the request sent again, once: we only send GETs. Watches (`watch=1`) always get a
+//! one and the request sent again, once: we only send GETs. The other idle connections to
+//! that host are dropped with it: what closed one (a restart of the API server, a load
+//! balancer's idle timeout) has most likely closed them all. Watches (`watch=1`) always get a
 //! connection of their own and never return it.
 
 use std::collections::HashMap;
@@ -94,6 +96,11 @@ impl Transport {
         conns.pop().map(|(conn, _)| conn)
     }
 
+    /// Drops every idle connection to `key`.
+    fn forget_idle(&self, key: &str) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
     /// Opens a connection: TCP, then TLS for `https`.
     async fn dial(&self, url: &http_types::Url) -> Result<Conn, Error> {
         let host = url.host().ok_or_else(|| error(format!("{url}: no host")))?;
@@ -162,8 +169,11 @@ impl HttpClient for Transport {
         // Only a request without a body can be sent again as it is.
         let mut again = (req.len() == Some(0)).then(|| req.clone());
         let mut req = req;
+        // Whether an idle connection may be taken: not for a watch, nor for the request sent
+        // again after one failed (another idle one would most likely fail as well).
+        let mut reuse = !watch;
         loop {
-            let (conn, pooled) = match (!watch).then(|| self.take_idle(&key)).flatten() {
+            let (conn, pooled) = match reuse.then(|| self.take_idle(&key)).flatten() {
                 Some(conn) => (conn, true),
                 None => (self.dial(&url).await?, false),
             };
@@ -176,7 +186,9 @@ impl HttpClient for Transport {
                             "{}: an idle connection failed ({e}); sending on a new one",
                             crate::kube::redacted(&url)
                         );
+                        self.forget_idle(&key);
                         req = retry;
+                        reuse = false;
                         continue;
                     }
                     None => return Err(e),
@@ -361,6 +373,25 @@ mod tests {
                 async_std::task::sleep(Duration::from_millis(50)).await;
             }
             assert_eq!(t.connects(), 3, "a fresh connection after each close");
+        });
+    }
+
+    #[test]
+    fn a_request_sent_again_after_an_idle_connection_failed_goes_on_a_new_one() {
+        async_std::task::block_on(async {
+            let url = server(1, false).await;
+            let t = Transport::new(None);
+            // Two connections, both kept, both then closed by the server (as in a restart).
+            let (a, b) = futures_lite::future::zip(get(&t, &url), get(&t, &url)).await;
+            assert_eq!((a.as_str(), b.as_str()), ("answer 0", "answer 0"));
+            async_std::task::sleep(Duration::from_millis(50)).await;
+            // The first idle one fails; the request goes again on a new connection, not on
+            // the other idle one, which is dropped too.
+            assert_eq!(get(&t, &url).await, "answer 0");
+            assert_eq!(t.connects(), 3);
+            async_std::task::sleep(Duration::from_millis(50)).await;
+            assert_eq!(get(&t, &url).await, "answer 0");
+            assert_eq!(t.connects(), 4, "the third idle one failed, and nothing else was tried");
         });
     }
 
