@@ -298,6 +298,45 @@ async fn apiserver_watches_cut_off_at_once_are_retried_with_backoff() {
         && x.label("label_topology_kubernetes_io_zone").is_some()));
 }
 
+/// `kube_metrics_server_cache_last_sync_timestamp_seconds` for `resource`, if exported.
+fn last_sync(s: &[Sample], resource: &str) -> Option<f64> {
+    s.iter()
+        .find(|x| {
+            x.name == "kube_metrics_server_cache_last_sync_timestamp_seconds" && x.label("resource") == Some(resource)
+        })
+        .map(|x| x.value)
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs_f64()
+}
+
+#[async_std::test]
+async fn apiserver_a_cache_that_can_no_longer_list_or_watch_shows_in_its_last_sync() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    let s = parse(&scrape(&h).await);
+    let (listed, now) = (last_sync(&s, "nodes").expect("the nodes cache is in use"), unix_now());
+    assert!(listed > now - 60.0 && listed <= now, "listed at {listed}, now {now}");
+    // An RBAC change: the nodes cache can neither watch nor list any more, and keeps
+    // serving what it holds. The pods cache watches again at once.
+    h.sim.state().faults.insert(Route::Nodes, Fault::Status(403));
+    let cut = unix_now();
+    h.sim.drop_watches();
+    let s = scrape_until(&h, Duration::from_secs(8), |s| last_sync(s, "pods").is_some_and(|t| t > cut)).await;
+    async_std::task::sleep(Duration::from_secs(2)).await;
+    let s2 = parse(&scrape(&h).await);
+    for s in [&s, &s2] {
+        let nodes = last_sync(s, "nodes").expect("still exported");
+        assert!(nodes <= cut, "the nodes cache said current at {nodes}, after the 403s began at {cut}");
+    }
+    assert!(h.sim.count("/api/v1/nodes?") > 1, "the nodes cache kept trying");
+    assert!(s2.iter().any(|x| x.name == "kube_metrics_server_node_cpu_usage_cores"
+        && x.label("label_topology_kubernetes_io_zone").is_some()));
+    // Allowed again: it lists, and says so.
+    h.sim.state().faults.clear();
+    scrape_until(&h, Duration::from_secs(35), |s| last_sync(s, "nodes").is_some_and(|t| t > cut)).await;
+}
+
 #[async_std::test]
 async fn apiserver_a_watch_that_fails_on_the_same_event_relists() {
     let h = start(SimCluster::demo(), |_| {}).await;

@@ -15,7 +15,7 @@
 //! unenriched, and enriched on the next scrape; it never triggers a re-list.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -64,6 +64,11 @@ struct Informer<T> {
     synced: AtomicBool,
     started: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// When the API server last said this cache is current, in milliseconds since the Unix
+    /// epoch (0: never): a list read whole, a watch opened, or a watch's event or bookmark.
+    /// A cache that can no longer list or watch (a 403 after an RBAC change) keeps serving
+    /// what it holds; this is what shows it.
+    current_at: AtomicU64,
     /// Whether to ask for streaming lists, shared by the caches of one API server: the first
     /// to find it does not stream them spares the others the asking.
     streams: Arc<AtomicBool>,
@@ -78,6 +83,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             synced: AtomicBool::new(false),
             started: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            current_at: AtomicU64::new(0),
             streams: streams.clone(),
         })
     }
@@ -119,6 +125,17 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             async_std::task::sleep(Duration::from_millis(10)).await;
         }
         Ok(self.snapshot())
+    }
+
+    /// The API server has just said this cache is current.
+    fn current(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        self.current_at.store(now.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// [`Informer::current_at`] in seconds; 0 before the first list.
+    fn current_at_seconds(&self) -> f64 {
+        self.current_at.load(Ordering::Relaxed) as f64 / 1000.0
     }
 
     fn fail(&self, e: &dyn std::fmt::Display) {
@@ -269,6 +286,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     fn publish(&self, store: Namespaced<T>) {
         *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(store);
         self.synced.store(true, Ordering::Release);
+        self.current();
         if let Ok(mut last) = self.last_error.lock() {
             *last = None;
         }
@@ -320,6 +338,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         let resource = self.kind.resource;
         let path = watch_path(self.kind.path, rv);
         let res = client.watch(resource, &path, self.kind.metadata_only).await?;
+        self.current();
         self.follow(Lines::new(res, client, &path), rv, errors).await
     }
 
@@ -331,6 +350,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         loop {
             // A live watch carries bookmarks; silence for 5 minutes means a dead connection.
             let Some(line) = lines.next(SILENCE, resource, errors).await? else { return Ok(WatchEnd::Closed) };
+            self.current();
             let Some(event) = decode(line, resource, errors) else { continue };
             let deleted = match &*event.kind {
                 "ADDED" | "MODIFIED" => false,
@@ -588,17 +608,23 @@ impl CachedCluster {
         }
     }
 
-    /// Objects held, by resource (only caches in use).
-    fn sizes(&self) -> Vec<(&'static str, usize)> {
+    /// Objects held, and when the cache was last current (seconds), by resource (only
+    /// caches in use).
+    fn sizes(&self) -> Vec<(&'static str, usize, f64)> {
         let mut out = Vec::new();
-        for (name, started, len) in [
-            ("pods", self.pods.started.load(Ordering::Relaxed), self.pods.len()),
-            ("nodes", self.nodes.started.load(Ordering::Relaxed), self.nodes.len()),
-            ("replicasets", self.replicasets.started.load(Ordering::Relaxed), self.replicasets.len()),
-            ("jobs", self.jobs.started.load(Ordering::Relaxed), self.jobs.len()),
+        for (name, started, len, current_at) in [
+            ("pods", self.pods.started.load(Ordering::Relaxed), self.pods.len(), self.pods.current_at_seconds()),
+            ("nodes", self.nodes.started.load(Ordering::Relaxed), self.nodes.len(), self.nodes.current_at_seconds()),
+            (
+                "replicasets",
+                self.replicasets.started.load(Ordering::Relaxed),
+                self.replicasets.len(),
+                self.replicasets.current_at_seconds(),
+            ),
+            ("jobs", self.jobs.started.load(Ordering::Relaxed), self.jobs.len(), self.jobs.current_at_seconds()),
         ] {
             if started {
-                out.push((name, len));
+                out.push((name, len, current_at));
             }
         }
         out
@@ -606,16 +632,24 @@ impl CachedCluster {
 }
 
 impl Report for CachedCluster {
-    /// `kube_metrics_server_cache_objects` and `kube_metrics_server_watch_errors_total`.
+    /// `kube_metrics_server_cache_objects`, `kube_metrics_server_cache_last_sync_timestamp_seconds`
+    /// and `kube_metrics_server_watch_errors_total`.
     fn write_metrics(&self, w: &mut Writer<'_>) -> Result<(), ExpositionError> {
         const OBJECTS: MetricName = MetricName::from_static("kube_metrics_server_cache_objects");
+        const CURRENT: MetricName = MetricName::from_static("kube_metrics_server_cache_last_sync_timestamp_seconds");
         const ERRORS: MetricName = MetricName::from_static("kube_metrics_server_watch_errors_total");
         const RESOURCE: LabelName = LabelName::from_static("resource");
         const REASON: LabelName = LabelName::from_static("reason");
         let help = "Objects held in the watch-backed metadata caches, by resource.";
+        let sizes = self.sizes();
         let mut f = w.family(&OBJECTS, help, MetricType::Gauge)?;
-        for (resource, n) in self.sizes() {
+        for &(resource, n, _) in &sizes {
             f.sample([(&RESOURCE, resource)], n as f64);
+        }
+        let help = "When the API server last said this cache is current (a list read whole, a watch opened, a watch event or bookmark), in seconds since the Unix epoch; 0 before its first list. A healthy cache's is under 5 minutes old (a watch ends every 290 s and is opened again).";
+        let mut f = w.family(&CURRENT, help, MetricType::Gauge)?;
+        for &(resource, _, current_at) in &sizes {
+            f.sample([(&RESOURCE, resource)], current_at);
         }
         let help = "Watch and list problems: undecodable lines, ERROR events, unknown event types, invalid objects, oversized lines, read errors.";
         let mut f = w.family(&ERRORS, help, MetricType::Counter)?;
