@@ -35,13 +35,17 @@ pub fn app(exporter: Arc<Exporter>, web: Option<Arc<WebConfigFile>>) -> tide::Se
 
 /// Mounts `exporter` (from [`app`]) in `outer` under `prefix` (`/exporter`): its routes at
 /// `prefix/metrics` and so on, its landing page at `prefix/`, and a redirect from `prefix`
-/// to `prefix/` so the page's relative links resolve under the prefix. At `/` (or `""`), its
-/// routes are `outer`'s own (the landing page takes `outer`'s `/`).
+/// to `prefix/` so the page's relative links resolve under the prefix. A prefix without its
+/// leading `/` (`exporter`) is taken with it. At `/` (or `""`), its routes are `outer`'s own
+/// (the landing page answers `/` unless `outer` routed `/` first).
 pub fn mount<S: Clone + Send + Sync + 'static>(
     outer: &mut tide::Server<S>,
     prefix: &str,
     exporter: tide::Server<State>,
 ) {
+    // The redirect's Location is the prefix as given: `a/b/` would be relative, and resolve
+    // to `/a/a/b/`.
+    let prefix = format!("/{}", prefix.trim_matches('/'));
     let prefix = prefix.trim_end_matches('/').to_owned();
     let slash = format!("{prefix}/");
     outer.at(&slash).nest(exporter);
@@ -262,6 +266,24 @@ mod tests {
             let res: http_types::Response = outer.respond(req).await.expect("respond");
             assert_eq!(res.status(), StatusCode::PermanentRedirect);
             assert_eq!(res.header("Location").map(|h| h.as_str()), Some("/exporter/"));
+        });
+    }
+
+    #[test]
+    fn a_prefix_without_its_leading_slash_is_taken_with_it() {
+        async_std::task::block_on(async {
+            for prefix in ["a/b", "a/b/", "/a/b"] {
+                let mut outer = tide::new();
+                mount(&mut outer, prefix, routes());
+                let req = http_types::Request::get("http://embedder.test/a/b");
+                let res: http_types::Response = outer.respond(req).await.expect("respond");
+                assert_eq!(res.header("Location").map(|h| h.as_str()), Some("/a/b/"), "{prefix:?}");
+                for path in ["/a/b/", "/a/b/metrics"] {
+                    let req = http_types::Request::get(format!("http://embedder.test{path}").as_str());
+                    let res: http_types::Response = outer.respond(req).await.expect("respond");
+                    assert_eq!(res.status(), StatusCode::Ok, "{prefix:?}: {path}");
+                }
+            }
         });
     }
 

@@ -399,8 +399,10 @@ pub fn figment(file: Option<PathBuf>) -> Figment {
 }
 
 impl Config {
-    /// Reads and checks the configuration.
+    /// Reads and checks the configuration: the TOML `file`, else `MSP_CONFIG`'s if that is
+    /// set, under the `MSP_` variables.
     pub fn load(file: Option<PathBuf>, registry: &Registry) -> Result<Config, ConfigError> {
+        let file = file.or_else(|| std::env::var_os("MSP_CONFIG").map(PathBuf::from));
         if let Some(path) = &file {
             std::fs::File::open(path).map_err(|source| ConfigError::File { path: path.clone(), source })?;
         }
@@ -419,7 +421,9 @@ pub(crate) fn wrong_type(key: &str, found: &str, expected: &str) -> String {
             format!("found {found}, but it is a list, written as a TOML array ([\"a\", \"b\"]; {env}='[\"a\",\"b\"]')")
         }
         "a boolean" => format!("found {found}, expected true or false ({env}=true)"),
-        "u8" | "u16" | "u32" | "u64" | "usize" => format!("found {found}, expected a whole number ({env}=3)"),
+        "u8" | "u16" | "u32" | "u64" | "usize" => {
+            format!("found {found}, expected a whole number in digits, without a unit ({env})")
+        }
         other => format!("found {found}, expected {other}"),
     }
 }
@@ -440,7 +444,8 @@ fn extract_error(e: figment::Error) -> ConfigError {
         Kind::UnknownField(field, known) => {
             ConfigError::Unknown { key: key(Some(field)), from, known: known.join(", ") }
         }
-        Kind::InvalidType(found, expected) => ConfigError::WrongType {
+        // A negative number where a whole one goes (`-1`) is serde's invalid value.
+        Kind::InvalidType(found, expected) | Kind::InvalidValue(found, expected) => ConfigError::WrongType {
             key: key(None).to_lowercase(),
             from,
             found: found.to_string(),
@@ -531,10 +536,14 @@ impl RawConfig {
     /// Checks and types every value; `figment` holds the enrichers' own sections.
     pub fn check_with(self, registry: &Registry, figment: &Figment) -> Result<Config, ConfigError> {
         check_keys(figment, registry)?;
-        let listen = self
-            .listen
-            .parse()
-            .map_err(|e| invalid("listen", format!("{:?} is not an address:port ({e})", self.listen)))?;
+        // `:9100`, as Go's exporters write it (node_exporter's --web.listen-address): every
+        // address, as `[::]:9100` is.
+        let listen = match self.listen.strip_prefix(':') {
+            Some(port) => format!("[::]:{port}"),
+            None => self.listen.clone(),
+        };
+        let listen =
+            listen.parse().map_err(|e| invalid("listen", format!("{:?} is not an address:port ({e})", self.listen)))?;
         let enrichers = Enrichers::build(&self.enrichers, registry, figment)?;
         let naming = match self.naming.as_str() {
             "prometheus" => Naming::Prometheus,
@@ -634,9 +643,12 @@ mod tests {
 
     #[test]
     fn defaults() {
-        Jail::expect_with(|_| {
+        Jail::expect_with(|jail| {
             let c = load(None)?;
             assert_eq!(c.listen, "[::]:9100".parse().expect("addr"));
+            jail.set_env("MSP_LISTEN", ":9200");
+            assert_eq!(load(None)?.listen, "[::]:9200".parse().expect("addr"), "Go's way of saying every address");
+            jail.clear_env();
             assert_eq!(c.enrichers.names(), ["node", "labels", "owner"]);
             assert_eq!(c.naming, Naming::Prometheus);
             assert_eq!(c.limits.timeout, Duration::from_secs(10));
@@ -701,7 +713,10 @@ mod tests {
             assert!(err.starts_with("configuration file none.toml: ") && !err.contains('\n'), "{err}");
 
             jail.set_env("MSP_CONFIG", "msp.toml");
-            assert!(load(None).is_ok(), "MSP_CONFIG is not a key");
+            let c = load(None).expect("MSP_CONFIG is not a key");
+            assert_eq!(c.naming, Naming::Seed, "without a file given, MSP_CONFIG's is read");
+            jail.set_env("MSP_CONFIG", "none.toml");
+            assert!(load(None).expect_err("MSP_CONFIG names no file").starts_with("configuration file none.toml: "));
             Ok(())
         });
     }
@@ -779,7 +794,12 @@ mod tests {
             (
                 "MSP_KUBERNETES__MAX_RESPONSE_BYTES",
                 "lots",
-                "`kubernetes.max_response_bytes` (in `MSP_` environment variable(s)): found string \"lots\", expected a whole number (MSP_KUBERNETES__MAX_RESPONSE_BYTES=3)",
+                "`kubernetes.max_response_bytes` (in `MSP_` environment variable(s)): found string \"lots\", expected a whole number in digits, without a unit (MSP_KUBERNETES__MAX_RESPONSE_BYTES)",
+            ),
+            (
+                "MSP_KUBERNETES__MAX_RESPONSE_BYTES",
+                "-1",
+                "`kubernetes.max_response_bytes` (in `MSP_` environment variable(s)): found signed int `-1`, expected a whole number in digits",
             ),
             ("MSP_TIMESTAMPS", "yes", "`timestamps` (in `MSP_` environment variable(s)): found string \"yes\", expected true or false (MSP_TIMESTAMPS=true)"),
             ("MSP_LABELS__ALLOW", "app", "key `labels.allow` in `MSP_` environment variable(s): found string \"app\", but it is a list, written as a TOML array ([\"a\", \"b\"]; MSP_LABELS__ALLOW='[\"a\",\"b\"]')"),

@@ -40,6 +40,23 @@ pub enum ShardError {
         /// The total.
         total: u32,
     },
+    /// No index was given, and the pod name ends in an ordinal not below `total` (a
+    /// StatefulSet scaled past it).
+    #[error(
+        "shard.total is {total} but {source_name}={name:?} is replica {index}, past the last shard ({last}): set \
+         shard.total (MSP_SHARD__TOTAL) to the StatefulSet's replicas",
+        last = total - 1
+    )]
+    OrdinalOutOfRange {
+        /// The ordinal.
+        index: u32,
+        /// The total.
+        total: u32,
+        /// Where the name came from (`POD_NAME`, `HOSTNAME`).
+        source_name: &'static str,
+        /// The name.
+        name: String,
+    },
     /// No index was given, and the pod name has no ordinal.
     #[error(
         "shard.total is {total} but no shard.index was given, and {source_name}={name:?} does not end in an ordinal \
@@ -101,6 +118,9 @@ impl Shard {
                     .map(|(_, n)| n)
                     .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
                 match digits.map(str::parse::<u32>) {
+                    Some(Ok(index)) if index >= total => {
+                        return Err(ShardError::OrdinalOutOfRange { index, total, source_name, name })
+                    }
                     Some(Ok(ordinal)) => ordinal,
                     Some(Err(_)) => return Err(ShardError::OrdinalTooLarge { total, source_name, name }),
                     None => return Err(ShardError::NoOrdinal { total, source_name, name }),
@@ -195,8 +215,14 @@ mod tests {
         assert_eq!(Shard::new(3, None, &env(None, Some("metrics-server-prom-2"))), Ok(Shard { index: 2, total: 3 }));
         assert_eq!(Shard::new(3, Some(0), &env(Some("x-2"), None)), Ok(Shard { index: 0, total: 3 }), "config wins");
         assert_eq!(Shard::new(1, None, &none), Ok(Shard::default()));
+        let past = Shard::new(3, None, &env(Some("metrics-server-prom-3"), None)).expect_err("scaled past total");
+        assert_eq!(
+            past.to_string(),
+            "shard.total is 3 but POD_NAME=\"metrics-server-prom-3\" is replica 3, past the last shard (2): set \
+             shard.total (MSP_SHARD__TOTAL) to the StatefulSet's replicas"
+        );
         assert!(matches!(
-            Shard::new(3, None, &env(Some("metrics-server-prom-5"), None)),
+            Shard::new(3, Some(5), &env(Some("metrics-server-prom-1"), None)),
             Err(ShardError::OutOfRange { index: 5, total: 3 })
         ));
         assert!(matches!(
