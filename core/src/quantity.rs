@@ -95,7 +95,7 @@ impl Quantity {
             // An integer; `as` rounds correctly for i128 -> f64.
             return whole as f64;
         }
-        if self.nanos.abs() <= EXACT {
+        if self.nanos.unsigned_abs() <= EXACT as u128 {
             // Both operands exact, so IEEE division rounds the quotient correctly.
             return self.nanos as f64 / 1e9;
         }
@@ -106,7 +106,8 @@ impl Quantity {
     /// The exact sum, saturating at apimachinery's bounds.
     pub fn saturating_add(self, other: Quantity) -> Quantity {
         let max = MAX_NANOS as i128;
-        Quantity { nanos: (self.nanos + other.nanos).clamp(-max, max) }
+        // Saturating first: a quantity made by `from_nanos` may be anything.
+        Quantity { nanos: self.nanos.saturating_add(other.nanos).clamp(-max, max) }
     }
 }
 
@@ -605,6 +606,18 @@ mod tests {
         let sum = q("7m").saturating_add(q("1500000n")).saturating_add(q("12345u"));
         assert_eq!(sum.nanos(), 7_000_000 + 1_500_000 + 12_345_000);
         assert_eq!(sum.as_f64(), 0.020845);
+    }
+
+    #[test]
+    fn any_quantity_from_nanos_adds_and_converts_without_overflow() {
+        let max = MAX_NANOS as i128;
+        for (a, b, want) in [(i128::MAX, 1, max), (i128::MIN, -1, -max), (i128::MIN, i128::MAX, -1), (max, max, max)] {
+            assert_eq!(Quantity::from_nanos(a).saturating_add(Quantity::from_nanos(b)).nanos(), want, "{a} + {b}");
+        }
+        for nanos in [i128::MIN, i128::MIN + 1, i128::MAX] {
+            let f = Quantity::from_nanos(nanos).as_f64();
+            assert_eq!(f, nanos as f64 / 1e9, "{nanos}");
+        }
     }
 
     #[test]

@@ -180,6 +180,14 @@ async fn within(
     deadline: Option<Instant>,
     read: impl std::future::Future<Output = Result<Vec<u8>, SourceError>>,
 ) -> Result<Vec<u8>, SourceError> {
+    // A source that panics (an embedder's) fails its read, as one that returns an error
+    // does, on every path: `scrape` reads on its caller's task.
+    use futures_lite::FutureExt;
+    let read = async {
+        std::panic::AssertUnwindSafe(read).catch_unwind().await.unwrap_or_else(|payload| {
+            Err(format!("the metrics source panicked: {}", msp_core::panic_message(payload.as_ref())).into())
+        })
+    };
     let Some(deadline) = deadline else { return read.await };
     let left = deadline.saturating_duration_since(Instant::now());
     async_std::future::timeout(left, read)
@@ -864,6 +872,37 @@ mod tests {
         fn describe(&self) -> String {
             "bytes".into()
         }
+    }
+
+    /// A source whose pod read panics.
+    struct PanickingSource;
+
+    #[async_trait]
+    impl MetricsSource for PanickingSource {
+        async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
+            panic!("an embedder's bug")
+        }
+        async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
+            Ok(br#"{"items":[]}"#.to_vec())
+        }
+        fn describe(&self) -> String {
+            "panics".into()
+        }
+    }
+
+    #[test]
+    fn a_source_that_panics_fails_its_read_alone_on_every_path() {
+        let exporter = Arc::new(Exporter::new(Arc::new(PanickingSource), Arc::new(StaticCluster::default())));
+        let out = async_std::task::block_on(exporter.scrape(Format::Text, None));
+        for line in ["kube_metrics_server_up{resource=\"pods\"} 0\n", "kube_metrics_server_up{resource=\"nodes\"} 1\n"]
+        {
+            assert!(out.contains(line), "{line} in\n{out}");
+        }
+        let streamed = async_std::task::block_on(async {
+            let body = exporter.stream(Format::Text, false, None).await.expect("not busy");
+            text_of(body).await
+        });
+        assert!(streamed.contains("kube_metrics_server_up{resource=\"nodes\"} 1\n"), "{streamed}");
     }
 
     #[test]
