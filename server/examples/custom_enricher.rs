@@ -59,11 +59,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut registry = Registry::builtin();
     registry.register_with("team", "team", |o: TeamOptions| Ok(Arc::new(Team { owners: o.owners })));
 
-    let file: Option<std::path::PathBuf> = std::env::var_os("MSP_CONFIG").map(Into::into);
-    let mut config = Config::load(file.clone(), &registry)?;
-    // Add ours after the configured ones (or select it by name: MSP_ENRICHERS='["node","team"]').
-    if let Some(team) = registry.build("team", &msp_server::figment(file)) {
-        config.enrichers.push(team?);
+    // The TOML file is MSP_CONFIG's, read by `load` (a `--config` flag would pass its own).
+    let mut config = Config::load(None, &registry)?;
+    // Selected by name like the built-ins (MSP_ENRICHERS='["node","team"]'); this example
+    // also turns it on, after the others, where `enrichers` does not list it, so that the
+    // demo shows it. Listed, it runs once, where it is listed.
+    if !config.enrichers.names().contains(&"team") {
+        let file = std::env::var_os("MSP_CONFIG").map(std::path::PathBuf::from);
+        if let Some(team) = registry.build("team", &msp_server::figment(file)) {
+            config.enrichers.push(team?);
+        }
     }
     init_logging(config.log_level, config.log_format);
     let _sim =
