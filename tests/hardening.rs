@@ -164,6 +164,42 @@ async fn hardening_plain_http_to_the_tls_port_is_told_so() {
     assert_healthz_over_tls(&pki, port).await;
 }
 
+/// A failed TLS handshake is logged with its peer, as Go's servers log it (a kubelet probe or
+/// a Prometheus left on plain HTTP, a client without the certificate asked for), at most
+/// once a second with a count of those held back.
+#[async_std::test]
+async fn hardening_failed_tls_handshakes_are_logged_with_their_peer_and_throttled() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    write_web_tls(&dir);
+    let web_yml = dir.join("web.yml");
+    std::fs::write(&web_yml, "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n").expect("web.yml");
+    let port = free_port();
+    let log = dir.join("handshakes.log");
+    let _child = Killed(spawn_logging(server_command(&sim, &dir, port).env("MSP_WEB__CONFIG_FILE", &web_yml), &log));
+    wait_listening(port).await;
+    // Twenty at once (each answer lingers a second before it closes); none from the
+    // connects that only checked the port was open, which sent nothing.
+    let mut all = Vec::new();
+    for _ in 0..20 {
+        let mut plain = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
+        all.push(plain);
+    }
+    for mut plain in all {
+        let _ = async_std::future::timeout(Duration::from_secs(5), plain.read_to_string(&mut String::new())).await;
+    }
+    async_std::task::sleep(Duration::from_millis(1500)).await;
+    let mut plain = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
+    let _ = async_std::future::timeout(Duration::from_secs(5), plain.read_to_string(&mut String::new())).await;
+    async_std::task::sleep(Duration::from_millis(300)).await;
+    let logged = std::fs::read_to_string(&log).expect("log");
+    let lines: Vec<&str> = logged.lines().filter(|l| l.contains("TLS handshake error from 127.0.0.1:")).collect();
+    assert!((2..=4).contains(&lines.len()), "one line a second, not one a connection: {logged}");
+    assert!(lines.iter().all(|l| l.contains("WARN") && l.contains("plain HTTP")), "{logged}");
+    assert!(lines.iter().any(|l| l.contains("more since the last report)")), "{logged}");
+}
+
 #[async_std::test]
 async fn hardening_each_bad_item_costs_only_its_own_pod() {
     let good = |name: &str| {

@@ -235,6 +235,9 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
     // Apart, so that one kind of closing never hides the other in the other's count.
     let (mut made_room, mut made_room_answering) = (Throttled::default(), Throttled::default());
     let mut errors = AcceptErrors::default();
+    // Failed TLS handshakes, as Go's servers log them ("TLS handshake error from ..."): a
+    // probe or monitor speaking plain HTTP, or without the client certificate asked for.
+    let handshakes = Arc::new(std::sync::Mutex::new(Throttled::default()));
     let mut incoming = listener.incoming();
     loop {
         let next = futures_lite::future::or(async { Some(incoming.next().await) }, async {
@@ -281,6 +284,7 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
         let place = waiting.join();
         let (app, in_flight) = (app.clone(), in_flight.clone());
         let tls = web.as_ref().and_then(|w| w.current()).and_then(|c| c.tls.clone());
+        let handshakes = handshakes.clone();
         async_std::task::spawn(async move {
             let _open = guard;
             let _ = stream.set_nodelay(true);
@@ -289,23 +293,29 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
                 // says nothing must not hold the connection.
                 // Closed for room, it ends too.
                 Some(tls) => {
+                    let probe_peer = stream.peer_addr().ok();
                     let probe = stream.clone();
                     let accept = async move {
                         // A TLS connection begins with a handshake record (0x16); plain HTTP
                         // with its method, in capitals.
                         let mut first = [0u8; 1];
-                        if matches!(probe.peek(&mut first).await, Ok(1)) && first[0].is_ascii_uppercase() {
-                            return Err(probe);
+                        match probe.peek(&mut first).await {
+                            Ok(1) if first[0].is_ascii_uppercase() => return Err(Some(probe)),
+                            // Closed before a byte: a check that the port is open (a tcpSocket
+                            // probe, a load balancer's), not a handshake that failed.
+                            Ok(0) => return Err(None),
+                            _ => {}
                         }
                         Ok(futures_rustls::TlsAcceptor::from(tls).accept(stream).await)
                     };
                     let handshake = async_std::future::timeout(Limits::default().head, async {
                         match accept.await {
-                            Ok(accepted) => accepted,
-                            Err(plain) => {
+                            Ok(accepted) => accepted.map_err(Some),
+                            Err(Some(plain)) => {
                                 plain_http_to_https(plain).await;
-                                Err(std::io::Error::other("plain HTTP, answered 400"))
+                                Err(Some(std::io::Error::other("plain HTTP, answered 400")))
                             }
+                            Err(None) => Err(None),
                         }
                     });
                     let handshake = futures_lite::future::or(async { Some(handshake.await) }, async {
@@ -318,7 +328,14 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
                             let shared = async_dup::Arc::new(async_dup::Mutex::new(tls));
                             connection(shared, app, in_flight, verified, "https", &place).await
                         }
-                        Some(Ok(Err(e))) => log::debug!("TLS handshake: {e}"),
+                        Some(Ok(Err(None))) => log::debug!("TLS: a connection closed before a byte"),
+                        Some(Ok(Err(Some(e)))) => {
+                            let peer = probe_peer.map_or_else(|| "?".to_owned(), |a| a.to_string());
+                            let due = handshakes.lock().map_or(None, |mut t| t.due());
+                            if let Some(more) = due {
+                                log::warn!("TLS handshake error from {peer}: {e}{more}");
+                            }
+                        }
                         Some(Err(_)) => log::debug!("TLS handshake: not done within {:?}", Limits::default().head),
                         None => log::debug!("TLS handshake: closed to make room for a new connection"),
                     }
