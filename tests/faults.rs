@@ -87,6 +87,33 @@ async fn wait_listening(port: u16) {
     panic!("server never listened");
 }
 
+/// The log says which build starts, and when a failing metrics API read works again (an
+/// outage's last line is otherwise its last error).
+#[async_std::test]
+async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
+    wait_listening(port).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
+    sim.state().faults.insert(Route::PodMetrics, Fault::Status(503));
+    for _ in 0..2 {
+        assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 0"));
+    }
+    sim.state().faults.clear();
+    assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
+    let logged = std::fs::read_to_string(&log).expect("log");
+    let first = logged.lines().next().unwrap_or_default();
+    assert!(
+        first.contains(&format!("metrics-server-prom {} (revision ", env!("CARGO_PKG_VERSION"))),
+        "the first line names the build: {logged}"
+    );
+    assert!(logged.contains("pod metrics: read again, after 2 failed read(s)"), "{logged}");
+    assert!(!logged.contains("node metrics: read again"), "{logged}");
+}
+
 /// SIGTERM: the scrape in flight finishes, then the process exits 0 within 5 s. And at
 /// trace level, through a token rotation, the token never reaches the log.
 #[async_std::test]

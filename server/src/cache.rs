@@ -140,7 +140,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
 
     fn fail(&self, e: &dyn std::fmt::Display) {
         let message = e.to_string();
-        log::warn!("{} cache: {message}", self.kind.resource);
+        log::warn!(resource = self.kind.resource; "{} cache: {message}", self.kind.resource);
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(message);
         }

@@ -35,6 +35,22 @@ pub struct Exporter {
     writing: WriteCost,
     /// How many [`Exporter::warm_up`]s are under way.
     warming: AtomicUsize,
+    /// Failed reads of the pod and node lists since the last that worked, so that the first
+    /// to work again says so in the log (an outage's last line is not its last error).
+    failed_reads: [AtomicU64; 2],
+}
+
+/// Counts a read of `resource`'s list that worked (`up`) or not in `failed`; logs the first
+/// that works after any failed.
+fn note_read(failed: &AtomicU64, resource: &str, up: bool) {
+    if !up {
+        failed.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let before = failed.swap(0, Ordering::Relaxed);
+    if before > 0 {
+        log::info!(resource, failed = before; "{resource} metrics: read again, after {before} failed read(s)");
+    }
 }
 
 /// One warm-up under way, counted in [`Exporter::syncing`] until it is dropped: when it
@@ -210,7 +226,7 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     let body = match fetched {
         Ok(body) => body,
         Err(e) => {
-            log::error!("{resource} metrics: {e}");
+            log::error!(resource; "{resource} metrics: {e}");
             return (msp_core::List::default(), false);
         }
     };
@@ -220,11 +236,11 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     };
     if error.is_data() {
         // No list of these: msp-core says what it is instead (a `Status` and its message).
-        log::error!("{resource} metrics: {error}");
+        log::error!(resource; "{resource} metrics: {error}");
         return (msp_core::List::default(), false);
     }
     let Err(bad) = std::str::from_utf8(body) else {
-        log::error!("{resource} metrics: invalid JSON from the metrics API: {error}");
+        log::error!(resource; "{resource} metrics: invalid JSON from the metrics API: {error}");
         return (msp_core::List::default(), false);
     };
     log::warn!(
@@ -235,7 +251,7 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     match msp_core::List::parse_selected(body, select) {
         Ok(list) => (list, true),
         Err(e) => {
-            log::error!("{resource} metrics: invalid JSON from the metrics API: {e}");
+            log::error!(resource; "{resource} metrics: invalid JSON from the metrics API: {e}");
             (msp_core::List::default(), false)
         }
     }
@@ -260,6 +276,7 @@ impl Exporter {
             memo: Memo::default(),
             writing: WriteCost::default(),
             warming: Default::default(),
+            failed_reads: Default::default(),
         }
     }
 
@@ -546,6 +563,8 @@ impl Exporter {
                 parse_list("pod", &pods_raw, &self.scope, &mut pods_repaired);
             let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
                 parse_list("node", &nodes_raw, &self.scope, &mut nodes_repaired);
+            note_read(&self.failed_reads[0], "pod", pods_up);
+            note_read(&self.failed_reads[1], "node", nodes_up);
             // Lists of its own only: reused ones are kept already, since their read.
             if let (None, true, true, Ok(pods), Ok(nodes)) = (reused_from, pods_up, nodes_up, &pods_raw, &nodes_raw) {
                 self.reuse.keep(self.source.as_ref(), pods, nodes, started);
@@ -563,7 +582,7 @@ impl Exporter {
             let enriched =
                 enrich(&scrape, self.cluster.as_ref(), &self.enrichers, Some(&self.memo), &enrichers_deadline).await;
             for failure in &enriched.failures {
-                log::warn!("enricher {}: {}; its labels are left out of this scrape", failure.enricher, failure.error);
+                log::warn!(enricher = failure.enricher.as_str(); "enricher {}: {}; its labels are left out of this scrape", failure.enricher, failure.error);
                 self.counters.enricher_error(&failure.enricher);
             }
             write(&scrape, &enriched, Read { pods_up, nodes_up, started, age })

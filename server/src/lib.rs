@@ -87,6 +87,7 @@ pub enum StartError {
 /// The exporter for `config`: the metrics API and the watch-backed caches over one
 /// Kubernetes client, with the configured enrichers.
 pub fn build(config: &Config) -> Result<Exporter, StartError> {
+    log::info!("metrics-server-prom {} (revision {})", env!("CARGO_PKG_VERSION"), env!("BUILD_REVISION"));
     let endpoint = kube::resolve(&config.kubernetes, &|k| std::env::var(k).ok())?;
     let api = kube::redacted(&endpoint.base);
     if endpoint.insecure {
