@@ -94,6 +94,13 @@ impl Filter {
         self.allow.iter().any(|g| g.matches(text)) && !self.deny.iter().any(|g| g.matches(text))
     }
 
+    /// The `allow` patterns that can keep nothing, `deny` coming after: one also in `deny`,
+    /// or any when `deny` has `*`. A configuration's likely mistake, to warn of.
+    pub fn denied_whole(&self) -> Vec<&str> {
+        let denies = |a: &Glob| self.deny.iter().any(|d| d.is_any() || d.source == a.source);
+        self.allow.iter().filter(|a| denies(a)).map(|a| &*a.source).collect()
+    }
+
     /// Whether it keeps everything without looking (`allow = ["*"]`, no `deny`).
     pub fn keeps_all(&self) -> bool {
         self.deny.is_empty() && self.allow.iter().any(Glob::is_any)
@@ -140,5 +147,14 @@ mod tests {
         assert!(Filter::default().keeps_all() && Filter::default().keeps("x"));
         assert!(Filter::new(&["*"], &[]).expect("filter").keeps_all());
         assert!(Filter::new(&["a", ""], &[]).is_err());
+    }
+
+    #[test]
+    fn allow_patterns_that_deny_undoes_are_found() {
+        let f = Filter::new(&["shop", "kube-*", "web"], &["shop", "kube-public"]).expect("filter");
+        assert_eq!(f.denied_whole(), ["shop"]);
+        let f = Filter::new(&["shop", "kube-*"], &["*"]).expect("filter");
+        assert_eq!(f.denied_whole(), ["shop", "kube-*"]);
+        assert!(Filter::default().denied_whole().is_empty());
     }
 }

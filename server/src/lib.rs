@@ -112,6 +112,12 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
             shard.index
         );
     }
+    for denied in config.scope.namespaces.denied_whole() {
+        log::warn!(
+            "namespaces: allow has {denied:?}, and deny takes it all back (MSP_NAMESPACES__ALLOW, \
+             MSP_NAMESPACES__DENY): deny comes after allow, so nothing it allows is exported"
+        );
+    }
     let (enabled, not_enabled) = (config.enrichers.names(), config.enrichers.not_enabled());
     log::info!("enrichers: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
     for section in config.enrichers.idle_sections() {

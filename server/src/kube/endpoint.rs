@@ -159,6 +159,20 @@ fn existing(path: &str) -> Option<PathBuf> {
 /// Resolves, in order: `api_url` if set; in cluster if `KUBERNETES_SERVICE_HOST` is set;
 /// else a kubeconfig (`kubeconfig`, `$KUBECONFIG`, `~/.kube/config`).
 pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<Endpoint, EndpointError> {
+    let in_cluster = env("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty());
+    if s.api_url.is_some() || in_cluster {
+        let unread: Vec<&str> = [
+            s.kubeconfig.is_some().then_some("kubernetes.kubeconfig (MSP_KUBERNETES__KUBECONFIG)"),
+            s.context.is_some().then_some("kubernetes.context (MSP_KUBERNETES__CONTEXT)"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !unread.is_empty() {
+            let instead = if s.api_url.is_some() { "kubernetes.api_url is set" } else { "this runs in a cluster" };
+            log::warn!("{} set, but not read: {instead}, and comes first", unread.join(" and "));
+        }
+    }
     if let Some(url) = &s.api_url {
         no_user_info(url)?;
         // Over plain http (`kubectl proxy`, which authenticates itself), the pod's own token
