@@ -37,6 +37,23 @@ fn library_render_once_prints_exact_values_for_the_published_samples() {
     assert_eq!(bad.status.code(), Some(2), "usage error");
 }
 
+/// An embedder's own metadata (a `StaticCluster`, as from its own reflectors) with the
+/// metrics API read over the server's client, built from the same settings.
+#[async_std::test]
+async fn library_the_kubernetes_client_is_built_from_settings_beside_an_embedders_cluster() {
+    let (_sim, raw, _dir) = sim_and_config(msp_sim::SimCluster::demo()).await;
+    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
+    let client =
+        std::sync::Arc::new(msp_server::KubeClient::from_settings(&config.kubernetes, config.limits).expect("client"));
+    let exporter = msp_server::Exporter::new(
+        std::sync::Arc::new(msp_server::MetricsApi::new(client)),
+        std::sync::Arc::new(msp_core::StaticCluster::default()),
+    );
+    let text = exporter.scrape(msp_core::Format::Text, None).await;
+    assert!(text.contains("kube_metrics_server_up{resource=\"pods\"} 1"), "{text}");
+    assert!(text.contains("pod=\"frontend-7c9d8f6b5-8xk2d\""), "{text}");
+}
+
 #[async_std::test]
 async fn library_embed_tide_serves_the_exporter_and_every_link_under_the_prefix() {
     let port = free_port();

@@ -653,6 +653,7 @@ mod tests {
             assert_eq!(c.enrichers.names(), ["node", "labels", "owner"]);
             assert_eq!(c.naming, Naming::Prometheus);
             assert_eq!(c.limits.timeout, Duration::from_secs(10));
+            assert_eq!(c.limits, crate::Limits::default(), "the library's defaults are the server's");
             assert!(c.kubernetes.api_url.is_none());
             assert_eq!(c.reuse_lists_for, Duration::ZERO, "every scrape reads");
             assert!(c.streaming_lists);

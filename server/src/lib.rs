@@ -8,9 +8,14 @@
 //! - a custom [`Enricher`](msp_core::Enricher), registered in a [`Registry`] (with its own
 //!   configuration section through [`Registry::register_with`]), then [`run`];
 //! - an [`Exporter`] over their own [`MetricsSource`](msp_core::MetricsSource) and
-//!   [`Cluster`](msp_core::Cluster), or no server at all: [`msp_core::enrich`] and
+//!   [`Cluster`](msp_core::Cluster) (or ours, [`MetricsApi`] and [`CachedCluster`], over a
+//!   [`KubeClient::from_settings`]), or no server at all: [`msp_core::enrich`] and
 //!   [`msp_core::render_prepared`];
 //! - [`app`] nested in their own tide server, auth included.
+//!
+//! The `demo` feature, on by default, adds [`start_demo`] and the simulator it runs
+//! (`msp-sim`, with `rcgen` for its certificates); an embedder that has no use for them
+//! depends with `default-features = false`.
 
 mod app;
 mod auth;

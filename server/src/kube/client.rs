@@ -158,12 +158,19 @@ impl KubeError {
 }
 
 /// Limits on each request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// The whole request, body included.
     pub timeout: Duration,
     /// The largest body accepted.
     pub max_response_bytes: usize,
+}
+
+impl Default for Limits {
+    /// The server's defaults: `kubernetes.timeout` 10 s, `max_response_bytes` 256 MiB.
+    fn default() -> Self {
+        Limits { timeout: Duration::from_secs(10), max_response_bytes: 256 * 1024 * 1024 }
+    }
 }
 
 /// `User-Agent` on every request: the version and the commit it was built from, so that
@@ -271,6 +278,17 @@ fn status_message(body: &[u8]) -> String {
 }
 
 impl KubeClient {
+    /// A client for the API server `settings` lead to, as the server finds it
+    /// (`kubernetes.api_url`, else in a cluster its service and service account, else the
+    /// kubeconfig), reading the process's environment: for an embedder that brings its own
+    /// [`Cluster`](msp_core::Cluster) or source, and wants the metrics API read
+    /// ([`MetricsApi`](crate::MetricsApi)) or the caches ([`CachedCluster`](crate::CachedCluster))
+    /// over this client. `Config::load(..)?.kubernetes` and `.limits` are the server's.
+    pub fn from_settings(settings: &super::Settings, limits: Limits) -> Result<Self, super::EndpointError> {
+        let endpoint = super::resolve(settings, &|k| std::env::var(k).ok())?;
+        Ok(KubeClient::new(endpoint, limits))
+    }
+
     /// A client for `endpoint`.
     pub fn new(endpoint: Endpoint, limits: Limits) -> Self {
         let transport = match endpoint.server_name {
