@@ -79,5 +79,10 @@ async fn shard_index_from_the_statefulset_pod_name() {
         .output()
         .expect("run");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not below shard.total 3"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("POD_NAME=\"metrics-server-prom-7\" is replica 7, past the last shard (2)")
+            && stderr.contains("MSP_SHARD__TOTAL"),
+        "{stderr}"
+    );
 }
