@@ -316,6 +316,11 @@ async fn apiserver_a_cache_that_can_no_longer_list_or_watch_shows_in_its_last_sy
     let h = start(SimCluster::demo(), |_| {}).await;
     let s = parse(&scrape(&h).await);
     let (listed, now) = (last_sync(&s, "nodes").expect("the nodes cache is in use"), unix_now());
+    // Every reason from 0, so that increase() sees the first error too.
+    for reason in ["undecodable", "error_event", "unknown_type", "invalid_object", "line_too_long", "read"] {
+        let zero = find(&s, "kube_metrics_server_watch_errors_total", &[("resource", "nodes"), ("reason", reason)]);
+        assert_eq!(zero.value, 0.0, "{reason}");
+    }
     assert!(listed > now - 60.0 && listed <= now, "listed at {listed}, now {now}");
     // An RBAC change: the nodes cache can neither watch nor list any more, and keeps
     // serving what it holds. The pods cache watches again at once.

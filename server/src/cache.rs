@@ -514,6 +514,11 @@ fn query_value(value: &str) -> String {
     encoded
 }
 
+/// Every `reason` [`count`] is given: each cache in use exports all of them from 0, so
+/// that `increase()` sees a first error too (a series born at 1 shows no increase).
+const WATCH_ERROR_REASONS: [&str; 6] =
+    ["undecodable", "error_event", "unknown_type", "invalid_object", "line_too_long", "read"];
+
 fn count(errors: &WatchErrors, resource: &'static str, reason: &'static str, n: u64) {
     if let Ok(mut e) = errors.lock() {
         *e.entry((resource, reason)).or_default() += n;
@@ -653,7 +658,12 @@ impl Report for CachedCluster {
         }
         let help = "Watch and list problems: undecodable lines, ERROR events, unknown event types, invalid objects, oversized lines, read errors.";
         let mut f = w.family(&ERRORS, help, MetricType::Counter)?;
-        let errors = self.errors.lock().map(|e| e.clone()).unwrap_or_default();
+        let mut errors = self.errors.lock().map(|e| e.clone()).unwrap_or_default();
+        for &(resource, _, _) in &sizes {
+            for reason in WATCH_ERROR_REASONS {
+                errors.entry((resource, reason)).or_default();
+            }
+        }
         for ((resource, reason), n) in errors {
             f.sample([(&RESOURCE, resource), (&REASON, reason)], n as f64);
         }
