@@ -428,7 +428,13 @@ impl Lines {
                 count(errors, resource, "read", 1);
                 return Err(KubeError::Transport { path: self.path.clone(), source: e.into() });
             }
-            Err(_) => return Err(KubeError::Timeout { path: self.path.clone(), after: silence }),
+            Err(_) => {
+                return Err(KubeError::Timeout {
+                    path: self.path.clone(),
+                    after: silence,
+                    bound: "a watch says at least a bookmark within this",
+                })
+            }
         };
         if n == 0 {
             return Ok(None);

@@ -43,12 +43,14 @@ pub enum KubeError {
         status: String,
     },
     /// No complete answer within the timeout.
-    #[error("GET {path}: no answer within {after:?}")]
+    #[error("GET {path}: no answer within {after:?} ({bound})")]
     Timeout {
         /// The request path.
         path: String,
         /// The timeout.
         after: Duration,
+        /// Which bound it was: `kubernetes.timeout` (a request's), or a watch's silence.
+        bound: &'static str,
     },
     /// A non-2xx answer.
     #[error("GET {path}: HTTP {status}: {message}")]
@@ -156,6 +158,9 @@ impl KubeError {
         }
     }
 }
+
+/// [`KubeError::Timeout`]'s bound for a request: the setting that gives it.
+const REQUEST_TIMEOUT: &str = "kubernetes.timeout, MSP_KUBERNETES__TIMEOUT";
 
 /// Limits on each request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -478,9 +483,11 @@ impl KubeClient {
         let request = async {
             self.request(path_and_query, path, accept).await?.await.map_err(|e| transport(path, e.into_inner()))
         };
-        let mut res = async_std::future::timeout(timeout, request)
-            .await
-            .map_err(|_| KubeError::Timeout { path: path.to_owned(), after: timeout })??;
+        let mut res = async_std::future::timeout(timeout, request).await.map_err(|_| KubeError::Timeout {
+            path: path.to_owned(),
+            after: timeout,
+            bound: REQUEST_TIMEOUT,
+        })??;
         if res.status().is_success() {
             return Ok(res);
         }
@@ -507,7 +514,7 @@ impl KubeClient {
         let timeout = self.limits.timeout;
         async_std::future::timeout(timeout, self.fetch(path_and_query, &path, accept, slot))
             .await
-            .unwrap_or(Err(KubeError::Timeout { path, after: timeout }))
+            .unwrap_or(Err(KubeError::Timeout { path, after: timeout, bound: REQUEST_TIMEOUT }))
     }
 
     /// The body, read into a buffer that never grows past `max_response_bytes`: a larger
