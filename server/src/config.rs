@@ -120,7 +120,10 @@ pub struct RawKubernetes {
 /// or a bool, though the user wrote text. A number comes back as figment read it, so
 /// `007` is `7` and `1.10` is `1.1`: quoted (`'"1.10"'`) it is kept as written. Anything
 /// else (a list, a table) is refused as not a string.
-fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+///
+/// For an embedder's own section too: `#[serde(deserialize_with = "msp_server::text_or_number")]`
+/// on a `String` field takes `MSP_TEAM__CHANNEL=42` as `"42"`, as ours do.
+pub fn text_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     struct Text;
     impl serde::de::Visitor<'_> for Text {
         type Value = String;
@@ -829,6 +832,7 @@ mod embedder_tests {
     #[derive(Debug, Default, serde::Deserialize)]
     #[serde(default, deny_unknown_fields)]
     struct TeamOptions {
+        #[serde(deserialize_with = "crate::text_or_number")]
         channel: String,
     }
 
@@ -868,6 +872,9 @@ mod embedder_tests {
             jail.set_env("MSP_TEAM__CHANNEL", "#platform");
             let c = Config::load(Some("msp.toml".into()), &registry()).map_err(|e| e.to_string())?;
             assert_eq!(c.enrichers.names(), ["node", "team:#platform"], "env reaches the section too");
+            jail.set_env("MSP_TEAM__CHANNEL", "42");
+            let c = Config::load(Some("msp.toml".into()), &registry()).map_err(|e| e.to_string())?;
+            assert_eq!(c.enrichers.names(), ["node", "team:42"], "a number is its text, as in our sections");
 
             jail.set_env("MSP_TEAM__TYPO", "x");
             let err = Config::load(Some("msp.toml".into()), &registry()).expect_err("strict section");

@@ -46,8 +46,8 @@ pub use auth::{OverTls, VerifiedClient};
 pub use body::{Exposition, PIECE};
 pub use cache::CachedCluster;
 pub use config::{
-    figment, variables as config_variables, Config, ConfigError, Enrichers, RawConfig, RawKubernetes, RawNamespaces,
-    RawShard, RawWeb,
+    figment, text_or_number, variables as config_variables, Config, ConfigError, Enrichers, RawConfig, RawKubernetes,
+    RawNamespaces, RawShard, RawWeb,
 };
 #[cfg(feature = "demo")]
 pub use demo::{start as start_demo, Demo, DemoError};
