@@ -92,6 +92,13 @@ fn first_hour_help_lists_the_variables_and_no_cluster_suggests_demo() {
     let out = Command::new(binary()).env_clear().env("MSP_KUBERNETES__TIMEOUT", "5").output().expect("run");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"5s\""));
+    // Asked for JSON logs, a configuration error is one JSON line too.
+    let out = Command::new(binary()).env_clear().env("MSP_LOG_FORMAT", "json").env("MSP_TYPO", "1").output();
+    let out = out.expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let line: serde_json::Value = serde_json::from_slice(&out.stderr).expect("one JSON object");
+    assert_eq!(line["level"], "error");
+    assert!(line["msg"].as_str().is_some_and(|m| m.contains("`typo`")), "{line}");
 
     // No cluster, with the log off: the reason still reaches stderr, and it is a
     // configuration error (2), as an API server URL with a password is.

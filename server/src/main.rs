@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use msp_server::{init_logging, Config, Registry};
+use msp_server::{init_logging, Config, LogFormat, Registry};
 
 const USAGE: &str = "usage: metrics-server-prom [--demo] [--config FILE]
   --demo         serve a simulated cluster (no Kubernetes needed; needs the default `demo` feature)
@@ -62,7 +62,14 @@ async fn main() -> ExitCode {
     let mut config = match Config::load(file, &Registry::builtin()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("metrics-server-prom: {e}");
+            // With MSP_LOG_FORMAT=json (read as it is: the configuration did not load), a
+            // JSON line as every other, for a pipeline that parses each line.
+            if std::env::var("MSP_LOG_FORMAT").is_ok_and(|f| f.parse() == Ok(LogFormat::Json)) {
+                init_logging(log::LevelFilter::Error, LogFormat::Json);
+                log::error!("{e}");
+            } else {
+                eprintln!("metrics-server-prom: {e}");
+            }
             return ExitCode::from(2);
         }
     };
