@@ -110,7 +110,11 @@ async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
         first.contains(&format!("metrics-server-prom {} (revision ", env!("CARGO_PKG_VERSION"))),
         "the first line names the build: {logged}"
     );
-    assert!(logged.contains("pod metrics: read again, after 2 failed read(s)"), "{logged}");
+    assert!(
+        logged.contains("pod metrics: read again, after 2 failed read(s) resource=pod_metrics failed=2"),
+        "{logged}"
+    );
+    assert!(logged.lines().any(|l| l.contains("ERROR") && l.ends_with("resource=pod_metrics")), "{logged}");
     assert!(!logged.contains("node metrics: read again"), "{logged}");
 }
 

@@ -40,6 +40,16 @@ pub struct Exporter {
     failed_reads: [AtomicU64; 2],
 }
 
+/// A metrics list's `resource` as a log field, as `kube_metrics_server_api_requests_total`
+/// names it (`pod` is `pod_metrics`): the caches' are `pods`, `nodes`.
+fn api_resource(resource: &str) -> &'static str {
+    if resource == "pod" {
+        "pod_metrics"
+    } else {
+        "node_metrics"
+    }
+}
+
 /// Counts a read of `resource`'s list that worked (`up`) or not in `failed`; logs the first
 /// that works after any failed.
 fn note_read(failed: &AtomicU64, resource: &str, up: bool) {
@@ -49,7 +59,7 @@ fn note_read(failed: &AtomicU64, resource: &str, up: bool) {
     }
     let before = failed.swap(0, Ordering::Relaxed);
     if before > 0 {
-        log::info!(resource, failed = before; "{resource} metrics: read again, after {before} failed read(s)");
+        log::info!(resource = api_resource(resource), failed = before; "{resource} metrics: read again, after {before} failed read(s)");
     }
 }
 
@@ -226,7 +236,7 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     let body = match fetched {
         Ok(body) => body,
         Err(e) => {
-            log::error!(resource; "{resource} metrics: {e}");
+            log::error!(resource = api_resource(resource); "{resource} metrics: {e}");
             return (msp_core::List::default(), false);
         }
     };
@@ -236,11 +246,11 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     };
     if error.is_data() {
         // No list of these: msp-core says what it is instead (a `Status` and its message).
-        log::error!(resource; "{resource} metrics: {error}");
+        log::error!(resource = api_resource(resource); "{resource} metrics: {error}");
         return (msp_core::List::default(), false);
     }
     let Err(bad) = std::str::from_utf8(body) else {
-        log::error!(resource; "{resource} metrics: invalid JSON from the metrics API: {error}");
+        log::error!(resource = api_resource(resource); "{resource} metrics: invalid JSON from the metrics API: {error}");
         return (msp_core::List::default(), false);
     };
     log::warn!(
@@ -251,7 +261,7 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     match msp_core::List::parse_selected(body, select) {
         Ok(list) => (list, true),
         Err(e) => {
-            log::error!(resource; "{resource} metrics: invalid JSON from the metrics API: {e}");
+            log::error!(resource = api_resource(resource); "{resource} metrics: invalid JSON from the metrics API: {e}");
             (msp_core::List::default(), false)
         }
     }
