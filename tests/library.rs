@@ -43,8 +43,7 @@ fn library_render_once_prints_exact_values_for_the_published_samples() {
 async fn library_the_kubernetes_client_is_built_from_settings_beside_an_embedders_cluster() {
     let (_sim, raw, _dir) = sim_and_config(msp_sim::SimCluster::demo()).await;
     let config = raw.check(&msp_server::Registry::builtin()).expect("config");
-    let client =
-        std::sync::Arc::new(msp_server::KubeClient::from_settings(&config.kubernetes, config.limits).expect("client"));
+    let client = std::sync::Arc::new(msp_server::KubeClient::from_config(&config).expect("client"));
     let exporter = msp_server::Exporter::new(
         std::sync::Arc::new(msp_server::MetricsApi::new(client)),
         std::sync::Arc::new(msp_core::StaticCluster::default()),

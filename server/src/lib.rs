@@ -9,7 +9,7 @@
 //!   configuration section through [`Registry::register_with`]), then [`run`];
 //! - an [`Exporter`] over their own [`MetricsSource`](msp_core::MetricsSource) and
 //!   [`Cluster`](msp_core::Cluster) (or ours, [`MetricsApi`] and [`CachedCluster`], over a
-//!   [`KubeClient::from_settings`]), or no server at all: [`msp_core::enrich`] and
+//!   [`KubeClient::from_config`]), or no server at all: [`msp_core::enrich`] and
 //!   [`msp_core::render_prepared`];
 //! - [`app`] nested in their own tide server, auth included.
 //!
@@ -138,11 +138,7 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
             not_enabled.join(", ")
         );
     }
-    let client = Arc::new(
-        KubeClient::new(endpoint, config.limits)
-            .with_list_page_size(config.list_page_size)
-            .with_streaming_lists(config.streaming_lists),
-    );
+    let client = Arc::new(KubeClient::for_config(endpoint, config));
     let cluster = Arc::new(CachedCluster::new(client.clone()));
     let options = RenderOptions { naming: config.naming, timestamps: config.timestamps, format: None };
     Ok(Exporter::new(Arc::new(MetricsApi::new(client.clone())), cluster.clone())

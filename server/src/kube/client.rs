@@ -283,15 +283,22 @@ fn status_message(body: &[u8]) -> String {
 }
 
 impl KubeClient {
-    /// A client for the API server `settings` lead to, as the server finds it
-    /// (`kubernetes.api_url`, else in a cluster its service and service account, else the
-    /// kubeconfig), reading the process's environment: for an embedder that brings its own
-    /// [`Cluster`](msp_core::Cluster) or source, and wants the metrics API read
-    /// ([`MetricsApi`](crate::MetricsApi)) or the caches ([`CachedCluster`](crate::CachedCluster))
-    /// over this client. `Config::load(..)?.kubernetes` and `.limits` are the server's.
-    pub fn from_settings(settings: &super::Settings, limits: Limits) -> Result<Self, super::EndpointError> {
-        let endpoint = super::resolve(settings, &|k| std::env::var(k).ok())?;
-        Ok(KubeClient::new(endpoint, limits))
+    /// The server's client for `config`: the API server its `kubernetes` settings lead to
+    /// (`api_url`, else a kubeconfig or the cluster the process runs in), reading the
+    /// process's environment, with its limits, page size and streaming lists. For an
+    /// embedder that brings its own [`Cluster`](msp_core::Cluster) or source, and wants the
+    /// metrics API read ([`MetricsApi`](crate::MetricsApi)) or the caches
+    /// ([`CachedCluster`](crate::CachedCluster)) over the client the server would use.
+    pub fn from_config(config: &crate::Config) -> Result<Self, super::EndpointError> {
+        let endpoint = super::resolve(&config.kubernetes, &|k| std::env::var(k).ok())?;
+        Ok(KubeClient::for_config(endpoint, config))
+    }
+
+    /// [`KubeClient::from_config`] for an `endpoint` already resolved.
+    pub(crate) fn for_config(endpoint: Endpoint, config: &crate::Config) -> Self {
+        KubeClient::new(endpoint, config.limits)
+            .with_list_page_size(config.list_page_size)
+            .with_streaming_lists(config.streaming_lists)
     }
 
     /// A client for `endpoint`.
