@@ -156,11 +156,13 @@ fn existing(path: &str) -> Option<PathBuf> {
     Path::new(path).exists().then(|| PathBuf::from(path))
 }
 
-/// Resolves, in order: `api_url` if set; in cluster if `KUBERNETES_SERVICE_HOST` is set;
-/// else a kubeconfig (`kubeconfig`, `$KUBECONFIG`, `~/.kube/config`).
+/// Resolves, in order, as controller-runtime's `GetConfig` and kube-rs do: `api_url` if set;
+/// a kubeconfig named (`kubeconfig`, else `$KUBECONFIG`); in cluster if
+/// `KUBERNETES_SERVICE_HOST` is set, unless a `context` asks for a kubeconfig; else
+/// `~/.kube/config`. A kubeconfig named in a pod is meant (another cluster's, mounted):
+/// it is read, not the cluster the pod runs in.
 pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<Endpoint, EndpointError> {
-    let in_cluster = env("KUBERNETES_SERVICE_HOST").is_some_and(|h| !h.is_empty());
-    if s.api_url.is_some() || in_cluster {
+    if s.api_url.is_some() {
         let unread: Vec<&str> = [
             s.kubeconfig.is_some().then_some("kubernetes.kubeconfig (MSP_KUBERNETES__KUBECONFIG)"),
             s.context.is_some().then_some("kubernetes.context (MSP_KUBERNETES__CONTEXT)"),
@@ -169,8 +171,7 @@ pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<End
         .flatten()
         .collect();
         if !unread.is_empty() {
-            let instead = if s.api_url.is_some() { "kubernetes.api_url is set" } else { "this runs in a cluster" };
-            log::warn!("{} set, but not read: {instead}, and comes first", unread.join(" and "));
+            log::warn!("{} set, but not read: kubernetes.api_url is set, and comes first", unread.join(" and "));
         }
     }
     if let Some(url) = &s.api_url {
@@ -188,7 +189,14 @@ pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<End
         let ca = s.ca_file.clone().or_else(|| existing(SA_CA));
         return direct(url.clone(), token, ca, s.insecure_skip_tls_verify);
     }
-    if let Some(host) = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty()) {
+    let named = s
+        .kubeconfig
+        .clone()
+        .or_else(|| env("KUBECONFIG").and_then(|k| k.split(':').find(|p| !p.is_empty()).map(PathBuf::from)));
+    if let Some(path) = named {
+        return kubeconfig(&path, s);
+    }
+    if let Some(host) = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty() && s.context.is_none()) {
         let port = env("KUBERNETES_SERVICE_PORT").filter(|p| !p.is_empty()).unwrap_or_else(|| "443".into());
         let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host };
         let raw = format!("https://{host}:{port}");
@@ -197,15 +205,10 @@ pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<End
         let ca = s.ca_file.clone().unwrap_or_else(|| SA_CA.into());
         return direct(url, Some(token), Some(ca), s.insecure_skip_tls_verify);
     }
-    let path = s
-        .kubeconfig
-        .clone()
-        .or_else(|| env("KUBECONFIG").and_then(|k| k.split(':').find(|p| !p.is_empty()).map(PathBuf::from)))
-        .or_else(|| env("HOME").map(|h| Path::new(&h).join(".kube/config")))
-        .ok_or_else(|| EndpointError::Incomplete {
-            path: "~/.kube/config".into(),
-            message: "no API server: set kubernetes.api_url, run in a cluster, or provide a kubeconfig".into(),
-        })?;
+    let path = env("HOME").map(|h| Path::new(&h).join(".kube/config")).ok_or_else(|| EndpointError::Incomplete {
+        path: "~/.kube/config".into(),
+        message: "no API server: set kubernetes.api_url, run in a cluster, or provide a kubeconfig".into(),
+    })?;
     kubeconfig(&path, s)
 }
 
@@ -616,9 +619,29 @@ mod tests {
         let ep = resolve(&s, &no_env).expect("context b");
         assert!(ep.tls.is_none());
         assert_eq!(ep.auth.bearer().expect("token").expose(), "from-file", "tokenFile relative to the kubeconfig");
-        let s = Settings { kubeconfig: Some(path), context: Some("zzz".into()), ..Default::default() };
+        let s = Settings { kubeconfig: Some(path.clone()), context: Some("zzz".into()), ..Default::default() };
         let err = resolve(&s, &no_env).expect_err("unknown context").to_string();
         assert!(err.contains("context \"zzz\" not found"), "{err}");
+
+        // In a pod, a kubeconfig named (another cluster's, mounted) is read, not the pod's
+        // own cluster; by `$KUBECONFIG` too. A context asks for a kubeconfig: without one
+        // named, `~/.kube/config`, not the pod's cluster.
+        let in_pod = |kubeconfig: Option<&Path>| {
+            let kubeconfig = kubeconfig.map(|p| p.to_string_lossy().into_owned());
+            move |k: &str| match k {
+                "KUBERNETES_SERVICE_HOST" => Some("10.96.0.1".to_owned()),
+                "KUBECONFIG" => kubeconfig.clone(),
+                "HOME" => Some("/nonexistent".to_owned()),
+                _ => None,
+            }
+        };
+        let s = Settings { kubeconfig: Some(path.clone()), ..Default::default() };
+        assert_eq!(resolve(&s, &in_pod(None)).expect("named").base.as_str(), "https://127.0.0.1:6443/");
+        let ep = resolve(&Settings::default(), &in_pod(Some(&path))).expect("$KUBECONFIG");
+        assert_eq!(ep.base.as_str(), "https://127.0.0.1:6443/");
+        let s = Settings { context: Some("b".into()), ..Default::default() };
+        let err = resolve(&s, &in_pod(None)).expect_err("no kubeconfig for the context").to_string();
+        assert!(err.contains("/nonexistent/.kube/config"), "{err}");
     }
 
     #[test]
