@@ -325,8 +325,17 @@ async fn apiserver_a_cache_that_can_no_longer_list_or_watch_shows_in_its_last_sy
     // An RBAC change: the nodes cache can neither watch nor list any more, and keeps
     // serving what it holds. The pods cache watches again at once.
     h.sim.state().faults.insert(Route::Nodes, Fault::Status(403));
-    let cut = unix_now();
     h.sim.drop_watches();
+    // Only once the nodes cache has been refused: a bookmark of its old watch may still
+    // come after the drop (the simulator sends one every 500 ms).
+    let refused =
+        |h: &Harness| h.sim.state().requests.iter().any(|(p, c)| p.starts_with("/api/v1/nodes?") && *c == 403);
+    let started = Instant::now();
+    while !refused(&h) {
+        assert!(started.elapsed() < Duration::from_secs(10), "the nodes cache asked nothing after the drop");
+        async_std::task::sleep(Duration::from_millis(20)).await;
+    }
+    let cut = unix_now();
     let s = scrape_until(&h, Duration::from_secs(8), |s| last_sync(s, "pods").is_some_and(|t| t > cut)).await;
     async_std::task::sleep(Duration::from_secs(2)).await;
     let s2 = parse(&scrape(&h).await);

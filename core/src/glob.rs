@@ -95,9 +95,13 @@ impl Filter {
     }
 
     /// The `allow` patterns that can keep nothing, `deny` coming after: one also in `deny`,
-    /// or any when `deny` has `*`. A configuration's likely mistake, to warn of.
+    /// a name (no `*` or `?`) that a `deny` pattern matches, or any when `deny` has `*`. A
+    /// configuration's likely mistake, to warn of.
     pub fn denied_whole(&self) -> Vec<&str> {
-        let denies = |a: &Glob| self.deny.iter().any(|d| d.is_any() || d.source == a.source);
+        let name = |a: &Glob| !a.source.contains(['*', '?']);
+        let denies = |a: &Glob| {
+            self.deny.iter().any(|d| d.is_any() || d.source == a.source || (name(a) && d.matches(&a.source)))
+        };
         self.allow.iter().filter(|a| denies(a)).map(|a| &*a.source).collect()
     }
 
@@ -153,6 +157,8 @@ mod tests {
     fn allow_patterns_that_deny_undoes_are_found() {
         let f = Filter::new(&["shop", "kube-*", "web"], &["shop", "kube-public"]).expect("filter");
         assert_eq!(f.denied_whole(), ["shop"]);
+        let f = Filter::new(&["kube-system", "kube-*", "web"], &["kube-*"]).expect("filter");
+        assert_eq!(f.denied_whole(), ["kube-system", "kube-*"]);
         let f = Filter::new(&["shop", "kube-*"], &["*"]).expect("filter");
         assert_eq!(f.denied_whole(), ["shop", "kube-*"]);
         assert!(Filter::default().denied_whole().is_empty());

@@ -65,8 +65,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // also turns it on, after the others, where `enrichers` does not list it, so that the
     // demo shows it. Listed, it runs once, where it is listed.
     if !config.enrichers.names().contains(&"team") {
-        let file = std::env::var_os("MSP_CONFIG").map(std::path::PathBuf::from);
-        if let Some(team) = registry.build("team", &msp_server::figment(file)) {
+        if let Some(team) = registry.build("team", &msp_server::figment(None)) {
             config.enrichers.push(team?);
         }
     }

@@ -18,7 +18,7 @@ use msp_server::{init_logging, Config, Registry};
 
 #[async_std::main]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let mut config = Config::load(std::env::var_os("MSP_CONFIG").map(Into::into), &Registry::builtin())?;
+    let mut config = Config::load(None, &Registry::builtin())?; // MSP_* and MSP_CONFIG's file
     init_logging(config.log_level, config.log_format);
     let _sim =
         if std::env::args().any(|a| a == "--demo") { Some(msp_server::start_demo(&mut config).await?) } else { None };

@@ -65,7 +65,8 @@ struct Informer<T> {
     started: AtomicBool,
     last_error: Mutex<Option<String>>,
     /// When the API server last said this cache is current, in milliseconds since the Unix
-    /// epoch (0: never): a list read whole, a watch opened, or a watch's event or bookmark.
+    /// epoch: a list read whole, a watch opened, or a watch's event or bookmark; until its
+    /// first list, when the cache started (so that its age is how long it has tried).
     /// A cache that can no longer list or watch (a 403 after an RBAC change) keeps serving
     /// what it holds; this is what shows it.
     current_at: AtomicU64,
@@ -110,6 +111,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         wait: Duration,
     ) -> Result<Arc<Namespaced<T>>, SourceError> {
         if !self.started.swap(true, Ordering::SeqCst) {
+            self.current();
             let (me, client, errors) = (self.clone(), client.clone(), errors.clone());
             async_std::task::spawn(async move { me.run(client, errors).await });
         }
@@ -133,7 +135,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         self.current_at.store(now.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// [`Informer::current_at`] in seconds; 0 before the first list.
+    /// [`Informer::current_at`] in seconds.
     fn current_at_seconds(&self) -> f64 {
         self.current_at.load(Ordering::Relaxed) as f64 / 1000.0
     }
@@ -657,7 +659,7 @@ impl Report for CachedCluster {
         for &(resource, n, _) in &sizes {
             f.sample([(&RESOURCE, resource)], n as f64);
         }
-        let help = "When the API server last said this cache is current (a list read whole, a watch opened, a watch event or bookmark), in seconds since the Unix epoch; 0 before its first list. A healthy cache's is under 5 minutes old (a watch ends every 290 s and is opened again).";
+        let help = "When the API server last said this cache is current (a list read whole, a watch opened, a watch event or bookmark), in seconds since the Unix epoch; until its first list, when the cache started. A healthy cache's is under 5 minutes old (a watch ends every 290 s and is opened again).";
         let mut f = w.family(&CURRENT, help, MetricType::Gauge)?;
         for &(resource, _, current_at) in &sizes {
             f.sample([(&RESOURCE, resource)], current_at);

@@ -391,21 +391,26 @@ fn service_link(key: &str) -> bool {
     number && proto
 }
 
-/// The layered figment: defaults, then `file` (if any), then `MSP_` variables (but for
+/// The layered figment: defaults, then `file` (else `MSP_CONFIG`'s, if set), then `MSP_` variables (but for
 /// Kubernetes' service-link variables).
 pub fn figment(file: Option<PathBuf>) -> Figment {
     let mut f = Figment::from(Serialized::defaults(RawConfig::default()));
-    if let Some(file) = file {
+    if let Some(file) = file_or_msp_config(file) {
         f = f.merge(Toml::file_exact(file));
     }
     f.merge(Env::prefixed("MSP_").split("__").ignore(&["config"]).filter(|k| !service_link(k.as_str())))
+}
+
+/// `file`, else `MSP_CONFIG`'s if that is set and not empty.
+fn file_or_msp_config(file: Option<PathBuf>) -> Option<PathBuf> {
+    file.or_else(|| std::env::var_os("MSP_CONFIG").filter(|f| !f.is_empty()).map(PathBuf::from))
 }
 
 impl Config {
     /// Reads and checks the configuration: the TOML `file`, else `MSP_CONFIG`'s if that is
     /// set, under the `MSP_` variables.
     pub fn load(file: Option<PathBuf>, registry: &Registry) -> Result<Config, ConfigError> {
-        let file = file.or_else(|| std::env::var_os("MSP_CONFIG").map(PathBuf::from));
+        let file = file_or_msp_config(file);
         if let Some(path) = &file {
             std::fs::File::open(path).map_err(|source| ConfigError::File { path: path.clone(), source })?;
         }
@@ -722,6 +727,8 @@ mod tests {
             assert_eq!(c.naming, Naming::Seed, "without a file given, MSP_CONFIG's is read");
             jail.set_env("MSP_CONFIG", "none.toml");
             assert!(load(None).expect_err("MSP_CONFIG names no file").starts_with("configuration file none.toml: "));
+            jail.set_env("MSP_CONFIG", "");
+            assert!(load(None).is_ok(), "an empty MSP_CONFIG is unset");
             Ok(())
         });
     }

@@ -26,7 +26,8 @@ fn help() -> String {
 
 #[async_std::main]
 async fn main() -> ExitCode {
-    let (mut demo, mut file) = (false, std::env::var_os("MSP_CONFIG").map(PathBuf::from));
+    // No --config: Config::load reads MSP_CONFIG's file.
+    let (mut demo, mut file) = (false, None);
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {

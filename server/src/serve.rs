@@ -302,8 +302,19 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
                         match probe.peek(&mut first).await {
                             Ok(1) if first[0].is_ascii_uppercase() => return Err(Some(probe)),
                             // Closed before a byte: a check that the port is open (a tcpSocket
-                            // probe, a load balancer's), not a handshake that failed.
+                            // probe, a load balancer's, which may close with a reset), not a
+                            // handshake that failed.
                             Ok(0) => return Err(None),
+                            Err(e)
+                                if matches!(
+                                    e.kind(),
+                                    std::io::ErrorKind::ConnectionReset
+                                        | std::io::ErrorKind::ConnectionAborted
+                                        | std::io::ErrorKind::UnexpectedEof
+                                ) =>
+                            {
+                                return Err(None)
+                            }
                             _ => {}
                         }
                         Ok(futures_rustls::TlsAcceptor::from(tls).accept(stream).await)

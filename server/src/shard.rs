@@ -45,7 +45,7 @@ pub enum ShardError {
     #[error(
         "shard.total is {total} but {source_name}={name:?} is replica {index}, past the last shard ({last}): set \
          shard.total (MSP_SHARD__TOTAL) to the StatefulSet's replicas",
-        last = total - 1
+        last = total.saturating_sub(1)
     )]
     OrdinalOutOfRange {
         /// The ordinal.
