@@ -587,7 +587,6 @@ impl RawConfig {
         }
         let ns = self.namespaces;
         let namespaces = Filter::new(&ns.allow, &ns.deny).map_err(|e| invalid("namespaces", e.to_string()))?;
-
         let label_selector = self.label_selector.filter(|s| !s.trim().is_empty());
         if let Some(sel) = &label_selector {
             if sel.chars().any(|c| c.is_control()) {
