@@ -38,6 +38,8 @@ pub struct Exporter {
     /// Failed reads of the pod and node lists since the last that worked, so that the first
     /// to work again says so in the log (an outage's last line is not its last error).
     failed_reads: [AtomicU64; 2],
+    /// Whether scrapes carry the `process_*` families (see [`Exporter::without_process_metrics`]).
+    process_metrics: bool,
 }
 
 /// A metrics list's `resource` as a log field, as `kube_metrics_server_api_requests_total`
@@ -287,6 +289,7 @@ impl Exporter {
             writing: WriteCost::default(),
             warming: Default::default(),
             failed_reads: Default::default(),
+            process_metrics: true,
         }
     }
 
@@ -331,6 +334,15 @@ impl Exporter {
             log::info!("reusing the metrics lists for {window:?} after each read (reuse_lists_for)");
         }
         self.reuse = Reuse::new(window);
+        self
+    }
+
+    /// Without the `process_*` families (CPU, memory, file descriptors, start time), for an
+    /// embedder whose own registry already writes them (prometheus-client's process
+    /// collector): one exposition must not hold a family twice. The rest of the self-metrics
+    /// stay.
+    pub fn without_process_metrics(mut self) -> Self {
+        self.process_metrics = false;
         self
     }
 
@@ -462,7 +474,7 @@ impl Exporter {
             reuse_window: self.reuse.window(),
         };
         let mut w = Writer::new(&mut out, format);
-        if let Err(e) = self_metrics::write(&mut w, health, &self.counters, &self.reports) {
+        if let Err(e) = self_metrics::write(&mut w, health, &self.counters, &self.reports, self.process_metrics) {
             log::error!("writing the self-metrics: {e}");
         }
         w.finish();
@@ -625,7 +637,7 @@ impl Exporter {
             lists_age: read.age,
             reuse_window: self.reuse.window(),
         };
-        match self_metrics::write(w, health, &self.counters, &self.reports) {
+        match self_metrics::write(w, health, &self.counters, &self.reports, self.process_metrics) {
             Ok(()) | Err(ExpositionError::Stopped) => {}
             Err(e) => log::error!("writing the self-metrics: {e}"),
         }
@@ -932,6 +944,21 @@ mod tests {
             text_of(body).await
         });
         assert!(streamed.contains("kube_metrics_server_up{resource=\"nodes\"} 1\n"), "{streamed}");
+    }
+
+    #[test]
+    fn process_metrics_can_be_left_to_the_embedder() {
+        let with = Exporter::new(Arc::new(Fixed(Some(PODS), None)), Arc::new(StaticCluster::default()));
+        let without = Exporter::new(Arc::new(Fixed(Some(PODS), None)), Arc::new(StaticCluster::default()))
+            .without_process_metrics();
+        let (with, without) = async_std::task::block_on(async {
+            (with.scrape(Format::Text, None).await, without.scrape(Format::Text, None).await)
+        });
+        assert!(with.contains("\nprocess_start_time_seconds "), "{with}");
+        assert!(!without.contains("process_"), "{without}");
+        for family in ["kube_metrics_server_up{", "kube_metrics_server_build_info{"] {
+            assert!(without.contains(family), "{family} in\n{without}");
+        }
     }
 
     #[test]

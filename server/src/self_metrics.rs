@@ -78,6 +78,7 @@ pub fn write(
     health: Health,
     counters: &Counters,
     reports: &[std::sync::Arc<dyn Report>],
+    process: bool,
 ) -> Result<(), ExpositionError> {
     const UP: MetricName = MetricName::from_static("kube_metrics_server_up");
     const DURATION: MetricName = MetricName::from_static("kube_metrics_server_scrape_duration_seconds");
@@ -120,7 +121,9 @@ pub fn write(
             Err(e) => log::error!("a self-metrics report: {e}; its families are left out"),
         }
     }
-    crate::process::write(w);
+    if process {
+        crate::process::write(w);
+    }
     let help = "Always 1; the version, git revision, compiler and target of metrics-server-prom.";
     let build = [
         (&VERSION, env!("CARGO_PKG_VERSION")),
@@ -168,7 +171,7 @@ mod tests {
             reuse_window: Duration::ZERO,
         };
         let reports: [std::sync::Arc<dyn Report>; 2] = [std::sync::Arc::new(Again), std::sync::Arc::new(Fixed)];
-        write(&mut w, health, &Counters::default(), &reports).expect("write");
+        write(&mut w, health, &Counters::default(), &reports, true).expect("write");
         w.finish();
         assert_eq!(out.matches("# TYPE kube_metrics_server_up gauge").count(), 1, "{out}");
         for line in
@@ -193,7 +196,7 @@ mod tests {
             lists_age: Duration::ZERO,
             reuse_window: Duration::from_secs(15),
         };
-        write(&mut w, health, &counters, &[std::sync::Arc::new(Fixed)]).expect("write");
+        write(&mut w, health, &counters, &[std::sync::Arc::new(Fixed)], true).expect("write");
         w.finish();
         for line in [
             "kube_metrics_server_up{resource=\"pods\"} 1\n",
