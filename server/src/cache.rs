@@ -65,7 +65,8 @@ struct Informer<T> {
     started: AtomicBool,
     last_error: Mutex<Option<String>>,
     /// When the API server last said this cache is current, in milliseconds since the Unix
-    /// epoch: a list read whole, a watch opened, or a watch's event or bookmark; until its
+    /// epoch: a list read whole, a watch's event or bookmark, or a watch the server ended
+    /// whole; until its
     /// first list, when the cache started (so that its age is how long it has tried).
     /// A cache that can no longer list or watch (a 403 after an RBAC change) keeps serving
     /// what it holds; this is what shows it.
@@ -178,6 +179,10 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 let short = rv == from && started.elapsed() < MIN_WATCH;
                 match end {
                     Ok(WatchEnd::Closed) if !short => {
+                        // Ended by the server, whole: current until then. (Opened is not
+                        // enough: a watch cut off each time it begins, or a list that never
+                        // ends, must still show as stale.)
+                        self.current();
                         backoff.reset();
                         stuck = 0;
                     }
@@ -245,6 +250,8 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 // list asked again, as client-go's reflector does: the pages would only add
                 // to the load it reports.
                 Err(Streamed::Failed(e)) if e.retry_after().is_some() => return Err(e),
+                // Refused (401, 403): pages would be refused alike, and log it twice.
+                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 403)) => return Err(e),
                 // Tried again at the next list.
                 Err(Streamed::Failed(e)) => {
                     log::warn!("{resource} cache: the streaming list failed ({e}); listing in pages")
@@ -340,7 +347,6 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         let resource = self.kind.resource;
         let path = watch_path(self.kind.path, rv);
         let res = client.watch(resource, &path, self.kind.metadata_only).await?;
-        self.current();
         self.follow(Lines::new(res, client, &path), rv, errors).await
     }
 
@@ -659,7 +665,7 @@ impl Report for CachedCluster {
         for &(resource, n, _) in &sizes {
             f.sample([(&RESOURCE, resource)], n as f64);
         }
-        let help = "When the API server last said this cache is current (a list read whole, a watch opened, a watch event or bookmark), in seconds since the Unix epoch; until its first list, when the cache started. A healthy cache's is under 5 minutes old (a watch ends every 290 s and is opened again).";
+        let help = "When the API server last said this cache is current (a list read whole, a watch event or bookmark, a watch the server ended whole), in seconds since the Unix epoch; until its first list, when the cache started. A healthy cache's is under 5 minutes old (a watch ends every 290 s and is opened again).";
         let mut f = w.family(&CURRENT, help, MetricType::Gauge)?;
         for &(resource, _, current_at) in &sizes {
             f.sample([(&RESOURCE, resource)], current_at);

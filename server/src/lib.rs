@@ -120,7 +120,7 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
     for denied in config.scope.namespaces.denied_whole() {
         log::warn!(
             "namespaces: allow has {denied:?}, and deny takes it all back (MSP_NAMESPACES__ALLOW, \
-             MSP_NAMESPACES__DENY): deny comes after allow, so nothing it allows is exported"
+             MSP_NAMESPACES__DENY): deny comes after allow, so no namespace {denied:?} allows is exported"
         );
     }
     let (enabled, not_enabled) = (config.enrichers.names(), config.enrichers.not_enabled());
