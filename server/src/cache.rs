@@ -136,9 +136,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         self.current_at.store(now.as_millis() as u64, Ordering::Relaxed);
     }
 
-    /// [`Informer::current_at`] in seconds.
-    fn current_at_seconds(&self) -> f64 {
-        self.current_at.load(Ordering::Relaxed) as f64 / 1000.0
+    /// Its resource, the objects it holds and when it was last current (seconds), if it
+    /// is in use (started).
+    fn in_use(&self) -> Option<(&'static str, usize, f64)> {
+        let current_at = self.current_at.load(Ordering::Relaxed) as f64 / 1000.0;
+        self.started.load(Ordering::Relaxed).then(|| (self.kind.resource, self.len(), current_at))
     }
 
     fn fail(&self, e: &dyn std::fmt::Display) {
@@ -630,23 +632,10 @@ impl CachedCluster {
     /// Objects held, and when the cache was last current (seconds), by resource (only
     /// caches in use).
     fn sizes(&self) -> Vec<(&'static str, usize, f64)> {
-        let mut out = Vec::new();
-        for (name, started, len, current_at) in [
-            ("pods", self.pods.started.load(Ordering::Relaxed), self.pods.len(), self.pods.current_at_seconds()),
-            ("nodes", self.nodes.started.load(Ordering::Relaxed), self.nodes.len(), self.nodes.current_at_seconds()),
-            (
-                "replicasets",
-                self.replicasets.started.load(Ordering::Relaxed),
-                self.replicasets.len(),
-                self.replicasets.current_at_seconds(),
-            ),
-            ("jobs", self.jobs.started.load(Ordering::Relaxed), self.jobs.len(), self.jobs.current_at_seconds()),
-        ] {
-            if started {
-                out.push((name, len, current_at));
-            }
-        }
-        out
+        [self.pods.in_use(), self.nodes.in_use(), self.replicasets.in_use(), self.jobs.in_use()]
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
