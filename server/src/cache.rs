@@ -573,22 +573,51 @@ enum WatchEnd {
 /// The longest a cache waits before trying again, whatever a `Retry-After` asked.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
-/// Exponential backoff, 0.2 s doubling to [`MAX_BACKOFF`].
-#[derive(Default)]
-struct Backoff(u32);
+/// Exponential backoff, 0.2 s doubling to [`MAX_BACKOFF`], each wait jittered down to as
+/// little as half of that, as client-go's and kube-rs's are: the four caches fail together
+/// when the API server goes away, and would otherwise all come back in the same
+/// millisecond, and so would every replica.
+struct Backoff {
+    failures: u32,
+    /// xorshift state, never 0.
+    random: u64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        use std::hash::{BuildHasher, Hasher};
+        // std seeds each `RandomState` from the OS, which is random enough to spread retries.
+        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        Backoff::seeded(seed)
+    }
+}
 
 impl Backoff {
+    fn seeded(seed: u64) -> Self {
+        // splitmix64's finalizer, so that near seeds do not begin near each other.
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Backoff { failures: 0, random: (z ^ (z >> 31)) | 1 }
+    }
+
     fn reset(&mut self) {
-        self.0 = 0;
+        self.failures = 0;
     }
 
     /// The next backoff, or `at_least` (a `Retry-After`) if that is longer, but never
     /// more than [`MAX_BACKOFF`]: a `Retry-After` of a day (or of 2^64 - 1 seconds, which
     /// never ends) from a broken proxy must not stop the cache for good.
     fn next(&mut self, at_least: Option<Duration>) -> Duration {
-        let doubled = Duration::from_millis(200u64 << self.0.min(8));
-        self.0 = self.0.saturating_add(1);
-        doubled.max(at_least.unwrap_or_default()).min(MAX_BACKOFF)
+        let doubled = Duration::from_millis(200u64 << self.failures.min(8)).min(MAX_BACKOFF);
+        self.failures = self.failures.saturating_add(1);
+        let x = &mut self.random;
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        // Half the wait, plus up to the other half.
+        let jittered = doubled / 2 + doubled.mul_f64((*x >> 11) as f64 / (1u64 << 53) as f64 / 2.0);
+        jittered.max(at_least.unwrap_or_default()).min(MAX_BACKOFF)
     }
 
     /// Waits [`Backoff::next`].
@@ -732,15 +761,30 @@ mod tests {
 
     #[test]
     fn backoff_doubles_takes_retry_after_and_is_bounded() {
-        let mut b = Backoff::default();
-        let waits: Vec<_> = (0..10).map(|_| b.next(None).as_millis()).collect();
-        assert_eq!(waits, [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000]);
-        b.reset();
-        assert_eq!(b.next(Some(Duration::from_secs(5))), Duration::from_secs(5), "Retry-After is the least");
-        assert_eq!(b.next(Some(Duration::from_millis(1))), Duration::from_millis(400));
-        for huge in [Duration::from_secs(86_400), Duration::from_secs(u64::MAX), Duration::MAX] {
-            assert_eq!(b.next(Some(huge)), MAX_BACKOFF, "{huge:?}");
+        let ceilings = [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000];
+        let mut firsts = std::collections::BTreeSet::new();
+        for seed in 0..50 {
+            let mut b = Backoff::seeded(seed);
+            for (round, ceiling) in ceilings.iter().enumerate() {
+                let wait = b.next(None).as_millis();
+                assert!((ceiling / 2..=*ceiling).contains(&wait), "seed {seed}, round {round}: {wait} ms");
+                if round == 0 {
+                    firsts.insert(wait);
+                }
+            }
+            b.reset();
+            let wait = b.next(Some(Duration::from_secs(5)));
+            assert_eq!(wait, Duration::from_secs(5), "Retry-After is the least");
+            let wait = b.next(Some(Duration::from_millis(1))).as_millis();
+            assert!((200..=400).contains(&wait), "{wait}");
+            for huge in [Duration::from_secs(86_400), Duration::from_secs(u64::MAX), Duration::MAX] {
+                assert_eq!(b.next(Some(huge)), MAX_BACKOFF, "{huge:?}");
+            }
         }
+        assert!(firsts.len() > 25, "the waits are spread: {firsts:?}");
+        let (mut a, mut b) = (Backoff::default(), Backoff::default());
+        let same = (0..8).filter(|_| a.next(None) == b.next(None)).count();
+        assert!(same < 8, "two caches' backoffs are seeded apart");
     }
 
     #[test]
