@@ -41,6 +41,7 @@ mod quantity;
 mod render;
 mod scan;
 mod scrape;
+mod selector;
 mod source;
 mod swar;
 mod timestamp;
@@ -75,6 +76,7 @@ pub use render::{
     RenderOptions, NODE_RESERVED, POD_RESERVED,
 };
 pub use scrape::{All, ContainerSample, ItemError, NodeSample, PodSample, Scrape, Select};
+pub use selector::{LabelSelector, LabelSelectorError};
 pub use source::MetricsSource;
 pub use timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
 pub use unwind::panic_message;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use figment::{Figment, Provider as _};
 use http_types::Url;
-use msp_core::{Enricher, Filter, GoDuration, Naming};
+use msp_core::{Enricher, Filter, GoDuration, LabelSelector, Naming};
 use serde::{Deserialize, Serialize};
 
 use crate::kube::{Limits, Settings};
@@ -587,12 +587,13 @@ impl RawConfig {
         }
         let ns = self.namespaces;
         let namespaces = Filter::new(&ns.allow, &ns.deny).map_err(|e| invalid("namespaces", e.to_string()))?;
-        let label_selector = self.label_selector.filter(|s| !s.trim().is_empty());
-        if let Some(sel) = &label_selector {
-            if sel.chars().any(|c| c.is_control()) {
-                return Err(invalid("label_selector", format!("{sel:?} has control characters")));
-            }
-        }
+        // Parsed as the API server parses it, so that one it would refuse (with a 400 at
+        // every scrape) stops the exporter here.
+        let label_selector = match self.label_selector.as_deref().map(str::parse::<LabelSelector>) {
+            Some(Err(e)) => return Err(invalid("label_selector", e.to_string())),
+            Some(Ok(selector)) if !selector.is_empty() => Some(selector),
+            _ => None,
+        };
         let reuse_lists_for = duration("reuse_lists_for", &self.reuse_lists_for, "15s")?;
         if reuse_lists_for > MAX_REUSE {
             return Err(invalid(
@@ -733,13 +734,35 @@ mod tests {
     }
 
     #[test]
+    fn a_label_selector_is_parsed_as_the_api_server_parses_it() {
+        Jail::expect_with(|jail| {
+            jail.set_env("MSP_LABEL_SELECTOR", " app in (frontend, cart),tier!=web ");
+            let c = load(None)?;
+            let selector = c.scope.label_selector.expect("a selector");
+            assert_eq!(selector.as_str(), "app in (frontend, cart),tier!=web", "sent as written, trimmed");
+            assert!(selector.matches(&[("app", "cart"), ("tier", "db")]));
+            jail.set_env("MSP_LABEL_SELECTOR", "  ");
+            assert_eq!(load(None)?.scope.label_selector, None, "blank is unset");
+            for bad in ["app in (", "app=a b", "Example.com/team=shop", "app\u{1}=x"] {
+                jail.set_env("MSP_LABEL_SELECTOR", bad);
+                let err = load(None).expect_err(bad);
+                assert!(
+                    err.starts_with("configuration key `label_selector`: unable to parse label selector"),
+                    "{bad}: {err}"
+                );
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
     fn values_that_look_like_numbers_or_bools_are_text_where_text_is_wanted() {
         Jail::expect_with(|jail| {
             jail.set_env("MSP_LABEL_SELECTOR", "true");
             jail.set_env("MSP_KUBERNETES__CONTEXT", "123");
             jail.set_env("MSP_KUBERNETES__API_URL", "https://10.0.0.1:6443");
             let c = load(None)?;
-            assert_eq!(c.scope.label_selector.as_deref(), Some("true"));
+            assert_eq!(c.scope.label_selector.as_ref().map(LabelSelector::as_str), Some("true"));
             assert_eq!(c.kubernetes.context.as_deref(), Some("123"));
             jail.set_env("MSP_LISTEN", "9100");
             let err = load(None).expect_err("a port alone is no address");

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use async_std::channel::Sender;
 use msp_core::{
-    enrich, write_families_with, BaseLabels, Cluster, EnrichFuture, Enriched, Enricher, ExpositionError, Format, Memo,
-    MetricsSource, NodeMetricsList, PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
+    enrich, write_families_with, BaseLabels, Cluster, EnrichFuture, Enriched, Enricher, ExpositionError, Format,
+    LabelSelector, Memo, MetricsSource, NodeMetricsList, PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
 };
 
 use crate::body::{self, BodyWriter, Ending, Exposition, Piece};
@@ -556,7 +556,7 @@ impl Exporter {
             log::debug!("scrape: reusing the metrics lists read {:?} ago", lists.age());
             return lists;
         }
-        let selector = self.scope.label_selector.as_deref();
+        let selector = self.scope.label_selector.as_ref().map(LabelSelector::as_str);
         let reads_deadline = self.writing.reads_deadline(deadline, gzip);
         let (pods, nodes) = futures_lite::future::zip(
             within(reads_deadline, self.source.pod_metrics(selector)),

@@ -1,7 +1,7 @@
 //! Which pods and nodes a scrape exports: namespaces by glob, a label selector the metrics
 //! API applies itself, and this replica's shard.
 
-use msp_core::{Filter, Select};
+use msp_core::{Filter, LabelSelector, Select};
 
 use crate::shard::Shard;
 
@@ -11,7 +11,7 @@ pub struct Scope {
     /// Namespaces to keep (`namespaces.allow`, then `namespaces.deny`).
     pub namespaces: Filter,
     /// Passed to the metrics API as `labelSelector` on the pod list.
-    pub label_selector: Option<String>,
+    pub label_selector: Option<LabelSelector>,
     /// This replica's share of the pods and nodes.
     pub shard: Shard,
 }

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::selector::Selector;
+use msp_core::LabelSelector;
 
 /// A container and its usage, as quantity strings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -138,12 +138,12 @@ impl SimCluster {
 
     /// `PodMetricsList`.
     pub fn pod_metrics(&self, version: &str) -> Value {
-        self.pod_metrics_matching(version, &Selector::default())
+        self.pod_metrics_matching(version, &LabelSelector::default())
     }
 
     /// `PodMetricsList` of the pods whose labels `selector` matches, sorted by namespace and
     /// name, as metrics-server sorts it ("the same ordering invariant as the Kube API").
-    pub fn pod_metrics_matching(&self, version: &str, selector: &Selector) -> Value {
+    pub fn pod_metrics_matching(&self, version: &str, selector: &LabelSelector) -> Value {
         let stamp = self.stamp();
         let mut pods: Vec<&SimPod> = self.pods.iter().filter(|p| selector.matches(&p.labels)).collect();
         pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));

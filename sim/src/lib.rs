@@ -9,11 +9,9 @@
 pub mod cluster;
 mod files;
 pub mod go_json;
-mod selector;
 pub mod server;
 pub mod tls;
 
 pub use cluster::{SimCluster, SimContainer, SimController, SimNode, SimPod};
-pub use selector::{Selector, SelectorError};
 pub use server::{Fault, Route, Sim, SimError, SimState};
 pub use tls::TestPki;

@@ -10,8 +10,8 @@ use serde_json::json;
 use tide::{Request, Response, StatusCode};
 
 use crate::cluster::SimCluster;
-use crate::selector::{Selector, SelectorError};
 use crate::tls::{serve_tls, PkiError, TestPki};
+use msp_core::{LabelSelector, LabelSelectorError};
 
 /// A way for one route to misbehave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -570,17 +570,17 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
 
 /// The `labelSelector` of a request: pod metrics are filtered by it, as metrics-server does;
 /// other routes ignore it (the exporter sends none there).
-fn label_selector(req: &Request<State>, route: Route) -> Result<Selector, SelectorError> {
+fn label_selector(req: &Request<State>, route: Route) -> Result<LabelSelector, LabelSelectorError> {
     match req.url().query_pairs().find(|(k, _)| k == "labelSelector") {
         Some((_, selector)) if route == Route::PodMetrics => selector.parse(),
-        _ => Ok(Selector::default()),
+        _ => Ok(LabelSelector::default()),
     }
 }
 
 /// The whole list `route` answers (`version` for the metrics API), `selector`'s pods only;
 /// none when that version is not served. Unfiltered bodies are rendered once per change
 /// (the metrics lists every time, if their samples' time follows the clock).
-fn list_body(s: &mut SimState, route: Route, version: Option<&str>, selector: &Selector) -> Option<Arc<String>> {
+fn list_body(s: &mut SimState, route: Route, version: Option<&str>, selector: &LabelSelector) -> Option<Arc<String>> {
     let version = match version {
         Some("v1") => "v1",
         _ => "v1beta1",

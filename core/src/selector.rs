@@ -2,12 +2,20 @@
 //! does (apimachinery `pkg/labels/selector.go`) for the forms `k=v`, `k==v`, `k!=v`, `k`,
 //! `!k`, `k in (a,b)`, `k notin (a,b)`, and the numeric `k>1` and `k<1`, the requirements
 //! separated by commas and all ANDed.
+//!
+//! The exporter parses its `label_selector` setting here, so that one the API server would
+//! refuse stops it at startup instead of failing every scrape; the simulator filters with it.
 
+use std::fmt;
 use std::str::FromStr;
 
-/// A parsed label selector; the empty one matches every object.
+/// A parsed label selector, with the text it was parsed from (which is what goes to the API
+/// server); the empty one matches every object.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Selector(Vec<Requirement>);
+pub struct LabelSelector {
+    text: String,
+    requirements: Vec<Requirement>,
+}
 
 /// One requirement on one label.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,21 +43,21 @@ enum Op {
 /// A selector that does not parse, with the input it came from.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unable to parse label selector {original:?}: {reason}")]
-pub struct SelectorError {
+pub struct LabelSelectorError {
     /// The whole selector.
     pub original: String,
     /// What is wrong with it.
     pub reason: String,
 }
 
-impl Selector {
+impl LabelSelector {
     /// Whether an object with `labels` is selected.
-    pub fn matches(&self, labels: &[(String, String)]) -> bool {
-        self.0.iter().all(|r| {
-            let value = labels.iter().find(|(k, _)| *k == r.key).map(|(_, v)| v);
+    pub fn matches<K: AsRef<str>, V: AsRef<str>>(&self, labels: &[(K, V)]) -> bool {
+        self.requirements.iter().all(|r| {
+            let value = labels.iter().find(|(k, _)| k.as_ref() == r.key).map(|(_, v)| v.as_ref());
             match &r.op {
-                Op::In(values) => value.is_some_and(|v| values.contains(v)),
-                Op::NotIn(values) => value.is_none_or(|v| !values.contains(v)),
+                Op::In(values) => value.is_some_and(|v| values.iter().any(|x| x == v)),
+                Op::NotIn(values) => value.is_none_or(|v| !values.iter().any(|x| x == v)),
                 Op::Exists => value.is_some(),
                 Op::DoesNotExist => value.is_none(),
                 Op::Gt(n) => integer_label(value).is_some_and(|v| v > *n),
@@ -60,24 +68,35 @@ impl Selector {
 
     /// Whether it selects everything.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.requirements.is_empty()
+    }
+
+    /// The selector as it was written, trimmed: what a list request sends as `labelSelector`.
+    pub fn as_str(&self) -> &str {
+        &self.text
     }
 }
 
-impl FromStr for Selector {
-    type Err = SelectorError;
+impl fmt::Display for LabelSelector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+impl FromStr for LabelSelector {
+    type Err = LabelSelectorError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let fail = |reason: String| SelectorError { original: s.to_owned(), reason };
+        let fail = |reason: String| LabelSelectorError { original: s.to_owned(), reason };
         if s.trim().is_empty() {
-            return Ok(Selector::default());
+            return Ok(LabelSelector::default());
         }
-        split_requirements(s)
+        let requirements = split_requirements(s)
             .map_err(|r| fail(r.into()))?
             .into_iter()
             .map(|r| requirement(r.trim()).map_err(fail))
-            .collect::<Result<_, _>>()
-            .map(Selector)
+            .collect::<Result<_, _>>()?;
+        Ok(LabelSelector { text: s.trim().to_owned(), requirements })
     }
 }
 
@@ -164,7 +183,7 @@ fn integer(v: &str) -> Result<i64, String> {
 
 /// A label's value as the numeric operators read it; one that is not an integer matches
 /// neither.
-fn integer_label(value: Option<&String>) -> Option<i64> {
+fn integer_label(value: Option<&str>) -> Option<i64> {
     value?.parse().ok()
 }
 
@@ -196,7 +215,7 @@ fn valid_subdomain(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::Selector;
+    use super::LabelSelector;
 
     fn labels(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
@@ -240,10 +259,10 @@ mod tests {
             ("missing<100", false),
         ];
         for (selector, want) in cases {
-            let parsed: Selector = selector.parse().unwrap_or_else(|e| panic!("{selector:?}: {e}"));
+            let parsed: LabelSelector = selector.parse().unwrap_or_else(|e| panic!("{selector:?}: {e}"));
             assert_eq!(parsed.matches(&frontend), *want, "{selector:?}");
         }
-        let unlabelled: Selector = "tier=".parse().expect("empty value");
+        let unlabelled: LabelSelector = "tier=".parse().expect("empty value");
         assert!(!unlabelled.matches(&frontend) && unlabelled.matches(&labels(&[("tier", "")])));
     }
 
@@ -276,7 +295,7 @@ mod tests {
             "replicas>99999999999999999999",
             "replicas<(1)",
         ] {
-            let err = bad.parse::<Selector>().expect_err(bad);
+            let err = bad.parse::<LabelSelector>().expect_err(bad);
             assert_eq!(err.original, bad);
         }
     }
