@@ -118,6 +118,14 @@ fn first_hour_help_lists_the_variables_and_no_cluster_suggests_demo() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("proxy-url, which is not supported") && !err.contains("no cluster found"), "{err}");
+    // A kubeconfig named that is not there: that error alone, without the hint to name one.
+    for var in ["MSP_KUBERNETES__KUBECONFIG", "KUBECONFIG"] {
+        let out = Command::new(binary()).env_clear().env(var, dir.join("missing")).output().expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("reading kubeconfig") && err.contains("missing"), "{var}: {err}");
+        assert!(!err.contains("no cluster found"), "{var}: {err}");
+    }
     let out = Command::new(binary()).env_clear().env("MSP_KUBERNETES__API_URL", "https://u:p@x:6443").output();
     assert_eq!(out.expect("run").status.code(), Some(2));
 

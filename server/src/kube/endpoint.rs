@@ -53,11 +53,14 @@ impl Endpoint {
 }
 
 impl EndpointError {
-    /// Whether no cluster was found at all (no kubeconfig to read), rather than one found
-    /// and refused: only then does a hint on where to find one help.
+    /// Whether no cluster was found at all (no `~/.kube/config` to fall back on), rather than
+    /// one found and refused, or a kubeconfig named that is not there: only then does a hint
+    /// on where to find one help.
     pub fn no_cluster(&self) -> bool {
         match self {
-            EndpointError::Read { what: "kubeconfig", source, .. } => source.kind() == std::io::ErrorKind::NotFound,
+            EndpointError::Read { what: DEFAULT_KUBECONFIG, source, .. } => {
+                source.kind() == std::io::ErrorKind::NotFound
+            }
             EndpointError::Incomplete { message, .. } => message.starts_with("no API server"),
             _ => false,
         }
@@ -194,7 +197,7 @@ pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<End
         .clone()
         .or_else(|| env("KUBECONFIG").and_then(|k| k.split(':').find(|p| !p.is_empty()).map(PathBuf::from)));
     if let Some(path) = named {
-        return kubeconfig(&path, s);
+        return kubeconfig("kubeconfig", &path, s);
     }
     if let Some(host) = env("KUBERNETES_SERVICE_HOST").filter(|h| !h.is_empty() && s.context.is_none()) {
         let port = env("KUBERNETES_SERVICE_PORT").filter(|p| !p.is_empty()).unwrap_or_else(|| "443".into());
@@ -209,8 +212,11 @@ pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<End
         path: "~/.kube/config".into(),
         message: "no API server: set kubernetes.api_url, run in a cluster, or provide a kubeconfig".into(),
     })?;
-    kubeconfig(&path, s)
+    kubeconfig(DEFAULT_KUBECONFIG, &path, s)
 }
+
+/// What the kubeconfig read when none is named and no cluster is around it is called.
+const DEFAULT_KUBECONFIG: &str = "the default kubeconfig";
 
 /// Refuses a URL with a `user:password@`: we would never send it, and it must not look as
 /// if we did.
@@ -345,8 +351,9 @@ struct ExecEnv {
     value: String,
 }
 
-fn kubeconfig(path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
-    let text = read("kubeconfig", path)?;
+/// Reads the kubeconfig at `path`; `what` says how it was found, in an error.
+fn kubeconfig(what: &'static str, path: &Path, s: &Settings) -> Result<Endpoint, EndpointError> {
+    let text = read(what, path)?;
     let config: Kubeconfig = serde_norway::from_slice(&text)
         .map_err(|source| EndpointError::Kubeconfig { path: path.to_owned(), source })?;
     let incomplete = |message: String| EndpointError::Incomplete { path: path.to_owned(), message };
