@@ -66,6 +66,30 @@ impl Glob {
     pub fn is_any(&self) -> bool {
         &*self.source == "*"
     }
+
+    /// Whether everything `other` matches, this matches too (`shop*` covers `shop-*`). Read
+    /// `other` as text whose `?` is one character and whose `*` is any run: this covers it
+    /// if it matches that text with its own `*` taking in `other`'s wildcards and its `?`
+    /// taking an `other`'s `?`. That never says yes wrongly; it can say no to a pair that
+    /// matches the same names written differently (`a*?` does cover `a?*`).
+    pub fn covers(&self, other: &Glob) -> bool {
+        let (p, t) = (&self.chars, &other.chars);
+        // covered[j]: whether p[i..] covers t[j..], for the row i being filled.
+        let mut covered = vec![false; t.len() + 1];
+        covered[t.len()] = true;
+        for &c in p.iter().rev() {
+            let mut row = vec![false; t.len() + 1];
+            for j in (0..=t.len()).rev() {
+                row[j] = match c {
+                    '*' => covered[j] || (j < t.len() && row[j + 1]),
+                    '?' => j < t.len() && t[j] != '*' && covered[j + 1],
+                    _ => j < t.len() && t[j] == c && covered[j + 1],
+                };
+            }
+            covered = row;
+        }
+        covered[0]
+    }
 }
 
 /// Keep what matches some `allow` pattern and no `deny` pattern.
@@ -94,14 +118,11 @@ impl Filter {
         self.allow.iter().any(|g| g.matches(text)) && !self.deny.iter().any(|g| g.matches(text))
     }
 
-    /// The `allow` patterns that can keep nothing, `deny` coming after: one also in `deny`,
-    /// a name (no `*` or `?`) that a `deny` pattern matches, or any when `deny` has `*`. A
-    /// configuration's likely mistake, to warn of.
+    /// The `allow` patterns that can keep nothing, `deny` coming after: those a `deny`
+    /// pattern [covers](Glob::covers) (`shop-*` when `deny` has `shop*`, a name it matches,
+    /// any when it has `*`). A configuration's likely mistake, to warn of.
     pub fn denied_whole(&self) -> Vec<&str> {
-        let name = |a: &Glob| !a.source.contains(['*', '?']);
-        let denies = |a: &Glob| {
-            self.deny.iter().any(|d| d.is_any() || d.source == a.source || (name(a) && d.matches(&a.source)))
-        };
+        let denies = |a: &Glob| self.deny.iter().any(|d| d.covers(a));
         self.allow.iter().filter(|a| denies(a)).map(|a| &*a.source).collect()
     }
 
@@ -162,5 +183,39 @@ mod tests {
         let f = Filter::new(&["shop", "kube-*"], &["*"]).expect("filter");
         assert_eq!(f.denied_whole(), ["shop", "kube-*"]);
         assert!(Filter::default().denied_whole().is_empty());
+        let f = Filter::new(&["shop-*", "shop", "web-?", "team-*-prod", "kube-*"], &["shop*", "web-*", "team-*"]);
+        assert_eq!(f.expect("filter").denied_whole(), ["shop-*", "shop", "web-?", "team-*-prod"]);
+    }
+
+    #[test]
+    fn a_pattern_covers_what_it_matches_all_of() {
+        let glob = |s: &str| s.parse::<Glob>().expect("glob");
+        let table = [
+            ("*", "anything-*?", true),
+            ("shop*", "shop-*", true),
+            ("shop*", "shop", true),
+            ("shop*", "sho*", false),
+            ("shop-*", "shop*", false),
+            ("*-prod", "team-*-prod", true),
+            ("*-prod", "team-*", false),
+            ("a?c", "a?c", true),
+            ("a?c", "abc", true),
+            ("a?c", "a*c", false),
+            ("abc", "a?c", false),
+            ("*?", "*", false),
+            // Both match one character or more, written differently: the no the docs own to.
+            ("*?", "?*", false),
+            ("?*", "*?", false),
+            ("?*", "?*", true),
+            ("a*b*c", "a-b-*-c", true),
+            ("a*b*c", "a*c", false),
+            ("café*", "café-?", true),
+        ];
+        for (p, other, want) in table {
+            assert_eq!(glob(p).covers(&glob(other)), want, "{p:?} covers {other:?}");
+            if !other.contains(['*', '?']) {
+                assert_eq!(glob(p).matches(other), want, "a name is covered where it is matched: {p:?} {other:?}");
+            }
+        }
     }
 }
