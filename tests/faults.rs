@@ -88,7 +88,7 @@ async fn wait_listening(port: u16) {
 }
 
 /// The log says which build starts, and when a failing metrics API read works again (an
-/// outage's last line is otherwise its last error).
+/// outage's last line is otherwise its last error); a retry after a 429 names its resource.
 #[async_std::test]
 async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
@@ -104,7 +104,11 @@ async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
     }
     sim.state().faults.clear();
     assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
+    sim.state().faults.insert(Route::PodMetrics, Fault::RetryAfter { status: 429, seconds: 1, times: 1 });
+    assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
     let logged = std::fs::read_to_string(&log).expect("log");
+    let retry = logged.lines().find(|l| l.contains("429") && l.contains("as Retry-After asks"));
+    assert!(retry.is_some_and(|l| l.ends_with("resource=pod_metrics")), "{logged}");
     let first = logged.lines().next().unwrap_or_default();
     assert!(
         first.contains(&format!("metrics-server-prom {} (revision ", env!("CARGO_PKG_VERSION"))),

@@ -190,13 +190,14 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     }
                     Ok(WatchEnd::Closed) if after_list => {
                         log::warn!(
+                            resource = resource;
                             "{resource} watch: closed right after the streaming list's end, with no event since; \
                              waiting before the next"
                         );
                         backoff.wait_at_least(None).await;
                     }
                     Ok(WatchEnd::Closed) => {
-                        log::warn!("{resource} watch: closed at once, with no event; waiting before the next");
+                        log::warn!(resource = resource; "{resource} watch: closed at once, with no event; waiting before the next");
                         backoff.wait_at_least(None).await;
                     }
                     // A resourceVersion that expires as soon as it is watched from would have
@@ -204,14 +205,14 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     // 1,100 lists a second), whatever events came before the 410: a watch
                     // that did not live a second waits its backoff first.
                     Ok(WatchEnd::Expired) => {
-                        log::info!("{resource} cache: resourceVersion {rv} expired (410); re-listing");
+                        log::info!(resource = resource; "{resource} cache: resourceVersion {rv} expired (410); re-listing");
                         if started.elapsed() < MIN_WATCH {
                             backoff.wait_at_least(None).await;
                         }
                         break;
                     }
                     Err(e) if e.status() == Some(410) => {
-                        log::info!("{resource} cache: the watch from resourceVersion {rv} answered 410; re-listing");
+                        log::info!(resource = resource; "{resource} cache: the watch from resourceVersion {rv} answered 410; re-listing");
                         if started.elapsed() < MIN_WATCH {
                             backoff.wait_at_least(None).await;
                         }
@@ -224,7 +225,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         if stuck >= MAX_STUCK_WATCHES {
                             // The same event would end the next one too (one too long, or
                             // not UTF-8): a fresh list gets past it.
-                            log::warn!("{resource} watch: failed {stuck} times from resourceVersion {rv}; re-listing");
+                            log::warn!(resource = resource; "{resource} watch: failed {stuck} times from resourceVersion {rv}; re-listing");
                             break;
                         }
                     }
@@ -245,6 +246,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     // One API server for all the caches: the others are spared asking.
                     self.streams.store(false, Ordering::Relaxed);
                     log::info!(
+                        resource = resource;
                         "{resource} cache: the API server does not stream lists ({why}); the caches list in pages"
                     );
                 }
@@ -256,7 +258,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 403)) => return Err(e),
                 // Tried again at the next list.
                 Err(Streamed::Failed(e)) => {
-                    log::warn!("{resource} cache: the streaming list failed ({e}); listing in pages")
+                    log::warn!(resource = resource; "{resource} cache: the streaming list failed ({e}); listing in pages")
                 }
             }
         }
@@ -273,6 +275,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 Err((e, true)) if e.status() == Some(410) && restarts < MAX_LIST_RESTARTS => {
                     restarts += 1;
                     log::info!(
+                        resource = self.kind.resource;
                         "{} list: the continue token expired (410); listing again from the start",
                         self.kind.resource
                     );
@@ -280,6 +283,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 Err((e, true)) if e.status() == Some(410) && limit.is_some() => {
                     limit = None;
                     log::warn!(
+                        resource = self.kind.resource;
                         "{} list: the continue token expired {} times; listing everything in one answer",
                         self.kind.resource,
                         restarts + 1
@@ -327,7 +331,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 .map_err(|source| (KubeError::Decode { path: base.into(), source }, token.is_some()))?;
             let (entries, bad) = list.entries::<T>(&self.interner);
             if bad > 0 {
-                log::warn!("{} list: skipped {bad} item(s) that are not valid objects", self.kind.resource);
+                log::warn!(resource = self.kind.resource; "{} list: skipped {bad} item(s) that are not valid objects", self.kind.resource);
                 count(errors, self.kind.resource, "invalid_object", bad as u64);
             }
             for (ns, name, v) in entries {
@@ -379,7 +383,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     return Err(KubeError::WatchError { path, status: event.object.get().to_owned() });
                 }
                 other => {
-                    log::debug!("{resource} watch: ignoring an event of unknown type {other:?}");
+                    log::debug!(resource = resource; "{resource} watch: ignoring an event of unknown type {other:?}");
                     count(errors, resource, "unknown_type", 1);
                     continue;
                 }
@@ -466,7 +470,7 @@ impl Lines {
 fn decode<'l>(line: &'l str, resource: &'static str, errors: &WatchErrors) -> Option<WatchEvent<'l>> {
     serde_json::from_str(line)
         .map_err(|e| {
-            log::warn!("{resource} watch: skipping an undecodable line: {e}");
+            log::warn!(resource = resource; "{resource} watch: skipping an undecodable line: {e}");
             count(errors, resource, "undecodable", 1);
         })
         .ok()

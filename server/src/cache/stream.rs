@@ -80,7 +80,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         return Err(Streamed::Failed(KubeError::NoEndVersion { path }));
                     };
                     self.publish(store);
-                    log::debug!("{resource} cache: {objects} objects streamed, at resourceVersion {rv}");
+                    log::debug!(resource = resource; "{resource} cache: {objects} objects streamed, at resourceVersion {rv}");
                     return Ok((rv, lines));
                 }
                 "BOOKMARK" => {
@@ -94,7 +94,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     return Err(Streamed::Failed(KubeError::WatchError { path, status }));
                 }
                 other => {
-                    log::debug!("{resource} watch: ignoring an event of unknown type {other:?}");
+                    log::debug!(resource = resource; "{resource} watch: ignoring an event of unknown type {other:?}");
                     count(errors, resource, "unknown_type", 1);
                     continue;
                 }

@@ -401,6 +401,7 @@ impl KubeClient {
                 Some(wait) if retries < MAX_RETRIES => {
                     retries += 1;
                     log::info!(
+                        resource = resource;
                         "GET {}: {}; retrying in {wait:?} as Retry-After asks ({retries}/{MAX_RETRIES})",
                         path_and_query.split('?').next().unwrap_or(path_and_query),
                         result.as_ref().err().map(|e| e.code()).unwrap_or_default()
@@ -429,7 +430,7 @@ impl KubeClient {
         let sent = std::time::Instant::now();
         let mut result = attempt().await;
         if matches!(&result, Err(e) if e.status() == Some(401)) && self.auth.refresh(sent).await {
-            log::info!("GET {path_and_query}: 401 Unauthorized; re-read the token, retrying once");
+            log::info!(resource = resource; "GET {path_and_query}: 401 Unauthorized; re-read the token, retrying once");
             self.count(resource, &result);
             result = attempt().await;
         }
