@@ -353,3 +353,44 @@ fn deploy_sharded_is_a_statefulset_of_three_shards_scraped_pod_by_pod() {
     one(&docs, "ClusterRole");
     one(&docs, "PrometheusRule");
 }
+
+/// deploy/networkpolicy, applied beside either install, lets Prometheus reach the metrics
+/// port of every replica and shard, and lets the exporter reach only the API server's ports.
+#[test]
+fn deploy_networkpolicy_admits_prometheus_and_the_api_server_to_every_install() {
+    let docs = kustomize("deploy/networkpolicy");
+    let policy = one(&docs, "NetworkPolicy");
+    assert_eq!(docs.len(), 1, "the policy alone: it goes beside an install");
+    let selected = policy["spec"]["podSelector"]["matchLabels"].as_mapping().expect("matchLabels");
+    for (install, kind) in [("deploy/", "Deployment"), ("deploy/sharded", "StatefulSet")] {
+        let installed = kustomize(install);
+        let workload = one(&installed, kind);
+        assert_eq!(policy["metadata"]["namespace"], workload["metadata"]["namespace"], "{install}");
+        let labels = workload["spec"]["template"]["metadata"]["labels"].as_mapping().expect("labels");
+        for (k, v) in selected {
+            assert_eq!(labels.get(k), Some(v), "{install}'s pods carry the policy's {k:?}");
+        }
+        let ports = container(workload)["ports"].as_sequence().expect("ports");
+        for rule in policy["spec"]["ingress"].as_sequence().expect("ingress") {
+            for port in rule["ports"].as_sequence().expect("ports") {
+                assert!(
+                    ports.iter().any(|p| p["name"] == port["port"] && p["protocol"].as_str().unwrap_or("TCP") == "TCP"),
+                    "{install}: the policy's port {:?} is a port of the container",
+                    port["port"]
+                );
+            }
+        }
+    }
+    let types: Vec<&str> =
+        policy["spec"]["policyTypes"].as_sequence().expect("types").iter().flat_map(|t| t.as_str()).collect();
+    assert_eq!(types, ["Ingress", "Egress"]);
+    let from = &policy["spec"]["ingress"][0]["from"][0];
+    assert_eq!(from["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str(), Some("prometheus"));
+    let egress = policy["spec"]["egress"].as_sequence().expect("egress");
+    let out: BTreeSet<u64> = egress
+        .iter()
+        .flat_map(|r| r["ports"].as_sequence().into_iter().flatten())
+        .filter_map(|p| p["port"].as_u64())
+        .collect();
+    assert_eq!(out, BTreeSet::from([443, 6443]), "the API server's ports, and nothing else");
+}
