@@ -159,6 +159,28 @@ async fn apiserver_watches_that_expire_at_once_relist_with_backoff() {
     assert!((1..=8).contains(&lists), "{lists} lists");
 }
 
+/// A streaming list refused (a 403: RBAC) is not asked again in pages, which would be
+/// refused alike: each retry had sent, and logged, the refusal twice.
+#[async_std::test]
+async fn apiserver_a_streaming_list_refused_is_not_asked_again_in_pages() {
+    let h = start_sim(
+        SimCluster::demo(),
+        |s| {
+            s.streams_lists = true;
+            s.faults.insert(Route::Nodes, Fault::Status(403));
+        },
+        |_| {},
+    )
+    .await;
+    scrape(&h).await;
+    // Long enough for a few retries, at the backoff's 0.1-0.4 s.
+    async_std::task::sleep(Duration::from_secs(2)).await;
+    let requests = h.sim.state().requests.clone();
+    let nodes: Vec<_> = requests.iter().filter(|(p, _)| p.starts_with("/api/v1/nodes")).collect();
+    assert!(nodes.len() >= 2, "retried: {nodes:?}");
+    assert!(nodes.iter().all(|(p, code)| streaming(p) && *code == 403), "never in pages: {nodes:?}");
+}
+
 /// `kubernetes.streaming_lists = false`: pages only, whatever the server has.
 #[async_std::test]
 async fn apiserver_streaming_lists_off_lists_in_pages_only() {
