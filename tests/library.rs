@@ -92,3 +92,35 @@ async fn library_embed_tide_serves_the_exporter_and_every_link_under_the_prefix(
     assert!(status.success(), "{status:?}");
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
+
+/// `scrape_with` hands an embedder the samples and labels a scrape is written from, not
+/// text: rendered with the exporter's options, they are the scrape's families exactly.
+#[async_std::test]
+async fn library_scrape_with_hands_over_what_the_scrape_is_written_from() {
+    let (_sim, mut raw, _dir) = sim_and_config(msp_sim::SimCluster::demo()).await;
+    // The second read reuses the first's lists: the same usage both times.
+    raw.reuse_lists_for = "60s".into();
+    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
+    let exporter = msp_server::build(&config).expect("build");
+    let text = exporter.scrape(msp_core::Format::Text, None).await;
+    let (rendered, frontend) = exporter
+        .scrape_with(None, |sampled| {
+            assert!(sampled.pods_up && sampled.nodes_up);
+            assert!(sampled.enriched.failures.is_empty(), "{:?}", sampled.enriched.failures);
+            let scrape = sampled.scrape;
+            let i = scrape.pods.iter().position(|p| p.name == "frontend-7c9d8f6b5-8xk2d").expect("the pod");
+            let containers = scrape.containers_of(&scrape.pods[i]);
+            let frontend = (containers[0].name.to_owned(), sampled.enriched.prepared.pods[i].text());
+            let mut out = String::new();
+            msp_core::render_prepared(&mut out, scrape, &sampled.enriched.prepared, exporter.options())
+                .expect("render");
+            (out, frontend)
+        })
+        .await;
+    assert!(rendered.contains("kube_metrics_server_container_cpu_usage_cores{"), "{rendered}");
+    assert!(text.starts_with(&rendered), "the scrape's families, then its self-metrics:\n{rendered}\n---\n{text}");
+    assert!(text[rendered.len()..].contains("kube_metrics_server_up{resource=\"pods\"} 1"));
+    let (container, labels) = frontend;
+    assert_eq!(container, "frontend");
+    assert!(labels.contains("node=\"") && labels.contains("owner_kind=\"ReplicaSet\""), "{labels}");
+}

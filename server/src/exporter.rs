@@ -352,6 +352,12 @@ impl Exporter {
         self
     }
 
+    /// How it writes the families (naming, format, timestamps): what
+    /// [`msp_core::render_prepared`] takes to write a [`Exporter::scrape_with`] alike.
+    pub fn options(&self) -> &RenderOptions {
+        &self.options
+    }
+
     /// The enrichers, in order.
     pub fn enrichers(&self) -> &[Arc<dyn Enricher>] {
         &self.enrichers
@@ -546,6 +552,20 @@ impl Exporter {
         .await
     }
 
+    /// One scrape, handed to `f` instead of written: for an embedder that wants the samples
+    /// themselves (to send elsewhere, to check, to sum in process) rather than text. The
+    /// lists are read, selected by the scope and enriched as for [`Exporter::scrape`] (the
+    /// memo, the list reuse, the `deadline`, the self-metrics' counters, all alike), and
+    /// [`Sampled`] holds what came of it; [`msp_core::render_prepared`] writes it as
+    /// `scrape` would have, less the self-metrics.
+    pub async fn scrape_with<R>(&self, deadline: Option<Instant>, f: impl FnOnce(Sampled<'_>) -> R) -> R {
+        let lists = self.read(deadline, false).await;
+        self.prepared(lists, false, deadline, |scrape, enriched, read| {
+            f(Sampled { scrape, enriched, pods_up: read.pods_up, nodes_up: read.nodes_up })
+        })
+        .await
+    }
+
     /// Reads both metrics lists for a scrape due at `deadline` and written gzipped or not,
     /// abandoned in time to enrich and write them ([`WriteCost::reads_deadline`]); or
     /// reuses the last lists read, if young enough ([`Exporter::reusing_lists_for`]).
@@ -681,6 +701,23 @@ impl Exporter {
             ending => ending,
         }
     }
+}
+
+/// A scrape's samples and their labels, for [`Exporter::scrape_with`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct Sampled<'s> {
+    /// The pods and nodes in scope, with their usage (a pod's containers by
+    /// [`Scrape::containers_of`]), and the items dropped as invalid.
+    pub scrape: &'s Scrape<'s>,
+    /// Their enrichers' labels (indexed like `scrape`'s pods and nodes) and the enrichers
+    /// that failed.
+    pub enriched: &'s Enriched,
+    /// Whether the pod metrics list was read (`kube_metrics_server_up{resource="pods"}`):
+    /// when not, `scrape` has no pods.
+    pub pods_up: bool,
+    /// Whether the node metrics list was read.
+    pub nodes_up: bool,
 }
 
 /// What a scrape read, for its self-metrics.
