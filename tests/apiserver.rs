@@ -146,6 +146,33 @@ async fn apiserver_a_streaming_list_told_to_retry_after_is_asked_again_not_paged
     assert_eq!(h.sim.pages("/api/v1/"), 0, "no pages: {requests:?}");
 }
 
+/// An API server that sheds load on watches (429) is watched again, never listed again: a
+/// list of everything by every cache of every replica is what it can least afford (a trial
+/// saw each restart of the API server have all four caches of every shard list again). A
+/// status a list may get past (500) has the cache list again after three.
+#[async_std::test]
+async fn apiserver_watches_refused_for_load_are_asked_again_not_relisted() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    scrape_until(&h, Duration::from_secs(10), |s| s.iter().any(|x| x.label("node").is_some())).await;
+    let (pods, nodes) = (h.sim.lists("/api/v1/pods"), h.sim.lists("/api/v1/nodes"));
+    {
+        let mut s = h.sim.state();
+        s.faults.insert(Route::Pods, Fault::Status(429));
+        s.faults.insert(Route::Nodes, Fault::Status(500));
+    }
+    h.sim.drop_watches();
+    // Four failures or more, at the backoff's 0.1-0.2, 0.2-0.4, 0.4-0.8 and 0.8-1.6 s.
+    async_std::task::sleep(Duration::from_secs(3)).await;
+    let requests = h.sim.state().requests.clone();
+    let refused = |prefix: &str, code| {
+        requests.iter().filter(|(p, c)| p.starts_with(prefix) && p.contains("watch=1") && *c == code).count()
+    };
+    assert!(refused("/api/v1/pods?", 429) >= 3, "{requests:?}");
+    assert_eq!(h.sim.lists("/api/v1/pods"), pods, "pods: watched again, never listed: {requests:?}");
+    assert!(refused("/api/v1/nodes?", 500) >= 3, "{requests:?}");
+    assert!(h.sim.lists("/api/v1/nodes") > nodes, "nodes: listed again after three 500s: {requests:?}");
+}
+
 /// A watch answered 410 as soon as it is asked for has the cache list again, with its
 /// backoff between: not as fast as the server answers (an adversarial trial saw 20 lists
 /// and watches a second per cache).

@@ -5,9 +5,13 @@
 //! pages (`limit`, then `continue`, as client-go's reflector does; a `continue` token that
 //! expired, 410, starts the list over), then watched from the list's resourceVersion with
 //! bookmarks.
-//! A dropped watch resumes from the last resourceVersion seen; only `410 Gone` forces a
-//! re-list; errors back off exponentially (0.2 s doubling to 30 s), or for as long as a
-//! 429 or 5xx asks with `Retry-After` if that is longer. A cache starts on first use, so an enricher that is not
+//! A dropped watch resumes from the last resourceVersion seen. `410 Gone` has the cache list
+//! again, and so do three watches in a row failing from one resourceVersion in a way a fresh
+//! list may get past (an event too long or not UTF-8, an error event, a status other than
+//! 429 and 503); an API server that cannot be reached or that sheds load is watched again,
+//! never listed again, as client-go's reflector does. Errors back off exponentially (0.2 s
+//! doubling to 30 s, jittered), or for as long as a 429 or 5xx asks with `Retry-After` if
+//! that is longer. A cache starts on first use, so an enricher that is not
 //! configured costs no watch. In steady state a scrape reads the caches and makes no list
 //! request at all.
 //!
@@ -219,8 +223,16 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         break;
                     }
                     Err(e) => {
-                        self.fail(&e);
-                        stuck = if rv == from { stuck + 1 } else { 1 };
+                        self.fail(&format_args!("watch: {e}"));
+                        // A watch that lived (it brought news, or lasted) ends the failures
+                        // before it: the next begins at the shortest wait again, not at
+                        // the 30 s an outage earlier grew it to.
+                        if started.elapsed() >= LIVED || (rv != from && started.elapsed() >= MIN_WATCH) {
+                            backoff.reset();
+                        }
+                        if relist_may_help(&e) {
+                            stuck = if rv == from { stuck + 1 } else { 1 };
+                        }
                         backoff.wait_at_least(e.retry_after()).await;
                         if stuck >= MAX_STUCK_WATCHES {
                             // The same event would end the next one too (one too long, or
@@ -560,9 +572,30 @@ fn apply<T: Clone + PartialEq>(store: &mut Arc<Namespaced<T>>, deleted: bool, ns
     }
 }
 
+/// Whether a watch that failed so may fail alike from the same resourceVersion, where a fresh
+/// list would get past it: not when the API server cannot be reached (refused, reset, no
+/// answer, TLS) or sheds load (429, 503), which a list of everything would only add to: an API
+/// server restarting had every cache of every replica list again after a second or two.
+fn relist_may_help(e: &KubeError) -> bool {
+    match e {
+        // Not UTF-8 (what `read_line` says of a line that is not) is the event's own.
+        KubeError::Transport { source, .. } => {
+            source.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
+        }
+        KubeError::Timeout { .. } => false,
+        KubeError::Status { status, .. } => !matches!(status, 429 | 503),
+        // The exec plugin: a list would be refused alike.
+        KubeError::Credentials { .. } => false,
+        _ => true,
+    }
+}
+
 /// A watch that ends sooner than this having said nothing counts as failed (client-go's
 /// "very short watch"): the next waits its backoff.
 const MIN_WATCH: Duration = Duration::from_secs(1);
+
+/// A watch that lasted this long has lived, whatever it said: the backoff starts over.
+const LIVED: Duration = Duration::from_secs(30);
 
 /// Watches failing in a row from one resourceVersion before the cache lists afresh.
 const MAX_STUCK_WATCHES: u32 = 3;
@@ -761,6 +794,30 @@ mod tests {
         assert_eq!((held.get("a", "p"), store.get("a", "p")), (Some(&1), Some(&2)), "the held one is untouched");
         apply(&mut store, true, "a".into(), "p".into(), 0);
         assert!(store.is_empty());
+    }
+
+    #[test]
+    fn only_failures_a_fresh_list_may_get_past_lead_to_one() {
+        let path = || "/api/v1/pods".to_owned();
+        let io = |kind| KubeError::Transport { path: path(), source: std::io::Error::new(kind, "x").into() };
+        let status = |status| KubeError::Status { path: path(), status, message: String::new(), retry_after: None };
+        let cases = [
+            (io(std::io::ErrorKind::ConnectionRefused), false),
+            (io(std::io::ErrorKind::ConnectionReset), false),
+            (io(std::io::ErrorKind::UnexpectedEof), false),
+            (io(std::io::ErrorKind::InvalidData), true),
+            (KubeError::Timeout { path: path(), after: Duration::from_secs(1), bound: "x" }, false),
+            (status(429), false),
+            (status(503), false),
+            (status(500), true),
+            (status(504), true),
+            (status(403), true),
+            (KubeError::EventTooLarge { path: path(), limit: 1 }, true),
+            (KubeError::WatchError { path: path(), status: "{}".into() }, true),
+        ];
+        for (e, want) in cases {
+            assert_eq!(relist_may_help(&e), want, "{e}");
+        }
     }
 
     #[test]
