@@ -382,7 +382,11 @@ impl Exporter {
     /// starts the caches the enrichers use and fills the memo, so that the first scrape
     /// after a start (at 150,000 pods, seconds of listing and enriching) is as quick and
     /// as enriched as the others. Readiness waits for it. A failure (metrics-server down)
-    /// ends it like any scrape's, reported in `/metrics`.
+    /// ends it like any scrape's, reported in `/metrics`; but a pod metrics read that failed
+    /// runs no enricher, so starts no cache: the future then goes on, after readiness is
+    /// given, making the warm-up scrape again (1 s apart, doubling to 10 s) until the pods
+    /// are read once, by it or by any scrape, so that the first scrape after the metrics API
+    /// comes back finds the caches filling, not cold.
     ///
     /// It has a deadline, [`WARM_UP_TIMEOUT`] away, longer than any scrape's: a Prometheus
     /// scrape that arrives meanwhile (a PodMonitor's scrapes pods not yet Ready) joins it,
@@ -396,14 +400,33 @@ impl Exporter {
         let warming = WarmingUp::new(self.clone());
         async move {
             let started = Instant::now();
-            let deadline = Instant::now().checked_add(WARM_UP_TIMEOUT);
-            match warming.0.stream(Format::OpenMetrics, true, deadline).await {
-                // Read and let go of piece by piece, as a client would.
-                Ok(body) => drop(futures_lite::io::copy(body, futures_lite::io::sink()).await),
-                Err(busy) => log::warn!("warm-up scrape refused: {busy}"),
-            }
+            warming.0.warm_up_scrape().await;
+            let exporter = warming.0.clone();
             drop(warming);
             log::info!("warm-up scrape done in {:?}", started.elapsed());
+            let mut wait = Duration::from_secs(1);
+            while exporter.failed_reads[0].load(Ordering::Relaxed) > 0 {
+                async_std::task::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(10));
+                // A scrape of Prometheus' may have read them meanwhile.
+                if exporter.failed_reads[0].load(Ordering::Relaxed) == 0 {
+                    break;
+                }
+                exporter.warm_up_scrape().await;
+                if exporter.failed_reads[0].load(Ordering::Relaxed) == 0 {
+                    log::info!("warm-up scrape done, once the pod metrics could be read");
+                }
+            }
+        }
+    }
+
+    /// One warm-up scrape, as Prometheus asks, read to the end and let go of.
+    async fn warm_up_scrape(self: &Arc<Self>) {
+        let deadline = Instant::now().checked_add(WARM_UP_TIMEOUT);
+        match self.stream(Format::OpenMetrics, true, deadline).await {
+            // Read and let go of piece by piece, as a client would.
+            Ok(body) => drop(futures_lite::io::copy(body, futures_lite::io::sink()).await),
+            Err(busy) => log::warn!("warm-up scrape refused: {busy}"),
         }
     }
 
@@ -1304,6 +1327,46 @@ mod tests {
         assert_eq!(exporter.syncing().len(), 1, "one still under way");
         drop(b);
         assert_eq!(exporter.syncing(), Vec::<String>::new(), "one dropped unfinished waits for nothing");
+    }
+
+    /// Pod metrics that fail to read the first `.1` times.
+    struct DownAtFirst(AtomicU64, u64);
+
+    #[async_trait]
+    impl MetricsSource for DownAtFirst {
+        async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
+            let n = self.0.fetch_add(1, Ordering::SeqCst);
+            if n < self.1 {
+                return Err("connection refused".into());
+            }
+            Ok(PODS.as_bytes().to_vec())
+        }
+        async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
+            Ok(br#"{"items":[]}"#.to_vec())
+        }
+        fn describe(&self) -> String {
+            "down at first".into()
+        }
+    }
+
+    #[test]
+    fn a_warm_up_that_could_not_read_the_pods_scrapes_again_until_it_does_without_holding_readiness() {
+        let source = Arc::new(DownAtFirst(AtomicU64::new(0), 1));
+        let exporter = Arc::new(Exporter::new(source.clone(), Arc::new(StaticCluster::default())));
+        async_std::task::block_on(async {
+            let warming = async_std::task::spawn(exporter.warm_up());
+            let started = Instant::now();
+            while !exporter.syncing().is_empty() {
+                assert!(started.elapsed() < Duration::from_secs(5), "readiness is given after the first try");
+                async_std::task::sleep(Duration::from_millis(10)).await;
+            }
+            assert_eq!(source.0.load(Ordering::SeqCst), 1, "ready after one read, which failed");
+            // Ends once a read works: the second, a second later.
+            warming.await;
+            assert_eq!(source.0.load(Ordering::SeqCst), 2);
+            let text = exporter.scrape(Format::Text, None).await;
+            assert!(text.contains("kube_metrics_server_up{resource=\"pods\"} 1\n"), "{text}");
+        });
     }
 
     #[test]
