@@ -394,3 +394,33 @@ fn deploy_networkpolicy_admits_prometheus_and_the_api_server_to_every_install() 
         .collect();
     assert_eq!(out, BTreeSet::from([443, 6443]), "the API server's ports, and nothing else");
 }
+
+/// The README's overlay for another number of shards changes the replicas and the total
+/// together, and the total is replaced, not added beside the old one.
+#[test]
+fn deploy_sharded_overlay_for_four_shards_changes_replicas_and_total_together() {
+    let dir = std::env::temp_dir().join(format!("msp-four-shards-{}", std::process::id()));
+    let overlay = dir.join("overlay");
+    std::fs::create_dir_all(&overlay).expect("dir");
+    let copied = run("cp", &["-r", "deploy", dir.join("deploy").to_str().expect("utf-8 path")]);
+    assert!(copied.is_empty());
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
+    let start = readme.find("  # kustomization.yaml, beside a copy of deploy/").expect("the README's overlay");
+    let block: String = readme[start..]
+        .lines()
+        .take_while(|l| l.trim() != "```")
+        .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
+        .collect();
+    std::fs::write(overlay.join("kustomization.yaml"), block.replace("[deploy/sharded]", "[../deploy/sharded]"))
+        .expect("write");
+    let docs = kustomize(overlay.to_str().expect("utf-8 path"));
+    let set = one(&docs, "StatefulSet");
+    assert_eq!(set["spec"]["replicas"].as_u64(), Some(4));
+    let env = container(set)["env"].as_sequence().expect("env");
+    let totals: Vec<&yaml::Value> =
+        env.iter().filter(|e| e["name"].as_str() == Some("MSP_SHARD__TOTAL")).map(|e| &e["value"]).collect();
+    assert_eq!(totals, [&yaml::Value::from("4")], "one total, replaced");
+    let before = kustomize("deploy/sharded");
+    assert_eq!(env.len(), container(one(&before, "StatefulSet"))["env"].as_sequence().expect("env").len());
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -109,6 +109,9 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
     }
     log::info!("API server {api}");
     let shard = config.scope.shard;
+    if let Some(warning) = shard.pod_name_disagrees(&|k| std::env::var(k).ok()) {
+        log::warn!("{warning}");
+    }
     if shard.total > 1 {
         log::info!(
             "shard {} of {}: exporting the pods and nodes whose hash falls to {}",

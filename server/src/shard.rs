@@ -109,15 +109,8 @@ impl Shard {
             Some(index) => index,
             None if total == 1 => 0,
             None => {
-                let (source_name, name) = ["POD_NAME", "HOSTNAME"]
-                    .into_iter()
-                    .find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (k, v)))
-                    .ok_or(ShardError::NoName(total))?;
-                let digits = name
-                    .rsplit_once('-')
-                    .map(|(_, n)| n)
-                    .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-                match digits.map(str::parse::<u32>) {
+                let (source_name, name) = pod_name(env).ok_or(ShardError::NoName(total))?;
+                match ordinal(&name) {
                     Some(Ok(index)) if index >= total => {
                         return Err(ShardError::OrdinalOutOfRange { index, total, source_name, name })
                     }
@@ -133,6 +126,28 @@ impl Shard {
         Ok(Shard { index, total })
     }
 
+    /// What to warn of when the pod's name (as [`Shard::new`] reads it) says another replica
+    /// than this shard: an index set for every replica alike (a `[shard] index` in a
+    /// ConfigMap they all mount makes each the same shard, and the others' pods go
+    /// unexported), or no sharding in a StatefulSet's later replica (each exports
+    /// everything).
+    pub fn pod_name_disagrees(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+        let (source_name, name) = pod_name(env)?;
+        let replica = ordinal(&name)?.ok()?;
+        if self.total > 1 && replica != self.index {
+            Some(format!(
+                "shard.index (MSP_SHARD__INDEX) is {} but {source_name}={name:?} is replica {replica}:                  replicas of a StatefulSet that are given one index export one shard between them, and the                  others go unexported; leave shard.index unset to take each replica's from its name",
+                self.index
+            ))
+        } else if self.total == 1 && replica > 0 {
+            Some(format!(
+                "not sharded (shard.total is 1), but {source_name}={name:?} is replica {replica}: if this                  is a StatefulSet of several replicas, each exports every pod; set shard.total                  (MSP_SHARD__TOTAL) to its replicas"
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Whether this shard exports the pod `namespace/name`.
     pub fn owns_pod(&self, namespace: &str, name: &str) -> bool {
         self.total == 1
@@ -143,6 +158,19 @@ impl Shard {
     pub fn owns_node(&self, name: &str) -> bool {
         self.total == 1 || fnv1a(&[name.as_bytes()]) % u64::from(self.total) == u64::from(self.index)
     }
+}
+
+/// Where the pod's name comes from (`POD_NAME`, else `HOSTNAME`), and the name.
+fn pod_name(env: &dyn Fn(&str) -> Option<String>) -> Option<(&'static str, String)> {
+    ["POD_NAME", "HOSTNAME"].into_iter().find_map(|k| env(k).filter(|v| !v.is_empty()).map(|v| (k, v)))
+}
+
+/// The ordinal at the end of a StatefulSet pod's `name` (`metrics-server-prom-2`), if its
+/// last part is digits; an error if they are too many.
+fn ordinal(name: &str) -> Option<Result<u32, std::num::ParseIntError>> {
+    let digits =
+        name.rsplit_once('-').map(|(_, n)| n).filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    digits.map(str::parse::<u32>)
 }
 
 impl crate::self_metrics::Report for Shard {
@@ -197,6 +225,24 @@ mod tests {
         }
         assert!(counts.iter().all(|&c| (750..=1260).contains(&c)), "{counts:?}");
         assert!(Shard::default().owns_pod("a", "b") && Shard::default().owns_node("n"));
+    }
+
+    #[test]
+    fn a_pod_name_that_says_another_replica_is_warned_of() {
+        let pod = |name: &'static str| move |k: &str| (k == "POD_NAME").then(|| name.to_owned());
+        let shard = |total, index| Shard::new(total, Some(index), &none).expect("shard");
+        let warned = shard(3, 0).pod_name_disagrees(&pod("metrics-server-prom-2")).expect("a warning");
+        assert!(warned
+            .starts_with("shard.index (MSP_SHARD__INDEX) is 0 but POD_NAME=\"metrics-server-prom-2\" is replica 2"));
+        assert_eq!(shard(3, 2).pod_name_disagrees(&pod("metrics-server-prom-2")), None, "they agree");
+        let unsharded = shard(1, 0).pod_name_disagrees(&pod("metrics-server-prom-1")).expect("a warning");
+        assert!(unsharded.contains("not sharded") && unsharded.contains("MSP_SHARD__TOTAL"), "{unsharded}");
+        assert_eq!(shard(1, 0).pod_name_disagrees(&pod("metrics-server-prom-0")), None, "one replica");
+        for deployment in ["metrics-server-prom-7c9d8f6b5-x2kqp", "", "metrics-server-prom"] {
+            assert_eq!(shard(3, 1).pod_name_disagrees(&pod(deployment)), None, "{deployment:?}: no ordinal");
+            assert_eq!(shard(1, 0).pod_name_disagrees(&pod(deployment)), None, "{deployment:?}: no ordinal");
+        }
+        assert_eq!(shard(3, 1).pod_name_disagrees(&none), None, "no name");
     }
 
     #[test]
