@@ -430,7 +430,21 @@ pub(crate) fn wrong_type(key: &str, found: &str, expected: &str) -> String {
         }
         "a boolean" => format!("found {found}, expected true or false ({env}=true)"),
         "u8" | "u16" | "u32" | "u64" | "usize" => {
-            format!("found {found}, expected a whole number in digits, without a unit ({env})")
+            let most = match expected {
+                "u8" => u64::from(u8::MAX),
+                "u16" => u64::from(u16::MAX),
+                "u32" => u64::from(u32::MAX),
+                _ => u64::MAX,
+            };
+            // serde says `unsigned int` of a whole number only when it is too large for
+            // the type; `float` of any number with a point, `3.0` too.
+            if found.starts_with("unsigned int") || (found.starts_with("signed int") && !found.contains('-')) {
+                format!("found {found}, more than the most it takes, {most} ({env})")
+            } else if found.starts_with("float") {
+                format!("found {found}, expected a whole number, without a decimal point ({env})")
+            } else {
+                format!("found {found}, expected a whole number in digits, without a unit ({env})")
+            }
         }
         other => format!("found {found}, expected {other}"),
     }
@@ -834,6 +848,16 @@ mod tests {
                 "MSP_KUBERNETES__MAX_RESPONSE_BYTES",
                 "-1",
                 "`kubernetes.max_response_bytes` (in `MSP_` environment variable(s)): found signed int `-1`, expected a whole number in digits",
+            ),
+            (
+                "MSP_SHARD__TOTAL",
+                "99999999999",
+                "`shard.total` (in `MSP_` environment variable(s)): found unsigned int `99999999999`, more than the most it takes, 4294967295 (MSP_SHARD__TOTAL)",
+            ),
+            (
+                "MSP_SHARD__TOTAL",
+                "3.0",
+                "`shard.total` (in `MSP_` environment variable(s)): found float `3`, expected a whole number, without a decimal point (MSP_SHARD__TOTAL)",
             ),
             ("MSP_TIMESTAMPS", "yes", "`timestamps` (in `MSP_` environment variable(s)): found string \"yes\", expected true or false (MSP_TIMESTAMPS=true)"),
             ("MSP_LABELS__ALLOW", "app", "key `labels.allow` in `MSP_` environment variable(s): found string \"app\", but it is a list, written as a TOML array ([\"a\", \"b\"]; MSP_LABELS__ALLOW='[\"a\",\"b\"]')"),
