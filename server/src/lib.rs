@@ -62,7 +62,7 @@ pub use registry::Registry;
 pub use scope::Scope;
 pub use self_metrics::Report;
 pub use serve::{listen, serve, serve_with, signals, Shutdown, BACKLOG, MAX_CONNECTIONS};
-pub use shard::{Shard, ShardError};
+pub use shard::{Shard, ShardError, ShardWarning};
 pub use source::MetricsApi;
 pub use web::{Credentials, WebConfig, WebConfigError, WebConfigFile};
 

@@ -130,19 +130,15 @@ impl Shard {
     /// than this shard: an index set for every replica alike (a `[shard] index` in a
     /// ConfigMap they all mount makes each the same shard, and the others' pods go
     /// unexported), or no sharding in a StatefulSet's later replica (each exports
-    /// everything).
-    pub fn pod_name_disagrees(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
+    /// everything; from `POD_NAME` only, which the StatefulSet sets, since a Deployment's
+    /// pod or a machine's `HOSTNAME` may end in digits too).
+    pub fn pod_name_disagrees(&self, env: &dyn Fn(&str) -> Option<String>) -> Option<ShardWarning> {
         let (source_name, name) = pod_name(env)?;
         let replica = ordinal(&name)?.ok()?;
         if self.total > 1 && replica != self.index {
-            Some(format!(
-                "shard.index (MSP_SHARD__INDEX) is {} but {source_name}={name:?} is replica {replica}:                  replicas of a StatefulSet that are given one index export one shard between them, and the                  others go unexported; leave shard.index unset to take each replica's from its name",
-                self.index
-            ))
-        } else if self.total == 1 && replica > 0 {
-            Some(format!(
-                "not sharded (shard.total is 1), but {source_name}={name:?} is replica {replica}: if this                  is a StatefulSet of several replicas, each exports every pod; set shard.total                  (MSP_SHARD__TOTAL) to its replicas"
-            ))
+            Some(ShardWarning::IndexIsNotTheOrdinal { index: self.index, replica, source_name, name })
+        } else if self.total == 1 && replica > 0 && source_name == "POD_NAME" {
+            Some(ShardWarning::UnshardedReplica { replica, name })
         } else {
             None
         }
@@ -158,6 +154,38 @@ impl Shard {
     pub fn owns_node(&self, name: &str) -> bool {
         self.total == 1 || fnv1a(&[name.as_bytes()]) % u64::from(self.total) == u64::from(self.index)
     }
+}
+
+/// A shard whose pod's name says another replica: see [`Shard::pod_name_disagrees`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShardWarning {
+    /// `shard.index` was set, and the name's ordinal is another.
+    #[error(
+        "shard.index (MSP_SHARD__INDEX) is {index} but {source_name}={name:?} is replica {replica}: replicas of a \
+         StatefulSet that are given one index export one shard between them, and the others go unexported; \
+         leave shard.index unset to take each replica's from its name"
+    )]
+    IndexIsNotTheOrdinal {
+        /// The index set.
+        index: u32,
+        /// The name's ordinal.
+        replica: u32,
+        /// `POD_NAME` or `HOSTNAME`.
+        source_name: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// Not sharded, in a replica whose `POD_NAME` ends in an ordinal above 0.
+    #[error(
+        "not sharded (shard.total is 1), but POD_NAME={name:?} is replica {replica}: if this is a StatefulSet of \
+         several replicas, each exports every pod; set shard.total (MSP_SHARD__TOTAL) to its replicas"
+    )]
+    UnshardedReplica {
+        /// The name's ordinal.
+        replica: u32,
+        /// The name.
+        name: String,
+    },
 }
 
 /// Where the pod's name comes from (`POD_NAME`, else `HOSTNAME`), and the name.
@@ -231,12 +259,19 @@ mod tests {
     fn a_pod_name_that_says_another_replica_is_warned_of() {
         let pod = |name: &'static str| move |k: &str| (k == "POD_NAME").then(|| name.to_owned());
         let shard = |total, index| Shard::new(total, Some(index), &none).expect("shard");
-        let warned = shard(3, 0).pod_name_disagrees(&pod("metrics-server-prom-2")).expect("a warning");
-        assert!(warned
-            .starts_with("shard.index (MSP_SHARD__INDEX) is 0 but POD_NAME=\"metrics-server-prom-2\" is replica 2"));
+        let warned = shard(3, 0).pod_name_disagrees(&pod("metrics-server-prom-2")).expect("a warning").to_string();
+        assert_eq!(
+            warned,
+            "shard.index (MSP_SHARD__INDEX) is 0 but POD_NAME=\"metrics-server-prom-2\" is replica 2: replicas of a \
+             StatefulSet that are given one index export one shard between them, and the others go unexported; \
+             leave shard.index unset to take each replica's from its name"
+        );
         assert_eq!(shard(3, 2).pod_name_disagrees(&pod("metrics-server-prom-2")), None, "they agree");
         let unsharded = shard(1, 0).pod_name_disagrees(&pod("metrics-server-prom-1")).expect("a warning");
-        assert!(unsharded.contains("not sharded") && unsharded.contains("MSP_SHARD__TOTAL"), "{unsharded}");
+        assert_eq!(unsharded, ShardWarning::UnshardedReplica { replica: 1, name: "metrics-server-prom-1".into() });
+        assert!(unsharded.to_string().contains("(MSP_SHARD__TOTAL) to its replicas"), "{unsharded}");
+        let host = |k: &str| (k == "HOSTNAME").then(|| "ci-3".to_owned());
+        assert_eq!(shard(1, 0).pod_name_disagrees(&host), None, "a machine's name that ends in digits");
         assert_eq!(shard(1, 0).pod_name_disagrees(&pod("metrics-server-prom-0")), None, "one replica");
         for deployment in ["metrics-server-prom-7c9d8f6b5-x2kqp", "", "metrics-server-prom"] {
             assert_eq!(shard(3, 1).pod_name_disagrees(&pod(deployment)), None, "{deployment:?}: no ordinal");
