@@ -404,12 +404,10 @@ async fn apiserver_a_cache_that_can_no_longer_list_or_watch_shows_in_its_last_sy
 async fn apiserver_a_watch_that_fails_on_the_same_event_relists() {
     let h = start(SimCluster::demo(), |_| {}).await;
     scrape(&h).await;
-    // Every watch fails on the same line (not UTF-8), as it would on one event too long:
+    // Every watch fails on the same event (an `ERROR` event, as it would on one too long):
     // re-watching from the same resourceVersion would meet it for ever.
-    h.sim
-        .state()
-        .faults
-        .insert(Route::Nodes, Fault::WatchBody(Arc::new(b"{\"type\":\"ADDED\",\"x\":\"\xff\xfe\"}\n".to_vec())));
+    let error = br#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","code":500}}"#;
+    h.sim.state().faults.insert(Route::Nodes, Fault::WatchBody(Arc::new([&error[..], b"\n"].concat())));
     let lists = h.sim.lists("/api/v1/nodes?");
     h.sim.drop_watches();
     let started = Instant::now();
@@ -425,6 +423,34 @@ async fn apiserver_a_watch_that_fails_on_the_same_event_relists() {
         .map(|x| x.value)
         .sum();
     assert!(errors >= 3.0, "each failed watch is counted: {errors}");
+}
+
+/// A watch line that is not UTF-8 (which no API server sends) is skipped and counted, as
+/// one that is not JSON is: it ends no watch, and has the cache list nothing again.
+#[async_std::test]
+async fn apiserver_a_watch_line_that_is_not_utf8_is_skipped() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    scrape(&h).await;
+    let line = b"{\"type\":\"ADDED\",\"x\":\"\xff\xfe\"}\n".to_vec();
+    h.sim.state().faults.insert(Route::Nodes, Fault::WatchBody(Arc::new(line)));
+    let lists = h.sim.lists("/api/v1/nodes?");
+    h.sim.drop_watches();
+    let started = Instant::now();
+    let skipped = loop {
+        let s = parse(&scrape(&h).await);
+        let skipped = s.iter().find(|x| {
+            x.name == "kube_metrics_server_watch_errors_total"
+                && x.label("resource") == Some("nodes")
+                && x.label("reason") == Some("undecodable")
+        });
+        if let Some(x) = skipped.filter(|x| x.value >= 3.0) {
+            break x.value;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "no line skipped and counted");
+        async_std::task::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(watches(&h, "/api/v1/nodes?") >= 3, "{skipped} skipped");
+    assert_eq!(h.sim.lists("/api/v1/nodes?"), lists, "no re-list");
 }
 
 #[async_std::test]

@@ -7,8 +7,8 @@
 //! bookmarks.
 //! A dropped watch resumes from the last resourceVersion seen. `410 Gone` has the cache list
 //! again, and so do three watches in a row failing from one resourceVersion in a way a fresh
-//! list may get past (an event too long or not UTF-8, an error event, a status other than
-//! 429 and 503); an API server that cannot be reached or that sheds load is watched again,
+//! list may get past (an event too long, an error event, a status other than 429, 502 and
+//! 503); an API server that cannot be reached or that sheds load is watched again,
 //! never listed again, as client-go's reflector does. Errors back off exponentially (0.2 s
 //! doubling to 30 s, jittered), or for as long as a 429 or 5xx asks with `Retry-After` if
 //! that is longer. A cache starts on first use, so an enricher that is not
@@ -183,6 +183,16 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 // No event, not even a bookmark, and over within a second: as client-go
                 // says, a "very short watch".
                 let short = rv == from && started.elapsed() < MIN_WATCH;
+                // A watch that lived (it brought news, or lasted), however it ended, ends
+                // the failures before it: the next begins at the shortest wait again, not at
+                // the 30 s an outage earlier grew it to.
+                if started.elapsed() >= LIVED || (rv != from && started.elapsed() >= MIN_WATCH) {
+                    backoff.reset();
+                }
+                // Failures count toward a re-list from one resourceVersion only.
+                if rv != from {
+                    stuck = 0;
+                }
                 match end {
                     Ok(WatchEnd::Closed) if !short => {
                         // Ended by the server, whole: current until then. (Opened is not
@@ -224,19 +234,13 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     }
                     Err(e) => {
                         self.fail(&format_args!("watch: {e}"));
-                        // A watch that lived (it brought news, or lasted) ends the failures
-                        // before it: the next begins at the shortest wait again, not at
-                        // the 30 s an outage earlier grew it to.
-                        if started.elapsed() >= LIVED || (rv != from && started.elapsed() >= MIN_WATCH) {
-                            backoff.reset();
-                        }
                         if relist_may_help(&e) {
-                            stuck = if rv == from { stuck + 1 } else { 1 };
+                            stuck += 1;
                         }
                         backoff.wait_at_least(e.retry_after()).await;
                         if stuck >= MAX_STUCK_WATCHES {
-                            // The same event would end the next one too (one too long, or
-                            // not UTF-8): a fresh list gets past it.
+                            // The same event would end the next one too (one too long, an
+                            // error event): a fresh list gets past it.
                             log::warn!(resource = resource; "{resource} watch: failed {stuck} times from resourceVersion {rv}; re-listing");
                             break;
                         }
@@ -419,7 +423,7 @@ const SILENCE: Duration = Duration::from_secs(300);
 /// A watch's lines, each at most the response bound (and [`MAX_WATCH_LINE`]).
 struct Lines {
     reader: BufReader<surf::Response>,
-    line: String,
+    line: Vec<u8>,
     bound: usize,
     /// Whether the bound is `kubernetes.max_response_bytes` (else [`MAX_WATCH_LINE`]).
     bound_is_setting: bool,
@@ -432,23 +436,46 @@ impl Lines {
         let bound = setting.min(MAX_WATCH_LINE);
         Lines {
             reader: BufReader::new(res),
-            line: String::new(),
+            line: Vec::new(),
             bound,
             bound_is_setting: bound == setting,
             path: path.to_owned(),
         }
     }
 
-    /// The next line (`None`: the server ended the watch), if it comes within `silence`.
+    /// The next line (`None`: the server ended the watch), if it comes within `silence`. A
+    /// line that is not UTF-8 (which no API server sends: Go's encoder writes U+FFFD) is
+    /// counted as undecodable and skipped, as one that is not JSON is: it says nothing of
+    /// the connection, and a fresh list would not get past it.
     async fn next(
         &mut self,
         silence: Duration,
         resource: &'static str,
         errors: &WatchErrors,
     ) -> Result<Option<&str>, KubeError> {
+        loop {
+            if !self.read(silence, resource, errors).await? {
+                return Ok(None);
+            }
+            if std::str::from_utf8(&self.line).is_ok() {
+                break;
+            }
+            log::warn!(resource = resource; "{resource} watch: skipping a line that is not UTF-8");
+            count(errors, resource, "undecodable", 1);
+        }
+        Ok(Some(std::str::from_utf8(&self.line).unwrap_or_default().trim_end()))
+    }
+
+    /// Reads the next line into `line`: false when the server ended the watch.
+    async fn read(
+        &mut self,
+        silence: Duration,
+        resource: &'static str,
+        errors: &WatchErrors,
+    ) -> Result<bool, KubeError> {
         self.line.clear();
         let mut bounded = (&mut self.reader).take(self.bound as u64 + 1);
-        let n = match async_std::future::timeout(silence, bounded.read_line(&mut self.line)).await {
+        let n = match async_std::future::timeout(silence, bounded.read_until(b'\n', &mut self.line)).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 count(errors, resource, "read", 1);
@@ -463,7 +490,7 @@ impl Lines {
             }
         };
         if n == 0 {
-            return Ok(None);
+            return Ok(false);
         }
         if n > self.bound {
             count(errors, resource, "line_too_long", 1);
@@ -474,7 +501,7 @@ impl Lines {
                 KubeError::EventTooLarge { path, limit }
             });
         }
-        Ok(Some(self.line.trim_end()))
+        Ok(true)
     }
 }
 
@@ -578,15 +605,20 @@ fn apply<T: Clone + PartialEq>(store: &mut Arc<Namespaced<T>>, deleted: bool, ns
 /// server restarting had every cache of every replica list again after a second or two.
 fn relist_may_help(e: &KubeError) -> bool {
     match e {
-        // Not UTF-8 (what `read_line` says of a line that is not) is the event's own.
-        KubeError::Transport { source, .. } => {
-            source.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::InvalidData)
-        }
-        KubeError::Timeout { .. } => false,
-        KubeError::Status { status, .. } => !matches!(status, 429 | 503),
-        // The exec plugin: a list would be refused alike.
-        KubeError::Credentials { .. } => false,
-        _ => true,
+        // The connection's, TLS's or HTTP framing's (a line that is not UTF-8 is skipped,
+        // not an error); or the exec plugin's, which would refuse a list alike.
+        KubeError::Transport { .. } | KubeError::Timeout { .. } | KubeError::Credentials { .. } => false,
+        // Load shed (429, 503), or a proxy before an API server restarting (502). A 504
+        // may be `Too large resource version`, which a fresh list gets past.
+        KubeError::Status { status, .. } => !matches!(status, 429 | 502 | 503),
+        // The event's own: one too long, an `ERROR` event, an answer that is no watch.
+        KubeError::TooLarge { .. }
+        | KubeError::EventTooLarge { .. }
+        | KubeError::WatchError { .. }
+        | KubeError::Decode { .. }
+        | KubeError::EndlessList { .. }
+        | KubeError::UnendedStream { .. }
+        | KubeError::NoEndVersion { .. } => true,
     }
 }
 
@@ -805,10 +837,11 @@ mod tests {
             (io(std::io::ErrorKind::ConnectionRefused), false),
             (io(std::io::ErrorKind::ConnectionReset), false),
             (io(std::io::ErrorKind::UnexpectedEof), false),
-            (io(std::io::ErrorKind::InvalidData), true),
+            (io(std::io::ErrorKind::InvalidData), false),
             (KubeError::Timeout { path: path(), after: Duration::from_secs(1), bound: "x" }, false),
             (status(429), false),
             (status(503), false),
+            (status(502), false),
             (status(500), true),
             (status(504), true),
             (status(403), true),
