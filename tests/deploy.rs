@@ -387,6 +387,11 @@ fn deploy_networkpolicy_admits_prometheus_and_the_api_server_to_every_install() 
     let from = &policy["spec"]["ingress"][0]["from"][0];
     assert_eq!(from["podSelector"]["matchLabels"]["app.kubernetes.io/name"].as_str(), Some("prometheus"));
     let egress = policy["spec"]["egress"].as_sequence().expect("egress");
+    for rule in egress {
+        let keys: Vec<&str> = rule.as_mapping().expect("a rule").keys().filter_map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["ports"], "ports only, to wherever the API server is: {rule:?}");
+        assert!(rule["ports"].as_sequence().is_some_and(|p| !p.is_empty()), "no rule that allows every port");
+    }
     let out: BTreeSet<u64> = egress
         .iter()
         .flat_map(|r| r["ports"].as_sequence().into_iter().flatten())
@@ -399,20 +404,21 @@ fn deploy_networkpolicy_admits_prometheus_and_the_api_server_to_every_install() 
 /// together, and the total is replaced, not added beside the old one.
 #[test]
 fn deploy_sharded_overlay_for_four_shards_changes_replicas_and_total_together() {
-    let dir = std::env::temp_dir().join(format!("msp-four-shards-{}", std::process::id()));
+    // Inside the repository (kustomize takes no absolute path to a base), where `.gitignore`
+    // keeps it out: `target/`.
+    let dir = root().join("target").join(format!("msp-four-shards-{}", std::process::id()));
     let overlay = dir.join("overlay");
+    std::fs::remove_dir_all(&dir).ok();
     std::fs::create_dir_all(&overlay).expect("dir");
-    let copied = run("cp", &["-r", "deploy", dir.join("deploy").to_str().expect("utf-8 path")]);
-    assert!(copied.is_empty());
     let readme = std::fs::read_to_string(root().join("README.md")).expect("README");
-    let start = readme.find("  # kustomization.yaml, beside a copy of deploy/").expect("the README's overlay");
+    let start = readme.find("  # kustomization.yaml, in your overlay's directory").expect("the README's overlay");
     let block: String = readme[start..]
         .lines()
         .take_while(|l| l.trim() != "```")
         .map(|l| format!("{}\n", l.strip_prefix("  ").unwrap_or(l)))
         .collect();
-    std::fs::write(overlay.join("kustomization.yaml"), block.replace("[deploy/sharded]", "[../deploy/sharded]"))
-        .expect("write");
+    let block = block.replace("../metrics-server-prom/deploy/sharded", "../../../deploy/sharded");
+    std::fs::write(overlay.join("kustomization.yaml"), block).expect("write");
     let docs = kustomize(overlay.to_str().expect("utf-8 path"));
     let set = one(&docs, "StatefulSet");
     assert_eq!(set["spec"]["replicas"].as_u64(), Some(4));

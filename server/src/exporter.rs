@@ -360,8 +360,10 @@ impl Exporter {
         self
     }
 
-    /// How it writes the families (naming, format, timestamps): what
-    /// [`msp_core::render_prepared`] takes to write a [`Exporter::scrape_with`] alike.
+    /// How it writes the families (naming, timestamps...): what [`msp_core::render_prepared`]
+    /// takes to write a [`Exporter::scrape_with`] as [`Exporter::scrape`] does. Its `format`
+    /// is the embedder's to set (each scrape names its own); with OpenMetrics,
+    /// `render_prepared` ends with the `# EOF` that `scrape` writes after its self-metrics.
     pub fn options(&self) -> &RenderOptions {
         &self.options
     }
@@ -608,8 +610,8 @@ impl Exporter {
     /// themselves (to send elsewhere, to check, to sum in process) rather than text. The
     /// lists are read, selected by the scope and enriched as for [`Exporter::scrape`] (the
     /// memo, the list reuse, the `deadline`, the self-metrics' counters, all alike), and
-    /// [`Sampled`] holds what came of it; [`msp_core::render_prepared`] writes it as
-    /// `scrape` would have, less the self-metrics.
+    /// [`Sampled`] holds what came of it; [`msp_core::render_prepared`] with
+    /// [`Exporter::options`] writes its families as `scrape` would have.
     pub async fn scrape_with<R>(&self, deadline: Option<Instant>, f: impl FnOnce(Sampled<'_>) -> R) -> R {
         let lists = self.read(deadline, false).await;
         self.prepared(lists, false, deadline, |scrape, enriched, read| {
@@ -759,7 +761,7 @@ impl Exporter {
 }
 
 /// A scrape's samples and their labels, for [`Exporter::scrape_with`].
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug)]
 #[non_exhaustive]
 pub struct Sampled<'s> {
     /// The pods and nodes in scope, with their usage (a pod's containers by
