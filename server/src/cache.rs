@@ -234,9 +234,17 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     }
                     Err(e) => {
                         self.fail(&format_args!("watch: {e}"));
-                        if relist_may_help(&e) {
-                            stuck += 1;
+                        if matches!(e, KubeError::Status { .. }) && relist_may_help(&e) {
+                            // Refused when asked for (a 403 where the role can list but
+                            // not watch): each third has the cache list again, which keeps
+                            // it current, so only this count shows it. (The server's
+                            // troubles, 429 and 5xx, are `api_requests_total`'s, and
+                            // `CacheStale`'s when they last.)
+                            count(&errors, resource, "status", 1);
                         }
+                        // In a row: a failure of the server's between two of these ends
+                        // the run.
+                        stuck = if relist_may_help(&e) { stuck + 1 } else { 0 };
                         backoff.wait_at_least(e.retry_after()).await;
                         if stuck >= MAX_STUCK_WATCHES {
                             // The same event would end the next one too (one too long, an
@@ -266,12 +274,14 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         "{resource} cache: the API server does not stream lists ({why}); the caches list in pages"
                     );
                 }
-                // A 429 or 5xx that says when to come back is waited out, and the streaming
-                // list asked again, as client-go's reflector does: the pages would only add
-                // to the load it reports.
-                Err(Streamed::Failed(e)) if e.retry_after().is_some() => return Err(e),
-                // Refused (401, 403): pages would be refused alike, and log it twice.
-                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 403)) => return Err(e),
+                // An API server out of reach, or shedding load (a 429 or 5xx, with a
+                // `Retry-After` or not): waited out, and the streaming list asked again, as
+                // client-go's reflector does; pages would only double the requests it
+                // fails (a trial counted two a retry through `kubectl proxy`). Refused (401,
+                // 403): pages would be refused alike, and log it twice.
+                Err(Streamed::Failed(e)) if server_trouble(&e) || matches!(e.status(), Some(401 | 403)) => {
+                    return Err(e)
+                }
                 // Tried again at the next list.
                 Err(Streamed::Failed(e)) => {
                     log::warn!(resource = resource; "{resource} cache: the streaming list failed ({e}); listing in pages")
@@ -575,8 +585,8 @@ fn query_value(value: &str) -> String {
 
 /// Every `reason` [`count`] is given: each cache in use exports all of them from 0, so
 /// that `increase()` sees a first error too (a series born at 1 shows no increase).
-const WATCH_ERROR_REASONS: [&str; 6] =
-    ["undecodable", "error_event", "unknown_type", "invalid_object", "line_too_long", "read"];
+const WATCH_ERROR_REASONS: [&str; 7] =
+    ["undecodable", "error_event", "unknown_type", "invalid_object", "line_too_long", "read", "status"];
 
 fn count(errors: &WatchErrors, resource: &'static str, reason: &'static str, n: u64) {
     if let Ok(mut e) = errors.lock() {
@@ -599,27 +609,35 @@ fn apply<T: Clone + PartialEq>(store: &mut Arc<Namespaced<T>>, deleted: bool, ns
     }
 }
 
-/// Whether a watch that failed so may fail alike from the same resourceVersion, where a fresh
-/// list would get past it: not when the API server cannot be reached (refused, reset, no
-/// answer, TLS) or sheds load (429, 503), which a list of everything would only add to: an API
-/// server restarting had every cache of every replica list again after a second or two.
-fn relist_may_help(e: &KubeError) -> bool {
+/// Whether a request failed so because the API server is out of reach or in trouble, not
+/// because of what was asked: it cannot be reached (refused, reset, no answer, TLS, HTTP
+/// framing), or it sheds load (429), or it or a proxy before it fails (5xx: `kubectl proxy`
+/// answers 500 to a connection refused, load balancers 502 and 504, and client-go watches
+/// again after an internal error too); or the exec plugin fails. Asked again after a
+/// backoff, such a request is; nothing else (a list of everything, pages instead of a
+/// stream) is tried in its stead, which would only add to the load.
+fn server_trouble(e: &KubeError) -> bool {
     match e {
-        // The connection's, TLS's or HTTP framing's (a line that is not UTF-8 is skipped,
-        // not an error); or the exec plugin's, which would refuse a list alike.
-        KubeError::Transport { .. } | KubeError::Timeout { .. } | KubeError::Credentials { .. } => false,
-        // Load shed (429, 503), or a proxy before an API server restarting (502). A 504
-        // may be `Too large resource version`, which a fresh list gets past.
-        KubeError::Status { status, .. } => !matches!(status, 429 | 502 | 503),
-        // The event's own: one too long, an `ERROR` event, an answer that is no watch.
+        // A line that is not UTF-8 is skipped, never an error.
+        KubeError::Transport { .. } | KubeError::Timeout { .. } | KubeError::Credentials { .. } => true,
+        KubeError::Status { status, .. } => matches!(status, 429 | 500..=599),
+        // The answer's own: an event too long, an `ERROR` event, an answer that is no watch.
         KubeError::TooLarge { .. }
         | KubeError::EventTooLarge { .. }
         | KubeError::WatchError { .. }
         | KubeError::Decode { .. }
         | KubeError::EndlessList { .. }
         | KubeError::UnendedStream { .. }
-        | KubeError::NoEndVersion { .. } => true,
+        | KubeError::NoEndVersion { .. } => false,
     }
+}
+
+/// Whether a watch that failed so may fail alike from the same resourceVersion, where a fresh
+/// list would get past it: not when the server is in trouble ([`server_trouble`]), which a
+/// list of everything would only add to (an API server restarting had every cache of every
+/// replica list again after a second or two).
+fn relist_may_help(e: &KubeError) -> bool {
+    !server_trouble(e)
 }
 
 /// A watch that ends sooner than this having said nothing counts as failed (client-go's
@@ -842,8 +860,9 @@ mod tests {
             (status(429), false),
             (status(503), false),
             (status(502), false),
-            (status(500), true),
-            (status(504), true),
+            (status(500), false),
+            (status(504), false),
+            (status(404), true),
             (status(403), true),
             (KubeError::EventTooLarge { path: path(), limit: 1 }, true),
             (KubeError::WatchError { path: path(), status: "{}".into() }, true),

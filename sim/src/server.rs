@@ -39,6 +39,9 @@ pub enum Fault {
     /// Watches get 200 and exactly these bytes, then the end of the body (none: a proxy
     /// that cuts watches off at once); lists are served as usual.
     WatchBody(Arc<Vec<u8>>),
+    /// Watches (streaming lists among them) get this status; lists are served as usual (a
+    /// role that may list but not watch answers 403 so).
+    WatchStatus(u16),
     /// Lists are answered as usual, but only after this long (a busy API server or
     /// metrics-server), so that requests to the exporter meanwhile find the read in flight.
     Delay(Duration),
@@ -476,6 +479,9 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 };
                 res.insert_header("Retry-After", seconds.to_string());
                 res
+            }
+            Some(Fault::WatchStatus(code)) if req.url().query_pairs().any(|(k, _)| k == "watch") => {
+                status(code, "Injected", &format!("injected fault for watches of {route:?}"))
             }
             Some(Fault::WatchBody(bytes)) if req.url().query_pairs().any(|(k, _)| k == "watch") => {
                 let mut res = Response::new(StatusCode::Ok);
