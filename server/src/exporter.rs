@@ -145,6 +145,10 @@ pub const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// the caches start at the first scrape that reads them.
 pub const WARM_UP_RETRIES_FOR: Duration = Duration::from_secs(600);
 
+/// The deadline of each warm-up scrape made again: short of a Prometheus scrape timeout's
+/// nine tenths (10 s by default), so that none joins it.
+const WARM_UP_AGAIN_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Fewer pods than this say little of what writing a pod takes.
 const MIN_MEASURED_PODS: usize = 100;
 
@@ -412,7 +416,7 @@ impl Exporter {
         let warming = WarmingUp::new(self.clone());
         async move {
             let started = Instant::now();
-            warming.0.warm_up_scrape().await;
+            warming.0.warm_up_scrape(WARM_UP_TIMEOUT).await;
             let exporter = Arc::downgrade(&warming.0);
             let retry = !warming.0.pods_read.load(Ordering::Acquire) && !warming.0.enrichers.is_empty();
             drop(warming);
@@ -443,7 +447,10 @@ impl Exporter {
                 );
                 return;
             }
-            exporter.warm_up_scrape().await;
+            // A deadline shorter than Prometheus' scrapes', which so do not join it (they
+            // would wait on it, and get `up` 0, while the caches fill): it is there only to
+            // start the caches, and they go on filling after it.
+            exporter.warm_up_scrape(WARM_UP_AGAIN_DEADLINE).await;
             if exporter.pods_read.load(Ordering::Acquire) {
                 log::info!("warm-up scrape done, once the pod metrics could be read");
                 return;
@@ -451,9 +458,9 @@ impl Exporter {
         }
     }
 
-    /// One warm-up scrape, as Prometheus asks, read to the end and let go of.
-    async fn warm_up_scrape(self: &Arc<Self>) {
-        let deadline = Instant::now().checked_add(WARM_UP_TIMEOUT);
+    /// One warm-up scrape, as Prometheus asks, due `within`, read to the end and let go of.
+    async fn warm_up_scrape(self: &Arc<Self>, within: Duration) {
+        let deadline = Instant::now().checked_add(within);
         match self.stream(Format::OpenMetrics, true, deadline).await {
             // Read and let go of piece by piece, as a client would.
             Ok(body) => drop(futures_lite::io::copy(body, futures_lite::io::sink()).await),
