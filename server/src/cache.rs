@@ -692,9 +692,11 @@ impl Backoff {
         self.failures = 0;
     }
 
-    /// The next backoff, or `at_least` (a `Retry-After`) if that is longer, but never
-    /// more than [`MAX_BACKOFF`]: a `Retry-After` of a day (or of 2^64 - 1 seconds, which
-    /// never ends) from a broken proxy must not stop the cache for good.
+    /// The next backoff; or `at_least` (a `Retry-After`) if that is longer, up to
+    /// [`MAX_BACKOFF`] (a `Retry-After` of a day, or of 2^64 - 1 seconds, which never ends,
+    /// from a broken proxy must not stop the cache for good), and then up to a tenth more:
+    /// the caches (and replicas) told at once would otherwise all come back to the
+    /// millisecond together, whatever the jitter.
     fn next(&mut self, at_least: Option<Duration>) -> Duration {
         let doubled = Duration::from_millis(200u64 << self.failures.min(8)).min(MAX_BACKOFF);
         self.failures = self.failures.saturating_add(1);
@@ -702,9 +704,15 @@ impl Backoff {
         *x ^= *x << 13;
         *x ^= *x >> 7;
         *x ^= *x << 17;
+        let r = (*x >> 11) as f64 / (1u64 << 53) as f64;
         // Half the wait, plus up to the other half.
-        let jittered = doubled / 2 + doubled.mul_f64((*x >> 11) as f64 / (1u64 << 53) as f64 / 2.0);
-        jittered.max(at_least.unwrap_or_default()).min(MAX_BACKOFF)
+        let jittered = doubled / 2 + doubled.mul_f64(r / 2.0);
+        let floor = at_least.unwrap_or_default().min(MAX_BACKOFF);
+        if floor > jittered {
+            floor + floor.mul_f64(r / 10.0)
+        } else {
+            jittered
+        }
     }
 
     /// Waits [`Backoff::next`].
@@ -875,7 +883,7 @@ mod tests {
     #[test]
     fn backoff_doubles_takes_retry_after_and_is_bounded() {
         let ceilings = [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000];
-        let mut firsts = std::collections::BTreeSet::new();
+        let (mut firsts, mut retried) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
         for seed in 0..50 {
             let mut b = Backoff::seeded(seed);
             for (round, ceiling) in ceilings.iter().enumerate() {
@@ -886,15 +894,18 @@ mod tests {
                 }
             }
             b.reset();
-            let wait = b.next(Some(Duration::from_secs(5)));
-            assert_eq!(wait, Duration::from_secs(5), "Retry-After is the least");
+            let wait = b.next(Some(Duration::from_secs(5))).as_millis();
+            assert!((5000..=5500).contains(&wait), "Retry-After is the least, and a tenth more the most: {wait}");
+            retried.insert(wait);
             let wait = b.next(Some(Duration::from_millis(1))).as_millis();
             assert!((200..=400).contains(&wait), "{wait}");
             for huge in [Duration::from_secs(86_400), Duration::from_secs(u64::MAX), Duration::MAX] {
-                assert_eq!(b.next(Some(huge)), MAX_BACKOFF, "{huge:?}");
+                let wait = b.next(Some(huge));
+                assert!(wait >= MAX_BACKOFF && wait <= MAX_BACKOFF.mul_f64(1.1), "{huge:?}: {wait:?}");
             }
         }
         assert!(firsts.len() > 25, "the waits are spread: {firsts:?}");
+        assert!(retried.len() > 25, "so are the Retry-After ones: {retried:?}");
         let (mut a, mut b) = (Backoff::default(), Backoff::default());
         let same = (0..8).filter(|_| a.next(None) == b.next(None)).count();
         assert!(same < 8, "two caches' backoffs are seeded apart");
