@@ -88,7 +88,8 @@ async fn wait_listening(port: u16) {
 }
 
 /// The log says which build starts, and when a failing metrics API read works again (an
-/// outage's last line is otherwise its last error); a retry after a 429 names its resource.
+/// outage's last line is otherwise its last error), and when a failing watch opens again; a
+/// retry after a 429 names its resource.
 #[async_std::test]
 async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
@@ -106,6 +107,16 @@ async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
     assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
     sim.state().faults.insert(Route::PodMetrics, Fault::RetryAfter { status: 429, seconds: 1, times: 1 });
     assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
+    // Watches refused for a while, then open again: the log says so.
+    sim.state().faults.insert(Route::Nodes, Fault::WatchStatus(503));
+    sim.drop_watches();
+    async_std::task::sleep(Duration::from_millis(800)).await;
+    sim.state().faults.clear();
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(&log).expect("log").contains("nodes watch: open again, after ") {
+        assert!(started.elapsed() < Duration::from_secs(15), "no line says the watch is open again");
+        async_std::task::sleep(Duration::from_millis(100)).await;
+    }
     let logged = std::fs::read_to_string(&log).expect("log");
     let retry = logged.lines().find(|l| l.contains("429") && l.contains("as Retry-After asks"));
     assert!(retry.is_some_and(|l| l.ends_with("resource=pod_metrics")), "{logged}");

@@ -173,12 +173,14 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             // watches fail from the same resourceVersion too often; the first goes on where
             // a streaming list ended, on its connection.
             let mut stuck = 0;
+            // Watches failed since one was last opened, for the line that says it is again.
+            let mut failed = 0;
             loop {
                 let (started, from) = (std::time::Instant::now(), rv.clone());
                 let after_list = streamed.is_some();
                 let end = match streamed.take() {
                     Some(lines) => self.follow(lines, &mut rv, &errors).await,
-                    None => self.watch(&client, &mut rv, &errors).await,
+                    None => self.watch(&client, &mut rv, &errors, &mut failed).await,
                 };
                 // No event, not even a bookmark, and over within a second: as client-go
                 // says, a "very short watch".
@@ -233,6 +235,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         break;
                     }
                     Err(e) => {
+                        failed += 1;
                         self.fail(&format_args!("watch: {e}"));
                         if matches!(e, KubeError::Status { .. }) && relist_may_help(&e) {
                             // Refused when asked for (a 403 where the role can list but
@@ -375,10 +378,22 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         }
     }
 
-    async fn watch(&self, client: &KubeClient, rv: &mut String, errors: &WatchErrors) -> Result<WatchEnd, KubeError> {
+    /// Opens a watch from `rv` and follows it; `failed` watches before it, if any, are said
+    /// to be over once it is open (as a failing metrics read says it is read again).
+    async fn watch(
+        &self,
+        client: &KubeClient,
+        rv: &mut String,
+        errors: &WatchErrors,
+        failed: &mut u32,
+    ) -> Result<WatchEnd, KubeError> {
         let resource = self.kind.resource;
         let path = watch_path(self.kind.path, rv);
         let res = client.watch(resource, &path, self.kind.metadata_only).await?;
+        if *failed > 0 {
+            log::info!(resource = resource, failed = *failed; "{resource} watch: open again, after {failed} failed watch(es)");
+            *failed = 0;
+        }
         self.follow(Lines::new(res, client, &path), rv, errors).await
     }
 
