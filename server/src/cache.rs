@@ -7,8 +7,8 @@
 //! bookmarks.
 //! A dropped watch resumes from the last resourceVersion seen. `410 Gone` has the cache list
 //! again, and so do three watches in a row failing from one resourceVersion in a way a fresh
-//! list may get past (an event too long, an error event, a status other than 429, 502 and
-//! 503); an API server that cannot be reached or that sheds load is watched again,
+//! list may get past (an event too long, an error event, a status other than 429 and 5xx);
+//! an API server (or a proxy before it) that cannot be reached or sheds load is watched again,
 //! never listed again, as client-go's reflector does. Errors back off exponentially (0.2 s
 //! doubling to 30 s, jittered), or for as long as a 429 or 5xx asks with `Retry-After` if
 //! that is longer. A cache starts on first use, so an enricher that is not
@@ -277,14 +277,14 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         "{resource} cache: the API server does not stream lists ({why}); the caches list in pages"
                     );
                 }
-                // An API server out of reach, or shedding load (a 429 or 5xx, with a
-                // `Retry-After` or not): waited out, and the streaming list asked again, as
+                // An API server (or a proxy before it) that answers 429 or 5xx, with a
+                // `Retry-After` or not: waited out, and the streaming list asked again, as
                 // client-go's reflector does; pages would only double the requests it
                 // fails (a trial counted two a retry through `kubectl proxy`). Refused (401,
-                // 403): pages would be refused alike, and log it twice.
-                Err(Streamed::Failed(e)) if server_trouble(&e) || matches!(e.status(), Some(401 | 403)) => {
-                    return Err(e)
-                }
+                // 403): pages would be refused alike, and log it twice. (A connection lost
+                // or silent partway is read in pages, below: a proxy that holds a watch's
+                // answer back until it ends would never let a streaming list through.)
+                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 403 | 429 | 500..=599)) => return Err(e),
                 // Tried again at the next list.
                 Err(Streamed::Failed(e)) => {
                     log::warn!(resource = resource; "{resource} cache: the streaming list failed ({e}); listing in pages")
@@ -628,9 +628,9 @@ fn apply<T: Clone + PartialEq>(store: &mut Arc<Namespaced<T>>, deleted: bool, ns
 /// because of what was asked: it cannot be reached (refused, reset, no answer, TLS, HTTP
 /// framing), or it sheds load (429), or it or a proxy before it fails (5xx: `kubectl proxy`
 /// answers 500 to a connection refused, load balancers 502 and 504, and client-go watches
-/// again after an internal error too); or the exec plugin fails. Asked again after a
-/// backoff, such a request is; nothing else (a list of everything, pages instead of a
-/// stream) is tried in its stead, which would only add to the load.
+/// again after an internal error too); or the exec plugin fails. A watch that fails so is
+/// asked again after a backoff, and no list of everything is tried in its stead, which
+/// would only add to the load.
 fn server_trouble(e: &KubeError) -> bool {
     match e {
         // A line that is not UTF-8 is skipped, never an error.
