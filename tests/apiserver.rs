@@ -182,11 +182,26 @@ async fn apiserver_watches_refused_for_load_are_asked_again_not_relisted() {
 /// `MetricsServerPromWatchErrors` fires on it).
 #[async_std::test]
 async fn apiserver_a_watch_refused_when_the_list_is_not_is_counted() {
-    let h = start(SimCluster::demo(), |_| {}).await;
-    scrape(&h).await;
-    h.sim.state().faults.insert(Route::Nodes, Fault::WatchStatus(403));
+    // From the start, where the server streams lists (which are watches): the cache lists
+    // in pages instead, and syncs.
+    let h = start_sim(
+        SimCluster::demo(),
+        |s| {
+            s.streams_lists = true;
+            s.faults.insert(Route::Nodes, Fault::WatchStatus(403));
+        },
+        |_| {},
+    )
+    .await;
+    scrape_until(&h, Duration::from_secs(15), |s| {
+        s.iter().any(|x| {
+            x.name == "kube_metrics_server_node_cpu_usage_cores"
+                && x.label("label_topology_kubernetes_io_zone").is_some()
+        })
+    })
+    .await;
+    assert!(h.sim.pages("/api/v1/nodes") >= 1, "listed in pages");
     let lists = h.sim.lists("/api/v1/nodes?");
-    h.sim.drop_watches();
     let started = Instant::now();
     let refused = loop {
         let s = parse(&scrape(&h).await);
@@ -216,15 +231,16 @@ async fn apiserver_watches_that_expire_at_once_relist_with_backoff() {
     assert!((1..=8).contains(&lists), "{lists} lists");
 }
 
-/// A streaming list refused (a 403: RBAC) is not asked again in pages, which would be
-/// refused alike: each retry had sent, and logged, the refusal twice.
+/// A streaming list refused for its token (401) is not asked again in pages, which would be
+/// refused alike: each retry had sent, and logged, the refusal twice. (A 403 is: see
+/// below.)
 #[async_std::test]
-async fn apiserver_a_streaming_list_refused_is_not_asked_again_in_pages() {
+async fn apiserver_a_streaming_list_unauthorized_is_not_asked_again_in_pages() {
     let h = start_sim(
         SimCluster::demo(),
         |s| {
             s.streams_lists = true;
-            s.faults.insert(Route::Nodes, Fault::Status(403));
+            s.faults.insert(Route::Nodes, Fault::Status(401));
         },
         |_| {},
     )
@@ -235,7 +251,7 @@ async fn apiserver_a_streaming_list_refused_is_not_asked_again_in_pages() {
     let requests = h.sim.state().requests.clone();
     let nodes: Vec<_> = requests.iter().filter(|(p, _)| p.starts_with("/api/v1/nodes")).collect();
     assert!(nodes.len() >= 2, "retried: {nodes:?}");
-    assert!(nodes.iter().all(|(p, code)| streaming(p) && *code == 403), "never in pages: {nodes:?}");
+    assert!(nodes.iter().all(|(p, code)| streaming(p) && *code == 401), "never in pages: {nodes:?}");
 }
 
 /// `kubernetes.streaming_lists = false`: pages only, whatever the server has.

@@ -160,6 +160,9 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         // Reset only by a watch that lived: a list that works followed by a watch that
         // does not (410 at once, closed at once) must not loop without a pause.
         let mut backoff = Backoff::default();
+        // Watches that could not be opened since one last was, for the line that says one
+        // is again; kept across re-lists (an outage may end in one).
+        let mut failed = 0;
         loop {
             let (mut rv, mut streamed) = match self.sync(&client, &errors).await {
                 Ok(synced) => synced,
@@ -173,8 +176,6 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             // watches fail from the same resourceVersion too often; the first goes on where
             // a streaming list ended, on its connection.
             let mut stuck = 0;
-            // Watches failed since one was last opened, for the line that says it is again.
-            let mut failed = 0;
             loop {
                 let (started, from) = (std::time::Instant::now(), rv.clone());
                 let after_list = streamed.is_some();
@@ -235,7 +236,6 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         break;
                     }
                     Err(e) => {
-                        failed += 1;
                         self.fail(&format_args!("watch: {e}"));
                         if matches!(e, KubeError::Status { .. }) && relist_may_help(&e) {
                             // Refused when asked for (a 403 where the role can list but
@@ -278,13 +278,14 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     );
                 }
                 // An API server (or a proxy before it) that answers 429 or 5xx, with a
-                // `Retry-After` or not: waited out, and the streaming list asked again, as
-                // client-go's reflector does; pages would only double the requests it
-                // fails (a trial counted two a retry through `kubectl proxy`). Refused (401,
-                // 403): pages would be refused alike, and log it twice. (A connection lost
-                // or silent partway is read in pages, below: a proxy that holds a watch's
-                // answer back until it ends would never let a streaming list through.)
-                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 403 | 429 | 500..=599)) => return Err(e),
+                // `Retry-After` or not: waited out, and the streaming list asked again;
+                // pages would only double the requests it fails (a trial counted two a
+                // retry through `kubectl proxy`). Unauthorized (401): pages would be refused
+                // alike. (A 403 is read in pages: a role may list but not watch, and a
+                // streaming list is a watch. A connection lost or silent partway is too: a
+                // proxy that holds a watch's answer back until it ends would never let a
+                // streaming list through.)
+                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 429 | 500..=599)) => return Err(e),
                 // Tried again at the next list.
                 Err(Streamed::Failed(e)) => {
                     log::warn!(resource = resource; "{resource} cache: the streaming list failed ({e}); listing in pages")
@@ -378,8 +379,9 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         }
     }
 
-    /// Opens a watch from `rv` and follows it; `failed` watches before it, if any, are said
-    /// to be over once it is open (as a failing metrics read says it is read again).
+    /// Opens a watch from `rv` and follows it; `failed`, the watches that could not be
+    /// opened before it, if any, are said to be over once it is (as a failing metrics read
+    /// says it is read again).
     async fn watch(
         &self,
         client: &KubeClient,
@@ -389,7 +391,13 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     ) -> Result<WatchEnd, KubeError> {
         let resource = self.kind.resource;
         let path = watch_path(self.kind.path, rv);
-        let res = client.watch(resource, &path, self.kind.metadata_only).await?;
+        let res = match client.watch(resource, &path, self.kind.metadata_only).await {
+            Ok(res) => res,
+            Err(e) => {
+                *failed += 1;
+                return Err(e);
+            }
+        };
         if *failed > 0 {
             log::info!(resource = resource, failed = *failed; "{resource} watch: open again, after {failed} failed watch(es)");
             *failed = 0;
@@ -627,14 +635,18 @@ fn apply<T: Clone + PartialEq>(store: &mut Arc<Namespaced<T>>, deleted: bool, ns
 /// Whether a request failed so because the API server is out of reach or in trouble, not
 /// because of what was asked: it cannot be reached (refused, reset, no answer, TLS, HTTP
 /// framing), or it sheds load (429), or it or a proxy before it fails (5xx: `kubectl proxy`
-/// answers 500 to a connection refused, load balancers 502 and 504, and client-go watches
-/// again after an internal error too); or the exec plugin fails. A watch that fails so is
-/// asked again after a backoff, and no list of everything is tried in its stead, which
-/// would only add to the load.
+/// answers 500 to a connection refused, load balancers 502 and 504); or the exec plugin
+/// fails. A watch that fails so is asked again after a backoff, and no list of everything
+/// is tried in its stead, which would only add to the load. (client-go's reflector watches
+/// again after a refused connection or a 429, and lists again after a 5xx; we watch again
+/// after a 5xx too, on purpose: a restart behind a proxy had every cache list again.)
 fn server_trouble(e: &KubeError) -> bool {
     match e {
         // A line that is not UTF-8 is skipped, never an error.
         KubeError::Transport { .. } | KubeError::Timeout { .. } | KubeError::Credentials { .. } => true,
+        // A watch cache that will not catch up with a resourceVersion (one from before an
+        // etcd restore) is got past by a fresh list, as client-go's reflector gets past it.
+        KubeError::Status { status: 504, message, .. } if message.contains("Too large resource version") => false,
         KubeError::Status { status, .. } => matches!(status, 429 | 500..=599),
         // The answer's own: an event too long, an `ERROR` event, an answer that is no watch.
         KubeError::TooLarge { .. }
@@ -672,7 +684,8 @@ enum WatchEnd {
     Expired,
 }
 
-/// The longest a cache waits before trying again, whatever a `Retry-After` asked.
+/// The longest a cache waits before trying again, whatever a `Retry-After` asked (and then
+/// up to a tenth more, at random: see [`Backoff::next`]).
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Exponential backoff, 0.2 s doubling to [`MAX_BACKOFF`], each wait jittered down to as
@@ -798,7 +811,7 @@ impl Report for CachedCluster {
         for &(resource, _, current_at) in &sizes {
             f.sample([(&RESOURCE, resource)], current_at);
         }
-        let help = "Watch and list problems: undecodable lines, ERROR events, unknown event types, invalid objects, oversized lines, read errors.";
+        let help = "Watch and list problems: undecodable lines, ERROR events, unknown event types, invalid objects, oversized lines, read errors, watches refused when lists are not.";
         let mut f = w.family(&ERRORS, help, MetricType::Counter)?;
         let mut errors = self.errors.lock().map(|e| e.clone()).unwrap_or_default();
         for &(resource, _, _) in &sizes {
@@ -886,6 +899,15 @@ mod tests {
             (status(500), false),
             (status(504), false),
             (status(404), true),
+            (
+                KubeError::Status {
+                    path: path(),
+                    status: 504,
+                    message: "Timeout: Too large resource version: 1001, current: 1000".into(),
+                    retry_after: Some(Duration::from_secs(1)),
+                },
+                true,
+            ),
             (status(403), true),
             (KubeError::EventTooLarge { path: path(), limit: 1 }, true),
             (KubeError::WatchError { path: path(), status: "{}".into() }, true),

@@ -145,10 +145,6 @@ pub const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
 /// the caches start at the first scrape that reads them.
 pub const WARM_UP_RETRIES_FOR: Duration = Duration::from_secs(600);
 
-/// The deadline of each warm-up scrape made again: short of a Prometheus scrape timeout's
-/// nine tenths (10 s by default), so that none joins it.
-const WARM_UP_AGAIN_DEADLINE: Duration = Duration::from_secs(5);
-
 /// Fewer pods than this say little of what writing a pod takes.
 const MIN_MEASURED_PODS: usize = 100;
 
@@ -398,8 +394,9 @@ impl Exporter {
     /// as enriched as the others. Readiness waits for it. A failure (metrics-server down)
     /// ends it like any scrape's, reported in `/metrics`; but a pod metrics read that failed
     /// runs no enricher, so starts no cache. Where there are enrichers, a task (on
-    /// async-std's executor) then makes the warm-up scrape again, 1 s apart doubling to 10 s,
-    /// until the pods have been read once, by it or by any scrape, for up to
+    /// async-std's executor) then reads and enriches again, by itself (no scrape joins it)
+    /// and writing nothing, 1 s apart doubling to 10 s, until the pods have been read once,
+    /// by it or by any scrape, for up to
     /// [`WARM_UP_RETRIES_FOR`]: the first scrape after the metrics API comes back then finds
     /// the caches filling, not cold. The task holds the exporter weakly: dropped, it stops.
     ///
@@ -416,7 +413,7 @@ impl Exporter {
         let warming = WarmingUp::new(self.clone());
         async move {
             let started = Instant::now();
-            warming.0.warm_up_scrape(WARM_UP_TIMEOUT).await;
+            warming.0.warm_up_scrape().await;
             let exporter = Arc::downgrade(&warming.0);
             let retry = !warming.0.pods_read.load(Ordering::Acquire) && !warming.0.enrichers.is_empty();
             drop(warming);
@@ -447,20 +444,21 @@ impl Exporter {
                 );
                 return;
             }
-            // A deadline shorter than Prometheus' scrapes', which so do not join it (they
-            // would wait on it, and get `up` 0, while the caches fill): it is there only to
-            // start the caches, and they go on filling after it.
-            exporter.warm_up_scrape(WARM_UP_AGAIN_DEADLINE).await;
+            // Read and enriched, not written, and by itself: Prometheus' scrapes meanwhile do
+            // not join it (they would wait on it while the caches fill, and get `up` 0).
+            let deadline = Instant::now().checked_add(WARM_UP_TIMEOUT);
+            let lists = exporter.read(deadline, false).await;
+            exporter.prepared(lists, false, deadline, |_, _, _| ()).await;
             if exporter.pods_read.load(Ordering::Acquire) {
-                log::info!("warm-up scrape done, once the pod metrics could be read");
+                log::info!("warm-up: the pod metrics could be read at last; the caches start");
                 return;
             }
         }
     }
 
-    /// One warm-up scrape, as Prometheus asks, due `within`, read to the end and let go of.
-    async fn warm_up_scrape(self: &Arc<Self>, within: Duration) {
-        let deadline = Instant::now().checked_add(within);
+    /// One warm-up scrape, as Prometheus asks, read to the end and let go of.
+    async fn warm_up_scrape(self: &Arc<Self>) {
+        let deadline = Instant::now().checked_add(WARM_UP_TIMEOUT);
         match self.stream(Format::OpenMetrics, true, deadline).await {
             // Read and let go of piece by piece, as a client would.
             Ok(body) => drop(futures_lite::io::copy(body, futures_lite::io::sink()).await),

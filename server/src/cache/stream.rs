@@ -12,9 +12,9 @@
 //! sends its own, after the objects of a watch of old, or in place of them). Any other
 //! failure (a dropped connection, an `ERROR` event, silence partway, objects past
 //! [`INITIAL_EVENTS`] or past a list's bound) costs only this list, which the cache then
-//! reads in pages: the next list streams again. A 429 or 5xx that says when to come back is
-//! waited out, and the streaming list asked again, as client-go's reflector does. The watch
-//! goes on on the same connection, from the end's resourceVersion.
+//! reads in pages: the next list streams again. A 429 or 5xx (with a `Retry-After` or not)
+//! or a 401 is waited out, and the streaming list asked again: pages would fail alike. The
+//! watch goes on on the same connection, from the end's resourceVersion.
 
 use msp_core::{Entry, Namespaced};
 
@@ -25,7 +25,8 @@ use crate::kube::{KubeClient, KubeError, MAX_LIST_OBJECTS};
 pub(super) enum Streamed {
     /// The server does not stream lists: the caches list in pages from now.
     Unsupported(String),
-    /// It failed as any request can: this list is read in pages.
+    /// It failed as any request can: this list is read in pages, unless the server is in
+    /// trouble (a 429 or 5xx) or refuses the token (401).
     Failed(KubeError),
 }
 
