@@ -456,7 +456,7 @@ const SILENCE: Duration = Duration::from_secs(300);
 /// A watch's lines, each at most the response bound (and [`MAX_WATCH_LINE`]).
 struct Lines {
     reader: BufReader<surf::Response>,
-    line: Vec<u8>,
+    line: String,
     bound: usize,
     /// Whether the bound is `kubernetes.max_response_bytes` (else [`MAX_WATCH_LINE`]).
     bound_is_setting: bool,
@@ -469,7 +469,7 @@ impl Lines {
         let bound = setting.min(MAX_WATCH_LINE);
         Lines {
             reader: BufReader::new(res),
-            line: Vec::new(),
+            line: String::new(),
             bound,
             bound_is_setting: bound == setting,
             path: path.to_owned(),
@@ -487,28 +487,35 @@ impl Lines {
         errors: &WatchErrors,
     ) -> Result<Option<&str>, KubeError> {
         loop {
-            if !self.read(silence, resource, errors).await? {
+            // The last line's room, read into as bytes, and checked once as it becomes text.
+            let mut buf = std::mem::take(&mut self.line).into_bytes();
+            buf.clear();
+            if !self.read(&mut buf, silence, resource, errors).await? {
                 return Ok(None);
             }
-            if std::str::from_utf8(&self.line).is_ok() {
-                break;
+            match String::from_utf8(buf) {
+                Ok(line) => {
+                    self.line = line;
+                    return Ok(Some(self.line.trim_end()));
+                }
+                Err(_) => {
+                    log::warn!(resource = resource; "{resource} watch: skipping a line that is not UTF-8");
+                    count(errors, resource, "undecodable", 1);
+                }
             }
-            log::warn!(resource = resource; "{resource} watch: skipping a line that is not UTF-8");
-            count(errors, resource, "undecodable", 1);
         }
-        Ok(Some(std::str::from_utf8(&self.line).unwrap_or_default().trim_end()))
     }
 
-    /// Reads the next line into `line`: false when the server ended the watch.
+    /// Reads the next line into `buf`: false when the server ended the watch.
     async fn read(
         &mut self,
+        buf: &mut Vec<u8>,
         silence: Duration,
         resource: &'static str,
         errors: &WatchErrors,
     ) -> Result<bool, KubeError> {
-        self.line.clear();
         let mut bounded = (&mut self.reader).take(self.bound as u64 + 1);
-        let n = match async_std::future::timeout(silence, bounded.read_until(b'\n', &mut self.line)).await {
+        let n = match async_std::future::timeout(silence, bounded.read_until(b'\n', buf)).await {
             Ok(Ok(n)) => n,
             Ok(Err(e)) => {
                 count(errors, resource, "read", 1);
