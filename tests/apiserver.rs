@@ -202,20 +202,17 @@ async fn apiserver_a_watch_refused_when_the_list_is_not_is_counted() {
     .await;
     assert!(h.sim.pages("/api/v1/nodes") >= 1, "listed in pages");
     let lists = h.sim.lists("/api/v1/nodes?");
-    let started = Instant::now();
-    let refused = loop {
-        let s = parse(&scrape(&h).await);
-        let refused =
-            find(&s, "kube_metrics_server_watch_errors_total", &[("resource", "nodes"), ("reason", "status")]);
-        if refused.value >= 3.0 && h.sim.lists("/api/v1/nodes?") > lists {
-            break refused.value;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "not counted, or no re-list after three");
-        async_std::task::sleep(Duration::from_millis(100)).await;
+    let refused = |s: &[Sample], resource| {
+        find(s, "kube_metrics_server_watch_errors_total", &[("resource", resource), ("reason", "status")]).value
     };
+    // Counted, and listed again after three.
+    let s = scrape_until(&h, Duration::from_secs(15), |s| {
+        refused(s, "nodes") >= 3.0 && h.sim.lists("/api/v1/nodes?") > lists
+    })
+    .await;
+    let refused_nodes = refused(&s, "nodes");
     let s = parse(&scrape(&h).await);
-    let pods = find(&s, "kube_metrics_server_watch_errors_total", &[("resource", "pods"), ("reason", "status")]);
-    assert_eq!(pods.value, 0.0, "{refused} for nodes, none for pods");
+    assert_eq!(refused(&s, "pods"), 0.0, "{refused_nodes} for nodes, none for pods");
 }
 
 /// A watch answered 410 as soon as it is asked for has the cache list again, with its
@@ -233,7 +230,7 @@ async fn apiserver_watches_that_expire_at_once_relist_with_backoff() {
 
 /// A streaming list refused for its token (401) is not asked again in pages, which would be
 /// refused alike: each retry had sent, and logged, the refusal twice. (A 403 is: see
-/// below.)
+/// above.)
 #[async_std::test]
 async fn apiserver_a_streaming_list_unauthorized_is_not_asked_again_in_pages() {
     let h = start_sim(
@@ -469,20 +466,17 @@ async fn apiserver_a_watch_line_that_is_not_utf8_is_skipped() {
     h.sim.state().faults.insert(Route::Nodes, Fault::WatchBody(Arc::new(line)));
     let lists = h.sim.lists("/api/v1/nodes?");
     h.sim.drop_watches();
-    let started = Instant::now();
-    let skipped = loop {
-        let s = parse(&scrape(&h).await);
-        let skipped = s.iter().find(|x| {
+    let skipped = |s: &[Sample]| {
+        let counted = |x: &&Sample| {
             x.name == "kube_metrics_server_watch_errors_total"
                 && x.label("resource") == Some("nodes")
                 && x.label("reason") == Some("undecodable")
-        });
-        if let Some(x) = skipped.filter(|x| x.value >= 3.0) {
-            break x.value;
-        }
-        assert!(started.elapsed() < Duration::from_secs(15), "no line skipped and counted");
-        async_std::task::sleep(Duration::from_millis(100)).await;
+        };
+        s.iter().find(counted).map(|x| x.value)
     };
+    // Lines skipped and counted.
+    let s = scrape_until(&h, Duration::from_secs(15), |s| skipped(s).is_some_and(|n| n >= 3.0)).await;
+    let skipped = skipped(&s).unwrap_or_default();
     assert!(watches(&h, "/api/v1/nodes?") >= 3, "{skipped} skipped");
     assert_eq!(h.sim.lists("/api/v1/nodes?"), lists, "no re-list");
 }
