@@ -43,6 +43,13 @@ async fn first_hour_service_links_json_logs_readiness_and_self_metrics() {
         get(&format!("{base}/readyz"), &[]).await;
     }
     assert_eq!(sim.count("/apis/metrics.k8s.io"), reads, "readiness makes no upstream call");
+    // The caches the enrichers use were filled all the same, without a list to enrich: the
+    // first scrape after metrics-server comes back is enriched at once.
+    let again = parse(&get(&format!("{base}/metrics"), &[]).await.body);
+    for resource in ["pods", "nodes", "replicasets"] {
+        let cached = find(&again, "kube_metrics_server_cache_objects", &[("resource", resource)]).value;
+        assert!(cached > 0.0, "{resource}: {cached} cached");
+    }
 
     for family in
         ["process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds", "process_start_time_seconds"]

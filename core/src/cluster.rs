@@ -74,6 +74,11 @@ impl<T> Namespaced<T> {
         self.by_namespace.get(namespace).into_iter().flat_map(|m| m.iter())
     }
 
+    /// Every object, with its namespace and name, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Text, &Text, &T)> + '_ {
+        self.by_namespace.iter().flat_map(|(ns, names)| names.iter().map(move |(name, v)| (ns, name, v)))
+    }
+
     /// How many objects.
     pub fn len(&self) -> usize {
         self.len
@@ -197,6 +202,10 @@ mod tests {
         assert_eq!(idx.remove("a", "x"), None);
         assert_eq!(idx.len(), 1);
         assert_eq!(idx.get("b", "x"), Some(&3));
+        idx.insert("b".into(), "y".into(), 4);
+        let mut all: Vec<_> = idx.iter().map(|(ns, name, v)| (ns.to_string(), name.to_string(), *v)).collect();
+        all.sort();
+        assert_eq!(all, [("b".into(), "x".into(), 3), ("b".into(), "y".into(), 4)]);
     }
 }
 

@@ -134,6 +134,18 @@ pub trait Enricher: Send + Sync {
     /// Labels for the pods and nodes of `scrape`.
     async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError>;
 
+    /// Starts what [`enrich`](Enricher::enrich) will read, before any scrape: the server
+    /// calls it once as it starts (see [`warm_up`](crate::warm_up)), whether the metrics API
+    /// answers or not, so that the sources behind the [`Cluster`] (the server's
+    /// watch-backed caches) fill while metrics-server is still down or the first scrape is
+    /// on its way. Read through `cluster` what every scrape will read; leave out what only
+    /// some scrapes need (a cache the API server may refuse would then be tried for
+    /// nothing). An error is logged and costs nothing else: `enrich` runs as ever, and
+    /// tries again. The default reads nothing: the sources start at the first `enrich`.
+    async fn warm_up(&self, _cluster: &dyn Cluster) -> Result<(), EnrichError> {
+        Ok(())
+    }
+
     /// What this enricher's labels for one pod depend on. The default,
     /// [`Depends::Scrape`], is always right; [`Depends::Pod`] lets a [`Memo`](crate::Memo)
     /// reuse a pod's labels across scrapes until that pod's own metadata changes.

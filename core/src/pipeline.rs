@@ -121,6 +121,23 @@ pub async fn enrich(
     Enriched { prepared, failures, enriched_pods }
 }
 
+/// Warms each enricher up over `cluster` ([`Enricher::warm_up`]), one after the other;
+/// returns those that failed, in order. A panic fails its enricher alone, as in
+/// [`enrich`]. The server calls it once as it starts, beside its first scrape.
+pub async fn warm_up(cluster: &dyn Cluster, enrichers: &[Arc<dyn Enricher>]) -> Vec<Failure> {
+    let mut failures = Vec::new();
+    for enricher in enrichers {
+        let result = match catch_call(|| enricher.warm_up(cluster)) {
+            Ok(future) => CatchUnwind(future).await.unwrap_or_else(|p| Err(Box::new(p))),
+            Err(p) => Err(Box::new(p) as EnrichError),
+        };
+        if let Err(error) = result {
+            failures.push(Failure { enricher: enricher.name().to_owned(), error });
+        }
+    }
+    failures
+}
+
 /// Runs each enricher once; keeps what succeeded, in order.
 async fn run(
     scrape: &Scrape<'_>,
@@ -155,6 +172,7 @@ mod tests {
     /// Adds `n=<calls>` to every pod; fails when asked to.
     struct Counting {
         calls: std::sync::atomic::AtomicUsize,
+        warmed: std::sync::atomic::AtomicUsize,
         fail: bool,
         depends: Depends,
     }
@@ -181,10 +199,17 @@ mod tests {
             }
             Ok(out)
         }
+        async fn warm_up(&self, _cluster: &dyn Cluster) -> Result<(), EnrichError> {
+            self.warmed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if self.fail {
+                return Err("broken".into());
+            }
+            Ok(())
+        }
     }
 
     fn counting(fail: bool, depends: Depends) -> Arc<dyn Enricher> {
-        Arc::new(Counting { calls: Default::default(), fail, depends })
+        Arc::new(Counting { calls: Default::default(), warmed: Default::default(), fail, depends })
     }
 
     fn scrape_json() -> crate::list::PodMetricsList<'static> {
@@ -252,6 +277,47 @@ mod tests {
             assert_eq!((labelled("n=\"0\""), labelled("n=\"1\"")), (BATCH, 1), "two calls, every pod labelled");
             assert!(memo.is_empty(), "an incomplete run is not remembered");
         });
+    }
+
+    /// Panics as it warms up.
+    struct PanicsWarmingUp;
+
+    #[async_trait]
+    impl Enricher for PanicsWarmingUp {
+        fn name(&self) -> &str {
+            "panics"
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            Vec::new()
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, _cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            Ok(Enrichment::new(scrape))
+        }
+        async fn warm_up(&self, _cluster: &dyn Cluster) -> Result<(), EnrichError> {
+            panic!("no cluster for {}", "team")
+        }
+    }
+
+    #[test]
+    fn a_warm_up_that_fails_or_panics_costs_only_its_own() {
+        let last = Arc::new(Counting {
+            calls: Default::default(),
+            warmed: Default::default(),
+            fail: false,
+            depends: Depends::Pod,
+        });
+        let enrichers: [Arc<dyn Enricher>; 3] = [counting(true, Depends::Pod), Arc::new(PanicsWarmingUp), last.clone()];
+        let failures = async_std::task::block_on(warm_up(&StaticCluster::default(), &enrichers));
+        let failures: Vec<(String, String)> = failures.into_iter().map(|f| (f.enricher, f.error.to_string())).collect();
+        assert_eq!(
+            failures,
+            [
+                ("counting".to_owned(), "broken".to_owned()),
+                ("panics".to_owned(), "panicked: no cluster for team".to_owned())
+            ]
+        );
+        assert_eq!(last.warmed.load(std::sync::atomic::Ordering::SeqCst), 1, "the one after them warmed up");
+        assert_eq!(last.calls.load(std::sync::atomic::Ordering::SeqCst), 0, "and was not asked to enrich");
     }
 
     /// Fails every call, as a deadline would.

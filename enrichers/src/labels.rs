@@ -168,6 +168,12 @@ impl Enricher for LabelsEnricher {
         }
         Ok(out)
     }
+
+    /// The nodes: the pods' labels mostly come with their metrics (above), so the pod list
+    /// is left to the first scrape that needs it.
+    async fn warm_up(&self, cluster: &dyn Cluster) -> Result<(), EnrichError> {
+        cluster.nodes().await.map(drop)
+    }
 }
 
 #[cfg(test)]
@@ -213,5 +219,12 @@ mod tests {
             [("label_app_kubernetes_io_name", "w")],
             "labels from PodMetrics, pod list empty"
         );
+    }
+
+    #[async_std::test]
+    async fn warms_up_the_nodes_alone() {
+        let reads = crate::testing::Reads(Default::default(), Default::default());
+        LabelsEnricher::default().warm_up(&reads).await.expect("warm");
+        assert_eq!(reads.taken(), ["nodes"], "the pods' labels mostly come with their metrics");
     }
 }

@@ -61,6 +61,12 @@ impl Enricher for NodeEnricher {
         }
         Ok(out)
     }
+
+    /// Every scrape reads both lists: both start at once.
+    async fn warm_up(&self, cluster: &dyn Cluster) -> Result<(), EnrichError> {
+        let (pods, nodes) = futures_lite::future::zip(cluster.pods(), cluster.nodes()).await;
+        pods.and(nodes).map(drop)
+    }
 }
 
 #[cfg(test)]
@@ -86,5 +92,12 @@ mod tests {
         assert!(e.pod(2).is_empty(), "a pod gone from the pod list gets no labels");
         assert_eq!(e.node(0)[0].0.as_str(), "internal_ip");
         assert!(e.node(1).is_empty());
+    }
+
+    #[async_std::test]
+    async fn warms_up_both_lists() {
+        let reads = crate::testing::Reads(Default::default(), Default::default());
+        NodeEnricher.warm_up(&reads).await.expect("warm");
+        assert_eq!(reads.taken(), ["pods", "nodes"]);
     }
 }

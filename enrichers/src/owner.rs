@@ -5,7 +5,8 @@
 //! ReplicaSet to its Deployment, Job to its CronJob; otherwise it is the owner itself (a
 //! DaemonSet, a StatefulSet, a bare ReplicaSet or Job). A mirror (static) pod is owned by its
 //! Node. A pod with no controller gets none of these labels. ReplicaSets and Jobs are read
-//! as metadata only, and only when some pod is owned by one.
+//! as metadata only, and only when some pod is owned by one (as the server starts, when
+//! some pod in the pod list is: see [`Enricher::warm_up`]).
 
 use msp_core::{
     async_trait, AddedLabel, Cluster, ControllerKind, Depends, EnrichError, Enricher, Enrichment, LabelName, Owner,
@@ -86,6 +87,18 @@ impl Enricher for OwnerEnricher {
         }
         Ok(out)
     }
+
+    /// The pods, then the controllers of the kinds that own some of them (a cluster
+    /// without Jobs, or a role that may not list them, never asks for Jobs).
+    async fn warm_up(&self, cluster: &dyn Cluster) -> Result<(), EnrichError> {
+        let pods = cluster.pods().await?;
+        for kind in [ControllerKind::ReplicaSet, ControllerKind::Job] {
+            if pods.iter().any(|(_, _, p)| p.controller.as_ref().is_some_and(|c| &*c.kind == kind.kind())) {
+                cluster.controllers(kind).await?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -120,5 +133,23 @@ mod tests {
         assert_eq!(at("a", "ds"), four("DaemonSet", "agent", "DaemonSet", "agent"));
         assert_eq!(at("kube-system", "etcd-n1"), four("Node", "n1", "Node", "n1"));
         assert!(at("a", "lone").is_empty());
+    }
+
+    #[async_std::test]
+    async fn warms_up_the_pods_then_the_controllers_they_name() {
+        let warmed = |pods: &str| {
+            let reads = crate::testing::Reads(cluster(pods, r#"{"items":[]}"#, r#"{"items":[]}"#), Default::default());
+            async_std::task::block_on(OwnerEnricher.warm_up(&reads)).expect("warm");
+            reads.taken()
+        };
+        let owned = |kind: &str| {
+            format!(
+                r#"{{"items":[{{"metadata":{{"name":"p","namespace":"a","ownerReferences":[{{"kind":"{kind}","name":"x","controller":true}}]}}}},
+                   {{"metadata":{{"name":"q","namespace":"a"}}}}]}}"#
+            )
+        };
+        assert_eq!(warmed(&owned("ReplicaSet")), ["pods", "ReplicaSet"], "no Job, so no Jobs asked for");
+        assert_eq!(warmed(&owned("Job")), ["pods", "Job"]);
+        assert_eq!(warmed(&owned("DaemonSet")), ["pods"]);
     }
 }

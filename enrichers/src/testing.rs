@@ -37,3 +37,37 @@ pub fn scrape_lists(pods: &[&str], nodes: &[&str]) -> (PodMetricsList<'static>, 
 pub fn pod_labels(e: &Enrichment, index: usize) -> Vec<(&str, &str)> {
     e.pod(index).iter().map(|(n, v)| (n.as_str(), &**v)).collect()
 }
+
+/// A cluster that notes what is read of it, in order: `pods`, `nodes`, `ReplicaSet`,
+/// `Job`.
+pub struct Reads(pub StaticCluster, pub std::sync::Mutex<Vec<String>>);
+
+impl Reads {
+    /// What was read, in order.
+    pub fn taken(&self) -> Vec<String> {
+        self.1.lock().expect("reads").clone()
+    }
+
+    fn note(&self, what: &str) {
+        self.1.lock().expect("reads").push(what.to_owned());
+    }
+}
+
+#[msp_core::async_trait]
+impl msp_core::Cluster for Reads {
+    async fn pods(&self) -> Result<Arc<msp_core::Pods>, msp_core::SourceError> {
+        self.note("pods");
+        self.0.pods().await
+    }
+    async fn nodes(&self) -> Result<Arc<msp_core::Nodes>, msp_core::SourceError> {
+        self.note("nodes");
+        self.0.nodes().await
+    }
+    async fn controllers(
+        &self,
+        kind: msp_core::ControllerKind,
+    ) -> Result<Arc<msp_core::Controllers>, msp_core::SourceError> {
+        self.note(kind.kind());
+        self.0.controllers(kind).await
+    }
+}

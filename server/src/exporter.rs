@@ -3,7 +3,7 @@
 //! self-metrics. Around the pipeline the exporter adds only deadlines and counters.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,8 +35,6 @@ pub struct Exporter {
     writing: WriteCost,
     /// How many [`Exporter::warm_up`]s are under way.
     warming: AtomicUsize,
-    /// Whether a scrape has read the pod metrics yet.
-    pods_read: AtomicBool,
     /// Failed reads of the pod and node lists since the last that worked, so that the first
     /// to work again says so in the log (an outage's last line is not its last error).
     failed_reads: [AtomicU64; 2],
@@ -139,11 +137,6 @@ const ENRICHING_SHARE: u32 = 20;
 /// scrape's timeout we take (its deadline must cover theirs for them to join it), and time
 /// for a cold start of 150,000 pods to list its caches and enrich.
 pub const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long the warm-up scrape is made again while the pod metrics cannot be read
-/// ([`Exporter::warm_up`]); past it (a metrics API refused for good: RBAC, no APIService),
-/// the caches start at the first scrape that reads them.
-pub const WARM_UP_RETRIES_FOR: Duration = Duration::from_secs(600);
 
 /// Fewer pods than this say little of what writing a pod takes.
 const MIN_MEASURED_PODS: usize = 100;
@@ -295,7 +288,6 @@ impl Exporter {
             memo: Memo::default(),
             writing: WriteCost::default(),
             warming: Default::default(),
-            pods_read: Default::default(),
             failed_reads: Default::default(),
             process_metrics: true,
         }
@@ -388,17 +380,15 @@ impl Exporter {
         syncing
     }
 
-    /// One scrape as Prometheus asks for it, answered to nobody, when the server starts: it
-    /// starts the caches the enrichers use and fills the memo, so that the first scrape
-    /// after a start (at 150,000 pods, seconds of listing and enriching) is as quick and
-    /// as enriched as the others. Readiness waits for it. A failure (metrics-server down)
-    /// ends it like any scrape's, reported in `/metrics`; but a pod metrics read that failed
-    /// runs no enricher, so starts no cache. Where there are enrichers, a task (on
-    /// async-std's executor) then reads and enriches again, by itself (no scrape joins it)
-    /// and writing nothing, 1 s apart doubling to 10 s, until the pods have been read once,
-    /// by it or by any scrape, for up to
-    /// [`WARM_UP_RETRIES_FOR`]: the first scrape after the metrics API comes back then finds
-    /// the caches filling, not cold. The task holds the exporter weakly: dropped, it stops.
+    /// One scrape as Prometheus asks for it, answered to nobody, when the server starts,
+    /// and beside it every enricher's [`Enricher::warm_up`]: together they start the caches
+    /// the enrichers use and fill the memo, so that the first scrape after a start (at
+    /// 150,000 pods, seconds of listing and enriching) is as quick and as enriched as the
+    /// others. Readiness waits for both. A failure of the scrape (metrics-server down) ends
+    /// it like any scrape's, reported in `/metrics`; the enrichers' warm-up does not need
+    /// it, so the caches fill meanwhile, and the first scrape after the metrics API comes
+    /// back finds them filled. An enricher whose warm-up fails is logged, and tries again
+    /// at every scrape, as it would have.
     ///
     /// It has a deadline, [`WARM_UP_TIMEOUT`] away, longer than any scrape's: a Prometheus
     /// scrape that arrives meanwhile (a PodMonitor's scrapes pods not yet Ready) joins it,
@@ -407,52 +397,27 @@ impl Exporter {
     ///
     /// Readiness waits from the call, not from when the future first runs (a probe answered
     /// in between would otherwise find the server ready with nothing read), until the
-    /// future ends (after its one scrape; the retries above do not hold it) or is dropped
-    /// unfinished, and for every warm-up under way.
+    /// future ends or is dropped unfinished, and for every warm-up under way.
     pub fn warm_up(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
         let warming = WarmingUp::new(self.clone());
         async move {
             let started = Instant::now();
-            warming.0.warm_up_scrape().await;
-            let exporter = Arc::downgrade(&warming.0);
-            let retry = !warming.0.pods_read.load(Ordering::Acquire) && !warming.0.enrichers.is_empty();
-            drop(warming);
-            log::info!("warm-up scrape done in {:?}", started.elapsed());
-            if retry {
-                drop(async_std::task::spawn(Exporter::warm_up_again(exporter)));
-            }
+            let exporter = &warming.0;
+            futures_lite::future::zip(exporter.warm_up_scrape(), exporter.warm_up_enrichers()).await;
+            log::info!("warm-up done in {:?}", started.elapsed());
         }
     }
 
-    /// The warm-up scrape again, until the pods have been read once (see
-    /// [`Exporter::warm_up`]).
-    async fn warm_up_again(exporter: std::sync::Weak<Exporter>) {
-        let started = Instant::now();
-        let mut wait = Duration::from_secs(1);
-        loop {
-            async_std::task::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(10));
-            let Some(exporter) = exporter.upgrade() else { return };
-            // A scrape of Prometheus' may have read them meanwhile.
-            if exporter.pods_read.load(Ordering::Acquire) {
-                return;
+    /// Every enricher's [`Enricher::warm_up`], within [`WARM_UP_TIMEOUT`].
+    async fn warm_up_enrichers(&self) {
+        let warming = msp_core::warm_up(self.cluster.as_ref(), &self.enrichers);
+        match async_std::future::timeout(WARM_UP_TIMEOUT, warming).await {
+            Ok(failures) => {
+                for f in failures {
+                    log::warn!(enricher = f.enricher; "warm-up: enricher {}: {}", f.enricher, f.error);
+                }
             }
-            if started.elapsed() >= WARM_UP_RETRIES_FOR {
-                log::warn!(
-                    "warm-up: the pod metrics could not be read for {WARM_UP_RETRIES_FOR:?}; the caches start at the \
-                     first scrape that reads them"
-                );
-                return;
-            }
-            // Read and enriched, not written, and by itself: Prometheus' scrapes meanwhile do
-            // not join it (they would wait on it while the caches fill, and get `up` 0).
-            let deadline = Instant::now().checked_add(WARM_UP_TIMEOUT);
-            let lists = exporter.read(deadline, false).await;
-            exporter.prepared(lists, false, deadline, |_, _, _| ()).await;
-            if exporter.pods_read.load(Ordering::Acquire) {
-                log::info!("warm-up: the pod metrics could be read at last; the caches start");
-                return;
-            }
+            Err(_) => log::warn!("warm-up: the enrichers' sources were not read within {WARM_UP_TIMEOUT:?}"),
         }
     }
 
@@ -665,9 +630,6 @@ impl Exporter {
             let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
                 parse_list("node", &nodes_raw, &self.scope, &mut nodes_repaired);
             note_read(&self.failed_reads[0], "pod", pods_up);
-            if pods_up {
-                self.pods_read.store(true, Ordering::Release);
-            }
             note_read(&self.failed_reads[1], "node", nodes_up);
             // Lists of its own only: reused ones are kept already, since their read.
             if let (None, true, true, Ok(pods), Ok(nodes)) = (reused_from, pods_up, nodes_up, &pods_raw, &nodes_raw) {
@@ -1368,61 +1330,36 @@ mod tests {
         assert_eq!(exporter.syncing(), Vec::<String>::new(), "one dropped unfinished waits for nothing");
     }
 
-    /// Pod metrics that fail to read the first `.1` times.
-    struct DownAtFirst(AtomicU64, u64);
+    /// A cluster that counts its reads, and holds nothing.
+    #[derive(Default)]
+    struct Counted(AtomicU64);
 
     #[async_trait]
-    impl MetricsSource for DownAtFirst {
-        async fn pod_metrics(&self, _: Option<&str>) -> Result<Vec<u8>, SourceError> {
-            let n = self.0.fetch_add(1, Ordering::SeqCst);
-            if n < self.1 {
-                return Err("connection refused".into());
-            }
-            Ok(PODS.as_bytes().to_vec())
+    impl Cluster for Counted {
+        async fn pods(&self) -> Result<Arc<msp_core::Pods>, SourceError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Default::default())
         }
-        async fn node_metrics(&self) -> Result<Vec<u8>, SourceError> {
-            Ok(br#"{"items":[]}"#.to_vec())
+        async fn nodes(&self) -> Result<Arc<msp_core::Nodes>, SourceError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Default::default())
         }
-        fn describe(&self) -> String {
-            "down at first".into()
+        async fn controllers(&self, _: msp_core::ControllerKind) -> Result<Arc<msp_core::Controllers>, SourceError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(Default::default())
         }
     }
 
     #[test]
-    fn a_warm_up_that_could_not_read_the_pods_scrapes_again_until_it_does_without_holding_readiness() {
-        let enriched = |source: &Arc<DownAtFirst>| {
-            Arc::new(
-                Exporter::new(source.clone(), Arc::new(StaticCluster::default()))
-                    .with_enrichers(vec![Arc::new(msp_enrichers::NodeEnricher)]),
-            )
-        };
-        let reads = |source: &Arc<DownAtFirst>| source.0.load(Ordering::SeqCst);
-        async_std::task::block_on(async {
-            // Ends, and gives readiness, after its one scrape, whose read failed.
-            let source = Arc::new(DownAtFirst(AtomicU64::new(0), 1));
-            let exporter = enriched(&source);
-            exporter.warm_up().await;
-            assert_eq!((reads(&source), exporter.syncing()), (1, Vec::<String>::new()));
-            // Made again in the background a second later, when the read works.
-            let started = Instant::now();
-            while reads(&source) < 2 {
-                assert!(started.elapsed() < Duration::from_secs(10), "made again");
-                async_std::task::sleep(Duration::from_millis(20)).await;
-            }
-            async_std::task::sleep(Duration::from_millis(2500)).await;
-            assert_eq!(reads(&source), 2, "and no more, once the pods are read");
-
-            // No enricher: no cache to start, so nothing made again.
-            let source = Arc::new(DownAtFirst(AtomicU64::new(0), 1));
-            let bare = Arc::new(Exporter::new(source.clone(), Arc::new(StaticCluster::default())));
-            bare.warm_up().await;
-            // Dropped: the background scrapes stop with it.
-            let down = Arc::new(DownAtFirst(AtomicU64::new(0), u64::MAX));
-            enriched(&down).warm_up().await;
-            async_std::task::sleep(Duration::from_millis(1500)).await;
-            assert_eq!(reads(&source), 1, "no enricher");
-            assert_eq!(reads(&down), 1, "the exporter was dropped");
-        });
+    fn the_warm_up_reads_what_the_enrichers_need_though_the_metrics_api_is_down() {
+        let cluster = Arc::new(Counted::default());
+        let exporter = Arc::new(
+            Exporter::new(Arc::new(Fixed(None, None)), cluster.clone())
+                .with_enrichers(vec![Arc::new(msp_enrichers::NodeEnricher)]),
+        );
+        async_std::task::block_on(exporter.warm_up());
+        assert_eq!(cluster.0.load(Ordering::SeqCst), 2, "the pods and the nodes, with no list to enrich");
+        assert_eq!(exporter.syncing(), Vec::<String>::new(), "and ready");
     }
 
     #[test]
