@@ -146,6 +146,33 @@ async fn apiserver_a_streaming_list_told_to_retry_after_is_asked_again_not_paged
     assert_eq!(h.sim.pages("/api/v1/"), 0, "no pages: {requests:?}");
 }
 
+/// A list that fails is logged with which it was (a streaming list or pages), when the
+/// cache tries again, and the `Retry-After` that set that (a trial found only the status).
+#[async_std::test]
+async fn apiserver_a_failed_list_is_logged_with_which_and_when_it_is_asked_again() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    {
+        let mut s = sim.state();
+        s.streams_lists = true;
+        s.fail_streams = 1;
+        s.fail_streams_retry_after = Some(2);
+    }
+    let log = dir.join("stderr.log");
+    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, free_port()), &log));
+    let end = Instant::now() + Duration::from_secs(20);
+    let line = loop {
+        let logged = std::fs::read_to_string(&log).expect("log");
+        if let Some(line) = logged.lines().find(|l| l.contains("cache: streaming list: ")) {
+            break line.to_owned();
+        }
+        assert!(Instant::now() < end, "no failed streaming list logged:\n{logged}");
+        async_std::task::sleep(Duration::from_millis(20)).await;
+    };
+    for want in ["HTTP 503", "; again in 2.", "s (Retry-After: 2s)"] {
+        assert!(line.contains(want), "{want:?} in {line}");
+    }
+}
+
 /// An API server that sheds load on watches (429), or that fails (500: `kubectl proxy`'s
 /// answer to a connection refused), is watched again, never listed again: a list of
 /// everything by every cache of every replica is what it can least afford (trials saw each

@@ -147,9 +147,18 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         self.started.load(Ordering::Relaxed).then(|| (self.kind.resource, self.len(), current_at))
     }
 
-    fn fail(&self, e: &dyn std::fmt::Display) {
+    /// Logs a failure, with when the cache tries again (`again_in`, and whether a
+    /// `Retry-After` set it), and keeps it for the scrapes that wait on the cache.
+    fn fail(&self, e: &dyn std::fmt::Display, again_in: Duration, retry_after: Option<Duration>) {
         let message = e.to_string();
-        log::warn!(resource = self.kind.resource; "{} cache: {message}", self.kind.resource);
+        let asked = match retry_after {
+            Some(asked) => format!(" (Retry-After: {}s)", asked.as_secs()),
+            None => String::new(),
+        };
+        log::warn!(
+            resource = self.kind.resource;
+            "{} cache: {message}; again in {again_in:.1?}{asked}", self.kind.resource
+        );
         if let Ok(mut last) = self.last_error.lock() {
             *last = Some(message);
         }
@@ -166,9 +175,10 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         loop {
             let (mut rv, mut streamed) = match self.sync(&client, &errors).await {
                 Ok(synced) => synced,
-                Err(e) => {
-                    self.fail(&e);
-                    backoff.wait_at_least(e.retry_after()).await;
+                Err((list, e)) => {
+                    let wait = backoff.next(e.retry_after());
+                    self.fail(&format_args!("{list}: {e}"), wait, e.retry_after());
+                    async_std::task::sleep(wait).await;
                     continue;
                 }
             };
@@ -236,7 +246,6 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         break;
                     }
                     Err(e) => {
-                        self.fail(&format_args!("watch: {e}"));
                         if matches!(e, KubeError::Status { .. }) && relist_may_help(&e) {
                             // Refused when asked for (a 403 where the role can list but
                             // not watch): each third has the cache list again, which keeps
@@ -248,7 +257,9 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         // In a row: a failure of the server's between two of these ends
                         // the run.
                         stuck = if relist_may_help(&e) { stuck + 1 } else { 0 };
-                        backoff.wait_at_least(e.retry_after()).await;
+                        let wait = backoff.next(e.retry_after());
+                        self.fail(&format_args!("watch: {e}"), wait, e.retry_after());
+                        async_std::task::sleep(wait).await;
                         if stuck >= MAX_STUCK_WATCHES {
                             // The same event would end the next one too (one too long, an
                             // error event): a fresh list gets past it.
@@ -263,8 +274,13 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
 
     /// Fills the store afresh: by a streaming list while the API server has them, whose
     /// watch goes on (its lines, returned); else, or after one that failed, in pages. Returns
-    /// the resourceVersion the watch goes on from.
-    async fn sync(&self, client: &KubeClient, errors: &WatchErrors) -> Result<(String, Option<Lines>), KubeError> {
+    /// the resourceVersion the watch goes on from. A failure comes with which list failed:
+    /// `streaming list` or `list` (in pages).
+    async fn sync(
+        &self,
+        client: &KubeClient,
+        errors: &WatchErrors,
+    ) -> Result<(String, Option<Lines>), (&'static str, KubeError)> {
         let resource = self.kind.resource;
         if self.streams.load(Ordering::Relaxed) {
             match self.stream_list(client, errors).await {
@@ -285,14 +301,17 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 // streaming list is a watch. A connection lost or silent partway is too: a
                 // proxy that holds a watch's answer back until it ends would never let a
                 // streaming list through.)
-                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 429 | 500..=599)) => return Err(e),
+                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 429 | 500..=599)) => {
+                    return Err(("streaming list", e))
+                }
                 // Tried again at the next list.
                 Err(Streamed::Failed(e)) => {
                     log::warn!(resource = resource; "{resource} cache: the streaming list failed ({e}); listing in pages")
                 }
             }
         }
-        Ok((self.list(client, errors).await?, None))
+        let rv = self.list(client, errors).await.map_err(|e| ("list", e))?;
+        Ok((rv, None))
     }
 
     /// Lists every page, then publishes the result as the new store; returns the list's
