@@ -256,3 +256,34 @@ async fn first_hour_the_log_names_the_port_bound_and_the_enrichers() {
         "{logged}"
     );
 }
+
+/// An allow pattern that deny takes back whole (deny comes after allow) is warned of at
+/// start, for namespaces and for label keys alike.
+#[async_std::test]
+async fn first_hour_an_allow_that_deny_takes_back_is_warned_of() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let log = dir.join("stderr.log");
+    let mut command = server_command(&sim, &dir, 0);
+    command
+        .env("MSP_NAMESPACES__ALLOW", r#"["shop-*","default"]"#)
+        .env("MSP_NAMESPACES__DENY", r#"["shop*"]"#)
+        .env("MSP_LABELS__ALLOW", r#"["app","app.kubernetes.io/*"]"#)
+        .env("MSP_LABELS__DENY", r#"["app.*"]"#);
+    let _child = Killed(spawn_logging(&mut command, &log));
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let logged = loop {
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        if logged.contains("serving on ") {
+            break logged;
+        }
+        assert!(std::time::Instant::now() < end, "not serving:\n{logged}");
+        async_std::task::sleep(std::time::Duration::from_millis(25)).await;
+    };
+    for want in [
+        "namespaces: allow has \"shop-*\", and deny takes it all back",
+        "labels: allow has \"app.kubernetes.io/*\", and deny takes it all back",
+    ] {
+        assert!(logged.contains(want), "{want} in\n{logged}");
+    }
+    assert!(!logged.contains("allow has \"default\"") && !logged.contains("allow has \"app\""), "{logged}");
+}

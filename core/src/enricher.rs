@@ -146,6 +146,13 @@ pub trait Enricher: Send + Sync {
         Ok(())
     }
 
+    /// What this enricher's configuration likely got wrong (a filter that can keep
+    /// nothing), each a sentence naming the setting: the server logs them as it starts. The
+    /// default has none.
+    fn config_warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// What this enricher's labels for one pod depend on. The default,
     /// [`Depends::Scrape`], is always right; [`Depends::Pod`] lets a [`Memo`](crate::Memo)
     /// reuse a pod's labels across scrapes until that pod's own metadata changes.

@@ -125,6 +125,16 @@ impl Enricher for LabelsEnricher {
         Depends::Pod
     }
 
+    fn config_warnings(&self) -> Vec<String> {
+        let warning = |denied: &str| {
+            format!(
+                "labels: allow has {denied:?}, and deny takes it all back (MSP_LABELS__ALLOW, MSP_LABELS__DENY): \
+                 deny comes after allow, so no label key {denied:?} allows is exported"
+            )
+        };
+        self.keys.denied_whole().into_iter().map(warning).collect()
+    }
+
     fn labels(&self) -> Vec<AddedLabel> {
         vec![
             AddedLabel::new(
@@ -219,6 +229,22 @@ mod tests {
             [("label_app_kubernetes_io_name", "w")],
             "labels from PodMetrics, pod list empty"
         );
+    }
+
+    #[test]
+    fn an_allow_pattern_that_deny_takes_back_is_found() {
+        let options = |allow: &[&str]| LabelsOptions {
+            allow: allow.iter().map(|a| a.to_string()).collect(),
+            ..LabelsOptions::default()
+        };
+        let labels = LabelsEnricher::new(options(&["app", "pod-template-hash", "*-hash"])).expect("labels");
+        let warnings = labels.config_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("labels: allow has \"pod-template-hash\", and deny"),
+            "the default deny has it"
+        );
+        assert!(LabelsEnricher::default().config_warnings().is_empty());
     }
 
     #[async_std::test]

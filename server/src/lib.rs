@@ -126,6 +126,9 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
              MSP_NAMESPACES__DENY): deny comes after allow, so no namespace {denied:?} allows is exported"
         );
     }
+    for warning in config.enrichers.to_vec().iter().flat_map(|e| e.config_warnings()) {
+        log::warn!("{warning}");
+    }
     let (enabled, not_enabled) = (config.enrichers.names(), config.enrichers.not_enabled());
     log::info!("enrichers: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
     for section in config.enrichers.idle_sections() {
