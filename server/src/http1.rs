@@ -12,6 +12,10 @@
 //!   CR), a method not in capitals 501, another HTTP version 505, a request body we do not
 //!   take (chunked, or over [`Limits::body`]) 501 or 413, an `Expect` other than
 //!   `100-continue` 417 (that one gets `100 Continue`).
+//! - As Go's servers: a header whose value is past ASCII (obs-text) is left out, unless it
+//!   frames or routes the request ([`FRAMING`]: 400); a percent-encoded unreserved character
+//!   in the target is that character (`/%6Detrics` is `/metrics`); `OPTIONS *` gets 200
+//!   with `Allow`.
 //! - Timeouts: a request head must arrive within [`Limits::head`] once started, an idle
 //!   keep-alive connection is closed after [`Limits::idle`], and every 64 KiB written must
 //!   go within [`Limits::write`], so a client that never reads cannot hold its response
@@ -149,6 +153,10 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(
     Ok(Some(()))
 }
 
+/// The headers that frame a request or say where it goes: one of them that is not ASCII
+/// is refused, not left out.
+const FRAMING: [&str; 5] = ["Host", "Content-Length", "Transfer-Encoding", "Connection", "Expect"];
+
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
@@ -197,14 +205,23 @@ async fn read_head<R: AsyncBufReadExt + Unpin>(reader: &mut R, limits: &Limits) 
         if headers.len() >= limits.header_count {
             return Err(HeadError::Refuse(too_large.0, too_large.1));
         }
-        let text = std::str::from_utf8(&line).map_err(|_| HeadError::Refuse(BAD.0, BAD.1))?;
-        let Some((name, value)) = text.split_once(':') else { return Err(HeadError::Refuse(BAD.0, BAD.1)) };
+        let Some(colon) = line.iter().position(|&b| b == b':') else { return Err(HeadError::Refuse(BAD.0, BAD.1)) };
+        let (name, value) = (std::str::from_utf8(&line[..colon]).unwrap_or(""), &line[colon + 1..]);
         // No whitespace before the colon, no obsolete line folding (RFC 9112 5).
         // NUL is as dangerous in a value as CR and LF (RFC 9110 5.5).
-        if !is_token(name) || value.contains('\0') {
+        if !is_token(name) || value.contains(&0) {
             return Err(HeadError::Refuse(BAD.0, BAD.1));
         }
-        headers.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
+        match std::str::from_utf8(value).ok().filter(|v| v.is_ascii()) {
+            Some(value) => headers.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned())),
+            // Bytes past ASCII (obs-text, or UTF-8) are opaque to a recipient (RFC 9110
+            // 5.5), as Go's servers take them: such a header is left out, unless it is one
+            // that frames or routes the request, which must be read right or not at all.
+            None if FRAMING.iter().any(|f| name.eq_ignore_ascii_case(f)) => {
+                return Err(HeadError::Refuse(BAD.0, BAD.1));
+            }
+            None => {}
+        }
     }
     Ok(Some(Head { method, target, version, headers }))
 }
@@ -216,14 +233,40 @@ fn is_authority(host: &str) -> bool {
     host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b))
 }
 
-/// The request for `head`, with its `body`.
-fn request(head: &Head, body: Vec<u8>, scheme: &str) -> Result<Request, (StatusCode, &'static str)> {
+/// `target` with every percent-encoded unreserved character (a letter, a digit, `-._~`)
+/// decoded, which RFC 3986 (6.2.2.2) makes the same URI: `/%6Detrics` is `/metrics`, as Go's
+/// servers route it. Anything else encoded stays so (`%2F` is not a `/`).
+fn decode_unreserved(target: &str) -> std::borrow::Cow<'_, str> {
+    if !target.contains('%') {
+        return target.into();
+    }
+    let (bytes, mut out) = (target.as_bytes(), Vec::with_capacity(target.len()));
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |at: usize| bytes.get(at).and_then(|&b| (b as char).to_digit(16));
+        let decoded = match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(hi), Some(lo)) => Some((hi * 16 + lo) as u8),
+            _ => None,
+        };
+        match decoded {
+            Some(c) if c.is_ascii_alphanumeric() || b"-._~".contains(&c) => {
+                out.push(c);
+                i += 3;
+            }
+            _ => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    // ASCII for ASCII: still UTF-8.
+    String::from_utf8(out).map_or(target.into(), Into::into)
+}
+
+/// The request's host: its one `Host` header, which must be a host and port and nothing
+/// else, and is needed in HTTP/1.1 (`localhost` where HTTP/1.0 sends none).
+fn host(head: &Head) -> Result<&str, (StatusCode, &'static str)> {
     const BAD: (StatusCode, &str) = (StatusCode::BadRequest, "malformed request\n");
-    // Methods are case-sensitive (RFC 9110 9.1): `get` is not GET.
-    let method = Method::from_str(&head.method)
-        .ok()
-        .filter(|m| m.to_string() == head.method)
-        .ok_or((StatusCode::NotImplemented, "method not implemented\n"))?;
     let mut hosts = head.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("Host"));
     let host = match hosts.next() {
         Some((_, host)) if !host.is_empty() => host.as_str(),
@@ -237,10 +280,23 @@ fn request(head: &Head, body: Vec<u8>, scheme: &str) -> Result<Request, (StatusC
     if hosts.next().is_some() || !is_authority(host) {
         return Err(BAD);
     }
-    let url = if head.target.starts_with('/') {
-        Url::parse(&format!("{scheme}://{host}{}", head.target)).map_err(|_| BAD)?
-    } else if head.target.starts_with("http://") || head.target.starts_with("https://") {
-        Url::parse(&head.target).map_err(|_| BAD)?
+    Ok(host)
+}
+
+/// The request for `head`, with its `body`.
+fn request(head: &Head, body: Vec<u8>, scheme: &str) -> Result<Request, (StatusCode, &'static str)> {
+    const BAD: (StatusCode, &str) = (StatusCode::BadRequest, "malformed request\n");
+    // Methods are case-sensitive (RFC 9110 9.1): `get` is not GET.
+    let method = Method::from_str(&head.method)
+        .ok()
+        .filter(|m| m.to_string() == head.method)
+        .ok_or((StatusCode::NotImplemented, "method not implemented\n"))?;
+    let host = host(head)?;
+    let target = decode_unreserved(&head.target);
+    let url = if target.starts_with('/') {
+        Url::parse(&format!("{scheme}://{host}{target}")).map_err(|_| BAD)?
+    } else if target.starts_with("http://") || target.starts_with("https://") {
+        Url::parse(&target).map_err(|_| BAD)?
     } else {
         return Err(BAD);
     };
@@ -677,6 +733,13 @@ pub async fn serve_connection<S, IO>(
         busy.fetch_add(1, Ordering::SeqCst);
         let _done = Done(busy);
         let res = match request(&head, body, scheme) {
+            // The server's own options (RFC 9110 9.3.7), answered as Go's servers do.
+            _ if head.method == "OPTIONS" && head.target == "*" && host(&head).is_ok() => {
+                let mut res = Response::new(StatusCode::Ok);
+                res.insert_header("allow", "GET, HEAD");
+                res.set_body(Vec::new());
+                res
+            }
             Ok(mut req) => {
                 prepare(&mut req);
                 // A connection closed for room (pipelining) lets go of its slot at once, not
@@ -855,6 +918,53 @@ mod tests {
         assert!(exchange(b"GET / HTTP/1.1\r\nHost: a\r\nX: a\rb\r\n\r\n").starts_with("HTTP/1.1 400 "), "a bare CR");
         assert!(exchange(b"POST /echo HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
             .starts_with("HTTP/1.1 501 "));
+    }
+
+    #[test]
+    fn a_header_past_ascii_is_left_out_unless_it_frames_the_request() {
+        // Latin-1 (obs-text) and UTF-8 alike, as Go's servers take them.
+        for value in [&b"caf\xe9"[..], "café".as_bytes()] {
+            let mut ask = b"GET /echo HTTP/1.1\r\nHost: a\r\nUser-Agent: ".to_vec();
+            ask.extend_from_slice(value);
+            ask.extend_from_slice(b"\r\nX-Echo: served\r\nConnection: close\r\n\r\n");
+            let answer = exchange(&ask);
+            assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("served"), "{answer}");
+            let mut echoed = b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Echo: ".to_vec();
+            echoed.extend_from_slice(value);
+            echoed.extend_from_slice(b"\r\n\r\n");
+            let answer = exchange(&echoed);
+            assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("\r\n\r\n"), "left out: {answer}");
+        }
+        // Refused, not left out: HTTP/1.0 needs no Host, and a GET no length.
+        for framing in ["Host: caf\u{e9}", "Content-Length: 0\u{e9}", "Transfer-Encoding: chunk\u{e9}d"] {
+            let answer = exchange(format!("GET /healthz HTTP/1.0\r\n{framing}\r\n\r\n").as_bytes());
+            assert!(answer.starts_with("HTTP/1.1 400 "), "{framing}: {answer}");
+        }
+    }
+
+    #[test]
+    fn percent_encoded_unreserved_characters_are_the_characters_themselves() {
+        let answer = exchange(b"GET /%68ealth%7A HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("ok\n"), "{answer}");
+        for (target, want) in [
+            ("/%6Detrics", "/metrics"),
+            ("/a%2Fb%25%7e%", "/a%2Fb%25~%"),
+            ("/%4", "/%4"),
+            ("/%zz%41", "/%zzA"),
+            ("/caf\u{e9}%2d", "/caf\u{e9}-"),
+        ] {
+            assert_eq!(decode_unreserved(target), want);
+        }
+    }
+
+    #[test]
+    fn options_asterisk_is_answered_by_the_server() {
+        let answer = exchange(b"OPTIONS * HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("\r\nallow: get, head\r\n"), "{answer}");
+        assert!(answer.to_ascii_lowercase().contains("\r\ncontent-length: 0\r\n"), "{answer}");
+        assert!(exchange(b"OPTIONS * HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400 "), "no Host");
+        assert!(exchange(b"GET * HTTP/1.1\r\nHost: a\r\n\r\n").starts_with("HTTP/1.1 400 "), "GET *");
     }
 
     #[test]
