@@ -94,11 +94,7 @@ async fn main() -> ExitCode {
                 && config.kubernetes.api_url.is_none()
                 && std::env::var_os("KUBERNETES_SERVICE_HOST").is_none()
             {
-                fatal(
-                    "no cluster found. Run it in a pod (in-cluster service account), point it at a kubeconfig \
-                     (KUBECONFIG or MSP_KUBERNETES__KUBECONFIG), or set MSP_KUBERNETES__API_URL. \
-                     To try it without a cluster: metrics-server-prom --demo",
-                );
+                fatal("no cluster found. To try it without a cluster: metrics-server-prom --demo");
             }
             match e {
                 // What was configured cannot be used (the API server's settings, the

@@ -57,13 +57,7 @@ impl EndpointError {
     /// one found and refused, or a kubeconfig named that is not there: only then does a hint
     /// on where to find one help.
     pub fn no_cluster(&self) -> bool {
-        match self {
-            EndpointError::Read { what: DEFAULT_KUBECONFIG, source, .. } => {
-                source.kind() == std::io::ErrorKind::NotFound
-            }
-            EndpointError::Incomplete { message, .. } => message.starts_with("no API server"),
-            _ => false,
-        }
+        matches!(self, EndpointError::NoCluster { .. })
     }
 }
 
@@ -103,6 +97,21 @@ pub enum EndpointError {
         path: PathBuf,
         /// The parse error.
         source: serde_norway::Error,
+    },
+    /// No API server anywhere: none set, not in a cluster, and no kubeconfig where one is
+    /// looked for when none is named (`~/.kube/config`; with no `HOME`, nowhere). Says what
+    /// to set as the environment names it (an embedder's `Config` has the same keys).
+    #[error(
+        "no API server: run in a pod (in-cluster, its service account), point KUBECONFIG or MSP_KUBERNETES__KUBECONFIG at a \
+         kubeconfig, or set MSP_KUBERNETES__API_URL ({})",
+        match looked {
+            Some(path) => format!("there is no {}", path.display()),
+            None => "HOME is not set, so there is no ~/.kube/config".into(),
+        }
+    )]
+    NoCluster {
+        /// The default kubeconfig's path, when `HOME` gave one.
+        looked: Option<PathBuf>,
     },
     /// The kubeconfig lacks something.
     #[error("kubeconfig {path}: {message}")]
@@ -208,15 +217,13 @@ pub fn resolve(s: &Settings, env: &dyn Fn(&str) -> Option<String>) -> Result<End
         let ca = s.ca_file.clone().unwrap_or_else(|| SA_CA.into());
         return direct(url, Some(token), Some(ca), s.insecure_skip_tls_verify);
     }
-    let path = env("HOME").map(|h| Path::new(&h).join(".kube/config")).ok_or_else(|| EndpointError::Incomplete {
-        path: "~/.kube/config".into(),
-        message: "no API server: set kubernetes.api_url, run in a cluster, or provide a kubeconfig".into(),
-    })?;
-    kubeconfig(DEFAULT_KUBECONFIG, &path, s)
+    let path = env("HOME").map(|h| Path::new(&h).join(".kube/config"));
+    match path {
+        // One that cannot be told apart from absent (a directory not ours) is read, and says why.
+        Some(path) if path.try_exists().unwrap_or(true) => kubeconfig("the default kubeconfig", &path, s),
+        looked => Err(EndpointError::NoCluster { looked }),
+    }
 }
-
-/// What the kubeconfig read when none is named and no cluster is around it is called.
-const DEFAULT_KUBECONFIG: &str = "the default kubeconfig";
 
 /// Refuses a URL with a `user:password@`: we would never send it, and it must not look as
 /// if we did.
@@ -649,6 +656,26 @@ mod tests {
         let s = Settings { context: Some("b".into()), ..Default::default() };
         let err = resolve(&s, &in_pod(None)).expect_err("no kubeconfig for the context").to_string();
         assert!(err.contains("/nonexistent/.kube/config"), "{err}");
+    }
+
+    #[test]
+    fn no_cluster_is_only_nothing_found_where_one_is_looked_for() {
+        let home = |home: Option<&Path>| {
+            let home = home.map(|p| p.to_string_lossy().into_owned());
+            move |k: &str| if k == "HOME" { home.clone() } else { None }
+        };
+        let err = resolve(&Settings::default(), &home(None)).expect_err("no HOME");
+        assert!(matches!(&err, EndpointError::NoCluster { looked: None }), "{err:?}");
+        let err = resolve(&Settings::default(), &home(Some(Path::new("/nonexistent")))).expect_err("no kubeconfig");
+        assert!(err.no_cluster() && err.to_string().ends_with("(there is no /nonexistent/.kube/config)"), "{err}");
+        // One there but unreadable, or named and missing, is no missing cluster.
+        let dir = std::env::temp_dir().join(format!("msp-no-cluster-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join(".kube/config")).expect("a directory where the file goes");
+        let err = resolve(&Settings::default(), &home(Some(&dir))).expect_err("a directory");
+        assert!(!err.no_cluster() && err.to_string().starts_with("reading the default kubeconfig"), "{err}");
+        let s = Settings { kubeconfig: Some(dir.join("missing")), ..Default::default() };
+        assert!(!resolve(&s, &no_env).expect_err("named, missing").no_cluster());
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]
