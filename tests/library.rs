@@ -110,7 +110,9 @@ async fn library_scrape_with_hands_over_what_the_scrape_is_written_from() {
             let scrape = sampled.scrape;
             let i = scrape.pods.iter().position(|p| p.name == "frontend-7c9d8f6b5-8xk2d").expect("the pod");
             let containers = scrape.containers_of(&scrape.pods[i]);
-            let frontend = (containers[0].name.to_owned(), sampled.enriched.prepared.pods[i].text());
+            let labels = sampled.enriched.prepared.pods[i].pairs();
+            let labels: Vec<(String, String)> = labels.map(|(n, v)| (n.to_owned(), v.into_owned())).collect();
+            let frontend = (containers[0].name.to_owned(), labels);
             let mut out = String::new();
             msp_core::render_prepared(&mut out, scrape, &sampled.enriched.prepared, exporter.options())
                 .expect("render");
@@ -122,5 +124,7 @@ async fn library_scrape_with_hands_over_what_the_scrape_is_written_from() {
     assert!(text[rendered.len()..].contains("kube_metrics_server_up{resource=\"pods\"} 1"));
     let (container, labels) = frontend;
     assert_eq!(container, "frontend");
-    assert!(labels.contains("node=\"") && labels.contains("owner_kind=\"ReplicaSet\""), "{labels}");
+    let label = |name: &str| labels.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert!(label("node").is_some_and(|n| !n.is_empty()), "{labels:?}");
+    assert_eq!((label("owner_kind"), label("workload_name")), (Some("ReplicaSet"), Some("frontend")), "{labels:?}");
 }

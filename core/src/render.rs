@@ -4,6 +4,7 @@
 //! [`Naming::Seed`] (the original project's families and label sets, for migration, but with
 //! values in cores and bytes).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::cluster::Text;
@@ -151,6 +152,12 @@ impl PodLabels {
         self.parts.join(",")
     }
 
+    /// The labels as `(name, value)`, unescaped, in the order the series carry them: for an
+    /// embedder that writes them elsewhere, instead of parsing [`text`](PodLabels::text).
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, Cow<'_, str>)> + '_ {
+        self.parts.iter().flat_map(|part| Pairs(part))
+    }
+
     /// Whether the pod has no labels from enrichers.
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
@@ -160,6 +167,48 @@ impl PodLabels {
     fn len(&self) -> usize {
         self.parts.iter().map(|p| p.len() + 1).sum::<usize>().saturating_sub(1)
     }
+}
+
+/// The `(name, value)` pairs of one rendered part (`a="1",b="2"`), unescaped.
+struct Pairs<'p>(&'p str);
+
+impl<'p> Iterator for Pairs<'p> {
+    type Item = (&'p str, Cow<'p, str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let rest = self.0.strip_prefix(',').unwrap_or(self.0);
+        // A name has no `=` and a value's `"` are escaped: the value ends at the first `"`
+        // that no backslash escapes.
+        let (name, rest) = rest.split_once("=\"")?;
+        let (bytes, mut end, mut escaped) = (rest.as_bytes(), 0, false);
+        while bytes.get(end).is_some_and(|&b| b != b'"') {
+            escaped |= bytes[end] == b'\\';
+            end += if bytes[end] == b'\\' { 2 } else { 1 };
+        }
+        let (Some(value), Some(after)) = (rest.get(..end), rest.get(end + 1..)) else {
+            self.0 = "";
+            return None;
+        };
+        self.0 = after;
+        Some((name, if escaped { Cow::Owned(unescape(value)) } else { Cow::Borrowed(value) }))
+    }
+}
+
+/// A label value as it was before [`push_label`] escaped it.
+fn unescape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '\\') {
+            (_, true) => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some(other) => out.push(other),
+                None => out.push('\\'),
+            },
+            (c, false) => out.push(c),
+        }
+    }
+    out
 }
 
 /// A scrape's enrichments merged (the first enricher wins a label name), indexed like
@@ -580,6 +629,28 @@ kube_metrics_server_node_cpu{node="ip-10-30-78-99"} 0.25
 kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
 "#;
         assert_eq!(rendered(RenderOptions { naming: Naming::Seed, ..Default::default() }), golden);
+    }
+
+    #[test]
+    fn a_pods_labels_read_back_as_the_enrichers_gave_them() {
+        let pods: PodMetricsList<'_> = serde_json::from_str(PODS).expect("pods");
+        let nodes: NodeMetricsList<'_> = serde_json::from_str(NODES).expect("nodes");
+        let scrape = Scrape::new(&pods, &nodes);
+        let values = ["plain", "a \"quoted\" \\ back\\slash", "two\nlines", "x=\"y\",z=\"", "caf\u{e9}", "", "\\"];
+        let mut first = Enrichment::new(&scrape);
+        let mut second = Enrichment::new(&scrape);
+        for (i, value) in values.iter().enumerate() {
+            let e = if i % 2 == 0 { &mut first } else { &mut second };
+            e.add_pod_label(0, LabelName::new(format!("l{i}")).expect("name"), Text::from(*value));
+        }
+        let prepared = prepare(&scrape, &[&first, &second]);
+        let pairs: Vec<(String, String)> =
+            prepared.pods[0].pairs().map(|(n, v)| (n.to_owned(), v.into_owned())).collect();
+        let mut want: Vec<(String, String)> =
+            values.iter().enumerate().map(|(i, v)| (format!("l{i}"), v.to_string())).collect();
+        // The first enricher's, then the second's.
+        want.sort_by_key(|(n, _)| n[1..].parse::<usize>().map(|i| (i % 2, i)).unwrap_or_default());
+        assert_eq!(pairs, want);
     }
 
     #[test]

@@ -734,8 +734,8 @@ pub struct Sampled<'s> {
     /// The pods and nodes in scope, with their usage (a pod's containers by
     /// [`Scrape::containers_of`]), and the items dropped as invalid.
     pub scrape: &'s Scrape<'s>,
-    /// Their enrichers' labels (indexed like `scrape`'s pods and nodes) and the enrichers
-    /// that failed.
+    /// Their enrichers' labels (indexed like `scrape`'s pods and nodes; a pod's as
+    /// [`PodLabels::pairs`](msp_core::PodLabels::pairs)) and the enrichers that failed.
     pub enriched: &'s Enriched,
     /// Whether the pod metrics list was read (`kube_metrics_server_up{resource="pods"}`):
     /// when not, `scrape` has no pods.
