@@ -133,6 +133,65 @@ async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
     assert!(!logged.contains("node metrics: read again"), "{logged}");
 }
 
+/// Started while the API server answers nothing but 503: not Ready (the caches cannot list,
+/// as a controller waits for its informers), then, once it is back, Ready with every
+/// enricher's cache filled, the owner's ReplicaSets too, which its warm-up could only ask
+/// for after the pods were listed (made again in the background).
+#[async_std::test]
+async fn faults_started_while_the_api_server_is_down_ready_once_it_is_back_with_the_caches_filled() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let routes = [Route::PodMetrics, Route::NodeMetrics, Route::Pods, Route::Nodes, Route::ReplicaSets, Route::Jobs];
+    for route in routes {
+        sim.state().faults.insert(route, Fault::Status(503));
+    }
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
+    wait_listening(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).expect("log").contains("warm-up done in ") {
+        assert!(started.elapsed() < Duration::from_secs(20), "no warm-up done");
+        async_std::task::sleep(Duration::from_millis(20)).await;
+    }
+    let ready = get(&format!("{base}/readyz"), &[]).await;
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    assert!(ready.body.contains("pods") && ready.body.contains("nodes"), "{}", ready.body);
+    sim.state().faults.clear();
+    let ready = wait_ready(&base).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    // No scrape has run an enricher: the owner's ReplicaSets are listed by its warm-up,
+    // made again once the pods could be listed.
+    let started = Instant::now();
+    while !std::fs::read_to_string(&log).expect("log").contains("warm-up: enricher owner: warmed up") {
+        assert!(started.elapsed() < Duration::from_secs(20), "the owner never warmed up");
+        async_std::task::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(sim.count("/apis/apps/v1/replicasets") > 0, "listed before any scrape");
+    let s = parse(&get(&format!("{base}/metrics"), &[]).await.body);
+    for resource in ["pods", "nodes", "replicasets"] {
+        let cached = find(&s, "kube_metrics_server_cache_objects", &[("resource", resource)]).value;
+        assert!(cached > 0.0, "{resource}: {cached} cached");
+    }
+}
+
+/// A role that may not list ReplicaSets (403): readiness does not wait for a cache that
+/// waiting will not fill; the owner's labels are what it costs.
+#[async_std::test]
+async fn faults_a_cache_the_role_may_not_list_does_not_hold_readiness() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    sim.state().faults.insert(Route::ReplicaSets, Fault::Status(403));
+    let port = free_port();
+    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &dir.join("stderr.log")));
+    wait_listening(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    let ready = wait_ready(&base).await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    assert!(sim.count("/apis/apps/v1/replicasets") > 0, "asked, and refused");
+    let s = parse(&get(&format!("{base}/metrics"), &[]).await.body);
+    assert!(find(&s, "kube_metrics_server_enricher_errors_total", &[("enricher", "owner")]).value > 0.0);
+}
+
 /// SIGTERM: the scrape in flight finishes, then the process exits 0 within 5 s. And at
 /// trace level, through a token rotation, the token never reaches the log.
 #[async_std::test]

@@ -25,6 +25,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use crate::cluster::Cluster;
 use crate::enricher::{Depends, EnrichError, Enricher, Enrichment};
@@ -121,21 +122,38 @@ pub async fn enrich(
     Enriched { prepared, failures, enriched_pods }
 }
 
-/// Warms each enricher up over `cluster` ([`Enricher::warm_up`]), one after the other;
-/// returns those that failed, in order. A panic fails its enricher alone, as in
-/// [`enrich`]. The server calls it once as it starts, beside its first scrape.
+/// Warms every enricher up over `cluster` ([`Enricher::warm_up`]), all at once (one slow
+/// to list holds up none of the others); returns those that failed, in order. A panic
+/// fails its enricher alone, as in [`enrich`]. The server calls it as it starts, beside its
+/// first scrape, and again for those that failed.
 pub async fn warm_up(cluster: &dyn Cluster, enrichers: &[Arc<dyn Enricher>]) -> Vec<Failure> {
-    let mut failures = Vec::new();
-    for enricher in enrichers {
-        let result = match catch_call(|| enricher.warm_up(cluster)) {
-            Ok(future) => CatchUnwind(future).await.unwrap_or_else(|p| Err(Box::new(p))),
-            Err(p) => Err(Box::new(p) as EnrichError),
-        };
-        if let Err(error) = result {
-            failures.push(Failure { enricher: enricher.name().to_owned(), error });
+    let calls = enrichers.iter().map(|enricher| {
+        let call: Pin<Box<dyn Future<Output = Option<Failure>> + Send + '_>> = Box::pin(async move {
+            let result = match catch_call(|| enricher.warm_up(cluster)) {
+                Ok(future) => CatchUnwind(future).await.unwrap_or_else(|p| Err(Box::new(p))),
+                Err(p) => Err(Box::new(p) as EnrichError),
+            };
+            result.err().map(|error| Failure { enricher: enricher.name().to_owned(), error })
+        });
+        Some(call)
+    });
+    let mut calls: Vec<_> = calls.collect();
+    let mut failures: Vec<Option<Failure>> = std::iter::repeat_with(|| None).take(calls.len()).collect();
+    // Each polled until it is done, in one task: the core spawns nothing.
+    std::future::poll_fn(|cx| {
+        for (call, failure) in calls.iter_mut().zip(&mut failures) {
+            if let Some(Poll::Ready(done)) = call.as_mut().map(|c| c.as_mut().poll(cx)) {
+                (*call, *failure) = (None, done);
+            }
         }
-    }
-    failures
+        if calls.iter().all(Option::is_none) {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    failures.into_iter().flatten().collect()
 }
 
 /// Runs each enricher once; keeps what succeeded, in order.
@@ -318,6 +336,42 @@ mod tests {
         );
         assert_eq!(last.warmed.load(std::sync::atomic::Ordering::SeqCst), 1, "the one after them warmed up");
         assert_eq!(last.calls.load(std::sync::atomic::Ordering::SeqCst), 0, "and was not asked to enrich");
+    }
+
+    /// Warms up by sending on, or waiting for, a channel.
+    struct Handshake(async_std::channel::Sender<()>, async_std::channel::Receiver<()>, bool);
+
+    #[async_trait]
+    impl Enricher for Handshake {
+        fn name(&self) -> &str {
+            "handshake"
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            Vec::new()
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, _cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            Ok(Enrichment::new(scrape))
+        }
+        async fn warm_up(&self, _cluster: &dyn Cluster) -> Result<(), EnrichError> {
+            if self.2 {
+                self.1.recv().await.map_err(|e| e.to_string().into())
+            } else {
+                self.0.send(()).await.map_err(|e| e.to_string().into())
+            }
+        }
+    }
+
+    #[test]
+    fn warm_ups_run_at_once() {
+        let (tx, rx) = async_std::channel::bounded(1);
+        // The first waits for the second: one after the other, it never would be done.
+        let enrichers: [Arc<dyn Enricher>; 2] =
+            [Arc::new(Handshake(tx.clone(), rx.clone(), true)), Arc::new(Handshake(tx, rx, false))];
+        let cluster = StaticCluster::default();
+        let warming = warm_up(&cluster, &enrichers);
+        let failures =
+            async_std::task::block_on(async_std::future::timeout(std::time::Duration::from_secs(10), warming));
+        assert!(failures.expect("done").is_empty());
     }
 
     /// Fails every call, as a deadline would.

@@ -88,16 +88,23 @@ impl Enricher for OwnerEnricher {
         Ok(out)
     }
 
-    /// The pods, then the controllers of the kinds that own some of them (a cluster
-    /// without Jobs, or a role that may not list them, never asks for Jobs).
+    /// The pods, then, at once, the controllers of each kind that owns some of them (a
+    /// cluster without Jobs is never asked for Jobs): one that fails costs the other
+    /// nothing.
     async fn warm_up(&self, cluster: &dyn Cluster) -> Result<(), EnrichError> {
         let pods = cluster.pods().await?;
-        for kind in [ControllerKind::ReplicaSet, ControllerKind::Job] {
-            if pods.iter().any(|(_, _, p)| p.controller.as_ref().is_some_and(|c| &*c.kind == kind.kind())) {
-                cluster.controllers(kind).await?;
+        let read = |kind: ControllerKind| {
+            let owns = pods.iter().any(|(_, _, p)| p.controller.as_ref().is_some_and(|c| &*c.kind == kind.kind()));
+            async move {
+                match owns {
+                    true => cluster.controllers(kind).await.map(drop),
+                    false => Ok(()),
+                }
             }
-        }
-        Ok(())
+        };
+        let (replicasets, jobs) =
+            futures_lite::future::zip(read(ControllerKind::ReplicaSet), read(ControllerKind::Job)).await;
+        replicasets.and(jobs)
     }
 }
 
@@ -151,5 +158,10 @@ mod tests {
         assert_eq!(warmed(&owned("ReplicaSet")), ["pods", "ReplicaSet"], "no Job, so no Jobs asked for");
         assert_eq!(warmed(&owned("Job")), ["pods", "Job"]);
         assert_eq!(warmed(&owned("DaemonSet")), ["pods"]);
+        let both = owned("ReplicaSet").replace(
+            r#"{"name":"q","namespace":"a"}"#,
+            r#"{"name":"q","namespace":"a","ownerReferences":[{"kind":"Job","name":"j","controller":true}]}"#,
+        );
+        assert_eq!(warmed(&both), ["pods", "ReplicaSet", "Job"]);
     }
 }

@@ -67,6 +67,10 @@ struct Informer<T> {
     store: Mutex<Arc<Namespaced<T>>>,
     synced: AtomicBool,
     started: AtomicBool,
+    /// Its last list was refused (401, 403: a role without `list`), which waiting will not
+    /// mend: readiness does not wait for it (the scrapes' enricher errors and `CacheStale`
+    /// say it).
+    refused: AtomicBool,
     last_error: Mutex<Option<String>>,
     /// When the API server last said this cache is current, in milliseconds since the Unix
     /// epoch: a list read whole, a watch's event or bookmark, or a watch the server ended
@@ -88,6 +92,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             store: Mutex::new(Arc::new(Namespaced::default())),
             synced: AtomicBool::new(false),
             started: AtomicBool::new(false),
+            refused: AtomicBool::new(false),
             last_error: Mutex::new(None),
             current_at: AtomicU64::new(0),
             streams: streams.clone(),
@@ -102,9 +107,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         self.snapshot().len()
     }
 
-    /// Started, and not yet listed once.
+    /// Started, not yet listed once, and not refused.
     fn syncing(&self) -> bool {
-        self.started.load(Ordering::Relaxed) && !self.synced.load(Ordering::Acquire)
+        self.started.load(Ordering::Relaxed)
+            && !self.synced.load(Ordering::Acquire)
+            && !self.refused.load(Ordering::Relaxed)
     }
 
     /// The snapshot, starting the cache on first use and waiting (up to `wait`) for its
@@ -176,6 +183,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             let (mut rv, mut streamed) = match self.sync(&client, &errors).await {
                 Ok(synced) => synced,
                 Err((list, e)) => {
+                    self.refused.store(matches!(e.status(), Some(401 | 403)), Ordering::Relaxed);
                     let wait = backoff.next(e.retry_after());
                     self.fail(&format_args!("{list}: {e}"), wait, e.retry_after());
                     async_std::task::sleep(wait).await;

@@ -3,7 +3,7 @@
 //! self-metrics. Around the pipeline the exporter adds only deadlines and counters.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +35,8 @@ pub struct Exporter {
     writing: WriteCost,
     /// How many [`Exporter::warm_up`]s are under way.
     warming: AtomicUsize,
+    /// Whether [`Exporter::syncing`] has found nothing to wait for.
+    ready: AtomicBool,
     /// Failed reads of the pod and node lists since the last that worked, so that the first
     /// to work again says so in the log (an outage's last line is not its last error).
     failed_reads: [AtomicU64; 2],
@@ -137,6 +139,11 @@ const ENRICHING_SHARE: u32 = 20;
 /// scrape's timeout we take (its deadline must cover theirs for them to join it), and time
 /// for a cold start of 150,000 pods to list its caches and enrich.
 pub const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long an enricher whose warm-up failed (the API server out of reach as the server
+/// started) is warmed up again in the background ([`Exporter::warm_up`]); past it, its
+/// sources start at the first scrape, as they would with no warm-up.
+pub const WARM_UP_RETRIES_FOR: Duration = Duration::from_secs(600);
 
 /// Fewer pods than this say little of what writing a pod takes.
 const MIN_MEASURED_PODS: usize = 100;
@@ -288,6 +295,7 @@ impl Exporter {
             memo: Memo::default(),
             writing: WriteCost::default(),
             warming: Default::default(),
+            ready: Default::default(),
             failed_reads: Default::default(),
             process_metrics: true,
         }
@@ -372,10 +380,19 @@ impl Exporter {
 
     /// What readiness waits for: the cluster's sources still filling, and the warm-up scrape.
     /// Makes no request.
+    ///
+    /// Once it has found nothing to wait for, it never waits again: a cache started later
+    /// (the first Job, hours on) or a warm-up made again does not turn a Ready pod unready.
     pub fn syncing(&self) -> Vec<String> {
+        if self.ready.load(Ordering::Acquire) {
+            return Vec::new();
+        }
         let mut syncing = self.cluster.syncing();
         if self.warming.load(Ordering::Acquire) > 0 {
             syncing.push("the first scrape (warm-up)".into());
+        }
+        if syncing.is_empty() {
+            self.ready.store(true, Ordering::Release);
         }
         syncing
     }
@@ -387,8 +404,10 @@ impl Exporter {
     /// others. Readiness waits for both. A failure of the scrape (metrics-server down) ends
     /// it like any scrape's, reported in `/metrics`; the enrichers' warm-up does not need
     /// it, so the caches fill meanwhile, and the first scrape after the metrics API comes
-    /// back finds them filled. An enricher whose warm-up fails is logged, and tries again
-    /// at every scrape, as it would have.
+    /// back finds them filled. An enricher whose warm-up fails (the API server out of reach)
+    /// is logged, and warmed up again in the background, 1 s apart doubling to 10 s, for up
+    /// to [`WARM_UP_RETRIES_FOR`]; readiness does not wait for that (the caches it starts
+    /// say when they are filling).
     ///
     /// It has a deadline, [`WARM_UP_TIMEOUT`] away, longer than any scrape's: a Prometheus
     /// scrape that arrives meanwhile (a PodMonitor's scrapes pods not yet Ready) joins it,
@@ -403,21 +422,63 @@ impl Exporter {
         async move {
             let started = Instant::now();
             let exporter = &warming.0;
-            futures_lite::future::zip(exporter.warm_up_scrape(), exporter.warm_up_enrichers()).await;
+            let enrichers = exporter.enrichers.clone();
+            let ((), failed) =
+                futures_lite::future::zip(exporter.warm_up_scrape(), exporter.warm_up_enrichers(enrichers, true)).await;
             log::info!("warm-up done in {:?}", started.elapsed());
+            if !failed.is_empty() {
+                let exporter = Arc::downgrade(exporter);
+                drop(warming);
+                drop(async_std::task::spawn(Exporter::warm_up_again(exporter, failed)));
+            }
         }
     }
 
-    /// Every enricher's [`Enricher::warm_up`], within [`WARM_UP_TIMEOUT`].
-    async fn warm_up_enrichers(&self) {
-        let warming = msp_core::warm_up(self.cluster.as_ref(), &self.enrichers);
+    /// `enrichers`' [`Enricher::warm_up`]s, within [`WARM_UP_TIMEOUT`]; those that failed
+    /// (logged when `loud`).
+    async fn warm_up_enrichers(&self, enrichers: Vec<Arc<dyn Enricher>>, loud: bool) -> Vec<Arc<dyn Enricher>> {
+        let warming = msp_core::warm_up(self.cluster.as_ref(), &enrichers);
         match async_std::future::timeout(WARM_UP_TIMEOUT, warming).await {
             Ok(failures) => {
-                for f in failures {
-                    log::warn!(enricher = f.enricher; "warm-up: enricher {}: {}", f.enricher, f.error);
+                for f in failures.iter().filter(|_| loud) {
+                    log::warn!(enricher = f.enricher; "warm-up: enricher {}: {}; trying again", f.enricher, f.error);
                 }
+                enrichers.into_iter().filter(|e| failures.iter().any(|f| f.enricher == e.name())).collect()
             }
-            Err(_) => log::warn!("warm-up: the enrichers' sources were not read within {WARM_UP_TIMEOUT:?}"),
+            Err(_) => {
+                if loud {
+                    log::warn!(
+                        "warm-up: the enrichers' sources were not read within {WARM_UP_TIMEOUT:?}; trying again"
+                    );
+                }
+                enrichers
+            }
+        }
+    }
+
+    /// The warm-ups that `failed`, again, 1 s apart doubling to 10 s, until each has worked
+    /// (the API server back, or a cache that a list had to come first for: `owner`'s
+    /// ReplicaSets after the pods), for up to [`WARM_UP_RETRIES_FOR`]. Holds the exporter
+    /// weakly: dropped, it stops.
+    async fn warm_up_again(exporter: std::sync::Weak<Exporter>, mut failed: Vec<Arc<dyn Enricher>>) {
+        let (started, mut wait) = (Instant::now(), Duration::from_secs(1));
+        while !failed.is_empty() {
+            async_std::task::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+            let Some(exporter) = exporter.upgrade() else { return };
+            if started.elapsed() >= WARM_UP_RETRIES_FOR {
+                let names: Vec<&str> = failed.iter().map(|e| e.name()).collect();
+                log::warn!(
+                    "warm-up: {} could not warm up for {WARM_UP_RETRIES_FOR:?}; left to the scrapes",
+                    names.join(", ")
+                );
+                return;
+            }
+            let still = exporter.warm_up_enrichers(failed.clone(), false).await;
+            for done in failed.iter().filter(|e| !still.iter().any(|s| Arc::ptr_eq(s, e))) {
+                log::info!(enricher = done.name(); "warm-up: enricher {}: warmed up", done.name());
+            }
+            failed = still;
         }
     }
 
@@ -1323,6 +1384,10 @@ mod tests {
         assert_eq!(exporter.syncing(), ["the first scrape (warm-up)"], "from the call, before it runs");
         async_std::task::block_on(warming);
         assert_eq!(exporter.syncing(), Vec::<String>::new(), "done");
+        let again = exporter.warm_up();
+        assert_eq!(exporter.syncing(), Vec::<String>::new(), "ready once, ready for good");
+        drop(again);
+        let exporter = Arc::new(Exporter::new(Arc::new(Fixed(Some(PODS), None)), Arc::new(StaticCluster::default())));
         let (a, b) = (exporter.warm_up(), exporter.warm_up());
         async_std::task::block_on(a);
         assert_eq!(exporter.syncing().len(), 1, "one still under way");
@@ -1348,6 +1413,57 @@ mod tests {
             self.0.fetch_add(1, Ordering::SeqCst);
             Ok(Default::default())
         }
+    }
+
+    /// An enricher whose warm-up fails its first `.1` calls.
+    struct WarmsAtLast(AtomicU64, u64);
+
+    #[async_trait]
+    impl Enricher for WarmsAtLast {
+        fn name(&self) -> &str {
+            "at-last"
+        }
+        fn labels(&self) -> Vec<msp_core::AddedLabel> {
+            Vec::new()
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, _: &dyn Cluster) -> Result<msp_core::Enrichment, EnrichError> {
+            Ok(msp_core::Enrichment::new(scrape))
+        }
+        async fn warm_up(&self, _: &dyn Cluster) -> Result<(), EnrichError> {
+            match self.0.fetch_add(1, Ordering::SeqCst) < self.1 {
+                true => Err("connection refused".into()),
+                false => Ok(()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_warm_up_that_failed_is_made_again_until_it_works_without_holding_readiness() {
+        let exporter = |enricher: &Arc<WarmsAtLast>| {
+            Arc::new(
+                Exporter::new(Arc::new(Fixed(None, None)), Arc::new(StaticCluster::default()))
+                    .with_enrichers(vec![enricher.clone()]),
+            )
+        };
+        let calls = |enricher: &Arc<WarmsAtLast>| enricher.0.load(Ordering::SeqCst);
+        async_std::task::block_on(async {
+            let enricher = Arc::new(WarmsAtLast(AtomicU64::new(0), 1));
+            let warmed = exporter(&enricher);
+            warmed.warm_up().await;
+            assert_eq!((calls(&enricher), warmed.syncing()), (1, Vec::<String>::new()), "failed, and ready");
+            let started = Instant::now();
+            while calls(&enricher) < 2 {
+                assert!(started.elapsed() < Duration::from_secs(10), "made again");
+                async_std::task::sleep(Duration::from_millis(20)).await;
+            }
+            async_std::task::sleep(Duration::from_millis(2500)).await;
+            assert_eq!(calls(&enricher), 2, "and no more, once it worked");
+            // Dropped: the background warm-ups stop with it.
+            let never = Arc::new(WarmsAtLast(AtomicU64::new(0), u64::MAX));
+            exporter(&never).warm_up().await;
+            async_std::task::sleep(Duration::from_millis(1500)).await;
+            assert_eq!(calls(&never), 1, "the exporter was dropped");
+        });
     }
 
     #[test]

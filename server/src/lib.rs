@@ -51,7 +51,7 @@ pub use config::{
 };
 #[cfg(feature = "demo")]
 pub use demo::{start as start_demo, Demo, DemoError};
-pub use exporter::{Exporter, Sampled, GZIP_CHUNK, WARM_UP_TIMEOUT};
+pub use exporter::{Exporter, Sampled, GZIP_CHUNK, WARM_UP_RETRIES_FOR, WARM_UP_TIMEOUT};
 pub use flight::{Busy, Evicted, LONG, MAX_BODIES, MAX_SCRAPES, STALL};
 pub use kube::{
     certificates, client_config, kill_runs_under_way, private_key, BodySlot, EndpointError, ExecError, InvalidToken,
