@@ -280,8 +280,8 @@ async fn first_hour_an_allow_that_deny_takes_back_is_warned_of() {
         async_std::task::sleep(std::time::Duration::from_millis(25)).await;
     };
     for want in [
-        "namespaces: allow has \"shop-*\", and deny takes it all back",
-        "labels: allow has \"app.kubernetes.io/*\", and deny takes it all back",
+        "namespaces.allow has \"shop-*\", and namespaces.deny takes it all back",
+        "labels.allow has \"app.kubernetes.io/*\", and labels.deny takes it all back",
     ] {
         assert!(logged.contains(want), "{want} in\n{logged}");
     }

@@ -128,8 +128,8 @@ impl Enricher for LabelsEnricher {
     fn config_warnings(&self) -> Vec<String> {
         let warning = |denied: &str| {
             format!(
-                "labels: allow has {denied:?}, and deny takes it all back (MSP_LABELS__ALLOW, MSP_LABELS__DENY): \
-                 deny comes after allow, so no label key {denied:?} allows is exported"
+                "labels.allow has {denied:?}, and labels.deny takes it all back: deny comes after allow, so no \
+                 label key {denied:?} allows is exported"
             )
         };
         self.keys.denied_whole().into_iter().map(warning).collect()
@@ -241,7 +241,7 @@ mod tests {
         let warnings = labels.config_warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
-            warnings[0].starts_with("labels: allow has \"pod-template-hash\", and deny"),
+            warnings[0].starts_with("labels.allow has \"pod-template-hash\", and labels.deny"),
             "the default deny has it"
         );
         assert!(LabelsEnricher::default().config_warnings().is_empty());

@@ -282,13 +282,12 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
 
     /// Fills the store afresh: by a streaming list while the API server has them, whose
     /// watch goes on (its lines, returned); else, or after one that failed, in pages. Returns
-    /// the resourceVersion the watch goes on from. A failure comes with which list failed:
-    /// `streaming list` or `list` (in pages).
+    /// the resourceVersion the watch goes on from. A failure comes with which list failed.
     async fn sync(
         &self,
         client: &KubeClient,
         errors: &WatchErrors,
-    ) -> Result<(String, Option<Lines>), (&'static str, KubeError)> {
+    ) -> Result<(String, Option<Lines>), (Listing, KubeError)> {
         let resource = self.kind.resource;
         if self.streams.load(Ordering::Relaxed) {
             match self.stream_list(client, errors).await {
@@ -310,7 +309,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 // proxy that holds a watch's answer back until it ends would never let a
                 // streaming list through.)
                 Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 429 | 500..=599)) => {
-                    return Err(("streaming list", e))
+                    return Err((Listing::Streaming, e))
                 }
                 // Tried again at the next list.
                 Err(Streamed::Failed(e)) => {
@@ -318,7 +317,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 }
             }
         }
-        let rv = self.list(client, errors).await.map_err(|e| ("list", e))?;
+        let rv = self.list(client, errors).await.map_err(|e| (Listing::Pages, e))?;
         Ok((rv, None))
     }
 
@@ -780,6 +779,24 @@ impl Backoff {
     /// Waits [`Backoff::next`].
     async fn wait_at_least(&mut self, at_least: Option<Duration>) {
         async_std::task::sleep(self.next(at_least)).await;
+    }
+}
+
+/// Which list failed, for the log.
+#[derive(Debug, Clone, Copy)]
+enum Listing {
+    /// A watch with `sendInitialEvents=true`.
+    Streaming,
+    /// A list, in pages.
+    Pages,
+}
+
+impl std::fmt::Display for Listing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Listing::Streaming => "streaming list",
+            Listing::Pages => "list",
+        })
     }
 }
 

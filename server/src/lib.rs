@@ -122,7 +122,7 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
     }
     for denied in config.scope.namespaces.denied_whole() {
         log::warn!(
-            "namespaces: allow has {denied:?}, and deny takes it all back (MSP_NAMESPACES__ALLOW, \
+            "namespaces.allow has {denied:?}, and namespaces.deny takes it all back (MSP_NAMESPACES__ALLOW, \
              MSP_NAMESPACES__DENY): deny comes after allow, so no namespace {denied:?} allows is exported"
         );
     }
