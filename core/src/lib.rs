@@ -78,5 +78,5 @@ pub use render::{
 pub use scrape::{All, ContainerSample, ItemError, NodeSample, PodSample, Scrape, Select};
 pub use selector::{LabelSelector, LabelSelectorError};
 pub use source::MetricsSource;
-pub use timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
+pub use timestamp::{format_http_date, format_rfc3339_ms, parse_rfc3339_ms};
 pub use unwind::panic_message;

@@ -87,6 +87,24 @@ pub fn format_rfc3339_ms(since_epoch: Duration) -> String {
     )
 }
 
+/// `since_epoch` as HTTP writes a date (RFC 9110 5.6.7, IMF-fixdate), to the second:
+/// `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub fn format_http_date(since_epoch: Duration) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let (secs, days) = (since_epoch.as_secs(), since_epoch.as_secs() / 86_400);
+    let (year, month, day) = civil_from_days(days as i64);
+    let rem = secs % 86_400;
+    format!(
+        "{}, {day:02} {} {year:04} {:02}:{:02}:{:02} GMT",
+        DAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize % 12],
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 /// The proleptic Gregorian date `days` after 1970-01-01: years counted in 400-year eras of
 /// 146,097 days, each year starting on 1 March so that the leap day falls at its end.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -105,6 +123,18 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates_as_rfc_9110_writes_them() {
+        for (secs, want) in [
+            (784_111_777, "Sun, 06 Nov 1994 08:49:37 GMT"), // RFC 9110's own example
+            (0, "Thu, 01 Jan 1970 00:00:00 GMT"),
+            (951_827_696, "Tue, 29 Feb 2000 12:34:56 GMT"),
+            (1_796_581_058, "Sun, 06 Dec 2026 18:17:38 GMT"), // as `date -u -d @1796581058` says
+        ] {
+            assert_eq!(format_http_date(Duration::from_secs(secs)), want);
+        }
+    }
 
     #[test]
     fn rfc3339_known_instants() {

@@ -30,7 +30,22 @@ pub fn app(exporter: Arc<Exporter>, web: Option<Arc<WebConfigFile>>) -> tide::Se
     landing_route.get(landing);
     app.at("/healthz").get(|_| async { Ok(text(StatusCode::Ok, "ok\n")) });
     app.at("/readyz").get(readyz);
+    app.with(allow);
     app
+}
+
+/// Every route takes GET (and HEAD), and a 405 must say so (RFC 9110 15.5.6).
+fn allow<'a>(
+    req: Request<State>,
+    next: tide::Next<'a, State>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = tide::Result> + Send + 'a>> {
+    Box::pin(async move {
+        let mut res = next.run(req).await;
+        if res.status() == StatusCode::MethodNotAllowed && res.header("Allow").is_none() {
+            res.insert_header("Allow", "GET, HEAD");
+        }
+        Ok(res)
+    })
 }
 
 /// Mounts `exporter` (from [`app`]) in `outer` under `prefix` (`/exporter`): its routes at
@@ -248,6 +263,20 @@ mod tests {
             assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 0, "no scrape");
             assert!(get(&app, "/metrics").await.1.contains("kube_metrics_server_up"));
             assert_eq!(source.0.load(std::sync::atomic::Ordering::SeqCst), 1, "a GET scrapes");
+        });
+    }
+
+    #[test]
+    fn a_method_not_allowed_says_which_are() {
+        let app = app(Arc::new(Exporter::new(Arc::new(Empty), Arc::new(StaticCluster::default()))), None);
+        async_std::task::block_on(async {
+            for path in ["/metrics", "/healthz", "/"] {
+                let req =
+                    http_types::Request::new(http_types::Method::Post, format!("http://exporter.test{path}").as_str());
+                let res: http_types::Response = app.respond(req).await.expect("respond");
+                assert_eq!(res.status(), StatusCode::MethodNotAllowed, "{path}");
+                assert_eq!(res.header("Allow").map(|h| h.as_str()), Some("GET, HEAD"), "{path}");
+            }
         });
     }
 

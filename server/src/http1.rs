@@ -395,6 +395,11 @@ async fn write_response<W: AsyncWrite + Unpin>(
             head.push_str(&format!("{name}: {value}\r\n"));
         }
     }
+    // An origin server with a clock sends one (RFC 9110 6.6.1), as Go's do.
+    if res.header("date").is_none() {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        head.push_str(&format!("date: {}\r\n", msp_core::format_http_date(now)));
+    }
     if let Some(len) = len {
         head.push_str(&format!("content-length: {len}\r\n"));
     } else if chunked {
@@ -929,6 +934,19 @@ mod tests {
         }
         let tab = exchange(b"GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\nX-Echo: a\tb\r\n\r\n");
         assert!(tab.starts_with("HTTP/1.1 200 ") && tab.ends_with("a\tb"), "a tab is allowed: {tab}");
+    }
+
+    #[test]
+    fn every_answer_carries_its_date_refusals_too() {
+        for ask in [&b"GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"[..], b"GET / HTTP/2.0\r\n\r\n"] {
+            let answer = exchange(ask);
+            let date = answer.lines().find_map(|l| l.strip_prefix("date: ")).unwrap_or_else(|| panic!("{answer}"));
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock");
+            // This second, or one of the ten before (a busy machine).
+            let near: Vec<String> =
+                (0..=10).map(|s| msp_core::format_http_date(now.saturating_sub(Duration::from_secs(s)))).collect();
+            assert!(near.iter().any(|d| d == date), "{date} against {near:?}");
+        }
     }
 
     #[test]
