@@ -93,6 +93,36 @@ async fn library_embed_tide_serves_the_exporter_and_every_link_under_the_prefix(
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }
 
+/// The custom enricher example, as an embedder copies it: its own section read, its label
+/// on the demo's pods, its configuration warning logged, and a configuration it refuses
+/// said as the service says it.
+#[async_std::test]
+async fn library_custom_enricher_reads_its_section_and_warns_of_it() {
+    let port = free_port();
+    let dir = temp_dir("custom-enricher");
+    let log = dir.join("stderr.log");
+    let mut command = demo_command(&example("custom_enricher"), port);
+    command.env("MSP_TEAM__OWNERS", r#"{""="everyone",shop="commerce"}"#);
+    let _child = Killed(spawn_logging(&mut command, &log));
+    wait_listening(port).await;
+    let base = format!("http://127.0.0.1:{port}");
+    assert_eq!(wait_ready(&base).await.status, 200);
+    let s = parse(&get(&format!("{base}/metrics"), &[]).await.body);
+    let teams: std::collections::BTreeSet<&str> = s
+        .iter()
+        .filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores")
+        .filter_map(|x| x.label("team"))
+        .collect();
+    assert_eq!(teams.into_iter().collect::<Vec<_>>(), ["everyone"], "the empty prefix owns them all");
+    let logged = std::fs::read_to_string(&log).expect("log");
+    assert!(logged.contains(r#"enricher "team": team.owners has "" = "everyone""#), "{logged}");
+
+    let out = Command::new(example("custom_enricher")).env_clear().env("MSP_TEAM__TYPO", "1").output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("custom_enricher: configuration of enricher \"team\""), "{err}");
+    assert!(!err.contains("Enricher {"), "said, not debugged: {err}");
+}
+
 /// `scrape_with` hands an embedder the samples and labels a scrape is written from, not
 /// text: rendered with the exporter's options, they are the scrape's families exactly.
 #[async_std::test]
@@ -108,10 +138,9 @@ async fn library_scrape_with_hands_over_what_the_scrape_is_written_from() {
             assert!(sampled.pods_up && sampled.nodes_up);
             assert!(sampled.enriched.failures.is_empty(), "{:?}", sampled.enriched.failures);
             let scrape = sampled.scrape;
-            let i = scrape.pods.iter().position(|p| p.name == "frontend-7c9d8f6b5-8xk2d").expect("the pod");
-            let containers = scrape.containers_of(&scrape.pods[i]);
-            let labels = sampled.enriched.prepared.pods[i].pairs();
-            let labels: Vec<(String, String)> = labels.map(|(n, v)| (n.to_owned(), v.into_owned())).collect();
+            let (_, containers, labels) =
+                sampled.pods().find(|(p, _, _)| p.name == "frontend-7c9d8f6b5-8xk2d").expect("the pod");
+            let labels: Vec<(String, String)> = labels.pairs().map(|(n, v)| (n.to_owned(), v.into_owned())).collect();
             let frontend = (containers[0].name.to_owned(), labels);
             let mut out = String::new();
             msp_core::render_prepared(&mut out, scrape, &sampled.enriched.prepared, exporter.options())

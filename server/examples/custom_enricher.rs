@@ -52,10 +52,32 @@ impl Enricher for Team {
         }
         Ok(out)
     }
+
+    /// Logged as the server starts: an empty prefix, which every namespace starts with.
+    fn config_warnings(&self) -> Vec<String> {
+        let empty = self.owners.get("").map(|team| {
+            format!("team.owners has \"\" = {team:?}, which every namespace starts with: every pod is {team:?}'s")
+        });
+        empty.into_iter().collect()
+    }
+
+    // It reads nothing of the cluster, so it has no `warm_up` (one that does reads there
+    // what each scrape will, through the `Cluster`, so that its caches start at once).
 }
 
+/// Prints what stopped it as the service does, not as `Debug` would.
 #[async_std::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> std::process::ExitCode {
+    match serve().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("custom_enricher: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut registry = Registry::builtin();
     registry.register_with("team", "team", |o: TeamOptions| Ok(Arc::new(Team { owners: o.owners })));
 

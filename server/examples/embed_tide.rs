@@ -16,8 +16,19 @@ use std::sync::Arc;
 
 use msp_server::{init_logging, Config, Registry};
 
+/// Prints what stopped it as the service does, not as `Debug` would.
 #[async_std::main]
-async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn main() -> std::process::ExitCode {
+    match serve().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("embed_tide: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut config = Config::load(None, &Registry::builtin())?; // MSP_* and MSP_CONFIG's file
     init_logging(config.log_level, config.log_format);
     let _sim =
@@ -30,7 +41,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     app.at("/").get(|_| async { Ok("the embedder's own app; the exporter is at /exporter/\n") });
     app.at("/version")
         .get(|_| async { Ok(format!("embedder 1.0, metrics-server-prom {}\n", env!("CARGO_PKG_VERSION"))) });
-    // The warm-up scrape, which /exporter/readyz waits for, as `run` starts it.
+    // The warm-up (a scrape, and the enrichers' caches), which /exporter/readyz waits for,
+    // as `run` starts it.
     async_std::task::spawn(exporter.warm_up());
     // `mount` nests it at /exporter/ and redirects /exporter there, so relative links work.
     msp_server::mount(&mut app, "/exporter", msp_server::app(exporter, web.clone()));

@@ -302,11 +302,17 @@ impl Exporter {
     }
 
     /// With `enrichers`, in order (earlier wins a label name). What their labels say they
-    /// add that will never be written ([`msp_core::unwritten_labels`]), and two of one name
-    /// (which share a `kube_metrics_server_enricher_errors_total` series), are logged.
+    /// add that will never be written ([`msp_core::unwritten_labels`]), two of one name
+    /// (which share a `kube_metrics_server_enricher_errors_total` series), and each one's
+    /// [`Enricher::config_warnings`] are logged.
     pub fn with_enrichers(mut self, enrichers: Vec<Arc<dyn Enricher>>) -> Self {
         for said in msp_core::unwritten_labels(&enrichers) {
             log::warn!("{said}; that label is left out where it clashes");
+        }
+        for e in &enrichers {
+            for warning in e.config_warnings() {
+                log::warn!(enricher = e.name(); "enricher {:?}: {warning}", e.name());
+            }
         }
         for (i, e) in enrichers.iter().enumerate() {
             if enrichers[..i].iter().any(|earlier| earlier.name() == e.name()) {
@@ -803,6 +809,18 @@ pub struct Sampled<'s> {
     pub pods_up: bool,
     /// Whether the node metrics list was read.
     pub nodes_up: bool,
+}
+
+impl<'s> Sampled<'s> {
+    /// Each pod in scope, with its containers and its enrichers' labels (read them with
+    /// [`PodLabels::pairs`](msp_core::PodLabels::pairs)).
+    pub fn pods(
+        &self,
+    ) -> impl Iterator<Item = (&'s msp_core::PodSample<'s>, &'s [msp_core::ContainerSample<'s>], &'s msp_core::PodLabels)>
+    {
+        let (scrape, labels) = (self.scrape, &self.enriched.prepared.pods);
+        scrape.pods.iter().zip(labels).map(move |(pod, labels)| (pod, scrape.containers_of(pod), &**labels))
+    }
 }
 
 /// What a scrape read, for its self-metrics.

@@ -66,6 +66,11 @@ pub use shard::{Shard, ShardError, ShardWarning};
 pub use source::MetricsApi;
 pub use web::{Credentials, WebConfig, WebConfigError, WebConfigFile};
 
+/// The configuration's reader, which [`Registry`]'s factories get.
+pub use figment::Figment;
+/// The core crate, as this one uses it: one version for both.
+pub use msp_core;
+
 use std::sync::Arc;
 
 use msp_core::RenderOptions;
@@ -125,9 +130,6 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
             "namespaces.allow has {denied:?}, and namespaces.deny takes it all back (MSP_NAMESPACES__ALLOW, \
              MSP_NAMESPACES__DENY): deny comes after allow, so no namespace {denied:?} allows is exported"
         );
-    }
-    for warning in config.enrichers.to_vec().iter().flat_map(|e| e.config_warnings()) {
-        log::warn!("{warning}");
     }
     let (enabled, not_enabled) = (config.enrichers.names(), config.enrichers.not_enabled());
     log::info!("enrichers: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
