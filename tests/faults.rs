@@ -175,6 +175,57 @@ async fn faults_started_while_the_api_server_is_down_ready_once_it_is_back_with_
     }
 }
 
+/// The waits the nodes cache logged after its failed watches, in seconds, in order.
+fn nodes_watch_waits(log: &std::path::Path) -> Vec<f64> {
+    let logged = std::fs::read_to_string(log).expect("log");
+    let waits = logged.lines().filter(|l| l.contains("nodes cache: watch: ")).filter_map(|l| {
+        let wait = l.split("; again in ").nth(1)?.split([' ', '(']).next()?;
+        let (number, scale) = match wait {
+            w if w.ends_with("ms") => (&w[..w.len() - 2], 1e-3),
+            w if w.ends_with("µs") => (&w[..w.len() - "µs".len()], 1e-6),
+            w => (w.strip_suffix('s')?, 1.0),
+        };
+        Some(number.parse::<f64>().ok()? * scale)
+    });
+    waits.collect()
+}
+
+/// A watch that lived (it brought news, and lasted a second) starts the backoff over,
+/// however it ends: after an outage grew the wait past 0.8 s, an error ending such a watch
+/// is followed by the shortest wait, not the outage's next.
+#[async_std::test]
+async fn faults_a_watch_that_lived_starts_the_backoff_over() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
+    wait_listening(port).await;
+    assert_eq!(wait_ready(&format!("http://127.0.0.1:{port}")).await.status, 200);
+    let until = |what: &str, done: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !done() {
+            assert!(started.elapsed() < Duration::from_secs(30), "{what}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // An outage of the nodes' watches: five failures, the backoff doubling.
+    sim.state().faults.insert(Route::Nodes, Fault::WatchStatus(503));
+    sim.drop_watches();
+    until("five failed watches", &|| nodes_watch_waits(&log).len() >= 5);
+    let grown = nodes_watch_waits(&log)[4];
+    assert!(grown >= 0.8, "the fifth wait, {grown} s, is at least half of 1.6 s");
+    // Over: a watch opens, brings news, lasts a second, then meets an error.
+    sim.state().faults.clear();
+    until("a watch open again", &|| std::fs::read_to_string(&log).expect("log").contains("nodes watch: open again"));
+    sim.update(|c| c.nodes[0].labels.push(("touched".into(), "1".into())));
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = nodes_watch_waits(&log).len();
+    sim.state().watch_error(Route::Nodes, 500);
+    until("the error logged", &|| nodes_watch_waits(&log).len() > before);
+    let after = nodes_watch_waits(&log)[before];
+    assert!(after <= 0.2, "the backoff started over: {after} s after {grown} s");
+}
+
 /// A role that may not list ReplicaSets (403): readiness does not wait for a cache that
 /// waiting will not fill; the owner's labels are what it costs.
 #[async_std::test]

@@ -185,6 +185,16 @@ impl SimState {
         }
     }
 
+    /// Sends the watches of `route` an `ERROR` event with this status code, as an API server
+    /// does for an error it meets mid-watch. It stays in the history: a watch from before
+    /// it gets it too.
+    pub fn watch_error(&mut self, route: Route, code: u16) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "injected: an error mid-watch", "reason": "InternalError", "code": code});
+        self.resource_version += 1;
+        self.events.push((route, self.resource_version, "ERROR", status));
+    }
+
     fn push_event(&mut self, route: Route, kind: &'static str, mut object: serde_json::Value) {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
