@@ -229,6 +229,9 @@ pub struct Enrichers {
     unused: Vec<String>,
     /// Sections set in the configuration that only enrichers not enabled read.
     idle: Vec<String>,
+    /// `(selected as, calls itself)` for each enricher whose `name()` is not the name it was
+    /// registered, and selected, by.
+    renamed: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Enrichers {
@@ -240,7 +243,7 @@ impl std::fmt::Debug for Enrichers {
 impl Enrichers {
     /// Checks `names` against `registry` and builds each from `figment`.
     fn build(names: &[String], registry: &Registry, figment: &Figment) -> Result<Self, ConfigError> {
-        let mut built = Vec::with_capacity(names.len());
+        let (mut built, mut renamed) = (Vec::with_capacity(names.len()), Vec::new());
         for (i, name) in names.iter().enumerate() {
             if let Some(first) = names[..i].iter().position(|n| n == name) {
                 return Err(invalid(
@@ -256,7 +259,12 @@ impl Enrichers {
                     ))
                 }
                 Some(Err(e)) => return Err(ConfigError::Enricher { name: name.clone(), source: e }),
-                Some(Ok(enricher)) => built.push(enricher),
+                Some(Ok(enricher)) => {
+                    if enricher.name() != name {
+                        renamed.push((name.clone(), enricher.name().to_owned()));
+                    }
+                    built.push(enricher)
+                }
             }
         }
         let unused: Vec<String> =
@@ -276,7 +284,14 @@ impl Enrichers {
             .map(String::from)
             .collect();
         let idle = idle.into_iter().collect();
-        Ok(Enrichers { built, unused, idle })
+        Ok(Enrichers { built, unused, idle, renamed })
+    }
+
+    /// `(selected as, calls itself)` for each enricher whose [`Enricher::name`] differs from
+    /// the name its registry entry has: the configuration selects it by the one, the log, the
+    /// landing page and `kube_metrics_server_enricher_errors_total` say the other.
+    pub fn renamed(&self) -> &[(String, String)] {
+        &self.renamed
     }
 
     /// Sections set in the configuration (`labels`, say) that only enrichers not enabled
@@ -921,6 +936,7 @@ mod embedder_tests {
             jail.create_file("msp.toml", "enrichers = [\"node\", \"team\"]\n[team]\nchannel = \"#sre\"\n")?;
             let c = Config::load(Some("msp.toml".into()), &registry()).map_err(|e| e.to_string())?;
             assert_eq!(c.enrichers.names(), ["node", "team:#sre"]);
+            assert_eq!(c.enrichers.renamed(), [("team".to_owned(), "team:#sre".to_owned())], "to be warned of");
 
             jail.set_env("MSP_TEAM__CHANNEL", "#platform");
             let c = Config::load(Some("msp.toml".into()), &registry()).map_err(|e| e.to_string())?;

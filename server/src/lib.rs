@@ -131,6 +131,13 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
              MSP_NAMESPACES__DENY): deny comes after allow, so no namespace {denied:?} allows is exported"
         );
     }
+    for (selected, called) in config.enrichers.renamed() {
+        log::warn!(
+            "the enricher registered as {selected:?} calls itself {called:?} (Enricher::name): `enrichers` selects \
+             it as {selected:?}, but the log, the landing page and kube_metrics_server_enricher_errors_total say \
+             {called:?}; make the two agree"
+        );
+    }
     let (enabled, not_enabled) = (config.enrichers.names(), config.enrichers.not_enabled());
     log::info!("enrichers: {}", if enabled.is_empty() { "none".into() } else { enabled.join(", ") });
     for section in config.enrichers.idle_sections() {
