@@ -134,9 +134,9 @@ async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
 }
 
 /// Started while the API server answers nothing but 503: not Ready (the caches cannot list,
-/// as a controller waits for its informers), then, once it is back, Ready with every
-/// enricher's cache filled, the owner's ReplicaSets too, which its warm-up could only ask
-/// for after the pods were listed (made again in the background).
+/// as a controller waits for its informers), then, once it is back, Ready; and the owner's
+/// ReplicaSets, which its warm-up could only ask for after the pods were listed, are listed
+/// by that warm-up made again in the background, before any scrape.
 #[async_std::test]
 async fn faults_started_while_the_api_server_is_down_ready_once_it_is_back_with_the_caches_filled() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
@@ -218,7 +218,7 @@ async fn faults_a_watch_that_lived_starts_the_backoff_over() {
     sim.state().faults.clear();
     until("a watch open again", &|| std::fs::read_to_string(&log).expect("log").contains("nodes watch: open again"));
     sim.update(|c| c.nodes[0].labels.push(("touched".into(), "1".into())));
-    std::thread::sleep(Duration::from_millis(1500));
+    async_std::task::sleep(Duration::from_millis(1500)).await;
     let before = nodes_watch_waits(&log).len();
     sim.state().watch_error(Route::Nodes, 500);
     until("the error logged", &|| nodes_watch_waits(&log).len() > before);

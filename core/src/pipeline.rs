@@ -338,8 +338,12 @@ mod tests {
         assert_eq!(last.calls.load(std::sync::atomic::Ordering::SeqCst), 0, "and was not asked to enrich");
     }
 
-    /// Warms up by sending on, or waiting for, a channel.
-    struct Handshake(async_std::channel::Sender<()>, async_std::channel::Receiver<()>, bool);
+    /// Warms up by sending on, or (`waits`) waiting for, a channel.
+    struct Handshake {
+        send: async_std::channel::Sender<()>,
+        receive: async_std::channel::Receiver<()>,
+        waits: bool,
+    }
 
     #[async_trait]
     impl Enricher for Handshake {
@@ -353,10 +357,10 @@ mod tests {
             Ok(Enrichment::new(scrape))
         }
         async fn warm_up(&self, _cluster: &dyn Cluster) -> Result<(), EnrichError> {
-            if self.2 {
-                self.1.recv().await.map_err(|e| e.to_string().into())
+            if self.waits {
+                self.receive.recv().await.map_err(|e| e.to_string().into())
             } else {
-                self.0.send(()).await.map_err(|e| e.to_string().into())
+                self.send.send(()).await.map_err(|e| e.to_string().into())
             }
         }
     }
@@ -365,8 +369,10 @@ mod tests {
     fn warm_ups_run_at_once() {
         let (tx, rx) = async_std::channel::bounded(1);
         // The first waits for the second: one after the other, it never would be done.
-        let enrichers: [Arc<dyn Enricher>; 2] =
-            [Arc::new(Handshake(tx.clone(), rx.clone(), true)), Arc::new(Handshake(tx, rx, false))];
+        let enrichers: [Arc<dyn Enricher>; 2] = [
+            Arc::new(Handshake { send: tx.clone(), receive: rx.clone(), waits: true }),
+            Arc::new(Handshake { send: tx, receive: rx, waits: false }),
+        ];
         let cluster = StaticCluster::default();
         let warming = warm_up(&cluster, &enrichers);
         let failures =

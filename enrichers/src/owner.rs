@@ -96,9 +96,10 @@ impl Enricher for OwnerEnricher {
         let read = |kind: ControllerKind| {
             let owns = pods.iter().any(|(_, _, p)| p.controller.as_ref().is_some_and(|c| &*c.kind == kind.kind()));
             async move {
-                match owns {
-                    true => cluster.controllers(kind).await.map(drop),
-                    false => Ok(()),
+                if owns {
+                    cluster.controllers(kind).await.map(drop)
+                } else {
+                    Ok(())
                 }
             }
         };

@@ -127,7 +127,8 @@ async fn metrics(req: Request<State>) -> tide::Result {
     Ok(res)
 }
 
-/// Ready once the caches in use have filled once; answered from what the process already
+/// Ready once the warm-up is done and the caches in use have filled once (or been refused:
+/// see [`Exporter::syncing`]), and from then on; answered from what the process already
 /// knows, never by asking the API server. An outage of metrics-server is reported in
 /// `/metrics` (`kube_metrics_server_up 0`), not by going unready and vanishing.
 async fn readyz(req: Request<State>) -> tide::Result {

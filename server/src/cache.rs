@@ -67,9 +67,9 @@ struct Informer<T> {
     store: Mutex<Arc<Namespaced<T>>>,
     synced: AtomicBool,
     started: AtomicBool,
-    /// Its last list was refused (401, 403: a role without `list`), which waiting will not
+    /// Its last list was refused (403: a role without `list`), which waiting will not
     /// mend: readiness does not wait for it (the scrapes' enricher errors and `CacheStale`
-    /// say it).
+    /// say it). Not a 401, which a token re-read, or a clock set right, may mend.
     refused: AtomicBool,
     last_error: Mutex<Option<String>>,
     /// When the API server last said this cache is current, in milliseconds since the Unix
@@ -183,7 +183,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             let (mut rv, mut streamed) = match self.sync(&client, &errors).await {
                 Ok(synced) => synced,
                 Err((list, e)) => {
-                    self.refused.store(matches!(e.status(), Some(401 | 403)), Ordering::Relaxed);
+                    self.refused.store(e.status() == Some(403), Ordering::Relaxed);
                     let wait = backoff.next(e.retry_after());
                     self.fail(&format_args!("{list}: {e}"), wait, e.retry_after());
                     async_std::task::sleep(wait).await;

@@ -389,12 +389,17 @@ impl Exporter {
     ///
     /// Once it has found nothing to wait for, it never waits again: a cache started later
     /// (the first Job, hours on) or a warm-up made again does not turn a Ready pod unready.
+    /// So call [`Exporter::warm_up`] before the first probe can come (as `run` does): with
+    /// none under way and no cache started, the first probe finds nothing to wait for.
     pub fn syncing(&self) -> Vec<String> {
         if self.ready.load(Ordering::Acquire) {
             return Vec::new();
         }
+        // The warm-up first: one that ends between the two reads must not be missed, with the
+        // caches it started done.
+        let warming = self.warming.load(Ordering::Acquire) > 0;
         let mut syncing = self.cluster.syncing();
-        if self.warming.load(Ordering::Acquire) > 0 {
+        if warming {
             syncing.push("the first scrape (warm-up)".into());
         }
         if syncing.is_empty() {
@@ -411,9 +416,11 @@ impl Exporter {
     /// it like any scrape's, reported in `/metrics`; the enrichers' warm-up does not need
     /// it, so the caches fill meanwhile, and the first scrape after the metrics API comes
     /// back finds them filled. An enricher whose warm-up fails (the API server out of reach)
-    /// is logged, and warmed up again in the background, 1 s apart doubling to 10 s, for up
-    /// to [`WARM_UP_RETRIES_FOR`]; readiness does not wait for that (the caches it starts
-    /// say when they are filling).
+    /// is logged, and warmed up again in the background every second, for up to
+    /// [`WARM_UP_RETRIES_FOR`]. Readiness does not wait for the retries themselves, but for
+    /// the caches they start until it first finds nothing to wait for; a retry a second
+    /// after the API server is back (`owner`'s ReplicaSets, once the pods are listed) mostly
+    /// comes before that.
     ///
     /// It has a deadline, [`WARM_UP_TIMEOUT`] away, longer than any scrape's: a Prometheus
     /// scrape that arrives meanwhile (a PodMonitor's scrapes pods not yet Ready) joins it,
@@ -446,8 +453,12 @@ impl Exporter {
         let warming = msp_core::warm_up(self.cluster.as_ref(), &enrichers);
         match async_std::future::timeout(WARM_UP_TIMEOUT, warming).await {
             Ok(failures) => {
-                for f in failures.iter().filter(|_| loud) {
-                    log::warn!(enricher = f.enricher; "warm-up: enricher {}: {}; trying again", f.enricher, f.error);
+                for f in &failures {
+                    if loud {
+                        log::warn!(enricher = f.enricher; "warm-up: enricher {}: {}; trying again", f.enricher, f.error);
+                    } else {
+                        log::debug!(enricher = f.enricher; "warm-up: enricher {}: {}", f.enricher, f.error);
+                    }
                 }
                 enrichers.into_iter().filter(|e| failures.iter().any(|f| f.enricher == e.name())).collect()
             }
@@ -462,15 +473,15 @@ impl Exporter {
         }
     }
 
-    /// The warm-ups that `failed`, again, 1 s apart doubling to 10 s, until each has worked
-    /// (the API server back, or a cache that a list had to come first for: `owner`'s
-    /// ReplicaSets after the pods), for up to [`WARM_UP_RETRIES_FOR`]. Holds the exporter
-    /// weakly: dropped, it stops.
+    /// The warm-ups that `failed`, again, a second apart, until each has worked (the API
+    /// server back, or a cache that a list had to come first for: `owner`'s ReplicaSets
+    /// after the pods), for up to [`WARM_UP_RETRIES_FOR`]. Cheap while they fail: a cache
+    /// that cannot list answers at once with its last error, and lists on its own backoff.
+    /// Holds the exporter weakly: dropped, it stops.
     async fn warm_up_again(exporter: std::sync::Weak<Exporter>, mut failed: Vec<Arc<dyn Enricher>>) {
-        let (started, mut wait) = (Instant::now(), Duration::from_secs(1));
+        let started = Instant::now();
         while !failed.is_empty() {
-            async_std::task::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(10));
+            async_std::task::sleep(Duration::from_secs(1)).await;
             let Some(exporter) = exporter.upgrade() else { return };
             if started.elapsed() >= WARM_UP_RETRIES_FOR {
                 let names: Vec<&str> = failed.iter().map(|e| e.name()).collect();
@@ -1433,8 +1444,11 @@ mod tests {
         }
     }
 
-    /// An enricher whose warm-up fails its first `.1` calls.
-    struct WarmsAtLast(AtomicU64, u64);
+    /// An enricher whose warm-up fails its first `fails` calls.
+    struct WarmsAtLast {
+        calls: AtomicU64,
+        fails: u64,
+    }
 
     #[async_trait]
     impl Enricher for WarmsAtLast {
@@ -1448,9 +1462,10 @@ mod tests {
             Ok(msp_core::Enrichment::new(scrape))
         }
         async fn warm_up(&self, _: &dyn Cluster) -> Result<(), EnrichError> {
-            match self.0.fetch_add(1, Ordering::SeqCst) < self.1 {
-                true => Err("connection refused".into()),
-                false => Ok(()),
+            if self.calls.fetch_add(1, Ordering::SeqCst) < self.fails {
+                Err("connection refused".into())
+            } else {
+                Ok(())
             }
         }
     }
@@ -1463,9 +1478,9 @@ mod tests {
                     .with_enrichers(vec![enricher.clone()]),
             )
         };
-        let calls = |enricher: &Arc<WarmsAtLast>| enricher.0.load(Ordering::SeqCst);
+        let calls = |enricher: &Arc<WarmsAtLast>| enricher.calls.load(Ordering::SeqCst);
         async_std::task::block_on(async {
-            let enricher = Arc::new(WarmsAtLast(AtomicU64::new(0), 1));
+            let enricher = Arc::new(WarmsAtLast { calls: AtomicU64::new(0), fails: 1 });
             let warmed = exporter(&enricher);
             warmed.warm_up().await;
             assert_eq!((calls(&enricher), warmed.syncing()), (1, Vec::<String>::new()), "failed, and ready");
@@ -1477,7 +1492,7 @@ mod tests {
             async_std::task::sleep(Duration::from_millis(2500)).await;
             assert_eq!(calls(&enricher), 2, "and no more, once it worked");
             // Dropped: the background warm-ups stop with it.
-            let never = Arc::new(WarmsAtLast(AtomicU64::new(0), u64::MAX));
+            let never = Arc::new(WarmsAtLast { calls: AtomicU64::new(0), fails: u64::MAX });
             exporter(&never).warm_up().await;
             async_std::task::sleep(Duration::from_millis(1500)).await;
             assert_eq!(calls(&never), 1, "the exporter was dropped");

@@ -12,10 +12,11 @@
 //!   CR), a method not in capitals 501, another HTTP version 505, a request body we do not
 //!   take (chunked, or over [`Limits::body`]) 501 or 413, an `Expect` other than
 //!   `100-continue` 417 (that one gets `100 Continue`).
-//! - A control byte or a `#` in the target, or a control byte but tab in a header value,
-//!   gets 400, as from Go's servers. A header value past ASCII (obs-text) gets 400 too,
-//!   but in a header that only describes the client ([`DESCRIPTIVE`]: `User-Agent`...),
-//!   which is left out. `OPTIONS *` gets 200, as from Go's servers.
+//! - A control byte in the target, or a control byte but tab in a header value, gets 400,
+//!   as from Go's servers; so does a `#` in the target (Go's take it as part of the path).
+//!   A header value past ASCII (obs-text) gets 400 too, but in a header nothing here reads
+//!   ([`LEFT_OUT`]: `User-Agent`, `Cookie`...), which is left out. `OPTIONS *` gets 200, as
+//!   from Go's servers.
 //! - Timeouts: a request head must arrive within [`Limits::head`] once started, an idle
 //!   keep-alive connection is closed after [`Limits::idle`], and every 64 KiB written must
 //!   go within [`Limits::write`], so a client that never reads cannot hold its response
@@ -153,9 +154,10 @@ async fn read_line<R: AsyncBufReadExt + Unpin>(
     Ok(Some(()))
 }
 
-/// The headers that only describe the client (RFC 9110 10.1): one past ASCII is left out,
-/// not refused.
-const DESCRIPTIVE: [&str; 3] = ["User-Agent", "Referer", "From"];
+/// The headers nothing here reads: those that only describe the client (RFC 9110 10.1),
+/// and `Cookie` (a browser on the landing page may send another local app's). One past
+/// ASCII is left out, not refused.
+const LEFT_OUT: [&str; 4] = ["User-Agent", "Referer", "From", "Cookie"];
 
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
@@ -222,10 +224,10 @@ async fn read_head<R: AsyncBufReadExt + Unpin>(reader: &mut R, limits: &Limits) 
         match std::str::from_utf8(value).ok().filter(|v| v.is_ascii()) {
             Some(value) => headers.push((name.to_owned(), value.trim_matches([' ', '\t']).to_owned())),
             // Bytes past ASCII (obs-text, or UTF-8), which our header values cannot hold
-            // (Go's servers keep them): a header that only describes the client is left
+            // (Go's servers keep them): a header that nothing here reads is left
             // out; any other is refused, since its absence may mean more than its presence
             // (a second `Authorization` would count instead of it).
-            None if DESCRIPTIVE.iter().any(|f| name.eq_ignore_ascii_case(f)) => {}
+            None if LEFT_OUT.iter().any(|f| name.eq_ignore_ascii_case(f)) => {}
             None => return Err(HeadError::Refuse(BAD.0, BAD.1)),
         }
     }
@@ -897,7 +899,7 @@ mod tests {
     }
 
     #[test]
-    fn a_header_past_ascii_is_refused_unless_it_only_describes_the_client() {
+    fn a_header_past_ascii_is_refused_unless_nothing_here_reads_it() {
         // Latin-1 (obs-text) and UTF-8 alike.
         for value in [&b"caf\xe9"[..], "café".as_bytes()] {
             let sent = |name: &str, echo: &str| {
@@ -907,7 +909,7 @@ mod tests {
                 ask.extend_from_slice(b"\r\n\r\n");
                 exchange(&ask)
             };
-            for name in ["User-Agent", "referer", "From"] {
+            for name in ["User-Agent", "referer", "From", "Cookie"] {
                 let answer = sent(name, "X-Echo: served\r\n");
                 assert!(answer.starts_with("HTTP/1.1 200 ") && answer.ends_with("served"), "{name}: {answer}");
             }

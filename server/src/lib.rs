@@ -127,8 +127,8 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
     }
     for denied in config.scope.namespaces.denied_whole() {
         log::warn!(
-            "namespaces.allow has {denied:?}, and namespaces.deny takes it all back (MSP_NAMESPACES__ALLOW, \
-             MSP_NAMESPACES__DENY): deny comes after allow, so no namespace {denied:?} allows is exported"
+            "namespaces.allow has {denied:?}, and namespaces.deny takes it all back: deny comes after allow, so \
+             no namespace {denied:?} allows is exported"
         );
     }
     for (selected, called) in config.enrichers.renamed() {
