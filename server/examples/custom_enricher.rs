@@ -80,17 +80,12 @@ async fn main() -> std::process::ExitCode {
 async fn serve() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let mut registry = Registry::builtin();
     registry.register_with("team", "team", |o: TeamOptions| Ok(Arc::new(Team { owners: o.owners })));
+    // On after the built-ins where `enrichers` is not set; selected by name like them where
+    // it is (MSP_ENRICHERS='["node","team"]').
+    registry.enable_by_default("team");
 
     // The TOML file is MSP_CONFIG's, read by `load` (a `--config` flag would pass its own).
     let mut config = Config::load(None, &registry)?;
-    // Selected by name like the built-ins (MSP_ENRICHERS='["node","team"]'); this example
-    // also turns it on, after the others, where `enrichers` does not list it, so that the
-    // demo shows it. Listed, it runs once, where it is listed.
-    if !config.enrichers.names().contains(&"team") {
-        if let Some(team) = registry.build("team", &msp_server::figment(None)) {
-            config.enrichers.push(team?);
-        }
-    }
     init_logging(config.log_level, config.log_format);
     let _sim =
         if std::env::args().any(|a| a == "--demo") { Some(msp_server::start_demo(&mut config).await?) } else { None };

@@ -409,7 +409,12 @@ fn service_link(key: &str) -> bool {
 /// The layered figment: defaults, then `file` (else `MSP_CONFIG`'s, if set), then `MSP_` variables (but for
 /// Kubernetes' service-link variables).
 pub fn figment(file: Option<PathBuf>) -> Figment {
-    let mut f = Figment::from(Serialized::defaults(RawConfig::default()));
+    layered(file, RawConfig::default())
+}
+
+/// [`figment`], over `defaults`.
+fn layered(file: Option<PathBuf>, defaults: RawConfig) -> Figment {
+    let mut f = Figment::from(Serialized::defaults(defaults));
     if let Some(file) = file_or_msp_config(file) {
         f = f.merge(Toml::file_exact(file));
     }
@@ -423,13 +428,14 @@ fn file_or_msp_config(file: Option<PathBuf>) -> Option<PathBuf> {
 
 impl Config {
     /// Reads and checks the configuration: the TOML `file`, else `MSP_CONFIG`'s if that is
-    /// set, under the `MSP_` variables.
+    /// set, under the `MSP_` variables; `enrichers`, unset, is the registry's
+    /// [defaults](Registry::defaults).
     pub fn load(file: Option<PathBuf>, registry: &Registry) -> Result<Config, ConfigError> {
         let file = file_or_msp_config(file);
         if let Some(path) = &file {
             std::fs::File::open(path).map_err(|source| ConfigError::File { path: path.clone(), source })?;
         }
-        let figment = figment(file);
+        let figment = layered(file, RawConfig { enrichers: registry.defaults().to_vec(), ..RawConfig::default() });
         let raw: RawConfig = figment.extract().map_err(extract_error)?;
         raw.check_with(registry, &figment)
     }
@@ -928,6 +934,22 @@ mod embedder_tests {
             Ok(Arc::new(Team(format!("team:{}", o.channel))))
         });
         r
+    }
+
+    #[test]
+    fn an_embedders_enricher_enabled_by_default_runs_after_the_built_ins_unless_enrichers_is_set() {
+        Jail::expect_with(|jail| {
+            let mut teams = Registry::builtin();
+            teams.register_with("team", "team", |_: TeamOptions| Ok(Arc::new(Team("team".into()))));
+            teams.enable_by_default("team").enable_by_default("team");
+            let c = Config::load(None, &teams).map_err(|e| e.to_string())?;
+            assert_eq!(c.enrichers.names(), ["node", "labels", "owner", "team"]);
+            jail.set_env("MSP_ENRICHERS", r#"["owner"]"#);
+            let c = Config::load(None, &teams).map_err(|e| e.to_string())?;
+            assert_eq!(c.enrichers.names(), ["owner"], "set, it says it all");
+            assert!(Registry::default().defaults().is_empty());
+            Ok(())
+        });
     }
 
     #[test]

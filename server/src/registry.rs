@@ -26,6 +26,8 @@ struct Registered {
 #[derive(Clone, Default)]
 pub struct Registry {
     known: BTreeMap<String, Arc<Registered>>,
+    /// What `enrichers` is when the configuration does not set it, in order.
+    defaults: Vec<String>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -83,13 +85,32 @@ fn section_error(section: &str, e: figment::Error) -> String {
 }
 
 impl Registry {
-    /// The built-ins: `node`, `labels` (reading `[labels]`) and `owner`.
+    /// The built-ins: `node`, `labels` (reading `[labels]`) and `owner`, all three enabled
+    /// by default.
     pub fn builtin() -> Self {
         let mut r = Registry::default();
         r.register(Arc::new(NodeEnricher));
         r.register_with("labels", "labels", |options: LabelsOptions| Ok(Arc::new(LabelsEnricher::new(options)?)));
         r.register(Arc::new(OwnerEnricher));
+        r.defaults = msp_enrichers::DEFAULT.iter().map(|s| s.to_string()).collect();
         r
+    }
+
+    /// Enables `name` where the configuration does not set `enrichers`, after those enabled
+    /// so before (the built-ins): an embedder's own enricher runs without the operator
+    /// listing every enricher again. A configuration that sets `enrichers` says it all.
+    pub fn enable_by_default(&mut self, name: &str) -> &mut Self {
+        if !self.defaults.iter().any(|d| d == name) {
+            self.defaults.push(name.to_owned());
+        }
+        self
+    }
+
+    /// What `enrichers` is when the configuration does not set it ([`Config::load`]).
+    ///
+    /// [`Config::load`]: crate::Config::load
+    pub fn defaults(&self) -> &[String] {
+        &self.defaults
     }
 
     /// Makes `enricher` selectable by its name (replacing one of the same name).
