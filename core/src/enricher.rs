@@ -135,13 +135,14 @@ pub trait Enricher: Send + Sync {
     async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError>;
 
     /// Starts what [`enrich`](Enricher::enrich) will read, before any scrape: the server
-    /// calls it once as it starts (see [`warm_up`](crate::warm_up)), whether the metrics API
-    /// answers or not, so that the sources behind the [`Cluster`] (the server's
-    /// watch-backed caches) fill while metrics-server is still down or the first scrape is
-    /// on its way. Read through `cluster` what every scrape will read; leave out what only
-    /// some scrapes need (a cache the API server may refuse would then be tried for
-    /// nothing). An error is logged and costs nothing else: `enrich` runs as ever, and
-    /// tries again. The default reads nothing: the sources start at the first `enrich`.
+    /// calls it as it starts (see [`warm_up`](crate::warm_up)), and again a second apart
+    /// while it fails, whether the metrics API answers or not, so that the sources behind
+    /// the [`Cluster`] (the server's watch-backed caches) fill while metrics-server is
+    /// still down or the first scrape is on its way. Read through `cluster` what every
+    /// scrape will read; leave out what only some scrapes need (a cache the API server may
+    /// refuse would then be tried for nothing). An error is logged and costs nothing else:
+    /// `enrich` runs as ever, and tries again. The default reads nothing: the sources start
+    /// at the first `enrich`.
     async fn warm_up(&self, _cluster: &dyn Cluster) -> Result<(), EnrichError> {
         Ok(())
     }
