@@ -159,15 +159,8 @@ async fn apiserver_a_failed_list_is_logged_with_which_and_when_it_is_asked_again
     }
     let log = dir.join("stderr.log");
     let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, free_port()), &log));
-    let end = Instant::now() + Duration::from_secs(20);
-    let line = loop {
-        let logged = std::fs::read_to_string(&log).expect("log");
-        if let Some(line) = logged.lines().find(|l| l.contains("cache: streaming list: ")) {
-            break line.to_owned();
-        }
-        assert!(Instant::now() < end, "no failed streaming list logged:\n{logged}");
-        async_std::task::sleep(Duration::from_millis(20)).await;
-    };
+    let logged = wait_logged(&log, "cache: streaming list: ", Duration::from_secs(20)).await;
+    let line = logged.lines().find(|l| l.contains("cache: streaming list: ")).unwrap_or_default();
     for want in ["HTTP 503", "; again in 2.", "s (Retry-After: 2s)"] {
         assert!(line.contains(want), "{want:?} in {line}");
     }

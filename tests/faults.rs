@@ -77,16 +77,6 @@ async fn faults_response_larger_than_the_bound_is_refused() {
     );
 }
 
-async fn wait_listening(port: u16) {
-    for _ in 0..200 {
-        if async_std::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return;
-        }
-        async_std::task::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("server never listened");
-}
-
 /// The log says which build starts, and when a failing metrics API read works again (an
 /// outage's last line is otherwise its last error), and when a failing watch opens again; a
 /// retry after a 429 names its resource.
@@ -112,12 +102,7 @@ async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
     sim.drop_watches();
     async_std::task::sleep(Duration::from_millis(800)).await;
     sim.state().faults.clear();
-    let started = std::time::Instant::now();
-    while !std::fs::read_to_string(&log).expect("log").contains("nodes watch: open again, after ") {
-        assert!(started.elapsed() < Duration::from_secs(15), "no line says the watch is open again");
-        async_std::task::sleep(Duration::from_millis(100)).await;
-    }
-    let logged = std::fs::read_to_string(&log).expect("log");
+    let logged = wait_logged(&log, "nodes watch: open again, after ", Duration::from_secs(15)).await;
     let retry = logged.lines().find(|l| l.contains("429") && l.contains("as Retry-After asks"));
     assert!(retry.is_some_and(|l| l.ends_with("resource=pod_metrics")), "{logged}");
     let first = logged.lines().next().unwrap_or_default();
@@ -149,11 +134,7 @@ async fn faults_started_while_the_api_server_is_down_ready_once_it_is_back_with_
     let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
     wait_listening(port).await;
     let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    while !std::fs::read_to_string(&log).expect("log").contains("warm-up done in ") {
-        assert!(started.elapsed() < Duration::from_secs(20), "no warm-up done");
-        async_std::task::sleep(Duration::from_millis(20)).await;
-    }
+    wait_logged(&log, "warm-up done in ", Duration::from_secs(20)).await;
     let ready = get(&format!("{base}/readyz"), &[]).await;
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(ready.body.contains("pods") && ready.body.contains("nodes"), "{}", ready.body);
@@ -162,11 +143,7 @@ async fn faults_started_while_the_api_server_is_down_ready_once_it_is_back_with_
     assert_eq!(ready.status, 200, "{}", ready.body);
     // No scrape has run an enricher: the owner's ReplicaSets are listed by its warm-up,
     // made again once the pods could be listed.
-    let started = Instant::now();
-    while !std::fs::read_to_string(&log).expect("log").contains("warm-up: enricher owner: warmed up") {
-        assert!(started.elapsed() < Duration::from_secs(20), "the owner never warmed up");
-        async_std::task::sleep(Duration::from_millis(50)).await;
-    }
+    wait_logged(&log, "warm-up: enricher owner: warmed up", Duration::from_secs(20)).await;
     assert!(sim.count("/apis/apps/v1/replicasets") > 0, "listed before any scrape");
     let s = parse(&get(&format!("{base}/metrics"), &[]).await.body);
     for resource in ["pods", "nodes", "replicasets"] {
@@ -216,7 +193,7 @@ async fn faults_a_watch_that_lived_starts_the_backoff_over() {
     assert!(grown >= 0.8, "the fifth wait, {grown} s, is at least half of 1.6 s");
     // Over: a watch opens, brings news, lasts a second, then meets an error.
     sim.state().faults.clear();
-    until("a watch open again", &|| std::fs::read_to_string(&log).expect("log").contains("nodes watch: open again"));
+    wait_logged(&log, "nodes watch: open again", Duration::from_secs(30)).await;
     sim.update(|c| c.nodes[0].labels.push(("touched".into(), "1".into())));
     async_std::task::sleep(Duration::from_millis(1500)).await;
     let before = nodes_watch_waits(&log).len();

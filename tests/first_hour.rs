@@ -270,15 +270,7 @@ async fn first_hour_an_allow_that_deny_takes_back_is_warned_of() {
         .env("MSP_LABELS__ALLOW", r#"["app","app.kubernetes.io/*"]"#)
         .env("MSP_LABELS__DENY", r#"["app.*"]"#);
     let _child = Killed(spawn_logging(&mut command, &log));
-    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let logged = loop {
-        let logged = std::fs::read_to_string(&log).unwrap_or_default();
-        if logged.contains("serving on ") {
-            break logged;
-        }
-        assert!(std::time::Instant::now() < end, "not serving:\n{logged}");
-        async_std::task::sleep(std::time::Duration::from_millis(25)).await;
-    };
+    let logged = wait_logged(&log, "serving on ", std::time::Duration::from_secs(30)).await;
     for want in [
         "namespaces.allow has \"shop-*\", and namespaces.deny takes it all back",
         "labels.allow has \"app.kubernetes.io/*\", and labels.deny takes it all back",

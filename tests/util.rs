@@ -481,6 +481,19 @@ pub async fn wait_listening(port: u16) {
     panic!("nothing listens on port {port}");
 }
 
+/// Waits (up to `within`) until the log at `log` holds `needle`; the whole log then.
+pub async fn wait_logged(log: &std::path::Path, needle: &str, within: std::time::Duration) -> String {
+    let started = std::time::Instant::now();
+    loop {
+        let logged = std::fs::read_to_string(log).unwrap_or_default();
+        if logged.contains(needle) {
+            return logged;
+        }
+        assert!(started.elapsed() < within, "{needle:?} was never logged:\n{logged}");
+        async_std::task::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Writes an executable script (`#!/bin/bash` plus `body`) to `path`.
 pub fn write_script(path: &std::path::Path, body: &str) {
     std::fs::write(path, format!("#!/bin/bash\n{body}\n")).expect("script");
