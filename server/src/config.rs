@@ -406,14 +406,12 @@ fn service_link(key: &str) -> bool {
     number && proto
 }
 
-/// The layered figment: defaults, then `file` (else `MSP_CONFIG`'s, if set), then `MSP_` variables (but for
-/// Kubernetes' service-link variables).
-pub fn figment(file: Option<PathBuf>) -> Figment {
-    layered(file, RawConfig::default())
-}
-
-/// [`figment`], over `defaults`.
-fn layered(file: Option<PathBuf>, defaults: RawConfig) -> Figment {
+/// The layered figment [`Config::load`] reads: defaults (with `enrichers` the registry's
+/// [defaults](Registry::defaults)), then `file` (else `MSP_CONFIG`'s, if set), then `MSP_`
+/// variables (but for Kubernetes' service-link variables). For an embedder that merges
+/// providers of its own over it before [`RawConfig::check_with`].
+pub fn figment(file: Option<PathBuf>, registry: &Registry) -> Figment {
+    let defaults = RawConfig { enrichers: registry.defaults().to_vec(), ..RawConfig::default() };
     let mut f = Figment::from(Serialized::defaults(defaults));
     if let Some(file) = file_or_msp_config(file) {
         f = f.merge(Toml::file_exact(file));
@@ -435,7 +433,7 @@ impl Config {
         if let Some(path) = &file {
             std::fs::File::open(path).map_err(|source| ConfigError::File { path: path.clone(), source })?;
         }
-        let figment = layered(file, RawConfig { enrichers: registry.defaults().to_vec(), ..RawConfig::default() });
+        let figment = figment(file, registry);
         let raw: RawConfig = figment.extract().map_err(extract_error)?;
         raw.check_with(registry, &figment)
     }
@@ -948,6 +946,13 @@ mod embedder_tests {
             let c = Config::load(None, &teams).map_err(|e| e.to_string())?;
             assert_eq!(c.enrichers.names(), ["owner"], "set, it says it all");
             assert!(Registry::default().defaults().is_empty());
+
+            // An embedder's own figment, built on ours, has them too.
+            jail.clear_env();
+            let figment = figment(None, &teams).merge(("log_level", "debug"));
+            let raw: RawConfig = figment.extract()?;
+            let c = raw.check_with(&teams, &figment).map_err(|e| e.to_string())?;
+            assert_eq!(c.enrichers.names(), ["node", "labels", "owner", "team"]);
             Ok(())
         });
     }
