@@ -67,6 +67,26 @@ async fn scale_watch_resumes_and_relists_only_on_410() {
 }
 
 #[async_std::test]
+async fn scale_a_request_with_no_scrape_timeout_joins_the_warm_up_scrape() {
+    // metrics-server answers after 2 s: the request below arrives while the warm-up reads.
+    let slow =
+        |s: &mut msp_sim::SimState| drop(s.faults.insert(Route::PodMetrics, Fault::Delay(Duration::from_secs(2))));
+    let h = start_sim(SimCluster::synthetic(200), slow, |c| c.enrichers = vec!["node".into()]).await;
+    let warming = async_std::task::spawn(h.exporter.warm_up());
+    let pods = "/apis/metrics.k8s.io/v1/pods";
+    let started = std::time::Instant::now();
+    while h.sim.arrivals(pods) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the warm-up never read");
+        async_std::task::sleep(Duration::from_millis(10)).await;
+    }
+    // As curl asks: no X-Prometheus-Scrape-Timeout-Seconds.
+    let got = get(&format!("{}/metrics", h.url), &[]).await;
+    assert!(got.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"), "{}", got.body);
+    warming.await;
+    assert_eq!(h.sim.arrivals(pods), 1, "it joined the warm-up's read instead of reading beside it");
+}
+
+#[async_std::test]
 async fn scale_concurrent_scrapes_share_upstream_fetches() {
     let h = start(SimCluster::synthetic(2000), |c| c.enrichers = vec!["node".into()]).await;
     scrape(&h).await;
