@@ -181,6 +181,62 @@ fn deploy_rules_pass_promtool() {
     assert!(tested.contains("SUCCESS"), "{tested}");
 }
 
+/// During a rollout two replicas export the same pods and nodes: every dashboard panel over
+/// the usage series themselves (not the recording rules) counts each once, by promtool.
+#[test]
+fn deploy_dashboard_counts_each_pod_and_node_once_while_two_replicas_export_them() {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/dashboard/metrics-server-prom.json")).expect("dashboard"),
+    )
+    .expect("json");
+    let mut exprs = Vec::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().expect("expr");
+            let usage = ["_cpu_usage_cores", "_memory_working_set_bytes"].iter().any(|f| expr.contains(f));
+            if usage && !expr.contains(':') {
+                exprs.push(expr.replace("$namespace", ".*"));
+            }
+        }
+    }
+    assert!(exprs.len() >= 4, "{exprs:?}");
+    let mut series = String::new();
+    for instance in ["monitoring/metrics-server-prom-old", "monitoring/metrics-server-prom-new"] {
+        let target = format!(r#"job="metrics-server-prom",instance="{instance}""#);
+        for (family, value) in [("cpu_usage_cores", 1.5), ("memory_working_set_bytes", 2048.0)] {
+            series += &format!(
+                "      - series: 'kube_metrics_server_node_{family}{{{target},node=\"node-a\"}}'\n        values: '{value}x5'\n"
+            );
+            series += &format!(
+                "      - series: 'kube_metrics_server_pod_{family}{{{target},namespace=\"shop\",pod=\"web-1\"}}'\n        values: '{}x5'\n",
+                value / 4.0
+            );
+        }
+    }
+    let mut checks = String::new();
+    for expr in &exprs {
+        let one = if expr.contains("_node_") { 1.5 } else { 0.375 };
+        let value = if expr.contains("_cpu_") { one } else { one / 1.5 * 2048.0 };
+        // One series, of one replica's value.
+        for (wrapped, want) in [(format!("count({expr})"), 1.0), (format!("sum({expr})"), value)] {
+            checks += &format!(
+                "      - expr: '{}'\n        eval_time: 2m\n        exp_samples:\n          - labels: '{{}}'\n            value: {want}\n",
+                wrapped.replace('\'', "''")
+            );
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("msp-dashboard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("dashboard-tests.yaml");
+    let test = format!(
+        "rule_files: []\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{series}    promql_expr_test:\n{checks}"
+    );
+    std::fs::write(&file, test).expect("write");
+    let tested = run("promtool", &["test", "rules", &file.to_string_lossy()]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+    drop(std::fs::remove_dir_all(&dir));
+}
+
 /// Every alert has a test that expects it to fire and one that expects it to stay quiet;
 /// every recording rule is checked.
 #[test]
