@@ -134,7 +134,10 @@ async fn faults_started_while_the_api_server_is_down_ready_once_it_is_back_with_
     let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
     wait_listening(port).await;
     let base = format!("http://127.0.0.1:{port}");
-    wait_logged(&log, "warm-up done in ", Duration::from_secs(20)).await;
+    // Not "done": every enricher's warm-up failed.
+    let logged = wait_logged(&log, "to warm up again, every second", Duration::from_secs(20)).await;
+    assert!(logged.contains("node, labels, owner to warm up again"), "{logged}");
+    assert!(!logged.contains("warm-up done"), "{logged}");
     let ready = get(&format!("{base}/readyz"), &[]).await;
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(ready.body.contains("pods") && ready.body.contains("nodes"), "{}", ready.body);

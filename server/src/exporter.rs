@@ -438,7 +438,16 @@ impl Exporter {
             let enrichers = exporter.enrichers.clone();
             let ((), failed) =
                 futures_lite::future::zip(exporter.warm_up_scrape(), exporter.warm_up_enrichers(enrichers, true)).await;
-            log::info!("warm-up done in {:?}", started.elapsed());
+            if failed.is_empty() {
+                log::info!("warm-up done in {:?}", started.elapsed());
+            } else {
+                let names: Vec<&str> = failed.iter().map(|e| e.name()).collect();
+                log::info!(
+                    "warm-up: the scrape done in {:?}; {} to warm up again, every second",
+                    started.elapsed(),
+                    names.join(", ")
+                );
+            }
             if !failed.is_empty() {
                 let exporter = Arc::downgrade(exporter);
                 drop(warming);
