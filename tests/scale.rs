@@ -30,6 +30,31 @@ async fn scale_steady_state_scrapes_make_no_list_requests() {
     assert!(text.contains(r#"kube_metrics_server_cache_objects{resource="pods"} 25"#), "{text}");
 }
 
+/// Pods changing one event at a time (the simulator's churn, as the benchmark drives it):
+/// each change reaches its pod's series through the watch, every other pod keeps its
+/// labels, and nothing is listed again.
+#[async_std::test]
+async fn scale_pods_changing_one_event_at_a_time_are_enriched_anew_and_no_other() {
+    let h = start(SimCluster::synthetic(300), |c| c.enrichers = vec!["node".into()]).await;
+    let before = parse(&scrape(&h).await);
+    let ip = |s: &[Sample], pod: &str| {
+        find(s, "kube_metrics_server_pod_cpu_usage_cores", &[("pod", pod)]).label("pod_ip").map(str::to_owned)
+    };
+    let names: Vec<String> = h.sim.state().cluster.pods.iter().map(|p| p.name.clone()).collect();
+    let listed = lists(&h);
+    for (i, new) in [(7, "10.250.0.7"), (150, "10.250.0.150"), (7, "10.250.1.7")] {
+        h.sim.state().change_pod(i, |p| p.ip = new.into());
+    }
+    let after = scrape_until(&h, Duration::from_secs(8), |s| {
+        ip(s, &names[7]).as_deref() == Some("10.250.1.7") && ip(s, &names[150]).as_deref() == Some("10.250.0.150")
+    })
+    .await;
+    for name in names.iter().enumerate().filter(|(i, _)| ![7, 150].contains(i)).map(|(_, n)| n) {
+        assert_eq!(ip(&after, name), ip(&before, name), "{name}");
+    }
+    assert_eq!(lists(&h), listed, "watched, not listed again");
+}
+
 #[async_std::test]
 async fn scale_watch_resumes_and_relists_only_on_410() {
     let h = start(SimCluster::demo(), |_| {}).await;

@@ -15,8 +15,8 @@
 //!   process) over TLS, asked as curl asks (text) and as Prometheus asks (OpenMetrics with
 //!   gzip), and from 10k pods up also as an HA pair (two such requests at once each time:
 //!   one read, two bodies), as Prometheus while every cache re-lists (the simulator
-//!   forgets its history and closes the watches: each next watch gets 410) and as each of 3
-//!   shards: from the request to the last byte of the answer (the benchmark decompresses
+//!   forgets its history and closes the watches: each next watch gets 410), as Prometheus
+//!   while 20 pods a second change (each a new IP, a watch event) and as each of 3 shards: from the request to the last byte of the answer (the benchmark decompresses
 //!   and reads an answer after that, untimed);
 //! - (d) the server's CPU time per scrape (its threads' `schedstat`, or `/proc/PID/stat` if
 //!   a thread exited meanwhile) and peak RSS (`VmHWM`);
@@ -310,7 +310,13 @@ enum Caches {
     /// closes every watch, as etcd's compaction beside an API server restart would; each
     /// cache's next watch is answered 410 and it lists everything again, beside the scrapes.
     Relisting,
+    /// Follow [`CHURN`] pods changing a second (each a new IP), as a large cluster's pods
+    /// are scheduled, get their IPs, and come and go all the time.
+    Changing,
 }
+
+/// How many pods a second change in [`Caches::Changing`].
+const CHURN: u32 = 20;
 
 /// What a scrape asks for.
 #[derive(Clone, Copy, PartialEq)]
@@ -449,8 +455,10 @@ async fn end_to_end(
     };
     let connects = |t: &str| counter(t, "kube_metrics_server_api_connections_total");
     let (req0, lists0, conn0) = (requests(&last.1), lists(&last.1), connects(&last.1));
-    if caches == Caches::Relisting {
-        std::fs::write(sim.dir.join(RELIST), "").expect("ask the simulator to re-list");
+    match caches {
+        Caches::Relisting => std::fs::write(sim.dir.join(RELIST), "").expect("ask the simulator to re-list"),
+        Caches::Changing => std::fs::write(sim.dir.join(CHURN_FILE), CHURN.to_string()).expect("ask for churn"),
+        Caches::Watching => {}
     }
     let cpu0 = CpuReading::of(pid);
     let mut latencies = Vec::new();
@@ -470,6 +478,9 @@ async fn end_to_end(
         answer = Some(arrived);
     }
     let cpu = CpuReading::of(pid).ms_since(&cpu0) / scrapes as f64;
+    if caches == Caches::Changing {
+        std::fs::remove_file(sim.dir.join(CHURN_FILE)).expect("stop the churn");
+    }
     if let Some(answer) = answer {
         last = answer.into_text();
     }
@@ -510,15 +521,28 @@ async fn end_to_end(
 /// ([`Caches::Relisting`]); it removes the file when it has.
 const RELIST: &str = "relist";
 
+/// The file in a simulator's directory that holds how many pods a second it changes, while
+/// it is there ([`Caches::Changing`]).
+const CHURN_FILE: &str = "churn";
+
 async fn run_sim(pods: usize, dir: &str) {
     let sim = Sim::start(cluster(pods), TOKEN).await.expect("sim");
     let dir = std::path::Path::new(dir);
     sim.write_files(dir, TOKEN).expect("sim files");
+    let mut changed = 0usize;
     loop {
         async_std::task::sleep(Duration::from_millis(100)).await;
         if std::fs::remove_file(dir.join(RELIST)).is_ok() {
             sim.state().compact();
             sim.drop_watches();
+        }
+        let churn = std::fs::read_to_string(dir.join(CHURN_FILE)).ok().and_then(|r| r.trim().parse::<usize>().ok());
+        let churn = churn.unwrap_or(0);
+        // A tenth of the rate every tenth of a second: round the pods, each to a new IP.
+        for _ in 0..churn.div_ceil(10) {
+            let n = changed;
+            sim.state().change_pod(n % pods, |p| p.ip = format!("10.250.{}.{}", (n >> 8) & 255, n & 255));
+            changed += 1;
         }
     }
 }
@@ -577,7 +601,7 @@ async fn main() {
     println!(
         "End to end: a fresh server process per row (built beside this benchmark: the dist profile by ./scripts/bench), against the simulator (a separate process) over TLS."
     );
-    println!("'text' asks as curl does; 'prometheus' as Prometheus does (OpenMetrics, gzip). 'HA pair': two such requests at once each time (latency to both answers, CPU for both). 'every cache re-listing': the simulator forgets its history and closes the watches as the scrapes begin, so each cache lists everything again beside them. 'shard i/3': MSP_SHARD__TOTAL=3.");
+    println!("'text' asks as curl does; 'prometheus' as Prometheus does (OpenMetrics, gzip). 'HA pair': two such requests at once each time (latency to both answers, CPU for both). 'every cache re-listing': the simulator forgets its history and closes the watches as the scrapes begin, so each cache lists everything again beside them. 'pods changing': the simulator gives that many pods a second a new IP while the scrapes run. 'shard i/3': MSP_SHARD__TOTAL=3.");
     println!();
     println!("| pods | request | sent MB (text MB) | (c) p50 ms | (c) p99 ms | (d) server CPU ms/scrape | (d) peak RSS MiB | (e) API req/scrape | (e) lists/scrape | connects/scrape | pods exported |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -592,6 +616,8 @@ async fn main() {
         if pods >= 10_000 {
             cases.push((Ask::Prometheus, None, AtOnce::Pair, watching, "prometheus, HA pair (2 at once)".into()));
             cases.push((Ask::Prometheus, None, one, Caches::Relisting, "prometheus, every cache re-listing".into()));
+            let changing = format!("prometheus, {CHURN} pods changing a second");
+            cases.push((Ask::Prometheus, None, one, Caches::Changing, changing));
             cases.extend((0..3).map(|i| (Ask::Prometheus, Some(i), one, watching, format!("prometheus, shard {i}/3"))));
         }
         let mut shard_pods = 0;

@@ -187,21 +187,20 @@ impl SimCluster {
 
     /// `PodList`.
     pub fn pod_list(&self) -> Value {
-        let items: Vec<Value> = self
-            .pods
-            .iter()
-            .filter(|p| p.listed)
-            .map(|p| {
-                let mut meta = json!({"name": p.name, "namespace": p.namespace, "labels": labels(&p.labels),
-                                      "ownerReferences": owner_refs(&p.owner), "uid": format!("uid-{}-{}", p.namespace, p.name)});
-                if p.mirror {
-                    meta["annotations"] = json!({"kubernetes.io/config.mirror": "a1b2c3", "kubernetes.io/config.source": "file"});
-                }
-                json!({"metadata": meta, "spec": {"nodeName": p.node, "containers": p.containers.iter().map(|c| json!({"name": c.name})).collect::<Vec<_>>()},
-                       "status": {"phase": "Running", "podIP": p.ip, "hostIP": p.host_ip}})
-            })
-            .collect();
+        let items: Vec<Value> = self.pods.iter().filter(|p| p.listed).map(Self::pod_object).collect();
         json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1000"}, "items": items})
+    }
+
+    /// One `Pod`, as [`SimCluster::pod_list`] lists it.
+    pub fn pod_object(p: &SimPod) -> Value {
+        let mut meta = json!({"name": p.name, "namespace": p.namespace, "labels": labels(&p.labels),
+                              "ownerReferences": owner_refs(&p.owner), "uid": format!("uid-{}-{}", p.namespace, p.name)});
+        if p.mirror {
+            meta["annotations"] =
+                json!({"kubernetes.io/config.mirror": "a1b2c3", "kubernetes.io/config.source": "file"});
+        }
+        json!({"metadata": meta, "spec": {"nodeName": p.node, "containers": p.containers.iter().map(|c| json!({"name": c.name})).collect::<Vec<_>>()},
+               "status": {"phase": "Running", "podIP": p.ip, "hostIP": p.host_ip}})
     }
 
     /// `NodeList`.

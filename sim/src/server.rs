@@ -9,7 +9,7 @@ use async_std::net::TcpListener;
 use serde_json::json;
 use tide::{Request, Response, StatusCode};
 
-use crate::cluster::SimCluster;
+use crate::cluster::{SimCluster, SimPod};
 use crate::tls::{serve_tls, PkiError, TestPki};
 use msp_core::{LabelSelector, LabelSelectorError};
 
@@ -183,6 +183,19 @@ impl SimState {
                 }
             }
         }
+    }
+
+    /// Changes the listed pod at `index` of the cluster and records it as one `MODIFIED`
+    /// event, without comparing the whole cluster as [`SimState::update`] does (which takes
+    /// seconds at 150,000 pods): churn, as a large cluster's pods are scheduled, get their
+    /// IPs and come and go all the time.
+    pub fn change_pod(&mut self, index: usize, change: impl FnOnce(&mut SimPod)) {
+        let Some(pod) = self.cluster.pods.get_mut(index).filter(|p| p.listed) else { return };
+        change(pod);
+        let object = SimCluster::pod_object(pod);
+        self.bodies.retain(|(route, _), _| *route != Route::Pods);
+        self.page_items.remove(&Route::Pods);
+        self.push_event(Route::Pods, "MODIFIED", object);
     }
 
     /// Sends the watches of `route` an `ERROR` event with this status code, as an API server
