@@ -386,6 +386,26 @@ impl Memo {
             // Every entry served, in order, and no other: the usual steady state.
             return prepared;
         }
+        // The same pods, in order, some of them enriched again (a new IP, new labels): their
+        // entries are updated where they lie. In a large cluster some pods change between
+        // any two scrapes; rebuilding every entry for them held two lists of them at once
+        // (at 150,000 pods with 20 changing a second, about 20 MiB more each scrape).
+        let in_place = state.entries.len() == scrape.pods.len()
+            && kept_at
+                .iter()
+                .zip(scrape.pods.iter().zip(&state.entries))
+                .enumerate()
+                .all(|(i, (k, (pod, e)))| *k == Some(i) || (k.is_none() && e.key() == (pod.namespace, pod.name)));
+        if in_place {
+            for (i, k) in kept_at.iter().enumerate() {
+                if k.is_none() {
+                    let (pod, entry) = (&scrape.pods[i], &mut state.entries[i]);
+                    entry.metric_labels = MetricLabels::new(pod.labels);
+                    entry.labels = prepared.pods[i].clone();
+                }
+            }
+            return prepared;
+        }
         // The scrape's pods, each with its kept entry (moved, as the epoch says the
         // entries are those `begin` indexed) or a new one; the pods that are gone are
         // forgotten.
@@ -592,6 +612,7 @@ mod tests {
         // p2 moves to n1: only p2.
         c.pods = cluster(&[pod("p1", "n1", "rs1"), pod("p2", "n1", "rs2"), pod("p3", "n2", "rs1")], "", "").pods;
         assert_eq!(round(&memo, &three, &c, true), 1);
+        assert_eq!(round(&memo, &three, &c, true), 0, "remembered where it lies");
 
         // n1's address changes: the pods on n1 (p1, p2).
         c.nodes = cluster(&[], "10.0.0.9", "").nodes;
