@@ -369,14 +369,20 @@ pub enum ConfigError {
         /// What the key takes, as serde says it (`a boolean`, `u32`, `a sequence`).
         expected: String,
     },
-    /// A value was read but is not valid.
-    #[error("configuration key `{key}`: {message}")]
+    /// A value was read but is not valid; its `MSP_` variable is named too, as the value
+    /// mostly comes from there.
+    #[error("configuration key `{key}` ({}): {message}", variable(key))]
     Invalid {
         /// The key, dotted (`kubernetes.timeout`).
         key: &'static str,
         /// What is wrong.
         message: String,
     },
+}
+
+/// The `MSP_` variable of `key` (dotted): `kubernetes.timeout` is `MSP_KUBERNETES__TIMEOUT`.
+fn variable(key: &str) -> String {
+    format!("MSP_{}", key.replace('.', "__").to_uppercase())
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -442,7 +448,7 @@ impl Config {
 /// What a value of the wrong type for `key` (dotted) should have been, with its `MSP_`
 /// variable written right: serde's `u32` or `a sequence` say little to an operator.
 pub(crate) fn wrong_type(key: &str, found: &str, expected: &str) -> String {
-    let env = format!("MSP_{}", key.replace('.', "__").to_uppercase());
+    let env = variable(key);
     match expected {
         "a sequence" => {
             format!("found {found}, but it is a list, written as a TOML array ([\"a\", \"b\"]; {env}='[\"a\",\"b\"]')")
@@ -586,10 +592,11 @@ impl RawConfig {
         let listen =
             listen.parse().map_err(|e| invalid("listen", format!("{:?} is not an address:port ({e})", self.listen)))?;
         let enrichers = Enrichers::build(&self.enrichers, registry, figment)?;
-        let naming = match self.naming.as_str() {
+        // In any case, as `log_level` and `log_format` are read.
+        let naming = match self.naming.to_ascii_lowercase().as_str() {
             "prometheus" => Naming::Prometheus,
             "seed" => Naming::Seed,
-            other => return Err(invalid("naming", format!("{other:?} is neither \"prometheus\" nor \"seed\""))),
+            _ => return Err(invalid("naming", format!("{:?} is neither \"prometheus\" nor \"seed\"", self.naming))),
         };
         let log_level = self.log_level.parse().map_err(|_| {
             invalid("log_level", format!("{:?} is not off, error, warn, info, debug or trace", self.log_level))
@@ -712,7 +719,10 @@ mod tests {
             for (value, says) in [("15", "for example \"15s\""), ("2m", "set it below the scrape interval")] {
                 jail.set_env("MSP_REUSE_LISTS_FOR", value);
                 let e = load(None).expect_err(value);
-                assert!(e.starts_with("configuration key `reuse_lists_for`: ") && e.contains(says), "{e}");
+                assert!(
+                    e.starts_with("configuration key `reuse_lists_for` (MSP_REUSE_LISTS_FOR): ") && e.contains(says),
+                    "{e}"
+                );
             }
             Ok(())
         });
@@ -748,6 +758,10 @@ mod tests {
             assert_eq!(c.enrichers.not_enabled(), ["labels", "owner"]);
             assert!(c.enrichers.idle_sections().is_empty());
             assert_eq!(c.naming, Naming::Seed, "the file still applies where env is silent");
+            jail.set_env("MSP_NAMING", "Seed");
+            jail.set_env("MSP_LOG_FORMAT", "JSON");
+            let c = load(Some("msp.toml"))?;
+            assert_eq!((c.naming, c.log_format), (Naming::Seed, LogFormat::Json), "in any case, as the level");
             jail.set_env("MSP_LABELS__DENY", r#"["x"]"#);
             assert_eq!(load(Some("msp.toml"))?.enrichers.idle_sections(), ["labels"], "set, but read by none in use");
             jail.set_env("MSP_ENRICHERS", r#"["labels"]"#);
@@ -780,7 +794,9 @@ mod tests {
                 jail.set_env("MSP_LABEL_SELECTOR", bad);
                 let err = load(None).expect_err(bad);
                 assert!(
-                    err.starts_with("configuration key `label_selector`: unable to parse label selector"),
+                    err.starts_with(
+                        "configuration key `label_selector` (MSP_LABEL_SELECTOR): unable to parse label selector"
+                    ),
                     "{bad}: {err}"
                 );
             }
@@ -837,7 +853,7 @@ mod tests {
     fn errors_name_the_key() {
         let cases: &[(&str, &str, &str)] = &[
             ("MSP_LISTEN", "nowhere", "`listen`"),
-            ("MSP_NAMING", "fancy", "`naming`"),
+            ("MSP_NAMING", "Fancy", "`naming` (MSP_NAMING): \"Fancy\" is neither"),
             ("MSP_KUBERNETES__TIMEOUT", "10 parsecs", "`kubernetes.timeout`"),
             ("MSP_KUBERNETES__API_URL", "ftp://x", "`kubernetes.api_url`"),
             ("MSP_ENRICHERS", r#"["node","gpu"]"#, "unknown enricher \"gpu\"; known enrichers: labels, node, owner"),
@@ -857,6 +873,7 @@ mod tests {
             ("MSP_ENRICHERS", r#"["node","labels","node"]"#, "\"node\" is listed twice (positions 1 and 3)"),
             ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": empty pattern"),
             ("MSP_LABELS__TYPO", "1", "key `labels.typo` in `MSP_` environment variable(s) is not known"),
+            ("MSP_KUBERNETES__TIMEOUT", "5", "`kubernetes.timeout` (MSP_KUBERNETES__TIMEOUT): "),
             ("MSP_KUBERNETES__TIMEOUT", "5", "for example \"5s\""),
             (
                 "MSP_KUBERNETES__MAX_RESPONSE_BYTES",

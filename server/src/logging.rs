@@ -42,8 +42,9 @@ pub struct ParseLogFormatError {
 impl FromStr for LogFormat {
     type Err = ParseLogFormatError;
 
+    /// `text` or `json`, in any case, as the log level is read.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
+        match s.to_ascii_lowercase().as_str() {
             "text" => Ok(LogFormat::Text),
             "json" => Ok(LogFormat::Json),
             _ => Err(ParseLogFormatError { original: s.to_owned() }),
@@ -245,9 +246,10 @@ mod tests {
     fn log_format_parses() {
         assert_eq!("text".parse(), Ok(LogFormat::Text));
         assert_eq!("json".parse(), Ok(LogFormat::Json));
-        let err = "JSON".parse::<LogFormat>().expect_err("case matters");
-        assert_eq!(err.original, "JSON");
-        assert_eq!(err.to_string(), r#"unknown log format "JSON": use "text" or "json""#);
+        assert_eq!("JSON".parse(), Ok(LogFormat::Json), "in any case, as the level");
+        let err = "logfmt".parse::<LogFormat>().expect_err("not ours");
+        assert_eq!(err.original, "logfmt");
+        assert_eq!(err.to_string(), r#"unknown log format "logfmt": use "text" or "json""#);
         assert_eq!(LogFormat::Json.to_string(), "json");
     }
 
