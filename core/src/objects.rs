@@ -12,9 +12,8 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::cluster::{Controllers, LabelSet, NodeInfo, Nodes, Owner, PodInfo, Pods, Text};
+use crate::cluster::{Controllers, LabelSet, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, Text};
 use crate::intern::Interner;
-use crate::namespaced::Namespaced;
 
 /// A list (`PodList`, `PartialObjectMetadataList`...): its resourceVersion, its continue
 /// token, and its items, not yet parsed.
@@ -160,7 +159,7 @@ impl Entry for Option<Owner> {
     }
 }
 
-fn snapshot<T: Entry + Clone>(json: &[u8]) -> Result<Namespaced<T>, serde_json::Error> {
+fn snapshot<T: Entry>(json: &[u8]) -> Result<Namespaced<T>, serde_json::Error> {
     let mut out = Namespaced::default();
     for (ns, name, entry) in ObjectList::parse(json)?.entries::<T>(&Interner::default()).0 {
         out.insert(ns, name, entry);
