@@ -397,12 +397,14 @@ impl Memo {
                 .enumerate()
                 .all(|(i, (k, (pod, e)))| *k == Some(i) || (k.is_none() && e.key() == (pod.namespace, pod.name)));
         if in_place {
-            for (i, k) in kept_at.iter().enumerate() {
-                if k.is_none() {
-                    let (pod, entry) = (&scrape.pods[i], &mut state.entries[i]);
-                    entry.metric_labels = MetricLabels::new(pod.labels);
-                    entry.labels = prepared.pods[i].clone();
+            for i in (0..kept_at.len()).filter(|&i| kept_at[i].is_none()) {
+                let pod = &scrape.pods[i];
+                // Mostly the same (a new IP, a new node): the copy stays shared.
+                if !state.entries[i].metric_labels.matches(pod.labels) {
+                    let near = i.checked_sub(1).map(|before| state.entries[before].metric_labels.clone());
+                    state.entries[i].metric_labels = MetricLabels::like(pod.labels, near.as_ref());
                 }
+                state.entries[i].labels = prepared.pods[i].clone();
             }
             return prepared;
         }
@@ -625,6 +627,14 @@ mod tests {
         // PodMetrics' own labels change for p1.
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1);
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 0);
+
+        // p1 moves to n2, its labels as they were: enriched again where it lies, and the
+        // copy of its PodMetrics labels kept (shared, where neighbours have the same).
+        let kept = memo.lock().entries[0].metric_labels.clone();
+        c.pods = cluster(&[pod("p1", "n2", "rs1"), pod("p2", "n1", "rs2"), pod("p3", "n2", "rs1")], "", "").pods;
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1);
+        let now = memo.lock().entries[0].metric_labels.clone();
+        assert!(matches!((&kept.0, &now.0), (Some(a), Some(b)) if Arc::ptr_eq(a, b)), "{kept:?} {now:?}");
 
         // A pod goes, a pod comes: the new one is enriched, the old one forgotten.
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p4"], Some("x")), &c, true), 1);
