@@ -318,6 +318,21 @@ struct Flight {
     evicted: Arc<Flag>,
     /// How long its leader gave upstream, from when it started; `None`: no deadline.
     budget: Option<Duration>,
+    /// When it started (ms, see [`now_ms`]).
+    started: u64,
+}
+
+impl Flight {
+    /// Whether it serves a caller that would give upstream `mine`, at `now` (ms): by its
+    /// leader's whole budget for a caller with a deadline (see [`covers`]), by what is left
+    /// of it for a caller with none, who may come late.
+    fn serves(&self, mine: Option<Duration>, now: u64) -> bool {
+        let budget = match mine {
+            Some(_) => self.budget,
+            None => self.budget.map(|b| b.saturating_sub(Duration::from_millis(now.saturating_sub(self.started)))),
+        };
+        covers(budget, mine)
+    }
 }
 
 /// Whether a scrape whose leader gave upstream `leader` serves a caller that would give
@@ -335,12 +350,12 @@ fn covers(leader: Option<Duration>, mine: Option<Duration>) -> bool {
     }
 }
 
-/// A scrape whose deadline is at least this far off, as the warm-up scrape's is
-/// ([`WARM_UP_TIMEOUT`](crate::WARM_UP_TIMEOUT), 60 s), serves a caller with no deadline
-/// (curl, an agent that sends no scrape timeout): it is answered in time for anyone (a
-/// scrape reads the API for `kubernetes.timeout`, 10 s, at most), instead of reading the
-/// cluster a second time beside it. At 150,000 pods, a curl at start beside the warm-up
-/// took the peak from 278 to 480 MiB.
+/// A scrape with at least this long left before its deadline, as the warm-up scrape
+/// ([`WARM_UP_TIMEOUT`](crate::WARM_UP_TIMEOUT), 60 s) mostly has, serves a caller with no
+/// deadline (curl, an agent that sends no scrape timeout) instead of that caller reading
+/// the cluster a second time beside it: it has the time a scrape takes with the shipped
+/// settings (`kubernetes.timeout`, 10 s, a read). At 150,000 pods, a curl at start beside
+/// the warm-up took the peak from 278 to 480 MiB.
 const COVERS_NONE: Duration = Duration::from_secs(30);
 
 /// Where a scrape waits to be joined: by whether its leader has a deadline (one with none
@@ -458,7 +473,7 @@ impl Flights {
         let mut bodies = self.bodies.lock();
         let body_room = self.bodies.room(&mut bodies, now)?;
         let waiting = board.get(&place).or_else(|| board.get(&true));
-        if let Some(f) = waiting.filter(|f| covers(f.budget, budget)) {
+        if let Some(f) = waiting.filter(|f| f.serves(budget, now)) {
             let (body, body_evicted) = self.bodies.take(&mut bodies, body_room);
             let (tx, rx) = channel();
             f.joiners.lock().unwrap_or_else(|p| p.into_inner()).push((tx, flavour));
@@ -478,7 +493,7 @@ impl Flights {
         };
         let (body, body_evicted) = self.bodies.take(&mut bodies, body_room);
         let (evicted, scrape_evicted) = self.scrapes.take(&mut scrapes, scrape_room);
-        let flight = Arc::new(Flight { joiners: Mutex::default(), evicted, budget });
+        let flight = Arc::new(Flight { joiners: Mutex::default(), evicted, budget, started: now });
         board.insert(place, flight.clone());
         let lead = Lead { board: self.board.clone(), place, flight };
         Ok(((body, Role::Lead(lead)), [body_evicted, scrape_evicted]))
@@ -760,5 +775,19 @@ mod tests {
         assert_eq!(curl.1.begin().len(), 1);
         assert_eq!(prometheus.begin().len(), 1);
         drop((curl.0, open, timed));
+    }
+
+    #[test]
+    fn a_caller_with_no_deadline_joins_only_while_30_s_are_left() {
+        let flights = Flights::default();
+        let warm_up = lead(flights.enter_at(FLAVOUR, Some(crate::WARM_UP_TIMEOUT), 1_000));
+        let early = join(flights.enter_at(FLAVOUR, None, 20_000));
+        // 29 s left: it would be cut short where its own scrape would not.
+        let late = lead(flights.enter_at(FLAVOUR, None, 32_000));
+        // A caller with a deadline is still served by the whole budget (an HA twin).
+        let twin = join(flights.enter_at(FLAVOUR, Some(Duration::from_secs(60)), 50_000));
+        assert_eq!(warm_up.begin().len(), 2);
+        assert_eq!(late.begin().len(), 0);
+        drop((early, twin));
     }
 }
