@@ -229,8 +229,18 @@ impl AsyncRead for Tracked {
                 self.answered.store(true, Ordering::Relaxed);
             }
         }
-        polled
+        polled.map_err(closed_without_notify)
     }
+}
+
+/// A TLS connection closed without `close_notify` (an API server restarting, a proxy) ends
+/// in rustls' `UnexpectedEof`, whose text links to its manual; the caches log it for each
+/// watch it cuts off, so it is said in the log's words. (Over plain TCP an end is no error.)
+fn closed_without_notify(e: std::io::Error) -> std::io::Error {
+    if e.kind() != std::io::ErrorKind::UnexpectedEof {
+        return e;
+    }
+    std::io::Error::new(e.kind(), "the connection was closed without a TLS close_notify (the API server restarting?)")
 }
 
 impl AsyncWrite for Tracked {
@@ -294,6 +304,20 @@ impl AsyncRead for ReturnOnEof {
 mod tests {
     use super::*;
     use async_std::io::{ReadExt, WriteExt};
+
+    #[test]
+    fn a_tls_connection_closed_without_close_notify_is_said_without_a_link() {
+        let rustls = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify: \
+             https://docs.rs/rustls/latest/rustls/manual/_03_howto/index.html#unexpected-eof",
+        );
+        let said = closed_without_notify(rustls);
+        assert_eq!(said.kind(), std::io::ErrorKind::UnexpectedEof, "still read as a lost connection");
+        assert!(said.to_string().contains("without a TLS close_notify") && !said.to_string().contains("https://"));
+        let reset = closed_without_notify(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert_eq!(reset.kind(), std::io::ErrorKind::ConnectionReset);
+    }
     use async_std::net::TcpListener;
 
     /// A plain HTTP/1.1 server that answers `per_connection` requests on each connection
