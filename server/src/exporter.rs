@@ -447,8 +447,6 @@ impl Exporter {
                     started.elapsed(),
                     names.join(", ")
                 );
-            }
-            if !failed.is_empty() {
                 let exporter = Arc::downgrade(exporter);
                 drop(warming);
                 drop(async_std::task::spawn(Exporter::warm_up_again(exporter, failed)));
