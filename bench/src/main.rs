@@ -325,7 +325,7 @@ enum Ask {
     Text,
     /// What Prometheus sends: OpenMetrics first, gzip, and its scrape timeout (its default,
     /// 10 s), with which a request that arrives while the server warms up joins the warm-up
-    /// scrape, as Prometheus' do (until de6acb4 a request without one read the cluster a
+    /// scrape, as Prometheus' do (until 7194310 a request without one read the cluster a
     /// second time beside it: at 150,000 pods, some 200 MiB more at once).
     Prometheus,
 }
