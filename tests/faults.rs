@@ -141,6 +141,8 @@ async fn faults_started_while_the_api_server_is_down_ready_once_it_is_back_with_
     let ready = get(&format!("{base}/readyz"), &[]).await;
     assert_eq!(ready.status, 503, "{}", ready.body);
     assert!(ready.body.contains("pods") && ready.body.contains("nodes"), "{}", ready.body);
+    // And why: the on-call engineer reads it there too.
+    assert!(ready.body.contains("pods (last failure: ") && ready.body.contains("HTTP 503"), "{}", ready.body);
     sim.state().faults.clear();
     let ready = wait_ready(&base).await;
     assert_eq!(ready.status, 200, "{}", ready.body);

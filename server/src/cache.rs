@@ -114,6 +114,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             && !self.refused.load(Ordering::Relaxed)
     }
 
+    /// Why its last list or watch failed, until one works.
+    fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
     /// The snapshot, starting the cache on first use and waiting (up to `wait`) for its
     /// first list.
     async fn get(
@@ -131,7 +136,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         // Wait for the first list, but not past a failure: a cache that can't list (a 403,
         // say) fails fast, and keeps retrying in the background with backoff.
         while !self.synced.load(Ordering::Acquire) {
-            let failed = self.last_error.lock().ok().and_then(|e| e.clone());
+            let failed = self.last_error();
             if failed.is_some() || std::time::Instant::now() >= deadline {
                 let why = failed.unwrap_or_else(|| "no answer yet".into());
                 return Err(format!("{} cache not synced: {why}", self.kind.resource).into());
@@ -903,14 +908,20 @@ impl Cluster for CachedCluster {
         }
     }
 
+    /// Each cache still syncing, with why its last list failed, if it did (`/readyz` says
+    /// it: an on-call engineer sees the 401 there, not only in the log).
     fn syncing(&self) -> Vec<String> {
         let caches = [
-            ("pods", self.pods.syncing()),
-            ("nodes", self.nodes.syncing()),
-            ("replicasets", self.replicasets.syncing()),
-            ("jobs", self.jobs.syncing()),
+            ("pods", self.pods.syncing(), self.pods.last_error()),
+            ("nodes", self.nodes.syncing(), self.nodes.last_error()),
+            ("replicasets", self.replicasets.syncing(), self.replicasets.last_error()),
+            ("jobs", self.jobs.syncing(), self.jobs.last_error()),
         ];
-        caches.into_iter().filter(|(_, syncing)| *syncing).map(|(name, _)| name.to_owned()).collect()
+        let said = |(name, _, failed): (&str, bool, Option<String>)| match failed {
+            Some(failed) => format!("{name} (last failure: {failed})"),
+            None => name.to_owned(),
+        };
+        caches.into_iter().filter(|(_, syncing, _)| *syncing).map(said).collect()
     }
 }
 
