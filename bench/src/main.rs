@@ -16,8 +16,9 @@
 //!   gzip), and from 10k pods up also as an HA pair (two such requests at once each time:
 //!   one read, two bodies), as Prometheus while every cache re-lists (the simulator
 //!   forgets its history and closes the watches: each next watch gets 410), as Prometheus
-//!   while 20 pods a second change (each a new IP, a watch event) and as each of 3 shards: from the request to the last byte of the answer (the benchmark decompresses
-//!   and reads an answer after that, untimed);
+//!   while 20 pods a second change (each a new IP, a watch event; scrapes 2 s apart) and
+//!   as each of 3 shards: from the request to the last byte of the answer (the benchmark
+//!   decompresses and reads an answer after that, untimed);
 //! - (d) the server's CPU time per scrape (its threads' `schedstat`, or `/proc/PID/stat` if
 //!   a thread exited meanwhile) and peak RSS (`VmHWM`);
 //! - (e) API requests per steady-state scrape, from the server's own counters, how many of
