@@ -83,10 +83,7 @@ async fn faults_response_larger_than_the_bound_is_refused() {
 #[async_std::test]
 async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
-    let port = free_port();
-    let log = dir.join("stderr.log");
-    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
-    wait_listening(port).await;
+    let (port, log, _child) = spawn_server(&sim, &dir).await;
     let url = format!("http://127.0.0.1:{port}/metrics");
     assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
     sim.state().faults.insert(Route::PodMetrics, Fault::Status(503));
@@ -129,10 +126,7 @@ async fn faults_started_while_the_api_server_is_down_ready_once_it_is_back_with_
     for route in routes {
         sim.state().faults.insert(route, Fault::Status(503));
     }
-    let port = free_port();
-    let log = dir.join("stderr.log");
-    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
-    wait_listening(port).await;
+    let (port, log, _child) = spawn_server(&sim, &dir).await;
     let base = format!("http://127.0.0.1:{port}");
     // Not "done": every enricher's warm-up failed.
     let logged = wait_logged(&log, "to warm up again, every second", Duration::from_secs(20)).await;
@@ -178,10 +172,7 @@ fn nodes_watch_waits(log: &std::path::Path) -> Vec<f64> {
 #[async_std::test]
 async fn faults_a_watch_that_lived_starts_the_backoff_over() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
-    let port = free_port();
-    let log = dir.join("stderr.log");
-    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
-    wait_listening(port).await;
+    let (port, log, _child) = spawn_server(&sim, &dir).await;
     assert_eq!(wait_ready(&format!("http://127.0.0.1:{port}")).await.status, 200);
     let until = |what: &str, done: &dyn Fn() -> bool| {
         let started = Instant::now();

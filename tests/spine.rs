@@ -177,10 +177,7 @@ async fn spine_the_v1beta1_fallback_is_logged_once() {
     // The pod and node lists find v1 missing together, on the first scrape; one line says so.
     let (sim, _raw, dir) = sim_and_config(forms_cluster()).await;
     sim.state().serve_v1 = false;
-    let port = free_port();
-    let log = dir.join("stderr.log");
-    let _child = Killed(spawn_logging(&mut server_command(&sim, &dir, port), &log));
-    wait_listening(port).await;
+    let (port, log, _child) = spawn_server(&sim, &dir).await;
     for _ in 0..3 {
         let got = get(&format!("http://127.0.0.1:{port}/metrics"), &[]).await;
         assert!(got.body.contains("kube_metrics_server_up{resource=\"nodes\"} 1"), "{}", got.body);

@@ -432,6 +432,16 @@ pub fn server_command(sim: &Sim, dir: &std::path::Path, port: u16) -> Command {
     cmd
 }
 
+/// The server binary against `sim` ([`server_command`]), its stderr in `dir/stderr.log`,
+/// once it listens: its port, its log and the process (stopped when dropped).
+pub async fn spawn_server(sim: &Sim, dir: &std::path::Path) -> (u16, PathBuf, Killed) {
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    let child = Killed(spawn_logging(&mut server_command(sim, dir, port), &log));
+    wait_listening(port).await;
+    (port, log, child)
+}
+
 /// Starts `cmd` with its output discarded and its stderr written to `log`.
 pub fn spawn_logging(cmd: &mut Command, log: &std::path::Path) -> std::process::Child {
     cmd.stdout(Stdio::null()).stderr(std::fs::File::create(log).expect("log")).spawn().expect("spawn")
