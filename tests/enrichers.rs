@@ -129,3 +129,47 @@ async fn enrichers_source_failure_keeps_the_series() {
     })
     .await;
 }
+
+/// The operator's trial: a ClusterRole without ReplicaSets (a 403 on them) cost every owner
+/// label, DaemonSets' and StatefulSets' too. Now only the workload of the pods ReplicaSets
+/// own is missing; the failure is counted and logged as the owner enricher's, and once
+/// ReplicaSets can be read the workloads come back.
+#[async_std::test]
+async fn enrichers_replicasets_forbidden_cost_only_their_workloads() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    sim.state().faults.insert(Route::ReplicaSets, Fault::Status(403));
+    let (port, log, _child) = spawn_server(&sim, &dir).await;
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let text = get(&url, &[]).await.body;
+    promtool_check(&text);
+    let s = parse(&text);
+    let web = pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d");
+    assert_eq!((web.label("owner_kind"), web.label("owner_name")), (Some("ReplicaSet"), Some("frontend-7c9d8f6b5")));
+    assert_eq!((web.label("workload_kind"), web.label("workload_name")), (None, None), "unknown, not wrong");
+    assert_eq!(web.label("node"), Some("node-a"), "the other enrichers are untouched");
+    let job = pod_series(&s, "batch", "report-28394810-abcde");
+    assert_eq!((job.label("workload_kind"), job.label("workload_name")), (Some("CronJob"), Some("report")));
+    let ds = pod_series(&s, "kube-system", "kube-proxy-x7k2p");
+    assert_eq!((ds.label("workload_kind"), ds.label("workload_name")), (Some("DaemonSet"), Some("kube-proxy")));
+    let sts = pod_series(&s, "shop", "redis-0");
+    assert_eq!((sts.label("owner_kind"), sts.label("workload_name")), (Some("StatefulSet"), Some("redis")));
+    let errors = find(&s, "kube_metrics_server_enricher_errors_total", &[("enricher", "owner")]);
+    assert_eq!(errors.value, 1.0);
+    let logged = wait_logged(&log, "enricher owner: ReplicaSets", std::time::Duration::from_secs(5)).await;
+    let line = logged.lines().find(|l| l.contains("enricher owner: ReplicaSets")).unwrap_or_default();
+    assert!(
+        line.contains("WARN") && line.contains("403") && line.contains("the labels it could add are kept"),
+        "{line}"
+    );
+
+    sim.state().faults.clear();
+    let back = std::time::Instant::now();
+    loop {
+        let s = parse(&get(&url, &[]).await.body);
+        if pod_series(&s, "shop", "frontend-7c9d8f6b5-8xk2d").label("workload_name") == Some("frontend") {
+            break;
+        }
+        assert!(back.elapsed() < std::time::Duration::from_secs(15), "workloads never came back");
+        async_std::task::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

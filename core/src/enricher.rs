@@ -180,10 +180,11 @@ pub enum Depends {
 }
 
 /// An enricher's labels for one scrape, indexed like [`Scrape::pods`] and [`Scrape::nodes`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Enrichment {
     pods: Vec<LabelPairs>,
     nodes: Vec<LabelPairs>,
+    incomplete: Option<EnrichError>,
 }
 
 impl Enrichment {
@@ -192,7 +193,25 @@ impl Enrichment {
         Enrichment {
             pods: std::iter::repeat_with(Vec::new).take(scrape.pods.len()).collect(),
             nodes: std::iter::repeat_with(Vec::new).take(scrape.nodes.len()).collect(),
+            incomplete: None,
         }
+    }
+
+    /// Says that some of the labels could not be added, and why (one source of several
+    /// failed): the run counts and logs `error` as this enricher's failure, as if it had
+    /// returned it, but keeps the labels this enrichment has. A memo keeps none of them, so
+    /// the pods are enriched afresh next scrape. The first error said is the one kept.
+    pub fn incomplete(&mut self, error: impl Into<EnrichError>) {
+        self.incomplete.get_or_insert(error.into());
+    }
+
+    /// Why some labels are missing, if [`incomplete`](Enrichment::incomplete) was called.
+    pub fn incompleteness(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.incomplete.as_deref()
+    }
+
+    pub(crate) fn take_incomplete(&mut self) -> Option<EnrichError> {
+        self.incomplete.take()
     }
 
     /// Adds a label to pod `index` (and its containers). Ignores an index outside the

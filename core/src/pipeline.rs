@@ -59,13 +59,17 @@ impl Guard for Unguarded {
     }
 }
 
-/// An enricher that failed in this run: its labels are left out, nothing else is lost.
+/// An enricher that failed in this run: its labels are left out (or, when `partial`, those
+/// it could not add), nothing else is lost.
 #[derive(Debug)]
 pub struct Failure {
     /// The enricher's name.
     pub enricher: String,
     /// Why.
     pub error: EnrichError,
+    /// Whether the enricher returned labels all the same, some missing
+    /// ([`Enrichment::incomplete`]): those it returned are kept.
+    pub partial: bool,
 }
 
 /// What [`enrich`] returns.
@@ -133,7 +137,7 @@ pub async fn warm_up(cluster: &dyn Cluster, enrichers: &[Arc<dyn Enricher>]) -> 
                 Ok(future) => CatchUnwind(future).await.unwrap_or_else(|p| Err(Box::new(p))),
                 Err(p) => Err(Box::new(p) as EnrichError),
             };
-            result.err().map(|error| Failure { enricher: enricher.name().to_owned(), error })
+            result.err().map(|error| Failure { enricher: enricher.name().to_owned(), error, partial: false })
         });
         Some(call)
     });
@@ -174,9 +178,15 @@ async fn run(
                 Err(p) => Err(Box::new(p) as EnrichError),
             }
         });
+        let failed = |error, partial| Failure { enricher: enricher.name().to_owned(), error, partial };
         match guard.guard(enricher.as_ref(), call).await {
-            Ok(e) => enrichments.push(e),
-            Err(error) => failures.push(Failure { enricher: enricher.name().to_owned(), error }),
+            Ok(mut e) => {
+                if let Some(error) = e.take_incomplete() {
+                    failures.push(failed(error, true));
+                }
+                enrichments.push(e);
+            }
+            Err(error) => failures.push(failed(error, false)),
         }
     }
     (enrichments, failures)
@@ -273,6 +283,48 @@ mod tests {
             assert_eq!(out.prepared.pods.len(), 2);
             assert_eq!(out.prepared.pods[1].text(), "n=\"0\"");
             assert!(memo.is_empty(), "an incomplete run is not remembered");
+        });
+    }
+
+    /// Labels the first pod, and says it could not label the others.
+    struct Partly;
+
+    #[async_trait]
+    impl Enricher for Partly {
+        fn name(&self) -> &str {
+            "partly"
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            Vec::new()
+        }
+        fn depends(&self) -> Depends {
+            Depends::Pod
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, _cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            let mut out = Enrichment::new(scrape);
+            out.add_pod_label(0, LabelName::from_static("first"), "yes".into());
+            out.incomplete("the second source is down");
+            out.incomplete("said again");
+            assert_eq!(out.incompleteness().map(ToString::to_string).as_deref(), Some("the second source is down"));
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn an_incomplete_enrichment_keeps_its_labels_and_is_reported() {
+        async_std::task::block_on(async {
+            let pods = scrape_json();
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let enrichers: [Arc<dyn Enricher>; 2] = [Arc::new(Partly), counting(false, Depends::Pod)];
+            let memo = Memo::default();
+            let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Unguarded).await;
+            let failures: Vec<_> =
+                out.failures.iter().map(|f| (f.enricher.as_str(), f.error.to_string(), f.partial)).collect();
+            assert_eq!(failures, [("partly", "the second source is down".to_owned(), true)]);
+            assert_eq!(out.prepared.pods[0].text(), "first=\"yes\",n=\"0\"");
+            assert_eq!(out.prepared.pods[1].text(), "n=\"0\"");
+            assert!(memo.is_empty(), "an incomplete run is not remembered: the missing labels are tried again");
         });
     }
 

@@ -7,10 +7,17 @@
 //! Node. A pod with no controller gets none of these labels. ReplicaSets and Jobs are read
 //! as metadata only, and only when some pod is owned by one (as the server starts, when
 //! some pod in the pod list is: see [`Enricher::warm_up`]).
+//!
+//! When ReplicaSets (or Jobs) cannot be read (a 403: the ClusterRole lacks them), the pods
+//! they own keep `owner_kind`/`owner_name` and go without the workload labels, and every
+//! other pod is labelled as ever; the enrichment is [incomplete](Enrichment::incomplete),
+//! which counts as this enricher's failure.
+
+use std::fmt;
 
 use msp_core::{
     async_trait, AddedLabel, Cluster, ControllerKind, Depends, EnrichError, Enricher, Enrichment, LabelName, Owner,
-    Scrape, Series,
+    Scrape, Series, SourceError,
 };
 
 static OWNER_KIND: LabelName = LabelName::from_static("owner_kind");
@@ -71,17 +78,25 @@ impl Enricher for OwnerEnricher {
         let mut tables = Vec::new();
         for kind in [ControllerKind::ReplicaSet, ControllerKind::Job] {
             if owners.iter().flatten().any(|o| &*o.kind == kind.kind()) {
-                tables.push((kind, cluster.controllers(kind).await?));
+                match cluster.controllers(kind).await {
+                    Ok(table) => tables.push((kind, table)),
+                    Err(source) => out.incomplete(Unread { kind, source }),
+                }
             }
         }
         for (i, (pod, owner)) in scrape.pods.iter().zip(&owners).enumerate() {
             let Some(owner) = owner else { continue };
-            let parent = ControllerKind::from_kind(&owner.kind)
-                .and_then(|k| tables.iter().find(|(t, _)| *t == k))
-                .and_then(|(_, table)| table.get(pod.namespace, &owner.name).cloned().flatten());
-            let workload = parent.as_ref().unwrap_or(owner);
             out.add_pod_label(i, OWNER_KIND.clone(), owner.kind.clone());
             out.add_pod_label(i, OWNER_NAME.clone(), owner.name.clone());
+            let parent = match ControllerKind::from_kind(&owner.kind) {
+                None => None,
+                Some(kind) => match tables.iter().find(|(t, _)| *t == kind) {
+                    Some((_, table)) => table.get(pod.namespace, &owner.name).cloned().flatten(),
+                    // Its kind could not be read: no workload rather than a wrong one.
+                    None => continue,
+                },
+            };
+            let workload = parent.as_ref().unwrap_or(owner);
             out.add_pod_label(i, WORKLOAD_KIND.clone(), workload.kind.clone());
             out.add_pod_label(i, WORKLOAD_NAME.clone(), workload.name.clone());
         }
@@ -106,6 +121,30 @@ impl Enricher for OwnerEnricher {
         let (replicasets, jobs) =
             futures_lite::future::zip(read(ControllerKind::ReplicaSet), read(ControllerKind::Job)).await;
         replicasets.and(jobs)
+    }
+}
+
+/// The controllers of one kind could not be read: the pods they own go without workload
+/// labels.
+#[derive(Debug)]
+struct Unread {
+    kind: ControllerKind,
+    source: SourceError,
+}
+
+impl fmt::Display for Unread {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}s: {}; the pods they own have owner_kind and owner_name but no workload labels",
+            self.kind, self.source
+        )
+    }
+}
+
+impl std::error::Error for Unread {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.source.as_ref())
     }
 }
 
@@ -141,6 +180,35 @@ mod tests {
         assert_eq!(at("a", "ds"), four("DaemonSet", "agent", "DaemonSet", "agent"));
         assert_eq!(at("kube-system", "etcd-n1"), four("Node", "n1", "Node", "n1"));
         assert!(at("a", "lone").is_empty());
+    }
+
+    #[async_std::test]
+    async fn controllers_that_cannot_be_read_cost_only_the_workloads_they_give() {
+        let pods = r#"{"items":[
+          {"metadata":{"name":"web","namespace":"a","ownerReferences":[{"kind":"ReplicaSet","name":"web-7d","controller":true}]}},
+          {"metadata":{"name":"rep","namespace":"a","ownerReferences":[{"kind":"Job","name":"rep-123","controller":true}]}},
+          {"metadata":{"name":"ds","namespace":"a","ownerReferences":[{"kind":"DaemonSet","name":"agent","controller":true}]}},
+          {"metadata":{"name":"db-0","namespace":"a","ownerReferences":[{"kind":"StatefulSet","name":"db","controller":true}]}}]}"#;
+        let controllers = r#"{"items":[
+          {"metadata":{"name":"rep-123","namespace":"a","ownerReferences":[{"kind":"CronJob","name":"rep","controller":true}]}}]}"#;
+        let refusing =
+            crate::testing::Refusing(cluster(pods, r#"{"items":[]}"#, controllers), ControllerKind::ReplicaSet);
+        let (pm, nm) = scrape_lists(&["a/web", "a/rep", "a/ds", "a/db-0"], &[]);
+        let scrape = Scrape::new(&pm, &nm);
+        let e = OwnerEnricher.enrich(&scrape, &refusing).await.expect("labels, not an error");
+        let at = |name: &str| pod_labels(&e, scrape.pod_index("a", name).expect("pod"));
+        assert_eq!(at("web"), [("owner_kind", "ReplicaSet"), ("owner_name", "web-7d")], "no workload, not a wrong one");
+        let four = |ok: &'static str, on: &'static str, wk: &'static str, wn: &'static str| {
+            vec![("owner_kind", ok), ("owner_name", on), ("workload_kind", wk), ("workload_name", wn)]
+        };
+        assert_eq!(at("rep"), four("Job", "rep-123", "CronJob", "rep"));
+        assert_eq!(at("ds"), four("DaemonSet", "agent", "DaemonSet", "agent"));
+        assert_eq!(at("db-0"), four("StatefulSet", "db", "StatefulSet", "db"));
+        let why = e.incompleteness().expect("incomplete").to_string();
+        assert_eq!(
+            why,
+            "ReplicaSets: HTTP 403; the pods they own have owner_kind and owner_name but no workload labels"
+        );
     }
 
     #[async_std::test]

@@ -38,6 +38,28 @@ pub fn pod_labels(e: &Enrichment, index: usize) -> Vec<(&str, &str)> {
     e.pod(index).iter().map(|(n, v)| (n.as_str(), &**v)).collect()
 }
 
+/// A cluster whose controllers of one kind cannot be read (a 403 on ReplicaSets).
+pub struct Refusing(pub StaticCluster, pub msp_core::ControllerKind);
+
+#[msp_core::async_trait]
+impl msp_core::Cluster for Refusing {
+    async fn pods(&self) -> Result<Arc<msp_core::Pods>, msp_core::SourceError> {
+        self.0.pods().await
+    }
+    async fn nodes(&self) -> Result<Arc<msp_core::Nodes>, msp_core::SourceError> {
+        self.0.nodes().await
+    }
+    async fn controllers(
+        &self,
+        kind: msp_core::ControllerKind,
+    ) -> Result<Arc<msp_core::Controllers>, msp_core::SourceError> {
+        if kind == self.1 {
+            return Err("HTTP 403".into());
+        }
+        self.0.controllers(kind).await
+    }
+}
+
 /// A cluster that notes what is read of it, in order: `pods`, `nodes`, `ReplicaSet`,
 /// `Job`.
 pub struct Reads(pub StaticCluster, pub std::sync::Mutex<Vec<String>>);

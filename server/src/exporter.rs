@@ -733,7 +733,12 @@ impl Exporter {
             let enriched =
                 enrich(&scrape, self.cluster.as_ref(), &self.enrichers, Some(&self.memo), &enrichers_deadline).await;
             for failure in &enriched.failures {
-                log::warn!(enricher = failure.enricher.as_str(); "enricher {}: {}; its labels are left out of this scrape", failure.enricher, failure.error);
+                let lost = if failure.partial {
+                    "the labels it could add are kept"
+                } else {
+                    "its labels are left out of this scrape"
+                };
+                log::warn!(enricher = failure.enricher.as_str(); "enricher {}: {}; {lost}", failure.enricher, failure.error);
                 self.counters.enricher_error(&failure.enricher);
             }
             write(&scrape, &enriched, Read { pods_up, nodes_up, started, age })

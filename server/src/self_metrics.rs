@@ -106,7 +106,7 @@ pub fn write(
     let help = "Metrics API items dropped because a value was invalid or missing.";
     w.family(&PARSE_ERRORS, help, MetricType::Counter)?
         .sample([], counters.parse_errors.load(Ordering::Relaxed) as f64);
-    let help = "Scrapes in which an enricher failed and its labels were left out.";
+    let help = "Scrapes in which an enricher failed and its labels, or some of them, were left out.";
     let mut f = w.family(&ENRICHER_ERRORS, help, MetricType::Counter)?;
     let counts = counters.enricher_errors.lock().map(|c| c.clone()).unwrap_or_default();
     for (name, n) in &counts {
