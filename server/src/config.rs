@@ -381,7 +381,7 @@ pub enum ConfigError {
 }
 
 /// The `MSP_` variable of `key` (dotted): `kubernetes.timeout` is `MSP_KUBERNETES__TIMEOUT`.
-fn variable(key: &str) -> String {
+pub(crate) fn variable(key: &str) -> String {
     format!("MSP_{}", key.replace('.', "__").to_uppercase())
 }
 
@@ -488,6 +488,12 @@ fn extract_error(e: figment::Error) -> ConfigError {
     };
     let from = origin(e.metadata.as_ref());
     match &e.kind {
+        Kind::UnknownField(field, known) if from_environment(e.metadata.as_ref()) => {
+            let key = key(Some(field));
+            let parent = e.path.iter().filter(|p| *p != field).map(|p| format!("{p}.")).collect::<String>();
+            let known: Vec<String> = known.iter().map(|k| variable(&format!("{parent}{k}"))).collect();
+            ConfigError::Unknown { from: format!(" ({})", variable(&key)), key, known: known.join(", ") }
+        }
         Kind::UnknownField(field, known) => {
             ConfigError::Unknown { key: key(Some(field)), from, known: known.join(", ") }
         }
@@ -504,6 +510,11 @@ fn extract_error(e: figment::Error) -> ConfigError {
 
 /// Where a value was set, for an error: ` (in TOML file msp.toml)`, ` (in `MSP_`
 /// environment variable(s))`; nothing where figment does not say.
+/// Whether a value came from the `MSP_` variables.
+pub(crate) fn from_environment(metadata: Option<&figment::Metadata>) -> bool {
+    metadata.is_some_and(|m| m.name.contains("environment variable"))
+}
+
 fn origin(metadata: Option<&figment::Metadata>) -> String {
     match metadata {
         Some(m) => match &m.source {
@@ -555,21 +566,50 @@ pub fn variables() -> Vec<(String, String)> {
 
 /// Refuses top-level keys that neither [`RawConfig`] nor a registered enricher reads.
 fn check_keys(figment: &Figment, registry: &Registry) -> Result<(), ConfigError> {
-    let ours = serde_json::to_value(RawConfig::default()).unwrap_or_default();
-    let ours: Vec<&str> = ours.as_object().map(|o| o.keys().map(String::as_str).collect()).unwrap_or_default();
+    let defaults = serde_json::to_value(RawConfig::default()).unwrap_or_default();
+    let ours: Vec<(&str, bool)> =
+        defaults.as_object().map(|o| o.iter().map(|(k, v)| (k.as_str(), v.is_object())).collect()).unwrap_or_default();
     let data = figment.data().map_err(Box::new)?;
     for dict in data.values() {
-        for key in dict.keys() {
-            if !ours.contains(&key.as_str()) && !registry.owns_section(key) {
-                let mut known: Vec<&str> = ours.clone();
-                known.extend(registry.sections());
+        for (key, value) in dict {
+            if !ours.iter().any(|(k, _)| k == key) && !registry.owns_section(key) {
+                let sections = registry.sections().into_iter().map(|s| (s, true));
+                let mut known: Vec<(&str, bool)> = ours.iter().copied().chain(sections).collect();
                 known.sort_unstable();
-                let from = origin(figment.find_metadata(key));
+                let metadata = figment.find_metadata(key);
+                // Named as they were set: `MSP_` variables (a section as `MSP_KUBERNETES__*`),
+                // or the file's keys.
+                let (from, known): (String, Vec<String>) = if from_environment(metadata) {
+                    let name = |(k, section): (&str, bool)| variable(k) + if section { "__*" } else { "" };
+                    let set = name((key, matches!(value, figment::value::Value::Dict(..))));
+                    (format!(" ({set})"), known.into_iter().map(name).collect())
+                } else {
+                    (origin(metadata), known.into_iter().map(|(k, _)| k.to_owned()).collect())
+                };
                 return Err(ConfigError::Unknown { key: key.clone(), from, known: known.join(", ") });
             }
         }
     }
     Ok(())
+}
+
+/// `address:port`, or `host:port` with the host resolved as Go's `net.Listen` resolves it
+/// (`localhost:9100`, as node_exporter takes it): its first IPv4 address, else its first.
+fn parse_listen(listen: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let literal = match listen.parse() {
+        Ok(addr) => return Ok(addr),
+        Err(e) => e,
+    };
+    // Only a name with a numeric port is looked up: `nowhere` or `host:http` stay errors.
+    let looked_up = match listen.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok() => listen
+            .to_socket_addrs()
+            .map_err(|e| format!("is not an address:port, and {host:?} could not be resolved ({e})"))?,
+        _ => return Err(format!("is not an address:port ({literal})")),
+    };
+    let addrs: Vec<SocketAddr> = looked_up.collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| "resolves to no address".to_owned())
 }
 
 impl RawConfig {
@@ -589,8 +629,7 @@ impl RawConfig {
             Some(port) => format!("[::]:{port}"),
             None => self.listen.clone(),
         };
-        let listen =
-            listen.parse().map_err(|e| invalid("listen", format!("{:?} is not an address:port ({e})", self.listen)))?;
+        let listen = parse_listen(&listen).map_err(|e| invalid("listen", format!("{:?} {e}", self.listen)))?;
         let enrichers = Enrichers::build(&self.enrichers, registry, figment)?;
         // In any case, as `log_level` and `log_format` are read.
         let naming = match self.naming.to_ascii_lowercase().as_str() {
@@ -697,6 +736,12 @@ mod tests {
             assert_eq!(c.listen, "[::]:9100".parse().expect("addr"));
             jail.set_env("MSP_LISTEN", ":9200");
             assert_eq!(load(None)?.listen, "[::]:9200".parse().expect("addr"), "Go's way of saying every address");
+            jail.set_env("MSP_LISTEN", "localhost:9200");
+            assert_eq!(
+                load(None)?.listen,
+                "127.0.0.1:9200".parse().expect("addr"),
+                "a name, as Go's net.Listen takes it"
+            );
             jail.clear_env();
             assert_eq!(c.enrichers.names(), ["node", "labels", "owner"]);
             assert_eq!(c.naming, Naming::Prometheus);
@@ -860,7 +905,7 @@ mod tests {
             (
                 "MSP_KUBERNETES__TYPO",
                 "1",
-                "`kubernetes.typo` (in `MSP_` environment variable(s)) is not known; known keys: api_url, token_file,",
+                "`kubernetes.typo` (MSP_KUBERNETES__TYPO) is not known; known keys: MSP_KUBERNETES__API_URL, MSP_KUBERNETES__TOKEN_FILE,",
             ),
             (
                 "MSP_ENRICHERS",
@@ -869,10 +914,10 @@ mod tests {
             ),
             ("MSP_NAMESPACES__ALLOW", "shop", "MSP_NAMESPACES__ALLOW='[\"a\",\"b\"]'"),
             ("MSP_LOG_LEVEL", "loud", "is not off, error,"),
-            ("MSP_TYPO", "1", "`typo` (in `MSP_` environment variable(s)) is not known"),
+            ("MSP_TYPO", "1", "`typo` (MSP_TYPO) is not known; known keys: MSP_ENRICHERS, MSP_KUBERNETES__*, MSP_LABEL_SELECTOR, MSP_LABELS__*, MSP_LISTEN,"),
             ("MSP_ENRICHERS", r#"["node","labels","node"]"#, "\"node\" is listed twice (positions 1 and 3)"),
             ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": empty pattern"),
-            ("MSP_LABELS__TYPO", "1", "key `labels.typo` in `MSP_` environment variable(s) is not known"),
+            ("MSP_LABELS__TYPO", "1", "key `labels.typo` (MSP_LABELS__TYPO) is not known; known keys: MSP_LABELS__ALLOW, MSP_LABELS__DENY"),
             ("MSP_KUBERNETES__TIMEOUT", "5", "`kubernetes.timeout` (MSP_KUBERNETES__TIMEOUT): "),
             ("MSP_KUBERNETES__TIMEOUT", "5", "for example \"5s\""),
             (
@@ -896,7 +941,7 @@ mod tests {
                 "`shard.total` (in `MSP_` environment variable(s)): found float `3`, expected a whole number, without a decimal point (MSP_SHARD__TOTAL)",
             ),
             ("MSP_TIMESTAMPS", "yes", "`timestamps` (in `MSP_` environment variable(s)): found string \"yes\", expected true or false (MSP_TIMESTAMPS=true)"),
-            ("MSP_LABELS__ALLOW", "app", "key `labels.allow` in `MSP_` environment variable(s): found string \"app\", but it is a list, written as a TOML array ([\"a\", \"b\"]; MSP_LABELS__ALLOW='[\"a\",\"b\"]')"),
+            ("MSP_LABELS__ALLOW", "app", "key `labels.allow` (MSP_LABELS__ALLOW): found string \"app\", but it is a list, written as a TOML array ([\"a\", \"b\"]; MSP_LABELS__ALLOW='[\"a\",\"b\"]')"),
             ("MSP_SHARD__INDEX", "1", "set shard.total (MSP_SHARD__TOTAL)"),
         ];
         for &(var, value, want) in cases {
@@ -994,7 +1039,7 @@ mod embedder_tests {
             assert!(err.to_string().contains("typo"), "{err}");
 
             let err = Config::load(Some("msp.toml".into()), &Registry::builtin()).expect_err("nobody reads [team]");
-            assert!(err.to_string().contains("`team` (in `MSP_` environment variable(s)) is not known"), "{err}");
+            assert!(err.to_string().contains("`team` (MSP_TEAM__*) is not known"), "{err}");
 
             // Not enabled, it is not built: its section is read, but its factory (which would
             // refuse an empty channel here) is not run.
