@@ -321,6 +321,38 @@ async fn apiserver_a_streaming_list_that_fails_for_the_servers_trouble_is_asked_
     assert_eq!(h.sim.pages("/api/v1/"), 0, "no pages: {pods:?}");
 }
 
+/// A request that never reaches the API server (here a TLS handshake with a certificate the
+/// CA does not sign) fails the pages alike: the streaming list is asked again after the
+/// backoff, never followed by pages, so each retry is one request and one log line (the
+/// operator's trial saw two WARN lines a retry).
+#[async_std::test]
+async fn apiserver_a_streaming_list_that_never_reached_the_server_is_asked_again_not_paged() {
+    let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
+    let other = temp_dir("another-ca");
+    std::fs::write(other.join("ca.crt"), msp_sim::TestPki::generate().expect("pki").ca_pem).expect("ca");
+    let port = free_port();
+    let log = dir.join("stderr.log");
+    let mut cmd = server_command(&sim, &dir, port);
+    cmd.env("MSP_KUBERNETES__CA_FILE", other.join("ca.crt"));
+    let _child = Killed(spawn_logging(&mut cmd, &log));
+    let tried = "WARN  msp_server::cache: pods cache: streaming list: GET /api/v1/pods: TLS handshake with ";
+    let started = Instant::now();
+    let logged = loop {
+        let logged = std::fs::read_to_string(&log).unwrap_or_default();
+        if logged.matches(tried).count() >= 3 {
+            break logged;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "three retries:\n{logged}");
+        async_std::task::sleep(Duration::from_millis(50)).await;
+    };
+    let pods: Vec<&str> = logged.lines().filter(|l| l.contains("pods cache: ")).collect();
+    assert!(
+        pods.iter().all(|l| l.contains(tried) && l.contains("invalid peer certificate") && l.contains("; again in ")),
+        "{pods:#?}"
+    );
+    assert!(!logged.contains("listing in pages"), "{logged}");
+}
+
 #[async_std::test]
 async fn apiserver_an_empty_metadata_only_list_says_null_and_still_syncs() {
     // Pods owned by Jobs that are gone (the Job deleted, its pods not yet): the Job cache

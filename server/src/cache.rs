@@ -309,11 +309,13 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 // `Retry-After` or not: waited out, and the streaming list asked again;
                 // pages would only double the requests it fails (a trial counted two a
                 // retry through `kubectl proxy`). Unauthorized (401): pages would be refused
-                // alike. (A 403 is read in pages: a role may list but not watch, and a
-                // streaming list is a watch. A connection lost or silent partway is too: a
-                // proxy that holds a watch's answer back until it ends would never let a
-                // streaming list through.)
-                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 429 | 500..=599)) => {
+                // alike; so would a request that never reached the server (refused, a TLS
+                // handshake that failed: the operator's trial saw two lines a retry). (A
+                // 403 is read in pages: a role may list but not watch, and a streaming list
+                // is a watch. A connection lost or silent partway is too: a proxy that
+                // holds a watch's answer back until it ends would never let a streaming
+                // list through.)
+                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 429 | 500..=599)) || e.unreached() => {
                     return Err((Listing::Streaming, e))
                 }
                 // Tried again at the next list.

@@ -143,6 +143,13 @@ impl KubeError {
         }
     }
 
+    /// Whether the request never reached the API server: its connection could not be
+    /// opened (refused, a TLS handshake that failed). Another request there fails alike
+    /// until something changes.
+    pub fn unreached(&self) -> bool {
+        matches!(self, KubeError::Transport { source, .. } if source.is::<super::transport::Unreached>())
+    }
+
     /// A short code for counting: the status, or `error`/`timeout`.
     pub fn code(&self) -> String {
         match self {
@@ -241,6 +248,15 @@ impl BodySlot {
 fn under(base: &Url, path_and_query: &str) -> Result<Url, http_types::url::ParseError> {
     let prefix = base.path().trim_end_matches('/');
     base.join(&format!("{prefix}{path_and_query}"))
+}
+
+/// A request's failure: [`Unreached`](super::transport::Unreached) kept as itself (see
+/// [`KubeError::unreached`]), anything else as what surf's error carries.
+fn sent(path: &str, e: surf::Error) -> KubeError {
+    match e.downcast::<super::transport::Unreached>() {
+        Ok(unreached) => transport(path, unreached),
+        Err(e) => transport(path, e.into_inner()),
+    }
 }
 
 /// What surf's errors carry, as a source error.
@@ -488,9 +504,7 @@ impl KubeClient {
     /// One attempt at opening a watch: the response once its headers arrive in time.
     async fn open_watch(&self, path_and_query: &str, path: &str, accept: &str) -> Result<surf::Response, KubeError> {
         let timeout = self.limits.timeout;
-        let request = async {
-            self.request(path_and_query, path, accept).await?.await.map_err(|e| transport(path, e.into_inner()))
-        };
+        let request = async { self.request(path_and_query, path, accept).await?.await.map_err(|e| sent(path, e)) };
         let mut res = async_std::future::timeout(timeout, request).await.map_err(|_| KubeError::Timeout {
             path: path.to_owned(),
             after: timeout,
@@ -535,8 +549,7 @@ impl KubeClient {
         accept: &str,
         slot: Option<&BodySlot>,
     ) -> Result<Vec<u8>, KubeError> {
-        let mut res =
-            self.request(path_and_query, path, accept).await?.await.map_err(|e| transport(path, e.into_inner()))?;
+        let mut res = self.request(path_and_query, path, accept).await?.await.map_err(|e| sent(path, e))?;
         let limit = self.limits.max_response_bytes;
         let too_large = || KubeError::TooLarge { path: path.to_owned(), limit };
         if res.len().is_some_and(|len| len > limit) {

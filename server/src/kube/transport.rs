@@ -103,21 +103,22 @@ impl Transport {
 
     /// Opens a connection: TCP, then TLS for `https`.
     async fn dial(&self, url: &http_types::Url) -> Result<Conn, Error> {
-        let host = url.host().ok_or_else(|| error(format!("{url}: no host")))?;
-        let port = url.port_or_known_default().ok_or_else(|| error(format!("{url}: no port")))?;
+        let host = url.host().ok_or_else(|| unreached(format!("{url}: no host")))?;
+        let port = url.port_or_known_default().ok_or_else(|| unreached(format!("{url}: no port")))?;
         let host_str = url.host_str().unwrap_or_default();
         let addr = format!("{host_str}:{port}");
-        let tcp = TcpStream::connect(&addr).await.map_err(|e| error(format!("connect to {addr}: {e}")))?;
+        let tcp = TcpStream::connect(&addr).await.map_err(|e| unreached(format!("connect to {addr}: {e}")))?;
         self.connects.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = match url.scheme() {
             "http" => Box::new(tcp),
             "https" => {
-                let tls = self.tls.clone().ok_or_else(|| error(format!("{url}: https without a TLS configuration")))?;
+                let tls =
+                    self.tls.clone().ok_or_else(|| unreached(format!("{url}: https without a TLS configuration")))?;
                 let name = match (&self.server_name, host) {
                     (Some(name), _) => name.clone(),
                     (None, Host::Domain(d)) => {
-                        ServerName::try_from(d.to_owned()).map_err(|e| error(format!("{d}: {e}")))?
+                        ServerName::try_from(d.to_owned()).map_err(|e| unreached(format!("{d}: {e}")))?
                     }
                     (None, Host::Ipv4(ip)) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
                     (None, Host::Ipv6(ip)) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
@@ -125,10 +126,10 @@ impl Transport {
                 let stream = TlsConnector::from(tls)
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| error(format!("TLS handshake with {addr}: {e}")))?;
+                    .map_err(|e| unreached(format!("TLS handshake with {addr}: {e}")))?;
                 Box::new(stream)
             }
-            other => return Err(error(format!("{url}: unsupported scheme {other}"))),
+            other => return Err(unreached(format!("{url}: unsupported scheme {other}"))),
         };
         Ok(async_dup::Arc::new(async_dup::Mutex::new(io)))
     }
@@ -147,8 +148,23 @@ fn key(url: &http_types::Url) -> String {
     format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0))
 }
 
-fn error(message: String) -> Error {
-    Error::from_str(StatusCode::BadGateway, message)
+/// A request that was never sent: its connection could not be opened (refused, a TLS
+/// handshake that failed, a URL without a host). The error [`Transport`] returns then, so
+/// that a caller can tell it from a request that failed on its way (see
+/// [`KubeError::unreached`](crate::kube::KubeError::unreached)).
+#[derive(Debug)]
+pub struct Unreached(String);
+
+impl fmt::Display for Unreached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unreached {}
+
+fn unreached(message: String) -> Error {
+    Error::new(StatusCode::BadGateway, Unreached(message))
 }
 
 /// Whether the connection can carry another request once this response's body is read:
@@ -364,6 +380,19 @@ mod tests {
         let req = Request::new(http_types::Method::Get, http_types::Url::parse(url).expect("url"));
         let mut res = t.send(req).await.expect("send");
         res.body_string().await.expect("body")
+    }
+
+    #[test]
+    fn a_request_that_never_reached_the_server_says_so() {
+        async_std::task::block_on(async {
+            // A port nothing listens on (bound, then closed).
+            let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+            let t = Transport::new(None);
+            let client = surf::Client::with_http_client(t);
+            let e = client.get(format!("http://127.0.0.1:{port}/")).await.expect_err("refused");
+            let unreached = e.downcast_ref::<Unreached>().map(ToString::to_string).unwrap_or_default();
+            assert!(unreached.starts_with(&format!("connect to 127.0.0.1:{port}: ")), "{e}");
+        });
     }
 
     #[test]
