@@ -68,7 +68,8 @@ use crate::exposition::{sanitize, LabelName};
 use crate::render::{NODE_RESERVED, POD_RESERVED};
 use crate::scrape::Scrape;
 
-/// An enricher's failure: its labels are left out of this scrape, nothing else is lost.
+/// An enricher's failure: its labels are left out of this scrape (those it could not add,
+/// when it returns them with [`Enrichment::incomplete`]), nothing else is lost.
 pub type EnrichError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An enricher's labels for one pod or node, in the order it added them.

@@ -62,6 +62,7 @@ impl Guard for Unguarded {
 /// An enricher that failed in this run: its labels are left out (or, when `partial`, those
 /// it could not add), nothing else is lost.
 #[derive(Debug)]
+#[non_exhaustive]
 pub struct Failure {
     /// The enricher's name.
     pub enricher: String,
@@ -110,8 +111,12 @@ pub async fn enrich(
     for (k, batch) in round.batches(scrape, BATCH).enumerate() {
         let (enrichments, failed) = run(&batch, &recording, enrichers, guard).await;
         for f in failed {
-            if !failures.iter().any(|known| known.enricher == f.enricher) {
-                failures.push(f);
+            match failures.iter_mut().find(|known| known.enricher == f.enricher) {
+                // A batch that lost all of an enricher's labels is what to say, not one
+                // that lost some.
+                Some(known) if known.partial && !f.partial => *known = f,
+                Some(_) => {}
+                None => failures.push(f),
             }
         }
         let refs: Vec<&Enrichment> = enrichments.iter().collect();
@@ -346,6 +351,47 @@ mod tests {
             let labelled = |call: &str| out.prepared.pods.iter().filter(|p| p.text() == call).count();
             assert_eq!((labelled("n=\"0\""), labelled("n=\"1\"")), (BATCH, 1), "two calls, every pod labelled");
             assert!(memo.is_empty(), "an incomplete run is not remembered");
+        });
+    }
+
+    /// Labels some pods of a large batch, and fails a small one whole.
+    struct PartlyThenNot;
+
+    #[async_trait]
+    impl Enricher for PartlyThenNot {
+        fn name(&self) -> &str {
+            "partly"
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            Vec::new()
+        }
+        fn depends(&self) -> Depends {
+            Depends::Pod
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, _cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            if scrape.pods.len() == 1 {
+                return Err("out of time".into());
+            }
+            let mut out = Enrichment::new(scrape);
+            out.incomplete("one source is down");
+            Ok(out)
+        }
+    }
+
+    #[test]
+    fn a_batch_that_fails_whole_is_reported_over_one_that_failed_in_part() {
+        async_std::task::block_on(async {
+            let items: Vec<String> = (0..=BATCH)
+                .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
+                .collect();
+            let json = format!(r#"{{"items":[{}]}}"#, items.join(","));
+            let pods: crate::list::PodMetricsList<'_> = serde_json::from_str(&json).expect("pods");
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(PartlyThenNot)];
+            let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&Memo::default()), &Unguarded).await;
+            let failures: Vec<_> = out.failures.iter().map(|f| (f.error.to_string(), f.partial)).collect();
+            assert_eq!(failures, [("out of time".to_owned(), false)]);
         });
     }
 

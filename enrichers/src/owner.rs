@@ -134,11 +134,7 @@ struct Unread {
 
 impl fmt::Display for Unread {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}s: {}; the pods they own have owner_kind and owner_name but no workload labels",
-            self.kind, self.source
-        )
+        write!(f, "{}s: {}; the pods they own get no workload labels", self.kind, self.source)
     }
 }
 
@@ -205,10 +201,7 @@ mod tests {
         assert_eq!(at("ds"), four("DaemonSet", "agent", "DaemonSet", "agent"));
         assert_eq!(at("db-0"), four("StatefulSet", "db", "StatefulSet", "db"));
         let why = e.incompleteness().expect("incomplete").to_string();
-        assert_eq!(
-            why,
-            "ReplicaSets: HTTP 403; the pods they own have owner_kind and owner_name but no workload labels"
-        );
+        assert_eq!(why, "ReplicaSets: HTTP 403; the pods they own get no workload labels");
     }
 
     #[async_std::test]
