@@ -486,42 +486,54 @@ fn extract_error(e: figment::Error) -> ConfigError {
         }
         path.join(".")
     };
-    let from = origin(e.metadata.as_ref());
+    let metadata = e.metadata.as_ref();
     match &e.kind {
-        Kind::UnknownField(field, known) if from_environment(e.metadata.as_ref()) => {
-            let key = key(Some(field));
-            let parent = e.path.iter().filter(|p| *p != field).map(|p| format!("{p}.")).collect::<String>();
-            let known: Vec<String> = known.iter().map(|k| variable(&format!("{parent}{k}"))).collect();
-            ConfigError::Unknown { from: format!(" ({})", variable(&key)), key, known: known.join(", ") }
-        }
         Kind::UnknownField(field, known) => {
-            ConfigError::Unknown { key: key(Some(field)), from, known: known.join(", ") }
+            let key = key(Some(field));
+            // Its siblings, named as it was set.
+            let parent = key.rsplit_once('.').map_or(String::new(), |(parent, _)| format!("{parent}."));
+            let known: Vec<String> = known.iter().map(|k| set_as(metadata, &format!("{parent}{k}"), k)).collect();
+            ConfigError::Unknown { from: origin(metadata, &key), key, known: known.join(", ") }
         }
         // A negative number where a whole one goes (`-1`) is serde's invalid value.
-        Kind::InvalidType(found, expected) | Kind::InvalidValue(found, expected) => ConfigError::WrongType {
-            key: key(None).to_lowercase(),
-            from,
-            found: found.to_string(),
-            expected: expected.clone(),
-        },
+        Kind::InvalidType(found, expected) | Kind::InvalidValue(found, expected) => {
+            let key = key(None).to_lowercase();
+            ConfigError::WrongType {
+                from: origin(metadata, &key),
+                key,
+                found: found.to_string(),
+                expected: expected.clone(),
+            }
+        }
         _ => ConfigError::Figment(Box::new(e)),
     }
 }
 
-/// Where a value was set, for an error: ` (in TOML file msp.toml)`, ` (in `MSP_`
-/// environment variable(s))`; nothing where figment does not say.
-/// Whether a value came from the `MSP_` variables.
-pub(crate) fn from_environment(metadata: Option<&figment::Metadata>) -> bool {
-    metadata.is_some_and(|m| m.name.contains("environment variable"))
+/// Whether a value came from our `MSP_` variables (not an embedder's own `Env` provider).
+fn from_environment(metadata: Option<&figment::Metadata>) -> bool {
+    metadata.is_some_and(|m| m.name.starts_with("`MSP_` "))
 }
 
-fn origin(metadata: Option<&figment::Metadata>) -> String {
+/// Where `key` (dotted) was set, for an error: ` (MSP_KUBERNETES__TIMEOUT)`, ` (in TOML
+/// file msp.toml)`; nothing where figment does not say.
+pub(crate) fn origin(metadata: Option<&figment::Metadata>, key: &str) -> String {
     match metadata {
+        Some(_) if from_environment(metadata) => format!(" ({})", variable(key)),
         Some(m) => match &m.source {
             Some(source) => format!(" (in {} {source})", m.name),
             None => format!(" (in {})", m.name),
         },
         None => String::new(),
+    }
+}
+
+/// `key` (dotted) as it is written where `metadata` says it was set: its `MSP_` variable, or
+/// `written` (the key in the file).
+pub(crate) fn set_as(metadata: Option<&figment::Metadata>, key: &str, written: &str) -> String {
+    if from_environment(metadata) {
+        variable(key)
+    } else {
+        written.to_owned()
     }
 }
 
@@ -578,14 +590,18 @@ fn check_keys(figment: &Figment, registry: &Registry) -> Result<(), ConfigError>
                 known.sort_unstable();
                 let metadata = figment.find_metadata(key);
                 // Named as they were set: `MSP_` variables (a section as `MSP_KUBERNETES__*`),
-                // or the file's keys.
-                let (from, known): (String, Vec<String>) = if from_environment(metadata) {
-                    let name = |(k, section): (&str, bool)| variable(k) + if section { "__*" } else { "" };
-                    let set = name((key, matches!(value, figment::value::Value::Dict(..))));
-                    (format!(" ({set})"), known.into_iter().map(name).collect())
-                } else {
-                    (origin(metadata), known.into_iter().map(|(k, _)| k.to_owned()).collect())
+                // or the file's keys; the key set, to its first value (`MSP_TEAM__CHANNEL`).
+                let name = |(k, section): (&str, bool)| {
+                    set_as(metadata, k, k) + if section && from_environment(metadata) { "__*" } else { "" }
                 };
+                let known: Vec<String> = known.into_iter().map(name).collect();
+                let mut leaf = key.clone();
+                let mut at = value;
+                while let Some((k, v)) = at.as_dict().and_then(|d| d.iter().next()) {
+                    leaf = format!("{leaf}.{k}");
+                    at = v;
+                }
+                let from = origin(metadata, &leaf);
                 return Err(ConfigError::Unknown { key: key.clone(), from, known: known.join(", ") });
             }
         }
@@ -601,13 +617,18 @@ fn parse_listen(listen: &str) -> Result<SocketAddr, String> {
         Ok(addr) => return Ok(addr),
         Err(e) => e,
     };
-    // Only a name with a numeric port is looked up: `nowhere` or `host:http` stay errors.
-    let looked_up = match listen.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && !host.contains(':') && port.parse::<u16>().is_ok() => listen
-            .to_socket_addrs()
-            .map_err(|e| format!("is not an address:port, and {host:?} could not be resolved ({e})"))?,
-        _ => return Err(format!("is not an address:port ({literal})")),
-    };
+    // Only a name with a numeric port is looked up: `nowhere`, `host:http`, and what only
+    // C's inet_aton reads as an address (`0:9100`, `127.1:9100`) stay errors, as in Go.
+    let named = listen.rsplit_once(':').and_then(|(host, port)| {
+        let numeric = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+        let name = !host.is_empty() && !host.contains(':') && !numeric;
+        // `localhost.`: Go reads it in /etc/hosts, glibc only asks DNS.
+        Some((host.strip_suffix('.').unwrap_or(host), port.parse::<u16>().ok()?)).filter(|_| name)
+    });
+    let Some((host, port)) = named else { return Err(format!("is not an address:port ({literal})")) };
+    let looked_up = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("is not an address:port, and {host:?} could not be resolved ({e})"))?;
     let addrs: Vec<SocketAddr> = looked_up.collect();
     addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| "resolves to no address".to_owned())
 }
@@ -870,8 +891,8 @@ mod tests {
             jail.create_file("msp.toml", "[labels]\ntypo = 1\n")?;
             let err = load(Some("msp.toml")).expect_err("strict section");
             assert!(
-                err.contains("key `labels.typo` in ")
-                    && err.contains("msp.toml TOML file is not known; known keys: allow, deny"),
+                err.contains("key `labels.typo` (in TOML file ")
+                    && err.contains("msp.toml) is not known; known keys: allow, deny"),
                 "{err}"
             );
             // So does the section of an enricher that is registered but not enabled.
@@ -895,6 +916,31 @@ mod tests {
     }
 
     #[test]
+    fn listen_takes_an_address_or_a_name_as_go_does() {
+        let cases = [
+            ("[::]:9100", Ok("[::]:9100")),
+            ("[::1]:9100", Ok("[::1]:9100")),
+            ("127.0.0.1:9100", Ok("127.0.0.1:9100")),
+            // Looked up in /etc/hosts (its first IPv4 address), the trailing dot too.
+            ("localhost:9100", Ok("127.0.0.1:9100")),
+            ("localhost.:9100", Ok("127.0.0.1:9100")),
+            ("nowhere", Err("is not an address:port (invalid socket address syntax)")),
+            ("localhost:http", Err("is not an address:port")),
+            ("::1:9100", Err("is not an address:port")),
+            ("0:9100", Err("is not an address:port")),
+            ("127.1:9100", Err("is not an address:port")),
+            (":9100", Err("is not an address:port")),
+        ];
+        for (listen, want) in cases {
+            let got = parse_listen(listen);
+            match want {
+                Ok(addr) => assert_eq!(got, Ok(addr.parse().expect("addr")), "{listen}"),
+                Err(said) => assert!(got.as_ref().is_err_and(|e| e.starts_with(said)), "{listen}: {got:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let cases: &[(&str, &str, &str)] = &[
             ("MSP_LISTEN", "nowhere", "`listen`"),
@@ -910,10 +956,15 @@ mod tests {
             (
                 "MSP_ENRICHERS",
                 "node",
-                "`enrichers` (in `MSP_` environment variable(s)): found string \"node\", but it is a list",
+                "`enrichers` (MSP_ENRICHERS): found string \"node\", but it is a list",
             ),
             ("MSP_NAMESPACES__ALLOW", "shop", "MSP_NAMESPACES__ALLOW='[\"a\",\"b\"]'"),
             ("MSP_LOG_LEVEL", "loud", "is not off, error,"),
+            (
+                "MSP_KUBERNETES__KUBERNETES",
+                "1",
+                "`kubernetes.kubernetes` (MSP_KUBERNETES__KUBERNETES) is not known; known keys: MSP_KUBERNETES__API_URL,",
+            ),
             ("MSP_TYPO", "1", "`typo` (MSP_TYPO) is not known; known keys: MSP_ENRICHERS, MSP_KUBERNETES__*, MSP_LABEL_SELECTOR, MSP_LABELS__*, MSP_LISTEN,"),
             ("MSP_ENRICHERS", r#"["node","labels","node"]"#, "\"node\" is listed twice (positions 1 and 3)"),
             ("MSP_LABELS__ALLOW", r#"["app", ""]"#, "enricher \"labels\": empty pattern"),
@@ -923,24 +974,24 @@ mod tests {
             (
                 "MSP_KUBERNETES__MAX_RESPONSE_BYTES",
                 "lots",
-                "`kubernetes.max_response_bytes` (in `MSP_` environment variable(s)): found string \"lots\", expected a whole number in digits, without a unit (MSP_KUBERNETES__MAX_RESPONSE_BYTES)",
+                "`kubernetes.max_response_bytes` (MSP_KUBERNETES__MAX_RESPONSE_BYTES): found string \"lots\", expected a whole number in digits, without a unit (MSP_KUBERNETES__MAX_RESPONSE_BYTES)",
             ),
             (
                 "MSP_KUBERNETES__MAX_RESPONSE_BYTES",
                 "-1",
-                "`kubernetes.max_response_bytes` (in `MSP_` environment variable(s)): found signed int `-1`, expected a whole number in digits",
+                "`kubernetes.max_response_bytes` (MSP_KUBERNETES__MAX_RESPONSE_BYTES): found signed int `-1`, expected a whole number in digits",
             ),
             (
                 "MSP_SHARD__TOTAL",
                 "99999999999",
-                "`shard.total` (in `MSP_` environment variable(s)): found unsigned int `99999999999`, more than the most it takes, 4294967295 (MSP_SHARD__TOTAL)",
+                "`shard.total` (MSP_SHARD__TOTAL): found unsigned int `99999999999`, more than the most it takes, 4294967295 (MSP_SHARD__TOTAL)",
             ),
             (
                 "MSP_SHARD__TOTAL",
                 "3.0",
-                "`shard.total` (in `MSP_` environment variable(s)): found float `3`, expected a whole number, without a decimal point (MSP_SHARD__TOTAL)",
+                "`shard.total` (MSP_SHARD__TOTAL): found float `3`, expected a whole number, without a decimal point (MSP_SHARD__TOTAL)",
             ),
-            ("MSP_TIMESTAMPS", "yes", "`timestamps` (in `MSP_` environment variable(s)): found string \"yes\", expected true or false (MSP_TIMESTAMPS=true)"),
+            ("MSP_TIMESTAMPS", "yes", "`timestamps` (MSP_TIMESTAMPS): found string \"yes\", expected true or false (MSP_TIMESTAMPS=true)"),
             ("MSP_LABELS__ALLOW", "app", "key `labels.allow` (MSP_LABELS__ALLOW): found string \"app\", but it is a list, written as a TOML array ([\"a\", \"b\"]; MSP_LABELS__ALLOW='[\"a\",\"b\"]')"),
             ("MSP_SHARD__INDEX", "1", "set shard.total (MSP_SHARD__TOTAL)"),
         ];
@@ -1039,7 +1090,7 @@ mod embedder_tests {
             assert!(err.to_string().contains("typo"), "{err}");
 
             let err = Config::load(Some("msp.toml".into()), &Registry::builtin()).expect_err("nobody reads [team]");
-            assert!(err.to_string().contains("`team` (MSP_TEAM__*) is not known"), "{err}");
+            assert!(err.to_string().contains("`team` (MSP_TEAM__CHANNEL) is not known"), "{err}");
 
             // Not enabled, it is not built: its section is read, but its factory (which would
             // refuse an empty channel here) is not run.

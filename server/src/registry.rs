@@ -54,23 +54,15 @@ fn section_error(section: &str, e: figment::Error) -> String {
                 path.pop();
             }
             path.insert(0, section.to_owned());
-            let env = crate::config::from_environment(e.metadata.as_ref());
-            let source = match &e.metadata {
-                Some(_) if env => format!(" ({})", crate::config::variable(&path.join("."))),
-                Some(m) => match &m.source {
-                    Some(from) => format!(" in {from} {}", m.name),
-                    None => format!(" in {}", m.name),
-                },
-                None => String::new(),
-            };
+            let source = crate::config::origin(e.metadata.as_ref(), &path.join("."));
             match &e.kind {
                 // As our own sections say it (figment's wording nests backquotes in backquotes).
                 figment::error::Kind::UnknownField(_, known) => {
-                    let known: Vec<String> = if env {
-                        known.iter().map(|k| crate::config::variable(&format!("{section}.{k}"))).collect()
-                    } else {
-                        known.iter().map(|k| k.to_string()).collect()
-                    };
+                    let parent = &path[..path.len().saturating_sub(1)];
+                    let known: Vec<String> = known
+                        .iter()
+                        .map(|k| crate::config::set_as(e.metadata.as_ref(), &format!("{}.{k}", parent.join(".")), k))
+                        .collect();
                     format!(
                         "[{section}]: key `{}`{source} is not known; known keys: {}",
                         path.join("."),
