@@ -305,19 +305,8 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         "{resource} cache: the API server does not stream lists ({why}); the caches list in pages"
                     );
                 }
-                // An API server (or a proxy before it) that answers 429 or 5xx, with a
-                // `Retry-After` or not: waited out, and the streaming list asked again;
-                // pages would only double the requests it fails (a trial counted two a
-                // retry through `kubectl proxy`). Unauthorized (401): pages would be refused
-                // alike; so would a request that never reached the server (refused, a TLS
-                // handshake that failed: the operator's trial saw two lines a retry). (A
-                // 403 is read in pages: a role may list but not watch, and a streaming list
-                // is a watch. A connection lost or silent partway is too: a proxy that
-                // holds a watch's answer back until it ends would never let a streaming
-                // list through.)
-                Err(Streamed::Failed(e)) if matches!(e.status(), Some(401 | 429 | 500..=599)) || e.unreached() => {
-                    return Err((Listing::Streaming, e))
-                }
+                // Waited out, and the streaming list asked again.
+                Err(Streamed::Failed(e)) if pages_fail_alike(&e) => return Err((Listing::Streaming, e)),
                 // Tried again at the next list.
                 Err(Streamed::Failed(e)) => {
                     log::warn!(resource = resource; "{resource} cache: the streaming list failed ({e}); listing in pages")
@@ -699,6 +688,18 @@ fn server_trouble(e: &KubeError) -> bool {
     }
 }
 
+/// Whether pages, asked for after a streaming list failed so, would fail alike or only add
+/// to the trouble: an API server (or a proxy before it) that answers 429 or 5xx, with a
+/// `Retry-After` or not (a trial counted two failed requests a retry through `kubectl
+/// proxy`); a 401; a request that never reached the server or was never sent (refused, a
+/// TLS handshake that failed, no credentials from the exec plugin: the operator's trial saw
+/// two log lines a retry). A 403 is read in pages: a role may list but not watch, and a
+/// streaming list is a watch. So is a connection lost or silent partway: a proxy that holds
+/// a watch's answer back until it ends would never let a streaming list through.
+fn pages_fail_alike(e: &KubeError) -> bool {
+    e.unreached() || matches!(e, KubeError::Credentials { .. }) || matches!(e.status(), Some(401 | 429 | 500..=599))
+}
+
 /// Whether a watch that failed so may fail alike from the same resourceVersion, where a fresh
 /// list would get past it: not when the server is in trouble ([`server_trouble`]), which a
 /// list of everything would only add to (an API server restarting had every cache of every
@@ -978,6 +979,40 @@ mod tests {
         ];
         for (e, want) in cases {
             assert_eq!(relist_may_help(&e), want, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_streaming_list_is_followed_by_pages_only_where_they_may_get_further() {
+        let path = || "/api/v1/pods".to_owned();
+        let io = |kind| KubeError::Transport { path: path(), source: std::io::Error::new(kind, "x").into() };
+        let status = |status| KubeError::Status { path: path(), status, message: String::new(), retry_after: None };
+        let unreached = crate::kube::Unreached::Failed {
+            stage: "connect to",
+            addr: "10.0.0.1:443".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        let exec = crate::kube::ExecError::Spawn {
+            command: "aws".into(),
+            source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            hint: String::new(),
+        };
+        let cases = [
+            (KubeError::Transport { path: path(), source: Box::new(unreached) }, false),
+            (KubeError::Credentials { path: path(), source: exec }, false),
+            (status(401), false),
+            (status(429), false),
+            (status(500), false),
+            (status(503), false),
+            (status(403), true),
+            (status(404), true),
+            (io(std::io::ErrorKind::ConnectionReset), true),
+            (io(std::io::ErrorKind::UnexpectedEof), true),
+            (KubeError::Timeout { path: path(), after: Duration::from_secs(1), bound: "x" }, true),
+            (KubeError::WatchError { path: path(), status: "{}".into() }, true),
+        ];
+        for (e, paged) in cases {
+            assert_eq!(!pages_fail_alike(&e), paged, "{e}");
         }
     }
 

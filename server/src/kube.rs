@@ -13,7 +13,7 @@ pub use endpoint::{resolve, EndpointError, Settings};
 pub use exec::{kill_runs_under_way, ExecError};
 pub use tls::{certificates, client_config, private_key, TlsError, Verify};
 pub use token::{InvalidToken, TokenError};
-pub use transport::Transport;
+pub use transport::{Transport, Unreached};
 
 /// `url` without any `user:password@`, for showing and logging.
 pub fn redacted(url: &http_types::Url) -> String {

@@ -147,7 +147,7 @@ impl KubeError {
     /// opened (refused, a TLS handshake that failed). Another request there fails alike
     /// until something changes.
     pub fn unreached(&self) -> bool {
-        matches!(self, KubeError::Transport { source, .. } if source.is::<super::transport::Unreached>())
+        matches!(self, KubeError::Transport { source, .. } if source.is::<super::Unreached>())
     }
 
     /// A short code for counting: the status, or `error`/`timeout`.
@@ -250,10 +250,10 @@ fn under(base: &Url, path_and_query: &str) -> Result<Url, http_types::url::Parse
     base.join(&format!("{prefix}{path_and_query}"))
 }
 
-/// A request's failure: [`Unreached`](super::transport::Unreached) kept as itself (see
+/// A request's failure: [`Unreached`](super::Unreached) kept as itself (see
 /// [`KubeError::unreached`]), anything else as what surf's error carries.
 fn sent(path: &str, e: surf::Error) -> KubeError {
-    match e.downcast::<super::transport::Unreached>() {
+    match e.downcast::<super::Unreached>() {
         Ok(unreached) => transport(path, unreached),
         Err(e) => transport(path, e.into_inner()),
     }

@@ -39,6 +39,11 @@ pub const MAX_IDLE_PER_HOST: usize = 4;
 
 /// How long an idle connection is kept (the API server's own idle timeout is 90 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a TCP connect, and then a TLS handshake, may take: an API server answers both
+/// in milliseconds, so one that takes longer is not reached (packets dropped), and is told
+/// apart from a request that got no answer within `kubernetes.timeout` (client-go bounds
+/// them too: 30 s and 10 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A byte stream, plain or TLS.
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -101,35 +106,34 @@ impl Transport {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
-    /// Opens a connection: TCP, then TLS for `https`.
+    /// Opens a connection: TCP, then TLS for `https`, each within [`CONNECT_TIMEOUT`].
     async fn dial(&self, url: &http_types::Url) -> Result<Conn, Error> {
-        let host = url.host().ok_or_else(|| unreached(format!("{url}: no host")))?;
-        let port = url.port_or_known_default().ok_or_else(|| unreached(format!("{url}: no port")))?;
+        let setup = |message: String| Error::new(StatusCode::BadGateway, Unreached::Setup(message));
+        let host = url.host().ok_or_else(|| setup(format!("{url}: no host")))?;
+        let port = url.port_or_known_default().ok_or_else(|| setup(format!("{url}: no port")))?;
         let host_str = url.host_str().unwrap_or_default();
         let addr = format!("{host_str}:{port}");
-        let tcp = TcpStream::connect(&addr).await.map_err(|e| unreached(format!("connect to {addr}: {e}")))?;
+        let tcp = async_std::future::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await;
+        let tcp = bounded("connect to", &addr, tcp)?;
         self.connects.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = match url.scheme() {
             "http" => Box::new(tcp),
             "https" => {
-                let tls =
-                    self.tls.clone().ok_or_else(|| unreached(format!("{url}: https without a TLS configuration")))?;
+                let tls = self.tls.clone().ok_or_else(|| setup(format!("{url}: https without a TLS configuration")))?;
                 let name = match (&self.server_name, host) {
                     (Some(name), _) => name.clone(),
                     (None, Host::Domain(d)) => {
-                        ServerName::try_from(d.to_owned()).map_err(|e| unreached(format!("{d}: {e}")))?
+                        ServerName::try_from(d.to_owned()).map_err(|e| setup(format!("{d}: {e}")))?
                     }
                     (None, Host::Ipv4(ip)) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
                     (None, Host::Ipv6(ip)) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
                 };
-                let stream = TlsConnector::from(tls)
-                    .connect(name, tcp)
-                    .await
-                    .map_err(|e| unreached(format!("TLS handshake with {addr}: {e}")))?;
-                Box::new(stream)
+                let stream =
+                    async_std::future::timeout(CONNECT_TIMEOUT, TlsConnector::from(tls).connect(name, tcp)).await;
+                Box::new(bounded("TLS handshake with", &addr, stream)?)
             }
-            other => return Err(unreached(format!("{url}: unsupported scheme {other}"))),
+            other => return Err(setup(format!("{url}: unsupported scheme {other}"))),
         };
         Ok(async_dup::Arc::new(async_dup::Mutex::new(io)))
     }
@@ -148,23 +152,56 @@ fn key(url: &http_types::Url) -> String {
     format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0))
 }
 
-/// A request that was never sent: its connection could not be opened (refused, a TLS
-/// handshake that failed, a URL without a host). The error [`Transport`] returns then, so
-/// that a caller can tell it from a request that failed on its way (see
-/// [`KubeError::unreached`](crate::kube::KubeError::unreached)).
+/// What a step of [`Transport::dial`] bounded by [`CONNECT_TIMEOUT`] came to.
+fn bounded<T>(
+    stage: &'static str,
+    addr: &str,
+    result: Result<std::io::Result<T>, async_std::future::TimeoutError>,
+) -> Result<T, Error> {
+    let done = result.unwrap_or_else(|_| {
+        let after = format!("no answer within {CONNECT_TIMEOUT:?}");
+        Err(std::io::Error::new(std::io::ErrorKind::TimedOut, after))
+    });
+    done.map_err(|source| {
+        Error::new(StatusCode::BadGateway, Unreached::Failed { stage, addr: addr.to_owned(), source })
+    })
+}
+
+/// A request that was never sent: its connection could not be opened. The error
+/// [`Transport`] returns then, so that a caller can tell it from a request that failed on
+/// its way (see [`KubeError::unreached`](crate::kube::KubeError::unreached)).
 #[derive(Debug)]
-pub struct Unreached(String);
+pub enum Unreached {
+    /// TCP or TLS failed, or did not finish within [`CONNECT_TIMEOUT`] (packets dropped: a
+    /// network policy, an address nothing answers at).
+    Failed {
+        /// `connect to` or `TLS handshake with`.
+        stage: &'static str,
+        /// `host:port`.
+        addr: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The URL or the TLS configuration cannot make a connection (no host, another scheme).
+    Setup(String),
+}
 
 impl fmt::Display for Unreached {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Unreached::Failed { stage, addr, source } => write!(f, "{stage} {addr}: {source}"),
+            Unreached::Setup(message) => f.write_str(message),
+        }
     }
 }
 
-impl std::error::Error for Unreached {}
-
-fn unreached(message: String) -> Error {
-    Error::new(StatusCode::BadGateway, Unreached(message))
+impl std::error::Error for Unreached {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Unreached::Failed { source, .. } => Some(source),
+            Unreached::Setup(_) => None,
+        }
+    }
 }
 
 /// Whether the connection can carry another request once this response's body is read:
@@ -392,6 +429,23 @@ mod tests {
             let e = client.get(format!("http://127.0.0.1:{port}/")).await.expect_err("refused");
             let unreached = e.downcast_ref::<Unreached>().map(ToString::to_string).unwrap_or_default();
             assert!(unreached.starts_with(&format!("connect to 127.0.0.1:{port}: ")), "{e}");
+        });
+    }
+
+    #[test]
+    fn a_tls_handshake_that_never_ends_is_unreached_after_the_connect_timeout() {
+        async_std::task::block_on(async {
+            // Takes the connection and says nothing: a TLS handshake waits for its answer.
+            let listener = async_std::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let port = listener.local_addr().expect("addr").port();
+            let held = async_std::task::spawn(async move { listener.accept().await.map(|(s, _)| s) });
+            let tls = crate::kube::client_config(crate::kube::Verify::Insecure, None).expect("tls");
+            let client = surf::Client::with_http_client(Transport::new(Some(tls)));
+            let e = client.get(format!("https://127.0.0.1:{port}/")).await.expect_err("no handshake");
+            let Some(Unreached::Failed { stage, source, .. }) = e.downcast_ref::<Unreached>() else { panic!("{e}") };
+            assert_eq!((*stage, source.kind()), ("TLS handshake with", std::io::ErrorKind::TimedOut), "{e}");
+            assert!(e.to_string().ends_with("no answer within 5s"), "{e}");
+            drop(held.await);
         });
     }
 
