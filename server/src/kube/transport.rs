@@ -11,7 +11,8 @@
 //! dropped half-read, a response framed by closing the connection, or `Connection: close`
 //! leave the connection out of the pool, and it closes with its last handle. At most
 //! [`MAX_IDLE_PER_HOST`] idle connections per host are kept, each at most [`IDLE_TIMEOUT`]
-//! (below the API server's and most load balancers'). A pooled connection that fails before
+//! (below the API server's and most load balancers'), and none is taken from the pool
+//! [`MAX_AGE`] after it was opened. A pooled connection that fails before
 //! any byte of the answer arrives (the server closed it while idle) is replaced by a fresh
 //! one and the request sent again, once: we only send GETs. The other idle connections to
 //! that host are dropped with it: what closed one (a restart of the API server, a load
@@ -39,6 +40,12 @@ pub const MAX_IDLE_PER_HOST: usize = 4;
 
 /// How long an idle connection is kept (the API server's own idle timeout is 90 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection is used for requests, from when it was opened: then it is closed
+/// once its answer is read, and the next request opens another. Behind a load balancer that
+/// spreads the next one to another API server replica: a pool kept busy by scrapes would
+/// otherwise hold to one replica for good, where client-go's HTTP/2 is moved on by the
+/// servers' GOAWAY (`--goaway-chance`).
+pub const MAX_AGE: Duration = Duration::from_secs(300);
 /// How long a TCP connect, and then a TLS handshake, may take: an API server answers both
 /// in milliseconds, so one that takes longer is not reached (packets dropped), and is told
 /// apart from a request that got no answer within `kubernetes.timeout` (client-go bounds
@@ -52,8 +59,22 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// A connection, shared between async-h1 (which consumes one handle per request) and us.
 type Conn = async_dup::Arc<async_dup::Mutex<Box<dyn Io>>>;
 
-/// Idle connections by `scheme://host:port`, with the time each went idle.
-type Idle = Mutex<HashMap<String, Vec<(Conn, Instant)>>>;
+/// Idle connections by `scheme://host:port`, with the time each was opened and went idle.
+type Idle = Mutex<HashMap<String, Vec<Pooled>>>;
+
+/// An idle connection.
+struct Pooled {
+    conn: Conn,
+    opened: Instant,
+    since: Instant,
+}
+
+impl Pooled {
+    /// Whether it may carry another request, at most `max_age` after it was opened.
+    fn usable(&self, max_age: Duration) -> bool {
+        self.since.elapsed() < IDLE_TIMEOUT && self.opened.elapsed() < max_age
+    }
+}
 
 /// Connects over `http://`, or `https://` with the given TLS configuration, reusing idle
 /// connections.
@@ -66,6 +87,7 @@ pub struct Transport {
     config: Config,
     idle: Arc<Idle>,
     connects: Arc<AtomicU64>,
+    max_age: Duration,
 }
 
 impl fmt::Debug for Transport {
@@ -77,7 +99,14 @@ impl fmt::Debug for Transport {
 impl Transport {
     /// A transport for `http://` only (`tls: None`) or for both schemes.
     pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
-        Transport { tls, server_name: None, config: Config::new(), idle: Arc::default(), connects: Arc::default() }
+        Transport {
+            tls,
+            server_name: None,
+            config: Config::new(),
+            idle: Arc::default(),
+            connects: Arc::default(),
+            max_age: MAX_AGE,
+        }
     }
 
     /// Checks the server's certificate against `name` (a DNS name or an IP address), and
@@ -93,12 +122,13 @@ impl Transport {
         self.connects.load(Ordering::Relaxed)
     }
 
-    /// An idle connection to `key` that has not timed out; drops the ones that have.
-    fn take_idle(&self, key: &str) -> Option<Conn> {
+    /// An idle connection to `key` that has not timed out nor grown too old, and when it was
+    /// opened; drops the ones that have.
+    fn take_idle(&self, key: &str) -> Option<(Conn, Instant)> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let conns = idle.get_mut(key)?;
-        conns.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
-        conns.pop().map(|(conn, _)| conn)
+        conns.retain(|p| p.usable(self.max_age));
+        conns.pop().map(|p| (p.conn, p.opened))
     }
 
     /// Drops every idle connection to `key`.
@@ -226,9 +256,9 @@ impl HttpClient for Transport {
         // again after one failed (another idle one would most likely fail as well).
         let mut reuse = !watch;
         loop {
-            let (conn, pooled) = match reuse.then(|| self.take_idle(&key)).flatten() {
-                Some(conn) => (conn, true),
-                None => (self.dial(&url).await?, false),
+            let (conn, opened, pooled) = match reuse.then(|| self.take_idle(&key)).flatten() {
+                Some((conn, opened)) => (conn, opened, true),
+                None => (self.dial(&url).await?, Instant::now(), false),
             };
             let (result, answered) = self.exchange(&conn, req).await;
             let mut res = match result {
@@ -251,7 +281,8 @@ impl HttpClient for Transport {
             if !watch && reusable(&res) {
                 let len = res.len();
                 let body = res.take_body().into_reader();
-                let body = ReturnOnEof { body, left: len, conn: Some(conn), idle: self.idle.clone(), key };
+                let idle = self.idle.clone();
+                let body = ReturnOnEof { body, left: len, conn: Some(conn), opened, max_age: self.max_age, idle, key };
                 res.set_body(http_types::Body::from_reader(BufReader::new(body), len));
             }
             return Ok(res);
@@ -317,6 +348,8 @@ struct ReturnOnEof {
     body: Box<dyn AsyncBufRead + Unpin + Send + Sync + 'static>,
     left: Option<usize>,
     conn: Option<Conn>,
+    opened: Instant,
+    max_age: Duration,
     idle: Arc<Idle>,
     key: String,
 }
@@ -326,9 +359,11 @@ impl ReturnOnEof {
         let Some(conn) = self.conn.take() else { return };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let conns = idle.entry(std::mem::take(&mut self.key)).or_default();
-        conns.retain(|(_, since)| since.elapsed() < IDLE_TIMEOUT);
-        if conns.len() < MAX_IDLE_PER_HOST {
-            conns.push((conn, Instant::now()));
+        conns.retain(|p| p.usable(self.max_age));
+        let pooled = Pooled { conn, opened: self.opened, since: Instant::now() };
+        // Too old, it closes as its last handle goes.
+        if conns.len() < MAX_IDLE_PER_HOST && pooled.usable(self.max_age) {
+            conns.push(pooled);
         }
     }
 }
@@ -467,6 +502,22 @@ mod tests {
                 get(&t, &url).await;
                 assert_eq!(t.connects(), 2, "chunked: {chunked}");
             }
+        });
+    }
+
+    #[test]
+    fn a_connection_past_its_age_is_not_reused() {
+        async_std::task::block_on(async {
+            let url = server(100, false).await;
+            let t = Transport { max_age: Duration::from_millis(300), ..Transport::new(None) };
+            get(&t, &url).await;
+            get(&t, &url).await;
+            assert_eq!(t.connects(), 1, "reused while young");
+            async_std::task::sleep(Duration::from_millis(350)).await;
+            get(&t, &url).await;
+            assert_eq!(t.connects(), 2, "too old to take from the pool: a new one");
+            get(&t, &url).await;
+            assert_eq!(t.connects(), 2, "the new one is reused");
         });
     }
 
