@@ -353,6 +353,39 @@ async fn apiserver_a_streaming_list_that_never_reached_the_server_is_asked_again
     assert!(!logged.contains("listing in pages"), "{logged}");
 }
 
+/// A watch cache behind the resourceVersion watched from (after an etcd restore) sends an
+/// `ERROR` event of code 504, `ResourceVersionTooLarge`, to every watch from it: the cache
+/// lists afresh at once, as after a 410 (client-go), not after three watches failing alike.
+#[async_std::test]
+async fn apiserver_a_watch_from_a_resource_version_too_large_relists_at_once() {
+    let h = start(SimCluster::demo(), |_| {}).await;
+    scrape(&h).await;
+    let watching = |s: &msp_sim::SimState| {
+        s.arrived.iter().any(|p| p.starts_with("/api/v1/nodes?") && p.contains("&resourceVersion="))
+    };
+    let started = Instant::now();
+    while !watching(&h.sim.state()) {
+        assert!(started.elapsed() < Duration::from_secs(20), "the nodes cache watches");
+        async_std::task::sleep(Duration::from_millis(20)).await;
+    }
+    let from = {
+        let mut s = h.sim.state();
+        s.watch_too_large_resource_version(Route::Nodes);
+        s.arrived.len()
+    };
+    let relist =
+        |p: &String| p.starts_with("/api/v1/nodes?") && (!p.contains("watch=") || p.contains("sendInitialEvents"));
+    let relisted = loop {
+        let arrived = h.sim.state().arrived[from..].to_vec();
+        if let Some(at) = arrived.iter().position(relist) {
+            break arrived[..at].to_vec();
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "re-listed: {arrived:?}");
+        async_std::task::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(!relisted.iter().any(|p| p.starts_with("/api/v1/nodes?")), "no watch tried before the list: {relisted:?}");
+}
+
 #[async_std::test]
 async fn apiserver_an_empty_metadata_only_list_says_null_and_still_syncs() {
     // Pods owned by Jobs that are gone (the Job deleted, its pods not yet): the Job cache

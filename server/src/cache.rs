@@ -245,7 +245,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     // 1,100 lists a second), whatever events came before the 410: a watch
                     // that did not live a second waits its backoff first.
                     Ok(WatchEnd::Expired) => {
-                        log::info!(resource = resource; "{resource} cache: resourceVersion {rv} expired (410); re-listing");
+                        log::info!(resource = resource; "{resource} cache: resourceVersion {rv} expired (410) or is past the watch cache's (504); re-listing");
                         if started.elapsed() < MIN_WATCH {
                             backoff.wait_at_least(None).await;
                         }
@@ -412,7 +412,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         failed: &mut u32,
     ) -> Result<WatchEnd, KubeError> {
         let resource = self.kind.resource;
-        let path = watch_path(self.kind.path, rv);
+        let path = watch_path(self.kind.path, rv, watch_timeout());
         let res = match client.watch(resource, &path, self.kind.metadata_only).await {
             Ok(res) => res,
             Err(e) => {
@@ -447,7 +447,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     continue;
                 }
                 "ERROR" => {
-                    if event.status_code() == Some(410) {
+                    if event.status_code() == Some(410) || too_large_resource_version(&event) {
                         return Ok(WatchEnd::Expired);
                     }
                     count(errors, resource, "error_event", 1);
@@ -617,9 +617,19 @@ fn page_path(path: &str, limit: Option<u32>, token: Option<&str>) -> String {
 
 /// The watch of `path` from resourceVersion `rv` (URL-encoded: it is opaque, and only etcd
 /// makes it digits), with bookmarks.
-fn watch_path(path: &str, rv: &str) -> String {
+fn watch_path(path: &str, rv: &str, timeout: u64) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
-    format!("{path}{sep}watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion={}", query_value(rv))
+    format!("{path}{sep}watch=1&allowWatchBookmarks=true&timeoutSeconds={timeout}&resourceVersion={}", query_value(rv))
+}
+
+/// A watch's `timeoutSeconds`: 240 to 290, drawn afresh for each, so that the watches of
+/// every cache and replica, cut off together (an API server restarting), do not all end
+/// and open again together every time after (client-go draws 5 to 10 minutes). Below
+/// [`SILENCE`], so that a server that sends no bookmark still ends the watch first.
+fn watch_timeout() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    // std seeds each `RandomState` from the OS and a per-thread counter.
+    240 + std::collections::hash_map::RandomState::new().build_hasher().finish() % 51
 }
 
 /// `value` percent-encoded for a query: all but RFC 3986's unreserved characters.
@@ -686,6 +696,17 @@ fn server_trouble(e: &KubeError) -> bool {
         | KubeError::UnendedStream { .. }
         | KubeError::NoEndVersion { .. } => false,
     }
+}
+
+/// Whether a watch's `ERROR` event says that the API server's watch cache has not caught up
+/// with the resourceVersion watched from (code 504, cause `ResourceVersionTooLarge`: one
+/// from before an etcd restore, or from another API server that is ahead): a fresh list gets
+/// past it at once, as after a 410 (client-go's `isTooLargeResourceVersionError`), where
+/// watching from it again would fail alike.
+fn too_large_resource_version(event: &WatchEvent) -> bool {
+    let said = event.object.get();
+    event.status_code() == Some(504)
+        && (said.contains("\"ResourceVersionTooLarge\"") || said.contains("Too large resource version"))
 }
 
 /// Whether pages, asked for after a streaming list failed so, would fail alike or only add
@@ -1061,15 +1082,23 @@ mod tests {
     #[test]
     fn watch_paths_encode_the_resource_version() {
         assert_eq!(
-            watch_path("/api/v1/pods", "1234"),
+            watch_path("/api/v1/pods", "1234", 290),
             "/api/v1/pods?watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion=1234"
         );
         // Opaque: a server other than etcd's may put anything there, and it must not add
         // parameters or break the request line.
         assert_eq!(
-            watch_path("/api/v1/pods?fieldSelector=x", "7&watch=0 HTTP/1.1\r\n"),
+            watch_path("/api/v1/pods?fieldSelector=x", "7&watch=0 HTTP/1.1\r\n", 290),
             "/api/v1/pods?fieldSelector=x&watch=1&allowWatchBookmarks=true&timeoutSeconds=290&resourceVersion=7%26watch%3D0%20HTTP%2F1.1%0D%0A"
         );
+    }
+
+    #[test]
+    fn watches_end_at_different_times_below_the_silence_bound() {
+        let drawn: std::collections::BTreeSet<u64> = (0..200).map(|_| watch_timeout()).collect();
+        assert!(drawn.iter().all(|t| (240..=290).contains(t)), "{drawn:?}");
+        assert!(drawn.len() > 10, "spread: {drawn:?}");
+        assert!(Duration::from_secs(290) < SILENCE);
     }
 
     #[test]

@@ -208,6 +208,18 @@ impl SimState {
         self.events.push((route, self.resource_version, "ERROR", status));
     }
 
+    /// Sends the watches of `route` the `ERROR` event a watch cache that has not caught up
+    /// with the resourceVersion asked for sends (the apiserver's cacher: code 504, cause
+    /// `ResourceVersionTooLarge`, as after an etcd restore).
+    pub fn watch_too_large_resource_version(&mut self, route: Route) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": format!("Timeout: Too large resource version: {}, current: {}", self.resource_version + 10, self.resource_version),
+            "reason": "Timeout", "code": 504,
+            "details": {"causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}], "retryAfterSeconds": 1}});
+        self.resource_version += 1;
+        self.events.push((route, self.resource_version, "ERROR", status));
+    }
+
     fn push_event(&mut self, route: Route, kind: &'static str, mut object: serde_json::Value) {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());

@@ -40,7 +40,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         errors: &WatchErrors,
     ) -> Result<(String, Lines), Streamed> {
         let resource = self.kind.resource;
-        let path = stream_path(self.kind.path);
+        let path = stream_path(self.kind.path, super::watch_timeout());
         let res = client.watch(resource, &path, self.kind.metadata_only).await.map_err(|e| match e.status() {
             Some(400 | 422) => Streamed::Unsupported(format!("it answered {e}")),
             _ => Streamed::Failed(e),
@@ -135,10 +135,10 @@ const INITIAL_EVENTS: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// The streaming list of `path`: a watch from a consistent read (no resourceVersion, at
 /// least as new as the request), with the initial events and bookmarks.
-fn stream_path(path: &str) -> String {
+fn stream_path(path: &str, timeout: u64) -> String {
     let sep = if path.contains('?') { '&' } else { '?' };
     format!(
-        "{path}{sep}watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=290"
+        "{path}{sep}watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds={timeout}"
     )
 }
 
@@ -149,9 +149,9 @@ mod tests {
     #[test]
     fn the_stream_path_asks_for_the_initial_events_from_a_consistent_read() {
         assert_eq!(
-            stream_path("/api/v1/pods"),
+            stream_path("/api/v1/pods", 290),
             "/api/v1/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true&timeoutSeconds=290"
         );
-        assert!(stream_path("/api/v1/pods?fieldSelector=x").starts_with("/api/v1/pods?fieldSelector=x&watch=1&"));
+        assert!(stream_path("/api/v1/pods?fieldSelector=x", 290).starts_with("/api/v1/pods?fieldSelector=x&watch=1&"));
     }
 }
