@@ -386,6 +386,36 @@ async fn apiserver_a_watch_from_a_resource_version_too_large_relists_at_once() {
     assert!(!relisted.iter().any(|p| p.starts_with("/api/v1/nodes?")), "no watch tried before the list: {relisted:?}");
 }
 
+/// A page after the first that fails for the server's trouble (503, as API Priority and
+/// Fairness or a proxy sheds load) is asked for again from the same `continue` token: the
+/// list goes on where it was, and the first page is read once.
+#[async_std::test]
+async fn apiserver_a_page_that_fails_partway_is_asked_again_not_the_whole_list() {
+    let h = start_sim(
+        SimCluster::synthetic(1200),
+        |s| {
+            s.faults.insert(Route::Pods, Fault::ContinuedPages { status: 503, times: 2 });
+        },
+        |c| {
+            c.enrichers = vec!["node".into()];
+            c.kubernetes.list_page_size = 500;
+        },
+    )
+    .await;
+    scrape_until(&h, Duration::from_secs(20), |s| with_node(s) == 1200).await;
+    let pods: Vec<(String, u16)> = h
+        .sim
+        .state()
+        .requests
+        .iter()
+        .filter(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("limit="))
+        .cloned()
+        .collect();
+    let first = pods.iter().filter(|(p, _)| !p.contains("continue=")).count();
+    let failed = pods.iter().filter(|(_, code)| *code == 503).count();
+    assert_eq!((first, failed), (1, 2), "one first page, two failed pages asked again: {pods:?}");
+}
+
 #[async_std::test]
 async fn apiserver_an_empty_metadata_only_list_says_null_and_still_syncs() {
     // Pods owned by Jobs that are gone (the Job deleted, its pods not yet): the Job cache

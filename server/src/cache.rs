@@ -3,7 +3,8 @@
 //! Each resource (pods, nodes, ReplicaSets, Jobs) is listed once, as a streaming list where
 //! the API server has them (a watch with `sendInitialEvents`, see `cache/stream.rs`), else in
 //! pages (`limit`, then `continue`, as client-go's reflector does; a `continue` token that
-//! expired, 410, starts the list over), then watched from the list's resourceVersion with
+//! expired, 410, starts the list over; a page that failed for the server's trouble is asked
+//! for again from the same token), then watched from the list's resourceVersion with
 //! bookmarks.
 //! A dropped watch resumes from the last resourceVersion seen. `410 Gone` has the cache list
 //! again, and so do three watches in a row failing from one resourceVersion in a way a fresh
@@ -55,6 +56,11 @@ const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
 /// cache asks for the whole list in one answer, as client-go's pager does at the first
 /// (a cluster whose list takes longer than etcd keeps a token would otherwise never sync).
 const MAX_LIST_RESTARTS: u32 = 3;
+
+/// How many times a page after the first that failed for the server's trouble (429, 5xx,
+/// no answer) is asked for again, from the same `continue` token, before the list fails and
+/// starts over (client-go retries a request up to 10 times where `Retry-After` asks).
+const MAX_PAGE_RETRIES: u32 = 4;
 
 /// Watch problems, by `(resource, reason)`, for `kube_metrics_server_watch_errors_total`.
 type WatchErrors = Mutex<BTreeMap<(&'static str, &'static str), u64>>;
@@ -371,6 +377,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         let mut store = Namespaced::default();
         let mut token: Option<String> = None;
         let mut pages = Pages::new(limit);
+        let (mut backoff, mut retried) = (Backoff::default(), 0);
         loop {
             let path = page_path(base, limit, token.as_deref());
             let fetched = if self.kind.metadata_only {
@@ -378,7 +385,24 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             } else {
                 client.get(self.kind.resource, &path).await
             };
-            let body = fetched.map_err(|e| (e, token.is_some()))?;
+            let body = match fetched {
+                // The pages read so far are kept, and the token lives for minutes: the list
+                // goes on where it was, rather than read again, under a load that a list
+                // from the start would only add to (API Priority and Fairness shedding it).
+                Err(e) if token.is_some() && server_trouble(&e) && retried < MAX_PAGE_RETRIES => {
+                    retried += 1;
+                    let wait = backoff.next(e.retry_after());
+                    log::info!(
+                        resource = self.kind.resource;
+                        "{} list: a page failed ({e}); asking for it again in {wait:.1?} ({retried}/{MAX_PAGE_RETRIES})",
+                        self.kind.resource
+                    );
+                    async_std::task::sleep(wait).await;
+                    continue;
+                }
+                fetched => fetched.map_err(|e| (e, token.is_some()))?,
+            };
+            retried = 0;
             let list = ObjectList::parse(&body)
                 .map_err(|source| (KubeError::Decode { path: base.into(), source }, token.is_some()))?;
             let (entries, bad) = list.entries::<T>(&self.interner);

@@ -42,6 +42,15 @@ pub enum Fault {
     /// Watches (streaming lists among them) get this status; lists are served as usual (a
     /// role that may list but not watch answers 403 so).
     WatchStatus(u16),
+    /// Pages after the first (requests with a `continue` token) get this status `times`
+    /// times, then are served as usual (the fault removes itself): an API server that sheds
+    /// load partway through a list.
+    ContinuedPages {
+        /// The HTTP status.
+        status: u16,
+        /// How many requests get it.
+        times: u32,
+    },
     /// Lists are answered as usual, but only after this long (a busy API server or
     /// metrics-server), so that requests to the exporter meanwhile find the read in flight.
     Delay(Duration),
@@ -514,6 +523,17 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 };
                 res.insert_header("Retry-After", seconds.to_string());
                 res
+            }
+            Some(Fault::ContinuedPages { status: code, times })
+                if req.url().query_pairs().any(|(k, _)| k == "continue") =>
+            {
+                let mut s = lock(&state);
+                if times <= 1 {
+                    s.faults.remove(&route);
+                } else {
+                    s.faults.insert(route, Fault::ContinuedPages { status: code, times: times - 1 });
+                }
+                status(code, "ServiceUnavailable", "injected: a page after the first fails")
             }
             Some(Fault::WatchStatus(code)) if req.url().query_pairs().any(|(k, _)| k == "watch") => {
                 status(code, "Injected", &format!("injected fault for watches of {route:?}"))
