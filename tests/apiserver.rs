@@ -416,6 +416,27 @@ async fn apiserver_a_page_that_fails_partway_is_asked_again_not_the_whole_list()
     assert_eq!((first, failed), (1, 2), "one first page, two failed pages asked again: {pods:?}");
 }
 
+/// The simulator refuses, as a real API server's option validation does (422), the
+/// parameters that must go together and do not: so a client that dropped one would fail
+/// these tests, as it would fail a real cluster. Every other test has our caches send them.
+#[async_std::test]
+async fn apiserver_the_simulator_refuses_what_a_real_server_refuses() {
+    let (_sim, raw, _dir) = sim_and_config(SimCluster::demo()).await;
+    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
+    let client = msp_server::KubeClient::from_config(&config).expect("client");
+    let refused = [
+        "/api/v1/pods?limit=5&continue=sim-5-1000&resourceVersion=1000",
+        "/api/v1/pods?sendInitialEvents=true",
+        "/api/v1/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
+        "/api/v1/pods?watch=1&resourceVersionMatch=NotOlderThan&resourceVersion=1000",
+    ];
+    for path in refused {
+        let e = client.get("pods", path).await.expect_err(path);
+        assert_eq!(e.status(), Some(422), "{path}: {e}");
+    }
+    assert!(client.get("pods", "/api/v1/pods?limit=5").await.is_ok());
+}
+
 #[async_std::test]
 async fn apiserver_an_empty_metadata_only_list_says_null_and_still_syncs() {
     // Pods owned by Jobs that are gone (the Job deleted, its pods not yet): the Job cache

@@ -499,6 +499,8 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
     };
     let answer = if !authorized {
         status(401, "Unauthorized", "Unauthorized")
+    } else if let Some(invalid) = invalid_options(&req) {
+        status(422, "Invalid", &invalid)
     } else {
         let fault = lock(&state).faults.get(&route).cloned();
         match fault {
@@ -627,6 +629,35 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
     s.impersonation.push(impersonation);
     drop(s);
     Ok(answer)
+}
+
+/// What the API server's validation of list and watch options refuses (422 Invalid), as
+/// `validateListOptions` and `validateWatchOptions` say it: a client that dropped one of
+/// the parameters that go together would be refused by a real server, so it is here too.
+fn invalid_options(req: &Request<State>) -> Option<String> {
+    let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let watch = matches!(q("watch").as_deref(), Some("1" | "true"));
+    let initial = q("sendInitialEvents").is_some();
+    if q("continue").is_some() && q("resourceVersion").is_some_and(|v| !v.is_empty()) {
+        return Some(
+            "resourceVersion: Forbidden: specifying resource version is not allowed when using continue".into(),
+        );
+    }
+    if initial && !watch {
+        return Some("sendInitialEvents: Forbidden: sendInitialEvents is allowed for watch only".into());
+    }
+    if initial && q("allowWatchBookmarks").as_deref() != Some("true") {
+        return Some(
+            "sendInitialEvents: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true".into(),
+        );
+    }
+    if watch && !initial && q("resourceVersionMatch").is_some() {
+        return Some(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+                .into(),
+        );
+    }
+    None
 }
 
 /// The `labelSelector` of a request: pod metrics are filtered by it, as metrics-server does;
