@@ -355,9 +355,10 @@ async fn apiserver_a_streaming_list_that_never_reached_the_server_is_asked_again
 
 /// A watch cache behind the resourceVersion watched from (after an etcd restore) sends an
 /// `ERROR` event of code 504, `ResourceVersionTooLarge`, to every watch from it: the cache
-/// lists afresh at once, as after a 410 (client-go), not after three watches failing alike.
+/// lists afresh (after its backoff, or the event's `retryAfterSeconds`), as client-go does,
+/// not after three watches failing alike.
 #[async_std::test]
-async fn apiserver_a_watch_from_a_resource_version_too_large_relists_at_once() {
+async fn apiserver_a_watch_from_a_resource_version_too_large_relists_without_watching_again() {
     let h = start(SimCluster::demo(), |_| {}).await;
     scrape(&h).await;
     let watching = |s: &msp_sim::SimState| {
@@ -416,6 +417,26 @@ async fn apiserver_a_page_that_fails_partway_is_asked_again_not_the_whole_list()
     assert_eq!((first, failed), (1, 2), "one first page, two failed pages asked again: {pods:?}");
 }
 
+/// A page that keeps failing is asked for again 4 times, then the list starts over.
+#[async_std::test]
+async fn apiserver_a_page_that_keeps_failing_starts_the_list_over() {
+    let h = start_sim(
+        SimCluster::synthetic(1200),
+        |s| {
+            s.faults.insert(Route::Pods, Fault::ContinuedPages { status: 503, times: 5 });
+        },
+        |c| c.enrichers = vec!["node".into()],
+    )
+    .await;
+    scrape_until(&h, Duration::from_secs(30), |s| with_node(s) == 1200).await;
+    let requests = h.sim.state().requests.clone();
+    let pods: Vec<&(String, u16)> =
+        requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("limit=")).collect();
+    let first = pods.iter().filter(|(p, _)| !p.contains("continue=")).count();
+    let failed = pods.iter().filter(|(_, code)| *code == 503).count();
+    assert_eq!((first, failed), (2, 5), "five failures of one page, then a list from the start: {pods:?}");
+}
+
 /// The simulator refuses, as a real API server's option validation does (422), the
 /// parameters that must go together and do not: so a client that dropped one would fail
 /// these tests, as it would fail a real cluster. Every other test has our caches send them.
@@ -425,15 +446,16 @@ async fn apiserver_the_simulator_refuses_what_a_real_server_refuses() {
     let config = raw.check(&msp_server::Registry::builtin()).expect("config");
     let client = msp_server::KubeClient::from_config(&config).expect("client");
     let refused = [
-        "/api/v1/pods?limit=5&continue=sim-5-1000&resourceVersion=1000",
-        "/api/v1/pods?sendInitialEvents=true",
-        "/api/v1/pods?watch=1&sendInitialEvents=true&resourceVersionMatch=NotOlderThan",
-        "/api/v1/pods?watch=1&resourceVersionMatch=NotOlderThan&resourceVersion=1000",
+        ("/api/v1/pods?limit=5&continue=sim-5-1000&resourceVersion=1000", 400),
+        ("/api/v1/pods?sendInitialEvents=true", 422),
+        ("/api/v1/pods?watch=1&sendInitialEvents=true&allowWatchBookmarks=true", 422),
+        ("/api/v1/pods?watch=1&resourceVersionMatch=NotOlderThan&resourceVersion=1000", 422),
     ];
-    for path in refused {
+    for (path, code) in refused {
         let e = client.get("pods", path).await.expect_err(path);
-        assert_eq!(e.status(), Some(422), "{path}: {e}");
+        assert_eq!(e.status(), Some(code), "{path}: {e}");
     }
+    assert!(client.get("pods", "/api/v1/pods?limit=5&continue=sim-5-1000&resourceVersion=0").await.is_ok());
     assert!(client.get("pods", "/api/v1/pods?limit=5").await.is_ok());
 }
 

@@ -250,8 +250,22 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     // the cache list again and again without a pause (an adversarial trial:
                     // 1,100 lists a second), whatever events came before the 410: a watch
                     // that did not live a second waits its backoff first.
+                    // The API server's watch cache is behind the resourceVersion (one of its
+                    // replicas lagging, or after an etcd restore): a fresh list gets past it,
+                    // but the next watch may meet a lagging replica again, so it waits its
+                    // backoff first, growing while this goes on.
+                    Ok(WatchEnd::TooLarge { retry_after }) => {
+                        log::info!(resource = resource; "{resource} cache: resourceVersion {rv} is ahead of the API server's watch cache (504); re-listing");
+                        backoff.wait_at_least(retry_after).await;
+                        break;
+                    }
+                    Err(e) if too_large_resource_version(&e) => {
+                        log::info!(resource = resource; "{resource} cache: the watch from resourceVersion {rv} answered {e}; re-listing");
+                        backoff.wait_at_least(e.retry_after()).await;
+                        break;
+                    }
                     Ok(WatchEnd::Expired) => {
-                        log::info!(resource = resource; "{resource} cache: resourceVersion {rv} expired (410) or is past the watch cache's (504); re-listing");
+                        log::info!(resource = resource; "{resource} cache: resourceVersion {rv} expired (410); re-listing");
                         if started.elapsed() < MIN_WATCH {
                             backoff.wait_at_least(None).await;
                         }
@@ -402,7 +416,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 }
                 fetched => fetched.map_err(|e| (e, token.is_some()))?,
             };
-            retried = 0;
+            (retried, backoff) = (0, Backoff::default());
             let list = ObjectList::parse(&body)
                 .map_err(|source| (KubeError::Decode { path: base.into(), source }, token.is_some()))?;
             let (entries, bad) = list.entries::<T>(&self.interner);
@@ -471,8 +485,16 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     continue;
                 }
                 "ERROR" => {
-                    if event.status_code() == Some(410) || too_large_resource_version(&event) {
+                    if event.status_code() == Some(410) {
                         return Ok(WatchEnd::Expired);
+                    }
+                    let said = event.object.get();
+                    if event.status_code() == Some(504) && says_too_large_resource_version(said) {
+                        let retry_after = serde_json::from_str::<serde_json::Value>(said)
+                            .ok()
+                            .and_then(|s| s["details"]["retryAfterSeconds"].as_u64())
+                            .map(Duration::from_secs);
+                        return Ok(WatchEnd::TooLarge { retry_after });
                     }
                     count(errors, resource, "error_event", 1);
                     return Err(KubeError::WatchError { path, status: event.object.get().to_owned() });
@@ -651,9 +673,7 @@ fn watch_path(path: &str, rv: &str, timeout: u64) -> String {
 /// and open again together every time after (client-go draws 5 to 10 minutes). Below
 /// [`SILENCE`], so that a server that sends no bookmark still ends the watch first.
 fn watch_timeout() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    // std seeds each `RandomState` from the OS and a per-thread counter.
-    240 + std::collections::hash_map::RandomState::new().build_hasher().finish() % 51
+    240 + random() % 51
 }
 
 /// `value` percent-encoded for a query: all but RFC 3986's unreserved characters.
@@ -709,7 +729,7 @@ fn server_trouble(e: &KubeError) -> bool {
         KubeError::Transport { .. } | KubeError::Timeout { .. } | KubeError::Credentials { .. } => true,
         // A watch cache that will not catch up with a resourceVersion (one from before an
         // etcd restore) is got past by a fresh list, as client-go's reflector gets past it.
-        KubeError::Status { status: 504, message, .. } if message.contains("Too large resource version") => false,
+        e if too_large_resource_version(e) => false,
         KubeError::Status { status, .. } => matches!(status, 429 | 500..=599),
         // The answer's own: an event too long, an `ERROR` event, an answer that is no watch.
         KubeError::TooLarge { .. }
@@ -722,15 +742,21 @@ fn server_trouble(e: &KubeError) -> bool {
     }
 }
 
-/// Whether a watch's `ERROR` event says that the API server's watch cache has not caught up
-/// with the resourceVersion watched from (code 504, cause `ResourceVersionTooLarge`: one
-/// from before an etcd restore, or from another API server that is ahead): a fresh list gets
-/// past it at once, as after a 410 (client-go's `isTooLargeResourceVersionError`), where
-/// watching from it again would fail alike.
-fn too_large_resource_version(event: &WatchEvent) -> bool {
-    let said = event.object.get();
-    event.status_code() == Some(504)
-        && (said.contains("\"ResourceVersionTooLarge\"") || said.contains("Too large resource version"))
+/// Whether a 504's `Status` (its JSON, or its message) says that the API server's watch
+/// cache has not caught up with the resourceVersion asked for (cause
+/// `ResourceVersionTooLarge`, message `Too large resource version`: one from before an etcd
+/// restore, or from an API server replica that is ahead of another), as client-go's
+/// `isTooLargeResourceVersionError` reads it. A watch cache says it as a watch's `ERROR`
+/// event, and an answer to a request as its status.
+fn says_too_large_resource_version(said: &str) -> bool {
+    said.contains("\"ResourceVersionTooLarge\"") || said.contains("Too large resource version")
+}
+
+/// Whether `e` is a 504 that [says](says_too_large_resource_version) the watch cache is
+/// behind: a fresh list gets past it, where watching from the same resourceVersion fails
+/// alike.
+fn too_large_resource_version(e: &KubeError) -> bool {
+    matches!(e, KubeError::Status { status: 504, message, .. } if says_too_large_resource_version(message))
 }
 
 /// Whether pages, asked for after a streaming list failed so, would fail alike or only add
@@ -768,6 +794,9 @@ enum WatchEnd {
     Closed,
     /// 410 Gone: re-list.
     Expired,
+    /// 504, the watch cache behind the resourceVersion: re-list after the backoff, or
+    /// `Retry-After` (its `retryAfterSeconds`) if longer.
+    TooLarge { retry_after: Option<Duration> },
 }
 
 /// The longest a cache waits before trying again, whatever a `Retry-After` asked (and then
@@ -786,11 +815,15 @@ struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        use std::hash::{BuildHasher, Hasher};
-        // std seeds each `RandomState` from the OS, which is random enough to spread retries.
-        let seed = std::collections::hash_map::RandomState::new().build_hasher().finish();
-        Backoff::seeded(seed)
+        Backoff::seeded(random())
     }
+}
+
+/// A number random enough to spread retries and timeouts: std seeds each `RandomState`
+/// from the OS, and a per-thread counter.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 impl Backoff {
