@@ -499,8 +499,8 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
     };
     let answer = if !authorized {
         status(401, "Unauthorized", "Unauthorized")
-    } else if let Some(invalid) = invalid_options(&req) {
-        status(422, "Invalid", &invalid)
+    } else if let Some((code, reason, message)) = invalid_options(&req, ignores_initial_events(&state)) {
+        status(code, reason, &message)
     } else {
         let fault = lock(&state).faults.get(&route).cloned();
         match fault {
@@ -510,14 +510,7 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
             }
             Some(Fault::Status(code)) => status(code, "Injected", &format!("injected fault for {route:?}")),
             Some(Fault::RetryAfter { status: code, seconds, times }) => {
-                {
-                    let mut s = lock(&state);
-                    if times <= 1 {
-                        s.faults.remove(&route);
-                    } else {
-                        s.faults.insert(route, Fault::RetryAfter { status: code, seconds, times: times - 1 });
-                    }
-                }
+                spend(&mut lock(&state), route, times, Fault::RetryAfter { status: code, seconds, times: times - 1 });
                 let mut res = match code {
                     429 => status(code, "TooManyRequests", "the server has received too many requests"),
                     504 => status(code, "Timeout", "Timeout: Too large resource version: 1001, current: 1000"),
@@ -529,12 +522,7 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
             Some(Fault::ContinuedPages { status: code, times })
                 if req.url().query_pairs().any(|(k, _)| k == "continue") =>
             {
-                let mut s = lock(&state);
-                if times <= 1 {
-                    s.faults.remove(&route);
-                } else {
-                    s.faults.insert(route, Fault::ContinuedPages { status: code, times: times - 1 });
-                }
+                spend(&mut lock(&state), route, times, Fault::ContinuedPages { status: code, times: times - 1 });
                 status(code, "ServiceUnavailable", "injected: a page after the first fails")
             }
             Some(Fault::WatchStatus(code)) if req.url().query_pairs().any(|(k, _)| k == "watch") => {
@@ -571,12 +559,6 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                         422,
                         "Invalid",
                         "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled",
-                    )
-                } else if initial && !ignores && q("resourceVersionMatch").as_deref() != Some("NotOlderThan") {
-                    status(
-                        422,
-                        "Invalid",
-                        "resourceVersionMatch: Required value: sendInitialEvents requires NotOlderThan",
                     )
                 } else {
                     let mut res = Response::new(StatusCode::Ok);
@@ -631,33 +613,46 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
     Ok(answer)
 }
 
-/// What the API server's validation of list and watch options refuses (422 Invalid), as
-/// `validateListOptions` and `validateWatchOptions` say it: a client that dropped one of
-/// the parameters that go together would be refused by a real server, so it is here too.
-fn invalid_options(req: &Request<State>) -> Option<String> {
+/// Whether the simulated server is one from before `sendInitialEvents`, which ignores it.
+fn ignores_initial_events(state: &State) -> bool {
+    lock(state).ignore_send_initial_events
+}
+
+/// One of a fault's `times` used: `left`, the fault with one fewer, stays for the next
+/// request, unless that was the last.
+fn spend(s: &mut SimState, route: Route, times: u32, left: Fault) {
+    if times <= 1 {
+        s.faults.remove(&route);
+    } else {
+        s.faults.insert(route, left);
+    }
+}
+
+/// What a real API server refuses of list and watch options, as it says it: its option
+/// validation (`ValidateListOptions`: 422 Invalid), and its storage (a `continue` with a
+/// resourceVersion other than `0`: 400). A client that dropped one of the parameters that go
+/// together would be refused by a real server, so it is here too. A server that `ignores`
+/// `sendInitialEvents` (one from before it) checks nothing of it.
+fn invalid_options(req: &Request<State>, ignores: bool) -> Option<(u16, &'static str, String)> {
     let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let invalid = |message: &str| Some((422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {message}")));
     let watch = matches!(q("watch").as_deref(), Some("1" | "true"));
-    let initial = q("sendInitialEvents").is_some();
-    if q("continue").is_some() && q("resourceVersion").is_some_and(|v| !v.is_empty()) {
-        return Some(
-            "resourceVersion: Forbidden: specifying resource version is not allowed when using continue".into(),
-        );
+    let initial = q("sendInitialEvents").is_some() && !ignores;
+    let matching = q("resourceVersionMatch").filter(|_| !ignores);
+    if q("continue").is_some() && q("resourceVersion").is_some_and(|v| !v.is_empty() && v != "0") {
+        return Some((400, "BadRequest", "specifying resource version is not allowed when using continue".into()));
     }
-    if initial && !watch {
-        return Some("sendInitialEvents: Forbidden: sendInitialEvents is allowed for watch only".into());
+    match (watch, initial, matching.as_deref()) {
+        (false, true, _) => invalid("sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list"),
+        (true, true, Some("NotOlderThan")) => None,
+        (true, true, _) => {
+            invalid("resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan")
+        }
+        (true, false, Some(_)) => {
+            invalid("resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided")
+        }
+        _ => None,
     }
-    if initial && q("allowWatchBookmarks").as_deref() != Some("true") {
-        return Some(
-            "sendInitialEvents: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true".into(),
-        );
-    }
-    if watch && !initial && q("resourceVersionMatch").is_some() {
-        return Some(
-            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
-                .into(),
-        );
-    }
-    None
 }
 
 /// The `labelSelector` of a request: pod metrics are filtered by it, as metrics-server does;

@@ -144,8 +144,9 @@ impl KubeError {
     }
 
     /// Whether the request never reached the API server: its connection could not be
-    /// opened (refused, a TLS handshake that failed). Another request there fails alike
-    /// until something changes.
+    /// opened (refused, a TCP connect or TLS handshake that failed or took too long, a URL
+    /// or TLS setup that cannot make one). Another request there fails alike until something
+    /// changes.
     pub fn unreached(&self) -> bool {
         matches!(self, KubeError::Transport { source, .. } if source.is::<super::Unreached>())
     }
@@ -319,9 +320,10 @@ impl KubeClient {
 
     /// A client for `endpoint`.
     pub fn new(endpoint: Endpoint, limits: Limits) -> Self {
+        let transport = Transport::new(endpoint.tls).with_connect_timeout(limits.timeout / 2);
         let transport = match endpoint.server_name {
-            Some(name) => Transport::new(endpoint.tls).with_server_name(name),
-            None => Transport::new(endpoint.tls),
+            Some(name) => transport.with_server_name(name),
+            None => transport,
         };
         let http = surf::Client::with_http_client(transport.clone());
         KubeClient {

@@ -46,10 +46,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// otherwise hold to one replica for good, where client-go's HTTP/2 is moved on by the
 /// servers' GOAWAY (`--goaway-chance`).
 pub const MAX_AGE: Duration = Duration::from_secs(300);
-/// How long a TCP connect, and then a TLS handshake, may take: an API server answers both
-/// in milliseconds, so one that takes longer is not reached (packets dropped), and is told
-/// apart from a request that got no answer within `kubernetes.timeout` (client-go bounds
-/// them too: 30 s and 10 s).
+/// How long a TCP connect, and then a TLS handshake, may take, at most: an API server
+/// answers both in milliseconds, so one that takes longer is not reached (packets dropped),
+/// and is told apart from a request that got no answer within `kubernetes.timeout` (client-go
+/// bounds them too: 30 s and 10 s). A client bounds them by half its request timeout where
+/// that is shorter (see [`Transport::with_connect_timeout`]).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A byte stream, plain or TLS.
@@ -88,6 +89,7 @@ pub struct Transport {
     idle: Arc<Idle>,
     connects: Arc<AtomicU64>,
     max_age: Duration,
+    connect_timeout: Duration,
 }
 
 impl fmt::Debug for Transport {
@@ -106,6 +108,7 @@ impl Transport {
             idle: Arc::default(),
             connects: Arc::default(),
             max_age: MAX_AGE,
+            connect_timeout: CONNECT_TIMEOUT,
         }
     }
 
@@ -114,6 +117,14 @@ impl Transport {
     /// API server reached at an address its certificate does not name.
     pub fn with_server_name(mut self, name: ServerName<'static>) -> Self {
         self.server_name = Some(name);
+        self
+    }
+
+    /// Bounds a TCP connect, and then a TLS handshake, by `timeout` (at most
+    /// [`CONNECT_TIMEOUT`]): within a request's own timeout, so that a connection that
+    /// cannot be opened fails as [`Unreached`], not as that request's timeout.
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout.min(CONNECT_TIMEOUT);
         self
     }
 
@@ -136,15 +147,16 @@ impl Transport {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
-    /// Opens a connection: TCP, then TLS for `https`, each within [`CONNECT_TIMEOUT`].
+    /// Opens a connection: TCP, then TLS for `https`, each within its connect timeout.
     async fn dial(&self, url: &http_types::Url) -> Result<Conn, Error> {
         let setup = |message: String| Error::new(StatusCode::BadGateway, Unreached::Setup(message));
         let host = url.host().ok_or_else(|| setup(format!("{url}: no host")))?;
         let port = url.port_or_known_default().ok_or_else(|| setup(format!("{url}: no port")))?;
         let host_str = url.host_str().unwrap_or_default();
         let addr = format!("{host_str}:{port}");
-        let tcp = async_std::future::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await;
-        let tcp = bounded("connect to", &addr, tcp)?;
+        let bound = self.connect_timeout;
+        let tcp = async_std::future::timeout(bound, TcpStream::connect(&addr)).await;
+        let tcp = bounded("connect to", &addr, bound, tcp)?;
         self.connects.fetch_add(1, Ordering::Relaxed);
         let _ = tcp.set_nodelay(true);
         let io: Box<dyn Io> = match url.scheme() {
@@ -159,9 +171,8 @@ impl Transport {
                     (None, Host::Ipv4(ip)) => ServerName::IpAddress(std::net::IpAddr::V4(ip).into()),
                     (None, Host::Ipv6(ip)) => ServerName::IpAddress(std::net::IpAddr::V6(ip).into()),
                 };
-                let stream =
-                    async_std::future::timeout(CONNECT_TIMEOUT, TlsConnector::from(tls).connect(name, tcp)).await;
-                Box::new(bounded("TLS handshake with", &addr, stream)?)
+                let stream = async_std::future::timeout(bound, TlsConnector::from(tls).connect(name, tcp)).await;
+                Box::new(bounded("TLS handshake with", &addr, bound, stream)?)
             }
             other => return Err(setup(format!("{url}: unsupported scheme {other}"))),
         };
@@ -182,14 +193,15 @@ fn key(url: &http_types::Url) -> String {
     format!("{}://{}:{}", url.scheme(), url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(0))
 }
 
-/// What a step of [`Transport::dial`] bounded by [`CONNECT_TIMEOUT`] came to.
+/// What a step of [`Transport::dial`] bounded by `bound` came to.
 fn bounded<T>(
     stage: &'static str,
     addr: &str,
+    bound: Duration,
     result: Result<std::io::Result<T>, async_std::future::TimeoutError>,
 ) -> Result<T, Error> {
     let done = result.unwrap_or_else(|_| {
-        let after = format!("no answer within {CONNECT_TIMEOUT:?}");
+        let after = format!("no answer within {bound:?}");
         Err(std::io::Error::new(std::io::ErrorKind::TimedOut, after))
     });
     done.map_err(|source| {
@@ -202,7 +214,7 @@ fn bounded<T>(
 /// its way (see [`KubeError::unreached`](crate::kube::KubeError::unreached)).
 #[derive(Debug)]
 pub enum Unreached {
-    /// TCP or TLS failed, or did not finish within [`CONNECT_TIMEOUT`] (packets dropped: a
+    /// TCP or TLS failed, or did not finish within the connect timeout (packets dropped: a
     /// network policy, an address nothing answers at).
     Failed {
         /// `connect to` or `TLS handshake with`.
@@ -475,11 +487,16 @@ mod tests {
             let port = listener.local_addr().expect("addr").port();
             let held = async_std::task::spawn(async move { listener.accept().await.map(|(s, _)| s) });
             let tls = crate::kube::client_config(crate::kube::Verify::Insecure, None).expect("tls");
-            let client = surf::Client::with_http_client(Transport::new(Some(tls)));
+            let t = Transport::new(Some(tls)).with_connect_timeout(Duration::from_millis(300));
+            assert_eq!(
+                Transport::new(None).with_connect_timeout(Duration::from_secs(8)).connect_timeout,
+                CONNECT_TIMEOUT
+            );
+            let client = surf::Client::with_http_client(t);
             let e = client.get(format!("https://127.0.0.1:{port}/")).await.expect_err("no handshake");
             let Some(Unreached::Failed { stage, source, .. }) = e.downcast_ref::<Unreached>() else { panic!("{e}") };
             assert_eq!((*stage, source.kind()), ("TLS handshake with", std::io::ErrorKind::TimedOut), "{e}");
-            assert!(e.to_string().ends_with("no answer within 5s"), "{e}");
+            assert!(e.to_string().ends_with("no answer within 300ms"), "{e}");
             drop(held.await);
         });
     }
