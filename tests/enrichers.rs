@@ -155,6 +155,9 @@ async fn enrichers_replicasets_forbidden_cost_only_their_workloads() {
     assert_eq!((sts.label("owner_kind"), sts.label("workload_name")), (Some("StatefulSet"), Some("redis")));
     let errors = find(&s, "kube_metrics_server_enricher_errors_total", &[("enricher", "owner")]);
     assert!(errors.value >= 1.0, "counted (the warm-up's scrape may count it too)");
+    let again = parse(&get(&url, &[]).await.body);
+    let counted = find(&again, "kube_metrics_server_enricher_errors_total", &[("enricher", "owner")]).value;
+    assert_eq!(counted, errors.value + 1.0, "once a scrape");
     let logged = wait_logged(&log, "enricher owner: ReplicaSets", std::time::Duration::from_secs(5)).await;
     let line = logged.lines().find(|l| l.contains("enricher owner: ReplicaSets")).unwrap_or_default();
     assert!(

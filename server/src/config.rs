@@ -489,11 +489,10 @@ fn extract_error(e: figment::Error) -> ConfigError {
     let metadata = e.metadata.as_ref();
     match &e.kind {
         Kind::UnknownField(field, known) => {
+            let parent = e.path.strip_suffix(std::slice::from_ref(field)).unwrap_or(&e.path);
+            let known = known_beside(metadata, parent, known);
             let key = key(Some(field));
-            // Its siblings, named as it was set.
-            let parent = key.rsplit_once('.').map_or(String::new(), |(parent, _)| format!("{parent}."));
-            let known: Vec<String> = known.iter().map(|k| set_as(metadata, &format!("{parent}{k}"), k)).collect();
-            ConfigError::Unknown { from: origin(metadata, &key), key, known: known.join(", ") }
+            ConfigError::Unknown { from: origin(metadata, &key), key, known }
         }
         // A negative number where a whole one goes (`-1`) is serde's invalid value.
         Kind::InvalidType(found, expected) | Kind::InvalidValue(found, expected) => {
@@ -535,6 +534,16 @@ pub(crate) fn set_as(metadata: Option<&figment::Metadata>, key: &str, written: &
     } else {
         written.to_owned()
     }
+}
+
+/// The keys `known` beside an unknown one under the section at `parent` (its path), for an
+/// error, named as [`set_as`] names them.
+pub(crate) fn known_beside(metadata: Option<&figment::Metadata>, parent: &[String], known: &[&str]) -> String {
+    let named = known.iter().map(|k| {
+        let key: Vec<&str> = parent.iter().map(String::as_str).chain([*k]).collect();
+        set_as(metadata, &key.join("."), k)
+    });
+    named.collect::<Vec<_>>().join(", ")
 }
 
 /// What a key left unset means (`KUBERNETES__CA_FILE`), for `--help`.
@@ -609,21 +618,24 @@ fn check_keys(figment: &Figment, registry: &Registry) -> Result<(), ConfigError>
     Ok(())
 }
 
-/// `address:port`, or `host:port` with the host resolved as Go's `net.Listen` resolves it
-/// (`localhost:9100`, as node_exporter takes it): its first IPv4 address, else its first.
+/// `address:port`; `:port`, as Go's exporters write it (node_exporter's
+/// `--web.listen-address`), for every address, as `[::]:port` is; or `host:port` with the
+/// host resolved as Go's `net.Listen` resolves it (`localhost:9100`): its first IPv4
+/// address, else its first.
 fn parse_listen(listen: &str) -> Result<SocketAddr, String> {
     use std::net::ToSocketAddrs;
-    let literal = match listen.parse() {
+    let every = listen.strip_prefix(':').map(|port| format!("[::]:{port}"));
+    let literal = match every.as_deref().unwrap_or(listen).parse() {
         Ok(addr) => return Ok(addr),
         Err(e) => e,
     };
-    // Only a name with a numeric port is looked up: `nowhere`, `host:http`, and what only
-    // C's inet_aton reads as an address (`0:9100`, `127.1:9100`) stay errors, as in Go.
+    // Only a name with a numeric port is looked up: `nowhere` and `host:http` stay errors,
+    // and so does what C's inet_aton would read as an address (`0:9100`, `127.1:9100`,
+    // `0x7f.1:9100`), as in Go: a name's last label does not begin with a digit.
     let named = listen.rsplit_once(':').and_then(|(host, port)| {
-        let numeric = host.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-        let name = !host.is_empty() && !host.contains(':') && !numeric;
-        // `localhost.`: Go reads it in /etc/hosts, glibc only asks DNS.
-        Some((host.strip_suffix('.').unwrap_or(host), port.parse::<u16>().ok()?)).filter(|_| name)
+        let last = host.trim_end_matches('.').rsplit('.').next().unwrap_or_default();
+        let name = !host.contains(':') && last.starts_with(|c: char| !c.is_ascii_digit());
+        Some((host, port.parse::<u16>().ok()?)).filter(|_| name)
     });
     let Some((host, port)) = named else { return Err(format!("is not an address:port ({literal})")) };
     let looked_up = (host, port)
@@ -644,13 +656,7 @@ impl RawConfig {
     /// Checks and types every value; `figment` holds the enrichers' own sections.
     pub fn check_with(self, registry: &Registry, figment: &Figment) -> Result<Config, ConfigError> {
         check_keys(figment, registry)?;
-        // `:9100`, as Go's exporters write it (node_exporter's --web.listen-address): every
-        // address, as `[::]:9100` is.
-        let listen = match self.listen.strip_prefix(':') {
-            Some(port) => format!("[::]:{port}"),
-            None => self.listen.clone(),
-        };
-        let listen = parse_listen(&listen).map_err(|e| invalid("listen", format!("{:?} {e}", self.listen)))?;
+        let listen = parse_listen(&self.listen).map_err(|e| invalid("listen", format!("{:?} {e}", self.listen)))?;
         let enrichers = Enrichers::build(&self.enrichers, registry, figment)?;
         // In any case, as `log_level` and `log_format` are read.
         let naming = match self.naming.to_ascii_lowercase().as_str() {
@@ -921,15 +927,17 @@ mod tests {
             ("[::]:9100", Ok("[::]:9100")),
             ("[::1]:9100", Ok("[::1]:9100")),
             ("127.0.0.1:9100", Ok("127.0.0.1:9100")),
-            // Looked up in /etc/hosts (its first IPv4 address), the trailing dot too.
+            (":9100", Ok("[::]:9100")),
+            // Looked up in /etc/hosts: its first IPv4 address.
             ("localhost:9100", Ok("127.0.0.1:9100")),
-            ("localhost.:9100", Ok("127.0.0.1:9100")),
             ("nowhere", Err("is not an address:port (invalid socket address syntax)")),
             ("localhost:http", Err("is not an address:port")),
             ("::1:9100", Err("is not an address:port")),
             ("0:9100", Err("is not an address:port")),
             ("127.1:9100", Err("is not an address:port")),
-            (":9100", Err("is not an address:port")),
+            ("0x7f.1:9100", Err("is not an address:port")),
+            ("0x7f000001:9100", Err("is not an address:port")),
+            (":http", Err("is not an address:port")),
         ];
         for (listen, want) in cases {
             let got = parse_listen(listen);

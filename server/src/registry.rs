@@ -59,15 +59,8 @@ fn section_error(section: &str, e: figment::Error) -> String {
                 // As our own sections say it (figment's wording nests backquotes in backquotes).
                 figment::error::Kind::UnknownField(_, known) => {
                     let parent = &path[..path.len().saturating_sub(1)];
-                    let known: Vec<String> = known
-                        .iter()
-                        .map(|k| crate::config::set_as(e.metadata.as_ref(), &format!("{}.{k}", parent.join(".")), k))
-                        .collect();
-                    format!(
-                        "[{section}]: key `{}`{source} is not known; known keys: {}",
-                        path.join("."),
-                        known.join(", ")
-                    )
+                    let known = crate::config::known_beside(e.metadata.as_ref(), parent, known);
+                    format!("[{section}]: key `{}`{source} is not known; known keys: {known}", path.join("."))
                 }
                 figment::error::Kind::InvalidType(found, expected) => {
                     let key = path.join(".").to_lowercase();
