@@ -387,6 +387,16 @@ async fn apiserver_a_watch_from_a_resource_version_too_large_relists_without_wat
     assert!(!relisted.iter().any(|p| p.starts_with("/api/v1/nodes?")), "no watch tried before the list: {relisted:?}");
 }
 
+/// The pods' page requests: how many first pages, how many answered 503, and all of them.
+fn pod_pages(h: &Harness) -> (usize, usize, Vec<(String, u16)>) {
+    let requests = h.sim.state().requests.clone();
+    let pages: Vec<(String, u16)> =
+        requests.into_iter().filter(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("limit=")).collect();
+    let first = pages.iter().filter(|(p, _)| !p.contains("continue=")).count();
+    let failed = pages.iter().filter(|(_, code)| *code == 503).count();
+    (first, failed, pages)
+}
+
 /// A page after the first that fails for the server's trouble (503, as API Priority and
 /// Fairness or a proxy sheds load) is asked for again from the same `continue` token: the
 /// list goes on where it was, and the first page is read once.
@@ -404,16 +414,7 @@ async fn apiserver_a_page_that_fails_partway_is_asked_again_not_the_whole_list()
     )
     .await;
     scrape_until(&h, Duration::from_secs(20), |s| with_node(s) == 1200).await;
-    let pods: Vec<(String, u16)> = h
-        .sim
-        .state()
-        .requests
-        .iter()
-        .filter(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("limit="))
-        .cloned()
-        .collect();
-    let first = pods.iter().filter(|(p, _)| !p.contains("continue=")).count();
-    let failed = pods.iter().filter(|(_, code)| *code == 503).count();
+    let (first, failed, pods) = pod_pages(&h);
     assert_eq!((first, failed), (1, 2), "one first page, two failed pages asked again: {pods:?}");
 }
 
@@ -429,11 +430,7 @@ async fn apiserver_a_page_that_keeps_failing_starts_the_list_over() {
     )
     .await;
     scrape_until(&h, Duration::from_secs(30), |s| with_node(s) == 1200).await;
-    let requests = h.sim.state().requests.clone();
-    let pods: Vec<&(String, u16)> =
-        requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("limit=")).collect();
-    let first = pods.iter().filter(|(p, _)| !p.contains("continue=")).count();
-    let failed = pods.iter().filter(|(_, code)| *code == 503).count();
+    let (first, failed, pods) = pod_pages(&h);
     assert_eq!((first, failed), (2, 5), "five failures of one page, then a list from the start: {pods:?}");
 }
 

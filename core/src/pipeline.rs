@@ -291,8 +291,11 @@ mod tests {
         });
     }
 
-    /// Labels the first pod, and says it could not label the others.
-    struct Partly;
+    /// Labels the first pod, and says it could not label the others; with `whole_alone`, a
+    /// call for one pod fails whole (a small last batch out of time).
+    struct Partly {
+        whole_alone: bool,
+    }
 
     #[async_trait]
     impl Enricher for Partly {
@@ -306,6 +309,9 @@ mod tests {
             Depends::Pod
         }
         async fn enrich(&self, scrape: &Scrape<'_>, _cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            if self.whole_alone && scrape.pods.len() == 1 {
+                return Err("out of time".into());
+            }
             let mut out = Enrichment::new(scrape);
             out.add_pod_label(0, LabelName::from_static("first"), "yes".into());
             out.incomplete("the second source is down");
@@ -315,13 +321,22 @@ mod tests {
         }
     }
 
+    /// `BATCH + 1` pods' metrics: two batches.
+    fn two_batches() -> String {
+        let items: Vec<String> = (0..=BATCH)
+            .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
+            .collect();
+        format!(r#"{{"items":[{}]}}"#, items.join(","))
+    }
+
     #[test]
     fn an_incomplete_enrichment_keeps_its_labels_and_is_reported() {
         async_std::task::block_on(async {
             let pods = scrape_json();
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
-            let enrichers: [Arc<dyn Enricher>; 2] = [Arc::new(Partly), counting(false, Depends::Pod)];
+            let enrichers: [Arc<dyn Enricher>; 2] =
+                [Arc::new(Partly { whole_alone: false }), counting(false, Depends::Pod)];
             let memo = Memo::default();
             let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Unguarded).await;
             let failures: Vec<_> =
@@ -336,10 +351,7 @@ mod tests {
     #[test]
     fn a_cold_memo_enriches_in_batches_and_reports_a_failure_once() {
         async_std::task::block_on(async {
-            let items: Vec<String> = (0..=BATCH)
-                .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
-                .collect();
-            let json = format!(r#"{{"items":[{}]}}"#, items.join(","));
+            let json = two_batches();
             let pods: crate::list::PodMetricsList<'_> = serde_json::from_str(&json).expect("pods");
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
@@ -354,44 +366,17 @@ mod tests {
         });
     }
 
-    /// Labels some pods of a large batch, and fails a small one whole.
-    struct PartlyThenNot;
-
-    #[async_trait]
-    impl Enricher for PartlyThenNot {
-        fn name(&self) -> &str {
-            "partly"
-        }
-        fn labels(&self) -> Vec<AddedLabel> {
-            Vec::new()
-        }
-        fn depends(&self) -> Depends {
-            Depends::Pod
-        }
-        async fn enrich(&self, scrape: &Scrape<'_>, _cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
-            if scrape.pods.len() == 1 {
-                return Err("out of time".into());
-            }
-            let mut out = Enrichment::new(scrape);
-            out.incomplete("one source is down");
-            Ok(out)
-        }
-    }
-
     #[test]
     fn a_batch_that_fails_whole_is_reported_over_one_that_failed_in_part() {
         async_std::task::block_on(async {
-            let items: Vec<String> = (0..=BATCH)
-                .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
-                .collect();
-            let json = format!(r#"{{"items":[{}]}}"#, items.join(","));
+            let json = two_batches();
             let pods: crate::list::PodMetricsList<'_> = serde_json::from_str(&json).expect("pods");
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
-            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(PartlyThenNot)];
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Partly { whole_alone: true })];
             let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&Memo::default()), &Unguarded).await;
             let failures: Vec<_> = out.failures.iter().map(|f| (f.error.to_string(), f.partial)).collect();
-            assert_eq!(failures, [("out of time".to_owned(), false)]);
+            assert_eq!(failures, [("out of time".to_owned(), false)], "not the first batch's partial failure");
         });
     }
 

@@ -250,20 +250,6 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                     // the cache list again and again without a pause (an adversarial trial:
                     // 1,100 lists a second), whatever events came before the 410: a watch
                     // that did not live a second waits its backoff first.
-                    // The API server's watch cache is behind the resourceVersion (one of its
-                    // replicas lagging, or after an etcd restore): a fresh list gets past it,
-                    // but the next watch may meet a lagging replica again, so it waits its
-                    // backoff first, growing while this goes on.
-                    Ok(WatchEnd::TooLarge { retry_after }) => {
-                        log::info!(resource = resource; "{resource} cache: resourceVersion {rv} is ahead of the API server's watch cache (504); re-listing");
-                        backoff.wait_at_least(retry_after).await;
-                        break;
-                    }
-                    Err(e) if too_large_resource_version(&e) => {
-                        log::info!(resource = resource; "{resource} cache: the watch from resourceVersion {rv} answered {e}; re-listing");
-                        backoff.wait_at_least(e.retry_after()).await;
-                        break;
-                    }
                     Ok(WatchEnd::Expired) => {
                         log::info!(resource = resource; "{resource} cache: resourceVersion {rv} expired (410); re-listing");
                         if started.elapsed() < MIN_WATCH {
@@ -276,6 +262,20 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         if started.elapsed() < MIN_WATCH {
                             backoff.wait_at_least(None).await;
                         }
+                        break;
+                    }
+                    // The API server's watch cache is behind the resourceVersion (one of its
+                    // replicas lagging, or after an etcd restore): a fresh list gets past it,
+                    // but the next watch may meet a lagging replica again, so it waits its
+                    // backoff first, growing while this goes on.
+                    Ok(WatchEnd::TooLarge { retry_after }) => {
+                        log::info!(resource = resource; "{resource} cache: resourceVersion {rv} is ahead of the API server's watch cache (504); re-listing");
+                        backoff.wait_at_least(retry_after).await;
+                        break;
+                    }
+                    Err(e) if too_large_resource_version(&e) => {
+                        log::info!(resource = resource; "{resource} cache: the watch from resourceVersion {rv} answered {e}; re-listing");
+                        backoff.wait_at_least(e.retry_after()).await;
                         break;
                     }
                     Err(e) => {
