@@ -120,9 +120,9 @@ impl Transport {
         self
     }
 
-    /// Bounds a TCP connect, and then a TLS handshake, by `timeout` (at most
-    /// [`CONNECT_TIMEOUT`]): within a request's own timeout, so that a connection that
-    /// cannot be opened fails as [`Unreached`], not as that request's timeout.
+    /// Bounds a TCP connect, and then a TLS handshake, by `timeout` (at most 5 s): within a
+    /// request's own timeout, so that a connection that cannot be opened fails as such (an
+    /// `Unreached` error), not as that request's timeout.
     pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout.min(CONNECT_TIMEOUT);
         self
