@@ -369,10 +369,10 @@ async fn apiserver_a_watch_from_a_resource_version_too_large_relists_without_wat
         assert!(started.elapsed() < Duration::from_secs(20), "the nodes cache watches");
         async_std::task::sleep(Duration::from_millis(20)).await;
     }
-    let from = {
+    let (from, sent) = {
         let mut s = h.sim.state();
         s.watch_too_large_resource_version(Route::Nodes);
-        s.arrived.len()
+        (s.arrived.len(), Instant::now())
     };
     let relist =
         |p: &String| p.starts_with("/api/v1/nodes?") && (!p.contains("watch=") || p.contains("sendInitialEvents"));
@@ -385,6 +385,7 @@ async fn apiserver_a_watch_from_a_resource_version_too_large_relists_without_wat
         async_std::task::sleep(Duration::from_millis(20)).await;
     };
     assert!(!relisted.iter().any(|p| p.starts_with("/api/v1/nodes?")), "no watch tried before the list: {relisted:?}");
+    assert!(sent.elapsed() >= Duration::from_secs(1), "not before the event's retryAfterSeconds, 1");
 }
 
 /// The pods' page requests: how many first pages, how many answered 503, and all of them.

@@ -416,7 +416,8 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 }
                 fetched => fetched.map_err(|e| (e, token.is_some()))?,
             };
-            (retried, backoff) = (0, Backoff::default());
+            retried = 0;
+            backoff.reset();
             let list = ObjectList::parse(&body)
                 .map_err(|source| (KubeError::Decode { path: base.into(), source }, token.is_some()))?;
             let (entries, bad) = list.entries::<T>(&self.interner);
@@ -819,13 +820,6 @@ impl Default for Backoff {
     }
 }
 
-/// A number random enough to spread retries and timeouts: std seeds each `RandomState`
-/// from the OS, and a per-thread counter.
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new().build_hasher().finish()
-}
-
 impl Backoff {
     fn seeded(seed: u64) -> Self {
         // splitmix64's finalizer, so that near seeds do not begin near each other.
@@ -866,6 +860,13 @@ impl Backoff {
     async fn wait_at_least(&mut self, at_least: Option<Duration>) {
         async_std::task::sleep(self.next(at_least)).await;
     }
+}
+
+/// A number random enough to spread retries and timeouts: std seeds each `RandomState`
+/// from the OS, and a per-thread counter.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 /// Which list failed, for the log.

@@ -630,11 +630,10 @@ fn parse_listen(listen: &str) -> Result<SocketAddr, String> {
         Err(e) => e,
     };
     // Only a name with a numeric port is looked up: `nowhere` and `host:http` stay errors,
-    // and so does what C's inet_aton would read as an address (`0:9100`, `127.1:9100`,
-    // `0x7f.1:9100`), as in Go: a name's last label does not begin with a digit.
+    // and so does what C's inet_aton would read as an address, which Go refuses (`0:9100`,
+    // `127.1:9100`, `0x7f.1:9100`).
     let named = listen.rsplit_once(':').and_then(|(host, port)| {
-        let last = host.trim_end_matches('.').rsplit('.').next().unwrap_or_default();
-        let name = !host.contains(':') && last.starts_with(|c: char| !c.is_ascii_digit());
+        let name = !host.is_empty() && !host.contains(':') && !inet_aton_reads(host);
         Some((host, port.parse::<u16>().ok()?)).filter(|_| name)
     });
     let Some((host, port)) = named else { return Err(format!("is not an address:port ({literal})")) };
@@ -643,6 +642,17 @@ fn parse_listen(listen: &str) -> Result<SocketAddr, String> {
         .map_err(|e| format!("is not an address:port, and {host:?} could not be resolved ({e})"))?;
     let addrs: Vec<SocketAddr> = looked_up.collect();
     addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| "resolves to no address".to_owned())
+}
+
+/// Whether C's `inet_aton` (under glibc's `getaddrinfo`) would read `host` as an IPv4
+/// address: one to four parts, each decimal, octal or `0x` hexadecimal digits.
+fn inet_aton_reads(host: &str) -> bool {
+    let parts: Vec<&str> = host.split('.').collect();
+    let number = |p: &str| match p.strip_prefix("0x").or_else(|| p.strip_prefix("0X")) {
+        Some(hex) => hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        None => !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()),
+    };
+    parts.len() <= 4 && parts.iter().all(|p| number(p))
 }
 
 impl RawConfig {
@@ -939,6 +949,10 @@ mod tests {
             ("0x7f000001:9100", Err("is not an address:port")),
             (":http", Err("is not an address:port")),
         ];
+        // Names, looked up (not here: a test does not ask DNS), whatever they begin with.
+        for name in ["4f3c2a1b9e8d", "1password", "node-1.example", "a.0x1g"] {
+            assert!(!inet_aton_reads(name), "{name}");
+        }
         for (listen, want) in cases {
             let got = parse_listen(listen);
             match want {

@@ -613,7 +613,7 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
     Ok(answer)
 }
 
-/// Whether the simulated server is one from before `sendInitialEvents`, which ignores it.
+/// Whether the simulated server (or a proxy before it) ignores `sendInitialEvents`.
 fn ignores_initial_events(state: &State) -> bool {
     lock(state).ignore_send_initial_events
 }
@@ -631,8 +631,8 @@ fn spend(s: &mut SimState, route: Route, times: u32, left: Fault) {
 /// What a real API server refuses of list and watch options, as it says it: its option
 /// validation (`ValidateListOptions`: 422 Invalid), and its storage (a `continue` with a
 /// resourceVersion other than `0`: 400). A client that dropped one of the parameters that go
-/// together would be refused by a real server, so it is here too. A server that `ignores`
-/// `sendInitialEvents` (one from before it) checks nothing of it.
+/// together would be refused by a real server, so it is here too. A server or proxy that
+/// `ignores` `sendInitialEvents` checks nothing of it.
 fn invalid_options(req: &Request<State>, ignores: bool) -> Option<(u16, &'static str, String)> {
     let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
     let invalid = |message: &str| Some((422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {message}")));
