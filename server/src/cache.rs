@@ -273,11 +273,6 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         backoff.wait_at_least(retry_after).await;
                         break;
                     }
-                    Err(e) if too_large_resource_version(&e) => {
-                        log::info!(resource = resource; "{resource} cache: the watch from resourceVersion {rv} answered {e}; re-listing");
-                        backoff.wait_at_least(e.retry_after()).await;
-                        break;
-                    }
                     Err(e) => {
                         if matches!(e, KubeError::Status { .. }) && relist_may_help(&e) {
                             // Refused when asked for (a 403 where the role can list but
@@ -454,6 +449,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         let path = watch_path(self.kind.path, rv, watch_timeout());
         let res = match client.watch(resource, &path, self.kind.metadata_only).await {
             Ok(res) => res,
+            // Said as the answer rather than as an event: the same end.
+            Err(e) if too_large_resource_version(&e) => {
+                *failed += 1;
+                return Ok(WatchEnd::TooLarge { retry_after: e.retry_after() });
+            }
             Err(e) => {
                 *failed += 1;
                 return Err(e);
@@ -498,7 +498,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                         return Ok(WatchEnd::TooLarge { retry_after });
                     }
                     count(errors, resource, "error_event", 1);
-                    return Err(KubeError::WatchError { path, status: event.object.get().to_owned() });
+                    return Err(KubeError::WatchError { path, status: said.to_owned() });
                 }
                 other => {
                     log::debug!(resource = resource; "{resource} watch: ignoring an event of unknown type {other:?}");
