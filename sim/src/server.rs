@@ -534,8 +534,8 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 res.set_body(bytes.to_vec());
                 res
             }
-            _ if req.url().query_pairs().any(|(k, v)| k == "watch" && (v == "1" || v == "true")) => {
-                let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+            _ if watching(&req) => {
+                let q = |name: &str| query(&req, name);
                 let from = q("resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
                 let timeout = Duration::from_secs(q("timeoutSeconds").and_then(|v| v.parse().ok()).unwrap_or(300));
                 let initial = q("sendInitialEvents").as_deref() == Some("true");
@@ -573,7 +573,7 @@ async fn respond(req: Request<State>, route: Route, version: Option<&str>) -> ti
                 }
             }
             _ if WATCHED.contains(&route) && req.url().query_pairs().any(|(k, _)| k == "limit") => {
-                let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+                let q = |name: &str| query(&req, name);
                 let limit = q("limit").and_then(|v| v.parse::<usize>().ok()).filter(|l| *l > 0);
                 page(&mut lock(&state), route, limit, q("continue").as_deref())
             }
@@ -628,15 +628,25 @@ fn spend(s: &mut SimState, route: Route, times: u32, left: Fault) {
     }
 }
 
+/// The value of query parameter `name`, decoded.
+fn query(req: &Request<State>, name: &str) -> Option<String> {
+    req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+/// Whether the request asks for a watch (`watch=1` or `watch=true`).
+fn watching(req: &Request<State>) -> bool {
+    matches!(query(req, "watch").as_deref(), Some("1" | "true"))
+}
+
 /// What a real API server refuses of list and watch options, as it says it: its option
 /// validation (`ValidateListOptions`: 422 Invalid), and its storage (a `continue` with a
 /// resourceVersion other than `0`: 400). A client that dropped one of the parameters that go
 /// together would be refused by a real server, so it is here too. A server or proxy that
 /// `ignores` `sendInitialEvents` checks nothing of it.
 fn invalid_options(req: &Request<State>, ignores: bool) -> Option<(u16, &'static str, String)> {
-    let q = |name: &str| req.url().query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
+    let q = |name: &str| query(req, name);
     let invalid = |message: &str| Some((422, "Invalid", format!("ListOptions.meta.k8s.io \"\" is invalid: {message}")));
-    let watch = matches!(q("watch").as_deref(), Some("1" | "true"));
+    let watch = watching(req);
     let initial = q("sendInitialEvents").is_some() && !ignores;
     let matching = q("resourceVersionMatch").filter(|_| !ignores);
     if q("continue").is_some() && q("resourceVersion").is_some_and(|v| !v.is_empty() && v != "0") {
