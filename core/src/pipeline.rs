@@ -100,35 +100,46 @@ pub async fn enrich(
 ) -> Enriched {
     let memo = memo.filter(|_| enrichers.iter().all(|e| e.depends() == Depends::Pod));
     let Some(memo) = memo else {
-        let (enrichments, failures) = run(scrape, cluster, enrichers, guard).await;
-        let refs: Vec<&Enrichment> = enrichments.iter().collect();
-        return Enriched { prepared: prepare(scrape, &refs), failures, enriched_pods: scrape.pods.len() };
+        let ran = run(scrape, cluster, enrichers, guard, &|| 0).await;
+        let refs: Vec<&Enrichment> = ran.enrichments.iter().collect();
+        return Enriched { prepared: prepare(scrape, &refs), failures: ran.failures, enriched_pods: scrape.pods.len() };
     };
-    let round = memo.begin(scrape, cluster).await;
+    let round = memo.begin(scrape, cluster, enrichers).await;
     let recording = round.cluster(cluster);
     let mut fresh = Prepared { pods: Vec::with_capacity(round.miss_count()), nodes: Vec::new() };
     let mut failures: Vec<Failure> = Vec::new();
+    let mut refused_only = true;
     for (k, batch) in round.batches(scrape, BATCH).enumerate() {
-        let (enrichments, failed) = run(&batch, &recording, enrichers, guard).await;
-        for f in failed {
-            match failures.iter_mut().find(|known| known.enricher == f.enricher) {
-                // A batch that lost all of an enricher's labels is what to say, not one
-                // that lost some.
-                Some(known) if known.partial && !f.partial => *known = f,
-                Some(_) => {}
-                None => failures.push(f),
-            }
+        let ran = run(&batch, &recording, enrichers, guard, &|| recording.refusals()).await;
+        refused_only &= ran.refused_only;
+        for f in ran.failures {
+            merge(&mut failures, f);
         }
-        let refs: Vec<&Enrichment> = enrichments.iter().collect();
+        let refs: Vec<&Enrichment> = ran.enrichments.iter().collect();
         let prepared = prepare(&batch, &refs);
         fresh.pods.extend(prepared.pods);
         if k == 0 {
             fresh.nodes = prepared.nodes;
         }
     }
+    // The kept labels served were computed with these: still so, as the memo checked.
+    for f in round.kept_failures() {
+        merge(&mut failures, f);
+    }
+    failures.sort_by_key(|f| enrichers.iter().position(|e| e.name() == f.enricher));
     let enriched_pods = fresh.pods.len();
-    let prepared = memo.finish(round, scrape, fresh, failures.is_empty());
+    let prepared = memo.finish(round, scrape, fresh, refused_only.then_some(&failures[..]));
     Enriched { prepared, failures, enriched_pods }
+}
+
+/// Adds `f` to `failures`, where its enricher may be already: a failure that lost all of
+/// an enricher's labels is what to say, not one that lost some.
+fn merge(failures: &mut Vec<Failure>, f: Failure) {
+    match failures.iter_mut().find(|known| known.enricher == f.enricher) {
+        Some(known) if known.partial && !f.partial => *known = f,
+        Some(_) => {}
+        None => failures.push(f),
+    }
 }
 
 /// Warms every enricher up over `cluster` ([`Enricher::warm_up`]), all at once (one slow
@@ -165,16 +176,29 @@ pub async fn warm_up(cluster: &dyn Cluster, enrichers: &[Arc<dyn Enricher>]) -> 
     failures.into_iter().flatten().collect()
 }
 
-/// Runs each enricher once; keeps what succeeded, in order.
+/// What [`run`] did.
+struct Ran {
+    /// Those that succeeded, in order.
+    enrichments: Vec<Enrichment>,
+    failures: Vec<Failure>,
+    /// Whether every enricher that failed was refused a read as it ran.
+    refused_only: bool,
+}
+
+/// Runs each enricher once over `cluster`, which counts the reads it refused in
+/// `refusals`.
 async fn run(
     scrape: &Scrape<'_>,
     cluster: &dyn Cluster,
     enrichers: &[Arc<dyn Enricher>],
     guard: &dyn Guard,
-) -> (Vec<Enrichment>, Vec<Failure>) {
+    refusals: &(dyn Fn() -> usize + Sync),
+) -> Ran {
     let mut enrichments = Vec::with_capacity(enrichers.len());
     let mut failures = Vec::new();
+    let mut refused_only = true;
     for enricher in enrichers {
+        let refused_before = refusals();
         // A panic in the enricher fails its call alone, as an error would: in the call that
         // makes its future (a hand-written impl may work there) or in any poll of it.
         let call: EnrichFuture<'_> = Box::pin(async move {
@@ -184,17 +208,20 @@ async fn run(
             }
         });
         let failed = |error, partial| Failure { enricher: enricher.name().to_owned(), error, partial };
-        match guard.guard(enricher.as_ref(), call).await {
+        let failure = match guard.guard(enricher.as_ref(), call).await {
             Ok(mut e) => {
-                if let Some(error) = e.take_incomplete() {
-                    failures.push(failed(error, true));
-                }
+                let error = e.take_incomplete();
                 enrichments.push(e);
+                error.map(|error| failed(error, true))
             }
-            Err(error) => failures.push(failed(error, false)),
+            Err(error) => Some(failed(error, false)),
+        };
+        if let Some(failure) = failure {
+            refused_only &= refusals() > refused_before;
+            failures.push(failure);
         }
     }
-    (enrichments, failures)
+    Ran { enrichments, failures, refused_only }
 }
 
 #[cfg(test)]
@@ -270,6 +297,32 @@ mod tests {
                 let label = again.prepared.pods[0].text();
                 let want = if depends == Depends::Pod { "n=\"0\"" } else { "n=\"1\"" };
                 assert_eq!(label, want, "{depends:?}: kept or fresh labels");
+            }
+        });
+    }
+
+    #[test]
+    fn a_memo_serves_the_labels_of_the_enrichers_that_made_them_only() {
+        async_std::task::block_on(async {
+            let pods = scrape_json();
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let cluster = StaticCluster::default();
+            let memo = Memo::default();
+            let none: [Arc<dyn Enricher>; 0] = [];
+            let (one, other) = ([counting(false, Depends::Pod)], [counting(false, Depends::Pod)]);
+            // Which, how many pods enriched, the first pod's labels. The enricher runs once
+            // for the nodes when no pod is to enrich: the last is `one`'s third call.
+            let runs = [
+                (&none[..], 2, ""),
+                (&one, 2, "n=\"0\""),
+                (&one, 0, "n=\"0\""),
+                (&other, 2, "n=\"0\""),
+                (&one, 2, "n=\"2\""),
+            ];
+            for (k, (enrichers, enriched, label)) in runs.into_iter().enumerate() {
+                let out = enrich(&scrape, &cluster, enrichers, Some(&memo), &Unguarded).await;
+                assert_eq!((out.enriched_pods, out.prepared.pods[0].text().as_str()), (enriched, label), "run {k}");
             }
         });
     }
@@ -377,6 +430,131 @@ mod tests {
             let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&Memo::default()), &Unguarded).await;
             let failures: Vec<_> = out.failures.iter().map(|f| (f.error.to_string(), f.partial)).collect();
             assert_eq!(failures, [("out of time".to_owned(), false)], "not the first batch's partial failure");
+        });
+    }
+
+    /// Labels every pod `owners="read"` once it has read the ReplicaSets; when they can't
+    /// be read, says so: in part (the other labels kept), or, when `whole`, failing.
+    struct Owners {
+        whole: bool,
+    }
+
+    #[async_trait]
+    impl Enricher for Owners {
+        fn name(&self) -> &str {
+            "owners"
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            Vec::new()
+        }
+        fn depends(&self) -> Depends {
+            Depends::Pod
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            let mut out = Enrichment::new(scrape);
+            match cluster.controllers(crate::ControllerKind::ReplicaSet).await {
+                Ok(_) => (0..scrape.pods.len())
+                    .for_each(|i| out.add_pod_label(i, LabelName::from_static("owners"), "read".into())),
+                Err(e) if self.whole => return Err(e),
+                Err(e) => out.incomplete(e),
+            }
+            Ok(out)
+        }
+    }
+
+    /// A cluster of nothing that refuses its ReplicaSets while `refuse` is set.
+    #[derive(Default)]
+    struct RefusesReplicaSets {
+        refuse: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl Cluster for RefusesReplicaSets {
+        async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
+            StaticCluster::default().pods().await
+        }
+        async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
+            StaticCluster::default().nodes().await
+        }
+        async fn controllers(
+            &self,
+            kind: crate::ControllerKind,
+        ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
+            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err("replicasets: forbidden".into());
+            }
+            StaticCluster::default().controllers(kind).await
+        }
+    }
+
+    fn said(out: &Enriched) -> Vec<(String, String, bool)> {
+        out.failures.iter().map(|f| (f.enricher.clone(), f.error.to_string(), f.partial)).collect()
+    }
+
+    #[test]
+    fn a_run_refused_a_read_is_remembered_while_the_read_stays_refused() {
+        async_std::task::block_on(async {
+            let json = |names: &[&str]| {
+                let items: Vec<String> = names
+                    .iter()
+                    .map(|p| format!(r#"{{"metadata":{{"name":"{p}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
+                    .collect();
+                format!(r#"{{"items":[{}]}}"#, items.join(","))
+            };
+            let (two, three) = (json(&["p", "q"]), json(&["o", "p", "q"]));
+            let two: crate::list::PodMetricsList<'_> = serde_json::from_str(&two).expect("pods");
+            let three: crate::list::PodMetricsList<'_> = serde_json::from_str(&three).expect("pods");
+            let nodes = Default::default();
+            let (two, three) = (Scrape::new(&two, &nodes), Scrape::new(&three, &nodes));
+            for whole in [false, true] {
+                let cluster = RefusesReplicaSets::default();
+                cluster.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+                let enrichers: [Arc<dyn Enricher>; 2] = [Arc::new(Owners { whole }), counting(false, Depends::Pod)];
+                let memo = Memo::default();
+                let run = |scrape| enrich(scrape, &cluster, &enrichers, Some(&memo), &Unguarded);
+                let want = [("owners".to_owned(), "replicasets: forbidden".to_owned(), !whole)];
+
+                let first = run(&two).await;
+                assert_eq!((first.enriched_pods, memo.len()), (2, 2), "whole: {whole}");
+                assert_eq!(said(&first), want);
+                let again = run(&two).await;
+                assert_eq!(again.enriched_pods, 0, "kept while the read is refused (whole: {whole})");
+                assert_eq!(said(&again), want, "and the failure said again");
+                assert_eq!(again.prepared.pods, first.prepared.pods);
+                let grown = run(&three).await;
+                assert_eq!(grown.enriched_pods, 1, "a new pod alone");
+                assert_eq!(said(&grown), want, "the failure said once");
+                assert_eq!(grown.prepared.pods[0].text(), "n=\"2\"");
+
+                cluster.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+                let read = run(&three).await;
+                assert_eq!(read.enriched_pods, 3, "the read succeeds: every pod again");
+                assert!(read.failures.is_empty(), "{:?}", said(&read));
+                assert!(read.prepared.pods.iter().all(|p| p.text().starts_with("owners=\"read\",")));
+                assert_eq!(run(&three).await.enriched_pods, 0);
+                assert_eq!(said(&run(&three).await), []);
+            }
+        });
+    }
+
+    #[test]
+    fn a_failure_that_is_not_a_refused_read_is_not_remembered() {
+        async_std::task::block_on(async {
+            let pods = scrape_json();
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let cluster = RefusesReplicaSets::default();
+            cluster.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+            // One refused a read, the other broken on its own.
+            let enrichers: [Arc<dyn Enricher>; 2] = [Arc::new(Owners { whole: false }), counting(true, Depends::Pod)];
+            let memo = Memo::default();
+            for _ in 0..2 {
+                let out = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
+                assert_eq!(out.enriched_pods, 2);
+                let names: Vec<_> = out.failures.iter().map(|f| f.enricher.as_str()).collect();
+                assert_eq!(names, ["owners", "counting"]);
+                assert!(memo.is_empty(), "tried again at the next scrape");
+            }
         });
     }
 
