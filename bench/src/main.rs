@@ -44,7 +44,7 @@ use msp_core::{
     controllers_from_list, enrich, nodes_from_list, pods_from_list, render_prepared, write_families, Format, Memo,
     NodeMetricsList, PodMetricsList, RenderOptions, Scrape, StaticCluster, Unguarded, Writer,
 };
-use msp_sim::{Sim, SimCluster};
+use msp_sim::{Fault, Route, Sim, SimCluster};
 
 const TOKEN: &str = "bench-token";
 
@@ -314,6 +314,11 @@ enum Caches {
     /// Follow [`CHURN`] pods changing a second (each a new IP), as a large cluster's pods
     /// are scheduled, get their IPs, and come and go all the time.
     Changing,
+    /// Never list ReplicaSets: the simulator refuses them (403) from before the server
+    /// starts, as a ClusterRole without them would, so the owner enricher fails in part at
+    /// every scrape (until the memo kept such scrapes, every pod was then enriched again
+    /// at every scrape).
+    Refusing,
 }
 
 /// How many pods a second change in [`Caches::Changing`].
@@ -417,6 +422,11 @@ async fn end_to_end(
     let exe = std::env::current_exe().expect("exe");
     let server_bin = exe.parent().expect("dir").join("metrics-server-prom");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    if caches == Caches::Refusing {
+        std::fs::write(sim.dir.join(REFUSE), "").expect("ask the simulator to refuse ReplicaSets");
+        // It looks every tenth of a second.
+        async_std::task::sleep(Duration::from_millis(300)).await;
+    }
     let mut cmd = Command::new(&server_bin);
     cmd.env_clear()
         .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
@@ -459,7 +469,7 @@ async fn end_to_end(
     match caches {
         Caches::Relisting => std::fs::write(sim.dir.join(RELIST), "").expect("ask the simulator to re-list"),
         Caches::Changing => std::fs::write(sim.dir.join(CHURN_FILE), CHURN.to_string()).expect("ask for churn"),
-        Caches::Watching => {}
+        Caches::Watching | Caches::Refusing => {}
     }
     let cpu0 = CpuReading::of(pid);
     let mut latencies = Vec::new();
@@ -486,6 +496,9 @@ async fn end_to_end(
     let cpu = CpuReading::of(pid).ms_since(&cpu0) / scrapes as f64;
     if caches == Caches::Changing {
         std::fs::remove_file(sim.dir.join(CHURN_FILE)).expect("stop the churn");
+    }
+    if caches == Caches::Refusing {
+        std::fs::remove_file(sim.dir.join(REFUSE)).expect("stop refusing");
     }
     if let Some(answer) = answer {
         last = answer.into_text();
@@ -531,6 +544,10 @@ const RELIST: &str = "relist";
 /// it is there ([`Caches::Changing`]).
 const CHURN_FILE: &str = "churn";
 
+/// The file in a simulator's directory whose presence makes it refuse ReplicaSets
+/// ([`Caches::Refusing`]).
+const REFUSE: &str = "refuse-replicasets";
+
 async fn run_sim(pods: usize, dir: &str) {
     let sim = Sim::start(cluster(pods), TOKEN).await.expect("sim");
     let dir = std::path::Path::new(dir);
@@ -544,6 +561,14 @@ async fn run_sim(pods: usize, dir: &str) {
         }
         let churn = std::fs::read_to_string(dir.join(CHURN_FILE)).ok().and_then(|r| r.trim().parse::<usize>().ok());
         let churn = churn.unwrap_or(0);
+        let refuse = dir.join(REFUSE).exists();
+        let mut state = sim.state();
+        if refuse && !state.faults.contains_key(&Route::ReplicaSets) {
+            state.faults.insert(Route::ReplicaSets, Fault::Status(403));
+        } else if !refuse {
+            state.faults.remove(&Route::ReplicaSets);
+        }
+        drop(state);
         // A tenth of the rate every tenth of a second: round the pods, each to a new IP.
         for _ in 0..churn.div_ceil(10) {
             let n = changed;
@@ -607,7 +632,7 @@ async fn main() {
     println!(
         "End to end: a fresh server process per row (built beside this benchmark: the dist profile by ./scripts/bench), against the simulator (a separate process) over TLS."
     );
-    println!("'text' asks as curl does; 'prometheus' as Prometheus does (OpenMetrics, gzip). 'HA pair': two such requests at once each time (latency to both answers, CPU for both). 'every cache re-listing': the simulator forgets its history and closes the watches as the scrapes begin, so each cache lists everything again beside them. 'pods changing': the simulator gives that many pods a second a new IP while the scrapes run, 2 s apart (the CPU of the changes between them counts). 'shard i/3': MSP_SHARD__TOTAL=3.");
+    println!("'text' asks as curl does; 'prometheus' as Prometheus does (OpenMetrics, gzip). 'HA pair': two such requests at once each time (latency to both answers, CPU for both). 'every cache re-listing': the simulator forgets its history and closes the watches as the scrapes begin, so each cache lists everything again beside them. 'pods changing': the simulator gives that many pods a second a new IP while the scrapes run, 2 s apart (the CPU of the changes between them counts). 'ReplicaSets refused': the simulator answers 403 to ReplicaSets from before the server starts, so the owner enricher fails in part at every scrape. 'shard i/3': MSP_SHARD__TOTAL=3.");
     println!();
     println!("| pods | request | sent MB (text MB) | (c) p50 ms | (c) p99 ms | (d) server CPU ms/scrape | (d) peak RSS MiB | (e) API req/scrape | (e) lists/scrape | connects/scrape | pods exported |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -624,6 +649,7 @@ async fn main() {
             cases.push((Ask::Prometheus, None, one, Caches::Relisting, "prometheus, every cache re-listing".into()));
             let changing = format!("prometheus, {CHURN} pods changing a second");
             cases.push((Ask::Prometheus, None, one, Caches::Changing, changing));
+            cases.push((Ask::Prometheus, None, one, Caches::Refusing, "prometheus, ReplicaSets refused (403)".into()));
             cases.extend((0..3).map(|i| (Ask::Prometheus, Some(i), one, watching, format!("prometheus, shard {i}/3"))));
         }
         let mut shard_pods = 0;
@@ -633,7 +659,10 @@ async fn main() {
                 // Pods, nodes and ReplicaSets listed again (the synthetic pods have no Job).
                 assert!(e.lists * scrapes as f64 >= 3.0, "the caches re-listed during the scrapes");
             }
-            if shard.is_none() {
+            if caches == Caches::Refusing {
+                // Every pod a ReplicaSet's: none has a workload.
+                assert_eq!((e.series, e.pods), (0, pods), "every pod exported, without workloads");
+            } else if shard.is_none() {
                 assert_eq!(e.series, pods * 2, "every container series present and enriched");
             } else {
                 shard_pods += e.pods;
