@@ -171,6 +171,7 @@ pub type Controllers = Namespaced<Option<Owner>>;
 ///
 /// Implementations decide freshness (the server lists per scrape, or keeps watch-backed
 /// caches) but must never serve data older than a few seconds without saying so by an error.
+/// msp-server polls these calls on async-std's threads, as it does [`Enricher`](crate::Enricher)'s.
 #[async_trait]
 pub trait Cluster: Send + Sync {
     /// All pods.

@@ -124,6 +124,10 @@ impl AddedLabel {
 /// `X-Prometheus-Scrape-Timeout-Seconds`) abandons a call that runs past it, and serves the
 /// scrape without its labels, but one without (a `curl`, `Exporter::scrape(format, None)`)
 /// waits for the call as long as it takes.
+///
+/// msp-server polls `enrich` and `warm_up` on async-std's threads, not an embedder's
+/// runtime: work that needs tokio's is spawned there and awaited (see the README's
+/// Embedding).
 #[async_trait]
 pub trait Enricher: Send + Sync {
     /// The name configuration selects it by (`enrichers = ["node"]`).

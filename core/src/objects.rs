@@ -3,8 +3,9 @@
 //! become snapshot entries. One parser serves a fixed cluster ([`pods_from_list`]) and the
 //! server's watch-backed caches alike.
 //!
-//! Items are read one at a time: an item that does not parse is skipped alone (and
-//! counted by the caller), never the whole list.
+//! Items are read one at a time: an item that does not parse is skipped alone, never the
+//! whole list (the server's caches count them; [`pods_from_list`] and its kin, for a fixed
+//! cluster, do not).
 
 use std::borrow::Cow;
 use std::collections::HashMap;

@@ -14,7 +14,8 @@ use crate::cluster::SourceError;
 /// A scrape with a deadline abandons a read that runs past it (the list is then down);
 /// one without (a request without `X-Prometheus-Scrape-Timeout-Seconds`, or
 /// `Exporter::scrape(format, None)`) waits as long as the read does, so a source bounds its
-/// own time, as the built-in client does with `kubernetes.timeout`.
+/// own time, as the built-in client does with `kubernetes.timeout`. msp-server polls these
+/// calls on async-std's threads, as it does [`Enricher`](crate::Enricher)'s.
 #[async_trait]
 pub trait MetricsSource: Send + Sync {
     /// The `PodMetricsList`, restricted to pods matching `label_selector` when given.

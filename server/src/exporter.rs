@@ -331,10 +331,16 @@ impl Exporter {
         self
     }
 
-    /// Exporting only the pods in `scope`.
+    /// Exporting only the pods in `scope`; its shard is said in the self-metrics
+    /// (`kube_metrics_server_shard`, `_total_shards`, `_shard_ordinal`).
     pub fn with_scope(mut self, scope: Scope) -> Self {
         self.scope = scope;
         self
+    }
+
+    /// The self-metrics reports: those added, then the shard's.
+    fn reports(&self) -> Vec<&dyn Report> {
+        self.reports.iter().map(|r| r.as_ref()).chain([&self.scope.shard as &dyn Report]).collect()
     }
 
     /// Reusing the metrics lists read for a scrape in the scrapes that begin less than
@@ -589,7 +595,7 @@ impl Exporter {
             reuse_window: self.reuse.window(),
         };
         let mut w = Writer::new(&mut out, format);
-        if let Err(e) = self_metrics::write(&mut w, health, &self.counters, &self.reports, self.process_metrics) {
+        if let Err(e) = self_metrics::write(&mut w, health, &self.counters, &self.reports(), self.process_metrics) {
             log::error!("writing the self-metrics: {e}");
         }
         w.finish();
@@ -771,7 +777,7 @@ impl Exporter {
             lists_age: read.age,
             reuse_window: self.reuse.window(),
         };
-        match self_metrics::write(w, health, &self.counters, &self.reports, self.process_metrics) {
+        match self_metrics::write(w, health, &self.counters, &self.reports(), self.process_metrics) {
             Ok(()) | Err(ExpositionError::Stopped) => {}
             Err(e) => log::error!("writing the self-metrics: {e}"),
         }
@@ -1121,6 +1127,22 @@ mod tests {
         assert!(!without.contains("process_"), "{without}");
         for family in ["kube_metrics_server_up{", "kube_metrics_server_build_info{"] {
             assert!(without.contains(family), "{family} in\n{without}");
+        }
+    }
+
+    #[test]
+    fn an_exporter_says_its_shard() {
+        let shard = crate::Shard::new(3, Some(1), &|_| None).expect("shard");
+        let scope = Scope { shard, ..Scope::default() };
+        let exporter = Exporter::new(Arc::new(Fixed(Some(PODS), None)), Arc::new(StaticCluster::default()));
+        let (unsharded, sharded) = async_std::task::block_on(async {
+            let unsharded = exporter.scrape(Format::Text, None).await;
+            (unsharded, exporter.with_scope(scope).scrape(Format::Text, None).await)
+        });
+        for (text, index, total) in [(unsharded, 0, 1), (sharded, 1, 3)] {
+            let said = format!("kube_metrics_server_shard{{index=\"{index}\",total=\"{total}\"}} 1\n");
+            assert!(text.contains(&said), "{said} in\n{text}");
+            assert!(text.contains(&format!("kube_metrics_server_total_shards {total}\n")), "{text}");
         }
     }
 

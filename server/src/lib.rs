@@ -117,13 +117,9 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
     if let Some(warning) = shard.pod_name_disagrees(&|k| std::env::var(k).ok()) {
         log::warn!("{warning}");
     }
-    if shard.total > 1 {
-        log::info!(
-            "shard {} of {}: exporting the pods and nodes whose hash falls to {}",
-            shard.index,
-            shard.total,
-            shard.index
-        );
+    if shard.total() > 1 {
+        let (index, total) = (shard.index(), shard.total());
+        log::info!("shard {index} of {total}: exporting the pods and nodes whose hash falls to {index}");
     }
     for denied in config.scope.namespaces.denied_whole() {
         log::warn!(
@@ -162,8 +158,7 @@ pub fn build(config: &Config) -> Result<Exporter, StartError> {
         .with_scope(config.scope.clone())
         .reusing_lists_for(config.reuse_lists_for)
         .with_report(client)
-        .with_report(cluster)
-        .with_report(Arc::new(config.scope.shard)))
+        .with_report(cluster))
 }
 
 /// The web-config file `config` names, loaded.

@@ -77,7 +77,7 @@ pub fn write(
     w: &mut Writer<'_>,
     health: Health,
     counters: &Counters,
-    reports: &[std::sync::Arc<dyn Report>],
+    reports: &[&dyn Report],
     process: bool,
 ) -> Result<(), ExpositionError> {
     const UP: MetricName = MetricName::from_static("kube_metrics_server_up");
@@ -170,8 +170,7 @@ mod tests {
             lists_age: Duration::ZERO,
             reuse_window: Duration::ZERO,
         };
-        let reports: [std::sync::Arc<dyn Report>; 2] = [std::sync::Arc::new(Again), std::sync::Arc::new(Fixed)];
-        write(&mut w, health, &Counters::default(), &reports, true).expect("write");
+        write(&mut w, health, &Counters::default(), &[&Again, &Fixed], true).expect("write");
         w.finish();
         assert_eq!(out.matches("# TYPE kube_metrics_server_up gauge").count(), 1, "{out}");
         for line in
@@ -196,7 +195,7 @@ mod tests {
             lists_age: Duration::ZERO,
             reuse_window: Duration::from_secs(15),
         };
-        write(&mut w, health, &counters, &[std::sync::Arc::new(Fixed)], true).expect("write");
+        write(&mut w, health, &counters, &[&Fixed], true).expect("write");
         w.finish();
         for line in [
             "kube_metrics_server_up{resource=\"pods\"} 1\n",

@@ -8,13 +8,12 @@
 
 use msp_core::{ExpositionError, LabelName, MetricName, MetricType, Writer};
 
-/// This replica's share.
+/// This replica's share: only [`Shard::new`] makes one, so its index is always below its
+/// total.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
-    /// This replica, `0..total`.
-    pub index: u32,
-    /// How many replicas share the cluster.
-    pub total: u32,
+    index: u32,
+    total: u32,
 }
 
 impl Default for Shard {
@@ -98,6 +97,16 @@ fn fnv1a(parts: &[&[u8]]) -> u64 {
 }
 
 impl Shard {
+    /// This replica, `0..total`.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// How many replicas share the cluster.
+    pub fn total(&self) -> u32 {
+        self.total
+    }
+
     /// The shard for `total` and `index`; without an index (and `total` > 1), the ordinal
     /// at the end of the pod's name (`metrics-server-prom-2` → 2), from `POD_NAME` (the
     /// downward API) or else `HOSTNAME`, as `env` gives them.
