@@ -224,6 +224,40 @@ impl<'a, T: ListItem<'a>> List<T> {
         }
     }
 
+    /// [`List::parse_selected`], and, where that fails on a body that is not UTF-8 (a label
+    /// value a broken proxy mangled), the body read again with U+FFFD in place of each bad
+    /// sequence, kept in `repaired`: one item's bytes cost no other item. Returns the list
+    /// and, when it was repaired, where the first bad byte was (to say so). The server reads
+    /// the metrics API so.
+    ///
+    /// ```
+    /// use msp_core::{All, PodMetricsList};
+    ///
+    /// let body = b"{\"items\":[{\"metadata\":{\"name\":\"p\",\"namespace\":\"n\",\"labels\":{\"a\":\"\xff\"}},
+    ///     \"containers\":[{\"name\":\"c\",\"usage\":{\"cpu\":\"1m\",\"memory\":\"1Ki\"}}]}]}";
+    /// assert!(PodMetricsList::parse(body).is_err(), "not UTF-8");
+    /// let mut repaired = None;
+    /// let (pods, bad) = PodMetricsList::parse_repairing(body, &All, &mut repaired).unwrap();
+    /// assert_eq!((pods.items.len(), bad), (1, body.iter().position(|&b| b == 0xff)));
+    /// ```
+    pub fn parse_repairing(
+        json: &'a [u8],
+        select: &dyn Select,
+        repaired: &'a mut Option<Vec<u8>>,
+    ) -> Result<(Self, Option<usize>), serde_json::Error> {
+        let error = match List::parse_selected(json, select) {
+            Ok(list) => return Ok((list, None)),
+            Err(e) => e,
+        };
+        // No list of these (msp-core says what it is instead), or not for its bytes.
+        let bad = match std::str::from_utf8(json) {
+            Err(bad) if !error.is_data() => bad.valid_up_to(),
+            _ => return Err(error),
+        };
+        let body: &'a [u8] = repaired.insert(String::from_utf8_lossy(json).into_owned().into_bytes());
+        Ok((List::parse_selected(body, select)?, Some(bad)))
+    }
+
     /// A `...List` (an object with `items`, `null` too), or one object (as `kubectl get
     /// --raw .../nodes/NAME` prints it) as a list of one: an object without `items` whose
     /// `kind`, if it says one, is the item's (`NodeMetrics`).
@@ -391,5 +425,36 @@ mod tests {
             e.to_string(),
             r#"neither a NodeMetricsList nor a NodeMetrics: the object is a Status ("forbidden")"#
         );
+    }
+
+    #[test]
+    fn a_bad_byte_is_repaired_and_costs_no_other_item() {
+        let pod = |name: &str, label: &str| {
+            format!(
+                r#"{{"metadata":{{"name":"{name}","namespace":"n","labels":{{"a":"{label}"}}}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#
+            )
+        };
+        // p's label value is one byte, not UTF-8.
+        let mut bytes = format!(r#"{{"items":[{},{}]}}"#, pod("p", ""), pod("q", "fine")).into_bytes();
+        let at = bytes.windows(5).position(|w| w == br#""a":""#).expect("label") + 5;
+        bytes.insert(at, 0xff);
+        let mut repaired = None;
+        let (list, bad) = PodMetricsList::parse_repairing(&bytes, &All, &mut repaired).expect("repaired");
+        assert_eq!(bad, Some(at));
+        let names: Vec<_> = list.items.iter().map(|p| p.metadata.name.as_deref()).collect();
+        assert_eq!(names, [Some("p"), Some("q")], "both pods");
+        let labels = list.items[0].metadata.labels.as_ref().expect("labels");
+        assert_eq!(labels.as_json(), "{\"a\":\"\u{fffd}\"}");
+
+        // UTF-8 already: read as it is, nothing kept.
+        let mut repaired = None;
+        let good = format!(r#"{{"items":[{}]}}"#, pod("q", "fine"));
+        assert_eq!(PodMetricsList::parse_repairing(good.as_bytes(), &All, &mut repaired).expect("list").1, None);
+        assert!(repaired.is_none());
+        // No list of these, or broken JSON besides the byte: still an error.
+        for body in [&b"{\"kind\":\"PodList\",\"items\":[{\"metadata\":{\"name\":\"\xff\"}}]}"[..], b"{\"items\":[\xff"]
+        {
+            assert!(PodMetricsList::parse_repairing(body, &All, &mut None).is_err());
+        }
     }
 }

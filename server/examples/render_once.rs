@@ -20,8 +20,16 @@ fn main() -> ExitCode {
     };
     let read = |path: &str| std::fs::read(path).map_err(|e| eprintln!("render_once: reading {path}: {e}"));
     let (Ok(pods_json), Ok(nodes_json)) = (read(pods_path), read(nodes_path)) else { return ExitCode::FAILURE };
-    let pods = match msp_core::PodMetricsList::parse(&pods_json) {
-        Ok(list) => list,
+    // As the server reads it: a byte that is not UTF-8 (a mangled label) costs only itself.
+    let mut repaired = None;
+    let pods = match msp_core::PodMetricsList::parse_repairing(&pods_json, &msp_core::All, &mut repaired) {
+        Ok((list, None)) => list,
+        Ok((list, Some(bad))) => {
+            eprintln!(
+                "render_once: {pods_path} is not UTF-8 (at byte {bad}); read with U+FFFD in place of each bad sequence"
+            );
+            list
+        }
         Err(e) => {
             eprintln!("render_once: {pods_path} is not a PodMetricsList: {e}");
             return ExitCode::FAILURE;

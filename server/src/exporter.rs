@@ -249,28 +249,21 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
             return (msp_core::List::default(), false);
         }
     };
-    let error = match msp_core::List::parse_selected(body, select) {
-        Ok(list) => return (list, true),
-        Err(e) => e,
-    };
-    if error.is_data() {
-        // No list of these: msp-core says what it is instead (a `Status` and its message).
-        log::error!(resource = api_resource(resource); "{resource} metrics: {error}");
-        return (msp_core::List::default(), false);
-    }
-    let Err(bad) = std::str::from_utf8(body) else {
-        log::error!(resource = api_resource(resource); "{resource} metrics: invalid JSON from the metrics API: {error}");
-        return (msp_core::List::default(), false);
-    };
-    log::warn!(
-        "{resource} metrics: the answer is not UTF-8 (at byte {}); reading it with U+FFFD in place of each bad sequence",
-        bad.valid_up_to()
-    );
-    let body: &'a Vec<u8> = repaired.insert(String::from_utf8_lossy(body).into_owned().into_bytes());
-    match msp_core::List::parse_selected(body, select) {
-        Ok(list) => (list, true),
+    match msp_core::List::parse_repairing(body, select, repaired) {
+        Ok((list, None)) => (list, true),
+        Ok((list, Some(bad))) => {
+            log::warn!(
+                "{resource} metrics: the answer is not UTF-8 (at byte {bad}); read with U+FFFD in place of each bad sequence"
+            );
+            (list, true)
+        }
         Err(e) => {
-            log::error!(resource = api_resource(resource); "{resource} metrics: invalid JSON from the metrics API: {e}");
+            if e.is_data() {
+                // No list of these: msp-core says what it is instead (a `Status` and its message).
+                log::error!(resource = api_resource(resource); "{resource} metrics: {e}");
+            } else {
+                log::error!(resource = api_resource(resource); "{resource} metrics: invalid JSON from the metrics API: {e}");
+            }
             (msp_core::List::default(), false)
         }
     }
