@@ -53,6 +53,24 @@ async fn library_the_kubernetes_client_is_built_from_settings_beside_an_embedder
     assert!(text.contains("pod=\"frontend-7c9d8f6b5-8xk2d\""), "{text}");
 }
 
+/// The same with the `[kubernetes]` settings alone, no whole configuration (no listen
+/// address, no enrichers): `KubeClient::new` took a type no embedder could name.
+#[async_std::test]
+async fn library_the_kubernetes_client_is_built_from_its_settings_alone() {
+    let (_sim, raw, _dir) = sim_and_config(msp_sim::SimCluster::demo()).await;
+    let settings = msp_server::Settings {
+        api_url: Some(raw.kubernetes.api_url.expect("url").parse().expect("a URL")),
+        ca_file: raw.kubernetes.ca_file,
+        token_file: raw.kubernetes.token_file,
+        ..Default::default()
+    };
+    let client = msp_server::KubeClient::from_settings(&settings, msp_server::Limits::default()).expect("client");
+    let api = msp_server::MetricsApi::new(std::sync::Arc::new(client));
+    let body = msp_core::MetricsSource::pod_metrics(&api, None).await.expect("pod metrics");
+    let pods = msp_core::PodMetricsList::parse(&body).expect("a PodMetricsList");
+    assert!(pods.items.iter().any(|p| p.metadata.name.as_deref() == Some("frontend-7c9d8f6b5-8xk2d")));
+}
+
 #[async_std::test]
 async fn library_embed_tide_serves_the_exporter_and_every_link_under_the_prefix() {
     let port = free_port();

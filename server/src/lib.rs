@@ -99,20 +99,7 @@ pub enum StartError {
 pub fn build(config: &Config) -> Result<Exporter, StartError> {
     log::info!("metrics-server-prom {} (revision {})", env!("CARGO_PKG_VERSION"), env!("BUILD_REVISION"));
     let endpoint = kube::resolve(&config.kubernetes, &|k| std::env::var(k).ok())?;
-    let api = kube::redacted(&endpoint.base);
-    if endpoint.insecure {
-        log::warn!(
-            "TLS certificate verification towards the API server ({api}) is OFF (insecure_skip_tls_verify): \
-             anyone on the path can read the token and forge metrics"
-        );
-    }
-    if endpoint.cleartext_token() {
-        log::warn!(
-            "the API server ({api}) is reached over plain http with a bearer token: anyone on the path can read \
-             the token and forge metrics. Use https, or kubectl proxy on this host"
-        );
-    }
-    log::info!("API server {api}");
+    endpoint.log();
     let shard = config.scope.shard;
     if let Some(warning) = shard.pod_name_disagrees(&|k| std::env::var(k).ok()) {
         log::warn!("{warning}");

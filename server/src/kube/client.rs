@@ -308,7 +308,17 @@ impl KubeClient {
     /// ([`CachedCluster`](crate::CachedCluster)) over the client the server would use.
     pub fn from_config(config: &crate::Config) -> Result<Self, super::EndpointError> {
         let endpoint = super::resolve(&config.kubernetes, &|k| std::env::var(k).ok())?;
+        endpoint.log();
         Ok(KubeClient::for_config(endpoint, config))
+    }
+
+    /// A client for the API server `settings` name (the `[kubernetes]` section alone, where
+    /// [`KubeClient::from_config`] takes a whole configuration), with `limits`; it warns, as
+    /// the server does, where that is unsafe.
+    pub fn from_settings(settings: &super::Settings, limits: Limits) -> Result<Self, super::EndpointError> {
+        let endpoint = super::resolve(settings, &|k| std::env::var(k).ok())?;
+        endpoint.log();
+        Ok(KubeClient::new(endpoint, limits))
     }
 
     /// [`KubeClient::from_config`] for an `endpoint` already resolved.
@@ -319,7 +329,7 @@ impl KubeClient {
     }
 
     /// A client for `endpoint`.
-    pub fn new(endpoint: Endpoint, limits: Limits) -> Self {
+    pub(crate) fn new(endpoint: Endpoint, limits: Limits) -> Self {
         let transport = Transport::new(endpoint.tls).with_connect_timeout(limits.timeout / 2);
         let transport = match endpoint.server_name {
             Some(name) => transport.with_server_name(name),

@@ -10,7 +10,7 @@ use http_types::Url;
 use rustls::pki_types::ServerName;
 use serde::Deserialize;
 
-use super::exec::{ExecConfig, ExecPlugin, Interactive, API_VERSIONS};
+use super::exec::{ExecConfig, ExecPlugin, API_VERSIONS};
 use super::impersonation::Impersonation;
 use super::tls::{self, TlsError, Verify};
 use super::token::{Auth, InvalidToken, Secret, TokenError, TokenFile};
@@ -49,6 +49,25 @@ impl Endpoint {
             None => false,
         };
         self.base.scheme() == "http" && !matches!(self.auth, Auth::None) && !loopback
+    }
+
+    /// Warns of what makes it unsafe (no certificate check, a token in clear), and says
+    /// where the API server is.
+    pub(crate) fn log(&self) {
+        let api = super::redacted(&self.base);
+        if self.insecure {
+            log::warn!(
+                "TLS certificate verification towards the API server ({api}) is OFF (insecure_skip_tls_verify): \
+                 anyone on the path can read the token and forge metrics"
+            );
+        }
+        if self.cleartext_token() {
+            log::warn!(
+                "the API server ({api}) is reached over plain http with a bearer token: anyone on the path can read \
+                 the token and forge metrics. Use https, or kubectl proxy on this host"
+            );
+        }
+        log::info!("API server {api}");
     }
 }
 
@@ -559,9 +578,10 @@ fn exec_config(
         return Err(bad(format!("apiVersion {api_version:?} is not one of {API_VERSIONS:?}")));
     }
     let command = exec.command.clone().filter(|c| !c.as_os_str().is_empty()).ok_or_else(|| bad("no command".into()))?;
-    let interactive = match exec.interactive_mode.as_deref() {
-        None | Some("") | Some("IfAvailable") => Interactive::IfAvailable,
-        Some("Never") => Interactive::Never,
+    // We never have a terminal: `IfAvailable` (the default) and `Never` are alike here, and
+    // `Always` cannot work.
+    match exec.interactive_mode.as_deref() {
+        None | Some("" | "IfAvailable" | "Never") => {}
         Some("Always") => {
             return Err(bad(
                 "interactiveMode is Always, but metrics-server-prom never has a terminal to give the plugin: \
@@ -570,7 +590,7 @@ fn exec_config(
             ))
         }
         Some(other) => return Err(bad(format!("interactiveMode {other:?} is not Never, IfAvailable or Always"))),
-    };
+    }
     let cluster =
         if exec.provide_cluster_info { Some(cluster_info().map_err(ExecConfigError::Endpoint)?) } else { None };
     Ok(ExecConfig {
@@ -578,7 +598,6 @@ fn exec_config(
         command,
         args: exec.args.clone(),
         env: exec.env.iter().map(|e| (e.name.clone(), e.value.clone())).collect(),
-        interactive,
         cluster,
         install_hint: exec.install_hint.clone(),
     })

@@ -30,15 +30,6 @@ const MAX_STDERR: usize = 4 * 1024;
 /// The API versions understood.
 pub const API_VERSIONS: [&str; 2] = ["client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"];
 
-/// `interactiveMode`: we never have a terminal, so `Always` cannot work.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interactive {
-    /// `Never`.
-    Never,
-    /// `IfAvailable` (the default): never available here.
-    IfAvailable,
-}
-
 /// An exec plugin as the kubeconfig describes it, checked.
 #[derive(Clone)]
 pub struct ExecConfig {
@@ -50,8 +41,6 @@ pub struct ExecConfig {
     pub args: Vec<String>,
     /// `env`, added to our own environment.
     pub env: Vec<(String, String)>,
-    /// `interactiveMode`.
-    pub interactive: Interactive,
     /// `spec.cluster` for `KUBERNETES_EXEC_INFO`, when `provideClusterInfo` is set.
     pub cluster: Option<serde_json::Value>,
     /// `installHint`, shown when the command cannot be started.
@@ -558,7 +547,6 @@ mod tests {
             command: path,
             args: vec!["--flag".into()],
             env: vec![("PLUGIN_ENV".into(), "from-kubeconfig".into())],
-            interactive: Interactive::IfAvailable,
             cluster: Some(serde_json::json!({"server": "https://example.invalid"})),
             install_hint: None,
         }

@@ -69,11 +69,6 @@ impl Impersonation {
         Ok(Impersonation { user, groups, headers })
     }
 
-    /// Whether requests act as their credentials' own user.
-    pub fn is_empty(&self) -> bool {
-        self.user.is_none()
-    }
-
     /// The headers each request carries: `Impersonate-User`, `Impersonate-Uid`, and
     /// `Impersonate-Group` once a group.
     pub fn headers(&self) -> impl Iterator<Item = (&HeaderName, &[HeaderValue])> {
@@ -128,7 +123,7 @@ mod tests {
             ]
         );
         let nobody = Impersonation::new(Some(String::new()), None, vec![]).expect("none");
-        assert!(nobody.is_empty() && nobody.headers().next().is_none(), "an empty `as` is none");
+        assert!(nobody.user.is_none() && nobody.headers().next().is_none(), "an empty `as` is none");
     }
 
     #[test]

@@ -133,11 +133,6 @@ impl TokenFile {
             }
         }
     }
-
-    /// The file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// How requests authenticate (beyond a TLS client certificate).
