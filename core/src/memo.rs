@@ -143,6 +143,20 @@ impl Snapshots {
         true
     }
 
+    /// Whether a resource was both refused and read between `self` and `other` (refused,
+    /// then read as it came back, or the other way): some pods were enriched without it and
+    /// some with it, and no entry says which.
+    fn mixed(&self, other: &Snapshots) -> bool {
+        let (a, b) = (self.refused, other.refused);
+        let either = |x: bool, y: bool| x || y;
+        (either(a.pods, b.pods) && either(self.pods.is_some(), other.pods.is_some()))
+            || (either(a.nodes, b.nodes) && either(self.nodes.is_some(), other.nodes.is_some()))
+            || (0..2).any(|i| {
+                either(a.controllers[i], b.controllers[i])
+                    && either(self.controllers[i].is_some(), other.controllers[i].is_some())
+            })
+    }
+
     /// `self`, plus what `other` has that `self` lacks; a read refused in either and
     /// made in neither stays refused.
     fn union(mut self, other: Snapshots) -> Snapshots {
@@ -492,6 +506,11 @@ impl Memo {
             return prepared;
         }
         let read = std::mem::take(&mut *round.read.lock().unwrap_or_else(|p| p.into_inner()));
+        if round.fresh.mixed(&read) {
+            // Kept, its entries would be served as if all had been computed alike. The next
+            // round finds the read changed and enriches every pod.
+            return prepared;
+        }
         state.base = round.fresh.union(read);
         state.failures = failed.iter().map(KeptFailure::new).collect();
         state.enrichers = round.enrichers;

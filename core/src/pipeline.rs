@@ -487,6 +487,15 @@ mod tests {
         }
     }
 
+    /// A `PodMetricsList` of `names`, in namespace `n`.
+    fn pod_list(names: &[&str]) -> String {
+        let items: Vec<String> = names
+            .iter()
+            .map(|p| format!(r#"{{"metadata":{{"name":"{p}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
+            .collect();
+        format!(r#"{{"items":[{}]}}"#, items.join(","))
+    }
+
     fn said(out: &Enriched) -> Vec<(String, String, bool)> {
         out.failures.iter().map(|f| (f.enricher.clone(), f.error.to_string(), f.partial)).collect()
     }
@@ -494,14 +503,7 @@ mod tests {
     #[test]
     fn a_run_refused_a_read_is_remembered_while_the_read_stays_refused() {
         async_std::task::block_on(async {
-            let json = |names: &[&str]| {
-                let items: Vec<String> = names
-                    .iter()
-                    .map(|p| format!(r#"{{"metadata":{{"name":"{p}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
-                    .collect();
-                format!(r#"{{"items":[{}]}}"#, items.join(","))
-            };
-            let (two, three) = (json(&["p", "q"]), json(&["o", "p", "q"]));
+            let (two, three) = (pod_list(&["p", "q"]), pod_list(&["o", "p", "q"]));
             let two: crate::list::PodMetricsList<'_> = serde_json::from_str(&two).expect("pods");
             let three: crate::list::PodMetricsList<'_> = serde_json::from_str(&three).expect("pods");
             let nodes = Default::default();
@@ -534,6 +536,60 @@ mod tests {
                 assert_eq!(run(&three).await.enriched_pods, 0);
                 assert_eq!(said(&run(&three).await), []);
             }
+        });
+    }
+
+    /// Refuses its first `refusals` reads of ReplicaSets, then serves them.
+    struct RefusesFirst {
+        refusals: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Cluster for RefusesFirst {
+        async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
+            StaticCluster::default().pods().await
+        }
+        async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
+            StaticCluster::default().nodes().await
+        }
+        async fn controllers(
+            &self,
+            kind: crate::ControllerKind,
+        ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
+            let left = |n: usize| n.checked_sub(1);
+            if self
+                .refusals
+                .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, left)
+                .is_ok()
+            {
+                return Err("replicasets: forbidden".into());
+            }
+            StaticCluster::default().controllers(kind).await
+        }
+    }
+
+    #[test]
+    fn a_run_whose_refused_read_comes_back_as_it_runs_is_not_remembered() {
+        async_std::task::block_on(async {
+            let (two, three) = (pod_list(&["p", "q"]), pod_list(&["o", "p", "q"]));
+            let two: crate::list::PodMetricsList<'_> = serde_json::from_str(&two).expect("pods");
+            let three: crate::list::PodMetricsList<'_> = serde_json::from_str(&three).expect("pods");
+            let nodes = Default::default();
+            let (two, three) = (Scrape::new(&two, &nodes), Scrape::new(&three, &nodes));
+            // Refused as the first run enriches and as the second begins; read as the second
+            // enriches its new pod: p and q were enriched without the ReplicaSets, o with.
+            let cluster = RefusesFirst { refusals: 2.into() };
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Owners { whole: false })];
+            let memo = Memo::default();
+            let run = |scrape| enrich(scrape, &cluster, &enrichers, Some(&memo), &Unguarded);
+            assert_eq!(said(&run(&two).await).len(), 1);
+            let second = run(&three).await;
+            assert_eq!(second.enriched_pods, 1);
+            assert_eq!(second.prepared.pods[0].text(), "owners=\"read\"");
+            let third = run(&three).await;
+            assert_eq!(third.enriched_pods, 3, "every pod again, now that the read succeeds");
+            assert!(third.failures.is_empty(), "{:?}", said(&third));
+            assert!(third.prepared.pods.iter().all(|p| p.text() == "owners=\"read\""));
         });
     }
 
