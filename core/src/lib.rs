@@ -38,6 +38,7 @@ mod model;
 mod objects;
 mod pipeline;
 mod quantity;
+mod refused;
 mod render;
 mod scan;
 mod scrape;
@@ -71,6 +72,7 @@ pub use objects::{
 };
 pub use pipeline::{enrich, warm_up, EnrichFuture, Enriched, Failure, Guard, Unguarded};
 pub use quantity::{Quantity, QuantityError, QuantityErrorKind};
+pub use refused::ReadRefused;
 pub use render::{
     render, render_prepared, write_families, write_families_with, BaseLabels, Naming, PodLabels, Prepared,
     RenderOptions, NODE_RESERVED, POD_RESERVED,

@@ -12,15 +12,20 @@
 //! it changed; where it is not, each pod's own entries (its pod, its node, its controller)
 //! are compared by value. Node labels are always recomputed (nodes are few).
 //!
+//! A round sees the cluster one way: the first answer to each read is the answer to every
+//! later one of the round (the enrichers', every batch's), a snapshot or an error.
+//!
 //! A round whose enrichers did not all succeed is served, and remembered only when each
-//! enricher that failed was refused a read (a 403 on ReplicaSets, say): then its entries,
-//! and its failures, are kept while those reads stay refused and the other inputs do not
-//! change. Each scrape reads them again; the failures are reported again, as a fresh
-//! run would report them; the first read that succeeds sends every pod back to its
-//! enrichers. (A cluster whose owners can't be read would otherwise enrich every pod at
-//! every scrape: some 300-450 ms of CPU more at 150,000 pods.) Any other failure (a deadline, a
-//! panic) is served, not remembered. Two rounds that overlap never mix: only a round that
-//! started on the memo's current state may replace it.
+//! enricher failed for a read the cluster refused ([`ReadRefused`], kept as its error or
+//! its error's source: a 403 on ReplicaSets, say): its entries and its failures are then
+//! kept while those reads stay refused and the other inputs do not change. Each scrape
+//! reads them again (a refused read answers at once); the kept failures are reported
+//! again, with the text they had, while kept labels are served; the first read that
+//! succeeds sends every pod back to its enrichers. (A cluster whose owners can't be read
+//! would otherwise enrich every pod at every scrape: some 300-450 ms of CPU more at
+//! 150,000 pods.) Any other failure (a read that failed for now, a deadline, a panic, an
+//! enricher's own error) is served, not remembered. Two rounds that overlap never mix:
+//! only a round that started on the memo's current state may replace it.
 //!
 //! [`enrich`](crate::enrich) drives it; embedders only create one and pass it in:
 //!
@@ -42,7 +47,6 @@
 //! ```
 
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -51,6 +55,7 @@ use crate::cluster::{Cluster, ControllerKind, Controllers, Nodes, Pods, SourceEr
 use crate::enricher::{EnrichError, Enricher};
 use crate::labels::JsonLabels;
 use crate::pipeline::Failure;
+use crate::refused::ReadRefused;
 use crate::render::{PodLabels, Prepared};
 use crate::scrape::{PodSample, Scrape};
 
@@ -64,13 +69,12 @@ struct Snapshots {
     refused: Refused,
 }
 
-/// The resources whose reads failed, as [`Snapshots`] lays them out: what the entries were
-/// computed without.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// Reads that failed, by resource as [`Snapshots`] lays them out, with their errors' text.
+#[derive(Debug, Clone, Default)]
 struct Refused {
-    pods: bool,
-    nodes: bool,
-    controllers: [bool; 2],
+    pods: Option<Text>,
+    nodes: Option<Text>,
+    controllers: [Option<Text>; 2],
 }
 
 /// A failure the kept entries were computed with, reported again while they are served.
@@ -143,20 +147,6 @@ impl Snapshots {
         true
     }
 
-    /// Whether a resource was both refused and read between `self` and `other` (refused,
-    /// then read as it came back, or the other way): some pods were enriched without it and
-    /// some with it, and no entry says which.
-    fn mixed(&self, other: &Snapshots) -> bool {
-        let (a, b) = (self.refused, other.refused);
-        let either = |x: bool, y: bool| x || y;
-        (either(a.pods, b.pods) && either(self.pods.is_some(), other.pods.is_some()))
-            || (either(a.nodes, b.nodes) && either(self.nodes.is_some(), other.nodes.is_some()))
-            || (0..2).any(|i| {
-                either(a.controllers[i], b.controllers[i])
-                    && either(self.controllers[i].is_some(), other.controllers[i].is_some())
-            })
-    }
-
     /// `self`, plus what `other` has that `self` lacks; a read refused in either and
     /// made in neither stays refused.
     fn union(mut self, other: Snapshots) -> Snapshots {
@@ -167,11 +157,16 @@ impl Snapshots {
                 *mine = theirs;
             }
         }
-        let (a, b) = (self.refused, other.refused);
+        let (a, b) = (std::mem::take(&mut self.refused), other.refused);
+        let [a0, a1] = a.controllers;
+        let [b0, b1] = b.controllers;
         self.refused = Refused {
-            pods: (a.pods || b.pods) && self.pods.is_none(),
-            nodes: (a.nodes || b.nodes) && self.nodes.is_none(),
-            controllers: [0, 1].map(|i| (a.controllers[i] || b.controllers[i]) && self.controllers[i].is_none()),
+            pods: a.pods.or(b.pods).filter(|_| self.pods.is_none()),
+            nodes: a.nodes.or(b.nodes).filter(|_| self.nodes.is_none()),
+            controllers: [
+                a0.or(b0).filter(|_| self.controllers[0].is_none()),
+                a1.or(b1).filter(|_| self.controllers[1].is_none()),
+            ],
         };
         self
     }
@@ -339,68 +334,80 @@ impl Round {
         self.kept_failures.iter().map(KeptFailure::failure)
     }
 
-    /// The cluster to give enrichers: `cluster`, serving the snapshots this round checked
-    /// against, and recording what else is read.
+    /// The cluster to give enrichers: `cluster`, as this round sees it (see [`Recording`]).
     pub(crate) fn cluster<'c>(&self, cluster: &'c dyn Cluster) -> Recording<'c> {
-        Recording { inner: cluster, fresh: self.fresh.clone(), read: self.read.clone(), refusals: AtomicUsize::new(0) }
+        Recording { inner: cluster, read: self.read.clone(), failed: Mutex::default() }
     }
 }
 
-/// A [`Cluster`] that records the snapshots it hands out (see [`Round::cluster`]).
+/// A [`Cluster`] as one round sees it: the snapshots `begin` checked and the reads it found
+/// refused, then the first answer to each other read, given again to every later call of
+/// the round (so no pod is enriched with a snapshot, or without one, that another pod of
+/// the round was not), all recorded.
 pub(crate) struct Recording<'c> {
     inner: &'c dyn Cluster,
-    fresh: Snapshots,
     read: Arc<Mutex<Snapshots>>,
-    refusals: AtomicUsize,
+    /// Reads that failed for now (not [`ReadRefused`]).
+    failed: Mutex<Refused>,
 }
 
 impl Recording<'_> {
-    fn record(&self, f: impl FnOnce(&mut Snapshots)) {
-        f(&mut self.read.lock().unwrap_or_else(|p| p.into_inner()));
+    /// The round's answer to a read, given before; else its answer now, from `inner`,
+    /// kept. `slot` and `error` find the resource's place in a [`Snapshots`] and a
+    /// [`Refused`].
+    async fn answer<T: Send + Sync + 'static>(
+        &self,
+        read: impl std::future::Future<Output = Result<Arc<T>, SourceError>>,
+        slot: impl Fn(&mut Snapshots) -> &mut Option<Arc<T>>,
+        error: impl Fn(&mut Refused) -> &mut Option<Text>,
+    ) -> Result<Arc<T>, SourceError> {
+        if let Some(given) = self.given(&slot, &error) {
+            return given;
+        }
+        let answer = read.await;
+        // A call beside this one may have kept its answer meanwhile: the first is the round's.
+        if let Some(given) = self.given(&slot, &error) {
+            return given;
+        }
+        let mut view = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        match &answer {
+            Ok(snapshot) => *slot(&mut view) = Some(snapshot.clone()),
+            Err(e) if ReadRefused::caused(&**e) => *error(&mut view.refused) = Some(e.to_string().into()),
+            Err(e) => *error(&mut self.failed.lock().unwrap_or_else(|p| p.into_inner())) = Some(e.to_string().into()),
+        }
+        answer
     }
 
-    /// Records a read that failed, and passes its error on.
-    fn refused(&self, error: SourceError, f: impl FnOnce(&mut Refused)) -> SourceError {
-        self.refusals.fetch_add(1, Ordering::Relaxed);
-        self.record(|r| f(&mut r.refused));
-        error
-    }
-
-    /// How many reads have been refused so far: an enricher that failed while this grew
-    /// was refused one.
-    pub(crate) fn refusals(&self) -> usize {
-        self.refusals.load(Ordering::Relaxed)
+    fn given<T>(
+        &self,
+        slot: &impl Fn(&mut Snapshots) -> &mut Option<Arc<T>>,
+        error: &impl Fn(&mut Refused) -> &mut Option<Text>,
+    ) -> Option<Result<Arc<T>, SourceError>> {
+        let mut view = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(snapshot) = slot(&mut view) {
+            return Some(Ok(snapshot.clone()));
+        }
+        if let Some(refused) = error(&mut view.refused) {
+            return Some(Err(Box::new(ReadRefused::new(refused.to_string()))));
+        }
+        let failed = error(&mut self.failed.lock().unwrap_or_else(|p| p.into_inner())).clone();
+        failed.map(|e| Err(e.to_string().into()))
     }
 }
 
 #[async_trait]
 impl Cluster for Recording<'_> {
     async fn pods(&self) -> Result<Arc<Pods>, SourceError> {
-        let pods = match &self.fresh.pods {
-            Some(p) => p.clone(),
-            None => self.inner.pods().await.map_err(|e| self.refused(e, |r| r.pods = true))?,
-        };
-        self.record(|r| r.pods = Some(pods.clone()));
-        Ok(pods)
+        self.answer(self.inner.pods(), |s| &mut s.pods, |r| &mut r.pods).await
     }
 
     async fn nodes(&self) -> Result<Arc<Nodes>, SourceError> {
-        let nodes = match &self.fresh.nodes {
-            Some(n) => n.clone(),
-            None => self.inner.nodes().await.map_err(|e| self.refused(e, |r| r.nodes = true))?,
-        };
-        self.record(|r| r.nodes = Some(nodes.clone()));
-        Ok(nodes)
+        self.answer(self.inner.nodes(), |s| &mut s.nodes, |r| &mut r.nodes).await
     }
 
     async fn controllers(&self, kind: ControllerKind) -> Result<Arc<Controllers>, SourceError> {
         let i = kind_index(kind);
-        let table = match &self.fresh.controllers[i] {
-            Some(c) => c.clone(),
-            None => self.inner.controllers(kind).await.map_err(|e| self.refused(e, |r| r.controllers[i] = true))?,
-        };
-        self.record(|r| r.controllers[i] = Some(table.clone()));
-        Ok(table)
+        self.answer(self.inner.controllers(kind), |s| &mut s.controllers[i], |r| &mut r.controllers[i]).await
     }
 }
 
@@ -421,25 +428,37 @@ impl Memo {
         };
         let mut fresh = Snapshots::default();
         let mut readable = true;
-        // Read again what was read, and what was refused: each must go as it went. Returns
-        // whether it is refused.
-        let mut again = |was_read: bool, read: bool| {
-            readable &= read == was_read;
-            !read
-        };
-        if base.pods.is_some() || base.refused.pods {
-            fresh.pods = cluster.pods().await.ok();
-            fresh.refused.pods = again(base.pods.is_some(), fresh.pods.is_some());
+        // Read again what was read, and what was refused: each must go as it went (a read
+        // refused answers at once, as `ReadRefused` promises). A refusal is kept for the
+        // round; another failure is the enrichers' to meet again.
+        fn again<T>(
+            readable: &mut bool,
+            was_read: bool,
+            answer: Result<Arc<T>, SourceError>,
+            refused: &mut Option<Text>,
+        ) -> Option<Arc<T>> {
+            *readable &= answer.is_ok() == was_read;
+            match answer {
+                Ok(snapshot) => Some(snapshot),
+                Err(e) => {
+                    *readable &= ReadRefused::caused(&*e);
+                    *refused = ReadRefused::caused(&*e).then(|| e.to_string().into());
+                    None
+                }
+            }
         }
-        if base.nodes.is_some() || base.refused.nodes {
-            fresh.nodes = cluster.nodes().await.ok();
-            fresh.refused.nodes = again(base.nodes.is_some(), fresh.nodes.is_some());
+        if base.pods.is_some() || base.refused.pods.is_some() {
+            fresh.pods = again(&mut readable, base.pods.is_some(), cluster.pods().await, &mut fresh.refused.pods);
+        }
+        if base.nodes.is_some() || base.refused.nodes.is_some() {
+            fresh.nodes = again(&mut readable, base.nodes.is_some(), cluster.nodes().await, &mut fresh.refused.nodes);
         }
         for kind in KINDS {
             let i = kind_index(kind);
-            if base.controllers[i].is_some() || base.refused.controllers[i] {
-                fresh.controllers[i] = cluster.controllers(kind).await.ok();
-                fresh.refused.controllers[i] = again(base.controllers[i].is_some(), fresh.controllers[i].is_some());
+            if base.controllers[i].is_some() || base.refused.controllers[i].is_some() {
+                let answer = cluster.controllers(kind).await;
+                let refused = &mut fresh.refused.controllers[i];
+                fresh.controllers[i] = again(&mut readable, base.controllers[i].is_some(), answer, refused);
             }
         }
         let state = self.lock();
@@ -471,7 +490,8 @@ impl Memo {
         }
         let kept_failures = if hits.iter().any(Option::is_some) { state.failures.clone() } else { Vec::new() };
         let enrichers = Enrichers(enrichers.to_vec());
-        Round { epoch, fresh, hits, misses, read: Arc::default(), kept_failures, enrichers }
+        let read = Arc::new(Mutex::new(fresh.clone()));
+        Round { epoch, fresh, hits, misses, read, kept_failures, enrichers }
     }
 
     /// Ends `round`: puts `fresh`, the merged labels of its misses (in order, as its
@@ -506,11 +526,6 @@ impl Memo {
             return prepared;
         }
         let read = std::mem::take(&mut *round.read.lock().unwrap_or_else(|p| p.into_inner()));
-        if round.fresh.mixed(&read) {
-            // Kept, its entries would be served as if all had been computed alike. The next
-            // round finds the read changed and enriches every pod.
-            return prepared;
-        }
         state.base = round.fresh.union(read);
         state.failures = failed.iter().map(KeptFailure::new).collect();
         state.enrichers = round.enrichers;

@@ -30,6 +30,7 @@ use std::task::Poll;
 use crate::cluster::Cluster;
 use crate::enricher::{Depends, EnrichError, Enricher, Enrichment};
 use crate::memo::Memo;
+use crate::refused::ReadRefused;
 use crate::render::{prepare, Prepared};
 use crate::scrape::Scrape;
 use crate::unwind::{catch_call, CatchUnwind};
@@ -100,22 +101,24 @@ pub async fn enrich(
 ) -> Enriched {
     let memo = memo.filter(|_| enrichers.iter().all(|e| e.depends() == Depends::Pod));
     let Some(memo) = memo else {
-        let ran = run(scrape, cluster, enrichers, guard, &|| 0).await;
-        let refs: Vec<&Enrichment> = ran.enrichments.iter().collect();
-        return Enriched { prepared: prepare(scrape, &refs), failures: ran.failures, enriched_pods: scrape.pods.len() };
+        let (enrichments, failures) = run(scrape, cluster, enrichers, guard).await;
+        let refs: Vec<&Enrichment> = enrichments.iter().collect();
+        return Enriched { prepared: prepare(scrape, &refs), failures, enriched_pods: scrape.pods.len() };
     };
     let round = memo.begin(scrape, cluster, enrichers).await;
     let recording = round.cluster(cluster);
     let mut fresh = Prepared { pods: Vec::with_capacity(round.miss_count()), nodes: Vec::new() };
     let mut failures: Vec<Failure> = Vec::new();
+    // Whether every enricher that failed failed for a read refused (its error, or one it
+    // keeps as its source, is `ReadRefused`): not a deadline, a panic, its own error.
     let mut refused_only = true;
     for (k, batch) in round.batches(scrape, BATCH).enumerate() {
-        let ran = run(&batch, &recording, enrichers, guard, &|| recording.refusals()).await;
-        refused_only &= ran.refused_only;
-        for f in ran.failures {
+        let (enrichments, failed) = run(&batch, &recording, enrichers, guard).await;
+        refused_only &= failed.iter().all(|f| ReadRefused::caused(&*f.error));
+        for f in failed {
             merge(&mut failures, f);
         }
-        let refs: Vec<&Enrichment> = ran.enrichments.iter().collect();
+        let refs: Vec<&Enrichment> = enrichments.iter().collect();
         let prepared = prepare(&batch, &refs);
         fresh.pods.extend(prepared.pods);
         if k == 0 {
@@ -176,29 +179,16 @@ pub async fn warm_up(cluster: &dyn Cluster, enrichers: &[Arc<dyn Enricher>]) -> 
     failures.into_iter().flatten().collect()
 }
 
-/// What [`run`] did.
-struct Ran {
-    /// Those that succeeded, in order.
-    enrichments: Vec<Enrichment>,
-    failures: Vec<Failure>,
-    /// Whether every enricher that failed was refused a read as it ran.
-    refused_only: bool,
-}
-
-/// Runs each enricher once over `cluster`, which counts the reads it refused in
-/// `refusals`.
+/// Runs each enricher once; keeps what succeeded, in order.
 async fn run(
     scrape: &Scrape<'_>,
     cluster: &dyn Cluster,
     enrichers: &[Arc<dyn Enricher>],
     guard: &dyn Guard,
-    refusals: &(dyn Fn() -> usize + Sync),
-) -> Ran {
+) -> (Vec<Enrichment>, Vec<Failure>) {
     let mut enrichments = Vec::with_capacity(enrichers.len());
     let mut failures = Vec::new();
-    let mut refused_only = true;
     for enricher in enrichers {
-        let refused_before = refusals();
         // A panic in the enricher fails its call alone, as an error would: in the call that
         // makes its future (a hand-written impl may work there) or in any poll of it.
         let call: EnrichFuture<'_> = Box::pin(async move {
@@ -208,20 +198,17 @@ async fn run(
             }
         });
         let failed = |error, partial| Failure { enricher: enricher.name().to_owned(), error, partial };
-        let failure = match guard.guard(enricher.as_ref(), call).await {
+        match guard.guard(enricher.as_ref(), call).await {
             Ok(mut e) => {
-                let error = e.take_incomplete();
+                if let Some(error) = e.take_incomplete() {
+                    failures.push(failed(error, true));
+                }
                 enrichments.push(e);
-                error.map(|error| failed(error, true))
             }
-            Err(error) => Some(failed(error, false)),
-        };
-        if let Some(failure) = failure {
-            refused_only &= refusals() > refused_before;
-            failures.push(failure);
+            Err(error) => failures.push(failed(error, false)),
         }
     }
-    Ran { enrichments, failures, refused_only }
+    (enrichments, failures)
 }
 
 #[cfg(test)]
@@ -434,9 +421,12 @@ mod tests {
     }
 
     /// Labels every pod `owners="read"` once it has read the ReplicaSets; when they can't
-    /// be read, says so: in part (the other labels kept), or, when `whole`, failing.
+    /// be read, says so: in part (the other labels kept), or, when `whole`, failing. With
+    /// `then`, fails with that error of its own after reading them. Like the built-in, it
+    /// reads nothing for no pods.
     struct Owners {
         whole: bool,
+        then: Option<&'static str>,
     }
 
     #[async_trait]
@@ -452,7 +442,14 @@ mod tests {
         }
         async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
             let mut out = Enrichment::new(scrape);
-            match cluster.controllers(crate::ControllerKind::ReplicaSet).await {
+            if scrape.pods.is_empty() {
+                return Ok(out);
+            }
+            let read = cluster.controllers(crate::ControllerKind::ReplicaSet).await;
+            if let Some(own) = self.then {
+                return Err(own.into());
+            }
+            match read {
                 Ok(_) => (0..scrape.pods.len())
                     .for_each(|i| out.add_pod_label(i, LabelName::from_static("owners"), "read".into())),
                 Err(e) if self.whole => return Err(e),
@@ -481,7 +478,7 @@ mod tests {
             kind: crate::ControllerKind,
         ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
             if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err("replicasets: forbidden".into());
+                return Err(Box::new(crate::ReadRefused::new("replicasets: forbidden")));
             }
             StaticCluster::default().controllers(kind).await
         }
@@ -511,7 +508,8 @@ mod tests {
             for whole in [false, true] {
                 let cluster = RefusesReplicaSets::default();
                 cluster.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
-                let enrichers: [Arc<dyn Enricher>; 2] = [Arc::new(Owners { whole }), counting(false, Depends::Pod)];
+                let enrichers: [Arc<dyn Enricher>; 2] =
+                    [Arc::new(Owners { whole, then: None }), counting(false, Depends::Pod)];
                 let memo = Memo::default();
                 let run = |scrape| enrich(scrape, &cluster, &enrichers, Some(&memo), &Unguarded);
                 let want = [("owners".to_owned(), "replicasets: forbidden".to_owned(), !whole)];
@@ -562,30 +560,32 @@ mod tests {
                 .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, left)
                 .is_ok()
             {
-                return Err("replicasets: forbidden".into());
+                return Err(Box::new(crate::ReadRefused::new("replicasets: forbidden")));
             }
             StaticCluster::default().controllers(kind).await
         }
     }
 
     #[test]
-    fn a_run_whose_refused_read_comes_back_as_it_runs_is_not_remembered() {
+    fn a_run_sees_a_read_as_it_first_went_and_the_next_one_sees_it_come_back() {
         async_std::task::block_on(async {
             let (two, three) = (pod_list(&["p", "q"]), pod_list(&["o", "p", "q"]));
             let two: crate::list::PodMetricsList<'_> = serde_json::from_str(&two).expect("pods");
             let three: crate::list::PodMetricsList<'_> = serde_json::from_str(&three).expect("pods");
             let nodes = Default::default();
             let (two, three) = (Scrape::new(&two, &nodes), Scrape::new(&three, &nodes));
-            // Refused as the first run enriches and as the second begins; read as the second
-            // enriches its new pod: p and q were enriched without the ReplicaSets, o with.
+            // Refused as the first run enriches and as the second begins; readable from then
+            // on. The second enriches its new pod as it kept p's and q's: without them (one
+            // run, one view), and the third sees them come back.
             let cluster = RefusesFirst { refusals: 2.into() };
-            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Owners { whole: false })];
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Owners { whole: false, then: None })];
             let memo = Memo::default();
             let run = |scrape| enrich(scrape, &cluster, &enrichers, Some(&memo), &Unguarded);
             assert_eq!(said(&run(&two).await).len(), 1);
             let second = run(&three).await;
             assert_eq!(second.enriched_pods, 1);
-            assert_eq!(second.prepared.pods[0].text(), "owners=\"read\"");
+            assert!(second.prepared.pods.iter().all(|p| p.text().is_empty()));
+            assert_eq!(said(&second).len(), 1);
             let third = run(&three).await;
             assert_eq!(third.enriched_pods, 3, "every pod again, now that the read succeeds");
             assert!(third.failures.is_empty(), "{:?}", said(&third));
@@ -601,16 +601,72 @@ mod tests {
             let scrape = Scrape::new(&pods, &nodes);
             let cluster = RefusesReplicaSets::default();
             cluster.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
-            // One refused a read, the other broken on its own.
-            let enrichers: [Arc<dyn Enricher>; 2] = [Arc::new(Owners { whole: false }), counting(true, Depends::Pod)];
-            let memo = Memo::default();
-            for _ in 0..2 {
-                let out = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
-                assert_eq!(out.enriched_pods, 2);
-                let names: Vec<_> = out.failures.iter().map(|f| f.enricher.as_str()).collect();
-                assert_eq!(names, ["owners", "counting"]);
-                assert!(memo.is_empty(), "tried again at the next scrape");
+            let refused = || -> Arc<dyn Enricher> { Arc::new(Owners { whole: false, then: None }) };
+            type Case = (&'static str, Vec<Arc<dyn Enricher>>, &'static [&'static str]);
+            let cases: [Case; 3] = [
+                (
+                    "one refused a read, another broken",
+                    vec![refused(), counting(true, Depends::Pod)],
+                    &["owners", "counting"],
+                ),
+                // Its own error (a deadline, say) after the read was refused.
+                (
+                    "refused, then its own error",
+                    vec![Arc::new(Owners { whole: true, then: Some("out of time") })],
+                    &["owners"],
+                ),
+                ("one that reads nothing, broken", vec![counting(true, Depends::Pod)], &["counting"]),
+            ];
+            for (case, enrichers, failed) in cases {
+                let memo = Memo::default();
+                for _ in 0..2 {
+                    let out = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
+                    assert_eq!(out.enriched_pods, 2, "{case}");
+                    let names: Vec<_> = out.failures.iter().map(|f| f.enricher.as_str()).collect();
+                    assert_eq!(names, failed, "{case}");
+                    assert!(memo.is_empty(), "{case}: tried again at the next scrape");
+                }
             }
+            // A read that failed for now (not `ReadRefused`: a list still running) is no
+            // refusal either.
+            struct Unsynced;
+            #[async_trait]
+            impl Cluster for Unsynced {
+                async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
+                    Err("pods cache not synced: no answer yet".into())
+                }
+                async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
+                    StaticCluster::default().nodes().await
+                }
+                async fn controllers(
+                    &self,
+                    kind: crate::ControllerKind,
+                ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
+                    StaticCluster::default().controllers(kind).await
+                }
+            }
+            struct ReadsPods;
+            #[async_trait]
+            impl Enricher for ReadsPods {
+                fn name(&self) -> &str {
+                    "node"
+                }
+                fn labels(&self) -> Vec<AddedLabel> {
+                    Vec::new()
+                }
+                fn depends(&self) -> Depends {
+                    Depends::Pod
+                }
+                async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+                    cluster.pods().await?;
+                    Ok(Enrichment::new(scrape))
+                }
+            }
+            let memo = Memo::default();
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(ReadsPods)];
+            let out = enrich(&scrape, &Unsynced, &enrichers, Some(&memo), &Unguarded).await;
+            assert_eq!(out.failures.len(), 1);
+            assert!(memo.is_empty(), "a read that failed for now is tried again at the next scrape");
         });
     }
 

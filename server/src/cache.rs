@@ -27,8 +27,8 @@ use std::time::Duration;
 use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use msp_core::{
     async_trait, nodes_by_name, Cluster, ControllerKind, Controllers, Entry, ExpositionError, Interner, LabelName,
-    MetricName, MetricType, Namespaced, NodeInfo, Nodes, ObjectList, Owner, PodInfo, Pods, SourceError, Text,
-    WatchEvent, Writer,
+    MetricName, MetricType, Namespaced, NodeInfo, Nodes, ObjectList, Owner, PodInfo, Pods, ReadRefused, SourceError,
+    Text, WatchEvent, Writer,
 };
 
 use crate::kube::{KubeClient, KubeError, MAX_LIST_OBJECTS};
@@ -140,12 +140,16 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         }
         let deadline = std::time::Instant::now() + wait;
         // Wait for the first list, but not past a failure: a cache that can't list (a 403,
-        // say) fails fast, and keeps retrying in the background with backoff.
+        // say) fails fast, and keeps retrying in the background with backoff. That read is
+        // refused (`ReadRefused`: the memo keeps what was enriched without it) until a list
+        // succeeds; one that waited out `wait` failed for now.
         while !self.synced.load(Ordering::Acquire) {
-            let failed = self.last_error();
-            if failed.is_some() || std::time::Instant::now() >= deadline {
-                let why = failed.unwrap_or_else(|| "no answer yet".into());
-                return Err(format!("{} cache not synced: {why}", self.kind.resource).into());
+            let resource = self.kind.resource;
+            if let Some(failed) = self.last_error() {
+                return Err(Box::new(ReadRefused::new(format!("{resource} cache not synced: {failed}"))));
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!("{resource} cache not synced: no answer yet").into());
             }
             async_std::task::sleep(Duration::from_millis(10)).await;
         }
