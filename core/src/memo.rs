@@ -378,6 +378,13 @@ impl Recording<'_> {
         answer
     }
 
+    /// Whether a read failed for now in this round (not refused): what was enriched without
+    /// it is not to be kept, whatever the enrichers said (one may keep only its first error).
+    pub(crate) fn failed_for_now(&self) -> bool {
+        let failed = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+        failed.pods.is_some() || failed.nodes.is_some() || failed.controllers.iter().any(Option::is_some)
+    }
+
     fn given<T>(
         &self,
         slot: &impl Fn(&mut Snapshots) -> &mut Option<Arc<T>>,
@@ -488,7 +495,24 @@ impl Memo {
                 }
             }
         }
-        let kept_failures = if hits.iter().any(Option::is_some) { state.failures.clone() } else { Vec::new() };
+        // The kept failures are said again while a kept pod may have met them: with pods or
+        // nodes refused, any; with a kind of controllers refused, one that kind owns (once the
+        // last Job's pod is gone, a role without Jobs costs no pod anything).
+        let met = |i: usize| {
+            let (pod, refused) = (&scrape.pods[i], &fresh.refused);
+            let Some(pods) = &fresh.pods else {
+                // Pods unknown to the round: it may have.
+                return true;
+            };
+            let owned_by_refused =
+                pods.get(pod.namespace, pod.name).and_then(|p| p.controller.as_ref()).is_some_and(|c| {
+                    ControllerKind::from_kind(&c.kind)
+                        .is_some_and(|kind| refused.controllers[kind_index(kind)].is_some())
+                });
+            refused.pods.is_some() || refused.nodes.is_some() || owned_by_refused
+        };
+        let served = hits.iter().enumerate().any(|(i, hit)| hit.is_some() && met(i));
+        let kept_failures = if served { state.failures.clone() } else { Vec::new() };
         let enrichers = Enrichers(enrichers.to_vec());
         let read = Arc::new(Mutex::new(fresh.clone()));
         Round { epoch, fresh, hits, misses, read, kept_failures, enrichers }
@@ -526,6 +550,15 @@ impl Memo {
             return prepared;
         }
         let read = std::mem::take(&mut *round.read.lock().unwrap_or_else(|p| p.into_inner()));
+        let refused = &read.refused;
+        if !failed.is_empty()
+            && refused.pods.is_none()
+            && refused.nodes.is_none()
+            && refused.controllers == [None, None]
+        {
+            // An enricher's own `ReadRefused`, not a read the round can ask again.
+            return prepared;
+        }
         state.base = round.fresh.union(read);
         state.failures = failed.iter().map(KeptFailure::new).collect();
         state.enrichers = round.enrichers;
@@ -905,5 +938,61 @@ mod tests {
             assert!(prepared.pods.iter().all(|p| p.is_empty()), "served unenriched");
         });
         assert_eq!(round(&memo, &pods, &c, true), 0, "the kept labels survive a failed round");
+    }
+
+    /// A cluster whose ReplicaSets are refused (`ReadRefused`).
+    struct RefusingReplicaSets(StaticCluster);
+
+    #[async_trait]
+    impl Cluster for RefusingReplicaSets {
+        async fn pods(&self) -> Result<Arc<Pods>, SourceError> {
+            self.0.pods().await
+        }
+        async fn nodes(&self) -> Result<Arc<Nodes>, SourceError> {
+            self.0.nodes().await
+        }
+        async fn controllers(&self, _: ControllerKind) -> Result<Arc<Controllers>, SourceError> {
+            Err(Box::new(ReadRefused::new("replicasets: forbidden")))
+        }
+    }
+
+    #[test]
+    fn kept_failures_are_said_again_while_a_kept_pod_is_owned_by_the_kind_refused() {
+        let unowned = r#"{"metadata":{"name":"p9","namespace":"a"},"spec":{"nodeName":"n1"}}"#.to_owned();
+        let c = RefusingReplicaSets(cluster(&[pod("p1", "n1", "rs1"), unowned], "10.0.0.1", "web"));
+        let memo = Memo::default();
+        let replayed = |names: &[&str]| {
+            async_std::task::block_on(async {
+                let pods = metrics(names, None);
+                let nodes = Default::default();
+                let scrape = Scrape::new(&pods, &nodes);
+                let r = memo.begin(&scrape, &c, probes()).await;
+                let replayed: Vec<Failure> = r.kept_failures().collect();
+                let mut fresh = Prepared::default();
+                let mut failures = Vec::new();
+                for batch in r.batches(&scrape, usize::MAX) {
+                    // The probe reads the pods and nodes, then fails on the ReplicaSets (with
+                    // pods to enrich), as `enrich` would run it.
+                    match Probe.enrich(&batch, &r.cluster(&c)).await {
+                        Ok(e) => fresh = prepare(&batch, &[&e]),
+                        Err(error) => {
+                            assert!(ReadRefused::caused(&*error));
+                            failures.push(Failure { enricher: "probe".into(), error, partial: false });
+                            fresh = prepare(&batch, &[]);
+                        }
+                    }
+                }
+                let count = replayed.len();
+                if failures.is_empty() {
+                    failures.extend(replayed);
+                }
+                memo.finish(r, &scrape, fresh, Some(&failures));
+                count
+            })
+        };
+        assert_eq!(replayed(&["p1", "p9"]), 0, "nothing kept yet");
+        assert_eq!(memo.len(), 2, "kept: the ReplicaSets are refused");
+        assert_eq!(replayed(&["p1", "p9"]), 1, "p1 is a ReplicaSet's");
+        assert_eq!(replayed(&["p9"]), 0, "p9 is no ReplicaSet's: the refusal costs it nothing");
     }
 }

@@ -129,6 +129,7 @@ pub async fn enrich(
     for f in round.kept_failures() {
         merge(&mut failures, f);
     }
+    refused_only &= !recording.failed_for_now();
     failures.sort_by_key(|f| enrichers.iter().position(|e| e.name() == f.enricher));
     let enriched_pods = fresh.pods.len();
     let prepared = memo.finish(round, scrape, fresh, refused_only.then_some(&failures[..]));
@@ -667,6 +668,80 @@ mod tests {
             let out = enrich(&scrape, &Unsynced, &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!(out.failures.len(), 1);
             assert!(memo.is_empty(), "a read that failed for now is tried again at the next scrape");
+
+            // Nor when the enricher says only the refusal it met first: ReplicaSets refused,
+            // Jobs still on their first list (an `Enrichment` keeps its first error).
+            struct RefusedThenUnsynced;
+            #[async_trait]
+            impl Cluster for RefusedThenUnsynced {
+                async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
+                    StaticCluster::default().pods().await
+                }
+                async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
+                    StaticCluster::default().nodes().await
+                }
+                async fn controllers(
+                    &self,
+                    kind: crate::ControllerKind,
+                ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
+                    match kind {
+                        crate::ControllerKind::ReplicaSet => {
+                            Err(Box::new(crate::ReadRefused::new("replicasets: forbidden")))
+                        }
+                        crate::ControllerKind::Job => Err("jobs cache not synced: no answer yet".into()),
+                    }
+                }
+            }
+            struct ReadsBoth;
+            #[async_trait]
+            impl Enricher for ReadsBoth {
+                fn name(&self) -> &str {
+                    "owner"
+                }
+                fn labels(&self) -> Vec<AddedLabel> {
+                    Vec::new()
+                }
+                fn depends(&self) -> Depends {
+                    Depends::Pod
+                }
+                async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+                    let mut out = Enrichment::new(scrape);
+                    for kind in [crate::ControllerKind::ReplicaSet, crate::ControllerKind::Job] {
+                        if let Err(e) = cluster.controllers(kind).await {
+                            out.incomplete(e);
+                        }
+                    }
+                    Ok(out)
+                }
+            }
+            let memo = Memo::default();
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(ReadsBoth)];
+            let out = enrich(&scrape, &RefusedThenUnsynced, &enrichers, Some(&memo), &Unguarded).await;
+            assert_eq!(said(&out), [("owner".to_owned(), "replicasets: forbidden".to_owned(), true)]);
+            assert!(memo.is_empty(), "the Jobs are asked for again at the next scrape");
+
+            // Nor an enricher's own `ReadRefused`: no read of the cluster's to ask again.
+            struct OwnRefusal;
+            #[async_trait]
+            impl Enricher for OwnRefusal {
+                fn name(&self) -> &str {
+                    "own"
+                }
+                fn labels(&self) -> Vec<AddedLabel> {
+                    Vec::new()
+                }
+                fn depends(&self) -> Depends {
+                    Depends::Pod
+                }
+                async fn enrich(&self, _: &Scrape<'_>, _: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+                    Err(Box::new(crate::ReadRefused::new("its own API: 403")))
+                }
+            }
+            let memo = Memo::default();
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(OwnRefusal)];
+            let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Unguarded).await;
+            assert_eq!(out.failures.len(), 1);
+            assert!(memo.is_empty(), "its source is asked again at the next scrape");
         });
     }
 

@@ -14,7 +14,9 @@ use crate::cluster::SourceError;
 /// without it pay: the memo then serves them while the read stays refused, rather than
 /// enrich every pod again at every scrape, and asks at every scrape whether it still is (a
 /// quick answer, by this type's promise). A `Cluster` says a read is refused by returning
-/// this; any other error is a failure for now, and nothing enriched with it is kept.
+/// this; any other error is a failure for now, and nothing enriched with it is kept. An
+/// enricher passes it on (as its error, or as its error's source); one that returns it of
+/// its own, for a source the memo cannot ask again, gets nothing kept either.
 #[derive(Debug)]
 pub struct ReadRefused(SourceError);
 

@@ -150,7 +150,11 @@ impl Enricher for LabelsEnricher {
         let mut out = Enrichment::new(scrape);
         let need_pod_list = scrape.pods.iter().any(|p| p.labels.is_none());
         let pods = if need_pod_list { Some(cluster.pods().await?) } else { None };
-        let nodes = if scrape.nodes.is_empty() { None } else { Some(cluster.nodes().await?) };
+        // Without the nodes, the nodes alone go without: the pods' labels are kept.
+        let nodes = match scrape.nodes.is_empty() {
+            true => None,
+            false => cluster.nodes().await.map_err(|e| out.incomplete(e)).ok(),
+        };
         // No await below: the cache lock is never held across one.
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
         for (i, pod) in scrape.pods.iter().enumerate() {
@@ -210,6 +214,19 @@ mod tests {
             ]
         );
         assert_eq!(e.node(0)[0].0.as_str(), "label_topology_kubernetes_io_zone");
+    }
+
+    /// A scrape's first batch carries the nodes: without them, its pods are labelled as the
+    /// others are.
+    #[async_std::test]
+    async fn nodes_refused_cost_only_the_nodes_labels() {
+        let c = crate::testing::NodesRefused(cluster(PODS, NODES, r#"{"items":[]}"#));
+        let (pods, nodes) = scrape_lists(&["a/web"], &["n1"]);
+        let scrape = Scrape::new(&pods, &nodes);
+        let e = LabelsEnricher::default().enrich(&scrape, &c).await.expect("labels, not an error");
+        assert_eq!(pod_labels(&e, 0)[0], ("label_app", "web"));
+        assert!(e.node(0).is_empty());
+        assert!(msp_core::ReadRefused::caused(e.incompleteness().expect("incomplete")));
     }
 
     #[async_std::test]

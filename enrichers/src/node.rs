@@ -52,7 +52,15 @@ impl Enricher for NodeEnricher {
             }
         }
         if !scrape.nodes.is_empty() {
-            let nodes = cluster.nodes().await?;
+            // The nodes alone go without: the pods' labels above are kept (a scrape's first
+            // batch carries the nodes, and its pods would otherwise differ from the rest).
+            let nodes = match cluster.nodes().await {
+                Ok(nodes) => nodes,
+                Err(e) => {
+                    out.incomplete(e);
+                    return Ok(out);
+                }
+            };
             for (i, sample) in scrape.nodes.iter().enumerate() {
                 if let Some(ip) = nodes.get(sample.name).and_then(|n| n.internal_ip.clone()) {
                     out.add_node_label(i, INTERNAL_IP.clone(), ip);
@@ -92,6 +100,25 @@ mod tests {
         assert!(e.pod(2).is_empty(), "a pod gone from the pod list gets no labels");
         assert_eq!(e.node(0)[0].0.as_str(), "internal_ip");
         assert!(e.node(1).is_empty());
+    }
+
+    /// A scrape's first batch carries the nodes: without them, its pods are labelled as the
+    /// others are.
+    #[async_std::test]
+    async fn nodes_refused_cost_only_the_nodes_labels() {
+        let cluster = crate::testing::NodesRefused(cluster(
+            r#"{"items":[{"metadata":{"name":"web","namespace":"a"},"spec":{"nodeName":"n1"},"status":{"podIP":"10.0.0.1"}}]}"#,
+            r#"{"items":[]}"#,
+            r#"{"items":[]}"#,
+        ));
+        let (pods, nodes) = scrape_lists(&["a/web"], &["n1"]);
+        let scrape = Scrape::new(&pods, &nodes);
+        let e = NodeEnricher.enrich(&scrape, &cluster).await.expect("labels, not an error");
+        assert_eq!(pod_labels(&e, 0), [("node", "n1"), ("pod_ip", "10.0.0.1")]);
+        assert!(e.node(0).is_empty());
+        let why = e.incompleteness().expect("incomplete");
+        assert_eq!(why.to_string(), "nodes: HTTP 403");
+        assert!(msp_core::ReadRefused::caused(why), "still the refusal, for the memo");
     }
 
     #[async_std::test]

@@ -60,6 +60,25 @@ impl msp_core::Cluster for Refusing {
     }
 }
 
+/// A cluster whose nodes cannot be read.
+pub struct NodesRefused(pub StaticCluster);
+
+#[msp_core::async_trait]
+impl msp_core::Cluster for NodesRefused {
+    async fn pods(&self) -> Result<Arc<msp_core::Pods>, msp_core::SourceError> {
+        self.0.pods().await
+    }
+    async fn nodes(&self) -> Result<Arc<msp_core::Nodes>, msp_core::SourceError> {
+        Err(Box::new(msp_core::ReadRefused::new("nodes: HTTP 403")))
+    }
+    async fn controllers(
+        &self,
+        kind: msp_core::ControllerKind,
+    ) -> Result<Arc<msp_core::Controllers>, msp_core::SourceError> {
+        self.0.controllers(kind).await
+    }
+}
+
 /// A cluster that notes what is read of it, in order: `pods`, `nodes`, `ReplicaSet`,
 /// `Job`.
 pub struct Reads(pub StaticCluster, pub std::sync::Mutex<Vec<String>>);
