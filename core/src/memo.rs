@@ -361,15 +361,16 @@ impl Recording<'_> {
         slot: impl Fn(&mut Snapshots) -> &mut Option<Arc<T>>,
         error: impl Fn(&mut Refused) -> &mut Option<Text>,
     ) -> Result<Arc<T>, SourceError> {
-        if let Some(given) = self.given(&slot, &error) {
+        if let Some(given) = self.given(&mut self.view(), &slot, &error) {
             return given;
         }
         let answer = read.await;
-        // A call beside this one may have kept its answer meanwhile: the first is the round's.
-        if let Some(given) = self.given(&slot, &error) {
+        // A call beside this one may have kept its answer meanwhile: the first is the round's
+        // (looked for and kept under one lock).
+        let mut view = self.view();
+        if let Some(given) = self.given(&mut view, &slot, &error) {
             return given;
         }
-        let mut view = self.read.lock().unwrap_or_else(|p| p.into_inner());
         match &answer {
             Ok(snapshot) => *slot(&mut view) = Some(snapshot.clone()),
             Err(e) if ReadRefused::caused(&**e) => *error(&mut view.refused) = Some(e.to_string().into()),
@@ -385,13 +386,18 @@ impl Recording<'_> {
         failed.pods.is_some() || failed.nodes.is_some() || failed.controllers.iter().any(Option::is_some)
     }
 
+    fn view(&self) -> std::sync::MutexGuard<'_, Snapshots> {
+        self.read.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The round's answer in `view` (this round's, locked), if there is one yet.
     fn given<T>(
         &self,
+        view: &mut Snapshots,
         slot: &impl Fn(&mut Snapshots) -> &mut Option<Arc<T>>,
         error: &impl Fn(&mut Refused) -> &mut Option<Text>,
     ) -> Option<Result<Arc<T>, SourceError>> {
-        let mut view = self.read.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(snapshot) = slot(&mut view) {
+        if let Some(snapshot) = slot(view) {
             return Some(Ok(snapshot.clone()));
         }
         if let Some(refused) = error(&mut view.refused) {
