@@ -262,7 +262,12 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
                 // No list of these: msp-core says what it is instead (a `Status` and its message).
                 log::error!(resource = api_resource(resource); "{resource} metrics: {e}");
             } else {
-                log::error!(resource = api_resource(resource); "{resource} metrics: invalid JSON from the metrics API: {e}");
+                // Where the answer is not UTF-8 either, `e` places the fault in the repaired text.
+                let not_utf8 = std::str::from_utf8(body)
+                    .err()
+                    .map(|bad| format!(" (and not UTF-8, from byte {}; read with U+FFFD)", bad.valid_up_to()))
+                    .unwrap_or_default();
+                log::error!(resource = api_resource(resource); "{resource} metrics: invalid JSON from the metrics API{not_utf8}: {e}");
             }
             (msp_core::List::default(), false)
         }
