@@ -460,16 +460,32 @@ mod tests {
         }
     }
 
-    /// A cluster of nothing that refuses its ReplicaSets while `refuse` is set.
-    #[derive(Default)]
-    struct RefusesReplicaSets {
-        refuse: std::sync::atomic::AtomicBool,
+    /// What a [`Says`] cluster answers a read of `kind`'s controllers: an error, or none
+    /// (the empty table).
+    type Answer = Box<dyn Fn(crate::ControllerKind) -> Option<crate::SourceError> + Send + Sync>;
+
+    /// A cluster of nothing (or, with `pods`, failing its pods for now), whose controllers'
+    /// reads go as its answer says.
+    struct Says {
+        answer: Answer,
+        pods: Option<&'static str>,
+    }
+
+    impl Says {
+        fn controllers(
+            answer: impl Fn(crate::ControllerKind) -> Option<crate::SourceError> + Send + Sync + 'static,
+        ) -> Self {
+            Says { answer: Box::new(answer), pods: None }
+        }
     }
 
     #[async_trait]
-    impl Cluster for RefusesReplicaSets {
+    impl Cluster for Says {
         async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
-            StaticCluster::default().pods().await
+            match self.pods {
+                Some(failed) => Err(failed.into()),
+                None => StaticCluster::default().pods().await,
+            }
         }
         async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
             StaticCluster::default().nodes().await
@@ -478,11 +494,16 @@ mod tests {
             &self,
             kind: crate::ControllerKind,
         ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
-            if self.refuse.load(std::sync::atomic::Ordering::SeqCst) {
-                return Err(Box::new(crate::ReadRefused::new("replicasets: forbidden")));
+            match (self.answer)(kind) {
+                Some(error) => Err(error),
+                None => StaticCluster::default().controllers(kind).await,
             }
-            StaticCluster::default().controllers(kind).await
         }
+    }
+
+    /// The ReplicaSets refused, as a cache whose lists get a 403 says.
+    fn forbidden() -> crate::SourceError {
+        Box::new(crate::ReadRefused::new("replicasets: forbidden"))
     }
 
     /// A `PodMetricsList` of `names`, in namespace `n`.
@@ -507,8 +528,10 @@ mod tests {
             let nodes = Default::default();
             let (two, three) = (Scrape::new(&two, &nodes), Scrape::new(&three, &nodes));
             for whole in [false, true] {
-                let cluster = RefusesReplicaSets::default();
-                cluster.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+                let refuse = Arc::new(std::sync::atomic::AtomicBool::new(true));
+                let refusing = refuse.clone();
+                let cluster =
+                    Says::controllers(move |_| refusing.load(std::sync::atomic::Ordering::SeqCst).then(forbidden));
                 let enrichers: [Arc<dyn Enricher>; 2] =
                     [Arc::new(Owners { whole, then: None }), counting(false, Depends::Pod)];
                 let memo = Memo::default();
@@ -527,7 +550,7 @@ mod tests {
                 assert_eq!(said(&grown), want, "the failure said once");
                 assert_eq!(grown.prepared.pods[0].text(), "n=\"2\"");
 
-                cluster.refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+                refuse.store(false, std::sync::atomic::Ordering::SeqCst);
                 let read = run(&three).await;
                 assert_eq!(read.enriched_pods, 3, "the read succeeds: every pod again");
                 assert!(read.failures.is_empty(), "{:?}", said(&read));
@@ -536,35 +559,6 @@ mod tests {
                 assert_eq!(said(&run(&three).await), []);
             }
         });
-    }
-
-    /// Refuses its first `refusals` reads of ReplicaSets, then serves them.
-    struct RefusesFirst {
-        refusals: std::sync::atomic::AtomicUsize,
-    }
-
-    #[async_trait]
-    impl Cluster for RefusesFirst {
-        async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
-            StaticCluster::default().pods().await
-        }
-        async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
-            StaticCluster::default().nodes().await
-        }
-        async fn controllers(
-            &self,
-            kind: crate::ControllerKind,
-        ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
-            let left = |n: usize| n.checked_sub(1);
-            if self
-                .refusals
-                .fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, left)
-                .is_ok()
-            {
-                return Err(Box::new(crate::ReadRefused::new("replicasets: forbidden")));
-            }
-            StaticCluster::default().controllers(kind).await
-        }
     }
 
     #[test]
@@ -578,7 +572,12 @@ mod tests {
             // Refused as the first run enriches and as the second begins; readable from then
             // on. The second enriches its new pod as it kept p's and q's: without them (one
             // run, one view), and the third sees them come back.
-            let cluster = RefusesFirst { refusals: 2.into() };
+            let refusals = std::sync::atomic::AtomicUsize::new(2);
+            let left = |n: usize| n.checked_sub(1);
+            let cluster = Says::controllers(move |_| {
+                let ordering = std::sync::atomic::Ordering::SeqCst;
+                refusals.fetch_update(ordering, ordering, left).is_ok().then(forbidden)
+            });
             let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Owners { whole: false, then: None })];
             let memo = Memo::default();
             let run = |scrape| enrich(scrape, &cluster, &enrichers, Some(&memo), &Unguarded);
@@ -600,8 +599,7 @@ mod tests {
             let pods = scrape_json();
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
-            let cluster = RefusesReplicaSets::default();
-            cluster.refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+            let cluster = Says::controllers(|_| Some(forbidden()));
             let refused = || -> Arc<dyn Enricher> { Arc::new(Owners { whole: false, then: None }) };
             type Case = (&'static str, Vec<Arc<dyn Enricher>>, &'static [&'static str]);
             let cases: [Case; 3] = [
@@ -630,22 +628,6 @@ mod tests {
             }
             // A read that failed for now (not `ReadRefused`: a list still running) is no
             // refusal either.
-            struct Unsynced;
-            #[async_trait]
-            impl Cluster for Unsynced {
-                async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
-                    Err("pods cache not synced: no answer yet".into())
-                }
-                async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
-                    StaticCluster::default().nodes().await
-                }
-                async fn controllers(
-                    &self,
-                    kind: crate::ControllerKind,
-                ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
-                    StaticCluster::default().controllers(kind).await
-                }
-            }
             struct ReadsPods;
             #[async_trait]
             impl Enricher for ReadsPods {
@@ -665,33 +647,13 @@ mod tests {
             }
             let memo = Memo::default();
             let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(ReadsPods)];
-            let out = enrich(&scrape, &Unsynced, &enrichers, Some(&memo), &Unguarded).await;
+            let unsynced = Says { answer: Box::new(|_| None), pods: Some("pods cache not synced: no answer yet") };
+            let out = enrich(&scrape, &unsynced, &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!(out.failures.len(), 1);
             assert!(memo.is_empty(), "a read that failed for now is tried again at the next scrape");
 
             // Nor when the enricher says only the refusal it met first: ReplicaSets refused,
             // Jobs still on their first list (an `Enrichment` keeps its first error).
-            struct RefusedThenUnsynced;
-            #[async_trait]
-            impl Cluster for RefusedThenUnsynced {
-                async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
-                    StaticCluster::default().pods().await
-                }
-                async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
-                    StaticCluster::default().nodes().await
-                }
-                async fn controllers(
-                    &self,
-                    kind: crate::ControllerKind,
-                ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
-                    match kind {
-                        crate::ControllerKind::ReplicaSet => {
-                            Err(Box::new(crate::ReadRefused::new("replicasets: forbidden")))
-                        }
-                        crate::ControllerKind::Job => Err("jobs cache not synced: no answer yet".into()),
-                    }
-                }
-            }
             struct ReadsBoth;
             #[async_trait]
             impl Enricher for ReadsBoth {
@@ -716,7 +678,11 @@ mod tests {
             }
             let memo = Memo::default();
             let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(ReadsBoth)];
-            let out = enrich(&scrape, &RefusedThenUnsynced, &enrichers, Some(&memo), &Unguarded).await;
+            let refused_then_unsynced = Says::controllers(|kind| match kind {
+                crate::ControllerKind::ReplicaSet => Some(forbidden()),
+                crate::ControllerKind::Job => Some("jobs cache not synced: no answer yet".into()),
+            });
+            let out = enrich(&scrape, &refused_then_unsynced, &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!(said(&out), [("owner".to_owned(), "replicasets: forbidden".to_owned(), true)]);
             assert!(memo.is_empty(), "the Jobs are asked for again at the next scrape");
 
