@@ -504,20 +504,22 @@ impl Memo {
         // The kept failures are said again while a kept pod may have met them: with pods or
         // nodes refused, any; with a kind of controllers refused, one that kind owns (once the
         // last Job's pod is gone, a role without Jobs costs no pod anything).
+        let refused = &fresh.refused;
         let met = |i: usize| {
-            let (pod, refused) = (&scrape.pods[i], &fresh.refused);
+            if refused.pods.is_some() || refused.nodes.is_some() {
+                return true;
+            }
             let Some(pods) = &fresh.pods else {
                 // Pods unknown to the round: it may have.
                 return true;
             };
-            let owned_by_refused =
-                pods.get(pod.namespace, pod.name).and_then(|p| p.controller.as_ref()).is_some_and(|c| {
-                    ControllerKind::from_kind(&c.kind)
-                        .is_some_and(|kind| refused.controllers[kind_index(kind)].is_some())
-                });
-            refused.pods.is_some() || refused.nodes.is_some() || owned_by_refused
+            let pod = &scrape.pods[i];
+            pods.get(pod.namespace, pod.name).and_then(|p| p.controller.as_ref()).is_some_and(|c| {
+                ControllerKind::from_kind(&c.kind).is_some_and(|kind| refused.controllers[kind_index(kind)].is_some())
+            })
         };
-        let served = hits.iter().enumerate().any(|(i, hit)| hit.is_some() && met(i));
+        // (Nothing to look for in the usual round, which keeps no failure.)
+        let served = !state.failures.is_empty() && hits.iter().enumerate().any(|(i, hit)| hit.is_some() && met(i));
         let kept_failures = if served { state.failures.clone() } else { Vec::new() };
         let enrichers = Enrichers(enrichers.to_vec());
         let read = Arc::new(Mutex::new(fresh.clone()));
