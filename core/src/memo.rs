@@ -77,6 +77,27 @@ struct Refused {
     controllers: [Option<Text>; 2],
 }
 
+/// A read refused, as a round hands it to its enrichers (the cluster's [`ReadRefused`],
+/// first met in `begin` or in the round): only a failure it caused is one the memo may keep,
+/// not an enricher's own `ReadRefused`, which the memo cannot ask again.
+#[derive(Debug)]
+pub(crate) struct Refusal(Text);
+
+impl Refusal {
+    /// Whether `error`, or an error it was caused by, is one.
+    pub(crate) fn caused(error: &(dyn std::error::Error + 'static)) -> bool {
+        std::iter::successors(Some(error), |&e| e.source()).any(|e| e.is::<Refusal>())
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
 /// A failure the kept entries were computed with, reported again while they are served.
 #[derive(Debug, Clone)]
 struct KeptFailure {
@@ -371,12 +392,21 @@ impl Recording<'_> {
         if let Some(given) = self.given(&mut view, &slot, &error) {
             return given;
         }
-        match &answer {
-            Ok(snapshot) => *slot(&mut view) = Some(snapshot.clone()),
-            Err(e) if ReadRefused::caused(&**e) => *error(&mut view.refused) = Some(e.to_string().into()),
-            Err(e) => *error(&mut self.failed.lock().unwrap_or_else(|p| p.into_inner())) = Some(e.to_string().into()),
+        match answer {
+            Ok(snapshot) => {
+                *slot(&mut view) = Some(snapshot.clone());
+                Ok(snapshot)
+            }
+            Err(e) if ReadRefused::caused(&*e) => {
+                let text: Text = e.to_string().into();
+                *error(&mut view.refused) = Some(text.clone());
+                Err(Box::new(Refusal(text)))
+            }
+            Err(e) => {
+                *error(&mut self.failed.lock().unwrap_or_else(|p| p.into_inner())) = Some(e.to_string().into());
+                Err(e)
+            }
         }
-        answer
     }
 
     /// Whether a read failed for now in this round (not refused): what was enriched without
@@ -401,7 +431,7 @@ impl Recording<'_> {
             return Some(Ok(snapshot.clone()));
         }
         if let Some(refused) = error(&mut view.refused) {
-            return Some(Err(Box::new(ReadRefused::new(refused.to_string()))));
+            return Some(Err(Box::new(Refusal(refused.clone()))));
         }
         let failed = error(&mut self.failed.lock().unwrap_or_else(|p| p.into_inner())).clone();
         failed.map(|e| Err(e.to_string().into()))
@@ -501,26 +531,9 @@ impl Memo {
                 }
             }
         }
-        // The kept failures are said again while a kept pod may have met them: with pods or
-        // nodes refused, any; with a kind of controllers refused, one that kind owns (once the
-        // last Job's pod is gone, a role without Jobs costs no pod anything).
-        let refused = &fresh.refused;
-        let met = |i: usize| {
-            if refused.pods.is_some() || refused.nodes.is_some() {
-                return true;
-            }
-            let Some(pods) = &fresh.pods else {
-                // Pods unknown to the round: it may have.
-                return true;
-            };
-            let pod = &scrape.pods[i];
-            pods.get(pod.namespace, pod.name).and_then(|p| p.controller.as_ref()).is_some_and(|c| {
-                ControllerKind::from_kind(&c.kind).is_some_and(|kind| refused.controllers[kind_index(kind)].is_some())
-            })
-        };
-        // (Nothing to look for in the usual round, which keeps no failure.)
-        let served = !state.failures.is_empty() && hits.iter().enumerate().any(|(i, hit)| hit.is_some() && met(i));
-        let kept_failures = if served { state.failures.clone() } else { Vec::new() };
+        // Said again while kept labels are served: which pods a failure cost is the
+        // enricher's to know (one that fails whole cost every pod of its call).
+        let kept_failures = if hits.iter().any(Option::is_some) { state.failures.clone() } else { Vec::new() };
         let enrichers = Enrichers(enrichers.to_vec());
         let read = Arc::new(Mutex::new(fresh.clone()));
         Round { epoch, fresh, hits, misses, read, kept_failures, enrichers }
@@ -558,15 +571,6 @@ impl Memo {
             return prepared;
         }
         let read = std::mem::take(&mut *round.read.lock().unwrap_or_else(|p| p.into_inner()));
-        let refused = &read.refused;
-        if !failed.is_empty()
-            && refused.pods.is_none()
-            && refused.nodes.is_none()
-            && refused.controllers == [None, None]
-        {
-            // An enricher's own `ReadRefused`, not a read the round can ask again.
-            return prepared;
-        }
         state.base = round.fresh.union(read);
         state.failures = failed.iter().map(KeptFailure::new).collect();
         state.enrichers = round.enrichers;
@@ -965,7 +969,7 @@ mod tests {
     }
 
     #[test]
-    fn kept_failures_are_said_again_while_a_kept_pod_is_owned_by_the_kind_refused() {
+    fn kept_failures_are_said_again_while_kept_labels_are_served() {
         let unowned = r#"{"metadata":{"name":"p9","namespace":"a"},"spec":{"nodeName":"n1"}}"#.to_owned();
         let c = RefusingReplicaSets(cluster(&[pod("p1", "n1", "rs1"), unowned], "10.0.0.1", "web"));
         let memo = Memo::default();
@@ -984,7 +988,7 @@ mod tests {
                     match Probe.enrich(&batch, &r.cluster(&c)).await {
                         Ok(e) => fresh = prepare(&batch, &[&e]),
                         Err(error) => {
-                            assert!(ReadRefused::caused(&*error));
+                            assert!(Refusal::caused(&*error), "the round's refusal");
                             failures.push(Failure { enricher: "probe".into(), error, partial: false });
                             fresh = prepare(&batch, &[]);
                         }
@@ -1000,7 +1004,8 @@ mod tests {
         };
         assert_eq!(replayed(&["p1", "p9"]), 0, "nothing kept yet");
         assert_eq!(memo.len(), 2, "kept: the ReplicaSets are refused");
-        assert_eq!(replayed(&["p1", "p9"]), 1, "p1 is a ReplicaSet's");
-        assert_eq!(replayed(&["p9"]), 0, "p9 is no ReplicaSet's: the refusal costs it nothing");
+        assert_eq!(replayed(&["p1", "p9"]), 1);
+        // p9 is no ReplicaSet's, but the probe failed whole: its labels were lost too.
+        assert_eq!(replayed(&["p9"]), 1, "said while p9's kept labels are served");
     }
 }

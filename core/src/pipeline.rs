@@ -29,8 +29,7 @@ use std::task::Poll;
 
 use crate::cluster::Cluster;
 use crate::enricher::{Depends, EnrichError, Enricher, Enrichment};
-use crate::memo::Memo;
-use crate::refused::ReadRefused;
+use crate::memo::{Memo, Refusal};
 use crate::render::{prepare, Prepared};
 use crate::scrape::Scrape;
 use crate::unwind::{catch_call, CatchUnwind};
@@ -109,12 +108,13 @@ pub async fn enrich(
     let recording = round.cluster(cluster);
     let mut fresh = Prepared { pods: Vec::with_capacity(round.miss_count()), nodes: Vec::new() };
     let mut failures: Vec<Failure> = Vec::new();
-    // Whether every enricher that failed failed for a read refused (its error, or one it
-    // keeps as its source, is `ReadRefused`): not a deadline, a panic, its own error.
+    // Whether every enricher that failed failed for a read the cluster refused (its error,
+    // or one it keeps as its source, is the refusal the round handed it): not a deadline, a
+    // panic, its own error (a `ReadRefused` of its own too).
     let mut refused_only = true;
     for (k, batch) in round.batches(scrape, BATCH).enumerate() {
         let (enrichments, failed) = run(&batch, &recording, enrichers, guard).await;
-        refused_only &= failed.iter().all(|f| ReadRefused::caused(&*f.error));
+        refused_only &= failed.iter().all(|f| Refusal::caused(&*f.error));
         for f in failed {
             merge(&mut failures, f);
         }
@@ -708,6 +708,14 @@ mod tests {
             let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!(out.failures.len(), 1);
             assert!(memo.is_empty(), "its source is asked again at the next scrape");
+            // Even beside a read the cluster refused.
+            let memo = Memo::default();
+            let enrichers: [Arc<dyn Enricher>; 2] =
+                [Arc::new(Owners { whole: false, then: None }), Arc::new(OwnRefusal)];
+            let out =
+                enrich(&scrape, &Says::controllers(|_| Some(forbidden())), &enrichers, Some(&memo), &Unguarded).await;
+            assert_eq!(out.failures.len(), 2);
+            assert!(memo.is_empty(), "its source is asked again at the next scrape, beside a refusal too");
         });
     }
 
