@@ -66,12 +66,12 @@ struct Snapshots {
     nodes: Option<Arc<Nodes>>,
     /// Indexed by [`kind_index`].
     controllers: [Option<Arc<Controllers>>; 2],
-    refused: Refused,
+    refused: ReadErrors,
 }
 
 /// Reads that failed, by resource as [`Snapshots`] lays them out, with their errors' text.
 #[derive(Debug, Clone, Default)]
-struct Refused {
+struct ReadErrors {
     pods: Option<Text>,
     nodes: Option<Text>,
     controllers: [Option<Text>; 2],
@@ -181,7 +181,7 @@ impl Snapshots {
         let (a, b) = (std::mem::take(&mut self.refused), other.refused);
         let [a0, a1] = a.controllers;
         let [b0, b1] = b.controllers;
-        self.refused = Refused {
+        self.refused = ReadErrors {
             pods: a.pods.or(b.pods).filter(|_| self.pods.is_none()),
             nodes: a.nodes.or(b.nodes).filter(|_| self.nodes.is_none()),
             controllers: [
@@ -369,18 +369,18 @@ pub(crate) struct Recording<'c> {
     inner: &'c dyn Cluster,
     read: Arc<Mutex<Snapshots>>,
     /// Reads that failed for now (not [`ReadRefused`]).
-    failed: Mutex<Refused>,
+    failed: Mutex<ReadErrors>,
 }
 
 impl Recording<'_> {
     /// The round's answer to a read, given before; else its answer now, from `inner`,
     /// kept. `slot` and `error` find the resource's place in a [`Snapshots`] and a
-    /// [`Refused`].
+    /// [`ReadErrors`].
     async fn answer<T: Send + Sync + 'static>(
         &self,
         read: impl std::future::Future<Output = Result<Arc<T>, SourceError>>,
         slot: impl Fn(&mut Snapshots) -> &mut Option<Arc<T>>,
-        error: impl Fn(&mut Refused) -> &mut Option<Text>,
+        error: impl Fn(&mut ReadErrors) -> &mut Option<Text>,
     ) -> Result<Arc<T>, SourceError> {
         if let Some(given) = self.given(&mut self.view(), &slot, &error) {
             return given;
@@ -425,7 +425,7 @@ impl Recording<'_> {
         &self,
         view: &mut Snapshots,
         slot: &impl Fn(&mut Snapshots) -> &mut Option<Arc<T>>,
-        error: &impl Fn(&mut Refused) -> &mut Option<Text>,
+        error: &impl Fn(&mut ReadErrors) -> &mut Option<Text>,
     ) -> Option<Result<Arc<T>, SourceError>> {
         if let Some(snapshot) = slot(view) {
             return Some(Ok(snapshot.clone()));
