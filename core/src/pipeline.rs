@@ -364,10 +364,8 @@ mod tests {
 
     /// `BATCH + 1` pods' metrics: two batches.
     fn two_batches() -> String {
-        let items: Vec<String> = (0..=BATCH)
-            .map(|i| format!(r#"{{"metadata":{{"name":"p{i}","namespace":"n"}},"containers":[{{"name":"c","usage":{{"cpu":"1m","memory":"1"}}}}]}}"#))
-            .collect();
-        format!(r#"{{"items":[{}]}}"#, items.join(","))
+        let names: Vec<String> = (0..=BATCH).map(|i| format!("p{i}")).collect();
+        pod_list(&names.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     #[test]
@@ -593,6 +591,48 @@ mod tests {
         });
     }
 
+    /// What an [`Acts`] enricher does.
+    enum Act {
+        /// Reads the pods, and fails as that read does.
+        ReadPods,
+        /// Reads the ReplicaSets, then the Jobs, saying each that fails (an `Enrichment`
+        /// keeps the first).
+        ReadControllers,
+        /// Fails with a `ReadRefused` of its own, reading nothing.
+        RefuseOnItsOwn,
+    }
+
+    /// An enricher of that name that does that.
+    struct Acts(&'static str, Act);
+
+    #[async_trait]
+    impl Enricher for Acts {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn labels(&self) -> Vec<AddedLabel> {
+            Vec::new()
+        }
+        fn depends(&self) -> Depends {
+            Depends::Pod
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
+            let mut out = Enrichment::new(scrape);
+            match self.1 {
+                Act::ReadPods => drop(cluster.pods().await?),
+                Act::ReadControllers => {
+                    for kind in [crate::ControllerKind::ReplicaSet, crate::ControllerKind::Job] {
+                        if let Err(e) = cluster.controllers(kind).await {
+                            out.incomplete(e);
+                        }
+                    }
+                }
+                Act::RefuseOnItsOwn => return Err(Box::new(crate::ReadRefused::new("its own API: 403"))),
+            }
+            Ok(out)
+        }
+    }
+
     #[test]
     fn a_failure_that_is_not_a_refused_read_is_not_remembered() {
         async_std::task::block_on(async {
@@ -628,25 +668,8 @@ mod tests {
             }
             // A read that failed for now (not `ReadRefused`: a list still running) is no
             // refusal either.
-            struct ReadsPods;
-            #[async_trait]
-            impl Enricher for ReadsPods {
-                fn name(&self) -> &str {
-                    "node"
-                }
-                fn labels(&self) -> Vec<AddedLabel> {
-                    Vec::new()
-                }
-                fn depends(&self) -> Depends {
-                    Depends::Pod
-                }
-                async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
-                    cluster.pods().await?;
-                    Ok(Enrichment::new(scrape))
-                }
-            }
             let memo = Memo::default();
-            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(ReadsPods)];
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Acts("node", Act::ReadPods))];
             let unsynced = Says { answer: Box::new(|_| None), pods: Some("pods cache not synced: no answer yet") };
             let out = enrich(&scrape, &unsynced, &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!(out.failures.len(), 1);
@@ -654,30 +677,8 @@ mod tests {
 
             // Nor when the enricher says only the refusal it met first: ReplicaSets refused,
             // Jobs still on their first list (an `Enrichment` keeps its first error).
-            struct ReadsBoth;
-            #[async_trait]
-            impl Enricher for ReadsBoth {
-                fn name(&self) -> &str {
-                    "owner"
-                }
-                fn labels(&self) -> Vec<AddedLabel> {
-                    Vec::new()
-                }
-                fn depends(&self) -> Depends {
-                    Depends::Pod
-                }
-                async fn enrich(&self, scrape: &Scrape<'_>, cluster: &dyn Cluster) -> Result<Enrichment, EnrichError> {
-                    let mut out = Enrichment::new(scrape);
-                    for kind in [crate::ControllerKind::ReplicaSet, crate::ControllerKind::Job] {
-                        if let Err(e) = cluster.controllers(kind).await {
-                            out.incomplete(e);
-                        }
-                    }
-                    Ok(out)
-                }
-            }
             let memo = Memo::default();
-            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(ReadsBoth)];
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Acts("owner", Act::ReadControllers))];
             let refused_then_unsynced = Says::controllers(|kind| match kind {
                 crate::ControllerKind::ReplicaSet => Some(forbidden()),
                 crate::ControllerKind::Job => Some("jobs cache not synced: no answer yet".into()),
@@ -687,31 +688,15 @@ mod tests {
             assert!(memo.is_empty(), "the Jobs are asked for again at the next scrape");
 
             // Nor an enricher's own `ReadRefused`: no read of the cluster's to ask again.
-            struct OwnRefusal;
-            #[async_trait]
-            impl Enricher for OwnRefusal {
-                fn name(&self) -> &str {
-                    "own"
-                }
-                fn labels(&self) -> Vec<AddedLabel> {
-                    Vec::new()
-                }
-                fn depends(&self) -> Depends {
-                    Depends::Pod
-                }
-                async fn enrich(&self, _: &Scrape<'_>, _: &dyn Cluster) -> Result<Enrichment, EnrichError> {
-                    Err(Box::new(crate::ReadRefused::new("its own API: 403")))
-                }
-            }
             let memo = Memo::default();
-            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(OwnRefusal)];
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Acts("own", Act::RefuseOnItsOwn))];
             let out = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!(out.failures.len(), 1);
             assert!(memo.is_empty(), "its source is asked again at the next scrape");
             // Even beside a read the cluster refused.
             let memo = Memo::default();
             let enrichers: [Arc<dyn Enricher>; 2] =
-                [Arc::new(Owners { whole: false, then: None }), Arc::new(OwnRefusal)];
+                [Arc::new(Owners { whole: false, then: None }), Arc::new(Acts("own", Act::RefuseOnItsOwn))];
             let out =
                 enrich(&scrape, &Says::controllers(|_| Some(forbidden())), &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!(out.failures.len(), 2);
