@@ -818,7 +818,7 @@ async fn apiserver_every_request_carries_the_user_agent() {
 /// Our server (in process) reaching `sim` through a kubeconfig in `dir` (which holds its
 /// CA as `ca.crt`) whose user has the token, with `cluster` and `user` lines added to those
 /// entries.
-async fn serve_kubeconfig(sim: msp_sim::Sim, dir: std::path::PathBuf, cluster: &str, user: &str) -> Harness {
+async fn serve_kubeconfig(sim: msp_sim::Sim, dir: TempDir, cluster: &str, user: &str) -> Harness {
     let kubeconfig = format!(
         "apiVersion: v1\nkind: Config\ncurrent-context: sim\nclusters:\n- name: sim\n  cluster:\n    server: {url}\n    certificate-authority: ca.crt\n{cluster}contexts:\n- name: sim\n  context: {{cluster: sim, user: u}}\nusers:\n- name: u\n  user:\n    token: {TOKEN}\n{user}",
         url = sim.url,

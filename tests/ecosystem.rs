@@ -34,6 +34,8 @@ async fn ecosystem_openmetrics_and_gzip() {
 /// Debian's prometheus, scraping `target` (host:port) every second; and a query of its API.
 struct Prometheus {
     _child: Killed,
+    /// Its configuration and storage, removed after it has been stopped (fields drop in order).
+    _dir: TempDir,
     api: String,
 }
 
@@ -60,7 +62,7 @@ impl Prometheus {
             .stderr(Stdio::null())
             .spawn()
             .expect("prometheus is not installed: run ./scripts/test, or apt-get install prometheus");
-        Prometheus { _child: Killed(child), api: format!("http://127.0.0.1:{port}/api/v1") }
+        Prometheus { _child: Killed(child), _dir: dir, api: format!("http://127.0.0.1:{port}/api/v1") }
     }
 
     /// The API's answer to `path`, if it answered in time.

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
@@ -21,30 +21,38 @@ pub struct Harness {
     pub sim: Sim,
     /// `http://127.0.0.1:PORT` of our server.
     pub url: String,
-    /// Where the CA and token files are.
-    pub dir: PathBuf,
+    /// Where the CA and token files are: removed with the harness.
+    pub dir: TempDir,
     /// The exporter behind the server.
     pub exporter: Arc<Exporter>,
 }
 
-/// A fresh directory under the system temp dir.
-pub fn temp_dir(name: &str) -> PathBuf {
-    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("msp-it-{}-{name}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh directory under the system temp dir, removed (with what it holds) when this is
+/// dropped: a test keeps it for as long as it, or a server it started, reads the files.
+pub struct TempDir(tempfile::TempDir);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// A fresh [`TempDir`], its name beginning `msp-it-{name}-`.
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir(tempfile::Builder::new().prefix(&format!("msp-it-{name}-")).tempdir().expect("temp dir"))
 }
 
 /// Starts a simulator of `cluster`, writes its CA and token to files, and returns a
 /// configuration pointing at it (as the environment variables would).
-pub async fn sim_and_config(cluster: SimCluster) -> (Sim, RawConfig, PathBuf) {
+pub async fn sim_and_config(cluster: SimCluster) -> (Sim, RawConfig, TempDir) {
     sim_and_config_under(cluster, "").await
 }
 
 /// [`sim_and_config`], the simulator serving under `prefix` (as behind a proxy) and the
 /// configured URL ending in it.
-pub async fn sim_and_config_under(cluster: SimCluster, prefix: &str) -> (Sim, RawConfig, PathBuf) {
+pub async fn sim_and_config_under(cluster: SimCluster, prefix: &str) -> (Sim, RawConfig, TempDir) {
     let sim = Sim::start_under(cluster, TOKEN, prefix).await.expect("simulator");
     let dir = temp_dir("h");
     std::fs::write(dir.join("ca.crt"), &sim.pki.ca_pem).expect("ca");
@@ -85,7 +93,7 @@ pub async fn start_under(cluster: SimCluster, prefix: &str) -> Harness {
 /// Our server (in process) for a simulator and configuration from [`sim_and_config`],
 /// set up beforehand as a test needs, configured by `tweak` and `sections`.
 pub async fn serve_for(
-    (sim, mut raw, dir): (Sim, RawConfig, PathBuf),
+    (sim, mut raw, dir): (Sim, RawConfig, TempDir),
     tweak: impl FnOnce(&mut RawConfig),
     sections: &str,
 ) -> Harness {

@@ -385,21 +385,27 @@ fn counter(text: &str, prefix: &str) -> f64 {
         .sum()
 }
 
-/// A simulator process of `pods` pods, described in a folder.
+/// A simulator process of `pods` pods, described in a folder, which is removed once the
+/// process has been (fields drop in order).
 struct SimProcess {
     _child: Killed,
-    dir: std::path::PathBuf,
+    dir: tempfile::TempDir,
     url: String,
 }
 
 async fn start_sim(pods: usize) -> SimProcess {
     let exe = std::env::current_exe().expect("exe");
-    let dir = std::env::temp_dir().join(format!("msp-bench-{}-{pods}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir =
+        tempfile::Builder::new().prefix(&format!("msp-bench-{pods}-")).tempdir().expect("a folder for the simulator");
     let child = Killed(
-        Command::new(&exe).args(["--sim", &pods.to_string()]).arg(&dir).stdout(Stdio::null()).spawn().expect("sim"),
+        Command::new(&exe)
+            .args(["--sim", &pods.to_string()])
+            .arg(dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("sim"),
     );
-    let url_file = dir.join("url");
+    let url_file = dir.path().join("url");
     let started = Instant::now();
     while !url_file.exists() {
         assert!(started.elapsed() < Duration::from_secs(300), "simulator did not start");
@@ -423,7 +429,7 @@ async fn end_to_end(
     let server_bin = exe.parent().expect("dir").join("metrics-server-prom");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
     if caches == Caches::Refusing {
-        std::fs::write(sim.dir.join(REFUSE), "").expect("ask the simulator to refuse ReplicaSets");
+        std::fs::write(sim.dir.path().join(REFUSE), "").expect("ask the simulator to refuse ReplicaSets");
         // It looks every tenth of a second.
         async_std::task::sleep(Duration::from_millis(300)).await;
     }
@@ -431,8 +437,8 @@ async fn end_to_end(
     cmd.env_clear()
         .env("MSP_LISTEN", format!("127.0.0.1:{port}"))
         .env("MSP_KUBERNETES__API_URL", &sim.url)
-        .env("MSP_KUBERNETES__CA_FILE", sim.dir.join("ca.crt"))
-        .env("MSP_KUBERNETES__TOKEN_FILE", sim.dir.join("token"))
+        .env("MSP_KUBERNETES__CA_FILE", sim.dir.path().join("ca.crt"))
+        .env("MSP_KUBERNETES__TOKEN_FILE", sim.dir.path().join("token"))
         .env("MSP_KUBERNETES__TIMEOUT", "60s")
         .env("MSP_LOG_LEVEL", "warn")
         // As the image runs it (see the Dockerfile).
@@ -471,8 +477,8 @@ async fn end_to_end(
     let connects = |t: &str| counter(t, "kube_metrics_server_api_connections_total");
     let (req0, lists0, conn0) = (requests(&last.1), lists(&last.1), connects(&last.1));
     match caches {
-        Caches::Relisting => std::fs::write(sim.dir.join(RELIST), "").expect("ask the simulator to re-list"),
-        Caches::Changing => std::fs::write(sim.dir.join(CHURN_FILE), CHURN.to_string()).expect("ask for churn"),
+        Caches::Relisting => std::fs::write(sim.dir.path().join(RELIST), "").expect("ask the simulator to re-list"),
+        Caches::Changing => std::fs::write(sim.dir.path().join(CHURN_FILE), CHURN.to_string()).expect("ask for churn"),
         Caches::Watching | Caches::Refusing => {}
     }
     let cpu0 = CpuReading::of(pid);
@@ -499,10 +505,10 @@ async fn end_to_end(
     }
     let cpu = CpuReading::of(pid).ms_since(&cpu0) / scrapes as f64;
     if caches == Caches::Changing {
-        std::fs::remove_file(sim.dir.join(CHURN_FILE)).expect("stop the churn");
+        std::fs::remove_file(sim.dir.path().join(CHURN_FILE)).expect("stop the churn");
     }
     if caches == Caches::Refusing {
-        std::fs::remove_file(sim.dir.join(REFUSE)).expect("stop refusing");
+        std::fs::remove_file(sim.dir.path().join(REFUSE)).expect("stop refusing");
     }
     if let Some(answer) = answer {
         last = answer.into_text();

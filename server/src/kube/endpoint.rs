@@ -613,8 +613,8 @@ mod tests {
 
     #[test]
     fn in_cluster_brackets_ipv6_hosts() {
-        let dir = std::env::temp_dir().join(format!("msp-incluster-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = tempfile::tempdir().expect("dir");
+        let dir = scratch.path();
         let (ca, _) = test_ca();
         std::fs::write(dir.join("ca.crt"), ca).expect("ca");
         std::fs::write(dir.join("token"), "t").expect("token");
@@ -633,8 +633,8 @@ mod tests {
 
     #[test]
     fn kubeconfig_with_data_fields_and_context() {
-        let dir = std::env::temp_dir().join(format!("msp-kubeconfig-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = tempfile::tempdir().expect("dir");
+        let dir = scratch.path();
         let (ca, _) = test_ca();
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         std::fs::write(dir.join("tok"), "from-file").expect("tok");
@@ -688,19 +688,19 @@ mod tests {
         let err = resolve(&Settings::default(), &home(Some(Path::new("/nonexistent")))).expect_err("no kubeconfig");
         assert!(err.no_cluster() && err.to_string().ends_with("(there is no /nonexistent/.kube/config)"), "{err}");
         // One there but unreadable, or named and missing, is no missing cluster.
-        let dir = std::env::temp_dir().join(format!("msp-no-cluster-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("dir");
+        let dir = scratch.path();
         std::fs::create_dir_all(dir.join(".kube/config")).expect("a directory where the file goes");
-        let err = resolve(&Settings::default(), &home(Some(&dir))).expect_err("a directory");
+        let err = resolve(&Settings::default(), &home(Some(dir))).expect_err("a directory");
         assert!(!err.no_cluster() && err.to_string().starts_with("reading the default kubeconfig"), "{err}");
         let s = Settings { kubeconfig: Some(dir.join("missing")), ..Default::default() };
         assert!(!resolve(&s, &no_env).expect_err("named, missing").no_cluster());
-        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]
     fn a_kubeconfig_token_that_cannot_be_sent_is_refused() {
-        let dir = std::env::temp_dir().join(format!("msp-kubeconfig-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = tempfile::tempdir().expect("dir");
+        let dir = scratch.path();
         let yaml = "apiVersion: v1\nkind: Config\ncurrent-context: a\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:8001\ncontexts:\n- name: a\n  context: {cluster: c, user: u}\nusers:\n- name: u\n  user:\n    token: \"sekrit\\u00a0\"\n";
         let path = dir.join("config");
         std::fs::write(&path, yaml).expect("write");
@@ -713,7 +713,8 @@ mod tests {
 
     #[test]
     fn a_token_over_plain_http_is_only_the_one_asked_for_and_said_to_be_cleartext_off_loopback() {
-        let token = std::env::temp_dir().join(format!("msp-http-token-{}", std::process::id()));
+        let scratch = tempfile::tempdir().expect("dir");
+        let token = scratch.path().join("token");
         std::fs::write(&token, "t\n").expect("token");
         let endpoint = |url: &str, token_file: Option<&PathBuf>| {
             let s = Settings {
@@ -764,8 +765,8 @@ mod tests {
 
     #[test]
     fn kubeconfig_exec_entries_are_checked() {
-        let dir = std::env::temp_dir().join(format!("msp-kubeconfig-exec-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = tempfile::tempdir().expect("dir");
+        let dir = scratch.path();
         let resolve_user = |user: &str| {
             let yaml = format!(
                 "current-context: a\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:8001\n    extensions:\n    - name: client.authentication.k8s.io/exec\n      extension: {{audience: x}}\ncontexts:\n- name: a\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user:\n{user}"
@@ -797,8 +798,8 @@ mod tests {
 
     #[test]
     fn kubeconfig_impersonation_is_read_and_what_we_cannot_honour_refused_not_ignored() {
-        let dir = std::env::temp_dir().join(format!("msp-kubeconfig-unsupported-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = tempfile::tempdir().expect("dir");
+        let dir = scratch.path();
         let resolve_with = |cluster: &str, user: &str| {
             let yaml = format!(
                 "current-context: a\nclusters:\n- name: c\n  cluster:\n    server: http://127.0.0.1:8001\n{cluster}contexts:\n- name: a\n  context: {{cluster: c, user: u}}\nusers:\n- name: u\n  user:\n    token: t\n{user}"

@@ -552,21 +552,21 @@ mod tests {
         }
     }
 
-    fn dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("msp-exec-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        dir
+    /// A fresh directory for a test's plugin, removed when dropped.
+    fn dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new().prefix(&format!("msp-exec-{name}-")).tempdir().expect("dir")
     }
 
     #[test]
     fn runs_the_plugin_with_args_env_and_exec_info() {
-        let dir = dir("ok");
+        let scratch = dir("ok");
+        let dir = scratch.path();
         let script = format!(
             r#"printf '%s\n' "$1" "$PLUGIN_ENV" "$KUBERNETES_EXEC_INFO" > {}/seen
 echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"tok-1","expirationTimestamp":"2999-01-01T00:00:00Z"}}}}'"#,
             dir.display()
         );
-        let plugin = ExecPlugin::new(config(&dir, &script));
+        let plugin = ExecPlugin::new(config(dir, &script));
         let token = async_std::task::block_on(plugin.token()).expect("token");
         assert_eq!(token.expose(), "tok-1");
         let seen = std::fs::read_to_string(dir.join("seen")).expect("seen");
@@ -583,9 +583,10 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 
     #[test]
     fn errors_carry_stderr_and_never_the_output() {
-        let dir = dir("errors");
+        let scratch = dir("errors");
+        let dir = scratch.path();
         let run = |script: &str, timeout: Duration| {
-            let plugin = ExecPlugin::with_timeout(config(&dir, script), timeout);
+            let plugin = ExecPlugin::with_timeout(config(dir, script), timeout);
             async_std::task::block_on(plugin.token()).expect_err("fails").to_string()
         };
         let err = run("echo 'token expired, run aws sso login' >&2; exit 3", EXEC_TIMEOUT);
@@ -610,7 +611,7 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
             EXEC_TIMEOUT,
         );
         assert!(err.contains("status.token") && err.contains("U+000D") && !err.contains("sekrit"), "{err}");
-        let mut missing = config(&dir, "true");
+        let mut missing = config(dir, "true");
         missing.command = dir.join("no-such-plugin");
         missing.install_hint = Some("install it with: brew install no-such-plugin".into());
         let err = async_std::task::block_on(ExecPlugin::new(missing).token()).expect_err("missing").to_string();
@@ -626,13 +627,12 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 
     #[test]
     fn a_plugin_killed_at_its_timeout_takes_what_it_started_with_it() {
-        let dir = dir("group");
+        let scratch = dir("group");
+        let dir = scratch.path();
         // A sleep the script starts and leaves holding its pipes, marked by this process.
         let marker = format!("1000.{}", std::process::id());
-        let plugin = ExecPlugin::with_timeout(
-            config(&dir, &format!("sleep {marker} &\nsleep {marker}")),
-            Duration::from_secs(1),
-        );
+        let plugin =
+            ExecPlugin::with_timeout(config(dir, &format!("sleep {marker} &\nsleep {marker}")), Duration::from_secs(1));
         let err = async_std::task::block_on(plugin.token()).expect_err("times out").to_string();
         assert!(err.contains("no answer within 1s"), "{err}");
         let gone = Instant::now() + Duration::from_secs(5);
@@ -644,13 +644,14 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 
     #[test]
     fn children_left_holding_the_output_after_the_plugin_exits_are_killed() {
-        let dir = dir("leftover");
+        let scratch = dir("leftover");
+        let dir = scratch.path();
         let marker = format!("1001.{}", std::process::id());
         let script = format!(
             r#"sleep {marker} &
 echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"t"}}}}'"#
         );
-        let plugin = ExecPlugin::new(config(&dir, &script));
+        let plugin = ExecPlugin::new(config(dir, &script));
         let token = async_std::task::block_on(plugin.token()).expect("its credential, all the same");
         assert_eq!(token.expose(), "t");
         let gone = Instant::now() + Duration::from_secs(5);
@@ -670,13 +671,14 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 
     #[test]
     fn a_descendant_that_left_the_group_holding_the_output_keeps_no_pipe_of_ours_open() {
-        let dir = dir("setsid");
+        let scratch = dir("setsid");
+        let dir = scratch.path();
         let marker = format!("1002.{}", std::process::id());
         let script = format!(
             r#"setsid sleep {marker} &
 echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"t"}}}}'"#
         );
-        let plugin = ExecPlugin::new(config(&dir, &script));
+        let plugin = ExecPlugin::new(config(dir, &script));
         let token = async_std::task::block_on(plugin.token()).expect("its credential, all the same");
         assert_eq!(token.expose(), "t");
         // The sleep is out of reach (a session of its own), and holds the write end of the
@@ -705,11 +707,12 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 
     #[test]
     fn callers_that_waited_for_a_run_that_failed_get_its_error_not_a_run_each() {
-        let dir = dir("failing");
+        let scratch = dir("failing");
+        let dir = scratch.path();
         let counter = dir.join("runs");
         let _ = std::fs::remove_file(&counter);
         let script = format!("echo run >> {}\nsleep 1\necho 'no credentials' >&2\nexit 1", counter.display());
-        let plugin = ExecPlugin::new(config(&dir, &script));
+        let plugin = ExecPlugin::new(config(dir, &script));
         let runs = || std::fs::read_to_string(&counter).map(|c| c.lines().count()).unwrap_or(0);
         async_std::task::block_on(async {
             // Three requests give up while the first run is under way, a fourth waits.
@@ -730,7 +733,8 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 
     #[test]
     fn a_caller_that_stops_waiting_leaves_the_run_to_the_next() {
-        let dir = dir("flight");
+        let scratch = dir("flight");
+        let dir = scratch.path();
         let counter = dir.join("runs");
         let _ = std::fs::remove_file(&counter);
         let script = format!(
@@ -739,7 +743,7 @@ sleep 1.5
 echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{{"token":"t"}}}}'"#,
             counter.display()
         );
-        let plugin = ExecPlugin::new(config(&dir, &script));
+        let plugin = ExecPlugin::new(config(dir, &script));
         async_std::task::block_on(async {
             // A request's deadline, shorter than the plugin takes: it gives up, dropping the call.
             let gave_up = async_std::future::timeout(Duration::from_millis(300), plugin.token()).await;
@@ -752,7 +756,8 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
 
     #[test]
     fn the_credential_is_kept_until_it_expires_or_a_401() {
-        let dir = dir("cache");
+        let scratch = dir("cache");
+        let dir = scratch.path();
         let counter = dir.join("runs");
         let _ = std::fs::remove_file(&counter);
         // Valid for 5 s: inside the 10 s margin, so every call runs the plugin again.
@@ -764,13 +769,13 @@ echo '{{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","
             )
         };
         let runs = || std::fs::read_to_string(&counter).map(|c| c.lines().count()).unwrap_or(0);
-        let plugin = ExecPlugin::new(config(&dir, &script("5")));
+        let plugin = ExecPlugin::new(config(dir, &script("5")));
         async_std::task::block_on(async {
             plugin.token().await.expect("one");
             plugin.token().await.expect("two");
         });
         assert_eq!(runs(), 2, "an almost expired credential is not kept");
-        let plugin = ExecPlugin::new(config(&dir, &script("600")));
+        let plugin = ExecPlugin::new(config(dir, &script("600")));
         async_std::task::block_on(async {
             let before = Instant::now();
             plugin.token().await.expect("one");

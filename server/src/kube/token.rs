@@ -200,8 +200,8 @@ mod tests {
 
     #[test]
     fn reload_picks_up_rotation_and_survives_a_missing_file() {
-        let dir = std::env::temp_dir().join(format!("msp-token-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = tempfile::tempdir().expect("dir");
+        let dir = scratch.path();
         let path = dir.join("token");
         std::fs::write(&path, "one\n").expect("write");
         let file = TokenFile::open(&path).expect("open");
@@ -235,8 +235,8 @@ mod tests {
 
     #[test]
     fn a_token_file_that_cannot_be_sent_is_refused_at_start_and_kept_past_on_reload() {
-        let dir = std::env::temp_dir().join(format!("msp-token-bad-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
+        let scratch = tempfile::tempdir().expect("dir");
+        let dir = scratch.path();
         let path = dir.join("token");
         std::fs::write(&path, "\u{feff}sekrit\n").expect("write");
         let e = TokenFile::open(&path).expect_err("a BOM");
@@ -249,6 +249,5 @@ mod tests {
             file.reload();
             assert_eq!(file.token().expose(), "good", "{bad:?} keeps the token");
         }
-        std::fs::remove_dir_all(&dir).expect("rm");
     }
 }
