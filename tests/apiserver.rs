@@ -82,6 +82,29 @@ fn streaming(path: &str) -> bool {
 /// Where the API server streams lists (the WatchList feature), each cache is filled by a
 /// streaming list and makes no list request at all; its watch goes on, on the same
 /// connection, and carries the changes after the objects.
+/// An embedder that drops its `CachedCluster` (rebuilding its exporter on a new
+/// configuration, say) leaves no watch behind on the API server, and opens none again.
+#[async_std::test]
+async fn apiserver_a_dropped_cluster_closes_its_watches() {
+    use msp_core::Cluster as _;
+    let (sim, raw, _dir) = sim_and_config(SimCluster::demo()).await;
+    let config = raw.check(&msp_server::Registry::builtin()).expect("config");
+    let client = Arc::new(msp_server::KubeClient::from_config(&config).expect("client"));
+    let cluster = msp_server::CachedCluster::new(client);
+    cluster.pods().await.expect("the pods");
+    cluster.nodes().await.expect("the nodes");
+    let open = || sim.state().open_watches;
+    wait_until("the pods and nodes watched", Duration::from_secs(10), || open() == 2).await;
+    drop(cluster);
+    // The sim finds a client gone at its next bookmark, within a second.
+    wait_until("every watch closed", Duration::from_secs(10), || open() == 0).await;
+    // Closed, not cut off: a cache still running would have watched again at once.
+    let watches = sim.count("/api/v1/pods?") + sim.count("/api/v1/nodes?");
+    async_std::task::sleep(Duration::from_secs(1)).await;
+    assert_eq!(sim.count("/api/v1/pods?") + sim.count("/api/v1/nodes?"), watches, "asked again");
+    assert_eq!(open(), 0);
+}
+
 #[async_std::test]
 async fn apiserver_caches_stream_their_lists_where_the_server_does() {
     let h = start_sim(SimCluster::synthetic(3000), |s| s.streams_lists = true, |_| {}).await;

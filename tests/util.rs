@@ -512,6 +512,15 @@ pub async fn wait_logged(log: &std::path::Path, needle: &str, within: std::time:
     }
 }
 
+/// Waits (up to `within`) until `holds` does, else fails saying `what` never happened.
+pub async fn wait_until(what: &str, within: std::time::Duration, holds: impl Fn() -> bool) {
+    let started = std::time::Instant::now();
+    while !holds() {
+        assert!(started.elapsed() < within, "{what}: not within {within:?}");
+        async_std::task::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Writes an executable script (`#!/bin/bash` plus `body`) to `path`.
 pub fn write_script(path: &std::path::Path, body: &str) {
     std::fs::write(path, format!("#!/bin/bash\n{body}\n")).expect("script");

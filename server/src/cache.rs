@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use async_std::channel::{Receiver, Sender};
 use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use msp_core::{
     async_trait, nodes_by_name, Cluster, ControllerKind, Controllers, Entry, ExpositionError, Interner, LabelName,
@@ -88,10 +89,12 @@ struct Informer<T> {
     /// Whether to ask for streaming lists, shared by the caches of one API server: the first
     /// to find it does not stream them spares the others the asking.
     streams: Arc<AtomicBool>,
+    /// Closed when the [`CachedCluster`] is dropped: its caches' lists and watches end.
+    dropped: Receiver<()>,
 }
 
 impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
-    fn new(kind: Kind, streams: &Arc<AtomicBool>) -> Arc<Self> {
+    fn new(kind: Kind, streams: &Arc<AtomicBool>, dropped: &Receiver<()>) -> Arc<Self> {
         Arc::new(Informer {
             kind,
             interner: Interner::default(),
@@ -102,6 +105,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             last_error: Mutex::new(None),
             current_at: AtomicU64::new(0),
             streams: streams.clone(),
+            dropped: dropped.clone(),
         })
     }
 
@@ -136,7 +140,11 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         if !self.started.swap(true, Ordering::SeqCst) {
             self.current();
             let (me, client, errors) = (self.clone(), client.clone(), errors.clone());
-            async_std::task::spawn(async move { me.run(client, errors).await });
+            let dropped = self.dropped.clone();
+            // Until the cluster is dropped: then the list or watch in flight is dropped too,
+            // which closes its connection.
+            let ends = async move { while dropped.recv().await.is_ok() {} };
+            async_std::task::spawn(futures_lite::future::or(me.run(client, errors), ends));
         }
         let deadline = std::time::Instant::now() + wait;
         // Wait for the first list, but not past a failure: a cache that can't list (a 403,
@@ -891,7 +899,8 @@ impl std::fmt::Display for Listing {
     }
 }
 
-/// The watch-backed [`Cluster`] the server uses.
+/// The watch-backed [`Cluster`] the server uses. Each cache starts on first use, and they
+/// all stop when the cluster is dropped: the lists and watches in flight are closed.
 pub struct CachedCluster {
     client: Arc<KubeClient>,
     wait: Duration,
@@ -901,6 +910,8 @@ pub struct CachedCluster {
     replicasets: Arc<Informer<Option<Owner>>>,
     jobs: Arc<Informer<Option<Owner>>>,
     node_snapshot: Mutex<NodeView>,
+    /// Never sent on: dropped with the cluster, it ends its caches' work (see [`Informer::get`]).
+    _drop: Sender<()>,
 }
 
 impl CachedCluster {
@@ -908,18 +919,34 @@ impl CachedCluster {
     pub fn new(client: Arc<KubeClient>) -> Self {
         let wait = client.limits().timeout;
         let streams = &Arc::new(AtomicBool::new(client.streaming_lists()));
+        let (sender, dropped) = async_std::channel::bounded(1);
+        let dropped = &dropped;
         CachedCluster {
             client,
             wait,
             errors: Arc::default(),
-            pods: Informer::new(Kind { resource: "pods", path: "/api/v1/pods", metadata_only: false }, streams),
-            nodes: Informer::new(Kind { resource: "nodes", path: "/api/v1/nodes", metadata_only: false }, streams),
+            pods: Informer::new(
+                Kind { resource: "pods", path: "/api/v1/pods", metadata_only: false },
+                streams,
+                dropped,
+            ),
+            nodes: Informer::new(
+                Kind { resource: "nodes", path: "/api/v1/nodes", metadata_only: false },
+                streams,
+                dropped,
+            ),
             replicasets: Informer::new(
                 Kind { resource: "replicasets", path: "/apis/apps/v1/replicasets", metadata_only: true },
                 streams,
+                dropped,
             ),
-            jobs: Informer::new(Kind { resource: "jobs", path: "/apis/batch/v1/jobs", metadata_only: true }, streams),
+            jobs: Informer::new(
+                Kind { resource: "jobs", path: "/apis/batch/v1/jobs", metadata_only: true },
+                streams,
+                dropped,
+            ),
             node_snapshot: Mutex::new(None),
+            _drop: sender,
         }
     }
 

@@ -130,6 +130,9 @@ pub struct SimState {
     pub compacted_before: u64,
     /// Bumped to close every open watch (as an API server restart would).
     pub watch_generation: u64,
+    /// Watches (streaming lists included) being answered now: opened, and not yet ended by
+    /// the simulator or by the client going away (which a bookmark finds within a second).
+    pub open_watches: usize,
     /// Rendered bodies by route and version, valid until the next [`SimState::update`].
     bodies: HashMap<(Route, &'static str), Arc<String>>,
     /// Each list route's items, for pages, valid until the next [`SimState::update`]: a
@@ -312,6 +315,7 @@ impl Sim {
             events: Vec::new(),
             compacted_before: 0,
             watch_generation: 0,
+            open_watches: 0,
             bodies: HashMap::new(),
             page_items: HashMap::new(),
         }));
@@ -413,7 +417,17 @@ fn watch_body(
 ) -> std::io::Result<tide::Body> {
     use async_std::io::WriteExt;
     let (reader, mut writer) = async_std::os::unix::net::UnixStream::pair()?;
+    /// Counts a watch in [`SimState::open_watches`] for as long as it is answered.
+    struct Open(State);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            lock(&self.0).open_watches -= 1;
+        }
+    }
+    lock(&state).open_watches += 1;
+    let open = Open(state.clone());
     async_std::task::spawn(async move {
+        let _open = open;
         let started = std::time::Instant::now();
         if initial == Initial::Streamed {
             let delay = lock(&state).first_event_delay;
