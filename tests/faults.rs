@@ -97,7 +97,13 @@ async fn faults_the_log_names_the_build_and_the_end_of_an_outage() {
     // Watches refused for a while, then open again: the log says so.
     sim.state().faults.insert(Route::Nodes, Fault::WatchStatus(503));
     sim.drop_watches();
-    async_std::task::sleep(Duration::from_millis(800)).await;
+    let refused = || {
+        sim.state()
+            .requests
+            .iter()
+            .any(|(p, code)| p.starts_with("/api/v1/nodes?") && p.contains("watch=") && *code == 503)
+    };
+    wait_until("a nodes watch refused", Duration::from_secs(15), refused).await;
     sim.state().faults.clear();
     let logged = wait_logged(&log, "nodes watch: open again, after ", Duration::from_secs(15)).await;
     let retry = logged.lines().find(|l| l.contains("429") && l.contains("as Retry-After asks"));

@@ -52,15 +52,18 @@ async fn hardening_every_scrape_keeps_its_own_deadline() {
     let url = format!("{}/metrics", h.url);
     // A 10 s scrape is in flight; a 3 s one joins it and must answer on its own time.
     let slow_url = url.clone();
+    let reads = || h.sim.arrivals("/apis/metrics.k8s.io/v1/pods");
+    let before = reads();
     let slow =
         async_std::task::spawn(async move { get(&slow_url, &[("X-Prometheus-Scrape-Timeout-Seconds", "10")]).await });
-    async_std::task::sleep(Duration::from_millis(300)).await;
+    wait_until("the 10 s scrape reading", Duration::from_secs(10), || reads() > before).await;
     let started = Instant::now();
     let joined = get(&url, &[("X-Prometheus-Scrape-Timeout-Seconds", "3")]).await;
     let took = started.elapsed();
     // By its own deadline (2.5 s), not the leader's (9.5 s).
     assert!(took < Duration::from_secs(5), "the joiner answered after {took:?}");
     assert_eq!(up(&parse(&joined.body), "pods"), 0.0);
+    assert_eq!(reads(), before + 1, "the 3 s scrape joined the read in flight");
 
     let got = slow.await;
     let s = parse(&got.body);
@@ -192,8 +195,8 @@ async fn hardening_failed_tls_handshakes_are_logged_with_their_peer_and_throttle
     let mut plain = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     plain.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
     let _ = async_std::future::timeout(Duration::from_secs(5), plain.read_to_string(&mut String::new())).await;
-    async_std::task::sleep(Duration::from_millis(300)).await;
-    let logged = std::fs::read_to_string(&log).expect("log");
+    // Logged once the answer's linger ends and the connection is dropped.
+    let logged = wait_logged(&log, "more since the last report)", Duration::from_secs(10)).await;
     let lines: Vec<&str> = logged.lines().filter(|l| l.contains("TLS handshake error from 127.0.0.1:")).collect();
     assert!((2..=4).contains(&lines.len()), "one line a second, not one a connection: {logged}");
     assert!(lines.iter().all(|l| l.contains("WARN") && l.contains("plain HTTP")), "{logged}");

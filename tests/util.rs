@@ -25,6 +25,16 @@ pub struct Harness {
     pub dir: TempDir,
     /// The exporter behind the server.
     pub exporter: Arc<Exporter>,
+    /// Requested when the harness is dropped: the server stops, and with it the exporter's
+    /// caches (their watches on the simulator), so that the tests after this one do not
+    /// share the machine with it.
+    shutdown: msp_server::Shutdown,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.request();
+    }
 }
 
 /// A fresh directory under the system temp dir, removed (with what it holds) when this is
@@ -106,8 +116,9 @@ pub async fn serve_for(
     let listener = msp_server::listen("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let app = msp_server::app(exporter.clone(), None);
-    async_std::task::spawn(msp_server::serve(listener, app, Default::default()));
-    Harness { sim, url, dir, exporter }
+    let shutdown = msp_server::Shutdown::default();
+    async_std::task::spawn(msp_server::serve(listener, app, shutdown.clone()));
+    Harness { sim, url, dir, exporter, shutdown }
 }
 
 /// The exporter for `raw` and the web-config file `web_yml`, as `main` builds them.
