@@ -195,11 +195,16 @@ mod tests {
     #[test]
     fn while_lists_are_kept_other_bodies_let_go_are_freed_not_held_beside_them() {
         let (source, reuse, t0) = (Recycling::default(), Reuse::new(Duration::from_secs(15)), Instant::now());
-        drop(read_and_kept(&reuse, &source, t0, "older"));
+        let (pods, nodes) = read_and_kept(&reuse, &source, t0, "older");
+        let older = [Arc::downgrade(&pods), Arc::downgrade(&nodes)];
+        drop((pods, nodes));
         // Replaced by a newer read: no scrape holds the older lists, and they are freed.
         let _newer = read_and_kept(&reuse, &source, t0 + Duration::from_secs(1), "newer");
-        reuse.recycle(&source, Some(body("a failed scrape's")), None);
+        let failed = body("a failed scrape's");
+        let let_go = Arc::downgrade(&failed);
+        reuse.recycle(&source, Some(failed), None);
         assert!(source.given_back().is_empty());
+        assert!(older.iter().chain([&let_go]).all(|body| body.upgrade().is_none()), "freed");
     }
 
     #[test]
