@@ -254,6 +254,12 @@ async fn hardening_an_emptied_web_config_never_serves_metrics_without_credential
         let got = get(&url, &[]).await;
         assert_eq!(got.status, 401, "{broken:?} must not turn basic auth off");
     }
+    // A good file is read again as ever: basic auth taken off on purpose.
+    std::fs::write(&web_yml, "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n")
+        .expect("rewrite");
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    std::fs::File::options().write(true).open(&web_yml).and_then(|f| f.set_modified(later)).expect("mtime");
+    assert_eq!(get(&url, &[]).await.status, 200, "the good file read");
     drop(sim);
 }
 

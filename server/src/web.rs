@@ -486,9 +486,8 @@ mod tests {
 
     #[test]
     fn an_emptied_file_keeps_the_last_good_configuration() {
-        let dir = std::env::temp_dir().join(format!("msp-web-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("web.yml");
+        let scratch = tempfile::tempdir().expect("dir");
+        let path = scratch.path().join("web.yml");
         // bcrypt of "secret", cost 4.
         let hash = bcrypt::hash("secret", 4).expect("hash");
         std::fs::write(&path, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("write");
@@ -507,7 +506,10 @@ mod tests {
             assert!(c.has_basic_auth(), "{broken:?} must not turn basic auth off");
         }
         assert!(WebConfig::load(&path).is_err());
-        let _ = std::fs::remove_dir_all(dir);
+        // A good file is read again as ever: basic auth taken off on purpose.
+        std::fs::write(&path, "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n").expect("write");
+        file.current.lock().expect("lock").0[0].1 = None;
+        assert!(file.current().is_some_and(|c| !c.has_basic_auth()), "the good file read");
     }
 
     /// Sets `path`'s modification time `secs` from now: a change seen within one mtime tick.
