@@ -229,10 +229,10 @@ async fn faults_sigterm_drains_and_no_token_in_logs() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
     let port = free_port();
     let log = dir.join("stderr.log");
-    let mut child = spawn_logging(
+    let mut child = Killed(spawn_logging(
         server_command(&sim, &dir, port).env("MSP_KUBERNETES__TIMEOUT", "2s").env("MSP_LOG_LEVEL", "trace"),
         &log,
-    );
+    ));
     wait_listening(port).await;
     let url = format!("http://127.0.0.1:{port}/metrics");
     assert!(get(&url, &[]).await.body.contains("kube_metrics_server_up{resource=\"pods\"} 1"));
@@ -254,13 +254,13 @@ async fn faults_sigterm_drains_and_no_token_in_logs() {
         async_std::task::sleep(Duration::from_millis(10)).await;
     }
     let signalled = Instant::now();
-    let killed = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let killed = std::process::Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().expect("kill");
     assert!(killed.success());
     let got = in_flight.await;
     assert_eq!(got.status, 200, "the scrape in flight finished");
     assert!(got.body.contains("kube_metrics_server_up{resource=\"pods\"} 0"));
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
+        if let Some(status) = child.0.try_wait().expect("wait") {
             break status;
         }
         assert!(signalled.elapsed() < Duration::from_secs(5), "still running 5 s after SIGTERM");
@@ -382,16 +382,15 @@ async fn faults_insecure_skip_tls_verify_warns_loudly() {
     let (sim, _raw, dir) = sim_and_config(SimCluster::demo()).await;
     let port = free_port();
     let log = dir.join("insecure.log");
-    let mut child = spawn_logging(
+    let child = Killed(spawn_logging(
         server_command(&sim, &dir, port)
             .env_remove("MSP_KUBERNETES__CA_FILE")
             .env("MSP_KUBERNETES__INSECURE_SKIP_TLS_VERIFY", "true"),
         &log,
-    );
+    ));
     wait_listening(port).await;
     let body = get(&format!("http://127.0.0.1:{port}/metrics"), &[]).await.body;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(body.contains("kube_metrics_server_up{resource=\"pods\"} 1"), "no CA given, verification off: it connects");
     let logged = std::fs::read_to_string(&log).expect("log");
     assert!(

@@ -213,13 +213,13 @@ async fn first_hour_demo_samples_are_as_fresh_as_metrics_servers_so_timestamps_c
 #[async_std::test]
 async fn first_hour_demo_removes_its_temporary_files() {
     let port = free_port();
-    let mut child = spawn_demo(&binary(), port);
+    let mut child = Killed(spawn_demo(&binary(), port));
     wait_listening(port).await;
-    let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{}", child.id()));
+    let dir = std::env::temp_dir().join(format!("metrics-server-prom-demo-{}", child.0.id()));
     assert!(dir.join("ca.crt").exists(), "{} holds the demo CA", dir.display());
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let killed = Command::new("kill").args(["-TERM", &child.0.id().to_string()]).status().expect("kill");
     assert!(killed.success());
-    let status = child.wait().expect("wait");
+    let status = child.0.wait().expect("wait");
     assert!(status.success(), "{status:?}");
     assert!(!dir.exists(), "{} is left behind", dir.display());
 }

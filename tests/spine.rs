@@ -63,7 +63,7 @@ async fn spine_exact_values_via_the_binary_and_env() {
         .env("MSP_ENRICHERS", r#"["node"]"#)
         .env("MSP_NAMING", "prometheus")
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .expect("run the binary");
     let _child = Killed(child);
