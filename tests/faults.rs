@@ -294,7 +294,8 @@ async fn faults_web_config_tls_basic_auth_and_reload() {
         ),
     )
     .expect("web.yml");
-    let port = serve_web_config(raw, web_yml.clone()).await.port();
+    let (addr, _serving) = serve_web_config(raw, web_yml.clone()).await;
+    let port = addr.port();
 
     let client = |identity: Option<(String, String)>| {
         let identity = identity.map(|(c, k)| {

@@ -114,14 +114,14 @@ async fn hardening_connections_that_say_nothing_cannot_keep_a_new_one_out() {
 }
 
 /// The demo cluster served over TLS (a web-config with a certificate of a fresh CA): the
-/// simulator, the PKI and the port.
-async fn serve_tls() -> (msp_sim::Sim, msp_sim::TestPki, u16) {
+/// simulator, the PKI, the port, and what to keep for as long as it is served.
+async fn serve_tls() -> (msp_sim::Sim, msp_sim::TestPki, u16, (Serving, TempDir)) {
     let (sim, raw, dir) = sim_and_config(SimCluster::demo()).await;
     let pki = write_web_tls(&dir);
     let web_yml = dir.join("web.yml");
     std::fs::write(&web_yml, "tls_server_config:\n  cert_file: web.crt\n  key_file: web.key\n").expect("web.yml");
-    let port = serve_web_config(raw, web_yml).await.port();
-    (sim, pki, port)
+    let (addr, serving) = serve_web_config(raw, web_yml).await;
+    (sim, pki, addr.port(), (serving, dir))
 }
 
 /// A client trusting `pki`'s CA gets 200 for `/healthz` over TLS on `port`.
@@ -135,7 +135,7 @@ async fn assert_healthz_over_tls(pki: &msp_sim::TestPki, port: u16) {
 
 #[async_std::test]
 async fn hardening_a_tls_handshake_that_never_comes_is_cut_off() {
-    let (_sim, pki, port) = serve_tls().await;
+    let (_sim, pki, port, _served) = serve_tls().await;
     // Connected, and not a byte of a ClientHello: the server gives up as it does on a slow
     // request head (10 s), instead of holding the connection and its task for ever.
     let mut silent = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
@@ -153,7 +153,7 @@ async fn hardening_a_tls_handshake_that_never_comes_is_cut_off() {
 /// that a client (Prometheus with the wrong scheme) reports as a malformed response.
 #[async_std::test]
 async fn hardening_plain_http_to_the_tls_port_is_told_so() {
-    let (_sim, pki, port) = serve_tls().await;
+    let (_sim, pki, port, _served) = serve_tls().await;
     let mut plain = async_std::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     plain.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n").await.expect("write");
     let mut answer = String::new();
@@ -242,7 +242,8 @@ async fn hardening_an_emptied_web_config_never_serves_metrics_without_credential
     let web_yml = dir.join("web.yml");
     let hash = bcrypt::hash("s3cret", 4).expect("bcrypt");
     std::fs::write(&web_yml, format!("basic_auth_users:\n  prometheus: {hash}\n")).expect("web.yml");
-    let url = format!("http://{}/metrics", serve_web_config(raw, web_yml.clone()).await);
+    let (addr, _serving) = serve_web_config(raw, web_yml.clone()).await;
+    let url = format!("http://{addr}/metrics");
 
     assert_eq!(get(&url, &[]).await.status, 401);
     for broken in ["", "basic_auth_users:\n  prometheus: [\n", "\n\n"] {

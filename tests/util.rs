@@ -25,15 +25,17 @@ pub struct Harness {
     pub dir: TempDir,
     /// The exporter behind the server.
     pub exporter: Arc<Exporter>,
-    /// Requested when the harness is dropped: the server stops, and with it the exporter's
-    /// caches (their watches on the simulator), so that the tests after this one do not
-    /// share the machine with it.
-    shutdown: msp_server::Shutdown,
+    _serving: Serving,
 }
 
-impl Drop for Harness {
+/// A server in process, shut down when this is dropped: it then lets go of its exporter,
+/// whose caches stop (their watches on the simulator close), so that the tests after the
+/// one that started it do not share the machine with it.
+pub struct Serving(msp_server::Shutdown);
+
+impl Drop for Serving {
     fn drop(&mut self) {
-        self.shutdown.request();
+        self.0.request();
     }
 }
 
@@ -118,7 +120,7 @@ pub async fn serve_for(
     let app = msp_server::app(exporter.clone(), None);
     let shutdown = msp_server::Shutdown::default();
     async_std::task::spawn(msp_server::serve(listener, app, shutdown.clone()));
-    Harness { sim, url, dir, exporter, shutdown }
+    Harness { sim, url, dir, exporter, _serving: Serving(shutdown) }
 }
 
 /// The exporter for `raw` and the web-config file `web_yml`, as `main` builds them.
@@ -138,14 +140,15 @@ pub fn write_web_tls(dir: &std::path::Path) -> msp_sim::TestPki {
 }
 
 /// Our server (in process) for `raw`, behind the web-config file `web_yml` (TLS, basic auth,
-/// re-read when it changes), as `main` serves it: the address it listens on.
-pub async fn serve_web_config(raw: RawConfig, web_yml: PathBuf) -> std::net::SocketAddr {
+/// re-read when it changes), as `main` serves it: the address it listens on, and the server.
+pub async fn serve_web_config(raw: RawConfig, web_yml: PathBuf) -> (std::net::SocketAddr, Serving) {
     let (exporter, web) = exporter_and_web_config(raw, web_yml);
     let listener = msp_server::listen("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let app = msp_server::app(exporter, Some(web.clone()));
-    async_std::task::spawn(msp_server::serve_with(listener, app, Default::default(), Some(web)));
-    addr
+    let shutdown = msp_server::Shutdown::default();
+    async_std::task::spawn(msp_server::serve_with(listener, app, shutdown.clone(), Some(web)));
+    (addr, Serving(shutdown))
 }
 
 /// A response: status, content type, body.
