@@ -356,6 +356,9 @@ pub async fn serve_with<S: Clone + Send + Sync + 'static>(
         });
     }
     drop(incoming);
+    // Idle keep-alive connections are closed now, the others once answered: none goes on
+    // serving the app (and holding the exporter) after this returns.
+    waiting.close_all();
     let started = Instant::now();
     log::info!("shutting down: {} request(s) in flight", in_flight.load(Ordering::SeqCst));
     while in_flight.load(Ordering::SeqCst) > 0 && started.elapsed() < GRACE {
@@ -396,6 +399,50 @@ mod tests {
                 v4 => v4,
             };
             assert_eq!((peer_ip, peer.port()), (local.ip(), local.port()), "{addr}");
+        }
+    }
+
+    /// A keep-alive connection, idle or answering when shutdown is requested, is closed
+    /// (once answered), and the app, with what it holds (an exporter and its caches), is
+    /// let go: it had gone on serving the connection after `serve` returned.
+    #[async_std::test]
+    async fn a_shutdown_closes_keep_alive_connections_and_lets_go_of_the_app() {
+        use async_std::io::{ReadExt, WriteExt};
+        use async_std::net::TcpStream;
+        let state = Arc::new(());
+        let held = Arc::downgrade(&state);
+        let mut app = tide::with_state(state);
+        app.at("/").get(|_| async { Ok("ok") });
+        app.at("/slow").get(|_| async {
+            async_std::task::sleep(Duration::from_millis(500)).await;
+            Ok("slow")
+        });
+        let listener = listen("127.0.0.1:0").await.expect("listen");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = Shutdown::default();
+        let served = async_std::task::spawn(serve(listener, app, shutdown.clone()));
+        let ask = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes();
+        let (mut idle, mut busy) =
+            (TcpStream::connect(addr).await.expect("connect"), TcpStream::connect(addr).await.expect("connect"));
+        idle.write_all(&ask("/")).await.expect("ask");
+        let mut answer = [0; 1024];
+        let n = idle.read(&mut answer).await.expect("an answer");
+        assert!(String::from_utf8_lossy(&answer[..n]).ends_with("\r\n\r\nok"), "kept alive after this");
+        busy.write_all(&ask("/slow")).await.expect("ask");
+        async_std::task::sleep(Duration::from_millis(100)).await;
+        shutdown.request();
+        let to_end = |mut s: TcpStream| async move {
+            let mut all = Vec::new();
+            async_std::future::timeout(Duration::from_secs(10), s.read_to_end(&mut all)).await.map(|_| all)
+        };
+        assert_eq!(to_end(idle).await.expect("closed").len(), 0, "the idle one closed");
+        let rest = to_end(busy).await.expect("closed once answered");
+        assert!(String::from_utf8_lossy(&rest).ends_with("\r\n\r\nslow"), "answered first");
+        served.await.expect("served");
+        let started = Instant::now();
+        while held.upgrade().is_some() {
+            assert!(started.elapsed() < Duration::from_secs(10), "the app is still held");
+            async_std::task::sleep(Duration::from_millis(20)).await;
         }
     }
 

@@ -22,7 +22,7 @@
 //! connection is waiting and none has pipelined for a second is the new one turned away.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,8 @@ pub(crate) enum Closed {
 pub(crate) struct Waiting {
     next: AtomicU64,
     waiting: Mutex<HashMap<u64, (State, Sender<()>)>>,
+    /// Shutting down: each connection is closed once it waits (see [`Waiting::close_all`]).
+    shut: AtomicBool,
 }
 
 impl Waiting {
@@ -104,6 +106,21 @@ impl Waiting {
         Some(closed)
     }
 
+    /// Shutting down, as Go's `Server.Shutdown` does: closes every connection waiting now
+    /// (idle, or in its handshake), and each other once it has answered what it is
+    /// answering and would wait for its next request.
+    pub(crate) fn close_all(&self) {
+        let mut all = self.lock();
+        self.shut.store(true, Ordering::SeqCst);
+        all.retain(|_, (state, sender)| match state {
+            State::Waiting(_) => {
+                sender.close();
+                false
+            }
+            State::Answering(..) => true,
+        });
+    }
+
     /// How many are waiting.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -129,10 +146,13 @@ impl Place {
     /// Waiting since `since` (an answer whose client has stopped reading since then),
     /// unless already closed.
     pub(crate) fn wait_since(&self, since: Instant) {
-        // Checked under the lock `close_longest` closes under, so a connection closed in
-        // between cannot come back as waiting.
+        // Checked under the lock `close_longest` and `close_all` close under, so a
+        // connection closed in between cannot come back as waiting.
         let mut all = self.waiting.lock();
-        if !self.sender.is_closed() {
+        if self.waiting.shut.load(Ordering::SeqCst) {
+            self.sender.close();
+            all.remove(&self.id);
+        } else if !self.sender.is_closed() {
             all.insert(self.id, (State::Waiting(since), self.sender.clone()));
         }
     }
@@ -167,7 +187,7 @@ impl Place {
         true
     }
 
-    /// Resolves once the connection has been closed for room.
+    /// Resolves once the connection has been closed for room, or for a shutdown.
     pub(crate) async fn closed(&self) {
         let _ = self.closed.recv().await;
     }
