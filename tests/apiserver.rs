@@ -79,9 +79,6 @@ fn streaming(path: &str) -> bool {
     path.contains("watch=1") && path.contains("sendInitialEvents=true")
 }
 
-/// Where the API server streams lists (the WatchList feature), each cache is filled by a
-/// streaming list and makes no list request at all; its watch goes on, on the same
-/// connection, and carries the changes after the objects.
 /// An embedder that drops its `CachedCluster` (rebuilding its exporter on a new
 /// configuration, say) leaves no watch behind on the API server, and opens none again.
 #[async_std::test]
@@ -105,6 +102,9 @@ async fn apiserver_a_dropped_cluster_closes_its_watches() {
     assert_eq!(open(), 0);
 }
 
+/// Where the API server streams lists (the WatchList feature), each cache is filled by a
+/// streaming list and makes no list request at all; its watch goes on, on the same
+/// connection, and carries the changes after the objects.
 #[async_std::test]
 async fn apiserver_caches_stream_their_lists_where_the_server_does() {
     let h = start_sim(SimCluster::synthetic(3000), |s| s.streams_lists = true, |_| {}).await;
@@ -812,16 +812,16 @@ async fn apiserver_retry_after_never_runs_past_the_scrape_deadline() {
 #[async_std::test]
 async fn apiserver_caches_wait_out_429_on_lists() {
     let h = start(SimCluster::demo(), |_| {}).await;
-    h.sim.state().faults.insert(Route::Pods, Fault::RetryAfter { status: 429, seconds: 3, times: 1 });
+    h.sim.state().faults.insert(Route::Pods, Fault::RetryAfter { status: 429, seconds: 5, times: 1 });
     scrape(&h).await;
     let pods = || {
         h.sim.state().requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods")).map(|r| r.1).collect::<Vec<_>>()
     };
-    wait_until("the pods cache told to retry after 3 s", Duration::from_secs(10), || pods().contains(&429)).await;
+    wait_until("the pods cache told to retry after 5 s", Duration::from_secs(10), || pods().contains(&429)).await;
     let told = pods().len();
     // Its backoff alone would have asked again within half a second.
     async_std::task::sleep(Duration::from_secs(2)).await;
-    assert_eq!(pods().len(), told, "asked again before Retry-After's 3 s: {:?}", pods());
+    assert_eq!(pods().len(), told, "asked again before Retry-After's 5 s: {:?}", pods());
     let s = scrape_until(&h, Duration::from_secs(10), |s| {
         s.iter().any(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores" && x.label("workload_name").is_some())
     })

@@ -15,17 +15,19 @@ use msp_sim::{Sim, SimCluster};
 /// The token the simulator starts with.
 pub const TOKEN: &str = "test-token-1";
 
-/// A running simulator and server.
+/// A running simulator and server. Dropped, it asks the server to stop first (fields drop in
+/// order), then removes its files; the server stops within about 100 ms, and reads no file
+/// meanwhile but a token it may re-read, and which it keeps when it is gone.
 pub struct Harness {
+    _serving: Serving,
     /// The simulated API server.
     pub sim: Sim,
     /// `http://127.0.0.1:PORT` of our server.
     pub url: String,
-    /// Where the CA and token files are: removed with the harness.
-    pub dir: TempDir,
     /// The exporter behind the server.
     pub exporter: Arc<Exporter>,
-    _serving: Serving,
+    /// Where the CA and token files are: removed with the harness.
+    pub dir: TempDir,
 }
 
 /// A server in process, shut down when this is dropped: it then lets go of its exporter,

@@ -327,10 +327,15 @@ mod tests {
     }
 
     /// Run alone, in a process of its own, by the next test (which asks for it with
-    /// `--ignored`): the logger installed, a panic caught.
+    /// `--ignored` and `MSP_TEST_PANIC_CHILD`): the logger installed, a panic caught. Run
+    /// otherwise (`--include-ignored`), it does nothing: it would install the logger and
+    /// the panic hook for every test after it.
     #[test]
     #[ignore = "the next test runs it in a process of its own"]
     fn a_panic_in_a_process_of_its_own() {
+        if std::env::var_os("MSP_TEST_PANIC_CHILD").is_none() {
+            return;
+        }
         init(LevelFilter::Info, LogFormat::Json);
         let caught = std::panic::catch_unwind(|| panic!("an enricher's bug"));
         assert!(caught.is_err());
@@ -342,6 +347,7 @@ mod tests {
         let out = std::process::Command::new(exe)
             .args(["logging::tests::a_panic_in_a_process_of_its_own", "--exact", "--ignored", "--nocapture"])
             .args(["--test-threads=1"])
+            .env("MSP_TEST_PANIC_CHILD", "1")
             .env_remove("RUST_BACKTRACE")
             .output()
             .expect("run");
