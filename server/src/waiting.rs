@@ -107,8 +107,9 @@ impl Waiting {
     }
 
     /// Shutting down, as Go's `Server.Shutdown` does: closes every connection waiting now
-    /// (idle, or in its handshake), and each other once it has answered what it is
-    /// answering and would wait for its next request.
+    /// (idle, in its handshake, or stalled on its client for a second, which Go would wait
+    /// for), and each other once it has answered what it is answering and would wait for
+    /// its next request, or stalls.
     pub(crate) fn close_all(&self) {
         let mut all = self.lock();
         self.shut.store(true, Ordering::SeqCst);
