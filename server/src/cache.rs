@@ -86,15 +86,22 @@ struct Informer<T> {
     /// A cache that can no longer list or watch (a 403 after an RBAC change) keeps serving
     /// what it holds; this is what shows it.
     current_at: AtomicU64,
-    /// Whether to ask for streaming lists, shared by the caches of one API server: the first
-    /// to find it does not stream them spares the others the asking.
+    /// What it shares with the other caches of its cluster.
+    shared: Shared,
+}
+
+/// What the caches of one [`CachedCluster`] share.
+#[derive(Clone)]
+struct Shared {
+    /// Whether to ask for streaming lists (one API server for all the caches): the first to
+    /// find it does not stream them spares the others the asking.
     streams: Arc<AtomicBool>,
-    /// Closed when the [`CachedCluster`] is dropped: its caches' lists and watches end.
+    /// Closed when the cluster is dropped: its caches' lists and watches end.
     dropped: Receiver<()>,
 }
 
 impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
-    fn new(kind: Kind, streams: &Arc<AtomicBool>, dropped: &Receiver<()>) -> Arc<Self> {
+    fn new(kind: Kind, shared: &Shared) -> Arc<Self> {
         Arc::new(Informer {
             kind,
             interner: Interner::default(),
@@ -104,8 +111,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             refused: AtomicBool::new(false),
             last_error: Mutex::new(None),
             current_at: AtomicU64::new(0),
-            streams: streams.clone(),
-            dropped: dropped.clone(),
+            shared: shared.clone(),
         })
     }
 
@@ -140,7 +146,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         if !self.started.swap(true, Ordering::SeqCst) {
             self.current();
             let (me, client, errors) = (self.clone(), client.clone(), errors.clone());
-            let dropped = self.dropped.clone();
+            let dropped = self.shared.dropped.clone();
             // Until the cluster is dropped: then the list or watch in flight is dropped too,
             // which closes its connection.
             let ends = async move { while dropped.recv().await.is_ok() {} };
@@ -321,12 +327,12 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         errors: &WatchErrors,
     ) -> Result<(String, Option<Lines>), (Listing, KubeError)> {
         let resource = self.kind.resource;
-        if self.streams.load(Ordering::Relaxed) {
+        if self.shared.streams.load(Ordering::Relaxed) {
             match self.stream_list(client, errors).await {
                 Ok((rv, lines)) => return Ok((rv, Some(lines))),
                 Err(Streamed::Unsupported(why)) => {
                     // One API server for all the caches: the others are spared asking.
-                    self.streams.store(false, Ordering::Relaxed);
+                    self.shared.streams.store(false, Ordering::Relaxed);
                     log::info!(
                         resource = resource;
                         "{resource} cache: the API server does not stream lists ({why}); the caches list in pages"
@@ -918,33 +924,19 @@ impl CachedCluster {
     /// Caches over `client`; the first read of each waits up to the request timeout.
     pub fn new(client: Arc<KubeClient>) -> Self {
         let wait = client.limits().timeout;
-        let streams = &Arc::new(AtomicBool::new(client.streaming_lists()));
         let (sender, dropped) = async_std::channel::bounded(1);
-        let dropped = &dropped;
+        let shared = &Shared { streams: Arc::new(AtomicBool::new(client.streaming_lists())), dropped };
         CachedCluster {
             client,
             wait,
             errors: Arc::default(),
-            pods: Informer::new(
-                Kind { resource: "pods", path: "/api/v1/pods", metadata_only: false },
-                streams,
-                dropped,
-            ),
-            nodes: Informer::new(
-                Kind { resource: "nodes", path: "/api/v1/nodes", metadata_only: false },
-                streams,
-                dropped,
-            ),
+            pods: Informer::new(Kind { resource: "pods", path: "/api/v1/pods", metadata_only: false }, shared),
+            nodes: Informer::new(Kind { resource: "nodes", path: "/api/v1/nodes", metadata_only: false }, shared),
             replicasets: Informer::new(
                 Kind { resource: "replicasets", path: "/apis/apps/v1/replicasets", metadata_only: true },
-                streams,
-                dropped,
+                shared,
             ),
-            jobs: Informer::new(
-                Kind { resource: "jobs", path: "/apis/batch/v1/jobs", metadata_only: true },
-                streams,
-                dropped,
-            ),
+            jobs: Informer::new(Kind { resource: "jobs", path: "/apis/batch/v1/jobs", metadata_only: true }, shared),
             node_snapshot: Mutex::new(None),
             _drop: sender,
         }
