@@ -13,7 +13,9 @@
 //! are compared by value. Node labels are always recomputed (nodes are few).
 //!
 //! A round sees the cluster one way: the first answer to each read is the answer to every
-//! later one of the round (the enrichers', every batch's), a snapshot or an error.
+//! later one of the round (the enrichers', every batch's), a snapshot or an error. The reads
+//! that check the kept labels go through the run's [`Guard`] ([`Guard::check`]): cut short,
+//! no kept labels are served, and every pod goes to the enrichers.
 //!
 //! A round whose enrichers did not all succeed is served, and remembered only when each
 //! enricher failed for a read the cluster refused ([`ReadRefused`], kept as its error or
@@ -54,7 +56,7 @@ use async_trait::async_trait;
 use crate::cluster::{Cluster, ControllerKind, Controllers, Nodes, Pods, SourceError, Text};
 use crate::enricher::{EnrichError, Enricher};
 use crate::labels::JsonLabels;
-use crate::pipeline::Failure;
+use crate::pipeline::{Failure, Guard};
 use crate::refused::ReadRefused;
 use crate::render::{PodLabels, Prepared};
 use crate::scrape::{PodSample, Scrape};
@@ -458,12 +460,14 @@ impl Memo {
     /// Starts a round for `scrape`: takes fresh snapshots of what the kept labels were
     /// computed from and finds the pods whose inputs did not change. A snapshot that
     /// cannot be read makes every pod a miss (its enrichers then report the error), and so
-    /// does a read refused before that now succeeds (the labels it gives are added).
+    /// does a read refused before that now succeeds (the labels it gives are added), and so
+    /// do reads that `guard` cuts short ([`Guard::check`]).
     pub(crate) async fn begin(
         &self,
         scrape: &Scrape<'_>,
         cluster: &dyn Cluster,
         enrichers: &[Arc<dyn Enricher>],
+        guard: &dyn Guard,
     ) -> Round {
         let (epoch, base, same_enrichers) = {
             let state = self.lock();
@@ -490,19 +494,26 @@ impl Memo {
                 }
             }
         }
-        if base.pods.is_some() || base.refused.pods.is_some() {
-            fresh.pods = again(&mut readable, base.pods.is_some(), cluster.pods().await, &mut fresh.refused.pods);
-        }
-        if base.nodes.is_some() || base.refused.nodes.is_some() {
-            fresh.nodes = again(&mut readable, base.nodes.is_some(), cluster.nodes().await, &mut fresh.refused.nodes);
-        }
-        for kind in KINDS {
-            let i = kind_index(kind);
-            if base.controllers[i].is_some() || base.refused.controllers[i].is_some() {
-                let answer = cluster.controllers(kind).await;
-                let refused = &mut fresh.refused.controllers[i];
-                fresh.controllers[i] = again(&mut readable, base.controllers[i].is_some(), answer, refused);
+        let reads = async {
+            if base.pods.is_some() || base.refused.pods.is_some() {
+                fresh.pods = again(&mut readable, base.pods.is_some(), cluster.pods().await, &mut fresh.refused.pods);
             }
+            if base.nodes.is_some() || base.refused.nodes.is_some() {
+                let answer = cluster.nodes().await;
+                fresh.nodes = again(&mut readable, base.nodes.is_some(), answer, &mut fresh.refused.nodes);
+            }
+            for kind in KINDS {
+                let i = kind_index(kind);
+                if base.controllers[i].is_some() || base.refused.controllers[i].is_some() {
+                    let answer = cluster.controllers(kind).await;
+                    let refused = &mut fresh.refused.controllers[i];
+                    fresh.controllers[i] = again(&mut readable, base.controllers[i].is_some(), answer, refused);
+                }
+            }
+        };
+        if !guard.check(Box::pin(reads)).await {
+            // Nothing read is known to be the round's whole view: its enrichers read afresh.
+            (fresh, readable) = (Snapshots::default(), false);
         }
         let state = self.lock();
         let usable = readable && same_enrichers && state.epoch == epoch;
@@ -661,7 +672,7 @@ mod tests {
     use crate::list::PodMetricsList;
     use crate::objects::{controllers_from_list, nodes_from_list, pods_from_list};
     use crate::render::prepare;
-    use crate::{AddedLabel, LabelName, StaticCluster};
+    use crate::{AddedLabel, LabelName, StaticCluster, Unguarded};
 
     /// Reads all three resources the way `Depends::Pod` allows.
     struct Probe;
@@ -768,7 +779,7 @@ mod tests {
             let nodes = Default::default();
             let mut scrape = Scrape::new(pods, &nodes);
             edit(&mut scrape);
-            let round = memo.begin(&scrape, cluster, probes()).await;
+            let round = memo.begin(&scrape, cluster, probes(), &Unguarded).await;
             let misses = round.miss_count();
             // Batches of one pod and of two keep each pod's own containers.
             for batch in round.batches(&scrape, 1).chain(round.batches(&scrape, 2)) {
@@ -901,7 +912,10 @@ mod tests {
         async_std::task::block_on(async {
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
-            let (a, b) = (memo.begin(&scrape, &c, probes()).await, memo.begin(&scrape, &c, probes()).await);
+            let (a, b) = (
+                memo.begin(&scrape, &c, probes(), &Unguarded).await,
+                memo.begin(&scrape, &c, probes(), &Unguarded).await,
+            );
             for r in [a, b] {
                 let sub = r.batches(&scrape, usize::MAX).next().expect("a batch");
                 let e = Probe.enrich(&sub, &r.cluster(&c)).await.expect("enrich");
@@ -940,7 +954,7 @@ mod tests {
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
             let broken = Broken(c.clone());
-            let r = memo.begin(&scrape, &broken, probes()).await;
+            let r = memo.begin(&scrape, &broken, probes(), &Unguarded).await;
             assert_eq!(r.miss_count(), 2, "kept labels cannot be checked");
             let sub = r.batches(&scrape, usize::MAX).next().expect("a batch");
             assert!(Probe.enrich(&sub, &r.cluster(&broken)).await.is_err(), "the enricher reports the error");
@@ -978,7 +992,7 @@ mod tests {
                 let pods = metrics(names, None);
                 let nodes = Default::default();
                 let scrape = Scrape::new(&pods, &nodes);
-                let r = memo.begin(&scrape, &c, probes()).await;
+                let r = memo.begin(&scrape, &c, probes(), &Unguarded).await;
                 let replayed: Vec<Failure> = r.kept_failures().collect();
                 let mut fresh = Prepared::default();
                 let mut failures = Vec::new();

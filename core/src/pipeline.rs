@@ -42,11 +42,30 @@ const BATCH: usize = 8192;
 /// One enricher's call, as [`Guard::guard`] sees it.
 pub type EnrichFuture<'a> = Pin<Box<dyn Future<Output = Result<Enrichment, EnrichError>> + Send + 'a>>;
 
-/// Wraps every enricher call of a pipeline run: the server bounds each by the scrape's
-/// deadline here. A guard that fails a call (a timeout) only drops that enricher's labels.
+/// The [`Memo`]'s check of the pods it keeps labels for, as [`Guard::check`] sees it.
+pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// What [`Guard::check`] returns: whether the check ran to its end.
+pub type CheckedFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
+
+/// Wraps every enricher call of a pipeline run, and the memo's reads before them: the
+/// server bounds each by the scrape's deadline here. A guard that fails a call (a timeout)
+/// only drops that enricher's labels.
 pub trait Guard: Send + Sync {
     /// Runs `call`, the enrichment by `enricher`, or fails it.
     fn guard<'a>(&'a self, enricher: &'a dyn Enricher, call: EnrichFuture<'a>) -> EnrichFuture<'a>;
+
+    /// Runs `check`, the [`Memo`]'s reads of what its kept labels were computed from (a
+    /// [`Cluster`] read of each resource, which the server's caches answer at once), or cuts
+    /// it short, returning `false`: the kept labels are then not served, and every pod is
+    /// enriched again, each enricher's call through [`Guard::guard`]. By default it runs as
+    /// it is; a guard that bounds calls by a deadline should bound this by it too.
+    fn check<'a>(&'a self, check: CheckFuture<'a>) -> CheckedFuture<'a> {
+        Box::pin(async move {
+            check.await;
+            true
+        })
+    }
 }
 
 /// Runs every call as it is.
@@ -104,7 +123,7 @@ pub async fn enrich(
         let refs: Vec<&Enrichment> = enrichments.iter().collect();
         return Enriched { prepared: prepare(scrape, &refs), failures, enriched_pods: scrape.pods.len() };
     };
-    let round = memo.begin(scrape, cluster, enrichers).await;
+    let round = memo.begin(scrape, cluster, enrichers, guard).await;
     let recording = round.cluster(cluster);
     let mut fresh = Prepared { pods: Vec::with_capacity(round.miss_count()), nodes: Vec::new() };
     let mut failures: Vec<Failure> = Vec::new();
@@ -806,6 +825,72 @@ mod tests {
             let out = enrich(&scrape, &StaticCluster::default(), &enrichers, None, &Expired).await;
             assert_eq!(out.failures.len(), 1);
             assert!(out.prepared.pods.iter().all(|p| p.is_empty()));
+        });
+    }
+
+    /// Bounds the memo's check and every call by a timeout, as the server's deadline does.
+    struct Within(std::time::Duration);
+
+    impl Guard for Within {
+        fn guard<'a>(&'a self, _: &'a dyn Enricher, call: EnrichFuture<'a>) -> EnrichFuture<'a> {
+            Box::pin(async move {
+                async_std::future::timeout(self.0, call).await.unwrap_or_else(|_| Err("out of time".into()))
+            })
+        }
+        fn check<'a>(&'a self, check: CheckFuture<'a>) -> CheckedFuture<'a> {
+            Box::pin(async move { async_std::future::timeout(self.0, check).await.is_ok() })
+        }
+    }
+
+    /// A cluster of nothing whose pods' read never answers while `hangs` says so.
+    struct Hangs(std::sync::atomic::AtomicBool);
+
+    #[async_trait]
+    impl Cluster for Hangs {
+        async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
+            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
+            StaticCluster::default().pods().await
+        }
+        async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
+            StaticCluster::default().nodes().await
+        }
+        async fn controllers(
+            &self,
+            kind: crate::ControllerKind,
+        ) -> Result<Arc<crate::Controllers>, crate::SourceError> {
+            StaticCluster::default().controllers(kind).await
+        }
+    }
+
+    #[test]
+    fn the_guard_bounds_the_memos_reads_too() {
+        async_std::task::block_on(async {
+            let pods = scrape_json();
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Acts("node", Act::ReadPods))];
+            let cluster = Hangs(false.into());
+            let memo = Memo::default();
+            let first = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
+            assert_eq!((first.enriched_pods, memo.len()), (2, 2));
+
+            // The memo's read of the pods, to check what it kept, never answers: the guard
+            // cuts it short, and the pods are enriched again (each call cut short too).
+            cluster.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            let guard = Within(std::time::Duration::from_millis(100));
+            let run = enrich(&scrape, &cluster, &enrichers, Some(&memo), &guard);
+            // (Not a bound on its time: without the check's guard, the run never ends.)
+            let stalled = async_std::future::timeout(std::time::Duration::from_secs(60), run).await;
+            let stalled = stalled.expect("the run ends at the guard's timeout");
+            assert_eq!(stalled.enriched_pods, 2, "no kept labels are served unchecked");
+            assert_eq!(said(&stalled), [("node".to_owned(), "out of time".to_owned(), false)]);
+
+            // What the memo kept is intact: once the read answers, it is served again.
+            cluster.0.store(false, std::sync::atomic::Ordering::SeqCst);
+            let after = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
+            assert_eq!((after.enriched_pods, memo.len()), (0, 2));
         });
     }
 }

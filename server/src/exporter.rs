@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use async_std::channel::Sender;
 use msp_core::{
-    enrich, write_families_with, BaseLabels, Cluster, EnrichFuture, Enriched, Enricher, ExpositionError, Format,
-    LabelSelector, Memo, MetricsSource, NodeMetricsList, PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
+    enrich, write_families_with, BaseLabels, CheckFuture, CheckedFuture, Cluster, EnrichFuture, Enriched, Enricher,
+    ExpositionError, Format, LabelSelector, Memo, MetricsSource, NodeMetricsList, PodMetricsList, RenderOptions,
+    Scrape, SourceError, Writer,
 };
 
 use crate::body::{self, BodyWriter, Ending, Exposition, Piece};
@@ -115,6 +116,22 @@ impl msp_core::Guard for Deadline {
                 return Err(OUT_OF_TIME.into());
             }
             async_std::future::timeout(left, call).await.unwrap_or_else(|_| Err(OUT_OF_TIME.into()))
+        })
+    }
+
+    /// The memo's check, even past the deadline, as far as it goes without waiting: the
+    /// caches answer it at once, and it saves every call its kept labels spare.
+    fn check<'a>(&'a self, check: CheckFuture<'a>) -> CheckedFuture<'a> {
+        let Some(deadline) = self.0 else {
+            return Box::pin(async move {
+                check.await;
+                true
+            });
+        };
+        Box::pin(async move {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // A timeout polls its future before its timer: at zero, one poll.
+            async_std::future::timeout(left, check).await.is_ok()
         })
     }
 }
@@ -963,6 +980,29 @@ mod tests {
         let got = async_std::task::block_on(call);
         assert!(got.is_err_and(|e| e.to_string().contains("out of time")));
         assert_eq!(counting.0.load(Ordering::Relaxed), 0, "it would have finished at once, but was not run");
+    }
+
+    #[test]
+    fn the_memos_check_goes_as_far_as_it_can_by_the_deadline() {
+        let checked = |deadline: Option<Instant>, waits: bool| {
+            let check: CheckFuture<'_> = Box::pin(async move {
+                if waits {
+                    std::future::pending::<()>().await;
+                }
+            });
+            let guard = Deadline(deadline);
+            let run = msp_core::Guard::check(&guard, check);
+            async_std::task::block_on(async_std::future::timeout(Duration::from_secs(60), run)).expect("it ends")
+        };
+        let (past, soon) = (Instant::now() - Duration::from_millis(1), Instant::now() + Duration::from_millis(50));
+        // Past the deadline, a check the caches answer at once is still made: it spares
+        // every call its kept labels would.
+        assert!(checked(Some(past), false));
+        assert!(checked(Some(soon), false));
+        assert!(checked(None, false));
+        // One that would wait is cut short, by the deadline or at once past it.
+        assert!(!checked(Some(past), true));
+        assert!(!checked(Some(soon), true));
     }
 
     #[test]
