@@ -70,7 +70,7 @@ pub use model::{ContainerMetrics, Metadata, NodeMetrics, PodMetrics, Str, Usage}
 pub use objects::{
     controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent,
 };
-pub use pipeline::{enrich, warm_up, CheckFuture, CheckedFuture, EnrichFuture, Enriched, Failure, Guard, Unguarded};
+pub use pipeline::{enrich, warm_up, CheckFuture, EnrichFuture, Enriched, Failure, Guard, Unguarded};
 pub use quantity::{Quantity, QuantityError, QuantityErrorKind};
 pub use refused::ReadRefused;
 pub use render::{

@@ -494,6 +494,7 @@ impl Memo {
                 }
             }
         }
+        let mut ended = false;
         let reads = async {
             if base.pods.is_some() || base.refused.pods.is_some() {
                 fresh.pods = again(&mut readable, base.pods.is_some(), cluster.pods().await, &mut fresh.refused.pods);
@@ -510,9 +511,12 @@ impl Memo {
                     fresh.controllers[i] = again(&mut readable, base.controllers[i].is_some(), answer, refused);
                 }
             }
+            ended = true;
         };
-        if !guard.check(Box::pin(reads)).await {
-            // Nothing read is known to be the round's whole view: its enrichers read afresh.
+        guard.check(Box::pin(reads)).await;
+        if !ended {
+            // Cut short: what was read is not all the kept labels were computed from (a pod
+            // whose node was not read would pass as unchanged). Its enrichers read afresh.
             (fresh, readable) = (Snapshots::default(), false);
         }
         let state = self.lock();

@@ -42,11 +42,9 @@ const BATCH: usize = 8192;
 /// One enricher's call, as [`Guard::guard`] sees it.
 pub type EnrichFuture<'a> = Pin<Box<dyn Future<Output = Result<Enrichment, EnrichError>> + Send + 'a>>;
 
-/// The [`Memo`]'s check of the pods it keeps labels for, as [`Guard::check`] sees it.
+/// The [`Memo`]'s reads of the cluster snapshots its kept labels were computed from, as
+/// [`Guard::check`] sees them.
 pub type CheckFuture<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
-
-/// What [`Guard::check`] returns: whether the check ran to its end.
-pub type CheckedFuture<'a> = Pin<Box<dyn Future<Output = bool> + Send + 'a>>;
 
 /// Wraps every enricher call of a pipeline run, and the memo's reads before them: the
 /// server bounds each by the scrape's deadline here. A guard that fails a call (a timeout)
@@ -55,16 +53,14 @@ pub trait Guard: Send + Sync {
     /// Runs `call`, the enrichment by `enricher`, or fails it.
     fn guard<'a>(&'a self, enricher: &'a dyn Enricher, call: EnrichFuture<'a>) -> EnrichFuture<'a>;
 
-    /// Runs `check`, the [`Memo`]'s reads of what its kept labels were computed from (a
-    /// [`Cluster`] read of each resource, which the server's caches answer at once), or cuts
-    /// it short, returning `false`: the kept labels are then not served, and every pod is
-    /// enriched again, each enricher's call through [`Guard::guard`]. By default it runs as
-    /// it is; a guard that bounds calls by a deadline should bound this by it too.
-    fn check<'a>(&'a self, check: CheckFuture<'a>) -> CheckedFuture<'a> {
-        Box::pin(async move {
-            check.await;
-            true
-        })
+    /// Runs `check`, the [`Memo`]'s reads of the snapshots its kept labels were computed
+    /// from (a [`Cluster`] read of each resource, which the server's caches answer at once),
+    /// or ends before it does. The memo sees whether its reads ended: if not, no kept label
+    /// is served, and every pod goes to the enrichers, each call through [`Guard::guard`].
+    /// By default it runs as it is; a guard that bounds calls by a deadline should bound
+    /// this by it too.
+    fn check<'a>(&'a self, check: CheckFuture<'a>) -> CheckFuture<'a> {
+        check
     }
 }
 
@@ -614,6 +610,8 @@ mod tests {
     enum Act {
         /// Reads the pods, and fails as that read does.
         ReadPods,
+        /// Reads the pods, then the nodes, and fails as either read does.
+        ReadPodsAndNodes,
         /// Reads the ReplicaSets, then the Jobs, saying each that fails (an `Enrichment`
         /// keeps the first).
         ReadControllers,
@@ -639,6 +637,7 @@ mod tests {
             let mut out = Enrichment::new(scrape);
             match self.1 {
                 Act::ReadPods => drop(cluster.pods().await?),
+                Act::ReadPodsAndNodes => drop((cluster.pods().await?, cluster.nodes().await?)),
                 Act::ReadControllers => {
                     for kind in [crate::ControllerKind::ReplicaSet, crate::ControllerKind::Job] {
                         if let Err(e) = cluster.controllers(kind).await {
@@ -837,23 +836,23 @@ mod tests {
                 async_std::future::timeout(self.0, call).await.unwrap_or_else(|_| Err("out of time".into()))
             })
         }
-        fn check<'a>(&'a self, check: CheckFuture<'a>) -> CheckedFuture<'a> {
-            Box::pin(async move { async_std::future::timeout(self.0, check).await.is_ok() })
+        fn check<'a>(&'a self, check: CheckFuture<'a>) -> CheckFuture<'a> {
+            Box::pin(async move { async_std::future::timeout(self.0, check).await.unwrap_or(()) })
         }
     }
 
-    /// A cluster of nothing whose pods' read never answers while `hangs` says so.
+    /// A cluster of nothing whose nodes' read never answers while it says so.
     struct Hangs(std::sync::atomic::AtomicBool);
 
     #[async_trait]
     impl Cluster for Hangs {
         async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
-            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
-                std::future::pending::<()>().await;
-            }
             StaticCluster::default().pods().await
         }
         async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
+            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                std::future::pending::<()>().await;
+            }
             StaticCluster::default().nodes().await
         }
         async fn controllers(
@@ -870,14 +869,15 @@ mod tests {
             let pods = scrape_json();
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
-            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Acts("node", Act::ReadPods))];
+            let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Acts("node", Act::ReadPodsAndNodes))];
             let cluster = Hangs(false.into());
             let memo = Memo::default();
             let first = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!((first.enriched_pods, memo.len()), (2, 2));
 
-            // The memo's read of the pods, to check what it kept, never answers: the guard
-            // cuts it short, and the pods are enriched again (each call cut short too).
+            // The memo's read of the nodes, to check what it kept, never answers: the guard
+            // cuts it short, after the pods were read, and the pods are enriched again (each
+            // call cut short too), not judged on the pods alone.
             cluster.0.store(true, std::sync::atomic::Ordering::SeqCst);
             let guard = Within(std::time::Duration::from_millis(100));
             let run = enrich(&scrape, &cluster, &enrichers, Some(&memo), &guard);
