@@ -60,6 +60,7 @@ use crate::pipeline::{Failure, Guard};
 use crate::refused::ReadRefused;
 use crate::render::{PodLabels, Prepared};
 use crate::scrape::{PodSample, Scrape};
+use crate::unwind::CatchUnwind;
 
 /// The snapshots enrichers read, by resource, and the reads that were refused.
 #[derive(Debug, Clone, Default)]
@@ -513,7 +514,14 @@ impl Memo {
             }
             ended = true;
         };
-        guard.check(Box::pin(reads)).await;
+        // A `Cluster` that panics fails the check alone: its enrichers meet it again, and
+        // fail alone too.
+        let reads = CatchUnwind(Box::pin(reads));
+        guard
+            .check(Box::pin(async move {
+                let _panicked = reads.await;
+            }))
+            .await;
         if !ended {
             // Cut short: what was read is not all the kept labels were computed from (a pod
             // whose node was not read would pass as unchanged). Its enrichers read afresh.

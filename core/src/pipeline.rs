@@ -841,18 +841,23 @@ mod tests {
         }
     }
 
-    /// A cluster of nothing whose nodes' read never answers while it says so.
-    struct Hangs(std::sync::atomic::AtomicBool);
+    /// A cluster of nothing whose nodes' read never answers, or panics, while it says so.
+    #[derive(Default)]
+    struct Nodes {
+        hang: std::sync::atomic::AtomicBool,
+        panic: std::sync::atomic::AtomicBool,
+    }
 
     #[async_trait]
-    impl Cluster for Hangs {
+    impl Cluster for Nodes {
         async fn pods(&self) -> Result<Arc<crate::Pods>, crate::SourceError> {
             StaticCluster::default().pods().await
         }
         async fn nodes(&self) -> Result<Arc<crate::Nodes>, crate::SourceError> {
-            if self.0.load(std::sync::atomic::Ordering::SeqCst) {
+            if self.hang.load(std::sync::atomic::Ordering::SeqCst) {
                 std::future::pending::<()>().await;
             }
+            assert!(!self.panic.load(std::sync::atomic::Ordering::SeqCst), "a broken cluster");
             StaticCluster::default().nodes().await
         }
         async fn controllers(
@@ -870,7 +875,7 @@ mod tests {
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
             let enrichers: [Arc<dyn Enricher>; 1] = [Arc::new(Acts("node", Act::ReadPodsAndNodes))];
-            let cluster = Hangs(false.into());
+            let cluster = Nodes::default();
             let memo = Memo::default();
             let first = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!((first.enriched_pods, memo.len()), (2, 2));
@@ -878,7 +883,7 @@ mod tests {
             // The memo's read of the nodes, to check what it kept, never answers: the guard
             // cuts it short, after the pods were read, and the pods are enriched again (each
             // call cut short too), not judged on the pods alone.
-            cluster.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            cluster.hang.store(true, std::sync::atomic::Ordering::SeqCst);
             let guard = Within(std::time::Duration::from_millis(100));
             let run = enrich(&scrape, &cluster, &enrichers, Some(&memo), &guard);
             // (Not a bound on its time: without the check's guard, the run never ends.)
@@ -888,9 +893,31 @@ mod tests {
             assert_eq!(said(&stalled), [("node".to_owned(), "out of time".to_owned(), false)]);
 
             // What the memo kept is intact: once the read answers, it is served again.
-            cluster.0.store(false, std::sync::atomic::Ordering::SeqCst);
+            cluster.hang.store(false, std::sync::atomic::Ordering::SeqCst);
             let after = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
             assert_eq!((after.enriched_pods, memo.len()), (0, 2));
+        });
+    }
+
+    #[test]
+    fn a_cluster_that_panics_as_the_memo_reads_it_fails_its_enrichers_alone() {
+        async_std::task::block_on(async {
+            let pods = scrape_json();
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let enrichers: [Arc<dyn Enricher>; 2] =
+                [Arc::new(Acts("node", Act::ReadPodsAndNodes)), counting(false, Depends::Pod)];
+            let cluster = Nodes::default();
+            let memo = Memo::default();
+            assert_eq!(enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await.enriched_pods, 2);
+
+            // The memo's read of the nodes panics: the pods go to the enrichers, and the one
+            // that reads the nodes fails alone.
+            cluster.panic.store(true, std::sync::atomic::Ordering::SeqCst);
+            let out = enrich(&scrape, &cluster, &enrichers, Some(&memo), &Unguarded).await;
+            assert_eq!(out.enriched_pods, 2, "no kept labels are served unchecked");
+            assert_eq!(said(&out), [("node".to_owned(), "panicked: a broken cluster".to_owned(), false)]);
+            assert!(out.prepared.pods.iter().all(|p| p.text() == "n=\"1\""), "the other enricher's labels");
         });
     }
 }
