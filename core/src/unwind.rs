@@ -1,5 +1,7 @@
 //! An enricher that panics fails alone, as one that returns an error does: its call is
-//! caught where the pipeline awaits it, and the scrape goes on without its labels.
+//! caught where the pipeline awaits it, and the scrape goes on without its labels. A
+//! [`Cluster`](crate::Cluster) that panics as the memo checks what it kept fails that check
+//! alone: every pod goes to the enrichers.
 
 use std::any::Any;
 use std::fmt;
