@@ -292,7 +292,13 @@ struct EndToEnd {
     /// Body size as sent (gzipped when asked), and its text.
     sent_mb: f64,
     text_mb: f64,
+    /// The server's CPU a second with no scrape, over [`IDLE`] after the scrapes, when
+    /// measured.
+    idle_ms_per_s: Option<f64>,
 }
+
+/// How long a server is left without a scrape to measure its CPU at rest.
+const IDLE: Duration = Duration::from_secs(10);
 
 /// How many ask at once, each time.
 #[derive(Clone, Copy, PartialEq)]
@@ -526,6 +532,16 @@ async fn end_to_end(
             }
         }
     }
+    // At rest: what its caches' watches, timers and threads cost between scrapes (once, on
+    // the one Prometheus row).
+    let idle_ms_per_s =
+        (ask == Ask::Prometheus && shard.is_none() && at_once == AtOnce::One && caches == Caches::Watching).then(
+            || {
+                let before = CpuReading::of(pid);
+                std::thread::sleep(IDLE);
+                CpuReading::of(pid).ms_since(&before) / IDLE.as_secs_f64()
+            },
+        );
     let text = &last.1;
     let per = |a: f64, b: f64| (a - b) / scrapes as f64;
     EndToEnd {
@@ -543,6 +559,7 @@ async fn end_to_end(
         pods: text.lines().filter(|l| l.starts_with("kube_metrics_server_pod_cpu_usage_cores{")).count(),
         sent_mb: last.0 as f64 / 1e6,
         text_mb: text.len() as f64 / 1e6,
+        idle_ms_per_s,
     }
 }
 
@@ -646,6 +663,7 @@ async fn main() {
     println!();
     println!("| pods | request | sent MB (text MB) | (c) p50 ms | (c) p99 ms | (d) server CPU ms/scrape | (d) peak RSS MiB | (e) API req/scrape | (e) lists/scrape | connects/scrape | pods exported |");
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut idle = Vec::new();
     for &pods in &sizes {
         let sim = start_sim(pods).await;
         let scrapes = if pods >= 100_000 { 10 } else { 30 };
@@ -681,10 +699,22 @@ async fn main() {
                 "| {pods} | {label} | {:.2} ({:.1}) | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {} |",
                 e.sent_mb, e.text_mb, e.p50_ms, e.p99_ms, e.cpu_ms, e.rss_mib, e.requests, e.lists, e.connects, e.pods
             );
+            idle.extend(e.idle_ms_per_s.map(|ms| (pods, ms)));
         }
         if pods >= 10_000 {
             assert_eq!(shard_pods, pods, "the three shards together export every pod once");
         }
+    }
+    println!();
+    println!(
+        "At rest: the server's CPU a second over {} s with no scrape, after the 'prometheus' row's scrapes (the simulator sends each of the 3 watches a bookmark every 500 ms; an API server sends one about once a minute).",
+        IDLE.as_secs()
+    );
+    println!();
+    println!("| pods | CPU ms a second |");
+    println!("|---:|---:|");
+    for (pods, ms) in idle {
+        println!("| {pods} | {ms:.2} |");
     }
 }
 
