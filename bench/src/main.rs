@@ -534,14 +534,15 @@ async fn end_to_end(
     }
     // At rest: what its caches' watches, timers and threads cost between scrapes (once, on
     // the one Prometheus row).
-    let idle_ms_per_s =
-        (ask == Ask::Prometheus && shard.is_none() && at_once == AtOnce::One && caches == Caches::Watching).then(
-            || {
-                let before = CpuReading::of(pid);
-                std::thread::sleep(IDLE);
-                CpuReading::of(pid).ms_since(&before) / IDLE.as_secs_f64()
-            },
-        );
+    let at_rest = ask == Ask::Prometheus && shard.is_none() && at_once == AtOnce::One && caches == Caches::Watching;
+    let mut idle_ms_per_s = None;
+    if at_rest {
+        // (Once the last scrape has handed back its lists.)
+        async_std::task::sleep(Duration::from_secs(1)).await;
+        let before = CpuReading::of(pid);
+        async_std::task::sleep(IDLE).await;
+        idle_ms_per_s = Some(CpuReading::of(pid).ms_since(&before) / IDLE.as_secs_f64());
+    }
     let text = &last.1;
     let per = |a: f64, b: f64| (a - b) / scrapes as f64;
     EndToEnd {

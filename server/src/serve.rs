@@ -186,18 +186,29 @@ pub fn signals() -> std::io::Result<Shutdown> {
     read.set_nonblocking(true)?;
     let mut read = async_std::os::unix::net::UnixStream::from(read);
     let signalled = s.clone();
+    // It keeps the socket open for good: a signal after the first (a second Ctrl-C) must not
+    // find its peer closed (the handler's write would raise SIGPIPE, which a program that
+    // embeds us may not ignore).
     async_std::task::spawn(async move {
         let mut byte = [0u8];
         // Only a signal writes to it, and its write end is never closed.
-        let read = read.read(&mut byte).await;
-        if !matches!(read, Ok(1)) {
-            // The handlers set the flag all the same: looked at once a second, as a last resort.
-            log::warn!("reading the signals' socket: {read:?}; SIGTERM and SIGINT are looked for once a second");
-            while !signalled.requested() {
-                async_std::task::sleep(Duration::from_secs(1)).await;
+        loop {
+            match read.read(&mut byte).await {
+                Ok(1) => signalled.request(),
+                failed => {
+                    // The handlers set the flag all the same: looked at once a second, as a
+                    // last resort.
+                    log::warn!(
+                        "reading the signals' socket: {failed:?}; SIGTERM and SIGINT are looked for once a second"
+                    );
+                    while !signalled.requested() {
+                        async_std::task::sleep(Duration::from_secs(1)).await;
+                    }
+                    signalled.request();
+                    std::future::pending::<()>().await;
+                }
             }
         }
-        signalled.request();
     });
     Ok(s)
 }
@@ -438,25 +449,33 @@ mod tests {
         }
     }
 
-    /// Waiters are woken by the request itself: nothing polls the flag.
-    #[async_std::test]
-    async fn a_shutdown_wakes_every_waiter() {
-        let shutdown = Shutdown::default();
-        let waiters: Vec<_> = (0..3)
-            .map(|_| {
-                let s = shutdown.clone();
-                async_std::task::spawn(async move { s.wait().await })
-            })
-            .collect();
-        // (Each is waiting, as it would be in the accept loop.)
-        async_std::task::sleep(Duration::from_millis(50)).await;
-        shutdown.clone().request();
-        for w in waiters {
-            // Not a bound on its time: a waiter that is not woken never ends.
-            async_std::future::timeout(Duration::from_secs(30), w).await.expect("woken");
+    /// Waiters are woken by the request itself, and by nothing before it: nothing polls.
+    #[test]
+    fn a_shutdown_wakes_its_waiters_when_requested_and_not_before() {
+        use std::future::Future;
+        struct Wakes(AtomicUsize);
+        impl std::task::Wake for Wakes {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
         }
-        assert!(shutdown.requested());
-        async_std::future::timeout(Duration::from_secs(30), shutdown.wait()).await.expect("at once, once requested");
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let shutdown = Shutdown::default();
+        let mut waits: Vec<_> = (0..3).map(|_| Box::pin(shutdown.wait())).collect();
+        for w in &mut waits {
+            assert!(w.as_mut().poll(&mut cx).is_pending());
+        }
+        // Polled every 50 ms (as until 2026-12-07), they would have been woken by now.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "woken with nothing to do");
+        shutdown.clone().request();
+        assert!(wakes.0.load(Ordering::SeqCst) >= 3, "each woken");
+        for w in &mut waits {
+            assert!(w.as_mut().poll(&mut cx).is_ready());
+        }
+        assert!(Box::pin(shutdown.wait()).as_mut().poll(&mut cx).is_ready(), "at once, once requested");
     }
 
     /// A keep-alive connection, idle or answering when shutdown is requested, is closed
