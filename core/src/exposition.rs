@@ -400,7 +400,7 @@ impl Family<'_> {
     pub(crate) fn sample_escaped(
         &mut self,
         labels: &[&str],
-        parts: &[Arc<str>],
+        parts: &[&str],
         value: Quantity,
         timestamp_ms: Option<i64>,
     ) {
@@ -409,7 +409,7 @@ impl Family<'_> {
         }
         let out = &mut *self.out;
         out.push_str(&self.name);
-        let pieces = labels.iter().copied().chain(parts.iter().map(|p| &**p));
+        let pieces = labels.iter().chain(parts);
         for (i, piece) in pieces.enumerate() {
             out.push(if i == 0 { '{' } else { ',' });
             out.push_str(piece);
