@@ -83,8 +83,9 @@ pub struct Failure {
     pub enricher: String,
     /// Why.
     pub error: EnrichError,
-    /// Whether the enricher returned labels all the same, some missing
-    /// ([`Enrichment::incomplete`]): those it returned are kept.
+    /// Whether some of its labels are served all the same: it returned labels with some
+    /// missing ([`Enrichment::incomplete`]), or the memo served pods the labels it added
+    /// before, their inputs unchanged.
     pub partial: bool,
 }
 
@@ -127,10 +128,15 @@ pub async fn enrich(
     // or one it keeps as its source, is the refusal the round handed it): not a deadline, a
     // panic, its own error (a `ReadRefused` of its own too).
     let mut refused_only = true;
+    // The pods the enrichers are not run for are served the labels the memo kept, which every
+    // enricher added: one that fails now loses only its labels for the others (and the
+    // nodes'), and says it failed in part.
+    let served_kept = round.miss_count() < scrape.pods.len();
     for (k, batch) in round.batches(scrape, BATCH).enumerate() {
         let (enrichments, failed) = run(&batch, &recording, enrichers, guard).await;
         refused_only &= failed.iter().all(|f| Refusal::caused(&*f.error));
-        for f in failed {
+        for mut f in failed {
+            f.partial |= served_kept;
             merge(&mut failures, f);
         }
         let refs: Vec<&Enrichment> = enrichments.iter().collect();
@@ -812,6 +818,25 @@ mod tests {
         fn guard<'a>(&'a self, _: &'a dyn Enricher, _: EnrichFuture<'a>) -> EnrichFuture<'a> {
             Box::pin(async { Err("out of time".into()) })
         }
+    }
+
+    #[test]
+    fn a_failure_beside_kept_labels_is_said_to_be_partial() {
+        async_std::task::block_on(async {
+            let pods = scrape_json();
+            let nodes = Default::default();
+            let scrape = Scrape::new(&pods, &nodes);
+            let enrichers = [counting(false, Depends::Pod)];
+            let memo = Memo::default();
+            let cold = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Expired).await;
+            assert_eq!(said(&cold), [("counting".to_owned(), "out of time".to_owned(), false)], "nothing kept yet");
+            enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Unguarded).await;
+
+            // Past a deadline, every pod kept: only the nodes' batch is cut short.
+            let warm = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Expired).await;
+            assert_eq!(said(&warm), [("counting".to_owned(), "out of time".to_owned(), true)]);
+            assert!(warm.prepared.pods.iter().all(|p| p.text() == "n=\"0\""), "{:?}", warm.prepared.pods);
+        });
     }
 
     #[test]
