@@ -5,6 +5,7 @@
 //! presented a verified certificate.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -176,41 +177,43 @@ impl Shutdown {
 /// The signal handler sets the flag and writes a byte to a socket (the self-pipe pattern:
 /// nothing else is safe in a handler); a task reading the socket then wakes the waiters.
 pub fn signals() -> std::io::Result<Shutdown> {
-    use futures_lite::AsyncReadExt;
     let s = Shutdown::default();
-    let (read, write) = std::os::unix::net::UnixStream::pair()?;
+    let (read, write) = UnixStream::pair()?;
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, s.requested.clone())?;
         signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
     }
-    read.set_nonblocking(true)?;
-    let mut read = async_std::os::unix::net::UnixStream::from(read);
-    let signalled = s.clone();
-    // It keeps the socket open for good: a signal after the first (a second Ctrl-C) must not
-    // find its peer closed (the handler's write would raise SIGPIPE, which a program that
-    // embeds us may not ignore).
-    async_std::task::spawn(async move {
-        let mut byte = [0u8];
-        // Only a signal writes to it, and its write end is never closed.
-        loop {
-            match read.read(&mut byte).await {
-                Ok(1) => signalled.request(),
-                failed => {
-                    // The handlers set the flag all the same: looked at once a second, as a
-                    // last resort.
-                    log::warn!(
-                        "reading the signals' socket: {failed:?}; SIGTERM and SIGINT are looked for once a second"
-                    );
-                    while !signalled.requested() {
-                        async_std::task::sleep(Duration::from_secs(1)).await;
-                    }
-                    signalled.request();
-                    std::future::pending::<()>().await;
+    async_std::task::spawn(wake_on_signals(async_io::Async::new(read), s.clone()));
+    Ok(s)
+}
+
+/// Requests `shutdown` whenever a byte arrives on `read`, the signals' socket. It keeps the
+/// socket open for good: a signal after the first (a second Ctrl-C) must not find its peer
+/// closed (the handler's write would raise SIGPIPE, which a program that embeds us may not
+/// ignore). If the socket cannot be read (or registered with the reactor), the flag the
+/// handlers set all the same is looked at once a second, as a last resort.
+async fn wake_on_signals(read: std::io::Result<async_io::Async<UnixStream>>, shutdown: Shutdown) {
+    use futures_lite::AsyncReadExt;
+    let failed = match read {
+        Ok(mut read) => {
+            let mut byte = [0u8];
+            // Only a signal writes to it, and its write end is never closed.
+            loop {
+                match read.read(&mut byte).await {
+                    Ok(1) => shutdown.request(),
+                    Ok(n) => break format!("{n} bytes read"),
+                    Err(e) => break e.to_string(),
                 }
             }
         }
-    });
-    Ok(s)
+        Err(e) => format!("registering it: {e}"),
+    };
+    log::warn!("reading the signals' socket: {failed}; SIGTERM and SIGINT are looked for once a second");
+    while !shutdown.requested() {
+        async_std::task::sleep(Duration::from_secs(1)).await;
+    }
+    shutdown.request();
+    std::future::pending::<()>().await
 }
 
 /// Serves `app` on `listener` until `shutdown`, then drains requests in flight.
@@ -476,6 +479,29 @@ mod tests {
             assert!(w.as_mut().poll(&mut cx).is_ready());
         }
         assert!(Box::pin(shutdown.wait()).as_mut().poll(&mut cx).is_ready(), "at once, once requested");
+    }
+
+    /// A byte on the signals' socket requests shutdown; a socket that cannot be read (or
+    /// registered) leaves the flag the handlers set, looked at once a second.
+    #[async_std::test]
+    async fn a_signal_requests_shutdown_through_the_socket_or_else_the_flag() {
+        use std::io::Write;
+        let (read, mut write) = UnixStream::pair().expect("a pair");
+        let through_socket = Shutdown::default();
+        async_std::task::spawn(wake_on_signals(async_io::Async::new(read), through_socket.clone()));
+        write.write_all(&[1]).expect("as a handler writes");
+        let woken = async_std::future::timeout(Duration::from_secs(60), through_socket.wait()).await;
+        assert!(woken.is_ok() && through_socket.requested());
+
+        let unregistered = Shutdown::default();
+        let failed = Err(std::io::Error::other("no room in the reactor"));
+        async_std::task::spawn(wake_on_signals(failed, unregistered.clone()));
+        let mut waiting = Box::pin(unregistered.wait());
+        assert!(futures_lite::future::poll_once(&mut waiting).await.is_none(), "waiting");
+        // As the handler does, beside its write: the waiter sees it only when woken.
+        unregistered.requested.store(true, Ordering::SeqCst);
+        let woken = async_std::future::timeout(Duration::from_secs(60), waiting).await;
+        assert!(woken.is_ok(), "the flag looked at");
     }
 
     /// A keep-alive connection, idle or answering when shutdown is requested, is closed
