@@ -162,6 +162,11 @@ impl PodLabels {
     pub fn is_empty(&self) -> bool {
         self.parts.is_empty()
     }
+
+    /// The rendered length in bytes, joined.
+    fn len(&self) -> usize {
+        self.parts.iter().map(|p| p.len() + 1).sum::<usize>().saturating_sub(1)
+    }
 }
 
 /// The `(name, value)` pairs of one rendered part (`a="1",b="2"`), unescaped.
@@ -307,12 +312,12 @@ pub fn write_families_with(
     let stamps = options.timestamps;
     let none = Arc::new(PodLabels::default());
     let pod_labels = |i: usize| prepared.pods.get(i).unwrap_or(&none);
-    let parts = PodParts::gather(scrape.pods.len(), |i| &**pod_labels(i));
     let node_labels: Vec<&[(LabelName, Text)]> =
         (0..scrape.nodes.len()).map(|i| prepared.nodes.get(i).map_or(&[][..], Vec::as_slice)).collect();
-    w.reserve(estimate(scrape, &parts, &node_labels));
     match options.naming {
         Naming::Prometheus => {
+            let parts = PodParts::gather(scrape.pods.len(), |i| &**pod_labels(i));
+            w.reserve(estimate(scrape, parts.each().map(joined_len), &node_labels));
             type Pick = fn(&PodSample<'_>) -> crate::Quantity;
             let container_families: [(&MetricName, &str, bool); 2] = [
                 (&CONTAINER_CPU, "CPU usage of a container in cores, averaged over metrics-server's window.", true),
@@ -367,6 +372,7 @@ pub fn write_families_with(
             )?;
         }
         Naming::Seed => {
+            w.reserve(estimate(scrape, (0..scrape.pods.len()).map(|i| pod_labels(i).len()), &node_labels));
             let seed_families: [(&MetricName, &str, bool); 2] = [
                 (&SEED_POD_CPU, "CPU usage of a container in cores (the original reported minutes).", true),
                 (
@@ -488,7 +494,8 @@ impl<'s> BaseLabels<'s> {
     }
 }
 
-/// Each pod's [`PodLabels::parts`], gathered in pod order once a body. The families' passes
+/// Each pod's [`PodLabels::parts`], gathered in pod order once a body (of the Prometheus
+/// naming: the seed naming writes none of them, but `node` and `pod_ip`). The families' passes
 /// then read them one after another, where each would otherwise follow every pod's labels to
 /// wherever the memo keeps them: at 150,000 pods, two cache misses a series, which `perf
 /// annotate` found under most of the time rendering took. Rendering them in process went
@@ -552,14 +559,19 @@ impl<'h> Pieces<'h> {
 }
 
 /// About how many bytes the families take: label text per series, plus names and values.
-fn estimate(scrape: &Scrape<'_>, pod_parts: &PodParts<'_>, node_labels: &[&[(LabelName, Text)]]) -> usize {
+/// `label_lens` are the pods' enrichers' labels' lengths, in pod order.
+fn estimate(
+    scrape: &Scrape<'_>,
+    label_lens: impl Iterator<Item = usize>,
+    node_labels: &[&[(LabelName, Text)]],
+) -> usize {
     const PER_SERIES: usize = 64 + 30; // metric name, punctuation, value
     let pods: usize = scrape
         .pods
         .iter()
-        .zip(pod_parts.each())
-        .map(|(p, parts)| {
-            let base = p.namespace.len() + p.name.len() + 20 + joined_len(parts) + PER_SERIES;
+        .zip(label_lens)
+        .map(|(p, labels)| {
+            let base = p.namespace.len() + p.name.len() + 20 + labels + PER_SERIES;
             let containers: usize = scrape.containers_of(p).iter().map(|c| base + c.name.len() + 13).sum();
             2 * containers + 2 * base
         })
@@ -758,6 +770,7 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
         assert!(Arc::ptr_eq(&parts[0][1], &parts[1][1]), "the same labels, one copy");
         assert!(!Arc::ptr_eq(&parts[1][1], &parts[2][1]));
         assert_eq!(prepared.pods[0].text(), r#"pod_ip="10.0.0.0",app="web",tier="\"1\"""#);
+        assert_eq!(prepared.pods[0].len(), prepared.pods[0].text().len());
         let mut out = String::new();
         render_prepared(&mut out, &scrape, &prepared, &RenderOptions::default()).expect("render");
         assert!(
