@@ -83,9 +83,9 @@ pub struct Failure {
     pub enricher: String,
     /// Why.
     pub error: EnrichError,
-    /// Whether some of its labels are served all the same: it returned labels with some
-    /// missing ([`Enrichment::incomplete`]), or the memo served pods the labels it added
-    /// before, their inputs unchanged.
+    /// Whether it returned labels all the same, some missing ([`Enrichment::incomplete`]):
+    /// those it returned are kept. Or it failed only for the nodes, the memo serving every
+    /// pod the labels it added before (their inputs unchanged).
     pub partial: bool,
 }
 
@@ -128,15 +128,15 @@ pub async fn enrich(
     // or one it keeps as its source, is the refusal the round handed it): not a deadline, a
     // panic, its own error (a `ReadRefused` of its own too).
     let mut refused_only = true;
-    // The pods the enrichers are not run for are served the labels the memo kept, which every
-    // enricher added: one that fails now loses only its labels for the others (and the
-    // nodes'), and says it failed in part.
-    let served_kept = round.miss_count() < scrape.pods.len();
+    // Every pod served the labels the memo kept, which every enricher added: the one batch
+    // left holds only the nodes, and an enricher that fails it (past the deadline, say) loses
+    // only its labels for them, and says it failed in part.
+    let nodes_only = round.miss_count() == 0 && !scrape.pods.is_empty();
     for (k, batch) in round.batches(scrape, BATCH).enumerate() {
         let (enrichments, failed) = run(&batch, &recording, enrichers, guard).await;
         refused_only &= failed.iter().all(|f| Refusal::caused(&*f.error));
         for mut f in failed {
-            f.partial |= served_kept;
+            f.partial |= nodes_only;
             merge(&mut failures, f);
         }
         let refs: Vec<&Enrichment> = enrichments.iter().collect();
@@ -821,9 +821,10 @@ mod tests {
     }
 
     #[test]
-    fn a_failure_beside_kept_labels_is_said_to_be_partial() {
+    fn a_failure_for_the_nodes_alone_is_said_to_be_partial() {
         async_std::task::block_on(async {
-            let pods = scrape_json();
+            let json = pod_list(&["p", "q"]);
+            let pods: crate::list::PodMetricsList<'_> = serde_json::from_str(&json).expect("pods");
             let nodes = Default::default();
             let scrape = Scrape::new(&pods, &nodes);
             let enrichers = [counting(false, Depends::Pod)];
@@ -836,6 +837,16 @@ mod tests {
             let warm = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Expired).await;
             assert_eq!(said(&warm), [("counting".to_owned(), "out of time".to_owned(), true)]);
             assert!(warm.prepared.pods.iter().all(|p| p.text() == "n=\"0\""), "{:?}", warm.prepared.pods);
+
+            // A new pod must be enriched: its batch fails whole, as any batch that fails whole
+            // is said to (the others' kept labels are served all the same).
+            let json = pod_list(&["p", "q", "r"]);
+            let grown: crate::list::PodMetricsList<'_> = serde_json::from_str(&json).expect("pods");
+            let scrape = Scrape::new(&grown, &nodes);
+            let new_pod = enrich(&scrape, &StaticCluster::default(), &enrichers, Some(&memo), &Expired).await;
+            assert_eq!(said(&new_pod), [("counting".to_owned(), "out of time".to_owned(), false)]);
+            let texts: Vec<String> = new_pod.prepared.pods.iter().map(|p| p.text()).collect();
+            assert_eq!(texts, ["n=\"0\"", "n=\"0\"", ""]);
         });
     }
 
