@@ -183,18 +183,24 @@ pub fn signals() -> std::io::Result<Shutdown> {
         signal_hook::flag::register(sig, s.requested.clone())?;
         signal_hook::low_level::pipe::register(sig, write.try_clone()?)?;
     }
-    async_std::task::spawn(wake_on_signals(async_io::Async::new(read), s.clone()));
+    async_std::task::spawn(wake_on_signals(read, async_io::Async::new, s.clone()));
     Ok(s)
 }
 
-/// Requests `shutdown` whenever a byte arrives on `read`, the signals' socket. It keeps the
-/// socket open for good: a signal after the first (a second Ctrl-C) must not find its peer
-/// closed (the handler's write would raise SIGPIPE, which a program that embeds us may not
-/// ignore). If the socket cannot be read (or registered with the reactor), the flag the
-/// handlers set all the same is looked at once a second, as a last resort.
-async fn wake_on_signals(read: std::io::Result<async_io::Async<UnixStream>>, shutdown: Shutdown) {
+/// Requests `shutdown` whenever a byte arrives on `read`, the signals' socket, once
+/// `register`ed with the reactor. It keeps the socket open for good: a signal after the first
+/// (a second Ctrl-C) must not find its peer closed (the handler's write would raise SIGPIPE,
+/// which a program that embeds us may not ignore). If the socket cannot be registered or
+/// read, the flag the handlers set all the same is looked at once a second, as a last resort.
+async fn wake_on_signals(
+    read: UnixStream,
+    register: fn(UnixStream) -> std::io::Result<async_io::Async<UnixStream>>,
+    shutdown: Shutdown,
+) {
     use futures_lite::AsyncReadExt;
-    let failed = match read {
+    // A second handle, held for good: the socket stays open whatever becomes of the one read.
+    let _held = read.try_clone();
+    let failed = match register(read) {
         Ok(mut read) => {
             let mut byte = [0u8];
             // Only a signal writes to it, and its write end is never closed.
@@ -488,20 +494,26 @@ mod tests {
         use std::io::Write;
         let (read, mut write) = UnixStream::pair().expect("a pair");
         let through_socket = Shutdown::default();
-        async_std::task::spawn(wake_on_signals(async_io::Async::new(read), through_socket.clone()));
+        async_std::task::spawn(wake_on_signals(read, async_io::Async::new, through_socket.clone()));
         write.write_all(&[1]).expect("as a handler writes");
         let woken = async_std::future::timeout(Duration::from_secs(60), through_socket.wait()).await;
         assert!(woken.is_ok() && through_socket.requested());
 
+        let (read, mut write) = UnixStream::pair().expect("a pair");
         let unregistered = Shutdown::default();
-        let failed = Err(std::io::Error::other("no room in the reactor"));
-        async_std::task::spawn(wake_on_signals(failed, unregistered.clone()));
+        let refused = |read| {
+            drop(read);
+            Err(std::io::Error::other("no room in the reactor"))
+        };
+        async_std::task::spawn(wake_on_signals(read, refused, unregistered.clone()));
         let mut waiting = Box::pin(unregistered.wait());
         assert!(futures_lite::future::poll_once(&mut waiting).await.is_none(), "waiting");
         // As the handler does, beside its write: the waiter sees it only when woken.
         unregistered.requested.store(true, Ordering::SeqCst);
         let woken = async_std::future::timeout(Duration::from_secs(60), waiting).await;
         assert!(woken.is_ok(), "the flag looked at");
+        // A second signal finds the socket open (closed, the write would raise SIGPIPE).
+        write.write_all(&[1]).expect("the socket kept open");
     }
 
     /// A keep-alive connection, idle or answering when shutdown is requested, is closed
