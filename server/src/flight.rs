@@ -102,6 +102,8 @@ fn now_ms() -> u64 {
 #[derive(Debug)]
 pub(crate) struct Flag {
     evicted: AtomicBool,
+    /// Notified once `evicted` is set.
+    on_evict: event_listener::Event,
     /// `NOT_BEGUN` until writing begins.
     begun: AtomicU64,
     progress: AtomicU64,
@@ -115,6 +117,7 @@ impl Default for Flag {
     fn default() -> Self {
         Flag {
             evicted: AtomicBool::new(false),
+            on_evict: event_listener::Event::new(),
             begun: AtomicU64::new(NOT_BEGUN),
             progress: AtomicU64::new(now_ms()),
             of: std::sync::OnceLock::new(),
@@ -163,9 +166,10 @@ impl Flag {
         }
     }
 
-    #[cfg(test)]
+    /// Sets it evicted, and wakes whoever waits for that ([`Evicted::wait`]).
     pub(crate) fn evict(&self) {
-        self.evicted.store(true, Ordering::Relaxed);
+        self.evicted.store(true, Ordering::SeqCst);
+        self.on_evict.notify(usize::MAX);
     }
 }
 
@@ -187,7 +191,22 @@ impl Evicted {
 
     /// Whether whoever is still sending the body should stop.
     pub fn get(&self) -> bool {
-        self.scrape.evicted.load(Ordering::Relaxed) || self.body.evicted.load(Ordering::Relaxed)
+        self.scrape.evicted.load(Ordering::SeqCst) || self.body.evicted.load(Ordering::SeqCst)
+    }
+
+    /// Until the body, or its scrape, is evicted (never, for a body that is not evictable).
+    pub async fn wait(&self) {
+        loop {
+            if self.get() {
+                return;
+            }
+            // Listening before looking again: an eviction in between is not missed.
+            let (scrape, body) = (self.scrape.on_evict.listen(), self.body.on_evict.listen());
+            if self.get() {
+                return;
+            }
+            futures_lite::future::or(scrape, body).await;
+        }
     }
 
     /// Its reader has taken a piece: the body, and its scrape, are the last to be evicted.
@@ -277,7 +296,7 @@ impl Bounded {
         let mut evicted = None;
         if let Some((victim, why)) = room {
             if let Some(flag) = live.swap_remove(victim).upgrade() {
-                flag.evicted.store(true, Ordering::Relaxed);
+                flag.evict();
                 self.evicted.fetch_add(1, Ordering::Relaxed);
                 evicted = Some(why);
             }
@@ -640,6 +659,39 @@ mod tests {
         assert!(!bodies[1].get() && !last.get());
         scrape.evict();
         assert!(bodies.iter().all(Evicted::get) && last.get(), "its scrape evicted, every body is");
+    }
+
+    #[test]
+    fn a_bodys_writer_is_woken_when_it_or_its_scrape_is_evicted_and_not_before() {
+        use std::future::Future;
+        use std::sync::atomic::AtomicUsize;
+        struct Wakes(AtomicUsize);
+        impl std::task::Wake for Wakes {
+            fn wake(self: Arc<Self>) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
+        let waker = std::task::Waker::from(wakes.clone());
+        let mut cx = std::task::Context::from_waker(&waker);
+        let scrape = Arc::new(Flag::default());
+        let (mine, other) = (Arc::new(Flag::default()), Arc::new(Flag::default()));
+        let (mine, other) = (Evicted::begun(scrape.clone(), mine), Evicted::begun(scrape.clone(), other));
+        let mut waits = [Box::pin(mine.wait()), Box::pin(other.wait())];
+        for w in &mut waits {
+            assert!(w.as_mut().poll(&mut cx).is_pending());
+        }
+        // Looked at every 50 ms (as until 2026-12-07), they would have been woken by now.
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "woken with nothing to do");
+        mine.body.evict();
+        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the evicted body's writer alone");
+        assert!(waits[0].as_mut().poll(&mut cx).is_ready());
+        assert!(waits[1].as_mut().poll(&mut cx).is_pending());
+        scrape.evict();
+        assert!(waits[1].as_mut().poll(&mut cx).is_ready(), "its scrape evicted");
+        let never = Evicted::default();
+        assert!(Box::pin(never.wait()).as_mut().poll(&mut cx).is_pending(), "not evictable");
     }
 
     #[test]

@@ -78,13 +78,6 @@ impl Default for Limits {
 #[derive(Debug, Clone, Default)]
 pub struct Evictable(pub crate::flight::Evicted);
 
-impl Evictable {
-    /// Whether the body has been evicted.
-    pub fn evicted(&self) -> bool {
-        self.0.get()
-    }
-}
-
 /// Why a request head could not be read.
 #[derive(Debug)]
 enum HeadError {
@@ -317,9 +310,7 @@ async fn guarded<T>(
     let began = std::time::Instant::now();
     let evicted = async {
         let Some(evict) = evict else { return std::future::pending().await };
-        while !evict.evicted() {
-            async_std::task::sleep(Duration::from_millis(50)).await;
-        }
+        evict.0.wait().await;
     };
     let stalled = async {
         let Some(place) = place else { return std::future::pending().await };
