@@ -664,16 +664,8 @@ mod tests {
     #[test]
     fn a_bodys_writer_is_woken_when_it_or_its_scrape_is_evicted_and_not_before() {
         use std::future::Future;
-        use std::sync::atomic::AtomicUsize;
-        struct Wakes(AtomicUsize);
-        impl std::task::Wake for Wakes {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
-        let waker = std::task::Waker::from(wakes.clone());
-        let mut cx = std::task::Context::from_waker(&waker);
+        let wakes = crate::wakes::Counting::new();
+        let mut cx = wakes.context();
         let scrape = Arc::new(Flag::default());
         let (mine, other) = (Arc::new(Flag::default()), Arc::new(Flag::default()));
         let (mine, other) = (Evicted::begun(scrape.clone(), mine), Evicted::begun(scrape.clone(), other));
@@ -683,9 +675,9 @@ mod tests {
         }
         // Looked at every 50 ms (as until 2026-12-07), they would have been woken by now.
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "woken with nothing to do");
+        assert_eq!(wakes.wakes(), 0, "woken with nothing to do");
         mine.body.evict();
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 1, "the evicted body's writer alone");
+        assert_eq!(wakes.wakes(), 1, "the evicted body's writer alone");
         assert!(waits[0].as_mut().poll(&mut cx).is_ready());
         assert!(waits[1].as_mut().poll(&mut cx).is_pending());
         scrape.evict();

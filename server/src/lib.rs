@@ -39,6 +39,8 @@ mod serve;
 mod shard;
 mod source;
 mod waiting;
+#[cfg(test)]
+mod wakes;
 mod web;
 
 pub use app::{app, mount, State};

@@ -462,15 +462,8 @@ mod tests {
     #[test]
     fn a_shutdown_wakes_its_waiters_when_requested_and_not_before() {
         use std::future::Future;
-        struct Wakes(AtomicUsize);
-        impl std::task::Wake for Wakes {
-            fn wake(self: Arc<Self>) {
-                self.0.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-        let wakes = Arc::new(Wakes(AtomicUsize::new(0)));
-        let waker = std::task::Waker::from(wakes.clone());
-        let mut cx = std::task::Context::from_waker(&waker);
+        let wakes = crate::wakes::Counting::new();
+        let mut cx = wakes.context();
         let shutdown = Shutdown::default();
         let mut waits: Vec<_> = (0..3).map(|_| Box::pin(shutdown.wait())).collect();
         for w in &mut waits {
@@ -478,9 +471,9 @@ mod tests {
         }
         // Polled every 50 ms (as until 2026-12-07), they would have been woken by now.
         std::thread::sleep(Duration::from_millis(300));
-        assert_eq!(wakes.0.load(Ordering::SeqCst), 0, "woken with nothing to do");
+        assert_eq!(wakes.wakes(), 0, "woken with nothing to do");
         shutdown.clone().request();
-        assert!(wakes.0.load(Ordering::SeqCst) >= 3, "each woken");
+        assert!(wakes.wakes() >= 3, "each woken");
         for w in &mut waits {
             assert!(w.as_mut().poll(&mut cx).is_ready());
         }
