@@ -26,6 +26,12 @@ const MAX_DEPTH: usize = 64;
 /// takes about 250): how much room to reserve for a list's items.
 const ITEM_BYTES: usize = 200;
 
+/// The most room reserved for a list's items: under glibc's largest mmap threshold on 64-bit,
+/// 32 MiB, which the image sets (see the Dockerfile), so that malloc takes it from the heap
+/// rather than map it afresh. It holds about 218,000 pods' items, more than Kubernetes' limit
+/// of 150,000; a larger list grows past it.
+const RESERVED_BYTES: usize = 30 * 1024 * 1024;
+
 /// Gave up: read the list with serde instead.
 struct GiveUp;
 
@@ -437,6 +443,16 @@ impl<'a> Scan<'a> {
     }
 }
 
+/// How many items to reserve room for in a list of `bytes`: one every [`ITEM_BYTES`],
+/// reserved, not touched, so that there is no copy as the list grows (at 150,000 pods the
+/// last doubling copied 19 MB into a new 38 MB), only past that. But no more than
+/// [`RESERVED_BYTES`]: at 150,000 pods that room was 44 MB, which malloc maps afresh for every
+/// list, so the 22 MB used was faulted in at every scrape (5,274 page faults); under it, the
+/// heap hands the same block back scrape after scrape.
+fn room<T>(bytes: usize) -> usize {
+    (bytes / ITEM_BYTES).min(RESERVED_BYTES / std::mem::size_of::<T>().max(1))
+}
+
 /// A whole `...List` body of the `kind` `want` (if it says one): its `items`, each read by
 /// `item`, those it keeps (`Some`), if it has the usual shape.
 fn list<'a, T>(
@@ -445,9 +461,7 @@ fn list<'a, T>(
     mut item: impl FnMut(&mut Scan<'a>) -> Scanned<Option<T>>,
 ) -> Option<Vec<T>> {
     let mut s = Scan { text, at: 0, containers: Vec::new() };
-    // Room for an item every ITEM_BYTES, reserved, not touched: no copy as the list grows
-    // (at 150,000 pods the last doubling copied 19 MB into a new 38 MB), only past that.
-    let mut items = Vec::with_capacity(text.len() / ITEM_BYTES);
+    let mut items = Vec::with_capacity(room::<T>(text.len()));
     s.eat(b'{').ok()?;
     let mut listed = false;
     s.fields(&["items", "kind"], |s, key| {
@@ -609,6 +623,14 @@ mod tests {
       {"metadata":{"name":"ef","namespace":""},"containers":[{"name":"c","usage":{"cpu":"x","memory":"4Ki"}}]},
       {"metadata":{"name":"gh"},"containers":[{"name":"c","usage":{"cpu":"5m","memory":"5Ki"}}]},
       {"metadata":{"name":"ij","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"bad","memory":"6Ki"}}]}]}"#;
+
+    #[test]
+    fn room_is_reserved_for_a_list_but_never_past_the_heaps_largest_block() {
+        assert_eq!(room::<PodMetrics<'_>>(250_000), 1_250, "an item every 200 bytes");
+        let largest = room::<PodMetrics<'_>>(61_500_000) * std::mem::size_of::<PodMetrics<'_>>();
+        assert!(largest <= RESERVED_BYTES && RESERVED_BYTES < 32 << 20, "{largest} bytes");
+        assert!(room::<PodMetrics<'_>>(61_500_000) >= 150_000, "Kubernetes' limit fits");
+    }
 
     #[test]
     fn a_pods_containers_take_no_more_room_than_they_need() {
