@@ -316,8 +316,9 @@ pub fn write_families_with(
         (0..scrape.nodes.len()).map(|i| prepared.nodes.get(i).map_or(&[][..], Vec::as_slice)).collect();
     match options.naming {
         Naming::Prometheus => {
-            let parts = PodParts::gather(scrape.pods.len(), |i| &**pod_labels(i));
-            w.reserve(estimate(scrape, parts.each().map(str::len), &node_labels));
+            let copied = CopiedParts::new(scrape.pods.len(), |i| &**pod_labels(i));
+            let parts = copied.gathered();
+            w.reserve(estimate(scrape, parts.each().map(joined_len), &node_labels));
             type Pick = fn(&PodSample<'_>) -> crate::Quantity;
             let container_families: [(&MetricName, &str, bool); 2] = [
                 (&CONTAINER_CPU, "CPU usage of a container in cores, averaged over metrics-server's window.", true),
@@ -333,10 +334,9 @@ pub fn write_families_with(
             for (name, help, cpu) in container_families {
                 let mut f = w.family(name, help, MetricType::Gauge)?;
                 let mut pieces = heads.pieces();
-                for (pod, joined) in scrape.pods.iter().zip(parts.each()) {
+                for (pod, parts) in scrape.pods.iter().zip(parts.each()) {
                     let ts = timestamp_ms(pod.timestamp, stamps);
                     let head = pieces.next_piece();
-                    let parts = if joined.is_empty() { &[][..] } else { std::slice::from_ref(&joined) };
                     for c in scrape.containers_of(pod) {
                         let value = if cpu { c.cpu } else { c.memory };
                         f.sample_escaped(&[head, pieces.next_piece()], parts, value, ts);
@@ -350,9 +350,8 @@ pub fn write_families_with(
             for (name, help, pick) in pod_families {
                 let mut f = w.family(name, help, MetricType::Gauge)?;
                 let mut pieces = heads.pieces();
-                for (pod, joined) in scrape.pods.iter().zip(parts.each()) {
+                for (pod, parts) in scrape.pods.iter().zip(parts.each()) {
                     let head = pieces.next_piece();
-                    let parts = if joined.is_empty() { &[][..] } else { std::slice::from_ref(&joined) };
                     let containers = scrape.containers_of(pod);
                     pieces.skip(containers.len());
                     if containers.is_empty() {
@@ -496,67 +495,100 @@ impl<'s> BaseLabels<'s> {
     }
 }
 
-/// How much text a chunk of [`PodParts`] holds, at least (a pod's text is never split): far
+/// How much text a chunk of [`CopiedParts`] holds, at least (a part is never split): far
 /// under the size past which malloc maps a block afresh, so the chunks of one body are
 /// handed back to the next.
 const PARTS_CHUNK: usize = 1024 * 1024;
 
-/// Each pod's [`PodLabels::parts`], joined with commas and copied in pod order once a body
-/// (of the Prometheus naming: the seed naming writes none of them, but `node` and
-/// `pod_ip`). The families' passes then read each pod's as one piece, one after another,
-/// where each would otherwise follow every pod's labels to wherever the memo keeps them, and
-/// copy its parts one at a time. At 150,000 pods every pod's `pod_ip` part is its own, so
-/// following them missed the cache at every series. Rendering them in process took 130-137
-/// ms gathered as pointers in pod order, and takes 79-86 copied; at 10,000, about 5.6 ms and
-/// 4.2 (three and five runs alternated, 2026-12-07). The copy is about 190 bytes a pod with
-/// the built-in enrichers (28 MB at 150,000), in chunks of [`PARTS_CHUNK`].
-struct PodParts {
+/// Each pod's [`PodLabels::parts`], copied in pod order once a body (of the Prometheus
+/// naming: the seed naming writes none of them, but `node` and `pod_ip`), so that the
+/// families' passes read them one after another, where they would otherwise follow every
+/// pod's labels to wherever the memo keeps them. A part the pod before carries too (the
+/// memo shares it between neighbours that have it alike: a ReplicaSet's labels and owner)
+/// is not copied again.
+///
+/// At 150,000 pods every pod's `pod_ip` part is its own, and following them missed the
+/// cache at every series: rendering them in process took about 130 ms, and 75-82 copied
+/// (2026-12-07, runs alternated); the server's CPU a scrape went from about 480 ms to 400 in
+/// that hour (385 to 344 in a quieter one). Copying each pod's parts whole, joined, saved as
+/// much there, but a realistic cluster's 8 labels a pod made that 60-70 MiB more at 150,000
+/// pods, and more CPU than it saved; copied only where they change, the server there takes
+/// about 540 ms a scrape against 580 before, and 350-360 MiB at its peak against 328-337
+/// (the synthetic cluster: 297-306 against 279-288).
+struct CopiedParts {
     chunks: Vec<String>,
-    /// Per pod: its chunk, and where its text ends there.
-    ends: Vec<(u32, u32)>,
+    /// Each pod's parts in turn: the chunk, start and end of its text.
+    spans: Vec<(u32, u32, u32)>,
+    /// Where each pod's parts end in `spans`.
+    ends: Vec<usize>,
 }
 
-impl PodParts {
+impl CopiedParts {
     /// The parts of the `pods` pods, pod `i`'s from `labels(i)`.
-    fn gather<'p>(pods: usize, labels: impl Fn(usize) -> &'p PodLabels) -> Self {
+    fn new<'p>(pods: usize, labels: impl Fn(usize) -> &'p PodLabels) -> Self {
         let (mut chunks, mut chunk) = (Vec::new(), String::new());
-        let mut ends = Vec::with_capacity(pods);
-        // No scrape has 4 billion pods, nor a pod 4 GiB of labels.
+        let (mut spans, mut ends) = (Vec::new(), Vec::with_capacity(pods));
+        // No part is 4 GiB, nor a body 4 billion chunks.
         let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let (mut before, mut before_at): (&[Text], usize) = (&[], 0);
         for i in 0..pods {
-            let labels = labels(i);
-            let bytes = labels.len();
-            if chunk.capacity() - chunk.len() < bytes {
-                let full = std::mem::replace(&mut chunk, String::with_capacity(bytes.max(PARTS_CHUNK)));
-                // (The first, empty, is not one.)
-                if full.capacity() > 0 {
-                    chunks.push(full);
+            let parts = labels(i).parts();
+            let first = spans.len();
+            for (k, part) in parts.iter().enumerate() {
+                let shared = before.get(k).is_some_and(|b| Arc::ptr_eq(b, part));
+                if let Some(&span) = spans.get(before_at + k).filter(|_| shared) {
+                    spans.push(span);
+                    continue;
                 }
-            }
-            for (k, part) in labels.parts().iter().enumerate() {
-                if k > 0 {
-                    chunk.push(',');
+                if chunk.capacity() - chunk.len() < part.len() {
+                    let full = std::mem::replace(&mut chunk, String::with_capacity(part.len().max(PARTS_CHUNK)));
+                    // (The first, empty, is not one.)
+                    if full.capacity() > 0 {
+                        chunks.push(full);
+                    }
                 }
+                let start = chunk.len();
                 chunk.push_str(part);
+                spans.push((at(chunks.len()), at(start), at(chunk.len())));
             }
-            ends.push((at(chunks.len()), at(chunk.len())));
+            ends.push(spans.len());
+            (before, before_at) = (parts, first);
         }
         chunks.push(chunk);
-        PodParts { chunks, ends }
+        CopiedParts { chunks, spans, ends }
     }
 
-    /// Each pod's parts, joined, in pod order.
-    fn each(&self) -> impl Iterator<Item = &str> + '_ {
-        let (mut chunk, mut start) = (0, 0);
-        self.ends.iter().map(move |&(c, end)| {
-            if c != chunk {
-                (chunk, start) = (c, 0);
-            }
-            let joined = self.chunks.get(c as usize).and_then(|t| t.get(start as usize..end as usize));
+    /// The copies, each pod's parts in turn.
+    fn gathered(&self) -> PodParts<'_> {
+        let text = |&(c, start, end): &(u32, u32, u32)| {
+            self.chunks.get(c as usize).and_then(|t| t.get(start as usize..end as usize)).unwrap_or_default()
+        };
+        PodParts { parts: self.spans.iter().map(text).collect(), ends: &self.ends }
+    }
+}
+
+/// Each pod's parts, in pod order.
+struct PodParts<'p> {
+    parts: Vec<&'p str>,
+    /// Where each pod's parts end in `parts`.
+    ends: &'p [usize],
+}
+
+impl<'p> PodParts<'p> {
+    /// Each pod's parts, in pod order.
+    fn each(&self) -> impl Iterator<Item = &[&'p str]> + '_ {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let parts = self.parts.get(start..end).unwrap_or_default();
             start = end;
-            joined.unwrap_or_default()
+            parts
         })
     }
+}
+
+/// The length of labels in `parts`, joined with commas.
+fn joined_len(parts: &[&str]) -> usize {
+    parts.iter().map(|p| p.len() + 1).sum::<usize>().saturating_sub(1)
 }
 
 /// The pieces of [`BaseLabels`], in order.
@@ -765,35 +797,62 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
         }
         apps.add_pod_label(2, LabelName::from_static("app"), "web".into());
         let prepared = prepare(&scrape, &[&ips, &apps]);
-        let gathered = PodParts::gather(3, |i| &*prepared.pods[i]);
-        let each: Vec<&str> = gathered.each().collect();
-        assert_eq!(each, [r#"pod_ip="10.0.0.0""#, "", r#"pod_ip="10.0.0.2",app="web""#]);
-        assert_eq!(gathered.chunks.len(), 1);
+        let copied = CopiedParts::new(3, |i| &*prepared.pods[i]);
+        let gathered = copied.gathered();
+        let each: Vec<&[&str]> = gathered.each().collect();
+        assert_eq!(each, [&[r#"pod_ip="10.0.0.0""#][..], &[], &[r#"pod_ip="10.0.0.2""#, r#"app="web""#]]);
+        for (parts, labels) in each.iter().zip(&prepared.pods) {
+            assert_eq!(joined_len(parts), labels.text().len(), "{labels:?}");
+        }
     }
 
     #[test]
-    fn parts_are_gathered_in_chunks_none_split_and_none_too_small_for_its_pod() {
-        let part =
-            |text: &str| PodLabels { parts: Box::new([Text::from(text), Text::from("b=\"2\"")]), node: None, ip: None };
-        let (small, large) =
-            (part(&format!("a=\"{}\"", "x".repeat(100))), part(&format!("a=\"{}\"", "y".repeat(PARTS_CHUNK))));
-        // A chunk's worth of small pods and then some, a pod larger than a chunk, small ones.
-        let (per_chunk, none) = (PARTS_CHUNK / small.len(), PodLabels::default());
-        let pods: Vec<&PodLabels> = std::iter::repeat_n(&small, per_chunk + 3)
-            .chain([&large, &none])
-            .chain(std::iter::repeat_n(&small, 2))
-            .collect();
-        let gathered = PodParts::gather(pods.len(), |i| pods[i]);
-        let each: Vec<&str> = gathered.each().collect();
-        assert_eq!(each.len(), pods.len());
-        for (i, (joined, labels)) in each.iter().zip(&pods).enumerate() {
-            assert_eq!(*joined, labels.text(), "pod {i}");
+    fn a_part_the_pod_before_shares_is_not_copied_again() {
+        let (ip, app) = (|i: u8| Text::from(format!("pod_ip=\"10.0.0.{i}\"")), Text::from("app=\"web\""));
+        let labels = |parts: Vec<Text>| PodLabels { parts: parts.into(), node: None, ip: None };
+        let pods = [
+            labels(vec![ip(0), app.clone()]),
+            labels(vec![ip(1), app.clone()]),
+            // The same text, not shared (the memo shares it only between neighbours).
+            labels(vec![ip(2), Text::from("app=\"web\"")]),
+            // Shared, but by a pod with another part before it.
+            labels(vec![app.clone()]),
+        ];
+        let copied = CopiedParts::new(pods.len(), |i| &pods[i]);
+        let gathered = copied.gathered();
+        for (i, (parts, pod)) in gathered.each().zip(&pods).enumerate() {
+            assert_eq!(parts.join(","), pod.text(), "pod {i}");
         }
-        // A chunk of small ones, the 3 more, the large one (and the one with none), the last.
-        assert_eq!(gathered.chunks.len(), 4);
-        assert_eq!(gathered.chunks[0].len(), per_chunk * small.len());
-        assert_eq!(gathered.chunks[2].len(), large.len());
-        assert!(gathered.chunks.iter().all(|c| c.capacity() >= PARTS_CHUNK));
+        let copies = |text: &str| copied.chunks.iter().map(|c| c.matches(text).count()).sum::<usize>();
+        assert_eq!(copies("app=\"web\""), 3, "copied for pods 0, 2 and 3, not for 1");
+        assert_eq!(copies("pod_ip="), 3);
+    }
+
+    #[test]
+    fn parts_are_copied_in_chunks_none_split_and_none_too_small_for_its_part() {
+        let labels = |text: String| PodLabels { parts: Box::new([Text::from(text)]), node: None, ip: None };
+        let small = || labels(format!("a=\"{}\"", "x".repeat(100)));
+        let large = labels(format!("a=\"{}\"", "y".repeat(PARTS_CHUNK)));
+        let (small_len, large_len) = (small().len(), large.len());
+        // A chunk's worth of small parts and then some, one larger than a chunk, small ones:
+        // each a pod's own (none shared with the pod before).
+        let per_chunk = PARTS_CHUNK / small_len;
+        let pods: Vec<PodLabels> = (0..per_chunk + 3)
+            .map(|_| small())
+            .chain([large, PodLabels::default()])
+            .chain((0..2).map(|_| small()))
+            .collect();
+        let copied = CopiedParts::new(pods.len(), |i| &pods[i]);
+        let gathered = copied.gathered();
+        let each: Vec<&[&str]> = gathered.each().collect();
+        assert_eq!(each.len(), pods.len());
+        for (i, (parts, pod)) in each.iter().zip(&pods).enumerate() {
+            assert_eq!(parts.join(","), pod.text(), "pod {i}");
+        }
+        // A chunk of small ones, the 3 more, the large one, the last two.
+        let lens: Vec<usize> = copied.chunks.iter().map(String::len).collect();
+        assert_eq!(lens, [per_chunk * small_len, 3 * small_len, large_len, 2 * small_len]);
+        assert!(copied.chunks.iter().all(|c| c.capacity() >= PARTS_CHUNK));
     }
 
     #[test]
