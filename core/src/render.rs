@@ -300,7 +300,8 @@ pub fn write_families(
 /// [`write_families`] for the scrape `base` was laid out from, with that layout: several
 /// bodies written from one scrape (a server's concurrent requests) share it instead of
 /// each laying out its own. `prepared` must be that scrape's too, as for
-/// [`write_families`].
+/// [`write_families`]; if `base` was made [`with_labels`](BaseLabels::with_labels) of this
+/// `prepared` (the same one, not an equal one), its copy of them is written too.
 pub fn write_families_with(
     w: &mut Writer<'_>,
     base: &BaseLabels<'_>,
@@ -316,7 +317,14 @@ pub fn write_families_with(
         (0..scrape.nodes.len()).map(|i| prepared.nodes.get(i).map_or(&[][..], Vec::as_slice)).collect();
     match options.naming {
         Naming::Prometheus => {
-            let copied = CopiedParts::new(scrape.pods.len(), |i| &**pod_labels(i));
+            let own;
+            let copied = match &base.copied {
+                Some((from, copied)) if std::ptr::eq(*from, prepared) => copied,
+                _ => {
+                    own = CopiedParts::of(scrape, prepared);
+                    &own
+                }
+            };
             let parts = copied.gathered();
             w.reserve(estimate(scrape, parts.each().map(joined_len), &node_labels));
             type Pick = fn(&PodSample<'_>) -> crate::Quantity;
@@ -422,12 +430,15 @@ pub fn write_families_with(
 /// they lie in the response body (at 150,000 pods, a cache miss a series). They take about
 /// 120 bytes a pod (17 MiB at 150,000): bodies written from one scrape share them (see
 /// [`write_families_with`]). They hold the scrape they were laid out from, so they are
-/// never written with another.
+/// never written with another. Made [`with_labels`](BaseLabels::with_labels), they also
+/// hold the enrichers' labels copied in pod order, which each body would copy otherwise.
 pub struct BaseLabels<'s> {
     scrape: &'s Scrape<'s>,
     text: String,
     /// Where each piece ends in `text`; empty if not laid out.
     ends: Vec<usize>,
+    /// The labels copied, and what from: used only to write that.
+    copied: Option<(&'s Prepared, CopiedParts)>,
 }
 
 /// Their size, not their text (at 150,000 pods, 17 MiB of it).
@@ -437,6 +448,7 @@ impl std::fmt::Debug for BaseLabels<'_> {
             .field("pods", &self.scrape.pods.len())
             .field("pieces", &self.ends.len())
             .field("bytes", &self.text.len())
+            .field("copied_bytes", &self.copied.as_ref().map(|(_, c)| c.bytes()))
             .finish()
     }
 }
@@ -448,8 +460,19 @@ impl<'s> BaseLabels<'s> {
     pub fn of(scrape: &'s Scrape<'s>, options: &RenderOptions) -> Self {
         match options.naming {
             Naming::Prometheus => BaseLabels::new(scrape),
-            Naming::Seed => BaseLabels { scrape, text: String::new(), ends: Vec::new() },
+            Naming::Seed => BaseLabels { scrape, text: String::new(), ends: Vec::new(), copied: None },
         }
+    }
+
+    /// [`BaseLabels::of`], and the enrichers' labels of `prepared` (the scrape's) copied in
+    /// pod order once for every body written with them and `prepared`, where each would
+    /// otherwise copy its own (at 150,000 pods about 10 MiB; see [`write_families_with`]).
+    pub fn with_labels(scrape: &'s Scrape<'s>, prepared: &'s Prepared, options: &RenderOptions) -> Self {
+        let mut base = BaseLabels::of(scrape, options);
+        if options.naming == Naming::Prometheus {
+            base.copied = Some((prepared, CopiedParts::of(scrape, prepared)));
+        }
+        base
     }
 
     /// The scrape they were laid out from.
@@ -476,7 +499,8 @@ impl<'s> BaseLabels<'s> {
             })
             .sum();
         let pieces = scrape.pods.iter().map(|p| 1 + scrape.containers_of(p).len()).sum();
-        let mut heads = BaseLabels { scrape, text: String::with_capacity(bytes), ends: Vec::with_capacity(pieces) };
+        let mut heads =
+            BaseLabels { scrape, text: String::with_capacity(bytes), ends: Vec::with_capacity(pieces), copied: None };
         for pod in &scrape.pods {
             push_label(&mut heads.text, &NAMESPACE, pod.namespace);
             heads.text.push(',');
@@ -495,9 +519,11 @@ impl<'s> BaseLabels<'s> {
     }
 }
 
-/// How much text a chunk of [`CopiedParts`] holds, at least (a part is never split): far
-/// under the size past which malloc maps a block afresh, so the chunks of one body are
-/// handed back to the next.
+/// The room a chunk of [`CopiedParts`] has, at least: a larger part gets a chunk of its own
+/// size, and none is split. Far under the size past which malloc maps a block afresh, as
+/// the image sets it (32 MiB, see the Dockerfile), so that the chunks of one body are
+/// handed back to the next. (glibc's threshold starts at 128 KiB, and rises to the size of
+/// a mapped block once one is freed.)
 const PARTS_CHUNK: usize = 1024 * 1024;
 
 /// Each pod's [`PodLabels::parts`], copied in pod order once a body (of the Prometheus
@@ -508,13 +534,15 @@ const PARTS_CHUNK: usize = 1024 * 1024;
 /// is not copied again.
 ///
 /// At 150,000 pods every pod's `pod_ip` part is its own, and following them missed the
-/// cache at every series: rendering them in process took about 130 ms, and 75-82 copied
-/// (2026-12-07, runs alternated); the server's CPU a scrape went from about 480 ms to 400 in
-/// that hour (385 to 344 in a quieter one). Copying each pod's parts whole, joined, saved as
-/// much there, but a realistic cluster's 8 labels a pod made that 60-70 MiB more at 150,000
-/// pods, and more CPU than it saved; copied only where they change, the server there takes
-/// about 540 ms a scrape against 580 before, and 350-360 MiB at its peak against 328-337
-/// (the synthetic cluster: 297-306 against 279-288).
+/// cache at every series. Copying every pod's parts whole (d897286) took rendering them in
+/// process from about 130 ms to 79-86, and the server's CPU a scrape from about 385 ms to
+/// 344; but a realistic cluster's 8 labels a pod made that copy 60-70 MiB more at 150,000
+/// pods, and cost more CPU than it saved there. Copied only where they change (2026-12-07,
+/// runs alternated): rendering the synthetic cluster in process takes 75-82 ms; the server's
+/// CPU a scrape is about 400 ms against 480 before in a noisier hour, and 540 against 580 on
+/// the realistic cluster; its peak 297-306 MiB against 279-288, and 350-360 against 328-337.
+/// The cost: the text copied (about 70 bytes a pod on the synthetic cluster), 12 bytes a part
+/// for where it lies, and each body's 16 bytes a part for its `&str`s.
 struct CopiedParts {
     chunks: Vec<String>,
     /// Each pod's parts in turn: the chunk, start and end of its text.
@@ -524,10 +552,22 @@ struct CopiedParts {
 }
 
 impl CopiedParts {
+    /// The parts of `scrape`'s pods in `prepared` (none for a pod it lacks).
+    fn of(scrape: &Scrape<'_>, prepared: &Prepared) -> Self {
+        let none = PodLabels::default();
+        CopiedParts::new(scrape.pods.len(), |i| prepared.pods.get(i).map_or(&none, |p| &**p))
+    }
+
+    /// The bytes of text copied.
+    fn bytes(&self) -> usize {
+        self.chunks.iter().map(String::len).sum()
+    }
+
     /// The parts of the `pods` pods, pod `i`'s from `labels(i)`.
     fn new<'p>(pods: usize, labels: impl Fn(usize) -> &'p PodLabels) -> Self {
         let (mut chunks, mut chunk) = (Vec::new(), String::new());
-        let (mut spans, mut ends) = (Vec::new(), Vec::with_capacity(pods));
+        let per_pod = if pods > 0 { labels(0).parts().len() } else { 0 };
+        let (mut spans, mut ends) = (Vec::with_capacity(pods * per_pod), Vec::with_capacity(pods));
         // No part is 4 GiB, nor a body 4 billion chunks.
         let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
         let (mut before, mut before_at): (&[Text], usize) = (&[], 0);
@@ -780,6 +820,19 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
         let mut alone = String::new();
         render_prepared(&mut alone, &scrape, &prepared, &ours).expect("render");
         assert_eq!(with(&BaseLabels::of(&scrape, &seed), &ours), alone);
+
+        // With the enrichers' labels copied once (for ours): the same.
+        let copied = BaseLabels::with_labels(&scrape, &prepared, &ours);
+        assert!(copied.copied.is_some());
+        assert_eq!(with(&copied, &ours), alone);
+        assert!(BaseLabels::with_labels(&scrape, &prepared, &seed).copied.is_none());
+        // Copied from other labels, they are not written for these.
+        let mut other = Enrichment::new(&scrape);
+        other.add_pod_label(0, LabelName::from_static("pod_ip"), "10.9.9.9".into());
+        let other = prepare(&scrape, &[&other]);
+        let theirs = BaseLabels::with_labels(&scrape, &other, &ours);
+        assert!(format!("{theirs:?}").contains("copied_bytes: Some(17)"), "{theirs:?}");
+        assert_eq!(with(&theirs, &ours), alone);
     }
 
     #[test]
@@ -811,11 +864,16 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
         let (ip, app) = (|i: u8| Text::from(format!("pod_ip=\"10.0.0.{i}\"")), Text::from("app=\"web\""));
         let labels = |parts: Vec<Text>| PodLabels { parts: parts.into(), node: None, ip: None };
         let pods = [
-            labels(vec![ip(0), app.clone()]),
+            labels(vec![ip(0), app.clone(), Text::from("z=\"1\"")]),
+            // Shared with a pod of more parts.
             labels(vec![ip(1), app.clone()]),
             // The same text, not shared (the memo shares it only between neighbours).
             labels(vec![ip(2), Text::from("app=\"web\"")]),
-            // Shared, but by a pod with another part before it.
+            // Shared with the pod before the one before.
+            labels(vec![ip(3), app.clone()]),
+            // Shared with the pod before, but in another place there.
+            labels(vec![app.clone()]),
+            // Shared with the pod before, which did not copy it either.
             labels(vec![app.clone()]),
         ];
         let copied = CopiedParts::new(pods.len(), |i| &pods[i]);
@@ -824,14 +882,15 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
             assert_eq!(parts.join(","), pod.text(), "pod {i}");
         }
         let copies = |text: &str| copied.chunks.iter().map(|c| c.matches(text).count()).sum::<usize>();
-        assert_eq!(copies("app=\"web\""), 3, "copied for pods 0, 2 and 3, not for 1");
-        assert_eq!(copies("pod_ip="), 3);
+        assert_eq!(copies("app=\"web\""), 4, "copied for pods 0, 2, 3 and 4, not for 1 or 5");
+        assert_eq!(copies("pod_ip="), 4);
     }
 
     #[test]
     fn parts_are_copied_in_chunks_none_split_and_none_too_small_for_its_part() {
         let labels = |text: String| PodLabels { parts: Box::new([Text::from(text)]), node: None, ip: None };
-        let small = || labels(format!("a=\"{}\"", "x".repeat(100)));
+        // 128 bytes: a whole number of them fills a chunk to its last byte.
+        let small = || labels(format!("a=\"{}\"", "x".repeat(124)));
         let large = labels(format!("a=\"{}\"", "y".repeat(PARTS_CHUNK)));
         let (small_len, large_len) = (small().len(), large.len());
         // A chunk's worth of small parts and then some, one larger than a chunk, small ones:

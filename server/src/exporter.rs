@@ -636,8 +636,9 @@ impl Exporter {
             // are handed back (see `Ending`); the others end at once.
             let writing = AtomicUsize::new(bodies.len() + 1);
             let writing = &writing;
-            // Laid out once for all of them (at 150,000 pods, 17 MiB a body less).
-            let base = &BaseLabels::of(scrape, &self.options);
+            // Laid out once for all of them, the enrichers' labels copied once (at 150,000
+            // pods, 17 and about 10 MiB a body less).
+            let base = &BaseLabels::with_labels(scrape, &enriched.prepared, &self.options);
             std::thread::scope(|s| {
                 let mut joiners = Vec::with_capacity(bodies.len());
                 for (tx, (their_format, their_gzip)) in bodies.drain(..) {
