@@ -33,6 +33,7 @@ use msp_core::{
 };
 
 use crate::kube::{KubeClient, KubeError, MAX_LIST_OBJECTS};
+use crate::random::random;
 use crate::self_metrics::Report;
 
 mod stream;
@@ -878,13 +879,6 @@ impl Backoff {
     async fn wait_at_least(&mut self, at_least: Option<Duration>) {
         async_std::task::sleep(self.next(at_least)).await;
     }
-}
-
-/// A number random enough to spread retries and timeouts: std seeds each `RandomState`
-/// from the OS, and a per-thread counter.
-fn random() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    std::collections::hash_map::RandomState::new().build_hasher().finish()
 }
 
 /// Which list failed, for the log.

@@ -31,6 +31,7 @@ mod kube;
 mod logging;
 mod negotiate;
 mod process;
+mod random;
 mod registry;
 mod reuse;
 mod scope;

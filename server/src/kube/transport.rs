@@ -12,7 +12,7 @@
 //! leave the connection out of the pool, and it closes with its last handle. At most
 //! [`MAX_IDLE_PER_HOST`] idle connections per host are kept, each at most [`IDLE_TIMEOUT`]
 //! (below the API server's and most load balancers'), and none is taken from the pool
-//! [`MAX_AGE`] after it was opened. A pooled connection that fails before
+//! [`MAX_AGE`] after it was opened (each is given 80-100% of it). A pooled connection that fails before
 //! any byte of the answer arrives (the server closed it while idle) is replaced by a fresh
 //! one and the request sent again, once: we only send GETs. The other idle connections to
 //! that host are dropped with it: what closed one (a restart of the API server, a load
@@ -40,12 +40,20 @@ pub const MAX_IDLE_PER_HOST: usize = 4;
 
 /// How long an idle connection is kept (the API server's own idle timeout is 90 s).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// How long a connection is used for requests, from when it was opened: then it is closed
-/// once its answer is read, and the next request opens another. Behind a load balancer that
-/// spreads the next one to another API server replica: a pool kept busy by scrapes would
-/// otherwise hold to one replica for good, where client-go's HTTP/2 is moved on by the
-/// servers' GOAWAY (`--goaway-chance`).
+/// How long a connection is used for requests, from when it was opened, at most: then it
+/// is closed once its answer is read, and the next request opens another. Behind a load
+/// balancer that spreads the next one to another API server replica: a pool kept busy by
+/// scrapes would otherwise hold to one replica for good, where client-go's HTTP/2 is moved
+/// on by the servers' GOAWAY (`--goaway-chance`). Each connection is given between 80% and
+/// all of it (4 to 5 minutes), drawn as it opens (see [`lifetime`]), so that connections
+/// opened together (as the server starts, or all at once after an API server's restart)
+/// are not all replaced together ever after, as the watches' timeouts are drawn.
 pub const MAX_AGE: Duration = Duration::from_secs(300);
+
+/// A connection's time to carry requests: `max_age` less up to a fifth of it, by `random`.
+fn lifetime(max_age: Duration, random: u64) -> Duration {
+    max_age.mul_f64(1.0 - 0.2 * crate::random::fraction(random))
+}
 /// How long a TCP connect, and then a TLS handshake, may take, at most: an API server
 /// answers both in milliseconds, so one that takes longer is not reached (packets dropped),
 /// and is told apart from a request that got no answer within `kubernetes.timeout` (client-go
@@ -66,20 +74,22 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// A connection, shared between async-h1 (which consumes one handle per request) and us.
 type Conn = async_dup::Arc<async_dup::Mutex<Box<dyn Io>>>;
 
-/// Idle connections by `scheme://host:port`, with the time each was opened and went idle.
+/// Idle connections by `scheme://host:port`, with when each stops carrying requests and
+/// when it went idle.
 type Idle = Mutex<HashMap<String, Vec<Pooled>>>;
 
 /// An idle connection.
 struct Pooled {
     conn: Conn,
-    opened: Instant,
+    /// Its [`lifetime`] from when it was opened.
+    ends: Instant,
     since: Instant,
 }
 
 impl Pooled {
-    /// Whether it may carry another request, at most `max_age` after it was opened.
-    fn usable(&self, max_age: Duration) -> bool {
-        self.since.elapsed() < IDLE_TIMEOUT && self.opened.elapsed() < max_age
+    /// Whether it may carry another request: not idle too long, nor past its lifetime.
+    fn usable(&self) -> bool {
+        self.since.elapsed() < IDLE_TIMEOUT && Instant::now() < self.ends
     }
 }
 
@@ -139,13 +149,13 @@ impl Transport {
         self.connects.load(Ordering::Relaxed)
     }
 
-    /// An idle connection to `key` that has not timed out nor grown too old, and when it was
-    /// opened; drops the ones that have.
+    /// An idle connection to `key` that has not timed out nor grown too old, and when its
+    /// lifetime ends; drops the ones that have.
     fn take_idle(&self, key: &str) -> Option<(Conn, Instant)> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let conns = idle.get_mut(key)?;
-        conns.retain(|p| p.usable(self.max_age));
-        conns.pop().map(|p| (p.conn, p.opened))
+        conns.retain(Pooled::usable);
+        conns.pop().map(|p| (p.conn, p.ends))
     }
 
     /// Drops every idle connection to `key`.
@@ -275,9 +285,12 @@ impl HttpClient for Transport {
         // again after one failed (another idle one would most likely fail as well).
         let mut reuse = !watch;
         loop {
-            let (conn, opened, pooled) = match reuse.then(|| self.take_idle(&key)).flatten() {
-                Some((conn, opened)) => (conn, opened, true),
-                None => (self.dial(&url).await?, Instant::now(), false),
+            let (conn, ends, pooled) = match reuse.then(|| self.take_idle(&key)).flatten() {
+                Some((conn, ends)) => (conn, ends, true),
+                None => {
+                    let conn = self.dial(&url).await?;
+                    (conn, Instant::now() + lifetime(self.max_age, crate::random::random()), false)
+                }
             };
             let (result, answered) = self.exchange(&conn, req).await;
             let mut res = match result {
@@ -301,7 +314,7 @@ impl HttpClient for Transport {
                 let len = res.len();
                 let body = res.take_body().into_reader();
                 let idle = self.idle.clone();
-                let body = ReturnOnEof { body, left: len, conn: Some(conn), opened, max_age: self.max_age, idle, key };
+                let body = ReturnOnEof { body, left: len, conn: Some(conn), ends, idle, key };
                 res.set_body(http_types::Body::from_reader(BufReader::new(body), len));
             }
             return Ok(res);
@@ -367,8 +380,8 @@ struct ReturnOnEof {
     body: Box<dyn AsyncBufRead + Unpin + Send + Sync + 'static>,
     left: Option<usize>,
     conn: Option<Conn>,
-    opened: Instant,
-    max_age: Duration,
+    /// Its connection's [`Pooled::ends`].
+    ends: Instant,
     idle: Arc<Idle>,
     key: String,
 }
@@ -378,10 +391,10 @@ impl ReturnOnEof {
         let Some(conn) = self.conn.take() else { return };
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let conns = idle.entry(std::mem::take(&mut self.key)).or_default();
-        conns.retain(|p| p.usable(self.max_age));
-        let pooled = Pooled { conn, opened: self.opened, since: Instant::now() };
+        conns.retain(Pooled::usable);
+        let pooled = Pooled { conn, ends: self.ends, since: Instant::now() };
         // Too old, it closes as its last handle goes.
-        if conns.len() < MAX_IDLE_PER_HOST && pooled.usable(self.max_age) {
+        if conns.len() < MAX_IDLE_PER_HOST && pooled.usable() {
             conns.push(pooled);
         }
     }
@@ -527,6 +540,18 @@ mod tests {
                 assert_eq!(t.connects(), 2, "chunked: {chunked}");
             }
         });
+    }
+
+    #[test]
+    fn connections_are_given_lifetimes_spread_below_max_age() {
+        assert_eq!(lifetime(MAX_AGE, 0), MAX_AGE);
+        assert!(lifetime(MAX_AGE, u64::MAX) >= MAX_AGE * 4 / 5);
+        let drawn: std::collections::BTreeSet<Duration> =
+            (0..200).map(|_| lifetime(MAX_AGE, crate::random::random())).collect();
+        assert!(drawn.iter().all(|d| (MAX_AGE * 4 / 5..=MAX_AGE).contains(d)), "{drawn:?}");
+        assert!(drawn.len() > 100, "spread: {drawn:?}");
+        let below = |secs: u64| drawn.iter().filter(|d| d.as_secs() < secs).count();
+        assert!(below(260) > 0 && below(280) < 200, "over the whole span: {drawn:?}");
     }
 
     #[test]
