@@ -438,7 +438,7 @@ pub struct BaseLabels<'s> {
     /// Where each piece ends in `text`; empty if not laid out.
     ends: Vec<usize>,
     /// The labels copied, and what from: used only to write that.
-    copied: Option<(&'s Prepared, CopiedParts)>,
+    copied: Option<(&'s Prepared, CopiedParts<'s>)>,
 }
 
 /// Their size, not their text (at 150,000 pods, 17 MiB of it).
@@ -526,36 +526,41 @@ impl<'s> BaseLabels<'s> {
 /// a mapped block once one is freed.)
 const PARTS_CHUNK: usize = 1024 * 1024;
 
-/// Each pod's [`PodLabels::parts`], copied in pod order once a body (of the Prometheus
+/// Each pod's [`PodLabels::parts`] in pod order, gathered once a body (of the Prometheus
 /// naming: the seed naming writes none of them, but `node` and `pod_ip`), so that the
-/// families' passes read them one after another, where they would otherwise follow every
-/// pod's labels to wherever the memo keeps them. A part the pod before carries too (the
-/// memo shares it between neighbours that have it alike: a ReplicaSet's labels and owner)
-/// is not copied again.
+/// families' passes read them one after another. A part that is the pod's own (neither
+/// neighbour shares it: its `node="..",pod_ip="..",host_ip=".."`) is copied, into chunks in
+/// pod order; one shared with a neighbour (the memo shares a ReplicaSet's labels and owner
+/// between neighbours that have them alike) is read where the memo keeps it, once for all
+/// of them.
 ///
-/// At 150,000 pods every pod's `pod_ip` part is its own, and following them missed the
-/// cache at every series. Copying every pod's parts whole (d897286) took rendering them in
-/// process from about 130 ms to 79-86, and the server's CPU a scrape from about 385 ms to
-/// 344; but a realistic cluster's 8 labels a pod made that copy 60-70 MiB more at 150,000
-/// pods, and cost more CPU than it saved there. Copied only where they change (2026-12-07,
-/// runs alternated): rendering the synthetic cluster in process takes 75-82 ms; the server's
-/// CPU a scrape is about 400 ms against 480 before in a noisier hour, and 540 against 580 on
-/// the realistic cluster; its peak 297-306 MiB against 279-288, and 350-360 against 328-337.
-/// The cost: the text copied (about 70 bytes a pod on the synthetic cluster), 12 bytes a part
-/// for where it lies, and each body's 16 bytes a part for its `&str`s.
-struct CopiedParts {
+/// At 150,000 pods following every pod's own part to the memo missed the cache at every
+/// series: rendering the synthetic cluster in process took 125-176 ms, and takes 84-108
+/// (2026-12-07, runs alternated, a noisy hour). Copying every part that changes from the
+/// pod before took it to 75-89, but cost a realistic cluster with 2 pods a ReplicaSet
+/// (8 labels a pod) 43 MiB more at its peak (417 → 460), for no CPU it could measure;
+/// copying every part whole, 60-70 MiB on 10 pods a ReplicaSet. Copying only the pods' own
+/// costs that cluster 18-27 MiB (435-444), and the synthetic one 13 (288 → 301): the text
+/// (about 60 bytes a pod there), 12 bytes a part for where it lies, and each body's 16 bytes
+/// a part for its `&str`s (which the pointers it replaced took too).
+struct CopiedParts<'p> {
     chunks: Vec<String>,
-    /// Each pod's parts in turn: the chunk, start and end of its text.
+    /// Each pod's parts in turn: the chunk, start and end of its text, or ([`KEPT`], `i`, 0)
+    /// for `kept[i]`.
     spans: Vec<(u32, u32, u32)>,
+    /// The parts left where the memo keeps them.
+    kept: Vec<&'p str>,
     /// Where each pod's parts end in `spans`.
     ends: Vec<usize>,
 }
 
-impl CopiedParts {
+/// The chunk of a span that is a part kept, not copied.
+const KEPT: u32 = u32::MAX;
+
+impl<'p> CopiedParts<'p> {
     /// The parts of `scrape`'s pods in `prepared` (none for a pod it lacks).
-    fn of(scrape: &Scrape<'_>, prepared: &Prepared) -> Self {
-        let none = PodLabels::default();
-        CopiedParts::new(scrape.pods.len(), |i| prepared.pods.get(i).map_or(&none, |p| &**p))
+    fn of(scrape: &Scrape<'_>, prepared: &'p Prepared) -> Self {
+        CopiedParts::new(scrape.pods.len(), |i| prepared.pods.get(i).map_or(&[][..], |p| p.parts()))
     }
 
     /// The bytes of text copied.
@@ -563,21 +568,27 @@ impl CopiedParts {
         self.chunks.iter().map(String::len).sum()
     }
 
-    /// The parts of the `pods` pods, pod `i`'s from `labels(i)`.
-    fn new<'p>(pods: usize, labels: impl Fn(usize) -> &'p PodLabels) -> Self {
-        let (mut chunks, mut chunk) = (Vec::new(), String::new());
-        let per_pod = if pods > 0 { labels(0).parts().len() } else { 0 };
+    /// The parts of the `pods` pods, pod `i`'s `parts(i)`.
+    fn new(pods: usize, parts: impl Fn(usize) -> &'p [Text]) -> Self {
+        let (mut chunks, mut chunk, mut kept) = (Vec::new(), String::new(), Vec::new());
+        let per_pod = if pods > 0 { parts(0).len() } else { 0 };
         let (mut spans, mut ends) = (Vec::with_capacity(pods * per_pod), Vec::with_capacity(pods));
         // No part is 4 GiB, nor a body 4 billion chunks.
-        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX - 1);
         let (mut before, mut before_at): (&[Text], usize) = (&[], 0);
         for i in 0..pods {
-            let parts = labels(i).parts();
+            let (own, after) = (parts(i), if i + 1 < pods { parts(i + 1) } else { &[] });
             let first = spans.len();
-            for (k, part) in parts.iter().enumerate() {
+            for (k, part) in own.iter().enumerate() {
                 let shared = before.get(k).is_some_and(|b| Arc::ptr_eq(b, part));
                 if let Some(&span) = spans.get(before_at + k).filter(|_| shared) {
                     spans.push(span);
+                    continue;
+                }
+                // Shared with the pod after it: read once for both, from the memo.
+                if after.get(k).is_some_and(|a| Arc::ptr_eq(a, part)) {
+                    spans.push((KEPT, at(kept.len()), 0));
+                    kept.push(&**part);
                     continue;
                 }
                 if chunk.capacity() - chunk.len() < part.len() {
@@ -592,16 +603,17 @@ impl CopiedParts {
                 spans.push((at(chunks.len()), at(start), at(chunk.len())));
             }
             ends.push(spans.len());
-            (before, before_at) = (parts, first);
+            (before, before_at) = (own, first);
         }
         chunks.push(chunk);
-        CopiedParts { chunks, spans, ends }
+        CopiedParts { chunks, spans, kept, ends }
     }
 
-    /// The copies, each pod's parts in turn.
+    /// The parts, each pod's in turn.
     fn gathered(&self) -> PodParts<'_> {
-        let text = |&(c, start, end): &(u32, u32, u32)| {
-            self.chunks.get(c as usize).and_then(|t| t.get(start as usize..end as usize)).unwrap_or_default()
+        let text = |&(c, start, end): &(u32, u32, u32)| match c {
+            KEPT => self.kept.get(start as usize).copied().unwrap_or_default(),
+            c => self.chunks.get(c as usize).and_then(|t| t.get(start as usize..end as usize)).unwrap_or_default(),
         };
         PodParts { parts: self.spans.iter().map(text).collect(), ends: &self.ends }
     }
@@ -850,7 +862,7 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
         }
         apps.add_pod_label(2, LabelName::from_static("app"), "web".into());
         let prepared = prepare(&scrape, &[&ips, &apps]);
-        let copied = CopiedParts::new(3, |i| &*prepared.pods[i]);
+        let copied = CopiedParts::new(3, |i| prepared.pods[i].parts());
         let gathered = copied.gathered();
         let each: Vec<&[&str]> = gathered.each().collect();
         assert_eq!(each, [&[r#"pod_ip="10.0.0.0""#][..], &[], &[r#"pod_ip="10.0.0.2""#, r#"app="web""#]]);
@@ -860,30 +872,31 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
     }
 
     #[test]
-    fn a_part_the_pod_before_shares_is_not_copied_again() {
+    fn only_a_part_no_neighbour_shares_is_copied() {
         let (ip, app) = (|i: u8| Text::from(format!("pod_ip=\"10.0.0.{i}\"")), Text::from("app=\"web\""));
         let labels = |parts: Vec<Text>| PodLabels { parts: parts.into(), node: None, ip: None };
         let pods = [
+            // `app` is shared with the pod after (in a pod of more parts): kept.
             labels(vec![ip(0), app.clone(), Text::from("z=\"1\"")]),
-            // Shared with a pod of more parts.
+            // Shared with the pod before: as it is there.
             labels(vec![ip(1), app.clone()]),
-            // The same text, not shared (the memo shares it only between neighbours).
+            // The same text, not shared (the memo shares it only between neighbours): copied.
             labels(vec![ip(2), Text::from("app=\"web\"")]),
-            // Shared with the pod before the one before.
+            // Shared with the pod before the one before only: copied.
             labels(vec![ip(3), app.clone()]),
-            // Shared with the pod before, but in another place there.
+            // Shared with the pod before, but in another place there; and with the pod after.
             labels(vec![app.clone()]),
-            // Shared with the pod before, which did not copy it either.
             labels(vec![app.clone()]),
         ];
-        let copied = CopiedParts::new(pods.len(), |i| &pods[i]);
+        let copied = CopiedParts::new(pods.len(), |i| pods[i].parts());
         let gathered = copied.gathered();
         for (i, (parts, pod)) in gathered.each().zip(&pods).enumerate() {
             assert_eq!(parts.join(","), pod.text(), "pod {i}");
         }
         let copies = |text: &str| copied.chunks.iter().map(|c| c.matches(text).count()).sum::<usize>();
-        assert_eq!(copies("app=\"web\""), 4, "copied for pods 0, 2, 3 and 4, not for 1 or 5");
-        assert_eq!(copies("pod_ip="), 4);
+        assert_eq!(copies("app=\"web\""), 2, "copied for pods 2 and 3 only");
+        assert_eq!(copied.kept, ["app=\"web\""; 2], "kept for pods 0 and 4 (and 1 and 5 with them)");
+        assert_eq!((copies("pod_ip="), copies("z=")), (4, 1));
     }
 
     #[test]
@@ -901,7 +914,7 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
             .chain([large, PodLabels::default()])
             .chain((0..2).map(|_| small()))
             .collect();
-        let copied = CopiedParts::new(pods.len(), |i| &pods[i]);
+        let copied = CopiedParts::new(pods.len(), |i| pods[i].parts());
         let gathered = copied.gathered();
         let each: Vec<&[&str]> = gathered.each().collect();
         assert_eq!(each.len(), pods.len());
