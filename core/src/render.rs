@@ -301,7 +301,8 @@ pub fn write_families(
 /// bodies written from one scrape (a server's concurrent requests) share it instead of
 /// each laying out its own. `prepared` must be that scrape's too, as for
 /// [`write_families`]; if `base` was made [`with_labels`](BaseLabels::with_labels) of this
-/// `prepared` (the same one, not an equal one), its copy of them is written too.
+/// `prepared` (the same one, not an equal one), its copy of their labels is used rather than
+/// made again.
 pub fn write_families_with(
     w: &mut Writer<'_>,
     base: &BaseLabels<'_>,
@@ -318,9 +319,9 @@ pub fn write_families_with(
     match options.naming {
         Naming::Prometheus => {
             let own;
-            let copied = match &base.copied {
-                Some((from, copied)) if std::ptr::eq(*from, prepared) => copied,
-                _ => {
+            let copied = match base.copied_for(prepared) {
+                Some(copied) => copied,
+                None => {
                     own = CopiedParts::of(scrape, prepared);
                     &own
                 }
@@ -466,13 +467,19 @@ impl<'s> BaseLabels<'s> {
 
     /// [`BaseLabels::of`], and the enrichers' labels of `prepared` (the scrape's) copied in
     /// pod order once for every body written with them and `prepared`, where each would
-    /// otherwise copy its own (at 150,000 pods about 10 MiB; see [`write_families_with`]).
+    /// otherwise copy its own (at 150,000 synthetic pods some 15 MiB, the text and where it
+    /// lies; see [`CopiedParts`] and [`write_families_with`]).
     pub fn with_labels(scrape: &'s Scrape<'s>, prepared: &'s Prepared, options: &RenderOptions) -> Self {
         let mut base = BaseLabels::of(scrape, options);
         if options.naming == Naming::Prometheus {
             base.copied = Some((prepared, CopiedParts::of(scrape, prepared)));
         }
         base
+    }
+
+    /// Their copy of the labels of `prepared`, if they hold one of that very `Prepared`.
+    fn copied_for(&self, prepared: &Prepared) -> Option<&CopiedParts<'s>> {
+        self.copied.as_ref().filter(|(from, _)| std::ptr::eq(*from, prepared)).map(|(_, copied)| copied)
     }
 
     /// The scrape they were laid out from.
@@ -835,7 +842,7 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
 
         // With the enrichers' labels copied once (for ours): the same.
         let copied = BaseLabels::with_labels(&scrape, &prepared, &ours);
-        assert!(copied.copied.is_some());
+        assert!(copied.copied_for(&prepared).is_some(), "used for the labels it copied");
         assert_eq!(with(&copied, &ours), alone);
         assert!(BaseLabels::with_labels(&scrape, &prepared, &seed).copied.is_none());
         // Copied from other labels, they are not written for these.
@@ -844,6 +851,8 @@ kube_metrics_server_node_mem{node="ip-10-30-78-99"} 1073741824
         let other = prepare(&scrape, &[&other]);
         let theirs = BaseLabels::with_labels(&scrape, &other, &ours);
         assert!(format!("{theirs:?}").contains("copied_bytes: Some(17)"), "{theirs:?}");
+        assert!(theirs.copied_for(&prepared).is_none() && theirs.copied_for(&other).is_some());
+        assert!(theirs.copied_for(&prepared.clone()).is_none(), "an equal one is another");
         assert_eq!(with(&theirs, &ours), alone);
     }
 

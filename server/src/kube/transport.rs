@@ -558,11 +558,12 @@ mod tests {
     fn a_connection_past_its_age_is_not_reused() {
         async_std::task::block_on(async {
             let url = server(100, false).await;
-            let t = Transport { max_age: Duration::from_millis(300), ..Transport::new(None) };
+            // A lifetime of 0.8 to 1 s (see `lifetime`).
+            let t = Transport { max_age: Duration::from_secs(1), ..Transport::new(None) };
             get(&t, &url).await;
             get(&t, &url).await;
             assert_eq!(t.connects(), 1, "reused while young");
-            async_std::task::sleep(Duration::from_millis(350)).await;
+            async_std::task::sleep(Duration::from_millis(1050)).await;
             get(&t, &url).await;
             assert_eq!(t.connects(), 2, "too old to take from the pool: a new one");
             get(&t, &url).await;
