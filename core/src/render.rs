@@ -467,8 +467,8 @@ impl<'s> BaseLabels<'s> {
 
     /// [`BaseLabels::of`], and the enrichers' labels of `prepared` (the scrape's) copied in
     /// pod order once for every body written with them and `prepared`, where each would
-    /// otherwise copy its own (at 150,000 synthetic pods some 15 MiB, the text and where it
-    /// lies; see [`CopiedParts`] and [`write_families_with`]).
+    /// otherwise copy its own (at 150,000 synthetic pods some 15 MiB: each pod's own labels,
+    /// and where each lies; see [`write_families_with`]).
     pub fn with_labels(scrape: &'s Scrape<'s>, prepared: &'s Prepared, options: &RenderOptions) -> Self {
         let mut base = BaseLabels::of(scrape, options);
         if options.naming == Naming::Prometheus {
