@@ -165,7 +165,7 @@ impl PodLabels {
 
     /// The rendered length in bytes, joined.
     fn len(&self) -> usize {
-        self.parts.iter().map(|p| p.len() + 1).sum::<usize>().saturating_sub(1)
+        joined_len(&self.parts)
     }
 }
 
@@ -646,8 +646,8 @@ impl<'p> PodParts<'p> {
 }
 
 /// The length of labels in `parts`, joined with commas.
-fn joined_len(parts: &[&str]) -> usize {
-    parts.iter().map(|p| p.len() + 1).sum::<usize>().saturating_sub(1)
+fn joined_len(parts: &[impl AsRef<str>]) -> usize {
+    parts.iter().map(|p| p.as_ref().len() + 1).sum::<usize>().saturating_sub(1)
 }
 
 /// The pieces of [`BaseLabels`], in order.

@@ -12,12 +12,12 @@
 //! leave the connection out of the pool, and it closes with its last handle. At most
 //! [`MAX_IDLE_PER_HOST`] idle connections per host are kept, each at most [`IDLE_TIMEOUT`]
 //! (below the API server's and most load balancers'), and none is taken from the pool
-//! [`MAX_AGE`] after it was opened (each is given 80-100% of it). A pooled connection that fails before
-//! any byte of the answer arrives (the server closed it while idle) is replaced by a fresh
-//! one and the request sent again, once: we only send GETs. The other idle connections to
-//! that host are dropped with it: what closed one (a restart of the API server, a load
-//! balancer's idle timeout) has most likely closed them all. Watches (`watch=1`) always get a
-//! connection of their own and never return it.
+//! [`MAX_AGE`] after it was opened (each is given 80-100% of it). A pooled connection that
+//! fails before any byte of the answer arrives (the server closed it while idle) is replaced
+//! by a fresh one and the request sent again, once: we only send GETs. The other idle
+//! connections to that host are dropped with it: what closed one (a restart of the API
+//! server, a load balancer's idle timeout) has most likely closed them all. Watches
+//! (`watch=1`) always get a connection of their own and never return it.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -54,6 +54,7 @@ pub const MAX_AGE: Duration = Duration::from_secs(300);
 fn lifetime(max_age: Duration, random: u64) -> Duration {
     max_age.mul_f64(1.0 - 0.2 * crate::random::fraction(random))
 }
+
 /// How long a TCP connect, and then a TLS handshake, may take, at most: an API server
 /// answers both in milliseconds, so one that takes longer is not reached (packets dropped),
 /// and is told apart from a request that got no answer within `kubernetes.timeout` (client-go
