@@ -550,6 +550,15 @@ const PARTS_CHUNK: usize = 1024 * 1024;
 /// costs that cluster 18-27 MiB (435-444), and the synthetic one 13 (288 → 301): the text
 /// (about 60 bytes a pod there), 12 bytes a part for where it lies, and each body's 16 bytes
 /// a part for its `&str`s (which the pointers it replaced took too).
+///
+/// Tried instead, and not kept (2026-12-07, in process, the fastest of 5 renders, 5 runs
+/// alternated): the pointers, with the text of the next 4, 16 or 32 pods read ahead a batch
+/// at a time (a load of its first and last byte), so that their misses overlap. At 150,000
+/// synthetic pods 94-102 ms with 16 ahead, 108-121 with 4, against 82-86 for the copy and
+/// 134-156 for the pointers alone; on the realistic cluster with 2 pods a ReplicaSet, 145-175
+/// and 154-179, against 134-146 copied and 127-156 for the pointers alone. (Without `unsafe`,
+/// which the workspace forbids, there is no prefetch instruction; a plain load, unlike a
+/// prefetch, must complete before the instructions after it can.)
 struct CopiedParts<'p> {
     chunks: Vec<String>,
     /// Each pod's parts in turn: the chunk, start and end of its text, or ([`KEPT`], `i`, 0)
