@@ -2,7 +2,7 @@
 //!
 //! The two Prometheus servers of an HA pair scrape at offsets of their own, so their
 //! requests rarely arrive together, and each read both lists anew: the API server (and
-//! metrics-server behind it) answered twice an interval, at 150,000 pods 47-85 MB each
+//! metrics-server behind it) answered twice an interval, at 150,000 pods 61-92 MB each
 //! time, though metrics-server's own figures change only once a resolution (15 s in its
 //! published manifests). With `reuse_lists_for` set, a scrape that begins less than that
 //! after the last read began serves that read's lists, parsed and enriched afresh, and
