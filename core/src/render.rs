@@ -592,8 +592,10 @@ impl<'p> CopiedParts<'p> {
         // No part is 4 GiB, nor a body 4 billion chunks.
         let at = |n: usize| u32::try_from(n).unwrap_or(u32::MAX - 1);
         let (mut before, mut before_at): (&[Text], usize) = (&[], 0);
-        for i in 0..pods {
-            let (own, after) = (parts(i), if i + 1 < pods { parts(i + 1) } else { &[] });
+        // Each pod's parts looked up once, though each is also the pod before's `after`.
+        let mut each = (0..pods).map(parts).peekable();
+        while let Some(own) = each.next() {
+            let after = each.peek().copied().unwrap_or_default();
             let first = spans.len();
             for (k, part) in own.iter().enumerate() {
                 let shared = before.get(k).is_some_and(|b| Arc::ptr_eq(b, part));
