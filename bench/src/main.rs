@@ -144,7 +144,8 @@ fn transform(pods: usize) -> Transform {
         let p = PodMetricsList::parse_selected(pod_json.as_bytes(), &scope).expect("pods");
         let n = NodeMetricsList::parse_selected(node_json.as_bytes(), &scope).expect("nodes");
         let parsed = t.elapsed();
-        let scrape = Scrape::select(&p, &n, &scope);
+        let mut held = None;
+        let scrape = Scrape::from_lists(p, n, &scope, &mut held);
         let checked = t.elapsed();
         // The production pipeline, exactly as the server calls it.
         let enriched = async_std::task::block_on(enrich(&scrape, &meta, &enrichers, Some(memo), &Unguarded));

@@ -543,7 +543,7 @@ impl Memo {
             let kept = found.filter(|&k| {
                 let e = &state.entries[k];
                 usable
-                    && e.metric_labels.matches(pod.labels)
+                    && e.metric_labels.matches(pod.labels.as_ref())
                     && (unchanged_all || base.unchanged(&fresh, pod.namespace, pod.name))
             });
             match kept {
@@ -618,9 +618,9 @@ impl Memo {
             for i in (0..kept_at.len()).filter(|&i| kept_at[i].is_none()) {
                 let pod = &scrape.pods[i];
                 // Mostly the same (a new IP, a new node): the copy stays shared.
-                if !state.entries[i].metric_labels.matches(pod.labels) {
+                if !state.entries[i].metric_labels.matches(pod.labels.as_ref()) {
                     let near = i.checked_sub(1).map(|before| state.entries[before].metric_labels.clone());
-                    state.entries[i].metric_labels = MetricLabels::like(pod.labels, near.as_ref());
+                    state.entries[i].metric_labels = MetricLabels::like(pod.labels.as_ref(), near.as_ref());
                 }
                 state.entries[i].labels = prepared.pods[i].clone();
             }
@@ -645,7 +645,10 @@ impl Memo {
                     Entry {
                         namespace,
                         name: pod.name.into(),
-                        metric_labels: MetricLabels::like(pod.labels, entries.last().map(|e| &e.metric_labels)),
+                        metric_labels: MetricLabels::like(
+                            pod.labels.as_ref(),
+                            entries.last().map(|e| &e.metric_labels),
+                        ),
                         labels: labels.clone(),
                     }
                 }

@@ -605,12 +605,18 @@ mod tests {
         }
     }
 
-    /// A scrape of a list parsed for `select` is the scrape of the whole list.
+    /// A scrape of a list parsed for `select` is the scrape of the whole list, and so is one
+    /// that takes the list.
     fn selects_alike(text: &str) -> bool {
         use crate::{NodeMetricsList, PodMetricsList, Scrape};
         let nodes = NodeMetricsList::default();
         match (PodMetricsList::parse(text.as_bytes()), PodMetricsList::parse_selected(text.as_bytes(), &Odd)) {
-            (Ok(whole), Ok(part)) => Scrape::select(&whole, &nodes, &Odd) == Scrape::select(&part, &nodes, &Odd),
+            (Ok(whole), Ok(part)) => {
+                let scrape = Scrape::select(&whole, &nodes, &Odd);
+                let mut held = None;
+                let taken = Scrape::from_lists(part.clone(), NodeMetricsList::default(), &Odd, &mut held);
+                scrape == Scrape::select(&part, &nodes, &Odd) && scrape == taken
+            }
             (Err(a), Err(b)) => a.to_string() == b.to_string(),
             _ => false,
         }

@@ -158,7 +158,7 @@ impl Enricher for LabelsEnricher {
         // No await below: the cache lock is never held across one.
         let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
         for (i, pod) in scrape.pods.iter().enumerate() {
-            match (pod.labels, &pods) {
+            match (pod.labels.as_ref(), &pods) {
                 (Some(inline), _) => {
                     let inline = inline.pairs();
                     let pairs = inline.iter().map(|(k, v)| (k.as_ref(), Text::from(v.as_ref())));

@@ -1,5 +1,6 @@
 //! Any text: where the fast path reads a metrics list, serde reads the same items from it;
-//! and a shard's scrape of a list parsed for it is its scrape of the whole list.
+//! a shard's scrape of a list parsed for it is its scrape of the whole list; and a scrape
+//! that takes the list (`Scrape::from_lists`) is the one that borrows it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -35,7 +36,13 @@ impl Select for Odd {
 fn selects_alike(data: &[u8]) {
     let nodes = NodeMetricsList::default();
     match (PodMetricsList::parse(data), PodMetricsList::parse_selected(data, &Odd)) {
-        (Ok(whole), Ok(part)) => assert!(Scrape::select(&whole, &nodes, &Odd) == Scrape::select(&part, &nodes, &Odd)),
+        (Ok(whole), Ok(part)) => {
+            let scrape = Scrape::select(&part, &nodes, &Odd);
+            assert!(Scrape::select(&whole, &nodes, &Odd) == scrape);
+            let taken = PodMetricsList::parse_selected(data, &Odd).expect("read again as it was read");
+            let mut held = None;
+            assert!(Scrape::from_lists(taken, NodeMetricsList::default(), &Odd, &mut held) == scrape);
+        }
         (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
         (a, b) => panic!("whole list: {:?}, for the shard: {:?}", a.is_ok(), b.is_ok()),
     }

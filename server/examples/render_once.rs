@@ -42,7 +42,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let scrape = Scrape::new(&pods, &nodes);
+    let mut held = None;
+    let scrape = Scrape::from_lists(pods, nodes, &msp_core::All, &mut held);
     for e in &scrape.errors {
         eprintln!("render_once: {e}");
     }

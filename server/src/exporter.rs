@@ -731,7 +731,7 @@ impl Exporter {
         let age = lists.age();
         let Lists { pods: pods_raw, nodes: nodes_raw, started, reused_from } = lists;
         let written = {
-            let (mut pods_repaired, mut nodes_repaired) = (None, None);
+            let (mut pods_repaired, mut nodes_repaired, mut held) = (None, None, None);
             let (pods, pods_up): (PodMetricsList<'_>, bool) =
                 parse_list("pod", &pods_raw, &self.scope, &mut pods_repaired);
             let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
@@ -742,7 +742,9 @@ impl Exporter {
             if let (None, true, true, Ok(pods), Ok(nodes)) = (reused_from, pods_up, nodes_up, &pods_raw, &nodes_raw) {
                 self.reuse.keep(self.source.as_ref(), pods, nodes, started);
             }
-            let scrape = Scrape::select(&pods, &nodes, &self.scope);
+            // The lists go now, before the scrape is enriched and written: it borrows its
+            // text from the bodies.
+            let scrape = Scrape::from_lists(pods, nodes, &self.scope, &mut held);
             if pods_up {
                 self.writing.read(scrape.pods.len());
             }
