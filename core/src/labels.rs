@@ -45,15 +45,6 @@ impl<'a> JsonLabels<'a> {
         JsonLabels(Cow::Borrowed(&self.0))
     }
 
-    /// The same labels, borrowing the text this one borrows (from a response body, say);
-    /// `None` if this one's text is its own.
-    pub(crate) fn reborrowed(&self) -> Option<JsonLabels<'a>> {
-        match self.0 {
-            Cow::Borrowed(text) => Some(JsonLabels(Cow::Borrowed(text))),
-            Cow::Owned(_) => None,
-        }
-    }
-
     /// The object's text, as it came (or as [`JsonLabels::new`] wrote it).
     pub fn as_json(&self) -> &str {
         &self.0

@@ -176,7 +176,8 @@ impl<'l, 'x: 'l> Texts<'l, 'x, 'l> for Lists {
 }
 
 /// Text borrowed from the body the lists borrow from; a list's text of its own (a string
-/// serde unescaped) can't be.
+/// serde unescaped) can't be. Labels are a value of their own: those that borrow from the
+/// body are borrowed, the others (serde's, which reads them into pairs) copied.
 struct Body;
 
 /// Some of a list's text is its own, not the body's.
@@ -192,7 +193,7 @@ impl<'l, 'x: 'l> Texts<'l, 'x, 'x> for Body {
         }
     }
     fn labels(&self, l: &'l Option<JsonLabels<'x>>) -> Result<Option<JsonLabels<'x>>, OwnText> {
-        l.as_ref().map(|l| l.reborrowed().ok_or(OwnText)).transpose()
+        Ok(l.clone())
     }
 }
 
@@ -308,9 +309,10 @@ impl<'a> Scrape<'a> {
     /// As [`Scrape::select`], but taking the lists: the scrape borrows its text from the
     /// body they were read from, not from them, so they are freed before this returns and
     /// are not held while the scrape is enriched and written (at 150,000 pods, 32 MiB off
-    /// the server's peak). Only if some of their text is their own (a string with an escape,
-    /// which serde unescaped) are they kept, in `held`, and the scrape borrows from them
-    /// there. The server and the benchmark make their scrapes so.
+    /// the server's peak). Only if a name or a timestamp it keeps is their own text (a
+    /// string with an escape, which serde unescaped; metrics-server writes none) are they
+    /// kept, in `held`, and the scrape borrows from them there. The server and the
+    /// benchmark make their scrapes so.
     ///
     /// ```
     /// use msp_core::{All, NodeMetricsList, PodMetricsList, Scrape};
@@ -381,10 +383,11 @@ impl<'a> Scrape<'a> {
 
         let mut node_samples = Vec::with_capacity(nodes.items.len());
         for (i, item) in nodes.items.iter().enumerate() {
-            let name = texts.text(&item.metadata.name)?.filter(|s| !s.is_empty());
-            if name.is_some_and(|n| !select.node(n)) {
+            // As for pods, the nodes skipped are skipped before their text is read.
+            if item.metadata.name.as_deref().is_some_and(|n| !n.is_empty() && !select.node(n)) {
                 continue;
             }
+            let name = texts.text(&item.metadata.name)?.filter(|s| !s.is_empty());
             let timestamp = texts.text(&item.timestamp)?;
             let sample = name.ok_or_else(|| "no name".to_owned()).and_then(|name| {
                 let (cpu, memory) = usage(&item.usage)?;
@@ -813,8 +816,9 @@ mod tests {
                 name != "skipped"
             }
         }
-        // The scrape taken, and whether the lists were held.
-        let check = |pods: &'static str, nodes: &'static str, held_want: bool| {
+        // Whether the lists were held, and (read by serde, which reads labels into pairs)
+        // whether the labels lie in the body or are a copy.
+        let check = |pods: &'static str, nodes: &'static str, held_want: bool, labels_copied: bool| {
             let (pod_list, node_list) = lists(pods, nodes);
             let borrowed = Scrape::select(&pod_list, &node_list, &NotSkipped);
             let (pod_list, node_list) =
@@ -832,7 +836,7 @@ mod tests {
                 [p.namespace, p.name]
                     .into_iter()
                     .chain(p.timestamp)
-                    .chain(p.labels.as_ref().map(JsonLabels::as_json))
+                    .chain(p.labels.as_ref().map(JsonLabels::as_json).filter(|_| !labels_copied))
                     .all(in_body)
                     && taken.containers_of(p).iter().all(|c| in_body(c.name))
             });
@@ -844,12 +848,15 @@ mod tests {
             assert!(taken.nodes.iter().all(node_in_body) || held_want);
             assert_eq!(held.is_some(), held_want);
         };
-        check(pods, nodes, false);
-        // Escaped, and so unescaped by serde, in a pod's name, a container's, a label, a node's name.
+        check(pods, nodes, false, false);
+        // Escaped, and so unescaped by serde, in a pod's name, a container's, a node's name:
+        // the lists are held.
         let leak = |s: String| -> &'static str { s.leak() };
-        check(leak(pods.replace(r#""abc""#, r#""a\u0062c""#)), nodes, true);
-        check(leak(pods.replace(r#""z""#, r#""\u007a""#)), nodes, true);
-        check(leak(pods.replace(r#""web""#, r#""w\u0065b""#)), nodes, true);
-        check(pods, leak(nodes.replace(r#""n2""#, r#""n\u0032""#)), true);
+        check(leak(pods.replace(r#""abc""#, r#""a\u0062c""#)), nodes, true, true);
+        check(leak(pods.replace(r#""z""#, r#""\u007a""#)), nodes, true, true);
+        check(pods, leak(nodes.replace(r#""n2""#, r#""n\u0032""#)), true, false);
+        // In a label (copied), or a node skipped: they are not.
+        check(leak(pods.replace(r#""web""#, r#""w\u0065b""#)), nodes, false, true);
+        check(pods, leak(nodes.replace(r#""skipped""#, r#""skipp\u0065d""#)), false, false);
     }
 }
