@@ -48,6 +48,37 @@ async fn faults_one_bad_quantity_drops_one_item() {
     assert_eq!(up(&s, "pods"), 1.0);
 }
 
+/// Go writes `&`, `<` and `>` as `\u0026`, `\u003c` and `\u003e`: a metrics list with them
+/// is read by serde, and its text unescaped is the list's own, not the body's (labels are
+/// copied; a name makes the scrape keep the lists). Every pod is still exported, with that
+/// text.
+#[async_std::test]
+async fn faults_escaped_strings_in_the_metrics_list_cost_nothing() {
+    fn containers<'s>(s: &'s [Sample], pod: &str) -> Vec<&'s Sample> {
+        s.iter()
+            .filter(|x| x.name == "kube_metrics_server_container_cpu_usage_cores" && x.label("pod") == Some(pod))
+            .collect()
+    }
+    for rename in [false, true] {
+        let mut cluster = SimCluster::demo();
+        cluster.pods[0].labels.push(("team".into(), "r&d".into()));
+        if rename {
+            cluster.pods[1].containers[0].name = "side<car>".into();
+        }
+        let (labelled, other) = (cluster.pods[0].name.clone(), cluster.pods[1].name.clone());
+        let total = cluster.pods.len();
+        let h = start(cluster, |_| {}).await;
+        let s = parse(&scrape(&h).await);
+        let pods = s.iter().filter(|x| x.name == "kube_metrics_server_pod_cpu_usage_cores").count();
+        assert_eq!(pods, total);
+        assert_eq!(find(&s, "kube_metrics_server_parse_errors_total", &[]).value, 0.0);
+        assert_eq!(up(&s, "pods"), 1.0);
+        let (labelled, other) = (containers(&s, &labelled), containers(&s, &other));
+        assert!(!labelled.is_empty() && labelled.iter().all(|x| x.label("label_team") == Some("r&d")), "{labelled:?}");
+        assert_eq!(other.iter().any(|x| x.label("container") == Some("side<car>")), rename, "{other:?}");
+    }
+}
+
 #[async_std::test]
 async fn faults_prometheus_scrape_timeout_header_is_honoured() {
     let h = start(SimCluster::demo(), |c| c.kubernetes.timeout = "30s".into()).await;

@@ -1,7 +1,9 @@
 //! JSON in the order the API server writes it: Go's encoding/json writes a struct's fields
 //! in their declared order (`metadata` before `containers`, `name` before `namespace`) and
 //! a map's keys sorted. serde_json's `Value` sorts every object's keys, which no real
-//! metrics-server does; clients (ours among them) may rely on the real order.
+//! metrics-server does; clients (ours among them) may rely on the real order. Strings are
+//! escaped as Go's encoder escapes them by default (`SetEscapeHTML(true)`): `<`, `>` and `&`
+//! as `\u003c`, `\u003e` and `\u0026`, and U+2028 and U+2029, besides what JSON requires.
 
 use serde_json::Value;
 
@@ -56,7 +58,7 @@ fn write(out: &mut String, value: &Value, map_keys: bool) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::from(key.as_str()).to_string());
+                push_string(out, key);
                 out.push(':');
                 write(out, &map[key], !map_keys && MAPS.contains(&key.as_str()));
             }
@@ -72,7 +74,28 @@ fn write(out: &mut String, value: &Value, map_keys: bool) {
             }
             out.push(']');
         }
+        Value::String(s) => push_string(out, s),
         scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+/// `s` as a JSON string, as Go writes it.
+fn push_string(out: &mut String, s: &str) {
+    let json = Value::from(s).to_string();
+    // U+2028 and U+2029 begin with 0xE2 in UTF-8.
+    if !json.bytes().any(|b| matches!(b, b'<' | b'>' | b'&' | 0xE2)) {
+        out.push_str(&json);
+        return;
+    }
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
     }
 }
 
@@ -92,5 +115,13 @@ mod tests {
         );
         let back: Value = serde_json::from_str(&to_string(&pod)).expect("valid JSON");
         assert_eq!(back, pod);
+    }
+
+    #[test]
+    fn escapes_strings_as_go_does() {
+        let v = json!({"metadata": {"labels": {"<k>": "r&d\u{2028}\"x\""}}});
+        let text = to_string(&v);
+        assert_eq!(text, r#"{"metadata":{"labels":{"\u003ck\u003e":"r\u0026d\u2028\"x\""}}}"#);
+        assert_eq!(serde_json::from_str::<Value>(&text).expect("valid JSON"), v);
     }
 }
