@@ -159,7 +159,8 @@ trait Texts<'l, 'x: 'l, 'a> {
     /// Why the text can't be kept.
     type Lost;
     fn text(&self, s: &'l Option<Str<'x>>) -> Result<Option<&'a str>, Self::Lost>;
-    fn labels(&self, l: &'l Option<JsonLabels<'x>>) -> Result<Option<JsonLabels<'a>>, Self::Lost>;
+    /// Labels are a value of their own, so they can always be kept.
+    fn labels(&self, l: &'l Option<JsonLabels<'x>>) -> Option<JsonLabels<'a>>;
 }
 
 /// Text borrowed from the lists.
@@ -170,8 +171,8 @@ impl<'l, 'x: 'l> Texts<'l, 'x, 'l> for Lists {
     fn text(&self, s: &'l Option<Str<'x>>) -> Result<Option<&'l str>, Self::Lost> {
         Ok(s.as_deref())
     }
-    fn labels(&self, l: &'l Option<JsonLabels<'x>>) -> Result<Option<JsonLabels<'l>>, Self::Lost> {
-        Ok(l.as_ref().map(JsonLabels::borrowed))
+    fn labels(&self, l: &'l Option<JsonLabels<'x>>) -> Option<JsonLabels<'l>> {
+        l.as_ref().map(JsonLabels::borrowed)
     }
 }
 
@@ -192,8 +193,8 @@ impl<'l, 'x: 'l> Texts<'l, 'x, 'x> for Body {
             Some(Cow::Owned(_)) => Err(OwnText),
         }
     }
-    fn labels(&self, l: &'l Option<JsonLabels<'x>>) -> Result<Option<JsonLabels<'x>>, OwnText> {
-        Ok(l.clone())
+    fn labels(&self, l: &'l Option<JsonLabels<'x>>) -> Option<JsonLabels<'x>> {
+        l.clone()
     }
 }
 
@@ -259,7 +260,7 @@ fn pod_sample_into<'l, 'x: 'l, 'a, T: Texts<'l, 'x, 'a>>(
     Ok(PodSample {
         namespace,
         name,
-        labels: texts.labels(&meta.labels).map_err(Unsampled::Lost)?,
+        labels: texts.labels(&meta.labels),
         timestamp: text(&item.timestamp)?,
         window: last_window.parse(&item.window)?,
         containers: start..all.len(),
