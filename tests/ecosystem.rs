@@ -167,10 +167,20 @@ async fn ecosystem_real_prometheus_stores_openmetrics_timestamps_at_the_sample_t
 }
 
 /// Prometheus asks for gzip: at 3,000 pods the body is many deflate blocks of our own
-/// encoder, and Go's decompressor reads every series of it.
+/// encoder, and Go's decompressor reads every series of it. The pods' label names change
+/// from one pod to the next (one fewer, one more at the end, one more between), as another
+/// workload's do, so the encoder's compare merges them.
 #[async_std::test]
 async fn ecosystem_real_prometheus_reads_our_gzip_whole() {
-    let cluster = SimCluster::synthetic(3000);
+    let mut cluster = SimCluster::synthetic(3000);
+    for (i, pod) in cluster.pods.iter_mut().enumerate() {
+        match i % 4 {
+            1 => pod.labels.retain(|(key, _)| key != "app"),
+            2 => pod.labels.push(("helm.sh/chart".into(), format!("chart-{}", i % 7))),
+            3 => pod.labels.push(("component".into(), "api".into())),
+            _ => {}
+        }
+    }
     let last = cluster.pods.last().expect("pods").clone();
     let h = start(cluster, |_| {}).await;
     let got = get(&format!("{}/metrics", h.url), &[("Accept", PROMETHEUS_ACCEPT), ("Accept-Encoding", "gzip")]).await;
@@ -182,10 +192,14 @@ async fn ecosystem_real_prometheus_reads_our_gzip_whole() {
             "count(kube_metrics_server_container_cpu_usage_cores)",
             "count(kube_metrics_server_pod_memory_working_set_bytes)",
             &format!(r#"kube_metrics_server_container_cpu_usage_cores{{pod="{}",container="app"}}"#, last.name),
+            r#"count(kube_metrics_server_container_cpu_usage_cores{label_app=""})"#,
+            r#"count(kube_metrics_server_container_memory_working_set_bytes{label_helm_sh_chart=~"chart-[0-6]"})"#,
+            r#"count(kube_metrics_server_pod_cpu_usage_cores{label_component="api",label_app!=""})"#,
         ])
         .await;
     let cpu: Quantity = last.containers[0].cpu.parse().expect("quantity");
-    assert_eq!(values, ["6000".to_owned(), "3000".to_owned(), cpu.as_f64().to_string()]);
+    let want = ["6000", "3000", &cpu.as_f64().to_string(), "1500", "1500", "750"];
+    assert_eq!(values, want);
 }
 
 /// The sharding alerts' expressions, as deploy/rules/ writes them, read by Debian's prometheus
