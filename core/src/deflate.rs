@@ -143,21 +143,33 @@ enum Realigned {
     No,
     /// At this byte of prev: the same name, further along.
     At(usize),
-    /// Prev lacks the name: its value ends at `cur[value_end]` (a `"`), and prev's first
-    /// name after it in order begins at `prev[next]`.
+    /// Prev lacks the name: its value runs to the next `"`, at `cur[value_end]`, and prev's
+    /// first name after it in order begins at `prev[next]`.
     Absent { value_end: usize, next: usize },
 }
 
-/// Where to go on from `cur[i]` and `prev[j]`, which differ, when each is in a label's name
-/// (a field `,name=`, then `"`: `cur[..field_end]`, `prev[..prev_end]`) and the two names
-/// began at the same place. The labels of a line come sorted by name (an enricher's do, as
-/// the API gives them), so a pod with another workload's labels has a name more, or one
-/// fewer, than the line before: a merge of the two lines' names finds it, and the names
-/// after it are compared with their own, not each with the next one's (every field of the
-/// rest of the line would then differ). Only where the names come sorted does this find
-/// them; elsewhere the lines only share less.
+/// Where to go on from `cur[i]` and `prev[j]` (where the lines stopped sharing) when each is
+/// in a label's name (a field `,name=`, then `"`: `cur[..field_end]`, `prev[..prev_end]`)
+/// and the two names began at the same place. A pod with another workload's labels often
+/// has a name more, or one fewer, than the line before; the names after it would then each
+/// be compared with the next one's, and every field of the rest of the line differ. A
+/// line's labels come sorted by their keys (the API sorts a map's keys, and the enrichers
+/// keep or make that order), which is mostly the byte order of their names (`-`, `.` and `/`
+/// become `_`), so a merge of the two lines' names, without their `=`, finds the same name
+/// in prev, or that prev lacks it. Where the order is not the names', the lines only share
+/// less.
+///
+/// `passed`: where the names of prev not yet passed over begin. Those before it sorted
+/// before a name this line had before this one, so before this one too: a line passes over
+/// each of prev's names once, however many labels differ (`usize::MAX` once past its last).
 #[inline(never)]
-fn realigned(prev: &[u8], cur: &[u8], i: usize, j: usize, field_end: usize, prev_end: usize) -> Realigned {
+fn realigned(
+    prev: &[u8],
+    cur: &[u8],
+    (i, j): (usize, usize),
+    (field_end, prev_end): (usize, usize),
+    passed: &mut usize,
+) -> Realigned {
     // Where the name `s[at]` is in begins.
     let is_name = |s: &[u8], at: usize, end: usize| match end > at && s.get(end) == Some(&b'"') && s[end - 1] == b'=' {
         true => s[..at].iter().rposition(|&b| b == b'"').map(|q| q + 1),
@@ -169,10 +181,11 @@ fn realigned(prev: &[u8], cur: &[u8], i: usize, j: usize, field_end: usize, prev
     if cur[start] != b',' || prev[pstart] != b',' || i - start != j - pstart {
         return Realigned::No;
     }
-    let name = &cur[start..field_end];
+    // Without the `=`, which sorts after the digits: `app` before `app2`, as their keys.
+    let name = &cur[start..field_end - 1];
     let (mut at, mut end) = (pstart, prev_end);
     loop {
-        match name.cmp(&prev[at..end]) {
+        match name.cmp(&prev[at..end - 1]) {
             std::cmp::Ordering::Equal => return Realigned::At(at + (i - start)),
             std::cmp::Ordering::Less => {
                 let value_end = field_end + 1 + field_len(&cur[field_end + 1..]);
@@ -181,14 +194,22 @@ fn realigned(prev: &[u8], cur: &[u8], i: usize, j: usize, field_end: usize, prev
                     _ => Realigned::No,
                 };
             }
-            // Prev's name is not in cur: on to its next, past its value.
+            // Prev's name is not in cur: on to its next, past its value (or on from where
+            // an earlier name of this line left off).
             std::cmp::Ordering::Greater => {
-                let value_end = end + 1 + field_len(&prev[end + 1..]);
-                at = value_end + 1;
-                end = at + field_len(&prev[at.min(prev.len())..]);
-                if end >= prev.len() || prev[at] != b',' || prev[end] != b'"' || prev[end - 1] != b'=' {
+                if *passed == usize::MAX {
                     return Realigned::No;
                 }
+                at = match *passed > at {
+                    true => *passed,
+                    false => end + 1 + field_len(&prev[end + 1..]) + 1,
+                };
+                end = at + field_len(&prev[at.min(prev.len())..]);
+                if end >= prev.len() || prev[at] != b',' || prev[end] != b'"' || prev[end - 1] != b'=' {
+                    *passed = usize::MAX;
+                    return Realigned::No;
+                }
+                *passed = at;
             }
         }
     }
@@ -409,6 +430,8 @@ impl Blocks {
         // No reference reaches 0 bytes back, so none takes this for its own. It holds bits
         // of this block's codes: blocks change only between lines.
         let mut last = Distance { dist: 0, index: 0, bits: 0, n: 0 };
+        // Where [`realigned`] has passed over prev's label names to.
+        let mut passed = 0;
         while i < cur.len() {
             // cur[i] is this far after prev[j] in the stream.
             let dist = prev.len() - j + i;
@@ -464,7 +487,11 @@ impl Blocks {
             }
             // Checked here first, as the call is seldom worth making.
             let name_ends = cur[field_end - 1] == b'=' && cur.get(field_end) == Some(&b'"');
-            match if name_ends { realigned(prev, cur, i, j, field_end, prev_end) } else { Realigned::No } {
+            let realign = match name_ends {
+                true => realigned(prev, cur, (i, j), (field_end, prev_end), &mut passed),
+                false => Realigned::No,
+            };
+            match realign {
                 Realigned::No => {}
                 Realigned::At(k) => {
                     // The same label further along in prev: compare with it.
@@ -883,26 +910,23 @@ mod tests {
     #[test]
     fn a_line_with_a_label_more_or_fewer_than_the_one_before_shares_the_rest() {
         let names = ["app", "app_kubernetes_io_instance", "app_kubernetes_io_name", "team", "tier", "version"];
-        let same = series_of_labels(2000, &names, |_, _| true);
-        // Every other line lacks a label in the middle, one more than the line before it has.
-        let odd = |line: usize, n: usize| line % 2 == 0 || n != 2;
-        let fewer = series_of_labels(2000, &names, odd);
-        // A different set each line: the 3rd, 4th or 5th name left out, or none.
-        let shifting = series_of_labels(2000, &names, |line, n| n != 2 + line % 4);
         let size = |text: &[u8]| {
             let packed = deflate(text, 4096);
             assert!(inflate(&packed) == text);
             packed.len()
         };
-        let base = size(&same);
+        let base = size(&series_of_labels(2000, &names, |_, _| true));
         assert!(base < 10 * 2000, "{base} bytes with the same labels on every line");
-        // A label the line before lacks is literals, some 35 bytes; the rest of the line is
-        // shared with it. Comparing each label with the next one's instead made the rest of
-        // the line literals too: 71 bytes a line with one fewer every other line.
-        for (what, text) in [("one fewer", fewer), ("shifting", shifting)] {
-            let packed = size(&text);
-            assert!(packed < 40 * 2000, "{what}: {packed} bytes, {base} with the same labels on every line");
-        }
+        // Every other line lacks a label in the middle, one more than the line before it has.
+        // That label is literals, some 55 bytes every other line; the rest of the line is
+        // shared. Comparing each label with the next one's instead made the rest of the line
+        // literals too: 71 bytes a line.
+        let fewer = size(&series_of_labels(2000, &names, |line, n| line % 2 == 0 || n != 2));
+        assert!(fewer < 30 * 2000, "one fewer: {fewer} bytes, {base} with the same labels on every line");
+        // Names whose order is not their bytes' with the `=`: `app=` after `app2=`.
+        let names = ["app", "app2", "team", "tier"];
+        let digits = size(&series_of_labels(2000, &names, |line, n| line % 2 == 0 || n != 0));
+        assert!(digits < 18 * 2000, "`app` before `app2`: {digits} bytes");
     }
 
     #[test]
@@ -910,8 +934,13 @@ mod tests {
         let mut cases = vec![
             // Names not sorted, so the merge finds none.
             series_of_labels(300, &["tier", "app", "version", "team"], |line, n| (line + n) % 3 != 0),
-            // One name a prefix of the next, and the last value with no closing quote.
-            b",a=\"1\",ab=\"2\",b=\"3\"\n,ab=\"2\",b=\"3\"\n,a=\"1\",b=\"3\n,a=\"1\",b=\"3\",c=".to_vec(),
+            // A different set each line: the 3rd, 4th or 5th name left out, or none.
+            series_of_labels(300, &["a", "b", "c", "d", "e", "f"], |line, n| n != 2 + line % 4),
+            // One name a prefix of the next, names of digits, and a last value with no
+            // closing quote.
+            b"m{x=\"0\",a=\"1\",ab=\"2\",b=\"3\"\nm{x=\"0\",ab=\"2\",b=\"3\"\nm{x=\"0\",a=\"1\",b=\"3\n\
+              m{x=\"0\",a=\"1\",a0=\"3\",a1=\"3\",c=\"\"\nm{x=\"0\",a0=\"3\",c=\"\nm{x=\"0\",a=\"1\",b=\"3\",c="
+                .to_vec(),
         ];
         for seed in 1..32 {
             let alphabet = b",,==\"\"abc\n";
