@@ -932,7 +932,7 @@ mod tests {
     #[test]
     fn labels_out_of_order_or_names_that_look_alike_still_round_trip() {
         let mut cases = vec![
-            // Names not sorted, so the merge finds none.
+            // Names not sorted: the merge misjudges which a line lacks, and only shares less.
             series_of_labels(300, &["tier", "app", "version", "team"], |line, n| (line + n) % 3 != 0),
             // A different set each line: the 3rd, 4th or 5th name left out, or none.
             series_of_labels(300, &["a", "b", "c", "d", "e", "f"], |line, n| n != 2 + line % 4),
