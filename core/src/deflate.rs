@@ -955,6 +955,60 @@ mod tests {
     }
 
     #[test]
+    fn lines_of_label_like_fragments_round_trip() {
+        // Names that are prefixes of one another or end in digits or `=`, values with escaped
+        // quotes or that look like names, stray `,` `=` `"`, unclosed values, lines without
+        // a newline: whatever the merge makes of them, the text comes back whole.
+        let names = ["a", "ab", "a0", "a_", "b", "", "abc", "a=", "z"];
+        let values = ["1", "", "x\\\"y", "\\\\", "=", ",a=", "\\\",a=\\\"", "12"];
+        for seed in 1..600u64 {
+            let draw = random(seed, 400, &(0..=255).collect::<Vec<u8>>());
+            let mut draws = draw.iter().map(|&b| usize::from(b));
+            let mut next = |n: usize| draws.next().map_or(0, |d| d % n);
+            let mut text = Vec::new();
+            for _ in 0..40 {
+                if next(3) == 0 {
+                    text.extend_from_slice(b"m{");
+                }
+                for _ in 0..next(6) {
+                    match next(10) {
+                        0 => text.push(b','),
+                        1 => text.push(b'='),
+                        2 => text.push(b'"'),
+                        _ => {
+                            let (name, value) = (names[next(names.len())], values[next(values.len())]);
+                            text.extend_from_slice(format!(",{name}=\"{value}").as_bytes());
+                            if next(8) != 0 {
+                                text.push(b'"');
+                            }
+                        }
+                    }
+                }
+                text.extend_from_slice([&b""[..], b"} 1", b"} 1\n", b"} 1\n\n"][next(4)]);
+            }
+            for piece in [usize::MAX, 17, 1] {
+                let packed = deflate(&text, piece);
+                assert!(inflate(&packed) == text, "{:?} in pieces of {piece}", String::from_utf8_lossy(&text));
+            }
+        }
+        // Lines longer than the window, their names shifting from line to line.
+        let draw = random(99, 100_000, &(0..=255).collect::<Vec<u8>>());
+        let mut text = Vec::new();
+        for line in 0..6 {
+            text.extend_from_slice(b"m{");
+            for (k, d) in draw[line * 5000..(line + 1) * 5000].iter().enumerate() {
+                if d % 3 != 0 {
+                    text.extend_from_slice(format!(",label_{k:05}=\"v{}\"", d % 3).as_bytes());
+                }
+            }
+            text.extend_from_slice(b"} 1\n");
+        }
+        for piece in [usize::MAX, 70_000, 999] {
+            assert!(inflate(&deflate(&text, piece)) == text, "pieces of {piece}");
+        }
+    }
+
+    #[test]
     fn codes_and_distances_match_the_tables() {
         for len in MIN_MATCH..=MAX_MATCH {
             let c = LEN_CODE[len - MIN_MATCH] as usize;
