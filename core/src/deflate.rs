@@ -899,8 +899,10 @@ mod tests {
             text.push_str(&format!(
                 "kube_metrics_server_pod_cpu_usage_cores{{namespace=\"shop\",pod=\"web-{line:05}\""
             ));
-            for (_, name) in names.iter().enumerate().filter(|&(n, _)| keep(line, n)) {
-                text.push_str(&format!(",label_{name}=\"value-of-{name}\""));
+            for (n, name) in names.iter().enumerate() {
+                if keep(line, n) {
+                    text.push_str(&format!(",label_{name}=\"value-of-{name}\""));
+                }
             }
             text.push_str(&format!(",owner_kind=\"ReplicaSet\"}} {}\n", line * 7));
         }
