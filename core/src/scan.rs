@@ -44,6 +44,9 @@ struct Scan<'a> {
     /// A pod's containers as they are read, then moved to a `Vec` of their number: one
     /// grown by pushing holds at least four (at 150,000 pods with two each, 21 MB more).
     containers: Vec<ContainerMetrics<'a>>,
+    /// Room for the next pod's containers: a pod handed on and done with ([`pods_each`])
+    /// gives its `Vec` back, so that a list read pod by pod allocates none a pod.
+    spare: Vec<ContainerMetrics<'a>>,
 }
 
 impl<'a> Scan<'a> {
@@ -239,20 +242,9 @@ impl<'a> Scan<'a> {
 
     /// `null`, or an array whose elements `element` reads, appended to `out`.
     fn array_into<T>(&mut self, out: &mut Vec<T>, mut element: impl FnMut(&mut Self) -> Scanned<T>) -> Scanned<()> {
-        self.array_kept(out, |s| element(s).map(Some))
-    }
-
-    /// [`Scan::array_into`], of the elements `element` keeps (`Some`).
-    fn array_kept<T>(
-        &mut self,
-        out: &mut Vec<T>,
-        mut element: impl FnMut(&mut Self) -> Scanned<Option<T>>,
-    ) -> Scanned<()> {
         if self.open_or_null(b'[')? {
             self.elements(|s| {
-                if let Some(kept) = element(s)? {
-                    out.push(kept);
-                }
+                out.push(element(s)?);
                 Ok(())
             })?;
         }
@@ -365,7 +357,8 @@ impl<'a> Scan<'a> {
             s.exactly(b"}")?;
             let metadata =
                 Metadata { name: Some(Cow::Borrowed(name)), namespace: Some(Cow::Borrowed(namespace)), labels };
-            let mut pod = PodMetrics { metadata, ..PodMetrics::default() };
+            let containers = if keep { std::mem::take(&mut s.spare) } else { Vec::new() };
+            let mut pod = PodMetrics { metadata, containers, ..PodMetrics::default() };
             if s.exactly(br#","timestamp":""#).is_some() {
                 pod.timestamp = Some(Cow::Borrowed(s.string_rest()?));
             }
@@ -386,7 +379,7 @@ impl<'a> Scan<'a> {
         if let Some(pod) = self.compact_pod(select) {
             return Ok(pod);
         }
-        let mut pod = PodMetrics::default();
+        let mut pod = PodMetrics { containers: std::mem::take(&mut self.spare), ..PodMetrics::default() };
         let mut skipped = false;
         self.eat(b'{')?;
         self.fields(&["metadata", "timestamp", "window", "containers"], |s, key| {
@@ -406,7 +399,12 @@ impl<'a> Scan<'a> {
             }
             Ok(())
         })?;
-        Ok((!skipped).then_some(pod))
+        if skipped {
+            // Its containers were not kept: the room goes to the next pod.
+            self.spare = pod.containers;
+            return Ok(None);
+        }
+        Ok(Some(pod))
     }
 
     /// A pod's containers, into `out` if `keep`. Those of a skipped pod are read as any
@@ -449,7 +447,7 @@ impl<'a> Scan<'a> {
 /// [`RESERVED_BYTES`]: at 150,000 pods that room was 44 MB, which malloc maps afresh for every
 /// list, so the 22 MB used was faulted in at every scrape (5,274 page faults); under it, the
 /// heap hands the same block back scrape after scrape.
-fn room<T>(bytes: usize) -> usize {
+pub(crate) fn room<T>(bytes: usize) -> usize {
     (bytes / ITEM_BYTES).min(RESERVED_BYTES / std::mem::size_of::<T>().max(1))
 }
 
@@ -460,8 +458,22 @@ fn list<'a, T>(
     want: Option<&str>,
     mut item: impl FnMut(&mut Scan<'a>) -> Scanned<Option<T>>,
 ) -> Option<Vec<T>> {
-    let mut s = Scan { text, at: 0, containers: Vec::new() };
     let mut items = Vec::with_capacity(room::<T>(text.len()));
+    each_item(text, want, |s| {
+        if let Some(kept) = item(s)? {
+            items.push(kept);
+        }
+        Ok(())
+    })?;
+    Some(items)
+}
+
+/// A whole `...List` body of the `kind` `want` (if it says one), if it has the usual shape:
+/// `item` reads each of its `items` as they come. `None` if it has not, and then what
+/// `item` made of the items before is to be dropped (a `kind` that is not `want` may come
+/// after them).
+fn each_item<'a>(text: &'a str, want: Option<&str>, mut item: impl FnMut(&mut Scan<'a>) -> Scanned<()>) -> Option<()> {
+    let mut s = Scan { text, at: 0, containers: Vec::new(), spare: Vec::new() };
     s.eat(b'{').ok()?;
     let mut listed = false;
     s.fields(&["items", "kind"], |s, key| {
@@ -473,11 +485,14 @@ fn list<'a, T>(
             };
         }
         listed = true;
-        s.array_kept(&mut items, &mut item)
+        if s.open_or_null(b'[')? {
+            s.elements(&mut item)?;
+        }
+        Ok(())
     })
     .ok()?;
     // Without `items` it is no list: serde says so.
-    (s.ended() && listed).then_some(items)
+    (s.ended() && listed).then_some(())
 }
 
 /// A `PodMetricsList`'s items, if it has the usual shape.
@@ -490,20 +505,46 @@ pub(crate) fn pods(text: &str) -> Option<Vec<PodMetrics<'_>>> {
 /// by its place in the list, which would have moved.
 pub(crate) fn pods_selected<'a>(text: &'a str, select: &dyn Select) -> Option<Vec<PodMetrics<'a>>> {
     let mut left_out = false;
-    list(text, PodMetrics::KIND, |s| match s.pod(select)? {
-        Some(pod) if left_out && pod.metadata.name.is_none() => Err(GiveUp),
+    list(text, PodMetrics::KIND, |s| kept_pod(s, select, &mut left_out))
+}
+
+/// Each pod [`pods_selected`] gives, handed to `each` as it is read, with its place among
+/// them; `None` where `pods_selected` gives `None` (and then what `each` made of the pods
+/// before is to be dropped). No list of them is made: a pod's text and containers are done
+/// with once `each` returns.
+pub(crate) fn pods_each<'a>(
+    text: &'a str,
+    select: &dyn Select,
+    mut each: impl FnMut(usize, &PodMetrics<'a>),
+) -> Option<()> {
+    let (mut left_out, mut kept) = (false, 0);
+    each_item(text, PodMetrics::KIND, |s| {
+        if let Some(mut pod) = kept_pod(s, select, &mut left_out)? {
+            each(kept, &pod);
+            kept += 1;
+            pod.containers.clear();
+            s.spare = pod.containers;
+        }
+        Ok(())
+    })
+}
+
+/// The next pod, if `select` keeps it; `left_out` says whether one was left out before.
+fn kept_pod<'a>(s: &mut Scan<'a>, select: &dyn Select, left_out: &mut bool) -> Scanned<Option<PodMetrics<'a>>> {
+    match s.pod(select)? {
+        Some(pod) if *left_out && pod.metadata.name.is_none() => Err(GiveUp),
         Some(pod) => Ok(Some(pod)),
         None => {
-            left_out = true;
+            *left_out = true;
             Ok(None)
         }
-    })
+    }
 }
 
 /// The pairs of a labels object with no escape (the text of a [`JsonLabels`] the scanner
 /// made), in document order, borrowed; `None` for anything else.
 pub(crate) fn label_pairs(text: &str) -> Option<Vec<(Str<'_>, Str<'_>)>> {
-    let mut s = Scan { text, at: 0, containers: Vec::new() };
+    let mut s = Scan { text, at: 0, containers: Vec::new(), spare: Vec::new() };
     let mut pairs = Vec::new();
     s.eat(b'{').ok()?;
     s.members(|s, key| {
@@ -606,20 +647,31 @@ mod tests {
     }
 
     /// A scrape of a list parsed for `select` is the scrape of the whole list, and so is one
-    /// that takes the list.
+    /// that takes the list; and one read straight from the body, which is made wherever the
+    /// scan reads the list, for a shard or whole.
     fn selects_alike(text: &str) -> bool {
         use crate::{NodeMetricsList, PodMetricsList, Scrape};
         let nodes = NodeMetricsList::default();
-        match (PodMetricsList::parse(text.as_bytes()), PodMetricsList::parse_selected(text.as_bytes(), &Odd)) {
-            (Ok(whole), Ok(part)) => {
-                let scrape = Scrape::select(&whole, &nodes, &Odd);
-                let mut held = None;
-                let taken = Scrape::from_lists(part.clone(), NodeMetricsList::default(), &Odd, &mut held);
-                scrape == Scrape::select(&part, &nodes, &Odd) && scrape == taken
-            }
-            (Err(a), Err(b)) => a.to_string() == b.to_string(),
-            _ => false,
-        }
+        let straight =
+            |select: &dyn Select| Scrape::from_pods_body(text.as_bytes(), NodeMetricsList::default(), select);
+        let (straight_part, straight_whole) = (straight(&Odd), straight(&All));
+        let read_straight = straight_part.is_ok() == pods_selected(text, &Odd).is_some()
+            && straight_whole.is_ok() == pods(text).is_some();
+        let alike =
+            match (PodMetricsList::parse(text.as_bytes()), PodMetricsList::parse_selected(text.as_bytes(), &Odd)) {
+                (Ok(whole), Ok(part)) => {
+                    let scrape = Scrape::select(&whole, &nodes, &Odd);
+                    let mut held = None;
+                    let taken = Scrape::from_lists(part.clone(), NodeMetricsList::default(), &Odd, &mut held);
+                    scrape == Scrape::select(&part, &nodes, &Odd)
+                        && scrape == taken
+                        && straight_part.ok().is_none_or(|s| s == scrape)
+                        && straight_whole.ok().is_none_or(|s| s == Scrape::new(&whole, &nodes))
+                }
+                (Err(a), Err(b)) => a.to_string() == b.to_string() && straight_part.is_err() && straight_whole.is_err(),
+                _ => false,
+            };
+        read_straight && alike
     }
 
     const SHARDED: &str = r#"{"items":[

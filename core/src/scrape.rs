@@ -312,8 +312,8 @@ impl<'a> Scrape<'a> {
     /// are not held while the scrape is enriched and written (at 150,000 pods, 32 MiB off
     /// the server's peak). Only if a name or a timestamp it keeps is their own text (a
     /// string with an escape, which serde unescaped; metrics-server writes none) are they
-    /// kept, in `held`, and the scrape borrows from them there. The server and the
-    /// benchmark make their scrapes so.
+    /// kept, in `held`, and the scrape borrows from them there. The server makes its
+    /// scrapes so where [`Scrape::from_pods_body`] cannot.
     ///
     /// ```
     /// use msp_core::{All, NodeMetricsList, PodMetricsList, Scrape};
@@ -341,44 +341,147 @@ impl<'a> Scrape<'a> {
         }
     }
 
+    /// As [`Scrape::from_lists`], but the pods read straight from their body as each is
+    /// checked, with no list of them in between (at 150,000 pods with two containers each,
+    /// some 45 MB of items and 150,000 allocations a scrape).
+    /// The scrape is the one `from_lists` makes of `pods` parsed with
+    /// [`List::parse_selected`](crate::List::parse_selected) and `select`, and borrows from
+    /// `pods` as that one does. Where the body is not in the shape metrics-server writes (an
+    /// escape, items that do not fit, not a `PodMetricsList`, not UTF-8), or a node's text is
+    /// `nodes`' own, `nodes` is given back: parse the body, and take `from_lists`, which says
+    /// what is wrong. The server and the benchmark make their scrapes so, and
+    /// `examples/render_once.rs` shows both.
+    ///
+    /// ```
+    /// use msp_core::{All, NodeMetricsList, PodMetricsList, Scrape};
+    ///
+    /// let body = br#"{"kind":"PodMetricsList","items":[{"metadata":{"name":"web-1","namespace":"shop"},
+    ///     "containers":[{"name":"app","usage":{"cpu":"5m","memory":"1Mi"}}]}]}"#;
+    /// let scrape = Scrape::from_pods_body(body, NodeMetricsList::default(), &All).unwrap();
+    /// assert_eq!((scrape.pods[0].namespace, scrape.pods[0].name), ("shop", "web-1"));
+    ///
+    /// // An escape: parse it, then.
+    /// let escaped = br#"{"items":[{"metadata":{"name":"web\u002d1","namespace":"shop"},"containers":[]}]}"#;
+    /// let nodes = Scrape::from_pods_body(escaped, NodeMetricsList::default(), &All).unwrap_err();
+    /// let (mut repaired, mut held) = (None, None);
+    /// let (pods, _) = PodMetricsList::parse_repairing(escaped, &All, &mut repaired).unwrap();
+    /// let scrape = Scrape::from_lists(pods, nodes, &All, &mut held);
+    /// assert_eq!(scrape.pods[0].name, "web-1");
+    /// ```
+    pub fn from_pods_body(
+        pods: &'a [u8],
+        nodes: NodeMetricsList<'a>,
+        select: &dyn Select,
+    ) -> Result<Self, NodeMetricsList<'a>> {
+        let Ok(text) = std::str::from_utf8(pods) else { return Err(nodes) };
+        let mut checking = Checking::new(
+            crate::scan::room::<PodSample<'_>>(text.len()),
+            crate::scan::room::<ContainerSample<'_>>(text.len()),
+            listed_errors(&PodMetricsList::default(), &nodes, select),
+        );
+        let mut lost = false;
+        let read = crate::scan::pods_each(text, select, |i, pod| {
+            // The scanner borrows every string from the body, so no text is lost.
+            lost |= checking.pod(i, pod, select, &Body).is_err();
+        });
+        if read.is_none() || lost {
+            return Err(nodes);
+        }
+        match checking.scrape(&nodes, select, &Body) {
+            Ok(scrape) => Ok(scrape),
+            Err(OwnText) => Err(nodes),
+        }
+    }
+
     fn checked<'l, 'x: 'l, T: Texts<'l, 'x, 'a>>(
         pods: &'l PodMetricsList<'x>,
         nodes: &'l NodeMetricsList<'x>,
         select: &dyn Select,
         texts: &T,
     ) -> Result<Self, T::Lost> {
-        let mut errors = Vec::new();
-        for (object, reason) in &pods.invalid {
-            if object.split_once('/').is_none_or(|(ns, name)| select.pod(ns, name)) {
-                errors.push(ItemError { resource: "pod", object: object.clone(), reason: reason.clone() });
-            }
-        }
-        for (object, reason) in &nodes.invalid {
-            if object.starts_with('#') || select.node(object) {
-                errors.push(ItemError { resource: "node", object: object.clone(), reason: reason.clone() });
-            }
-        }
-        // Checked in list order, so each item and its strings are read where they lie, one
-        // after another (at 150,000 pods, reading them in sorted order missed the cache on
-        // nearly every item); then sorted, and the containers laid out in that order.
-        let mut checked: Vec<PodSample<'a>> = Vec::with_capacity(pods.items.len());
-        let mut containers = Vec::with_capacity(pods.items.iter().map(|p| p.containers.len()).sum());
-        let mut last_window = LastWindow::default();
+        let mut checking = Checking::new(
+            pods.items.len(),
+            pods.items.iter().map(|p| p.containers.len()).sum(),
+            listed_errors(pods, nodes, select),
+        );
         for (i, item) in pods.items.iter().enumerate() {
-            // An item without a namespace or a name is always checked (and reported).
-            if let (Some(ns), Some(name)) = (item.metadata.namespace.as_deref(), item.metadata.name.as_deref()) {
-                if !select.pod(ns, name) {
-                    continue;
-                }
-            }
-            match pod_sample(item, texts, &mut last_window, &mut containers) {
-                Ok(p) => checked.push(p),
-                Err(Unsampled::Bad(reason)) => {
-                    errors.push(ItemError { resource: "pod", object: pod_object(item, i), reason })
-                }
-                Err(Unsampled::Lost(lost)) => return Err(lost),
+            checking.pod(i, item, select, texts)?;
+        }
+        checking.scrape(nodes, select, texts)
+    }
+}
+
+/// The items a list set aside ([`List::invalid`](crate::List::invalid)) that `select` keeps,
+/// as a scrape reports them: the pods', then the nodes'.
+fn listed_errors(pods: &PodMetricsList<'_>, nodes: &NodeMetricsList<'_>, select: &dyn Select) -> Vec<ItemError> {
+    let mut errors = Vec::new();
+    for (object, reason) in &pods.invalid {
+        if object.split_once('/').is_none_or(|(ns, name)| select.pod(ns, name)) {
+            errors.push(ItemError { resource: "pod", object: object.clone(), reason: reason.clone() });
+        }
+    }
+    for (object, reason) in &nodes.invalid {
+        if object.starts_with('#') || select.node(object) {
+            errors.push(ItemError { resource: "node", object: object.clone(), reason: reason.clone() });
+        }
+    }
+    errors
+}
+
+/// A scrape being made: its pods checked one at a time in list order, so each item and its
+/// strings are read where they lie, one after another (at 150,000 pods, reading them in
+/// sorted order missed the cache on nearly every item); then sorted, and the containers
+/// laid out in that order.
+struct Checking<'a> {
+    checked: Vec<PodSample<'a>>,
+    containers: Vec<ContainerSample<'a>>,
+    last_window: LastWindow,
+    errors: Vec<ItemError>,
+}
+
+impl<'a> Checking<'a> {
+    /// Room for `pods` pods and `containers` containers, after `errors`.
+    fn new(pods: usize, containers: usize, errors: Vec<ItemError>) -> Self {
+        Checking {
+            checked: Vec::with_capacity(pods),
+            containers: Vec::with_capacity(containers),
+            last_window: LastWindow::default(),
+            errors,
+        }
+    }
+
+    /// Checks the pod `item`, the `i`th of its list, if `select` keeps it.
+    fn pod<'l, 'x: 'l, T: Texts<'l, 'x, 'a>>(
+        &mut self,
+        i: usize,
+        item: &'l PodMetrics<'x>,
+        select: &dyn Select,
+        texts: &T,
+    ) -> Result<(), T::Lost> {
+        // An item without a namespace or a name is always checked (and reported).
+        if let (Some(ns), Some(name)) = (item.metadata.namespace.as_deref(), item.metadata.name.as_deref()) {
+            if !select.pod(ns, name) {
+                return Ok(());
             }
         }
+        match pod_sample(item, texts, &mut self.last_window, &mut self.containers) {
+            Ok(p) => self.checked.push(p),
+            Err(Unsampled::Bad(reason)) => {
+                self.errors.push(ItemError { resource: "pod", object: pod_object(item, i), reason })
+            }
+            Err(Unsampled::Lost(lost)) => return Err(lost),
+        }
+        Ok(())
+    }
+
+    /// The scrape of the pods checked and of the `nodes` `select` keeps.
+    fn scrape<'l, 'x: 'l, T: Texts<'l, 'x, 'a>>(
+        self,
+        nodes: &'l NodeMetricsList<'x>,
+        select: &dyn Select,
+        texts: &T,
+    ) -> Result<Scrape<'a>, T::Lost> {
+        let Checking { checked, containers, mut errors, .. } = self;
         // Errors in list order, then the duplicates.
         let (pod_samples, containers) = sorted_unique(checked, containers, &mut errors);
 
@@ -408,7 +511,9 @@ impl<'a> Scrape<'a> {
 
         Ok(Scrape { pods: pod_samples, containers, nodes: node_samples, errors })
     }
+}
 
+impl<'a> Scrape<'a> {
     /// The containers of `pod`, sorted by name. `pod` must be one of this scrape's
     /// [`Scrape::pods`] (reordered or cloned, as you like): another scrape's pod would read
     /// whatever lies where its own were.
@@ -817,9 +922,10 @@ mod tests {
                 name != "skipped"
             }
         }
-        // Whether the lists were held, and (read by serde, which reads labels into pairs)
-        // whether the labels lie in the body or are a copy.
-        let check = |pods: &'static str, nodes: &'static str, held_want: bool, labels_copied: bool| {
+        // Whether the lists were held, (read by serde, which reads labels into pairs)
+        // whether the labels lie in the body or are a copy, and whether the pods can be read
+        // straight from their body (with no escape in them, nor in a node kept).
+        let check = |pods: &'static str, nodes: &'static str, held_want: bool, labels_copied: bool, straight: bool| {
             let (pod_list, node_list) = lists(pods, nodes);
             let borrowed = Scrape::select(&pod_list, &node_list, &NotSkipped);
             let (pod_list, node_list) =
@@ -847,17 +953,29 @@ mod tests {
                 in_nodes(n.name) && n.timestamp.is_some_and(in_nodes)
             };
             assert!(taken.nodes.iter().all(node_in_body) || held_want);
+            // Straight from the body: the same scrape, or the nodes given back as they were.
+            let node_list = NodeMetricsList::parse(nodes.as_bytes()).expect("nodes");
+            let given = format!("{node_list:?}");
+            match Scrape::from_pods_body(pods.as_bytes(), node_list, &NotSkipped) {
+                Ok(read) => assert!(straight && read == taken, "{read:?}"),
+                Err(back) => assert!(!straight && format!("{back:?}") == given),
+            }
             assert_eq!(held.is_some(), held_want);
         };
-        check(pods, nodes, false, false);
+        check(pods, nodes, false, false, true);
         // Escaped, and so unescaped by serde, in a pod's name, a container's, a node's name:
         // the lists are held.
         let leak = |s: String| -> &'static str { s.leak() };
-        check(leak(pods.replace(r#""abc""#, r#""a\u0062c""#)), nodes, true, true);
-        check(leak(pods.replace(r#""z""#, r#""\u007a""#)), nodes, true, true);
-        check(pods, leak(nodes.replace(r#""n2""#, r#""n\u0032""#)), true, false);
+        check(leak(pods.replace(r#""abc""#, r#""a\u0062c""#)), nodes, true, true, false);
+        check(leak(pods.replace(r#""z""#, r#""\u007a""#)), nodes, true, true, false);
+        check(pods, leak(nodes.replace(r#""n2""#, r#""n\u0032""#)), true, false, false);
         // In a label (copied), or a node skipped: they are not.
-        check(leak(pods.replace(r#""web""#, r#""w\u0065b""#)), nodes, false, true);
-        check(pods, leak(nodes.replace(r#""skipped""#, r#""skipp\u0065d""#)), false, false);
+        check(leak(pods.replace(r#""web""#, r#""w\u0065b""#)), nodes, false, true, false);
+        check(pods, leak(nodes.replace(r#""skipped""#, r#""skipp\u0065d""#)), false, false, true);
+        // Not UTF-8, or not a pod list: no scrape straight from the body.
+        let bytes = [pods.as_bytes(), b"\xff"].concat();
+        assert!(Scrape::from_pods_body(&bytes, NodeMetricsList::default(), &All).is_err());
+        let other = pods.replace("PodMetricsList", "PodList");
+        assert!(Scrape::from_pods_body(other.as_bytes(), NodeMetricsList::default(), &All).is_err());
     }
 }

@@ -1,10 +1,12 @@
 //! Any text: where the fast path reads a metrics list, serde reads the same items from it;
-//! a shard's scrape of a list parsed for it is its scrape of the whole list; and a scrape
-//! that takes the list (`Scrape::from_lists`) is the one that borrows it.
+//! a shard's scrape of a list parsed for it is its scrape of the whole list; a scrape that
+//! takes the list (`Scrape::from_lists`) is the one that borrows it; and one read straight
+//! from the body (`Scrape::from_pods_body`) is made exactly where the fast path reads the
+//! list, and is the same.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use msp_core::{ListItem, NodeMetricsList, PodMetricsList, Scrape, Select};
+use msp_core::{All, ListItem, NodeMetricsList, PodMetrics, PodMetricsList, Scrape, Select};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -33,17 +35,26 @@ impl Select for Odd {
     }
 }
 
-fn selects_alike(data: &[u8]) {
+fn selects_alike(text: &str) {
+    let data = text.as_bytes();
     let nodes = NodeMetricsList::default();
+    let straight_part = Scrape::from_pods_body(data, NodeMetricsList::default(), &Odd).ok();
+    let straight_whole = Scrape::from_pods_body(data, NodeMetricsList::default(), &All).ok();
+    assert_eq!(straight_part.is_some(), PodMetrics::scan_selected(text, &Odd).is_some());
+    assert_eq!(straight_whole.is_some(), PodMetrics::scan(text).is_some());
     match (PodMetricsList::parse(data), PodMetricsList::parse_selected(data, &Odd)) {
         (Ok(whole), Ok(part)) => {
             let scrape = Scrape::select(&part, &nodes, &Odd);
             assert!(Scrape::select(&whole, &nodes, &Odd) == scrape);
-            let taken = PodMetricsList::parse_selected(data, &Odd).expect("read again as it was read");
             let mut held = None;
-            assert!(Scrape::from_lists(taken, NodeMetricsList::default(), &Odd, &mut held) == scrape);
+            assert!(Scrape::from_lists(part.clone(), NodeMetricsList::default(), &Odd, &mut held) == scrape);
+            assert!(straight_part.is_none_or(|s| s == scrape));
+            assert!(straight_whole.is_none_or(|s| s == Scrape::new(&whole, &nodes)));
         }
-        (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+        (Err(a), Err(b)) => {
+            assert_eq!(a.to_string(), b.to_string());
+            assert!(straight_part.is_none() && straight_whole.is_none());
+        }
         (a, b) => panic!("whole list: {:?}, for the shard: {:?}", a.is_ok(), b.is_ok()),
     }
 }
@@ -53,5 +64,5 @@ fuzz_target!(|data: &[u8]| {
     agree::<msp_core::PodMetrics<'_>>(text);
     agree::<msp_core::NodeMetrics<'_>>(text);
     let _ = NodeMetricsList::parse(data);
-    selects_alike(data);
+    selects_alike(text);
 });
