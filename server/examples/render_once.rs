@@ -20,21 +20,6 @@ fn main() -> ExitCode {
     };
     let read = |path: &str| std::fs::read(path).map_err(|e| eprintln!("render_once: reading {path}: {e}"));
     let (Ok(pods_json), Ok(nodes_json)) = (read(pods_path), read(nodes_path)) else { return ExitCode::FAILURE };
-    // As the server reads it: a byte that is not UTF-8 (a mangled label) costs only itself.
-    let mut repaired = None;
-    let pods = match msp_core::PodMetricsList::parse_repairing(&pods_json, &msp_core::All, &mut repaired) {
-        Ok((list, None)) => list,
-        Ok((list, Some(bad))) => {
-            eprintln!(
-                "render_once: {pods_path} is not UTF-8 (at byte {bad}); read with U+FFFD in place of each bad sequence"
-            );
-            list
-        }
-        Err(e) => {
-            eprintln!("render_once: {pods_path} is not a PodMetricsList: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let nodes = match msp_core::NodeMetricsList::parse_any(&nodes_json) {
         Ok(list) => list,
         Err(e) => {
@@ -42,8 +27,29 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut held = None;
-    let scrape = Scrape::from_lists(pods, nodes, &msp_core::All, &mut held);
+    // As the server reads them: the pods straight from their body when it is in the shape
+    // metrics-server writes; else as a list, where a byte that is not UTF-8 (a mangled
+    // label) costs only itself.
+    let (mut repaired, mut held) = (None, None);
+    let scrape = match Scrape::from_pods_body(&pods_json, nodes, &msp_core::All) {
+        Ok(scrape) => scrape,
+        Err(nodes) => {
+            let pods = match msp_core::PodMetricsList::parse_repairing(&pods_json, &msp_core::All, &mut repaired) {
+                Ok((list, None)) => list,
+                Ok((list, Some(bad))) => {
+                    eprintln!(
+                        "render_once: {pods_path} is not UTF-8 (at byte {bad}); read with U+FFFD in place of each bad sequence"
+                    );
+                    list
+                }
+                Err(e) => {
+                    eprintln!("render_once: {pods_path} is not a PodMetricsList: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            Scrape::from_lists(pods, nodes, &msp_core::All, &mut held)
+        }
+    };
     for e in &scrape.errors {
         eprintln!("render_once: {e}");
     }

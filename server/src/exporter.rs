@@ -732,19 +732,30 @@ impl Exporter {
         let Lists { pods: pods_raw, nodes: nodes_raw, started, reused_from } = lists;
         let written = {
             let (mut pods_repaired, mut nodes_repaired, mut held) = (None, None, None);
-            let (pods, pods_up): (PodMetricsList<'_>, bool) =
-                parse_list("pod", &pods_raw, &self.scope, &mut pods_repaired);
             let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
                 parse_list("node", &nodes_raw, &self.scope, &mut nodes_repaired);
+            // The pods straight from their body, as metrics-server writes it, with no list of
+            // them between; else (a body of another shape, or none) as a list. Either way the
+            // scrape borrows its text from the bodies, and no list is held while it is
+            // enriched and written.
+            let straight = match &pods_raw {
+                Ok(body) => Scrape::from_pods_body(body, nodes, &self.scope),
+                Err(_) => Err(nodes),
+            };
+            let (scrape, pods_up) = match straight {
+                Ok(scrape) => (scrape, true),
+                Err(nodes) => {
+                    let (pods, pods_up): (PodMetricsList<'_>, bool) =
+                        parse_list("pod", &pods_raw, &self.scope, &mut pods_repaired);
+                    (Scrape::from_lists(pods, nodes, &self.scope, &mut held), pods_up)
+                }
+            };
             note_read(&self.failed_reads[0], "pod", pods_up);
             note_read(&self.failed_reads[1], "node", nodes_up);
             // Lists of its own only: reused ones are kept already, since their read.
             if let (None, true, true, Ok(pods), Ok(nodes)) = (reused_from, pods_up, nodes_up, &pods_raw, &nodes_raw) {
                 self.reuse.keep(self.source.as_ref(), pods, nodes, started);
             }
-            // The lists go now, before the scrape is enriched and written: it borrows its
-            // text from the bodies.
-            let scrape = Scrape::from_lists(pods, nodes, &self.scope, &mut held);
             if pods_up {
                 self.writing.read(scrape.pods.len());
             }
