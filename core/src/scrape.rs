@@ -381,8 +381,10 @@ impl<'a> Scrape<'a> {
         );
         let mut lost = false;
         let read = crate::scan::pods_each(text, select, |i, pod| {
-            // The scanner borrows every string from the body, so no text is lost.
-            lost |= checking.pod(i, pod, select, &Body).is_err();
+            // The scan hands on only the pods `select` keeps: asking it again would hash a
+            // shard's every pod twice. It borrows every string from the body, so no text
+            // is lost.
+            lost |= checking.pod(i, pod, &All, &Body).is_err();
         });
         if read.is_none() || lost {
             return Err(nodes);
