@@ -399,12 +399,9 @@ impl<'a> Scan<'a> {
             }
             Ok(())
         })?;
-        if skipped {
-            // Its containers were not kept: the room goes to the next pod.
-            self.spare = pod.containers;
-            return Ok(None);
-        }
-        Ok(Some(pod))
+        // A pod skipped lets its containers go (read before its metadata, they were kept),
+        // and their room with them: it is not handed on.
+        Ok((!skipped).then_some(pod))
     }
 
     /// A pod's containers, into `out` if `keep`. Those of a skipped pod are read as any
@@ -678,6 +675,7 @@ mod tests {
       {"metadata":{"name":"ab","namespace":"n","labels":{"app":"a"}},"containers":[{"name":"c","usage":{"cpu":"1m","memory":"1Ki"}}]},
       {"metadata":{"name":"abc","namespace":"n","labels":{"app":"a"}},"window":"30s","containers":[{"name":"c","usage":{"cpu":"2m","memory":"2Ki"}}]},
       {"containers":[{"name":"c","usage":{"cpu":"3m","memory":"3Ki"}}],"metadata":{"name":"cd","namespace":"n"}},
+      {"containers":[{"name":"d","usage":{"cpu":"4m","memory":"4Ki"}}],"metadata":{"name":"cde","namespace":"n"}},
       {"metadata":{"name":"ef","namespace":""},"containers":[{"name":"c","usage":{"cpu":"x","memory":"4Ki"}}]},
       {"metadata":{"name":"gh"},"containers":[{"name":"c","usage":{"cpu":"5m","memory":"5Ki"}}]},
       {"metadata":{"name":"ij","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"bad","memory":"6Ki"}}]}]}"#;
@@ -722,11 +720,15 @@ mod tests {
         let part = pods_selected(SHARDED, &Odd).expect("the usual shape");
         let read: Vec<_> = part
             .iter()
-            .map(|p| (p.metadata.name.as_deref().unwrap_or(""), p.containers.iter().any(|c| c.usage.cpu.is_some())))
+            .map(|p| {
+                let containers: Vec<_> = p.containers.iter().map(|c| c.name.as_deref().unwrap_or("")).collect();
+                (p.metadata.name.as_deref().unwrap_or(""), containers)
+            })
             .collect();
-        // "ab", "cd" (its containers read before its metadata said so), "ef" and "ij" are
-        // left out; the pod without a namespace is left to the scrape, which reports it.
-        assert_eq!(read, [("abc", true), ("gh", true)]);
+        // "ab", "cd" (its containers read before its metadata said so, and not handed on to
+        // "cde"), "ef" and "ij" are left out; the pod without a namespace is left to the
+        // scrape, which reports it.
+        assert_eq!(read, [("abc", vec!["c"]), ("cde", vec!["d"]), ("gh", vec!["c"])]);
         assert!(part[0].metadata.labels.is_some(), "a kept pod keeps its labels");
         assert!(selects_alike(SHARDED));
         // Scraped with another `Select`, the pods left out are not there.
@@ -734,7 +736,7 @@ mod tests {
         let list = crate::PodMetricsList::parse_selected(SHARDED.as_bytes(), &Odd).expect("list");
         let all = crate::Scrape::new(&list, &nodes);
         let names: Vec<&str> = all.pods.iter().map(|p| p.name).collect();
-        assert_eq!(names, ["abc"]);
+        assert_eq!(names, ["abc", "cde"]);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use crate::labels::JsonLabels;
 use crate::list::{NodeMetricsList, PodMetricsList};
 use crate::model::{PodMetrics, Str, Usage};
 use crate::quantity::{parse_whole, Quantity};
+use crate::scan::room;
 
 /// One container's usage.
 #[derive(Debug, Clone, PartialEq)]
@@ -375,20 +376,25 @@ impl<'a> Scrape<'a> {
     ) -> Result<Self, NodeMetricsList<'a>> {
         let Ok(text) = std::str::from_utf8(pods) else { return Err(nodes) };
         let mut checking = Checking::new(
-            crate::scan::room::<PodSample<'_>>(text.len()),
-            crate::scan::room::<ContainerSample<'_>>(text.len()),
+            room::<PodSample<'_>>(text.len()),
+            room::<ContainerSample<'_>>(text.len()),
             listed_errors(&PodMetricsList::default(), &nodes, select),
         );
         let mut lost = false;
         let read = crate::scan::pods_each(text, select, |i, pod| {
             // The scan hands on only the pods `select` keeps: asking it again would hash a
             // shard's every pod twice. It borrows every string from the body, so no text
-            // is lost.
+            // is lost; if one were, the list would be read instead.
             lost |= checking.pod(i, pod, &All, &Body).is_err();
         });
         if read.is_none() || lost {
             return Err(nodes);
         }
+        // The room was reserved for the whole body's pods: a shard, or a scope of a few
+        // namespaces, keeps a part of them, and the rest is given back before the scrape is
+        // enriched and written.
+        checking.checked.shrink_to_fit();
+        checking.containers.shrink_to_fit();
         match checking.scrape(&nodes, select, &Body) {
             Ok(scrape) => Ok(scrape),
             Err(OwnText) => Err(nodes),
