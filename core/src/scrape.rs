@@ -378,7 +378,7 @@ impl<'a> Scrape<'a> {
         let mut checking = Checking::new(
             room::<PodSample<'_>>(text.len()),
             room::<ContainerSample<'_>>(text.len()),
-            listed_errors(&PodMetricsList::default(), &nodes, select),
+            listed_errors(&[], &nodes.invalid, select),
         );
         let mut lost = false;
         let read = crate::scan::pods_each(text, select, |i, pod| {
@@ -410,7 +410,7 @@ impl<'a> Scrape<'a> {
         let mut checking = Checking::new(
             pods.items.len(),
             pods.items.iter().map(|p| p.containers.len()).sum(),
-            listed_errors(pods, nodes, select),
+            listed_errors(&pods.invalid, &nodes.invalid, select),
         );
         for (i, item) in pods.items.iter().enumerate() {
             checking.pod(i, item, select, texts)?;
@@ -419,16 +419,16 @@ impl<'a> Scrape<'a> {
     }
 }
 
-/// The items a list set aside ([`List::invalid`](crate::List::invalid)) that `select` keeps,
-/// as a scrape reports them: the pods', then the nodes'.
-fn listed_errors(pods: &PodMetricsList<'_>, nodes: &NodeMetricsList<'_>, select: &dyn Select) -> Vec<ItemError> {
+/// The items the lists set aside ([`List::invalid`](crate::List::invalid)) that `select`
+/// keeps, as a scrape reports them: the pods', then the nodes'.
+fn listed_errors(pods: &[(String, String)], nodes: &[(String, String)], select: &dyn Select) -> Vec<ItemError> {
     let mut errors = Vec::new();
-    for (object, reason) in &pods.invalid {
+    for (object, reason) in pods {
         if object.split_once('/').is_none_or(|(ns, name)| select.pod(ns, name)) {
             errors.push(ItemError { resource: "pod", object: object.clone(), reason: reason.clone() });
         }
     }
-    for (object, reason) in &nodes.invalid {
+    for (object, reason) in nodes {
         if object.starts_with('#') || select.node(object) {
             errors.push(ItemError { resource: "node", object: object.clone(), reason: reason.clone() });
         }
