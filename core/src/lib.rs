@@ -24,6 +24,7 @@
 
 mod cluster;
 mod deflate;
+mod digest;
 mod duration;
 mod enricher;
 mod exposition;

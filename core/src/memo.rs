@@ -54,6 +54,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::cluster::{Cluster, ControllerKind, Controllers, Nodes, Pods, SourceError, Text};
+use crate::digest::{Digest, Digester};
 use crate::enricher::{EnrichError, Enricher};
 use crate::labels::JsonLabels;
 use crate::pipeline::{Failure, Guard};
@@ -196,29 +197,20 @@ impl Snapshots {
     }
 }
 
-/// PodMetrics' own labels, as remembered: their JSON text, which pods with the same labels
-/// share (see [`MetricLabels::like`]). Text that differs, even only in its spacing, is a
-/// change: the pod is enriched again, which costs time, never a wrong label.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct MetricLabels(Option<Arc<str>>);
+/// PodMetrics' own labels, as remembered: a digest of their JSON text, not the text (see
+/// [`crate::digest`]: a copy of each label set held some 20 MiB at 150,000 pods with 2 a
+/// ReplicaSet). Text that differs, even only in its spacing, is a change: the pod is
+/// enriched again, which costs time, never a wrong label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MetricLabels(Option<Digest>);
 
 impl MetricLabels {
-    fn new(labels: Option<&JsonLabels<'_>>) -> Self {
-        MetricLabels(labels.map(|labels| labels.as_json().into()))
+    fn new(labels: Option<&JsonLabels<'_>>, digester: &Digester) -> Self {
+        MetricLabels(labels.map(|labels| digester.digest(labels.as_json().as_bytes())))
     }
 
-    /// `labels` remembered, sharing the copy `near` holds if they are the same: the pods of
-    /// one ReplicaSet carry the same labels, and lie next to each other in a scrape (at
-    /// 150,000 pods, one copy each held about 15 MB).
-    fn like(labels: Option<&JsonLabels<'_>>, near: Option<&MetricLabels>) -> Self {
-        match near {
-            Some(near) if near.matches(labels) => near.clone(),
-            _ => MetricLabels::new(labels),
-        }
-    }
-
-    fn matches(&self, labels: Option<&JsonLabels<'_>>) -> bool {
-        self.0.as_deref() == labels.map(JsonLabels::as_json)
+    fn matches(&self, labels: Option<&JsonLabels<'_>>, digester: &Digester) -> bool {
+        *self == MetricLabels::new(labels, digester)
     }
 }
 
@@ -293,6 +285,8 @@ impl State {
 #[derive(Debug, Default)]
 pub struct Memo {
     state: Mutex<State>,
+    /// Digests the pods' PodMetrics labels, with keys of this memo's own.
+    digester: Digester,
 }
 
 /// One scrape's use of a [`Memo`]: which pods it already knows, and the snapshots it
@@ -543,7 +537,7 @@ impl Memo {
             let kept = found.filter(|&k| {
                 let e = &state.entries[k];
                 usable
-                    && e.metric_labels.matches(pod.labels.as_ref())
+                    && e.metric_labels.matches(pod.labels.as_ref(), &self.digester)
                     && (unchanged_all || base.unchanged(&fresh, pod.namespace, pod.name))
             });
             match kept {
@@ -617,11 +611,7 @@ impl Memo {
         if in_place {
             for i in (0..kept_at.len()).filter(|&i| kept_at[i].is_none()) {
                 let pod = &scrape.pods[i];
-                // Mostly the same (a new IP, a new node): the copy stays shared.
-                if !state.entries[i].metric_labels.matches(pod.labels.as_ref()) {
-                    let near = i.checked_sub(1).map(|before| state.entries[before].metric_labels.clone());
-                    state.entries[i].metric_labels = MetricLabels::like(pod.labels.as_ref(), near.as_ref());
-                }
+                state.entries[i].metric_labels = MetricLabels::new(pod.labels.as_ref(), &self.digester);
                 state.entries[i].labels = prepared.pods[i].clone();
             }
             return prepared;
@@ -645,10 +635,7 @@ impl Memo {
                     Entry {
                         namespace,
                         name: pod.name.into(),
-                        metric_labels: MetricLabels::like(
-                            pod.labels.as_ref(),
-                            entries.last().map(|e| &e.metric_labels),
-                        ),
+                        metric_labels: MetricLabels::new(pod.labels.as_ref(), &self.digester),
                         labels: labels.clone(),
                     }
                 }
@@ -855,13 +842,18 @@ mod tests {
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1);
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 0);
 
-        // p1 moves to n2, its labels as they were: enriched again where it lies, and the
-        // copy of its PodMetrics labels kept (shared, where neighbours have the same).
-        let kept = memo.lock().entries[0].metric_labels.clone();
+        // p1 moves to n2, its labels as they were: enriched again where it lies, with the
+        // digest of its PodMetrics labels as it was.
+        let kept = memo.lock().entries[0].metric_labels;
         c.pods = cluster(&[pod("p1", "n2", "rs1"), pod("p2", "n1", "rs2"), pod("p3", "n2", "rs1")], "", "").pods;
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1);
-        let now = memo.lock().entries[0].metric_labels.clone();
-        assert!(matches!((&kept.0, &now.0), (Some(a), Some(b)) if Arc::ptr_eq(a, b)), "{kept:?} {now:?}");
+        assert_eq!(memo.lock().entries[0].metric_labels, kept);
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 0);
+        // Its labels change where it lies (the same pods, in order): only p1, and the new
+        // ones are remembered.
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("y")), &c, true), 1);
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("y")), &c, true), 0);
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1, "and back");
 
         // A pod goes, a pod comes: the new one is enriched, the old one forgotten.
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p4"], Some("x")), &c, true), 1);
@@ -887,31 +879,22 @@ mod tests {
 
     #[test]
     fn metric_labels_compare_exactly() {
+        let d = Digester::default();
         let labels = |p: &[(&str, &str)]| JsonLabels::new(p.iter().copied());
         let ab = labels(&[("a", "b")]);
-        let kept = MetricLabels::new(Some(&ab));
-        assert!(kept.matches(Some(&ab)));
-        assert!(!kept.matches(None));
-        assert!(!kept.matches(Some(&labels(&[("a", "bc")]))));
-        assert!(!kept.matches(Some(&labels(&[("ab", "")]))));
-        assert!(!kept.matches(Some(&labels(&[("a", "b"), ("c", "d")]))));
-        assert!(!kept.matches(Some(&labels(&[]))));
-        assert!(MetricLabels::new(Some(&labels(&[]))).matches(Some(&labels(&[]))));
-        assert!(MetricLabels::new(None).matches(None));
+        let kept = MetricLabels::new(Some(&ab), &d);
+        assert!(kept.matches(Some(&ab), &d));
+        assert!(kept.matches(Some(&labels(&[("a", "b")])), &d), "the same labels, another copy");
+        assert!(!kept.matches(None, &d));
+        assert!(!kept.matches(Some(&labels(&[("a", "bc")])), &d));
+        assert!(!kept.matches(Some(&labels(&[("ab", "")])), &d));
+        assert!(!kept.matches(Some(&labels(&[("a", "b"), ("c", "d")])), &d));
+        assert!(!kept.matches(Some(&labels(&[])), &d));
+        assert!(MetricLabels::new(Some(&labels(&[])), &d).matches(Some(&labels(&[])), &d));
+        assert!(MetricLabels::new(None, &d).matches(None, &d));
+        assert!(!MetricLabels::new(None, &d).matches(Some(&labels(&[])), &d), "no labels and empty labels");
         // Text that reads the same but is written otherwise is a change (enriched again).
-        assert!(!kept.matches(Some(&JsonLabels::checked(r#"{ "a":"b"}"#))));
-
-        // The same labels share one copy; others get their own.
-        let shared = |m: &MetricLabels, n: &MetricLabels| match (&m.0, &n.0) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            _ => false,
-        };
-        let same = labels(&[("a", "b")]);
-        assert!(shared(&MetricLabels::like(Some(&same), Some(&kept)), &kept));
-        let other = MetricLabels::like(Some(&labels(&[("a", "c")])), Some(&kept));
-        assert!(!shared(&other, &kept) && other.matches(Some(&labels(&[("a", "c")]))));
-        assert!(MetricLabels::like(None, Some(&kept)).matches(None));
-        assert!(MetricLabels::like(Some(&ab), None).matches(Some(&ab)));
+        assert!(!kept.matches(Some(&JsonLabels::checked(r#"{ "a":"b"}"#)), &d));
     }
 
     #[test]
