@@ -40,6 +40,11 @@ impl<T> Namespaced<T> {
         self.by_namespace.get(namespace)?.get(name)
     }
 
+    /// The object at `namespace/name`, with the name as kept (to share it).
+    pub fn get_key_value(&self, namespace: &str, name: &str) -> Option<(&Text, &T)> {
+        self.by_namespace.get(namespace)?.get_key_value(name)
+    }
+
     /// Adds or replaces an object; returns the one it replaced.
     pub fn insert(&mut self, namespace: Text, name: Text, value: T) -> Option<T> {
         let old = self.by_namespace.entry(namespace).or_default().insert(name, value);
