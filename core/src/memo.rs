@@ -201,8 +201,16 @@ impl Snapshots {
 /// [`crate::digest`]: a copy of each label set held some 20 MiB at 150,000 pods with 2 a
 /// ReplicaSet). Text that differs, even only in its spacing, is a change: the pod is
 /// enriched again, which costs time, never a wrong label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct MetricLabels(Option<Digest>);
+
+/// Whether there are any, not their digest (pairs of text and digest are where finding the
+/// keys would start).
+impl std::fmt::Debug for MetricLabels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "MetricLabels(Some(..))" } else { "MetricLabels(None)" })
+    }
+}
 
 impl MetricLabels {
     fn new(labels: Option<&JsonLabels<'_>>, digester: &Digester) -> Self {
@@ -219,8 +227,9 @@ impl MetricLabels {
 struct Entry {
     /// Shared by the entries of one namespace.
     namespace: Text,
-    /// The pod cache's own copy where the enrichers read it (at 150,000 pods, a copy of
-    /// every name held some 7 MiB).
+    /// The pod cache's own copy, where the round that made the entry read the pods (at
+    /// 150,000 pods, a copy of every name held some 7 MiB); else, and for a pod the cache
+    /// has let go of since, a copy of its own.
     name: Text,
     metric_labels: MetricLabels,
     labels: Arc<PodLabels>,
@@ -854,18 +863,21 @@ mod tests {
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1);
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 0);
 
-        // p1 moves to n2, its labels as they were: enriched again where it lies, with the
-        // digest of its PodMetrics labels as it was.
-        let kept = memo.lock().entries[0].metric_labels;
+        // p1 moves to n2, its labels as they were: enriched again where it lies.
         c.pods = cluster(&[pod("p1", "n2", "rs1"), pod("p2", "n1", "rs2"), pod("p3", "n2", "rs1")], "", "").pods;
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1);
-        assert_eq!(memo.lock().entries[0].metric_labels, kept);
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 0);
         // Its labels change where it lies (the same pods, in order): only p1, and the new
         // ones are remembered.
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("y")), &c, true), 1);
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("y")), &c, true), 0);
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1, "and back");
+        // Its labels change as another pod comes and one goes (the entries made anew): p1 and
+        // the new one, and p1's new labels are remembered.
+        c.pods = cluster(&[pod("p1", "n2", "rs1"), pod("p2", "n1", "rs2"), pod("p4", "n2", "rs1")], "", "").pods;
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p4"], Some("y")), &c, true), 2);
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p4"], Some("y")), &c, true), 0);
+        assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 2, "and back");
 
         // A pod goes, a pod comes: the new one is enriched, the old one forgotten.
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p4"], Some("x")), &c, true), 1);
