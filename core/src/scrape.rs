@@ -350,24 +350,20 @@ impl<'a> Scrape<'a> {
     /// `pods` as that one does. Where the body is not in the shape metrics-server writes (an
     /// escape, items that do not fit, not a `PodMetricsList`, not UTF-8), or a node's text is
     /// `nodes`' own, `nodes` is given back: parse the body, and take `from_lists`, which says
-    /// what is wrong. The server and the benchmark make their scrapes so, and
-    /// `examples/render_once.rs` shows both.
+    /// what is wrong: [`Scrape::from_pods_json`] does both, as the server, `render_once`
+    /// and the benchmark read.
     ///
     /// ```
-    /// use msp_core::{All, NodeMetricsList, PodMetricsList, Scrape};
+    /// use msp_core::{All, NodeMetricsList, Scrape};
     ///
     /// let body = br#"{"kind":"PodMetricsList","items":[{"metadata":{"name":"web-1","namespace":"shop"},
     ///     "containers":[{"name":"app","usage":{"cpu":"5m","memory":"1Mi"}}]}]}"#;
     /// let scrape = Scrape::from_pods_body(body, NodeMetricsList::default(), &All).unwrap();
     /// assert_eq!((scrape.pods[0].namespace, scrape.pods[0].name), ("shop", "web-1"));
     ///
-    /// // An escape: parse it, then.
+    /// // An escape: the nodes come back.
     /// let escaped = br#"{"items":[{"metadata":{"name":"web\u002d1","namespace":"shop"},"containers":[]}]}"#;
-    /// let nodes = Scrape::from_pods_body(escaped, NodeMetricsList::default(), &All).unwrap_err();
-    /// let (mut repaired, mut held) = (None, None);
-    /// let (pods, _) = PodMetricsList::parse_repairing(escaped, &All, &mut repaired).unwrap();
-    /// let scrape = Scrape::from_lists(pods, nodes, &All, &mut held);
-    /// assert_eq!(scrape.pods[0].name, "web-1");
+    /// assert!(Scrape::from_pods_body(escaped, NodeMetricsList::default(), &All).is_err());
     /// ```
     pub fn from_pods_body(
         pods: &'a [u8],
@@ -398,6 +394,41 @@ impl<'a> Scrape<'a> {
         match checking.scrape(&nodes, select, &Body) {
             Ok(scrape) => Ok(scrape),
             Err(OwnText) => Err(nodes),
+        }
+    }
+
+    /// The scrape of a pod metrics body and `nodes`, as the server reads them: straight from
+    /// the body ([`Scrape::from_pods_body`]) where it is in the shape metrics-server writes;
+    /// else parsed into a list ([`List::parse_repairing`](crate::List::parse_repairing): a
+    /// body that is not UTF-8 is read with U+FFFD in place of each bad sequence, in
+    /// `repaired`) and taken ([`Scrape::from_lists`], which keeps the lists in `held` only
+    /// if it must). Beside the scrape, how the body read: `Ok(None)`; `Ok(Some(byte))`,
+    /// repaired from that byte on; or why it is no pod list, and then the scrape has the
+    /// nodes alone.
+    ///
+    /// ```
+    /// use msp_core::{All, NodeMetricsList, Scrape};
+    ///
+    /// let escaped = br#"{"items":[{"metadata":{"name":"web\u002d1","namespace":"shop"},"containers":[]}]}"#;
+    /// let (mut repaired, mut held) = (None, None);
+    /// let (scrape, read) =
+    ///     Scrape::from_pods_json(escaped, NodeMetricsList::default(), &All, &mut repaired, &mut held);
+    /// assert_eq!((scrape.pods[0].name, read.ok()), ("web-1", Some(None)));
+    /// ```
+    pub fn from_pods_json(
+        pods: &'a [u8],
+        nodes: NodeMetricsList<'a>,
+        select: &dyn Select,
+        repaired: &'a mut Option<Vec<u8>>,
+        held: &'a mut Option<(PodMetricsList<'a>, NodeMetricsList<'a>)>,
+    ) -> (Self, Result<Option<usize>, serde_json::Error>) {
+        let nodes = match Scrape::from_pods_body(pods, nodes, select) {
+            Ok(scrape) => return (scrape, Ok(None)),
+            Err(nodes) => nodes,
+        };
+        match PodMetricsList::parse_repairing(pods, select, repaired) {
+            Ok((list, bad)) => (Scrape::from_lists(list, nodes, select, held), Ok(bad)),
+            Err(e) => (Scrape::from_lists(PodMetricsList::default(), nodes, select, held), Err(e)),
         }
     }
 
@@ -968,6 +999,13 @@ mod tests {
                 Ok(read) => assert!(straight && read == taken, "{read:?}"),
                 Err(back) => assert!(!straight && format!("{back:?}") == given),
             }
+            // Either way, as the server reads: the same scrape.
+            let node_list = NodeMetricsList::parse(nodes.as_bytes()).expect("nodes");
+            let (mut repaired, mut held_here) = (None, None);
+            let (read, how) =
+                Scrape::from_pods_json(pods.as_bytes(), node_list, &NotSkipped, &mut repaired, &mut held_here);
+            assert!(read == taken && how.is_ok_and(|bad| bad.is_none()), "{read:?}");
+            assert!(repaired.is_none());
             assert_eq!(held.is_some(), held_want);
         };
         check(pods, nodes, false, false, true);
@@ -981,9 +1019,25 @@ mod tests {
         check(leak(pods.replace(r#""web""#, r#""w\u0065b""#)), nodes, false, true, false);
         check(pods, leak(nodes.replace(r#""skipped""#, r#""skipp\u0065d""#)), false, false, true);
         // Not UTF-8, or not a pod list: no scrape straight from the body.
-        let bytes = [pods.as_bytes(), b"\xff"].concat();
+        // A label's byte that is not UTF-8.
+        let at = pods.find("\"web\"").expect("the label") + 2;
+        let mut bytes = pods.as_bytes().to_vec();
+        bytes[at] = 0xff;
         assert!(Scrape::from_pods_body(&bytes, NodeMetricsList::default(), &All).is_err());
         let other = pods.replace("PodMetricsList", "PodList");
         assert!(Scrape::from_pods_body(other.as_bytes(), NodeMetricsList::default(), &All).is_err());
+        // Read as the server reads: repaired from the bad byte on, or the nodes alone with why.
+        let (mut repaired, mut held) = (None, None);
+        let (read, how) = Scrape::from_pods_json(&bytes, NodeMetricsList::default(), &All, &mut repaired, &mut held);
+        let fixed = pods.replacen("\"web\"", "\"w\u{FFFD}b\"", 1);
+        let (whole, mut held_whole) = (PodMetricsList::parse(fixed.as_bytes()).expect("pods"), None);
+        let want = Scrape::from_lists(whole, NodeMetricsList::default(), &All, &mut held_whole);
+        assert!(read == want && !read.pods.is_empty(), "{read:?}");
+        assert_eq!(how.ok(), Some(Some(at)), "repaired from the bad byte on");
+        let node_list = NodeMetricsList::parse(nodes.as_bytes()).expect("nodes");
+        let (mut repaired, mut held) = (None, None);
+        let (read, how) = Scrape::from_pods_json(other.as_bytes(), node_list, &All, &mut repaired, &mut held);
+        let why = how.expect_err("a PodList is no pod metrics list").to_string();
+        assert!(read.pods.is_empty() && !read.nodes.is_empty() && why.contains("PodList"), "{why}");
     }
 }

@@ -31,25 +31,17 @@ fn main() -> ExitCode {
     // metrics-server writes; else as a list, where a byte that is not UTF-8 (a mangled
     // label) costs only itself.
     let (mut repaired, mut held) = (None, None);
-    let scrape = match Scrape::from_pods_body(&pods_json, nodes, &msp_core::All) {
-        Ok(scrape) => scrape,
-        Err(nodes) => {
-            let pods = match msp_core::PodMetricsList::parse_repairing(&pods_json, &msp_core::All, &mut repaired) {
-                Ok((list, None)) => list,
-                Ok((list, Some(bad))) => {
-                    eprintln!(
-                        "render_once: {pods_path} is not UTF-8 (at byte {bad}); read with U+FFFD in place of each bad sequence"
-                    );
-                    list
-                }
-                Err(e) => {
-                    eprintln!("render_once: {pods_path} is not a PodMetricsList: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            Scrape::from_lists(pods, nodes, &msp_core::All, &mut held)
+    let (scrape, read) = Scrape::from_pods_json(&pods_json, nodes, &msp_core::All, &mut repaired, &mut held);
+    match read {
+        Ok(None) => {}
+        Ok(Some(bad)) => eprintln!(
+            "render_once: {pods_path} is not UTF-8 (at byte {bad}); read with U+FFFD in place of each bad sequence"
+        ),
+        Err(e) => {
+            eprintln!("render_once: {pods_path} is not a PodMetricsList: {e}");
+            return ExitCode::FAILURE;
         }
-    };
+    }
     for e in &scrape.errors {
         eprintln!("render_once: {e}");
     }

@@ -261,17 +261,31 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
     let body = match fetched {
         Ok(body) => body,
         Err(e) => {
-            log::error!(resource = api_resource(resource); "{resource} metrics: {e}");
+            fetch_failed(resource, e);
             return (msp_core::List::default(), false);
         }
     };
     match msp_core::List::parse_repairing(body, select, repaired) {
-        Ok((list, None)) => (list, true),
-        Ok((list, Some(bad))) => {
+        Ok((list, bad)) => (list, reported(resource, body, Ok(bad))),
+        Err(e) => (msp_core::List::default(), reported(resource, body, Err(e))),
+    }
+}
+
+/// Logs a metrics list that could not be fetched.
+fn fetch_failed(resource: &str, e: &SourceError) {
+    log::error!(resource = api_resource(resource); "{resource} metrics: {e}");
+}
+
+/// Logs how a metrics list's `body` read, `read` as [`msp_core::List::parse_repairing`]
+/// says it (and [`Scrape::from_pods_json`]); whether it was read.
+fn reported(resource: &str, body: &[u8], read: Result<Option<usize>, serde_json::Error>) -> bool {
+    match read {
+        Ok(None) => true,
+        Ok(Some(bad)) => {
             log::warn!(
                 "{resource} metrics: the answer is not UTF-8 (at byte {bad}); read with U+FFFD in place of each bad sequence"
             );
-            (list, true)
+            true
         }
         Err(e) => {
             if e.is_data() {
@@ -285,7 +299,7 @@ fn parse_list<'a, T: msp_core::ListItem<'a>>(
                     .unwrap_or_default();
                 log::error!(resource = api_resource(resource); "{resource} metrics: invalid JSON from the metrics API{not_utf8}: {e}");
             }
-            (msp_core::List::default(), false)
+            false
         }
     }
 }
@@ -735,19 +749,18 @@ impl Exporter {
             let (nodes, nodes_up): (NodeMetricsList<'_>, bool) =
                 parse_list("node", &nodes_raw, &self.scope, &mut nodes_repaired);
             // The pods straight from their body, as metrics-server writes it, with no list of
-            // them between; else (a body of another shape, or none) as a list. Either way the
-            // scrape borrows its text from the bodies, and no list is held while it is
-            // enriched and written.
-            let straight = match &pods_raw {
-                Ok(body) => Scrape::from_pods_body(body, nodes, &self.scope),
-                Err(_) => Err(nodes),
-            };
-            let (scrape, pods_up) = match straight {
-                Ok(scrape) => (scrape, true),
-                Err(nodes) => {
-                    let (pods, pods_up): (PodMetricsList<'_>, bool) =
-                        parse_list("pod", &pods_raw, &self.scope, &mut pods_repaired);
-                    (Scrape::from_lists(pods, nodes, &self.scope, &mut held), pods_up)
+            // them between; else (a body of another shape) as a list. Either way the scrape
+            // borrows its text from the bodies, and no list is held while it is enriched and
+            // written.
+            let (scrape, pods_up) = match &pods_raw {
+                Ok(body) => {
+                    let (scrape, read) =
+                        Scrape::from_pods_json(body, nodes, &self.scope, &mut pods_repaired, &mut held);
+                    (scrape, reported("pod", body, read))
+                }
+                Err(e) => {
+                    fetch_failed("pod", e);
+                    (Scrape::from_lists(PodMetricsList::default(), nodes, &self.scope, &mut held), false)
                 }
             };
             note_read(&self.failed_reads[0], "pod", pods_up);
