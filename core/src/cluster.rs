@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::namespaced::Namespaced;
+
 /// An error from a metadata source, kept opaque for embedders' own sources.
 pub type SourceError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -20,80 +22,6 @@ pub type Text = Arc<str>;
 /// An object's labels, sorted by key; objects with the same labels share one copy (see
 /// [`Interner::labels`](crate::Interner::labels)).
 pub type LabelSet = Arc<[(Text, Text)]>;
-
-/// Objects keyed by `(namespace, name)`; looked up by `&str` without allocating.
-#[derive(Debug, Clone)]
-pub struct Namespaced<T> {
-    by_namespace: HashMap<Text, HashMap<Text, T>>,
-    len: usize,
-}
-
-impl<T> Default for Namespaced<T> {
-    fn default() -> Self {
-        Namespaced { by_namespace: HashMap::new(), len: 0 }
-    }
-}
-
-impl<T> Namespaced<T> {
-    /// The object at `namespace/name`.
-    pub fn get(&self, namespace: &str, name: &str) -> Option<&T> {
-        self.by_namespace.get(namespace)?.get(name)
-    }
-
-    /// The object at `namespace/name`, with the name as kept (to share it).
-    pub fn get_key_value(&self, namespace: &str, name: &str) -> Option<(&Text, &T)> {
-        self.by_namespace.get(namespace)?.get_key_value(name)
-    }
-
-    /// Adds or replaces an object; returns the one it replaced.
-    pub fn insert(&mut self, namespace: Text, name: Text, value: T) -> Option<T> {
-        let old = self.by_namespace.entry(namespace).or_default().insert(name, value);
-        self.len += usize::from(old.is_none());
-        old
-    }
-
-    /// Removes an object.
-    pub fn remove(&mut self, namespace: &str, name: &str) -> Option<T> {
-        let names = self.by_namespace.get_mut(namespace)?;
-        let old = names.remove(name);
-        if names.is_empty() {
-            self.by_namespace.remove(namespace);
-        }
-        self.len -= usize::from(old.is_some());
-        old
-    }
-
-    /// Keeps only the objects for which `keep(namespace, name, object)` is true.
-    pub fn retain(&mut self, mut keep: impl FnMut(&str, &str, &mut T) -> bool) {
-        let mut len = 0;
-        self.by_namespace.retain(|ns, names| {
-            names.retain(|name, v| keep(ns, name, v));
-            len += names.len();
-            !names.is_empty()
-        });
-        self.len = len;
-    }
-
-    /// The objects of one namespace (`""` for cluster-scoped ones).
-    pub fn iter_namespace<'s>(&'s self, namespace: &str) -> impl Iterator<Item = (&'s Text, &'s T)> + 's {
-        self.by_namespace.get(namespace).into_iter().flat_map(|m| m.iter())
-    }
-
-    /// Every object, with its namespace and name, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = (&Text, &Text, &T)> + '_ {
-        self.by_namespace.iter().flat_map(|(ns, names)| names.iter().map(move |(name, v)| (ns, name, v)))
-    }
-
-    /// How many objects.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether there are none.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-}
 
 /// A controller owner reference (`ownerReferences[]` with `controller: true`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,28 +118,6 @@ pub trait Cluster: Send + Sync {
     /// readiness. A fixed cluster has none.
     fn syncing(&self) -> Vec<String> {
         Vec::new()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn namespaced_index_counts() {
-        let mut idx = Namespaced::default();
-        assert!(idx.insert("a".into(), "x".into(), 1).is_none());
-        assert_eq!(idx.insert("a".into(), "x".into(), 2), Some(1));
-        idx.insert("b".into(), "x".into(), 3);
-        assert_eq!(idx.len(), 2);
-        assert_eq!(idx.remove("a", "x"), Some(2));
-        assert_eq!(idx.remove("a", "x"), None);
-        assert_eq!(idx.len(), 1);
-        assert_eq!(idx.get("b", "x"), Some(&3));
-        idx.insert("b".into(), "y".into(), 4);
-        let mut all: Vec<_> = idx.iter().map(|(ns, name, v)| (ns.to_string(), name.to_string(), *v)).collect();
-        all.sort();
-        assert_eq!(all, [("b".into(), "x".into(), 3), ("b".into(), "y".into(), 4)]);
     }
 }
 

@@ -36,6 +36,7 @@ mod labels;
 mod list;
 mod memo;
 mod model;
+mod namespaced;
 mod objects;
 mod pipeline;
 mod quantity;
@@ -51,8 +52,8 @@ mod unwind;
 
 pub use async_trait::async_trait;
 pub use cluster::{
-    Cluster, ControllerKind, Controllers, LabelSet, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, SourceError,
-    StaticCluster, Text,
+    Cluster, ControllerKind, Controllers, LabelSet, NodeInfo, Nodes, Owner, PodInfo, Pods, SourceError, StaticCluster,
+    Text,
 };
 pub use duration::{DurationError, GoDuration};
 pub use enricher::{
@@ -68,6 +69,7 @@ pub use labels::JsonLabels;
 pub use list::{List, ListItem, NodeMetricsList, PodMetricsList};
 pub use memo::Memo;
 pub use model::{ContainerMetrics, Metadata, NodeMetrics, PodMetrics, Str, Usage};
+pub use namespaced::Namespaced;
 pub use objects::{
     controllers_from_list, nodes_by_name, nodes_from_list, pods_from_list, Entry, ObjectList, WatchEvent,
 };

@@ -147,11 +147,10 @@ impl Snapshots {
             // Pods never read: a pod's node and controller are unknown to its enrichers.
             return self.pods.is_none();
         };
-        let new = new_pods.get(namespace, name);
-        if !Arc::ptr_eq(old_pods, new_pods) && old_pods.get(namespace, name) != new {
+        if !Arc::ptr_eq(old_pods, new_pods) && !new_pods.same_at(old_pods, namespace, name) {
             return false;
         }
-        let Some(pod) = new else { return true };
+        let Some(pod) = new_pods.get(namespace, name) else { return true };
         if let (Some(node), Some(old), Some(new)) = (&pod.node_name, &self.nodes, &fresh.nodes) {
             if !Arc::ptr_eq(old, new) && old.get(node) != new.get(node) {
                 return false;
@@ -161,9 +160,7 @@ impl Snapshots {
             if let Some(kind) = ControllerKind::from_kind(&controller.kind) {
                 let i = kind_index(kind);
                 if let (Some(old), Some(new)) = (&self.controllers[i], &fresh.controllers[i]) {
-                    if !Arc::ptr_eq(old, new)
-                        && old.get(namespace, &controller.name) != new.get(namespace, &controller.name)
-                    {
+                    if !Arc::ptr_eq(old, new) && !new.same_at(old, namespace, &controller.name) {
                         return false;
                     }
                 }

@@ -13,8 +13,9 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::cluster::{Controllers, LabelSet, Namespaced, NodeInfo, Nodes, Owner, PodInfo, Pods, Text};
+use crate::cluster::{Controllers, LabelSet, NodeInfo, Nodes, Owner, PodInfo, Pods, Text};
 use crate::intern::Interner;
+use crate::namespaced::Namespaced;
 
 /// A list (`PodList`, `PartialObjectMetadataList`...): its resourceVersion, its continue
 /// token, and its items, not yet parsed.
