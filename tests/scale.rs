@@ -91,6 +91,55 @@ async fn scale_watch_resumes_and_relists_only_on_410() {
     assert_eq!(h.sim.lists("/api/v1/pods"), 2, "re-listed after 410 Gone");
 }
 
+/// A cache that lists again (its watch's history compacted: 410 Gone) keeps each pod the
+/// new list repeats as the very copy it held, and its name, so that at 150,000 pods the
+/// new store is new maps beside the old, not every pod twice. In pages, and streamed.
+#[async_std::test]
+async fn scale_a_list_read_again_keeps_the_pods_it_held() {
+    use msp_core::Cluster as _;
+    for streams in [false, true] {
+        let (sim, raw, _dir) = sim_and_config(SimCluster::synthetic(300)).await;
+        sim.state().streams_lists = streams;
+        let config = raw.check(&msp_server::Registry::builtin()).expect("config");
+        let client = std::sync::Arc::new(msp_server::KubeClient::from_config(&config).expect("client"));
+        let cluster = msp_server::CachedCluster::new(client);
+        let before = cluster.pods().await.expect("the pods");
+        assert_eq!(before.len(), 300);
+        let listed = |sim: &msp_sim::Sim| match streams {
+            false => sim.lists("/api/v1/pods"),
+            true => {
+                let requests = &sim.state().requests;
+                requests
+                    .iter()
+                    .filter(|(p, _)| p.starts_with("/api/v1/pods?") && p.contains("sendInitialEvents=true"))
+                    .count()
+            }
+        };
+        let lists = listed(&sim);
+        // No change is sent, so a new store can only be a new list's.
+        sim.state().compact();
+        sim.drop_watches();
+        let started = std::time::Instant::now();
+        let after = loop {
+            let now = cluster.pods().await.expect("the pods");
+            if !std::sync::Arc::ptr_eq(&now, &before) {
+                break now;
+            }
+            assert!(started.elapsed() < Duration::from_secs(15), "streams {streams}: never listed again");
+            async_std::task::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(listed(&sim), lists + 1, "streams {streams}: listed again, once");
+        assert_eq!(after.len(), 300);
+        for (ns, name, _) in before.iter() {
+            let (Some((k1, v1)), Some((k2, v2))) = (before.get_shared(ns, name), after.get_shared(ns, name)) else {
+                panic!("{ns}/{name}: lost")
+            };
+            assert!(std::sync::Arc::ptr_eq(v1, v2), "streams {streams}: {ns}/{name} read anew");
+            assert!(std::sync::Arc::ptr_eq(k1, k2), "streams {streams}: {ns}/{name}'s name read anew");
+        }
+    }
+}
+
 #[async_std::test]
 async fn scale_a_request_with_no_scrape_timeout_joins_the_warm_up_scrape() {
     // metrics-server answers after 2 s: the request below arrives while the warm-up reads.

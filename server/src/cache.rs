@@ -403,6 +403,9 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
     ) -> Result<(Namespaced<T>, String), (KubeError, bool)> {
         let base = self.kind.path;
         let mut store = Namespaced::default();
+        // What it holds now (nothing, the first time): the objects the list repeats are kept
+        // once, not read anew beside them.
+        let earlier = self.snapshot();
         let mut token: Option<String> = None;
         let mut pages = Pages::new(limit);
         let (mut backoff, mut retried) = (Backoff::default(), 0);
@@ -440,7 +443,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
                 count(errors, self.kind.resource, "invalid_object", bad as u64);
             }
             for (ns, name, v) in entries {
-                store.insert(ns, name, v);
+                store.insert_sharing(ns, name, v, &earlier);
             }
             match list.continue_token() {
                 Some(next) => {

@@ -47,6 +47,9 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
         })?;
         let mut lines = Lines::new(res, client, &path);
         let mut store = Namespaced::default();
+        // What it holds now (nothing, the first time): the objects the list repeats are kept
+        // once, not read anew beside them.
+        let earlier = self.snapshot();
         let mut objects = 0usize;
         let deadline = std::time::Instant::now() + INITIAL_EVENTS;
         loop {
@@ -111,7 +114,7 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
             if deleted {
                 store.remove(&ns, &name);
             } else {
-                store.insert(ns, name, value);
+                store.insert_sharing(ns, name, value, &earlier);
             }
         }
     }
