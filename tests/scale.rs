@@ -93,15 +93,18 @@ async fn scale_watch_resumes_and_relists_only_on_410() {
 
 /// A cache that lists again (its watch's history compacted: 410 Gone) keeps each pod the
 /// new list repeats as the very copy it held, and its name, so that at 150,000 pods the
-/// new store is new maps beside the old, not every pod twice. In pages, and streamed.
+/// new store is new maps beside the old, not every pod twice; a pod changed meanwhile is
+/// read anew, and one deleted is gone. In pages (3 of them), and streamed.
 #[async_std::test]
 async fn scale_a_list_read_again_keeps_the_pods_it_held() {
     use msp_core::Cluster as _;
+    use std::sync::Arc;
     for streams in [false, true] {
-        let (sim, raw, _dir) = sim_and_config(SimCluster::synthetic(300)).await;
+        let (sim, mut raw, _dir) = sim_and_config(SimCluster::synthetic(300)).await;
         sim.state().streams_lists = streams;
+        raw.kubernetes.list_page_size = 100;
         let config = raw.check(&msp_server::Registry::builtin()).expect("config");
-        let client = std::sync::Arc::new(msp_server::KubeClient::from_config(&config).expect("client"));
+        let client = Arc::new(msp_server::KubeClient::from_config(&config).expect("client"));
         let cluster = msp_server::CachedCluster::new(client);
         let before = cluster.pods().await.expect("the pods");
         assert_eq!(before.len(), 300);
@@ -116,26 +119,45 @@ async fn scale_a_list_read_again_keeps_the_pods_it_held() {
             }
         };
         let lists = listed(&sim);
-        // No change is sent, so a new store can only be a new list's.
-        sim.state().compact();
+        let (changed, deleted) = {
+            let pods = &sim.state().cluster.pods;
+            ((pods[7].namespace.clone(), pods[7].name.clone()), (pods[150].namespace.clone(), pods[150].name.clone()))
+        };
+        {
+            // One change and one deletion, then the history forgotten (their events with it,
+            // under the same lock): they reach the cache only by the list its watch's 410
+            // asks for.
+            let mut state = sim.state();
+            state.update(|c| {
+                c.pods[7].labels.push(("tier".into(), "changed".into()));
+                c.pods.remove(150);
+            });
+            state.compact();
+        }
         sim.drop_watches();
         let started = std::time::Instant::now();
         let after = loop {
             let now = cluster.pods().await.expect("the pods");
-            if !std::sync::Arc::ptr_eq(&now, &before) {
+            if !Arc::ptr_eq(&now, &before) {
                 break now;
             }
             assert!(started.elapsed() < Duration::from_secs(15), "streams {streams}: never listed again");
             async_std::task::sleep(Duration::from_millis(20)).await;
         };
-        assert_eq!(listed(&sim), lists + 1, "streams {streams}: listed again, once");
-        assert_eq!(after.len(), 300);
-        for (ns, name, _) in before.iter() {
+        let pages = if streams { 1 } else { 3 };
+        assert_eq!(listed(&sim), lists + pages, "streams {streams}: listed again, once");
+        assert_eq!(after.len(), 299);
+        assert!(after.get(&deleted.0, &deleted.1).is_none(), "streams {streams}: the deleted pod kept");
+        let tier =
+            after.get(&changed.0, &changed.1).and_then(|p| p.labels.iter().find(|(k, _)| &**k == "tier").cloned());
+        assert_eq!(tier.map(|(_, v)| v.to_string()).as_deref(), Some("changed"), "streams {streams}: the change");
+        for (ns, name, _) in before.iter().filter(|(ns, name, _)| (&***ns, &***name) != (&*deleted.0, &*deleted.1)) {
             let (Some((k1, v1)), Some((k2, v2))) = (before.get_shared(ns, name), after.get_shared(ns, name)) else {
                 panic!("{ns}/{name}: lost")
             };
-            assert!(std::sync::Arc::ptr_eq(v1, v2), "streams {streams}: {ns}/{name} read anew");
-            assert!(std::sync::Arc::ptr_eq(k1, k2), "streams {streams}: {ns}/{name}'s name read anew");
+            let kept = (ns.to_string(), name.to_string()) != changed;
+            assert_eq!(Arc::ptr_eq(v1, v2), kept, "streams {streams}: {ns}/{name} kept {kept}");
+            assert_eq!(Arc::ptr_eq(k1, k2), kept, "streams {streams}: {ns}/{name}'s name kept {kept}");
         }
     }
 }

@@ -2,19 +2,21 @@
 //!
 //! A cache's snapshot is shared with the scrapes and the memo that read it, so the first
 //! change after a scrape copies it ([`Arc::make_mut`]). Kept whole in the maps, each pod
-//! cost that copy its ~100 bytes and a count on each of its strings (its node, IPs, labels
-//! and owner); behind an `Arc`, one pointer and one count. A list read again
+//! cost that copy its name and its `PodInfo` (some 120 bytes a slot, the `PodInfo` ~100 of
+//! them) and a count on each of their strings (the name, the node, IPs, labels and owner);
+//! behind an `Arc`, a 24-byte slot (the name's pointer and the object's) and two counts. A
+//! list read again
 //! ([`Namespaced::insert_sharing`]) keeps the objects it finds unchanged, so the new store
 //! is only new maps beside the old, and the memo sees an object unchanged by its pointer
 //! ([`Namespaced::same_at`]) before it compares it.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 
 use crate::cluster::Text;
 
 /// Objects keyed by `(namespace, name)`; looked up by `&str` without allocating.
+#[derive(Debug)]
 pub struct Namespaced<T> {
     by_namespace: HashMap<Text, HashMap<Text, Arc<T>>>,
     len: usize,
@@ -30,12 +32,6 @@ impl<T> Default for Namespaced<T> {
 impl<T> Clone for Namespaced<T> {
     fn clone(&self) -> Self {
         Namespaced { by_namespace: self.by_namespace.clone(), len: self.len }
-    }
-}
-
-impl<T: fmt::Debug> fmt::Debug for Namespaced<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Namespaced").field("by_namespace", &self.by_namespace).field("len", &self.len).finish()
     }
 }
 
@@ -218,5 +214,12 @@ mod tests {
         assert!(!new.same_at(&old, "ns", "c"), "changed");
         assert!(!new.same_at(&old, "ns", "d") && !old.same_at(&new, "ns", "d"), "only in one");
         assert!(new.same_at(&old, "ns", "e") && new.same_at(&old, "elsewhere", "a"), "in neither");
+        // NaN equals nothing, itself neither: only the pointer says it is the same copy.
+        let mut old = Namespaced::default();
+        old.insert("ns".into(), "nan".into(), f64::NAN);
+        let mut new = old.clone();
+        assert!(new.same_at(&old, "ns", "nan"), "the same copy, by its pointer");
+        new.insert("ns".into(), "nan".into(), f64::NAN);
+        assert!(!new.same_at(&old, "ns", "nan"), "another copy, compared");
     }
 }
