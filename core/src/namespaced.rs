@@ -1,16 +1,17 @@
-//! Objects keyed by `(namespace, name)`, each kept behind its own `Arc`.
+//! Objects keyed by `(namespace, name)`, each kept with its name behind its own `Arc`.
 //!
 //! A cache's snapshot is shared with the scrapes and the memo that read it, so the first
 //! change after a scrape copies it ([`Arc::make_mut`]). Kept whole in the maps, each pod
 //! cost that copy its name and its `PodInfo` (some 120 bytes a slot, the `PodInfo` ~100 of
 //! them) and a count on each of their strings (the name, the node, IPs, labels and owner);
-//! behind an `Arc`, a 24-byte slot (the name's pointer and the object's) and two counts. A
-//! list read again
+//! behind one `Arc` with its name, an 8-byte slot and one count. A list read again
 //! ([`Namespaced::insert_sharing`]) keeps the objects it finds unchanged, so the new store
 //! is only new maps beside the old, and the memo sees an object unchanged by its pointer
 //! ([`Namespaced::same_at`]) before it compares it.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::cluster::Text;
@@ -18,9 +19,47 @@ use crate::cluster::Text;
 /// Objects keyed by `(namespace, name)`; looked up by `&str` without allocating.
 #[derive(Debug)]
 pub struct Namespaced<T> {
-    by_namespace: HashMap<Text, HashMap<Text, Arc<T>>>,
+    by_namespace: HashMap<Text, HashSet<Slot<T>>>,
     len: usize,
 }
+
+/// An object and its name, shared by the snapshots that hold it unchanged.
+#[derive(Debug)]
+struct Named<T> {
+    name: Text,
+    value: T,
+}
+
+/// A map's slot: the object, found by its name (hashed and compared as the name alone, as
+/// `str` is, so that a `&str` finds it).
+#[derive(Debug)]
+struct Slot<T>(Arc<Named<T>>);
+
+impl<T> Clone for Slot<T> {
+    fn clone(&self) -> Self {
+        Slot(Arc::clone(&self.0))
+    }
+}
+
+impl<T> Borrow<str> for Slot<T> {
+    fn borrow(&self) -> &str {
+        &self.0.name
+    }
+}
+
+impl<T> Hash for Slot<T> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        <str as Hash>::hash(&self.0.name, state)
+    }
+}
+
+impl<T> PartialEq for Slot<T> {
+    fn eq(&self, other: &Self) -> bool {
+        *self.0.name == *other.0.name
+    }
+}
+
+impl<T> Eq for Slot<T> {}
 
 impl<T> Default for Namespaced<T> {
     fn default() -> Self {
@@ -36,19 +75,25 @@ impl<T> Clone for Namespaced<T> {
 }
 
 impl<T> Namespaced<T> {
+    fn slot(&self, namespace: &str, name: &str) -> Option<&Arc<Named<T>>> {
+        self.by_namespace.get(namespace)?.get(name).map(|slot| &slot.0)
+    }
+
     /// The object at `namespace/name`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<&T> {
-        self.get_shared(namespace, name).map(|(_, v)| &**v)
+        self.slot(namespace, name).map(|n| &n.value)
     }
 
     /// The object at `namespace/name`, with the name as kept (to share it).
     pub fn get_key_value(&self, namespace: &str, name: &str) -> Option<(&Text, &T)> {
-        self.get_shared(namespace, name).map(|(k, v)| (k, &**v))
+        self.slot(namespace, name).map(|n| (&n.name, &n.value))
     }
 
-    /// The object at `namespace/name` as kept, with its name.
-    pub fn get_shared(&self, namespace: &str, name: &str) -> Option<(&Text, &Arc<T>)> {
-        self.by_namespace.get(namespace)?.get_key_value(name)
+    /// Whether `self` and `other` hold the very same copy of the object at
+    /// `namespace/name` (and of its name), as a store and the copy it was made from do
+    /// where it did not change.
+    pub fn shares(&self, other: &Namespaced<T>, namespace: &str, name: &str) -> bool {
+        matches!((self.slot(namespace, name), other.slot(namespace, name)), (Some(a), Some(b)) if Arc::ptr_eq(a, b))
     }
 
     /// Whether `self` and `other` hold the same object at `namespace/name`: the very same
@@ -57,56 +102,55 @@ impl<T> Namespaced<T> {
     where
         T: PartialEq,
     {
-        match (self.get_shared(namespace, name), other.get_shared(namespace, name)) {
-            (Some((_, a)), Some((_, b))) => Arc::ptr_eq(a, b) || a == b,
+        match (self.slot(namespace, name), other.slot(namespace, name)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.value == b.value,
             (a, b) => a.is_none() && b.is_none(),
         }
     }
 
-    /// Adds or replaces an object; returns the one it replaced.
-    pub fn insert(&mut self, namespace: Text, name: Text, value: T) -> Option<Arc<T>> {
-        self.insert_shared(namespace, name, Arc::new(value))
+    /// Adds or replaces an object; returns whether it replaced one.
+    pub fn insert(&mut self, namespace: Text, name: Text, value: T) -> bool {
+        self.put(namespace, Arc::new(Named { name, value }))
     }
 
-    /// [`Namespaced::insert`] of an object kept elsewhere too.
-    pub fn insert_shared(&mut self, namespace: Text, name: Text, value: Arc<T>) -> Option<Arc<T>> {
-        let old = self.by_namespace.entry(namespace).or_default().insert(name, value);
-        self.len += usize::from(old.is_none());
-        old
+    fn put(&mut self, namespace: Text, named: Arc<Named<T>>) -> bool {
+        let replaced = self.by_namespace.entry(namespace).or_default().replace(Slot(named)).is_some();
+        self.len += usize::from(!replaced);
+        replaced
     }
 
     /// [`Namespaced::insert`], but where `earlier` holds an equal object at the same place,
     /// that copy and its name are kept instead: a list read again over a store it mostly
     /// repeats holds the unchanged objects once, not twice.
-    pub fn insert_sharing(&mut self, namespace: Text, name: Text, value: T, earlier: &Namespaced<T>) -> Option<Arc<T>>
+    pub fn insert_sharing(&mut self, namespace: Text, name: Text, value: T, earlier: &Namespaced<T>) -> bool
     where
         T: PartialEq,
     {
-        match earlier.get_shared(&namespace, &name) {
-            Some((kept_name, kept)) if **kept == value => {
-                let (kept_name, kept) = (kept_name.clone(), kept.clone());
-                self.insert_shared(namespace, kept_name, kept)
+        match earlier.slot(&namespace, &name) {
+            Some(kept) if kept.value == value => {
+                let kept = Arc::clone(kept);
+                self.put(namespace, kept)
             }
             _ => self.insert(namespace, name, value),
         }
     }
 
-    /// Removes an object.
-    pub fn remove(&mut self, namespace: &str, name: &str) -> Option<Arc<T>> {
-        let names = self.by_namespace.get_mut(namespace)?;
-        let old = names.remove(name);
+    /// Removes an object; returns whether there was one.
+    pub fn remove(&mut self, namespace: &str, name: &str) -> bool {
+        let Some(names) = self.by_namespace.get_mut(namespace) else { return false };
+        let removed = names.remove(name);
         if names.is_empty() {
             self.by_namespace.remove(namespace);
         }
-        self.len -= usize::from(old.is_some());
-        old
+        self.len -= usize::from(removed);
+        removed
     }
 
     /// Keeps only the objects for which `keep(namespace, name, object)` is true.
     pub fn retain(&mut self, mut keep: impl FnMut(&str, &str, &T) -> bool) {
         let mut len = 0;
         self.by_namespace.retain(|ns, names| {
-            names.retain(|name, v| keep(ns, name, v));
+            names.retain(|slot| keep(ns, &slot.0.name, &slot.0.value));
             len += names.len();
             !names.is_empty()
         });
@@ -115,12 +159,12 @@ impl<T> Namespaced<T> {
 
     /// The objects of one namespace (`""` for cluster-scoped ones).
     pub fn iter_namespace<'s>(&'s self, namespace: &str) -> impl Iterator<Item = (&'s Text, &'s T)> + 's {
-        self.by_namespace.get(namespace).into_iter().flat_map(|m| m.iter().map(|(k, v)| (k, &**v)))
+        self.by_namespace.get(namespace).into_iter().flat_map(|m| m.iter().map(|slot| (&slot.0.name, &slot.0.value)))
     }
 
     /// Every object, with its namespace and name, in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&Text, &Text, &T)> + '_ {
-        self.by_namespace.iter().flat_map(|(ns, names)| names.iter().map(move |(name, v)| (ns, name, &**v)))
+        self.by_namespace.iter().flat_map(|(ns, names)| names.iter().map(move |slot| (ns, &slot.0.name, &slot.0.value)))
     }
 
     /// How many objects.
@@ -141,13 +185,15 @@ mod tests {
     #[test]
     fn namespaced_index_counts() {
         let mut idx = Namespaced::default();
-        assert!(idx.insert("a".into(), "x".into(), 1).is_none());
-        assert_eq!(idx.insert("a".into(), "x".into(), 2).as_deref(), Some(&1));
+        assert!(!idx.insert("a".into(), "x".into(), 1), "new");
+        assert!(idx.insert("a".into(), "x".into(), 2), "replaced");
+        assert_eq!(idx.get("a", "x"), Some(&2));
         idx.insert("b".into(), "x".into(), 3);
         assert_eq!(idx.len(), 2);
-        assert_eq!(idx.remove("a", "x").as_deref(), Some(&2));
-        assert_eq!(idx.remove("a", "x"), None);
-        assert_eq!(idx.len(), 1);
+        assert!(idx.remove("a", "x"));
+        assert!(!idx.remove("a", "x"));
+        assert!(!idx.remove("nowhere", "x"));
+        assert_eq!((idx.len(), idx.get("a", "x")), (1, None));
         assert_eq!(idx.get("b", "x"), Some(&3));
         idx.insert("b".into(), "y".into(), 4);
         let mut all: Vec<_> = idx.iter().map(|(ns, name, v)| (ns.to_string(), name.to_string(), *v)).collect();
@@ -163,14 +209,13 @@ mod tests {
         first.insert("ns".into(), "a".into(), String::from("one"));
         first.insert("ns".into(), "b".into(), String::from("two"));
         let mut second = first.clone();
-        let (Some((_, a1)), Some((_, a2))) = (first.get_shared("ns", "a"), second.get_shared("ns", "a")) else {
-            panic!("both hold a")
-        };
-        assert!(Arc::ptr_eq(a1, a2), "a copy shares each object");
+        assert!(second.shares(&first, "ns", "a") && second.shares(&first, "ns", "b"), "a copy shares each object");
         second.insert("ns".into(), "a".into(), String::from("uno"));
         second.remove("ns", "b");
         assert_eq!((first.get("ns", "a"), first.get("ns", "b")), (Some(&"one".into()), Some(&"two".into())));
         assert_eq!((second.get("ns", "a"), second.get("ns", "b"), second.len()), (Some(&"uno".into()), None, 1));
+        assert!(!second.shares(&first, "ns", "a") && !second.shares(&first, "ns", "b"));
+        assert!(!first.shares(&first, "ns", "c"), "none to share");
     }
 
     #[test]
@@ -184,11 +229,13 @@ mod tests {
         again.insert_sharing("ns".into(), "c".into(), String::from("three"), &earlier);
         again.insert_sharing("other".into(), "a".into(), String::from("one"), &earlier);
         let shared = |ns: &str, name: &str| {
-            let (Some((k1, v1)), Some((k2, v2))) = (earlier.get_shared(ns, name), again.get_shared(ns, name)) else {
-                return false;
+            let shares = again.shares(&earlier, ns, name);
+            let (Some((k1, _)), Some((k2, _))) = (earlier.get_key_value(ns, name), again.get_key_value(ns, name))
+            else {
+                return shares;
             };
-            assert_eq!(Arc::ptr_eq(k1, k2), Arc::ptr_eq(v1, v2), "{ns}/{name}: the name goes with the object");
-            Arc::ptr_eq(v1, v2)
+            assert_eq!(Arc::ptr_eq(k1, k2), shares, "{ns}/{name}: the name goes with the object");
+            shares
         };
         assert!(shared("ns", "a"), "unchanged: the earlier copy");
         assert!(!shared("ns", "b"), "changed: its own");
