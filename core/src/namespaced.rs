@@ -4,7 +4,8 @@
 //! change after a scrape copies it ([`Arc::make_mut`]). Kept whole in the maps, each pod
 //! cost that copy its name and its `PodInfo` (some 120 bytes a slot, the `PodInfo` ~100 of
 //! them) and a count on each of their strings (the name, the node, IPs, labels and owner);
-//! behind one `Arc` with its name, an 8-byte slot and one count. A list read again
+//! behind one `Arc` with its name, an 8-byte slot (and the table's spare room) and one
+//! count. A list read again
 //! ([`Namespaced::insert_sharing`]) keeps the objects it finds unchanged, so the new store
 //! is only new maps beside the old, and the memo sees an object unchanged by its pointer
 //! ([`Namespaced::same_at`]) before it compares it.
@@ -53,6 +54,8 @@ impl<T> Hash for Slot<T> {
     }
 }
 
+/// By name alone, as the set finds a slot: not whether two slots hold equal objects (see
+/// [`Namespaced::same_at`]).
 impl<T> PartialEq for Slot<T> {
     fn eq(&self, other: &Self) -> bool {
         *self.0.name == *other.0.name
@@ -108,9 +111,12 @@ impl<T> Namespaced<T> {
         }
     }
 
-    /// Adds or replaces an object; returns whether it replaced one.
+    /// Adds or replaces an object; returns whether it replaced one (`true`: there was
+    /// one, as `HashMap::insert`'s `Some`). A replaced object's name is kept as it was, as
+    /// a map keeps its key: whoever shares it (the memo, for a pod) goes on sharing it.
     pub fn insert(&mut self, namespace: Text, name: Text, value: T) -> bool {
-        self.put(namespace, Arc::new(Named { name, value }))
+        let kept = self.slot(&namespace, &name).map(|held| Arc::clone(&held.name));
+        self.put(namespace, Arc::new(Named { name: kept.unwrap_or(name), value }))
     }
 
     fn put(&mut self, namespace: Text, named: Arc<Named<T>>) -> bool {
@@ -186,8 +192,11 @@ mod tests {
     fn namespaced_index_counts() {
         let mut idx = Namespaced::default();
         assert!(!idx.insert("a".into(), "x".into(), 1), "new");
+        let name = Arc::clone(idx.get_key_value("a", "x").expect("inserted").0);
         assert!(idx.insert("a".into(), "x".into(), 2), "replaced");
         assert_eq!(idx.get("a", "x"), Some(&2));
+        let kept = idx.get_key_value("a", "x").expect("replaced").0;
+        assert!(Arc::ptr_eq(kept, &name), "a replaced object keeps the name it had, as a map keeps its key");
         idx.insert("b".into(), "x".into(), 3);
         assert_eq!(idx.len(), 2);
         assert!(idx.remove("a", "x"));
@@ -239,6 +248,7 @@ mod tests {
         };
         assert!(shared("ns", "a"), "unchanged: the earlier copy");
         assert!(!shared("ns", "b"), "changed: its own");
+        assert!(!shared("ns", "c") && !shared("other", "a"), "not held before: new copies");
         assert_eq!(again.get("ns", "b"), Some(&"deux".into()));
         assert_eq!(
             (again.get("ns", "c"), again.get("other", "a"), again.len()),
