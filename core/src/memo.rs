@@ -147,10 +147,14 @@ impl Snapshots {
             // Pods never read: a pod's node and controller are unknown to its enrichers.
             return self.pods.is_none();
         };
-        if !Arc::ptr_eq(old_pods, new_pods) && !new_pods.same_at(old_pods, namespace, name) {
-            return false;
-        }
-        let Some(pod) = new_pods.get(namespace, name) else { return true };
+        let pod = match Arc::ptr_eq(old_pods, new_pods) {
+            true => new_pods.get(namespace, name),
+            false => match new_pods.get_same_at(old_pods, namespace, name) {
+                (pod, true) => pod,
+                (_, false) => return false,
+            },
+        };
+        let Some(pod) = pod else { return true };
         if let (Some(node), Some(old), Some(new)) = (&pod.node_name, &self.nodes, &fresh.nodes) {
             if !Arc::ptr_eq(old, new) && old.get(node) != new.get(node) {
                 return false;
@@ -855,6 +859,15 @@ mod tests {
         // rs1 is adopted by another Deployment: the pods of rs1 (p1, p3).
         c.controllers = cluster(&[], "", "api").controllers;
         assert_eq!(round(&memo, &three, &c, true), 2);
+
+        // The same, each with a new pods snapshot of equal entries (as a watch event for
+        // another pod makes): a pod found unchanged is still followed to its node and owner.
+        c.pods = Arc::new((*c.pods).clone());
+        c.nodes = cluster(&[], "10.0.0.8", "").nodes;
+        assert_eq!(round(&memo, &three, &c, true), 2, "the pods on n1");
+        c.pods = Arc::new((*c.pods).clone());
+        c.controllers = cluster(&[], "", "web").controllers;
+        assert_eq!(round(&memo, &three, &c, true), 2, "the pods of rs1");
 
         // PodMetrics' own labels change for p1.
         assert_eq!(round(&memo, &metrics(&["p1", "p2", "p3"], Some("x")), &c, true), 1);

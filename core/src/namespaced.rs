@@ -105,9 +105,19 @@ impl<T> Namespaced<T> {
     where
         T: PartialEq,
     {
+        self.get_same_at(other, namespace, name).1
+    }
+
+    /// [`Namespaced::get`] and [`Namespaced::same_at`] at once, with one lookup in each
+    /// store: the object `self` holds at `namespace/name`, and whether `other` holds the
+    /// same (the memo follows a pod it finds unchanged to its node and controller).
+    pub fn get_same_at(&self, other: &Namespaced<T>, namespace: &str, name: &str) -> (Option<&T>, bool)
+    where
+        T: PartialEq,
+    {
         match (self.slot(namespace, name), other.slot(namespace, name)) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a.value == b.value,
-            (a, b) => a.is_none() && b.is_none(),
+            (Some(a), Some(b)) => (Some(&a.value), Arc::ptr_eq(a, b) || a.value == b.value),
+            (a, b) => (a.map(|a| &a.value), a.is_none() && b.is_none()),
         }
     }
 
@@ -271,6 +281,12 @@ mod tests {
         assert!(!new.same_at(&old, "ns", "c"), "changed");
         assert!(!new.same_at(&old, "ns", "d") && !old.same_at(&new, "ns", "d"), "only in one");
         assert!(new.same_at(&old, "ns", "e") && new.same_at(&old, "elsewhere", "a"), "in neither");
+        // With the object `new` holds, as the memo follows a pod to its node and owner.
+        assert_eq!(new.get_same_at(&old, "ns", "b"), (Some(&2), true));
+        assert_eq!(new.get_same_at(&old, "ns", "c"), (Some(&4), false));
+        assert_eq!(new.get_same_at(&old, "ns", "d"), (Some(&5), false));
+        assert_eq!(old.get_same_at(&new, "ns", "d"), (None, false));
+        assert_eq!(new.get_same_at(&old, "ns", "e"), (None, true));
         // NaN equals nothing, itself neither: only the pointer says it is the same copy.
         let mut old = Namespaced::default();
         old.insert("ns".into(), "nan".into(), f64::NAN);
