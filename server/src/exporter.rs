@@ -69,19 +69,22 @@ fn note_read(failed: &AtomicU64, resource: &str, up: bool) {
 }
 
 /// One warm-up under way, counted in [`Exporter::syncing`] until it is dropped: when it
-/// ends, or when its future is dropped unfinished.
-struct WarmingUp(Arc<Exporter>);
+/// ends, or when its future is dropped unfinished, or when its retries stop being waited
+/// for ([`Exporter::warm_up_again`]). It holds the exporter weakly, as the retries do.
+struct WarmingUp(std::sync::Weak<Exporter>);
 
 impl WarmingUp {
-    fn new(exporter: Arc<Exporter>) -> Self {
+    fn new(exporter: &Arc<Exporter>) -> Self {
         exporter.warming.fetch_add(1, Ordering::AcqRel);
-        WarmingUp(exporter)
+        WarmingUp(Arc::downgrade(exporter))
     }
 }
 
 impl Drop for WarmingUp {
     fn drop(&mut self) {
-        self.0.warming.fetch_sub(1, Ordering::AcqRel);
+        if let Some(exporter) = self.0.upgrade() {
+            exporter.warming.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -434,7 +437,7 @@ impl Exporter {
         let warming = self.warming.load(Ordering::Acquire) > 0;
         let mut syncing = self.cluster.syncing();
         if warming {
-            syncing.push("the first scrape (warm-up)".into());
+            syncing.push("the warm-up (a first scrape, and the enrichers' first reads)".into());
         }
         if syncing.is_empty() {
             self.ready.store(true, Ordering::Release);
@@ -451,10 +454,12 @@ impl Exporter {
     /// it, so the caches fill meanwhile, and the first scrape after the metrics API comes
     /// back finds them filled. An enricher whose warm-up fails (the API server out of reach)
     /// is logged, and warmed up again in the background every second, for up to
-    /// [`WARM_UP_RETRIES_FOR`]. Readiness does not wait for the retries themselves, but for
-    /// the caches they start until it first finds nothing to wait for; a retry a second
-    /// after the API server is back (`owner`'s ReplicaSets, once the pods are listed) mostly
-    /// comes before that.
+    /// [`WARM_UP_RETRIES_FOR`]. Readiness waits for those retries too, until two rounds in a
+    /// row (the warm-up's own among them) fail with no cache left syncing: what fails then
+    /// (a source refused, 403) is not waiting for a cache to fill, and the scrapes report
+    /// it. Until then a retry may still start a cache: `owner`'s ReplicaSets, once the pods
+    /// are listed, which, listed between two tries, once let the pod be Ready with the
+    /// ReplicaSets not yet asked for.
     ///
     /// It has a deadline, [`WARM_UP_TIMEOUT`] away, longer than any scrape's: a Prometheus
     /// scrape that arrives meanwhile (a PodMonitor's scrapes pods not yet Ready) joins it,
@@ -465,10 +470,10 @@ impl Exporter {
     /// in between would otherwise find the server ready with nothing read), until the
     /// future ends or is dropped unfinished, and for every warm-up under way.
     pub fn warm_up(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let warming = WarmingUp::new(self.clone());
+        let warming = WarmingUp::new(self);
+        let exporter = self.clone();
         async move {
             let started = Instant::now();
-            let exporter = &warming.0;
             let enrichers = exporter.enrichers.clone();
             let ((), failed) =
                 futures_lite::future::zip(exporter.warm_up_scrape(), exporter.warm_up_enrichers(enrichers, true)).await;
@@ -481,9 +486,9 @@ impl Exporter {
                     started.elapsed(),
                     names.join(", ")
                 );
-                let exporter = Arc::downgrade(exporter);
-                drop(warming);
-                drop(async_std::task::spawn(Exporter::warm_up_again(exporter, failed)));
+                let settled = exporter.cluster.syncing().is_empty();
+                let exporter = Arc::downgrade(&exporter);
+                drop(async_std::task::spawn(Exporter::warm_up_again(exporter, failed, (warming, settled))));
             }
         }
     }
@@ -519,8 +524,17 @@ impl Exporter {
     /// after the pods), for up to [`WARM_UP_RETRIES_FOR`]. Cheap while they fail: a cache
     /// that cannot list answers at once with its last error, and lists on its own backoff.
     /// Holds the exporter weakly: dropped, it stops.
-    async fn warm_up_again(exporter: std::sync::Weak<Exporter>, mut failed: Vec<Arc<dyn Enricher>>) {
+    ///
+    /// Readiness waits (`warming`) until two failed rounds in a row have left no cache
+    /// syncing (`settled`: whether the warm-up's own round did).
+    async fn warm_up_again(
+        exporter: std::sync::Weak<Exporter>,
+        mut failed: Vec<Arc<dyn Enricher>>,
+        (warming, settled): (WarmingUp, bool),
+    ) {
         let started = Instant::now();
+        let mut warming = Some(warming);
+        let mut settled = usize::from(settled);
         while !failed.is_empty() {
             async_std::task::sleep(Duration::from_secs(1)).await;
             let Some(exporter) = exporter.upgrade() else { return };
@@ -537,6 +551,14 @@ impl Exporter {
                 log::info!(enricher = done.name(); "warm-up: enricher {}: warmed up", done.name());
             }
             failed = still;
+            // Nothing left syncing twice in a row: what still fails waits for no cache.
+            settled = match exporter.cluster.syncing().is_empty() {
+                true => settled + 1,
+                false => 0,
+            };
+            if settled >= 2 {
+                drop(warming.take());
+            }
         }
     }
 
@@ -1515,7 +1537,11 @@ mod tests {
         let source = Fixed(Some(PODS), Some(r#"{"items":[]}"#));
         let exporter = Arc::new(Exporter::new(Arc::new(source), Arc::new(StaticCluster::default())));
         let warming = exporter.warm_up();
-        assert_eq!(exporter.syncing(), ["the first scrape (warm-up)"], "from the call, before it runs");
+        assert_eq!(
+            exporter.syncing(),
+            ["the warm-up (a first scrape, and the enrichers' first reads)"],
+            "from the call, before it runs"
+        );
         async_std::task::block_on(warming);
         assert_eq!(exporter.syncing(), Vec::<String>::new(), "done");
         let again = exporter.warm_up();
@@ -1576,7 +1602,7 @@ mod tests {
     }
 
     #[test]
-    fn a_warm_up_that_failed_is_made_again_until_it_works_without_holding_readiness() {
+    fn a_warm_up_that_failed_is_made_again_and_readiness_waits_while_it_may_yet_work() {
         let exporter = |enricher: &Arc<WarmsAtLast>| {
             Arc::new(
                 Exporter::new(Arc::new(Fixed(None, None)), Arc::new(StaticCluster::default()))
@@ -1584,23 +1610,40 @@ mod tests {
             )
         };
         let calls = |enricher: &Arc<WarmsAtLast>| enricher.calls.load(Ordering::SeqCst);
+        let warming = ["the warm-up (a first scrape, and the enrichers' first reads)"];
+        async fn until(what: &str, holds: impl Fn() -> bool) {
+            let started = Instant::now();
+            while !holds() {
+                assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+                async_std::task::sleep(Duration::from_millis(20)).await;
+            }
+        }
         async_std::task::block_on(async {
             let enricher = Arc::new(WarmsAtLast { calls: AtomicU64::new(0), fails: 1 });
             let warmed = exporter(&enricher);
             warmed.warm_up().await;
-            assert_eq!((calls(&enricher), warmed.syncing()), (1, Vec::<String>::new()), "failed, and ready");
-            let started = Instant::now();
-            while calls(&enricher) < 2 {
-                assert!(started.elapsed() < Duration::from_secs(10), "made again");
-                async_std::task::sleep(Duration::from_millis(20)).await;
-            }
+            assert_eq!(
+                (calls(&enricher), warmed.syncing()),
+                (1, warming.map(String::from).to_vec()),
+                "failed: waited for"
+            );
+            until("made again", || calls(&enricher) >= 2).await;
+            until("ready once it worked", || warmed.syncing().is_empty()).await;
             async_std::task::sleep(Duration::from_millis(2500)).await;
             assert_eq!(calls(&enricher), 2, "and no more, once it worked");
-            // Dropped: the background warm-ups stop with it.
+            // One that never works, with no cache to wait for: what fails waits for nothing,
+            // so readiness stops waiting after a second failed round.
             let never = Arc::new(WarmsAtLast { calls: AtomicU64::new(0), fails: u64::MAX });
-            exporter(&never).warm_up().await;
+            let failing = exporter(&never);
+            failing.warm_up().await;
+            assert_eq!(failing.syncing(), warming, "not after one round: a retry may yet start a cache");
+            until("ready after two rounds", || failing.syncing().is_empty()).await;
+            assert!(calls(&never) >= 2, "made again first");
+            // Dropped: the background warm-ups stop with it.
+            drop(failing);
+            let made = calls(&never);
             async_std::task::sleep(Duration::from_millis(1500)).await;
-            assert_eq!(calls(&never), 1, "the exporter was dropped");
+            assert_eq!(calls(&never), made, "the exporter was dropped");
         });
     }
 
