@@ -124,6 +124,22 @@ async fn apiserver_caches_stream_their_lists_where_the_server_does() {
     assert!(pods.len() == 1 && streaming(&pods[0].0), "the change came on the streaming list's watch: {pods:?}");
 }
 
+/// The bound on silence is one timer for a watch, set by its first line: with a 1 s request
+/// timeout, the streaming list's objects leave it due a second after them, long before the
+/// watch after them must hear something (5 minutes). Fired early, it is set again, and the
+/// watch goes on: a change 3 s later still comes on the streaming list's own watch.
+#[async_std::test]
+async fn apiserver_a_watch_outlives_the_silence_bound_its_streaming_list_had() {
+    let h =
+        start_sim(SimCluster::synthetic(300), |s| s.streams_lists = true, |c| c.kubernetes.timeout = "1s".into()).await;
+    scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 300)).await;
+    async_std::task::sleep(Duration::from_secs(3)).await;
+    h.sim.update(|c| c.pods.push(pod("default", "after-silence", "node-a", "10.1.1.1", &[("c", "1m", "1Ki")])));
+    scrape_until(&h, Duration::from_secs(8), |s| s.iter().any(|x| x.label("pod") == Some("after-silence"))).await;
+    let pods: Vec<_> = h.sim.state().requests.iter().filter(|(p, _)| p.starts_with("/api/v1/pods?")).cloned().collect();
+    assert!(pods.len() == 1 && streaming(&pods[0].0), "the change came on the streaming list's watch: {pods:?}");
+}
+
 /// A busy API server waits up to 3 s for its watch cache to catch up before a streaming
 /// list's first event: one that takes 4 s is still streamed, not taken for a server that
 /// ignores the request (which would turn streaming lists off until a restart).
@@ -145,6 +161,26 @@ async fn apiserver_a_streaming_list_whose_first_event_takes_4_s_is_still_streame
         assert!(mine.iter().all(|(p, code)| streaming(p) && *code == 200), "streamed only: {mine:?}");
     }
     assert_eq!(h.sim.pages("/api/v1/"), 0, "no pages: {requests:?}");
+}
+
+/// A streaming list whose first event does not come within the request timeout (here 2 s,
+/// the first event 30 s away) is given up on at that bound, and the caches list in pages:
+/// the bound on a watch's silence fires, though it is now one timer for the whole watch.
+#[async_std::test]
+async fn apiserver_a_streaming_list_silent_past_the_timeout_is_given_up_and_paged() {
+    let h = start_sim(
+        SimCluster::synthetic(1200),
+        |s| {
+            s.streams_lists = true;
+            s.first_event_delay = Duration::from_secs(30);
+        },
+        |c| c.kubernetes.timeout = "2s".into(),
+    )
+    .await;
+    scrape_until(&h, Duration::from_secs(20), |s| all_enriched(s, 1200)).await;
+    assert!(h.sim.pages("/api/v1/pods") >= 3, "listed in pages");
+    let arrived = h.sim.state().arrived.clone();
+    assert!(arrived.iter().any(|p| p.starts_with("/api/v1/pods?") && streaming(p)), "asked for one first: {arrived:?}");
 }
 
 /// A 503 with `Retry-After` on a streaming list is waited out, and the streaming list asked
