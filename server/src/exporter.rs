@@ -160,8 +160,12 @@ const ENRICHING_SHARE: u32 = 20;
 pub const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long an enricher whose warm-up failed (the API server out of reach as the server
-/// started) is warmed up again in the background ([`Exporter::warm_up`]); past it, its
-/// sources start at the first scrape, as they would with no warm-up.
+/// started) is warmed up again in the background ([`Exporter::warm_up`]), and readiness
+/// waits for it, while no cache is still syncing; past it, its sources start at the first
+/// scrape, as they would with no warm-up. While a cache is still syncing (the API server
+/// still out of reach), the retries go on, each cheap, so that the caches that can only be
+/// asked for once it has listed (`owner`'s ReplicaSets, once the pods are) come before
+/// readiness.
 pub const WARM_UP_RETRIES_FOR: Duration = Duration::from_secs(600);
 
 /// Fewer pods than this say little of what writing a pod takes.
@@ -421,8 +425,9 @@ impl Exporter {
         self.source.describe()
     }
 
-    /// What readiness waits for: the cluster's sources still filling, and the warm-up scrape.
-    /// Makes no request.
+    /// What readiness waits for: the cluster's sources still filling, and the warm-up (its
+    /// scrape and the enrichers' first reads, and these made again while they may yet start
+    /// a cache: see [`Exporter::warm_up`]). Makes no request.
     ///
     /// Once it has found nothing to wait for, it never waits again: a cache started later
     /// (the first Job, hours on) or a warm-up made again does not turn a Ready pod unready.
@@ -468,7 +473,8 @@ impl Exporter {
     ///
     /// Readiness waits from the call, not from when the future first runs (a probe answered
     /// in between would otherwise find the server ready with nothing read), until the
-    /// future ends or is dropped unfinished, and for every warm-up under way.
+    /// future is dropped unfinished, or it and the retries it leaves are done (see
+    /// `warm_up_again`), and for every warm-up under way.
     pub fn warm_up(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
         let warming = WarmingUp::new(self);
         let exporter = self.clone();
@@ -521,12 +527,14 @@ impl Exporter {
 
     /// The warm-ups that `failed`, again, a second apart, until each has worked (the API
     /// server back, or a cache that a list had to come first for: `owner`'s ReplicaSets
-    /// after the pods), for up to [`WARM_UP_RETRIES_FOR`]. Cheap while they fail: a cache
-    /// that cannot list answers at once with its last error, and lists on its own backoff.
-    /// Holds the exporter weakly: dropped, it stops.
+    /// after the pods), for up to [`WARM_UP_RETRIES_FOR`], and past it while a cache is still
+    /// syncing. Cheap while they fail: a cache that cannot list answers at once with its
+    /// last error, and lists on its own backoff. Holds the exporter weakly: dropped, it
+    /// stops.
     ///
-    /// Readiness waits (`warming`) until two failed rounds in a row have left no cache
-    /// syncing (`settled`: whether the warm-up's own round did).
+    /// Readiness waits (`warming`) until every enricher has warmed up, or two failed rounds
+    /// in a row have left no cache syncing (`settled`: whether the warm-up's own round
+    /// did), or the retries end.
     async fn warm_up_again(
         exporter: std::sync::Weak<Exporter>,
         mut failed: Vec<Arc<dyn Enricher>>,
@@ -538,11 +546,12 @@ impl Exporter {
         while !failed.is_empty() {
             async_std::task::sleep(Duration::from_secs(1)).await;
             let Some(exporter) = exporter.upgrade() else { return };
-            if started.elapsed() >= WARM_UP_RETRIES_FOR {
+            if started.elapsed() >= WARM_UP_RETRIES_FOR && exporter.cluster.syncing().is_empty() {
                 let names: Vec<&str> = failed.iter().map(|e| e.name()).collect();
                 log::warn!(
-                    "warm-up: {} could not warm up for {WARM_UP_RETRIES_FOR:?}; left to the scrapes",
-                    names.join(", ")
+                    "warm-up: {} could not warm up in {:.0?}; left to the scrapes",
+                    names.join(", "),
+                    started.elapsed()
                 );
                 return;
             }
@@ -1644,6 +1653,86 @@ mod tests {
             let made = calls(&never);
             async_std::task::sleep(Duration::from_millis(1500)).await;
             assert_eq!(calls(&never), made, "the exporter was dropped");
+        });
+    }
+
+    /// A cluster whose caches are syncing while its flag says so.
+    struct Syncing(Arc<AtomicBool>);
+
+    #[async_trait]
+    impl Cluster for Syncing {
+        async fn pods(&self) -> Result<Arc<msp_core::Pods>, SourceError> {
+            Ok(Default::default())
+        }
+        async fn nodes(&self) -> Result<Arc<msp_core::Nodes>, SourceError> {
+            Ok(Default::default())
+        }
+        async fn controllers(&self, _: msp_core::ControllerKind) -> Result<Arc<msp_core::Controllers>, SourceError> {
+            Ok(Default::default())
+        }
+        fn syncing(&self) -> Vec<String> {
+            match self.0.load(Ordering::SeqCst) {
+                true => vec!["pods".into()],
+                false => Vec::new(),
+            }
+        }
+    }
+
+    /// An enricher whose warm-up always fails, its `k`th leaving the cluster syncing as
+    /// `script[k]` says (and not, past it).
+    struct Scripted {
+        calls: AtomicU64,
+        script: Vec<bool>,
+        syncing: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl Enricher for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn labels(&self) -> Vec<msp_core::AddedLabel> {
+            Vec::new()
+        }
+        async fn enrich(&self, scrape: &Scrape<'_>, _: &dyn Cluster) -> Result<msp_core::Enrichment, EnrichError> {
+            Ok(msp_core::Enrichment::new(scrape))
+        }
+        async fn warm_up(&self, _: &dyn Cluster) -> Result<(), EnrichError> {
+            let k = self.calls.fetch_add(1, Ordering::SeqCst) as usize;
+            self.syncing.store(self.script.get(k).copied().unwrap_or(false), Ordering::SeqCst);
+            Err("not yet".into())
+        }
+    }
+
+    /// Two failed rounds in a row with nothing syncing end the wait; a round that leaves a
+    /// cache syncing (one it started, say) between them starts the count again.
+    #[test]
+    fn a_round_that_leaves_a_cache_syncing_starts_the_count_again() {
+        let flag = Arc::new(AtomicBool::new(false));
+        // The warm-up's own round settled, the first retry's left a cache syncing, the
+        // second's settled again.
+        let enricher =
+            Arc::new(Scripted { calls: AtomicU64::new(0), script: vec![false, true, false], syncing: flag.clone() });
+        let exporter = Arc::new(
+            Exporter::new(Arc::new(Fixed(None, None)), Arc::new(Syncing(flag))).with_enrichers(vec![enricher.clone()]),
+        );
+        let warming = ["the warm-up (a first scrape, and the enrichers' first reads)"];
+        async_std::task::block_on(async {
+            exporter.warm_up().await;
+            let started = Instant::now();
+            while enricher.calls.load(Ordering::SeqCst) < 3 {
+                assert!(started.elapsed() < Duration::from_secs(10), "made again");
+                async_std::task::sleep(Duration::from_millis(10)).await;
+            }
+            // After the second retry (the third comes a second after it): one settled
+            // round since the one that left a cache syncing, not two.
+            async_std::task::sleep(Duration::from_millis(300)).await;
+            assert_eq!(exporter.syncing(), warming, "the count started again");
+            while !exporter.syncing().is_empty() {
+                assert!(started.elapsed() < Duration::from_secs(10), "ready after the third");
+                async_std::task::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(enricher.calls.load(Ordering::SeqCst) >= 4);
         });
     }
 
