@@ -1610,6 +1610,15 @@ mod tests {
         }
     }
 
+    /// Waits (up to 10 s) until `holds` does, else fails saying `what` never happened.
+    async fn until(what: &str, holds: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !holds() {
+            assert!(started.elapsed() < Duration::from_secs(10), "{what}");
+            async_std::task::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     #[test]
     fn a_warm_up_that_failed_is_made_again_and_readiness_waits_while_it_may_yet_work() {
         let exporter = |enricher: &Arc<WarmsAtLast>| {
@@ -1620,13 +1629,6 @@ mod tests {
         };
         let calls = |enricher: &Arc<WarmsAtLast>| enricher.calls.load(Ordering::SeqCst);
         let warming = ["the warm-up (a first scrape, and the enrichers' first reads)"];
-        async fn until(what: &str, holds: impl Fn() -> bool) {
-            let started = Instant::now();
-            while !holds() {
-                assert!(started.elapsed() < Duration::from_secs(10), "{what}");
-                async_std::task::sleep(Duration::from_millis(20)).await;
-            }
-        }
         async_std::task::block_on(async {
             let enricher = Arc::new(WarmsAtLast { calls: AtomicU64::new(0), fails: 1 });
             let warmed = exporter(&enricher);
@@ -1719,19 +1721,12 @@ mod tests {
         let warming = ["the warm-up (a first scrape, and the enrichers' first reads)"];
         async_std::task::block_on(async {
             exporter.warm_up().await;
-            let started = Instant::now();
-            while enricher.calls.load(Ordering::SeqCst) < 3 {
-                assert!(started.elapsed() < Duration::from_secs(10), "made again");
-                async_std::task::sleep(Duration::from_millis(10)).await;
-            }
+            until("made again", || enricher.calls.load(Ordering::SeqCst) >= 3).await;
             // After the second retry (the third comes a second after it): one settled
             // round since the one that left a cache syncing, not two.
             async_std::task::sleep(Duration::from_millis(300)).await;
             assert_eq!(exporter.syncing(), warming, "the count started again");
-            while !exporter.syncing().is_empty() {
-                assert!(started.elapsed() < Duration::from_secs(10), "ready after the third");
-                async_std::task::sleep(Duration::from_millis(20)).await;
-            }
+            until("ready after the third", || exporter.syncing().is_empty()).await;
             assert!(enricher.calls.load(Ordering::SeqCst) >= 4);
         });
     }
