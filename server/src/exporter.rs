@@ -1,6 +1,12 @@
 //! One scrape, end to end: read both metrics lists from the [`MetricsSource`], check them,
 //! run the pipeline ([`msp_core::enrich`]) over the [`Cluster`], write the families and the
 //! self-metrics. Around the pipeline the exporter adds only deadlines and counters.
+//!
+//! - `budget`: a scrape's deadlines, for its reads, its enrichers and its writing.
+//! - `warm_up`: the scrape and the enrichers' reads when the server starts, and readiness.
+
+mod budget;
+mod warm_up;
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -9,10 +15,13 @@ use std::time::{Duration, Instant};
 
 use async_std::channel::Sender;
 use msp_core::{
-    enrich, write_families_with, BaseLabels, CheckFuture, Cluster, EnrichFuture, Enriched, Enricher, ExpositionError,
-    Format, LabelSelector, Memo, MetricsSource, NodeMetricsList, PodMetricsList, RenderOptions, Scrape, SourceError,
-    Writer,
+    enrich, write_families_with, BaseLabels, Cluster, Enriched, Enricher, ExpositionError, Format, LabelSelector, Memo,
+    MetricsSource, NodeMetricsList, PodMetricsList, RenderOptions, Scrape, SourceError, Writer,
 };
+
+pub use warm_up::{WARM_UP_RETRIES_FOR, WARM_UP_TIMEOUT};
+
+use budget::{within, Deadline, WriteCost};
 
 use crate::body::{self, BodyWriter, Ending, Exposition, Piece};
 use crate::flight::{Busy, Evicted, Flights, Lead, Role};
@@ -68,26 +77,6 @@ fn note_read(failed: &AtomicU64, resource: &str, up: bool) {
     }
 }
 
-/// One warm-up under way, counted in [`Exporter::syncing`] until it is dropped: when it
-/// ends, or when its future is dropped unfinished, or when its retries stop being waited
-/// for ([`Exporter::warm_up_again`]). It holds the exporter weakly, as the retries do.
-struct WarmingUp(std::sync::Weak<Exporter>);
-
-impl WarmingUp {
-    fn new(exporter: &Arc<Exporter>) -> Self {
-        exporter.warming.fetch_add(1, Ordering::AcqRel);
-        WarmingUp(Arc::downgrade(exporter))
-    }
-}
-
-impl Drop for WarmingUp {
-    fn drop(&mut self) {
-        if let Some(exporter) = self.0.upgrade() {
-            exporter.warming.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
-
 impl std::fmt::Debug for Exporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let names: Vec<&str> = self.enrichers.iter().map(|e| e.name()).collect();
@@ -99,159 +88,6 @@ impl std::fmt::Debug for Exporter {
 /// that gzip reads it from the core's own cache, where the renderer left it (at 150,000
 /// pods 1 MiB cost about 3% more CPU a scrape).
 pub const GZIP_CHUNK: usize = 256 * 1024;
-
-/// Bounds each enricher call by the scrape's deadline: a call begun after it fails
-/// unrun. The memo's check is bounded by it too, but begun after it gets one poll.
-struct Deadline(Option<Instant>);
-
-/// The deadline may be Prometheus' (`X-Prometheus-Scrape-Timeout-Seconds`) or an embedder's.
-const OUT_OF_TIME: &str = "out of time for this scrape (its deadline, less the time writing takes)";
-
-impl msp_core::Guard for Deadline {
-    fn guard<'a>(&'a self, _enricher: &'a dyn Enricher, call: EnrichFuture<'a>) -> EnrichFuture<'a> {
-        let Some(deadline) = self.0 else { return call };
-        Box::pin(async move {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                // A timeout polls its future before its timer: a call that needs no wait
-                // (a batch of a cold memo, its caches synced) would run to the end, and
-                // a cold start of 150,000 pods ran seconds past the deadline that way.
-                return Err(OUT_OF_TIME.into());
-            }
-            async_std::future::timeout(left, call).await.unwrap_or_else(|_| Err(OUT_OF_TIME.into()))
-        })
-    }
-
-    /// The memo's check, even past the deadline, as far as it goes without waiting (one
-    /// poll): the caches answer it at once, and the pods whose kept labels it serves need
-    /// no enricher call, which past the deadline would fail.
-    fn check<'a>(&'a self, check: CheckFuture<'a>) -> CheckFuture<'a> {
-        let Some(deadline) = self.0 else { return check };
-        Box::pin(async move {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                futures_lite::future::poll_once(check).await;
-            } else {
-                async_std::future::timeout(left, check).await.unwrap_or(());
-            }
-        })
-    }
-}
-
-/// How long writing the exposition takes a pod, as the last scrape measured it (plain and
-/// gzipped apart, gzip taking most of the time): the
-/// enrichers' deadline is the scrape's less the time writing will take, so that an answer
-/// cut short by it still arrives in time (at 150,000 pods writing takes most of a second).
-/// With the pods the last scrape read.
-#[derive(Default)]
-struct WriteCost([AtomicU64; 2], AtomicUsize);
-
-/// What writing is assumed to take a pod before any scrape has measured it: about twice
-/// what it takes at 150,000 pods on two busy cores.
-const FIRST_WRITE_NS_PER_POD: u64 = 8_000;
-
-/// The enrichers get this part (its inverse) of the time left before writing must begin,
-/// however long the reads take: see [`WriteCost::reads_deadline`].
-const ENRICHING_SHARE: u32 = 20;
-
-/// How long the warm-up scrape may take ([`Exporter::warm_up`]): more than any Prometheus
-/// scrape's timeout we take (its deadline must cover theirs for them to join it), and time
-/// for a cold start of 150,000 pods to list its caches and enrich.
-pub const WARM_UP_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// How long an enricher whose warm-up failed (the API server out of reach as the server
-/// started) is warmed up again in the background ([`Exporter::warm_up`]), and readiness
-/// waits for it, while no cache is still syncing; past it, its sources start at the first
-/// scrape, as they would with no warm-up. While a cache is still syncing (the API server
-/// still out of reach), the retries go on, each cheap, so that the caches that can only be
-/// asked for once it has listed (`owner`'s ReplicaSets, once the pods are) come before
-/// readiness.
-pub const WARM_UP_RETRIES_FOR: Duration = Duration::from_secs(600);
-
-/// Fewer pods than this say little of what writing a pod takes.
-const MIN_MEASURED_PODS: usize = 100;
-
-impl WriteCost {
-    /// The enrichers' deadline within the scrape's `deadline`, for `pods` pods: half again
-    /// the time writing them took last, or is assumed to take.
-    fn enrichers_deadline(&self, deadline: Option<Instant>, gzip: bool, pods: usize) -> Option<Instant> {
-        let per_pod = self.per_pod(gzip);
-        let reserve = Duration::from_nanos(per_pod.saturating_mul(pods as u64).saturating_mul(3) / 2);
-        deadline.map(|d| d.checked_sub(reserve).unwrap_or_else(Instant::now))
-    }
-
-    /// Remembers what writing `pods` pods took; a scrape of fewer than [`MIN_MEASURED_PODS`]
-    /// (its pods' read failed, say) measures the nodes and self-metrics more than the pods,
-    /// and is not remembered.
-    fn record(&self, gzip: bool, pods: usize, took: Duration) {
-        if pods < MIN_MEASURED_PODS {
-            return;
-        }
-        let per_pod = u64::try_from(took.as_nanos() / pods as u128).unwrap_or(u64::MAX);
-        self.0[usize::from(gzip)].store(per_pod.max(1), Ordering::Relaxed);
-    }
-
-    /// Remembers how many pods a scrape read (its pods' read having succeeded), whether or
-    /// not its writing is measured: the next scrape's reads and joiners leave the time
-    /// writing as many takes.
-    fn read(&self, pods: usize) {
-        self.1.store(pods, Ordering::Relaxed);
-    }
-
-    /// Whether writing gzipped took longer a pod than writing text, as last measured (each
-    /// as assumed before it is): which of the two a scrape that either may join reserves
-    /// time for.
-    fn slower(&self) -> bool {
-        self.per_pod(true) >= self.per_pod(false)
-    }
-
-    /// What writing a pod took last, gzipped or not, or is assumed to take.
-    fn per_pod(&self, gzip: bool) -> u64 {
-        match self.0[usize::from(gzip)].load(Ordering::Relaxed) {
-            0 => FIRST_WRITE_NS_PER_POD,
-            ns => ns,
-        }
-    }
-
-    /// The time by which writing must begin to end within `deadline`, for as many pods as
-    /// the last scrape read.
-    fn writing_deadline(&self, deadline: Option<Instant>, gzip: bool) -> Option<Instant> {
-        self.enrichers_deadline(deadline, gzip, self.1.load(Ordering::Relaxed))
-    }
-
-    /// The time by which the metrics lists must have been read: the
-    /// [`writing_deadline`](WriteCost::writing_deadline), less a twentieth of the time until
-    /// it, for the enrichers. A read that hangs until it is abandoned then still leaves
-    /// them time to enrich what the other read brought: with the pods' read hung, the node
-    /// series keep their labels. (A read that ends later would have had its series served
-    /// unenriched, under other label sets than the scrape before, or after the deadline.)
-    fn reads_deadline(&self, deadline: Option<Instant>, gzip: bool) -> Option<Instant> {
-        let writing = self.writing_deadline(deadline, gzip)?;
-        let now = Instant::now();
-        let enriching = writing.saturating_duration_since(now) / ENRICHING_SHARE;
-        Some(writing.checked_sub(enriching).unwrap_or(now).max(now))
-    }
-}
-
-/// `read`, abandoned at `deadline`.
-async fn within(
-    deadline: Option<Instant>,
-    read: impl std::future::Future<Output = Result<Vec<u8>, SourceError>>,
-) -> Result<Vec<u8>, SourceError> {
-    // A source that panics (an embedder's) fails its read, as one that returns an error
-    // does, on every path: `scrape` reads on its caller's task.
-    use futures_lite::FutureExt;
-    let read = async {
-        std::panic::AssertUnwindSafe(read).catch_unwind().await.unwrap_or_else(|payload| {
-            Err(format!("the metrics source panicked: {}", msp_core::panic_message(payload.as_ref())).into())
-        })
-    };
-    let Some(deadline) = deadline else { return read.await };
-    let left = deadline.saturating_duration_since(Instant::now());
-    async_std::future::timeout(left, read)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within the scrape's deadline ({left:.1?} given)").into()))
-}
 
 /// Parses one metrics list for a scrape that keeps what `select` keeps; on failure logs it
 /// and yields an empty list. A body that is not UTF-8 throughout (one bad byte in one pod's
@@ -423,162 +259,6 @@ impl Exporter {
     /// Where usage is read from, for people.
     pub fn describe_source(&self) -> String {
         self.source.describe()
-    }
-
-    /// What readiness waits for: the cluster's sources still filling, and the warm-up (its
-    /// scrape and the enrichers' first reads, and these made again while they may yet start
-    /// a cache: see [`Exporter::warm_up`]). Makes no request.
-    ///
-    /// Once it has found nothing to wait for, it never waits again: a cache started later
-    /// (the first Job, hours on) or a warm-up made again does not turn a Ready pod unready.
-    /// So call [`Exporter::warm_up`] before the first probe can come (as `run` does): with
-    /// none under way and no cache started, the first probe finds nothing to wait for.
-    pub fn syncing(&self) -> Vec<String> {
-        if self.ready.load(Ordering::Acquire) {
-            return Vec::new();
-        }
-        // The warm-up first: one that ends between the two reads must not be missed, with the
-        // caches it started done.
-        let warming = self.warming.load(Ordering::Acquire) > 0;
-        let mut syncing = self.cluster.syncing();
-        if warming {
-            syncing.push("the warm-up (a first scrape, and the enrichers' first reads)".into());
-        }
-        if syncing.is_empty() {
-            self.ready.store(true, Ordering::Release);
-        }
-        syncing
-    }
-
-    /// One scrape as Prometheus asks for it, answered to nobody, when the server starts,
-    /// and beside it every enricher's [`Enricher::warm_up`]: together they start the caches
-    /// the enrichers use and fill the memo, so that the first scrape after a start (at
-    /// 150,000 pods, seconds of listing and enriching) is as quick and as enriched as the
-    /// others. Readiness waits for both. A failure of the scrape (metrics-server down) ends
-    /// it like any scrape's, reported in `/metrics`; the enrichers' warm-up does not need
-    /// it, so the caches fill meanwhile, and the first scrape after the metrics API comes
-    /// back finds them filled. An enricher whose warm-up fails (the API server out of reach)
-    /// is logged, and warmed up again in the background every second, for up to
-    /// [`WARM_UP_RETRIES_FOR`]. Readiness waits for those retries too, until two rounds in a
-    /// row (the warm-up's own among them) fail with no cache left syncing: what fails then
-    /// (a source refused, 403) is not waiting for a cache to fill, and the scrapes report
-    /// it. Until then a retry may still start a cache: `owner`'s ReplicaSets, once the pods
-    /// are listed, which, listed between two tries, once let the pod be Ready with the
-    /// ReplicaSets not yet asked for.
-    ///
-    /// It has a deadline, [`WARM_UP_TIMEOUT`] away, longer than any scrape's: a Prometheus
-    /// scrape that arrives meanwhile (a PodMonitor's scrapes pods not yet Ready) joins it,
-    /// rather than read and enrich the cluster a second time beside it (at 150,000 pods,
-    /// 630 MiB at once instead of 380, and its own enrichment out of time).
-    ///
-    /// Readiness waits from the call, not from when the future first runs (a probe answered
-    /// in between would otherwise find the server ready with nothing read), until the
-    /// future is dropped unfinished, or it and the retries it leaves are done (see
-    /// `warm_up_again`), and for every warm-up under way.
-    pub fn warm_up(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let warming = WarmingUp::new(self);
-        let exporter = self.clone();
-        async move {
-            let started = Instant::now();
-            let enrichers = exporter.enrichers.clone();
-            let ((), failed) =
-                futures_lite::future::zip(exporter.warm_up_scrape(), exporter.warm_up_enrichers(enrichers, true)).await;
-            if failed.is_empty() {
-                log::info!("warm-up done in {:?}", started.elapsed());
-            } else {
-                let names: Vec<&str> = failed.iter().map(|e| e.name()).collect();
-                log::info!(
-                    "warm-up: the scrape done in {:?}; {} to warm up again, every second",
-                    started.elapsed(),
-                    names.join(", ")
-                );
-                let settled = exporter.cluster.syncing().is_empty();
-                let exporter = Arc::downgrade(&exporter);
-                drop(async_std::task::spawn(Exporter::warm_up_again(exporter, failed, (warming, settled))));
-            }
-        }
-    }
-
-    /// `enrichers`' [`Enricher::warm_up`]s, within [`WARM_UP_TIMEOUT`]; those that failed
-    /// (logged when `loud`).
-    async fn warm_up_enrichers(&self, enrichers: Vec<Arc<dyn Enricher>>, loud: bool) -> Vec<Arc<dyn Enricher>> {
-        let warming = msp_core::warm_up(self.cluster.as_ref(), &enrichers);
-        match async_std::future::timeout(WARM_UP_TIMEOUT, warming).await {
-            Ok(failures) => {
-                for f in &failures {
-                    if loud {
-                        log::warn!(enricher = f.enricher; "warm-up: enricher {}: {}; trying again", f.enricher, f.error);
-                    } else {
-                        log::debug!(enricher = f.enricher; "warm-up: enricher {}: {}", f.enricher, f.error);
-                    }
-                }
-                enrichers.into_iter().filter(|e| failures.iter().any(|f| f.enricher == e.name())).collect()
-            }
-            Err(_) => {
-                if loud {
-                    log::warn!(
-                        "warm-up: the enrichers' sources were not read within {WARM_UP_TIMEOUT:?}; trying again"
-                    );
-                }
-                enrichers
-            }
-        }
-    }
-
-    /// The warm-ups that `failed`, again, a second apart, until each has worked (the API
-    /// server back, or a cache that a list had to come first for: `owner`'s ReplicaSets
-    /// after the pods), for up to [`WARM_UP_RETRIES_FOR`], and past it while a cache is still
-    /// syncing. Cheap while they fail: a cache that cannot list answers at once with its
-    /// last error, and lists on its own backoff. Holds the exporter weakly: dropped, it
-    /// stops.
-    ///
-    /// Readiness waits (`warming`) until every enricher has warmed up, or two failed rounds
-    /// in a row have left no cache syncing (`settled`: whether the warm-up's own round
-    /// did), or the retries end.
-    async fn warm_up_again(
-        exporter: std::sync::Weak<Exporter>,
-        mut failed: Vec<Arc<dyn Enricher>>,
-        (warming, settled): (WarmingUp, bool),
-    ) {
-        let started = Instant::now();
-        let mut warming = Some(warming);
-        let mut settled = usize::from(settled);
-        while !failed.is_empty() {
-            async_std::task::sleep(Duration::from_secs(1)).await;
-            let Some(exporter) = exporter.upgrade() else { return };
-            if started.elapsed() >= WARM_UP_RETRIES_FOR && exporter.cluster.syncing().is_empty() {
-                let names: Vec<&str> = failed.iter().map(|e| e.name()).collect();
-                log::warn!(
-                    "warm-up: {} could not warm up in {:.0?}; left to the scrapes",
-                    names.join(", "),
-                    started.elapsed()
-                );
-                return;
-            }
-            let still = exporter.warm_up_enrichers(failed.clone(), false).await;
-            for done in failed.iter().filter(|e| !still.iter().any(|s| Arc::ptr_eq(s, e))) {
-                log::info!(enricher = done.name(); "warm-up: enricher {}: warmed up", done.name());
-            }
-            failed = still;
-            // Nothing left syncing twice in a row: what still fails waits for no cache.
-            settled = match exporter.cluster.syncing().is_empty() {
-                true => settled + 1,
-                false => 0,
-            };
-            if settled >= 2 {
-                drop(warming.take());
-            }
-        }
-    }
-
-    /// One warm-up scrape, as Prometheus asks, read to the end and let go of.
-    async fn warm_up_scrape(self: &Arc<Self>) {
-        let deadline = Instant::now().checked_add(WARM_UP_TIMEOUT);
-        match self.stream(Format::OpenMetrics, true, deadline).await {
-            // Read and let go of piece by piece, as a client would.
-            Ok(body) => drop(futures_lite::io::copy(body, futures_lite::io::sink()).await),
-            Err(busy) => log::warn!("warm-up scrape refused: {busy}"),
-        }
     }
 
     /// A scrape in `format`, gzipped when `gzip`, whose body is written as it is read.
@@ -941,7 +621,7 @@ mod tests {
     use msp_core::{async_trait, EnrichError, StaticCluster};
 
     /// Usage from fixed JSON; `None` fails the read.
-    struct Fixed(Option<&'static str>, Option<&'static str>);
+    pub(super) struct Fixed(pub(super) Option<&'static str>, pub(super) Option<&'static str>);
 
     #[async_trait]
     impl MetricsSource for Fixed {
@@ -956,7 +636,7 @@ mod tests {
         }
     }
 
-    const PODS: &str = r#"{"items":[{"metadata":{"name":"p","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"7m","memory":"1Ki"}}]},
+    pub(super) const PODS: &str = r#"{"items":[{"metadata":{"name":"p","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"7m","memory":"1Ki"}}]},
         {"metadata":{"name":"bad","namespace":"n"},"containers":[{"name":"c","usage":{"cpu":"x","memory":"1Ki"}}]}]}"#;
 
     #[test]
@@ -974,97 +654,6 @@ mod tests {
             assert!(out.contains(line), "{line} in\n{out}");
         }
         assert!(!out.contains("pod=\"bad\""));
-    }
-
-    #[test]
-    fn the_enrichers_deadline_leaves_time_to_write() {
-        let cost = WriteCost::default();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let before = |gzip, pods| deadline - cost.enrichers_deadline(Some(deadline), gzip, pods).expect("a deadline");
-        // Before any scrape: 8 µs a pod, half again.
-        assert_eq!(before(true, 150_000), Duration::from_millis(1800));
-        // A scrape whose pods' read failed wrote nodes and self-metrics only: not a measure.
-        cost.record(true, 0, Duration::from_millis(3));
-        cost.record(true, 99, Duration::from_millis(3));
-        assert_eq!(before(true, 150_000), Duration::from_millis(1800));
-        cost.record(true, 150_000, Duration::from_millis(600));
-        assert_eq!(before(true, 150_000), Duration::from_millis(900), "what the last gzipped scrape took");
-        assert_eq!(before(false, 150_000), Duration::from_millis(1800), "plain text is measured apart");
-        assert_eq!(before(true, 10_000), Duration::from_millis(60));
-        // The reads and joiners leave the time writing as many pods as the last scrape read
-        // takes, measured or not: before any read, none.
-        let joiner = cost.writing_deadline(Some(deadline), true).expect("a deadline");
-        assert_eq!(joiner, deadline, "no pods read yet");
-        cost.read(150_000);
-        let joiner = cost.writing_deadline(Some(deadline), true).expect("a deadline");
-        assert_eq!(deadline - joiner, Duration::from_millis(900), "a joiner waits no later than that, at 150,000 pods");
-        // The reads end a twentieth of the 9.1 s before then earlier (less the time this took).
-        let reads = cost.reads_deadline(Some(deadline), true).expect("a deadline");
-        let enriching = joiner - reads;
-        assert!(enriching > Duration::from_millis(400) && enriching <= Duration::from_millis(455), "{enriching:?}");
-        assert!(cost.reads_deadline(None, true).is_none());
-        assert!(reads < cost.enrichers_deadline(Some(deadline), true, 150_000).expect("a deadline"), "as many again");
-        // More than there is: the enrichers get none, and no deadline stays none.
-        assert!(cost.enrichers_deadline(Some(deadline), true, 100_000_000).is_some_and(|d| d <= Instant::now()));
-        assert!(cost.enrichers_deadline(None, true, 150_000).is_none());
-    }
-
-    #[test]
-    fn an_enricher_call_past_the_deadline_is_not_run() {
-        struct Counting(std::sync::atomic::AtomicUsize);
-        #[async_trait]
-        impl Enricher for Counting {
-            fn name(&self) -> &str {
-                "counting"
-            }
-            fn labels(&self) -> Vec<msp_core::AddedLabel> {
-                Vec::new()
-            }
-            async fn enrich(
-                &self,
-                scrape: &Scrape<'_>,
-                _: &dyn msp_core::Cluster,
-            ) -> Result<msp_core::Enrichment, EnrichError> {
-                self.0.fetch_add(1, Ordering::Relaxed);
-                Ok(msp_core::Enrichment::new(scrape))
-            }
-        }
-        let counting = Counting(Default::default());
-        let (pods, nodes) = (PodMetricsList::default(), NodeMetricsList::default());
-        let scrape = Scrape::new(&pods, &nodes);
-        let past = Deadline(Some(Instant::now() - Duration::from_millis(1)));
-        let cluster = StaticCluster::default();
-        let call = msp_core::Guard::guard(&past, &counting, counting.enrich(&scrape, &cluster));
-        let got = async_std::task::block_on(call);
-        assert!(got.is_err_and(|e| e.to_string().contains("out of time")));
-        assert_eq!(counting.0.load(Ordering::Relaxed), 0, "it would have finished at once, but was not run");
-    }
-
-    #[test]
-    fn the_memos_check_goes_as_far_as_it_can_by_the_deadline() {
-        // Whether the check ran to its end.
-        let checked = |deadline: Option<Instant>, waits: bool| {
-            let ended = std::sync::atomic::AtomicBool::new(false);
-            let check: CheckFuture<'_> = Box::pin(async {
-                if waits {
-                    std::future::pending::<()>().await;
-                }
-                ended.store(true, Ordering::SeqCst);
-            });
-            let guard = Deadline(deadline);
-            let run = msp_core::Guard::check(&guard, check);
-            async_std::task::block_on(async_std::future::timeout(Duration::from_secs(60), run)).expect("it ends");
-            ended.load(Ordering::SeqCst)
-        };
-        let (past, soon) = (Instant::now() - Duration::from_millis(1), Instant::now() + Duration::from_millis(50));
-        // Past the deadline, a check the caches answer at once is still made: it spares
-        // every call its kept labels would.
-        assert!(checked(Some(past), false));
-        assert!(checked(Some(soon), false));
-        assert!(checked(None, false));
-        // One that would wait is cut short, by the deadline or at once past it.
-        assert!(!checked(Some(past), true));
-        assert!(!checked(Some(soon), true));
     }
 
     #[test]
@@ -1284,7 +873,7 @@ mod tests {
     /// [`PODS`] (or the list given) after a while (2 s unless given: long enough that a
     /// request sent 50 ms after another finds it still reading on a busy machine),
     /// counting the reads.
-    struct Slow(std::sync::atomic::AtomicUsize, Option<&'static str>, Duration);
+    pub(super) struct Slow(pub(super) std::sync::atomic::AtomicUsize, Option<&'static str>, Duration);
 
     impl Default for Slow {
         fn default() -> Self {
@@ -1307,13 +896,13 @@ mod tests {
         }
     }
 
-    fn slow() -> (Arc<Slow>, Arc<Exporter>) {
+    pub(super) fn slow() -> (Arc<Slow>, Arc<Exporter>) {
         let source = Arc::new(Slow::default());
         (source.clone(), Arc::new(Exporter::new(source, Arc::new(StaticCluster::default()))))
     }
 
     /// A gzipped body's text.
-    fn gunzip(packed: &[u8]) -> String {
+    pub(super) fn gunzip(packed: &[u8]) -> String {
         let mut text = String::new();
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(packed), &mut text).expect("gunzip");
         text
@@ -1524,223 +1113,6 @@ mod tests {
             assert!(text.contains("kube_metrics_server_up{resource=\"pods\"} 0\n"), "{text}");
             assert!(text.contains("kube_metrics_server_lists_reused_total 0\n"), "{text}");
         }
-    }
-
-    #[test]
-    fn a_prometheus_scrape_that_arrives_during_the_warm_up_joins_it() {
-        let (source, exporter) = slow();
-        async_std::task::block_on(async {
-            let warming = async_std::task::spawn(exporter.warm_up());
-            async_std::task::sleep(Duration::from_millis(100)).await;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            let body = exporter.stream(Format::OpenMetrics, true, Some(deadline)).await.expect("room");
-            let text = gunzip(&body.read_all().await.expect("a whole body"));
-            warming.await;
-            assert!(text.contains("kube_metrics_server_up{resource=\"pods\"} 1\n"), "{text}");
-        });
-        assert_eq!(source.0.load(Ordering::SeqCst), 1, "one read for both");
-    }
-
-    #[test]
-    fn readiness_waits_for_a_warm_up_from_the_call_until_it_ends_or_is_dropped() {
-        let source = Fixed(Some(PODS), Some(r#"{"items":[]}"#));
-        let exporter = Arc::new(Exporter::new(Arc::new(source), Arc::new(StaticCluster::default())));
-        let warming = exporter.warm_up();
-        assert_eq!(
-            exporter.syncing(),
-            ["the warm-up (a first scrape, and the enrichers' first reads)"],
-            "from the call, before it runs"
-        );
-        async_std::task::block_on(warming);
-        assert_eq!(exporter.syncing(), Vec::<String>::new(), "done");
-        let again = exporter.warm_up();
-        assert_eq!(exporter.syncing(), Vec::<String>::new(), "ready once, ready for good");
-        drop(again);
-        let exporter = Arc::new(Exporter::new(Arc::new(Fixed(Some(PODS), None)), Arc::new(StaticCluster::default())));
-        let (a, b) = (exporter.warm_up(), exporter.warm_up());
-        async_std::task::block_on(a);
-        assert_eq!(exporter.syncing().len(), 1, "one still under way");
-        drop(b);
-        assert_eq!(exporter.syncing(), Vec::<String>::new(), "one dropped unfinished waits for nothing");
-    }
-
-    /// A cluster that counts its reads, and holds nothing.
-    #[derive(Default)]
-    struct Counted(AtomicU64);
-
-    #[async_trait]
-    impl Cluster for Counted {
-        async fn pods(&self) -> Result<Arc<msp_core::Pods>, SourceError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(Default::default())
-        }
-        async fn nodes(&self) -> Result<Arc<msp_core::Nodes>, SourceError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(Default::default())
-        }
-        async fn controllers(&self, _: msp_core::ControllerKind) -> Result<Arc<msp_core::Controllers>, SourceError> {
-            self.0.fetch_add(1, Ordering::SeqCst);
-            Ok(Default::default())
-        }
-    }
-
-    /// An enricher whose warm-up fails its first `fails` calls.
-    struct WarmsAtLast {
-        calls: AtomicU64,
-        fails: u64,
-    }
-
-    #[async_trait]
-    impl Enricher for WarmsAtLast {
-        fn name(&self) -> &str {
-            "at-last"
-        }
-        fn labels(&self) -> Vec<msp_core::AddedLabel> {
-            Vec::new()
-        }
-        async fn enrich(&self, scrape: &Scrape<'_>, _: &dyn Cluster) -> Result<msp_core::Enrichment, EnrichError> {
-            Ok(msp_core::Enrichment::new(scrape))
-        }
-        async fn warm_up(&self, _: &dyn Cluster) -> Result<(), EnrichError> {
-            if self.calls.fetch_add(1, Ordering::SeqCst) < self.fails {
-                Err("connection refused".into())
-            } else {
-                Ok(())
-            }
-        }
-    }
-
-    /// Waits (up to 10 s) until `holds` does, else fails saying `what` never happened.
-    async fn until(what: &str, holds: impl Fn() -> bool) {
-        let started = Instant::now();
-        while !holds() {
-            assert!(started.elapsed() < Duration::from_secs(10), "{what}");
-            async_std::task::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    #[test]
-    fn a_warm_up_that_failed_is_made_again_and_readiness_waits_while_it_may_yet_work() {
-        let exporter = |enricher: &Arc<WarmsAtLast>| {
-            Arc::new(
-                Exporter::new(Arc::new(Fixed(None, None)), Arc::new(StaticCluster::default()))
-                    .with_enrichers(vec![enricher.clone()]),
-            )
-        };
-        let calls = |enricher: &Arc<WarmsAtLast>| enricher.calls.load(Ordering::SeqCst);
-        let warming = ["the warm-up (a first scrape, and the enrichers' first reads)"];
-        async_std::task::block_on(async {
-            let enricher = Arc::new(WarmsAtLast { calls: AtomicU64::new(0), fails: 1 });
-            let warmed = exporter(&enricher);
-            warmed.warm_up().await;
-            assert_eq!(
-                (calls(&enricher), warmed.syncing()),
-                (1, warming.map(String::from).to_vec()),
-                "failed: waited for"
-            );
-            until("made again", || calls(&enricher) >= 2).await;
-            until("ready once it worked", || warmed.syncing().is_empty()).await;
-            async_std::task::sleep(Duration::from_millis(2500)).await;
-            assert_eq!(calls(&enricher), 2, "and no more, once it worked");
-            // One that never works, with no cache to wait for: what fails waits for nothing,
-            // so readiness stops waiting after a second failed round.
-            let never = Arc::new(WarmsAtLast { calls: AtomicU64::new(0), fails: u64::MAX });
-            let failing = exporter(&never);
-            failing.warm_up().await;
-            assert_eq!(failing.syncing(), warming, "not after one round: a retry may yet start a cache");
-            until("ready after two rounds", || failing.syncing().is_empty()).await;
-            assert!(calls(&never) >= 2, "made again first");
-            // Dropped: the background warm-ups stop with it.
-            drop(failing);
-            let made = calls(&never);
-            async_std::task::sleep(Duration::from_millis(1500)).await;
-            assert_eq!(calls(&never), made, "the exporter was dropped");
-        });
-    }
-
-    /// A cluster whose caches are syncing while its flag says so.
-    struct Syncing(Arc<AtomicBool>);
-
-    #[async_trait]
-    impl Cluster for Syncing {
-        async fn pods(&self) -> Result<Arc<msp_core::Pods>, SourceError> {
-            Ok(Default::default())
-        }
-        async fn nodes(&self) -> Result<Arc<msp_core::Nodes>, SourceError> {
-            Ok(Default::default())
-        }
-        async fn controllers(&self, _: msp_core::ControllerKind) -> Result<Arc<msp_core::Controllers>, SourceError> {
-            Ok(Default::default())
-        }
-        fn syncing(&self) -> Vec<String> {
-            match self.0.load(Ordering::SeqCst) {
-                true => vec!["pods".into()],
-                false => Vec::new(),
-            }
-        }
-    }
-
-    /// An enricher whose warm-up always fails, its `k`th leaving the cluster syncing as
-    /// `script[k]` says (and not, past it).
-    struct Scripted {
-        calls: AtomicU64,
-        script: Vec<bool>,
-        syncing: Arc<AtomicBool>,
-    }
-
-    #[async_trait]
-    impl Enricher for Scripted {
-        fn name(&self) -> &str {
-            "scripted"
-        }
-        fn labels(&self) -> Vec<msp_core::AddedLabel> {
-            Vec::new()
-        }
-        async fn enrich(&self, scrape: &Scrape<'_>, _: &dyn Cluster) -> Result<msp_core::Enrichment, EnrichError> {
-            Ok(msp_core::Enrichment::new(scrape))
-        }
-        async fn warm_up(&self, _: &dyn Cluster) -> Result<(), EnrichError> {
-            let k = self.calls.fetch_add(1, Ordering::SeqCst) as usize;
-            self.syncing.store(self.script.get(k).copied().unwrap_or(false), Ordering::SeqCst);
-            Err("not yet".into())
-        }
-    }
-
-    /// Two failed rounds in a row with nothing syncing end the wait; a round that leaves a
-    /// cache syncing (one it started, say) between them starts the count again.
-    #[test]
-    fn a_round_that_leaves_a_cache_syncing_starts_the_count_again() {
-        let flag = Arc::new(AtomicBool::new(false));
-        // The warm-up's own round settled, the first retry's left a cache syncing, the
-        // second's settled again.
-        let enricher =
-            Arc::new(Scripted { calls: AtomicU64::new(0), script: vec![false, true, false], syncing: flag.clone() });
-        let exporter = Arc::new(
-            Exporter::new(Arc::new(Fixed(None, None)), Arc::new(Syncing(flag))).with_enrichers(vec![enricher.clone()]),
-        );
-        let warming = ["the warm-up (a first scrape, and the enrichers' first reads)"];
-        async_std::task::block_on(async {
-            exporter.warm_up().await;
-            until("made again", || enricher.calls.load(Ordering::SeqCst) >= 3).await;
-            // After the second retry (the third comes a second after it): one settled
-            // round since the one that left a cache syncing, not two.
-            async_std::task::sleep(Duration::from_millis(300)).await;
-            assert_eq!(exporter.syncing(), warming, "the count started again");
-            until("ready after the third", || exporter.syncing().is_empty()).await;
-            assert!(enricher.calls.load(Ordering::SeqCst) >= 4);
-        });
-    }
-
-    #[test]
-    fn the_warm_up_reads_what_the_enrichers_need_though_the_metrics_api_is_down() {
-        let cluster = Arc::new(Counted::default());
-        let exporter = Arc::new(
-            Exporter::new(Arc::new(Fixed(None, None)), cluster.clone())
-                .with_enrichers(vec![Arc::new(msp_enrichers::NodeEnricher)]),
-        );
-        async_std::task::block_on(exporter.warm_up());
-        assert_eq!(cluster.0.load(Ordering::SeqCst), 2, "the pods and the nodes, with no list to enrich");
-        assert_eq!(exporter.syncing(), Vec::<String>::new(), "and ready");
     }
 
     #[test]
