@@ -22,24 +22,26 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_std::channel::{Receiver, Sender};
-use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use msp_core::{
     async_trait, nodes_by_name, Cluster, ControllerKind, Controllers, Entry, ExpositionError, Interner, LabelName,
     MetricName, MetricType, Namespaced, NodeInfo, Nodes, ObjectList, Owner, PodInfo, Pods, ReadRefused, SourceError,
-    Text, WatchEvent, Writer,
+    Text, Writer,
 };
 
 use crate::kube::{KubeClient, KubeError, MAX_LIST_OBJECTS};
 use crate::random::random;
 use crate::self_metrics::Report;
 
+mod backoff;
+mod lines;
 mod silence;
 mod stream;
 
-use silence::Silence;
+use backoff::Backoff;
+use lines::{decode, Lines};
 use stream::Streamed;
 
 /// The node snapshot as a by-name map, and the store snapshot it was made from.
@@ -546,115 +548,6 @@ impl<T: Entry + Clone + PartialEq + Send + Sync + 'static> Informer<T> {
 /// How long a watch may say nothing, bookmarks included, before it is taken for dead.
 const SILENCE: Duration = Duration::from_secs(300);
 
-/// A watch's lines, each at most the response bound (and [`MAX_WATCH_LINE`]).
-struct Lines {
-    reader: BufReader<surf::Response>,
-    line: String,
-    bound: usize,
-    /// Whether the bound is `kubernetes.max_response_bytes` (else [`MAX_WATCH_LINE`]).
-    bound_is_setting: bool,
-    path: String,
-    silence: Silence,
-}
-
-impl Lines {
-    fn new(res: surf::Response, client: &KubeClient, path: &str) -> Self {
-        let setting = client.limits().max_response_bytes;
-        let bound = setting.min(MAX_WATCH_LINE);
-        Lines {
-            reader: BufReader::new(res),
-            line: String::new(),
-            bound,
-            bound_is_setting: bound == setting,
-            path: path.to_owned(),
-            silence: Silence::new(),
-        }
-    }
-
-    /// The next line (`None`: the server ended the watch), if it comes within `silence`. A
-    /// line that is not UTF-8 (which no API server sends: Go's encoder writes U+FFFD) is
-    /// counted as undecodable and skipped, as one that is not JSON is: it says nothing of
-    /// the connection, and a fresh list would not get past it.
-    async fn next(
-        &mut self,
-        silence: Duration,
-        resource: &'static str,
-        errors: &WatchErrors,
-    ) -> Result<Option<&str>, KubeError> {
-        loop {
-            // The last line's room, read into as bytes, and checked once as it becomes text.
-            let mut buf = std::mem::take(&mut self.line).into_bytes();
-            buf.clear();
-            if !self.read(&mut buf, silence, resource, errors).await? {
-                return Ok(None);
-            }
-            match String::from_utf8(buf) {
-                Ok(line) => {
-                    self.line = line;
-                    return Ok(Some(self.line.trim_end()));
-                }
-                Err(_) => {
-                    log::warn!(resource = resource; "{resource} watch: skipping a line that is not UTF-8");
-                    count(errors, resource, "undecodable", 1);
-                }
-            }
-        }
-    }
-
-    /// Reads the next line into `buf`: false when the server ended the watch.
-    async fn read(
-        &mut self,
-        buf: &mut Vec<u8>,
-        silence: Duration,
-        resource: &'static str,
-        errors: &WatchErrors,
-    ) -> Result<bool, KubeError> {
-        // Past what an `Instant` can say, never (as a timeout's timer).
-        let due = Instant::now().checked_add(silence);
-        let Lines { reader, silence: timer, .. } = self;
-        let mut bounded = reader.take(self.bound as u64 + 1);
-        let read = bounded.read_until(b'\n', buf);
-        futures_lite::pin!(read);
-        let Some(read) = timer.within(due, read).await else {
-            return Err(KubeError::Timeout {
-                path: self.path.clone(),
-                after: silence,
-                bound: "a watch says at least a bookmark within this",
-            });
-        };
-        let n = match read {
-            Ok(n) => n,
-            Err(e) => {
-                count(errors, resource, "read", 1);
-                return Err(KubeError::Transport { path: self.path.clone(), source: e.into() });
-            }
-        };
-        if n == 0 {
-            return Ok(false);
-        }
-        if n > self.bound {
-            count(errors, resource, "line_too_long", 1);
-            let (path, limit) = (self.path.clone(), self.bound);
-            return Err(if self.bound_is_setting {
-                KubeError::TooLarge { path, limit }
-            } else {
-                KubeError::EventTooLarge { path, limit }
-            });
-        }
-        Ok(true)
-    }
-}
-
-/// A watch line's event; one that is none is logged, counted, and skipped (`None`).
-fn decode<'l>(line: &'l str, resource: &'static str, errors: &WatchErrors) -> Option<WatchEvent<'l>> {
-    serde_json::from_str(line)
-        .map_err(|e| {
-            log::warn!(resource = resource; "{resource} watch: skipping an undecodable line: {e}");
-            count(errors, resource, "undecodable", 1);
-        })
-        .ok()
-}
-
 /// The pages of one list, read so far: a list must end. A server that sends back the
 /// `continue` token it was sent, or pages past [`MAX_LIST_OBJECTS`] objects' worth, would
 /// otherwise be read for ever, the sync never done.
@@ -829,68 +722,6 @@ enum WatchEnd {
     /// 504, the watch cache behind the resourceVersion: re-list after the backoff, or
     /// `Retry-After` (its `retryAfterSeconds`) if longer.
     TooLarge { retry_after: Option<Duration> },
-}
-
-/// The longest a cache waits before trying again, whatever a `Retry-After` asked (and then
-/// up to a tenth more, at random: see [`Backoff::next`]).
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
-
-/// Exponential backoff, 0.2 s doubling to [`MAX_BACKOFF`], each wait jittered down to as
-/// little as half of that, as client-go's and kube-rs's are: the four caches fail together
-/// when the API server goes away, and would otherwise all come back in the same
-/// millisecond, and so would every replica.
-struct Backoff {
-    failures: u32,
-    /// xorshift state, never 0.
-    random: u64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff::seeded(random())
-    }
-}
-
-impl Backoff {
-    fn seeded(seed: u64) -> Self {
-        // splitmix64's finalizer, so that near seeds do not begin near each other.
-        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        Backoff { failures: 0, random: (z ^ (z >> 31)) | 1 }
-    }
-
-    fn reset(&mut self) {
-        self.failures = 0;
-    }
-
-    /// The next backoff; or `at_least` (a `Retry-After`) if that is longer, up to
-    /// [`MAX_BACKOFF`] (a `Retry-After` of a day, or of 2^64 - 1 seconds, which never ends,
-    /// from a broken proxy must not stop the cache for good), and then up to a tenth more:
-    /// the caches (and replicas) told at once would otherwise all come back to the
-    /// millisecond together, whatever the jitter.
-    fn next(&mut self, at_least: Option<Duration>) -> Duration {
-        let doubled = Duration::from_millis(200u64 << self.failures.min(8)).min(MAX_BACKOFF);
-        self.failures = self.failures.saturating_add(1);
-        let x = &mut self.random;
-        *x ^= *x << 13;
-        *x ^= *x >> 7;
-        *x ^= *x << 17;
-        let r = (*x >> 11) as f64 / (1u64 << 53) as f64;
-        // Half the wait, plus up to the other half.
-        let jittered = doubled / 2 + doubled.mul_f64(r / 2.0);
-        let floor = at_least.unwrap_or_default().min(MAX_BACKOFF);
-        if floor > jittered {
-            floor + floor.mul_f64(r / 10.0)
-        } else {
-            jittered
-        }
-    }
-
-    /// Waits [`Backoff::next`].
-    async fn wait_at_least(&mut self, at_least: Option<Duration>) {
-        async_std::task::sleep(self.next(at_least)).await;
-    }
 }
 
 /// Which list failed, for the log.
@@ -1122,37 +953,6 @@ mod tests {
         for (e, paged) in cases {
             assert_eq!(!pages_fail_alike(&e), paged, "{e}");
         }
-    }
-
-    #[test]
-    fn backoff_doubles_takes_retry_after_and_is_bounded() {
-        let ceilings = [200, 400, 800, 1600, 3200, 6400, 12800, 25600, 30000, 30000];
-        let (mut firsts, mut retried) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
-        for seed in 0..50 {
-            let mut b = Backoff::seeded(seed);
-            for (round, ceiling) in ceilings.iter().enumerate() {
-                let wait = b.next(None).as_millis();
-                assert!((ceiling / 2..=*ceiling).contains(&wait), "seed {seed}, round {round}: {wait} ms");
-                if round == 0 {
-                    firsts.insert(wait);
-                }
-            }
-            b.reset();
-            let wait = b.next(Some(Duration::from_secs(5))).as_millis();
-            assert!((5000..=5500).contains(&wait), "Retry-After is the least, and a tenth more the most: {wait}");
-            retried.insert(wait);
-            let wait = b.next(Some(Duration::from_millis(1))).as_millis();
-            assert!((200..=400).contains(&wait), "{wait}");
-            for huge in [Duration::from_secs(86_400), Duration::from_secs(u64::MAX), Duration::MAX] {
-                let wait = b.next(Some(huge));
-                assert!(wait >= MAX_BACKOFF && wait <= MAX_BACKOFF.mul_f64(1.1), "{huge:?}: {wait:?}");
-            }
-        }
-        assert!(firsts.len() > 25, "the waits are spread: {firsts:?}");
-        assert!(retried.len() > 25, "so are the Retry-After ones: {retried:?}");
-        let (mut a, mut b) = (Backoff::default(), Backoff::default());
-        let same = (0..8).filter(|_| a.next(None) == b.next(None)).count();
-        assert!(same < 8, "two caches' backoffs are seeded apart");
     }
 
     #[test]
