@@ -732,8 +732,8 @@ mod tests {
           {"metadata":{"name":"e","namespace":"n","labels":{"x":"1", "y":"2"}},"containers":[]}]}"#;
         let pods = pods(text).expect("the usual shape");
         let json: Vec<&str> = pods.iter().map(|p| p.metadata.labels.as_ref().expect("labels").as_json()).collect();
-        // The last two begin as the API writes labels, and are read whole by the general
-        // path from where that stops matching.
+        // The last two begin as the API writes labels; once that stops matching, they are
+        // read again whole, from their `{`, by the general path.
         let spaced = [r#"{"x":"1","y":"2" }"#, r#"{"x":"1", "y":"2"}"#];
         assert_eq!(json, [r#"{"x":"1","y":"2","z":"3"}"#, r#"{ "x" : "1" }"#, "{}", spaced[0], spaced[1]]);
         // Borrowed from the body: no copy of the text.

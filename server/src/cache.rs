@@ -18,6 +18,11 @@
 //!
 //! A pod the cache does not know yet (metrics can arrive before the watch event) is served
 //! unenriched, and enriched on the next scrape; it never triggers a re-list.
+//!
+//! - `backoff`: how long a cache waits before trying again.
+//! - `lines`: a watch's lines, each bounded, and the events they say.
+//! - `silence`: the bound on how long a watch may say nothing.
+//! - `stream`: a streaming list, its objects as a watch's events.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,10 +58,6 @@ struct Kind {
     path: &'static str,
     metadata_only: bool,
 }
-
-/// The longest watch line (one event) accepted: Kubernetes objects are at most 1.5 MiB in
-/// etcd by default, so this leaves room while bounding what one line can cost.
-const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
 
 /// How many times an expired `continue` token (410) starts a paged list over before the
 /// cache asks for the whole list in one answer, as client-go's pager does at the first

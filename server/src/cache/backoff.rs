@@ -25,7 +25,7 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub(super) fn seeded(seed: u64) -> Self {
+    fn seeded(seed: u64) -> Self {
         // splitmix64's finalizer, so that near seeds do not begin near each other.
         let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);

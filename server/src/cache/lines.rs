@@ -7,8 +7,12 @@ use futures_lite::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use msp_core::WatchEvent;
 
 use super::silence::Silence;
-use super::{count, WatchErrors, MAX_WATCH_LINE};
+use super::{count, WatchErrors};
 use crate::kube::{KubeClient, KubeError};
+
+/// The longest watch line (one event) accepted: Kubernetes objects are at most 1.5 MiB in
+/// etcd by default, so this leaves room while bounding what one line can cost.
+const MAX_WATCH_LINE: usize = 16 * 1024 * 1024;
 
 /// A watch's lines, each at most the response bound (and [`MAX_WATCH_LINE`]).
 pub(super) struct Lines {
